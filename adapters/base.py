@@ -1,0 +1,68 @@
+"""The one small interface every channel provider implements.
+
+An adapter takes a batch of :class:`Message` (at most ``max_batch``) and returns one
+:class:`Result` per message, in the same order.  It never raises for a provider's
+answer: HTTP errors, timeouts and dropped connections become ``retry`` or ``failed``
+results.  It raises only for programming or configuration errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, Sequence, runtime_checkable
+
+__all__ = ["Message", "Result", "Adapter", "SENT", "RETRY", "FAILED"]
+
+SENT: Literal["sent"] = "sent"
+RETRY: Literal["retry"] = "retry"
+FAILED: Literal["failed"] = "failed"
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One message ready to go out. ``send_at`` is epoch seconds (UTC)."""
+
+    message_id: str
+    user_id: int
+    channel: str
+    step: str
+    variant: str | None
+    to: str
+    subject: str | None
+    body: str
+    send_at: float
+    template: str | None = None
+    campaign_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Result:
+    """The provider's answer for one message.
+
+    ``status``: ``sent`` (accepted; ``provider_id`` when the provider gave one),
+    ``retry`` (transient: 429, 5xx, timeout, dropped connection; ``retry_after`` in
+    seconds when the provider asked for a delay) or ``failed`` (permanent; ``error``
+    says why, e.g. ``"400 invalid phone number"``).
+    """
+
+    message_id: str
+    status: Literal["sent", "retry", "failed"]
+    provider_id: str | None = None
+    retry_after: float | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A channel provider. ``max_batch`` messages per :meth:`send` call at most."""
+
+    name: str
+    max_batch: int
+
+    async def send(self, batch: Sequence[Message]) -> list[Result]:
+        """Deliver ``batch``; one :class:`Result` per message, same order."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+        ...

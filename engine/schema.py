@@ -1,0 +1,81 @@
+"""The data contract as constants: event and channel codes, column names, units.
+
+Events and channels are carried through the numeric core as small integer codes
+(``int8``); ``-1`` means "no channel".  Timestamps inside the core are ``int64``
+seconds since the Unix epoch, UTC.  Timestamps in output tables are
+``timestamp[us, tz=UTC]``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EVENTS: tuple[str, ...] = (
+    "session",
+    "purchase",
+    "send",
+    "open",
+    "click",
+    "unsubscribe",
+    "bounce",
+    "complaint",
+)
+EVENT_CODE: dict[str, int] = {name: i for i, name in enumerate(EVENTS)}
+SESSION, PURCHASE, SEND, OPEN, CLICK, UNSUBSCRIBE, BOUNCE, COMPLAINT = range(len(EVENTS))
+
+CHANNELS: tuple[str, ...] = ("email", "sms", "push")
+CHANNEL_CODE: dict[str, int] = {name: i for i, name in enumerate(CHANNELS)}
+NO_CHANNEL = -1
+#: Events that must name a channel.
+CHANNEL_EVENTS: frozenset[str] = frozenset(
+    {"send", "open", "click", "unsubscribe", "bounce", "complaint"}
+)
+#: Events that make a user "alive" unless the caller says otherwise.
+DEFAULT_ACTIVITY: tuple[str, ...] = ("session", "purchase", "click")
+#: Events that count as engagement for the send-time histogram.
+ENGAGEMENT_EVENTS: tuple[str, ...] = ("open", "click", "session")
+
+#: Address and consent columns per channel in the users table.
+ADDRESS_COLUMN = {"email": "email", "sms": "phone", "push": "push_token"}
+CONSENT_COLUMN = {c: f"consent_{c}" for c in CHANNELS}
+
+LIFECYCLE: tuple[str, ...] = ("active", "at_risk", "lapsing", "lapsed", "dormant")
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+SECONDS_PER_DAY = 86_400
+
+USERS_REQUIRED = {"user_id": pa.int64()}
+USERS_OPTIONAL = {
+    "timezone": pa.string(),
+    "email": pa.string(),
+    "phone": pa.string(),
+    "push_token": pa.string(),
+    "consent_email": pa.bool_(),
+    "consent_sms": pa.bool_(),
+    "consent_push": pa.bool_(),
+    "signup_at": TIMESTAMP,
+}
+EVENTS_REQUIRED = {"user_id": pa.int64(), "ts": TIMESTAMP, "event": pa.string()}
+EVENTS_OPTIONAL = {"channel": pa.string(), "value": pa.float64()}
+
+#: Columns of plan.arrow that every later step relies on (more may follow).
+PLAN_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("campaign_id", pa.string()),
+        ("user_id", pa.int64()),
+        ("step", pa.string()),
+        ("step_index", pa.int16()),
+        ("variant", pa.string()),
+        ("channel", pa.string()),
+        ("send_at", TIMESTAMP),
+        ("reason", pa.string()),
+        ("holdout", pa.bool_()),
+        ("expected_value", pa.float64()),
+        ("to", pa.string()),
+        ("template", pa.string()),
+        ("subject", pa.string()),
+        ("body", pa.string()),
+        ("exit_on", pa.string()),
+    ]
+)
