@@ -1,0 +1,278 @@
+"""Column normalisers for the data contract: Arrow arrays in, numpy arrays and masks out.
+
+Each function takes one Arrow column (any of the types the contract accepts for it)
+and returns the normalised values plus boolean masks: ``null`` (the value is
+missing) and ``bad`` (present but not convertible; a "wrong type" bad row).  All
+work is vectorised Arrow compute or numpy; nothing loops over rows in Python
+except :func:`_cast_isolating`, which bisects only the rare strings that look
+right but do not parse (``2026-02-31``).
+
+A column whose *type* cannot hold the contract's values at all (``ts`` as
+``bool``, ``event`` as ``int64``) raises :class:`ColumnTypeError`, which the
+caller turns into an :class:`~engine.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "ColumnTypeError",
+    "to_int64",
+    "to_epoch_seconds",
+    "to_codes",
+    "to_float64",
+    "to_bool",
+    "to_string",
+    "is_stringlike",
+]
+
+INT64_MIN = np.iinfo(np.int64).min
+_INT_RE = r"^\s*[+-]?\d{1,19}\s*$"
+_NUM_RE = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
+_TS_RE = (
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
+    r"(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
+_TZ_SUFFIX_RE = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+_UNIT_DIV = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+class ColumnTypeError(TypeError):
+    """A whole column has a type the contract cannot convert (message says which types work)."""
+
+
+def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+def _decode(arr: pa.Array) -> pa.Array:
+    """Dictionary -> its value type (only used for small inputs such as users columns)."""
+    if pa.types.is_dictionary(arr.type):
+        return arr.dictionary_decode()
+    return arr
+
+
+def is_stringlike(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _null_mask(arr: pa.Array) -> np.ndarray:
+    if arr.null_count == 0:
+        return np.zeros(len(arr), dtype=bool)
+    return arr.is_null().to_numpy(zero_copy_only=False)
+
+
+def _np(arr: pa.Array, fill) -> np.ndarray:
+    if arr.null_count:
+        arr = arr.fill_null(fill)
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def to_string(arr) -> pa.Array:
+    """Any string-like or dictionary-of-string column as ``string``; empty strings stay."""
+    arr = _decode(_combine(arr))
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.string())
+    return arr.cast(pa.string())
+
+
+def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer ids as ``int64``: returns ``(values, null, bad)``.
+
+    Accepts any integer type (unsigned values above 2**63-1 are bad), floats that
+    hold whole numbers, and strings of decimal digits.
+    """
+    arr = _decode(_combine(arr))
+    t = arr.type
+    n = len(arr)
+    null = _null_mask(arr)
+    bad = np.zeros(n, dtype=bool)
+    if pa.types.is_null(t):
+        return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), bad
+    if pa.types.is_signed_integer(t):
+        return _np(arr.cast(pa.int64()), 0), null, bad
+    if pa.types.is_unsigned_integer(t):
+        raw = _np(arr.cast(pa.uint64()), 0)
+        bad = raw > np.uint64(np.iinfo(np.int64).max)
+        return np.where(bad, 0, raw).astype(np.int64), null, bad
+    if pa.types.is_floating(t):
+        f = _np(arr.cast(pa.float64()), 0.0)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2.0**63)
+        bad = ~ok & ~null
+        return np.where(ok, f, 0).astype(np.int64), null, bad
+    if is_stringlike(t):
+        s = arr.cast(pa.string())
+        shape = _np(pc.match_substring_regex(s, _INT_RE), False)
+        good = pa.array(shape)
+        vals = np.zeros(n, dtype=np.int64)
+        if shape.any():
+            sub = pc.utf8_trim_whitespace(s.filter(good))
+            ints, ok = _cast_isolating(sub, pa.int64())
+            idx = np.flatnonzero(shape)
+            vals[idx] = ints
+            shape[idx[~ok]] = False
+        bad = ~shape & ~null
+        return vals, null, bad
+    raise ColumnTypeError(f"type {t} (expected an integer type, or strings of digits)")
+
+
+def to_float64(arr) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers as ``float64`` with NaN for null: returns ``(values, bad)``; strings are parsed."""
+    arr = _decode(_combine(arr))
+    t = arr.type
+    n = len(arr)
+    if pa.types.is_null(t):
+        return np.full(n, np.nan), np.zeros(n, dtype=bool)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return _np(arr.cast(pa.float64()), np.nan), np.zeros(n, dtype=bool)
+    if is_stringlike(t):
+        s = arr.cast(pa.string())
+        null = _null_mask(s) | _np(pc.equal(pc.utf8_trim_whitespace(s), ""), False)
+        shape = _np(pc.match_substring_regex(s, _NUM_RE, ignore_case=True), False)
+        vals = np.full(n, np.nan)
+        if shape.any():
+            sub = pc.utf8_trim_whitespace(s.filter(pa.array(shape)))
+            f, ok = _cast_isolating(sub, pa.float64())
+            idx = np.flatnonzero(shape)
+            vals[idx] = f
+            shape[idx[~ok]] = False
+        return vals, ~shape & ~null
+    raise ColumnTypeError(f"type {t} (expected a number type, or strings of numbers)")
+
+
+def to_bool(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean-ish values: returns ``(values, null, bad)``.
+
+    Accepts ``bool``; integers 0/1; strings true/false, t/f, yes/no, y/n, 1/0 (any
+    case, surrounding spaces ignored).  Anything else is bad.
+    """
+    arr = _decode(_combine(arr))
+    t = arr.type
+    n = len(arr)
+    null = _null_mask(arr)
+    if pa.types.is_null(t):
+        return np.zeros(n, dtype=bool), np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    if pa.types.is_boolean(t):
+        return _np(arr, False).astype(bool), null, np.zeros(n, dtype=bool)
+    if pa.types.is_integer(t):
+        v = _np(arr.cast(pa.int64()), 0)
+        return v == 1, null, ~null & (v != 0) & (v != 1)
+    if is_stringlike(t):
+        s = pc.utf8_lower(pc.utf8_trim_whitespace(arr.cast(pa.string())))
+        empty = _np(pc.equal(s, ""), False)
+        yes = _np(pc.is_in(s, value_set=pa.array(_TRUE)), False)
+        no = _np(pc.is_in(s, value_set=pa.array(_FALSE)), False)
+        null = null | empty
+        return yes, null, ~null & ~yes & ~no
+    raise ColumnTypeError(f"type {t} (expected bool, 0/1, or strings true/false/yes/no)")
+
+
+def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Instants as ``int64`` seconds since the epoch, UTC: returns ``(seconds, null, bad)``.
+
+    Timestamps of any unit (naive values are read as UTC; tz-aware ones are
+    already UTC inside Arrow), dates (midnight UTC), and ISO 8601 strings
+    (``2026-11-01``, ``2026-11-01 12:00:00``, ``2026-11-01T12:00:00.5+01:00``,
+    ``...Z``).  Sub-second parts are floored.
+    """
+    arr = _decode(_combine(arr))
+    t = arr.type
+    n = len(arr)
+    null = _null_mask(arr)
+    bad = np.zeros(n, dtype=bool)
+    if pa.types.is_null(t):
+        return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), bad
+    if pa.types.is_date(t):
+        arr = arr.cast(pa.timestamp("s"))
+        t = arr.type
+    if pa.types.is_timestamp(t):
+        ints = _np(arr.cast(pa.int64()), 0)
+        div = _UNIT_DIV[t.unit]
+        return (ints // div if div != 1 else ints), null, bad
+    if is_stringlike(t):
+        s = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+        null = null | _np(pc.equal(s, ""), False)
+        shape = _np(pc.match_substring_regex(s, _TS_RE), False)
+        has_tz = _np(pc.match_substring_regex(s, _TZ_SUFFIX_RE), False)
+        secs = np.zeros(n, dtype=np.int64)
+        ok_all = np.zeros(n, dtype=bool)
+        for group, typ in ((shape & has_tz, pa.timestamp("us", tz="UTC")), (shape & ~has_tz, pa.timestamp("us"))):
+            if not group.any():
+                continue
+            idx = np.flatnonzero(group)
+            us, ok = _cast_isolating(s.filter(pa.array(group)), typ)
+            secs[idx] = us // 1_000_000
+            ok_all[idx] = ok
+        return secs, null, ~ok_all & ~null
+    raise ColumnTypeError(f"type {t} (expected a timestamp, a date, or ISO 8601 strings)")
+
+
+def to_codes(arr, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Names as ``int8`` codes (position in ``names``): returns ``(codes, null, unknown)``.
+
+    Strings go through ``pc.index_in``; a dictionary column maps its (small)
+    dictionary once and gathers the codes through its indices (any index type).
+    Codes are ``-1`` where null or unknown.
+    """
+    arr = _combine(arr)
+    t = arr.type
+    n = len(arr)
+    value_set = pa.array(names, type=pa.string())
+    if pa.types.is_null(t):
+        return np.full(n, -1, dtype=np.int8), np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    if pa.types.is_dictionary(t):
+        if not (is_stringlike(t.value_type) or pa.types.is_null(t.value_type)):
+            raise ColumnTypeError(f"type {t} (expected strings or a dictionary of strings)")
+        dictionary = arr.dictionary.cast(pa.string())
+        lut = np.append(_np(pc.index_in(dictionary, value_set=value_set), -1), -1).astype(np.int8)
+        ind = arr.indices
+        null = _null_mask(arr)  # a null index or a null dictionary value
+        pos = _np(ind.cast(pa.int64()), len(dictionary))
+        codes = lut[pos]
+        codes[null] = -1
+        return codes, null, ~null & (codes < 0)
+    if is_stringlike(t):
+        null = _null_mask(arr)
+        codes = _np(pc.index_in(arr, value_set=value_set), -1).astype(np.int8)
+        return codes, null, ~null & (codes < 0)
+    raise ColumnTypeError(f"type {t} (expected strings or a dictionary of strings)")
+
+
+def _cast_isolating(arr: pa.Array, typ: pa.DataType) -> tuple[np.ndarray, np.ndarray]:
+    """Cast ``arr`` to ``typ`` (int64/float64/timestamp); returns ``(values, ok)``.
+
+    Casting is all-or-nothing in Arrow, so a failure bisects the array until the
+    values that do not parse are isolated; the cost is one cast per half that
+    holds a bad value, i.e. O(k log n) casts for k bad values among n.
+    """
+    n = len(arr)
+    out = np.zeros(n, dtype=np.float64 if pa.types.is_floating(typ) else np.int64)
+    ok = np.zeros(n, dtype=bool)
+    stack = [(0, n)]
+    while stack:
+        lo, hi = stack.pop()
+        if hi <= lo:
+            continue
+        part = arr.slice(lo, hi - lo)
+        try:
+            cast = part.cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if hi - lo == 1:
+                continue
+            mid = (lo + hi) // 2
+            stack.append((lo, mid))
+            stack.append((mid, hi))
+            continue
+        if pa.types.is_timestamp(typ):
+            cast = cast.cast(pa.int64())
+        out[lo:hi] = _np(cast, 0)
+        ok[lo:hi] = True
+    return out, ok
