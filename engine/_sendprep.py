@@ -1,0 +1,130 @@
+"""Inputs of ``send`` around the hot loop: reading the plan, the dry-run preview, exit rules."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from engine.errors import InputError
+from engine.schema import DEFAULT_ACTIVITY, TIMESTAMP
+from engine.timeutil import parse_as_of, to_epoch_seconds
+
+__all__ = ["read_plan", "read_any", "dry_run_preview", "reengaged_users", "campaign_start"]
+
+_FORMATS = {".arrow": "feather", ".feather": "feather", ".ipc": "feather",
+            ".parquet": "parquet", ".csv": "csv"}
+
+
+def read_any(path: str | os.PathLike, what: str) -> pa.Table:
+    """Read an Arrow IPC, Parquet or CSV file (or a directory of them) into a table."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist; pass the path of an Arrow, Parquet or CSV file.")
+    fmt = "parquet" if path.is_dir() and any(path.rglob("*.parquet")) else _FORMATS.get(path.suffix.lower())
+    if path.is_dir() and fmt is None:
+        fmt = "feather"
+    if fmt is None:
+        raise InputError(f"{what} {path}: unknown file type {path.suffix!r}; use .arrow, .parquet or .csv.")
+    try:
+        return ds.dataset(path, format=fmt).to_table()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{what} {path} cannot be read as {fmt}: {exc}") from None
+
+
+def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
+    """The plan as a table, and a name for it in error messages."""
+    if isinstance(plan, pa.Table):
+        return plan, "plan table"
+    path = Path(plan)
+    if path.suffix.lower() in (".arrow", ".feather", ".ipc") and path.is_file():
+        import pyarrow.feather as feather  # keeps the schema metadata (campaign start)
+
+        try:
+            return feather.read_table(path), str(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"plan {path} is not an Arrow IPC file ({exc}); pass the plan.arrow of 'winback plan'.") from None
+    return read_any(path, "plan"), str(path)
+
+
+def campaign_start(plan: pa.Table) -> float:
+    """Epoch seconds the campaign starts: ``as_of`` in the ``winback.plan`` metadata,
+    else the earliest ``send_at`` of step 0."""
+    meta = (plan.schema.metadata or {}).get(b"winback.plan")
+    if meta:
+        try:
+            as_of = json.loads(meta).get("as_of")
+            if as_of is not None:
+                return float(parse_as_of(as_of))
+        except (ValueError, AttributeError):
+            pass
+    send = to_epoch_seconds(plan.column("send_at")) if plan.num_rows else np.zeros(0, np.int64)
+    if "step_index" in plan.column_names and plan.num_rows:
+        first = plan.column("step_index").to_numpy(zero_copy_only=False) == 0
+        if first.any():
+            send = send[first]
+    return float(send.min()) if send.size else 0.0
+
+
+def reengaged_users(events: str | os.PathLike, plan: pa.Table) -> np.ndarray:
+    """User ids with activity (session, purchase, click) after the campaign start."""
+    table = read_any(events, "events")
+    for col in ("user_id", "ts", "event"):
+        if col not in table.column_names:
+            raise InputError(f"events {events}: no column {col!r}; an events file needs user_id, ts and event.")
+    start = campaign_start(plan)
+    event = table.column("event")
+    if pa.types.is_dictionary(event.type):
+        event = event.cast(pa.string())
+    ts = table.column("ts")
+    if not pa.types.is_timestamp(ts.type):
+        raise InputError(f"events {events}: column ts is {ts.type}, not a timestamp.")
+    secs = to_epoch_seconds(ts)
+    active = pc.is_in(event, value_set=pa.array(list(DEFAULT_ACTIVITY))).to_numpy(zero_copy_only=False)
+    keep = active & (secs > start)
+    uid = table.column("user_id").to_numpy()
+    return np.unique(uid[keep])
+
+
+def _mask(address: str | None) -> str:
+    if not address:
+        return ""
+    if "@" in address:
+        name, _, domain = address.partition("@")
+        return f"{name[:1]}***@{domain}"
+    return address[:3] + "***" + address[-2:] if len(address) > 6 else "***"
+
+
+def dry_run_preview(plan: pa.Table, samples_per_channel: int = 2) -> tuple[pa.Table, list[dict]]:
+    """Counts of planned messages per channel, step and UTC hour; a few masked samples."""
+    if "reason" in plan.column_names:
+        plan = plan.filter(pc.is_null(plan.column("reason")))
+    send = plan.column("send_at")
+    if pa.types.is_timestamp(send.type):
+        secs = to_epoch_seconds(send)
+    else:
+        secs = np.asarray(send.to_numpy(zero_copy_only=False), dtype=np.int64)
+    hour = pa.array((secs // 3600 * 3600) * 1_000_000, type=TIMESTAMP)
+    step = plan.column("step") if "step" in plan.column_names else pa.nulls(plan.num_rows, pa.string())
+    grouped = pa.table({"channel": plan.column("channel"), "step": step, "hour": hour}).group_by(
+        ["channel", "step", "hour"]).aggregate([([], "count_all")])
+    grouped = grouped.rename_columns(["channel", "step", "hour", "messages"]).sort_by(
+        [("hour", "ascending"), ("channel", "ascending"), ("step", "ascending")])
+    out: list[dict] = []
+    seen: dict[str, int] = {}
+    cols = [c for c in ("message_id", "user_id", "channel", "step", "variant", "to", "subject")
+            if c in plan.column_names]
+    for i, row in enumerate(plan.select(cols).slice(0, 10_000).to_pylist()):
+        ch = row.get("channel")
+        if seen.get(ch, 0) >= samples_per_channel:
+            continue
+        seen[ch] = seen.get(ch, 0) + 1
+        row["to"] = _mask(row.get("to"))
+        row["send_at"] = str(send[i].as_py())
+        out.append(row)
+    return grouped, out

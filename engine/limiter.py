@@ -1,0 +1,104 @@
+"""A reservation-based token-bucket rate limiter for asyncio (burst 1, FIFO).
+
+Each :meth:`RateLimiter.acquire` reserves the next free *slot* on a timeline whose
+slots are ``1 / (pace * rate)`` seconds apart, then sleeps once until its slot.  So:
+
+* **never over the limit**: any closed one-second window holds at most
+  ``floor(pace * rate) + 1 <= rate`` slots (for ``rate >= 1`` per second); the
+  default ``pace = 0.99`` leaves 1% of the budget to absorb timer jitter (a wake-up
+  a few milliseconds late moves a request closer to the next one);
+* **even pacing**: burst 1; an idle limiter does not save up tokens, so there is no
+  "whole second's budget at once" spike at start (unlike a bucket that starts full);
+* **FIFO**: slots are handed out in call order and sleep deadlines are strictly
+  increasing, so waiters wake in the order they called;
+* **constant CPU per acquisition**: one clock read, two float operations and one
+  ``sleep`` per call, however many tasks wait; nothing polls.
+
+The clock and the sleep function are injectable (``clock() -> seconds`` and
+``async sleep(seconds)``), so tests move a fake clock instead of sleeping.
+
+Cancellation: a waiter cancelled while it sleeps gives its slot back only when no
+later reservation was made after it (it was the tail of the timeline); otherwise
+its slot stays unused.  An unused slot only ever makes traffic slower, never
+faster, so cancellation cannot push the rate over the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Awaitable, Callable
+
+__all__ = ["RateLimiter"]
+
+
+class RateLimiter:
+    """Pace calls to at most ``rate`` per second (reservation token bucket, burst 1).
+
+    ``cost`` units are reserved per :meth:`acquire` (one request, or one message):
+    a call with ``cost = 3`` takes three slots.  ``rate=None`` or ``math.inf``
+    means unlimited: :meth:`acquire` returns at once.
+    """
+
+    __slots__ = ("rate", "pace", "interval", "_next", "_clock", "_sleep", "acquired")
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        pace: float = 0.99,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+    ) -> None:
+        if rate is not None and not (rate > 0):
+            raise ValueError(f"rate must be > 0 per second or None for unlimited, not {rate!r}")
+        if not (0 < pace <= 1):
+            raise ValueError(f"pace must be in (0, 1], not {pace!r}")
+        self.rate = math.inf if rate is None else float(rate)
+        self.pace = float(pace)
+        #: seconds between two slots
+        self.interval = 0.0 if math.isinf(self.rate) else 1.0 / (self.rate * self.pace)
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or asyncio.sleep
+        self._next = -math.inf  # the earliest free slot (clock seconds)
+        #: total cost units granted so far
+        self.acquired = 0
+
+    async def acquire(self, cost: int = 1) -> None:
+        """Wait until ``cost`` slots are ours; return at the first one's instant."""
+        interval = self.interval
+        self.acquired += cost
+        if interval == 0.0:
+            return
+        now = self._clock()
+        slot = self._next if self._next > now else now
+        end = slot + cost * interval
+        self._next = end
+        delay = slot - now
+        if delay <= 0.0:
+            return
+        try:
+            await self._sleep(delay)
+        except asyncio.CancelledError:
+            self.acquired -= cost
+            if self._next == end:  # nobody reserved after us: hand the slots back
+                self._next = slot
+            raise
+
+    def next_free_in(self) -> float:
+        """Seconds until the next free slot (0 when a call would not wait)."""
+        return max(0.0, self._next - self._clock())
+
+    async def __aenter__(self) -> "RateLimiter":
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"<RateLimiter rate={self.rate:g}/s pace={self.pace:g} "
+            f"next_free_in={self.next_free_in():.4f}s acquired={self.acquired}>"
+        )
