@@ -46,6 +46,7 @@ from engine.schema import (
     USERS_REQUIRED,
 )
 from engine.timeutil import from_epoch_seconds, parse_as_of
+from engine.userindex import UserIndex
 
 __all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows"]
 
@@ -225,64 +226,6 @@ def _column_type_error(path: Path, column: str, exc: co.ColumnTypeError) -> Inpu
 
 
 # --------------------------------------------------------------------------- users
-class UserIndex:
-    """Maps user ids (``int64``) to dense indexes 0..n-1 (row positions in ``Users.table``).
-
-    Ids that fill their range densely (span <= 4n + 65536) use a direct lookup
-    table; others a sorted copy and binary search (``np.searchsorted``), which
-    measured faster than a numba open-addressing hash map for 1M users / 50M
-    lookups (see ``benchmarks/bench_io.py``).
-    """
-
-    __slots__ = ("ids", "_base", "_lut", "_sorted", "_order")
-
-    def __init__(self, user_ids: np.ndarray):
-        ids = np.ascontiguousarray(user_ids, dtype=np.int64)
-        self.ids = ids
-        self._lut = self._sorted = self._order = None
-        self._base = 0
-        if len(ids) == 0:
-            self._sorted = ids
-            return
-        lo, hi = int(ids.min()), int(ids.max())
-        span = hi - lo + 1
-        if span <= 4 * len(ids) + 65536:
-            self._base = lo
-            lut = np.full(span, -1, dtype=np.int64)
-            lut[ids - lo] = np.arange(len(ids), dtype=np.int64)
-            self._lut = lut
-        else:
-            if np.all(ids[1:] > ids[:-1]):
-                self._sorted = ids
-            else:
-                self._order = np.argsort(ids, kind="stable")
-                self._sorted = ids[self._order]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __repr__(self) -> str:
-        kind = "table" if self._lut is not None else "sorted"
-        return f"UserIndex(n={len(self.ids)}, kind={kind})"
-
-    def lookup(self, user_ids: np.ndarray) -> np.ndarray:
-        """Dense index (``int64``) of each id; ``-1`` where the id is unknown."""
-        q = np.asarray(user_ids, dtype=np.int64)
-        if self._lut is not None:
-            with np.errstate(over="ignore"):
-                off = (q - np.int64(self._base)).view(np.uint64)
-            inside = off < np.uint64(len(self._lut))
-            return np.where(inside, self._lut[np.where(inside, off, 0)], -1)
-        s = self._sorted
-        if len(s) == 0:
-            return np.full(q.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(s, q)
-        pos[pos == len(s)] = 0
-        hit = s[pos] == q
-        dense = pos if self._order is None else self._order[pos]
-        return np.where(hit, dense, -1)
-
-
 @dataclass(frozen=True)
 class Users:
     """The normalised users table and its id index (dense index = row position)."""
