@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS suppressions (
     reason  TEXT,
     at      REAL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS suppressions_key ON suppressions (channel, address, user_id);
+CREATE UNIQUE INDEX IF NOT EXISTS suppressions_key
+    ON suppressions (channel, COALESCE(address, ''), COALESCE(user_id, -1));
 CREATE TABLE IF NOT EXISTS broadcasts (campaign_id TEXT NOT NULL, at REAL NOT NULL);
 """
 

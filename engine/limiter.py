@@ -3,8 +3,9 @@
 Each :meth:`RateLimiter.acquire` reserves the next free *slot* on a timeline whose
 slots are ``1 / (pace * rate)`` seconds apart, then sleeps once until its slot.  So:
 
-* **never over the limit**: any closed one-second window holds at most
-  ``floor(pace * rate) + 1 <= rate`` slots (for ``rate >= 1`` per second); the
+* **never over the limit**: any one-second window holds at most
+  ``floor(pace * rate) + 1`` slots, which is ``<= rate`` for a whole number of
+  requests per second (a fractional rate such as 1.5/s can see 2 in one window); the
   default ``pace = 0.99`` leaves 1% of the budget to absorb timer jitter (a wake-up
   a few milliseconds late moves a request closer to the next one);
 * **even pacing**: burst 1; an idle limiter does not save up tokens, so there is no

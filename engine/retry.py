@@ -61,8 +61,11 @@ def compute_backoff(
     """
     if attempts < 1:
         raise ValueError(f"attempts counts tries made so far and starts at 1, not {attempts}")
-    exp = min(attempts - 1, 64)  # beyond this the cap wins anyway; avoids float overflow
-    cap = min(float(max_backoff), base * factor**exp)
+    try:
+        raw = base * float(factor) ** (attempts - 1)
+    except OverflowError:  # far past the cap anyway
+        raw = float("inf")
+    cap = min(float(max_backoff), raw)
     if jitter == "none":
         return cap
     r = (rng or random).random()

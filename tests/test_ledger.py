@@ -1,0 +1,198 @@
+"""The SQLite ledger: loading, claiming, results, crash recovery, suppressions; real files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine.errors import InputError
+from engine.ledger import CLAIM_COLUMNS, Ledger, read_messages, read_suppressions
+from engine.schema import TIMESTAMP
+
+T0 = 1_790_000_000  # a fixed instant, epoch seconds
+
+
+def make_plan(n: int, *, start: int = 0, channel: str = "push", send_at: int = T0,
+              reasons: list | None = None, step_index: int = 0, exit_on: str | None = None) -> pa.Table:
+    ids = [f"m{i}" for i in range(start, start + n)]
+    return pa.table({
+        "message_id": ids,
+        "campaign_id": ["c1"] * n,
+        "user_id": pa.array(range(start, start + n), pa.int64()),
+        "step": ["s"] * n,
+        "step_index": pa.array([step_index] * n, pa.int16()),
+        "variant": ["a"] * n,
+        "channel": [channel] * n,
+        "send_at": pa.array(np.full(n, send_at * 1_000_000), TIMESTAMP),
+        "reason": pa.array(reasons or [None] * n, pa.string()),
+        "to": [f"addr{i}" for i in range(start, start + n)],
+        "subject": ["hi"] * n,
+        "body": ["body"] * n,
+        "exit_on": [exit_on] * n,
+    })
+
+
+def states(path) -> dict[str, str]:
+    t = read_messages(path)
+    return dict(zip(t.column("message_id").to_pylist(), t.column("state").to_pylist()))
+
+
+def test_loading_is_idempotent_and_skips_unplanned_rows(tmp_path):
+    # given a plan with 5 rows, 2 of them not planned (holdout, no consent)
+    plan = make_plan(5, reasons=[None, "holdout", None, "no_consent", None])
+    with Ledger(tmp_path / "l.db") as led:
+        # when it is loaded twice
+        first = led.load_plan(plan)
+        second = led.load_plan(plan)
+        # and a newer plan for the same campaign: m3 (unplanned before) to m6, m4 already loaded
+        third = led.load_plan(make_plan(4, start=3))
+    # then only planned rows went in, the reload added nothing, the new plan only its new ids
+    assert (first, second, third) == (3, 0, 3)
+    assert sorted(states(tmp_path / "l.db")) == ["m0", "m2", "m3", "m4", "m5", "m6"]
+
+
+def test_plan_without_message_id_or_with_duplicates_is_refused(tmp_path):
+    with Ledger(tmp_path / "l.db") as led:
+        with pytest.raises(InputError, match="no column message_id"):
+            led.load_plan(make_plan(2).drop_columns(["message_id"]), source="p.arrow")
+        dup = pa.concat_tables([make_plan(2), make_plan(1)])
+        with pytest.raises(InputError, match=r"message_id repeats in 1 ids .*\['m0'\]"):
+            led.load_plan(dup, source="p.arrow")
+    # and nothing was loaded
+    assert states(tmp_path / "l.db") == {}
+
+
+def test_claim_moves_due_messages_to_in_flight_in_batches(tmp_path):
+    # given 10 messages due at T0 and 5 due an hour later
+    with Ledger(tmp_path / "l.db") as led:
+        led.load_plan(make_plan(10))
+        led.load_plan(make_plan(5, start=10, send_at=T0 + 3600))
+        # when we claim at T0 in batches of 4
+        a = led.claim("push", 4, now=T0, release_until=T0)
+        b = led.claim("push", 100, now=T0, release_until=T0)
+        c = led.claim("push", 100, now=T0, release_until=T0)
+        # then each message is claimed once, only due ones, attempts counting this attempt
+        assert len(a) == 4 and len(b) == 6 and c == []
+        row = dict(zip(CLAIM_COLUMNS, a[0]))
+        assert row["attempts"] == 1 and row["channel"] == "push" and row["to_addr"].startswith("addr")
+        assert led.next_due("push") == T0 + 3600
+        # and with release_until = infinity (--now) the later ones are claimable too
+        assert len(led.claim("push", 100, now=T0, release_until=float("inf"))) == 5
+        assert led.claim("email", 100, now=T0, release_until=float("inf")) == []
+    assert set(states(tmp_path / "l.db").values()) == {"in_flight"}
+
+
+def test_results_are_buffered_until_flush(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        led.load_plan(make_plan(3))
+        led.claim("push", 3, now=T0, release_until=T0)
+        # when results are recorded but not flushed
+        led.sent("m0", "prov-0", T0 + 1)
+        led.retry("m1", T0 + 60, "503 busy", T0 + 1)
+        led.dead("m2", "400 hard bounce", T0 + 1, channel="push", address="addr2", user_id=2, suppress=True)
+        # then another reader still sees them in flight
+        assert set(states(path).values()) == {"in_flight"}
+        assert led.flush() == 3
+    # and after the flush every state, the provider id and the suppression are on disk
+    t = read_messages(path).to_pylist()
+    by = {r["message_id"]: r for r in t}
+    assert by["m0"]["state"] == "sent" and by["m0"]["provider_id"] == "prov-0"
+    assert by["m1"]["state"] == "failed" and by["m1"]["next_attempt_at"].timestamp() == T0 + 60
+    assert by["m2"]["state"] == "dead" and by["m2"]["last_error"] == "400 hard bounce"
+    sup = read_suppressions(path).to_pylist()
+    assert [(s["channel"], s["address"], s["user_id"]) for s in sup] == [("push", "addr2", 2)]
+
+
+def test_retry_is_claimed_only_when_due(tmp_path):
+    with Ledger(tmp_path / "l.db") as led:
+        led.load_plan(make_plan(1))
+        led.claim("push", 1, now=T0, release_until=T0)
+        led.retry("m0", T0 + 30, "429", T0)
+        led.flush()
+        # when claimed before its next attempt time, then nothing; at it, the message with attempt 2
+        assert led.claim("push", 1, now=T0 + 29.9, release_until=float("inf")) == []
+        rows = led.claim("push", 1, now=T0 + 30, release_until=float("inf"))
+        assert [dict(zip(CLAIM_COLUMNS, r))["attempts"] for r in rows] == [2]
+
+
+@pytest.mark.parametrize("at_most_once, expected", [(False, {"m0": "planned", "m1": "failed", "m2": "sent"}),
+                                                     (True, {"m0": "dead", "m1": "dead", "m2": "sent"})])
+def test_recovery_after_a_crash(tmp_path, at_most_once, expected):
+    # given a ledger a killed run left with m0 (first attempt) and m1 (second attempt) in flight
+    path = tmp_path / "l.db"
+    led = Ledger(path)
+    led.load_plan(make_plan(3))
+    led.claim("push", 3, now=T0, release_until=T0)
+    led.retry("m1", T0, "503", T0)
+    led.sent("m2", "p2", T0)
+    led.flush()
+    led.claim("push", 1, now=T0, release_until=T0)  # m1 again: attempt 2
+    led._con.close()  # the process dies: no close(), no flush
+
+    # when a new run opens it and recovers
+    with Ledger(path) as led2:
+        n = led2.recover(at_most_once=at_most_once)
+
+    # then in-flight messages go back to where they were (or die with at-most-once)
+    assert n == 2
+    assert states(path) == expected
+    rows = {r["message_id"]: r for r in read_messages(path).to_pylist()}
+    if at_most_once:
+        assert rows["m0"]["last_error"] == "in flight at crash"
+    else:
+        assert rows["m0"]["attempts"] == 0 and rows["m1"]["attempts"] == 1
+
+
+def test_unclaim_restores_state_and_attempts(tmp_path):
+    with Ledger(tmp_path / "l.db") as led:
+        led.load_plan(make_plan(2))
+        led.claim("push", 2, now=T0, release_until=T0)
+        led.unclaim(["m0", "m1"])
+        assert [dict(zip(CLAIM_COLUMNS, r))["attempts"] for r in led.claim("push", 5, now=T0, release_until=T0)] == [1, 1]
+
+
+def test_exit_rules_and_suppressions_skip_pending_messages(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        # given step 0 for users 0-3 and a step 1 with an exit rule for the same users
+        led.load_plan(make_plan(4))
+        step1 = make_plan(4, step_index=1, exit_on="activity").set_column(
+            0, "message_id", pa.array([f"s1-{i}" for i in range(4)]))
+        led.load_plan(step1)
+        # when user 1 came back and addr3 is suppressed
+        assert led.skip_exited([1, 99]) == 1
+        assert led.add_suppressions([{"channel": "push", "address": "addr3", "reason": "unsubscribe"}]) == 1
+        assert led.add_suppressions([{"channel": "push", "address": "addr3", "reason": "unsubscribe"}]) == 0
+        assert led.skip_suppressed() == 2
+    # then only user 1's later step exits (step 0 is never an exit), and addr3 gets nothing
+    s = states(path)
+    assert s["s1-1"] == "skipped" and s["m1"] == "planned"
+    assert s["m3"] == s["s1-3"] == "skipped"
+    reasons = {r["message_id"]: r["last_error"] for r in read_messages(path).to_pylist()}
+    assert reasons["s1-1"] == "exited" and reasons["m3"] == "suppressed"
+
+
+def test_reading_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_messages(tmp_path / "nope.db")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE x (a)").connection.commit()
+    with pytest.raises(InputError, match="not a winback ledger"):
+        read_suppressions(other)
+
+
+def test_empty_ledger_reads_as_empty_tables(tmp_path):
+    with Ledger(tmp_path / "l.db"):
+        pass
+    assert read_messages(tmp_path / "l.db").num_rows == 0
+    assert read_suppressions(tmp_path / "l.db").schema.field("at").type == TIMESTAMP
+
+
+def test_wal_mode_is_on(tmp_path):
+    with Ledger(tmp_path / "l.db"):
+        pass
+    assert sqlite3.connect(tmp_path / "l.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,243 @@
+"""RateLimiter: pacing, FIFO, the one-second-window bound, cancellation; a fake clock, no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import itertools
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.limiter import RateLimiter
+
+
+class FakeClock:
+    """A clock the test moves; ``sleep`` parks the caller until the clock passes its deadline."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+        self._heap: list = []
+        self._seq = itertools.count()
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (self.t + seconds, next(self._seq), fut))
+        await fut
+
+    async def run_until_idle(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def advance(self) -> bool:
+        """Jump to the next deadline and wake its sleeper; False when nobody sleeps."""
+        await self.run_until_idle()
+        while self._heap:
+            when, _, fut = heapq.heappop(self._heap)
+            if fut.cancelled():
+                continue
+            self.t = max(self.t, when)
+            fut.set_result(None)
+            await self.run_until_idle()
+            return True
+        return False
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """Most events in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+async def grant_times(limiter: RateLimiter, clock: FakeClock, arrivals: list[float], costs: list[int]):
+    """Start one acquire per arrival (in order, at its fake time); return when each was granted."""
+    granted: dict[int, float] = {}
+
+    async def one(i: int, cost: int) -> None:
+        await limiter.acquire(cost)
+        granted[i] = clock()
+
+    tasks = []
+    for i, (at, cost) in enumerate(zip(arrivals, costs)):
+        while clock._heap and clock._heap[0][0] <= at:
+            await clock.advance()
+        clock.t = max(clock.t, at)
+        tasks.append(asyncio.ensure_future(one(i, cost)))
+        await clock.run_until_idle()
+    while await clock.advance():
+        pass
+    await asyncio.gather(*tasks)
+    return [granted[i] for i in range(len(arrivals))]
+
+
+def test_first_acquire_does_not_wait_and_next_is_paced():
+    # given a limiter of 100 per second on a fake clock
+    clock = FakeClock()
+    lim = RateLimiter(100, clock=clock, sleep=clock.sleep)
+
+    # when ten callers acquire at the same instant
+    times = asyncio.run(grant_times(lim, clock, [0.0 + clock.t] * 10, [1] * 10))
+
+    # then the first goes at once and the rest are spaced 1 / (0.99 * 100) s apart
+    assert times[0] == pytest.approx(1000.0)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps == pytest.approx([1 / 99] * 9)
+
+
+def test_waiters_are_served_in_call_order():
+    # given 50 callers arriving together at 10 per second
+    clock = FakeClock()
+    lim = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    order: list[int] = []
+
+    async def main():
+        async def one(i):
+            await lim.acquire()
+            order.append(i)
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(50)]
+        await clock.run_until_idle()
+        while await clock.advance():
+            pass
+        await asyncio.gather(*tasks)
+
+    # when the clock runs
+    asyncio.run(main())
+
+    # then they were granted first come, first served
+    assert order == list(range(50))
+
+
+def test_idle_limiter_does_not_save_up_a_burst():
+    # given a limiter that was idle for a minute after one call
+    clock = FakeClock()
+    lim = RateLimiter(1000, clock=clock, sleep=clock.sleep)
+    asyncio.run(grant_times(lim, clock, [clock.t], [1]))
+    clock.t += 60
+
+    # when 1000 callers arrive at once
+    times = asyncio.run(grant_times(lim, clock, [clock.t] * 1000, [1] * 1000))
+
+    # then they are paced, not let through at once: at most 1000 in any second, spread over ~1 s
+    assert max_in_window(times) <= 1000
+    assert times[-1] - times[0] == pytest.approx(999 / 990)
+
+
+@given(
+    rate=st.one_of(st.integers(min_value=1, max_value=5000), st.floats(min_value=0.5, max_value=5000.0)),
+    arrivals=st.lists(st.floats(min_value=0.0, max_value=3.0), min_size=1, max_size=150),
+    costs=st.lists(st.integers(min_value=1, max_value=3), min_size=150, max_size=150),
+)
+def test_never_more_than_rate_in_any_one_second_window(rate, arrivals, costs):
+    """For any arrival pattern and costs, the granted slots never exceed
+    ``floor(0.99 * rate) + 1`` in any one-second window (so never ``rate`` for a whole
+    number of messages per second), nobody is granted before arriving, and grants
+    follow call order."""
+    clock = FakeClock(0.0)
+    lim = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    arrivals = sorted(arrivals)
+    costs = costs[: len(arrivals)]
+    times = asyncio.run(grant_times(lim, clock, arrivals, costs))
+    # every cost unit occupies one slot, 1 / (0.99 rate) apart, starting at the grant time
+    slots = [t + k * lim.interval for t, c in zip(times, costs) for k in range(c)]
+    worst = max_in_window(slots)
+    assert worst <= math.floor(0.99 * rate + 1e-9) + 1
+    if float(rate).is_integer():
+        assert worst <= rate
+    assert all(t >= a - 1e-12 for t, a in zip(times, arrivals))
+    assert times == sorted(times)
+
+
+def test_cancelled_tail_waiter_gives_its_slot_back():
+    # given three waiters at 1 per second, the last one cancelled while it waits
+    clock = FakeClock(0.0)
+    lim = RateLimiter(1, pace=1.0, clock=clock, sleep=clock.sleep)
+
+    async def main():
+        a = asyncio.ensure_future(lim.acquire())
+        b = asyncio.ensure_future(lim.acquire())
+        c = asyncio.ensure_future(lim.acquire())
+        await clock.run_until_idle()
+        c.cancel()
+        await clock.run_until_idle()
+        # when a new caller comes
+        d = asyncio.ensure_future(lim.acquire())
+        while await clock.advance():
+            pass
+        await asyncio.gather(a, b, d)
+        return c.cancelled(), clock.t
+
+    cancelled, t_end = asyncio.run(main())
+
+    # then the cancelled slot (t=2) went to the newcomer instead of being wasted
+    assert cancelled
+    assert t_end == pytest.approx(2.0)
+    assert lim.acquired == 3
+
+
+def test_cancelled_middle_waiter_leaves_a_gap_never_a_burst():
+    # given three waiters at 1 per second, the middle one cancelled
+    clock = FakeClock(0.0)
+    lim = RateLimiter(1, pace=1.0, clock=clock, sleep=clock.sleep)
+
+    async def main():
+        a = asyncio.ensure_future(lim.acquire())
+        b = asyncio.ensure_future(lim.acquire())
+        c = asyncio.ensure_future(lim.acquire())
+        await clock.run_until_idle()
+        b.cancel()
+        d = asyncio.ensure_future(lim.acquire())
+        while await clock.advance():
+            pass
+        await asyncio.gather(a, c, d)
+        return clock.t
+
+    # when it runs, then the later waiters keep their slots (the gap stays unused)
+    assert asyncio.run(main()) == pytest.approx(3.0)
+
+
+def test_unlimited_never_sleeps_and_reuse_keeps_state():
+    # given an unlimited limiter
+    clock = FakeClock()
+    lim = RateLimiter(None, clock=clock, sleep=clock.sleep)
+
+    # when it is used many times, then nobody ever sleeps
+    async def main():
+        for _ in range(1000):
+            await lim.acquire()
+
+    asyncio.run(main())
+    assert clock._heap == [] and lim.acquired == 1000
+    assert "rate=inf" in repr(lim)
+
+
+def test_bad_rate_is_refused():
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        RateLimiter(0)
+    with pytest.raises(ValueError, match="pace"):
+        RateLimiter(10, pace=1.5)
+
+
+def test_real_clock_paces_a_short_run():
+    # given a limiter of 200 per second on the real loop clock
+    lim = RateLimiter(200)
+    loop_times: list[float] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def one():
+            await lim.acquire()
+            loop_times.append(loop.time())
+
+        await asyncio.gather(*(one() for _ in range(60)))
+
+    # when 60 callers wait, then they are spread over about 60 / 198 s, never all at once
+    asyncio.run(main())
+    assert max(loop_times) - min(loop_times) >= 59 / 198 * 0.9
