@@ -36,7 +36,7 @@ _TS_RE = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
     r"(Z|[+-]\d{2}(:?\d{2})?)?$"
 )
-_TZ_SUFFIX_RE = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+_TZ_SUFFIX_RE = r":\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$"  # a zone after the time, not the date
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _UNIT_DIV = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
