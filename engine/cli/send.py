@@ -1,0 +1,85 @@
+"""`winback send`: dispatch a plan through the channel providers, tracked in a ledger."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  winback send plan.arrow --providers providers.toml --ledger ledger.db --now
+  winback send plan.arrow --providers providers.toml --ledger ledger.db --dry-run
+  winback send plan.arrow --providers providers.toml --ledger ledger.db \\
+      --events events.arrow --max-seconds 3600
+
+exit codes: 0 every message is final (sent, dead or skipped); 75 stopped by
+--max-seconds with messages pending; 130 interrupted (SIGINT/SIGTERM); run the
+same command again on the same ledger to resume.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "send",
+        help="send a plan through rate-limited channel providers, resumable from a ledger",
+        description=(
+            "Load PLAN's planned messages into the ledger (once; reruns add only new ones), "
+            "release each at its send_at (or all now), send through the providers at each "
+            "channel's rate_per_second with retries and backoff, and record every result in "
+            "the ledger so a killed run resumes where it stopped."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("plan", help="plan file written by 'winback plan' (plan.arrow)")
+    p.add_argument("--providers", required=True, metavar="TOML",
+                   help="providers file: [channels.NAME] with adapter, URL, rate_per_second, concurrency")
+    p.add_argument("--ledger", required=True, metavar="DB",
+                   help="SQLite ledger file; created on first use, reused to resume")
+    p.add_argument("--now", action="store_true",
+                   help="send every planned message at once instead of waiting for its send_at")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would go out per channel, step and hour, with samples; touch nothing")
+    p.add_argument("--events", metavar="PATH",
+                   help="fresh events (Arrow/Parquet/CSV): users active since the campaign start "
+                        "leave later steps that have an exit rule")
+    p.add_argument("--at-most-once", action="store_true",
+                   help="never resend a message that was in flight when a previous run crashed "
+                        "(it becomes dead instead); default is at-least-once for such messages")
+    p.add_argument("--max-seconds", type=float, metavar="N",
+                   help="stop cleanly after N seconds (exit 75 if messages are still pending)")
+    p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.dispatch import send
+
+    summary = send(
+        args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
+        events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
+        progress=not args.no_progress,
+    )
+    if args.dry_run:
+        preview = summary.dry_run
+        total = sum(preview.column("messages").to_pylist())
+        print(f"dry run: {total:,} messages would go out (nothing sent, ledger untouched)")
+        print(f"{'hour (UTC)':<17} {'channel':<8} {'step':<20} messages")
+        for row in preview.slice(0, 48).to_pylist():
+            print(f"{row['hour']:%Y-%m-%d %H:00} {row['channel']:<8} {str(row['step']):<20} {row['messages']:>8,}")
+        if preview.num_rows > 48:
+            print(f"... {preview.num_rows - 48} more hours")
+        for s in summary.samples:
+            print(f"sample {s.get('channel')}: {s.get('message_id')} user {s.get('user_id')} to {s.get('to')}"
+                  f" at {s.get('send_at')}: {s.get('subject') or ''}")
+        return 0
+    parts = [f"{ch}: {int(c['sent']):,} sent, {int(c['dead']):,} dead, {int(c['retried']):,} retried"
+             for ch, c in summary.per_channel.items()]
+    print(f"sent {summary.sent:,} messages in {summary.seconds:.1f} s "
+          f"({summary.sent / max(summary.seconds, 1e-9):,.0f}/s); " + "; ".join(parts or ["nothing due"]))
+    if summary.exited or summary.suppressed or summary.recovered:
+        print(f"skipped {summary.exited:,} (exited) and {summary.suppressed:,} (suppressed); "
+              f"{summary.recovered:,} recovered from a crashed run")
+    if not summary.complete:
+        print(f"stopped with {summary.pending:,} messages pending; run the same command again to resume")
+        return 75
+    return 0

@@ -1,0 +1,288 @@
+"""The dispatch loop against a small in-test adapter (a real object behind the Adapter protocol).
+
+The same loop runs against the local provider server in tests/test_send_kill.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+
+from adapters.base import Result
+from engine.dispatch import Channel, dispatch, send
+from engine.errors import ConfigError, DispatchError, InputError, Interrupted
+from engine.ledger import Ledger, read_messages, read_suppressions
+from engine.schema import TIMESTAMP
+
+
+class Recorder:
+    """An adapter that answers from a rule and records every call (time, ids, concurrency)."""
+
+    name = "recorder"
+
+    def __init__(self, rule=None, *, max_batch: int = 1, latency: float = 0.0, on_call=None):
+        self.rule = rule or (lambda msg, attempt: Result(msg.message_id, "sent", provider_id="p-" + msg.message_id))
+        self.max_batch = max_batch
+        self.latency = latency
+        self.on_call = on_call
+        self.calls: list[tuple[float, list[str]]] = []
+        self.attempts: dict[str, int] = {}
+        self.active = 0
+        self.max_active = 0
+        self.closed = False
+
+    async def send(self, batch):
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.calls.append((time.time(), [m.message_id for m in batch]))
+        if self.on_call:
+            self.on_call(self)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            out = []
+            for m in batch:
+                self.attempts[m.message_id] = self.attempts.get(m.message_id, 0) + 1
+                out.append(self.rule(m, self.attempts[m.message_id]))
+            return out
+        finally:
+            self.active -= 1
+
+    async def aclose(self):
+        self.closed = True
+
+    def sent_ids(self) -> list[str]:
+        return [i for _, ids in self.calls for i in ids]
+
+
+def make_plan(n: int, *, send_at: float | None = None, step_index: int = 0, prefix: str = "m",
+              channel: str = "push", exit_on: str | None = None, to=None) -> pa.Table:
+    at = int((send_at if send_at is not None else time.time()) * 1_000_000)
+    return pa.table({
+        "message_id": [f"{prefix}{i}" for i in range(n)],
+        "campaign_id": ["c1"] * n,
+        "user_id": pa.array(range(n), pa.int64()),
+        "step": [f"step{step_index}"] * n,
+        "step_index": pa.array([step_index] * n, pa.int16()),
+        "variant": ["a"] * n,
+        "channel": [channel] * n,
+        "send_at": pa.array(np.full(n, at), TIMESTAMP),
+        "reason": pa.nulls(n, pa.string()),
+        "to": to or [f"tok{i}" for i in range(n)],
+        "subject": ["We miss you"] * n,
+        "body": ["Come back"] * n,
+        "exit_on": pa.array([exit_on] * n, pa.string()),
+    })
+
+
+def test_every_message_goes_out_once_and_a_rerun_sends_nothing(tmp_path):
+    # given 300 planned push messages and an adapter with a little latency
+    plan, adapter = make_plan(300), Recorder(latency=0.001)
+    ledger = tmp_path / "ledger.db"
+
+    # when we send now, then send again on the same ledger
+    first = send(plan, {"push": Channel(adapter, concurrency=8)}, ledger, now=True)
+    second = send(plan, {"push": Channel(adapter, concurrency=8)}, ledger, now=True)
+
+    # then each message reached the adapter exactly once, all are sent, the rerun had nothing to do
+    assert sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(300))
+    assert first.sent == 300 and first.complete and second.sent == 0 and second.complete
+    assert first.states == {"push": {"sent": 300}}
+    assert adapter.max_active <= 8
+    t = read_messages(ledger)
+    assert set(t.column("provider_id").to_pylist()) == {f"p-m{i}" for i in range(300)}
+
+
+def test_messages_wait_for_their_send_at(tmp_path):
+    # given messages due 0.4 s from now
+    due = time.time() + 0.4
+    adapter = Recorder()
+
+    # when sent without --now
+    summary = send(make_plan(5, send_at=due), {"push": adapter}, tmp_path / "l.db")
+
+    # then none went out before its send_at (the plan's second resolution: floor of due)
+    assert summary.sent == 5
+    assert min(t for t, _ in adapter.calls) >= int(due)
+
+
+def test_retries_honour_retry_after_and_backoff(tmp_path):
+    # given a provider that answers 429 Retry-After 0.3 s to every first attempt
+    def rule(m, attempt):
+        if attempt == 1:
+            return Result(m.message_id, "retry", retry_after=0.3, error="429 too many requests")
+        return Result(m.message_id, "sent")
+
+    adapter = Recorder(rule)
+
+    # when 10 messages are sent
+    summary = send(make_plan(10), {"push": adapter}, tmp_path / "l.db", now=True)
+
+    # then each went twice, and no second attempt came before its Retry-After
+    assert summary.sent == 10 and summary.retried == 10
+    first, second = {}, {}
+    for t, ids in adapter.calls:
+        for i in ids:
+            (second if i in first else first)[i] = t
+    assert all(second[i] - first[i] >= 0.3 - 1e-3 for i in first)
+    assert set(read_messages(tmp_path / "l.db").column("attempts").to_pylist()) == {2}
+
+
+def test_gives_up_after_max_attempts(tmp_path):
+    adapter = Recorder(lambda m, a: Result(m.message_id, "retry", retry_after=0.0, error="503 unavailable"))
+    summary = send(make_plan(3), {"push": Channel(adapter, max_attempts=3)}, tmp_path / "l.db", now=True)
+    rows = read_messages(tmp_path / "l.db").to_pylist()
+    assert summary.complete and summary.dead == 3
+    assert {r["state"] for r in rows} == {"dead"} and {r["attempts"] for r in rows} == {3}
+    assert rows[0]["last_error"] == "gave up after 3 attempts: 503 unavailable"
+
+
+def test_hard_bounce_suppresses_the_address_for_later_steps(tmp_path):
+    # given step 0 now and step 1 a moment later, and user 1's address bouncing hard
+    def rule(m, a):
+        if m.to == "tok1":
+            return Result(m.message_id, "failed", error="400 hard bounce")
+        return Result(m.message_id, "sent")
+
+    real = time.time()
+    later = int(real) + 2  # plan instants are whole seconds
+    plan = pa.concat_tables([make_plan(3, send_at=real - 10), make_plan(3, send_at=later, step_index=1, prefix="s")])
+    adapter = Recorder(rule)
+    offset = later - real - 0.3  # an injected clock that reaches step 1 in 0.3 s
+
+    # when the campaign is sent
+    summary = send(plan, {"push": adapter}, tmp_path / "l.db", clock=lambda: time.time() + offset)
+
+    # then the bounce is dead and suppressed, and step 1 to that address is skipped, not sent
+    states = {r["message_id"]: (r["state"], r["last_error"]) for r in read_messages(tmp_path / "l.db").to_pylist()}
+    assert states["m1"] == ("dead", "400 hard bounce")
+    assert states["s1"] == ("skipped", "suppressed")
+    assert "s1" not in adapter.sent_ids() and summary.complete
+    assert read_suppressions(tmp_path / "l.db").column("address").to_pylist() == ["tok1"]
+
+
+def test_users_who_came_back_leave_the_sequence(tmp_path):
+    # given a two-step plan whose step 1 exits on activity, and fresh events where user 2 had a session
+    start = time.time() - 60
+    plan = pa.concat_tables([make_plan(3, send_at=start), make_plan(3, send_at=start, step_index=1, prefix="s",
+                                                                      exit_on="activity")])
+    events = tmp_path / "events.arrow"
+    feather.write_feather(pa.table({
+        "user_id": pa.array([2, 0], pa.int64()),
+        "ts": pa.array([int((start + 30) * 1e6), int((start - 3600) * 1e6)], TIMESTAMP),
+        "event": ["session", "session"],
+    }), events)
+    adapter = Recorder()
+
+    # when sent with the events
+    summary = send(plan, {"push": adapter}, tmp_path / "l.db", now=True, events=events)
+
+    # then user 2's step 1 is skipped (user 0's session was before the campaign), everything else sent
+    assert summary.exited == 1
+    assert sorted(adapter.sent_ids()) == ["m0", "m1", "m2", "s0", "s1"]
+
+
+def test_sigint_drains_and_a_rerun_resumes(tmp_path):
+    # given an adapter that raises SIGINT in this process at its 20th request
+    def on_call(ad):
+        if len(ad.calls) == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    adapter = Recorder(latency=0.01, on_call=on_call)
+    ledger = tmp_path / "l.db"
+
+    # when sending 200 messages
+    with pytest.raises(Interrupted, match="run the same command again to resume") as info:
+        send(make_plan(200), {"push": Channel(adapter, rate_per_second=500, concurrency=4)}, ledger, now=True)
+
+    # then the run drained: nothing is left in flight, and what the adapter took is recorded as sent
+    rows = read_messages(ledger).to_pylist()
+    assert "in_flight" not in {r["state"] for r in rows}
+    sent = {r["message_id"] for r in rows if r["state"] == "sent"}
+    assert sent == set(adapter.sent_ids()) and 20 <= len(sent) < 200
+    assert info.value.summary.pending == 200 - len(sent)
+
+    # and a rerun sends the rest, each message exactly once overall
+    summary = send(make_plan(200), {"push": Channel(adapter, concurrency=4)}, ledger, now=True)
+    assert summary.complete and sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(200))
+
+
+def test_max_seconds_stops_cleanly_with_messages_pending(tmp_path):
+    adapter = Recorder()
+    summary = send(make_plan(50), {"push": Channel(adapter, rate_per_second=50)}, tmp_path / "l.db",
+                   now=True, max_seconds=0.3)
+    assert not summary.complete and summary.stopped == "max_seconds"
+    assert 5 <= summary.sent <= 20
+    assert summary.pending == 50 - summary.sent
+    assert "in_flight" not in {r for c in summary.states.values() for r in c}
+
+
+def test_batches_respect_max_batch_and_the_limiter_charges_per_request(tmp_path):
+    # given an email-like adapter taking 50 messages per request, limited to 5 requests per second
+    adapter = Recorder(max_batch=50)
+
+    # when 200 messages go out
+    summary = send(make_plan(200, channel="email"), {"email": Channel(adapter, rate_per_second=5, concurrency=2)},
+                   tmp_path / "l.db", now=True)
+
+    # then they went in requests of at most 50, paced at 5 requests per second (not 5 messages)
+    assert summary.sent == 200
+    sizes = [len(ids) for _, ids in adapter.calls]
+    assert max(sizes) == 50 and sum(sizes) == 200
+    times = sorted(t for t, _ in adapter.calls)
+    assert all(b - a >= 1 / 5 / 0.99 * 0.9 for a, b in zip(times, times[1:]))
+
+
+def test_broken_adapter_stops_the_run_without_losing_messages(tmp_path):
+    def rule(m, a):
+        raise TypeError("bad template field")
+
+    with pytest.raises(DispatchError, match="adapter failed with TypeError: bad template field"):
+        send(make_plan(10), {"push": Recorder(rule)}, tmp_path / "l.db", now=True)
+    states = {r["state"] for r in read_messages(tmp_path / "l.db").to_pylist()}
+    assert states == {"planned"}
+
+
+def test_a_channel_without_provider_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"channel sms .*\[channels.sms\]"):
+        send(make_plan(2, channel="sms"), {"push": Recorder()}, tmp_path / "l.db", now=True)
+
+
+def test_dry_run_touches_nothing(tmp_path):
+    ledger = tmp_path / "l.db"
+    adapter = Recorder()
+    summary = send(make_plan(30), {"push": adapter}, ledger, dry_run=True)
+    assert not ledger.exists() and adapter.calls == []
+    assert sum(summary.dry_run.column("messages").to_pylist()) == 30
+    assert summary.samples[0]["to"] == "***"  # addresses are masked in the preview
+
+
+def test_one_sender_per_ledger(tmp_path):
+    ledger = tmp_path / "l.db"
+
+    async def main():
+        slow = Recorder(latency=0.2)
+        first = asyncio.ensure_future(dispatch(make_plan(2), {"push": slow}, ledger, now=True))
+        await asyncio.sleep(0.1)
+        with pytest.raises(DispatchError, match="another 'winback send' is using the ledger"):
+            await dispatch(make_plan(2), {"push": Recorder()}, ledger, now=True)
+        return await first
+
+    assert asyncio.run(main()).sent == 2
+
+
+def test_missing_plan_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        send(tmp_path / "nope.arrow", {"push": Recorder()}, tmp_path / "l.db")
+
+
+def test_empty_plan_finishes_at_once(tmp_path):
+    summary = send(make_plan(0), {"push": Recorder()}, tmp_path / "l.db", now=True)
+    assert summary.complete and summary.sent == 0
