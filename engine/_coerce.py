@@ -104,6 +104,7 @@ def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.where(bad, 0, raw).astype(np.int64), null, bad
     if pa.types.is_floating(t):
         f = _np(arr.cast(pa.float64()), 0.0)
+        null = null | np.isnan(f)  # NaN is how pandas spells a missing id
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2.0**63)
         bad = ~ok & ~null
@@ -114,7 +115,7 @@ def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         good = pa.array(shape)
         vals = np.zeros(n, dtype=np.int64)
         if shape.any():
-            sub = pc.utf8_trim_whitespace(s.filter(good))
+            sub = pc.replace_substring_regex(pc.utf8_trim_whitespace(s.filter(good)), r"^\+", "")
             ints, ok = _cast_isolating(sub, pa.int64())
             idx = np.flatnonzero(shape)
             vals[idx] = ints
