@@ -15,6 +15,12 @@ slots are ``1 / (pace * rate)`` seconds apart, then sleeps once until its slot. 
 * **constant CPU per acquisition**: one clock read, two float operations and one
   ``sleep`` per call, however many tasks wait; nothing polls.
 
+Timer jitter has a second line of defence: the grant times of the last
+``floor(rate)`` slots are kept in a ring, and a waiter that wakes late (the event
+loop stalled) waits until the grant ``floor(rate)`` places back is a full second
+old.  So the grant times themselves never put more than ``rate`` in any half-open
+one-second window, even after a stall, while pacing stays even in the normal case.
+
 The clock and the sleep function are injectable (``clock() -> seconds`` and
 ``async sleep(seconds)``), so tests move a fake clock instead of sleeping.
 
@@ -29,9 +35,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from array import array
 from typing import Awaitable, Callable
 
 __all__ = ["RateLimiter"]
+
+#: above this rate (per second) the one-second window guard is off (its ring would be large)
+_MAX_RING = 100_000
 
 
 class RateLimiter:
@@ -42,7 +52,8 @@ class RateLimiter:
     means unlimited: :meth:`acquire` returns at once.
     """
 
-    __slots__ = ("rate", "pace", "interval", "_next", "_clock", "_sleep", "acquired")
+    __slots__ = ("rate", "pace", "interval", "_next", "_clock", "_sleep", "acquired",
+                 "_ring", "_ri", "_last")
 
     def __init__(
         self,
@@ -65,6 +76,12 @@ class RateLimiter:
         self._next = -math.inf  # the earliest free slot (clock seconds)
         #: total cost units granted so far
         self.acquired = 0
+        # window guard: the grant times of the last floor(rate) units (a ring), so a late
+        # wake-up (event loop stalled) cannot let more than ``rate`` through in one second
+        k = 0 if math.isinf(self.rate) or self.rate > _MAX_RING else max(1, int(self.rate))
+        self._ring = array("d", [-math.inf]) * k if k else None
+        self._ri = 0
+        self._last = -math.inf
 
     async def acquire(self, cost: int = 1) -> None:
         """Wait until ``cost`` slots are ours; return at the first one's instant."""
@@ -77,15 +94,33 @@ class RateLimiter:
         end = slot + cost * interval
         self._next = end
         delay = slot - now
-        if delay <= 0.0:
+        if delay > 0.0:
+            try:
+                await self._sleep(delay)
+            except asyncio.CancelledError:
+                self.acquired -= cost
+                if self._next == end:  # nobody reserved after us: hand the slots back
+                    self._next = slot
+                raise
+            now = self._clock()
+        ring = self._ring
+        if ring is None:
             return
-        try:
-            await self._sleep(delay)
-        except asyncio.CancelledError:
-            self.acquired -= cost
-            if self._next == end:  # nobody reserved after us: hand the slots back
-                self._next = slot
-            raise
+        k = len(ring)
+        i = self._ri
+        n = cost if cost < k else k
+        # the newest of the entries we overwrite must be a full second old
+        at = ring[(i + n - 1) % k] + 1.0
+        if at < now:
+            at = now
+        if at < self._last:
+            at = self._last  # keep grants in call order
+        for j in range(n):
+            ring[(i + j) % k] = at
+        self._ri = (i + cost) % k
+        self._last = at
+        if at > now:
+            await self._sleep(at - now)
 
     def next_free_in(self) -> float:
         """Seconds until the next free slot (0 when a call would not wait)."""

@@ -1,0 +1,246 @@
+"""Side by side: winback send vs a bare aiohttp loop, and winback's limiter vs the alternatives.
+
+Default mode, in one run against one local provider process with no limits:
+
+1. **bare**: an aiohttp client loop (``concurrency`` tasks, one keep-alive session)
+   POSTing the same webhook JSON to the provider: the ceiling of this machine;
+2. **winback**: ``winback send``'s library call (``engine.send``) with the SQLite
+   ledger, the rate limiter (at a rate far above what is reachable) and the
+   webhook adapter, from plan table to every message recorded as sent.
+
+It prints messages per second for both and ``ratio = winback / bare``.
+``--min-ratio R`` exits 1 when the ratio is below ``R`` (the CI guard);
+``--quick`` uses fewer messages.
+
+``--limiters`` instead compares rate limiters in-process (no network): winback's
+``RateLimiter``, ``aiolimiter.AsyncLimiter`` and ``asyncio_throttle.Throttler``,
+with many tasks waiting at 100, 1000 and 5000 per second, and prints the worst
+one-second window, the first second, the longest single wait and CPU microseconds
+per acquisition.
+
+    python benchmarks/compare_send.py --quick --min-ratio 0.35
+    python benchmarks/compare_send.py --messages 30000
+    python benchmarks/compare_send.py --limiters
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# -- limiters -------------------------------------------------------------------------------
+def _worst_window(times: list[float]) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+async def _limiter_run(kind: str, rate: int, waiters: int, seconds: float) -> dict:
+    if kind == "winback":
+        from engine.limiter import RateLimiter
+
+        lim = RateLimiter(rate)
+        acquire = lim.acquire
+    elif kind == "aiolimiter":
+        from aiolimiter import AsyncLimiter
+
+        lim = AsyncLimiter(rate, 1.0)
+        acquire = lim.acquire
+    else:
+        from asyncio_throttle import Throttler
+
+        lim = Throttler(rate_limit=rate, period=1.0)
+        acquire = lim.acquire
+    loop = asyncio.get_running_loop()
+    grants: list[float] = []
+    longest = 0.0
+    t0 = loop.time()
+    end = t0 + seconds
+
+    async def one() -> None:
+        nonlocal longest
+        while True:
+            asked = loop.time()
+            await acquire()
+            now = loop.time()
+            if now >= end:
+                return
+            grants.append(now)
+            longest = max(longest, now - asked)
+            if kind == "asyncio-throttle":
+                pass  # its acquire records the call itself; nothing to release
+
+    cpu0 = time.process_time()
+    tasks = [asyncio.ensure_future(one()) for _ in range(waiters)]
+    await asyncio.wait(tasks, timeout=seconds + 5)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    cpu = time.process_time() - cpu0
+    first = sum(1 for g in grants if g < t0 + 1.0)
+    return {"limiter": kind, "rate": rate, "waiters": waiters, "granted": len(grants),
+            "worst_1s": _worst_window(grants), "first_1s": first, "longest_wait_s": round(longest, 3),
+            "cpu_us_per_acquire": round(cpu / max(1, len(grants)) * 1e6, 1)}
+
+
+def compare_limiters(seconds: float, waiters: int) -> None:
+    print(f"{'limiter':<17}{'rate/s':>7}{'worst 1 s':>10}{'first 1 s':>10}{'longest wait':>13}{'cpu us/acq':>11}")
+    for rate in (100, 1000, 5000):
+        for kind in ("winback", "aiolimiter", "asyncio-throttle"):
+            try:
+                r = asyncio.run(_limiter_run(kind, rate, waiters, seconds))
+            except ModuleNotFoundError as exc:
+                print(f"{kind:<17}{rate:>7}  not installed ({exc.name})")
+                continue
+            flag = "" if r["worst_1s"] <= rate else "  OVER"
+            print(f"{kind:<17}{rate:>7}{r['worst_1s']:>10}{r['first_1s']:>10}{r['longest_wait_s']:>12}s"
+                  f"{r['cpu_us_per_acquire']:>11}{flag}")
+
+
+# -- bare loop vs winback ---------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_provider(port: int, workdir: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "engine", "provider", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"local provider did not start: {proc.stderr.read().decode()[-500:]}")
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("local provider did not start within 20 s")
+
+
+def _plan(n: int):
+    import numpy as np
+    import pyarrow as pa
+
+    from engine.schema import TIMESTAMP
+
+    now = int(time.time()) * 1_000_000
+    return pa.table({
+        "message_id": [f"bench-{os.getpid()}-{i}" for i in range(n)],
+        "campaign_id": ["bench"] * n,
+        "user_id": pa.array(np.arange(n), pa.int64()),
+        "step": ["we-miss-you"] * n,
+        "step_index": pa.array(np.zeros(n, np.int16)),
+        "variant": ["plain"] * n,
+        "channel": ["push"] * n,
+        "send_at": pa.array(np.full(n, now), TIMESTAMP),
+        "reason": pa.nulls(n, pa.string()),
+        "to": [f"token-{i}" for i in range(n)],
+        "subject": ["We miss you"] * n,
+        "body": ["Come back and see what is new."] * n,
+    })
+
+
+async def _bare(url: str, n: int, concurrency: int, secret: bytes, prefix: str) -> float:
+    import hashlib
+    import hmac
+
+    import aiohttp
+
+    counter = iter(range(n))
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def worker() -> None:
+            for i in counter:
+                body = json.dumps({"message_id": f"{prefix}{i}", "user_id": i, "channel": "push",
+                                   "step": "we-miss-you", "variant": "plain", "to": f"token-{i}",
+                                   "subject": "We miss you", "body": "Come back and see what is new.",
+                                   "send_at": 0}).encode()
+                ts = str(int(time.time()))
+                sig = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+                async with session.post(url, data=body, headers={
+                    "Content-Type": "application/json", "Idempotency-Key": f"{prefix}{i}",
+                    "X-Winback-Timestamp": ts, "X-Winback-Signature": f"sha256={sig}"}) as resp:
+                    await resp.read()
+                    if resp.status >= 300:
+                        raise SystemExit(f"bare loop got HTTP {resp.status}: {await resp.text()}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - t0)
+
+
+def compare_send(n: int, concurrency: int, min_ratio: float | None) -> int:
+    from engine.dispatch import send
+
+    secret = "bench-secret"
+    os.environ["WINBACK_BENCH_SECRET"] = secret
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        port = _free_port()
+        provider = _start_provider(port, work)
+        try:
+            url = f"http://127.0.0.1:{port}/webhook"
+            providers = work / "providers.toml"
+            providers.write_text(
+                "[channels.push]\nadapter = \"webhook\"\n"
+                f"url = \"{url}\"\nsecret_env = \"WINBACK_BENCH_SECRET\"\n"
+                f"rate_per_second = 1000000\nconcurrency = {concurrency}\n")
+            # warm both paths (connections, imports) before timing
+            asyncio.run(_bare(url, 200, concurrency, secret.encode(), "warm-"))
+            bare = asyncio.run(_bare(url, n, concurrency, secret.encode(), "bare-"))
+            plan = _plan(n)
+            t0 = time.perf_counter()
+            summary = send(plan, providers, work / "ledger.db", now=True)
+            took = time.perf_counter() - t0
+            if summary.sent != n:
+                print(f"winback sent {summary.sent} of {n}: {summary.states}")
+                return 1
+            ours = n / took
+        finally:
+            provider.terminate()
+            provider.wait(10)
+    ratio = ours / bare
+    print(f"messages: {n:,}  concurrency: {concurrency}  cores: {os.cpu_count()}")
+    print(f"bare aiohttp loop:          {bare:>9,.0f} msg/s")
+    print(f"winback send (ledger+limit): {ours:>8,.0f} msg/s")
+    print(f"ratio winback / bare: {ratio:.2f}")
+    if min_ratio is not None and ratio < min_ratio:
+        print(f"FAIL: send ratio {ratio:.2f} is below the floor {min_ratio}; the send hot loop "
+              "(ledger writes, limiter, adapter) regressed; profile engine/dispatch.py")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer messages (CI guard)")
+    ap.add_argument("--messages", type=int, default=20_000, help="messages per side (default 20000)")
+    ap.add_argument("--concurrency", type=int, default=50, help="requests in flight (default 50)")
+    ap.add_argument("--min-ratio", type=float, help="exit 1 when winback / bare is below this")
+    ap.add_argument("--limiters", action="store_true", help="compare rate limiters instead")
+    ap.add_argument("--seconds", type=float, default=3.0, help="limiter run length (default 3)")
+    ap.add_argument("--waiters", type=int, default=2000, help="tasks waiting on a limiter (default 2000)")
+    args = ap.parse_args(argv)
+    if args.limiters:
+        compare_limiters(args.seconds, args.waiters)
+        return 0
+    n = 5_000 if args.quick else args.messages
+    return compare_send(n, args.concurrency, args.min_ratio)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
