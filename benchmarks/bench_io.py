@@ -106,7 +106,8 @@ if pytest is not None:
         return UserIndex(np.arange(1, 1_000_001, dtype=np.int64))
 
     def test_iter_events_arrow(benchmark, events_file, dense_index):
-        n = benchmark.pedantic(consume_events, args=(events_file, dense_index), rounds=3, iterations=1)
+        n = benchmark.pedantic(consume_events, args=(events_file, dense_index), rounds=3, iterations=1,
+                               warmup_rounds=1)
         assert n == _rows()
 
     def test_bare_scan_baseline(benchmark, events_file):

@@ -238,6 +238,10 @@ class Users:
     def __len__(self) -> int:
         return self.table.num_rows
 
+    def __repr__(self) -> str:
+        return (f"Users(rows={self.table.num_rows}, columns={self.table.column_names}, "
+                f"rows_read={self.rows_read}, rejected={self.rejected}, index={self.index!r})")
+
 
 @functools.lru_cache(maxsize=4096)
 def _is_timezone(name: str) -> bool:
@@ -352,11 +356,12 @@ class EventBatch:
         return len(self.uidx)
 
 
-def iter_events(source, index: UserIndex, *, as_of, on_bad_rows: str = "error",
+def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
                 progress: bool = False) -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
+    ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
     ``as_of`` is epoch seconds (or anything :func:`engine.timeutil.parse_as_of`
     takes); events after it are bad rows.  The file is opened and its columns
     checked at once (a missing required column raises here); rows are checked as
@@ -365,7 +370,9 @@ def iter_events(source, index: UserIndex, *, as_of, on_bad_rows: str = "error",
     ``"quarantine"`` bad rows go to ``quarantine`` (default
     ``<input>.rejected.arrow`` beside the input) and iteration just ends.
     """
-    as_of = parse_as_of(as_of) if as_of is not None else parse_as_of(None)
+    as_of = parse_as_of(as_of)
+    if isinstance(index, Users):
+        index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
     return _iter_events(source, index, as_of, bad, batch_rows, progress)
 

@@ -427,3 +427,51 @@ def test_text_consents():
     assert yes.tolist()[:4] == [True, False, True, True]
     assert bad.tolist() == [False, False, False, False, True, False, False]
     assert null.tolist() == [False] * 5 + [True, True]
+
+
+# ------------------------------------------------------------------ edge inputs
+def test_empty_events_and_users(tmp_path):
+    # given files with the columns but no rows
+    users = load_users(write(users_table().slice(0, 0), tmp_path, "feather", "users"))
+    events = write(events_table().slice(0, 0), tmp_path, "parquet")
+    out = tmp_path / "q.arrow"
+    # when read / then nothing streams, the index is empty and the quarantine is an empty file
+    assert list(iter_events(events, users, as_of=AS_OF, on_bad_rows="quarantine", quarantine=out)) == []
+    assert len(users) == 0 and users.index.lookup(np.array([1])).tolist() == [-1]
+    assert read_table(out).num_rows == 0
+
+
+def test_directory_of_files_with_different_dictionaries(tmp_path):
+    # given two IPC files whose event dictionaries differ in content and order
+    d = tmp_path / "events"
+    d.mkdir()
+    for name, evs in (("a.arrow", ["session", "purchase"]), ("b.arrow", ["purchase", "session", "session"])):
+        feather.write_feather(pa.table({"user_id": [1] * len(evs), "ts": pa.array([T0] * len(evs), pa.timestamp("s")),
+                                        "event": pa.array(evs).dictionary_encode()}), d / name)
+    # when read as one directory / then codes follow the names, in file order
+    got = collect(iter_events(d, index_of(), as_of=AS_OF))
+    npt.assert_array_equal(got["event"], [0, 1, 1, 0, 0])
+
+
+def test_csv_directory(tmp_path):
+    d = tmp_path / "events"
+    d.mkdir()
+    pacsv.write_csv(events_table().slice(0, 4), d / "part-0.csv")
+    pacsv.write_csv(events_table().slice(4), d / "part-1.csv")
+    got = collect(iter_events(d, index_of(), as_of=AS_OF))
+    npt.assert_array_equal(got["uidx"], [0, 1, 2, 3, 4, 0, 1, 2])
+
+
+def test_reads_partitioned_datasets_written_by_partition(tmp_path):
+    # given users and events hash-partitioned into Parquet datasets
+    from engine.partition import partition
+
+    users = write(pa.table({"user_id": pa.array([1, 2, 3, 4, 5], pa.int64())}), tmp_path, "feather", "users")
+    events = write(events_table(), tmp_path, "feather", "events")
+    partition(users, events, tmp_path / "parts", partitions=3)
+    # when read back from the directories / then every user and event is there once
+    loaded = load_users(tmp_path / "parts" / "users")
+    got = collect(iter_events(tmp_path / "parts" / "events", loaded, as_of=AS_OF))
+    assert sorted(loaded.table["user_id"].to_pylist()) == [1, 2, 3, 4, 5]
+    ids = loaded.index.ids[got["uidx"]]
+    assert sorted(ids.tolist()) == sorted(events_table()["user_id"].to_pylist())
