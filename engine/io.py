@@ -67,8 +67,7 @@ def _format(source) -> tuple[Path, str]:
         raise InputError(f"{path}: no such file or directory; pass a users or events file "
                          "(.arrow, .feather, .parquet, .csv) or a directory of them")
     if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))]
-        suffixes = {p.suffix.lower() for p in files}
+        suffixes = {p.suffix.lower() for p in _files(path)}
         if suffixes & _PARQUET:
             return path, "parquet"
         if suffixes & _CSV:
@@ -83,6 +82,17 @@ def _format(source) -> tuple[Path, str]:
     if suffix in _CSV:
         return path, "csv"
     return path, "ipc"  # .arrow/.feather/.ipc, and anything else is tried as Arrow IPC
+
+
+def _files(path: Path, suffixes: set[str] | None = None) -> list[Path]:
+    """Data files below ``path`` in sorted order; hidden (``.``/``_``) files and directories skipped."""
+    out = []
+    for p in path.rglob("*"):
+        rel = p.relative_to(path).parts
+        if p.is_file() and not any(part.startswith((".", "_")) for part in rel):
+            if suffixes is None or p.suffix.lower() in suffixes:
+                out.append(p)
+    return sorted(out)
 
 
 def _csv_convert(path: Path) -> pacsv.ConvertOptions:
@@ -111,11 +121,13 @@ class _Source:
     def _open(self, columns) -> None:
         path, fmt = self.path, self.fmt
         if path.is_dir():
+            # only files of the chosen format: a README or a stray file does not break the read
+            files = _files(path, {"parquet": _PARQUET, "csv": _CSV, "ipc": _IPC}[fmt])
             fmt_obj = "parquet" if fmt == "parquet" else "ipc"
             if fmt == "csv":
-                first = sorted(path.rglob("*.csv"))[0]
-                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(first))
-            self._dataset = ds.dataset(str(path), format=fmt_obj, partitioning="hive")
+                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files[0]))
+            self._dataset = ds.dataset([str(f) for f in files], format=fmt_obj, partitioning="hive",
+                                       partition_base_dir=str(path))
             self.schema = self._dataset.schema
             self.num_rows = None if fmt == "csv" else self._dataset.count_rows()
         elif fmt == "ipc":

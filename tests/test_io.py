@@ -475,3 +475,14 @@ def test_reads_partitioned_datasets_written_by_partition(tmp_path):
     assert sorted(loaded.table["user_id"].to_pylist()) == [1, 2, 3, 4, 5]
     ids = loaded.index.ids[got["uidx"]]
     assert sorted(ids.tolist()) == sorted(events_table()["user_id"].to_pylist())
+
+
+def test_directory_ignores_other_files(tmp_path):
+    # given a directory of Parquet files beside a README and a hidden temp file
+    d = tmp_path / "events"
+    d.mkdir()
+    pq.write_table(events_table(), d / "part-0.parquet")
+    (d / "README.md").write_text("events exported nightly")
+    (d / ".part-1.parquet.tmp").write_bytes(b"half-written")
+    # when read / then only the data file counts
+    assert len(collect(iter_events(d, index_of(), as_of=AS_OF))["uidx"]) == 8
