@@ -135,8 +135,13 @@ class BadRows:
     def _open(self, schema: pa.Schema) -> None:
         fields = [pa.field(f.name, _plain_type(f.type)) for f in schema]
         self._schema = pa.schema([*fields, pa.field("reason", pa.string()), pa.field("row", pa.int64())])
-        self._ctx = atomic_path(self.quarantine)
-        tmp = self._ctx.__enter__()
+        try:
+            self._ctx = atomic_path(self.quarantine)
+            tmp = self._ctx.__enter__()
+        except OSError as exc:
+            self._ctx = None
+            raise InputError(f"{self.source}: cannot write the quarantine file {self.quarantine} "
+                             f"({exc.strerror or exc}); pass a writable --quarantine-dir") from None
         if self.quarantine.suffix.lower() == ".csv":
             self._writer = pacsv.CSVWriter(str(tmp), self._schema)
         else:

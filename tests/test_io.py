@@ -486,3 +486,18 @@ def test_directory_ignores_other_files(tmp_path):
     (d / ".part-1.parquet.tmp").write_bytes(b"half-written")
     # when read / then only the data file counts
     assert len(collect(iter_events(d, index_of(), as_of=AS_OF))["uidx"]) == 8
+
+
+def test_malformed_csv_is_an_input_error(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,ts,event\n1,2026-09-01,session\n2,2026-09-01\n")
+    with pytest.raises(InputError, match=r"events.csv: cannot be read as csv .*Expected 3 columns"):
+        list(iter_events(path, index_of(), as_of=AS_OF))
+
+
+def test_unwritable_quarantine_is_an_input_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    with pytest.raises(InputError, match="cannot write the quarantine file"):
+        list(iter_events(write(events_table(), tmp_path, "feather"), index_of(), as_of=AS_OF,
+                         on_bad_rows="quarantine", quarantine=blocker / "q.arrow"))
