@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine._badrows import ON_BAD_ROWS, BadRows
+from engine._badrows import EVENTS_REASONS, ON_BAD_ROWS, USERS_REASONS, BadRows
 from engine.errors import InputError
 from engine.io import _iter_events, _load_users, _open_events
 from engine.timeutil import parse_as_of
@@ -43,8 +43,6 @@ class ValidationReport:
 
     def rows(self) -> list[tuple[str, str, str, int]]:
         """``(table, reason, column, rows)`` per kind of bad row, in rule order."""
-        from engine._badrows import EVENTS_REASONS, USERS_REASONS
-
         out = []
         for what, counts, reasons in (("users", self.users_bad, USERS_REASONS),
                                       ("events", self.events_bad, EVENTS_REASONS)):
@@ -54,7 +52,7 @@ class ValidationReport:
         return out
 
 
-def _quarantine_path(source, quarantine_dir, what: str) -> Path | None:
+def _quarantine_path(quarantine_dir, what: str) -> Path | None:
     if quarantine_dir is None:
         return None  # BadRows puts it beside the input
     return Path(quarantine_dir) / f"{what}.rejected.arrow"
@@ -76,8 +74,8 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
         raise InputError(f"on_bad_rows must be 'error' or 'quarantine', not {on_bad_rows!r}")
     as_of = parse_as_of(as_of)
     mode = None if on_bad_rows == "error" else "quarantine"
-    ubad = BadRows(users, "users", on_bad_rows=mode, quarantine=_quarantine_path(users, quarantine_dir, "users"))
-    ebad = BadRows(events, "events", on_bad_rows=mode, quarantine=_quarantine_path(events, quarantine_dir, "events"))
+    ubad = BadRows(users, "users", on_bad_rows=mode, quarantine=_quarantine_path(quarantine_dir, "users"))
+    ebad = BadRows(events, "events", on_bad_rows=mode, quarantine=_quarantine_path(quarantine_dir, "events"))
     try:
         loaded = _load_users(users, ubad)
         src = _open_events(events, ebad, 1 << 20)
