@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -165,3 +167,29 @@ def test_cli_help_explains_every_option(capsys):
     out = capsys.readouterr().out
     for option in ("--as-of", "--on-bad-rows", "--quarantine-dir", "--no-progress", "example"):
         assert option in out
+
+
+BAD = Path(__file__).parent / "data" / "bad"
+
+
+def test_hand_made_bad_files_every_rule_once(tmp_path):
+    # given tests/data/bad: one row per users rule and one row per events rule
+    report = validate(BAD / "users.csv", BAD / "events.csv", as_of="2026-11-01", on_bad_rows="quarantine",
+                      quarantine_dir=tmp_path)
+    # then each rule catches exactly its row, and nothing is lost
+    assert report.users_bad == {"null_user_id": 1, "duplicate_user_id": 1, "unknown_timezone": 1,
+                                "bad_consent_email": 1, "bad_user_id": 1, "bad_signup_at": 1}
+    assert report.events_bad == {k: 1 for k in (
+        "null_user_id", "bad_user_id", "unknown_user", "null_event", "unknown_event", "null_ts", "bad_ts",
+        "future_ts", "unknown_channel", "missing_channel", "bad_value")}
+    assert (report.users_read, report.users_good) == (9, 3)
+    assert (report.events_read, report.events_good) == (16, 5)
+    rejected = read_table(tmp_path / "events.rejected.arrow")
+    assert rejected["row"].to_pylist() == list(range(5, 16))
+
+
+def test_hand_made_bad_files_through_the_cli(capsys, tmp_path):
+    code = main(["validate", str(BAD / "users.csv"), str(BAD / "events.csv"), "--as-of", "2026-11-01",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "users.csv: 6 of 9 users rows" in err and "events.csv: 11 of 16 events rows" in err
