@@ -51,8 +51,10 @@ from engine._sendprep import dry_run_preview, read_plan, reengaged_users
 
 __all__ = ["Channel", "DispatchSummary", "dispatch", "send"]
 
-FLUSH_ROWS = 100
-FLUSH_SECONDS = 0.05
+FLUSH_ROWS = 100  # write results every this many rows ...
+FLUSH_SECONDS = 0.05  # ... or this many seconds
+MAX_QUEUE = 2048  # claimed messages waiting for a worker, per channel
+MAX_CLAIM = 512  # rows per claim transaction (keeps event-loop stalls to a few ms)
 
 
 @dataclass
@@ -108,7 +110,12 @@ class _Lane:
         self.workers: list[asyncio.Task] = []
         self.sending: set[asyncio.Task] = set()
         per_round = max(1, channel.concurrency) * max(1, channel.adapter.max_batch)
-        self.high = int(min(max(2 * per_round, 64), 4096))
+        # claimed-but-unsent messages count as "in flight" at a crash: keep the queue
+        # short, about a quarter second of traffic when the channel is rate limited
+        high = min(max(2 * per_round, 64), MAX_QUEUE)
+        if limiter.rate != math.inf:
+            high = min(high, max(16, per_round, int(limiter.rate * max(1, channel.adapter.max_batch) / 4)))
+        self.high = int(high)
         self.low = self.high // 2
         self.sent = self.retried = self.dead = 0
         self.t0 = time.monotonic()
@@ -186,7 +193,7 @@ class _Run:
                     if self.ledger.pending_writes or self.suppressed_new:
                         self._flush()  # retries become claimable, suppressions apply
                     t = clock()
-                    rows = ledger.claim(lane.name, lane.high - queue.qsize(), now=t,
+                    rows = ledger.claim(lane.name, min(MAX_CLAIM, lane.high - queue.qsize()), now=t,
                                         release_until=math.inf if self.now else t)
                     if rows:
                         for row in rows:
