@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from engine.io import iter_events
+from engine.io import iter_events, load_users
 from engine.schema import CHANNELS, EVENTS
 from engine.userindex import UserIndex
 
@@ -56,6 +56,21 @@ def make_events(path: Path, n_rows: int, n_users: int, *, seed: int = 7, fmt: st
         pq.write_table(table, path, row_group_size=1 << 20)
     else:
         feather.write_feather(table, path, compression="uncompressed", chunksize=1 << 20)
+    return path
+
+
+def make_users(path: Path, n_users: int, *, seed: int = 7) -> Path:
+    """Users with sparse ids, timezones, addresses, consents and signup times."""
+    rng = np.random.default_rng(seed)
+    zones = np.array(["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney"])
+    table = pa.table({
+        "user_id": rng.permutation(n_users).astype(np.int64) * 7 + 1,
+        "timezone": zones[rng.integers(0, len(zones), n_users)],
+        "email": pa.array(np.char.add("u", np.arange(n_users).astype(str))),
+        "consent_email": rng.random(n_users) < 0.8,
+        "signup_at": pa.array((AS_OF - rng.integers(0, 10**8, n_users)) * 1_000_000, pa.timestamp("us", tz="UTC")),
+    })
+    feather.write_feather(table, path, compression="uncompressed")
     return path
 
 
@@ -110,6 +125,11 @@ if pytest is not None:
                                warmup_rounds=1)
         assert n == _rows()
 
+    def test_load_users(benchmark, tmp_path_factory):
+        path = make_users(tmp_path_factory.mktemp("users") / "users.arrow", 1_000_000)
+        users = benchmark.pedantic(load_users, args=(path,), rounds=3, iterations=1)
+        assert len(users) == 1_000_000
+
     def test_bare_scan_baseline(benchmark, events_file):
         benchmark.pedantic(bare_scan, args=(events_file,), rounds=3, iterations=1)
 
@@ -155,6 +175,10 @@ def main(argv: list[str]) -> int:
         base = _best(bare_scan, path)
         ours = _best(consume_events, path, index)
         pq_ours = _best(consume_events, ppath, index)
+        upath = make_users(Path(tmp) / "users.arrow", n_users)
+        read = _best(lambda p: pa.ipc.open_file(pa.memory_map(str(p))).read_all().combine_chunks(), upath)
+        took = _best(load_users, upath)
+        out.append(f"load_users {n_users:,} users: {took:.2f} s; bare read {read:.3f} s")
         out.append(f"iter_events {n_rows:,} rows, Arrow IPC: {ours:.2f} s ({n_rows / ours / 1e6:.1f} M rows/s); "
                    f"bare scan {base:.3f} s; Parquet {pq_ours:.2f} s ({n_rows / pq_ours / 1e6:.1f} M rows/s)")
     for label, ids in (("sparse ids", rng.choice(1 << 40, n_users, replace=False).astype(np.int64)),

@@ -191,13 +191,13 @@ class _Source:
                 pending.append(b)
                 size += b.num_rows
                 if size >= limit:
-                    merged = pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+                    merged = pa.concat_batches(pending)
                     for start in range(0, size - size % limit, limit):
                         yield merged.slice(start, limit)
                     rest = size % limit
                     pending, size = ([merged.slice(size - rest)], rest) if rest else ([], 0)
             if pending:
-                yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+                yield pa.concat_batches(pending)
         except (pa.ArrowInvalid, pa.ArrowIOError) as exc:
             raise _unreadable(self.path, self.fmt, exc) from None
 
