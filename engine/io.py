@@ -355,7 +355,8 @@ class EventBatch:
 
     ``uidx`` int64 dense user index; ``ts`` int64 epoch seconds, UTC; ``event`` int8
     (:data:`engine.schema.EVENT_CODE`); ``channel`` int8 (-1 = none); ``value``
-    float64 (NaN when null or absent).
+    float64 (NaN when null or absent).  Arrays may be read-only views of a
+    memory-mapped file: copy before writing into them.
     """
 
     uidx: np.ndarray

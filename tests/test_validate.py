@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.feather as feather
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.cli import main
 from engine.errors import InputError
@@ -193,3 +196,26 @@ def test_hand_made_bad_files_through_the_cli(capsys, tmp_path):
                  "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "users.csv: 6 of 9 users rows" in err and "events.csv: 11 of 16 events rows" in err
+
+
+@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.integers(-3, 6)),
+                               st.sampled_from(["UTC", "Europe/Paris", "Nowhere/Special", None])), max_size=30))
+def test_users_quarantine_keeps_first_copies_and_loses_nothing(tmp_path_factory, rows):
+    """Kept users are the first valid row of each id, in file order; kept + rejected = rows read."""
+    d = tmp_path_factory.mktemp("u")
+    path = d / "users.arrow"
+    feather.write_feather(pa.table({"user_id": pa.array([r[0] for r in rows], pa.int64()),
+                                    "timezone": pa.array([r[1] for r in rows], pa.string())}), path)
+    users = load_users(path, on_bad_rows="quarantine", quarantine=d / "q.arrow")
+    rejected = read_table(d / "q.arrow")
+    # naive: walk the rows, keep the first copy of each non-null id when its zone is known
+    seen, kept = set(), []
+    for uid, zone in rows:
+        if uid is None or uid in seen:
+            continue
+        seen.add(uid)
+        if zone != "Nowhere/Special":
+            kept.append(uid)
+    assert users.table["user_id"].to_pylist() == kept
+    assert users.table.num_rows + rejected.num_rows == len(rows) == users.rows_read
+    assert len(set(rejected["row"].to_pylist())) == rejected.num_rows  # each row rejected at most once
