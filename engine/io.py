@@ -102,8 +102,10 @@ def _csv_convert(path: Path) -> pacsv.ConvertOptions:
 
 
 def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
-    return InputError(f"{path}: cannot be read as {fmt} ({exc}); check that the file is complete "
-                      "and its suffix matches its format (.arrow/.feather, .parquet, .csv)")
+    detail = " ".join(str(exc).split())  # Arrow messages may span lines; the error is one line
+    also = "; in a directory, every file needs the same columns and types" if path.is_dir() else ""
+    return InputError(f"{path}: cannot be read as {fmt} ({detail}); check that the file is complete "
+                      f"and its suffix matches its format (.arrow/.feather, .parquet, .csv){also}")
 
 
 class _Source:
@@ -115,7 +117,7 @@ class _Source:
         self.num_rows: int | None = None
         try:
             self._open(columns)
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise _unreadable(self.path, self.fmt, exc) from None
 
     def _open(self, columns) -> None:
@@ -154,8 +156,12 @@ class _Source:
         cols = self.columns
         if self.path.is_dir():
             for frag in sorted(self._dataset.get_fragments(), key=lambda f: f.path):
-                yield from frag.to_batches(schema=self.schema, columns=cols, batch_size=self.batch_rows,
-                                           use_threads=False)
+                try:
+                    yield from frag.to_batches(schema=self.schema, columns=cols, batch_size=self.batch_rows,
+                                               use_threads=False)
+                except pa.ArrowException as exc:  # name the file, not just the directory
+                    exc = type(exc)(f"{frag.path}: {exc}")
+                    raise _unreadable(self.path, self.fmt, exc) from None
         elif self.fmt == "ipc":
             if isinstance(self._reader, ipc.RecordBatchFileReader):
                 for i in range(self._reader.num_record_batches):
@@ -198,7 +204,7 @@ class _Source:
                     pending, size = ([merged.slice(size - rest)], rest) if rest else ([], 0)
             if pending:
                 yield pa.concat_batches(pending)
-        except (pa.ArrowInvalid, pa.ArrowIOError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise _unreadable(self.path, self.fmt, exc) from None
 
     def read_all(self) -> pa.Table:

@@ -501,3 +501,14 @@ def test_unwritable_quarantine_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot write the quarantine file"):
         list(iter_events(write(events_table(), tmp_path, "feather"), index_of(), as_of=AS_OF,
                          on_bad_rows="quarantine", quarantine=blocker / "q.arrow"))
+
+
+def test_directory_file_with_another_schema_is_named(tmp_path):
+    d = tmp_path / "events"
+    d.mkdir()
+    pq.write_table(events_table(), d / "a.parquet")
+    pq.write_table(events_table().set_column(0, "user_id", pa.array(["1"] * 8)).drop_columns(["ts"])
+                   .append_column("ts", pa.array([True] * 8)), d / "b.parquet")
+    with pytest.raises(InputError) as info:
+        list(iter_events(d, index_of(), as_of=AS_OF))
+    assert "b.parquet" in str(info.value) and "same columns and types" in str(info.value)
