@@ -192,7 +192,7 @@ def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if pa.types.is_null(t):
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), bad
     if pa.types.is_date(t):
-        arr = arr.cast(pa.timestamp("s"))
+        arr = arr.cast(pa.timestamp("ms"))
         t = arr.type
     if pa.types.is_timestamp(t):
         ints = _np(arr.cast(pa.int64()), 0)
@@ -241,6 +241,8 @@ def to_codes(arr, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.nd
         codes[null] = -1
         return codes, null, ~null & (codes < 0)
     if is_stringlike(t):
+        if pa.types.is_string_view(t):
+            arr = arr.cast(pa.string())  # index_in has no string_view kernel
         null = _null_mask(arr)
         codes = _np(pc.index_in(arr, value_set=value_set), -1).astype(np.int8)
         return codes, null, ~null & (codes < 0)

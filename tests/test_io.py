@@ -512,3 +512,15 @@ def test_directory_file_with_another_schema_is_named(tmp_path):
     with pytest.raises(InputError) as info:
         list(iter_events(d, index_of(), as_of=AS_OF))
     assert "b.parquet" in str(info.value) and "same columns and types" in str(info.value)
+
+
+@pytest.mark.parametrize("text_type", [pa.large_string(), pa.string_view()])
+def test_large_and_view_strings(tmp_path, text_type):
+    t = events_table()
+    for i, name in enumerate(t.column_names):
+        if name in ("event", "channel"):
+            t = t.set_column(i, name, t[name].cast(text_type))
+    t = t.set_column(1, "ts", pa.array([d.date() for d in t["ts"].to_pylist()], pa.date32()))
+    got = collect(iter_events(write(t, tmp_path, "feather"), index_of(), as_of=AS_OF))
+    npt.assert_array_equal(got["channel"], [-1, 0, 0, 2, -1, 1, 0, 0])
+    assert (got["ts"] % 86_400 == 0).all()
