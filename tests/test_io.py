@@ -524,3 +524,14 @@ def test_large_and_view_strings(tmp_path, text_type):
     got = collect(iter_events(write(t, tmp_path, "feather"), index_of(), as_of=AS_OF))
     npt.assert_array_equal(got["channel"], [-1, 0, 0, 2, -1, 1, 0, 0])
     assert (got["ts"] % 86_400 == 0).all()
+
+
+def test_arrow_ipc_stream_file(tmp_path):
+    # given events written in the IPC *stream* format rather than the file format
+    path = tmp_path / "events.arrows"
+    table = events_table()
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    # when read / then the same events come out
+    got = collect(iter_events(path, index_of(), as_of=AS_OF))
+    npt.assert_array_equal(got["uidx"], [0, 1, 2, 3, 4, 0, 1, 2])
