@@ -286,3 +286,27 @@ def test_missing_plan_is_an_input_error(tmp_path):
 def test_empty_plan_finishes_at_once(tmp_path):
     summary = send(make_plan(0), {"push": Recorder()}, tmp_path / "l.db", now=True)
     assert summary.complete and summary.sent == 0
+
+
+def test_cli_help_explains_every_option_with_examples(capsys):
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["send", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    for option in ("--providers", "--ledger", "--now", "--dry-run", "--events", "--at-most-once", "--max-seconds"):
+        assert option in out
+    assert "winback send plan.arrow --providers providers.toml --ledger ledger.db --now" in out
+
+
+def test_cli_bad_plan_is_one_line_and_nonzero(tmp_path, capsys):
+    from engine.cli import main
+
+    # given a plan file that does not exist, when sent, then one line on stderr, exit 2, no ledger
+    code = main(["send", str(tmp_path / "nope.arrow"), "--providers", str(tmp_path / "p.toml"),
+                 "--ledger", str(tmp_path / "l.db"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("InputError: plan ") and err.count("\n") == 1
+    assert not (tmp_path / "l.db").exists()
