@@ -74,7 +74,7 @@ def test_ledger_claim_and_record(benchmark, tmp_path):
             t = time.time()
             while rows := led.claim("push", 200, now=t, release_until=t + 1):
                 for r in rows:
-                    led.sent(r[0], None, t)
+                    led.sent(r[-1], None, t)
                     if led.pending_writes >= 100:
                         led.flush()
             led.flush()

@@ -306,15 +306,15 @@ class _Run:
         ledger = self.ledger
         status = res.status
         if status == SENT:
-            ledger.sent(row[0], res.provider_id, t)
+            ledger.sent(row[12], res.provider_id, t)
             lane.sent += 1
         elif status == "retry" and row[11] < max_attempts:
-            ledger.retry(row[0], next_attempt_at(res, row[11], t), res.error, t)
+            ledger.retry(row[12], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
         else:
             error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}"
             gone = status != "retry" and suppresses(res.error)
-            ledger.dead(row[0], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
+            ledger.dead(row[12], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
             self.suppressed_new |= gone
             lane.dead += 1
 

@@ -71,7 +71,10 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at         REAL,
     updated_at      REAL
 );
-CREATE INDEX IF NOT EXISTS messages_due ON messages (channel, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS messages_planned ON messages (channel, next_attempt_at)
+    WHERE state = 'planned';
+CREATE INDEX IF NOT EXISTS messages_retry ON messages (channel, next_attempt_at)
+    WHERE state = 'failed';
 CREATE TABLE IF NOT EXISTS suppressions (
     channel TEXT NOT NULL,
     address TEXT,
@@ -84,17 +87,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS suppressions_key
 CREATE TABLE IF NOT EXISTS broadcasts (campaign_id TEXT NOT NULL, at REAL NOT NULL);
 """
 
-#: columns returned by :meth:`Ledger.claim`, in this order
+#: columns returned by :meth:`Ledger.claim`, in this order (``rowid`` is the row's key
+#: for :meth:`Ledger.sent` / :meth:`Ledger.retry` / :meth:`Ledger.dead`)
 CLAIM_COLUMNS = (
     "message_id", "user_id", "channel", "step", "variant", "to_addr", "subject",
-    "body", "send_at", "template", "campaign_id", "attempts",
+    "body", "send_at", "template", "campaign_id", "attempts", "rowid",
 )
+# partial indexes cover only pending rows, so in_flight -> sent never touches them; the
+# state must be a literal for SQLite to use a partial index
 _CLAIM_SQL = (
     "UPDATE messages SET state = 'in_flight', attempts = attempts + 1, updated_at = ? "
-    "WHERE rowid IN (SELECT rowid FROM messages WHERE channel = ? AND state = ? "
+    "WHERE rowid IN (SELECT rowid FROM messages WHERE channel = ? AND state = '{state}' "
     "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) "
     "RETURNING " + ", ".join(CLAIM_COLUMNS)
 )
+_CLAIM_FAILED = _CLAIM_SQL.format(state="failed")
+_CLAIM_PLANNED = _CLAIM_SQL.format(state="planned")
 
 _PLAN_COLUMNS = ("message_id", "user_id", "channel", "send_at")
 
@@ -258,10 +266,10 @@ class Ledger:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            rows = con.execute(_CLAIM_SQL, (now, channel, "failed", now, limit)).fetchall()
+            rows = con.execute(_CLAIM_FAILED, (now, channel, now, limit)).fetchall()
             if len(rows) < limit:
                 rows += con.execute(
-                    _CLAIM_SQL, (now, channel, "planned", release_until, limit - len(rows))
+                    _CLAIM_PLANNED, (now, channel, release_until, limit - len(rows))
                 ).fetchall()
             con.execute("COMMIT")
         except BaseException:
@@ -282,21 +290,21 @@ class Ledger:
         )
         con.execute("COMMIT")
 
-    def sent(self, message_id: str, provider_id: str | None, at: float) -> None:
-        """Buffer: the provider accepted the message."""
-        self._sent.append((provider_id, at, at, message_id))
+    def sent(self, rowid: int, provider_id: str | None, at: float) -> None:
+        """Buffer: the provider accepted the message (``rowid`` from :meth:`claim`)."""
+        self._sent.append((provider_id, at, at, rowid))
         self.pending_writes += 1
 
-    def retry(self, message_id: str, next_at: float, error: str | None, at: float) -> None:
+    def retry(self, rowid: int, next_at: float, error: str | None, at: float) -> None:
         """Buffer: a transient failure; try again at ``next_at`` (epoch seconds)."""
-        self._retry.append((next_at, error, at, message_id))
+        self._retry.append((next_at, error, at, rowid))
         self.pending_writes += 1
 
-    def dead(self, message_id: str, error: str | None, at: float, *,
+    def dead(self, rowid: int, error: str | None, at: float, *,
              channel: str | None = None, address: str | None = None,
              user_id: int | None = None, suppress: bool = False) -> None:
         """Buffer: a permanent failure; with ``suppress`` the address is suppressed too."""
-        self._dead.append((error, at, message_id))
+        self._dead.append((error, at, rowid))
         if suppress and channel is not None:
             self._gone.append((channel, address, user_id, error, at))
         self.pending_writes += 1
@@ -312,15 +320,15 @@ class Ledger:
             if self._sent:
                 con.executemany(
                     "UPDATE messages SET state = 'sent', provider_id = ?, sent_at = ?, "
-                    "updated_at = ?, last_error = NULL WHERE message_id = ?", self._sent)
+                    "updated_at = ?, last_error = NULL WHERE rowid = ?", self._sent)
             if self._retry:
                 con.executemany(
                     "UPDATE messages SET state = 'failed', next_attempt_at = ?, last_error = ?, "
-                    "updated_at = ? WHERE message_id = ?", self._retry)
+                    "updated_at = ? WHERE rowid = ?", self._retry)
             if self._dead:
                 con.executemany(
                     "UPDATE messages SET state = 'dead', last_error = ?, updated_at = ? "
-                    "WHERE message_id = ?", self._dead)
+                    "WHERE rowid = ?", self._dead)
             if self._gone:
                 con.executemany(
                     "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "

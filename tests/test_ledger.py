@@ -89,11 +89,11 @@ def test_results_are_buffered_until_flush(tmp_path):
     path = tmp_path / "l.db"
     with Ledger(path) as led:
         led.load_plan(make_plan(3))
-        led.claim("push", 3, now=T0, release_until=T0)
+        key = {r[0]: r[-1] for r in led.claim("push", 3, now=T0, release_until=T0)}
         # when results are recorded but not flushed
-        led.sent("m0", "prov-0", T0 + 1)
-        led.retry("m1", T0 + 60, "503 busy", T0 + 1)
-        led.dead("m2", "400 hard bounce", T0 + 1, channel="push", address="addr2", user_id=2, suppress=True)
+        led.sent(key["m0"], "prov-0", T0 + 1)
+        led.retry(key["m1"], T0 + 60, "503 busy", T0 + 1)
+        led.dead(key["m2"], "400 hard bounce", T0 + 1, channel="push", address="addr2", user_id=2, suppress=True)
         # then another reader still sees them in flight
         assert set(states(path).values()) == {"in_flight"}
         assert led.flush() == 3
@@ -110,8 +110,8 @@ def test_results_are_buffered_until_flush(tmp_path):
 def test_retry_is_claimed_only_when_due(tmp_path):
     with Ledger(tmp_path / "l.db") as led:
         led.load_plan(make_plan(1))
-        led.claim("push", 1, now=T0, release_until=T0)
-        led.retry("m0", T0 + 30, "429", T0)
+        (row,) = led.claim("push", 1, now=T0, release_until=T0)
+        led.retry(row[-1], T0 + 30, "429", T0)
         led.flush()
         # when claimed before its next attempt time, then nothing; at it, the message with attempt 2
         assert led.claim("push", 1, now=T0 + 29.9, release_until=float("inf")) == []
@@ -126,9 +126,9 @@ def test_recovery_after_a_crash(tmp_path, at_most_once, expected):
     path = tmp_path / "l.db"
     led = Ledger(path)
     led.load_plan(make_plan(3))
-    led.claim("push", 3, now=T0, release_until=T0)
-    led.retry("m1", T0, "503", T0)
-    led.sent("m2", "p2", T0)
+    key = {r[0]: r[-1] for r in led.claim("push", 3, now=T0, release_until=T0)}
+    led.retry(key["m1"], T0, "503", T0)
+    led.sent(key["m2"], "p2", T0)
     led.flush()
     led.claim("push", 1, now=T0, release_until=T0)  # m1 again: attempt 2
     led._con.close()  # the process dies: no close(), no flush
