@@ -310,3 +310,27 @@ def test_cli_bad_plan_is_one_line_and_nonzero(tmp_path, capsys):
     assert code == 2
     assert err.startswith("InputError: plan ") and err.count("\n") == 1
     assert not (tmp_path / "l.db").exists()
+
+
+def test_cancelling_the_dispatch_task_leaves_a_consistent_ledger(tmp_path):
+    # given a dispatch running inside a caller's event loop
+    ledger = tmp_path / "l.db"
+    adapter = Recorder(latency=0.01)
+
+    async def main():
+        task = asyncio.ensure_future(dispatch(make_plan(300), {"push": Channel(adapter, rate_per_second=400,
+                                                                              concurrency=4)}, ledger, now=True))
+        await asyncio.sleep(0.3)
+        # when the caller cancels it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+    # then nothing is left in flight, what went out is recorded, and a rerun finishes the rest once
+    rows = read_messages(ledger).to_pylist()
+    assert "in_flight" not in {r["state"] for r in rows}
+    assert {r["message_id"] for r in rows if r["state"] == "sent"} == set(adapter.sent_ids())
+    assert send(make_plan(300), {"push": adapter}, ledger, now=True).complete
+    assert sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(300))
