@@ -329,7 +329,7 @@ def _channels(providers: Any, needed: list[str]) -> tuple[dict[str, Channel], bo
     missing = [c for c in needed if c not in providers]
     if missing:
         raise ConfigError(
-            f"the plan has messages on channel {', '.join(missing)} but the providers have no "
+            f"the plan (or this ledger) has messages on channel {', '.join(missing)} but the providers have no "
             f"[channels.{missing[0]}] (they configure {', '.join(sorted(providers)) or 'nothing'}). "
             "Add the channel to the providers file, or re-plan without it.")
     out: dict[str, Channel] = {}
