@@ -98,7 +98,7 @@ class _Lane:
     """Per-channel run state (queue, limiter, counters)."""
 
     __slots__ = ("name", "channel", "limiter", "queue", "wake", "busy", "workers",
-                 "sending", "high", "low", "sent", "retried", "dead", "t0")
+                 "sending", "high", "low", "sent", "retried", "dead", "t0", "more")
 
     def __init__(self, name: str, channel: Channel, limiter: RateLimiter):
         self.name = name
@@ -119,6 +119,8 @@ class _Lane:
         self.low = self.high // 2
         self.sent = self.retried = self.dead = 0
         self.t0 = time.monotonic()
+        #: the last claim was full, so more may be due: workers ask for a refill at low water
+        self.more = True
 
 
 class _Run:
@@ -193,8 +195,9 @@ class _Run:
                     if self.ledger.pending_writes or self.suppressed_new:
                         self._flush()  # retries become claimable, suppressions apply
                     t = clock()
-                    rows = ledger.claim(lane.name, min(MAX_CLAIM, lane.high - queue.qsize()), now=t,
-                                        release_until=math.inf if self.now else t)
+                    want = min(MAX_CLAIM, lane.high - queue.qsize())
+                    rows = ledger.claim(lane.name, want, now=t, release_until=math.inf if self.now else t)
+                    lane.more = len(rows) == want
                     if rows:
                         for row in rows:
                             queue.put_nowait(row)
@@ -264,7 +267,8 @@ class _Run:
                     break
                 batch.append(nxt)
             lane.busy += 1
-            if queue.qsize() <= lane.low:
+            if lane.more and queue.qsize() <= lane.low:
+                lane.more = False  # one refill request is enough
                 lane.wake.set()
             try:
                 await limiter.acquire(1)
@@ -295,12 +299,14 @@ class _Run:
                 return
             lane.sending.discard(me)
             t = clock()
+            retried = lane.retried
             for r, res in zip(batch, results):
                 self._record(lane, r, res, t, max_attempts)
             lane.busy -= 1
             if ledger.pending_writes >= FLUSH_ROWS:
                 self._flush()
-            lane.wake.set()
+            if retried != lane.retried or self.suppressed_new or (lane.busy == 0 and queue.empty()):
+                lane.wake.set()  # a retry may be due sooner, or the lane may be done
 
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
         ledger = self.ledger

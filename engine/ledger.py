@@ -112,6 +112,7 @@ def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.execute("PRAGMA busy_timeout=30000")
+    con.execute("PRAGMA cache_size=-65536")
     return con
 
 
