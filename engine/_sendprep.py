@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from engine.errors import InputError
+from engine.errors import InputError, WinbackError
 from engine.schema import DEFAULT_ACTIVITY, TIMESTAMP
 from engine.timeutil import parse_as_of, to_epoch_seconds
 
-__all__ = ["read_plan", "read_any", "dry_run_preview", "reengaged_users", "campaign_start"]
+__all__ = ["read_plan", "read_any", "plan_meta", "dry_run_preview", "reengaged_users", "campaign_start"]
 
 _FORMATS = {".arrow": "feather", ".feather": "feather", ".ipc": "feather",
             ".parquet": "parquet", ".csv": "csv"}
@@ -52,16 +52,24 @@ def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
     return read_any(path, "plan"), str(path)
 
 
+def plan_meta(plan: pa.Table) -> dict:
+    """The ``winback.plan`` schema metadata (campaign id, as_of, steps, policy) or ``{}``."""
+    raw = (plan.schema.metadata or {}).get(b"winback.plan")
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def campaign_start(plan: pa.Table) -> float:
     """Epoch seconds the campaign starts: ``as_of`` in the ``winback.plan`` metadata,
     else the earliest ``send_at`` of step 0."""
-    meta = (plan.schema.metadata or {}).get(b"winback.plan")
-    if meta:
+    as_of = plan_meta(plan).get("as_of")
+    if as_of is not None:
         try:
-            as_of = json.loads(meta).get("as_of")
-            if as_of is not None:
-                return float(parse_as_of(as_of))
-        except (ValueError, AttributeError):
+            return float(parse_as_of(as_of))
+        except (ValueError, TypeError, WinbackError):
             pass
     send = to_epoch_seconds(plan.column("send_at")) if plan.num_rows else np.zeros(0, np.int64)
     if "step_index" in plan.column_names and plan.num_rows:

@@ -47,7 +47,7 @@ from engine.ledger import Ledger
 from engine.limiter import RateLimiter
 from engine.progress import bar
 from engine.retry import DEFAULT_MAX_ATTEMPTS, next_attempt_at, suppresses
-from engine._sendprep import dry_run_preview, read_plan, reengaged_users
+from engine._sendprep import dry_run_preview, plan_meta, read_plan, reengaged_users
 
 __all__ = ["Channel", "DispatchSummary", "dispatch", "send"]
 
@@ -428,6 +428,9 @@ async def dispatch(
     t_start = time.monotonic()
     with _LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source)
+        meta = plan_meta(table)
+        if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
+            ledger.record_broadcast(str(meta.get("campaign_id") or meta.get("id") or ""))
         summary.recovered = ledger.recover(at_most_once=at_most_once)
         if events is not None:
             summary.exited = ledger.skip_exited(reengaged_users(events, table))

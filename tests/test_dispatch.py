@@ -334,3 +334,13 @@ def test_cancelling_the_dispatch_task_leaves_a_consistent_ledger(tmp_path):
     assert {r["message_id"] for r in rows if r["state"] == "sent"} == set(adapter.sent_ids())
     assert send(make_plan(300), {"push": adapter}, ledger, now=True).complete
     assert sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(300))
+
+
+def test_a_broadcast_plan_is_recorded_once_for_the_broadcast_guard(tmp_path):
+    from engine.ledger import read_broadcasts
+
+    plan = make_plan(3)
+    plan = plan.replace_schema_metadata({"winback.plan": '{"campaign_id": "c1", "broadcast": true}'})
+    send(plan, {"push": Recorder()}, tmp_path / "l.db", now=True)
+    send(plan, {"push": Recorder()}, tmp_path / "l.db", now=True)  # rerun: nothing new loaded
+    assert read_broadcasts(tmp_path / "l.db").column("campaign_id").to_pylist() == ["c1"]
