@@ -1,0 +1,51 @@
+"""`winback generate`: a synthetic world with a known truth."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from engine.generate import DEFAULT_AS_OF
+
+    p = sub.add_parser(
+        "generate",
+        help="generate a synthetic world (users, events, truth) to try winback on",
+        description=(
+            "Write DIR/users.arrow, DIR/events.arrow, DIR/truth.arrow and DIR/world.json: "
+            "users over ~20 timezones with BG/NBD-style activity, dropouts, purchases and a "
+            "past campaign history whose responses depend on the hour, channel and fatigue. "
+            "truth.arrow says who is really alive, their preferred hour and channel response "
+            "rates, so scoring accuracy and campaign lift can be measured. Same seed, same files."
+        ),
+        epilog=(
+            "examples:\n"
+            "  winback generate --users 100000 --seed 7 -o world/\n"
+            "  winback generate --users 5000 --bad-rows 0.01 -o bad-world/   # for 'winback validate'"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--users", type=int, default=10_000, metavar="N", help="number of users (default 10000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--as-of", default=DEFAULT_AS_OF, metavar="T",
+                   help=f"end of the history, ISO 8601 UTC (default {DEFAULT_AS_OF})")
+    p.add_argument("--days", type=int, default=365, metavar="D", help="days of history before --as-of (default 365)")
+    p.add_argument("--bad-rows", type=float, default=0.0, metavar="F",
+                   help="mix in about F of bad rows of every kind, e.g. 0.01 (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.generate import generate
+
+    s = generate(args.users, seed=args.seed, out_dir=args.output, as_of=args.as_of, days=args.days,
+                 bad_rows=args.bad_rows, progress=not args.no_progress)
+    print(f"generated {s['users']:,} users and {s['events']:,} events in {s['seconds']:.1f} s "
+          f"(as of {s['as_of']}, seed {s['seed']}); {s['alive_share']:.1%} of users truly alive")
+    print("  " + ", ".join(f"{k} {v:,}" for k, v in s["events_by_type"].items()))
+    if s["bad_rows"]:
+        print("  bad rows mixed in: " + ", ".join(f"{k} {v:,}" for k, v in s["bad_rows"].items()))
+    print("  files: " + ", ".join(s["files"].values()))
+    return 0

@@ -1,0 +1,438 @@
+"""A synthetic world of users and events with a known truth, for demos, tests and benchmarks.
+
+The world follows the data contract (``users``, ``events``) and adds ``truth``: what
+each user really is, so scoring accuracy and campaign lift can be measured.
+
+Model (all rates per day, times UTC unless "local"):
+
+* **Users** spread over ~20 IANA timezones (with DST zones and the +05:30 / +05:45
+  offsets); emails for ~90 %, phones for ~50 %, push tokens for ~40 %; consents per
+  channel, some null (= no consent); custom attributes ``first_name``, ``plan``,
+  ``country``.
+* **Activity** in the spirit of BG/NBD (Fader, Hardie & Lee 2005): each user has an
+  activity rate ``lambda ~ Gamma(r, 1/alpha)`` (active days per day) and a chance
+  ``p ~ Beta(a, b)`` to drop out after each active day.  Active days are a Poisson
+  process from the user's start; the user stops after a Geometric(p) number of active
+  days, so at ``as_of`` some users are truly gone (``truth.alive``).  Each active day
+  has 1 + Poisson(0.6) sessions, a purchase with probability ``purchase_p`` (value
+  lognormal around the user's ``value_mean``); sessions fall at the user's preferred
+  local hour with noise (70 %) or at any hour (30 %), and a share of active days moves
+  to the preferred weekday.
+* **Campaign history**: past sends per channel (only with consent and an address) at
+  a sender-chosen hour; each send is opened with :func:`engine.world.response_probability`
+  (alive at send time, channel responsiveness, delivery hour vs preferred hour, messages
+  in the 7 days before), a click follows an open with ``CLICK_GIVEN_OPEN``; unsubscribes
+  (:func:`engine.world.unsubscribe_probability`), hard bounces and complaints end sends
+  on that channel.
+
+Local times are converted with one UTC offset per (timezone, day), computed with
+``zoneinfo`` once per timezone and day, never per event; an event in the hour of a DST
+change may be off by that hour, which does not matter for a synthetic world.
+
+Everything is vectorised numpy over chunks of users, so 1M users with ~50M events
+stream to disk in bounded memory.  Same seed, same files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+import zoneinfo
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
+
+from engine import world
+from engine.atomic import atomic_path
+from engine.errors import ConfigError
+from engine.progress import bar
+from engine.schema import CHANNELS, EVENT_CODE, EVENTS, SECONDS_PER_DAY, TIMESTAMP
+from engine.timeutil import parse_as_of
+
+__all__ = ["generate", "TIMEZONES", "DEFAULT_AS_OF"]
+
+DEFAULT_AS_OF = "2026-11-01T00:00:00Z"
+
+#: (zone, weight): DST zones both hemispheres, half- and quarter-hour offsets.
+TIMEZONES: tuple[tuple[str, float], ...] = (
+    ("America/New_York", 0.16), ("America/Chicago", 0.08), ("America/Denver", 0.03),
+    ("America/Los_Angeles", 0.09), ("America/Sao_Paulo", 0.05), ("America/Mexico_City", 0.03),
+    ("Europe/London", 0.08), ("Europe/Berlin", 0.08), ("Europe/Paris", 0.06), ("Europe/Madrid", 0.03),
+    ("Europe/Warsaw", 0.02), ("Africa/Lagos", 0.02), ("Asia/Kolkata", 0.06), ("Asia/Kathmandu", 0.01),
+    ("Asia/Singapore", 0.03), ("Asia/Tokyo", 0.04), ("Asia/Shanghai", 0.02), ("Australia/Sydney", 0.04),
+    ("Australia/Adelaide", 0.01), ("Pacific/Auckland", 0.01), ("UTC", 0.01),
+)
+_FIRST = np.array(["Alex", "Sam", "Maria", "Wei", "Priya", "Lena", "Omar", "Yuki", "Noah", "Ada",
+                   "Jonas", "Chloe", "Mateo", "Aisha", "Ken", "Ines", "Leo", "Sara", "Ravi", "Emma"])
+_PLANS = np.array(["free", "pro", "enterprise"])
+_COUNTRY = {"America": "US", "Europe": "DE", "Asia": "IN", "Australia": "AU", "Africa": "NG",
+            "Pacific": "NZ", "UTC": "GB"}
+#: Latent population parameters (days).
+PARAMS = {
+    "r": 0.9, "alpha": 6.0,          # lambda ~ Gamma(r, scale=1/alpha): mean 0.15 active days/day
+    "a": 0.7, "b": 6.0,              # p ~ Beta(a, b): mean dropout 0.10 per active day
+    "sessions_extra": 0.6, "purchase_p": 0.12, "hour_sd": 1.6, "on_hour_share": 0.7,
+    "weekday_share": 0.35,
+    "send_rate": {"email": 1 / 10, "sms": 1 / 30, "push": 1 / 14},
+    "resp_mean": {"email": 0.22, "sms": 0.30, "push": 0.12},
+    "hard_bounce": {"email": 0.002, "sms": 0.001, "push": 0.003},
+    "complaint": {"email": 0.0004, "sms": 0.0008, "push": 0.0},
+}
+_EVENT_TYPE = pa.dictionary(pa.int8(), pa.string())
+_EVENTS_SCHEMA = pa.schema([
+    ("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", _EVENT_TYPE),
+    ("channel", _EVENT_TYPE), ("value", pa.float64()),
+])
+_EVENT_DICT = pa.array(list(EVENTS) + ["pageview"], pa.string())   # "pageview": only in bad rows
+_CHANNEL_DICT = pa.array(list(CHANNELS) + ["fax"], pa.string())     # "fax": only in bad rows
+
+
+class _Offsets:
+    """UTC offset in seconds per (timezone, day since epoch), computed once per zone and day."""
+
+    def __init__(self, zones: list[str], day0: int, n_days: int):
+        self.day0 = day0
+        table = np.zeros((len(zones), n_days), dtype=np.int64)
+        for z, name in enumerate(zones):
+            tz = zoneinfo.ZoneInfo(name)
+            for d in range(n_days):
+                noon = dt.datetime.fromtimestamp((day0 + d) * SECONDS_PER_DAY + 43_200, dt.timezone.utc)
+                table[z, d] = int(noon.astimezone(tz).utcoffset().total_seconds())
+        self.table = table
+
+    def at(self, zone: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        day = np.clip(ts // SECONDS_PER_DAY - self.day0, 0, self.table.shape[1] - 1)
+        return self.table[zone, day]
+
+
+def _users_chunk(rng, ids, n_zones, as_of, days):
+    n = len(ids)
+    zone_w = np.array([w for _, w in TIMEZONES])
+    zone = rng.choice(n_zones, size=n, p=zone_w / zone_w.sum())
+    has = {"email": rng.random(n) < 0.9, "sms": rng.random(n) < 0.5, "push": rng.random(n) < 0.4}
+    consent = {}
+    for c, p_yes in (("email", 0.8), ("sms", 0.45), ("push", 0.6)):
+        u = rng.random(n)
+        consent[c] = np.where(u < p_yes, 1, np.where(u < p_yes + 0.1, -1, 0))  # -1: null
+    signup = as_of - (rng.uniform(20, days + 700, n) * SECONDS_PER_DAY).astype(np.int64)
+    lam = rng.gamma(PARAMS["r"], 1.0 / PARAMS["alpha"], n)
+    p_drop = rng.beta(PARAMS["a"], PARAMS["b"], n)
+    pref_hour = np.clip(np.round(rng.normal(19, 3.5, n)), 0, 23).astype(np.int64) % 24
+    pref_hour = np.where(rng.random(n) < 0.25, rng.integers(6, 23, n), pref_hour)
+    pref_wd = rng.integers(0, 7, n)
+    resp = {c: rng.beta(2.0, 2.0 / m - 2.0, n) for c, m in PARAMS["resp_mean"].items()}
+    return {
+        "n": n, "ids": ids, "zone": zone, "has": has, "consent": consent, "signup": signup,
+        "lam": lam, "p_drop": p_drop, "pref_hour": pref_hour, "pref_wd": pref_wd, "resp": resp,
+        "fatigue": rng.gamma(2.0, 0.08, n), "unsub": rng.beta(1.0, 400.0, n),
+        "value_mean": np.exp(rng.normal(3.4, 0.6, n)), "purchase_p": rng.beta(1.2, 1.2 / PARAMS["purchase_p"] - 1.2, n),
+    }
+
+
+def _activity(rng, u, as_of, days, offsets):
+    """Active days (Poisson process, Geometric dropout) -> session/purchase rows and truth."""
+    n = u["n"]
+    start = np.maximum(u["signup"], as_of - days * SECONDS_PER_DAY)
+    span_days = (as_of - start) / SECONDS_PER_DAY
+    n_arr = rng.poisson(u["lam"] * span_days)
+    k_drop = rng.geometric(u["p_drop"])                      # active days until dropout (incl. last)
+    n_act = np.minimum(n_arr, k_drop)
+    alive = k_drop > n_arr
+    owner = np.repeat(np.arange(n), n_act)
+    # uniform arrival positions, sorted within user: the first n_act of n_arr order statistics
+    # are approximated by sorted uniforms scaled to the fraction n_act/n_arr of the span.
+    frac = np.where(n_arr > 0, n_act / np.maximum(n_arr, 1), 0.0)
+    pos = rng.beta(1.0, 1.0, len(owner))
+    t = start[owner] + (pos * frac[owner] * span_days[owner] * SECONDS_PER_DAY).astype(np.int64)
+    # dropout instant: the last active day of a gone user
+    last_t = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last_t, owner, t)
+    dropout_at = np.where(alive | (n_act == 0), np.iinfo(np.int64).min, last_t)
+    # place each active day at a local hour near the preferred one, move some to the preferred weekday
+    zone = u["zone"][owner]
+    off = offsets.at(zone, t)
+    local_day = (t + off) // SECONDS_PER_DAY
+    wd = (local_day + 3) % 7                                 # 1970-01-01 was a Thursday (3)
+    shift = (u["pref_wd"][owner] - wd) % 7
+    shift = np.where(shift > 3, shift - 7, shift)
+    move = rng.random(len(owner)) < PARAMS["weekday_share"]
+    local_day = local_day + np.where(move, shift, 0)
+    n_sess = 1 + rng.poisson(PARAMS["sessions_extra"], len(owner))
+    s_owner = np.repeat(owner, n_sess)
+    s_day = np.repeat(local_day, n_sess)
+    on_hour = rng.random(len(s_owner)) < PARAMS["on_hour_share"]
+    hour = np.where(on_hour, u["pref_hour"][s_owner] + rng.normal(0, PARAMS["hour_sd"], len(s_owner)),
+                    rng.uniform(0, 24, len(s_owner)))
+    local_s = s_day * SECONDS_PER_DAY + (np.mod(hour, 24.0) * 3600).astype(np.int64) + rng.integers(0, 3600, len(s_owner))
+    s_ts = local_s - offsets.at(u["zone"][s_owner], local_s)
+    s_ts = np.minimum(s_ts, as_of - 1)
+    buy = rng.random(len(owner)) < u["purchase_p"][owner]
+    p_owner = owner[buy]
+    first_sess = np.cumsum(n_sess) - n_sess
+    p_ts = np.minimum(s_ts[first_sess[buy]] + rng.integers(60, 1800, buy.sum()), as_of - 1)
+    p_val = np.round(u["value_mean"][p_owner] * np.exp(rng.normal(0, 0.4, len(p_owner))), 2)
+    return {
+        "alive": alive, "dropout_at": dropout_at,
+        "sess": (s_owner, s_ts), "purchase": (p_owner, p_ts, p_val),
+    }
+
+
+def _history(rng, u, act, as_of, days, offsets):
+    """Past sends per channel and the opens/clicks/unsubscribes/bounces/complaints they caused."""
+    n = u["n"]
+    rows = []  # (owner, ts, event_code, channel_code)
+    window0 = as_of - days * SECONDS_PER_DAY
+    for c_code, c in enumerate(CHANNELS):
+        ok = u["has"][c] & (u["consent"][c] == 1)
+        k = rng.poisson(PARAMS["send_rate"][c] * days * ok)
+        owner = np.repeat(np.arange(n), k)
+        if not len(owner):
+            continue
+        sender_hour = rng.choice([9, 10, 12, 14, 17, 19], size=len(owner))
+        day = rng.integers(window0 // SECONDS_PER_DAY, as_of // SECONDS_PER_DAY, len(owner))
+        ts = day * SECONDS_PER_DAY + sender_hour * 3600 + rng.integers(0, 900, len(owner))
+        ts = np.minimum(ts, as_of - 7200)
+        order = np.lexsort((ts, owner))
+        owner, ts = owner[order], ts[order]
+        key = owner.astype(np.int64) * (4 * 10**9) + ts
+        n7 = np.arange(len(key)) - np.searchsorted(key, key - 7 * SECONDS_PER_DAY, side="left")
+        alive_then = (act["dropout_at"][owner] == np.iinfo(np.int64).min) | (ts < act["dropout_at"][owner])
+        local_hour = ((ts + offsets.at(u["zone"][owner], ts)) % SECONDS_PER_DAY) / 3600.0
+        p_open = world.response_probability(alive_then, u["resp"][c][owner], local_hour,
+                                            u["pref_hour"][owner], n7, u["fatigue"][owner])
+        opened = rng.random(len(owner)) < p_open
+        clicked = opened & (rng.random(len(owner)) < world.CLICK_GIVEN_OPEN)
+        unsub = rng.random(len(owner)) < world.unsubscribe_probability(u["unsub"][owner], n7)
+        bounce = rng.random(len(owner)) < PARAMS["hard_bounce"][c]
+        complaint = rng.random(len(owner)) < PARAMS["complaint"][c]
+        # the first suppressing event ends sends on this channel
+        stop = unsub | bounce | complaint
+        first_stop = np.full(n, np.iinfo(np.int64).max)
+        np.minimum.at(first_stop, owner[stop], ts[stop])
+        keep = ts <= first_stop[owner]
+        owner, ts, opened, clicked = owner[keep], ts[keep], opened[keep], clicked[keep]
+        unsub, bounce, complaint = unsub[keep], bounce[keep] & ~unsub[keep], complaint[keep] & ~unsub[keep]
+        open_ts = np.minimum(ts + rng.exponential(2 * 3600, len(ts)).astype(np.int64) + 30, as_of - 1)
+        click_ts = np.minimum(open_ts + rng.exponential(600, len(ts)).astype(np.int64) + 5, as_of - 1)
+        rows.append((owner, ts, EVENT_CODE["send"], c_code))
+        rows.append((owner[opened], open_ts[opened], EVENT_CODE["open"], c_code))
+        rows.append((owner[clicked], click_ts[clicked], EVENT_CODE["click"], c_code))
+        rows.append((owner[unsub], open_ts[unsub], EVENT_CODE["unsubscribe"], c_code))
+        rows.append((owner[bounce], ts[bounce] + 60, EVENT_CODE["bounce"], c_code))
+        rows.append((owner[complaint], open_ts[complaint], EVENT_CODE["complaint"], c_code))
+    return rows
+
+
+def _events_batch(ids, owner, ts, ev, ch, val) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([
+        pa.array(ids[owner], pa.int64()),
+        pa.array(ts * 1_000_000, TIMESTAMP),
+        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), _EVENT_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(ch, pa.int8(), mask=ch < 0), _CHANNEL_DICT),
+        pa.array(val, pa.float64(), mask=np.isnan(val)),
+    ], schema=_EVENTS_SCHEMA)
+
+
+def _users_table(u, zones, rng) -> pa.Table:
+    import pyarrow.compute as pc
+
+    n = u["n"]
+    zone_arr = pa.array(zones, pa.string())
+    tz_null = rng.random(n) < 0.025                          # ~2.5 % without a timezone
+    ids = u["ids"]
+    sid = pa.array(ids, pa.int64()).cast(pa.string())
+
+    def join(*parts, mask):
+        arr = pc.binary_join_element_wise(*parts, "")
+        return pc.if_else(pa.array(mask), pa.nulls(n, pa.string()), arr)
+
+    def cons(c):
+        v = u["consent"][c]
+        return pa.array(v == 1, pa.bool_(), mask=v == -1)
+
+    countries = np.array([_COUNTRY[z.split("/")[0]] for z in zones], dtype=object)
+    phone_tail = pa.array(ids % 10_000_000 + 10_000_000, pa.int64()).cast(pa.string())
+    return pa.table({
+        "user_id": pa.array(ids, pa.int64()),
+        "timezone": pc.if_else(pa.array(tz_null), pa.nulls(n, pa.string()), zone_arr.take(pa.array(u["zone"]))),
+        "email": join("user", sid, "@example.com", mask=~u["has"]["email"]),
+        "phone": join("+1555", pc.utf8_slice_codeunits(phone_tail, 1), mask=~u["has"]["sms"]),
+        "push_token": join("tok_", sid, mask=~u["has"]["push"]),
+        "consent_email": cons("email"), "consent_sms": cons("sms"), "consent_push": cons("push"),
+        "signup_at": pa.array(u["signup"] * 1_000_000, TIMESTAMP),
+        "first_name": pa.array(_FIRST[ids % len(_FIRST)], pa.string()),
+        "plan": pa.array(_PLANS[np.searchsorted([70, 95], ids % 100, side="right")], pa.string()),
+        "country": pa.array(countries[u["zone"]], pa.string()),
+    })
+
+
+def _truth_table(u, act) -> pa.Table:
+    null_drop = act["dropout_at"] == np.iinfo(np.int64).min
+    return pa.table({
+        "user_id": pa.array(u["ids"], pa.int64()),
+        "alive": pa.array(act["alive"], pa.bool_()),
+        "activity_rate": pa.array(u["lam"]),
+        "p_drop": pa.array(u["p_drop"]),
+        "dropout_at": pa.array(np.where(null_drop, 0, act["dropout_at"]) * 1_000_000, TIMESTAMP, mask=null_drop),
+        "preferred_hour_local": pa.array(u["pref_hour"], pa.int8()),
+        "preferred_weekday": pa.array(u["pref_wd"], pa.int8()),
+        "resp_email": pa.array(u["resp"]["email"]),
+        "resp_sms": pa.array(u["resp"]["sms"]),
+        "resp_push": pa.array(u["resp"]["push"]),
+        "fatigue_sensitivity": pa.array(u["fatigue"]),
+        "unsub_risk": pa.array(u["unsub"]),
+        "value_mean": pa.array(u["value_mean"]),
+        "purchase_p": pa.array(u["purchase_p"]),
+    })
+
+
+def _bad_events(rng, ids, n_bad, as_of):
+    """Bad event rows of every kind, ``n_bad`` of each; returns (batch, counts)."""
+    kinds = ["unknown_event", "unknown_channel", "missing_channel", "future_ts", "unknown_user", "null_user_id"]
+    k = len(kinds)
+    owner = rng.integers(0, len(ids), n_bad * k)
+    uid = ids[owner].astype(np.int64)
+    ts = as_of - rng.integers(3600, 30 * SECONDS_PER_DAY, n_bad * k)
+    ev = np.full(n_bad * k, EVENT_CODE["session"], np.int8)
+    ch = np.full(n_bad * k, -1, np.int8)
+    sl = {name: slice(i * n_bad, (i + 1) * n_bad) for i, name in enumerate(kinds)}
+    ev[sl["unknown_event"]] = len(EVENTS)                    # "pageview"
+    ev[sl["unknown_channel"]] = EVENT_CODE["open"]
+    ch[sl["unknown_channel"]] = len(CHANNELS)                # "fax"
+    ev[sl["missing_channel"]] = EVENT_CODE["send"]
+    ts[sl["future_ts"]] = as_of + rng.integers(3600, 30 * SECONDS_PER_DAY, n_bad)
+    uid[sl["unknown_user"]] = -1 - rng.integers(0, 10**6, n_bad)
+    null_uid = np.zeros(n_bad * k, bool)
+    null_uid[sl["null_user_id"]] = True
+    batch = pa.RecordBatch.from_arrays([
+        pa.array(uid, pa.int64(), mask=null_uid),
+        pa.array(ts * 1_000_000, TIMESTAMP),
+        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), _EVENT_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(ch, pa.int8(), mask=ch < 0), _CHANNEL_DICT),
+        pa.nulls(n_bad * k, pa.float64()),
+    ], schema=_EVENTS_SCHEMA)
+    return batch, {name: n_bad for name in kinds}
+
+
+def generate(
+    n_users: int,
+    *,
+    seed: int = 0,
+    out_dir: str | os.PathLike,
+    as_of: str | int | dt.datetime | None = DEFAULT_AS_OF,
+    days: int = 365,
+    bad_rows: float = 0.0,
+    chunk_users: int = 50_000,
+    progress: bool = False,
+) -> dict:
+    """Generate a world of ``n_users`` users into ``out_dir``; return a summary dict.
+
+    Writes ``users.arrow``, ``events.arrow``, ``truth.arrow`` (Arrow IPC, uncompressed)
+    and ``world.json``.  Events span the ``days`` days before ``as_of`` (UTC).  With
+    ``bad_rows`` = F > 0, about F of the event rows and F of the user rows are bad rows
+    of every kind in the data contract; ``world.json`` counts them per kind.
+    """
+    if n_users < 1:
+        raise ConfigError(f"--users must be at least 1, got {n_users}")
+    if not 0.0 <= bad_rows < 0.5:
+        raise ConfigError(f"--bad-rows must be a fraction in [0, 0.5), got {bad_rows}")
+    if days < 1:
+        raise ConfigError(f"--days must be at least 1, got {days}")
+    t0 = time.perf_counter()
+    as_of_s = parse_as_of(as_of)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    zones = [z for z, _ in TIMEZONES]
+    day0 = (as_of_s - (days + 800) * SECONDS_PER_DAY) // SECONDS_PER_DAY
+    offsets = _Offsets(zones, day0, days + 810)
+    root = np.random.default_rng(seed)
+    perm = root.permutation(n_users).astype(np.int64)
+    all_ids = 1_000_000 + perm * 37 + 11                     # unique, not sequential
+    counts = np.zeros(len(EVENTS), np.int64)
+    users_parts, truth_parts = [], []
+    n_chunks = (n_users + chunk_users - 1) // chunk_users
+    bad_counts: dict[str, int] = {}
+    n_events = 0
+    pbar = bar(progress, total=n_users, desc="generate", unit="users")
+    with atomic_path(out / "events.arrow") as tmp_events:
+        with ipc.new_file(str(tmp_events), _EVENTS_SCHEMA) as writer:
+            for ci in range(n_chunks):
+                rng = np.random.default_rng([seed, ci])
+                ids = all_ids[ci * chunk_users:(ci + 1) * chunk_users]
+                u = _users_chunk(rng, ids, len(zones), as_of_s, days)
+                act = _activity(rng, u, as_of_s, days, offsets)
+                parts = [(*act["sess"], EVENT_CODE["session"], -1)]
+                p_owner, p_ts, p_val = act["purchase"]
+                hist = _history(rng, u, act, as_of_s, days, offsets)
+                owner = np.concatenate([parts[0][0], p_owner] + [h[0] for h in hist])
+                ts = np.concatenate([parts[0][1], p_ts] + [h[1] for h in hist])
+                ev = np.concatenate([np.full(len(parts[0][0]), EVENT_CODE["session"], np.int8),
+                                     np.full(len(p_owner), EVENT_CODE["purchase"], np.int8)]
+                                    + [np.full(len(h[0]), h[2], np.int8) for h in hist])
+                ch = np.concatenate([np.full(len(parts[0][0]) + len(p_owner), -1, np.int8)]
+                                    + [np.full(len(h[0]), h[3], np.int8) for h in hist])
+                val = np.concatenate([np.full(len(parts[0][0]), np.nan), p_val,
+                                      np.full(len(ts) - len(parts[0][0]) - len(p_owner), np.nan)])
+                # clicks bring users back: they are activity, so a click by a user counts
+                shuffle = rng.permutation(len(ts))
+                for lo in range(0, len(ts), 1 << 20):
+                    sel = shuffle[lo:lo + (1 << 20)]
+                    writer.write_batch(_events_batch(ids, owner[sel], ts[sel], ev[sel], ch[sel], val[sel]))
+                counts += np.bincount(ev, minlength=len(EVENTS))
+                n_events += len(ts)
+                users_parts.append(_users_table(u, zones, rng))
+                truth_parts.append(_truth_table(u, act))
+                pbar.update(len(ids))
+            if bad_rows > 0:
+                n_bad = max(1, int(round(bad_rows * n_events / 6)))
+                batch, bad_counts = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s)
+                writer.write_batch(batch)
+    pbar.close()
+    users = pa.concat_tables(users_parts)
+    if bad_rows > 0:
+        users, user_bad = _bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
+        bad_counts.update(user_bad)
+    feather.write_feather(users, _tmp_then(out / "users.arrow"), compression="uncompressed")
+    _finish(out / "users.arrow")
+    truth = pa.concat_tables(truth_parts)
+    feather.write_feather(truth, _tmp_then(out / "truth.arrow"), compression="uncompressed")
+    _finish(out / "truth.arrow")
+    summary = {
+        "as_of": dt.datetime.fromtimestamp(as_of_s, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "seed": seed, "days": days, "users": n_users, "events": int(n_events),
+        "events_by_type": {name: int(c) for name, c in zip(EVENTS, counts)},
+        "alive_share": float(np.mean(truth["alive"].to_numpy(zero_copy_only=False))),
+        "bad_rows": bad_counts, "parameters": PARAMS,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "files": {k: str(out / f"{k}.arrow") for k in ("users", "events", "truth")},
+    }
+    with atomic_path(out / "world.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def _tmp_then(final: Path) -> str:
+    return str(final.with_name(f".{final.name}.tmp"))
+
+
+def _finish(final: Path) -> None:
+    os.replace(final.with_name(f".{final.name}.tmp"), final)
+
+
+def _bad_users(rng, users: pa.Table, frac: float):
+    """Append bad user rows: null ids, duplicate ids and unknown timezones."""
+    n_bad = max(1, int(round(frac * users.num_rows / 3)))
+    dup = users.take(pa.array(rng.integers(0, users.num_rows, n_bad)))
+    null_ids = users.take(pa.array(rng.integers(0, users.num_rows, n_bad)))
+    null_ids = null_ids.set_column(0, "user_id", pa.nulls(n_bad, pa.int64()))
+    bad_tz = users.take(pa.array(rng.integers(0, users.num_rows, n_bad)))
+    new_ids = pa.array(-1_000_000 - np.arange(n_bad, dtype=np.int64))
+    bad_tz = bad_tz.set_column(0, "user_id", new_ids)
+    bad_tz = bad_tz.set_column(1, "timezone", pa.array(["Mars/Olympus_Mons"] * n_bad, pa.string()))
+    out = pa.concat_tables([users, dup, null_ids, bad_tz])
+    return out, {"duplicate_user_id": n_bad, "null_user_id_users": n_bad, "unknown_timezone": n_bad}
