@@ -116,9 +116,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_SERVER = r"""
+import sys
+from aiohttp import web
+
+seen = set()
+
+
+async def hook(request):
+    body = await request.json()
+    key = request.headers.get("Idempotency-Key") or body.get("message_id")
+    seen.add(key)
+    return web.json_response({"id": "p-" + key})
+
+
+app = web.Application()
+app.router.add_post("/hooks/{channel}", hook)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _start_provider(port: int, workdir: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "engine", "provider", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """``winback provider`` when the adapters package has it, else a minimal aiohttp webhook server."""
+    if _has("adapters.local_provider"):
+        cmd = [sys.executable, "-m", "engine", "provider", "--port", str(port)]
+    else:
+        (workdir / "server.py").write_text(_SERVER)
+        cmd = [sys.executable, str(workdir / "server.py"), str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
@@ -130,6 +164,45 @@ def _start_provider(port: int, workdir: Path) -> subprocess.Popen:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("local provider did not start within 20 s")
+
+
+class _Webhook:
+    """The signed webhook request of DESIGN.md, used when ``adapters.webhook`` is not available."""
+
+    name, max_batch = "webhook", 1
+
+    def __init__(self, url: str, secret: bytes, concurrency: int):
+        self.url, self.secret, self.concurrency, self.session = url, secret, concurrency, None
+
+    async def send(self, batch):
+        import hashlib
+        import hmac
+
+        import aiohttp
+
+        from adapters.base import Result
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.concurrency))
+        m = batch[0]
+        body = json.dumps({"message_id": m.message_id, "user_id": m.user_id, "channel": m.channel,
+                           "step": m.step, "variant": m.variant, "to": m.to, "subject": m.subject,
+                           "body": m.body, "send_at": m.send_at}).encode()
+        ts = str(int(time.time()))
+        sig = hmac.new(self.secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        try:
+            async with self.session.post(self.url, data=body, headers={
+                    "Content-Type": "application/json", "Idempotency-Key": m.message_id,
+                    "X-Winback-Timestamp": ts, "X-Winback-Signature": f"sha256={sig}"}) as resp:
+                await resp.read()
+                status = "sent" if resp.status < 300 else "retry" if resp.status == 429 or resp.status >= 500 else "failed"
+                return [Result(m.message_id, status, error=None if status == "sent" else str(resp.status))]
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            return [Result(m.message_id, "retry", error=type(exc).__name__)]
+
+    async def aclose(self):
+        if self.session is not None:
+            await self.session.close()
 
 
 def _plan(n: int):
@@ -193,19 +266,28 @@ def compare_send(n: int, concurrency: int, min_ratio: float | None) -> int:
         port = _free_port()
         provider = _start_provider(port, work)
         try:
-            url = f"http://127.0.0.1:{port}/webhook"
-            providers = work / "providers.toml"
-            providers.write_text(
-                "[channels.push]\nadapter = \"webhook\"\n"
-                f"url = \"{url}\"\nsecret_env = \"WINBACK_BENCH_SECRET\"\n"
-                f"rate_per_second = 1000000\nconcurrency = {concurrency}\n")
+            url = f"http://127.0.0.1:{port}/hooks/push"
             # warm both paths (connections, imports) before timing
             asyncio.run(_bare(url, 200, concurrency, secret.encode(), "warm-"))
             bare = asyncio.run(_bare(url, n, concurrency, secret.encode(), "bare-"))
             plan = _plan(n)
+            if _has("adapters.config") and _has("adapters.webhook"):
+                providers = work / "providers.toml"
+                providers.write_text(
+                    "[channels.push]\nadapter = \"webhook\"\n"
+                    f"url = \"{url}\"\nsecret_env = \"WINBACK_BENCH_SECRET\"\n"
+                    f"rate_per_second = 1000000\nconcurrency = {concurrency}\n")
+                adapter = None
+            else:
+                from engine.dispatch import Channel
+
+                adapter = _Webhook(url, secret.encode(), concurrency)
+                providers = {"push": Channel(adapter, rate_per_second=1_000_000, concurrency=concurrency)}
             t0 = time.perf_counter()
             summary = send(plan, providers, work / "ledger.db", now=True)
             took = time.perf_counter() - t0
+            if adapter is not None:
+                asyncio.run(adapter.aclose())
             if summary.sent != n:
                 print(f"winback sent {summary.sent} of {n}: {summary.states}")
                 return 1
