@@ -98,7 +98,7 @@ class _Lane:
     """Per-channel run state (queue, limiter, counters)."""
 
     __slots__ = ("name", "channel", "limiter", "queue", "wake", "busy", "workers",
-                 "sending", "high", "low", "sent", "retried", "dead", "t0", "more")
+                 "sending", "high", "low", "sent", "retried", "dead", "t0", "more", "retrying")
 
     def __init__(self, name: str, channel: Channel, limiter: RateLimiter):
         self.name = name
@@ -118,6 +118,8 @@ class _Lane:
         self.high = int(high)
         self.low = self.high // 2
         self.sent = self.retried = self.dead = 0
+        #: messages waiting for a retry right now (for the progress bar)
+        self.retrying = 0
         self.t0 = time.monotonic()
         #: the last claim was full, so more may be due: workers ask for a refill at low water
         self.more = True
@@ -182,7 +184,7 @@ class _Run:
         parts = {}
         for lane in self.lanes.values():
             rate = lane.sent / max(1e-9, time.monotonic() - lane.t0)
-            parts[lane.name] = f"{lane.sent} sent {lane.dead} failed {lane.retried} retrying {rate:.0f}/s"
+            parts[lane.name] = f"{lane.sent} sent {lane.dead} failed {max(lane.retrying, 0)} retrying {rate:.0f}/s"
         b.set_postfix(parts, refresh=False)
 
     # -- scheduler: claims due messages, sleeps until the next one is due -------------------
@@ -201,6 +203,8 @@ class _Run:
                     if rows:
                         for row in rows:
                             queue.put_nowait(row)
+                            if row[11] > 1:
+                                lane.retrying -= 1
                         continue
                     if queue.empty() and lane.busy == 0 and not ledger.pending_writes:
                         due = ledger.next_due(lane.name)
@@ -317,6 +321,7 @@ class _Run:
         elif status == "retry" and row[11] < max_attempts:
             ledger.retry(row[12], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
+            lane.retrying += 1
         else:
             error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}"
             gone = status != "retry" and suppresses(res.error)
@@ -440,6 +445,9 @@ async def dispatch(
         total = sum(n for c in ledger.counts().values() for s, n in c.items()
                     if s in ("planned", "failed", "in_flight"))
         lanes = {name: _Lane(name, ch, RateLimiter(ch.rate_per_second)) for name, ch in channels.items()}
+        for name, states in ledger.counts().items():
+            if name in lanes:
+                lanes[name].retrying = states.get("failed", 0)
         run = _Run(ledger, lanes, now=now, clock=clock, progress=progress, total=total)
         loop = asyncio.get_running_loop()
         installed = []
