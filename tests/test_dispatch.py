@@ -344,3 +344,24 @@ def test_a_broadcast_plan_is_recorded_once_for_the_broadcast_guard(tmp_path):
     send(plan, {"push": Recorder()}, tmp_path / "l.db", now=True)
     send(plan, {"push": Recorder()}, tmp_path / "l.db", now=True)  # rerun: nothing new loaded
     assert read_broadcasts(tmp_path / "l.db").column("campaign_id").to_pylist() == ["c1"]
+
+
+@pytest.mark.parametrize("at_most_once", [False, True])
+def test_messages_in_flight_at_a_crash_are_resent_unless_at_most_once(tmp_path, at_most_once):
+    # given a ledger a crashed run left with 3 of 10 messages in flight
+    ledger = tmp_path / "l.db"
+    led = Ledger(ledger)
+    led.load_plan(make_plan(10))
+    led.claim("push", 3, now=time.time(), release_until=float("inf"))
+    led._con.close()  # killed: no flush, no close
+    adapter = Recorder()
+
+    # when the send is run again
+    summary = send(make_plan(10), {"push": adapter}, ledger, now=True, at_most_once=at_most_once)
+
+    # then at-least-once resends them; at-most-once marks them dead and never sends them
+    assert summary.recovered == 3 and summary.complete
+    if at_most_once:
+        assert len(adapter.sent_ids()) == 7 and summary.states["push"] == {"sent": 7, "dead": 3}
+    else:
+        assert len(adapter.sent_ids()) == 10 and summary.states["push"] == {"sent": 10}
