@@ -1,0 +1,50 @@
+"""`winback explain`: the whole plan decision for one user."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="show why one user got (or did not get) each message of a plan",
+        description="Print every step's decision for USER_ID (channel, send time, variant, reason) "
+                    "and, with --scores, the scores that drove it.",
+        epilog="example:\n  winback explain 1000011 --plan plan.arrow --scores scores.arrow",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("user_id", type=int, help="the user's id")
+    p.add_argument("--plan", required=True, metavar="FILE", help="plan file from 'winback plan'")
+    p.add_argument("--scores", default=None, metavar="FILE", help="scores file, to show the inputs too")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine._sendprep import read_any, read_plan
+    from engine.plan import explain
+
+    plan_table, _ = read_plan(args.plan)
+    scores = read_any(args.scores, "scores") if args.scores else None
+    out = explain(args.user_id, plan_table, scores)
+    if args.json:
+        print(json.dumps(out, default=str, indent=2))
+        return 0
+    camp = out.get("campaign", {})
+    print(f"user {out['user_id']} in campaign {camp.get('campaign_id')} (audience: {camp.get('audience')})")
+    s = out.get("scores")
+    if s:
+        keys = ["lifecycle", "days_inactive", "p_alive", "lapse_risk", "timezone", "best_hour_local",
+                "send_time_confidence", "fatigue_budget", "sends_7d", "email_response_rate",
+                "push_response_rate", "sms_response_rate", "consent_email", "consent_push", "consent_sms"]
+        print("  scores: " + ", ".join(f"{k}={s[k]:.3g}" if isinstance(s.get(k), float) else f"{k}={s.get(k)}"
+                                       for k in keys if k in s))
+    for r in out["steps"]:
+        if r["reason"] is None:
+            print(f"  step {r['step_index']} {r['step']}: {r['channel']} at {r['send_at']} UTC "
+                  f"({r['timezone']}), variant {r['variant']}, expected value {r['expected_value']:.3g}")
+        else:
+            print(f"  step {r['step_index']} {r['step']}: not sent - {r['reason']}")
+    return 0

@@ -1,0 +1,54 @@
+"""`winback plan`: audience, drip steps, channel and time per user, caps, holdout."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="plan a campaign over the scores: who gets which message, on which channel, when",
+        description=(
+            "Apply CAMPAIGN (a TOML file: audience rule, drip steps, policy, holdout, variants, "
+            "templates) to SCORES and write one row per (user, step): message_id, channel, send_at "
+            "(UTC), variant, rendered subject/body, and for users not messaged the reason "
+            "(not_in_audience, holdout, no_consent, no_address, suppressed, channel_cap, "
+            "fatigue_budget, min_gap, capacity)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow\n"
+            "  winback plan scores.arrow examples/sms_last_chance.toml --ledger ledger.db -o plan.arrow\n"
+            "  winback explain 1000011 --plan plan.arrow --scores scores.arrow"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("scores", help="scores file from 'winback score'")
+    p.add_argument("campaign", help="campaign TOML file (see examples/ and docs/campaigns.md)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="plan file (.arrow), written atomically")
+    p.add_argument("--as-of", default=None, metavar="T",
+                   help="campaign start, ISO 8601 UTC (default: [campaign] as_of, else the scores' as-of)")
+    p.add_argument("--ledger", default=None, metavar="DB",
+                   help="SQLite ledger of earlier sends: its suppressions are honoured and its broadcasts "
+                        "feed the broadcast guard")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.atomic import write_table
+    from engine.plan import plan, plan_summary
+
+    table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger)
+    write_table(table, args.output)
+    s = plan_summary(table)
+    users = table.num_rows // max(1, len(set(table["step"].to_pylist()[:0])) or 1)
+    print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
+    print("  per step/channel: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_step_channel"].items())))
+    print("  not messaged:     " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1])))
+    hours = s["by_utc_hour"]
+    peak = max(hours) or 1
+    bars = "".join(" .:-=+*#%@"[min(9, int(9 * h / peak))] for h in hours)
+    print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
+    del users
+    return 0

@@ -1,0 +1,372 @@
+"""Step 2, plan: who gets which message, on which channel, when - and why not.
+
+``plan(scores, campaign)`` returns one row per (user, step) with a deterministic
+``message_id``, the channel, ``send_at`` (UTC) and, for users not messaged, the
+``reason``.  Rules, in the order they are applied per step:
+
+1. ``not_in_audience``: the audience rule is false; ``holdout``: the user's hash of
+   (campaign id, user id) puts them in the holdout (``campaign.holdout`` share).
+2. Channel: among the step's channels, those with consent, an address and no
+   suppression (scores or the ledger's suppressions), under the per-channel cap; the
+   one with the highest ``c_response_rate`` wins, ties by the step's order.  Reasons:
+   ``no_consent``, ``no_address``, ``suppressed``, ``channel_cap``.
+3. Fatigue: the user's ``fatigue_budget`` bounds the campaign's messages in the first
+   policy window (it was scored for the window after ``as_of``), and the cross-channel cap (``max_messages`` per ``window_days``, counting recent sends from
+   the scores and earlier steps) must hold at the send time: ``fatigue_budget``.
+4. Time: the first instant at the user's ``best_hour_local`` at or after the previous
+   step's send time (or the campaign start) plus ``delay_days``; moved out of local
+   quiet hours to the window's end; at least ``min_gap_hours`` after the user's
+   previous message (``min_gap`` when that pushes it more than a day).
+5. Capacity per channel and UTC hour: messages are placed in order of
+   (``send_time_confidence`` >= 0.4 first, then expected win-back value); later ones
+   move to the nearest hour with room within 12 hours, respecting quiet hours and the
+   minimum gap, else ``capacity``.
+
+Expected win-back value = ``p_alive x value x c_response_rate`` with value the user's
+mean purchase value (the median of buyers for users who never bought).
+
+Holdout and variant use SplitMix64 of (user id XOR a 64-bit hash of the campaign id)
+with two salts, so a rerun picks the same users and a new campaign id reshuffles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine import plan_time as pt
+from engine.campaign import Campaign, load_campaign
+from engine.errors import InputError, PolicyError
+from engine.partition import splitmix64
+from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PLAN_SCHEMA, SECONDS_PER_DAY
+from engine.sendtime import offset_table
+from engine.templates import render
+from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
+
+__all__ = ["plan", "explain", "REASONS", "plan_summary"]
+
+REASONS = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
+           "fatigue_budget", "min_gap", "capacity", "broadcast_guard")
+_R = {name: i for i, name in enumerate(REASONS)}
+NEVER = np.iinfo(np.int64).min
+BROADCAST_SHARE = 0.98
+BROADCAST_DAYS = 90
+
+
+def _campaign_hash(cid: str) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.sha256(cid.encode()).digest()[:8], "little"))
+
+
+def _unit(h: np.ndarray) -> np.ndarray:
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def assignments(user_ids: np.ndarray, campaign: Campaign) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout bool, variant index) per user, deterministic in (campaign id, user id)."""
+    base = splitmix64(np.asarray(user_ids, np.int64).view(np.uint64) ^ _campaign_hash(campaign.id))
+    u_hold = _unit(splitmix64(base ^ np.uint64(0x686F6C646F7574)))
+    u_var = _unit(splitmix64(base ^ np.uint64(0x76617269616E74)))
+    w = np.array([v.weight for v in campaign.variants], np.float64)
+    variant = np.minimum(np.searchsorted(np.cumsum(w) / w.sum(), u_var, side="right"), len(w) - 1)
+    return u_hold < campaign.holdout, variant
+
+
+def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
+    if name not in table.column_names:
+        return np.full(table.num_rows, default, dtype=dtype)
+    col = table[name]
+    if pa.types.is_timestamp(col.type):
+        return to_epoch_seconds(col)
+    return col.fill_null(default).to_numpy(zero_copy_only=False).astype(dtype) if dtype else \
+        col.fill_null(default).to_numpy(zero_copy_only=False)
+
+
+def _ledger_suppressions(ledger, table: pa.Table) -> np.ndarray:
+    """[users, channels] bool: suppressed in the ledger by user id or address."""
+    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
+    if ledger is None or not os.path.exists(ledger):
+        return out
+    from engine.ledger import read_suppressions
+
+    sup = read_suppressions(ledger)
+    if sup.num_rows == 0:
+        return out
+    for c_i, c in enumerate(CHANNELS):
+        rows = sup.filter(pc.equal(sup["channel"], c))
+        if rows.num_rows == 0:
+            continue
+        hit = np.zeros(table.num_rows, bool)
+        if "user_id" in rows.column_names:
+            hit |= pc.is_in(table["user_id"], value_set=rows["user_id"].drop_null()).to_numpy(zero_copy_only=False)
+        addr_col = ADDRESS_COLUMN[c]
+        if addr_col in table.column_names and "address" in rows.column_names:
+            hit |= pc.fill_null(pc.is_in(table[addr_col], value_set=rows["address"].drop_null()), False) \
+                .to_numpy(zero_copy_only=False)
+        out[:, c_i] = hit
+    return out
+
+
+def _broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.ndarray, ledger, as_of: int) -> bool:
+    n_reach = int(reachable.sum())
+    if n_reach == 0 or (audience & reachable).sum() < BROADCAST_SHARE * n_reach:
+        return False
+    if not campaign.approved:
+        raise PolicyError(
+            f"{campaign.source}: the audience selects {int((audience & reachable).sum()):,} of {n_reach:,} reachable "
+            "users - the whole base ('batch and blast'), which burns sender reputation. Narrow [audience] where, "
+            "or set approved = true in [campaign] to send a broadcast (at most once per 90 days).")
+    if ledger is not None and os.path.exists(ledger):
+        from engine.ledger import read_broadcasts
+
+        b = read_broadcasts(ledger)
+        if b.num_rows:
+            last = float(np.max(b["at"].to_numpy()))
+            if as_of - last < BROADCAST_DAYS * SECONDS_PER_DAY and time.time() - last < BROADCAST_DAYS * SECONDS_PER_DAY:
+                raise PolicyError(f"a whole-base broadcast already went out {((time.time() - last) / 86400):.0f} days ago "
+                                  f"(ledger {ledger}); approved broadcasts are allowed at most once per 90 days")
+    return True
+
+
+def plan(scores, campaign, *, as_of=None, ledger=None, progress: bool = False) -> pa.Table:
+    """Plan ``campaign`` over ``scores`` (table or path); returns the plan table.
+
+    ``as_of`` (campaign start, UTC) defaults to the campaign's ``as_of``, then the
+    scores' ``as_of``.  ``ledger`` (SQLite path): its suppressions are honoured and
+    its broadcasts feed the broadcast guard.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(scores, pa.Table):
+        from engine._sendprep import read_any
+
+        scores = read_any(scores, "scores")
+    cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
+    for need in ("user_id", "best_hour_local", "p_alive"):
+        if need not in scores.column_names:
+            raise InputError(f"scores table has no column {need!r}; pass the output of 'winback score'")
+    meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
+    score_meta = json.loads(meta_raw) if meta_raw else {}
+    start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
+    n = scores.num_rows
+    uid = scores["user_id"].to_numpy()
+    tz_col = scores["timezone"].fill_null(cmp.timezone) if "timezone" in scores.column_names else \
+        pa.array([cmp.timezone] * n)
+    tz_enc = tz_col.combine_chunks().dictionary_encode() if isinstance(tz_col, pa.ChunkedArray) else tz_col.dictionary_encode()
+    zones = tz_enc.dictionary.to_pylist()
+    zone = tz_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    total_delay = sum(s.delay_days for s in cmp.steps)
+    horizon = start + int((total_delay + 10) * SECONDS_PER_DAY)
+    table, tab_t0 = offset_table(zones, start - 2 * SECONDS_PER_DAY, horizon)
+    off = pt.OffsetLookup(table, tab_t0)
+
+    audience = cmp.audience(scores)
+    holdout, variant = assignments(uid, cmp)
+    consent = np.stack([_col(scores, CONSENT_COLUMN[c], False, bool) for c in CHANNELS], axis=1)
+    address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
+                        if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
+    suppressed = np.stack([_col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
+    suppressed |= _ledger_suppressions(ledger, scores)
+    reach = consent & address & ~suppressed
+    broadcast = _broadcast_guard(cmp, audience, reach.any(axis=1), ledger, start)
+    resp = np.stack([_col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
+    p_alive = _col(scores, "p_alive", 0.5, np.float64)
+    monetary = _col(scores, "monetary", np.nan, np.float64)
+    value = np.where(np.isnan(monetary), np.nanmedian(monetary) if np.isfinite(monetary).any() else 1.0, monetary)
+    budget = _col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
+    hist_recent = _col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
+    best_hour = _col(scores, "best_hour_local", 12, np.int64)
+    conf = _col(scores, "send_time_confidence", 0.0, np.float64)
+    pol = cmp.policy
+    window = pol.window_days * SECONDS_PER_DAY
+    gap = int(pol.min_gap_hours * 3600)
+    quiet = pol.quiet_hours
+    n_steps = len(cmp.steps)
+    sent_at = np.full((n, n_steps), NEVER, np.int64)
+    sent_ch = np.full((n, n_steps), -1, np.int64)
+    prev_at = np.full(n, NEVER, np.int64)
+    n_planned = np.zeros(n, np.int64)
+    capacity_counts: dict[int, np.ndarray] = {}
+    h_base = start // 3600 - 48
+    n_buckets = int((horizon + 3 * SECONDS_PER_DAY) // 3600 - h_base)
+    out_cols: dict[str, list] = {k: [] for k in ("reason", "channel", "send_at", "ev")}
+    cum_delay = 0.0
+    for k, step in enumerate(cmp.steps):
+        cum_delay += step.delay_days
+        reason = np.zeros(n, np.int8)
+        reason[~audience] = _R["not_in_audience"]
+        reason[(reason == 0) & holdout] = _R["holdout"]
+        base = np.where(prev_at != NEVER, prev_at + int(step.delay_days * SECONDS_PER_DAY),
+                        start + int(cum_delay * SECONDS_PER_DAY))
+        # channel choice
+        allowed = [CHANNELS.index(c) for c in step.channels]
+        best_c = np.full(n, -1, np.int64)
+        best_r = np.full(n, -1.0)
+        capped_any = np.zeros(n, bool)
+        for c_i in allowed:
+            ok = reach[:, c_i].copy()
+            cap = pol.channel_caps.get(CHANNELS[c_i])
+            if cap is not None:
+                in_win = ((sent_ch == c_i) & (sent_at != NEVER) & (sent_at > base[:, None] - window)).sum(axis=1)
+                over = in_win >= cap
+                capped_any |= ok & over
+                ok &= ~over
+            better = ok & (resp[:, c_i] > best_r)
+            best_c = np.where(better, c_i, best_c)
+            best_r = np.where(better, resp[:, c_i], best_r)
+        none = (reason == 0) & (best_c < 0)
+        al = np.array(allowed)
+        has_consent = consent[:, al].any(axis=1)
+        has_addr = (consent[:, al] & address[:, al]).any(axis=1)
+        reason[none & ~has_consent] = _R["no_consent"]
+        reason[none & has_consent & ~has_addr] = _R["no_address"]
+        reason[none & has_addr & ~capped_any] = _R["suppressed"]
+        reason[none & has_addr & capped_any] = _R["channel_cap"]
+        # time
+        t = pt.next_local_time(off, zone, base, best_hour * 60)
+        t = pt.apply_quiet_hours(off, zone, t, quiet)
+        lower = np.where(prev_at != NEVER, prev_at + gap, start)
+        pushed = t < lower
+        if pushed.any():
+            t = np.where(pushed, pt.apply_quiet_hours(off, zone, np.maximum(t, lower), quiet), t)
+        reason[(reason == 0) & (t - base > 2 * SECONDS_PER_DAY)] = _R["min_gap"]
+        # fatigue: the score's budget, and the cross-channel cap at the send time
+        in_window = ((sent_at != NEVER) & (sent_at > t[:, None] - window)).sum(axis=1)
+        hist = np.where(t - start < window, hist_recent, 0)
+        # the scored budget covers the first policy window; later windows get the full cap
+        first_window = t - start < window
+        tired = (first_window & (in_window >= budget)) | (hist + in_window >= pol.max_messages)
+        reason[(reason == 0) & tired] = _R["fatigue_budget"]
+        ev = p_alive * value * np.where(best_c >= 0, resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
+        # capacity per channel and hour
+        for c_i in allowed:
+            cap = pol.capacity_per_hour.get(CHANNELS[c_i])
+            if cap is None:
+                continue
+            idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
+            if not len(idx):
+                continue
+            counts = capacity_counts.setdefault(c_i, np.zeros(n_buckets, np.int64))
+            order = np.lexsort((-ev[idx], -(conf[idx] >= 0.4).astype(np.int64)))
+            qs, qe = quiet if quiet else (0, 0)
+            new_t = pt.level_capacity(t[idx], order.astype(np.int64), zone[idx], np.maximum(lower[idx], start),
+                                      int(cap), table, np.int64(tab_t0), int(qs), int(qe), 12, counts, np.int64(h_base))
+            t[idx] = np.where(new_t >= 0, new_t, t[idx])
+            reason[idx[new_t < 0]] = _R["capacity"]
+        ok = reason == 0
+        sent_at[ok, k] = t[ok]
+        sent_ch[ok, k] = best_c[ok]
+        prev_at = np.where(ok, t, prev_at)
+        n_planned += ok
+        out_cols["reason"].append(reason)
+        out_cols["channel"].append(np.where(reason == 0, best_c, -1))
+        out_cols["send_at"].append(np.where(ok, t, NEVER))
+        out_cols["ev"].append(np.where(best_c >= 0, ev, 0.0))
+    result = _assemble(scores, cmp, uid, holdout, variant, out_cols, start, zone, zones)
+    meta = {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
+            "broadcast": broadcast, "seconds": round(time.perf_counter() - t0, 3), **cmp.to_meta()}
+    meta["summary"] = plan_summary(result)
+    return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
+
+
+def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones) -> pa.Table:
+    n, n_steps = len(uid), len(cmp.steps)
+    reason = np.concatenate(cols["reason"])
+    ch = np.concatenate(cols["channel"])
+    send = np.concatenate(cols["send_at"])
+    step_idx = np.repeat(np.arange(n_steps, dtype=np.int16), n)
+    rows_user = np.tile(np.arange(n), n_steps)
+    planned = reason == 0
+    uid_all = pa.array(uid[rows_user], pa.int64())
+    mid = pc.binary_join_element_wise(cmp.id, pc.cast(uid_all, pa.string()),
+                                      pc.cast(pa.array(step_idx), pa.string()), "-")
+    chan_names = np.array(list(CHANNELS) + [None], dtype=object)
+    channel = pa.array(chan_names[np.where(ch >= 0, ch, len(CHANNELS))], pa.string())
+    names = np.array([s.name for s in cmp.steps], dtype=object)
+    variants = np.array([v.name for v in cmp.variants], dtype=object)
+    reasons = np.array([None] + list(REASONS[1:]), dtype=object)
+    to = pa.nulls(len(reason), pa.string())
+    user_rows = scores.take(pa.array(rows_user))
+    for c_i, c in enumerate(CHANNELS):
+        col = ADDRESS_COLUMN[c]
+        if col in scores.column_names:
+            to = pc.if_else(pa.array(ch == c_i), user_rows[col], to)
+    table = pa.table({
+        "message_id": mid, "campaign_id": pa.array([cmp.id] * len(reason), pa.string()),
+        "user_id": uid_all, "step": pa.array(names[step_idx], pa.string()), "step_index": pa.array(step_idx),
+        "variant": pa.array(variants[np.tile(variant, n_steps)], pa.string()), "channel": channel,
+        "send_at": from_epoch_seconds(np.where(planned, send, 0), null_mask=~planned),
+        "reason": pa.array(reasons[reason], pa.string()), "holdout": pa.array(np.tile(holdout, n_steps)),
+        "expected_value": pa.array(np.concatenate(cols["ev"])),
+        "to": to, "template": pa.array(np.array([s.template for s in cmp.steps], dtype=object)[step_idx], pa.string()),
+        "subject": pa.nulls(len(reason), pa.string()), "body": pa.nulls(len(reason), pa.string()),
+        "exit_on": pa.array(np.array([s.exit_on for s in cmp.steps], dtype=object)[step_idx], pa.string()),
+        "timezone": pa.array(np.array(zones, dtype=object)[zone[rows_user]], pa.string()),
+    })
+    return _render(table, user_rows, cmp, planned).cast(
+        pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string())]))
+
+
+def _render(table: pa.Table, user_rows: pa.Table, cmp: Campaign, planned: np.ndarray) -> pa.Table:
+    idx = np.nonzero(planned)[0]
+    if not len(idx):
+        return table
+    ctx = user_rows.take(pa.array(idx))
+    for name in ("step", "variant", "channel"):
+        ctx = ctx.append_column(f"{name}", table[name].take(pa.array(idx))) if name not in ctx.column_names \
+            else ctx.set_column(ctx.column_names.index(name), name, table[name].take(pa.array(idx)))
+    subject = pa.nulls(table.num_rows, pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    body = subject.copy()
+    steps = table["step_index"].to_numpy()[idx]
+    chans = table["channel"].take(pa.array(idx)).to_numpy(zero_copy_only=False)
+    for k, step in enumerate(cmp.steps):
+        tpl = cmp.templates.get(step.template)
+        for is_email in (True, False):
+            sel = np.nonzero((steps == k) & ((chans == "email") == is_email))[0]
+            if not len(sel):
+                continue
+            rows = ctx.take(pa.array(sel))
+            if tpl is None:
+                subj = pa.array([step.name] * len(sel), pa.string())
+                bod = pa.array([step.template] * len(sel), pa.string())
+            else:
+                subj = render(tpl.subject, rows, escape=False, name=f"templates.{step.template}.subject")
+                bod = render(tpl.body, rows, escape=is_email, name=f"templates.{step.template}.body")
+            subject[idx[sel]] = subj.to_numpy(zero_copy_only=False)
+            body[idx[sel]] = bod.to_numpy(zero_copy_only=False)
+    table = table.set_column(table.column_names.index("subject"), "subject", pa.array(subject, pa.string()))
+    return table.set_column(table.column_names.index("body"), "body", pa.array(body, pa.string()))
+
+
+def plan_summary(p: pa.Table) -> dict:
+    """Counts per step x channel, per reason, and per UTC send hour."""
+    planned = p.filter(pc.is_null(p["reason"]))
+    by_step = planned.group_by(["step", "channel"]).aggregate([("user_id", "count")]).to_pylist()
+    reasons = p.filter(pc.is_valid(p["reason"])).group_by(["reason"]).aggregate([("user_id", "count")]).to_pylist()
+    hours = pc.hour(planned["send_at"]) if planned.num_rows else pa.array([], pa.int64())
+    hour_counts = np.bincount(np.asarray(hours.to_numpy(zero_copy_only=False), np.int64), minlength=24).tolist() \
+        if planned.num_rows else [0] * 24
+    return {"rows": p.num_rows, "planned": planned.num_rows,
+            "by_step_channel": {f"{r['step']}/{r['channel']}": r["user_id_count"] for r in by_step},
+            "by_reason": {r["reason"]: r["user_id_count"] for r in reasons},
+            "by_utc_hour": hour_counts}
+
+
+def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) -> dict:
+    """Everything the plan decided for one user, with the scores that drove it."""
+    rows = plan_table.filter(pc.equal(plan_table["user_id"], int(user_id))).to_pylist()
+    if not rows:
+        raise InputError(f"user {user_id} is not in the plan; check the id (plans hold every scored user)")
+    out = {"user_id": int(user_id), "steps": rows}
+    meta_raw = (plan_table.schema.metadata or {}).get(b"winback.plan")
+    if meta_raw:
+        meta = json.loads(meta_raw)
+        out["campaign"] = {k: meta.get(k) for k in ("campaign_id", "name", "as_of", "audience", "holdout", "policy")}
+    if scores is not None:
+        s = scores.filter(pc.equal(scores["user_id"], int(user_id))).to_pylist()
+        out["scores"] = s[0] if s else None
+    return out
