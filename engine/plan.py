@@ -126,7 +126,7 @@ def _broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.nda
 
         b = read_broadcasts(ledger)
         if b.num_rows:
-            last = float(np.max(b["at"].to_numpy()))
+            last = float(np.max(to_epoch_seconds(b["at"])))
             if as_of - last < BROADCAST_DAYS * SECONDS_PER_DAY and time.time() - last < BROADCAST_DAYS * SECONDS_PER_DAY:
                 raise PolicyError(f"a whole-base broadcast already went out {((time.time() - last) / 86400):.0f} days ago "
                                   f"(ledger {ledger}); approved broadcasts are allowed at most once per 90 days")
@@ -306,9 +306,12 @@ def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones) -> p
         "subject": pa.nulls(len(reason), pa.string()), "body": pa.nulls(len(reason), pa.string()),
         "exit_on": pa.array(np.array([s.exit_on for s in cmp.steps], dtype=object)[step_idx], pa.string()),
         "timezone": pa.array(np.array(zones, dtype=object)[zone[rows_user]], pa.string()),
+        "best_hour_local": pa.array(_col(scores, "best_hour_local", 12, np.int8)[rows_user]),
+        "send_time_confidence": pa.array(_col(scores, "send_time_confidence", 0.0, np.float32)[rows_user]),
     })
     return _render(table, user_rows, cmp, planned).cast(
-        pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string())]))
+        pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string()), pa.field("best_hour_local", pa.int8()),
+                                       pa.field("send_time_confidence", pa.float32())]))
 
 
 def _render(table: pa.Table, user_rows: pa.Table, cmp: Campaign, planned: np.ndarray) -> pa.Table:
