@@ -1,0 +1,60 @@
+"""`winback report`: lift against the holdout with intervals, plots and a sunset list."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="measure a campaign: lift vs holdout with 95%% intervals, plots, sunset list",
+        description=(
+            "Compare the audience outside the holdout with the holdout over --days days after the "
+            "campaign start (intent-to-treat): re-engagement, open, click, conversion and unsubscribe "
+            "rates with Newcombe intervals, per variant, step and channel; writes DIR/index.html with "
+            "plots, DIR/summary.json and DIR/sunset.csv/.arrow (users who got the whole sequence and "
+            "did not come back)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  winback report plan.arrow outcomes/ --ledger ledger.db -o report/\n"
+            "  winback report plan.arrow events.arrow -o report/ --days 30\n"
+            "  winback report plan.arrow outcomes/ --blast blast/ -o report/   # beside batch-and-blast"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("plan", help="plan file from 'winback plan'")
+    p.add_argument("outcomes", help="events after the campaign: a 'winback simulate' directory, or an events file")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="report directory (replaced atomically)")
+    p.add_argument("--ledger", default=None, metavar="DB", help="ledger of 'winback send', for what was delivered")
+    p.add_argument("--days", type=int, default=14, metavar="N", help="days after the start that count (default 14)")
+    p.add_argument("--blast", default=None, metavar="DIR",
+                   help="a 'winback simulate --policy blast' directory to compare against")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.report import report
+    from engine.report_html import headline, terminal_table
+
+    s = report(args.plan, args.outcomes, ledger=args.ledger, days=args.days, out_dir=args.output, blast=args.blast)
+    print(terminal_table(s))
+    print()
+    print("headline: " + headline(s))
+    mp = s["messages_per_incremental_reengaged_user"]
+    line = f"winback: {s['messages_sent']:,} messages"
+    if mp:
+        line += f", {mp:,.1f} per incremental re-engaged user"
+    line += f", {s['metrics']['unsubscribed']['treated']['count']:,} unsubscribes"
+    print(line)
+    if "blast" in s:
+        b = s["blast"]
+        bl = f"batch-and-blast: {b['messages_sent']:,} messages"
+        if b["messages_per_incremental_reengaged_user"]:
+            bl += f", {b['messages_per_incremental_reengaged_user']:,.1f} per incremental re-engaged user"
+        bl += f", {b['unsubscribed']:,} unsubscribes"
+        print(bl)
+    print(f"sunset list: {s['sunset_users']:,} users -> {args.output}/sunset.csv")
+    print(f"report: {args.output}/index.html")
+    return 0

@@ -1,0 +1,98 @@
+"""The report's HTML page and terminal table, from the summary dict of :func:`engine.report.report`."""
+
+from __future__ import annotations
+
+import html
+
+__all__ = ["render_html", "headline", "terminal_table"]
+
+
+def _pct(x, digits=1) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _pp(x) -> str:
+    return "-" if x is None else f"{100 * x:+.2f} pp"
+
+
+def headline(summary: dict) -> str:
+    """One line: the re-engagement lift with its interval."""
+    c = summary["metrics"]["reengaged"]
+    lo, hi = c["lift_ci"]
+    text = (f"re-engagement {_pct(c['treated']['rate'], 2)} treated vs {_pct(c['holdout']['rate'], 2)} holdout: "
+            f"lift {_pp(c['lift'])} (95% CI {_pp(lo)} to {_pp(hi)})")
+    if c["relative_lift"] is not None:
+        text += f", relative {_pct(c['relative_lift'])}"
+    if c["note"]:
+        text += f" - {c['note']}"
+    return text
+
+
+def terminal_table(summary: dict) -> str:
+    lines = [f"{'metric':<14}{'treated':>10}{'holdout':>10}{'lift':>12}{'95% CI':>26}"]
+    for name, c in summary["metrics"].items():
+        lo, hi = c["lift_ci"]
+        lines.append(f"{name:<14}{_pct(c['treated']['rate'], 2):>10}{_pct(c['holdout']['rate'], 2):>10}"
+                     f"{_pp(c['lift']):>12}{_pp(lo) + ' .. ' + _pp(hi):>26}")
+    return "\n".join(lines)
+
+
+def _table(headers, rows) -> str:
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def render_html(summary: dict) -> str:
+    camp = summary["campaign"]
+    metrics = _table(
+        ["metric", "treated users", "treated rate", "holdout users", "holdout rate", "lift", "95% CI", "relative", "note"],
+        [[k, c["treated"]["users"], _pct(c["treated"]["rate"], 2), c["holdout"]["users"], _pct(c["holdout"]["rate"], 2),
+          _pp(c["lift"]), f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", _pct(c["relative_lift"]), c["note"]]
+         for k, c in summary["metrics"].items()])
+    variants = _table(["variant", "treated", "rate", "lift", "95% CI", "note"],
+                      [[v, c["treated"]["users"], _pct(c["treated"]["rate"], 2), _pp(c["lift"]),
+                        f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", c["note"]]
+                       for v, c in summary["by_variant"].items()])
+    steps = _table(["step", "channel", "sent", "open rate", "click rate", "unsubscribe rate", "re-engaged"],
+                   [[r["step"], r["channel"], r["sent"], _pct(r.get("open_rate")), _pct(r.get("click_rate")),
+                     _pct(r.get("unsubscribe_rate"), 2), _pct(r.get("reengaged_rate"))]
+                    for r in summary["by_step_channel"]])
+    blast = ""
+    if "blast" in summary:
+        b = summary["blast"]
+
+        def fmt(x):
+            return "-" if x is None else f"{x:,.1f}"
+        blast = "<h2>winback vs batch-and-blast</h2>" + _table(
+            ["", "messages sent", "messages per re-engaged user", "messages per incremental re-engaged user",
+             "unsubscribes"],
+            [["winback", summary["messages_sent"], fmt(summary["messages_per_reengaged_user"]),
+              fmt(summary["messages_per_incremental_reengaged_user"]), b["winback_unsubscribed"]],
+             ["batch-and-blast", b["messages_sent"], fmt(b["messages_per_reengaged_user"]),
+              fmt(b["messages_per_incremental_reengaged_user"]), b["unsubscribed"]]])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>winback report: {html.escape(str(camp.get('name')))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #111; padding: 0 1rem; }}
+h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
+.headline {{ font-size: 1.1rem; background: #eff6ff; border-left: 4px solid #2563eb; padding: .75rem 1rem; }}
+table {{ border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }}
+td, th {{ border-bottom: 1px solid #e5e7eb; padding: .3rem .6rem; text-align: right; }}
+th {{ background: #f9fafb; }} td:first-child, th:first-child {{ text-align: left; }}
+img {{ max-width: 100%; margin: .5rem 0; }} .muted {{ color: #6b7280; font-size: .85rem; }}
+</style></head><body>
+<h1>{html.escape(str(camp.get('name')))} <span class="muted">({html.escape(str(camp.get('id')))}, from {html.escape(str(camp.get('start')))}, {camp.get('days')} days)</span></h1>
+<p class="headline">{html.escape(headline(summary))}</p>
+<p class="muted">{html.escape(summary['headline'])}. Intervals: Newcombe hybrid score (difference), Katz log ratio (relative).</p>
+<h2>Treated vs holdout</h2>{metrics}
+<img src="lift.png" alt="lift per variant with 95% intervals">
+<h2>Variants</h2>{variants}
+<h2>Steps and channels</h2><p class="muted">Rates among recipients; observational (the plan chose who got which channel).</p>{steps}
+<img src="hours.png" alt="re-engagement by send hour relative to the best hour">
+<img src="cumulative.png" alt="cumulative re-engagement treated vs holdout">
+{blast}
+<h2>Sunset</h2><p>{summary['sunset_users']:,} users received their whole sequence and did not come back:
+<a href="sunset.csv">sunset.csv</a> (also <code>sunset.arrow</code>) - suppress or archive them to protect deliverability.</p>
+</body></html>
+"""
