@@ -333,8 +333,8 @@ class _Run:
 def _channels(providers: Any, needed: list[str]) -> tuple[dict[str, Channel], bool]:
     """Resolve ``providers`` (a providers TOML path or a mapping) to built channels."""
     owned = False
-    if isinstance(providers, (str, os.PathLike)):
-        from adapters.config import load_providers
+    if isinstance(providers, (str, os.PathLike)) or (isinstance(providers, Mapping) and "channels" in providers):
+        from adapters.config import load_providers  # a providers TOML path or its parsed dict
 
         providers = load_providers(providers)
     missing = [c for c in needed if c not in providers]
