@@ -11,3 +11,121 @@ def user_index_lookup(ids, queries) -> np.ndarray:
     for i, uid in enumerate(ids):
         first.setdefault(int(uid), i)
     return np.array([first.get(int(q), -1) for q in queries], dtype=np.int64)
+
+
+# --- scoring (engine.kernels, engine.bgnbd) -------------------------------------------------
+
+def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, day0, n_days, local_offset, half_life):
+    """engine.kernels: per-user loops over plain Python lists.
+
+    ``local_offset(u, t)`` gives the user's UTC offset in seconds at instant t.
+    Returns a dict of per-user results comparable to the kernel's accumulators.
+    """
+    import math
+
+    from engine.schema import BOUNCE, CLICK, COMPLAINT, OPEN, PURCHASE, SEND, SESSION, UNSUBSCRIBE
+
+    out = {k: [] for k in ("days", "first_window", "first", "last", "purchases", "revenue", "last_purchase",
+                           "sends90", "opens90", "clicks90", "last_eng", "suppressed", "streak", "sends7",
+                           "sends30", "hour", "weekday", "eng")}
+    for u in range(n_users):
+        rows = [i for i in range(len(uidx)) if uidx[i] == u]
+        act = [ts[i] for i in rows if is_activity[ev[i]]]
+        days = {t // 86400 for t in act if day0 <= t // 86400 < day0 + n_days}
+        out["days"].append(len(days))
+        win = [t for t in act if day0 <= t // 86400 < day0 + n_days]
+        out["first_window"].append(min(win) if win else None)
+        out["first"].append(min(act) if act else None)
+        out["last"].append(max(act) if act else None)
+        buys = [i for i in rows if ev[i] == PURCHASE]
+        out["purchases"].append(len(buys))
+        out["revenue"].append(sum(val[i] for i in buys if not math.isnan(val[i])))
+        out["last_purchase"].append(max((ts[i] for i in buys), default=None))
+        s90, o90, c90, le, sup, stk = [], [], [], [], [], []
+        for c in range(3):
+            sends = sorted((ts[i] for i in rows if ev[i] == SEND and ch[i] == c), reverse=True)
+            eng = [ts[i] for i in rows if ev[i] in (OPEN, CLICK) and ch[i] == c]
+            s90.append(sum(1 for t in sends if as_of - t <= 90 * 86400))
+            o90.append(sum(1 for i in rows if ev[i] == OPEN and ch[i] == c and as_of - ts[i] <= 90 * 86400))
+            c90.append(sum(1 for i in rows if ev[i] == CLICK and ch[i] == c and as_of - ts[i] <= 90 * 86400))
+            last_e = max(eng) if eng else None
+            le.append(last_e)
+            flags = 0
+            for i in rows:
+                if ch[i] == c:
+                    flags |= {UNSUBSCRIBE: 1, BOUNCE: 2, COMPLAINT: 4}.get(ev[i], 0)
+            sup.append(flags)
+            streak = 0
+            for t in sends[:8]:  # the most recent sends, up to the kernel's buffer of 8
+                if last_e is None or t > last_e:
+                    streak += 1
+            stk.append(streak)
+        out["sends90"].append(s90)
+        out["opens90"].append(o90)
+        out["clicks90"].append(c90)
+        out["last_eng"].append(le)
+        out["suppressed"].append(sup)
+        out["streak"].append(stk)
+        sends_all = [ts[i] for i in rows if ev[i] == SEND and ch[i] >= 0]
+        out["sends7"].append(sum(1 for t in sends_all if as_of - t <= 7 * 86400))
+        out["sends30"].append(sum(1 for t in sends_all if as_of - t <= 30 * 86400))
+        hour = [0.0] * 24
+        wd = [0.0] * 7
+        n_eng = 0
+        for i in rows:
+            if ev[i] in (OPEN, CLICK, SESSION):
+                local = ts[i] + local_offset(u, ts[i])
+                w = 0.5 ** ((as_of - ts[i]) / 86400.0 / half_life)
+                hour[(local // 3600) % 24] += w
+                wd[((local // 86400) + 3) % 7] += w
+                n_eng += 1
+        out["hour"].append(hour)
+        out["weekday"].append(wd)
+        out["eng"].append(n_eng)
+    return out
+
+
+def bgnbd_p_alive(x, t_x, T, r, alpha, a, b):
+    """P(alive) by the closed form, one user at a time."""
+    if x == 0:
+        return 1.0
+    return 1.0 / (1.0 + a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
+
+
+def hyp2f1(a, b, c, z, terms=200_000):
+    """Gauss 2F1 by plain term-by-term summation in Python floats (|z| < 1)."""
+    total, term = 1.0, 1.0
+    for n in range(terms):
+        term *= (a + n) * (b + n) / ((c + n) * (n + 1)) * z
+        total += term
+        if abs(term) < 1e-16 * abs(total) and n > 5:
+            break
+    return total
+
+
+def bgnbd_expected(t, x, t_x, T, r, alpha, a, b):
+    """FHL 2005 eq. 10 with the plain series."""
+    z = t / (alpha + T + t)
+    f = hyp2f1(r + x, b + x, a + b + x - 1, z)
+    num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * f)
+    den = 1 + (a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x) if x > 0 else 0.0)
+    return num / den
+
+
+# --- planning (engine.plan_time) ------------------------------------------------------------
+
+def level_capacity(t, order, lower, cap, quiet_minute_of, max_shift_hours, counts: dict):
+    """engine.plan_time.level_capacity with dicts: try 0, +1, -1, +2, -2, ... hours."""
+    out = [-1] * len(t)
+    for i in order:
+        for step in range(2 * max_shift_hours + 1):
+            shift = (step + 1) // 2
+            if step % 2 == 0:
+                shift = -shift
+            cand = t[i] + shift * 3600
+            if cand < lower[i] or counts.get(cand // 3600, 0) >= cap or quiet_minute_of(i, cand):
+                continue
+            counts[cand // 3600] = counts.get(cand // 3600, 0) + 1
+            out[i] = cand
+            break
+    return out
