@@ -1,0 +1,100 @@
+"""The generic signed webhook: one JSON ``POST`` per message.
+
+Body (compact JSON): ``message_id``, ``user_id``, ``channel``, ``step``, ``variant``,
+``to``, ``subject``, ``body``, ``send_at`` (ISO 8601 UTC, ``Z``), plus ``campaign_id``
+and ``template`` when set.  Headers:
+
+- ``Idempotency-Key: <message_id>`` (the receiver accepts a key once);
+- ``X-Winback-Timestamp: <unix seconds>``;
+- ``X-Winback-Signature: sha256=<hex>`` with
+  ``HMAC-SHA256(secret, f"{timestamp}.{body}")`` over the exact body bytes.
+
+The receiver should reject a timestamp more than a few minutes away from its clock
+(replay) and compare signatures in constant time (:func:`verify_signature`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime, timezone
+from typing import Sequence
+
+import aiohttp
+
+from adapters.base import Message, Result
+from adapters.http import HttpAdapter, Secret, result_for
+
+__all__ = ["WebhookAdapter", "sign", "verify_signature", "message_json", "iso_utc"]
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """``2026-11-23T09:00:00Z`` for epoch seconds (UTC)."""
+    t = datetime.fromtimestamp(float(epoch_seconds), tz=timezone.utc)
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def message_json(m: Message) -> bytes:
+    """The webhook body for ``m``: compact UTF-8 JSON."""
+    doc = {"message_id": m.message_id, "user_id": int(m.user_id), "channel": m.channel, "step": m.step,
+           "variant": m.variant, "to": m.to, "subject": m.subject, "body": m.body,
+           "send_at": iso_utc(m.send_at)}
+    if m.campaign_id is not None:
+        doc["campaign_id"] = m.campaign_id
+    if m.template is not None:
+        doc["template"] = m.template
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 with ``secret`` of ``f"{timestamp}." + body``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(secret: str | bytes, timestamp: str, body: bytes, header: str) -> bool:
+    """True when ``header`` is the signature of ``body`` at ``timestamp`` (constant-time compare)."""
+    return hmac.compare_digest(sign(secret, timestamp, body), header or "")
+
+
+class WebhookAdapter(HttpAdapter):
+    """POST each message to ``url``, signed with ``secret``; ``timeout`` in seconds per request."""
+
+    name = "webhook"
+    max_batch = 1
+
+    def __init__(self, url: str, secret: Secret | str, *, timeout: float = 10.0,
+                 session: aiohttp.ClientSession | None = None, clock=time.time):
+        super().__init__(timeout=timeout, session=session)
+        self.url = url
+        self._secret = secret if isinstance(secret, Secret) else Secret(secret)
+        self._clock = clock
+
+    async def _one(self, m: Message) -> Result:
+        body = message_json(m)
+        ts = str(int(self._clock()))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": m.message_id,
+                   "X-Winback-Timestamp": ts, "X-Winback-Signature": sign(self._secret.reveal(), ts, body)}
+        reply = await self.request("POST", self.url, data=body, headers=headers)
+        doc = reply.json()
+        pid = None
+        error_text = None
+        if isinstance(doc, dict):
+            pid = doc.get("id") or doc.get("provider_id")
+            if doc.get("error") is not None:
+                error_text = str(doc["error"])
+        return result_for(m.message_id, reply, provider_id=None if pid is None else str(pid),
+                          error_text=error_text)
+
+    async def send(self, batch: Sequence[Message]) -> list[Result]:
+        """One request per message (concurrently when given several); results in order."""
+        if len(batch) == 1:
+            return [await self._one(batch[0])]
+        return list(await asyncio.gather(*(self._one(m) for m in batch)))
+
+    def __repr__(self) -> str:
+        return f"WebhookAdapter(url={self.url!r}, secret={self._secret!r}, timeout={self.timeout:g})"
