@@ -112,9 +112,16 @@ class _Source:
     """Record batches of one input in read order, with its schema and row count when known."""
 
     def __init__(self, source, *, columns: list[str] | None = None, batch_rows: int = 1 << 20):
-        self.path, self.fmt = _format(source)
         self.batch_rows = max(1, int(batch_rows))
         self.num_rows: int | None = None
+        if isinstance(source, (pa.Table, pa.RecordBatch)):  # an in-memory table (the Python API)
+            self.path, self.fmt = Path("<table>"), "table"
+            self._table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
+            self.schema = self._table.schema
+            self.num_rows = self._table.num_rows
+            self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
+            return
+        self.path, self.fmt = _format(source)
         try:
             self._open(columns)
         except (pa.ArrowException, OSError) as exc:
@@ -154,7 +161,10 @@ class _Source:
 
     def _raw(self) -> Iterator[pa.RecordBatch]:
         cols = self.columns
-        if self.path.is_dir():
+        if self.fmt == "table":
+            t = self._table.select(cols) if cols is not None else self._table
+            yield from t.to_batches(max_chunksize=self.batch_rows)
+        elif self.path.is_dir():
             for frag in sorted(self._dataset.get_fragments(), key=lambda f: f.path):
                 try:
                     yield from frag.to_batches(schema=self.schema, columns=cols, batch_size=self.batch_rows,
@@ -208,6 +218,8 @@ class _Source:
             raise _unreadable(self.path, self.fmt, exc) from None
 
     def read_all(self) -> pa.Table:
+        if self.fmt == "table":
+            return self._table.select(self.columns) if self.columns is not None else self._table
         if self.fmt == "ipc" and not self.path.is_dir() and isinstance(self._reader, ipc.RecordBatchFileReader):
             table = self._reader.read_all()  # zero-copy over the memory map
             return table.select(self.columns) if self.columns is not None else table

@@ -1,0 +1,104 @@
+"""score() end to end: hand-computed users, metadata, accuracy on the generator's truth, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+
+from engine.cli import main
+from engine.generate import generate
+from engine.score import score, summary_of
+
+AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
+
+def _ts(days_ago, hour=12):
+    return AS_OF - dt.timedelta(days=days_ago) + dt.timedelta(hours=hour - 12)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    generate(3000, seed=4, out_dir=d)
+    return d
+
+
+def test_hand_computed_user(world):
+    # given the generated world plus one hand-made user with a known history
+    users = feather.read_table(world / "users.arrow")
+    events = feather.read_table(world / "events.arrow")
+    me = pa.table({"user_id": pa.array([42], pa.int64()), "timezone": ["Asia/Kolkata"],
+                   "email": ["me@example.com"], "consent_email": [True]})
+    users = pa.concat_tables([users.select(me.column_names).cast(me.schema), me])
+    rows = [(42, _ts(100), "session", None, None), (42, _ts(40), "purchase", None, 30.0),
+            (42, _ts(40), "session", None, None), (42, _ts(10), "session", None, None),
+            (42, _ts(20), "send", "email", None), (42, _ts(19), "open", "email", None),
+            (42, _ts(5), "send", "email", None), (42, _ts(3), "send", "email", None)]
+    mine = pa.table({"user_id": pa.array([r[0] for r in rows], pa.int64()),
+                     "ts": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
+                     "event": [r[2] for r in rows], "channel": pa.array([r[3] for r in rows], pa.string()),
+                     "value": pa.array([r[4] for r in rows], pa.float64())})
+    ev = pa.concat_tables([events.cast(pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")),
+                                                  ("event", pa.string()), ("channel", pa.string()),
+                                                  ("value", pa.float64())])), mine])
+    s = score(users, ev, as_of=AS_OF)
+    row = s.filter(pa.compute.equal(s["user_id"], 42)).to_pylist()[0]
+    # then: active days 100, 40, 10 days ago -> frequency 2, recency 90, tenure 100
+    assert row["frequency"] == 2 and row["recency_days"] == 90.0 and row["tenure_days"] == pytest.approx(100.0)
+    assert row["days_inactive"] == pytest.approx(10.0)
+    assert row["purchases"] == 1 and row["monetary"] == 30.0
+    assert row["email_sends_90d"] == 3 and row["email_opens_90d"] == 1
+    assert row["email_unengaged_streak"] == 2 and row["sends_7d"] == 2 and row["sends_30d"] == 3
+    assert row["lifecycle"] == "active" or row["lifecycle"] == "at_risk"
+    assert 0 < row["p_alive"] <= 1 and row["lapse_risk"] == pytest.approx(1 - row["p_alive"])
+    assert row["fatigue_budget"] == 1          # cap 3 minus 2 recent sends
+    # next_send_at is after as_of, at the best hour in Kolkata (+05:30)
+    nxt = row["next_send_at"]
+    assert nxt > AS_OF and (nxt.hour * 60 + nxt.minute + 330) % 1440 == row["best_hour_local"] * 60
+
+
+def test_metadata_holds_the_model_fit(world):
+    s = score(world / "users.arrow", world / "events.arrow", as_of=AS_OF)
+    meta = summary_of(s)
+    assert set(meta["model"]) >= {"r", "alpha", "a", "b", "log_likelihood", "users", "unique_rows", "iterations"}
+    assert meta["users"] == 3000 and sum(meta["lifecycle"].values()) == 3000
+    assert json.loads(s.schema.metadata[b"winback.score"])["as_of"].startswith("2026-11-01")
+    for col in ("p_alive", "lapse_risk", "expected_active_days_30d", "send_time_confidence"):
+        assert not np.isnan(s[col].to_numpy()).any(), col
+
+
+def test_lapse_risk_ranks_gone_users_and_best_hour_beats_the_population(world):
+    s = score(world / "users.arrow", world / "events.arrow", as_of=AS_OF)
+    truth = feather.read_table(world / "truth.arrow")
+    gone = ~truth["alive"].to_numpy(zero_copy_only=False)
+    risk = s["lapse_risk"].to_numpy()
+    from scipy.stats import rankdata
+
+    r = rankdata(risk)
+    auc = (r[gone].sum() - gone.sum() * (gone.sum() + 1) / 2) / (gone.sum() * (~gone).sum())
+    assert auc > 0.85
+    eng = s["engagements"].to_numpy() >= 5
+    d = np.abs(s["best_hour_local"].to_numpy().astype(int) - truth["preferred_hour_local"].to_numpy()) % 24
+    hit = np.minimum(d, 24 - d) <= 1
+    assert hit[eng].mean() > 0.4
+
+
+def test_cli_writes_atomically_and_reports_bad_input(world, tmp_path, capsys):
+    out = tmp_path / "scores.arrow"
+    assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-11-01",
+                 "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "BG/NBD" in text and "lifecycle" in text and out.exists()
+    # an event after as_of is a bad row: exit 2, one line, no output
+    assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-06-01",
+                 "-o", str(tmp_path / "s2.arrow"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "after as_of" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s2.arrow").exists()
+    assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--activity", "login",
+                 "-o", str(tmp_path / "s3.arrow"), "--no-progress"]) == 2
