@@ -18,8 +18,10 @@ active), so a one-time visitor from a year ago is not "certainly alive".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 import zoneinfo
 
@@ -74,25 +76,55 @@ def _user_zones(table: pa.Table, default_timezone: str) -> tuple[list[str], np.n
 
 
 def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
-          on_bad_rows: str = "error", quarantine_dir=None, policy_cap: int = 3, policy_window_days: int = 7,
+          on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
           model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
           batch_rows: int = 1 << 20, progress: bool = False) -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
-    ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or tables.
+    ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
+    ``pyarrow.Table`` s (spilled once to a temporary Arrow IPC file and memory-mapped,
+    so tables and files take the same validated path).  ``quarantine``: a directory
+    that receives ``users.rejected.arrow`` and ``events.rejected.arrow`` when
+    ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
+    (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
+    histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
     The returned table's schema metadata ``winback.score`` holds as_of, the BG/NBD
     parameters and diagnostics and the timing; :func:`summary_of` reads it back.
     """
+    with contextlib.ExitStack() as stack:
+        if isinstance(users, pa.Table) or isinstance(events, pa.Table):
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="winback-score-"))
+            users = _spill(users, os.path.join(tmp, "users.arrow"))
+            events = _spill(events, os.path.join(tmp, "events.arrow"))
+        return _score(users, events, as_of=as_of, activity=activity, default_timezone=default_timezone,
+                      on_bad_rows=on_bad_rows, quarantine=quarantine, policy_cap=policy_cap,
+                      policy_window_days=policy_window_days, model_window_days=model_window_days,
+                      half_life_days=half_life_days, prior_weight=prior_weight, batch_rows=batch_rows,
+                      progress=progress)
+
+
+def _spill(source, path: str):
+    """A pa.Table becomes an Arrow IPC file at ``path``; anything else is returned as is."""
+    if not isinstance(source, pa.Table):
+        return source
+    import pyarrow.feather as feather
+
+    feather.write_feather(source, path, compression="uncompressed")
+    return path
+
+
+def _score(users, events, *, as_of, activity, default_timezone, on_bad_rows, quarantine, policy_cap,
+           policy_window_days, model_window_days, half_life_days, prior_weight, batch_rows, progress):
     t_start = time.perf_counter()
     as_of = parse_as_of(as_of)
     is_act = _activity_mask(activity)
     if policy_window_days not in (7, 30):
         raise ConfigError("policy_window_days must be 7 or 30 (the windows scored)")
     qu = qe = None
-    if quarantine_dir is not None:
-        os.makedirs(quarantine_dir, exist_ok=True)
-        qu = os.path.join(quarantine_dir, "users.rejected.arrow")
-        qe = os.path.join(quarantine_dir, "events.rejected.arrow")
+    if quarantine is not None:
+        os.makedirs(quarantine, exist_ok=True)
+        qu = os.path.join(quarantine, "users.rejected.arrow")
+        qe = os.path.join(quarantine, "events.rejected.arrow")
     u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
     table = u.table
     n = table.num_rows

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.on_bad_rows == "quarantine":
         qdir = str(Path(args.output).with_suffix("")) + ".rejected"
     table = score(args.users, args.events, as_of=args.as_of, activity=args.activity,
-                  default_timezone=args.default_timezone, on_bad_rows=args.on_bad_rows, quarantine_dir=qdir,
+                  default_timezone=args.default_timezone, on_bad_rows=args.on_bad_rows, quarantine=qdir,
                   policy_cap=args.cap, policy_window_days=args.cap_window, progress=not args.no_progress)
     write_table(table, args.output)
     s = summary_of(table)
