@@ -78,7 +78,8 @@ def assignments(user_ids: np.ndarray, campaign: Campaign) -> tuple[np.ndarray, n
 
 
 def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
-    if name not in table.column_names:
+    # an all-null column (e.g. from CSV) has Arrow type null: treat it as missing
+    if name not in table.column_names or pa.types.is_null(table[name].type):
         return np.full(table.num_rows, default, dtype=dtype)
     col = table[name]
     if pa.types.is_timestamp(col.type):
@@ -87,15 +88,26 @@ def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
         col.fill_null(default).to_numpy(zero_copy_only=False)
 
 
-def _ledger_suppressions(ledger, table: pa.Table) -> np.ndarray:
-    """[users, channels] bool: suppressed in the ledger by user id or address."""
-    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
-    if ledger is None or not os.path.exists(ledger):
-        return out
-    from engine.ledger import read_suppressions
+def _ledger_suppressions(ledger, table: pa.Table, extra: pa.Table | None = None) -> np.ndarray:
+    """[users, channels] bool: suppressed by user id or address in the ledger or ``extra``.
 
-    sup = read_suppressions(ledger)
-    if sup.num_rows == 0:
+    Both are tables shaped like the ledger's ``suppressions(channel, address, user_id,
+    reason, at)``; a row matches a user by ``user_id`` or by the channel's address.
+    """
+    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
+    sups = [] if extra is None else [extra]
+    if ledger is not None and os.path.exists(ledger):
+        from engine.ledger import read_suppressions
+
+        sups.append(read_suppressions(ledger))
+    for sup in sups:
+        out |= _match_suppressions(sup, table)
+    return out
+
+
+def _match_suppressions(sup: pa.Table, table: pa.Table) -> np.ndarray:
+    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
+    if sup.num_rows == 0 or "channel" not in sup.column_names:
         return out
     for c_i, c in enumerate(CHANNELS):
         rows = sup.filter(pc.equal(sup["channel"], c))
@@ -103,10 +115,10 @@ def _ledger_suppressions(ledger, table: pa.Table) -> np.ndarray:
             continue
         hit = np.zeros(table.num_rows, bool)
         if "user_id" in rows.column_names:
-            hit |= pc.is_in(table["user_id"], value_set=rows["user_id"].drop_null()).to_numpy(zero_copy_only=False)
+            hit |= pc.is_in(table["user_id"], value_set=rows["user_id"].drop_null().cast(pa.int64())).to_numpy(zero_copy_only=False)
         addr_col = ADDRESS_COLUMN[c]
         if addr_col in table.column_names and "address" in rows.column_names:
-            hit |= pc.fill_null(pc.is_in(table[addr_col], value_set=rows["address"].drop_null()), False) \
+            hit |= pc.fill_null(pc.is_in(table[addr_col], value_set=rows["address"].drop_null().cast(pa.string())), False) \
                 .to_numpy(zero_copy_only=False)
         out[:, c_i] = hit
     return out
@@ -133,12 +145,14 @@ def _broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.nda
     return True
 
 
-def plan(scores, campaign, *, as_of=None, ledger=None, progress: bool = False) -> pa.Table:
+def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, ledger=None,
+         progress: bool = False) -> pa.Table:
     """Plan ``campaign`` over ``scores`` (table or path); returns the plan table.
 
     ``as_of`` (campaign start, UTC) defaults to the campaign's ``as_of``, then the
     scores' ``as_of``.  ``ledger`` (SQLite path): its suppressions are honoured and
-    its broadcasts feed the broadcast guard.
+    its broadcasts feed the broadcast guard.  ``suppressions``: a table shaped like the
+    ledger's (``channel``, ``address``, ``user_id``), honoured the same way.
     """
     t0 = time.perf_counter()
     if not isinstance(scores, pa.Table):
@@ -170,7 +184,7 @@ def plan(scores, campaign, *, as_of=None, ledger=None, progress: bool = False) -
     address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
                         if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
     suppressed = np.stack([_col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
-    suppressed |= _ledger_suppressions(ledger, scores)
+    suppressed |= _ledger_suppressions(ledger, scores, suppressions)
     reach = consent & address & ~suppressed
     broadcast = _broadcast_guard(cmp, audience, reach.any(axis=1), ledger, start)
     resp = np.stack([_col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
@@ -200,8 +214,11 @@ def plan(scores, campaign, *, as_of=None, ledger=None, progress: bool = False) -
         reason = np.zeros(n, np.int8)
         reason[~audience] = _R["not_in_audience"]
         reason[(reason == 0) & holdout] = _R["holdout"]
-        base = np.where(prev_at != NEVER, prev_at + int(step.delay_days * SECONDS_PER_DAY),
-                        start + int(cum_delay * SECONDS_PER_DAY))
+        # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
+        delay = int(step.delay_days * SECONDS_PER_DAY)
+        has_prev = prev_at != NEVER
+        after_prev = pt.local_to_utc(off, zone, off.local(zone, np.where(has_prev, prev_at, start)) + delay)
+        base = np.where(has_prev, after_prev, start + int(cum_delay * SECONDS_PER_DAY))
         # channel choice
         allowed = [CHANNELS.index(c) for c in step.channels]
         best_c = np.full(n, -1, np.int64)

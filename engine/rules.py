@@ -26,7 +26,8 @@ Presets (usable as bare names):
 - ``inactive_7d``, ``inactive_10d``, ``inactive_30d``, ``inactive_90d``: no activity in
   that many days (users never active count as inactive);
 - ``purchased``, ``never_purchased``, ``purchased_last_90d``;
-- ``reachable_email``, ``reachable_sms``, ``reachable_push``: consent, address, not suppressed.
+- ``reachable_email``, ``reachable_sms``, ``reachable_push``: consent, address, not suppressed;
+- ``contact_rating_at_most_N`` (N = 1..5): ``contact_rating <= N`` (Mailchimp's stars).
 """
 
 from __future__ import annotations
@@ -257,8 +258,9 @@ class Rule:
             name, pos = node[1], node[2]
             if name in table.column_names:
                 return table[name]
-            if name in PRESETS and name not in seen:
-                return self._eval(_Parser(PRESETS[name]).parse(), table, seen | {name})
+            preset = _preset(name)
+            if preset is not None and name not in seen:
+                return self._eval(_Parser(preset).parse(), table, seen | {name})
             close = difflib.get_close_matches(name, list(table.column_names) + list(PRESETS), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else \
                 "; use a column of the scores table or a preset (see docs/campaigns.md)"
@@ -314,6 +316,13 @@ class Rule:
             raise RuleError(f"audience rule {self.text!r}: 'and'/'or'/'not' need true/false values, got {t}; "
                             "compare the column, e.g. 'purchases > 0'")
         return value
+
+
+def _preset(name: str) -> str | None:
+    if name in PRESETS:
+        return PRESETS[name]
+    m = re.fullmatch(r"contact_rating_at_most_([1-5])", name)
+    return f"contact_rating <= {m.group(1)}" if m else None
 
 
 def _typename(v) -> str:

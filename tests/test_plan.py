@@ -197,3 +197,208 @@ def test_plan_cli_writes_plan_and_summary(tmp_path, capsys):
     code = main(["plan", str(tmp_path / "scores.arrow"), str(tmp_path / "nope.toml"), "-o", str(tmp_path / "p2.arrow")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "p2.arrow").exists()
+
+
+# --- fixed cases: one rule at a time, on hand-built users ----------------------------------
+
+from engine import plan_time as pt  # noqa: E402
+from engine.ledger import Ledger  # noqa: E402
+from engine.plan import explain  # noqa: E402
+from engine.sendtime import offset_table  # noqa: E402
+from tests import naive  # noqa: E402
+
+SPRING = "2026-03-27T00:00:00Z"  # Europe springs forward on 2026-03-29
+
+
+def reachable_users(n: int, **overrides) -> pa.Table:
+    """n UTC users with consent and an address on every channel, no history, budget 3."""
+    cols = {
+        "user_id": pa.array(np.arange(1000, 1000 + n, dtype=np.int64)),
+        "timezone": pa.array(["UTC"] * n, pa.string()),
+        "lapse_risk": pa.array([0.9] * n), "p_alive": pa.array([0.5] * n),
+        "days_inactive": pa.array([60.0] * n), "monetary": pa.array([10.0] * n),
+        "best_hour_local": pa.array([10] * n, pa.int8()),
+        "send_time_confidence": pa.array([0.5] * n),
+        "fatigue_budget": pa.array([3] * n), "sends_7d": pa.array([0] * n), "sends_30d": pa.array([0] * n),
+        "first_name": pa.array(["Ann"] * n, pa.string()),
+    }
+    for c, addr in (("email", "email"), ("sms", "phone"), ("push", "push_token")):
+        cols[f"consent_{c}"] = pa.array([True] * n)
+        cols[addr] = pa.array([f"{c}-{i}" for i in range(n)], pa.string())
+        cols[f"{c}_suppressed"] = pa.array([False] * n)
+        cols[f"{c}_response_rate"] = pa.array([0.3] * n)
+    for k, v in overrides.items():
+        cols[k] = v if isinstance(v, pa.Array) else pa.array(v)
+    return pa.table(cols)
+
+
+def one_step(channels=("email",), holdout=0.0, **policy) -> dict:
+    doc = campaign_dict({"quiet_hours": ["21:00", "08:00"]} | policy, holdout=holdout,
+                        steps=[{"name": "a", "delay_days": 0, "channels": list(channels), "template": "t"}])
+    doc["audience"] = {"where": "lapse_risk >= 0.2"}
+    doc["campaign"]["approved"] = True
+    return doc
+
+
+def test_empty_and_single_user_scores():
+    # given
+    doc = campaign_dict({})
+    doc["campaign"]["approved"] = True
+    cmp = load_campaign(doc)
+    # when
+    empty = plan(reachable_users(0), cmp, as_of=SPRING)
+    single = plan(reachable_users(1), cmp, as_of=SPRING)
+    # then
+    assert empty.num_rows == 0
+    assert single["user_id"].to_pylist() == [1000] * 3
+
+
+def test_drip_delay_keeps_the_local_hour_across_spring_forward():
+    """A Paris user with best hour 09 gets 09:00 local before and after the DST change."""
+    # given
+    scores = reachable_users(1, timezone=pa.array(["Europe/Paris"]), best_hour_local=pa.array([9], pa.int8()))
+    doc = one_step()
+    doc["steps"].append({"name": "b", "delay_days": 3, "channels": ["email"], "template": "t"})
+    # when
+    p = plan(scores, load_campaign(doc), as_of=SPRING)
+    # then
+    local = [t.astimezone(zoneinfo.ZoneInfo("Europe/Paris")) for t in p["send_at"].to_pylist()]
+    assert [(x.day, x.hour, x.minute) for x in local] == [(27, 9, 0), (30, 9, 0)]
+    assert [x.utcoffset() for x in local] == [dt.timedelta(hours=1), dt.timedelta(hours=2)]
+
+
+def test_quiet_hours_move_the_message_to_the_end_edge_not_drop_it():
+    # given: users whose best hour (23:00) is inside quiet hours 21:00-08:00
+    scores = reachable_users(3, best_hour_local=pa.array([23] * 3, pa.int8()))
+    # when
+    p = plan(scores, load_campaign(one_step()), as_of=SPRING)
+    # then
+    assert p["reason"].null_count == 3
+    assert {(t.hour, t.minute) for t in p["send_at"].to_pylist()} == {(8, 0)}
+
+
+def test_channel_is_the_reachable_one_with_the_best_response_rate():
+    # given: push answers better, but the second user gave no push consent
+    scores = reachable_users(2, push_response_rate=[0.9, 0.9], email_response_rate=[0.2, 0.2],
+                             consent_push=[True, False])
+    # when
+    p = plan(scores, load_campaign(one_step(channels=("email", "push"))), as_of=SPRING)
+    # then
+    assert p["channel"].to_pylist() == ["push", "email"]
+    assert p["to"].to_pylist() == ["push-0", "email-1"]
+
+
+def test_reasons_for_consent_address_and_suppression_from_scores_ledger_and_table(tmp_path):
+    # given: no consent, no address, suppressed in scores, in the ledger, in a suppressions table
+    scores = reachable_users(5, consent_email=[False, True, True, True, True],
+                             email=pa.array(["a@x", None, "c@x", "d@x", "e@x"]),
+                             email_suppressed=[False, False, True, False, False])
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        led.add_suppressions([{"channel": "email", "address": "d@x", "reason": "bounce"}])
+    extra = pa.table({"channel": ["email"], "address": [None], "user_id": pa.array([1004], pa.int64())})
+    # when
+    p = plan(scores, load_campaign(one_step()), as_of=SPRING, ledger=str(ledger), suppressions=extra)
+    # then
+    assert p["reason"].to_pylist() == ["no_consent", "no_address", "suppressed", "suppressed", "suppressed"]
+
+
+def test_capacity_keeps_confident_then_high_value_users():
+    # given: 6 users want 10:00, email capacity 2/hour, and only 10:00-11:00 is outside quiet hours
+    scores = reachable_users(6, send_time_confidence=[0.9, 0.1, 0.1, 0.1, 0.1, 0.1],
+                             p_alive=[0.1, 0.9, 0.8, 0.2, 0.3, 0.4])
+    doc = one_step(quiet_hours=["11:00", "10:00"], capacity_per_hour={"email": 2})
+    # when
+    p = plan(scores, load_campaign(doc), as_of=SPRING)
+    # then
+    assert p["reason"].to_pylist() == [None, None, "capacity", "capacity", "capacity", "capacity"]
+
+
+def test_fatigue_budget_and_recent_sends_bound_the_campaign():
+    # given: budget 1, or 3 recent sends against a cap of 3
+    scores = reachable_users(3, fatigue_budget=[1, 3, 3], sends_7d=[0, 3, 0])
+    doc = campaign_dict({"quiet_hours": [], "min_gap_hours": 1}, holdout=0.0, steps=[
+        {"name": "a", "delay_days": 0, "channels": ["email"], "template": "t"},
+        {"name": "b", "delay_days": 1, "channels": ["email"], "template": "t"}])
+    doc["campaign"]["approved"] = True
+    # when
+    p = plan(scores, load_campaign(doc), as_of=SPRING)
+    # then
+    assert p["reason"].to_pylist() == [None, "fatigue_budget", None, "fatigue_budget", "fatigue_budget", None]
+
+
+def test_broadcast_guard_remembers_approved_broadcasts_for_90_days(tmp_path):
+    # given: an approved whole-base campaign and a ledger holding a broadcast 10 days ago
+    scores = reachable_users(20)
+    doc = one_step()
+    doc["audience"] = {"where": ""}
+    ledger = tmp_path / "ledger.db"
+    now = dt.datetime.now(dt.timezone.utc)
+    with Ledger(ledger) as led:
+        led.record_broadcast("earlier", now.timestamp() - 10 * 86400)
+    # when / then
+    with pytest.raises(PolicyError, match="90 days"):
+        plan(scores, load_campaign(doc), as_of=now.isoformat(), ledger=str(ledger))
+
+
+@given(data=st.data())
+def test_level_capacity_matches_its_naive_twin(data):
+    """The numba levelling kernel and the dict-based reference place every message alike."""
+    # given
+    n = data.draw(st.integers(0, 40))
+    zones = ["UTC", "Europe/Paris", "Asia/Kolkata"]
+    t0 = 1_774_569_600  # 2026-03-27 00:00 UTC, before Europe's DST change
+    table, tab_t0 = offset_table(zones, t0 - 2 * 86400, t0 + 10 * 86400)
+    t = t0 + np.array(data.draw(st.lists(st.integers(0, 4 * 24), min_size=n, max_size=n)), np.int64) * 3600
+    lower = t - np.array(data.draw(st.lists(st.integers(-5, 5), min_size=n, max_size=n)), np.int64) * 3600
+    zone = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int64)
+    order = np.array(data.draw(st.permutations(list(range(n)))), np.int64)
+    cap = data.draw(st.integers(1, 4))
+    qs, qe = data.draw(st.sampled_from([(0, 0), (21 * 60, 8 * 60), (12 * 60, 13 * 60 + 30)]))
+    h_base = t0 // 3600 - 48
+    off = pt.OffsetLookup(table, tab_t0)
+
+    def quiet(i, cand):
+        minute = (off.local(zone[i:i + 1], np.array([cand]))[0] % 86400) // 60
+        return bool(pt.in_quiet(np.array([minute]), (qs, qe))[0])
+    # when
+    fast = pt.level_capacity(t, order, zone, lower, cap, table, np.int64(tab_t0), qs, qe, 12,
+                             np.zeros(24 * 14, np.int64), np.int64(h_base))
+    slow = naive.level_capacity(t, order, lower, cap, quiet, 12, {})
+    # then
+    assert fast.tolist() == slow
+    placed = fast[fast >= 0] // 3600
+    assert (np.unique(placed, return_counts=True)[1] <= cap).all()
+
+
+def test_level_capacity_empty_and_single():
+    table, tab_t0 = offset_table(["UTC"], 0, 3 * 86400)
+    empty = np.zeros(0, np.int64)
+    assert pt.level_capacity(empty, empty, empty, empty, 1, table, np.int64(tab_t0), 0, 0, 12,
+                             np.zeros(100, np.int64), np.int64(0)).tolist() == []
+    one = np.array([86400 + 10 * 3600], np.int64)
+    got = pt.level_capacity(one, np.zeros(1, np.int64), np.zeros(1, np.int64), one, 1, table, np.int64(tab_t0),
+                            0, 0, 12, np.zeros(100, np.int64), np.int64(0))
+    assert got.tolist() == one.tolist()
+
+
+def test_explain_cli_shows_every_step_and_the_scores(tmp_path, capsys):
+    # given
+    feather.write_feather(reachable_users(3), tmp_path / "scores.arrow")
+    doc_path = tmp_path / "c.toml"
+    doc_path.write_text('[campaign]\nid = "x"\nholdout = 0\napproved = true\n[audience]\nwhere = ""\n'
+                        '[[steps]]\nname = "one"\nchannels = ["email"]\n'
+                        '[[steps]]\nname = "two"\ndelay_days = 2\nchannels = ["sms"]\n')
+    assert main(["plan", str(tmp_path / "scores.arrow"), str(doc_path), "--as-of", SPRING,
+                 "-o", str(tmp_path / "plan.arrow")]) == 0
+    capsys.readouterr()
+    # when
+    code = main(["explain", "1001", "--plan", str(tmp_path / "plan.arrow"), "--scores", str(tmp_path / "scores.arrow")])
+    out = capsys.readouterr().out
+    # then
+    assert code == 0
+    assert "user 1001" in out and "step 0 one: email" in out and "step 1 two: sms" in out and "p_alive" in out
+    assert explain(1001, feather.read_table(tmp_path / "plan.arrow"))["steps"][1]["channel"] == "sms"
+    # and an unknown user is one line, non-zero
+    assert main(["explain", "5", "--plan", str(tmp_path / "plan.arrow")]) != 0
+    assert "not in the plan" in capsys.readouterr().err
