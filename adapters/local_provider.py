@@ -52,7 +52,7 @@ from aiohttp import web
 
 from adapters.webhook import verify_signature
 
-__all__ = ["LocalProvider", "Faults", "max_in_window"]
+__all__ = ["LocalProvider", "Faults", "max_in_window", "serve", "write_record"]
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _WEBHOOK_FIELDS = ("message_id", "user_id", "channel", "step", "variant", "to", "subject", "body", "send_at")
@@ -381,3 +381,77 @@ class LocalProvider:
 
     async def _messages(self, request: web.Request) -> web.Response:
         return web.json_response(self.messages())
+
+
+def _env(var: str | None, what: str) -> str | None:
+    import os
+
+    from engine.errors import ConfigError
+
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"{what} names the environment variable {var}, which is not set (or empty); "
+                          f"export {var} or leave the option out")
+    return value
+
+
+def write_record(provider: LocalProvider, path: str) -> None:
+    """Write ``provider.snapshot()`` to ``path`` as JSON, atomically (temp file + rename)."""
+    from engine.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(provider.snapshot(), separators=(",", ":")))
+
+
+def serve(*, port: int, rates: Mapping[str, float] | None = None, faults: Faults | None = None, seed: int = 0,
+          webhook_secret_env: str | None = None, api_key_env: str | None = None,
+          twilio_env: tuple[str, str] | None = None, record: str | None = None, record_every: float = 0.5,
+          on_ready=None) -> dict[str, Any]:
+    """Run a :class:`LocalProvider` until SIGINT/SIGTERM; returns its final stats.
+
+    Credentials to check come from the named environment variables (``ConfigError``
+    naming a missing one).  With ``record``, the snapshot is written there atomically
+    every ``record_every`` seconds when it changed, and once more on exit.
+    """
+    import signal
+
+    secret = _env(webhook_secret_env, "--webhook-secret-env")
+    api_key = _env(api_key_env, "--api-key-env")
+    sid = _env(twilio_env[0], "--twilio-env") if twilio_env else None
+    token = _env(twilio_env[1], "--twilio-env") if twilio_env else None
+
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        provider = LocalProvider(port=port, rates=rates, faults=faults, seed=seed, webhook_secret=secret,
+                                 api_key=api_key, account_sid=sid, auth_token=token)
+        try:
+            await provider.start()
+        except OSError as exc:
+            from engine.errors import ConfigError
+
+            raise ConfigError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                              "pick another --port or stop what is using it") from None
+        if on_ready is not None:
+            on_ready(provider.port)
+        saved = -1
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=record_every)
+                except asyncio.TimeoutError:
+                    pass
+                if record and provider.version != saved:
+                    saved = provider.version
+                    await asyncio.to_thread(write_record, provider, record)
+        finally:
+            await provider.stop()
+            if record:
+                write_record(provider, record)
+        return provider.stats()
+
+    return asyncio.run(main())
