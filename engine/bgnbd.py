@@ -62,24 +62,50 @@ def _loglik_rows(params, x, t_x, T):
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-def _gradient_rows(params, x, t_x, T):
-    """Analytic gradient of the per-row log-likelihood w.r.t. (r, alpha, a, b)."""
-    from scipy.special import digamma
+class _Objective:
+    """Weighted BG/NBD log-likelihood and analytic gradient over compressed rows.
 
-    r, alpha, a, b = params
-    a3 = -(r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x), -np.inf)
-    m = np.logaddexp(a3, a4)
-    w3 = np.exp(a3 - m)
-    w4 = np.exp(a4 - m)
-    has = x > 0
-    bx1 = np.where(has, b + x - 1, 1.0)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) + w3 * (-np.log(alpha + T)) + w4 * (-np.log(alpha + t_x))
-    d_alpha = r / alpha + w3 * (-(r + x) / (alpha + T)) + w4 * (-(r + x) / (alpha + t_x))
-    d_a = digamma(a + b) - digamma(a + b + x) + w4 * np.where(has, 1.0 / a, 0.0)
-    d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) + w4 * np.where(has, -1.0 / bx1, 0.0)
-    return np.stack([d_r, d_alpha, d_a, d_b])
+    Terms that depend on x alone (gamma functions, digammas) are evaluated once per
+    distinct x, and logs of (alpha + T) and (alpha + t_x) once per distinct T and t_x,
+    then gathered: an evaluation costs a handful of vector operations over the rows.
+    """
+
+    def __init__(self, x, t_x, T, w):
+        self.ux, self.ix = np.unique(x, return_inverse=True)
+        self.uT, self.iT = np.unique(T, return_inverse=True)
+        self.ut, self.it = np.unique(t_x, return_inverse=True)
+        self.x, self.w = x, w
+        self.has = x > 0
+        self.wsum = float(w.sum())
+
+    def __call__(self, params):
+        from scipy.special import digamma
+
+        r, alpha, a, b = params
+        ux, ix, w, x, has = self.ux, self.ix, self.w, self.x, self.has
+        lg_rx = gammaln(r + ux)
+        a12 = (lg_rx - gammaln(r) + r * np.log(alpha)
+               + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux))[ix]
+        lT = np.log(alpha + self.uT)[self.iT]
+        lt = np.log(alpha + self.ut)[self.it]
+        rx = r + x
+        bx1 = np.maximum(b + ux - 1, 1e-300)
+        a3 = -rx * lT
+        a4 = np.where(has, (np.log(a) - np.log(bx1))[ix] - rx * lt, -np.inf)
+        m = np.logaddexp(a3, a4)
+        ll = float((a12 + m) @ w)
+        w3 = np.exp(a3 - m) * w
+        w4 = np.exp(a4 - m) * w
+        inv_T = (1.0 / (alpha + self.uT))[self.iT]
+        inv_t = (1.0 / (alpha + self.ut))[self.it]
+        wx = np.bincount(ix, weights=w, minlength=len(ux))
+        d_r = float(wx @ (digamma(r + ux) - digamma(r)) + self.wsum * np.log(alpha) - w3 @ lT - w4 @ lt)
+        d_alpha = float(self.wsum * r / alpha - (w3 * rx) @ inv_T - (w4 * rx) @ inv_t)
+        w4x = np.bincount(ix, weights=w4, minlength=len(ux))
+        d_a = float(wx @ (digamma(a + b) - digamma(a + b + ux)) + w4.sum() / a)
+        d_b = float(wx @ (digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux))
+                    - w4x @ np.where(ux > 0, 1.0 / bx1, 0.0))
+        return ll, np.array([d_r, d_alpha, d_a, d_b])
 
 
 class BGNBD:
@@ -118,21 +144,23 @@ class BGNBD:
         if np.any((t_x > TT + 1e-9) | (t_x < 0) | (x < 0)):
             raise ModelError("BG/NBD inputs are inconsistent (recency > T or negative values)", diag)
         scale = max(float(np.average(TT, weights=w)), 1e-9)
-        xs, txs, Ts = x, t_x / scale, TT / scale  # fit in units of the mean T, rescale alpha after
+        obj = _Objective(x, t_x / scale, TT / scale, w)  # units of the mean T; alpha rescaled after
 
         def nll(theta):
             p = np.exp(theta)
-            ll = _loglik_rows(p, xs, txs, Ts)
-            g = _gradient_rows(p, xs, txs, Ts) @ w
-            return -float(ll @ w) / n_users, -(g * p) / n_users
+            ll, g = obj(p)
+            return -ll / n_users, -(g * p) / n_users
 
         best = None
+        # one start usually suffices; the others guard against a poor local optimum
         for start in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5]):
             res = optimize.minimize(nll, np.log(start), jac=True, method="L-BFGS-B",
                                     bounds=[(-12, 8)] * 4,
                                     options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-8})
             if best is None or res.fun < best.fun:
                 best = res
+            if best.success and np.all(np.abs(best.x) < 11.5):
+                break
         r, alpha, a, b = np.exp(best.x)
         alpha *= scale
         ll = float(_loglik_rows((r, alpha, a, b), x, t_x, TT) @ w)

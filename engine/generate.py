@@ -233,7 +233,8 @@ def _events_batch(ids, owner, ts, ev, ch, val) -> pa.RecordBatch:
         pa.array(ids[owner], pa.int64()),
         pa.array(ts * 1_000_000, TIMESTAMP),
         pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), _EVENT_DICT),
-        pa.DictionaryArray.from_arrays(pa.array(ch, pa.int8(), mask=ch < 0), _CHANNEL_DICT),
+        # null channels keep a valid index under the mask: some readers look at masked slots
+        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), _CHANNEL_DICT),
         pa.array(val, pa.float64(), mask=np.isnan(val)),
     ], schema=_EVENTS_SCHEMA)
 
@@ -313,7 +314,7 @@ def _bad_events(rng, ids, n_bad, as_of):
         pa.array(uid, pa.int64(), mask=null_uid),
         pa.array(ts * 1_000_000, TIMESTAMP),
         pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), _EVENT_DICT),
-        pa.DictionaryArray.from_arrays(pa.array(ch, pa.int8(), mask=ch < 0), _CHANNEL_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), _CHANNEL_DICT),
         pa.nulls(n_bad * k, pa.float64()),
     ], schema=_EVENTS_SCHEMA)
     return batch, {name: n_bad for name in kinds}
