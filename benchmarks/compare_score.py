@@ -1,0 +1,344 @@
+"""Side by side: winback's fused scoring pass vs the same aggregates in polars and duckdb.
+
+One run, one generated world (``winback generate``), one Arrow IPC events file:
+
+1. **winback**: ``load_users`` + ``iter_events`` (validation, user-id lookup, codes)
+   + the fused numba pass (:mod:`engine.kernels`), single-threaded;
+2. **polars**: a lazy ``scan_ipc`` of the same file, ``group_by`` aggregates;
+3. **duckdb**: the same aggregates in SQL over the memory-mapped Arrow table.
+
+"The same aggregates" per user: distinct active days, first/last activity, purchases
+(count, sum, last), per channel sends/opens/clicks in 90 days, last open/click and
+suppression flags, the unengaged streak (sends after the last open/click, capped at
+8 like winback), sends in 7 and 30 days, and the decayed engagement histogram by
+local hour (24 bins) and weekday (7 bins).  The baselines get each user's UTC offset
+*as of as_of* (no DST history), which is cheaper than winback's exact per-hour offset
+table: the comparison favours them.  Polars and duckdb use every core; winback one.
+
+Each method runs in its own process (so its peak RSS is its own) for ``--rounds``
+rounds, alternating, and the best time of each is compared:
+``ratio = baseline seconds / winback seconds`` (higher is better).
+``--min-ratio R`` exits 1 when winback's ratio against the fastest baseline is
+below ``R`` (the CI guard, see ``benchmarks/floors.toml``).  Unless ``--quick``, it
+also times the BG/NBD fit against ``lifetimes.BetaGeoFitter`` on the same
+(x, t_x, T) and prints scoring accuracy against the world's truth: the AUC of
+``lapse_risk`` for "not alive", and the share of users with 5+ engagements whose
+``best_hour_local`` is within one hour of their true preferred hour, next to the
+same share for their timezone population's best hour.
+
+    python benchmarks/compare_score.py --quick --min-ratio 1.5
+    python benchmarks/compare_score.py                 # 100k users
+    python benchmarks/compare_score.py --users 1000000 --dir /tmp/world-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zoneinfo
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+AS_OF = "2026-11-01T00:00:00Z"
+AS_OF_S = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp())
+DAY = 86400
+DECAY = float(np.log(2.0)) / (60.0 * DAY)  # 60-day half-life, per second
+METHODS = ("winback", "polars", "duckdb")
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _zone_offsets(users_path: str):
+    """users.user_id and each user's UTC offset (s) at as_of, as a pyarrow table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.feather as feather
+
+    users = feather.read_table(users_path, columns=["user_id", "timezone"], memory_map=True)
+    tz = users["timezone"].fill_null("UTC")
+    names = pc.unique(tz).to_pylist()
+    when = dt.datetime.fromtimestamp(AS_OF_S, dt.timezone.utc)
+    offs = [int(when.astimezone(zoneinfo.ZoneInfo(z)).utcoffset().total_seconds()) for z in names]
+    idx = pc.index_in(tz, value_set=pa.array(names))
+    off = pa.array(np.asarray(offs, np.int64)[idx.to_numpy(zero_copy_only=False)])
+    return pa.table({"user_id": users["user_id"], "off": off})
+
+
+# -- the three methods ---------------------------------------------------------------------
+def run_winback(users: str, events: str) -> dict:
+    from engine import kernels, sendtime
+    from engine.io import iter_events, load_users
+    from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
+
+    is_act = np.zeros(len(EVENTS) + 1, np.bool_)
+    for name in DEFAULT_ACTIVITY:
+        is_act[EVENT_CODE[name]] = True
+    # warm the numba cache outside the timed section
+    warm = kernels.Accumulators.zeros(1, 731)
+    kernels.frequency_from_bits(warm.day_bits)
+    t0 = time.perf_counter()
+    u = load_users(users)
+    table = u.table
+    tz = table["timezone"].fill_null("UTC").combine_chunks().dictionary_encode()
+    zones = tz.dictionary.to_pylist()
+    user_tz = tz.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    off_table, off_t0 = sendtime.offset_table(zones, AS_OF_S - 730 * DAY, AS_OF_S)
+    acc = kernels.Accumulators.zeros(table.num_rows, 731)
+    day0 = AS_OF_S // DAY - acc.day_bits.shape[1] * 64 + 1
+    n = 0
+    for batch in iter_events(events, u, as_of=AS_OF_S):
+        kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=AS_OF_S,
+                           is_activity=is_act, day0=day0, half_life_days=60.0)
+        n += len(batch)
+    days = kernels.frequency_from_bits(acc.day_bits)
+    streak = kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF_S))
+    seconds = time.perf_counter() - t0
+    check = {"days": int(days.sum()), "streak": int(streak.sum()), "sends7": int(acc.sends7.sum()),
+             "hour": float(acc.hour_hist.sum())}
+    return {"seconds": seconds, "events": n, "users": table.num_rows, "check": check}
+
+
+def run_polars(users: str, events: str) -> dict:
+    import polars as pl
+
+    t0 = time.perf_counter()
+    off = pl.from_arrow(_zone_offsets(users)).lazy()
+    ev = pl.scan_ipc(events).select(
+        pl.col("user_id"),
+        pl.col("ts").dt.epoch("s").alias("t"),
+        pl.col("event").cast(pl.Utf8).alias("e"),
+        pl.col("channel").cast(pl.Utf8).alias("c"),
+        pl.col("value"),
+    )
+    t, e, c = pl.col("t"), pl.col("e"), pl.col("c")
+    age = AS_OF_S - t
+    act = e.is_in(["session", "purchase", "click"])
+    buy = e == "purchase"
+    aggs = [
+        (t // DAY).filter(act).n_unique().alias("days"),
+        t.filter(act).min().alias("first"), t.filter(act).max().alias("last"),
+        buy.sum().alias("purchases"), pl.col("value").filter(buy).sum().alias("revenue"),
+        t.filter(buy).max().alias("last_purchase"),
+        ((e == "send") & (age <= 7 * DAY)).sum().alias("sends7"),
+        ((e == "send") & (age <= 30 * DAY)).sum().alias("sends30"),
+    ]
+    for ch in ("email", "sms", "push"):
+        for name in ("send", "open", "click"):
+            aggs.append(((e == name) & (c == ch) & (age <= 90 * DAY)).sum().alias(f"{ch}_{name}90"))
+        aggs.append(t.filter(e.is_in(["open", "click"]) & (c == ch)).max().alias(f"{ch}_last_eng"))
+        aggs.append((e.is_in(["unsubscribe", "bounce", "complaint"]) & (c == ch)).any().alias(f"{ch}_supp"))
+    main = ev.group_by("user_id").agg(aggs)
+    chan = ev.filter(c.is_not_null() & e.is_in(["send", "open", "click"]))
+    streak = chan.group_by("user_id", "c").agg(
+        (t.filter(e == "send") > t.filter(e.is_in(["open", "click"])).max().fill_null(-1)).sum().alias("n"))
+    streak = streak.with_columns(pl.col("n").clip(upper_bound=8))
+    eng = ev.filter(e.is_in(["open", "click", "session"])).join(off, on="user_id").with_columns(
+        local=t + pl.col("off"), w=(-(age.cast(pl.Float64)) * DECAY).exp())
+    hour = eng.group_by("user_id", (pl.col("local") // 3600 % 24).alias("h")).agg(pl.col("w").sum())
+    wday = eng.group_by("user_id", ((pl.col("local") // DAY + 3) % 7).alias("d")).agg(pl.col("w").sum())
+    m, s, h, w = pl.collect_all([main, streak, hour, wday])
+    seconds = time.perf_counter() - t0
+    check = {"days": int(m["days"].sum()), "streak": int(s["n"].sum()), "sends7": int(m["sends7"].sum()),
+             "hour": float(h["w"].sum())}
+    return {"seconds": seconds, "events": None, "users": m.height, "check": check}
+
+
+def run_duckdb(users: str, events: str) -> dict:
+    import duckdb
+    import pyarrow.feather as feather
+
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.register("ev_raw", feather.read_table(events, memory_map=True))
+    con.register("off", _zone_offsets(users))
+    con.sql(f"""create temp view ev as select user_id, epoch(ts)::bigint as t, event::varchar as e,
+                   channel::varchar as c, value, {AS_OF_S} - epoch(ts)::bigint as age from ev_raw""")
+    per_ch = []
+    for ch in ("email", "sms", "push"):
+        for name in ("send", "open", "click"):
+            per_ch.append(f"count(*) filter (where e = '{name}' and c = '{ch}' and age <= {90 * DAY}) as {ch}_{name}90")
+        per_ch.append(f"max(t) filter (where e in ('open', 'click') and c = '{ch}') as {ch}_last_eng")
+        per_ch.append(f"bool_or(e in ('unsubscribe', 'bounce', 'complaint') and c = '{ch}') as {ch}_supp")
+    main = con.sql(f"""
+        select user_id,
+          count(distinct t // {DAY}) filter (where e in ('session', 'purchase', 'click')) as days,
+          min(t) filter (where e in ('session', 'purchase', 'click')) as first,
+          max(t) filter (where e in ('session', 'purchase', 'click')) as last,
+          count(*) filter (where e = 'purchase') as purchases,
+          sum(value) filter (where e = 'purchase') as revenue,
+          max(t) filter (where e = 'purchase') as last_purchase,
+          count(*) filter (where e = 'send' and age <= {7 * DAY}) as sends7,
+          count(*) filter (where e = 'send' and age <= {30 * DAY}) as sends30,
+          {", ".join(per_ch)}
+        from ev group by user_id""").to_arrow_table()
+    streak = con.sql("""
+        with le as (select user_id, c, max(t) as le from ev where e in ('open', 'click') group by all)
+        select sum(least(n, 8)) from (
+          select s.user_id, s.c, count(*) as n from ev s left join le using (user_id, c)
+          where s.e = 'send' and s.c is not null and (le.le is null or s.t > le.le) group by all)""").fetchall()[0][0]
+    con.sql(f"""create temp table eng as select ev.user_id, t + off.off as local,
+                    exp(-age * {DECAY!r}) as w from ev join off using (user_id)
+                    where e in ('open', 'click', 'session')""")
+    hour = con.sql("select user_id, local // 3600 % 24 as h, sum(w) as w from eng group by all").to_arrow_table()
+    con.sql(f"select user_id, (local // {DAY} + 3) % 7 as d, sum(w) as w from eng group by all").to_arrow_table()
+    seconds = time.perf_counter() - t0
+    check = {"days": int(main["days"].to_numpy().sum()), "streak": int(streak or 0),
+             "sends7": int(main["sends7"].to_numpy().sum()), "hour": float(hour["w"].to_numpy().sum())}
+    return {"seconds": seconds, "events": None, "users": main.num_rows, "check": check}
+
+
+def _child(method: str, users: str, events: str) -> None:
+    res = {"winback": run_winback, "polars": run_polars, "duckdb": run_duckdb}[method](users, events)
+    res["peak_mib"] = _peak_mib()
+    sys.stdout.write(json.dumps(res) + "\n")
+
+
+def _run_child(method: str, users: str, events: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", method, users, events],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- model fit and accuracy (full mode) -----------------------------------------------------
+def _auc(score: np.ndarray, positive: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    r = rankdata(score)
+    n1, n0 = positive.sum(), (~positive).sum()
+    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def accuracy_and_fit(world: Path) -> None:
+    import pyarrow.feather as feather
+
+    from engine.score import score, summary_of
+
+    t0 = time.perf_counter()
+    s = score(world / "users.arrow", world / "events.arrow", as_of=AS_OF)
+    took = time.perf_counter() - t0
+    meta = summary_of(s)
+    truth = feather.read_table(world / "truth.arrow")
+    assert s["user_id"].equals(truth["user_id"])
+    gone = ~truth["alive"].to_numpy(zero_copy_only=False)
+    auc = _auc(s["lapse_risk"].to_numpy(), gone)
+    eng = s["engagements"].to_numpy() >= 5
+    pref = truth["preferred_hour_local"].to_numpy().astype(int)
+
+    def within1(hours):
+        d = np.abs(np.asarray(hours, int) - pref) % 24
+        return float((np.minimum(d, 24 - d) <= 1)[eng].mean())
+
+    pop = meta["send_time"]["population_best_hour"]
+    tz = s["timezone"].fill_null("UTC").to_pylist()
+    base = np.array([pop.get(z, 0) for z in tz])
+    print(f"score() end to end: {took:.2f} s (aggregation {meta['aggregation_seconds']:.2f} s)")
+    print(f"accuracy: AUC(lapse_risk, not alive) = {auc:.3f} over {len(gone):,} users ({gone.mean():.0%} gone)")
+    print(f"accuracy: best_hour_local within 1 h of truth: {within1(s['best_hour_local'].to_numpy()):.1%} "
+          f"vs population best hour {within1(base):.1%} ({eng.sum():,} users with 5+ engagements)")
+    x = s["frequency"].to_numpy().astype(float)
+    t_x = s["recency_days"].to_numpy()
+    T = s["tenure_days"].to_numpy()
+    ok = T > 0
+    from engine.bgnbd import BGNBD
+
+    t0 = time.perf_counter()
+    BGNBD().fit(x[ok], t_x[ok], T[ok])
+    ours = time.perf_counter() - t0
+    try:
+        import warnings
+
+        from lifetimes import BetaGeoFitter
+    except ImportError:
+        print(f"BG/NBD fit: winback {ours:.2f} s (lifetimes not installed)")
+        return
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        BetaGeoFitter(penalizer_coef=0.0).fit(x[ok], t_x[ok], T[ok])
+    theirs = time.perf_counter() - t0
+    print(f"BG/NBD fit on {ok.sum():,} users: winback {ours:.2f} s, lifetimes {theirs:.2f} s, "
+          f"ratio {theirs / ours:.1f}x")
+
+
+# -- main ---------------------------------------------------------------------------------
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        _child(*argv[1:4])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=100_000, help="users in the generated world (default 100000)")
+    ap.add_argument("--quick", action="store_true", help="30k users, 2 rounds, no model fit or accuracy")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per method, best kept (default 3; quick 2)")
+    ap.add_argument("--dir", default=None, help="world directory, generated when missing and kept (default: temp)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of winback,polars,duckdb")
+    ap.add_argument("--min-ratio", type=float, default=None,
+                    help="exit 1 when winback's ratio vs the fastest baseline is below this")
+    args = ap.parse_args(argv)
+    n_users = 30_000 if args.quick and args.users == 100_000 else args.users
+    rounds = args.rounds or (2 if args.quick else 3)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory(prefix="winback-bench-") as tmp:
+        world = Path(args.dir) if args.dir else Path(tmp) / "world"
+        if not (world / "events.arrow").exists():
+            from engine.generate import generate
+
+            t0 = time.perf_counter()
+            generate(n_users, seed=7, out_dir=world, as_of=AS_OF)
+            print(f"generated {n_users:,} users in {time.perf_counter() - t0:.1f} s -> {world}")
+        users, events = str(world / "users.arrow"), str(world / "events.arrow")
+        best: dict[str, dict] = {}
+        for _ in range(rounds):
+            for m in methods:
+                r = _run_child(m, users, events)
+                print(f"  {m:8s} {r['seconds']:7.3f} s  peak RSS {r['peak_mib']:7.0f} MiB  check {r['check']}")
+                if m not in best or r["seconds"] < best[m]["seconds"]:
+                    best[m] = r
+        n_events = best.get("winback", {}).get("events")
+        print(f"\n{best[methods[0]]['users']:,} users, {n_events or 0:,} events, best of {rounds} "
+              f"(polars {_version('polars')}, duckdb {_version('duckdb')}, {os.cpu_count()} cores):")
+        for m, r in best.items():
+            rate = f"{n_events / r['seconds'] / 1e6:6.1f}M events/s" if n_events else ""
+            print(f"  {m:8s} {r['seconds']:7.3f} s  {rate}  peak RSS {r['peak_mib']:.0f} MiB")
+        ratio = None
+        if "winback" in best and len(best) > 1:
+            fastest = min((r["seconds"], m) for m, r in best.items() if m != "winback")
+            for m, r in best.items():
+                if m != "winback":
+                    print(f"  ratio {m} / winback = {r['seconds'] / best['winback']['seconds']:.2f}x")
+            ratio = fastest[0] / best["winback"]["seconds"]
+            print(f"ratio vs fastest baseline ({fastest[1]}) = {ratio:.2f}x")
+        if not args.quick:
+            accuracy_and_fit(world)
+    if args.min_ratio is not None and ratio is not None and ratio < args.min_ratio:
+        print(f"FAIL: winback's scoring pass is only {ratio:.2f}x the fastest baseline, below the floor "
+              f"{args.min_ratio}x: profile engine/kernels.py and engine/io.py iter_events")
+        return 1
+    return 0
+
+
+def _version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001 - a version string is cosmetic
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
