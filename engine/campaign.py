@@ -14,7 +14,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, RuleError
 from engine.rules import Rule
 from engine.schema import CHANNELS
 
@@ -159,15 +159,19 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
         as_of = as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of)
     a = doc.get("audience", {})
     where = _get(a, "where", str, src, "audience.where", "")
-    presets = a.get("presets", [])
+    presets = a.get("presets", a.get("preset", []))
     if isinstance(presets, str):
         presets = [presets]
+    if not isinstance(presets, list) or not all(isinstance(x, str) for x in presets):
+        raise _err(src, "audience.presets", "must be a list of preset names like [\"inactive_30d\"]")
+    # parse each part alone first, so error positions point into the text the user wrote
+    for key, text in [("audience.where", where)] + [(f"audience.presets[{i}]", x) for i, x in enumerate(presets)]:
+        try:
+            Rule(text)
+        except RuleError as exc:
+            raise RuleError(f"{src}: [{key}] {exc}") from None
     parts = [f"({where})"] if where.strip() else []
-    parts += list(presets)
-    try:
-        audience = Rule(" and ".join(parts))
-    except ConfigError as exc:
-        raise ConfigError(f"{src}: [audience.where] {exc}") from None
+    audience = Rule(" and ".join(parts + list(presets)))
     p = doc.get("policy", {})
     quiet = p.get("quiet_hours", ["21:00", "08:00"])
     if quiet in ([], None, False):
