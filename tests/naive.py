@@ -129,3 +129,79 @@ def level_capacity(t, order, lower, cap, quiet_minute_of, max_shift_hours, count
             out[i] = cand
             break
     return out
+
+
+# --- fatigue and labels (engine.fatigue) ----------------------------------------------------
+
+def fatigue_budget(sends, streaks, reachable, complained, cap):
+    """engine.fatigue.fatigue_budget, one user at a time."""
+    out = []
+    for u in range(len(sends)):
+        budget = max(0, cap - int(sends[u]))
+        reach = [int(streaks[u][c]) for c in range(len(streaks[u])) if reachable[u][c]]
+        quiet = min(reach) if reach else 0
+        if quiet >= 3:
+            budget -= 1
+        if quiet >= 8:
+            budget = min(budget, 1)
+        if complained[u]:
+            budget = 0
+        out.append(max(budget, 0))
+    return out
+
+
+def lifecycle(days_inactive, p_alive):
+    """engine.fatigue.lifecycle: threshold ladder per user."""
+    import math
+
+    out = []
+    for d, p in zip(days_inactive, p_alive):
+        if math.isnan(d):
+            out.append(4)
+        elif d <= 14:
+            out.append(1 if p < 0.5 else 0)
+        elif d <= 30:
+            out.append(1)
+        elif d <= 90:
+            out.append(2)
+        elif d <= 180:
+            out.append(3)
+        else:
+            out.append(4)
+    return out
+
+
+def contact_rating(sends, opens, clicks):
+    """engine.fatigue.contact_rating: stars from (opens + 2 clicks) / sends."""
+    out = []
+    for s, o, c in zip(sends, opens, clicks):
+        if s == 0:
+            out.append(3)
+            continue
+        rate = (o + 2 * c) / s
+        if rate >= 0.5:
+            out.append(5)
+        elif rate >= 0.25:
+            out.append(4)
+        elif rate >= 0.1:
+            out.append(3)
+        elif rate > 0:
+            out.append(2)
+        else:
+            out.append(1 if s >= 3 else 2)
+    return out
+
+
+def quintiles(values, higher_is_better=True):
+    """engine.fatigue.quintiles: 1 + 5 * (number of strictly worse values) // (number of values)."""
+    import math
+
+    ok = [v for v in values if not math.isnan(v)]
+    out = []
+    for v in values:
+        if math.isnan(v):
+            out.append(1)
+            continue
+        worse = sum(1 for w in ok if (w < v if higher_is_better else w > v))
+        out.append(1 + worse * 5 // len(ok))
+    return out
