@@ -1,0 +1,340 @@
+"""Adapters against the local provider as a real HTTP server on 127.0.0.1.
+
+Every HTTP adapter goes through the same tests (one parametrized fixture): sent,
+429 with Retry-After (seconds and HTTP-date), 5xx, 4xx, timeouts and dropped
+connections; plus the providers file, secrets hygiene and the file export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.base import FAILED, RETRY, SENT, Adapter, Message
+from adapters.config import build_adapter, load_providers
+from adapters.fcm import FcmAdapter
+from adapters.file import FileAdapter, hash_address
+from adapters.http import Secret, parse_retry_after
+from adapters.local_provider import Faults, LocalProvider
+from adapters.sendgrid import SendGridAdapter
+from adapters.twilio import TwilioAdapter
+from adapters.webhook import WebhookAdapter, sign, verify_signature
+from engine.errors import ConfigError
+
+SECRET = "s3cr3t-value-never-shown"
+
+
+@dataclass
+class Kind:
+    """How to build one adapter against a provider, and which addresses it takes."""
+
+    name: str
+    channel: str
+    good_to: str
+    bad_to: str
+    build: Callable[[str, float], Adapter]
+
+
+KINDS = [
+    Kind("webhook", "push", "device-token-1", "", lambda url, t: WebhookAdapter(f"{url}/hooks/push", SECRET, timeout=t)),
+    Kind("sendgrid", "email", "ann@example.com", "not-an-email",
+         lambda url, t: SendGridAdapter(url, SECRET, timeout=t, batch_size=50)),
+    Kind("twilio", "sms", "+15551234567", "555-1234",
+         lambda url, t: TwilioAdapter(url, "AC123", SECRET, timeout=t)),
+    Kind("fcm", "push", "device-token-1", "unregistered-token",
+         lambda url, t: FcmAdapter(url, "demo-project", SECRET, timeout=t)),
+]
+
+
+@pytest.fixture(params=KINDS, ids=[k.name for k in KINDS])
+def kind(request) -> Kind:
+    return request.param
+
+
+def msg(i: int, kind: Kind, to: str | None = None) -> Message:
+    return Message(message_id=f"msg-{i}", user_id=i, channel=kind.channel, step="we-miss-you", variant="a",
+                   to=kind.good_to if to is None else to, subject="We miss you", body=f"Hello {i}",
+                   send_at=1_790_000_000.0, campaign_id="c1")
+
+
+def run_against(kind: Kind, batches: list[list[Message]], *, faults: Faults | None = None,
+                timeout: float = 5.0, **provider_kw):
+    """Given a local provider with ``faults``, when the adapter sends ``batches``: results and stats."""
+    async def go():
+        async with LocalProvider(faults=faults, webhook_secret=SECRET, **provider_kw) as p:
+            adapter = kind.build(p.url, timeout)
+            try:
+                results = [await adapter.send(b) for b in batches]
+            finally:
+                await adapter.aclose()
+            return results, p.stats(), p.messages()
+
+    return asyncio.run(go())
+
+
+def test_sends_and_gets_sent_with_a_provider_id(kind):
+    [results], stats, messages = run_against(kind, [[msg(1, kind)]])
+    assert [r.status for r in results] == [SENT]
+    assert results[0].message_id == "msg-1" and results[0].provider_id
+    assert stats["accepted"] == 1 and stats["duplicates"] == 0
+    assert messages[0]["message_id"] == "msg-1" and messages[0]["to"] == kind.good_to
+
+
+def test_a_resend_is_accepted_again_but_counted_as_a_duplicate(kind):
+    results, stats, _ = run_against(kind, [[msg(1, kind)], [msg(1, kind)]])
+    assert [r[0].status for r in results] == [SENT, SENT]
+    assert stats["accepted"] == 1 and stats["duplicates"] == 1
+
+
+@pytest.mark.parametrize("as_date", [False, True], ids=["seconds", "http-date"])
+def test_429_with_retry_after_is_retry_with_the_delay(kind, as_date):
+    [results], stats, _ = run_against(kind, [[msg(1, kind)]],
+                                      faults=Faults(rate_429=1.0, retry_after=30, retry_after_date=as_date))
+    assert results[0].status == RETRY and results[0].error.startswith("429")
+    assert 27 <= results[0].retry_after <= 30  # the date form has whole-second resolution
+    assert stats["accepted"] == 0 and stats["rejected"] == {"fault_429": 1}
+
+
+def test_5xx_is_retry_without_delay(kind):
+    [results], _, _ = run_against(kind, [[msg(1, kind)]], faults=Faults(error_rate=1.0))
+    assert results[0].status == RETRY and results[0].error.startswith("503")
+    assert results[0].retry_after is None
+
+
+def test_timeout_is_retry(kind):
+    [results], _, _ = run_against(kind, [[msg(1, kind)]], faults=Faults(timeout_rate=1.0, hang_seconds=3),
+                                  timeout=0.3)
+    assert results[0].status == RETRY and "timeout" in results[0].error
+
+
+def test_dropped_connection_is_retry(kind):
+    [results], stats, _ = run_against(kind, [[msg(1, kind)]], faults=Faults(drop_rate=1.0))
+    assert results[0].status == RETRY and results[0].error
+    assert stats["accepted"] == 0 and stats["rejected"] == {"fault_drop": 1}
+
+
+def test_refused_connection_is_retry(kind, free_port):
+    async def go():
+        adapter = kind.build(f"http://127.0.0.1:{free_port}", 2.0)
+        try:
+            return await adapter.send([msg(1, kind)])
+        finally:
+            await adapter.aclose()
+
+    [result] = asyncio.run(go())
+    assert result.status == RETRY and result.error
+
+
+def test_a_bad_address_is_a_permanent_failure_with_the_provider_reason(kind):
+    [results], stats, _ = run_against(kind, [[msg(1, kind, to=kind.bad_to)]])
+    assert results[0].status == FAILED
+    assert results[0].error.startswith(("400", "404"))
+    assert stats["accepted"] == 0
+    if kind.name == "twilio":
+        assert "21211" in results[0].error
+    if kind.name == "fcm":
+        assert "unregistered" in results[0].error  # the dispatcher suppresses the token
+
+
+def test_wrong_credentials_are_rejected_as_failed(kind):
+    async def go():
+        async with LocalProvider(webhook_secret="other", api_key="other", account_sid="AC123",
+                                 auth_token="other") as p:
+            adapter = kind.build(p.url, 5.0)
+            try:
+                return await adapter.send([msg(1, kind)]), p.stats()
+            finally:
+                await adapter.aclose()
+
+    [result], stats = asyncio.run(go())
+    assert result.status == FAILED and result.error.startswith("401")
+    assert stats["accepted"] == 0 and set(stats["rejected"]) <= {"signature", "auth"}
+
+
+def test_secrets_never_appear_in_repr_or_errors(kind):
+    results, _, _ = run_against(kind, [[msg(1, kind)], [msg(2, kind, to=kind.bad_to)]],
+                                faults=None)
+    adapter = kind.build("http://127.0.0.1:1", 1.0)
+    text = repr(adapter) + str(adapter) + repr(results)
+    assert SECRET not in text
+    [refused] = asyncio.run(_send_and_close(adapter, [msg(3, kind)]))
+    assert SECRET not in repr(refused)
+
+
+async def _send_and_close(adapter, batch):
+    try:
+        return await adapter.send(batch)
+    finally:
+        await adapter.aclose()
+
+
+def test_sendgrid_carries_a_whole_batch_in_one_request():
+    kind = KINDS[1]
+    batch = [msg(i, kind, to=f"user{i}@example.com") for i in range(50)]
+    [results], stats, messages = run_against(kind, [batch])
+    assert [r.status for r in results] == [SENT] * 50
+    assert [r.message_id for r in results] == [m.message_id for m in batch]
+    assert stats["requests"] == 1 and stats["accepted"] == 50
+    assert sorted(m["message_id"] for m in messages) == sorted(m.message_id for m in batch)
+
+
+def test_the_provider_rejects_a_tampered_body_or_an_old_timestamp(free_port):
+    import urllib.error
+    import urllib.request
+
+    async def go():
+        async with LocalProvider(webhook_secret=SECRET) as p:
+            body = json.dumps({k: "x" for k in ("message_id", "user_id", "channel", "step", "variant", "to",
+                                                "subject", "body", "send_at")}).encode()
+
+            def post(ts: int, data: bytes, signed: bytes) -> int:
+                req = urllib.request.Request(f"{p.url}/hooks/push", data=data, method="POST", headers={
+                    "X-Winback-Timestamp": str(ts), "X-Winback-Signature": sign(SECRET, ts, signed)})
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        return resp.status
+                except urllib.error.HTTPError as exc:
+                    return exc.code
+
+            now = int(time.time())
+            codes = [await asyncio.to_thread(post, now, body, body),
+                     await asyncio.to_thread(post, now, body.replace(b'"x"', b'"y"', 1), body),
+                     await asyncio.to_thread(post, now - 3600, body, body)]
+            return codes, p.stats()
+
+    codes, stats = asyncio.run(go())
+    assert codes == [200, 401, 401]
+    assert stats["rejected"] == {"signature": 1, "timestamp": 1}
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(0, 2**40), st.binary(max_size=200))
+def test_signature_roundtrip_and_any_change_breaks_it(secret, ts, body):
+    header = sign(secret, ts, body)
+    assert verify_signature(secret, str(ts), body, header)
+    assert not verify_signature(secret, str(ts + 1), body, header)
+    assert not verify_signature(secret, str(ts), body + b"x", header)
+
+
+def test_parse_retry_after_seconds_and_dates():
+    now = 1_700_000_000.0
+    assert parse_retry_after("120", now=now) == 120.0
+    assert parse_retry_after("0.5", now=now) == 0.5
+    assert parse_retry_after(formatdate(now + 90, usegmt=True), now=now) == 90.0
+    assert parse_retry_after(formatdate(now - 90, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after(None) is None and parse_retry_after("") is None
+
+
+# -- providers file -------------------------------------------------------------------------
+
+def test_the_example_providers_files_load():
+    local = load_providers("examples/providers.local.toml")
+    assert {c.adapter for c in local.values()} == {"sendgrid", "twilio", "webhook", "file"}
+    assert set(load_providers("examples/providers.example.toml")) == {"email", "sms", "push", "ads"}
+
+
+@pytest.mark.parametrize("doc, words", [
+    ({"channels": {"fax": {"adapter": "webhook"}}}, ["fax"]),
+    ({"channels": {"push": {"adapter": "pigeon"}}}, ["adapter", "pigeon"]),
+    ({"channels": {"push": {"adapter": "webhook", "url": "http://x"}}}, ["secret_env", "missing"]),
+    ({"channels": {"push": {"adapter": "webhook", "url": "http://x", "secret_env": "S", "rate": 5}}}, ["'rate'"]),
+    ({"channels": {"email": {"adapter": "sendgrid", "api_key_env": "K", "rate_per_second": -1}}},
+     ["rate_per_second"]),
+    ({"channels": {"email": {"adapter": "sendgrid", "api_key_env": "K", "batch_size": 5000}}}, ["1000"]),
+    ({"channels": {"ads": {"adapter": "file", "path": "out.xlsx"}}}, ["path", ".csv"]),
+])
+def test_bad_providers_name_the_key(doc, words):
+    with pytest.raises(ConfigError) as err:
+        load_providers(doc)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_a_missing_providers_file_and_bad_toml_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_providers(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[channels.push\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_providers(bad)
+
+
+def test_build_adapter_reads_the_secret_from_the_environment_and_never_shows_it(monkeypatch):
+    cfg = load_providers({"channels": {"push": {"adapter": "webhook", "url": "http://127.0.0.1:1/h",
+                                                "secret_env": "WINBACK_TEST_SECRET"}}})["push"]
+    monkeypatch.delenv("WINBACK_TEST_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="WINBACK_TEST_SECRET"):
+        build_adapter(cfg)
+    monkeypatch.setenv("WINBACK_TEST_SECRET", SECRET)
+    adapter = build_adapter(cfg)
+    assert isinstance(adapter, WebhookAdapter) and isinstance(adapter, Adapter)
+    assert SECRET not in repr(adapter) and SECRET not in repr(cfg)
+    assert repr(Secret(SECRET, "X")) == "Secret(X=***)"
+
+
+def test_every_adapter_builds_from_config(monkeypatch, tmp_path):
+    for var in ("K", "SID", "TOK"):
+        monkeypatch.setenv(var, SECRET)
+    cfgs = load_providers({"channels": {
+        "email": {"adapter": "sendgrid", "api_key_env": "K", "batch_size": 200},
+        "sms": {"adapter": "twilio", "account_sid_env": "SID", "auth_token_env": "TOK"},
+        "push": {"adapter": "fcm", "project_id": "p", "api_key_env": "K"},
+        "ads": {"adapter": "file", "path": str(tmp_path / "a.jsonl")}}})
+    built = {ch: build_adapter(c) for ch, c in cfgs.items()}
+    assert {ch: a.name for ch, a in built.items()} == {"email": "sendgrid", "sms": "twilio", "push": "fcm",
+                                                       "ads": "file"}
+    assert built["email"].max_batch == 200
+    for a in built.values():
+        asyncio.run(a.aclose())
+
+
+# -- file export ----------------------------------------------------------------------------
+
+def ads(i: int, to: str) -> Message:
+    return Message(f"ad-{i}", i, "ads", "we-miss-you", None, to, None, "", 1_790_000_000.0)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_file_export_hashes_normalised_addresses_and_never_duplicates_on_rerun(tmp_path, suffix):
+    path = tmp_path / f"audience.{suffix}"
+    batch = [ads(1, " Ann@Example.COM "), ads(2, "+1 (555) 010-2030"), ads(3, "555-0100")]
+
+    def rows():
+        text = path.read_text()
+        if suffix == "csv":
+            return list(csv.DictReader(text.splitlines()))
+        return [json.loads(line) for line in text.splitlines()]
+
+    first = asyncio.run(FileAdapter(path).send(batch))
+    assert [r.status for r in first] == [SENT, SENT, FAILED]
+    got = rows()
+    assert [r["hash"] for r in got] == [hashlib.sha256(b"ann@example.com").hexdigest(),
+                                        hashlib.sha256(b"+15550102030").hexdigest()]
+    assert [r["kind"] for r in got] == ["email", "phone"]
+    again = asyncio.run(FileAdapter(path).send(batch + [ads(4, "bob@example.com")]))  # a rerun, new process
+    assert [r.status for r in again] == [SENT, SENT, FAILED, SENT]
+    assert [r["message_id"] for r in rows()] == ["ad-1", "ad-2", "ad-4"]
+
+
+def test_file_export_cuts_a_partial_last_line_left_by_a_crash(tmp_path):
+    path = tmp_path / "audience.jsonl"
+    asyncio.run(FileAdapter(path).send([ads(1, "a@example.com")]))
+    with open(path, "ab") as fh:
+        fh.write(b'{"message_id":"ad-2","us')  # killed mid-write
+    asyncio.run(FileAdapter(path).send([ads(2, "b@example.com")]))
+    assert [json.loads(x)["message_id"] for x in path.read_text().splitlines()] == ["ad-1", "ad-2"]
+
+
+@given(st.emails())
+def test_email_hash_ignores_case_and_surrounding_space(address):
+    assert hash_address(f"  {address.upper()} ") == hash_address(address.lower())
