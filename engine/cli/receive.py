@@ -1,0 +1,98 @@
+"""`winback receive`: take provider event webhooks and append them to an events directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+ENV = {
+    "secret": "WINBACK_WEBHOOK_SECRET",
+    "sendgrid_public_key": "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    "sendgrid_secret": "SENDGRID_WEBHOOK_SECRET",
+    "twilio_token": "TWILIO_AUTH_TOKEN",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "receive",
+        help="receive delivery/engagement webhooks (SendGrid, Twilio, push/webhook) into an events directory",
+        description=(
+            "Serve POST /sendgrid (SendGrid Event Webhook), POST /twilio (status callbacks) and POST /events "
+            "(generic signed JSON for push and the webhook adapter); GET /_stats shows counters. Events are "
+            "mapped to open/click/bounce/complaint/unsubscribe and written in batches as DIR/part-XXXXXX.arrow; "
+            "a request is acknowledged only once its batch is on disk. Unsigned, forged, malformed or oversized "
+            "requests get 4xx. Verification secrets come from the environment only: "
+            f"{ENV['secret']} (/events, HMAC-SHA256 as the webhook adapter signs), "
+            f"{ENV['sendgrid_public_key']} (SendGrid ECDSA key, base64 DER; needs the 'cryptography' package) "
+            f"or {ENV['sendgrid_secret']} (shared-secret HMAC mode for /sendgrid), "
+            f"{ENV['twilio_token']} (/twilio). A route without its secret refuses every request (403). "
+            "Runs until Ctrl-C or SIGTERM, then writes what is buffered."
+        ),
+        epilog=(
+            "examples:\n"
+            "  WINBACK_WEBHOOK_SECRET=s3cret winback receive --port 8025 -o feedback/\n"
+            "  winback receive --port 8025 -o feedback/ --ledger ledger.db --public-url https://hooks.example.com\n"
+            "  winback score users.arrow events.arrow feedback/ ...   # the directory is an events input"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8025, metavar="P", help="port to listen on (default 8025)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="events directory (part files are added)")
+    p.add_argument("--ledger", default=None, metavar="DB",
+                   help="ledger of 'winback send': finds user ids by message id and records suppressions "
+                        "(hard bounces, unsubscribes, complaints)")
+    p.add_argument("--max-body-kb", type=int, default=1024, metavar="KB",
+                   help="largest request body accepted, in KiB (default 1024); larger gets 413")
+    p.add_argument("--flush-events", type=int, default=1000, metavar="N",
+                   help="write a batch file every N events (default 1000)")
+    p.add_argument("--flush-seconds", type=float, default=1.0, metavar="T",
+                   help="... or after T seconds, whichever comes first (default 1.0)")
+    p.add_argument("--public-url", default=None, metavar="URL",
+                   help="base URL providers call (Twilio signs the full URL); default: the request's own URL")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="N",
+                   help="stop after N seconds (for scripted runs); default: run until interrupted")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from engine.errors import ConfigError
+    from engine.receive import Receiver, serve
+
+    if args.max_body_kb < 1 or args.flush_events < 1 or args.flush_seconds <= 0:
+        raise ConfigError("--max-body-kb and --flush-events must be at least 1 and --flush-seconds above 0")
+    secrets = {k: os.environ.get(v) or None for k, v in ENV.items()}
+    if not any(secrets.values()):
+        raise ConfigError("no verification secret is set, so every webhook would be refused; export at least "
+                          f"one of {', '.join(ENV.values())}")
+    rec = Receiver(args.output, ledger=args.ledger, public_url=args.public_url, max_body=args.max_body_kb * 1024,
+                   flush_events=args.flush_events, flush_seconds=args.flush_seconds, **secrets)
+
+    async def main() -> None:
+        try:
+            runner = await serve(rec, args.host, args.port)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port") \
+                from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"receiving on http://{args.host}:{args.port} -> {args.output}", flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), args.max_seconds)
+        except asyncio.TimeoutError:
+            pass
+        await runner.cleanup()
+
+    asyncio.run(main())
+    s = rec.stats
+    rejected = sum(s["rejected"].values())
+    print(f"received {s['requests']:,} requests: {s['written']:,} events in {s['batches']:,} batches, "
+          f"{s['suppressions']:,} suppressions, {s['ignored']:,} ignored, {s['unmatched']:,} unmatched, "
+          f"{rejected:,} rejected -> {args.output}")
+    return 0
