@@ -289,7 +289,10 @@ class Rule:
             v = self._eval(node[1], table, seen)
             values = [item[1] for item in node[2]]
             try:
-                return pc.is_in(v, value_set=pa.array(values))
+                vs = pa.array(values)
+                if pa.types.is_null(vs.type) or (pa.types.is_integer(vs.type) and pa.types.is_floating(v.type)):
+                    vs = vs.cast(v.type)  # an empty list, or whole numbers tested against a float column
+                return pc.is_in(v, value_set=vs)
             except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
                 raise _error(self.text, node[3], f"cannot test {_typename(v)} against the list {values}") from None
         if kind == "arith":

@@ -87,3 +87,87 @@ def test_template_unknown_field_lists_what_exists():
 
 def test_html_escape_escapes_ampersand_first():
     assert html_escape(pa.array(["<&>"])).to_pylist() == ["&lt;&amp;&gt;"]
+
+
+def test_contact_rating_presets_for_each_star_count():
+    # when
+    two = compile_rule("contact_rating_at_most_2", T.schema)(T)
+    five = compile_rule("contact_rating_at_most_5 and not contact_rating_at_most_1", T.schema)(T)
+    # then
+    assert two.tolist() == [False, True, True, False]
+    assert five.tolist() == [True, True, False, True]
+    with pytest.raises(RuleError, match="unknown column 'contact_rating_at_most_9'"):
+        compile_rule("contact_rating_at_most_9", T.schema)
+
+
+# --- property: the compiled rule equals a per-row evaluation with the documented null rules
+
+NUMS = {"a": [1.5, None, -2.0, 0.0, 7.25, None], "b": [3, 0, None, -1, 3, 2]}
+FLAGS = {"f": [True, None, False, True, False, None]}
+TEXT = {"s": ["x", "y", None, "x", "zz", "y"]}
+P = pa.table({**{k: pa.array(v, pa.float64() if k == "a" else pa.int64()) for k, v in NUMS.items()},
+              "f": pa.array(FLAGS["f"]), "s": pa.array(TEXT["s"])})
+
+
+@st.composite
+def numeric(draw, depth=0):
+    """(text, per-row function) of a numeric expression; None stands for null."""
+    if depth > 1 or draw(st.booleans()):
+        if draw(st.booleans()):
+            name = draw(st.sampled_from(sorted(NUMS)))
+            return name, lambda i, name=name: NUMS[name][i]
+        k = draw(st.integers(-3, 3))
+        return f"({k})", lambda i, k=k: k
+    (lt, lf), (rt, rf) = draw(numeric(depth + 1)), draw(numeric(depth + 1))
+    op = draw(st.sampled_from(["+", "-", "*"]))
+    fn = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}[op]
+    return f"({lt} {op} {rt})", lambda i: None if lf(i) is None or rf(i) is None else fn(lf(i), rf(i))
+
+
+@st.composite
+def boolean(draw, depth=0):
+    """(text, per-row function) of a boolean expression; functions return True/False/None."""
+    kind = draw(st.sampled_from(["cmp", "in", "null", "flag"] + (["and", "or", "not"] if depth < 3 else [])))
+    if kind == "cmp":
+        (lt, lf), (rt, rf) = draw(numeric()), draw(numeric())
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]))
+        fn = {"==": float.__eq__, "!=": float.__ne__, "<": float.__lt__, "<=": float.__le__,
+              ">": float.__gt__, ">=": float.__ge__}[op]
+        return f"{lt} {op} {rt}", lambda i: None if lf(i) is None or rf(i) is None else fn(float(lf(i)), float(rf(i)))
+    if kind == "in":
+        items = draw(st.lists(st.sampled_from(["x", "y", "zz", "w"]), max_size=3))
+        neg = draw(st.booleans())
+        text = f"s {'not in' if neg else 'in'} [{', '.join(repr(x) for x in items)}]"
+        return text, lambda i: (TEXT["s"][i] in items) != neg if TEXT["s"][i] is not None else neg
+    if kind == "null":
+        name = draw(st.sampled_from(["a", "b", "s", "f"]))
+        neg = draw(st.booleans())
+        col = {**NUMS, **TEXT, **FLAGS}[name]
+        return f"{name} is {'not ' if neg else ''}null", lambda i: (col[i] is None) != neg
+    if kind == "flag":
+        return "f", lambda i: FLAGS["f"][i]
+    if kind == "not":
+        t, f = draw(boolean(depth + 1))
+        return f"not ({t})", lambda i: not bool(f(i))
+    (lt, lf), (rt, rf) = draw(boolean(depth + 1)), draw(boolean(depth + 1))
+    if kind == "and":
+        return f"({lt}) and ({rt})", lambda i: bool(lf(i)) and bool(rf(i))
+    return f"({lt}) or ({rt})", lambda i: bool(lf(i)) or bool(rf(i))
+
+
+@given(boolean())
+def test_compiled_rule_equals_per_row_evaluation(expr):
+    """Property: any rule selects exactly the rows a per-row evaluation selects, where a
+    comparison with null is false (so 'not' of it is true) and null is never 'in' a list."""
+    # given
+    text, fn = expr
+    # when
+    got = compile_rule(text, P.schema)(P).tolist()
+    # then
+    assert got == [bool(fn(i)) for i in range(P.num_rows)], text
+
+
+def test_in_with_an_empty_list_or_whole_numbers_on_a_float_column():
+    assert compile_rule("plan in []", T.schema)(T).tolist() == [False] * 4
+    assert compile_rule("plan not in []", T.schema)(T).tolist() == [True] * 4
+    assert compile_rule("days_inactive in [5, 100]", T.schema)(T).tolist() == [True, False, False, True]
