@@ -42,7 +42,7 @@ import json
 import random
 import re
 import time
-import uuid
+import itertools
 from collections import Counter, deque
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -144,6 +144,8 @@ class LocalProvider:
         self.rejected: Counter[str] = Counter()
         self.version = 0  # bumps on every change of the record (for periodic saving)
         self._runner: web.AppRunner | None = None
+        self._ids = itertools.count(1)
+        self._prefix = f"{seed & 0xffff:04x}"
 
     # -- app -------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -236,7 +238,7 @@ class LocalProvider:
                 self.duplicates += 1
                 ids.append(seen["provider_id"])
                 continue
-            pid = uuid.uuid4().hex[:20]
+            pid = f"{self._prefix}{next(self._ids):012x}"
             self._record[key] = {"key": key, "message_id": message_id, "channel": channel, "to": to,
                                  "provider_id": pid, "at": at}
             ids.append(pid)
