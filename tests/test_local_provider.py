@@ -156,3 +156,51 @@ def test_the_provider_process_names_a_missing_secret_variable_in_one_line():
     assert proc.returncode != 0
     assert "WINBACK_SURELY_UNSET_VAR" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_winback_send_through_every_adapter_from_a_providers_file(tmp_path, monkeypatch):
+    import numpy as np
+    import pyarrow as pa
+
+    from engine.dispatch import send
+    from engine.schema import TIMESTAMP
+
+    # given the provider process checking real credentials, and a providers file like the local example
+    env = {"WINBACK_WEBHOOK_SECRET": "wh-secret", "SENDGRID_API_KEY": "sg-key", "TWILIO_ACCOUNT_SID": "AC9",
+           "TWILIO_AUTH_TOKEN": "tw-token"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "provider", "--port", "0",
+                             "--webhook-secret-env", "WINBACK_WEBHOOK_SECRET", "--api-key-env", "SENDGRID_API_KEY",
+                             "--twilio-env", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[-1]
+        text = (ROOT / "examples/providers.local.toml").read_text().replace("http://127.0.0.1:8025", url)
+        providers = tmp_path / "providers.toml"
+        providers.write_text(text.replace("out/audience.csv", str(tmp_path / "audience.csv")))
+        n = 12
+        channels = ["email"] * n + ["sms"] * n + ["push"] * n + ["ads"] * n
+        to = ([f"u{i}@example.com" for i in range(n)] + [f"+1555000{i:04d}" for i in range(n - 1)] + ["12"]
+              + [f"tok{i}" for i in range(n)] + [f"a{i}@example.com" for i in range(n)])
+        m = len(channels)
+        plan = pa.table({
+            "message_id": [f"e2e-{i}" for i in range(m)], "campaign_id": ["c"] * m,
+            "user_id": pa.array(range(m), pa.int64()), "step": ["s"] * m,
+            "step_index": pa.array([0] * m, pa.int16()), "variant": ["a"] * m, "channel": channels,
+            "send_at": pa.array(np.full(m, int(time.time() * 1e6)), TIMESTAMP),
+            "reason": pa.nulls(m, pa.string()), "to": to, "subject": ["Hi"] * m, "body": ["Come back"] * m,
+        })
+
+        # when winback sends the plan now
+        summary = send(plan, providers, tmp_path / "ledger.db", now=True)
+        stats = get(f"{url}/_stats")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+
+    # then every good message is sent, the bad number is dead, the provider saw each once
+    assert summary.sent == m - 1
+    assert stats["accepted"] == 3 * n - 1 and stats["duplicates"] == 0
+    assert stats["rejected"] == {"invalid_address": 1}
+    assert len((tmp_path / "audience.csv").read_text().splitlines()) == n + 1  # header + rows
