@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, default=str, indent=2))
         return 0
-    camp = out.get("campaign", {})
+    camp = out.get("campaign") or {}
     print(f"user {out['user_id']} in campaign {camp.get('campaign_id')} (audience: {camp.get('audience')})")
     s = out.get("scores")
     if s:
@@ -41,10 +41,22 @@ def run(args: argparse.Namespace) -> int:
                 "push_response_rate", "sms_response_rate", "consent_email", "consent_push", "consent_sms"]
         print("  scores: " + ", ".join(f"{k}={s[k]:.3g}" if isinstance(s.get(k), float) else f"{k}={s.get(k)}"
                                        for k in keys if k in s))
+    if "in_audience" in out:
+        print(f"  audience rule: {'true' if out['in_audience'] else 'false'}")
+    first = out["steps"][0]
+    print(f"  holdout: {'yes' if first.get('holdout') else 'no'}, variant {first.get('variant')}")
+    rankings = {c["step"]: c["ranking"] for c in out.get("channels", [])}
     for r in out["steps"]:
         if r["reason"] is None:
             print(f"  step {r['step_index']} {r['step']}: {r['channel']} at {r['send_at']} UTC "
-                  f"({r['timezone']}), variant {r['variant']}, expected value {r['expected_value']:.3g}")
+                  f"({r.get('local_time', '?')} {r.get('timezone')}), expected value {r['expected_value']:.3g}")
+            if r.get("moved"):
+                print(f"      moved {r['moved']}")
         else:
             print(f"  step {r['step_index']} {r['step']}: not sent - {r['reason']}")
+        for c in rankings.get(r["step"], []):
+            flags = [name for name, bad in (("no consent", not c["consent"]), ("no address", not c["address"]),
+                                            ("suppressed", c["suppressed"])) if bad]
+            rate = "?" if c["response_rate"] is None else f"{c['response_rate']:.3f}"
+            print(f"      {c['channel']:<5} response {rate}  {', '.join(flags) or 'reachable'}")
     return 0
