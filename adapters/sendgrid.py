@@ -27,7 +27,7 @@ from typing import Sequence
 
 import aiohttp
 
-from adapters.base import Message, Result
+from adapters.base import FAILED, Message, Result
 from adapters.http import HttpAdapter, Secret, result_for
 
 __all__ = ["SendGridAdapter", "MAX_PERSONALIZATIONS"]
@@ -42,6 +42,11 @@ def _errors(doc: object) -> str | None:
     if isinstance(doc, dict) and doc.get("error") is not None:
         return str(doc["error"])
     return None
+
+
+def _plausible(address: str | None) -> bool:
+    local, at, domain = (address or "").strip().partition("@")
+    return bool(at and local and "." in domain and " " not in domain)
 
 
 class SendGridAdapter(HttpAdapter):
@@ -69,11 +74,21 @@ class SendGridAdapter(HttpAdapter):
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
     async def send(self, batch: Sequence[Message]) -> list[Result]:
-        """One request for the whole batch; the answer applies to every message in it."""
+        """One request for the whole batch; the answer applies to every message in it.
+
+        An address without text on both sides of an ``@`` fails at once, without a
+        request, so one bad row does not sink the 400 of a whole batch.
+        """
         if not batch:
             return []
         if len(batch) > self.max_batch:
             raise ValueError(f"batch of {len(batch)} exceeds max_batch {self.max_batch}")
+        bad = {m.message_id for m in batch if not _plausible(m.to)}
+        if bad:
+            good = [m for m in batch if m.message_id not in bad]
+            sent = iter(await self.send(good) if good else [])
+            return [Result(m.message_id, FAILED, error=f"invalid email address {m.to!r}")
+                    if m.message_id in bad else next(sent) for m in batch]
         headers = {"Authorization": f"Bearer {self._key.reveal()}", "Content-Type": "application/json",
                    "Idempotency-Key": batch[0].message_id}
         reply = await self.request("POST", self.url, data=self.payload(batch), headers=headers)

@@ -138,7 +138,7 @@ def test_refused_connection_is_retry(kind, free_port):
 def test_a_bad_address_is_a_permanent_failure_with_the_provider_reason(kind):
     [results], stats, _ = run_against(kind, [[msg(1, kind, to=kind.bad_to)]])
     assert results[0].status == FAILED
-    assert results[0].error.startswith(("400", "404"))
+    assert results[0].error.startswith(("400", "404", "invalid email"))  # SendGrid checks before sending
     assert stats["accepted"] == 0
     if kind.name == "twilio":
         assert "21211" in results[0].error
@@ -186,6 +186,14 @@ def test_sendgrid_carries_a_whole_batch_in_one_request():
     assert [r.message_id for r in results] == [m.message_id for m in batch]
     assert stats["requests"] == 1 and stats["accepted"] == 50
     assert sorted(m["message_id"] for m in messages) == sorted(m.message_id for m in batch)
+
+
+def test_sendgrid_fails_a_bad_address_alone_and_sends_the_rest_of_its_batch():
+    kind = KINDS[1]
+    batch = [msg(0, kind, to="a@example.com"), msg(1, kind, to="nobody"), msg(2, kind, to="c@example.com")]
+    [results], stats, _ = run_against(kind, [batch])
+    assert [r.status for r in results] == [SENT, FAILED, SENT]
+    assert "nobody" in results[1].error and stats["requests"] == 1 and stats["accepted"] == 2
 
 
 def test_the_provider_rejects_a_tampered_body_or_an_old_timestamp(free_port):
