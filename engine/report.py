@@ -8,7 +8,9 @@ users who received messages would credit the campaign with its own targeting.
 Metrics per user over ``days`` days after the campaign start: re-engaged (any
 activity: session, purchase, click), opened, clicked, converted (purchase),
 unsubscribed or complained.  Differences use Newcombe's hybrid score interval and
-relative lift the Katz log-ratio interval (:mod:`engine.stats`).  Per step and
+relative lift the Katz log-ratio interval, the delta method on log(p1/p2)
+(:mod:`engine.stats`).  ``per_protocol`` compares only users who received at
+least one message with the holdout (biased by reachability; shown for context).  Per step and
 channel, rates among recipients are shown too; those are observational (who got
 which channel was chosen by the plan), so they carry no holdout comparison.
 
@@ -138,6 +140,9 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
                     for name in ("reengaged", "opened", "clicked", "converted", "unsubscribed")},
         "messages_sent": int(len(m_uid)),
     }
+    # per protocol: audience users who got at least one message vs the holdout; biased by
+    # who could be reached, so shown beside the ITT headline, never instead of it
+    summary["per_protocol"] = _compare(f["reengaged"], treat & (sent_per_user > 0), ctrl)
     re = summary["metrics"]["reengaged"]
     re_users = int(f["reengaged"][treat].sum())
     incr = (re["lift"] or 0.0) * re["treated"]["users"]

@@ -50,6 +50,13 @@ def render_html(summary: dict) -> str:
         [[k, c["treated"]["users"], _pct(c["treated"]["rate"], 2), c["holdout"]["users"], _pct(c["holdout"]["rate"], 2),
           _pp(c["lift"]), f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", _pct(c["relative_lift"]), c["note"]]
          for k, c in summary["metrics"].items()])
+    pp = summary.get("per_protocol")
+    if pp is not None:
+        metrics += ("<p class=\"muted\">Per protocol (users who received at least one message vs the holdout; "
+                    "biased toward reachable users, so not the headline): "
+                    f"{_pct(pp['treated']['rate'], 2)} of {pp['treated']['users']:,} vs "
+                    f"{_pct(pp['holdout']['rate'], 2)}, lift {_pp(pp['lift'])} "
+                    f"({_pp(pp['lift_ci'][0])} .. {_pp(pp['lift_ci'][1])}).</p>")
     variants = _table(["variant", "treated", "rate", "lift", "95% CI", "note"],
                       [[v, c["treated"]["users"], _pct(c["treated"]["rate"], 2), _pp(c["lift"]),
                         f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", c["note"]]

@@ -58,7 +58,7 @@ def _deliveries(plan: pa.Table, ledger, policy: str, start: int, scores=None) ->
         users = step0.filter(ok)
         day = start // SECONDS_PER_DAY
         at = day * SECONDS_PER_DAY + 10 * 3600
-        at = at if at > start else at + SECONDS_PER_DAY
+        at = at if at >= start else at + SECONDS_PER_DAY  # the first 10:00 UTC from the start
         n = users.num_rows
         return pa.table({
             "message_id": pc.binary_join_element_wise("blast", pc.cast(users["user_id"], pa.string()), "-"),
@@ -118,6 +118,8 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     m_user = np.searchsorted(users, d["user_id"].to_numpy())
     m_at = to_epoch_seconds(d["send_at"])
     m_ch = np.array([CHANNELS.index(c) for c in d["channel"].to_pylist()], np.int64) if d.num_rows else np.zeros(0, np.int64)
+    if d.num_rows and "timezone" not in d.column_names:
+        d = d.append_column("timezone", pa.array(["UTC"] * d.num_rows, pa.string()))
     tz = d["timezone"].fill_null("UTC").combine_chunks().dictionary_encode() if d.num_rows else None
     if d.num_rows:
         table, t0 = offset_table(tz.dictionary.to_pylist(), start - SECONDS_PER_DAY, end + SECONDS_PER_DAY)

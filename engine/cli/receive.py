@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  WINBACK_WEBHOOK_SECRET=s3cret winback receive --port 8025 -o feedback/\n"
             "  winback receive --port 8025 -o feedback/ --ledger ledger.db --public-url https://hooks.example.com\n"
-            "  winback score users.arrow events.arrow feedback/ ...   # the directory is an events input"
+            "  curl -s http://127.0.0.1:8025/_stats          # counters: written, ignored, unmatched, rejected"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
