@@ -24,8 +24,11 @@ second accept of the same key answers success again and counts a duplicate.
 
 Rate limit: at most ``rates[channel]`` accepted requests in any sliding one-second
 window per channel; beyond that a 429 with ``Retry-After`` (seconds until a slot
-frees, rounded up to whole seconds, at least 1).  The accept times are kept so
-``max_per_second`` is the exact maximum over all one-second windows.
+frees, rounded up to whole seconds, at least 1).  A request that takes a slot and is
+then rejected (auth, schema, an injected fault) still used it, so accepted requests
+never exceed the rate.  The webhook route ``/hooks/push`` and FCM share the ``push``
+limit.  The accept times are kept so ``max_per_second`` is the exact maximum over all
+one-second windows (:func:`max_in_window`).
 
 Faults (:class:`Faults`, drawn from ``random.Random(seed)`` once per request that
 passed the rate limit): ``latency_ms`` (mean of an exponential delay, milliseconds),
