@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from engine import plan_time as pt
 from engine.campaign import Campaign, load_campaign
-from engine.errors import InputError, PolicyError
+from engine.errors import ConfigError, InputError, PolicyError
 from engine.partition import splitmix64
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PLAN_SCHEMA, SECONDS_PER_DAY
 from engine.sendtime import offset_table
@@ -290,6 +290,20 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
 
 
+def _labels(index: np.ndarray, names: list) -> pa.Array:
+    """String array ``names[index]`` (null where index < 0), built as an Arrow dictionary
+    and decoded in C++: no Python string per row."""
+    index = np.asarray(index)
+    ind = pa.array(index.astype(np.int32), mask=index < 0)
+    return pa.DictionaryArray.from_arrays(ind, pa.array(names, pa.string())).cast(pa.string())
+
+
+def _strings(table: pa.Table, name: str) -> pa.Array:
+    if name not in table.column_names or pa.types.is_null(table[name].type):
+        return pa.nulls(table.num_rows, pa.string())
+    return pc.cast(table[name], pa.string()).combine_chunks()
+
+
 def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones) -> pa.Table:
     n, n_steps = len(uid), len(cmp.steps)
     reason = np.concatenate(cols["reason"])
@@ -301,65 +315,75 @@ def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones) -> p
     uid_all = pa.array(uid[rows_user], pa.int64())
     mid = pc.binary_join_element_wise(cmp.id, pc.cast(uid_all, pa.string()),
                                       pc.cast(pa.array(step_idx), pa.string()), "-")
-    chan_names = np.array(list(CHANNELS) + [None], dtype=object)
-    channel = pa.array(chan_names[np.where(ch >= 0, ch, len(CHANNELS))], pa.string())
-    names = np.array([s.name for s in cmp.steps], dtype=object)
-    variants = np.array([v.name for v in cmp.variants], dtype=object)
-    reasons = np.array([None] + list(REASONS[1:]), dtype=object)
-    to = pa.nulls(len(reason), pa.string())
-    user_rows = scores.take(pa.array(rows_user))
-    for c_i, c in enumerate(CHANNELS):
-        col = ADDRESS_COLUMN[c]
-        if col in scores.column_names:
-            to = pc.if_else(pa.array(ch == c_i), user_rows[col], to)
+    # every channel's address in one array (channel-major), then one take per row
+    addresses = pa.concat_arrays([_strings(scores, ADDRESS_COLUMN[c]) for c in CHANNELS])
+    at = np.where(ch >= 0, ch * n + rows_user, 0)
+    to = addresses.take(pa.array(at, mask=ch < 0)) if n else pa.nulls(0, pa.string())
     table = pa.table({
-        "message_id": mid, "campaign_id": pa.array([cmp.id] * len(reason), pa.string()),
-        "user_id": uid_all, "step": pa.array(names[step_idx], pa.string()), "step_index": pa.array(step_idx),
-        "variant": pa.array(variants[np.tile(variant, n_steps)], pa.string()), "channel": channel,
+        "message_id": mid, "campaign_id": _labels(np.zeros(len(reason), np.int32), [cmp.id]),
+        "user_id": uid_all, "step": _labels(step_idx, [s.name for s in cmp.steps]), "step_index": pa.array(step_idx),
+        "variant": _labels(np.tile(variant, n_steps), [v.name for v in cmp.variants]),
+        "channel": _labels(ch, list(CHANNELS)),
         "send_at": from_epoch_seconds(np.where(planned, send, 0), null_mask=~planned),
-        "reason": pa.array(reasons[reason], pa.string()), "holdout": pa.array(np.tile(holdout, n_steps)),
+        "reason": _labels(np.where(planned, -1, reason.astype(np.int64) - 1), list(REASONS[1:])),
+        "holdout": pa.array(np.tile(holdout, n_steps)),
         "expected_value": pa.array(np.concatenate(cols["ev"])),
-        "to": to, "template": pa.array(np.array([s.template for s in cmp.steps], dtype=object)[step_idx], pa.string()),
+        "to": to, "template": _labels(step_idx, [s.template for s in cmp.steps]),
         "subject": pa.nulls(len(reason), pa.string()), "body": pa.nulls(len(reason), pa.string()),
-        "exit_on": pa.array(np.array([s.exit_on for s in cmp.steps], dtype=object)[step_idx], pa.string()),
-        "timezone": pa.array(np.array(zones, dtype=object)[zone[rows_user]], pa.string()),
+        "exit_on": _labels(step_idx, [s.exit_on for s in cmp.steps]),
+        "timezone": _labels(zone[rows_user], zones),
         "best_hour_local": pa.array(_col(scores, "best_hour_local", 12, np.int8)[rows_user]),
         "send_time_confidence": pa.array(_col(scores, "send_time_confidence", 0.0, np.float32)[rows_user]),
     })
-    return _render(table, user_rows, cmp, planned).cast(
+    return _render(table, scores, rows_user, cmp, planned).cast(
         pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string()), pa.field("best_hour_local", pa.int8()),
                                        pa.field("send_time_confidence", pa.float32())]))
 
 
-def _render(table: pa.Table, user_rows: pa.Table, cmp: Campaign, planned: np.ndarray) -> pa.Table:
+def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray) -> pa.Table:
+    """Subject and body for the planned rows, one vectorised render per (step, email or not)."""
+    from engine.templates import parse_template
+
     idx = np.nonzero(planned)[0]
     if not len(idx):
         return table
-    ctx = user_rows.take(pa.array(idx))
-    for name in ("step", "variant", "channel"):
-        ctx = ctx.append_column(f"{name}", table[name].take(pa.array(idx))) if name not in ctx.column_names \
-            else ctx.set_column(ctx.column_names.index(name), name, table[name].take(pa.array(idx)))
-    subject = pa.nulls(table.num_rows, pa.string()).to_numpy(zero_copy_only=False).astype(object)
-    body = subject.copy()
+    own = ("step", "variant", "channel")
+    names = sorted(set(scores.column_names) | set(own))
+    fields = set()
+    for tname, t in cmp.templates.items():
+        for key, text in (("subject", t.subject), ("body", t.body)):
+            for kind, field, _ in parse_template(text):
+                if kind == "field" and field not in names:
+                    raise ConfigError(f"{cmp.source}: [templates.{tname}.{key}] unknown field {{{{ {field} }}}}; "
+                                      f"available fields: {', '.join(names)}")
+                fields.add(field)
+    at = pa.array(idx)
+    cols = {c: scores[c].take(pa.array(rows_user[idx])) for c in scores.column_names if c in fields and c not in own}
+    ctx_all = pa.table(cols | {name: table[name].take(at) for name in own})
     steps = table["step_index"].to_numpy()[idx]
-    chans = table["channel"].take(pa.array(idx)).to_numpy(zero_copy_only=False)
+    is_mail = (table["channel"].take(pa.array(idx)).to_numpy(zero_copy_only=False) == "email")
+    order, subjects, bodies = [], [], []
     for k, step in enumerate(cmp.steps):
         tpl = cmp.templates.get(step.template)
-        for is_email in (True, False):
-            sel = np.nonzero((steps == k) & ((chans == "email") == is_email))[0]
+        for email in (True, False):
+            sel = np.nonzero((steps == k) & (is_mail == email))[0]
             if not len(sel):
                 continue
-            rows = ctx.take(pa.array(sel))
             if tpl is None:
-                subj = pa.array([step.name] * len(sel), pa.string())
-                bod = pa.array([step.template] * len(sel), pa.string())
+                subjects.append(pa.array([step.name] * len(sel), pa.string()))
+                bodies.append(pa.array([step.template] * len(sel), pa.string()))
             else:
-                subj = render(tpl.subject, rows, escape=False, name=f"templates.{step.template}.subject")
-                bod = render(tpl.body, rows, escape=is_email, name=f"templates.{step.template}.body")
-            subject[idx[sel]] = subj.to_numpy(zero_copy_only=False)
-            body[idx[sel]] = bod.to_numpy(zero_copy_only=False)
-    table = table.set_column(table.column_names.index("subject"), "subject", pa.array(subject, pa.string()))
-    return table.set_column(table.column_names.index("body"), "body", pa.array(body, pa.string()))
+                rows = ctx_all.take(pa.array(sel))
+                subjects.append(render(tpl.subject, rows, escape=False, name=f"templates.{step.template}.subject"))
+                bodies.append(render(tpl.body, rows, escape=email, name=f"templates.{step.template}.body"))
+            order.append(idx[sel])
+    pos = np.full(table.num_rows, -1, np.int64)
+    pos[np.concatenate(order)] = np.arange(len(idx))
+    where = pa.array(np.maximum(pos, 0), mask=pos < 0)
+    subject = pa.concat_arrays(subjects).take(where)
+    body = pa.concat_arrays(bodies).take(where)
+    table = table.set_column(table.column_names.index("subject"), "subject", subject)
+    return table.set_column(table.column_names.index("body"), "body", body)
 
 
 def plan_summary(p: pa.Table) -> dict:
