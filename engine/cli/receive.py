@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"receiving on http://{args.host}:{args.port} -> {args.output}", flush=True)
+        port = runner.addresses[0][1] if runner.addresses else args.port
+        print(f"receiving on http://{args.host}:{port} -> {args.output}", flush=True)
         try:
             await asyncio.wait_for(stop.wait(), args.max_seconds)
         except asyncio.TimeoutError:

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from engine.report import report
     from engine.report_html import headline, terminal_table
 
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             bl += f", {b['messages_per_incremental_reengaged_user']:,.1f} per incremental re-engaged user"
         bl += f", {b['unsubscribed']:,} unsubscribes"
         print(bl)
-    print(f"sunset list: {s['sunset_users']:,} users -> {args.output}/sunset.csv")
-    print(f"report: {args.output}/index.html")
+    out = Path(args.output)
+    print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
+    print(f"report: {out / 'index.html'}")
     return 0
