@@ -287,7 +287,19 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta = {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
             "broadcast": broadcast, "seconds": round(time.perf_counter() - t0, 3), **cmp.to_meta()}
     meta["summary"] = plan_summary(result)
+    meta["sunset"] = _sunset_meta(cmp, sent_at, start)
     return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
+
+
+def _sunset_meta(cmp: Campaign, sent_at: np.ndarray, start: int) -> dict:
+    """The sunset rule as the report applies it: users messaged by this campaign who show
+    no activity by ``review_at`` (the last planned send + ``window_days``) are sunset."""
+    planned = sent_at != NEVER
+    last = int(sent_at[planned].max()) if planned.any() else start
+    review = last + cmp.policy.window_days * SECONDS_PER_DAY
+    return {"enabled": cmp.policy.sunset_after_steps, "candidates": int(planned.any(axis=1).sum()),
+            "review_at": from_epoch_seconds(np.array([review])).to_pylist()[0].isoformat(),
+            "rule": "messaged by this campaign and no activity (session, purchase, click) by review_at"}
 
 
 def _labels(index: np.ndarray, names: list) -> pa.Array:

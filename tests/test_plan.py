@@ -154,6 +154,9 @@ def test_reasons_explain_every_user():
     assert p.num_rows == 3 * 300
     reasons = set(p["reason"].drop_null().to_pylist())
     assert {"not_in_audience", "holdout"} <= reasons
+    sunset = json.loads(p.schema.metadata[b"winback.plan"])["sunset"]
+    assert sunset["enabled"] is True
+    assert sunset["candidates"] == len(set(p.filter(pc.is_null(p["reason"]))["user_id"].to_pylist()))
     assert reasons <= {"not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
                        "fatigue_budget", "min_gap", "capacity", "broadcast_guard"}
     # message ids are deterministic and unique
