@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import write_table
-    from engine.plan import plan, plan_summary
+    from engine.plan import plan
 
     table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger)
     write_table(table, args.output)
-    s = plan_summary(table)
-    users = table.num_rows // max(1, len(set(table["step"].to_pylist()[:0])) or 1)
+    s = json.loads(table.schema.metadata[b"winback.plan"])["summary"]  # computed once, by plan()
     print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
     print("  per step/channel: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_step_channel"].items())))
     print("  not messaged:     " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1])))
@@ -50,5 +50,4 @@ def run(args: argparse.Namespace) -> int:
     peak = max(hours) or 1
     bars = "".join(" .:-=+*#%@"[min(9, int(9 * h / peak))] for h in hours)
     print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
-    del users
     return 0
