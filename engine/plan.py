@@ -77,6 +77,43 @@ def assignments(user_ids: np.ndarray, campaign: Campaign) -> tuple[np.ndarray, n
     return u_hold < campaign.holdout, variant
 
 
+def _check_scores(scores: pa.Table, src: str) -> None:
+    """InputError for what would make a wrong plan: missing columns, null or duplicate
+    user ids, unknown timezones; naming the column, the row count and example rows."""
+    import zoneinfo
+
+    for need in ("user_id", "best_hour_local", "p_alive"):
+        if need not in scores.column_names:
+            raise InputError(f"{src} has no column {need!r} (it has {', '.join(scores.column_names[:8])}, ...); "
+                             "pass the output of 'winback score'")
+    ids = scores["user_id"]
+    if ids.null_count:
+        rows = np.nonzero(ids.is_null().to_numpy(zero_copy_only=False))[0][:5].tolist()
+        raise InputError(f"{src}: column 'user_id' is null in {ids.null_count:,} rows (e.g. rows {rows}); "
+                         "every scored user needs an id - rescore the users file after fixing it")
+    counts = pc.value_counts(ids)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        ex = dup.field("values")[:5].to_pylist()
+        raise InputError(f"{src}: column 'user_id' repeats {len(dup):,} ids (e.g. {ex}); one row per user is "
+                         "needed so message ids stay unique - deduplicate the users file and rescore")
+    if "timezone" in scores.column_names:
+        names = pc.unique(pc.cast(scores["timezone"], pa.string()).drop_null()).to_pylist()
+        bad = []
+        for name in names:
+            try:
+                zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                bad.append(name)
+        if bad:
+            hit = pc.is_in(pc.cast(scores["timezone"], pa.string()), value_set=pa.array(bad, pa.string()))
+            rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
+            ex = [(int(ids[int(i)].as_py()), scores["timezone"][int(i)].as_py()) for i in rows[:5]]
+            raise InputError(f"{src}: column 'timezone' has {len(rows):,} rows with unknown IANA timezones "
+                             f"(e.g. user_id, timezone: {ex}); fix them (e.g. Europe/Paris) or set them "
+                             "null to use the campaign's timezone")
+
+
 def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
     # an all-null column (e.g. from CSV) has Arrow type null: treat it as missing
     if name not in table.column_names or pa.types.is_null(table[name].type):
@@ -158,17 +195,18 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     if not isinstance(scores, pa.Table):
         from engine._sendprep import read_any
 
+        src = f"scores {scores}"
         scores = read_any(scores, "scores")
+    else:
+        src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
-    for need in ("user_id", "best_hour_local", "p_alive"):
-        if need not in scores.column_names:
-            raise InputError(f"scores table has no column {need!r}; pass the output of 'winback score'")
+    _check_scores(scores, src)
     meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
     score_meta = json.loads(meta_raw) if meta_raw else {}
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
     n = scores.num_rows
     uid = scores["user_id"].to_numpy()
-    tz_col = scores["timezone"].fill_null(cmp.timezone) if "timezone" in scores.column_names else \
+    tz_col = pc.cast(scores["timezone"], pa.string()).fill_null(cmp.timezone) if "timezone" in scores.column_names else \
         pa.array([cmp.timezone] * n)
     tz_enc = tz_col.combine_chunks().dictionary_encode() if isinstance(tz_col, pa.ChunkedArray) else tz_col.dictionary_encode()
     zones = tz_enc.dictionary.to_pylist()

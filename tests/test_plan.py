@@ -414,3 +414,24 @@ def test_explain_cli_shows_every_step_and_the_scores(tmp_path, capsys):
     # and an unknown user is one line, non-zero
     assert main(["explain", "5", "--plan", str(tmp_path / "plan.arrow")]) != 0
     assert "not in the plan" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"user_id": pa.array([1, None, 3], pa.int64())}, "'user_id' is null in 1 rows (e.g. rows [1])"),
+    ({"user_id": pa.array([7, 7, 3], pa.int64())}, "'user_id' repeats 1 ids (e.g. [7])"),
+    ({"timezone": pa.array(["UTC", "Mars/Base", "Mars/Base"])},
+     "2 rows with unknown IANA timezones (e.g. user_id, timezone: [(1001, 'Mars/Base'), (1002, 'Mars/Base')])"),
+])
+def test_bad_scores_are_refused_with_the_column_count_and_examples(tmp_path, capsys, change, fragment):
+    # given
+    scores = reachable_users(3, **change)
+    feather.write_feather(scores, tmp_path / "scores.arrow")
+    (tmp_path / "c.toml").write_text('[campaign]\nid = "x"\n[[steps]]\nname = "a"\nchannels = ["email"]\n')
+    # when
+    code = main(["plan", str(tmp_path / "scores.arrow"), str(tmp_path / "c.toml"), "--as-of", SPRING,
+                 "-o", str(tmp_path / "plan.arrow")])
+    err = capsys.readouterr().err
+    # then
+    assert code != 0 and not (tmp_path / "plan.arrow").exists()
+    assert err.startswith("InputError: scores ") and "scores.arrow" in err and fragment in err
+    assert len(err.strip().splitlines()) == 1
