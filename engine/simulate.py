@@ -83,11 +83,13 @@ def _deliveries(plan: pa.Table, ledger, policy: str, start: int, scores=None) ->
 
 
 def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy: str = "winback",
-             scores=None) -> dict:
+             scores=None, history=None) -> dict:
     """Simulate outcomes; returns {"events": pa.Table, "messages": pa.Table, "meta": dict}.
 
     ``scores`` (blast only): email reachability of the whole base; without it the blast
-    goes to the audience's reachable users.
+    goes to the audience's reachable users.  ``history``: the world's events (its
+    ``send`` rows are earlier campaigns), so fatigue counts every message of the 7 days
+    before a delivery, not only this campaign's.
     """
     if policy not in ("winback", "blast"):
         raise ConfigError(f"--policy must be 'winback' or 'blast', got {policy!r}")
@@ -132,6 +134,8 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     key = m_user[o].astype(np.int64) * (4 * 10**9) + (m_at[o] - start)
     n7 = np.empty(len(o), np.int64)
     n7[o] = np.arange(len(o)) - np.searchsorted(key, key - 7 * SECONDS_PER_DAY, side="left")
+    if history is not None and len(m_user):
+        n7 += _prior_sends(history, users, m_user, m_at, start)
     rate = np.stack([tcol(f"resp_{c}", 0.1) for c in CHANNELS], axis=1)
     p_open = world.response_probability(alive[m_user], rate[m_user, m_ch], local_hour,
                                         tcol("preferred_hour_local", 12)[m_user], n7, tcol("fatigue_sensitivity")[m_user])
@@ -152,6 +156,15 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     k = rng.poisson(lam * span)
     owner = np.repeat(np.arange(len(users)), k)
     s_at = alive_from[owner] + (rng.random(len(owner)) * span[owner] * SECONDS_PER_DAY).astype(np.int64)
+    # a user drops out after each active day with p_drop (BG/NBD), so keep only the
+    # active days up to the first drop: the first G of them, G ~ Geometric(p_drop)
+    p_drop = np.clip(tcol("p_drop", 0.0), 0.0, 1.0)
+    g = np.where(p_drop > 0, rng.geometric(np.where(p_drop > 0, p_drop, 0.5)), np.iinfo(np.int64).max)
+    o2 = np.lexsort((s_at, owner))
+    owner, s_at = owner[o2], s_at[o2]
+    rank = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")
+    live = rank < g[owner]
+    owner, s_at = owner[live], s_at[live]
     buy = rng.random(len(owner)) < tcol("purchase_p", 0.1)[owner]
     value = np.round(tcol("value_mean", 30.0)[owner] * np.exp(rng.normal(0, 0.4, len(owner))), 2)
     ev_parts = [
@@ -169,6 +182,25 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
             "revived": int((revived_at != np.iinfo(np.int64).max).sum()),
             "unsubscribes": int(unsub.sum())}
     return {"events": events, "messages": d, "meta": meta}
+
+
+def _prior_sends(history, users, m_user, m_at, start) -> np.ndarray:
+    """Per delivery, the world's earlier ``send`` events of that user in the 7 days before it."""
+    h = history if isinstance(history, pa.Table) else read_any(history, "history events")
+    for col in ("user_id", "ts", "event"):
+        if col not in h.column_names:
+            raise InputError(f"history events have no column {col!r}; pass the events.arrow of 'winback generate'")
+    ev = h["event"].cast(pa.string()) if pa.types.is_dictionary(h["event"].type) else h["event"]
+    h = h.filter(pc.equal(ev, "send"))
+    base = start - 8 * SECONDS_PER_DAY
+    ts = to_epoch_seconds(h["ts"]) if h.num_rows else np.zeros(0, np.int64)
+    uid = h["user_id"].to_numpy(zero_copy_only=False) if h.num_rows else np.zeros(0, np.int64)
+    pos = np.minimum(np.searchsorted(users, uid), max(len(users) - 1, 0))
+    keep = (ts >= base) & (ts < start) & (users[pos] == uid) if len(users) else np.zeros(len(uid), bool)
+    big = np.int64(4 * 10**9)
+    hk = np.sort(pos[keep].astype(np.int64) * big + (ts[keep] - base))
+    mk = m_user.astype(np.int64) * big + (m_at - base)
+    return np.searchsorted(hk, mk, side="left") - np.searchsorted(hk, mk - 7 * SECONDS_PER_DAY, side="left")
 
 
 def _events_table(users, parts, message_ids, purchase_values, end) -> pa.Table:

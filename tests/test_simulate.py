@@ -155,3 +155,38 @@ def _as_dir(res):
 
     base = _DIRS.setdefault("d", Path(tempfile.mkdtemp(prefix="winback-sim-")))
     return write_outcomes(res, base / "out")
+
+
+def test_earlier_campaign_sends_in_the_prior_7_days_add_fatigue():
+    """Given world history with sends before the campaign, when simulated, fewer users open."""
+    from engine.simulate import _prior_sends
+
+    plan, truth, *_ = hand_world(600)
+    first = START + 10 * 3600
+    uid = np.repeat(np.arange(1, 601, dtype=np.int64), 4)
+    ts = np.tile(np.array([first - 7 * 86400 - 1, first - 7 * 86400, first - 3600, first + 3600]), 600)
+    hist = pa.table({"user_id": uid, "ts": from_epoch_seconds(ts), "event": ["send"] * len(uid),
+                     "channel": ["email"] * len(uid)})
+    # the boundary: 7 days before a delivery counts, a second earlier does not, later ones are the campaign's
+    users = np.arange(1, 601, dtype=np.int64)
+    got = _prior_sends(hist, users, np.array([0, 5]), np.array([first, first]), first)
+    assert got.tolist() == [2, 2]
+    calm = simulate(plan, truth, seed=4)["meta"]
+    tired = simulate(plan, truth, seed=4, history=hist)["meta"]
+    assert tired["deliveries"] == calm["deliveries"]
+    assert tired["opens"] < 0.75 * calm["opens"]     # exp(-0.3 * 2) = 0.55 of the open probability
+
+
+def test_alive_users_stop_after_dropping_out():
+    """Given p_drop = 1, alive users have exactly one organic active day (then they are gone)."""
+    plan, truth, *_ = hand_world(400)
+    heavy = truth.set_column(truth.schema.get_field_index("activity_rate"), "activity_rate",
+                             pa.array(np.full(400, 1.0)))
+    dropping = heavy.append_column("p_drop", pa.array(np.full(400, 1.0)))
+    ev = simulate(plan.filter(plan["holdout"]), dropping, seed=2)["events"]
+    sessions = ev.filter(pc.equal(ev["event"].cast(pa.string()), "session"))
+    counts = pc.value_counts(sessions["user_id"]).field("counts").to_numpy()
+    assert counts.max() == 1
+    free = simulate(plan.filter(plan["holdout"]), heavy, seed=2)["events"]
+    assert pc.value_counts(free.filter(pc.equal(free["event"].cast(pa.string()), "session"))["user_id"]) \
+        .field("counts").to_numpy().max() > 5

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "examples:\n"
             "  winback simulate plan.arrow --truth world/truth.arrow --ledger ledger.db -o outcomes/\n"
+            "  winback simulate plan.arrow --truth world/truth.arrow --history world/events.arrow --seed 3 -o outcomes/\n"
             "  winback simulate plan.arrow --truth world/truth.arrow --policy blast --scores scores.arrow -o blast/"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'winback' (default): the plan as delivered; 'blast': everyone reachable, one email at 10:00 UTC")
     p.add_argument("--scores", default=None, metavar="FILE",
                    help="with --policy blast: scores file, so the blast reaches the whole reachable base")
+    p.add_argument("--history", default=None, metavar="EVENTS",
+                   help="the world's events (world/events.arrow): earlier campaigns' sends count toward "
+                        "fatigue in the 7 days before each delivery")
     p.add_argument("--days", type=int, default=14, metavar="N", help="days of outcomes after the campaign start (default 14)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (replaced atomically)")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.simulate import simulate, write_outcomes
 
     res = simulate(args.plan, args.truth, args.ledger, seed=args.seed, days=args.days, policy=args.policy,
-                   scores=args.scores)
+                   scores=args.scores, history=args.history)
     write_outcomes(res, args.output)
     m = res["meta"]
     print(f"simulated {m['policy']}: {m['deliveries']:,} deliveries to {m['users']:,} users -> "
