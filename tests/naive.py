@@ -205,3 +205,8 @@ def quintiles(values, higher_is_better=True):
         worse = sum(1 for w in ok if (w < v if higher_is_better else w > v))
         out.append(1 + worse * 5 // len(ok))
     return out
+
+
+def partition_by_block(uidx, shift):
+    """engine.kernels._partition: the event order after a stable sort by ``uidx >> shift``."""
+    return sorted(range(len(uidx)), key=lambda i: (int(uidx[i]) >> shift, i))

@@ -23,7 +23,7 @@ OFF_TABLE = np.zeros((2, 501 * 24), np.int32)
 OFF_TABLE[1, :] = 19800
 
 
-def _run(n_users, uidx, ts, ev, ch, val, splits, perm):
+def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None):
     acc = kernels.Accumulators.zeros(n_users, WINDOW)
     day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
     user_tz = (np.arange(n_users) % 2).astype(np.int32)
@@ -32,7 +32,7 @@ def _run(n_users, uidx, ts, ev, ch, val, splits, perm):
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
         kernels.accumulate(acc, b, user_tz=user_tz, off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF,
-                           is_activity=IS_ACT, day0=day0, half_life_days=60.0)
+                           is_activity=IS_ACT, day0=day0, half_life_days=60.0, partition=partition)
     return acc, day0, user_tz
 
 
@@ -47,7 +47,8 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     n = len(uidx)
     perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
     splits = data.draw(st.lists(st.integers(0, n), max_size=4)) if n else []
-    acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm)
+    partition = data.draw(st.sampled_from([None, True, False]))
+    acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition)
     ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
                                  AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
                                  lambda u, t: 19800 if user_tz[u] == 1 else 0, 60.0)
@@ -69,6 +70,41 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
     npt.assert_allclose(acc.wd_hist, ref["weekday"], rtol=1e-5, atol=1e-6)
     npt.assert_array_equal(acc.eng_count, ref["eng"])
+
+
+@given(event_worlds(max_users=40, max_events=120), st.integers(0, 4))
+def test_partition_is_a_stable_grouping_by_user_block(world, shift):
+    """Property: _partition returns the same events, grouped by uidx >> shift, in input order within a block."""
+    n_users, uidx, ts, ev, ch, val = world
+    n_blocks = (n_users >> shift) + 1
+    u2, t2, e2, c2, v2 = kernels._partition(uidx, ts, ev, ch, val, np.int64(shift), n_blocks)
+    order = naive.partition_by_block(uidx, shift)
+    npt.assert_array_equal(u2, uidx[order])
+    npt.assert_array_equal(t2, ts[order])
+    npt.assert_array_equal(e2, ev[order])
+    npt.assert_array_equal(c2, ch[order])
+    npt.assert_array_equal(v2, val[order])
+
+
+def test_partitioned_pass_equals_plain_pass_across_many_blocks():
+    # given 3 blocks' worth of users and events scattered over all of them
+    rng = np.random.default_rng(3)
+    n_users = 3 << kernels.BLOCK_SHIFT
+    n = 20_000
+    uidx = rng.integers(0, n_users, n).astype(np.int64)
+    ts = (AS_OF - rng.integers(0, 300 * 86400, n)).astype(np.int64)
+    ev = rng.integers(0, 8, n).astype(np.int8)
+    ch = np.where(ev >= 2, rng.integers(0, 3, n), -1).astype(np.int8)
+    val = rng.gamma(2.0, 10.0, n)
+    # when folded with and without the block partition
+    plain, _, _ = _run(n_users, uidx, ts, ev, ch, val, [7000], np.arange(n), partition=False)
+    blocked, _, _ = _run(n_users, uidx, ts, ev, ch, val, [7000], np.arange(n), partition=True)
+    # then every accumulator agrees (float sums up to rounding)
+    for a, b in zip(plain.arrays(), blocked.arrays()):
+        if a.dtype.kind == "f":
+            npt.assert_allclose(a, b, rtol=1e-5)
+        else:
+            npt.assert_array_equal(a, b)
 
 
 def test_empty_batch_leaves_state_untouched():
