@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 
 import numpy as np
@@ -42,7 +41,8 @@ import pyarrow.compute as pc
 
 from engine import plan_time as pt
 from engine.campaign import Campaign, load_campaign
-from engine.errors import ConfigError, InputError, PolicyError
+from engine.errors import ConfigError, InputError
+from engine.guard import broadcast_guard, check_scores, suppressed_matrix
 from engine.partition import splitmix64
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PLAN_SCHEMA, SECONDS_PER_DAY
 from engine.sendtime import offset_table
@@ -55,8 +55,6 @@ REASONS = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppre
            "fatigue_budget", "min_gap", "capacity", "broadcast_guard")
 _R = {name: i for i, name in enumerate(REASONS)}
 NEVER = np.iinfo(np.int64).min
-BROADCAST_SHARE = 0.98
-BROADCAST_DAYS = 90
 
 
 def _campaign_hash(cid: str) -> np.uint64:
@@ -77,43 +75,6 @@ def assignments(user_ids: np.ndarray, campaign: Campaign) -> tuple[np.ndarray, n
     return u_hold < campaign.holdout, variant
 
 
-def _check_scores(scores: pa.Table, src: str) -> None:
-    """InputError for what would make a wrong plan: missing columns, null or duplicate
-    user ids, unknown timezones; naming the column, the row count and example rows."""
-    import zoneinfo
-
-    for need in ("user_id", "best_hour_local", "p_alive"):
-        if need not in scores.column_names:
-            raise InputError(f"{src} has no column {need!r} (it has {', '.join(scores.column_names[:8])}, ...); "
-                             "pass the output of 'winback score'")
-    ids = scores["user_id"]
-    if ids.null_count:
-        rows = np.nonzero(ids.is_null().to_numpy(zero_copy_only=False))[0][:5].tolist()
-        raise InputError(f"{src}: column 'user_id' is null in {ids.null_count:,} rows (e.g. rows {rows}); "
-                         "every scored user needs an id - rescore the users file after fixing it")
-    counts = pc.value_counts(ids)
-    dup = counts.filter(pc.greater(counts.field("counts"), 1))
-    if len(dup):
-        ex = dup.field("values")[:5].to_pylist()
-        raise InputError(f"{src}: column 'user_id' repeats {len(dup):,} ids (e.g. {ex}); one row per user is "
-                         "needed so message ids stay unique - deduplicate the users file and rescore")
-    if "timezone" in scores.column_names:
-        names = pc.unique(pc.cast(scores["timezone"], pa.string()).drop_null()).to_pylist()
-        bad = []
-        for name in names:
-            try:
-                zoneinfo.ZoneInfo(name)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                bad.append(name)
-        if bad:
-            hit = pc.is_in(pc.cast(scores["timezone"], pa.string()), value_set=pa.array(bad, pa.string()))
-            rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
-            ex = [(int(ids[int(i)].as_py()), scores["timezone"][int(i)].as_py()) for i in rows[:5]]
-            raise InputError(f"{src}: column 'timezone' has {len(rows):,} rows with unknown IANA timezones "
-                             f"(e.g. user_id, timezone: {ex}); fix them (e.g. Europe/Paris) or set them "
-                             "null to use the campaign's timezone")
-
-
 def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
     # an all-null column (e.g. from CSV) has Arrow type null: treat it as missing
     if name not in table.column_names or pa.types.is_null(table[name].type):
@@ -123,63 +84,6 @@ def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
         return to_epoch_seconds(col)
     return col.fill_null(default).to_numpy(zero_copy_only=False).astype(dtype) if dtype else \
         col.fill_null(default).to_numpy(zero_copy_only=False)
-
-
-def _ledger_suppressions(ledger, table: pa.Table, extra: pa.Table | None = None) -> np.ndarray:
-    """[users, channels] bool: suppressed by user id or address in the ledger or ``extra``.
-
-    Both are tables shaped like the ledger's ``suppressions(channel, address, user_id,
-    reason, at)``; a row matches a user by ``user_id`` or by the channel's address.
-    """
-    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
-    sups = [] if extra is None else [extra]
-    if ledger is not None and os.path.exists(ledger):
-        from engine.ledger import read_suppressions
-
-        sups.append(read_suppressions(ledger))
-    for sup in sups:
-        out |= _match_suppressions(sup, table)
-    return out
-
-
-def _match_suppressions(sup: pa.Table, table: pa.Table) -> np.ndarray:
-    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
-    if sup.num_rows == 0 or "channel" not in sup.column_names:
-        return out
-    for c_i, c in enumerate(CHANNELS):
-        rows = sup.filter(pc.equal(sup["channel"], c))
-        if rows.num_rows == 0:
-            continue
-        hit = np.zeros(table.num_rows, bool)
-        if "user_id" in rows.column_names:
-            hit |= pc.is_in(table["user_id"], value_set=rows["user_id"].drop_null().cast(pa.int64())).to_numpy(zero_copy_only=False)
-        addr_col = ADDRESS_COLUMN[c]
-        if addr_col in table.column_names and "address" in rows.column_names:
-            hit |= pc.fill_null(pc.is_in(table[addr_col], value_set=rows["address"].drop_null().cast(pa.string())), False) \
-                .to_numpy(zero_copy_only=False)
-        out[:, c_i] = hit
-    return out
-
-
-def _broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.ndarray, ledger, as_of: int) -> bool:
-    n_reach = int(reachable.sum())
-    if n_reach == 0 or (audience & reachable).sum() < BROADCAST_SHARE * n_reach:
-        return False
-    if not campaign.approved:
-        raise PolicyError(
-            f"{campaign.source}: the audience selects {int((audience & reachable).sum()):,} of {n_reach:,} reachable "
-            "users - the whole base ('batch and blast'), which burns sender reputation. Narrow [audience] where, "
-            "or set approved = true in [campaign] to send a broadcast (at most once per 90 days).")
-    if ledger is not None and os.path.exists(ledger):
-        from engine.ledger import read_broadcasts
-
-        b = read_broadcasts(ledger)
-        if b.num_rows:
-            last = float(np.max(to_epoch_seconds(b["at"])))
-            if as_of - last < BROADCAST_DAYS * SECONDS_PER_DAY and time.time() - last < BROADCAST_DAYS * SECONDS_PER_DAY:
-                raise PolicyError(f"a whole-base broadcast already went out {((time.time() - last) / 86400):.0f} days ago "
-                                  f"(ledger {ledger}); approved broadcasts are allowed at most once per 90 days")
-    return True
 
 
 def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, ledger=None,
@@ -200,7 +104,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     else:
         src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
-    _check_scores(scores, src)
+    check_scores(scores, src)
     meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
     score_meta = json.loads(meta_raw) if meta_raw else {}
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
@@ -222,9 +126,9 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
                         if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
     suppressed = np.stack([_col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
-    suppressed |= _ledger_suppressions(ledger, scores, suppressions)
+    suppressed |= suppressed_matrix(ledger, scores, suppressions)
     reach = consent & address & ~suppressed
-    broadcast = _broadcast_guard(cmp, audience, reach.any(axis=1), ledger, start)
+    broadcast = broadcast_guard(cmp, audience, reach.any(axis=1), ledger, start)
     resp = np.stack([_col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
     p_alive = _col(scores, "p_alive", 0.5, np.float64)
     monetary = _col(scores, "monetary", np.nan, np.float64)
