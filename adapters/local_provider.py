@@ -141,7 +141,9 @@ class LocalProvider:
         self.skew_seconds = skew_seconds
         self._window: dict[str, deque] = {}
         self._accept_times: dict[str, list[float]] = {}
-        self._record: dict[str, dict[str, Any]] = {}
+        # key -> (message_id, channel, to, provider_id, at): tuples of atoms, which the
+        # garbage collector stops tracking, so a large record does not slow every request
+        self._record: dict[str, tuple] = {}
         self.duplicates = 0
         self.requests = 0
         self.rejected: Counter[str] = Counter()
@@ -193,7 +195,8 @@ class LocalProvider:
 
     def messages(self) -> list[dict[str, Any]]:
         """Every accepted message once: key, message_id, channel, to, provider_id, at (epoch s)."""
-        return list(self._record.values())
+        return [{"key": k, "message_id": r[0], "channel": r[1], "to": r[2], "provider_id": r[3], "at": r[4]}
+                for k, r in self._record.items()]
 
     def snapshot(self) -> dict[str, Any]:
         """Stats and messages together (what ``--record FILE`` writes)."""
@@ -239,11 +242,10 @@ class LocalProvider:
             seen = self._record.get(key)
             if seen is not None:
                 self.duplicates += 1
-                ids.append(seen["provider_id"])
+                ids.append(seen[3])
                 continue
             pid = f"{self._prefix}{next(self._ids):012x}"
-            self._record[key] = {"key": key, "message_id": message_id, "channel": channel, "to": to,
-                                 "provider_id": pid, "at": at}
+            self._record[key] = (str(message_id), channel, str(to), pid, at)
             ids.append(pid)
         self.version += 1
         return ok(ids)
