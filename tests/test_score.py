@@ -13,6 +13,7 @@ import pytest
 from engine.cli import main
 from engine.generate import generate
 from engine.score import score, summary_of
+from tests import naive
 
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
@@ -32,8 +33,9 @@ def test_hand_computed_user(world):
     # given the generated world plus one hand-made user with a known history
     users = feather.read_table(world / "users.arrow")
     events = feather.read_table(world / "events.arrow")
-    me = pa.table({"user_id": pa.array([42], pa.int64()), "timezone": ["Asia/Kolkata"],
-                   "email": ["me@example.com"], "consent_email": [True]})
+    me = pa.table({"user_id": pa.array([42, 43], pa.int64()), "timezone": ["Asia/Kolkata", "Asia/Kolkata"],
+                   "email": ["me@example.com", None], "consent_email": [True, True],
+                   "signup_at": pa.array([_ts(200), _ts(50)], pa.timestamp("us", tz="UTC"))})
     users = pa.concat_tables([users.select(me.column_names).cast(me.schema), me])
     rows = [(42, _ts(100), "session", None, None), (42, _ts(40), "purchase", None, 30.0),
             (42, _ts(40), "session", None, None), (42, _ts(10), "session", None, None),
@@ -60,6 +62,21 @@ def test_hand_computed_user(world):
     # next_send_at is after as_of, at the best hour in Kolkata (+05:30)
     nxt = row["next_send_at"]
     assert nxt > AS_OF and (nxt.hour * 60 + nxt.minute + 330) % 1440 == row["best_hour_local"] * 60
+    # p_alive is FHL 2005 eq. 13 with the fitted parameters at (x, t_x, T) = (2, 90, 100)
+    p = summary_of(s)["model"]
+    assert row["p_alive"] == pytest.approx(naive.bgnbd_p_alive(2, 90.0, 100.0, p["r"], p["alpha"], p["a"], p["b"]),
+                                           rel=1e-9)
+    # given user 43, signed up 50 days ago and never seen since
+    quiet = s.filter(pa.compute.equal(s["user_id"], 43)).to_pylist()[0]
+    # then: no activity columns, dormant, the first-day dropout p_alive with T = 50 days since signup
+    assert quiet["last_active_at"] is None and quiet["days_inactive"] is None and quiet["frequency"] == 0
+    assert quiet["lifecycle"] == "dormant" and quiet["monetary"] is None and quiet["purchases"] == 0
+    want = 1.0 / (1.0 + p["a"] / p["b"] * ((p["alpha"] + 50.0) / p["alpha"]) ** p["r"])
+    assert quiet["p_alive"] == pytest.approx(want, rel=1e-9)
+    # no address, so not reachable: the budget is the plain cap; the send hour is Kolkata's population hour
+    assert quiet["fatigue_budget"] == 3 and quiet["send_time_confidence"] == 0.0
+    pop = summary_of(s)["send_time"]["population_best_hour"]["Asia/Kolkata"]
+    assert quiet["best_hour_local"] == pop
 
 
 def test_metadata_holds_the_model_fit(world):
