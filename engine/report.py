@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from engine import stats
 from engine._sendprep import campaign_start, plan_meta, read_any, read_plan
 from engine.atomic import atomic_dir
-from engine.errors import DependencyError, InputError
+from engine.errors import ConfigError, DependencyError, InputError
 from engine.plan_time import OffsetLookup
 from engine.schema import DEFAULT_ACTIVITY, SECONDS_PER_DAY
 from engine.sendtime import offset_table
@@ -47,15 +47,20 @@ MIN_N = 200
 
 
 def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Table]:
-    path = Path(outcomes)
-    if path.is_dir() and (path / "events.arrow").exists():
+    path = None if isinstance(outcomes, pa.Table) else Path(outcomes)
+    if path is None:
+        events, msgs = outcomes, None
+    elif path.is_dir() and (path / "events.arrow").exists():
         events = read_any(path / "events.arrow", "outcome events")
         msgs = read_any(path / "messages.arrow", "outcome messages") if (path / "messages.arrow").exists() else None
     else:
         events, msgs = read_any(path, "outcome events"), None
     if msgs is None:
         planned = plan.filter(pc.is_null(plan["reason"]))
-        if ledger is not None and os.path.exists(ledger):
+        if ledger is not None:
+            if not os.path.exists(ledger):
+                raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' wrote, or "
+                                 "leave --ledger out to count every planned message as delivered")
             from engine.ledger import read_messages
 
             led = read_messages(ledger)
@@ -64,7 +69,7 @@ def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Tabl
         msgs = planned
     for col in ("user_id", "ts", "event"):
         if col not in events.column_names:
-            raise InputError(f"outcome events {outcomes} have no column {col!r}; pass the directory 'winback "
+            raise InputError(f"outcome events {path or 'table'} have no column {col!r}; pass the directory 'winback "
                              "simulate' wrote or an events file in the data contract")
     return events, msgs
 
@@ -114,8 +119,19 @@ def _nan_none(x):
 
 
 def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=None) -> dict:
-    """Measure the campaign; returns the summary dict and, with ``out_dir``, writes the report."""
+    """Measure the campaign; returns the summary dict and, with ``out_dir``, writes the report.
+
+    ``outcomes``: a ``winback simulate`` directory (events.arrow + messages.arrow), an
+    events file or directory (e.g. from ``winback receive`` plus the product's own
+    activity), or an events table.  What counts as delivered comes from the simulate
+    directory, else the ledger's ``sent`` messages, else every planned message.
+    ``days``: the window after the campaign start (UTC) that counts.
+    """
+    if days < 1:
+        raise ConfigError(f"--days must be at least 1, got {days}")
     plan_t, plan_name = read_plan(plan)
+    if plan_t.num_rows == 0:
+        raise InputError(f"plan {plan_name} has no rows; there is no campaign to measure")
     events, msgs = _outcome_tables(outcomes, ledger, plan_t)
     start = int(campaign_start(plan_t))
     end = start + days * SECONDS_PER_DAY

@@ -10,6 +10,7 @@ import pyarrow.feather as feather
 import pytest
 
 from engine import stats
+from engine.errors import DependencyError
 from engine.cli import main
 from engine.generate import generate
 from engine.plan import plan
@@ -100,3 +101,78 @@ def test_report_cli_prints_headline(loop, tmp_path, capsys):
     assert "headline: re-engagement" in out and "index.html" in out
     code = main(["report", str(d / "plan.arrow"), str(tmp_path / "missing"), "-o", str(tmp_path / "r2")])
     assert code == 2 and not (tmp_path / "r2").exists()
+
+
+def _small_plan(n=60):
+    import pyarrow as pa
+
+    from engine.timeutil import from_epoch_seconds
+
+    uid = np.arange(1, n + 1, dtype=np.int64)
+    held = uid % 3 == 0
+    return pa.table({
+        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["s"] * n,
+        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["email"] * n,
+        "send_at": from_epoch_seconds(np.full(n, 1_790_000_000, np.int64)),
+        "reason": pa.array([("holdout" if h else None) for h in held], pa.string()), "holdout": pa.array(held),
+    })
+
+
+def test_small_arms_are_too_small_to_tell_and_the_ledger_decides_what_was_delivered(tmp_path):
+    """Given 40 treated vs 20 holdout users and a ledger where 2 messages went out."""
+    import sqlite3
+
+    import pyarrow as pa
+
+    from engine.ledger import Ledger
+    from engine.timeutil import from_epoch_seconds
+
+    p = _small_plan()
+    with Ledger(tmp_path / "l.db") as led:
+        led.load_plan(p)
+    con = sqlite3.connect(tmp_path / "l.db")
+    con.execute("UPDATE messages SET state='sent' WHERE message_id IN ('m1','m2')")
+    con.commit()
+    con.close()
+    t = 1_790_000_000 + 3600
+    ev = pa.table({"user_id": pa.array([1, 2, 4, 3], pa.int64()), "ts": from_epoch_seconds(np.array([t] * 4)),
+                   "event": ["click", "session", "session", "session"]})
+    # when reported against the ledger
+    s = report(p, ev, ledger=tmp_path / "l.db")
+    # then only the two sent messages count, and the verdict is "too small to tell"
+    assert s["messages_sent"] == 2
+    re = s["metrics"]["reengaged"]
+    assert (re["treated"]["users"], re["treated"]["count"], re["holdout"]["users"], re["holdout"]["count"]) == \
+        (40, 3, 20, 1)
+    assert re["note"].startswith("too small to tell")
+    assert s["per_protocol"]["treated"]["users"] == 2 and s["per_protocol"]["treated"]["count"] == 2
+    # user 4 got nothing, so is not in the sunset list; sent users 1 and 2 came back
+    assert s["sunset_users"] == 0
+    with pytest.raises(Exception, match="does not exist"):
+        report(p, ev, ledger=tmp_path / "missing.db")
+
+
+def test_missing_matplotlib_is_a_dependency_error_naming_the_extra(tmp_path):
+    """Given matplotlib cannot be imported, the CLI prints one line naming pip install winback[report]."""
+    import subprocess
+    import sys
+
+    import pyarrow.feather as feather
+
+    feather.write_feather(_small_plan(), tmp_path / "plan.arrow")
+    feather.write_feather(pa_events(), tmp_path / "ev.arrow")
+    code = ("import sys; sys.modules['matplotlib'] = None; from engine.cli import main; "
+            f"sys.exit(main(['report', r'{tmp_path / 'plan.arrow'}', r'{tmp_path / 'ev.arrow'}', "
+            f"'-o', r'{tmp_path / 'r'}']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == DependencyError.exit_code and r.stderr.startswith("DependencyError:") and "winback[report]" in r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def pa_events():
+    import pyarrow as pa
+
+    from engine.timeutil import from_epoch_seconds
+
+    return pa.table({"user_id": pa.array([1], pa.int64()), "ts": from_epoch_seconds(np.array([1_790_003_600])),
+                     "event": ["session"]})
