@@ -14,12 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine import plan_time as pt
 from engine.campaign import load_campaign
 from engine.cli import main
 from engine.errors import ConfigError, PolicyError
-from engine.plan import assignments, plan
+from engine.ledger import Ledger
+from engine.plan import assignments, explain, plan
 from engine.schema import CHANNELS
+from engine.sendtime import offset_table
 from engine.timeutil import to_epoch_seconds
+from tests import naive
 
 ZONES = ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata", "UTC", None]
 # 2026-03-07: the weekend before the US spring-forward, so plans cross a DST change
@@ -204,11 +208,6 @@ def test_plan_cli_writes_plan_and_summary(tmp_path, capsys):
 
 # --- fixed cases: one rule at a time, on hand-built users ----------------------------------
 
-from engine import plan_time as pt  # noqa: E402
-from engine.ledger import Ledger  # noqa: E402
-from engine.plan import explain  # noqa: E402
-from engine.sendtime import offset_table  # noqa: E402
-from tests import naive  # noqa: E402
 
 SPRING = "2026-03-27T00:00:00Z"  # Europe springs forward on 2026-03-29
 
