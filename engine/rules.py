@@ -129,20 +129,22 @@ class _Parser:
 
     def or_(self):
         node = self.and_()
-        while self.accept("or"):
-            node = ("or", node, self.and_())
+        while self.peek().text == "or" and self.peek().kind == "kw":
+            pos = self.take().pos
+            node = ("or", node, self.and_(), pos)
         return node
 
     def and_(self):
         node = self.not_()
-        while self.accept("and"):
-            node = ("and", node, self.not_())
+        while self.peek().text == "and" and self.peek().kind == "kw":
+            pos = self.take().pos
+            node = ("and", node, self.not_(), pos)
         return node
 
     def not_(self):
         if self.peek().text == "not" and self.toks[self.i + 1].text != "in":
-            self.take()
-            return ("not", self.not_())
+            pos = self.take().pos
+            return ("not", self.not_(), pos)
         return self.cmp()
 
     def cmp(self):
@@ -260,7 +262,12 @@ class Rule:
                 return table[name]
             preset = _preset(name)
             if preset is not None and name not in seen:
-                return self._eval(_Parser(preset).parse(), table, seen | {name})
+                sub = Rule(preset)
+                try:
+                    return sub._eval(sub.ast, table, seen | {name})
+                except RuleError as exc:  # point at the preset's name in the rule the user wrote
+                    inner = re.sub(r" at position \d+:$", "", str(exc).splitlines()[0]).removeprefix("audience rule: ")
+                    raise _error(self.text, pos, f"preset {name} ({preset}): {inner}") from None
             close = difflib.get_close_matches(name, list(table.column_names) + list(PRESETS), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else \
                 "; use a column of the scores table or a preset (see docs/campaigns.md)"
@@ -316,8 +323,10 @@ class Rule:
     def _bool(self, value, node):
         t = value.type
         if not pa.types.is_boolean(t) and not pa.types.is_null(t):
-            raise RuleError(f"audience rule {self.text!r}: 'and'/'or'/'not' need true/false values, got {t}; "
-                            "compare the column, e.g. 'purchases > 0'")
+            msg = f"'{node[0]}' needs true/false values, got {t}; compare the column, e.g. 'purchases > 0',"
+            if len(node) > 2 and isinstance(node[-1], int):
+                raise _error(self.text, node[-1], msg.rstrip(","))
+            raise RuleError(f"audience rule {self.text!r}: {msg.rstrip(',')}")
         return value
 
 

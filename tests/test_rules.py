@@ -171,3 +171,23 @@ def test_in_with_an_empty_list_or_whole_numbers_on_a_float_column():
     assert compile_rule("plan in []", T.schema)(T).tolist() == [False] * 4
     assert compile_rule("plan not in []", T.schema)(T).tolist() == [True] * 4
     assert compile_rule("days_inactive in [5, 100]", T.schema)(T).tolist() == [True, False, False, True]
+
+
+def test_a_preset_missing_its_column_points_at_the_preset_name():
+    # given: scores without email_suppressed
+    t = pa.table({"consent_email": [True], "email": ["a@x"], "days_inactive": [3.0]})
+    # when
+    with pytest.raises(RuleError) as err:
+        compile_rule("days_inactive > 2 and reachable_email", t.schema)
+    # then
+    text = str(err.value)
+    assert "preset reachable_email" in text and "unknown column 'email_suppressed'" in text
+    assert "position 23" in text and text.splitlines()[-1].index("^") - 4 == 22
+
+
+@pytest.mark.parametrize("rule,pos", [("lapse_risk > 0.5 and purchases", 18), ("not purchases", 1),
+                                      ("purchases or lapse_risk > 0.5", 11)])
+def test_and_or_not_on_numbers_point_at_the_operator(rule, pos):
+    with pytest.raises(RuleError) as err:
+        compile_rule(rule, T.schema)
+    assert "needs true/false values" in str(err.value) and f"position {pos}" in str(err.value)
