@@ -18,7 +18,8 @@ Three signed endpoints, each mapped to contract events (``open``, ``click``,
     Twilio status callback (form: ``MessageSid``, ``MessageStatus`` delivered /
     undelivered / failed, ``ErrorCode``, ``To``), signed with ``X-Twilio-Signature`` =
     base64 HMAC-SHA1(auth token, URL + every POST parameter name and value, sorted by
-    name).  The URL is the one Twilio called: pass ``public_url`` behind a proxy.
+    name).  The URL is the one Twilio called: pass ``public_url`` behind a proxy.  The
+    callback URL may carry ``?message_id=...&user_id=...``; else the ledger is asked.
 ``POST /events``
     Generic JSON for push and our webhook adapter: one event object, a list, or
     ``{"events": [...]}``; fields ``event``, ``channel``, ``message_id``, optional
@@ -35,7 +36,8 @@ Durability: accepted events are buffered and written as one Arrow IPC file per b
 ``part-XXXXXX.arrow`` (fsync'd, then renamed into place), every ``flush_events``
 events or ``flush_seconds`` seconds.  A request is answered 200 only after the batch
 holding its events is on disk, so a restart loses nothing acknowledged; a failed write
-answers 500 and the provider retries.  Hard bounces, unsubscribes and complaints go to
+answers 500 and the provider retries (delivery is at least once: a batch whose
+suppressions fail after its file was written is written again on the retry).  Hard bounces, unsubscribes and complaints go to
 the ledger's ``suppressions`` table when a ledger is given.  Bad, unsigned or
 oversized payloads get 4xx and are counted by reason (``GET /_stats``).
 """
@@ -292,7 +294,9 @@ class Receiver:
             return [], []
         code = params.get("ErrorCode", "")
         kind = "unsubscribe" if code in TWILIO_OPTOUT else "bounce"
-        ev = self._event(kind, "sms", None, params.get("user_id"), None, self._clock(), provider_id=sid)
+        q = request.query  # a StatusCallback URL may carry ?message_id=...&user_id=...
+        ev = self._event(kind, "sms", q.get("message_id"), q.get("user_id") or params.get("user_id"), None,
+                         self._clock(), provider_id=sid)
         supp = []
         if code in TWILIO_OPTOUT or code in TWILIO_HARD:
             supp.append({"channel": "sms", "address": params.get("To"), "event": ev,

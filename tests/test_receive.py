@@ -164,20 +164,23 @@ def test_twilio_status_callbacks_signed_over_url_and_sorted_params(tmp_path):
         {"MessageSid": "SMxx", "MessageStatus": "failed", "ErrorCode": "21610", "To": "+15550009",
          "user_id": "99"},
         {"MessageSid": "SMunknown", "MessageStatus": "failed", "ErrorCode": "30003", "To": "+15550008"},
+        {"MessageSid": "SMq", "MessageStatus": "undelivered", "ErrorCode": "30003", "To": "+15550007"},
     ]
+    query = [""] * 4 + ["?message_id=m77&user_id=77"]
 
     async def scenario(s, base, rec):
         out = []
-        for f in forms:
-            sig = twilio_signature(TW_TOKEN, base + "/twilio", f)
-            async with s.post(base + "/twilio", data=f, headers={"X-Twilio-Signature": sig}) as r:
+        for f, q in zip(forms, query):
+            sig = twilio_signature(TW_TOKEN, base + "/twilio" + q, f)
+            async with s.post(base + "/twilio" + q, data=f, headers={"X-Twilio-Signature": sig}) as r:
                 out.append(r.status)
         return out, dict(rec.stats)
 
     statuses, stats = run_receiver(tmp_path, scenario, ledger=led)
-    assert statuses == [200, 200, 200, 200]
+    assert statuses == [200] * 5
     t = read_events(tmp_path / "events")
-    assert [r[0::2] for r in rows(t)] == [(12, "bounce", "m2"), (99, "unsubscribe", None)]
+    # a soft failure (30003) is a bounce event without a suppression
+    assert [r[0::2] for r in rows(t)] == [(12, "bounce", "m2"), (77, "bounce", "m77"), (99, "unsubscribe", None)]
     assert stats["ignored"] == 1 and stats["unmatched"] == 1
     sup = read_suppressions(led)
     assert sorted(zip(sup["address"].to_pylist(), sup["reason"].to_pylist())) == [
