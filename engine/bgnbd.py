@@ -39,7 +39,7 @@ from scipy.special import gammaln
 from engine._numba import njit
 from engine.errors import ModelError
 
-__all__ = ["BGNBD", "compress", "hyp2f1_scaled"]
+__all__ = ["BGNBD", "compress"]
 
 
 def compress(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray | None = None):
@@ -197,71 +197,92 @@ class BGNBD:
     def expected_unconditional(self, t: float) -> float:
         """E[X(t)] for a new user over a period of length t (eq. 7)."""
         r, alpha, a, b = self._p()
-        z = t / (alpha + t)
-        lg, sg = hyp2f1_scaled(r, b, a + b - 1, z, r)
-        return (a + b - 1) / (a - 1) * (1 - sg * math.exp(lg))
+        return float(_cond_numerator(float(t), 0.0, 0.0, r, alpha, a, b))
 
 
 @njit
-def _lgamma(v):
-    return math.lgamma(v)
+def _cond_numerator(t, x, T, r, alpha, a, b):
+    """(a+b+x-1)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)].
 
+    The numerator of FHL 2005 eq. 10 (with x = 0, T = 0 it is eq. 7), for a window of
+    length ``t`` after ``T`` (same time unit as ``alpha``), z = t / (alpha + T + t).
+    Write A = r+x, B = b+x, C = a+b+x-1, d = a-1, L = log(1-z).  The plain Gauss series
+    is never summed (its terms peak near n ~ x z/(1-z) and the bracket cancels); instead
 
-@njit
-def hyp2f1_scaled(a, b, c, z, s):
-    """(log|P|, sign P) of P = (1-z)^s * 2F1(a, b; c; z) for 0 <= z < 1, summed with log scaling.
+    * z <= 0.4, Pfaff: (1-z)^A 2F1(A,B;C;z) = 2F1(A, C-B; C; w), w = z/(z-1) in [-2/3, 0],
+      so the numerator is the alternating series -sum_n (A)_n (a)_(n-1) / ((C+1)_(n-1) n!) w^n;
+    * z > 0.4, Euler: (1-z)^A 2F1(A,B;C;z) = (1-z)^d 2F1(C-A, d; C; z), so the numerator is
+      C (1 - (1-z)^d)/d - (1-z)^d sum_n (C-A)_n (a)_(n-1) / ((C+1)_(n-1) n!) z^n, whose terms
+      shrink from the first (C + n grows with x) and whose bracket does not cancel.
 
-    Terms t_{n+1} = t_n (a+n)(b+n) / ((c+n)(n+1)) z; the running sum is rescaled when it
-    grows past 1e200 so large parameters do not overflow.  ``c`` may be negative
-    (BG/NBD with a + b + x < 1), where the sum can be negative: the sign is returned.
+    C / (C)_n = 1 / (C+1)_(n-1) removes the pole at C = 0 and (1-(1-z)^d)/d -> -L removes
+    the one at a = 1, so every parameter point with r, alpha, a, b > 0 is finite.
     """
-    if z == 0.0:
-        return 0.0, 1.0
-    log_scale = s * math.log1p(-z)
-    term = 1.0
-    total = 1.0
-    n = 0
-    while n < 2_000_000:
-        term *= (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z
+    z = t / (alpha + T + t)
+    if z <= 0.0:
+        return 0.0
+    A = r + x
+    C = a + b + x - 1.0
+    if z <= 0.4:
+        w = z / (z - 1.0)
+        term = -A * w
+        total = term
+        n = 1
+        while n < 100_000:
+            term *= (A + n) * (a + n - 1.0) / ((C + n) * (n + 1.0)) * w
+            total += term
+            n += 1
+            if abs(term) <= 1e-17 * abs(total) and abs((A + n) * (a + n - 1.0) * w) < (C + n) * (n + 1.0):
+                break
+        return total
+    d = a - 1.0
+    L = math.log1p(-z)
+    dL = d * L
+    head = -L * (1.0 + 0.5 * dL) if abs(dL) < 1e-8 else -math.expm1(dL) / d
+    cma = C - A
+    term = cma * z
+    total = term
+    n = 1
+    while n < 20_000_000 and term != 0.0:
+        term *= (cma + n) * (a + n - 1.0) / ((C + n) * (n + 1.0)) * z
         total += term
         n += 1
-        if abs(total) > 1e200:
-            total *= 1e-200
-            term *= 1e-200
-            log_scale += 200.0 * math.log(10.0)
-        if abs(term) < 1e-17 * abs(total) and n > 2 and abs((a + n) * (b + n) / ((c + n) * (n + 1.0)) * z) < 1.0:
+        # stop once terms are negligible and no longer growing
+        if abs(term) <= 1e-17 * abs(total) and abs((cma + n) * (a + n - 1.0)) * z < (C + n) * (n + 1.0):
             break
-    if total == 0.0:
-        return -np.inf, 1.0
-    return log_scale + math.log(abs(total)), 1.0 if total > 0 else -1.0
+    return C * head - math.exp(dL) * total
+
+
+@njit
+def _log_odds_dead(x, t_x, T, r, alpha, a, b):
+    """log[(1 - P(alive)) / P(alive)] = log(a/(b+x-1)) + (r+x) log((alpha+T)/(alpha+t_x)), x > 0."""
+    return math.log(a) - math.log(b + x - 1.0) + (r + x) * (math.log(alpha + T) - math.log(alpha + t_x))
+
+
+@njit
+def _p_alive_one(x, t_x, T, r, alpha, a, b):
+    if x <= 0.0:
+        return 1.0
+    lr = _log_odds_dead(x, t_x, T, r, alpha, a, b)
+    if lr > 0.0:
+        e = math.exp(-lr)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(lr))
 
 
 @njit
 def _p_alive(x, t_x, T, r, alpha, a, b):
+    """P(alive | x, t_x, T) per user (FHL 2005 / Fader-Hardie-Lee 2008 note, eq. 11); float64[n]."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        if x[i] <= 0:
-            out[i] = 1.0
-        else:
-            lr = math.log(a) - math.log(b + x[i] - 1) + (r + x[i]) * (math.log(alpha + T[i]) - math.log(alpha + t_x[i]))
-            out[i] = 1.0 / (1.0 + math.exp(lr)) if lr < 700 else 0.0
+        out[i] = _p_alive_one(x[i], t_x[i], T[i], r, alpha, a, b)
     return out
 
 
 @njit
 def _expected(t, x, t_x, T, r, alpha, a, b):
+    """E[X(T, T+t] | x, t_x, T] per user (FHL 2005 eq. 10) = numerator * P(alive); float64[n]."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        xi = x[i]
-        c = a + b + xi - 1
-        z = t / (alpha + T[i] + t)
-        lg, sg = hyp2f1_scaled(r + xi, b + xi, c, z, r + xi)
-        inner = 1.0 - sg * math.exp(lg)
-        num = (a + b + xi - 1) / (a - 1) * inner
-        if xi > 0:
-            lr = math.log(a) - math.log(b + xi - 1) + (r + xi) * (math.log(alpha + T[i]) - math.log(alpha + t_x[i]))
-            den = 1.0 + math.exp(min(lr, 700.0))
-        else:
-            den = 1.0
-        out[i] = num / den
+        out[i] = _cond_numerator(t, x[i], T[i], r, alpha, a, b) * _p_alive_one(x[i], t_x[i], T[i], r, alpha, a, b)
     return out
