@@ -27,6 +27,7 @@ import zoneinfo
 
 import numpy as np
 import pyarrow as pa
+from pyarrow import ipc
 
 from engine import fatigue, kernels, sendtime
 from engine.bgnbd import BGNBD
@@ -141,6 +142,10 @@ def _score(users, events, *, as_of, activity, default_timezone, on_bad_rows, qua
                            is_activity=is_act, day0=day0, half_life_days=half_life_days)
         n_events += len(batch)
     pass_seconds = time.perf_counter() - t_pass
+    events_rejected = 0
+    if qe is not None and os.path.exists(qe):
+        with pa.memory_map(qe) as src:
+            events_rejected = ipc.open_file(src).read_all().num_rows
     cols, meta = _derive(acc, table, user_tz, zones, as_of, day0, policy_cap, policy_window_days,
                          prior_weight, model_window_days)
     out = table
@@ -149,7 +154,7 @@ def _score(users, events, *, as_of, activity, default_timezone, on_bad_rows, qua
             out = out.drop_columns([name])
         out = out.append_column(name, arr)
     meta.update(as_of=from_epoch_seconds(np.array([as_of])).to_pylist()[0].isoformat(),
-                users=n, events=n_events, users_rejected=u.rejected,
+                users=n, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
                 aggregation_seconds=round(pass_seconds, 3), seconds=round(time.perf_counter() - t_start, 3),
                 activity=[EVENTS[i] for i in np.nonzero(is_act[:len(EVENTS)])[0]],
                 default_timezone=default_timezone, policy={"cap": policy_cap, "window_days": policy_window_days})

@@ -119,3 +119,23 @@ def test_cli_writes_atomically_and_reports_bad_input(world, tmp_path, capsys):
     assert not (tmp_path / "s2.arrow").exists()
     assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--activity", "login",
                  "-o", str(tmp_path / "s3.arrow"), "--no-progress"]) == 2
+
+
+def test_cli_quarantine_sets_bad_rows_aside_and_goes_on(tmp_path, capsys):
+    # given a world with about 1 % bad rows of every kind
+    generate(1500, seed=5, out_dir=tmp_path / "bad", bad_rows=0.01)
+    out = tmp_path / "scores.arrow"
+    # when scored with --on-bad-rows error: exit 2, one line naming the file, no output
+    args = ["score", str(tmp_path / "bad/users.arrow"), str(tmp_path / "bad/events.arrow"), "--as-of", "2026-11-01",
+            "-o", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "users.arrow" in err and not out.exists()
+    # when scored with quarantine: exit 0, the scores plus both rejected files with a reason column
+    assert main([*args, "--on-bad-rows", "quarantine"]) == 0
+    assert "quarantined" in capsys.readouterr().out
+    rejected = feather.read_table(tmp_path / "scores.rejected" / "events.rejected.arrow")
+    assert rejected.num_rows > 0 and "reason" in rejected.column_names
+    scores = feather.read_table(out)
+    assert summary_of(scores)["events_rejected"] == rejected.num_rows
+    assert scores.num_rows == summary_of(scores)["users"]

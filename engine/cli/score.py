@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
           f"{m['iterations']} iterations")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
-    if s.get("users_rejected"):
-        print(f"  {s['users_rejected']:,} user rows quarantined in {qdir}/")
+    if s.get("users_rejected") or s.get("events_rejected"):
+        print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "
+              f"in {qdir}/ (each with a reason column)")
     return 0
