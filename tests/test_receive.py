@@ -319,3 +319,29 @@ def test_cli_refuses_to_start_without_any_secret(tmp_path, capsys, monkeypatch):
     assert main(["receive", "-o", str(tmp_path / "ev"), "--max-seconds", "0.1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ConfigError:") and err.count("\n") == 1
+
+
+def test_received_events_feed_the_report(tmp_path):
+    """Given clicks received for two treated users, the report counts them as re-engaged."""
+    from engine.report import report
+
+    n = 30
+    uid = np.arange(1, n + 1, dtype=np.int64)
+    held = uid % 3 == 0
+    plan = pa.table({
+        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["s"] * n,
+        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["push"] * n,
+        "send_at": from_epoch_seconds(np.full(n, T0, np.int64)),
+        "reason": pa.array([("holdout" if h else None) for h in held], pa.string()), "holdout": pa.array(held),
+    })
+    body = json.dumps({"events": [{"event": "click", "channel": "push", "user_id": u, "message_id": f"m{u}",
+                                   "ts": T0 + 600} for u in (1, 2)]}).encode()
+
+    async def scenario(s, base, rec):
+        async with s.post(base + "/events", data=body, headers=ev_headers(body)) as r:
+            return r.status
+
+    assert run_receiver(tmp_path, scenario) == 200
+    s = report(plan, tmp_path / "events")
+    assert s["metrics"]["clicked"]["treated"]["count"] == 2
+    assert s["metrics"]["reengaged"]["treated"]["count"] == 2 and s["metrics"]["reengaged"]["holdout"]["count"] == 0
