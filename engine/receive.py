@@ -61,7 +61,7 @@ import pyarrow as pa
 from aiohttp import web
 
 from engine.atomic import atomic_path
-from engine.errors import ConfigError, DependencyError
+from engine.errors import ConfigError, DependencyError, InputError
 from engine.schema import TIMESTAMP
 
 __all__ = ["Receiver", "EVENT_SCHEMA", "twilio_signature", "sendgrid_hmac_signature", "serve"]
@@ -157,8 +157,18 @@ class Receiver:
                  public_url: str | None = None, max_body: int = 1024 * 1024, flush_events: int = 1000,
                  flush_seconds: float = 1.0, skew_seconds: float = 300.0, clock=time.time):
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / ".winback-write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(f"events directory {self.out_dir} is not writable ({exc.strerror}); pass -o a "
+                             "directory this user can write") from None
         self.ledger = Path(ledger) if ledger is not None else None
+        if self.ledger is not None and not self.ledger.is_file():
+            raise InputError(f"ledger {self.ledger} does not exist; pass the ledger 'winback send' wrote, or "
+                             "leave --ledger out (then user ids must come in the payloads)")
         self._secret = secret
         self._sg_verify = _ecdsa_verifier(sendgrid_public_key) if sendgrid_public_key else None
         self._sg_secret = sendgrid_secret

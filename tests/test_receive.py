@@ -345,3 +345,16 @@ def test_received_events_feed_the_report(tmp_path):
     s = report(plan, tmp_path / "events")
     assert s["metrics"]["clicked"]["treated"]["count"] == 2
     assert s["metrics"]["reengaged"]["treated"]["count"] == 2 and s["metrics"]["reengaged"]["holdout"]["count"] == 0
+
+
+def test_cli_names_a_missing_ledger_and_an_unwritable_directory(tmp_path, capsys, monkeypatch):
+    from engine.cli import main
+
+    monkeypatch.setenv("WINBACK_WEBHOOK_SECRET", "x")
+    assert main(["receive", "-o", str(tmp_path / "ev"), "--ledger", str(tmp_path / "no.db"),
+                 "--max-seconds", "0.1"]) == 2
+    assert "ledger" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["receive", "-o", str(tmp_path / "file" / "ev"), "--max-seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("InputError:") and "not writable" in err and err.count("\n") == 1
