@@ -33,12 +33,14 @@ from engine import fatigue, kernels, sendtime
 from engine.bgnbd import BGNBD
 from engine.errors import ConfigError, ModelError
 from engine.io import iter_events, load_users
-from engine.schema import CHANNELS, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, SECONDS_PER_DAY, TIMESTAMP
+from engine.schema import (ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
+                           SECONDS_PER_DAY)
 from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
 
 __all__ = ["score", "ScoreSummary"]
 
 NEVER = kernels.NEVER
+_RFM_CODES = [f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
 
 
 class ScoreSummary(dict):
@@ -217,7 +219,6 @@ def _derive(acc, table, user_tz, zones, as_of, day0, cap, window_days, prior_wei
                                            pa.float64(), mask=~has_p)
     streak = kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(as_of))
     reachable = np.zeros((n, 3), bool)
-    from engine.schema import ADDRESS_COLUMN, CONSENT_COLUMN
     for c_i, c in enumerate(CHANNELS):
         supp = acc.suppressed[:, c_i] != 0
         cols[f"{c}_sends_90d"] = pa.array(acc.sends90[:, c_i])
@@ -250,16 +251,16 @@ def _derive(acc, table, user_tz, zones, as_of, day0, cap, window_days, prior_wei
     recent = acc.sends7 if window_days == 7 else acc.sends30
     cols["fatigue_budget"] = pa.array(fatigue.fatigue_budget(recent, streak, reachable, complained, cap))
     stage = fatigue.lifecycle(days_inactive, p_alive)
-    cols["lifecycle"] = pa.array(fatigue.lifecycle_names(stage), pa.string())
+    cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
     cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1), acc.clicks90.sum(1)))
     r = fatigue.quintiles(days_inactive, higher_is_better=False)
     f = fatigue.quintiles(x.astype(float), missing=~in_window)
     m = fatigue.quintiles(monetary)
     cols["rfm_r"], cols["rfm_f"], cols["rfm_m"] = pa.array(r), pa.array(f), pa.array(m)
-    rfm = np.char.add(np.char.add(r.astype(str), f.astype(str)), m.astype(str))
-    cols["rfm"] = pa.array(rfm.astype(object), pa.string())
+    # "RFM" as three digits, by table look-up (125 codes) rather than per-user strings
+    code = (r.astype(np.int32) - 1) * 25 + (f.astype(np.int32) - 1) * 5 + (m.astype(np.int32) - 1)
+    cols["rfm"] = pa.array(_RFM_CODES, pa.string()).take(pa.array(code))
     counts = np.bincount(stage, minlength=5)
-    from engine.schema import LIFECYCLE
     meta = {
         "model": {"name": "BG/NBD", "units": "days", **model.params_, **model.diagnostics_},
         "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
