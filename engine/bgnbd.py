@@ -10,7 +10,7 @@ Likelihood of one user (FHL 2005, eq. 6), in log space::
     L = B(a, b+x)/B(a, b) * Gamma(r+x) alpha^r / Gamma(r) / (alpha+T)^(r+x)
       + [x > 0] B(a+1, b+x-1)/B(a, b) * Gamma(r+x) alpha^r / Gamma(r) / (alpha+t_x)^(r+x)
 
-P(alive | x, t_x, T) (FHL 2005, eq. 11 / Fader-Hardie note 2008)::
+P(alive | x, t_x, T) (Fader, Hardie & Lee 2008, "Computing P(alive) using the BG/NBD model")::
 
     1 / (1 + [x > 0] a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x))
 
@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 from scipy import optimize
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from engine._numba import njit
 from engine.errors import ModelError
@@ -42,14 +42,52 @@ from engine.errors import ModelError
 __all__ = ["BGNBD", "compress"]
 
 
+def _as_columns(frequency, recency, T, weights=None):
+    """float64 copies of the inputs, checked: same length, finite, 0 <= recency <= T, frequency >= 0."""
+    cols = [np.asarray(v, np.float64).reshape(-1) for v in (frequency, recency, T)]
+    if weights is not None:
+        cols.append(np.asarray(weights, np.float64).reshape(-1))
+    n = cols[0].shape[0]
+    if any(c.shape[0] != n for c in cols):
+        raise ModelError("BG/NBD inputs frequency, recency, T" + (", weights" if weights is not None else "")
+                         + f" must have the same length, got {[c.shape[0] for c in cols]}; pass one value per user")
+    x, t_x, TT = cols[:3]
+    bad = ~(np.isfinite(x) & np.isfinite(t_x) & np.isfinite(TT)) | (x < 0) | (t_x < 0) | (t_x > TT * (1 + 1e-12))
+    if weights is not None:
+        bad |= ~np.isfinite(cols[3]) | (cols[3] < 0)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        examples = "; ".join(f"row {k}: frequency={x[k]:g}, recency={t_x[k]:g}, T={TT[k]:g}" for k in rows[:5])
+        raise ModelError(f"BG/NBD inputs have {rows.size} row(s) with a NaN/infinite value, a negative value or "
+                         f"recency > T (e.g. {examples}); recency is the time from the first to the last "
+                         "activity and T from the first activity to as_of, in the same unit: fix the summary "
+                         "or drop those users", {"bad_rows": int(rows.size), "users": int(n)})
+    return cols if weights is not None else cols + [None]
+
+
 def compress(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray | None = None):
-    """Unique (x, t_x, T) rows and their summed weights; returns (x, t_x, T, w, inverse)."""
-    stacked = np.stack([np.asarray(x, np.float64), np.asarray(t_x, np.float64), np.asarray(T, np.float64)], axis=1)
-    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    w = np.bincount(inverse, weights=None if weights is None else np.asarray(weights, np.float64),
-                    minlength=len(uniq)).astype(np.float64)
-    return uniq[:, 0], uniq[:, 1], uniq[:, 2], w, inverse
+    """Unique (x, t_x, T) rows and their summed weights (1 per user when ``weights`` is None).
+
+    Returns ``(x, t_x, T, w, inverse)`` with float64 arrays of the unique rows in
+    lexicographic order and ``inverse`` (int64, one per input row) such that
+    ``x_unique[inverse] == x``.  One lexsort of the three columns, O(n log n).
+    """
+    x, t_x, T = (np.asarray(v, np.float64).reshape(-1) for v in (x, t_x, T))
+    n = x.shape[0]
+    if n == 0:
+        e = np.empty(0)
+        return e, e.copy(), e.copy(), e.copy(), np.empty(0, np.int64)
+    order = np.lexsort((T, t_x, x))
+    xs, ts, Ts = x[order], t_x[order], T[order]
+    new = np.empty(n, bool)
+    new[0] = True
+    new[1:] = (xs[1:] != xs[:-1]) | (ts[1:] != ts[:-1]) | (Ts[1:] != Ts[:-1])
+    group = np.cumsum(new) - 1
+    inverse = np.empty(n, np.int64)
+    inverse[order] = group
+    w = np.bincount(group, weights=None if weights is None else np.asarray(weights, np.float64).reshape(-1)[order],
+                    minlength=int(group[-1]) + 1).astype(np.float64)
+    return xs[new], ts[new], Ts[new], w, inverse
 
 
 def _loglik_rows(params, x, t_x, T):
@@ -79,8 +117,6 @@ class _Objective:
         self.wsum = float(w.sum())
 
     def __call__(self, params):
-        from scipy.special import digamma
-
         r, alpha, a, b = params
         ux, ix, w, x, has = self.ux, self.ix, self.w, self.x, self.has
         lg_rx = gammaln(r + ux)
@@ -132,17 +168,21 @@ class BGNBD:
     def fit(self, frequency, recency, T, weights=None) -> "BGNBD":
         """Maximum-likelihood fit (L-BFGS-B on log-parameters, analytic gradient)."""
         t0 = time.perf_counter()
-        x, t_x, TT, w, _ = compress(frequency, recency, T, weights)
+        x, t_x, TT, weights = _as_columns(frequency, recency, T, weights)
+        x, t_x, TT, w, _ = compress(x, t_x, TT, weights)
+        keep = w > 0
+        x, t_x, TT, w = x[keep], t_x[keep], TT[keep], w[keep]
         n_users = float(w.sum())
-        diag = {"users": int(n_users), "unique_rows": int(len(x))}
+        diag = {"users": int(round(n_users)), "unique_rows": int(len(x))}
         if n_users < self.min_users:
             raise ModelError(f"BG/NBD needs at least {self.min_users} users with activity to fit, got {int(n_users)}; "
                              "score more users or a longer history", diag)
         if not np.any(x > 0):
             raise ModelError("BG/NBD cannot be fitted: no user has a repeat active day; "
                              "check --activity and that events cover more than one day", diag)
-        if np.any((t_x > TT + 1e-9) | (t_x < 0) | (x < 0)):
-            raise ModelError("BG/NBD inputs are inconsistent (recency > T or negative values)", diag)
+        if np.all(TT <= 0):
+            raise ModelError("BG/NBD cannot be fitted: every user has T = 0 (no time observed since the "
+                             "first activity); score with an as_of after the events", diag)
         scale = max(float(np.average(TT, weights=w)), 1e-9)
         obj = _Objective(x, t_x / scale, TT / scale, w)  # units of the mean T; alpha rescaled after
 
@@ -272,7 +312,7 @@ def _p_alive_one(x, t_x, T, r, alpha, a, b):
 
 @njit
 def _p_alive(x, t_x, T, r, alpha, a, b):
-    """P(alive | x, t_x, T) per user (FHL 2005 / Fader-Hardie-Lee 2008 note, eq. 11); float64[n]."""
+    """P(alive | x, t_x, T) per user (Fader, Hardie & Lee 2008 note); float64[n]."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
         out[i] = _p_alive_one(x[i], t_x[i], T[i], r, alpha, a, b)
