@@ -79,6 +79,7 @@ _CHANNELS = {"email", "sms", "push", "webhook"}
 TWILIO_HARD = {"21211", "21612", "21614", "30005", "30006"}
 #: ... and meaning the recipient opted out (STOP)
 TWILIO_OPTOUT = {"21610", "30004"}
+_MIN_TS, _MAX_TS = 946_684_800.0, 4_102_444_800.0  # 2000-01-01 .. 2100-01-01 UTC, epoch seconds
 _PART = re.compile(r"^part-(\d{6,})\.arrow$")
 
 
@@ -367,7 +368,11 @@ class Receiver:
         try:
             at = _epoch(ts, now)
             uid = None if user_id in (None, "") else int(user_id)
-        except (TypeError, ValueError) as exc:
+            if not _MIN_TS <= at < _MAX_TS:
+                raise ValueError(f"time {ts!r} is not between 2000 and 2100")
+            if uid is not None and not -(2**63) <= uid < 2**63:
+                raise ValueError(f"user_id {user_id!r} does not fit 64 bits")
+        except (TypeError, ValueError, OverflowError) as exc:
             raise _Reject(400, "malformed", f"bad user_id or timestamp: {exc}") from None
         return {"user_id": uid, "ts": int(round(at * 1e6)), "event": kind, "channel": channel,
                 "message_id": None if message_id is None else str(message_id),

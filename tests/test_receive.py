@@ -225,6 +225,12 @@ def test_forged_unsigned_malformed_and_oversized_get_4xx_and_are_counted(tmp_pat
         ("/events", gen, ev_headers(gen, secret="nope"), 401),
         ("/events", b'{"event":"fly","channel":"push","user_id":1}',
          ev_headers(b'{"event":"fly","channel":"push","user_id":1}'), 400),
+        ("/events", b'{"event":"open","channel":"push","user_id":1,"ts":1e300}',
+         ev_headers(b'{"event":"open","channel":"push","user_id":1,"ts":1e300}'), 400),
+        ("/events", b'{"event":"open","channel":"push","user_id":1,"ts":NaN}',
+         ev_headers(b'{"event":"open","channel":"push","user_id":1,"ts":NaN}'), 400),
+        ("/events", b'{"event":"open","channel":"push","user_id":99999999999999999999}',
+         ev_headers(b'{"event":"open","channel":"push","user_id":99999999999999999999}'), 400),
         ("/twilio", b"MessageSid=SM1&MessageStatus=failed", {"X-Twilio-Signature": "AAAA",
                                                              "Content-Type": "application/x-www-form-urlencoded"}, 401),
     ]
@@ -242,7 +248,7 @@ def test_forged_unsigned_malformed_and_oversized_get_4xx_and_are_counted(tmp_pat
 
     statuses, stats = run_receiver(tmp_path, scenario, max_body=4096)
     assert statuses == [c[3] for c in cases] + [413]
-    assert stats["rejected"] == {"signature": 3, "unsigned": 1, "timestamp": 1, "malformed": 3, "oversized": 1}
+    assert stats["rejected"] == {"signature": 3, "unsigned": 1, "timestamp": 1, "malformed": 6, "oversized": 1}
     assert read_events(tmp_path / "events").num_rows == 0
 
 
