@@ -19,7 +19,7 @@ Model (all rates per day, times UTC unless "local"):
   local hour with noise (70 %) or at any hour (30 %), and a share of active days moves
   to the preferred weekday.
 * **Campaign history**: past sends per channel (only with consent and an address) at
-  a sender-chosen hour; each send is opened with :func:`engine.world.response_probability`
+  a sender-chosen hour (UTC for 40 % of sends, the user's local hour for 60 %); each send is opened with :func:`engine.world.response_probability`
   (alive at send time, channel responsiveness, delivery hour vs preferred hour, messages
   in the 7 days before), a click follows an open with ``CLICK_GIVEN_OPEN``; unsubscribes
   (:func:`engine.world.unsubscribe_probability`), hard bounces and complaints end sends
@@ -44,19 +44,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from engine import world
-from engine.atomic import atomic_path
+from engine.atomic import atomic_path, write_table
 from engine.errors import ConfigError
 from engine.progress import bar
 from engine.schema import CHANNELS, EVENT_CODE, EVENTS, SECONDS_PER_DAY, TIMESTAMP
 from engine.timeutil import parse_as_of
 
-__all__ = ["generate", "TIMEZONES", "DEFAULT_AS_OF"]
+__all__ = ["generate", "TIMEZONES", "DEFAULT_AS_OF", "FORMATS"]
 
 DEFAULT_AS_OF = "2026-11-01T00:00:00Z"
+FORMATS = ("arrow", "parquet")
 
 #: (zone, weight): DST zones both hemispheres, half- and quarter-hour offsets.
 TIMEZONES: tuple[tuple[str, float], ...] = (
@@ -77,7 +78,7 @@ PARAMS = {
     "r": 0.9, "alpha": 6.0,          # lambda ~ Gamma(r, scale=1/alpha): mean 0.15 active days/day
     "a": 0.7, "b": 6.0,              # p ~ Beta(a, b): mean dropout 0.10 per active day
     "sessions_extra": 0.6, "purchase_p": 0.12, "hour_sd": 1.6, "on_hour_share": 0.7,
-    "weekday_share": 0.35,
+    "weekday_share": 0.35, "local_send_share": 0.6,
     "send_rate": {"email": 1 / 10, "sms": 1 / 30, "push": 1 / 14},
     "resp_mean": {"email": 0.22, "sms": 0.30, "push": 0.12},
     "hard_bounce": {"email": 0.002, "sms": 0.001, "push": 0.003},
@@ -170,7 +171,7 @@ def _activity(rng, u, as_of, days, offsets):
                     rng.uniform(0, 24, len(s_owner)))
     local_s = s_day * SECONDS_PER_DAY + (np.mod(hour, 24.0) * 3600).astype(np.int64) + rng.integers(0, 3600, len(s_owner))
     s_ts = local_s - offsets.at(u["zone"][s_owner], local_s)
-    s_ts = np.minimum(s_ts, as_of - 1)
+    s_ts = np.clip(s_ts, start[s_owner], as_of - 1)           # the weekday move stays in the window
     buy = rng.random(len(owner)) < u["purchase_p"][owner]
     p_owner = owner[buy]
     first_sess = np.cumsum(n_sess) - n_sess
@@ -196,7 +197,10 @@ def _history(rng, u, act, as_of, days, offsets):
         sender_hour = rng.choice([9, 10, 12, 14, 17, 19], size=len(owner))
         day = rng.integers(window0 // SECONDS_PER_DAY, as_of // SECONDS_PER_DAY, len(owner))
         ts = day * SECONDS_PER_DAY + sender_hour * 3600 + rng.integers(0, 900, len(owner))
-        ts = np.minimum(ts, as_of - 7200)
+        # some campaigns went out at that hour UTC, the others at that hour in the user's timezone
+        local = rng.random(len(owner)) < PARAMS["local_send_share"]
+        ts = np.where(local, ts - offsets.at(u["zone"][owner], ts), ts)
+        ts = np.clip(ts, window0, as_of - 7200)
         order = np.lexsort((ts, owner))
         owner, ts = owner[order], ts[order]
         key = owner.astype(np.int64) * (4 * 10**9) + ts
@@ -328,15 +332,23 @@ def generate(
     as_of: str | int | dt.datetime | None = DEFAULT_AS_OF,
     days: int = 365,
     bad_rows: float = 0.0,
+    format: str = "arrow",
     chunk_users: int = 50_000,
     progress: bool = False,
 ) -> dict:
     """Generate a world of ``n_users`` users into ``out_dir``; return a summary dict.
 
-    Writes ``users.arrow``, ``events.arrow``, ``truth.arrow`` (Arrow IPC, uncompressed)
-    and ``world.json``.  Events span the ``days`` days before ``as_of`` (UTC).  With
+    Writes ``users.arrow``, ``events.arrow``, ``truth.arrow`` (Arrow IPC, uncompressed;
+    ``.parquet`` with zstd when ``format="parquet"``) and ``world.json`` (the summary).
+    Events span the ``days`` days before ``as_of`` (UTC); ``n_users``/``n_events`` count
+    the good rows only.  Users are made ``chunk_users`` at a time, so memory stays
+    bounded; the files depend on ``seed`` and ``chunk_users``.  With
     ``bad_rows`` = F > 0, about F of the event rows and F of the user rows are bad rows
-    of every kind in the data contract; ``world.json`` counts them per kind.
+    of every kind in the data contract; ``summary["bad_rows"]`` (also in ``world.json``)
+    counts them per table and kind, with the reason names ``winback validate`` reports:
+    ``{"users": {"null_user_id": .., "duplicate_user_id": .., "unknown_timezone": ..},
+    "events": {"unknown_event": .., "unknown_channel": .., "missing_channel": ..,
+    "future_ts": .., "unknown_user": .., "null_user_id": ..}}``.
     """
     if n_users < 1:
         raise ConfigError(f"--users must be at least 1, got {n_users}")
@@ -344,6 +356,10 @@ def generate(
         raise ConfigError(f"--bad-rows must be a fraction in [0, 0.5), got {bad_rows}")
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
+    if format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if chunk_users < 1:
+        raise ConfigError(f"chunk_users must be at least 1, got {chunk_users}")
     t0 = time.perf_counter()
     as_of_s = parse_as_of(as_of)
     out = Path(out_dir)
@@ -357,11 +373,12 @@ def generate(
     counts = np.zeros(len(EVENTS), np.int64)
     users_parts, truth_parts = [], []
     n_chunks = (n_users + chunk_users - 1) // chunk_users
-    bad_counts: dict[str, int] = {}
+    bad_counts: dict[str, dict[str, int]] = {}
     n_events = 0
     pbar = bar(progress, total=n_users, desc="generate", unit="users")
-    with atomic_path(out / "events.arrow") as tmp_events:
-        with ipc.new_file(str(tmp_events), _EVENTS_SCHEMA) as writer:
+    files = {k: out / f"{k}.{format}" for k in ("users", "events", "truth")}
+    with atomic_path(files["events"]) as tmp_events:
+        with _writer(tmp_events, format) as writer:
             for ci in range(n_chunks):
                 rng = np.random.default_rng([seed, ci])
                 ids = all_ids[ci * chunk_users:(ci + 1) * chunk_users]
@@ -379,7 +396,7 @@ def generate(
                                     + [np.full(len(h[0]), h[3], np.int8) for h in hist])
                 val = np.concatenate([np.full(len(parts[0][0]), np.nan), p_val,
                                       np.full(len(ts) - len(parts[0][0]) - len(p_owner), np.nan)])
-                # clicks bring users back: they are activity, so a click by a user counts
+                # rows leave in a random order (the contract does not promise sorted events)
                 shuffle = rng.permutation(len(ts))
                 for lo in range(0, len(ts), 1 << 20):
                     sel = shuffle[lo:lo + (1 << 20)]
@@ -391,38 +408,34 @@ def generate(
                 pbar.update(len(ids))
             if bad_rows > 0:
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
-                batch, bad_counts = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s)
+                batch, bad_counts["events"] = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s)
                 writer.write_batch(batch)
     pbar.close()
     users = pa.concat_tables(users_parts)
     if bad_rows > 0:
-        users, user_bad = _bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
-        bad_counts.update(user_bad)
-    feather.write_feather(users, _tmp_then(out / "users.arrow"), compression="uncompressed")
-    _finish(out / "users.arrow")
+        users, bad_counts["users"] = _bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
+    write_table(users, files["users"])
     truth = pa.concat_tables(truth_parts)
-    feather.write_feather(truth, _tmp_then(out / "truth.arrow"), compression="uncompressed")
-    _finish(out / "truth.arrow")
+    write_table(truth, files["truth"])
     summary = {
         "as_of": dt.datetime.fromtimestamp(as_of_s, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-        "seed": seed, "days": days, "users": n_users, "events": int(n_events),
+        "seed": seed, "days": days, "n_users": n_users, "n_events": int(n_events),
         "events_by_type": {name: int(c) for name, c in zip(EVENTS, counts)},
         "alive_share": float(np.mean(truth["alive"].to_numpy(zero_copy_only=False))),
         "bad_rows": bad_counts, "parameters": PARAMS,
         "seconds": round(time.perf_counter() - t0, 2),
-        "files": {k: str(out / f"{k}.arrow") for k in ("users", "events", "truth")},
+        "format": format, "files": {k: str(v) for k, v in files.items()},
     }
     with atomic_path(out / "world.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=float))
     return summary
 
 
-def _tmp_then(final: Path) -> str:
-    return str(final.with_name(f".{final.name}.tmp"))
-
-
-def _finish(final: Path) -> None:
-    os.replace(final.with_name(f".{final.name}.tmp"), final)
+def _writer(path: Path, fmt: str):
+    """A record-batch writer for the events file: Arrow IPC file or Parquet (zstd)."""
+    if fmt == "parquet":
+        return pq.ParquetWriter(str(path), _EVENTS_SCHEMA, compression="zstd")
+    return ipc.new_file(str(path), _EVENTS_SCHEMA)
 
 
 def _bad_users(rng, users: pa.Table, frac: float):
@@ -436,4 +449,4 @@ def _bad_users(rng, users: pa.Table, frac: float):
     bad_tz = bad_tz.set_column(0, "user_id", new_ids)
     bad_tz = bad_tz.set_column(1, "timezone", pa.array(["Mars/Olympus_Mons"] * n_bad, pa.string()))
     out = pa.concat_tables([users, dup, null_ids, bad_tz])
-    return out, {"duplicate_user_id": n_bad, "null_user_id_users": n_bad, "unknown_timezone": n_bad}
+    return out, {"null_user_id": n_bad, "duplicate_user_id": n_bad, "unknown_timezone": n_bad}

@@ -7,13 +7,17 @@ import json
 import zoneinfo
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
+from engine import world as model
 from engine.cli import main
-from engine.generate import generate
-from engine.io import iter_events, load_users
+from engine.generate import TIMEZONES, generate
+from engine.io import iter_events, load_users, read_table
+from engine.schema import EVENTS
 from engine.timeutil import parse_as_of, to_epoch_seconds
+from engine.validate import validate
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,8 @@ def test_world_passes_the_data_contract(world):
     as_of = parse_as_of(summary["as_of"])
     users = load_users(out / "users.arrow")
     n = sum(len(b) for b in iter_events(out / "events.arrow", users, as_of=as_of))  # raises on any bad row
-    assert n == summary["events"] and users.table.num_rows == 3000
+    assert n == summary["n_events"] and users.table.num_rows == 3000
+    assert json.loads((out / "world.json").read_text())["n_events"] == n
     truth = feather.read_table(out / "truth.arrow")
     assert truth["user_id"].to_pylist() == feather.read_table(out / "users.arrow")["user_id"].to_pylist()
     assert set(truth.column_names) >= {"alive", "activity_rate", "p_drop", "dropout_at", "preferred_hour_local",
@@ -95,19 +100,106 @@ def test_alive_users_open_more(world):
     assert opens_a / sends_a > 2 * opens_d / sends_d
 
 
-def test_bad_rows_are_counted_and_present(tmp_path):
+def test_bad_rows_recorded_are_exactly_what_the_validator_finds(tmp_path):
+    # given a small world with 1 % bad rows of every kind
     s = generate(1000, seed=3, out_dir=tmp_path, bad_rows=0.01)
+    # when the files are validated the way score reads them
+    report = validate(tmp_path / "users.arrow", tmp_path / "events.arrow", as_of=s["as_of"],
+                      on_bad_rows="quarantine", quarantine_dir=tmp_path / "q")
+    # then every kind is present and the counts match world.json exactly
     meta = json.loads((tmp_path / "world.json").read_text())
     assert meta["bad_rows"] == s["bad_rows"]
-    assert set(s["bad_rows"]) >= {"unknown_event", "unknown_channel", "missing_channel", "future_ts",
-                                  "unknown_user", "null_user_id", "duplicate_user_id", "unknown_timezone"}
-    ev = feather.read_table(tmp_path / "events.arrow")
-    assert (np.asarray(ev["event"].cast("string").to_numpy(zero_copy_only=False)) == "pageview").sum() \
-        == s["bad_rows"]["unknown_event"]
+    assert set(s["bad_rows"]["users"]) == {"null_user_id", "duplicate_user_id", "unknown_timezone"}
+    assert set(s["bad_rows"]["events"]) == {"unknown_event", "unknown_channel", "missing_channel", "future_ts",
+                                            "unknown_user", "null_user_id"}
+    assert report.users_bad == s["bad_rows"]["users"]
+    assert report.events_bad == s["bad_rows"]["events"]
+    assert report.events_good == s["n_events"] and report.users_good == 1000
+    n_bad = sum(s["bad_rows"]["events"].values())
+    assert 0.005 < n_bad / (n_bad + s["n_events"]) < 0.02
+
+
+def test_no_event_after_as_of_and_all_within_the_window(world):
+    out, summary = world
+    ts = to_epoch_seconds(feather.read_table(out / "events.arrow")["ts"])
+    as_of = parse_as_of(summary["as_of"])
+    assert ts.max() < as_of
+    assert ts.min() >= as_of - summary["days"] * 86400
+
+
+def test_users_follow_the_contract_shape(world):
+    out, _ = world
+    users = feather.read_table(out / "users.arrow")
+    ids = users["user_id"].to_numpy()
+    assert len(np.unique(ids)) == len(ids) and not np.all(np.diff(ids) > 0)   # unique, not sequential
+    tz = users["timezone"]
+    assert 0 < tz.null_count < 0.06 * len(ids)
+    zones = set(tz.drop_null().to_pylist())
+    assert zones <= {z for z, _ in TIMEZONES}
+    assert {"America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata", "Asia/Kathmandu"} <= zones
+    assert 0.85 < users["email"].drop_null().length() / len(ids) < 0.95
+    assert 0.45 < users["phone"].drop_null().length() / len(ids) < 0.55
+    assert all(p.startswith("+") and p[1:].isdigit() for p in users["phone"].drop_null().to_pylist())
+    assert users["consent_email"].null_count > 0
+    assert set(users["plan"].to_pylist()) == {"free", "pro", "enterprise"}
+    events = feather.read_table(out / "events.arrow")
+    assert events.schema.field("event").type == pa.dictionary(pa.int8(), pa.string())
+    assert events.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert set(events["event"].unique().to_pylist()) == set(EVENTS)
+    names = np.asarray(events["event"].cast(pa.string()).to_numpy(zero_copy_only=False))
+    assert events.filter(pa.array(np.isin(names, ["session", "purchase"])))["channel"].null_count == \
+        np.isin(names, ["session", "purchase"]).sum()
+    assert events.filter(pa.array(names != "purchase"))["value"].null_count == (names != "purchase").sum()
+
+
+def test_opens_are_likelier_at_the_preferred_local_hour(world):
+    # given every email send with the user's local hour at delivery and whether it was opened
+    out, _ = world
+    ev = feather.read_table(out / "events.arrow")
+    users = feather.read_table(out / "users.arrow").sort_by("user_id")
+    truth = feather.read_table(out / "truth.arrow").sort_by("user_id")
+    names = np.asarray(ev["event"].cast("string").to_numpy(zero_copy_only=False))
+    chan = np.asarray(ev["channel"].cast("string").fill_null("").to_numpy(zero_copy_only=False))
+    uid, ts = ev["user_id"].to_numpy(), to_epoch_seconds(ev["ts"])
+    ids = users["user_id"].to_numpy()
+    send = (names == "send") & (chan == "email")
+    opens = (names == "open") & (chan == "email")
+    # an open belongs to the latest send to that user at or before it
+    s_uid, s_ts = uid[send], ts[send]
+    order = np.lexsort((s_ts, s_uid))
+    s_uid, s_ts = s_uid[order], s_ts[order]
+    key = lambda u, t: u.astype(np.float64) * 1e10 + t   # noqa: E731 - users sorted, then time
+    at = np.searchsorted(key(s_uid, s_ts), key(uid[opens], ts[opens]), side="right") - 1
+    opened = np.zeros(len(s_uid), bool)
+    opened[at] = True
+    pos = np.searchsorted(ids, s_uid)
+    tz = np.asarray(users["timezone"].fill_null("UTC").to_numpy(zero_copy_only=False))[pos]
+    pref = truth["preferred_hour_local"].to_numpy()[pos]
+    local_hour = np.empty(len(s_uid))
+    for zone in np.unique(tz):
+        m = tz == zone
+        info = zoneinfo.ZoneInfo(zone)
+        local_hour[m] = [dt.datetime.fromtimestamp(int(t), info).hour for t in s_ts[m]]
+    near = model.hour_distance(local_hour, pref) <= 1
+    # then opens are clearly more frequent near the preferred hour than far from it
+    assert near.sum() > 200 and (~near).sum() > 200
+    assert opened[near].mean() > 1.5 * opened[~near].mean()
+
+
+def test_parquet_world_reads_the_same_as_arrow(tmp_path, world):
+    out, summary = world
+    s = generate(3000, seed=11, out_dir=tmp_path, format="parquet")
+    assert s["n_events"] == summary["n_events"]
+    for name in ("users", "truth", "events"):
+        assert read_table(tmp_path / f"{name}.parquet").equals(feather.read_table(out / f"{name}.arrow"))
 
 
 def test_cli_summary_and_bad_arguments(tmp_path, capsys):
     assert main(["generate", "--users", "200", "--seed", "1", "-o", str(tmp_path / "w"), "--no-progress"]) == 0
-    assert "generated 200 users" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "generated 200 users" in out and "session" in out and "truly alive" in out
+    assert (tmp_path / "w" / "events.arrow").exists() and (tmp_path / "w" / "world.json").exists()
     assert main(["generate", "--users", "0", "-o", str(tmp_path / "x"), "--no-progress"]) == 2
-    assert "--users must be at least 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--users must be at least 1" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x" / "events.arrow").exists()
