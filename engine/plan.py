@@ -201,7 +201,15 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
         tired = (first_window & (in_window >= budget)) | (hist + in_window >= pol.max_messages)
         reason[(reason == 0) & tired] = _R["fatigue_budget"]
         ev = p_alive * value * np.where(best_c >= 0, resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
-        # capacity per channel and hour
+        # capacity per channel and hour.  A message may move earlier only as far as keeps
+        # the caps checked above true: not into the first policy window (where the
+        # score's recent sends and budget count) and not so far that an earlier message
+        # of this campaign re-enters its rolling window.
+        if pol.capacity_per_hour:
+            floor = np.maximum(lower, start)
+            floor = np.where(t >= start + window, np.maximum(floor, start + window), floor)
+            old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
+            floor = np.maximum(floor, np.where(old, sent_at + window, NEVER).max(axis=1, initial=NEVER))
         for c_i in allowed:
             cap = pol.capacity_per_hour.get(CHANNELS[c_i])
             if cap is None:
@@ -212,7 +220,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
             counts = capacity_counts.setdefault(c_i, np.zeros(n_buckets, np.int64))
             order = np.lexsort((-ev[idx], -(conf[idx] >= 0.4).astype(np.int64)))
             qs, qe = quiet if quiet else (0, 0)
-            new_t = pt.level_capacity(t[idx], order.astype(np.int64), zone[idx], np.maximum(lower[idx], start),
+            new_t = pt.level_capacity(t[idx], order.astype(np.int64), zone[idx], floor[idx],
                                       int(cap), table, np.int64(tab_t0), int(qs), int(qe), 12, counts, np.int64(h_base))
             t[idx] = np.where(new_t >= 0, new_t, t[idx])
             reason[idx[new_t < 0]] = _R["capacity"]

@@ -20,7 +20,7 @@ from engine.cli import main
 from engine.errors import ConfigError, PolicyError
 from engine.ledger import Ledger
 from engine.plan import assignments, explain, plan
-from engine.schema import CHANNELS
+from engine.schema import CHANNELS, PLAN_SCHEMA
 from engine.sendtime import offset_table
 from engine.timeutil import to_epoch_seconds
 from tests import naive
@@ -434,3 +434,136 @@ def test_bad_scores_are_refused_with_the_column_count_and_examples(tmp_path, cap
     assert code != 0 and not (tmp_path / "plan.arrow").exists()
     assert err.startswith("InputError: scores ") and "scores.arrow" in err and fragment in err
     assert len(err.strip().splitlines()) == 1
+
+# --- property: drips with random delays, fatigue budgets and recent sends ------------------
+
+DST_ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", None]
+
+
+def random_users(n: int, seed: int = 0, *, zones=DST_ZONES, p_consent=0.7, p_address=0.9, p_supp=0.1,
+                 sends_7d_max=3) -> pa.Table:
+    """A hand-built scores table with the columns plan reads, random but reproducible."""
+    rng = np.random.default_rng(seed)
+    cols = {"user_id": pa.array(np.arange(1000, 1000 + n, dtype=np.int64)),
+            "timezone": pa.array([zones[i] for i in rng.integers(0, len(zones), n)], pa.string())}
+    for c, addr in (("email", "email"), ("sms", "phone"), ("push", "push_token")):
+        cols[f"consent_{c}"] = pa.array(rng.random(n) < p_consent)
+        has = rng.random(n) < p_address
+        cols[addr] = pa.array([f"{c}-{i}" if h else None for i, h in enumerate(has)], pa.string())
+        cols[f"{c}_suppressed"] = pa.array(rng.random(n) < p_supp)
+        cols[f"{c}_response_rate"] = pa.array(rng.random(n))
+        cols[f"{c}_unengaged_streak"] = pa.array(rng.integers(0, 9, n))
+    cols |= {
+        "days_inactive": pa.array(rng.integers(0, 200, n).astype(np.float64)),
+        "lapse_risk": pa.array(rng.random(n)), "p_alive": pa.array(rng.random(n)),
+        "monetary": pa.array(np.where(rng.random(n) < 0.5, np.nan, rng.random(n) * 100), from_pandas=True),
+        "purchases": pa.array(rng.integers(0, 4, n)),
+        "best_hour_local": pa.array(rng.integers(0, 24, n).astype(np.int8)),
+        "send_time_confidence": pa.array(rng.random(n)),
+        "sends_7d": pa.array(rng.integers(0, sends_7d_max + 1, n)),
+        "sends_30d": pa.array(rng.integers(0, 3 * sends_7d_max + 1, n)),
+        "fatigue_budget": pa.array(rng.integers(0, 4, n)),
+        "contact_rating": pa.array(rng.integers(1, 6, n)),
+        "first_name": pa.array([f"<b>{i}</b>" if i % 3 else None for i in range(n)], pa.string()),
+    }
+    return pa.table(cols)
+
+
+def drip_doc(**policy) -> dict:
+    pol = {"max_messages": 3, "window_days": 7, "min_gap_hours": 16, "quiet_hours": ["21:00", "08:00"],
+           "channel_caps": {"sms": 1}, "capacity_per_hour": {"email": 50, "push": 50, "sms": 5}} | policy
+    return {
+        "campaign": {"id": "wb-test", "holdout": 0.1, "approved": True, "as_of": SPRING},
+        "audience": {"where": "days_inactive >= 0"},
+        "policy": pol,
+        "steps": [
+            {"name": "miss-you", "delay_days": 0, "channels": ["push", "email"], "template": "t"},
+            {"name": "whats-new", "delay_days": 1, "channels": ["email", "sms"], "template": "t"},
+            {"name": "last", "delay_days": 3, "channels": ["sms", "push", "email"], "template": "t"},
+        ],
+        "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 3}],
+        "templates": {"t": {"subject": "Hi {{ first_name | default(\"there\") }}",
+                            "body": "<p>{{ first_name | default(\"there\") }}</p>"}},
+    }
+
+
+def _local_minute(send_at: pa.Array, tz: list[str], default_tz: str) -> list[int]:
+    out = []
+    for t, z in zip(send_at.to_pylist(), tz):
+        loc = t.astimezone(zoneinfo.ZoneInfo(z or default_tz))
+        out.append(loc.hour * 60 + loc.minute)
+    return out
+
+
+drip_policies = st.fixed_dictionaries({
+    "max_messages": st.integers(1, 4),
+    "window_days": st.sampled_from([7, 30]),
+    "min_gap_hours": st.sampled_from([0, 4, 16, 30]),
+    "quiet_hours": st.sampled_from([[], ["21:00", "08:00"], ["22:30", "07:15"], ["12:00", "14:00"]]),
+    "channel_caps": st.dictionaries(st.sampled_from(["email", "sms", "push"]), st.integers(0, 2), max_size=2),
+    "capacity_per_hour": st.dictionaries(st.sampled_from(["email", "sms", "push"]), st.integers(1, 3), max_size=3),
+})
+
+
+@given(n=st.integers(1, 60), seed=st.integers(0, 2**31), policy=drip_policies,
+       delays=st.lists(st.sampled_from([0, 0.5, 1, 3, 6.5, 7]), min_size=1, max_size=3))
+def test_no_drip_ever_breaks_a_rule(n, seed, policy, delays):
+    """Property: for random users, policies and step delays (up to a week, so capacity
+    levelling meets the edge of the first policy window), every planned message respects
+    consent, address, suppression, the scored fatigue budget in the first window, the
+    cross-channel and per-channel caps, the minimum gap, local quiet hours (across
+    Europe's spring-forward) and the hourly capacity per channel."""
+    # given
+    scores = random_users(n, seed)
+    doc = drip_doc(**policy)
+    doc["steps"] = [s | {"delay_days": d} for s, d in zip(doc["steps"], delays)]
+    camp = load_campaign(doc)
+    # when
+    p = plan(scores, camp)
+    # then
+    assert p.num_rows == n * len(delays)
+    assert p.schema.names[:len(PLAN_SCHEMA)] == PLAN_SCHEMA.names
+    rows = p.to_pylist()
+    srows = {r["user_id"]: r for r in scores.to_pylist()}
+    start = dt.datetime.fromisoformat(SPRING.replace("Z", "+00:00"))
+    window = dt.timedelta(days=policy["window_days"])
+    per_user: dict[int, list] = {}
+    per_hour: dict[tuple, int] = {}
+    for r in rows:
+        if r["reason"] is not None:
+            assert r["send_at"] is None and r["channel"] is None
+            continue
+        s, c = srows[r["user_id"]], r["channel"]
+        addr = {"email": "email", "sms": "phone", "push": "push_token"}[c]
+        assert s[f"consent_{c}"] and s[addr] is not None and not s[f"{c}_suppressed"]
+        assert r["to"] == s[addr]
+        assert c in doc["steps"][r["step_index"]]["channels"]
+        assert not r["holdout"]
+        per_user.setdefault(r["user_id"], []).append((r["send_at"], c))
+        key = (c, r["send_at"].replace(minute=0, second=0, microsecond=0))
+        per_hour[key] = per_hour.get(key, 0) + 1
+        assert r["send_at"] >= start
+        if c == "email":
+            assert "<b>" not in r["body"]
+    for (c, _), count in per_hour.items():
+        assert count <= policy["capacity_per_hour"].get(c, 10**9)
+    recent = "sends_7d" if policy["window_days"] == 7 else "sends_30d"
+    for uid, msgs in per_user.items():
+        msgs.sort()
+        for (a, _), (b, _) in zip(msgs, msgs[1:]):
+            assert b - a >= dt.timedelta(hours=policy["min_gap_hours"])
+        for t, c in msgs:
+            in_win = [m for m in msgs if t - window < m[0] <= t]
+            hist = srows[uid][recent] if t - start < window else 0
+            assert hist + len(in_win) <= policy["max_messages"]
+            cap = policy["channel_caps"].get(c)
+            if cap is not None:
+                assert sum(1 for m in in_win if m[1] == c) <= cap
+        assert len([m for m in msgs if m[0] - start < window]) <= srows[uid]["fatigue_budget"]
+    quiet = policy["quiet_hours"]
+    if quiet:
+        qs, qe = (int(x[:2]) * 60 + int(x[3:]) for x in quiet)
+        planned = p.filter(pc.is_null(p["reason"]))
+        tz = [srows[u]["timezone"] for u in planned["user_id"].to_pylist()]
+        for m in _local_minute(planned["send_at"], tz, "UTC"):
+            assert not ((m >= qs or m < qe) if qs > qe else (qs <= m < qe))
