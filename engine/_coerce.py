@@ -69,8 +69,32 @@ def _null_mask(arr: pa.Array) -> np.ndarray:
     return arr.is_null().to_numpy(zero_copy_only=False)
 
 
+def _raw(arr: pa.Array) -> np.ndarray | None:
+    """Zero-copy numpy view of a fixed-width integer/float/timestamp array's values buffer.
+
+    Slots under a null hold whatever bytes the writer left: callers mask them.
+    Returns None for other types.
+    """
+    t = arr.type
+    if pa.types.is_timestamp(t) or pa.types.is_date64(t) or pa.types.is_duration(t):
+        dtype = np.int64
+    elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        dtype = t.to_pandas_dtype()
+    else:
+        return None
+    buf = arr.buffers()[1]
+    if buf is None:
+        return None
+    return np.frombuffer(buf, dtype=dtype, count=len(arr) + arr.offset)[arr.offset:]
+
+
 def _np(arr: pa.Array, fill) -> np.ndarray:
     if arr.null_count:
+        raw = _raw(arr)
+        if raw is not None:  # one numpy pass instead of Arrow's fill_null + copy
+            out = raw.copy()
+            out[_null_mask(arr)] = fill
+            return out
         arr = arr.fill_null(fill)
     return arr.to_numpy(zero_copy_only=False)
 
@@ -236,8 +260,11 @@ def to_codes(arr, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.nd
         lut = np.append(_np(pc.index_in(dictionary, value_set=value_set), -1), -1).astype(np.int8)
         ind = arr.indices
         null = _null_mask(arr)  # a null index or a null dictionary value
-        pos = _np(ind.cast(pa.int64()), len(dictionary))
-        codes = lut[pos]
+        raw = _raw(ind)
+        if raw is not None:  # gather through the raw indices; slots under a null are masked below
+            codes = np.take(lut, raw, mode="clip")
+        else:
+            codes = lut[_np(ind.cast(pa.int64()), len(dictionary))]
         codes[null] = -1
         return codes, null, ~null & (codes < 0)
     if is_stringlike(t):

@@ -197,6 +197,9 @@ class _Source:
             for b in self._raw():
                 if b.num_rows == 0:
                     continue
+                if not pending and limit // 4 <= b.num_rows <= limit:
+                    yield b  # most file batches: no copy
+                    continue
                 if not pending and b.num_rows >= limit:
                     for start in range(0, b.num_rows - b.num_rows % limit, limit):
                         yield b.slice(start, limit)
