@@ -116,5 +116,5 @@ def test_report_20k(benchmark):
     from engine.simulate import simulate
 
     plan, truth = _world()
-    ev = simulate(plan, truth, seed=1)["events"]
+    ev = simulate(plan, truth, seed=1)
     benchmark(lambda: report(plan, ev))

@@ -55,6 +55,8 @@ def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Tabl
         msgs = read_any(path / "messages.arrow", "outcome messages") if (path / "messages.arrow").exists() else None
     else:
         events, msgs = read_any(path, "outcome events"), None
+    if msgs is None and "event" in events.column_names:
+        msgs = _sends(events, plan)
     if msgs is None:
         planned = plan.filter(pc.is_null(plan["reason"]))
         if ledger is not None:
@@ -72,6 +74,23 @@ def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Tabl
             raise InputError(f"outcome events {path or 'table'} have no column {col!r}; pass the directory 'winback "
                              "simulate' wrote or an events file in the data contract")
     return events, msgs
+
+
+def _sends(events: pa.Table, plan: pa.Table) -> pa.Table | None:
+    """Deliveries recorded as ``send`` events (as 'winback simulate' writes them), with their
+    plan step and variant; None when there are none."""
+    ev = events["event"].cast(pa.string()) if pa.types.is_dictionary(events["event"].type) else events["event"]
+    sends = events.filter(pc.equal(ev, "send"))
+    if sends.num_rows == 0 or "message_id" not in sends.column_names:
+        return None
+    ch = sends["channel"].cast(pa.string()) if "channel" in sends.column_names else pa.nulls(sends.num_rows, pa.string())
+    sends = pa.table({"message_id": sends["message_id"], "user_id": sends["user_id"], "channel": ch})
+    info = plan.select([c for c in ("message_id", "step", "variant") if c in plan.column_names])
+    out = sends.join(info, "message_id", join_type="left outer")
+    for col, fill in (("step", "blast"), ("variant", "blast")):
+        out = out.set_column(out.schema.get_field_index(col), col, out[col].fill_null(fill)) \
+            if col in out.column_names else out.append_column(col, pa.array([fill] * out.num_rows))
+    return out
 
 
 def _user_flags(events: pa.Table, users: np.ndarray, start: int, end: int) -> dict[str, np.ndarray]:
@@ -121,7 +140,7 @@ def _nan_none(x):
 def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=None) -> dict:
     """Measure the campaign; returns the summary dict and, with ``out_dir``, writes the report.
 
-    ``outcomes``: a ``winback simulate`` directory (events.arrow + messages.arrow), an
+    ``outcomes``: a ``winback simulate`` directory (events.arrow with ``send`` rows), an
     events file or directory (e.g. from ``winback receive`` plus the product's own
     activity), or an events table.  What counts as delivered comes from the simulate
     directory, else the ledger's ``sent`` messages, else every planned message.

@@ -14,8 +14,8 @@ holdout users can come back on their own.
 on day 0 to every user of the audience who is reachable at step 0 (the holdout stays
 untouched as control).
 
-Writes ``events.arrow`` (contract events plus ``message_id``) and ``messages.arrow``
-(the deliveries answered).  Same seed, same outcome.
+Returns contract events plus ``message_id``, one ``send`` row per delivery answered;
+``winback simulate`` writes them to ``events.arrow``.  Same seed, same outcome.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ from engine.schema import CHANNELS, SECONDS_PER_DAY, TIMESTAMP
 from engine.sendtime import offset_table
 from engine.timeutil import from_epoch_seconds, to_epoch_seconds
 
-__all__ = ["simulate", "write_outcomes"]
+__all__ = ["simulate", "write_outcomes", "outcome_meta", "delivered", "META_KEY"]
+
+#: schema metadata key of a simulated outcome table (JSON of the counts and settings)
+META_KEY = b"winback.simulate"
 
 _UNREACHABLE = {"not_in_audience", "holdout", "no_consent", "no_address", "suppressed"}
 
@@ -83,8 +86,14 @@ def _deliveries(plan: pa.Table, ledger, policy: str, start: int, scores=None) ->
 
 
 def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy: str = "winback",
-             scores=None, history=None) -> dict:
-    """Simulate outcomes; returns {"events": pa.Table, "messages": pa.Table, "meta": dict}.
+             scores=None, history=None) -> pa.Table:
+    """Simulate outcomes; returns the events after the campaign start, UTC, within ``days``.
+
+    Columns user_id, ts, event, channel, value, message_id.  Each delivered message is a
+    ``send`` row (:func:`delivered`); its answers follow (open, click, unsubscribe,
+    complaint, with its message_id); organic ``session``/``purchase`` rows have no
+    channel.  The counts (deliveries, opens, revived ...) are in the schema metadata
+    (:func:`outcome_meta`).
 
     ``scores`` (blast only): email reachability of the whole base; without it the blast
     goes to the audience's reachable users.  ``history``: the world's events (its
@@ -168,6 +177,7 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     buy = rng.random(len(owner)) < tcol("purchase_p", 0.1)[owner]
     value = np.round(tcol("value_mean", 30.0)[owner] * np.exp(rng.normal(0, 0.4, len(owner))), 2)
     ev_parts = [
+        (m_user, m_at, "send", m_ch, np.arange(len(m_user))),
         (m_user[opened], open_at[opened], "open", m_ch[opened], np.nonzero(opened)[0]),
         (m_user[clicked], click_at[clicked], "click", m_ch[clicked], np.nonzero(clicked)[0]),
         (m_user[unsub & ~complaint], open_at[unsub & ~complaint], "unsubscribe", m_ch[unsub & ~complaint],
@@ -181,7 +191,19 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
             "deliveries": int(len(m_user)), "opens": int(opened.sum()), "clicks": int(clicked.sum()),
             "revived": int((revived_at != np.iinfo(np.int64).max).sum()),
             "unsubscribes": int(unsub.sum())}
-    return {"events": events, "messages": d, "meta": meta}
+    return events.replace_schema_metadata({**(events.schema.metadata or {}), META_KEY: json.dumps(meta)})
+
+
+def outcome_meta(events: pa.Table) -> dict:
+    """The simulation's counts and settings stored in a :func:`simulate` table ({} if none)."""
+    raw = (events.schema.metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def delivered(events: pa.Table) -> pa.Table:
+    """The ``send`` rows of an outcome table: one per delivered message."""
+    ev = events["event"].cast(pa.string()) if pa.types.is_dictionary(events["event"].type) else events["event"]
+    return events.filter(pc.equal(ev, "send"))
 
 
 def _prior_sends(history, users, m_user, m_at, start) -> np.ndarray:
@@ -231,15 +253,14 @@ def _events_table(users, parts, message_ids, purchase_values, end) -> pa.Table:
     })
 
 
-def write_outcomes(result: dict, out_dir: str | os.PathLike) -> Path:
-    """Write events.arrow, messages.arrow and outcome.json into ``out_dir`` atomically."""
+def write_outcomes(events: pa.Table, out_dir: str | os.PathLike) -> Path:
+    """Write ``out_dir``/events.arrow and outcome.json (the counts) atomically."""
     import pyarrow.feather as feather
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        feather.write_feather(result["events"], tmp / "events.arrow", compression="uncompressed")
-        feather.write_feather(result["messages"], tmp / "messages.arrow", compression="uncompressed")
-        (tmp / "outcome.json").write_text(json.dumps(result["meta"], indent=2))
+        feather.write_feather(events, tmp / "events.arrow", compression="uncompressed")
+        (tmp / "outcome.json").write_text(json.dumps(outcome_meta(events), indent=2))
     return out_dir
 
 

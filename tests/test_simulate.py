@@ -11,7 +11,7 @@ from engine import world
 from engine.errors import ConfigError, InputError
 from engine.ledger import Ledger
 from engine.report import report
-from engine.simulate import simulate
+from engine.simulate import delivered, outcome_meta, simulate
 from engine.timeutil import from_epoch_seconds
 
 START = 1_790_035_200          # 2026-09-22 00:00 UTC; the campaign starts with its first send
@@ -57,11 +57,11 @@ def true_rates(alive: np.ndarray, held: np.ndarray) -> tuple[float, float]:
 
 def test_given_a_hand_world_when_simulated_then_only_treated_users_get_channel_events():
     plan, truth, alive, held = hand_world(400)
-    ev = simulate(plan, truth, seed=3)["events"]
+    ev = simulate(plan, truth, seed=3)
     kinds = ev["event"].cast(pa.string())
     msg = ev.filter(pc.is_valid(ev["message_id"]))
     held_ids = set(plan.filter(plan["holdout"])["user_id"].to_pylist())
-    assert set(pc.unique(kinds).to_pylist()) <= {"open", "click", "unsubscribe", "complaint", "session", "purchase"}
+    assert set(pc.unique(kinds).to_pylist()) <= {"send", "open", "click", "unsubscribe", "complaint", "session", "purchase"}
     assert not held_ids & set(msg["user_id"].to_pylist())
     # every event lies inside the window; organic events carry no channel, opens do
     ts = pc.cast(ev["ts"], pa.int64()).to_numpy() // 1_000_000
@@ -76,7 +76,7 @@ def test_given_a_hand_world_when_simulated_then_only_treated_users_get_channel_e
 
 def test_same_seed_same_outcome_other_seed_other_outcome():
     plan, truth, *_ = hand_world(300)
-    a, b, c = (simulate(plan, truth, seed=s)["events"] for s in (7, 7, 8))
+    a, b, c = (simulate(plan, truth, seed=s) for s in (7, 7, 8))
     assert a.equals(b) and not a.equals(c)
 
 
@@ -91,7 +91,7 @@ def test_ledger_limits_deliveries_to_sent_messages(tmp_path):
     con.commit()
     con.close()
     res = simulate(plan, truth, tmp_path / "ledger.db", seed=1)
-    assert sorted(res["messages"]["message_id"].to_pylist()) == ["m1", "m2", "m3"]
+    assert sorted(delivered(res)["message_id"].to_pylist()) == ["m1", "m2", "m3"]
     with pytest.raises(InputError, match="does not exist"):
         simulate(plan, truth, tmp_path / "nope.db", seed=1)
 
@@ -99,13 +99,13 @@ def test_ledger_limits_deliveries_to_sent_messages(tmp_path):
 def test_blast_mails_every_reachable_non_holdout_user_at_10_utc():
     plan, truth, _, held = hand_world(200, send_hour=15)
     res = simulate(plan, truth, seed=1, policy="blast")
-    m = res["messages"]
+    m = delivered(res)
     assert m.num_rows == int((~held).sum()) and set(m["channel"].to_pylist()) == {"email"}
-    at = pc.cast(m["send_at"], pa.int64()).to_numpy() // 1_000_000
+    at = pc.cast(m["ts"], pa.int64()).to_numpy() // 1_000_000
     # the campaign starts at 15:00, so the blast goes at 10:00 UTC the next morning
     assert set(at.tolist()) == {START + 86400 + 10 * 3600}
     plan10, truth10, *_ = hand_world(20, send_hour=10)
-    at10 = pc.cast(simulate(plan10, truth10, seed=1, policy="blast")["messages"]["send_at"], pa.int64())
+    at10 = pc.cast(delivered(simulate(plan10, truth10, seed=1, policy="blast"))["ts"], pa.int64())
     assert set((at10.to_numpy() // 1_000_000).tolist()) == {START + 10 * 3600}
 
 
@@ -122,9 +122,9 @@ def test_bad_arguments_are_clear_errors():
 def test_empty_and_single_user_plans():
     plan, truth, *_ = hand_world(1, holdout_every=10)
     res = simulate(plan, truth, seed=1)
-    assert res["meta"]["deliveries"] == 1
+    assert outcome_meta(res)["deliveries"] == 1
     empty = simulate(plan.slice(0, 0), truth, seed=1)
-    assert empty["events"].num_rows == 0 and empty["meta"]["deliveries"] == 0
+    assert empty.num_rows == 0 and outcome_meta(empty)["deliveries"] == 0
 
 
 def test_report_interval_covers_the_true_lift_in_at_least_90_of_100_seeded_worlds():
@@ -171,8 +171,8 @@ def test_earlier_campaign_sends_in_the_prior_7_days_add_fatigue():
     users = np.arange(1, 601, dtype=np.int64)
     got = _prior_sends(hist, users, np.array([0, 5]), np.array([first, first]), first)
     assert got.tolist() == [2, 2]
-    calm = simulate(plan, truth, seed=4)["meta"]
-    tired = simulate(plan, truth, seed=4, history=hist)["meta"]
+    calm = outcome_meta(simulate(plan, truth, seed=4))
+    tired = outcome_meta(simulate(plan, truth, seed=4, history=hist))
     assert tired["deliveries"] == calm["deliveries"]
     assert tired["opens"] < 0.75 * calm["opens"]     # exp(-0.3 * 2) = 0.55 of the open probability
 
@@ -183,10 +183,10 @@ def test_alive_users_stop_after_dropping_out():
     heavy = truth.set_column(truth.schema.get_field_index("activity_rate"), "activity_rate",
                              pa.array(np.full(400, 1.0)))
     dropping = heavy.append_column("p_drop", pa.array(np.full(400, 1.0)))
-    ev = simulate(plan.filter(plan["holdout"]), dropping, seed=2)["events"]
+    ev = simulate(plan.filter(plan["holdout"]), dropping, seed=2)
     sessions = ev.filter(pc.equal(ev["event"].cast(pa.string()), "session"))
     counts = pc.value_counts(sessions["user_id"]).field("counts").to_numpy()
     assert counts.max() == 1
-    free = simulate(plan.filter(plan["holdout"]), heavy, seed=2)["events"]
+    free = simulate(plan.filter(plan["holdout"]), heavy, seed=2)
     assert pc.value_counts(free.filter(pc.equal(free["event"].cast(pa.string()), "session"))["user_id"]) \
         .field("counts").to_numpy().max() > 5

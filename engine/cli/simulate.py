@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "message), draw each user's response with the generator's behavioural model - opens, "
             "clicks, unsubscribes, revivals - and organic activity for everyone, holdout included. "
             "--policy blast evaluates batch-and-blast (one email at 10:00 UTC to every reachable "
-            "user) on the same world. Writes DIR/events.arrow, DIR/messages.arrow, DIR/outcome.json."
+            "user) on the same world. Writes DIR/events.arrow (with a 'send' row per delivery) and DIR/outcome.json."
         ),
         epilog=(
             "examples:\n"
@@ -41,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.simulate import simulate, write_outcomes
+    from engine.simulate import outcome_meta, simulate, write_outcomes
 
     res = simulate(args.plan, args.truth, args.ledger, seed=args.seed, days=args.days, policy=args.policy,
                    scores=args.scores, history=args.history)
     write_outcomes(res, args.output)
-    m = res["meta"]
+    m = outcome_meta(res)
     print(f"simulated {m['policy']}: {m['deliveries']:,} deliveries to {m['users']:,} users -> "
           f"{m['opens']:,} opens, {m['clicks']:,} clicks, {m['revived']:,} revived, "
           f"{m['unsubscribes']:,} unsubscribes over {m['days']} days -> {args.output}")
