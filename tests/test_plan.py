@@ -567,3 +567,18 @@ def test_no_drip_ever_breaks_a_rule(n, seed, policy, delays):
         tz = [srows[u]["timezone"] for u in planned["user_id"].to_pylist()]
         for m in _local_minute(planned["send_at"], tz, "UTC"):
             assert not ((m >= qs or m < qe) if qs > qe else (qs <= m < qe))
+
+
+@pytest.mark.parametrize("command,options", [
+    ("plan", ["--output", "--as-of", "--ledger"]),
+    ("explain", ["--plan", "--scores", "--json"]),
+])
+def test_cli_help_explains_every_option_with_an_example(command, options, capsys):
+    # when
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    # then
+    assert done.value.code == 0
+    assert all(opt in out for opt in options)
+    assert "example" in out and f"winback {command} " in out
