@@ -11,16 +11,22 @@
    one with the highest ``c_response_rate`` wins, ties by the step's order.  Reasons:
    ``no_consent``, ``no_address``, ``suppressed``, ``channel_cap``.
 3. Fatigue: the user's ``fatigue_budget`` bounds the campaign's messages in the first
-   policy window (it was scored for the window after ``as_of``), and the cross-channel cap (``max_messages`` per ``window_days``, counting recent sends from
-   the scores and earlier steps) must hold at the send time: ``fatigue_budget``.
+   policy window (it was scored for the window after ``as_of``), and the cross-channel
+   cap (``max_messages`` per ``window_days``, counting earlier steps of this campaign
+   in the rolling window and, inside the first window, the scores' ``sends_7d`` or
+   ``sends_30d``: their times are not known, so they count in full) must hold at the
+   send time: ``fatigue_budget``.
 4. Time: the first instant at the user's ``best_hour_local`` at or after the previous
-   step's send time (or the campaign start) plus ``delay_days``; moved out of local
-   quiet hours to the window's end; at least ``min_gap_hours`` after the user's
-   previous message (``min_gap`` when that pushes it more than a day).
+   step's send time plus ``delay_days`` counted in the user's wall time (so "3 days
+   later at 09:00" stays 09:00 across a DST change), or the campaign start plus the
+   summed delays; moved out of local quiet hours [start, end) to the window's end
+   (same or next day, never dropped); at least ``min_gap_hours`` after the user's
+   previous message (reason ``min_gap`` when that pushes it more than two days).
 5. Capacity per channel and UTC hour: messages are placed in order of
-   (``send_time_confidence`` >= 0.4 first, then expected win-back value); later ones
-   move to the nearest hour with room within 12 hours, respecting quiet hours and the
-   minimum gap, else ``capacity``.
+   (``send_time_confidence`` >= 0.4 first, then expected win-back value); those that
+   find their hour full try +1 h, -1 h, +2 h, -2 h, ... up to 12 h, skipping local
+   quiet hours, hours before the minimum gap, and earlier hours that would break a
+   fatigue cap checked in 3; else ``capacity``.
 
 Expected win-back value = ``p_alive x value x c_response_rate`` with value the user's
 mean purchase value (the median of buyers for users who never bought).
