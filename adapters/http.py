@@ -175,7 +175,7 @@ class HttpAdapter:
                 return Reply(resp.status, resp.headers, text)
         except asyncio.TimeoutError:
             return Reply(None, {}, "", f"timeout after {self.timeout:g} s")
-        except aiohttp.ClientError as exc:  # refused, reset, dropped, bad answer
+        except (aiohttp.ClientError, OSError) as exc:  # refused, reset, dropped, bad answer
             return Reply(None, {}, "", type(exc).__name__)
 
     async def aclose(self) -> None:
