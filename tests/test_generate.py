@@ -32,7 +32,7 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path, world):
     generate(3000, seed=11, out_dir=tmp_path / "a")
     generate(3000, seed=12, out_dir=tmp_path / "b")
     for name in ("users", "events", "truth"):
-        assert feather.read_table(out / f"{name}.arrow").equals(feather.read_table(tmp_path / "a" / f"{name}.arrow"))
+        assert (out / f"{name}.arrow").read_bytes() == (tmp_path / "a" / f"{name}.arrow").read_bytes()
     assert not feather.read_table(out / "events.arrow").equals(feather.read_table(tmp_path / "b" / "events.arrow"))
 
 
@@ -51,15 +51,30 @@ def test_world_passes_the_data_contract(world):
 
 
 def test_alive_share_matches_the_latent_model(world):
+    # given the drawn latent rates and the observation span of every user
     out, summary = world
     truth = feather.read_table(out / "truth.arrow")
-    # a user is gone once the Geometric(p) dropout comes before the end of the window; with
-    # p ~ Beta(0.7, 6) and ~55 expected active days most users are gone, but not all
-    share = summary["alive_share"]
-    assert 0.2 < share < 0.6
+    users = feather.read_table(out / "users.arrow")
+    lam, p = truth["activity_rate"].to_numpy(), truth["p_drop"].to_numpy()
     alive = truth["alive"].to_numpy(zero_copy_only=False)
-    p = truth["p_drop"].to_numpy()
+    as_of = parse_as_of(summary["as_of"])
+    start = np.maximum(to_epoch_seconds(users["signup_at"]), as_of - summary["days"] * 86400)
+    span = (as_of - start) / 86400
+    # then the population draws match their priors: E[lambda] = r / alpha, E[p] = a / (a + b)
+    prm = summary["parameters"]
+    assert lam.mean() == pytest.approx(prm["r"] / prm["alpha"], rel=0.1)
+    assert p.mean() == pytest.approx(prm["a"] / (prm["a"] + prm["b"]), rel=0.1)
+    # and the alive share matches the closed form: with N ~ Poisson(lambda T) active days and a
+    # Geometric(p) dropout, P(alive) = E[(1 - p)^N] = exp(-lambda p T)
+    implied = np.exp(-lam * p * span)
+    sd = np.sqrt((implied * (1 - implied)).sum()) / len(implied)
+    assert abs(alive.mean() - implied.mean()) < 4 * sd
+    assert summary["alive_share"] == pytest.approx(alive.mean())
     assert p[alive].mean() < p[~alive].mean()  # survivors drop out less often
+    # and every gone user has a dropout instant inside their span, no alive user has one
+    assert truth["dropout_at"].null_count == alive.sum()
+    drop = to_epoch_seconds(truth["dropout_at"].drop_null())
+    assert np.all((drop >= start[~alive]) & (drop < as_of))
 
 
 def test_engagement_clusters_at_the_preferred_local_hour(world):
