@@ -101,47 +101,82 @@ def _loglik_rows(params, x, t_x, T):
 
 
 class _Objective:
-    """Weighted BG/NBD log-likelihood and analytic gradient over compressed rows.
+    """Weighted BG/NBD log-likelihood (FHL 2005 eq. 6) and its analytic gradient.
 
-    Terms that depend on x alone (gamma functions, digammas) are evaluated once per
-    distinct x, and logs of (alpha + T) and (alpha + t_x) once per distinct T and t_x,
-    then gathered: an evaluation costs a handful of vector operations over the rows.
+    Terms that depend on x alone (log-gammas, digammas) are evaluated once per distinct
+    x with scipy; one numba pass over the compressed rows (:func:`_loglik_pass`) does the
+    rest.  No BLAS call is made: on a busy machine OpenBLAS's worker threads turn a
+    dot product over 10^4 rows into tens of milliseconds.
     """
 
     def __init__(self, x, t_x, T, w):
-        self.ux, self.ix = np.unique(x, return_inverse=True)
-        self.uT, self.iT = np.unique(T, return_inverse=True)
-        self.ut, self.it = np.unique(t_x, return_inverse=True)
-        self.x, self.w = x, w
-        self.has = x > 0
+        self.ux, ix = np.unique(x, return_inverse=True)
+        self.ix = ix.reshape(-1).astype(np.int64)
+        self.x, self.t_x, self.T, self.w = x, t_x, T, w
         self.wsum = float(w.sum())
 
     def __call__(self, params):
-        r, alpha, a, b = params
-        ux, ix, w, x, has = self.ux, self.ix, self.w, self.x, self.has
-        lg_rx = gammaln(r + ux)
-        a12 = (lg_rx - gammaln(r) + r * np.log(alpha)
-               + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux))[ix]
-        lT = np.log(alpha + self.uT)[self.iT]
-        lt = np.log(alpha + self.ut)[self.it]
-        rx = r + x
-        bx1 = np.maximum(b + ux - 1, 1e-300)
-        a3 = -rx * lT
-        a4 = np.where(has, (np.log(a) - np.log(bx1))[ix] - rx * lt, -np.inf)
-        m = np.logaddexp(a3, a4)
-        ll = float((a12 + m) @ w)
-        w3 = np.exp(a3 - m) * w
-        w4 = np.exp(a4 - m) * w
-        inv_T = (1.0 / (alpha + self.uT))[self.iT]
-        inv_t = (1.0 / (alpha + self.ut))[self.it]
-        wx = np.bincount(ix, weights=w, minlength=len(ux))
-        d_r = float(wx @ (digamma(r + ux) - digamma(r)) + self.wsum * np.log(alpha) - w3 @ lT - w4 @ lt)
-        d_alpha = float(self.wsum * r / alpha - (w3 * rx) @ inv_T - (w4 * rx) @ inv_t)
-        w4x = np.bincount(ix, weights=w4, minlength=len(ux))
-        d_a = float(wx @ (digamma(a + b) - digamma(a + b + ux)) + w4.sum() / a)
-        d_b = float(wx @ (digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux))
-                    - w4x @ np.where(ux > 0, 1.0 / bx1, 0.0))
+        r, alpha, a, b = (float(v) for v in params)
+        ux = self.ux
+        kx = (gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
+              + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux))
+        ll, s_lT, s_lt, s_alpha, wx, w4x = _loglik_pass(self.x, self.t_x, self.T, self.w, self.ix, kx,
+                                                        len(ux), r, alpha, a, b)
+        bx1 = np.where(ux > 0, 1.0 / np.maximum(b + ux - 1.0, 1e-300), 0.0)
+        d_r = float(np.sum(wx * (digamma(r + ux) - digamma(r)))) + self.wsum * np.log(alpha) - s_lT - s_lt
+        d_alpha = self.wsum * r / alpha - s_alpha
+        d_a = float(np.sum(wx * (digamma(a + b) - digamma(a + b + ux)))) + float(w4x.sum()) / a
+        d_b = (float(np.sum(wx * (digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux))))
+               - float(np.sum(w4x * bx1)))
         return ll, np.array([d_r, d_alpha, d_a, d_b])
+
+
+@njit
+def _loglik_pass(x, t_x, T, w, ix, kx, n_x, r, alpha, a, b):
+    """One pass over compressed rows: sum_i w_i log L_i (eq. 6) and the sums its gradient needs.
+
+    With A3 = -(r+x) log(alpha+T), A4 = log(a/(b+x-1)) - (r+x) log(alpha+t_x) (x > 0) and
+    m = logaddexp(A3, A4), log L = kx[x] + m; p3 = exp(A3-m), p4 = exp(A4-m) are the shares
+    of the two terms.  Returns (ll, sum w p3 log(alpha+T), sum w p4 log(alpha+t_x),
+    sum w (r+x) (p3/(alpha+T) + p4/(alpha+t_x)), per-x sum w, per-x sum w p4).
+    """
+    ll = 0.0
+    s_lT = 0.0
+    s_lt = 0.0
+    s_alpha = 0.0
+    wx = np.zeros(n_x)
+    w4x = np.zeros(n_x)
+    log_a = math.log(a)
+    for i in range(x.shape[0]):
+        wi = w[i]
+        rx = r + x[i]
+        lT = math.log(alpha + T[i])
+        a3 = -rx * lT
+        k = ix[i]
+        wx[k] += wi
+        if x[i] > 0:
+            lt = math.log(alpha + t_x[i])
+            a4 = log_a - math.log(b + x[i] - 1.0) - rx * lt
+            if a3 > a4:
+                e = math.exp(a4 - a3)
+                m = a3 + math.log1p(e)
+                p3 = 1.0 / (1.0 + e)
+                p4 = e * p3
+            else:
+                e = math.exp(a3 - a4)
+                m = a4 + math.log1p(e)
+                p4 = 1.0 / (1.0 + e)
+                p3 = e * p4
+            s_lt += wi * p4 * lt
+            s_alpha += wi * rx * (p3 / (alpha + T[i]) + p4 / (alpha + t_x[i]))
+            w4x[k] += wi * p4
+        else:
+            m = a3
+            p3 = 1.0
+            s_alpha += wi * rx / (alpha + T[i])
+        s_lT += wi * p3 * lT
+        ll += wi * (kx[k] + m)
+    return ll, s_lT, s_lt, s_alpha, wx, w4x
 
 
 class BGNBD:
@@ -203,7 +238,7 @@ class BGNBD:
                 break
         r, alpha, a, b = np.exp(best.x)
         alpha *= scale
-        ll = float(_loglik_rows((r, alpha, a, b), x, t_x, TT) @ w)
+        ll = float(np.sum(_loglik_rows((r, alpha, a, b), x, t_x, TT) * w))
         diag.update(log_likelihood=ll, iterations=int(best.nit), converged=bool(best.success),
                     seconds=round(time.perf_counter() - t0, 4))
         if not np.isfinite(ll) or not best.success and np.linalg.norm(best.jac) > 1e-3:
