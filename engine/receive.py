@@ -30,7 +30,8 @@ Three signed endpoints, each mapped to contract events (``open``, ``click``,
 ``user_id`` comes from the payload, else from the ledger (by ``message_id`` or the
 provider's id).  Events whose user cannot be found are acknowledged and counted as
 ``unmatched`` (retrying would not find them either).  ``delivered`` / ``dropped`` are
-counted as ``ignored``.
+counted as ``ignored``; a ``dropped`` for a "Bounced/Unsubscribed/Spam Reporting Address"
+still suppresses that address in the ledger.
 
 Durability: accepted events are buffered and written as one Arrow IPC file per batch,
 ``part-XXXXXX.arrow`` (fsync'd, then renamed into place), every ``flush_events``
@@ -73,6 +74,8 @@ EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", 
 _SG_MAP = {"open": "open", "click": "click", "bounce": "bounce", "spamreport": "complaint",
            "unsubscribe": "unsubscribe", "group_unsubscribe": "unsubscribe"}
 _SG_IGNORED = {"delivered", "dropped", "processed", "deferred"}
+_SG_DROPPED = {"bounced address": "hard_bounce", "unsubscribed address": "unsubscribe",
+               "spam reporting address": "complaint"}
 _GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe"}
 _CHANNELS = {"email", "sms", "push", "webhook"}
 #: Twilio error codes meaning the number will never take messages (hard bounce) ...
@@ -269,6 +272,11 @@ class Receiver:
             kind = str(e["event"])
             if kind in _SG_IGNORED:
                 self.stats["ignored"] += 1
+                why = str(e.get("reason", "")).lower()  # dropped for an address SendGrid already suppresses
+                reason = next((r for k, r in _SG_DROPPED.items() if kind == "dropped" and k in why), None)
+                if reason and e.get("email"):
+                    ev = self._event("bounce", "email", e.get("message_id"), e.get("user_id"), e.get("timestamp"), now)
+                    supp.append({"channel": "email", "address": e["email"], "event": ev, "reason": reason})
                 continue
             if kind not in _SG_MAP:
                 raise _Reject(400, "malformed", f"unknown SendGrid event {kind!r}")
@@ -467,16 +475,8 @@ class Receiver:
         with atomic_path(final) as tmp:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EVENT_SCHEMA) as writer:
                 writer.write_table(table)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        dfd = os.open(self.out_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            _fsync(tmp)
+        _fsync(self.out_dir)  # the rename itself
         return final
 
     def _suppress(self, supp: list[dict]) -> int:
@@ -488,6 +488,14 @@ class Receiver:
                  "reason": s["reason"], "at": s["event"]["ts"] / 1e6}
                 for s in supp if s["address"] is not None or s["event"]["user_id"] is not None]
         return self._led.add_suppressions(rows) if rows else 0
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def serve(receiver: Receiver, host: str = "127.0.0.1", port: int = 8025) -> web.AppRunner:

@@ -101,7 +101,9 @@ SG_EVENTS = [
     # no custom args: the user is found in the ledger by sg_message_id (prefix of the provider id)
     {"event": "unsubscribe", "email": "a@example.com", "timestamp": T0 + 5,
      "sg_message_id": "sgid1.filter0001.16648.5515E0B88.0"},
-    {"event": "dropped", "email": "z@example.com", "timestamp": T0 + 6, "message_id": "m5", "user_id": "15"},
+    {"event": "dropped", "email": "z@example.com", "timestamp": T0 + 6, "message_id": "m5", "user_id": "15",
+     "reason": "Bounced Address"},
+    {"event": "dropped", "email": "y@example.com", "timestamp": T0 + 7, "reason": "Invalid SMTPAPI header"},
 ]
 
 
@@ -124,7 +126,7 @@ def test_sendgrid_batch_becomes_contract_events_and_suppressions(tmp_path):
     # the soft ("blocked") bounce is not suppressed; the hard one, the complaint and both unsubscribes are
     assert sorted(zip(sup["address"].to_pylist(), sup["reason"].to_pylist())) == [
         ("a@example.com", "unsubscribe"), ("c@example.com", "hard_bounce"), ("d@example.com", "complaint"),
-        ("e@example.com", "unsubscribe")]
+        ("e@example.com", "unsubscribe"), ("z@example.com", "hard_bounce")]
 
 
 def test_sendgrid_ecdsa_signature_verified_with_the_public_key(tmp_path):
