@@ -1,13 +1,17 @@
 """A reservation-based token-bucket rate limiter for asyncio (burst 1, FIFO).
 
 Each :meth:`RateLimiter.acquire` reserves the next free *slot* on a timeline whose
-slots are ``1 / (pace * rate)`` seconds apart, then sleeps once until its slot.  So:
+slots are ``interval = max(1 / (pace * rate), (1 + jitter) / floor(rate))`` seconds
+apart, then sleeps once until its slot.  So:
 
-* **never over the limit**: any one-second window holds at most
-  ``floor(pace * rate) + 1`` slots, which is ``<= rate`` for a whole number of
-  requests per second (a fractional rate such as 1.5/s can see 2 in one window); the
-  default ``pace = 0.99`` leaves 1% of the budget to absorb timer jitter (a wake-up
-  a few milliseconds late moves a request closer to the next one);
+* **never over the limit, even as the provider sees it**: requests leave at their
+  slots and may reach the provider up to ``jitter`` seconds late (a late timer
+  wake-up, the provider's own event loop bunching requests); a half-open one-second
+  window of arrivals then holds slots from an open span of ``1 + jitter`` seconds,
+  at most ``(1 + jitter) / interval <= floor(rate)`` of them.  Defaults:
+  ``pace = 0.99`` and ``jitter = 0.05`` s (with 0.99 alone, a loaded 2-core machine
+  measured 1,021 arrivals in one second at 1,000/s, and 30 ms still let 101 through at
+  100/s under a load average of 6), so a channel runs at ~95% of its limit;
 * **even pacing**: burst 1; an idle limiter does not save up tokens, so there is no
   "whole second's budget at once" spike at start (unlike a bucket that starts full);
 * **FIFO**: slots are handed out in call order and sleep deadlines are strictly
@@ -52,7 +56,7 @@ class RateLimiter:
     means unlimited: :meth:`acquire` returns at once.
     """
 
-    __slots__ = ("rate", "pace", "interval", "_next", "_clock", "_sleep", "acquired",
+    __slots__ = ("rate", "pace", "jitter", "interval", "_next", "_clock", "_sleep", "acquired",
                  "_ring", "_ri", "_last")
 
     def __init__(
@@ -60,6 +64,7 @@ class RateLimiter:
         rate: float | None,
         *,
         pace: float = 0.99,
+        jitter: float = 0.05,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
@@ -68,9 +73,18 @@ class RateLimiter:
         if not (0 < pace <= 1):
             raise ValueError(f"pace must be in (0, 1], not {pace!r}")
         self.rate = math.inf if rate is None else float(rate)
+        if not (0 <= jitter < 1):
+            raise ValueError(f"jitter must be in [0, 1) seconds, not {jitter!r}")
         self.pace = float(pace)
+        #: seconds a request may arrive late at the provider without breaking the limit
+        self.jitter = float(jitter)
         #: seconds between two slots
-        self.interval = 0.0 if math.isinf(self.rate) else 1.0 / (self.rate * self.pace)
+        if math.isinf(self.rate):
+            self.interval = 0.0
+        else:
+            per_window = math.floor(self.rate)
+            spread = (1.0 + self.jitter) / (per_window if per_window >= 1 else self.rate)
+            self.interval = max(1.0 / (self.rate * self.pace), spread)
         self._clock = clock or time.monotonic
         self._sleep = sleep or asyncio.sleep
         self._next = -math.inf  # the earliest free slot (clock seconds)

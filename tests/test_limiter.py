@@ -84,10 +84,11 @@ def test_first_acquire_does_not_wait_and_next_is_paced():
     # when ten callers acquire at the same instant
     times = asyncio.run(grant_times(lim, clock, [0.0 + clock.t] * 10, [1] * 10))
 
-    # then the first goes at once and the rest are spaced 1 / (0.99 * 100) s apart
+    # then the first goes at once and the rest are spaced (1 + 0.05 s jitter) / 100 s apart
     assert times[0] == pytest.approx(1000.0)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert gaps == pytest.approx([1 / 99] * 9)
+    assert lim.interval == pytest.approx(1.05 / 100)
+    assert gaps == pytest.approx([1.05 / 100] * 9)
 
 
 def test_waiters_are_served_in_call_order():
@@ -126,7 +127,7 @@ def test_idle_limiter_does_not_save_up_a_burst():
 
     # then they are paced, not let through at once: at most 1000 in any second, spread over ~1 s
     assert max_in_window(times) <= 1000
-    assert times[-1] - times[0] == pytest.approx(999 / 990)
+    assert times[-1] - times[0] == pytest.approx(999 * lim.interval)
 
 
 @given(
@@ -149,10 +150,25 @@ def test_never_more_than_rate_in_any_one_second_window(rate, arrivals, costs):
     assert times == sorted(times)
 
 
+@given(
+    rate=st.integers(min_value=1, max_value=3000),
+    n=st.integers(min_value=1, max_value=400),
+    delays=st.lists(st.floats(min_value=0.0, max_value=0.0499), min_size=400, max_size=400),
+)
+def test_arrivals_up_to_jitter_late_still_respect_the_rate(rate, n, delays):
+    """Requests leaving at their grants and arriving up to ``jitter`` (50 ms) late never
+    put more than ``rate`` arrivals in any one-second window at the provider."""
+    clock = FakeClock(0.0)
+    lim = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    times = asyncio.run(grant_times(lim, clock, [0.0] * n, [1] * n))
+    arrivals = [t + d for t, d in zip(times, delays)]
+    assert max_in_window(arrivals) <= rate
+
+
 def test_a_stalled_loop_does_not_release_a_burst_over_the_limit():
     # given a limiter of 10 per second and 30 callers
     clock = FakeClock(0.0)
-    lim = RateLimiter(10, pace=1.0, clock=clock, sleep=clock.sleep)
+    lim = RateLimiter(10, pace=1.0, jitter=0.0, clock=clock, sleep=clock.sleep)
     granted: list[float] = []
 
     async def main():
@@ -181,7 +197,7 @@ def test_a_stalled_loop_does_not_release_a_burst_over_the_limit():
 def test_cancelled_tail_waiter_gives_its_slot_back():
     # given three waiters at 1 per second, the last one cancelled while it waits
     clock = FakeClock(0.0)
-    lim = RateLimiter(1, pace=1.0, clock=clock, sleep=clock.sleep)
+    lim = RateLimiter(1, pace=1.0, jitter=0.0, clock=clock, sleep=clock.sleep)
 
     async def main():
         a = asyncio.ensure_future(lim.acquire())
@@ -208,7 +224,7 @@ def test_cancelled_tail_waiter_gives_its_slot_back():
 def test_cancelled_middle_waiter_leaves_a_gap_never_a_burst():
     # given three waiters at 1 per second, the middle one cancelled
     clock = FakeClock(0.0)
-    lim = RateLimiter(1, pace=1.0, clock=clock, sleep=clock.sleep)
+    lim = RateLimiter(1, pace=1.0, jitter=0.0, clock=clock, sleep=clock.sleep)
 
     async def main():
         a = asyncio.ensure_future(lim.acquire())
@@ -246,6 +262,8 @@ def test_bad_rate_is_refused():
         RateLimiter(0)
     with pytest.raises(ValueError, match="pace"):
         RateLimiter(10, pace=1.5)
+    with pytest.raises(ValueError, match="jitter"):
+        RateLimiter(10, jitter=2)
 
 
 def test_real_clock_paces_a_short_run():
