@@ -365,3 +365,25 @@ def test_messages_in_flight_at_a_crash_are_resent_unless_at_most_once(tmp_path, 
         assert len(adapter.sent_ids()) == 7 and summary.states["push"] == {"sent": 7, "dead": 3}
     else:
         assert len(adapter.sent_ids()) == 10 and summary.states["push"] == {"sent": 10}
+
+
+def test_cli_dry_run_prints_per_channel_step_hour_and_touches_nothing(tmp_path, capsys):
+    from engine.cli import main
+
+    # given a plan file and a providers file (no secret needed for a dry run)
+    plan = tmp_path / "plan.arrow"
+    feather.write_feather(make_plan(12), plan)
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[channels.push]\nadapter = "webhook"\nurl = "http://127.0.0.1:9/hooks/push"\n'
+                         'secret_env = "WINBACK_TEST_UNSET_SECRET"\nrate_per_second = 10\n')
+
+    # when it is a dry run
+    code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(tmp_path / "l.db"),
+                 "--dry-run", "--no-progress"])
+
+    # then it prints the counts and masked samples, exits 0, and creates no ledger
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "dry run: 12 messages would go out" in out
+    assert "push" in out and "step0" in out and "sample push: m0" in out
+    assert not (tmp_path / "l.db").exists()
