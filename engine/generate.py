@@ -35,6 +35,7 @@ stream to disk in bounded memory.  Same seed, same files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -44,12 +45,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from engine import world
-from engine.atomic import atomic_path, write_table
-from engine.errors import ConfigError
+from engine.atomic import atomic_path
+from engine.errors import ConfigError, InputError
 from engine.progress import bar
 from engine.schema import CHANNELS, EVENT_CODE, EVENTS, SECONDS_PER_DAY, TIMESTAMP
 from engine.timeutil import parse_as_of
@@ -363,6 +365,15 @@ def generate(
     t0 = time.perf_counter()
     as_of_s = parse_as_of(as_of)
     out = Path(out_dir)
+    try:
+        return _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_users, progress, t0)
+    except OSError as exc:
+        raise InputError(f"cannot write the world to {out} ({exc.strerror or exc}); pass -o a directory this "
+                         "user can write, on a disk with room (1M users take about 1.8 GB as arrow, "
+                         "about 0.7 GB as parquet)") from None
+
+
+def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_users, progress, t0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     zones = [z for z, _ in TIMEZONES]
     day0 = (as_of_s - (days + 800) * SECONDS_PER_DAY) // SECONDS_PER_DAY
@@ -377,25 +388,17 @@ def generate(
     n_events = 0
     pbar = bar(progress, total=n_users, desc="generate", unit="users")
     files = {k: out / f"{k}.{format}" for k in ("users", "events", "truth")}
-    with atomic_path(files["events"]) as tmp_events:
-        with _writer(tmp_events, format) as writer:
+    # every file is renamed into place only once all are written; world.json goes last (exit order)
+    with contextlib.ExitStack() as stack:
+        tmp_json = stack.enter_context(atomic_path(out / "world.json"))
+        tmp = {k: stack.enter_context(atomic_path(v)) for k, v in files.items()}
+        with _writer(tmp["events"], format) as writer:
             for ci in range(n_chunks):
                 rng = np.random.default_rng([seed, ci])
                 ids = all_ids[ci * chunk_users:(ci + 1) * chunk_users]
                 u = _users_chunk(rng, ids, len(zones), as_of_s, days)
                 act = _activity(rng, u, as_of_s, days, offsets)
-                parts = [(*act["sess"], EVENT_CODE["session"], -1)]
-                p_owner, p_ts, p_val = act["purchase"]
-                hist = _history(rng, u, act, as_of_s, days, offsets)
-                owner = np.concatenate([parts[0][0], p_owner] + [h[0] for h in hist])
-                ts = np.concatenate([parts[0][1], p_ts] + [h[1] for h in hist])
-                ev = np.concatenate([np.full(len(parts[0][0]), EVENT_CODE["session"], np.int8),
-                                     np.full(len(p_owner), EVENT_CODE["purchase"], np.int8)]
-                                    + [np.full(len(h[0]), h[2], np.int8) for h in hist])
-                ch = np.concatenate([np.full(len(parts[0][0]) + len(p_owner), -1, np.int8)]
-                                    + [np.full(len(h[0]), h[3], np.int8) for h in hist])
-                val = np.concatenate([np.full(len(parts[0][0]), np.nan), p_val,
-                                      np.full(len(ts) - len(parts[0][0]) - len(p_owner), np.nan)])
+                owner, ts, ev, ch, val = _chunk_rows(act, _history(rng, u, act, as_of_s, days, offsets))
                 # rows leave in a random order (the contract does not promise sorted events)
                 shuffle = rng.permutation(len(ts))
                 for lo in range(0, len(ts), 1 << 20):
@@ -410,25 +413,41 @@ def generate(
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
                 batch, bad_counts["events"] = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s)
                 writer.write_batch(batch)
-    pbar.close()
-    users = pa.concat_tables(users_parts)
-    if bad_rows > 0:
-        users, bad_counts["users"] = _bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
-    write_table(users, files["users"])
-    truth = pa.concat_tables(truth_parts)
-    write_table(truth, files["truth"])
-    summary = {
-        "as_of": dt.datetime.fromtimestamp(as_of_s, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-        "seed": seed, "days": days, "n_users": n_users, "n_events": int(n_events),
-        "events_by_type": {name: int(c) for name, c in zip(EVENTS, counts)},
-        "alive_share": float(np.mean(truth["alive"].to_numpy(zero_copy_only=False))),
-        "bad_rows": bad_counts, "parameters": PARAMS,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "format": format, "files": {k: str(v) for k, v in files.items()},
-    }
-    with atomic_path(out / "world.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=float))
+        pbar.close()
+        users = pa.concat_tables(users_parts)
+        if bad_rows > 0:
+            users, bad_counts["users"] = _bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
+        truth = pa.concat_tables(truth_parts)
+        for name, table in (("users", users), ("truth", truth)):
+            if format == "parquet":
+                pq.write_table(table, tmp[name], compression="zstd")
+            else:
+                feather.write_feather(table, tmp[name], compression="uncompressed")
+        summary = {
+            "as_of": dt.datetime.fromtimestamp(as_of_s, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "seed": seed, "days": days, "n_users": n_users, "n_events": int(n_events),
+            "events_by_type": {name: int(c) for name, c in zip(EVENTS, counts)},
+            "alive_share": float(np.mean(truth["alive"].to_numpy(zero_copy_only=False))),
+            "bad_rows": bad_counts, "parameters": PARAMS,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "format": format, "files": {k: str(v) for k, v in files.items()},
+        }
+        tmp_json.write_text(json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def _chunk_rows(act, hist):
+    """Concatenate sessions, purchases and campaign rows: (owner, ts, event code, channel code, value)."""
+    s_owner, s_ts = act["sess"]
+    p_owner, p_ts, p_val = act["purchase"]
+    n_s, n_p = len(s_owner), len(p_owner)
+    owner = np.concatenate([s_owner, p_owner] + [h[0] for h in hist])
+    ts = np.concatenate([s_ts, p_ts] + [h[1] for h in hist])
+    ev = np.concatenate([np.full(n_s, EVENT_CODE["session"], np.int8), np.full(n_p, EVENT_CODE["purchase"], np.int8)]
+                        + [np.full(len(h[0]), h[2], np.int8) for h in hist])
+    ch = np.concatenate([np.full(n_s + n_p, -1, np.int8)] + [np.full(len(h[0]), h[3], np.int8) for h in hist])
+    val = np.concatenate([np.full(n_s, np.nan), p_val, np.full(len(ts) - n_s - n_p, np.nan)])
+    return owner, ts, ev, ch, val
 
 
 def _writer(path: Path, fmt: str):

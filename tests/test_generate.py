@@ -218,3 +218,7 @@ def test_cli_summary_and_bad_arguments(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--users must be at least 1" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x" / "events.arrow").exists()
+    (tmp_path / "a-file").write_text("")
+    assert main(["generate", "--users", "10", "-o", str(tmp_path / "a-file" / "w"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("InputError: cannot write the world to") and len(err.strip().splitlines()) == 1
