@@ -89,6 +89,34 @@ def test_rate_limit_holds_in_every_one_second_window_and_answers_429_with_retry_
     assert http_stats == json.loads(json.dumps(stats))
 
 
+
+def test_rate_limit_holds_in_the_record_when_latency_delays_the_answers():
+    """The record stamps an accept with its admission time, so latency added after the
+    rate check cannot crowd more than the limit into one second of the record."""
+    async def go():
+        # given a provider limited to 50/s that delays every answer (exponential, mean 30 ms)
+        async with LocalProvider(rates={"push": 50}, faults=Faults(latency_ms=30), seed=1,
+                                 webhook_secret=SECRET) as p:
+            adapter = WebhookAdapter(f"{p.url}/hooks/push", SECRET, timeout=5)
+
+            async def sender(ids):
+                for i in ids:
+                    while (await adapter.send([push(i)]))[0].status != SENT:
+                        await asyncio.sleep(0.01)
+
+            # when 40 senders each keep retrying their share of 200 messages until sent
+            try:
+                await asyncio.wait_for(asyncio.gather(*(sender(range(k, 200, 40)) for k in range(40))), 30)
+            finally:
+                await adapter.aclose()
+            return p.stats(), p.messages()
+
+    stats, record = asyncio.run(go())
+    # then all were sent and neither the stats nor the record exceed 50 in any second
+    assert stats["accepted"] == 200
+    assert stats["max_per_second"]["push"] <= 50
+    assert max_in_window(sorted(m["at"] for m in record)) <= 50
+
 def test_duplicates_are_answered_again_and_counted_once_and_messages_lists_each_once():
     async def go():
         async with LocalProvider(webhook_secret=SECRET) as p:
