@@ -22,7 +22,7 @@ Model (all rates per day, times UTC unless "local"):
   Poisson, about every 10 days by email, 14 by push, 30 by SMS) at a sender-chosen
   hour (UTC for 40 % of sends, the user's local hour for 60 %); each send is opened
   with :func:`engine.world.response_probability` (alive at send time, channel
-  responsiveness, delivery hour vs preferred hour, messages on the channel in the 7
+  responsiveness, delivery hour vs preferred hour, messages on any channel in the 7
   days before), a click follows an open with ``CLICK_GIVEN_OPEN``; unsubscribes
   (:func:`engine.world.unsubscribe_probability`), hard bounces and complaints end sends
   on that channel.  Clicks are activity to the scorer; a gone user's rare click (the
@@ -193,53 +193,68 @@ def _activity(rng, u, as_of, days, offsets):
     }
 
 
+def _recent_7d(owner: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Messages to the same user in the 7 days before each one; rows sorted by (owner, ts)."""
+    key = owner.astype(np.int64) * (4 * 10**9) + ts
+    return np.arange(len(key)) - np.searchsorted(key, key - 7 * SECONDS_PER_DAY, side="left")
+
+
 def _history(rng, u, act, as_of, days, offsets):
-    """Past sends per channel and the opens/clicks/unsubscribes/bounces/complaints they caused."""
+    """Past sends on every channel and the opens/clicks/unsubscribes/bounces/complaints they caused.
+
+    Returns rows ``(owner, ts, event code, channel codes)``.  Fatigue counts the messages
+    on all channels in the 7 days before each send, as in :mod:`engine.world`.
+    """
     n = u["n"]
-    rows = []  # (owner, ts, event_code, channel_code)
     window0 = as_of - days * SECONDS_PER_DAY
+    owners, chans = [], []
     for c_code, c in enumerate(CHANNELS):
         ok = u["has"][c] & (u["consent"][c] == 1)
         k = rng.poisson(PARAMS["send_rate"][c] * days * ok)
-        owner = np.repeat(np.arange(n), k)
-        if not len(owner):
-            continue
-        sender_hour = rng.choice([9, 10, 12, 14, 17, 19], size=len(owner))
-        day = rng.integers(window0 // SECONDS_PER_DAY, as_of // SECONDS_PER_DAY, len(owner))
-        ts = day * SECONDS_PER_DAY + sender_hour * 3600 + rng.integers(0, 900, len(owner))
-        # some campaigns went out at that hour UTC, the others at that hour in the user's timezone
-        local = rng.random(len(owner)) < PARAMS["local_send_share"]
-        ts = np.where(local, ts - offsets.at(u["zone"][owner], ts), ts)
-        ts = np.clip(ts, window0, as_of - 7200)
-        order = np.lexsort((ts, owner))
-        owner, ts = owner[order], ts[order]
-        key = owner.astype(np.int64) * (4 * 10**9) + ts
-        n7 = np.arange(len(key)) - np.searchsorted(key, key - 7 * SECONDS_PER_DAY, side="left")
-        alive_then = (act["dropout_at"][owner] == np.iinfo(np.int64).min) | (ts < act["dropout_at"][owner])
-        local_hour = ((ts + offsets.at(u["zone"][owner], ts)) % SECONDS_PER_DAY) / 3600.0
-        p_open = world.response_probability(alive_then, u["resp"][c][owner], local_hour,
-                                            u["pref_hour"][owner], n7, u["fatigue"][owner])
-        opened = rng.random(len(owner)) < p_open
-        clicked = opened & (rng.random(len(owner)) < world.CLICK_GIVEN_OPEN)
-        unsub = rng.random(len(owner)) < world.unsubscribe_probability(u["unsub"][owner], n7)
-        bounce = rng.random(len(owner)) < PARAMS["hard_bounce"][c]
-        complaint = rng.random(len(owner)) < PARAMS["complaint"][c]
-        # the first suppressing event ends sends on this channel
-        stop = unsub | bounce | complaint
-        first_stop = np.full(n, np.iinfo(np.int64).max)
-        np.minimum.at(first_stop, owner[stop], ts[stop])
-        keep = ts <= first_stop[owner]
-        owner, ts, opened, clicked = owner[keep], ts[keep], opened[keep], clicked[keep]
-        unsub, bounce, complaint = unsub[keep], bounce[keep] & ~unsub[keep], complaint[keep] & ~unsub[keep]
-        open_ts = np.minimum(ts + rng.exponential(2 * 3600, len(ts)).astype(np.int64) + 30, as_of - 1)
-        click_ts = np.minimum(open_ts + rng.exponential(600, len(ts)).astype(np.int64) + 5, as_of - 1)
-        rows.append((owner, ts, EVENT_CODE["send"], c_code))
-        rows.append((owner[opened], open_ts[opened], EVENT_CODE["open"], c_code))
-        rows.append((owner[clicked], click_ts[clicked], EVENT_CODE["click"], c_code))
-        rows.append((owner[unsub], open_ts[unsub], EVENT_CODE["unsubscribe"], c_code))
-        rows.append((owner[bounce], ts[bounce] + 60, EVENT_CODE["bounce"], c_code))
-        rows.append((owner[complaint], open_ts[complaint], EVENT_CODE["complaint"], c_code))
-    return rows
+        owners.append(np.repeat(np.arange(n), k))
+        chans.append(np.full(k.sum(), c_code, np.int8))
+    owner, ch = np.concatenate(owners), np.concatenate(chans)
+    if not len(owner):
+        return []
+    sender_hour = rng.choice([9, 10, 12, 14, 17, 19], size=len(owner))
+    day = rng.integers(window0 // SECONDS_PER_DAY, as_of // SECONDS_PER_DAY, len(owner))
+    ts = day * SECONDS_PER_DAY + sender_hour * 3600 + rng.integers(0, 900, len(owner))
+    # some campaigns went out at that hour UTC, the others at that hour in the user's timezone
+    local = rng.random(len(owner)) < PARAMS["local_send_share"]
+    ts = np.where(local, ts - offsets.at(u["zone"][owner], ts), ts)
+    ts = np.clip(ts, window0, as_of - 7200)
+    order = np.lexsort((ts, owner))
+    owner, ts, ch = owner[order], ts[order], ch[order]
+    # unsubscribes, hard bounces and complaints: the first one ends sends on that channel
+    n7 = _recent_7d(owner, ts)
+    unsub = rng.random(len(owner)) < world.unsubscribe_probability(u["unsub"][owner], n7)
+    bounce = rng.random(len(owner)) < np.array([PARAMS["hard_bounce"][c] for c in CHANNELS])[ch]
+    complaint = rng.random(len(owner)) < np.array([PARAMS["complaint"][c] for c in CHANNELS])[ch]
+    stop = unsub | bounce | complaint
+    slot = owner * len(CHANNELS) + ch
+    first_stop = np.full(n * len(CHANNELS), np.iinfo(np.int64).max)
+    np.minimum.at(first_stop, slot[stop], ts[stop])
+    keep = ts <= first_stop[slot]
+    owner, ts, ch = owner[keep], ts[keep], ch[keep]
+    unsub, bounce, complaint = unsub[keep], bounce[keep] & ~unsub[keep], complaint[keep] & ~unsub[keep]
+    # opens of the sends that went out, with the fatigue of what really went out
+    n7 = _recent_7d(owner, ts)
+    alive_then = (act["dropout_at"][owner] == np.iinfo(np.int64).min) | (ts < act["dropout_at"][owner])
+    local_hour = ((ts + offsets.at(u["zone"][owner], ts)) % SECONDS_PER_DAY) / 3600.0
+    resp = np.stack([u["resp"][c] for c in CHANNELS], axis=1)[owner, ch]
+    p_open = world.response_probability(alive_then, resp, local_hour, u["pref_hour"][owner], n7, u["fatigue"][owner])
+    opened = rng.random(len(owner)) < p_open
+    clicked = opened & (rng.random(len(owner)) < world.CLICK_GIVEN_OPEN)
+    open_ts = np.minimum(ts + rng.exponential(2 * 3600, len(ts)).astype(np.int64) + 30, as_of - 1)
+    click_ts = np.minimum(open_ts + rng.exponential(600, len(ts)).astype(np.int64) + 5, as_of - 1)
+    return [
+        (owner, ts, EVENT_CODE["send"], ch),
+        (owner[opened], open_ts[opened], EVENT_CODE["open"], ch[opened]),
+        (owner[clicked], click_ts[clicked], EVENT_CODE["click"], ch[clicked]),
+        (owner[unsub], open_ts[unsub], EVENT_CODE["unsubscribe"], ch[unsub]),
+        (owner[bounce], ts[bounce] + 60, EVENT_CODE["bounce"], ch[bounce]),
+        (owner[complaint], open_ts[complaint], EVENT_CODE["complaint"], ch[complaint]),
+    ]
 
 
 def _events_batch(ids, owner, ts, ev, ch, val) -> pa.RecordBatch:
@@ -453,7 +468,7 @@ def _chunk_rows(act, hist):
     ts = np.concatenate([s_ts, p_ts] + [h[1] for h in hist])
     ev = np.concatenate([np.full(n_s, EVENT_CODE["session"], np.int8), np.full(n_p, EVENT_CODE["purchase"], np.int8)]
                         + [np.full(len(h[0]), h[2], np.int8) for h in hist])
-    ch = np.concatenate([np.full(n_s + n_p, -1, np.int8)] + [np.full(len(h[0]), h[3], np.int8) for h in hist])
+    ch = np.concatenate([np.full(n_s + n_p, -1, np.int8)] + [h[3] for h in hist])
     val = np.concatenate([np.full(n_s, np.nan), p_val, np.full(len(ts) - n_s - n_p, np.nan)])
     return owner, ts, ev, ch, val
 

@@ -222,3 +222,31 @@ def test_cli_summary_and_bad_arguments(tmp_path, capsys):
     assert main(["generate", "--users", "10", "-o", str(tmp_path / "a-file" / "w"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("InputError: cannot write the world to") and len(err.strip().splitlines()) == 1
+
+
+def test_no_send_on_a_channel_after_its_unsubscribe_bounce_or_complaint(world):
+    # given every send and every suppressing event per (user, channel)
+    out, _ = world
+    ev = feather.read_table(out / "events.arrow")
+    names = np.asarray(ev["event"].cast(pa.string()).to_numpy(zero_copy_only=False))
+    chan = np.asarray(ev["channel"].cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False))
+    uid, ts = ev["user_id"].to_numpy(), to_epoch_seconds(ev["ts"])
+    first_stop: dict = {}
+    for i in np.flatnonzero(np.isin(names, ["unsubscribe", "bounce", "complaint"])):
+        k = (uid[i], chan[i])
+        first_stop[k] = min(first_stop.get(k, ts[i]), ts[i])
+    # then no send on that channel follows the first of them
+    assert len(first_stop) > 50
+    sends = np.flatnonzero(names == "send")
+    late = [i for i in sends if ts[i] > first_stop.get((uid[i], chan[i]), np.iinfo(np.int64).max)]
+    assert late == []
+
+
+def test_single_user_and_tiny_chunks_still_pass_the_contract(tmp_path):
+    # given worlds of 1 and 5 users made 2 users at a time
+    for n in (1, 5):
+        s = generate(n, seed=n, out_dir=tmp_path / str(n), chunk_users=2)
+        # then they validate clean and count what they hold
+        report = validate(tmp_path / str(n) / "users.arrow", tmp_path / str(n) / "events.arrow", as_of=s["as_of"])
+        assert report.clean and report.users_good == n and report.events_good == s["n_events"]
+        assert sum(s["events_by_type"].values()) == s["n_events"]
