@@ -299,7 +299,7 @@ def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0):
     Pure Python on 4-vectors: scipy's L-BFGS-B calls BLAS, and on a machine shared with
     other jobs OpenBLAS's spinning threads made each of its steps cost milliseconds.
     Stops when the largest projected gradient component is below ``1e-9`` or the
-    objective changes by less than ``tol`` (relative) with the gradient below ``1e-5``.
+    objective changes by less than ``tol`` (relative) with the gradient below ``1e-7``.
     Returns dict(x, fun, jac, nit, success, message).
     """
     n = len(theta)
@@ -351,7 +351,7 @@ def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0):
             yHy = sum(yv[i] * Hy[i] for i in range(n))
             H = [[H[i][j] - rho * (Hy[i] * sv[j] + sv[i] * Hy[j]) + (rho * rho * yHy + rho) * sv[i] * sv[j]
                   for j in range(n)] for i in range(n)]
-        if df <= tol * max(1.0, abs(f)) and proj_norm(theta, g) < 1e-5:
+        if df <= tol * max(1.0, abs(f)) and proj_norm(theta, g) < 1e-7:
             return dict(x=theta, fun=f, jac=g, nit=it, success=True, message="objective change below tol")
     return dict(x=theta, fun=f, jac=g, nit=max_iter, success=proj_norm(theta, g) < 1e-5,
                 message=f"max_iter={max_iter} reached")
