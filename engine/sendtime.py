@@ -27,6 +27,8 @@ import zoneinfo
 
 import numpy as np
 
+from engine._numba import njit
+
 __all__ = ["offset_table", "population_histograms", "best_times", "next_local_hour"]
 
 
@@ -58,12 +60,19 @@ def offset_table(zones: list[str], start: int, end: int) -> tuple[np.ndarray, in
     return table, t0
 
 
+@njit
+def _population(hist, user_tz, n_zones):
+    out = np.zeros((n_zones, hist.shape[1]))
+    for u in range(hist.shape[0]):
+        z = user_tz[u]
+        for j in range(hist.shape[1]):
+            out[z, j] += hist[u, j]
+    return out
+
+
 def population_histograms(hist: np.ndarray, user_tz: np.ndarray, n_zones: int) -> np.ndarray:
     """Sum of user histograms per timezone: [n_zones, bins] float64."""
-    out = np.zeros((n_zones, hist.shape[1]))
-    for j in range(hist.shape[1]):
-        out[:, j] = np.bincount(user_tz, weights=hist[:, j], minlength=n_zones)
-    return out
+    return _population(np.ascontiguousarray(hist), np.asarray(user_tz, np.int64), int(n_zones))
 
 
 def _share(pop: np.ndarray) -> np.ndarray:
@@ -78,29 +87,58 @@ def _share(pop: np.ndarray) -> np.ndarray:
     return share
 
 
+@njit
+def _best(hour_hist, wd_hist, user_tz, pop_h, pop_w, k):
+    """Per user: argmax of the posteriors (first maximum wins) and the confidence."""
+    n = hour_hist.shape[0]
+    best_h = np.empty(n, np.int8)
+    best_w = np.empty(n, np.int8)
+    conf = np.empty(n, np.float32)
+    post = np.empty(24)
+    for u in range(n):
+        z = user_tz[u]
+        total = 0.0
+        evidence = 0.0
+        bh = 0
+        for h in range(24):
+            x = np.float64(hour_hist[u, h])
+            evidence += x
+            post[h] = x + k * pop_h[z, h]
+            total += post[h]
+            if post[h] > post[bh]:
+                bh = h
+        bw = 0
+        best_wv = np.float64(wd_hist[u, 0]) + k * pop_w[z, 0]
+        for d in range(1, 7):
+            v = np.float64(wd_hist[u, d]) + k * pop_w[z, d]
+            if v > best_wv:
+                best_wv = v
+                bw = d
+        around = post[bh] + post[(bh + 1) % 24] + post[(bh + 23) % 24]
+        best_h[u] = bh
+        best_w[u] = bw
+        conf[u] = evidence / (evidence + k) * around / total if total > 0 else 0.0
+    return best_h, best_w, conf
+
+
 def best_times(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.ndarray, n_zones: int,
                prior_weight: float = 4.0) -> dict:
     """Best local hour and weekday per user, with confidence; see module docstring.
 
     Returns dict with ``best_hour`` (int8), ``best_weekday`` (int8), ``confidence``
     (float32), ``pop_best_hour`` per zone (int8), and the population shares.
+    One numba pass over the users (:func:`_best`); no [users, 24] temporaries.
     """
-    hour_hist = np.asarray(hour_hist, np.float64)
-    wd_hist = np.asarray(wd_hist, np.float64)
+    user_tz = np.asarray(user_tz, np.int64)
+    hour_hist = np.ascontiguousarray(hour_hist)
+    wd_hist = np.ascontiguousarray(wd_hist)
     pop_h = _share(population_histograms(hour_hist, user_tz, n_zones))
     pop_w = _share(population_histograms(wd_hist, user_tz, n_zones))
-    post_h = hour_hist + prior_weight * pop_h[user_tz]
-    post_w = wd_hist + prior_weight * pop_w[user_tz]
-    best_h = np.argmax(post_h, axis=1)
-    best_w = np.argmax(post_w, axis=1)
-    n = hour_hist.sum(axis=1)
-    rows = np.arange(len(best_h))
-    around = post_h[rows, best_h] + post_h[rows, (best_h + 1) % 24] + post_h[rows, (best_h - 1) % 24]
-    conf = n / (n + prior_weight) * around / post_h.sum(axis=1)
+    best_h, best_w, conf = _best(hour_hist, wd_hist, user_tz, pop_h, pop_w, float(prior_weight))
     return {
-        "best_hour": best_h.astype(np.int8),
-        "best_weekday": best_w.astype(np.int8),
-        "confidence": conf.astype(np.float32),
+        "best_hour": best_h,
+        "best_weekday": best_w,
+        "confidence": conf,
         "pop_best_hour": np.argmax(pop_h, axis=1).astype(np.int8),
         "pop_hour_share": pop_h,
     }

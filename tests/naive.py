@@ -210,3 +210,39 @@ def quintiles(values, higher_is_better=True):
 def partition_by_block(uidx, shift):
     """engine.kernels._partition: the event order after a stable sort by ``uidx >> shift``."""
     return sorted(range(len(uidx)), key=lambda i: (int(uidx[i]) >> shift, i))
+
+
+# --- send time (engine.sendtime) ------------------------------------------------------------
+
+def best_times(hour_hist, wd_hist, user_tz, n_zones, k):
+    """engine.sendtime.best_times, one user at a time: (best_hour, best_weekday, confidence) lists."""
+    def shares(hist, bins):
+        pop = [[0.0] * bins for _ in range(n_zones)]
+        for u, z in enumerate(user_tz):
+            for j in range(bins):
+                pop[z][j] += float(hist[u][j])
+        glob = [sum(pop[z][j] for z in range(n_zones)) for j in range(bins)]
+        out = []
+        for z in range(n_zones):
+            tot = sum(pop[z])
+            if tot > 0:
+                out.append([v / tot for v in pop[z]])
+            elif sum(glob) > 0:
+                out.append([v / sum(glob) for v in glob])
+            else:
+                out.append([1.0 / bins] * bins)
+        return out
+
+    ph, pw = shares(hour_hist, 24), shares(wd_hist, 7)
+    hours, days, conf = [], [], []
+    for u, z in enumerate(user_tz):
+        post = [float(hour_hist[u][h]) + k * ph[z][h] for h in range(24)]
+        bh = max(range(24), key=lambda h: (post[h], -h))
+        postw = [float(wd_hist[u][d]) + k * pw[z][d] for d in range(7)]
+        bw = max(range(7), key=lambda d: (postw[d], -d))
+        n = sum(float(v) for v in hour_hist[u])
+        around = post[bh] + post[(bh + 1) % 24] + post[(bh - 1) % 24]
+        hours.append(bh)
+        days.append(bw)
+        conf.append(n / (n + k) * around / sum(post))
+    return hours, days, conf

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine import sendtime
 from engine.plan_time import OffsetLookup, local_to_utc, next_local_time
+from tests import naive
 
 UTC = dt.timezone.utc
 
@@ -96,3 +97,23 @@ def test_own_evidence_overrides_the_prior_as_it_grows():
     bt = sendtime.best_times(hour, np.ones((3, 7)), np.zeros(3, np.int64), 1, prior_weight=4.0)
     assert bt["best_hour"][1] == 20 and bt["best_hour"][2] == 8
     assert bt["confidence"][2] > bt["confidence"][1]
+
+
+@given(st.integers(1, 12), st.integers(1, 3), st.floats(0.5, 20), st.data())
+def test_best_times_matches_naive(n_users, n_zones, k, data):
+    """Property: the one-pass kernel equals the per-user Dirichlet posterior (first maximum on ties)."""
+    weights = st.sampled_from([0.0, 0.0, 0.25, 1.0, 2.5, 7.0])
+    hour = np.array(data.draw(st.lists(st.lists(weights, min_size=24, max_size=24), min_size=n_users,
+                                       max_size=n_users)), np.float32)
+    wd = np.array(data.draw(st.lists(st.lists(weights, min_size=7, max_size=7), min_size=n_users,
+                                     max_size=n_users)), np.float32)
+    tz = np.array(data.draw(st.lists(st.integers(0, n_zones - 1), min_size=n_users, max_size=n_users)), np.int64)
+    bt = sendtime.best_times(hour, wd, tz, n_zones, prior_weight=k)
+    h, d, c = naive.best_times(hour, wd, tz, n_zones, k)
+    assert bt["best_hour"].tolist() == h and bt["best_weekday"].tolist() == d
+    np.testing.assert_allclose(bt["confidence"], c, rtol=1e-5, atol=1e-7)
+
+
+def test_best_times_of_no_users():
+    bt = sendtime.best_times(np.zeros((0, 24), np.float32), np.zeros((0, 7), np.float32), np.zeros(0, np.int64), 1)
+    assert bt["best_hour"].size == 0 and bt["pop_best_hour"].tolist() == [0]
