@@ -99,8 +99,10 @@ _EVENTS_SCHEMA = pa.schema([
     ("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", _EVENT_TYPE),
     ("channel", _EVENT_TYPE), ("value", pa.float64()),
 ])
-_EVENT_DICT = pa.array(list(EVENTS) + ["pageview"], pa.string())   # "pageview": only in bad rows
-_CHANNEL_DICT = pa.array(list(CHANNELS) + ["fax"], pa.string())     # "fax": only in bad rows
+#: Dictionaries of the event and channel columns; the unknown "pageview" and "fax" are
+#: appended only to a world with bad rows (an Arrow IPC file has one dictionary per column).
+_DICTS = {False: (pa.array(EVENTS, pa.string()), pa.array(CHANNELS, pa.string())),
+          True: (pa.array(list(EVENTS) + ["pageview"], pa.string()), pa.array(list(CHANNELS) + ["fax"], pa.string()))}
 
 
 class _Offsets:
@@ -257,13 +259,13 @@ def _history(rng, u, act, as_of, days, offsets):
     ]
 
 
-def _events_batch(ids, owner, ts, ev, ch, val) -> pa.RecordBatch:
+def _events_batch(ids, owner, ts, ev, ch, val, dicts) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([
         pa.array(ids[owner], pa.int64()),
         pa.array(ts * 1_000_000, TIMESTAMP),
-        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), _EVENT_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), dicts[0]),
         # null channels keep a valid index under the mask: some readers look at masked slots
-        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), _CHANNEL_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), dicts[1]),
         pa.array(val, pa.float64(), mask=np.isnan(val)),
     ], schema=_EVENTS_SCHEMA)
 
@@ -321,7 +323,7 @@ def _truth_table(u, act) -> pa.Table:
     })
 
 
-def _bad_events(rng, ids, n_bad, as_of):
+def _bad_events(rng, ids, n_bad, as_of, dicts):
     """Bad event rows of every kind, ``n_bad`` of each; returns (batch, counts)."""
     kinds = ["unknown_event", "unknown_channel", "missing_channel", "future_ts", "unknown_user", "null_user_id"]
     k = len(kinds)
@@ -342,8 +344,8 @@ def _bad_events(rng, ids, n_bad, as_of):
     batch = pa.RecordBatch.from_arrays([
         pa.array(uid, pa.int64(), mask=null_uid),
         pa.array(ts * 1_000_000, TIMESTAMP),
-        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), _EVENT_DICT),
-        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), _CHANNEL_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), dicts[0]),
+        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), dicts[1]),
         pa.nulls(n_bad * k, pa.float64()),
     ], schema=_EVENTS_SCHEMA)
     return batch, {name: n_bad for name in kinds}
@@ -411,6 +413,7 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
     n_events = 0
     pbar = bar(progress, total=n_users, desc="generate", unit="users")
     files = {k: out / f"{k}.{format}" for k in ("users", "events", "truth")}
+    dicts = _DICTS[bad_rows > 0]
     # every file is renamed into place only once all are written; world.json goes last (exit order)
     with contextlib.ExitStack() as stack:
         tmp_json = stack.enter_context(atomic_path(out / "world.json"))
@@ -426,7 +429,7 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
                 shuffle = rng.permutation(len(ts))
                 for lo in range(0, len(ts), 1 << 20):
                     sel = shuffle[lo:lo + (1 << 20)]
-                    writer.write_batch(_events_batch(ids, owner[sel], ts[sel], ev[sel], ch[sel], val[sel]))
+                    writer.write_batch(_events_batch(ids, owner[sel], ts[sel], ev[sel], ch[sel], val[sel], dicts))
                 counts += np.bincount(ev, minlength=len(EVENTS))
                 n_events += len(ts)
                 users_parts.append(_users_table(u, zones, rng))
@@ -434,7 +437,7 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
                 pbar.update(len(ids))
             if bad_rows > 0:
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
-                batch, bad_counts["events"] = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s)
+                batch, bad_counts["events"] = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s, dicts)
                 writer.write_batch(batch)
         pbar.close()
         users = pa.concat_tables(users_parts)

@@ -15,7 +15,7 @@ from engine import world as model
 from engine.cli import main
 from engine.generate import TIMEZONES, generate
 from engine.io import iter_events, load_users, read_table
-from engine.schema import EVENTS
+from engine.schema import CHANNELS, EVENTS
 from engine.timeutil import parse_as_of, to_epoch_seconds
 from engine.validate import validate
 
@@ -161,6 +161,8 @@ def test_users_follow_the_contract_shape(world):
     assert events.schema.field("event").type == pa.dictionary(pa.int8(), pa.string())
     assert events.schema.field("ts").type == pa.timestamp("us", tz="UTC")
     assert set(events["event"].unique().to_pylist()) == set(EVENTS)
+    assert events["event"].chunk(0).dictionary.to_pylist() == list(EVENTS)      # no unknown names offered
+    assert events["channel"].chunk(0).dictionary.to_pylist() == list(CHANNELS)
     names = np.asarray(events["event"].cast(pa.string()).to_numpy(zero_copy_only=False))
     assert events.filter(pa.array(np.isin(names, ["session", "purchase"])))["channel"].null_count == \
         np.isin(names, ["session", "purchase"]).sum()
