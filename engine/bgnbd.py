@@ -40,6 +40,8 @@ from engine.errors import ModelError
 
 __all__ = ["BGNBD", "compress"]
 
+_SAMPLE_ROWS = 10_000  # compressed rows in the warm-start fit of large inputs
+
 
 def _as_columns(frequency, recency, T, weights=None):
     """float64 copies of the inputs, checked: same length, finite, 0 <= recency <= T, frequency >= 0."""
@@ -244,10 +246,28 @@ class BGNBD:
             ll, g = obj(p)
             return -ll / n_users, -(g * p) / n_users
 
+        starts = [[math.log(v) for v in s0] for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5])]
+        H0 = None
+        if len(x) > 4 * _SAMPLE_ROWS:
+            # warm start: fit every k-th compressed row (with its weight) first; the full fit then
+            # needs a few BFGS steps instead of ~18 from the generic start
+            k = len(x) // _SAMPLE_ROWS
+            sub = _Objective(x[::k], t_x[::k] / scale, TT[::k] / scale, w[::k])
+            n_sub = float(w[::k].sum())
+
+            def nll_sub(theta):
+                p = np.exp(theta)
+                ll, g = sub(p)
+                return -ll / n_sub, -(g * p) / n_sub
+
+            warm = _minimize_bfgs(nll_sub, starts[0], self.max_iter, self.tol)
+            if warm["success"]:
+                starts.insert(0, warm["x"])
+                H0 = warm["H"]
         best = None
         # one start usually suffices; the others guard against a poor local optimum
-        for start in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5]):
-            res = _minimize_bfgs(nll, [math.log(v) for v in start], self.max_iter, self.tol)
+        for i, start in enumerate(starts):
+            res = _minimize_bfgs(nll, start, self.max_iter, self.tol, H=H0 if i == 0 else None)
             if best is None or res["fun"] < best["fun"]:
                 best = res
             if best["success"] and all(abs(v) < 11.5 for v in best["x"]):
@@ -293,21 +313,22 @@ class BGNBD:
         return float(_cond_numerator(float(t), 0.0, 0.0, r, alpha, a, b))
 
 
-def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0):
+def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0, H=None):
     """Minimise ``fun(theta) -> (f, grad)`` over a box by BFGS with a backtracking line search.
 
     Pure Python on 4-vectors: scipy's L-BFGS-B calls BLAS, and on a machine shared with
     other jobs OpenBLAS's spinning threads made each of its steps cost milliseconds.
     Stops when the largest projected gradient component is below ``1e-9`` or the
     objective changes by less than ``tol`` (relative) with the gradient below ``1e-7``.
-    Returns dict(x, fun, jac, nit, success, message).
+    ``H`` is a starting inverse-Hessian (e.g. from a fit on a sample).
+    Returns dict(x, fun, jac, nit, success, message, H).
     """
     n = len(theta)
     theta = [min(max(v, lo), hi) for v in theta]
     f, g = fun(np.array(theta))
     g = [float(v) for v in g]
-    H = [[float(i == j) for j in range(n)] for i in range(n)]
-    first = True
+    first = H is None
+    H = [[float(i == j) for j in range(n)] for i in range(n)] if H is None else [list(row) for row in H]
 
     def proj_norm(th, gr):
         return max((0.0 if (th[k] <= lo and gr[k] > 0) or (th[k] >= hi and gr[k] < 0) else abs(gr[k]))
@@ -315,9 +336,9 @@ def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0):
 
     for it in range(1, max_iter + 1):
         if not (math.isfinite(f) and all(math.isfinite(v) for v in g)):
-            return dict(x=theta, fun=f, jac=g, nit=it, success=False, message="non-finite objective")
+            return dict(x=theta, fun=f, jac=g, nit=it, success=False, message="non-finite objective", H=H)
         if proj_norm(theta, g) < 1e-9:
-            return dict(x=theta, fun=f, jac=g, nit=it - 1, success=True, message="gradient below 1e-9")
+            return dict(x=theta, fun=f, jac=g, nit=it - 1, success=True, message="gradient below 1e-9", H=H)
         d = [-sum(H[i][j] * g[j] for j in range(n)) for i in range(n)]
         slope = sum(d[k] * g[k] for k in range(n))
         if slope >= 0:  # not a descent direction: restart from steepest descent
@@ -334,7 +355,7 @@ def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0):
             step *= 0.5
         else:
             return dict(x=theta, fun=f, jac=g, nit=it, success=proj_norm(theta, g) < 1e-5,
-                        message="line search found no decrease")
+                        message="line search found no decrease", H=H)
         gc = [float(v) for v in gc]
         sv = [cand[k] - theta[k] for k in range(n)]
         yv = [gc[k] - g[k] for k in range(n)]
@@ -352,9 +373,9 @@ def _minimize_bfgs(fun, theta, max_iter, tol, lo=-12.0, hi=8.0):
             H = [[H[i][j] - rho * (Hy[i] * sv[j] + sv[i] * Hy[j]) + (rho * rho * yHy + rho) * sv[i] * sv[j]
                   for j in range(n)] for i in range(n)]
         if df <= tol * max(1.0, abs(f)) and proj_norm(theta, g) < 1e-7:
-            return dict(x=theta, fun=f, jac=g, nit=it, success=True, message="objective change below tol")
+            return dict(x=theta, fun=f, jac=g, nit=it, success=True, message="objective change below tol", H=H)
     return dict(x=theta, fun=f, jac=g, nit=max_iter, success=proj_norm(theta, g) < 1e-5,
-                message=f"max_iter={max_iter} reached")
+                message=f"max_iter={max_iter} reached", H=H)
 
 
 @njit

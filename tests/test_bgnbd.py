@@ -272,3 +272,17 @@ def test_unconditional_expectation_matches_eq_7(r, alpha, a, b, t):
     got = m.expected_unconditional(t)
     assert got == pytest.approx(naive.expected_unconditional(t, r, alpha, a, b), rel=1e-7)
     assert m.expected_unconditional(2 * t) >= got > 0.0
+
+
+def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
+    # given CDNOW and a sample size small enough that fit() warm-starts from every k-th row
+    import engine.bgnbd as bgnbd
+
+    cold = BGNBD().fit(X, TX, T)
+    monkeypatch.setattr(bgnbd, "_SAMPLE_ROWS", 100)
+    # when fitted through the warm start / then the same maximum, in fewer full-data steps
+    warm = BGNBD().fit(X, TX, T)
+    for k in cold.params_:
+        assert warm.params_[k] == pytest.approx(cold.params_[k], rel=1e-5)
+    assert warm.diagnostics_["log_likelihood"] == pytest.approx(cold.diagnostics_["log_likelihood"], abs=1e-6)
+    assert warm.diagnostics_["iterations"] < cold.diagnostics_["iterations"]
