@@ -60,6 +60,7 @@ import pyarrow.parquet as pq
 from engine import world
 from engine.atomic import atomic_path
 from engine.errors import ConfigError, InputError
+from engine.generate_bad import bad_events, bad_users
 from engine.progress import bar
 from engine.schema import CHANNELS, EVENT_CODE, EVENTS, SECONDS_PER_DAY, TIMESTAMP
 from engine.timeutil import parse_as_of
@@ -323,34 +324,6 @@ def _truth_table(u, act) -> pa.Table:
     })
 
 
-def _bad_events(rng, ids, n_bad, as_of, dicts):
-    """Bad event rows of every kind, ``n_bad`` of each; returns (batch, counts)."""
-    kinds = ["unknown_event", "unknown_channel", "missing_channel", "future_ts", "unknown_user", "null_user_id"]
-    k = len(kinds)
-    owner = rng.integers(0, len(ids), n_bad * k)
-    uid = ids[owner].astype(np.int64)
-    ts = as_of - rng.integers(3600, 30 * SECONDS_PER_DAY, n_bad * k)
-    ev = np.full(n_bad * k, EVENT_CODE["session"], np.int8)
-    ch = np.full(n_bad * k, -1, np.int8)
-    sl = {name: slice(i * n_bad, (i + 1) * n_bad) for i, name in enumerate(kinds)}
-    ev[sl["unknown_event"]] = len(EVENTS)                    # "pageview"
-    ev[sl["unknown_channel"]] = EVENT_CODE["open"]
-    ch[sl["unknown_channel"]] = len(CHANNELS)                # "fax"
-    ev[sl["missing_channel"]] = EVENT_CODE["send"]
-    ts[sl["future_ts"]] = as_of + rng.integers(3600, 30 * SECONDS_PER_DAY, n_bad)
-    uid[sl["unknown_user"]] = -1 - rng.integers(0, 10**6, n_bad)
-    null_uid = np.zeros(n_bad * k, bool)
-    null_uid[sl["null_user_id"]] = True
-    batch = pa.RecordBatch.from_arrays([
-        pa.array(uid, pa.int64(), mask=null_uid),
-        pa.array(ts * 1_000_000, TIMESTAMP),
-        pa.DictionaryArray.from_arrays(pa.array(ev, pa.int8()), dicts[0]),
-        pa.DictionaryArray.from_arrays(pa.array(np.maximum(ch, 0), pa.int8(), mask=ch < 0), dicts[1]),
-        pa.nulls(n_bad * k, pa.float64()),
-    ], schema=_EVENTS_SCHEMA)
-    return batch, {name: n_bad for name in kinds}
-
-
 def generate(
     n_users: int,
     *,
@@ -437,12 +410,12 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
                 pbar.update(len(ids))
             if bad_rows > 0:
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
-                batch, bad_counts["events"] = _bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s, dicts)
+                batch, bad_counts["events"] = bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s, dicts, _EVENTS_SCHEMA)
                 writer.write_batch(batch)
         pbar.close()
         users = pa.concat_tables(users_parts)
         if bad_rows > 0:
-            users, bad_counts["users"] = _bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
+            users, bad_counts["users"] = bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
         truth = pa.concat_tables(truth_parts)
         for name, table in (("users", users), ("truth", truth)):
             if format == "parquet":
@@ -481,17 +454,3 @@ def _writer(path: Path, fmt: str):
     if fmt == "parquet":
         return pq.ParquetWriter(str(path), _EVENTS_SCHEMA, compression="zstd")
     return ipc.new_file(str(path), _EVENTS_SCHEMA)
-
-
-def _bad_users(rng, users: pa.Table, frac: float):
-    """Append bad user rows: null ids, duplicate ids and unknown timezones."""
-    n_bad = max(1, int(round(frac * users.num_rows / 3)))
-    dup = users.take(pa.array(rng.integers(0, users.num_rows, n_bad)))
-    null_ids = users.take(pa.array(rng.integers(0, users.num_rows, n_bad)))
-    null_ids = null_ids.set_column(0, "user_id", pa.nulls(n_bad, pa.int64()))
-    bad_tz = users.take(pa.array(rng.integers(0, users.num_rows, n_bad)))
-    new_ids = pa.array(-1_000_000 - np.arange(n_bad, dtype=np.int64))
-    bad_tz = bad_tz.set_column(0, "user_id", new_ids)
-    bad_tz = bad_tz.set_column(1, "timezone", pa.array(["Mars/Olympus_Mons"] * n_bad, pa.string()))
-    out = pa.concat_tables([users, dup, null_ids, bad_tz])
-    return out, {"null_user_id": n_bad, "duplicate_user_id": n_bad, "unknown_timezone": n_bad}
