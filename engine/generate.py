@@ -182,7 +182,8 @@ def _activity(rng, u, as_of, days, offsets):
     on_hour = rng.random(len(s_owner)) < PARAMS["on_hour_share"]
     hour = np.where(on_hour, u["pref_hour"][s_owner] + rng.normal(0, PARAMS["hour_sd"], len(s_owner)),
                     rng.uniform(0, 24, len(s_owner)))
-    local_s = s_day * SECONDS_PER_DAY + (np.mod(hour, 24.0) * 3600).astype(np.int64) + rng.integers(0, 3600, len(s_owner))
+    local_s = (s_day * SECONDS_PER_DAY + (np.mod(hour, 24.0) * 3600).astype(np.int64)
+               + rng.integers(0, 3600, len(s_owner)))
     s_ts = local_s - offsets.at(u["zone"][s_owner], local_s)
     s_ts = np.clip(s_ts, start[s_owner], as_of - 1)           # the weekday move stays in the window
     buy = rng.random(len(owner)) < u["purchase_p"][owner]
@@ -410,7 +411,8 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
                 pbar.update(len(ids))
             if bad_rows > 0:
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
-                batch, bad_counts["events"] = bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad, as_of_s, dicts, _EVENTS_SCHEMA)
+                batch, bad_counts["events"] = bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad,
+                                                         as_of_s, dicts, _EVENTS_SCHEMA)
                 writer.write_batch(batch)
         pbar.close()
         users = pa.concat_tables(users_parts)
