@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.schema import LIFECYCLE
 
-__all__ = ["fatigue_budget", "lifecycle", "contact_rating", "quintiles"]
+__all__ = ["fatigue_budget", "lifecycle", "lifecycle_names", "contact_rating", "quintiles"]
 
 
 def fatigue_budget(sends_window: np.ndarray, streaks: np.ndarray, reachable: np.ndarray,
@@ -58,6 +58,7 @@ def lifecycle(days_inactive: np.ndarray, p_alive: np.ndarray) -> np.ndarray:
 
 
 def lifecycle_names(stage: np.ndarray) -> np.ndarray:
+    """Stage indexes from :func:`lifecycle` as names (object array)."""
     return np.array(LIFECYCLE, dtype=object)[stage]
 
 

@@ -12,8 +12,13 @@ Model inputs, in days: ``frequency`` = distinct active days in the model window
 no repeat activity P(alive) = 1 by construction; winback instead lets the first
 active day carry a dropout chance for those users (the MBG/NBD convention of
 Batislam, Denizel & Filiztekin 2007): ``p_alive = 1 / (1 + a/b ((alpha+T)/alpha)^r)``
-with ``T`` the days since their only activity (or since signup when they never were
-active), so a one-time visitor from a year ago is not "certainly alive".
+with ``T`` the days since their only activity (since ``signup_at`` when they never were
+active, and the model window, 730 days, when that is unknown too), so a one-time
+visitor from a year ago is not "certainly alive", and no user gets NaN.
+
+Per-user columns are the ``docs/architecture.md`` scores table plus ``engagements``
+(open/click/session events counted into the send-time histogram).  The unengaged
+streak counts at most the 8 most recent sends per channel (``kernels.RECENT_SENDS``).
 """
 
 from __future__ import annotations
@@ -37,14 +42,10 @@ from engine.schema import (ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACT
                            SECONDS_PER_DAY)
 from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
 
-__all__ = ["score", "ScoreSummary"]
+__all__ = ["score", "summary_of"]
 
 NEVER = kernels.NEVER
 _RFM_CODES = [f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
-
-
-class ScoreSummary(dict):
-    """Summary of a scoring run (users, events, seconds, model, lifecycle counts)."""
 
 
 def _ts_col(values: np.ndarray) -> pa.Array:
