@@ -407,12 +407,13 @@ def _env(var: str | None, what: str) -> str | None:
     return value
 
 
-def write_record(provider: LocalProvider, path: str) -> None:
-    """Write ``provider.snapshot()`` to ``path`` as JSON, atomically (temp file + rename)."""
+def write_record(provider: LocalProvider | dict, path: str) -> None:
+    """Write ``provider.snapshot()`` (or a snapshot already taken) to ``path`` as JSON, atomically."""
     from engine.atomic import atomic_path
 
+    snap = provider if isinstance(provider, dict) else provider.snapshot()
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(provider.snapshot(), separators=(",", ":")))
+        tmp.write_text(json.dumps(snap, separators=(",", ":")))
 
 
 def serve(*, port: int, rates: Mapping[str, float] | None = None, faults: Faults | None = None, seed: int = 0,
@@ -457,7 +458,8 @@ def serve(*, port: int, rates: Mapping[str, float] | None = None, faults: Faults
                     pass
                 if record and provider.version != saved:
                     saved = provider.version
-                    await asyncio.to_thread(write_record, provider, record)
+                    # snapshot on the loop (requests mutate the record there), write in a thread
+                    await asyncio.to_thread(write_record, provider.snapshot(), record)
         finally:
             await provider.stop()
             if record:
