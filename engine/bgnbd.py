@@ -19,12 +19,23 @@ Conditional expectation of transactions in (T, T+t] (FHL 2005, eq. 10)::
     (a+b+x-1)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))]
       / (1 + [x > 0] a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x))
 
-The Gauss hypergeometric function is summed in numba in log-scaled form, with the
-prefactor ``(1-z)^(r+x)`` folded in, so it stays finite where the plain product
-overflows or cancels (e.g. r=0.11, alpha=2.24, a=0.31, b=0.50, x=0, T=1, t=30 -> 0.5646).
+Eq. 7 (unconditional E[X(t)] of a new user) is the same expression with x = 0, T = 0.
 
-The fit compresses users to unique (x, t_x, T) rows with integer weights, so its cost
-depends on the number of distinct rows, not on the number of users.
+The textbook form of eq. 10 fails in floating point where z = t/(alpha+T+t) is near 1
+or x is large (the Gauss series' terms peak near n ~ x z/(1-z) and the bracket cancels;
+lifetimes returns NaN for r=0.11, alpha=2.24, a=0.31, b=0.50, x=0, T=1, t=30).  The
+kernel :func:`_cond_numerator` never sums that series: it sums the Pfaff-transformed
+series for z <= 0.4 and the Euler-transformed one (2F1(A,B;C;z) = (1-z)^(C-A-B)
+2F1(C-A,C-B;C;z), Abramowitz & Stegun 15.3.3) above, both with the factor
+(a+b+x-1)/(a-1) folded into the terms so a = 1 and a+b+x = 1 are not poles; the case
+above gives 0.5646, and tests check it against mpmath at 40 digits up to z = 0.99998,
+x = 300.
+
+The fit compresses users to unique (x, t_x, T) rows with integer weights (one int64
+sort key for whole days), so its cost depends on the number of distinct rows, not on
+the number of users, then maximises the weighted eq. 6 over log-parameters with BFGS
+and the analytic gradient, evaluated in one numba pass per step.  Inputs with more
+than 40k distinct rows are first fitted on every k-th row to warm-start the full fit.
 """
 
 from __future__ import annotations
@@ -64,6 +75,14 @@ def _as_columns(frequency, recency, T, weights=None):
                          "activity and T from the first activity to as_of, in the same unit: fix the summary "
                          "or drop those users", {"bad_rows": int(rows.size), "users": int(n)})
     return cols if weights is not None else cols + [None]
+
+
+def _same_length(x, t_x, T):
+    cols = [np.ascontiguousarray(v, np.float64).reshape(-1) for v in (x, t_x, T)]
+    if not cols[0].shape[0] == cols[1].shape[0] == cols[2].shape[0]:
+        raise ModelError(f"BG/NBD x, t_x and T must have one value per user each, got lengths "
+                         f"{[c.shape[0] for c in cols]}")
+    return cols
 
 
 def compress(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray | None = None):
@@ -205,6 +224,17 @@ class BGNBD:
     >>> m = BGNBD().fit(frequency, recency, T)          # days
     >>> m.params_                                        # {'r':..., 'alpha':..., 'a':..., 'b':...}
     >>> m.p_alive(frequency, recency, T)
+    >>> m.expected(30.0, frequency, recency, T)          # active days expected in the next 30 days
+
+    ``frequency`` (x) is the number of repeat transactions, ``recency`` (t_x) the time from
+    the first to the last one and ``T`` the time from the first one to the end of
+    observation, all in one unit (days in winback); ``alpha`` comes out in that unit.
+    ``max_iter`` bounds the BFGS steps, ``tol`` is the relative change of the mean
+    log-likelihood at which it stops, ``min_users`` the fewest users it will fit.
+    ``diagnostics_`` holds log_likelihood (at the estimates, in the input unit), users,
+    unique_rows, iterations, converged and seconds.  Fitting raises
+    :class:`engine.errors.ModelError` (with ``.diagnostics``) on bad or degenerate input
+    or when the optimiser does not converge.
     """
 
     def __init__(self, max_iter: int = 500, tol: float = 1e-10, min_users: int = 20):
@@ -292,20 +322,18 @@ class BGNBD:
         return p["r"], p["alpha"], p["a"], p["b"]
 
     def log_likelihood(self, x, t_x, T) -> np.ndarray:
-        """Per-user log-likelihood (eq. 6)."""
-        return _loglik_rows(self._p(), np.asarray(x, float), np.asarray(t_x, float), np.asarray(T, float))
+        """Per-user log-likelihood (eq. 6), float64[n]; a density in 1/time^x of the input unit."""
+        return _loglik_rows(self._p(), *_same_length(x, t_x, T))
 
     def p_alive(self, x, t_x, T) -> np.ndarray:
-        """P(alive | x, t_x, T) for every user (float64)."""
+        """P(alive | x, t_x, T) for every user, float64[n] in [0, 1]; 1 exactly when x = 0."""
         r, alpha, a, b = self._p()
-        return _p_alive(np.asarray(x, np.float64), np.asarray(t_x, np.float64), np.asarray(T, np.float64),
-                        r, alpha, a, b)
+        return _p_alive(*_same_length(x, t_x, T), r, alpha, a, b)
 
     def expected(self, t: float, x, t_x, T) -> np.ndarray:
-        """E[transactions in (T, T+t] | x, t_x, T] for every user (eq. 10)."""
+        """E[transactions in (T, T+t] | x, t_x, T] for every user (eq. 10), float64[n]; t in the fit's unit."""
         r, alpha, a, b = self._p()
-        return _expected(float(t), np.asarray(x, np.float64), np.asarray(t_x, np.float64),
-                         np.asarray(T, np.float64), r, alpha, a, b)
+        return _expected(float(t), *_same_length(x, t_x, T), r, alpha, a, b)
 
     def expected_unconditional(self, t: float) -> float:
         """E[X(t)] for a new user over a period of length t (eq. 7)."""

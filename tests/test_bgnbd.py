@@ -286,3 +286,11 @@ def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
         assert warm.params_[k] == pytest.approx(cold.params_[k], rel=1e-5)
     assert warm.diagnostics_["log_likelihood"] == pytest.approx(cold.diagnostics_["log_likelihood"], abs=1e-6)
     assert warm.diagnostics_["iterations"] < cold.diagnostics_["iterations"]
+
+
+def test_predictions_refuse_arrays_of_different_lengths():
+    m = _model(**CDNOW_PARAMS)
+    with pytest.raises(ModelError, match="one value per user"):
+        m.p_alive(X, TX[:-1], T)
+    with pytest.raises(ModelError, match="one value per user"):
+        m.expected(30.0, X, TX, T[:5])
