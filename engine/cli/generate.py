@@ -12,11 +12,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "generate",
         help="generate a synthetic world (users, events, truth) to try winback on",
         description=(
-            "Write DIR/users.arrow, DIR/events.arrow, DIR/truth.arrow and DIR/world.json: "
-            "users over ~20 timezones with BG/NBD-style activity, dropouts, purchases and a "
-            "past campaign history whose responses depend on the hour, channel and fatigue. "
-            "truth.arrow says who is really alive, their preferred hour and channel response "
-            "rates, so scoring accuracy and campaign lift can be measured. Same seed, same files."
+            "Write DIR/users.arrow, DIR/events.arrow, DIR/truth.arrow and DIR/world.json: users\n"
+            "over ~20 timezones with BG/NBD-style activity, dropouts, purchases and a past\n"
+            "campaign history whose responses depend on the hour, channel and fatigue.\n"
+            "truth.arrow says who is really alive, their preferred hour and channel response\n"
+            "rates, so scoring accuracy and campaign lift can be measured. Same seed, same files.\n"
+            "All files appear together once complete (world.json last)."
         ),
         epilog=(
             "examples:\n"
@@ -33,10 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"end of the history, ISO 8601 UTC (default {DEFAULT_AS_OF})")
     p.add_argument("--days", type=int, default=365, metavar="D", help="days of history before --as-of (default 365)")
     p.add_argument("--bad-rows", type=float, default=0.0, metavar="F",
-                   help="mix in about F of bad rows of every kind, e.g. 0.01 (default 0)")
+                   help="mix in about F (0 <= F < 0.5) of bad rows of every kind 'winback validate' "
+                        "rejects, e.g. 0.01; world.json counts them per kind (default 0)")
     p.add_argument("--format", choices=FORMATS, default="arrow",
                    help="file format: arrow (Arrow IPC, uncompressed, memory-mappable; default) "
-                        "or parquet (zstd, about 4x smaller)")
+                        "or parquet (.parquet files, zstd, about 2.5x smaller)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=run)
 
