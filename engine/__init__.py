@@ -56,11 +56,16 @@ _LAZY: dict[str, str] = {
     # send
     "dispatch": "engine.dispatch",
     "send": "engine.dispatch",
+    "DispatchSummary": "engine.dispatch",
     "Ledger": "engine.ledger",
+    "read_messages": "engine.ledger",
+    "read_suppressions": "engine.ledger",
     "RateLimiter": "engine.limiter",
     "compute_backoff": "engine.retry",
     # report
+    "Receiver": "engine.receive",
     "simulate": "engine.simulate",
+    "write_outcomes": "engine.simulate",
     "report": "engine.report",
 }
 
