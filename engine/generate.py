@@ -38,8 +38,7 @@ change may be off by that hour, which does not matter for a synthetic world.
 
 Everything is vectorised numpy over chunks of users, so 1M users with ~60M events
 stream to disk in bounded memory (about 25 s of CPU and 0.85 GB peak RSS; 1.7 GB of
-Arrow files or 0.65 GB of Parquet).  Same
-seed, same files, byte for byte.
+Arrow files or 0.65 GB of Parquet).  Same seed, same files, byte for byte.
 """
 
 from __future__ import annotations
