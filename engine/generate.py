@@ -12,7 +12,8 @@ Model (all rates per day, times UTC unless "local"):
 * **Activity** in the spirit of BG/NBD (Fader, Hardie & Lee 2005): each user has an
   activity rate ``lambda ~ Gamma(r, 1/alpha)`` (active days per day) and a chance
   ``p ~ Beta(a, b)`` to drop out after each active day.  Active days are a Poisson
-  process from the user's start; the user stops after a Geometric(p) number of active
+  process from the user's start (signup, or the window's first day for older users:
+  what came before the window is not simulated); the user stops after a Geometric(p) number of active
   days, so at ``as_of`` some users are truly gone (``truth.alive``).  Each active day
   has 1 + Poisson(0.6) sessions, a purchase with probability ``purchase_p`` (value
   lognormal around the user's ``value_mean``); sessions fall at the user's preferred
