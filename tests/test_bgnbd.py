@@ -294,3 +294,15 @@ def test_predictions_refuse_arrays_of_different_lengths():
         m.p_alive(X, TX[:-1], T)
     with pytest.raises(ModelError, match="one value per user"):
         m.expected(30.0, X, TX, T[:5])
+
+
+def test_fit_cost_follows_unique_rows_not_users():
+    # given CDNOW repeated ten times (23,570 users, the same distinct rows)
+    one = BGNBD().fit(X, TX, T)
+    ten = BGNBD().fit(np.tile(X, 10), np.tile(TX, 10), np.tile(T, 10))
+    # then the compressed problem is the same size and gives the same estimates
+    assert ten.diagnostics_["users"] == 23_570
+    assert ten.diagnostics_["unique_rows"] == one.diagnostics_["unique_rows"]
+    for k in one.params_:
+        assert ten.params_[k] == pytest.approx(one.params_[k], rel=1e-6)
+    assert ten.diagnostics_["log_likelihood"] == pytest.approx(10 * one.diagnostics_["log_likelihood"], rel=1e-10)
