@@ -306,3 +306,11 @@ def test_fit_cost_follows_unique_rows_not_users():
     for k in one.params_:
         assert ten.params_[k] == pytest.approx(one.params_[k], rel=1e-6)
     assert ten.diagnostics_["log_likelihood"] == pytest.approx(10 * one.diagnostics_["log_likelihood"], rel=1e-10)
+
+
+def test_too_few_iterations_is_a_model_error_with_diagnostics():
+    # given an iteration budget far below what CDNOW needs / when fitted / then a clear error
+    with pytest.raises(ModelError, match="did not converge") as err:
+        BGNBD(max_iter=2).fit(X, TX, T)
+    d = err.value.diagnostics
+    assert d["converged"] is False and d["iterations"] == 2 and d["users"] == 2357
