@@ -33,9 +33,8 @@ Model (all rates per day, times UTC unless "local"):
   are bad, split evenly over every kind of the data contract except wrong column
   types (one file cannot hold two types for a column); ``world.json`` counts them.
 
-Local times are converted with one UTC offset per (timezone, day), computed with
-``zoneinfo`` once per timezone and day, never per event; an event in the hour of a DST
-change may be off by that hour, which does not matter for a synthetic world.
+Local times are converted with each timezone's offsets and DST transitions, found
+with ``zoneinfo`` once per timezone and day when the generator starts, never per event.
 
 Everything is vectorised numpy over chunks of users, so 1M users with ~60M events
 stream to disk in bounded memory (about 25 s of CPU and 0.85 GB peak RSS; 1.7 GB of
@@ -108,21 +107,53 @@ _DICTS = {False: (pa.array(EVENTS, pa.string()), pa.array(CHANNELS, pa.string())
 
 
 class _Offsets:
-    """UTC offset in seconds per (timezone, day since epoch), computed once per zone and day."""
+    """UTC offset in seconds of each timezone at any UTC instant, DST-exact.
+
+    The offset is sampled with ``zoneinfo`` at noon UTC of each day from ``day0`` (days
+    since the epoch) for ``n_days``; where it changes, the transition instant is found
+    to the second by bisection.  Lookups are one ``searchsorted`` over (zone, instant)
+    keys, never a per-event ``zoneinfo`` call.
+    """
+
+    _BIG = 1 << 40  # > any epoch second we meet; zone * _BIG + ts orders by zone, then time
 
     def __init__(self, zones: list[str], day0: int, n_days: int):
-        self.day0 = day0
-        table = np.zeros((len(zones), n_days), dtype=np.int64)
+        keys, offs = [], []
         for z, name in enumerate(zones):
             tz = zoneinfo.ZoneInfo(name)
+
+            def off(t: int, tz=tz) -> int:
+                return int(dt.datetime.fromtimestamp(t, tz).utcoffset().total_seconds())
+
+            prev = off(day0 * SECONDS_PER_DAY)
+            keys.append(z * self._BIG)
+            offs.append(prev)
             for d in range(n_days):
-                noon = dt.datetime.fromtimestamp((day0 + d) * SECONDS_PER_DAY + 43_200, dt.timezone.utc)
-                table[z, d] = int(noon.astimezone(tz).utcoffset().total_seconds())
-        self.table = table
+                t = (day0 + d) * SECONDS_PER_DAY + 43_200
+                o = off(t)
+                if o != prev:
+                    lo, hi = t - SECONDS_PER_DAY, t          # the change happens in (lo, hi]
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        lo, hi = (mid, hi) if off(mid) == prev else (lo, mid)
+                    keys.append(z * self._BIG + hi)
+                    offs.append(o)
+                    prev = o
+        self.keys = np.array(keys, dtype=np.int64)
+        self.offs = np.array(offs, dtype=np.int64)
 
     def at(self, zone: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        day = np.clip(ts // SECONDS_PER_DAY - self.day0, 0, self.table.shape[1] - 1)
-        return self.table[zone, day]
+        """Offset (s) in ``zone`` (index into the zones) at UTC instants ``ts`` (epoch s)."""
+        k = np.asarray(zone, np.int64) * self._BIG + np.clip(ts, 0, self._BIG - 1)
+        return self.offs[np.searchsorted(self.keys, k, side="right") - 1]
+
+    def to_utc(self, zone: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """UTC instants (epoch s) of local wall-clock times written as epoch seconds.
+
+        A wall-clock time that a DST change skips moves by the size of the change; one it
+        repeats takes one of its two instants.
+        """
+        return local - self.at(zone, local - self.at(zone, local))
 
 
 def _users_chunk(rng, ids, n_zones, as_of, days):
@@ -185,7 +216,7 @@ def _activity(rng, u, as_of, days, offsets):
                     rng.uniform(0, 24, len(s_owner)))
     local_s = (s_day * SECONDS_PER_DAY + (np.mod(hour, 24.0) * 3600).astype(np.int64)
                + rng.integers(0, 3600, len(s_owner)))
-    s_ts = local_s - offsets.at(u["zone"][s_owner], local_s)
+    s_ts = offsets.to_utc(u["zone"][s_owner], local_s)
     s_ts = np.clip(s_ts, start[s_owner], as_of - 1)           # the weekday move stays in the window
     buy = rng.random(len(owner)) < u["purchase_p"][owner]
     p_owner = owner[buy]
@@ -226,7 +257,7 @@ def _history(rng, u, act, as_of, days, offsets):
     ts = day * SECONDS_PER_DAY + sender_hour * 3600 + rng.integers(0, 900, len(owner))
     # some campaigns went out at that hour UTC, the others at that hour in the user's timezone
     local = rng.random(len(owner)) < PARAMS["local_send_share"]
-    ts = np.where(local, ts - offsets.at(u["zone"][owner], ts), ts)
+    ts = np.where(local, offsets.to_utc(u["zone"][owner], ts), ts)
     ts = np.clip(ts, window0, as_of - 7200)
     order = np.lexsort((ts, owner))
     owner, ts, ch = owner[order], ts[order], ch[order]
