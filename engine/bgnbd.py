@@ -303,8 +303,9 @@ class BGNBD:
             if best["success"] and all(abs(v) < 11.5 for v in best["x"]):
                 break
         r, alpha, a, b = (math.exp(v) for v in best["x"])
+        # eq. 6 is a density in 1/time^x: back in the input unit it shifts by -sum(w x) log(scale)
+        ll = obj((r, alpha, a, b))[0] - float(np.sum(w * x)) * math.log(scale)
         alpha *= scale
-        ll = float(np.sum(_loglik_rows((r, alpha, a, b), x, t_x, TT) * w))
         diag.update(log_likelihood=ll, iterations=int(best["nit"]), converged=bool(best["success"]),
                     seconds=round(time.perf_counter() - t0, 4))
         if not np.isfinite(ll) or not best["success"]:
