@@ -374,8 +374,8 @@ def generate(
     Writes ``users.arrow``, ``events.arrow``, ``truth.arrow`` (Arrow IPC, uncompressed;
     ``.parquet`` with zstd when ``format="parquet"``) and ``world.json`` (the summary).
     Events span the ``days`` days before ``as_of`` (UTC); ``n_users``/``n_events`` count
-    the good rows only.  Users are made ``chunk_users`` at a time, so memory stays
-    bounded; the files depend on ``seed`` and ``chunk_users``.  With
+    the good rows only.  Users are made ``chunk_users`` at a time (fewer if ``days`` >
+    365), so memory stays bounded; the files depend on ``seed`` and ``chunk_users``.  With
     ``bad_rows`` = F > 0, about F of the event rows and F of the user rows are bad rows
     of every kind in the data contract; ``summary["bad_rows"]`` (also in ``world.json``)
     counts them per table and kind, with the reason names ``winback validate`` reports:
@@ -414,6 +414,7 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
     all_ids = 1_000_000 + perm * 37 + 11                     # unique, not sequential
     counts = np.zeros(len(EVENTS), np.int64)
     users_parts, truth_parts = [], []
+    chunk_users = max(1, chunk_users * 365 // max(days, 365))   # a longer history: fewer users per chunk
     n_chunks = (n_users + chunk_users - 1) // chunk_users
     bad_counts: dict[str, dict[str, int]] = {}
     n_events = 0
