@@ -198,10 +198,9 @@ class _Objective:
     """
 
     def __init__(self, x, t_x, T, w):
-        self.ux, ix = np.unique(x, return_inverse=True)
-        self.uT, iT = np.unique(T, return_inverse=True)
-        self.ut, it = np.unique(t_x, return_inverse=True)
-        self.ix, self.iT, self.it = (v.reshape(-1).astype(np.int64) for v in (ix, iT, it))
+        self.ux, self.ix = _distinct(x)
+        self.uT, self.iT = _distinct(T)
+        self.ut, self.it = _distinct(t_x)
         self.x, self.w = x, w
         self.wsum = float(w.sum())
 
@@ -221,6 +220,14 @@ class _Objective:
         d_b = (float(np.sum(wx * (digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux))))
                - float(np.sum(w4x * bx1)))
         return ll, np.array([d_r, d_alpha, d_a, d_b])
+
+
+def _distinct(v):
+    """(table, index) with table[index] == v: arange(max+1) for small whole numbers (no sort), else np.unique."""
+    if v.shape[0] and v.min() >= 0 and v.max() < 1 << 16 and np.all(v == np.floor(v)):
+        return np.arange(int(v.max()) + 1, dtype=np.float64), v.astype(np.int64)
+    u, inv = np.unique(v, return_inverse=True)
+    return u, inv.reshape(-1).astype(np.int64)
 
 
 @njit
@@ -323,13 +330,19 @@ class BGNBD:
         if np.all(TT <= 0):
             raise ModelError("BG/NBD cannot be fitted: every user has T = 0 (no time observed since the "
                              "first activity); score with an as_of after the events", diag)
+        # the optimiser sees alpha in units of the mean T (well-conditioned starts in any unit)
         scale = max(float(np.average(TT, weights=w)), 1e-9)
-        obj = _Objective(x, t_x / scale, TT / scale, w)  # units of the mean T; alpha rescaled after
+        unit = np.array([1.0, scale, 1.0, 1.0])
 
-        def nll(theta):
-            p = np.exp(theta)
-            ll, g = obj(p)
-            return -ll / n_users, -(g * p) / n_users
+        def negated(objective, n):
+            def nll(theta):
+                p = np.exp(theta) * unit
+                ll, g = objective(p)
+                return -ll / n, -(g * p) / n
+            return nll
+
+        obj = _Objective(x, t_x, TT, w)
+        nll = negated(obj, n_users)
 
         starts = [[math.log(v) for v in s0] for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5])]
         H0 = None
@@ -337,14 +350,7 @@ class BGNBD:
             # warm start: fit every k-th compressed row (with its weight) first; the full fit then
             # needs a few BFGS steps instead of ~18 from the generic start
             k = len(x) // _SAMPLE_ROWS
-            sub = _Objective(x[::k], t_x[::k] / scale, TT[::k] / scale, w[::k])
-            n_sub = float(w[::k].sum())
-
-            def nll_sub(theta):
-                p = np.exp(theta)
-                ll, g = sub(p)
-                return -ll / n_sub, -(g * p) / n_sub
-
+            nll_sub = negated(_Objective(x[::k], t_x[::k], TT[::k], w[::k]), float(w[::k].sum()))
             warm = _minimize_bfgs(nll_sub, starts[0], self.max_iter, self.tol)
             if warm["success"]:
                 starts.insert(0, warm["x"])
@@ -357,10 +363,8 @@ class BGNBD:
                 best = res
             if best["success"] and all(abs(v) < 11.5 for v in best["x"]):
                 break
-        r, alpha, a, b = (math.exp(v) for v in best["x"])
-        # eq. 6 is a density in 1/time^x: back in the input unit it shifts by -sum(w x) log(scale)
-        ll = obj((r, alpha, a, b))[0] - float(np.sum(w * x)) * math.log(scale)
-        alpha *= scale
+        r, alpha, a, b = (math.exp(v) * u for v, u in zip(best["x"], unit))
+        ll = obj((r, alpha, a, b))[0]
         diag.update(log_likelihood=ll, iterations=int(best["nit"]), converged=bool(best["success"]),
                     seconds=round(time.perf_counter() - t0, 4))
         if not np.isfinite(ll) or not best["success"]:
