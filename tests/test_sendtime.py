@@ -117,3 +117,13 @@ def test_best_times_matches_naive(n_users, n_zones, k, data):
 def test_best_times_of_no_users():
     bt = sendtime.best_times(np.zeros((0, 24), np.float32), np.zeros((0, 7), np.float32), np.zeros(0, np.int64), 1)
     assert bt["best_hour"].size == 0 and bt["pop_best_hour"].tolist() == [0]
+
+
+@given(st.sampled_from(["America/New_York", "Australia/Sydney", "Asia/Kathmandu", "Europe/London", "UTC"]),
+       st.integers(_ts(2025, 1, 1), _ts(2026, 10, 1)), st.integers(0, 60 * 24))
+def test_offset_table_matches_zoneinfo_every_hour(zone, start, hour):
+    """Property: the per-hour offset the fused pass looks up equals zoneinfo's offset at that instant."""
+    table, t0 = sendtime.offset_table([zone], start, start + 60 * 86400)
+    hour = min(hour, table.shape[1] - 1)
+    inst = dt.datetime.fromtimestamp(t0 + 3600 * hour, UTC)
+    assert table[0, hour] == int(inst.astimezone(zoneinfo.ZoneInfo(zone)).utcoffset().total_seconds())
