@@ -13,14 +13,13 @@ FCM takes no idempotency key: the message id travels in ``data.message_id`` and 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Sequence
 
 import aiohttp
 
 from adapters.base import FAILED, Message, Result
-from adapters.http import HttpAdapter, Secret, result_for
+from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["FcmAdapter"]
 
@@ -62,9 +61,7 @@ class FcmAdapter(HttpAdapter):
 
     async def send(self, batch: Sequence[Message]) -> list[Result]:
         """One request per message (concurrently when given several); results in order."""
-        if len(batch) == 1:
-            return [await self._one(batch[0])]
-        return list(await asyncio.gather(*(self._one(m) for m in batch)))
+        return await each(self._one, batch)
 
     def __repr__(self) -> str:
         return f"FcmAdapter(url={self.url!r}, token={self._token!r})"

@@ -187,3 +187,12 @@ class HttpAdapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, max_batch={self.max_batch}, timeout={self.timeout:g})"
+
+
+async def each(one, batch):
+    """Send ``batch`` one request per message, concurrently; results in the batch's order."""
+    import asyncio
+
+    if len(batch) == 1:
+        return [await one(batch[0])]
+    return list(await asyncio.gather(*(one(m) for m in batch)))

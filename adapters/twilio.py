@@ -13,7 +13,6 @@ it).  A message in flight at the moment of a crash may be resent once (at-least-
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Sequence
 from urllib.parse import quote
@@ -21,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from adapters.base import Message, Result
-from adapters.http import HttpAdapter, Secret, result_for
+from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["TwilioAdapter"]
 
@@ -62,9 +61,7 @@ class TwilioAdapter(HttpAdapter):
 
     async def send(self, batch: Sequence[Message]) -> list[Result]:
         """One request per message (concurrently when given several); results in order."""
-        if len(batch) == 1:
-            return [await self._one(batch[0])]
-        return list(await asyncio.gather(*(self._one(m) for m in batch)))
+        return await each(self._one, batch)
 
     def __repr__(self) -> str:
         return f"TwilioAdapter(base_url={self.base_url!r}, account_sid={self._sid!r}, auth_token={self._token!r})"

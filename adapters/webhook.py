@@ -15,7 +15,6 @@ The receiver should reject a timestamp more than a few minutes away from its clo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -26,7 +25,7 @@ from typing import Sequence
 import aiohttp
 
 from adapters.base import Message, Result
-from adapters.http import HttpAdapter, Secret, result_for
+from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["WebhookAdapter", "sign", "verify_signature", "message_json", "iso_utc"]
 
@@ -92,9 +91,7 @@ class WebhookAdapter(HttpAdapter):
 
     async def send(self, batch: Sequence[Message]) -> list[Result]:
         """One request per message (concurrently when given several); results in order."""
-        if len(batch) == 1:
-            return [await self._one(batch[0])]
-        return list(await asyncio.gather(*(self._one(m) for m in batch)))
+        return await each(self._one, batch)
 
     def __repr__(self) -> str:
         return f"WebhookAdapter(url={self.url!r}, secret={self._secret!r}, timeout={self.timeout:g})"

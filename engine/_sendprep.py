@@ -15,7 +15,8 @@ from engine.errors import InputError, WinbackError
 from engine.schema import DEFAULT_ACTIVITY, TIMESTAMP
 from engine.timeutil import parse_as_of, to_epoch_seconds
 
-__all__ = ["read_plan", "read_any", "plan_meta", "dry_run_preview", "reengaged_users", "campaign_start"]
+__all__ = ["read_plan", "read_any", "plan_meta", "dry_run_preview", "reengaged_users", "campaign_start",
+           "planned_as_sent"]
 
 _FORMATS = {".arrow": "feather", ".feather": "feather", ".ipc": "feather",
             ".parquet": "parquet", ".csv": "csv"}
@@ -136,3 +137,18 @@ def dry_run_preview(plan: pa.Table, samples_per_channel: int = 2) -> tuple[pa.Ta
         row["send_at"] = str(send[i].as_py())
         out.append(row)
     return grouped, out
+
+
+def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:
+    """The plan's planned rows; with a ``ledger`` path, only those the ledger marks ``sent``."""
+    planned = plan.filter(pc.is_null(plan["reason"]))
+    if ledger is None:
+        return planned
+    if not os.path.exists(ledger):
+        raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' wrote, or leave "
+                         "--ledger out to count every planned message as delivered")
+    from engine.ledger import read_messages
+
+    led = read_messages(ledger)
+    sent = led.filter(pc.equal(led["state"], "sent"))["message_id"]
+    return planned.filter(pc.is_in(planned["message_id"], value_set=sent))

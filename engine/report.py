@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import stats
-from engine._sendprep import campaign_start, plan_meta, read_any, read_plan
+from engine._sendprep import campaign_start, plan_meta, planned_as_sent, read_any, read_plan
 from engine.atomic import atomic_dir
 from engine.errors import ConfigError, DependencyError, InputError
 from engine.plan_time import OffsetLookup
@@ -58,17 +57,7 @@ def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Tabl
     if msgs is None and "event" in events.column_names:
         msgs = _sends(events, plan)
     if msgs is None:
-        planned = plan.filter(pc.is_null(plan["reason"]))
-        if ledger is not None:
-            if not os.path.exists(ledger):
-                raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' wrote, or "
-                                 "leave --ledger out to count every planned message as delivered")
-            from engine.ledger import read_messages
-
-            led = read_messages(ledger)
-            sent = led.filter(pc.equal(led["state"], "sent"))["message_id"]
-            planned = planned.filter(pc.is_in(planned["message_id"], value_set=sent))
-        msgs = planned
+        msgs = planned_as_sent(plan, ledger)
     for col in ("user_id", "ts", "event"):
         if col not in events.column_names:
             raise InputError(f"outcome events {path or 'table'} have no column {col!r}; pass the directory 'winback "

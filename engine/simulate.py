@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import world
-from engine._sendprep import campaign_start, read_any, read_plan
+from engine._sendprep import campaign_start, planned_as_sent, read_any, read_plan
 from engine.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
 from engine.plan_time import OffsetLookup
@@ -71,16 +71,7 @@ def _deliveries(plan: pa.Table, ledger, policy: str, start: int, scores=None) ->
             "send_at": from_epoch_seconds(np.full(n, at, np.int64)), "timezone": users["timezone"]
             if "timezone" in users.column_names else pa.array(["UTC"] * n),
         })
-    planned = plan.filter(pc.is_null(plan["reason"]))
-    if ledger is not None:
-        if not os.path.exists(ledger):
-            raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' wrote, or leave "
-                             "--ledger out to treat every planned message as delivered")
-        from engine.ledger import read_messages
-
-        led = read_messages(ledger)
-        sent = led.filter(pc.equal(led["state"], "sent"))["message_id"]
-        planned = planned.filter(pc.is_in(planned["message_id"], value_set=sent))
+    planned = planned_as_sent(plan, ledger)
     cols = ["message_id", "user_id", "channel", "step", "step_index", "variant", "send_at", "timezone"]
     return planned.select([c for c in cols if c in planned.column_names])
 

@@ -92,26 +92,6 @@ def bgnbd_p_alive(x, t_x, T, r, alpha, a, b):
     return 1.0 / (1.0 + a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
 
 
-def hyp2f1(a, b, c, z, terms=200_000):
-    """Gauss 2F1 by plain term-by-term summation in Python floats (|z| < 1)."""
-    total, term = 1.0, 1.0
-    for n in range(terms):
-        term *= (a + n) * (b + n) / ((c + n) * (n + 1)) * z
-        total += term
-        if abs(term) < 1e-16 * abs(total) and n > 5:
-            break
-    return total
-
-
-def bgnbd_expected(t, x, t_x, T, r, alpha, a, b):
-    """FHL 2005 eq. 10 with the plain series."""
-    z = t / (alpha + T + t)
-    f = hyp2f1(r + x, b + x, a + b + x - 1, z)
-    num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * f)
-    den = 1 + (a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x) if x > 0 else 0.0)
-    return num / den
-
-
 # --- planning (engine.plan_time) ------------------------------------------------------------
 
 def level_capacity(t, order, lower, cap, quiet_minute_of, max_shift_hours, counts: dict):
