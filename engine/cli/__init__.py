@@ -32,10 +32,13 @@ COMMANDS = (
 EPILOG = """\
 the main job, end to end:
   winback generate --users 100000 --seed 7 -o world/
-  winback score world/users.arrow world/events.arrow -o scores.arrow
+  winback validate world/users.arrow world/events.arrow --as-of 2026-11-01
+  winback score world/users.arrow world/events.arrow --as-of 2026-11-01 -o scores.arrow
   winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow
+  winback provider --port 8025 &      # a local provider speaking every provider's API
   winback send plan.arrow --providers examples/providers.local.toml --ledger ledger.db --now
-  winback report plan.arrow outcomes/ -o report/
+  winback simulate plan.arrow --truth world/truth.arrow --ledger ledger.db -o outcomes/
+  winback report plan.arrow outcomes/ --ledger ledger.db -o report/
 
 run 'winback COMMAND --help' for the options of each step.
 """
