@@ -23,13 +23,15 @@ the instant after the gap (shift forward); a repeated hour takes its first occur
 from __future__ import annotations
 
 import datetime as dt
+import math
 import zoneinfo
 
 import numpy as np
 
 from engine._numba import njit
 
-__all__ = ["offset_table", "population_histograms", "best_times", "next_local_hour"]
+__all__ = ["offset_table", "population_histograms", "population_sums", "population_shares", "best_times",
+           "best_times_given", "next_local_hour"]
 
 
 def offset_table(zones: list[str], start: int, end: int) -> tuple[np.ndarray, int]:
@@ -73,6 +75,35 @@ def _population(hist, user_tz, n_zones):
 def population_histograms(hist: np.ndarray, user_tz: np.ndarray, n_zones: int) -> np.ndarray:
     """Sum of user histograms per timezone: [n_zones, bins] float64."""
     return _population(np.ascontiguousarray(hist), np.asarray(user_tz, np.int64), int(n_zones))
+
+
+#: unit of :func:`population_sums`: 2^-24 weighted engagements
+POP_UNIT = 2.0 ** -24
+
+
+@njit
+def _population_fixed(hist, user_tz, n_zones, scale):
+    out = np.zeros((n_zones, hist.shape[1]), np.int64)
+    for u in range(hist.shape[0]):
+        z = user_tz[u]
+        for j in range(hist.shape[1]):
+            out[z, j] += np.int64(math.floor(np.float64(hist[u, j]) * scale + 0.5))
+    return out
+
+
+def population_sums(hist: np.ndarray, user_tz: np.ndarray, n_zones: int) -> np.ndarray:
+    """Per-timezone sums of user histograms in fixed point: [n_zones, bins] int64 in :data:`POP_UNIT`.
+
+    Integer sums do not depend on the order of the users, so partitions summed
+    separately and added give exactly the sums of one pass (each user's bin is rounded
+    to 2^-24 of an engagement; totals stay exact up to 2^39 engagements per timezone).
+    """
+    return _population_fixed(np.ascontiguousarray(hist), np.asarray(user_tz, np.int64), int(n_zones), 1.0 / POP_UNIT)
+
+
+def population_shares(pop: np.ndarray) -> np.ndarray:
+    """Per-timezone population histograms [n_zones, bins] -> the prior shares (rows sum to 1)."""
+    return _share(np.asarray(pop, np.float64))
 
 
 def _share(pop: np.ndarray) -> np.ndarray:
@@ -134,7 +165,21 @@ def best_times(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.ndarray, 
     wd_hist = np.ascontiguousarray(wd_hist)
     pop_h = _share(population_histograms(hour_hist, user_tz, n_zones))
     pop_w = _share(population_histograms(wd_hist, user_tz, n_zones))
-    best_h, best_w, conf = _best(hour_hist, wd_hist, user_tz, pop_h, pop_w, float(prior_weight))
+    return best_times_given(hour_hist, wd_hist, user_tz, pop_h, pop_w, prior_weight)
+
+
+def best_times_given(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.ndarray, pop_h: np.ndarray,
+                     pop_w: np.ndarray, prior_weight: float = 4.0) -> dict:
+    """:func:`best_times` with the population shares given ([n_zones, 24] and [n_zones, 7]).
+
+    Used when the population is larger than the users at hand (a partition of the users:
+    the shares come from all partitions' histograms, :func:`population_shares`).
+    """
+    user_tz = np.asarray(user_tz, np.int64)
+    pop_h = np.ascontiguousarray(pop_h, np.float64)
+    pop_w = np.ascontiguousarray(pop_w, np.float64)
+    best_h, best_w, conf = _best(np.ascontiguousarray(hour_hist), np.ascontiguousarray(wd_hist), user_tz,
+                                 pop_h, pop_w, float(prior_weight))
     return {
         "best_hour": best_h,
         "best_weekday": best_w,
