@@ -26,6 +26,7 @@ multiset of compressed rows, the same histogram sums (up to float summation orde
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -101,8 +102,9 @@ def _client(dask: str, n_workers: int, threads_per_worker: int):
     except ImportError:
         raise DependencyError("--dask needs Dask and distributed: pip install 'winback[dask]'") from None
     if dask == "local":
+        # workers' own logs stay quiet: a failed task re-raises its WinbackError on the client
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
         return Client(cluster), cluster
     if not re.match(r"^(tcp|tls|ws|wss|inproc|ucx)://", dask):
         raise ConfigError(f"--dask {dask!r}: give a scheduler address such as tcp://10.0.0.5:8786, or 'local' "

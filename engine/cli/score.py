@@ -100,9 +100,12 @@ def _partitioned(args: argparse.Namespace) -> str | None:
     from pathlib import Path
 
     from engine.distributed import is_partitioned
-    from engine.errors import ConfigError
+    from engine.errors import ConfigError, InputError
 
     users = Path(args.users)
+    if not users.exists():
+        raise InputError(f"{users}: no such file or directory; pass the users file, or the directory written "
+                         "by 'winback partition'")
     if args.events is None and is_partitioned(users):
         return str(users)
     if args.events is not None and users.name == "users" and Path(args.events).name == "events" \
