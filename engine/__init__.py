@@ -43,6 +43,7 @@ _LAZY: dict[str, str] = {
     "ValidationReport": "engine.validate",
     "generate": "engine.generate",
     "partition": "engine.partition",
+    "score_partitioned": "engine.distributed",
     # score
     "score": "engine.score",
     "BGNBD": "engine.bgnbd",

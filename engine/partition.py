@@ -100,6 +100,9 @@ def _write(source: str | os.PathLike, out: Path, n: int, name: str, progress: bo
         existing_data_behavior="overwrite_or_ignore",
         max_partitions=max(1024, n),
         basename_template="part-{i}.parquet",
+        # keep each user's events in file order: float32 histogram sums then match the
+        # single-machine run bit for bit
+        preserve_order=True,
     )
     pbar.close()
     return rows

@@ -42,10 +42,9 @@ def _assert_same_per_user(single: pa.Table, parted: pa.Table) -> None:
         if pa.types.is_floating(x.type):
             assert x.is_null().equals(y.is_null()), name
             xn, yn = x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False)
-            # float32 columns come from per-user float32 histograms summed in event order, and
-            # `winback partition` may store a user's events in another order: a few ulp apart
-            rtol = 1e-9 if x.type == pa.float64() else 4 * float(np.finfo(np.float32).eps)
-            np.testing.assert_allclose(yn, xn, rtol=rtol, atol=0, equal_nan=True, err_msg=name)
+            # `winback partition` keeps each user's events in file order, so even the float32
+            # histogram sums (send_time_confidence) come out the same
+            np.testing.assert_allclose(yn, xn, rtol=1e-9, atol=0, equal_nan=True, err_msg=name)
         else:
             assert x.equals(y), name
 
