@@ -170,8 +170,11 @@ class HttpAdapter:
         """One HTTP request; transport failures come back as ``Reply(status=None, error=...)``."""
         session = self._client()
         try:
-            async with session.request(method, url, timeout=self._timeout, **kwargs) as resp:
-                text = await resp.text(errors="replace")
+            if not self._owns:  # a session we made carries our timeout already
+                kwargs.setdefault("timeout", self._timeout)
+            async with session.request(method, url, **kwargs) as resp:
+                # provider answers are JSON or plain text in UTF-8: skip charset sniffing
+                text = (await resp.read()).decode("utf-8", errors="replace")
                 return Reply(resp.status, resp.headers, text)
         except asyncio.TimeoutError:
             return Reply(None, {}, "", f"timeout after {self.timeout:g} s")
