@@ -51,7 +51,7 @@ from engine.errors import ConfigError, InputError
 from engine.guard import broadcast_guard, check_scores, suppressed_matrix
 from engine.partition import splitmix64
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PLAN_SCHEMA, SECONDS_PER_DAY
-from engine.sendtime import offset_table
+from engine.sendtime import offset_table, zone_index
 from engine.templates import render
 from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
 
@@ -116,11 +116,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
     n = scores.num_rows
     uid = scores["user_id"].to_numpy()
-    tz_col = pc.cast(scores["timezone"], pa.string()).fill_null(cmp.timezone) if "timezone" in scores.column_names else \
-        pa.array([cmp.timezone] * n)
-    tz_enc = tz_col.combine_chunks().dictionary_encode() if isinstance(tz_col, pa.ChunkedArray) else tz_col.dictionary_encode()
-    zones = tz_enc.dictionary.to_pylist()
-    zone = tz_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    zones, zone = zone_index(scores, cmp.timezone)
     total_delay = sum(s.delay_days for s in cmp.steps)
     horizon = start + int((total_delay + 10) * SECONDS_PER_DAY)
     table, tab_t0 = offset_table(zones, start - 2 * SECONDS_PER_DAY, horizon)

@@ -13,7 +13,7 @@ import numpy as np
 
 from engine._numba import njit
 
-__all__ = ["OffsetLookup", "local_to_utc", "next_local_time", "apply_quiet_hours", "level_capacity"]
+__all__ = ["OffsetLookup", "local_instants", "local_to_utc", "next_local_time", "apply_quiet_hours", "level_capacity"]
 
 
 class OffsetLookup:
@@ -29,6 +29,18 @@ class OffsetLookup:
 
     def local(self, zone, t):
         return np.asarray(t, np.int64) + self(zone, t)
+
+
+def local_instants(table, at: np.ndarray, default: str = "UTC") -> np.ndarray:
+    """Local wall time (naive epoch seconds) of each row's UTC instant ``at`` in its ``timezone``."""
+    from engine.sendtime import offset_table, zone_index
+
+    at = np.asarray(at, np.int64)
+    if not len(at):
+        return at.copy()
+    zones, zone = zone_index(table, default)
+    table_, t0 = offset_table(zones, int(at.min()) - 86400, int(at.max()) + 86400)
+    return OffsetLookup(table_, t0).local(zone, at)
 
 
 def local_to_utc(off: OffsetLookup, zone: np.ndarray, local: np.ndarray) -> np.ndarray:

@@ -34,9 +34,8 @@ from engine import stats
 from engine._sendprep import campaign_start, plan_meta, planned_as_sent, read_any, read_plan
 from engine.atomic import atomic_dir
 from engine.errors import ConfigError, DependencyError, InputError
-from engine.plan_time import OffsetLookup
+from engine.plan_time import local_instants
 from engine.schema import DEFAULT_ACTIVITY, SECONDS_PER_DAY
-from engine.sendtime import offset_table
 from engine.timeutil import to_epoch_seconds
 
 __all__ = ["report", "MIN_N"]
@@ -211,10 +210,7 @@ def _by_hour_offset(plan_t, users, f) -> list[dict]:
     p = plan_t.filter(pc.and_(pc.is_null(plan_t["reason"]), pc.equal(plan_t["step_index"], 0)))
     if p.num_rows == 0 or "best_hour_local" not in p.column_names:
         return []
-    tz = p["timezone"].fill_null("UTC").combine_chunks().dictionary_encode()
-    at = to_epoch_seconds(p["send_at"])
-    table, t0 = offset_table(tz.dictionary.to_pylist(), int(at.min()) - 86400, int(at.max()) + 86400)
-    local = OffsetLookup(table, t0).local(tz.indices.to_numpy(zero_copy_only=False).astype(np.int64), at)
+    local = local_instants(p, to_epoch_seconds(p["send_at"]))
     hour = (local % 86400) // 3600
     diff = (hour - p["best_hour_local"].to_numpy().astype(np.int64) + 12) % 24 - 12
     pos = np.searchsorted(users, p["user_id"].to_numpy())

@@ -81,16 +81,6 @@ def _activity_mask(activity) -> np.ndarray:
     return mask
 
 
-def _user_zones(table: pa.Table, default_timezone: str) -> tuple[list[str], np.ndarray]:
-    if "timezone" in table.column_names:
-        tz = table["timezone"].fill_null(default_timezone).combine_chunks().dictionary_encode()
-        zones = tz.dictionary.to_pylist()
-        idx = tz.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    else:
-        zones, idx = [default_timezone], np.zeros(table.num_rows, np.int32)
-    return zones, idx
-
-
 def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
           on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
           model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
@@ -230,7 +220,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     is_act = _activity_mask(list(cfg.activity))
     u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
     table = u.table
-    zones, user_tz = _user_zones(table, cfg.default_timezone)
+    zones, user_tz = sendtime.zone_index(table, cfg.default_timezone)
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
     off_table, off_t0 = sendtime.offset_table(zones, window_start, as_of)
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)

@@ -30,8 +30,23 @@ import numpy as np
 
 from engine._numba import njit
 
-__all__ = ["offset_table", "population_histograms", "population_sums", "population_shares", "best_times",
+__all__ = ["zone_index", "offset_table", "population_histograms", "population_sums", "population_shares", "best_times",
            "best_times_given", "next_local_hour"]
+
+
+def zone_index(table, default: str, column: str = "timezone") -> tuple[list[str], np.ndarray]:
+    """Distinct timezone names of ``table[column]`` (null -> ``default``) and each row's index (int64).
+
+    A table without the column puts every row in ``default``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column not in table.column_names:
+        return [default], np.zeros(table.num_rows, np.int64)
+    col = pc.cast(table[column], pa.string()).fill_null(default)
+    enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def offset_table(zones: list[str], start: int, end: int) -> tuple[np.ndarray, int]:

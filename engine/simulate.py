@@ -32,9 +32,8 @@ from engine import world
 from engine._sendprep import campaign_start, planned_as_sent, read_any, read_plan
 from engine.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
-from engine.plan_time import OffsetLookup
+from engine.plan_time import local_instants
 from engine.schema import CHANNELS, SECONDS_PER_DAY, TIMESTAMP
-from engine.sendtime import offset_table
 from engine.timeutil import from_epoch_seconds, to_epoch_seconds
 
 __all__ = ["simulate", "write_outcomes", "outcome_meta", "delivered", "META_KEY"]
@@ -120,15 +119,7 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     m_user = np.searchsorted(users, d["user_id"].to_numpy())
     m_at = to_epoch_seconds(d["send_at"])
     m_ch = np.array([CHANNELS.index(c) for c in d["channel"].to_pylist()], np.int64) if d.num_rows else np.zeros(0, np.int64)
-    if d.num_rows and "timezone" not in d.column_names:
-        d = d.append_column("timezone", pa.array(["UTC"] * d.num_rows, pa.string()))
-    tz = d["timezone"].fill_null("UTC").combine_chunks().dictionary_encode() if d.num_rows else None
-    if d.num_rows:
-        table, t0 = offset_table(tz.dictionary.to_pylist(), start - SECONDS_PER_DAY, end + SECONDS_PER_DAY)
-        local = OffsetLookup(table, t0).local(tz.indices.to_numpy(zero_copy_only=False).astype(np.int64), m_at)
-        local_hour = (local % SECONDS_PER_DAY) / 3600.0
-    else:
-        local_hour = np.zeros(0)
+    local_hour = (local_instants(d, m_at) % SECONDS_PER_DAY) / 3600.0
     # messages in the 7 days before each delivery (this campaign's)
     o = np.lexsort((m_at, m_user))
     key = m_user[o].astype(np.int64) * (4 * 10**9) + (m_at[o] - start)
