@@ -74,7 +74,8 @@ class BadRows:
                  quarantine: str | os.PathLike | None = None):
         if on_bad_rows is not None and on_bad_rows not in ON_BAD_ROWS:
             raise InputError(f"on_bad_rows must be 'error' or 'quarantine', not {on_bad_rows!r}")
-        self.source = str(source)
+        in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
+        self.source = f"the {what} table" if in_memory else str(source)
         self.what = what
         self.reasons = USERS_REASONS if what == "users" else EVENTS_REASONS
         self.names = list(self.reasons)
@@ -82,6 +83,9 @@ class BadRows:
         self.on_bad_rows = on_bad_rows
         self.quarantine = None if quarantine is None else Path(quarantine)
         if on_bad_rows == "quarantine" and self.quarantine is None:
+            if in_memory:
+                raise InputError(f"quarantining rows of an in-memory {what} table needs a file to put them in: "
+                                 "pass quarantine=PATH")
             self.quarantine = default_quarantine(source)
         self.counts: dict[str, int] = {}
         self.examples: dict[str, list[tuple[int, dict]]] = {}

@@ -37,11 +37,9 @@ scored one partition at a time, on one machine or on Dask workers
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import time
 import zoneinfo
 
@@ -88,8 +86,8 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
-    ``pyarrow.Table`` s (spilled once to a temporary Arrow IPC file and memory-mapped,
-    so tables and files take the same validated path).  ``quarantine``: a directory
+    ``pyarrow.Table`` s (streamed in record batches through the same validation as
+    files, no copy to disk).  ``quarantine``: a directory
     that receives ``users.rejected.arrow`` and ``events.rejected.arrow`` when
     ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
     (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
@@ -97,32 +95,17 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     The returned table's schema metadata ``winback.score`` holds as_of, the BG/NBD
     parameters and diagnostics and the timing; :func:`summary_of` reads it back.
     """
-    with contextlib.ExitStack() as stack:
-        if isinstance(users, pa.Table) or isinstance(events, pa.Table):
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="winback-score-"))
-            users = _spill(users, os.path.join(tmp, "users.arrow"))
-            events = _spill(events, os.path.join(tmp, "events.arrow"))
-        t_start = time.perf_counter()
-        cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
-                       policy_window_days=policy_window_days, model_window_days=model_window_days,
-                       half_life_days=half_life_days, prior_weight=prior_weight)
-        part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
-                         batch_rows=batch_rows, progress=progress)
-        pop = reduce_stats([part.stats], cfg)
-        out = finalize(part, pop)
-        meta = summary_of(out)
-        meta["seconds"] = round(time.perf_counter() - t_start, 3)
-        return _with_meta(out, meta)
-
-
-def _spill(source, path: str):
-    """A pa.Table becomes an Arrow IPC file at ``path``; anything else is returned as is."""
-    if not isinstance(source, pa.Table):
-        return source
-    import pyarrow.feather as feather
-
-    feather.write_feather(source, path, compression="uncompressed")
-    return path
+    t_start = time.perf_counter()
+    cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
+                   policy_window_days=policy_window_days, model_window_days=model_window_days,
+                   half_life_days=half_life_days, prior_weight=prior_weight)
+    part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
+                     batch_rows=batch_rows, progress=progress)
+    pop = reduce_stats([part.stats], cfg)
+    out = finalize(part, pop)
+    meta = summary_of(out)
+    meta["seconds"] = round(time.perf_counter() - t_start, 3)
+    return _with_meta(out, meta)
 
 
 @dataclasses.dataclass(frozen=True)
