@@ -56,7 +56,19 @@ USERS_OPTIONAL = {
     "signup_at": TIMESTAMP,
 }
 EVENTS_REQUIRED = {"user_id": pa.int64(), "ts": TIMESTAMP, "event": pa.string()}
-EVENTS_OPTIONAL = {"channel": pa.string(), "value": pa.float64()}
+EVENTS_OPTIONAL = {"channel": pa.string(), "value": pa.float64(), "item_id": pa.int64()}
+
+#: The optional catalogue: one row per item.  ``category`` is a list of strings (or one
+#: string; in CSV, categories separated by ``|``).  Any other column (``url``, ``price``,
+#: ``image``...) passes through to message templates as ``{{ items[0].url }}``.
+ITEMS_REQUIRED = {"item_id": pa.int64(), "title": pa.string(), "category": pa.list_(pa.string()),
+                  "added_at": TIMESTAMP}
+ITEMS_OPTIONAL = {"expires_at": TIMESTAMP, "editorial": pa.bool_()}
+
+#: Content themes of a win-back message (engine.themes), in the planner's default order
+#: of preference for a user whose tastes are known.
+THEMES: tuple[str, ...] = ("new_in_your_categories", "leaving_soon", "editorial", "trending", "broaden")
+THEME_CODE: dict[str, int] = {name: i for i, name in enumerate(THEMES)}
 
 #: Columns of plan.arrow that every later step relies on (more may follow).
 PLAN_SCHEMA = pa.schema(
