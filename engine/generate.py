@@ -29,6 +29,10 @@ Model (all rates per day, times UTC unless "local"):
   on that channel.  Clicks are activity to the scorer; a gone user's rare click (the
   ``DEAD_RESPONSE_SCALE`` of world.py) does not revive them here - reviving is what the
   outcome simulator models with ``REVIVE_GIVEN_CLICK``.
+* **Items** (``n_items``, default ``clip(n_users // 20, 200, 100_000)``; 0 = none): a
+  catalogue ``items.arrow``, an ``item_id`` on 70 % of sessions and every purchase drawn
+  from drifting tastes, and ``truth.theme`` / ``truth.taste_drift``: see
+  :mod:`engine.generate_items` (own random streams: every other column is unchanged).
 * **Bad rows** (``bad_rows`` = F): about F of the event rows and F of the user rows
   are bad, split evenly over every kind of the data contract except wrong column
   types (one file cannot hold two types for a column); ``world.json`` counts them.
@@ -57,7 +61,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from engine import world
+from engine import generate_items, world
 from engine.atomic import atomic_path
 from engine.errors import ConfigError, InputError
 from engine.generate_bad import bad_events, bad_users
@@ -368,6 +372,7 @@ def generate(
     format: str = "arrow",
     chunk_users: int = 50_000,
     progress: bool = False,
+    n_items: int | None = None,
 ) -> dict:
     """Generate a world of ``n_users`` users into ``out_dir``; return a summary dict.
 
@@ -381,7 +386,9 @@ def generate(
     counts them per table and kind, with the reason names ``winback validate`` reports:
     ``{"users": {"null_user_id": .., "duplicate_user_id": .., "unknown_timezone": ..},
     "events": {"unknown_event": .., "unknown_channel": .., "missing_channel": ..,
-    "future_ts": .., "unknown_user": .., "null_user_id": ..}}``.
+    "future_ts": .., "unknown_user": .., "null_user_id": ..}}``.  ``n_items`` (default
+    ``clip(n_users // 20, 200, 100_000)``) items go to ``items.arrow`` with item events and
+    theme truth (:mod:`engine.generate_items`); ``n_items=0`` writes the world without them.
     """
     if n_users < 1:
         raise ConfigError(f"--users must be at least 1, got {n_users}")
@@ -393,18 +400,21 @@ def generate(
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     if chunk_users < 1:
         raise ConfigError(f"chunk_users must be at least 1, got {chunk_users}")
+    n_items = generate_items.default_n_items(n_users) if n_items is None else int(n_items)
+    if n_items < 0:
+        raise ConfigError(f"--items must be 0 (no catalogue) or more, got {n_items}")
     t0 = time.perf_counter()
     as_of_s = parse_as_of(as_of)
     out = Path(out_dir)
     try:
-        return _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_users, progress, t0)
+        return _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_users, progress, t0, n_items)
     except OSError as exc:
         raise InputError(f"cannot write the world to {out} ({exc.strerror or exc}); pass -o a directory this "
                          "user can write, on a disk with room (1M users take about 1.8 GB as arrow, "
                          "about 0.7 GB as parquet)") from None
 
 
-def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_users, progress, t0) -> dict:
+def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_users, progress, t0, n_items) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     zones = [z for z, _ in TIMEZONES]
     day0 = (as_of_s - (days + 800) * SECONDS_PER_DAY) // SECONDS_PER_DAY
@@ -419,47 +429,54 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
     bad_counts: dict[str, dict[str, int]] = {}
     n_events = 0
     pbar = bar(progress, total=n_users, desc="generate", unit="users")
-    files = {k: out / f"{k}.{format}" for k in ("users", "events", "truth")}
+    cat = generate_items.Catalogue(seed, n_items, as_of_s, days) if n_items else None
+    schema = generate_items.events_schema(_EVENTS_SCHEMA) if cat else _EVENTS_SCHEMA
+    files = {k: out / f"{k}.{format}" for k in ("users", "events", "truth") + (("items",) if cat else ())}
     dicts = _DICTS[bad_rows > 0]
     # every file is renamed into place only once all are written; world.json goes last (exit order)
     with contextlib.ExitStack() as stack:
         tmp_json = stack.enter_context(atomic_path(out / "world.json"))
         tmp = {k: stack.enter_context(atomic_path(v)) for k, v in files.items()}
-        with _writer(tmp["events"], format) as writer:
+        with _writer(tmp["events"], format, schema) as writer:
             for ci in range(n_chunks):
                 rng = np.random.default_rng([seed, ci])
                 ids = all_ids[ci * chunk_users:(ci + 1) * chunk_users]
                 u = _users_chunk(rng, ids, len(zones), as_of_s, days)
                 act = _activity(rng, u, as_of_s, days, offsets)
                 owner, ts, ev, ch, val = _chunk_rows(act, _history(rng, u, act, as_of_s, days, offsets))
+                chi = generate_items.chunk_items(seed, ci, cat, u, act) if cat else None
+                items = chi.event_column(len(ts)) if cat else None
                 # rows leave in a random order (the contract does not promise sorted events)
                 shuffle = rng.permutation(len(ts))
                 for lo in range(0, len(ts), 1 << 20):
                     sel = shuffle[lo:lo + (1 << 20)]
-                    writer.write_batch(_events_batch(ids, owner[sel], ts[sel], ev[sel], ch[sel], val[sel], dicts))
+                    batch = _events_batch(ids, owner[sel], ts[sel], ev[sel], ch[sel], val[sel], dicts)
+                    writer.write_batch(generate_items.with_items(batch, items[sel], schema) if cat else batch)
                 counts += np.bincount(ev, minlength=len(EVENTS))
                 n_events += len(ts)
                 users_parts.append(_users_table(u, zones, rng))
-                truth_parts.append(_truth_table(u, act))
+                truth_parts.append(generate_items.truth_with_theme(_truth_table(u, act), chi) if cat
+                                   else _truth_table(u, act))
                 pbar.update(len(ids))
             if bad_rows > 0:
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
                 batch, bad_counts["events"] = bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad,
                                                          as_of_s, dicts, _EVENTS_SCHEMA)
-                writer.write_batch(batch)
+                writer.write_batch(generate_items.null_items(batch, schema) if cat else batch)
         pbar.close()
         users = pa.concat_tables(users_parts)
         if bad_rows > 0:
             users, bad_counts["users"] = bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
         truth = pa.concat_tables(truth_parts)
-        for name, table in (("users", users), ("truth", truth)):
+        tables = (("users", users), ("truth", truth)) + ((("items", cat.table()),) if cat else ())
+        for name, table in tables:
             if format == "parquet":
                 pq.write_table(table, tmp[name], compression="zstd")
             else:
                 feather.write_feather(table, tmp[name], compression="uncompressed")
         summary = {
             "as_of": dt.datetime.fromtimestamp(as_of_s, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-            "seed": seed, "days": days, "n_users": n_users, "n_events": int(n_events),
+            "seed": seed, "days": days, "n_users": n_users, "n_items": int(n_items), "n_events": int(n_events),
             "events_by_type": {name: int(c) for name, c in zip(EVENTS, counts)},
             "alive_share": float(np.mean(truth["alive"].to_numpy(zero_copy_only=False))),
             "bad_rows": bad_counts, "parameters": PARAMS,
@@ -484,8 +501,8 @@ def _chunk_rows(act, hist):
     return owner, ts, ev, ch, val
 
 
-def _writer(path: Path, fmt: str):
+def _writer(path: Path, fmt: str, schema: pa.Schema):
     """A record-batch writer for the events file: Arrow IPC file or Parquet (zstd)."""
     if fmt == "parquet":
-        return pq.ParquetWriter(str(path), _EVENTS_SCHEMA, compression="zstd")
-    return ipc.new_file(str(path), _EVENTS_SCHEMA)
+        return pq.ParquetWriter(str(path), schema, compression="zstd")
+    return ipc.new_file(str(path), schema)

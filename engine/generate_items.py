@@ -1,0 +1,267 @@
+"""The synthetic world's catalogue, item-level events with drifting tastes, and the theme truth.
+
+Model (times are epoch seconds UTC, durations in days; ``window0 = as_of - days``):
+
+* **Catalogue** of ``n_items`` items (default ``clip(n_users // 20, 200, 100_000)``).
+  Each item has a first category drawn from :data:`CATEGORIES` with the unequal
+  weights of :data:`CATEGORY_WEIGHTS`, and with probability 0.3 a second, different
+  one.  ``added_at``: 30 % uniform over the 730 days before ``window0`` (the back
+  catalogue), 45 % uniform over ``[window0, as_of - 60 d)``, 25 % uniform over the 60
+  days before ``as_of`` ("new since you left"); one item per category is always in the
+  back catalogue and never expires, so every category has an item at any event time.
+  ``expires_at``: null for most; 8 % in ``(as_of, as_of + 21 d]`` ("leaving soon"),
+  5 % already expired at a uniform instant between ``added_at + 7 d`` and ``as_of``
+  (for items added at least 30 days before ``as_of``), 5 % in ``(as_of + 21 d,
+  as_of + 180 d]``.  ``editorial`` True for 4 %.  Latent popularity is Zipf-like within
+  the first category: ``rank ** -ZIPF_S`` with the rank a random permutation.
+  ``item_id`` is unique and not sequential; titles are deterministic text, ~4 %
+  holding an HTML-special character (``&``, ``<``, ``'``).
+* **Tastes**: each user has an old taste ``old ~ Dirichlet(TASTE_ALPHA * 12 * w)``
+  over the categories (``w`` the category weights: concentrated, mean ``w``), a drift
+  ``d ~ Beta(1, 3)`` and a current taste ``cur = (1 - d) * old + d * new`` with
+  ``new`` another such Dirichlet draw.  At time ``t`` the taste is
+  ``(1 - f) * old + f * cur`` with ``f = (t - window0) / (as_of - window0)`` clipped to
+  [0, 1]: linear from the window's start to ``as_of``.
+* **Item events**: 70 % of sessions and every purchase carry an ``item_id``.  The
+  category comes from the user's taste at the event time (a mixture: ``cur`` with
+  probability ``f``, else ``old``); the item is drawn among the items of that category
+  (first or second) available at the event time (``added_at <= t < expires_at``)
+  proportionally to popularity: per category, items sorted by ``added_at`` with a
+  prefix cumulative sum of popularity and ``searchsorted``; a draw that lands on an
+  item already expired is drawn again (up to ``_REDRAWS`` times, exact in the limit);
+  when none is available the event's ``item_id`` is null.
+* **Theme truth** (``truth.theme``, one of :data:`engine.schema.THEMES`, and
+  ``truth.taste_drift`` = ``d``): ``d > 0.5`` -> ``broaden``; else a gone user whose
+  dropout was more than 180 days before ``as_of`` -> ``trending``; else drawn from
+  new_in_your_categories 0.4, leaving_soon 0.2, editorial 0.2, trending 0.2.  The
+  outcome simulator multiplies the open probability of a themed message by
+  :func:`engine.world.theme_factor`.
+
+The catalogue draws from ``default_rng([seed, 0x17E45, 0xCA7])`` and each chunk of
+users from ``default_rng([seed, ci, 0x17E45])``, apart from the streams of every
+other column, which therefore stay byte-for-byte those of a world without items.
+Everything is vectorised numpy (loops run over the 12 categories, never over events).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.schema import SECONDS_PER_DAY, THEME_CODE, THEMES, TIMESTAMP
+
+__all__ = ["CATEGORIES", "CATEGORY_WEIGHTS", "default_n_items", "Catalogue", "ChunkItems", "chunk_items",
+           "events_schema", "with_items", "null_items", "truth_with_theme"]
+
+CATEGORIES: tuple[str, ...] = ("drama", "comedy", "documentary", "thriller", "kids", "sci-fi",
+                               "romance", "sports", "music", "news", "food", "travel")
+CATEGORY_WEIGHTS = np.array([0.18, 0.15, 0.10, 0.10, 0.08, 0.07, 0.07, 0.07, 0.06, 0.05, 0.04, 0.03])
+ITEM_PARAMS = {
+    "second_category": 0.3, "back_catalogue": 0.30, "recent": 0.25, "recent_days": 60, "back_days": 730,
+    "leaving_soon": 0.08, "leaving_days": 21, "expired": 0.05, "expires_later": 0.05, "editorial": 0.04,
+    "zipf_s": 1.0, "taste_alpha": 0.3, "drift_beta": (1.0, 3.0), "session_item": 0.7,
+    "broaden_drift": 0.5, "trending_gone_days": 180,
+    "theme_p": {"new_in_your_categories": 0.4, "leaving_soon": 0.2, "editorial": 0.2, "trending": 0.2},
+}
+_K = len(CATEGORIES)
+_NEVER = np.iinfo(np.int64).max
+_REDRAWS = 6
+_ADJ = np.array(["Silent", "Golden", "Last", "Hidden", "Broken", "Wild", "Midnight", "Secret", "Lost", "Bright",
+                 "Final", "Distant", "Electric", "Quiet", "Burning", "Frozen", "Little", "Endless", "Crimson", "Open"])
+_NOUN = np.array(["River", "City", "Garden", "Signal", "Kitchen", "Road", "Harbor", "Mountain", "Season", "Letter",
+                  "Orbit", "Stage", "Island", "Frontier", "Table", "Storm", "Archive", "Circuit", "Voyage", "Match"])
+#: title suffixes; the last three carry HTML-special characters
+_SUFFIX = np.array(["", ": Part II", " Revisited", " (Live)", " & Friends", " <Uncut>", "'s Secret"])
+_SUFFIX_P = np.array([0.82, 0.06, 0.04, 0.04, 0.015, 0.015, 0.01])
+
+
+def default_n_items(n_users: int) -> int:
+    """Catalogue size when none is given: ``clip(n_users // 20, 200, 100_000)``."""
+    return int(np.clip(n_users // 20, 200, 100_000))
+
+
+def _dirichlet(rng, n: int) -> np.ndarray:
+    """``n`` tastes ~ Dirichlet(TASTE_ALPHA * K * w) as rows, by normalised gammas."""
+    g = rng.gamma(ITEM_PARAMS["taste_alpha"] * _K * CATEGORY_WEIGHTS, 1.0, (n, _K))
+    s = g.sum(axis=1, keepdims=True)
+    return np.where(s > 0, g / np.where(s > 0, s, 1.0), 1.0 / _K)
+
+
+class Catalogue:
+    """The items (arrays by item position) and, per category, the sampling index."""
+
+    def __init__(self, seed: int, n_items: int, as_of: int, days: int):
+        P = ITEM_PARAMS
+        rng = np.random.default_rng([seed, 0x17E45, 0xCA7])
+        n = int(n_items)
+        self.as_of, self.window0 = int(as_of), int(as_of) - days * SECONDS_PER_DAY
+        w = CATEGORY_WEIGHTS / CATEGORY_WEIGHTS.sum()
+        self.item_id = 50_000_000 + rng.permutation(n).astype(np.int64) * 97 + 13
+        cat1 = rng.choice(_K, n, p=w)
+        cat2 = rng.choice(_K, n, p=w)
+        cat2 = np.where(cat2 == cat1, (cat1 + 1 + rng.integers(0, _K - 1, n)) % _K, cat2)
+        cat2 = np.where(rng.random(n) < P["second_category"], cat2, -1)
+        # added_at: back catalogue, over the window, or recent
+        u = rng.random(n)
+        recent0 = self.as_of - P["recent_days"] * SECONDS_PER_DAY
+        back = self.window0 - (rng.random(n) * P["back_days"] * SECONDS_PER_DAY).astype(np.int64)
+        mid = self.window0 + (rng.random(n) * max(recent0 - self.window0, 0)).astype(np.int64)
+        rec = recent0 + (rng.random(n) * (self.as_of - recent0)).astype(np.int64)
+        added = np.where(u < P["back_catalogue"], back, np.where(u < 1 - P["recent"], mid, rec))
+        # expires_at: leaving soon, already expired, later, or never (_NEVER = null)
+        v = rng.random(n)
+        soon = self.as_of + rng.integers(1, P["leaving_days"] * SECONDS_PER_DAY + 1, n)
+        lo = added + 7 * SECONDS_PER_DAY
+        past = lo + (rng.random(n) * np.maximum(self.as_of - lo, 0)).astype(np.int64)
+        later = self.as_of + rng.integers(P["leaving_days"] * SECONDS_PER_DAY + 1, 180 * SECONDS_PER_DAY + 1, n)
+        c1, c2, c3 = P["leaving_soon"], P["leaving_soon"] + P["expired"], P["leaving_soon"] + P["expired"] + P["expires_later"]
+        can_expire = added < self.as_of - 30 * SECONDS_PER_DAY
+        expires = np.where(v < c1, soon, np.where((v < c2) & can_expire, past, np.where((v >= c2) & (v < c3), later, _NEVER)))
+        editorial = rng.random(n) < P["editorial"]
+        # one back-catalogue item per category that never expires: every category always has an item
+        m = min(n, _K)
+        cat1[:m] = np.arange(m)
+        added[:m] = self.window0 - P["back_days"] * SECONDS_PER_DAY
+        expires[:m] = _NEVER
+        # popularity: Zipf-like in a random rank order within the first category
+        order = np.lexsort((rng.random(n), cat1))
+        first = np.searchsorted(cat1[order], cat1[order], side="left")
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n) - first + 1
+        self.pop = rank.astype(np.float64) ** -P["zipf_s"]
+        self.cat1, self.cat2, self.added, self.expires, self.editorial = cat1, cat2, added, expires, editorial
+        sfx = rng.choice(len(_SUFFIX), n, p=_SUFFIX_P)
+        a, b = rng.integers(0, len(_ADJ), n), rng.integers(0, len(_NOUN), n)
+        self.title = pc.binary_join_element_wise(pa.array(_ADJ[a]), pa.array(_NOUN[b]), " ")
+        self.title = pc.binary_join_element_wise(self.title, pa.array(_SUFFIX[sfx]), "")
+        # per category: member items sorted by added_at and the prefix sums of their popularity
+        self._idx, self._added, self._cum = [], [], []
+        for c in range(_K):
+            idx = np.nonzero((cat1 == c) | (cat2 == c))[0]
+            idx = idx[np.argsort(added[idx], kind="stable")]
+            self._idx.append(idx)
+            self._added.append(added[idx])
+            self._cum.append(np.cumsum(self.pop[idx]))
+
+    def __len__(self) -> int:
+        return len(self.item_id)
+
+    def table(self) -> pa.Table:
+        """The catalogue in the ``ITEMS_REQUIRED`` + ``ITEMS_OPTIONAL`` schema (plus ``popularity``)."""
+        n = len(self)
+        names = pa.array(CATEGORIES, pa.string())
+        two = self.cat2 >= 0
+        flat = np.stack([self.cat1, np.where(two, self.cat2, 0)], axis=1).ravel()
+        keep = np.ones(2 * n, bool)
+        keep[1::2] = two
+        offsets = np.concatenate([[0], np.cumsum(1 + two)]).astype(np.int32)
+        category = pa.ListArray.from_arrays(pa.array(offsets), names.take(pa.array(flat[keep])))
+        never = self.expires == _NEVER
+        return pa.table({
+            "item_id": pa.array(self.item_id, pa.int64()),
+            "title": self.title,
+            "category": category,
+            "added_at": pa.array(self.added * 1_000_000, TIMESTAMP),
+            "expires_at": pa.array(np.where(never, 0, self.expires) * 1_000_000, TIMESTAMP, mask=never),
+            "editorial": pa.array(self.editorial, pa.bool_()),
+            "popularity": pa.array(self.pop / self.pop.max()),
+        })
+
+    def draw(self, rng, cat: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Item ids for events of category ``cat`` at ``ts`` (epoch s), by popularity among the
+        items available then; -1 where none is."""
+        out = np.full(len(cat), -1, np.int64)
+        order = np.argsort(cat, kind="stable")
+        bounds = np.searchsorted(cat[order], np.arange(_K + 1))
+        for c in range(_K):
+            sel = order[bounds[c]:bounds[c + 1]]
+            idx, add, cum = self._idx[c], self._added[c], self._cum[c]
+            t = ts[sel]
+            n_av = np.searchsorted(add, t, side="right")            # items added by t
+            sel, t, n_av = sel[n_av > 0], t[n_av > 0], n_av[n_av > 0]
+            for _ in range(_REDRAWS):
+                if not len(sel):
+                    break
+                x = rng.random(len(sel)) * cum[n_av - 1]
+                j = np.minimum(np.searchsorted(cum, x, side="right"), n_av - 1)
+                item = idx[j]
+                ok = self.expires[item] > t
+                out[sel[ok]] = self.item_id[item[ok]]
+                sel, t, n_av = sel[~ok], t[~ok], n_av[~ok]
+        return out
+
+
+class ChunkItems:
+    """Per chunk of users: item ids of their sessions and purchases, drift and theme codes."""
+
+    def __init__(self, session_items, purchase_items, drift, theme):
+        self.session_items, self.purchase_items = session_items, purchase_items
+        self.drift, self.theme = drift, theme
+
+    def event_column(self, n_rows: int) -> np.ndarray:
+        """Item ids aligned with the chunk's rows (sessions, purchases, then campaign rows: -1)."""
+        col = np.full(n_rows, -1, np.int64)
+        ns, npur = len(self.session_items), len(self.purchase_items)
+        col[:ns] = self.session_items
+        col[ns:ns + npur] = self.purchase_items
+        return col
+
+
+def _taste_category(rng, old, cur, owner, ts, window0, as_of) -> np.ndarray:
+    """Category of each event from its user's taste at ``ts``: ``cur`` with probability f, else ``old``."""
+    n_users = len(old)
+    f = np.clip((ts - window0) / max(as_of - window0, 1), 0.0, 1.0)
+    row = owner.astype(np.int64) + n_users * (rng.random(len(owner)) < f)
+    cdf = np.minimum(np.cumsum(np.concatenate([old, cur]), axis=1), 1.0)
+    cdf[:, -1] = 1.0
+    flat = (cdf + np.arange(2 * n_users)[:, None]).ravel()
+    cat = np.searchsorted(flat, row + rng.random(len(owner)), side="right") - row * _K
+    return np.minimum(cat, _K - 1)
+
+
+def chunk_items(seed: int, ci: int, cat: Catalogue, u: dict, act: dict) -> ChunkItems:
+    """Tastes, item events and themes of chunk ``ci`` (users ``u``, activity ``act`` of generate.py)."""
+    P = ITEM_PARAMS
+    rng = np.random.default_rng([seed, ci, 0x17E45])
+    n = u["n"]
+    old, new = _dirichlet(rng, n), _dirichlet(rng, n)
+    drift = rng.beta(*P["drift_beta"], n)
+    cur = (1.0 - drift[:, None]) * old + drift[:, None] * new
+    s_owner, s_ts = act["sess"]
+    p_owner, p_ts, _ = act["purchase"]
+    owner = np.concatenate([s_owner, p_owner])
+    ts = np.concatenate([s_ts, p_ts])
+    carry = np.concatenate([rng.random(len(s_owner)) < P["session_item"], np.ones(len(p_owner), bool)])
+    items = np.full(len(owner), -1, np.int64)
+    c = _taste_category(rng, old, cur, owner[carry], ts[carry], cat.window0, cat.as_of)
+    items[carry] = cat.draw(rng, c, ts[carry])
+    # themes
+    names = list(P["theme_p"])
+    p = np.array([P["theme_p"][k] for k in names])
+    drawn = np.array([THEME_CODE[k] for k in names])[rng.choice(len(names), n, p=p / p.sum())]
+    long_gone = ~act["alive"] & (act["dropout_at"] < cat.as_of - P["trending_gone_days"] * SECONDS_PER_DAY)
+    theme = np.where(drift > P["broaden_drift"], THEME_CODE["broaden"],
+                     np.where(long_gone, THEME_CODE["trending"], drawn)).astype(np.int8)
+    return ChunkItems(items[:len(s_owner)], items[len(s_owner):], drift, theme)
+
+
+def events_schema(schema: pa.Schema) -> pa.Schema:
+    """The events schema with the nullable ``item_id`` int64 column appended."""
+    return schema.append(pa.field("item_id", pa.int64()))
+
+
+def with_items(batch: pa.RecordBatch, items: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the ``item_id`` column (-1 = null) appended."""
+    return pa.RecordBatch.from_arrays(batch.columns + [pa.array(items, pa.int64(), mask=items < 0)], schema=schema)
+
+
+def null_items(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with an all-null ``item_id`` column appended (the bad rows)."""
+    return pa.RecordBatch.from_arrays(batch.columns + [pa.nulls(batch.num_rows, pa.int64())], schema=schema)
+
+
+def truth_with_theme(truth: pa.Table, ch: ChunkItems) -> pa.Table:
+    """``truth`` with ``theme`` (string, one of THEMES) and ``taste_drift`` appended."""
+    theme = pa.array(np.array(THEMES, dtype=object)[ch.theme], pa.string())
+    return truth.append_column("theme", theme).append_column("taste_drift", pa.array(ch.drift))
