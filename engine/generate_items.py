@@ -67,6 +67,7 @@ ITEM_PARAMS = {
 _K = len(CATEGORIES)
 _NEVER = np.iinfo(np.int64).max
 _REDRAWS = 6
+_BIG = np.int64(1 << 40)   # category * _BIG + instant orders by category, then time
 _ADJ = np.array(["Silent", "Golden", "Last", "Hidden", "Broken", "Wild", "Midnight", "Secret", "Lost", "Bright",
                  "Final", "Distant", "Electric", "Quiet", "Burning", "Frozen", "Little", "Endless", "Crimson", "Open"])
 _NOUN = np.array(["River", "City", "Garden", "Signal", "Kitchen", "Road", "Harbor", "Mountain", "Season", "Letter",
@@ -135,14 +136,16 @@ class Catalogue:
         a, b = rng.integers(0, len(_ADJ), n), rng.integers(0, len(_NOUN), n)
         self.title = pc.binary_join_element_wise(pa.array(_ADJ[a]), pa.array(_NOUN[b]), " ")
         self.title = pc.binary_join_element_wise(self.title, pa.array(_SUFFIX[sfx]), "")
-        # per category: member items sorted by added_at and the prefix sums of their popularity
-        self._idx, self._added, self._cum = [], [], []
-        for c in range(_K):
-            idx = np.nonzero((cat1 == c) | (cat2 == c))[0]
-            idx = idx[np.argsort(added[idx], kind="stable")]
-            self._idx.append(idx)
-            self._added.append(added[idx])
-            self._cum.append(np.cumsum(self.pop[idx]))
+        # per category: member items sorted by added_at, all categories in one array ordered by
+        # (category, added_at), with the prefix sums of their popularity
+        member = np.concatenate([np.arange(n), np.nonzero(cat2 >= 0)[0]])
+        mcat = np.concatenate([cat1, cat2[cat2 >= 0]]).astype(np.int64)
+        o = np.lexsort((added[member], mcat))
+        self._idx, self._key = member[o], mcat[o] * _BIG + added[member[o]]
+        self._cum = np.cumsum(self.pop[self._idx])
+        first = np.searchsorted(mcat[o], np.arange(_K))
+        self._first = first
+        self._base = np.where(first > 0, self._cum[np.maximum(first - 1, 0)], 0.0)
 
     def __len__(self) -> int:
         return len(self.item_id)
@@ -172,23 +175,19 @@ class Catalogue:
         """Item ids for events of category ``cat`` at ``ts`` (epoch s), by popularity among the
         items available then; -1 where none is."""
         out = np.full(len(cat), -1, np.int64)
-        order = np.argsort(cat, kind="stable")
-        bounds = np.searchsorted(cat[order], np.arange(_K + 1))
-        for c in range(_K):
-            sel = order[bounds[c]:bounds[c + 1]]
-            idx, add, cum = self._idx[c], self._added[c], self._cum[c]
-            t = ts[sel]
-            n_av = np.searchsorted(add, t, side="right")            # items added by t
-            sel, t, n_av = sel[n_av > 0], t[n_av > 0], n_av[n_av > 0]
-            for _ in range(_REDRAWS):
-                if not len(sel):
-                    break
-                x = rng.random(len(sel)) * cum[n_av - 1]
-                j = np.minimum(np.searchsorted(cum, x, side="right"), n_av - 1)
-                item = idx[j]
-                ok = self.expires[item] > t
-                out[sel[ok]] = self.item_id[item[ok]]
-                sel, t, n_av = sel[~ok], t[~ok], n_av[~ok]
+        cat = cat.astype(np.int64)
+        end = np.searchsorted(self._key, cat * _BIG + ts, side="right")   # past the items added by ts
+        lo = self._base[cat]
+        sel = np.nonzero(end > self._first[cat])[0]
+        lo, end, t = lo[sel], end[sel], ts[sel]
+        for _ in range(_REDRAWS):
+            if not len(sel):
+                break
+            x = lo + rng.random(len(sel)) * (self._cum[end - 1] - lo)
+            item = self._idx[np.minimum(np.searchsorted(self._cum, x, side="right"), end - 1)]
+            ok = self.expires[item] > t
+            out[sel[ok]] = self.item_id[item[ok]]
+            sel, lo, end, t = sel[~ok], lo[~ok], end[~ok], t[~ok]
         return out
 
 
@@ -209,11 +208,16 @@ class ChunkItems:
 
 
 def _taste_category(rng, old, cur, owner, ts, window0, as_of) -> np.ndarray:
-    """Category of each event from its user's taste at ``ts``: ``cur`` with probability f, else ``old``."""
+    """Category of each event from its user's taste at ``ts``: ``cur`` with probability f, else ``old``.
+
+    One ``searchsorted`` over the users' CDFs laid end to end (user k's old taste at
+    ``[2k, 2k + 1)``, current at ``[2k + 1, 2k + 2)``); events come grouped by user, so the
+    queries are nearly sorted.
+    """
     n_users = len(old)
     f = np.clip((ts - window0) / max(as_of - window0, 1), 0.0, 1.0)
-    row = owner.astype(np.int64) + n_users * (rng.random(len(owner)) < f)
-    cdf = np.minimum(np.cumsum(np.concatenate([old, cur]), axis=1), 1.0)
+    row = 2 * owner.astype(np.int64) + (rng.random(len(owner)) < f)
+    cdf = np.minimum(np.cumsum(np.stack([old, cur], axis=1).reshape(2 * n_users, _K), axis=1), 1.0)
     cdf[:, -1] = 1.0
     flat = (cdf + np.arange(2 * n_users)[:, None]).ravel()
     cat = np.searchsorted(flat, row + rng.random(len(owner)), side="right") - row * _K

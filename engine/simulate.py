@@ -5,6 +5,11 @@ Given a plan, the generator's ``truth`` and what was actually delivered (the led
 with the world's own behavioural model (:mod:`engine.world`): open with
 ``response_probability`` (alive, channel rate, delivery local hour vs the preferred
 hour, messages in the 7 days before), click after an open, unsubscribe and complain.
+When the plan has a ``theme`` column and the truth a ``theme`` (a world with items),
+the open probability is multiplied by ``world.theme_factor`` (the blast has no theme:
+factor 1.0); the metadata then counts deliveries, opens and clicks per message theme
+(``by_theme``, with ``none`` for messages without one, and ``matched``: deliveries
+whose theme is the user's true one).
 A click brings the user back (it is activity) and revives a gone user with
 ``REVIVE_GIVEN_CLICK``.  Then organic activity over the next ``days`` days is drawn for
 *every* user of the plan, treated or holdout, from their true activity rate, so
@@ -33,7 +38,7 @@ from engine._sendprep import campaign_start, planned_as_sent, read_any, read_pla
 from engine.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
 from engine.plan_time import local_instants
-from engine.schema import CHANNELS, SECONDS_PER_DAY, TIMESTAMP
+from engine.schema import CHANNELS, SECONDS_PER_DAY, THEMES, TIMESTAMP
 from engine.timeutil import from_epoch_seconds, to_epoch_seconds
 
 __all__ = ["simulate", "write_outcomes", "outcome_meta", "delivered", "META_KEY"]
@@ -71,7 +76,7 @@ def _deliveries(plan: pa.Table, ledger, policy: str, start: int, scores=None) ->
             if "timezone" in users.column_names else pa.array(["UTC"] * n),
         })
     planned = planned_as_sent(plan, ledger)
-    cols = ["message_id", "user_id", "channel", "step", "step_index", "variant", "send_at", "timezone"]
+    cols = ["message_id", "user_id", "channel", "step", "step_index", "variant", "send_at", "timezone", "theme"]
     return planned.select([c for c in cols if c in planned.column_names])
 
 
@@ -130,6 +135,11 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     rate = np.stack([tcol(f"resp_{c}", 0.1) for c in CHANNELS], axis=1)
     p_open = world.response_probability(alive[m_user], rate[m_user, m_ch], local_hour,
                                         tcol("preferred_hour_local", 12)[m_user], n7, tcol("fatigue_sensitivity")[m_user])
+    themed = "theme" in plan_t.column_names and "theme" in tr.column_names
+    if themed:
+        m_theme = _theme_codes(d, plan_name)
+        u_theme = _theme_codes(tr, "truth")[m_user]
+        p_open = np.clip(p_open * world.theme_factor(m_theme, u_theme), 0.0, 1.0)
     opened = rng.random(len(m_user)) < p_open
     clicked = opened & (rng.random(len(m_user)) < world.CLICK_GIVEN_OPEN)
     p_unsub = world.unsubscribe_probability(tcol("unsub_risk", 0.002)[m_user], n7)
@@ -173,7 +183,34 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
             "deliveries": int(len(m_user)), "opens": int(opened.sum()), "clicks": int(clicked.sum()),
             "revived": int((revived_at != np.iinfo(np.int64).max).sum()),
             "unsubscribes": int(unsub.sum())}
+    if themed:
+        meta["by_theme"] = _by_theme(m_theme, u_theme, opened, clicked)
     return events.replace_schema_metadata({**(events.schema.metadata or {}), META_KEY: json.dumps(meta)})
+
+
+def _theme_codes(t: pa.Table, name: str) -> np.ndarray:
+    """Codes (indices into THEMES) of the ``theme`` column; -1 where absent or null."""
+    if "theme" not in t.column_names:
+        return np.full(t.num_rows, -1, np.int64)
+    col = t["theme"].cast(pa.string()) if pa.types.is_dictionary(t["theme"].type) else t["theme"]
+    idx = pc.index_in(col, value_set=pa.array(THEMES, pa.string()))
+    unknown = pc.and_(pc.is_valid(col), pc.is_null(idx))
+    if pc.any(unknown).as_py():
+        bad = pc.unique(col.filter(unknown)).to_pylist()[:5]
+        raise InputError(f"{name}: {pc.sum(unknown).as_py()} rows have an unknown theme (e.g. {bad}); "
+                         f"themes are {', '.join(THEMES)}")
+    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _by_theme(m_theme, u_theme, opened, clicked) -> dict:
+    """Deliveries, opens, clicks and deliveries matching the user's true theme, per message theme."""
+    out = {}
+    for code in np.unique(m_theme):
+        sel = m_theme == code
+        out["none" if code < 0 else THEMES[code]] = {
+            "deliveries": int(sel.sum()), "opens": int(opened[sel].sum()), "clicks": int(clicked[sel].sum()),
+            "matched": int((sel & (u_theme == code)).sum())}
+    return out
 
 
 def outcome_meta(events: pa.Table) -> dict:

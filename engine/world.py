@@ -14,6 +14,12 @@ with ``CLICK_GIVEN_OPEN``; a click that leads back to the product revives a gone
 user with ``REVIVE_GIVEN_CLICK`` (that is the win-back).  Each message also
 triggers an unsubscribe with ``unsub_risk * (1 + n7)``.
 
+Content themes (:data:`engine.schema.THEMES`): each user of a world with items has a
+true theme (``truth.theme``), the kind of message that speaks to them.  A message
+with a theme multiplies the open probability by ``theme_factor``: ``THEME_MATCH``
+when its theme is the user's, ``THEME_MISS`` when it is another; a message without
+a theme (code -1), or a user without a known theme, keeps the factor 1.0.
+
 All functions are vectorised over numpy arrays of equal length.
 """
 
@@ -30,6 +36,9 @@ __all__ = [
     "hour_distance",
     "response_probability",
     "unsubscribe_probability",
+    "THEME_MATCH",
+    "THEME_MISS",
+    "theme_factor",
 ]
 
 HOUR_SIGMA = 2.5
@@ -37,6 +46,8 @@ HOUR_FLOOR = 0.15
 DEAD_RESPONSE_SCALE = 0.15
 CLICK_GIVEN_OPEN = 0.35
 REVIVE_GIVEN_CLICK = 0.5
+THEME_MATCH = 1.5
+THEME_MISS = 0.8
 
 
 def hour_distance(local_hour: np.ndarray, preferred_hour: np.ndarray) -> np.ndarray:
@@ -66,3 +77,11 @@ def unsubscribe_probability(unsub_risk: np.ndarray, recent_messages_7d: np.ndarr
     """Probability (0..1) that a message triggers an unsubscribe; grows with recent message load."""
     p = np.asarray(unsub_risk, dtype=np.float64) * (1.0 + np.asarray(recent_messages_7d, dtype=np.float64))
     return np.clip(p, 0.0, 1.0)
+
+
+def theme_factor(message_theme_codes: np.ndarray, user_theme_codes: np.ndarray) -> np.ndarray:
+    """Open-probability factor of a message's theme for its user: ``THEME_MATCH`` if the codes
+    (indices into ``engine.schema.THEMES``) agree, ``THEME_MISS`` if not, 1.0 where either is -1."""
+    m = np.asarray(message_theme_codes, dtype=np.int64)
+    u = np.asarray(user_theme_codes, dtype=np.int64)
+    return np.where((m < 0) | (u < 0), 1.0, np.where(m == u, THEME_MATCH, THEME_MISS))
