@@ -24,16 +24,28 @@ from typing import Sequence
 
 import aiohttp
 
-from adapters.base import Message, Result
-from adapters.http import HttpAdapter, Secret, each, result_for
+from adapters.base import SENT, Message, Result
+from adapters.http import HttpAdapter, Reply, Secret, each, result_for
 
 __all__ = ["WebhookAdapter", "sign", "verify_signature", "message_json", "iso_utc"]
 
 
+#: recent ``iso_utc`` answers: a plan's messages share a few send times
+_ISO: dict[float, str] = {}
+#: one encoder for every body (``json.dumps`` with options builds a new one per call)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def iso_utc(epoch_seconds: float) -> str:
     """``2026-11-23T09:00:00Z`` for epoch seconds (UTC)."""
-    t = datetime.fromtimestamp(float(epoch_seconds), tz=timezone.utc)
-    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+    s = _ISO.get(epoch_seconds)
+    if s is None:
+        t = datetime.fromtimestamp(float(epoch_seconds), tz=timezone.utc)
+        s = t.isoformat(timespec="seconds").replace("+00:00", "Z")
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        _ISO[epoch_seconds] = s
+    return s
 
 
 def message_json(m: Message) -> bytes:
@@ -45,7 +57,7 @@ def message_json(m: Message) -> bytes:
         doc["campaign_id"] = m.campaign_id
     if m.template is not None:
         doc["template"] = m.template
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(doc).encode()
 
 
 def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
@@ -53,6 +65,28 @@ def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
     mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+class _Signer:
+    """``sign`` for one secret, keyed once: each message copies the keyed HMAC state."""
+
+    __slots__ = ("_mac", "_second", "_ts", "_prefix")
+
+    def __init__(self, secret: str | bytes):
+        key = secret.encode() if isinstance(secret, str) else secret
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._second = None
+        self._ts = ""
+        self._prefix = b""
+
+    def __call__(self, second: int, body: bytes) -> tuple[str, str]:
+        """``(timestamp, signature)`` for ``body`` sent at ``second`` (unix seconds)."""
+        if second != self._second:
+            self._second, self._ts = second, str(second)
+            self._prefix = (self._ts + ".").encode()
+        mac = self._mac.copy()
+        mac.update(self._prefix + body)
+        return self._ts, "sha256=" + mac.hexdigest()
 
 
 def verify_signature(secret: str | bytes, timestamp: str, body: bytes, header: str) -> bool:
@@ -72,13 +106,26 @@ class WebhookAdapter(HttpAdapter):
         self.url = url
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         self._clock = clock
+        self._sign = _Signer(self._secret.reveal())
 
     async def _one(self, m: Message) -> Result:
         body = message_json(m)
-        ts = str(int(self._clock()))
+        ts, signature = self._sign(int(self._clock()), body)
         headers = {"Content-Type": "application/json", "Idempotency-Key": m.message_id,
-                   "X-Winback-Timestamp": ts, "X-Winback-Signature": sign(self._secret.reveal(), ts, body)}
+                   "X-Winback-Timestamp": ts, "X-Winback-Signature": signature}
         reply = await self.request("POST", self.url, data=body, headers=headers)
+        return self._result(m.message_id, reply)
+
+    @staticmethod
+    def _result(message_id: str, reply: Reply) -> Result:
+        status = reply.status
+        if status is not None and 200 <= status < 300:  # the common case, without result_for
+            try:
+                doc = json.loads(reply.text) if reply.text else None
+            except ValueError:
+                doc = None
+            pid = doc.get("id") or doc.get("provider_id") if isinstance(doc, dict) else None
+            return Result(message_id, SENT, provider_id=None if pid is None else str(pid))
         doc = reply.json()
         pid = None
         error_text = None
@@ -86,11 +133,13 @@ class WebhookAdapter(HttpAdapter):
             pid = doc.get("id") or doc.get("provider_id")
             if doc.get("error") is not None:
                 error_text = str(doc["error"])
-        return result_for(m.message_id, reply, provider_id=None if pid is None else str(pid),
+        return result_for(message_id, reply, provider_id=None if pid is None else str(pid),
                           error_text=error_text)
 
     async def send(self, batch: Sequence[Message]) -> list[Result]:
         """One request per message (concurrently when given several); results in order."""
+        if len(batch) == 1:
+            return [await self._one(batch[0])]
         return await each(self._one, batch)
 
     def __repr__(self) -> str:
