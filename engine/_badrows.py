@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 from engine.atomic import atomic_path
 from engine.errors import InputError
 
-__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ON_BAD_ROWS"]
+__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS"]
 
 ON_BAD_ROWS = ("error", "quarantine")
 MAX_EXAMPLES = 5
@@ -50,7 +50,21 @@ EVENTS_REASONS: dict[str, tuple[str, str]] = {
     "unknown_channel": ("channel", "a channel that is not one of email, sms, push"),
     "missing_channel": ("channel", "no channel on a send/open/click/unsubscribe/bounce/complaint event"),
     "bad_value": ("value", "a value that is not a number"),
+    "bad_item_id": ("item_id", "an item_id that is not a whole number in the int64 range"),
 }
+ITEMS_REASONS: dict[str, tuple[str, str]] = {
+    "null_item_id": ("item_id", "a null item_id"),
+    "bad_item_id": ("item_id", "an item_id that is not a whole number in the int64 range"),
+    "duplicate_item_id": ("item_id", "an item_id that an earlier row already has (the first row is kept)"),
+    "null_title": ("title", "a null or empty title"),
+    "null_category": ("category", "no category (null, or an empty list or string)"),
+    "null_added_at": ("added_at", "a null added_at"),
+    "bad_added_at": ("added_at", "an added_at that is not a timestamp or an ISO 8601 time"),
+    "bad_expires_at": ("expires_at", "an expires_at that is not a timestamp or an ISO 8601 time"),
+    "expires_before_added": ("expires_at", "an expires_at before the item's added_at"),
+    "bad_editorial": ("editorial", "an editorial flag that is not true/false, yes/no or 1/0"),
+}
+_REASONS = {"users": USERS_REASONS, "events": EVENTS_REASONS, "items": ITEMS_REASONS}
 
 
 def _short(value: object) -> str:
@@ -59,7 +73,7 @@ def _short(value: object) -> str:
 
 
 class BadRows:
-    """Collects the rejected rows of one input (``what`` is ``"users"`` or ``"events"``).
+    """Collects the rejected rows of one input (``what``: ``"users"``, ``"events"`` or ``"items"``).
 
     ``on_bad_rows="error"``: :meth:`finish` raises one :class:`InputError` covering
     every rejected row.  ``"quarantine"``: rejected rows, their original columns
@@ -77,7 +91,7 @@ class BadRows:
         in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
         self.source = f"the {what} table" if in_memory else str(source)
         self.what = what
-        self.reasons = USERS_REASONS if what == "users" else EVENTS_REASONS
+        self.reasons = _REASONS[what]
         self.names = list(self.reasons)
         self.code = {name: i + 1 for i, name in enumerate(self.names)}
         self.on_bad_rows = on_bad_rows

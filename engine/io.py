@@ -48,7 +48,7 @@ from engine.schema import (
 from engine.timeutil import from_epoch_seconds, parse_as_of
 from engine.userindex import UserIndex
 
-__all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows"]
+__all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows", "NO_ITEM"]
 
 _IPC = {".arrow", ".feather", ".ipc", ".arrows"}
 #: IPC files above this size are streamed from disk rather than memory-mapped
@@ -58,7 +58,8 @@ _CSV = {".csv"}
 #: CSV columns always read as text, so phone numbers keep their "+" and zeros and
 #: a bad value in one row makes a bad row, not an unreadable file.
 _CSV_TEXT = ("user_id", "ts", "event", "channel", "value", "timezone", "email", "phone",
-             "push_token", "consent_email", "consent_sms", "consent_push", "signup_at")
+             "push_token", "consent_email", "consent_sms", "consent_push", "signup_at", "item_id", "title",
+             "category", "added_at", "expires_at", "editorial")
 _CHANNEL_EVENT_LUT = np.array([name in CHANNEL_EVENTS for name in EVENTS] + [False])
 
 
@@ -379,14 +380,18 @@ def _load_users(source, bad: BadRows) -> Users:
 
 
 # --------------------------------------------------------------------------- events
+#: ``EventBatch.item`` of an event that names no item.
+NO_ITEM = np.iinfo(np.int64).min
+
 @dataclass(frozen=True, slots=True)
 class EventBatch:
     """Good event rows of one batch, as equal-length numpy arrays.
 
     ``uidx`` int64 dense user index; ``ts`` int64 epoch seconds, UTC; ``event`` int8
     (:data:`engine.schema.EVENT_CODE`); ``channel`` int8 (-1 = none); ``value``
-    float64 (NaN when null or absent).  Arrays may be read-only views of a
-    memory-mapped file: copy before writing into them.
+    float64 (NaN when null or absent); ``item`` int64 item id (``NO_ITEM`` when null;
+    ``None`` when the input has no ``item_id`` column).  Arrays may be read-only views
+    of a memory-mapped file: copy before writing into them.
     """
 
     uidx: np.ndarray
@@ -394,6 +399,7 @@ class EventBatch:
     event: np.ndarray
     channel: np.ndarray
     value: np.ndarray
+    item: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.uidx)
@@ -485,10 +491,18 @@ def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadR
             bad.mark(reason, badv, "bad_value")
         else:
             value = np.full(n, np.nan)
+        item = None
+        column = "item_id"
+        if "item_id" in names:
+            item, null, badv = co.to_int64(batch.column("item_id"))
+            bad.mark(reason, badv, "bad_item_id")
+            if null.any():
+                item = np.where(null, NO_ITEM, item)
     except co.ColumnTypeError as exc:
         raise _column_type_error(path, column, exc) from None
     if reason.any():
         keep = reason == 0
-        return EventBatch(uidx[keep], ts[keep], ev[keep], ch[keep], value[keep]), reason
-    return EventBatch(uidx, ts, ev, ch, value), reason
+        return EventBatch(uidx[keep], ts[keep], ev[keep], ch[keep], value[keep],
+                          None if item is None else item[keep]), reason
+    return EventBatch(uidx, ts, ev, ch, value, item), reason
 

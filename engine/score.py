@@ -47,10 +47,10 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import ipc
 
-from engine import fatigue, kernels, sendtime
+from engine import affinity, fatigue, kernels, sendtime
 from engine.bgnbd import BGNBD, compress
 from engine.errors import ConfigError, ModelError
-from engine.io import iter_events, load_users
+from engine.io import NO_ITEM, iter_events, load_users
 from engine.schema import (ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
                            SECONDS_PER_DAY)
 from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
@@ -82,7 +82,8 @@ def _activity_mask(activity) -> np.ndarray:
 def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
           on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
           model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
-          batch_rows: int = 1 << 20, progress: bool = False) -> pa.Table:
+          batch_rows: int = 1 << 20, progress: bool = False, items=None,
+          affinity_half_life_days: float = 90.0) -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
@@ -92,15 +93,22 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
     (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
     histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
+    ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
+    add ``category_affinity`` (shares per category, in the order of the metadata's
+    ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
+    ``affinity_half_life_days``), ``top_category`` and ``consumed_items``, and the
+    schema metadata ``winback.item_stats`` carries each item's popularity and trend
+    (:func:`engine.items.decode_table`).
     The returned table's schema metadata ``winback.score`` holds as_of, the BG/NBD
     parameters and diagnostics and the timing; :func:`summary_of` reads it back.
     """
     t_start = time.perf_counter()
     cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
                    policy_window_days=policy_window_days, model_window_days=model_window_days,
-                   half_life_days=half_life_days, prior_weight=prior_weight)
+                   half_life_days=half_life_days, prior_weight=prior_weight,
+                   affinity_half_life_days=affinity_half_life_days)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
-                     batch_rows=batch_rows, progress=progress)
+                     batch_rows=batch_rows, progress=progress, items=items)
     pop = reduce_stats([part.stats], cfg)
     out = finalize(part, pop)
     meta = summary_of(out)
@@ -120,11 +128,12 @@ class Settings:
     model_window_days: int = 730
     half_life_days: float = 60.0
     prior_weight: float = 4.0
+    affinity_half_life_days: float = 90.0
 
 
 def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC", policy_cap: int = 3,
              policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
-             prior_weight: float = 4.0) -> Settings:
+             prior_weight: float = 4.0, affinity_half_life_days: float = 90.0) -> Settings:
     """Checked :class:`Settings`; ``as_of`` is fixed here (default now), once for every partition."""
     as_of = parse_as_of(as_of)
     mask = _activity_mask(activity)
@@ -135,10 +144,13 @@ def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"--default-timezone {default_timezone!r} is not an IANA timezone "
                           "such as Europe/Paris") from None
+    if not affinity_half_life_days > 0:
+        raise ConfigError(f"--affinity-half-life must be > 0 days, got {affinity_half_life_days}")
     return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=default_timezone, policy_cap=int(policy_cap),
                     policy_window_days=int(policy_window_days), model_window_days=int(model_window_days),
-                    half_life_days=float(half_life_days), prior_weight=float(prior_weight))
+                    half_life_days=float(half_life_days), prior_weight=float(prior_weight),
+                    affinity_half_life_days=float(affinity_half_life_days))
 
 
 @dataclasses.dataclass
@@ -161,6 +173,10 @@ class PartStats:
     users_rejected: int
     events_rejected: int
     aggregation_seconds: float
+    #: with a catalogue: per item (catalogue order) popularity, recent_7d, prior_28d, and
+    #: the counts of item events and of events naming items not in the catalogue
+    items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    item_events: tuple[int, int] = (0, 0)
 
 
 @dataclasses.dataclass
@@ -177,6 +193,8 @@ class Partial:
     T: np.ndarray
     in_window: np.ndarray
     stats: PartStats
+    items: object = None  # engine.items.Items
+    item_acc: object = None  # engine.affinity.ItemAccumulators
 
 
 @dataclasses.dataclass
@@ -189,11 +207,17 @@ class Population:
     hour_share: dict[str, np.ndarray]
     wd_share: dict[str, np.ndarray]
     rfm_cuts: dict[str, np.ndarray | None]
+    #: with a catalogue: (popularity, recent_7d, prior_28d, item events, unknown item events)
+    item_stats: tuple | None = None
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
-              batch_rows: int = 1 << 20, progress: bool = False) -> Partial:
-    """Phase 1: load one partition's users, stream its events through the fused pass."""
+              batch_rows: int = 1 << 20, progress: bool = False, items=None) -> Partial:
+    """Phase 1: load one partition's users, stream its events through the fused pass.
+
+    ``items`` (a path, table or :class:`engine.items.Items`): the catalogue; item
+    events then also feed :mod:`engine.affinity`.
+    """
     qu = qe = None
     if quarantine is not None:
         os.makedirs(quarantine, exist_ok=True)
@@ -209,11 +233,23 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
     day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
     n_events = 0
+    cat = item_acc = None
+    if items is not None:
+        from engine.items import load_items
+
+        cat = load_items(items, on_bad_rows=on_bad_rows,
+                         quarantine=None if quarantine is None else os.path.join(quarantine, "items.rejected.arrow"))
+        item_acc = affinity.ItemAccumulators.zeros(table.num_rows, len(cat), len(cat.categories))
     t_pass = time.perf_counter()
     for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
                              batch_rows=batch_rows, progress=progress):
         kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
                            is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+        if cat is not None and batch.item is not None:
+            rows = cat.lookup(batch.item)
+            item_acc.unknown_item_events += int(((rows < 0) & (batch.item != NO_ITEM)).sum())
+            affinity.accumulate_items(item_acc, batch, rows, cat, as_of=as_of,
+                                      half_life_days=cfg.affinity_half_life_days)
         n_events += len(batch)
     pass_seconds = time.perf_counter() - t_pass
     events_rejected = 0
@@ -236,9 +272,11 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         wd_hist={z: wd_pop[i] for i, z in enumerate(zones)},
         rfm={k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()},
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
-        aggregation_seconds=pass_seconds)
+        aggregation_seconds=pass_seconds,
+        items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
+        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
-                   in_window=in_window, stats=stats)
+                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc)
 
 
 def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
@@ -275,10 +313,16 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
         vals = np.concatenate([s.rfm[k][0] for s in stats])
         counts = np.concatenate([s.rfm[k][1] for s in stats]).astype(np.int64)
         cuts[k] = _quintile_cuts(vals, counts)
+    item_stats = None
+    with_items = [s.items for s in stats if s.items is not None]
+    if with_items:
+        pop_, recent, prior = (np.sum([x[i] for x in with_items], axis=0) for i in range(3))
+        item_stats = (pop_, recent, prior, sum(s.item_events[0] for s in stats),
+                      sum(s.item_events[1] for s in stats))
     return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
-                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts)
+                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats)
 
 
 def _quintile_cuts(values: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
@@ -327,7 +371,40 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
                 aggregation_seconds=round(s.aggregation_seconds, 3), activity=list(cfg.activity),
                 default_timezone=cfg.default_timezone,
                 policy={"cap": cfg.policy_cap, "window_days": cfg.policy_window_days})
+    if part.items is not None:
+        out = _with_items(out, part, pop, meta)
     return _with_meta(out, meta)
+
+
+def _with_items(out: pa.Table, part: Partial, pop: Population, meta: dict) -> pa.Table:
+    """The affinity columns, and the catalogue's item statistics in the schema metadata."""
+    from engine.items import encode_table, item_stats_table
+
+    cat, acc = part.items, part.item_acc
+    n, n_cat = out.num_rows, len(cat.categories)
+    mass = acc.mass
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(mass[:, None] > 0, acc.aff / mass[:, None].astype(np.float32), 0.0).astype(np.float32)
+    top = np.where(mass > 0, np.argmax(acc.aff, axis=1), -1)
+    ptr, rows = affinity.consumed_csr(acc.pairs, n, len(cat))
+    acc.pairs.clear()
+    cols = {
+        "category_affinity": pa.FixedSizeListArray.from_arrays(pa.array(shares.reshape(-1)), max(n_cat, 1)),
+        "affinity_confidence": pa.array(mass),
+        "top_category": pa.DictionaryArray.from_arrays(pa.array(top.astype(np.int32), mask=top < 0),
+                                                       pa.array(cat.categories or ("",), pa.string())).cast(pa.string()),
+        "consumed_items": pa.ListArray.from_arrays(pa.array(ptr.astype(np.int32)), pa.array(cat.ids[rows])),
+    }
+    for name, arr in cols.items():
+        if name in out.column_names:
+            out = out.drop_columns([name])
+        out = out.append_column(name, arr)
+    popularity, recent, prior, n_item_events, n_unknown = pop.item_stats
+    meta["items"] = {"source": cat.source, "items": len(cat), "categories": list(cat.categories),
+                     "affinity_half_life_days": part.cfg.affinity_half_life_days,
+                     "item_events": int(n_item_events), "unknown_item_events": int(n_unknown)}
+    stats = item_stats_table(cat, popularity, recent, prior)
+    return out.replace_schema_metadata({**(out.schema.metadata or {}), b"winback.item_stats": encode_table(stats)})
 
 
 def summary_of(scores: pa.Table) -> dict:

@@ -226,3 +226,100 @@ def best_times(hour_hist, wd_hist, user_tz, n_zones, k):
         days.append(bw)
         conf.append(n / (n + k) * around / sum(post))
     return hours, days, conf
+
+
+# --- content (engine.affinity, engine.themes) -------------------------------------------------
+
+def item_affinity(n_users, n_cat, uidx, ts, ev, rows, item_cats, as_of, half_life, event_weight):
+    """engine.affinity: per-user category sums, mass, per-item popularity/recent/prior, consumed sets."""
+    aff = [[0.0] * n_cat for _ in range(n_users)]
+    mass = [0.0] * n_users
+    m = len(item_cats)
+    pop, recent, prior = [0.0] * m, [0] * m, [0] * m
+    consumed = [set() for _ in range(n_users)]
+    for e in range(len(uidx)):
+        i = rows[e]
+        if i < 0 or event_weight[ev[e]] == 0:
+            continue
+        age = (as_of - ts[e]) / 86400.0
+        w = event_weight[ev[e]] * 2.0 ** (-age / half_life)
+        for c in item_cats[i]:
+            aff[uidx[e]][c] += w / len(item_cats[i])
+        mass[uidx[e]] += w
+        pop[i] += w
+        if age < 7:
+            recent[i] += 1
+        elif age < 35:
+            prior[i] += 1
+        consumed[uidx[e]].add(i)
+    return aff, mass, pop, recent, prior, consumed
+
+
+def theme_picks(shares, conf, last_active, consumed, send_at, active, item_cats, added, expires, editorial,
+                popularity, trend, start, end, k, weights, pin, prev_items, prev_themes, new_days, leaving_days,
+                min_conf, broaden_share, pool, repeat_penalty, prior):
+    """engine.themes.prepare + pick, by sorting every candidate list in Python; see the module docstring."""
+    day = 86400
+    n_cat = len(shares[0]) if len(shares) else 0
+    m = len(item_cats)
+    live = [i for i in range(m) if expires[i] > start]
+
+    def per_cat(rows, key):
+        return {c: sorted([i for i in rows if c in item_cats[i]], key=key)[:pool] for c in range(n_cat)}
+
+    new_l = per_cat(live, lambda i: (-added[i], i))
+    leave_l = per_cat([i for i in live if expires[i] <= end + int(leaving_days * day)], lambda i: (-popularity[i], i))
+    edit_l = per_cat([i for i in live if editorial[i]], lambda i: (-popularity[i], i))
+    trending = sorted([i for i in live if trend[i] > 0], key=lambda i: (-trend[i], -popularity[i], i))[:pool]
+    popular = sorted(live, key=lambda i: (-popularity[i], i))[:pool]
+    themes, items = [], []
+    for u in range(len(conf)):
+        if not active[u] or k == 0:
+            themes.append(-1)
+            items.append([])
+            continue
+        t = send_at[u]
+        liked = sorted([c for c in range(n_cat) if shares[u][c] > 0], key=lambda c: (-shares[u][c], c))
+        rank = {c: a for a, c in enumerate(liked)}
+        floor = t - int(new_days * day)
+        if last_active[u] is not None:
+            floor = max(floor, last_active[u])
+
+        def ok(i, chosen):
+            return added[i] <= t < expires[i] and i not in consumed[u] and i not in prev_items[u] and i not in chosen
+
+        found = {}
+        for th, lists, extra in ((0, new_l, lambda i: added[i] > floor),
+                                 (1, leave_l, lambda i: expires[i] <= t + int(leaving_days * day)),
+                                 (2, edit_l, lambda i: True)):
+            chosen = []
+            for c in liked:
+                for i in lists[c]:
+                    if len(chosen) == k:
+                        break
+                    if extra(i) and min(rank.get(x, n_cat) for x in item_cats[i]) >= rank[c] and ok(i, chosen):
+                        chosen.append(i)
+            found[th] = chosen
+        found[3] = []
+        for i in trending:
+            if len(found[3]) < k and ok(i, found[3]):
+                found[3].append(i)
+        found[4] = []
+        for i in popular:
+            if len(found[4]) < k and all(shares[u][x] < broaden_share for x in item_cats[i]) and ok(i, found[4]):
+                found[4].append(i)
+        if pin >= 0:
+            best = pin
+        else:
+            best, best_v = -1, 0.0
+            for th in range(5):
+                if weights[th] <= 0 or (th < 3 and conf[u] < min_conf):
+                    continue
+                v = weights[th] * prior[th] * len(found[th]) / k
+                if th in prev_themes[u]:
+                    v *= repeat_penalty
+                if v > best_v:
+                    best, best_v = th, v
+        themes.append(best)
+        items.append(found[best] if best >= 0 else [])
+    return themes, items
