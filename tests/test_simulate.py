@@ -190,3 +190,75 @@ def test_alive_users_stop_after_dropping_out():
     free = simulate(plan.filter(plan["holdout"]), heavy, seed=2)
     assert pc.value_counts(free.filter(pc.equal(free["event"].cast(pa.string()), "session"))["user_id"]) \
         .field("counts").to_numpy().max() > 5
+
+
+@pytest.fixture(scope="module")
+def themed_world(tmp_path_factory):
+    """A generated world of 4000 users (with items: a true theme each) and a hand-built plan of one
+    email per user; even rows carry the user's true theme, odd rows another one."""
+    import pyarrow.feather as feather
+
+    from engine.generate import generate
+    from engine.schema import THEMES
+
+    out = tmp_path_factory.mktemp("themed")
+    generate(4000, seed=21, out_dir=out, n_items=300)
+    truth = feather.read_table(out / "truth.arrow")
+    n = truth.num_rows
+    uid = truth["user_id"].to_numpy()
+    true_theme = np.array(truth["theme"].to_pylist(), dtype=object)
+    other = np.array([THEMES[(THEMES.index(t) + 1) % len(THEMES)] for t in true_theme], dtype=object)
+    match = np.arange(n) % 2 == 0
+    plan = pa.table({
+        "message_id": [f"m{u}" for u in uid], "campaign_id": ["c"] * n, "user_id": uid,
+        "step": ["first"] * n, "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n,
+        "channel": ["email"] * n, "send_at": from_epoch_seconds(np.full(n, START + 19 * 3600, np.int64)),
+        "reason": pa.nulls(n, pa.string()), "holdout": pa.array(np.zeros(n, bool)), "timezone": ["UTC"] * n,
+        "to": [f"u{u}@example.com" for u in uid],
+        "theme": pa.array(np.where(match, true_theme, other), pa.string()),
+    })
+    return plan, truth, match
+
+
+def test_messages_in_the_users_true_theme_are_opened_more(themed_world):
+    plan, truth, match = themed_world
+    ev = simulate(plan, truth, seed=9)
+    opened = set(ev.filter(pc.equal(ev["event"].cast(pa.string()), "open"))["message_id"].to_pylist())
+    was_opened = np.array([m in opened for m in plan["message_id"].to_pylist()])
+    rate_match, rate_miss = was_opened[match].mean(), was_opened[~match].mean()
+    se = np.sqrt(rate_match * (1 - rate_match) / match.sum() + rate_miss * (1 - rate_miss) / (~match).sum())
+    assert rate_match - rate_miss > 3 * se
+    # the expected ratio is THEME_MATCH / THEME_MISS = 1.875
+    assert 1.3 < rate_match / rate_miss < 2.6
+    by_theme = outcome_meta(ev)["by_theme"]
+    assert sum(v["deliveries"] for v in by_theme.values()) == plan.num_rows
+    assert sum(v["opens"] for v in by_theme.values()) == len(opened)
+    assert sum(v["matched"] for v in by_theme.values()) == int(match.sum())
+    assert all(v["clicks"] <= v["opens"] for v in by_theme.values())
+
+
+def test_no_theme_keeps_the_outcome_of_today(themed_world):
+    plan, truth, _ = themed_world
+    bare = plan.drop_columns(["theme"])
+    nulls = bare.append_column("theme", pa.nulls(plan.num_rows, pa.string()))
+    a, b = simulate(bare, truth, seed=4), simulate(nulls, truth, seed=4)
+    assert a.equals(b)
+    assert "by_theme" not in outcome_meta(a)
+    assert outcome_meta(b)["by_theme"] == {"none": {"deliveries": plan.num_rows, "opens": outcome_meta(a)["opens"],
+                                                    "clicks": outcome_meta(a)["clicks"], "matched": 0}}
+    # a truth without themes (a world without items) ignores the plan's themes
+    c = simulate(plan, truth.drop_columns(["theme"]), seed=4)
+    assert outcome_meta(c)["opens"] == outcome_meta(a)["opens"]
+    # the blast has no theme: factor 1.0
+    blast = outcome_meta(simulate(plan, truth, seed=4, policy="blast"))
+    assert list(blast["by_theme"]) == ["none"]
+    assert world.theme_factor(np.array([-1, 0, 1, 2]), np.array([3, 0, 2, -1])).tolist() == \
+        [1.0, world.THEME_MATCH, world.THEME_MISS, 1.0]
+
+
+def test_unknown_theme_in_the_plan_is_a_clear_error(themed_world):
+    plan, truth, _ = themed_world
+    bad = plan.set_column(plan.schema.get_field_index("theme"), "theme",
+                          pa.array(["nostalgia"] * plan.num_rows, pa.string()))
+    with pytest.raises(InputError, match="unknown theme"):
+        simulate(bad, truth, seed=1)
