@@ -16,9 +16,9 @@ from pathlib import Path
 
 from engine.errors import ConfigError, RuleError
 from engine.rules import Rule
-from engine.schema import CHANNELS
+from engine.schema import CHANNELS, THEME_CODE, THEMES
 
-__all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "load_campaign"]
+__all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "Content", "load_campaign"]
 
 EXIT_RULES = ("activity", "click", "purchase", "none")
 
@@ -32,6 +32,36 @@ class Step:
     channels: tuple[str, ...]
     template: str
     exit_on: str = "activity"
+    #: content (with a catalogue, engine.themes): ``items`` picks, a pinned ``theme`` or
+    #: None, and a weight per theme (THEMES order; 0 = never)
+    items: int = 3
+    theme: str | None = None
+    theme_weights: tuple[float, ...] = (1.0,) * len(THEMES)
+
+    @property
+    def pin(self) -> int:
+        """The pinned theme's code, -1 when none."""
+        return THEME_CODE[self.theme] if self.theme else -1
+
+    @property
+    def k(self) -> int:
+        return self.items
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return self.theme_weights
+
+
+@dataclass(frozen=True)
+class Content:
+    """What to say (engine.themes): windows in days, shares 0..1."""
+
+    new_days: float = 90.0         # "new" = added after the user's last activity and within this many days
+    leaving_days: float = 14.0     # "leaving soon" = expiring within this many days after the send
+    min_confidence: float = 1.0    # decayed item interactions below which a user's tastes are not trusted
+    broaden_share: float = 0.05    # "broaden" takes items whose categories all have a smaller share
+    pool: int = 2000               # candidates considered per theme list
+    repeat_penalty: float = 0.5    # value factor of a theme the user already got at an earlier step
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,7 @@ class Campaign:
     variants: tuple[Variant, ...]
     templates: dict[str, Template]
     source: str = "<dict>"
+    content: Content = field(default_factory=Content)
 
     def to_meta(self) -> dict:
         """A JSON-able description for the plan's metadata."""
@@ -82,6 +113,7 @@ class Campaign:
             "steps": [s.__dict__ | {"channels": list(s.channels)} for s in self.steps],
             "policy": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.policy.__dict__.items()},
             "variants": [v.__dict__ for v in self.variants],
+            "content": self.content.__dict__,
         }
 
 
@@ -136,7 +168,7 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{src}: not valid TOML ({exc})") from None
-    known = {"campaign", "audience", "policy", "steps", "variants", "templates"}
+    known = {"campaign", "audience", "policy", "steps", "variants", "templates", "content"}
     for key in doc:
         if key not in known:
             raise _err(src, key, f"unknown section; allowed: {', '.join(sorted(known))}")
@@ -226,7 +258,7 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
             raise _err(src, f"{path}.exit_on", f"must be one of {', '.join(EXIT_RULES)}")
         if templates and template not in templates:
             raise _err(src, f"{path}.template", f"no [templates.{template}]; defined: {', '.join(templates)}")
-        steps.append(Step(name, delay, tuple(chans), template, exit_on))
+        steps.append(Step(name, delay, tuple(chans), template, exit_on, *_step_content(s, src, path)))
     variants = []
     for i, v in enumerate(doc.get("variants") or [{"name": "control", "weight": 1.0}]):
         name = _get(v, "name", str, src, f"variants[{i}].name", required=True)
@@ -237,4 +269,47 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
     return Campaign(id=cid, name=_get(c, "name", str, src, "campaign.name", cid), timezone=tz, holdout=holdout,
                     approved=_get(c, "approved", bool, src, "campaign.approved", False), as_of=as_of,
                     audience=audience, steps=tuple(steps), policy=policy, variants=tuple(variants),
-                    templates=templates, source=src)
+                    templates=templates, source=src, content=_content(doc.get("content", {}), src))
+
+
+def _step_content(s: dict, src: str, path: str) -> tuple[int, str | None, tuple[float, ...]]:
+    k = _get(s, "items", int, src, f"{path}.items", 3)
+    if not 0 <= k <= 20:
+        raise _err(src, f"{path}.items", f"must be a whole number of items from 0 to 20, got {k}")
+    theme = _get(s, "theme", str, src, f"{path}.theme", None)
+    if theme is not None and theme not in THEME_CODE:
+        raise _err(src, f"{path}.theme", f"unknown theme {theme!r}; use one of {', '.join(THEMES)}")
+    raw = _get(s, "themes", dict, src, f"{path}.themes", {})
+    weights = [1.0] * len(THEMES)
+    for name, w in raw.items():
+        if name not in THEME_CODE:
+            raise _err(src, f"{path}.themes.{name}", f"unknown theme; use one of {', '.join(THEMES)}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise _err(src, f"{path}.themes.{name}", f"must be a weight >= 0 (0 = never), got {w!r}")
+        weights[THEME_CODE[name]] = float(w)
+    return k, theme, tuple(weights)
+
+
+def _content(d: dict, src: str) -> Content:
+    if not isinstance(d, dict):
+        raise _err(src, "content", "must be a table like { new_days = 90, leaving_days = 14 }")
+    known = set(Content.__dataclass_fields__)
+    for key in d:
+        if key not in known:
+            raise _err(src, f"content.{key}", f"unknown key; allowed: {', '.join(sorted(known))}")
+    c = Content(
+        new_days=_get(d, "new_days", float, src, "content.new_days", 90.0),
+        leaving_days=_get(d, "leaving_days", float, src, "content.leaving_days", 14.0),
+        min_confidence=_get(d, "min_confidence", float, src, "content.min_confidence", 1.0),
+        broaden_share=_get(d, "broaden_share", float, src, "content.broaden_share", 0.05),
+        pool=_get(d, "pool", int, src, "content.pool", 2000),
+        repeat_penalty=_get(d, "repeat_penalty", float, src, "content.repeat_penalty", 0.5))
+    for key in ("new_days", "leaving_days", "min_confidence"):
+        if getattr(c, key) < 0:
+            raise _err(src, f"content.{key}", "must be >= 0")
+    for key in ("broaden_share", "repeat_penalty"):
+        if not 0 <= getattr(c, key) <= 1:
+            raise _err(src, f"content.{key}", "must be a fraction between 0 and 1")
+    if c.pool < 1:
+        raise _err(src, "content.pool", "must be at least 1")
+    return c

@@ -75,9 +75,9 @@ def _no_events() -> pa.Table:
 
 
 def _aggregate_task(users: str, events: str | None, cfg, on_bad_rows: str, quarantine: str | None,
-                    batch_rows: int) -> Partial:
+                    batch_rows: int, items=None) -> Partial:
     return aggregate(users, events if events is not None else _no_events(), cfg, on_bad_rows=on_bad_rows,
-                     quarantine=quarantine, batch_rows=batch_rows)
+                     quarantine=quarantine, batch_rows=batch_rows, items=items)
 
 
 def _stats_of(part: Partial) -> PartStats:
@@ -120,28 +120,32 @@ def score_partitioned(parts_dir, *, out_dir, as_of=None, dask: str | None = None
                       threads_per_worker: int = 1, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
                       on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3,
                       policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
-                      prior_weight: float = 4.0, batch_rows: int = 1 << 20) -> dict:
+                      prior_weight: float = 4.0, batch_rows: int = 1 << 20, items=None,
+                      affinity_half_life_days: float = 90.0) -> dict:
     """Score every partition of ``parts_dir`` into the Parquet dataset ``out_dir``; returns the summary.
 
     ``dask``: None (in this process, one partition after another), ``"local"`` (a
     LocalCluster on 127.0.0.1 with ``n_workers`` processes of ``threads_per_worker``
     threads) or a scheduler address ``"tcp://host:8786"`` (the workers need winback
     installed and ``parts_dir``/``out_dir`` on storage they can read and write).
-    The other arguments are those of :func:`engine.score.score`; ``quarantine`` gets one
+    The other arguments are those of :func:`engine.score.score` (``items``: a catalogue
+    path every worker can read; item statistics are summed over partitions before any
+    partition is finalized); ``quarantine`` gets one
     ``part=K`` subdirectory per partition.  The summary (also written to
     ``out_dir/_winback_score.json``) holds the totals, the model and the timing.
     """
     t_start = time.perf_counter()
     cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
                    policy_window_days=policy_window_days, model_window_days=model_window_days,
-                   half_life_days=half_life_days, prior_weight=prior_weight)
+                   half_life_days=half_life_days, prior_weight=prior_weight,
+                   affinity_half_life_days=affinity_half_life_days)
     parts = partitions(parts_dir)
     qdirs = {k: (None if quarantine is None else os.path.join(str(quarantine), f"part={k}")) for k, _, _ in parts}
     timing = {}
     with atomic_dir(out_dir) as tmp:
         if dask is None:
             t0 = time.perf_counter()
-            partials = {k: _aggregate_task(u, e, cfg, on_bad_rows, qdirs[k], batch_rows) for k, u, e in parts}
+            partials = {k: _aggregate_task(u, e, cfg, on_bad_rows, qdirs[k], batch_rows, items) for k, u, e in parts}
             timing["aggregate_seconds"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             pop = reduce_stats([partials[k].stats for k, _, _ in parts], cfg)
@@ -157,7 +161,7 @@ def score_partitioned(parts_dir, *, out_dir, as_of=None, dask: str | None = None
             try:
                 workers = len(client.scheduler_info()["workers"])
                 t0 = time.perf_counter()
-                futures = [client.submit(_aggregate_task, u, e, cfg, on_bad_rows, qdirs[k], batch_rows,
+                futures = [client.submit(_aggregate_task, u, e, cfg, on_bad_rows, qdirs[k], batch_rows, items,
                                          key=f"winback-aggregate-{k}-{t_start}") for k, u, e in parts]
                 stats = client.gather([client.submit(_stats_of, f, key=f"winback-stats-{k}-{t_start}")
                                        for f, (k, _, _) in zip(futures, parts)])

@@ -93,13 +93,17 @@ def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
 
 
 def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, ledger=None,
-         progress: bool = False) -> pa.Table:
+         progress: bool = False, items=None) -> pa.Table:
     """Plan ``campaign`` over ``scores`` (table or path); returns the plan table.
 
     ``as_of`` (campaign start, UTC) defaults to the campaign's ``as_of``, then the
     scores' ``as_of``.  ``ledger`` (SQLite path): its suppressions are honoured and
     its broadcasts feed the broadcast guard.  ``suppressions``: a table shaped like the
     ledger's (``channel``, ``address``, ``user_id``), honoured the same way.
+    ``items``: the catalogue (path, table or :class:`engine.items.Items`) that the
+    scores were computed with: each planned or held-out row then gets a ``theme`` and
+    ``items`` (item ids) from :mod:`engine.plan_content`, and templates may use
+    ``{{ theme }}`` and ``{{ items[0].title }}``.  Without it both columns are null.
     """
     t0 = time.perf_counter()
     if not isinstance(scores, pa.Table):
@@ -121,6 +125,11 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     horizon = start + int((total_delay + 10) * SECONDS_PER_DAY)
     table, tab_t0 = offset_table(zones, start - 2 * SECONDS_PER_DAY, horizon)
     off = pt.OffsetLookup(table, tab_t0)
+    content = None
+    if items is not None:
+        from engine.plan_content import ContentPlanner
+
+        content = ContentPlanner(scores, items, cmp, start, horizon)
 
     audience = cmp.audience(scores)
     holdout, variant = assignments(uid, cmp)
@@ -227,6 +236,8 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
             t[idx] = np.where(new_t >= 0, new_t, t[idx])
             reason[idx[new_t < 0]] = _R["capacity"]
         ok = reason == 0
+        if content is not None:
+            content.step(step, t, audience & (ok | (reason == _R["holdout"])))
         sent_at[ok, k] = t[ok]
         sent_ch[ok, k] = best_c[ok]
         prev_at = np.where(ok, t, prev_at)
@@ -235,7 +246,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
         out_cols["channel"].append(np.where(reason == 0, best_c, -1))
         out_cols["send_at"].append(np.where(ok, t, NEVER))
         out_cols["ev"].append(np.where(best_c >= 0, ev, 0.0))
-    result = _assemble(scores, cmp, uid, holdout, variant, out_cols, start, zone, zones)
+    result = _assemble(scores, cmp, uid, holdout, variant, out_cols, start, zone, zones, content)
     meta = {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
             "broadcast": broadcast, "seconds": round(time.perf_counter() - t0, 3), **cmp.to_meta()}
     meta["summary"] = plan_summary(result)
@@ -268,7 +279,7 @@ def _strings(table: pa.Table, name: str) -> pa.Array:
     return pc.cast(table[name], pa.string()).combine_chunks()
 
 
-def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones) -> pa.Table:
+def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones, content=None) -> pa.Table:
     n, n_steps = len(uid), len(cmp.steps)
     reason = np.concatenate(cols["reason"])
     ch = np.concatenate(cols["channel"])
@@ -299,30 +310,43 @@ def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones) -> p
         "best_hour_local": pa.array(_col(scores, "best_hour_local", 12, np.int8)[rows_user]),
         "send_time_confidence": pa.array(_col(scores, "send_time_confidence", 0.0, np.float32)[rows_user]),
     })
-    return _render(table, scores, rows_user, cmp, planned).cast(
+    extra = content.columns() if content is not None else {
+        "theme": pa.nulls(len(reason), pa.string()),
+        "items": pa.ListArray.from_arrays(pa.array(np.zeros(len(reason) + 1, np.int32)), pa.array([], pa.int64()))}
+    for name, arr in extra.items():
+        table = table.append_column(name, arr)
+    return _render(table, scores, rows_user, cmp, planned, content).cast(
         pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string()), pa.field("best_hour_local", pa.int8()),
-                                       pa.field("send_time_confidence", pa.float32())]))
+                                       pa.field("send_time_confidence", pa.float32()),
+                                       pa.field("theme", pa.string()), pa.field("items", pa.list_(pa.int64()))]))
 
 
-def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray) -> pa.Table:
+def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray,
+            content=None) -> pa.Table:
     """Subject and body for the planned rows, one vectorised render per (step, email or not)."""
+    from engine.plan_content import ITEM_FIELD
     from engine.templates import parse_template
 
-    idx = np.nonzero(planned)[0]
-    if not len(idx):
-        return table
-    own = ("step", "variant", "channel")
-    names = sorted(set(scores.column_names) | set(own))
+    own = ("step", "variant", "channel", "theme")
+    names = set(scores.column_names) | set(own) | (content.field_names() if content is not None else set())
     fields = set()
     for tname, t in cmp.templates.items():
         for key, text in (("subject", t.subject), ("body", t.body)):
             for kind, field, _ in parse_template(text):
                 if kind == "field" and field not in names:
-                    raise ConfigError(f"{cmp.source}: [templates.{tname}.{key}] unknown field {{{{ {field} }}}}; "
-                                      f"available fields: {', '.join(names)}")
+                    hint = (" (item fields need the catalogue: pass --items, and an index below the step's items)"
+                            if ITEM_FIELD.match(field) else "")
+                    shown = sorted(n for n in names if not n.startswith("items[")) + (
+                        ["items[0].title", "items[0].<any items column>"] if content is not None else [])
+                    raise ConfigError(f"{cmp.source}: [templates.{tname}.{key}] unknown field {{{{ {field} }}}}{hint}; "
+                                      f"available fields: {', '.join(shown)}")
                 fields.add(field)
+    idx = np.nonzero(planned)[0]
+    if not len(idx):
+        return table
     at = pa.array(idx)
     cols = {c: scores[c].take(pa.array(rows_user[idx])) for c in scores.column_names if c in fields and c not in own}
+    cols |= {f: content.field(f, idx) for f in fields if content is not None and ITEM_FIELD.match(f)}
     ctx_all = pa.table(cols | {name: table[name].take(at) for name in own})
     steps = table["step_index"].to_numpy()[idx]
     is_mail = (table["channel"].take(pa.array(idx)).to_numpy(zero_copy_only=False) == "email")
@@ -358,7 +382,11 @@ def plan_summary(p: pa.Table) -> dict:
     hours = pc.hour(planned["send_at"]) if planned.num_rows else pa.array([], pa.int64())
     hour_counts = np.bincount(np.asarray(hours.to_numpy(zero_copy_only=False), np.int64), minlength=24).tolist() \
         if planned.num_rows else [0] * 24
-    return {"rows": p.num_rows, "planned": planned.num_rows,
+    themes = {}
+    if "theme" in p.column_names and planned.num_rows:
+        themes = {r["theme"]: r["user_id_count"] for r in planned.filter(pc.is_valid(planned["theme"]))
+                  .group_by(["theme"]).aggregate([("user_id", "count")]).to_pylist()}
+    return {"rows": p.num_rows, "planned": planned.num_rows, "by_theme": dict(sorted(themes.items())),
             "by_step_channel": {f"{r['step']}/{r['channel']}": r["user_id_count"] for r in by_step},
             "by_reason": {r["reason"]: r["user_id_count"] for r in reasons},
             "by_utc_hour": hour_counts}

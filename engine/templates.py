@@ -1,8 +1,9 @@
 """Message templates rendered for all rows at once with Arrow string kernels.
 
 A template is text with ``{{ field }}`` slots naming columns of the plan's user rows
-(scores and users columns, plus ``step``, ``variant``, ``channel``), optionally with a
-fallback: ``{{ first_name | default("there") }}``.  Rendering splits the template into
+(scores and users columns, plus ``step``, ``variant``, ``channel``; with a catalogue
+also ``theme`` and ``items[0].title``-style fields naming any column of a picked item),
+optionally with a fallback: ``{{ first_name | default("there") }}``.  Rendering splits the template into
 literals and slots once, then joins whole columns with ``binary_join_element_wise``:
 no Python per user.  For email, field values are HTML-escaped (``& < > " '``); the
 template's own text is trusted.
@@ -19,7 +20,7 @@ from engine.errors import ConfigError
 
 __all__ = ["render", "parse_template", "html_escape"]
 
-_SLOT = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\|\s*default\(\s*(?:\"([^\"]*)\"|'([^']*)')\s*\)\s*)?\}\}")
+_SLOT = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\]\.[A-Za-z_][A-Za-z0-9_]*)?)\s*(?:\|\s*default\(\s*(?:\"([^\"]*)\"|'([^']*)')\s*\)\s*)?\}\}")
 
 
 def parse_template(text: str) -> list[tuple[str, str | None, str | None]]:

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine._numba import njit
+from engine.campaign import Content as ContentSettings
 from engine.schema import SECONDS_PER_DAY, THEMES
 
-__all__ = ["ContentSettings", "Catalogue", "prepare", "pick", "PRIOR"]
+__all__ = ["ContentSettings", "StepContent", "Catalogue", "prepare", "pick", "PRIOR"]
 
 #: default preference of each theme (order of THEMES) for a user whose tastes are known
 PRIOR = np.array([1.0, 0.9, 0.8, 0.7, 0.6])
@@ -51,20 +52,9 @@ _NEVER = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
-class ContentSettings:
-    """Campaign-wide content settings (days; shares 0..1)."""
-
-    new_days: float = 90.0
-    leaving_days: float = 14.0
-    min_confidence: float = 1.0
-    broaden_share: float = 0.05
-    pool: int = 2000
-    repeat_penalty: float = 0.5
-
-
-@dataclass(frozen=True)
 class StepContent:
-    """Per step: ``k`` items, theme ``weights`` (THEMES order), ``pin`` (theme code or -1)."""
+    """Per step: ``k`` items, theme ``weights`` (THEMES order), ``pin`` (theme code or -1).
+    A campaign :class:`engine.campaign.Step` has the same three attributes."""
 
     k: int = 3
     weights: tuple[float, ...] = (1.0,) * len(THEMES)
@@ -270,7 +260,7 @@ def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: C
     ``shares`` [n, C] affinity shares; ``conf`` [n] affinity confidence; ``last_active``
     [n] epoch s (``NEVER`` = none); ``cons_ptr``/``cons_rows`` the consumed CSR;
     ``send_at`` [n] epoch s; ``active`` [n] which users to fill; ``step`` a
-    :class:`StepContent`; ``prev_items`` [n, P] item rows picked at earlier steps (-1
+    :class:`StepContent` or campaign :class:`~engine.campaign.Step`; ``prev_items`` [n, P] item rows picked at earlier steps (-1
     padded) and ``prev_themes`` [n] bitmask of themes used at earlier steps.
     """
     n = len(conf)

@@ -15,12 +15,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "templates) to SCORES and write one row per (user, step): message_id, channel, send_at "
             "(UTC), variant, rendered subject/body, and for users not messaged the reason "
             "(not_in_audience, holdout, no_consent, no_address, suppressed, channel_cap, "
-            "fatigue_budget, min_gap, capacity)."
+            "fatigue_budget, min_gap, capacity). With --items (the catalogue the scores were computed "
+            "with), every messaged or held-out row also gets a content theme (new_in_your_categories, "
+            "leaving_soon, editorial, trending, broaden) and its top items, usable in templates as "
+            "{{ theme }} and {{ items[0].title }}."
         ),
         epilog=(
             "examples:\n"
             "  winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow\n"
             "  winback plan scores.arrow examples/sms_last_chance.toml --ledger ledger.db -o plan.arrow\n"
+            "  winback plan scores.arrow examples/winback_lapsing.toml --items world/items.arrow -o plan.arrow\n"
             "  winback explain 1000011 --plan plan.arrow --scores scores.arrow"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -33,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", default=None, metavar="DB",
                    help="SQLite ledger of earlier sends: its suppressions are honoured and its broadcasts "
                         "feed the broadcast guard")
+    p.add_argument("--items", default=None, metavar="FILE",
+                   help="the catalogue given to 'winback score --items': pick a theme and items per message "
+                        "(e.g. --items world/items.arrow); see docs/content.md")
     p.set_defaults(func=run)
 
 
@@ -40,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.atomic import write_table
     from engine.plan import plan
 
-    table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger)
+    table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
     write_table(table, args.output)
     s = json.loads(table.schema.metadata[b"winback.plan"])["summary"]  # computed once, by plan()
     print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
@@ -50,4 +57,6 @@ def run(args: argparse.Namespace) -> int:
     peak = max(hours) or 1
     bars = "".join(" .:-=+*#%@"[min(9, int(9 * h / peak))] for h in hours)
     print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
+    if s.get("by_theme"):
+        print("  themes:           " + ", ".join(f"{k} {v:,}" for k, v in s["by_theme"].items()))
     return 0

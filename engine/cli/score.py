@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  winback score users.csv events.csv -o scores.arrow --on-bad-rows quarantine\n"
             "  winback partition users.arrow events.arrow -o parts/ --partitions 16\n"
             "  winback score parts/ --as-of 2026-11-01 -o scores/ --dask local\n"
-            "  winback score parts/users parts/events -o scores/ --dask tcp://10.0.0.5:8786"
+            "  winback score parts/users parts/events -o scores/ --dask tcp://10.0.0.5:8786\n"
+            "  winback score world/users.arrow world/events.arrow --items world/items.arrow -o scores.arrow"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cross-channel cap used for fatigue_budget (default 3 messages)")
     p.add_argument("--cap-window", type=int, choices=(7, 30), default=7, metavar="DAYS",
                    help="window of the cap in days, 7 or 30 (default 7)")
+    p.add_argument("--items", default=None, metavar="FILE",
+                   help="the catalogue (item_id, title, category, added_at[, expires_at, editorial]): events "
+                        "with an item_id then give each user category_affinity, affinity_confidence, "
+                        "top_category and consumed_items, and each item its popularity and trend, for "
+                        "'winback plan --items' to pick a theme and items per message "
+                        "(e.g. --items world/items.arrow)")
+    p.add_argument("--affinity-half-life", type=float, default=90.0, metavar="DAYS",
+                   help="half-life of an item interaction in the category affinity (default 90 days)")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="score a partitioned input on Dask: 'local' (a LocalCluster on this machine) or a "
                         "scheduler address such as tcp://10.0.0.5:8786 (workers need winback[dask] and the "
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.users}: give EVENTS too, or pass the directory written by 'winback partition'")
     table = score(args.users, args.events, as_of=args.as_of, activity=args.activity,
                   default_timezone=args.default_timezone, on_bad_rows=args.on_bad_rows, quarantine=qdir,
-                  policy_cap=args.cap, policy_window_days=args.cap_window, progress=not args.no_progress)
+                  policy_cap=args.cap, policy_window_days=args.cap_window, progress=not args.no_progress,
+                  items=args.items, affinity_half_life_days=args.affinity_half_life)
     write_table(table, args.output)
     s = summary_of(table)
     m = s["model"]
@@ -89,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
           f"{m['iterations']} iterations")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
+    if s.get("items"):
+        it = s["items"]
+        print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "
+              f"gave affinities" + (f" ({it['unknown_item_events']:,} events name items not in the catalogue and "
+                                     "were skipped)" if it["unknown_item_events"] else ""))
     if s.get("users_rejected") or s.get("events_rejected"):
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "
               f"in {qdir}/ (each with a reason column)")
@@ -124,7 +139,8 @@ def _run_partitioned(args: argparse.Namespace, parts: str, qdir: str | None) -> 
     s = score_partitioned(parts, out_dir=args.output, as_of=args.as_of, dask=args.dask, n_workers=args.workers,
                           activity=args.activity, default_timezone=args.default_timezone,
                           on_bad_rows=args.on_bad_rows, quarantine=qdir, policy_cap=args.cap,
-                          policy_window_days=args.cap_window)
+                          policy_window_days=args.cap_window, items=args.items,
+                          affinity_half_life_days=args.affinity_half_life)
     m = s["model"]
     where = "in this process" if args.dask is None else f"on Dask ({args.dask}, {s['workers']} workers)"
     print(f"scored {s['users']:,} users from {s['events']:,} events in {s['partitions']} partitions {where} "
