@@ -30,6 +30,7 @@ flight, flush the ledger, raise :class:`engine.errors.Interrupted`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import math
 import os
@@ -97,14 +98,19 @@ class DispatchSummary:
 class _Lane:
     """Per-channel run state (queue, limiter, counters)."""
 
-    __slots__ = ("name", "channel", "limiter", "queue", "wake", "busy", "workers",
+    __slots__ = ("name", "channel", "limiter", "queue", "idle", "closed", "wake", "busy", "workers",
                  "sending", "high", "low", "sent", "retried", "dead", "t0", "more", "retrying")
 
     def __init__(self, name: str, channel: Channel, limiter: RateLimiter):
         self.name = name
         self.channel = channel
         self.limiter = limiter
-        self.queue: asyncio.Queue = asyncio.Queue()
+        #: claimed rows waiting for a worker (FIFO)
+        self.queue: collections.deque = collections.deque()
+        #: futures of workers waiting for rows, woken one per queued row
+        self.idle: collections.deque = collections.deque()
+        #: the lane was drained: workers exit instead of waiting for rows
+        self.closed = False
         self.wake = asyncio.Event()
         self.busy = 0
         self.workers: list[asyncio.Task] = []
@@ -193,20 +199,23 @@ class _Run:
         lane.workers = [asyncio.create_task(self._work(lane)) for _ in range(max(1, lane.channel.concurrency))]
         try:
             while not self.stop.is_set():
-                if queue.qsize() <= lane.low:
+                if len(queue) <= lane.low:
                     if self.ledger.pending_writes or self.suppressed_new:
                         self._flush()  # retries become claimable, suppressions apply
                     t = clock()
-                    want = min(MAX_CLAIM, lane.high - queue.qsize())
+                    want = min(MAX_CLAIM, lane.high - len(queue))
                     rows = ledger.claim(lane.name, want, now=t, release_until=math.inf if self.now else t)
                     lane.more = len(rows) == want
                     if rows:
-                        for row in rows:
-                            queue.put_nowait(row)
-                            if row[11] > 1:
-                                lane.retrying -= 1
+                        queue.extend(rows)
+                        lane.retrying -= sum(1 for row in rows if row[11] > 1)
+                        idle = lane.idle
+                        for _ in range(min(len(rows), len(idle))):
+                            fut = idle.popleft()
+                            if not fut.done():
+                                fut.set_result(None)
                         continue
-                    if queue.empty() and lane.busy == 0 and not ledger.pending_writes:
+                    if not queue and lane.busy == 0 and not ledger.pending_writes:
                         due = ledger.next_due(lane.name)
                         if due is None:
                             break  # every message of this channel is final
@@ -237,79 +246,92 @@ class _Run:
     async def _drain(self, lane: _Lane) -> None:
         """Stop the lane: hand queued messages back, cancel idle workers, await the rest."""
         queue = lane.queue
-        back = []
-        while not queue.empty():
-            row = queue.get_nowait()
-            if row is not None:
-                back.append(row[0])
+        back = [row[0] for row in queue]
+        queue.clear()
+        lane.closed = True
         self.ledger.flush()
         self.ledger.unclaim(back)
         for task in lane.workers:
             if task not in lane.sending:
                 task.cancel()
-        for _ in lane.workers:
-            queue.put_nowait(None)
+        while lane.idle:
+            fut = lane.idle.popleft()
+            if not fut.done():
+                fut.set_result(None)
         await asyncio.gather(*lane.workers, return_exceptions=True)
 
     # -- worker: batch -> limiter -> adapter -> ledger ------------------------------------
     async def _work(self, lane: _Lane) -> None:
-        queue, ledger, clock, stop = lane.queue, self.ledger, self.clock, self.stop
+        queue, idle, ledger, clock, stop = lane.queue, lane.idle, self.ledger, self.clock, self.stop
         adapter, limiter = lane.channel.adapter, lane.limiter
         max_batch, max_attempts, name = max(1, adapter.max_batch), lane.channel.max_attempts, lane.name
+        limited = limiter.interval > 0.0
+        ready, acquire = limiter.ready, limiter.acquire
+        send, record, sent = adapter.send, self._record, ledger.sent
+        create_future = asyncio.get_running_loop().create_future
         me = asyncio.current_task()
+        sending = lane.sending
         while True:
-            row = await queue.get()
-            if row is None or stop.is_set():
-                if row is not None:
-                    ledger.unclaim([row[0]])
-                return
-            batch = [row]
-            while len(batch) < max_batch and not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    queue.put_nowait(None)
-                    break
-                batch.append(nxt)
+            if not queue:
+                if stop.is_set() or lane.closed:
+                    return
+                fut = create_future()
+                idle.append(fut)
+                await fut
+                continue
+            if stop.is_set():
+                return  # the lane's drain hands queued rows back
+            if max_batch == 1:
+                batch = [queue.popleft()]
+            else:
+                batch = [queue.popleft()]
+                while len(batch) < max_batch and queue:
+                    batch.append(queue.popleft())
             lane.busy += 1
-            if lane.more and queue.qsize() <= lane.low:
+            if lane.more and len(queue) <= lane.low:
                 lane.more = False  # one refill request is enough
                 lane.wake.set()
-            try:
-                await limiter.acquire(1)
-            except asyncio.CancelledError:
-                lane.busy -= 1
-                ledger.unclaim([r[0] for r in batch])
-                raise
-            if stop.is_set():
-                lane.busy -= 1
-                ledger.unclaim([r[0] for r in batch])
-                return
+            if limited and not ready():
+                try:
+                    await acquire(1)
+                except asyncio.CancelledError:
+                    lane.busy -= 1
+                    ledger.unclaim([r[0] for r in batch])
+                    raise
+                if stop.is_set():
+                    lane.busy -= 1
+                    ledger.unclaim([r[0] for r in batch])
+                    return
             msgs = [Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10])
                     for r in batch]
-            lane.sending.add(me)
+            sending.add(me)
             try:
-                results = await adapter.send(msgs)
+                results = await send(msgs)
                 if len(results) != len(batch):
                     raise DispatchError(
                         f"the {name} adapter returned {len(results)} results for {len(batch)} "
                         "messages; an adapter must answer every message of a batch, in order")
             except Exception as exc:  # a configuration or programming error in the adapter
-                lane.sending.discard(me)
+                sending.discard(me)
                 lane.busy -= 1
                 ledger.unclaim([r[0] for r in batch])
                 if self.error is None:
                     self.error = exc
                 self.halt("error")
                 return
-            lane.sending.discard(me)
+            sending.discard(me)
             t = clock()
             retried = lane.retried
             for r, res in zip(batch, results):
-                self._record(lane, r, res, t, max_attempts)
+                if res.status == SENT:
+                    sent(r[12], res.provider_id, t)
+                    lane.sent += 1
+                else:
+                    record(lane, r, res, t, max_attempts)
             lane.busy -= 1
             if ledger.pending_writes >= FLUSH_ROWS:
                 self._flush()
-            if retried != lane.retried or self.suppressed_new or (lane.busy == 0 and queue.empty()):
+            if retried != lane.retried or self.suppressed_new or (lane.busy == 0 and not queue):
                 lane.wake.set()  # a retry may be due sooner, or the lane may be done
 
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
@@ -440,12 +462,13 @@ async def dispatch(
         if events is not None:
             summary.exited = ledger.skip_exited(reengaged_users(events, table))
         summary.suppressed = ledger.skip_suppressed()
-        needed = ledger.channels()
+        counts = ledger.counts()  # one scan: channels still to send, totals, retries pending
+        pending_states = ("planned", "failed", "in_flight")
+        needed = [c for c, states in counts.items() if any(states.get(s) for s in pending_states)]
         channels, owned = _channels(providers, needed)
-        total = sum(n for c in ledger.counts().values() for s, n in c.items()
-                    if s in ("planned", "failed", "in_flight"))
+        total = sum(n for c in counts.values() for s, n in c.items() if s in pending_states)
         lanes = {name: _Lane(name, ch, RateLimiter(ch.rate_per_second)) for name, ch in channels.items()}
-        for name, states in ledger.counts().items():
+        for name, states in counts.items():
             if name in lanes:
                 lanes[name].retrying = states.get("failed", 0)
         run = _Run(ledger, lanes, now=now, clock=clock, progress=progress, total=total)

@@ -136,6 +136,34 @@ class RateLimiter:
         if at > now:
             await self._sleep(at - now)
 
+    def ready(self, cost: int = 1) -> bool:
+        """Take ``cost`` slots now if that needs no waiting, without a coroutine.
+
+        True: granted, exactly as :meth:`acquire` would have granted them without
+        sleeping.  False: nothing was taken; call :meth:`acquire`.
+        """
+        interval = self.interval
+        if interval == 0.0:
+            self.acquired += cost
+            return True
+        now = self._clock()
+        if self._next > now:
+            return False
+        ring = self._ring
+        if ring is not None:
+            k = len(ring)
+            i = self._ri
+            n = cost if cost < k else k
+            if ring[(i + n - 1) % k] + 1.0 > now or self._last > now:
+                return False
+            for j in range(n):
+                ring[(i + j) % k] = now
+            self._ri = (i + cost) % k
+            self._last = now
+        self._next = now + cost * interval
+        self.acquired += cost
+        return True
+
     def next_free_in(self) -> float:
         """Seconds until the next free slot (0 when a call would not wait)."""
         return max(0.0, self._next - self._clock())

@@ -283,3 +283,58 @@ def test_real_clock_paces_a_short_run():
     # when 60 callers wait, then they are spread over about 60 / 198 s, never all at once
     asyncio.run(main())
     assert max(loop_times) - min(loop_times) >= 59 / 198 * 0.9
+
+
+@given(
+    rate=st.one_of(st.integers(min_value=3, max_value=5000), st.floats(min_value=3.0, max_value=5000.0)),
+    arrivals=st.lists(st.floats(min_value=0.0, max_value=3.0), min_size=1, max_size=150),
+    use_ready=st.lists(st.booleans(), min_size=150, max_size=150),
+)
+def test_ready_grants_exactly_what_acquire_would_without_waiting(rate, arrivals, use_ready):
+    """``ready()`` (the dispatcher's no-coroutine fast path) grants only when ``acquire``
+    would not sleep, and mixed with ``acquire`` the window bound and call order hold."""
+    clock = FakeClock(0.0)
+    lim = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    arrivals = sorted(arrivals)
+    granted: dict[int, float] = {}
+
+    async def slow(i: int) -> None:
+        await lim.acquire()
+        granted[i] = clock()
+
+    async def main():
+        tasks = []
+        for i, at in enumerate(arrivals):
+            while clock._heap and clock._heap[0][0] <= at:
+                await clock.advance()
+            clock.t = max(clock.t, at)
+            if use_ready[i]:
+                would_wait = lim._next > clock.t  # a plain acquire would sleep
+                ok = lim.ready()
+                assert not (ok and would_wait)
+                if ok:
+                    granted[i] = clock.t
+                    continue
+            tasks.append(asyncio.ensure_future(slow(i)))
+            await clock.run_until_idle()
+        while await clock.advance():
+            pass
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    times = [granted[i] for i in range(len(arrivals))]
+    assert max_in_window(times) <= math.floor(rate)
+    assert all(t >= a - 1e-12 for t, a in zip(times, arrivals))
+    assert times == sorted(times)
+    assert lim.acquired == len(arrivals)
+
+
+def test_ready_takes_a_free_slot_and_refuses_a_busy_one():
+    clock = FakeClock()
+    lim = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    assert lim.ready() and lim.acquired == 1
+    assert not lim.ready() and lim.acquired == 1  # the next slot is 10.5 ms away: nothing taken
+    clock.t += lim.interval
+    assert lim.ready()
+    unlimited = RateLimiter(None)
+    assert all(unlimited.ready() for _ in range(1000))
