@@ -173,18 +173,27 @@ class Catalogue:
 
     def draw(self, rng, cat: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """Item ids for events of category ``cat`` at ``ts`` (epoch s), by popularity among the
-        items available then; -1 where none is."""
+        items available then; -1 where none is.
+
+        Both binary searches get sorted queries (much faster than random ones on large
+        chunks); the draws are the same as with the events in their own order.
+        """
         out = np.full(len(cat), -1, np.int64)
+        q = cat.astype(np.int64) * _BIG + ts
+        o = np.argsort(q)
+        end = np.empty(len(q), np.int64)
+        end[o] = np.searchsorted(self._key, q[o], side="right")   # past the items added by ts
         cat = cat.astype(np.int64)
-        end = np.searchsorted(self._key, cat * _BIG + ts, side="right")   # past the items added by ts
-        lo = self._base[cat]
         sel = np.nonzero(end > self._first[cat])[0]
-        lo, end, t = lo[sel], end[sel], ts[sel]
+        lo, end, t = self._base[cat[sel]], end[sel], ts[sel]
         for _ in range(_REDRAWS):
             if not len(sel):
                 break
             x = lo + rng.random(len(sel)) * (self._cum[end - 1] - lo)
-            item = self._idx[np.minimum(np.searchsorted(self._cum, x, side="right"), end - 1)]
+            o = np.argsort(x)
+            j = np.empty(len(x), np.int64)
+            j[o] = np.searchsorted(self._cum, x[o], side="right")
+            item = self._idx[np.minimum(j, end - 1)]
             ok = self.expires[item] > t
             out[sel[ok]] = self.item_id[item[ok]]
             sel, lo, end, t = sel[~ok], lo[~ok], end[~ok], t[~ok]
