@@ -101,7 +101,8 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     its broadcasts feed the broadcast guard.  ``suppressions``: a table shaped like the
     ledger's (``channel``, ``address``, ``user_id``), honoured the same way.
     ``items``: the catalogue (path, table or :class:`engine.items.Items`) that the
-    scores were computed with: each planned or held-out row then gets a ``theme`` and
+    scores were computed with: each audience row (messaged, held out or stopped by a
+    rule) then gets a ``theme`` and
     ``items`` (item ids) from :mod:`engine.plan_content`, and templates may use
     ``{{ theme }}`` and ``{{ items[0].title }}``.  Without it both columns are null.
     """
@@ -237,7 +238,9 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
             reason[idx[new_t < 0]] = _R["capacity"]
         ok = reason == 0
         if content is not None:
-            content.step(step, t, audience & (ok | (reason == _R["holdout"])))
+            # every audience user, messaged or not: the theme is a function of the scores
+            # alone, the same in both arms, so the report can compare them theme by theme
+            content.step(step, t, audience)
         sent_at[ok, k] = t[ok]
         sent_ch[ok, k] = best_c[ok]
         prev_at = np.where(ok, t, prev_at)

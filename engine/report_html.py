@@ -65,6 +65,17 @@ def render_html(summary: dict) -> str:
                    [[r["step"], r["channel"], r["sent"], _pct(r.get("open_rate")), _pct(r.get("click_rate")),
                      _pct(r.get("unsubscribe_rate"), 2), _pct(r.get("reengaged_rate"))]
                     for r in summary["by_step_channel"]])
+    themes = ""
+    if summary.get("by_theme"):
+        themes = ("<h2>Lift by theme</h2><p class=\"muted\">Per step, the users the plan gave each theme, treated "
+                  "against held out (held-out users get a theme too). Themes follow from each user's history, so "
+                  "read each row against its own holdout rather than themes against each other.</p>" + _table(
+                      ["step", "theme", "messages", "treated", "rate", "holdout", "rate", "lift", "95% CI", "note"],
+                      [[c["step"], c["theme"], c["messages_sent"], c["treated"]["users"],
+                        _pct(c["treated"]["rate"], 2), c["holdout"]["users"], _pct(c["holdout"]["rate"], 2),
+                        _pp(c["lift"]), f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", c["note"]]
+                       for c in summary["by_theme"]])
+                  + '<img src="themes.png" alt="re-engagement lift by theme with 95% intervals">')
     blast = ""
     if "blast" in summary:
         b = summary["blast"]
@@ -95,6 +106,7 @@ img {{ max-width: 100%; margin: .5rem 0; }} .muted {{ color: #6b7280; font-size:
 <h2>Treated vs holdout</h2>{metrics}
 <img src="lift.png" alt="lift per variant with 95% intervals">
 <h2>Variants</h2>{variants}
+{themes}
 <h2>Steps and channels</h2><p class="muted">Rates among recipients; observational (the plan chose who got which channel).</p>{steps}
 <img src="hours.png" alt="re-engagement by send hour relative to the best hour">
 <img src="cumulative.png" alt="cumulative re-engagement treated vs holdout">

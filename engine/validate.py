@@ -1,4 +1,4 @@
-"""Check a users file and an events file against the data contract in one pass.
+"""Check a users file, an events file and optionally a catalogue against the data contract.
 
 Reads exactly what ``score`` reads (through :mod:`engine.io`), so a pair of files
 that validates clean is accepted by every step.  Users and events problems are
@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine._badrows import EVENTS_REASONS, ON_BAD_ROWS, USERS_REASONS, BadRows
+from engine._badrows import EVENTS_REASONS, ITEMS_REASONS, ON_BAD_ROWS, USERS_REASONS, BadRows
 from engine.errors import InputError
 from engine.io import _iter_events, _load_users, _open_events
 from engine.timeutil import parse_as_of
@@ -34,18 +34,23 @@ class ValidationReport:
     events_good: int
     users_bad: dict[str, int] = field(default_factory=dict)
     events_bad: dict[str, int] = field(default_factory=dict)
-    quarantine: dict[str, str] = field(default_factory=dict)  # "users"/"events" -> path written
+    quarantine: dict[str, str] = field(default_factory=dict)  # "users"/"events"/"items" -> path written
+    items: str | None = None
+    items_read: int = 0
+    items_good: int = 0
+    items_bad: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        """True when no row of either file was rejected."""
-        return not self.users_bad and not self.events_bad
+        """True when no row of any file was rejected."""
+        return not self.users_bad and not self.events_bad and not self.items_bad
 
     def rows(self) -> list[tuple[str, str, str, int]]:
         """``(table, reason, column, rows)`` per kind of bad row, in rule order."""
         out = []
         for what, counts, reasons in (("users", self.users_bad, USERS_REASONS),
-                                      ("events", self.events_bad, EVENTS_REASONS)):
+                                      ("events", self.events_bad, EVENTS_REASONS),
+                                      ("items", self.items_bad, ITEMS_REASONS)):
             for reason, (column, _) in reasons.items():
                 if counts.get(reason):
                     out.append((what, reason, column, counts[reason]))
@@ -59,7 +64,8 @@ def _quarantine_path(quarantine_dir, what: str) -> Path | None:
 
 
 def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None, on_bad_rows: str = "error",
-             quarantine_dir: str | os.PathLike | None = None, progress: bool = False) -> ValidationReport:
+             quarantine_dir: str | os.PathLike | None = None, progress: bool = False,
+             items: str | os.PathLike | None = None) -> ValidationReport:
     """Validate ``users`` and ``events``; return a :class:`ValidationReport`.
 
     ``as_of`` (default now; anything :func:`engine.timeutil.parse_as_of` takes)
@@ -68,7 +74,8 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
     ``"quarantine"`` writes the rejected rows (original columns + ``reason`` +
     ``row``) to ``quarantine_dir/users.rejected.arrow`` and
     ``quarantine_dir/events.rejected.arrow`` (default: ``<name>.rejected.arrow``
-    beside each input) and returns the report.
+    beside each input) and returns the report.  ``items``: a catalogue to check too
+    (``items.rejected.arrow``).
     """
     if on_bad_rows not in ON_BAD_ROWS:
         raise InputError(f"on_bad_rows must be 'error' or 'quarantine', not {on_bad_rows!r}")
@@ -76,7 +83,15 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
     mode = None if on_bad_rows == "error" else "quarantine"
     ubad = BadRows(users, "users", on_bad_rows=mode, quarantine=_quarantine_path(quarantine_dir, "users"))
     ebad = BadRows(events, "events", on_bad_rows=mode, quarantine=_quarantine_path(quarantine_dir, "events"))
+    ibad = None if items is None else BadRows(items, "items", on_bad_rows=mode,
+                                               quarantine=_quarantine_path(quarantine_dir, "items"))
+    ipath = None
     try:
+        if ibad is not None:
+            from engine.items import _load as _load_items
+
+            _load_items(items, ibad)
+            ipath = ibad.finish(schema=None)
         loaded = _load_users(users, ubad)
         src = _open_events(events, ebad, 1 << 20)
         upath = ubad.finish(schema=None)
@@ -84,11 +99,13 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
             pass
         epath = ebad.finish(schema=src.schema)  # already finished by the iterator: returns its path
     except BaseException:
-        ubad.abort()
-        ebad.abort()
+        for b in (ubad, ebad, ibad):
+            if b is not None:
+                b.abort()
         raise
-    if on_bad_rows == "error" and (ubad.total or ebad.total):
-        parts = [b.describe() for b in (ubad, ebad) if b.total]
+    boards = [b for b in (ubad, ebad, ibad) if b is not None]
+    if on_bad_rows == "error" and any(b.total for b in boards):
+        parts = [b.describe() for b in boards if b.total]
         raise InputError(" ".join(parts) + " Fix the files or rerun with --on-bad-rows quarantine to set "
                          "these rows aside (with a reason column) and go on.")
     quarantine = {}
@@ -96,9 +113,13 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
         quarantine["users"] = str(upath)
     if epath is not None:
         quarantine["events"] = str(epath)
+    if ipath is not None:
+        quarantine["items"] = str(ipath)
     return ValidationReport(
         users=str(users), events=str(events), as_of=as_of,
         users_read=ubad.rows_read, users_good=ubad.good,
         events_read=ebad.rows_read, events_good=ebad.good,
         users_bad=dict(ubad.counts), events_bad=dict(ebad.counts), quarantine=quarantine,
+        items=None if items is None else str(items), items_read=0 if ibad is None else ibad.rows_read,
+        items_good=0 if ibad is None else ibad.good, items_bad={} if ibad is None else dict(ibad.counts),
     )

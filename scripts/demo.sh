@@ -20,13 +20,13 @@ step "generate a sample world: $USERS users (seed $SEED)"
 winback generate --users "$USERS" --seed "$SEED" --as-of "$AS_OF" -o "$OUT/world"
 
 step "validate users and events against the data contract"
-winback validate "$OUT/world/users.arrow" "$OUT/world/events.arrow" --as-of "$AS_OF"
+winback validate "$OUT/world/users.arrow" "$OUT/world/events.arrow" --items "$OUT/world/items.arrow" --as-of "$AS_OF"
 
-step "score: lapse risk, best send time, fatigue budget"
-winback score "$OUT/world/users.arrow" "$OUT/world/events.arrow" --as-of "$AS_OF" -o "$OUT/scores.arrow"
+step "score: lapse risk, best send time, fatigue budget, category affinity"
+winback score "$OUT/world/users.arrow" "$OUT/world/events.arrow" --items "$OUT/world/items.arrow" --as-of "$AS_OF" -o "$OUT/scores.arrow"
 
-step "plan the three-step win-back campaign"
-winback plan "$OUT/scores.arrow" examples/winback_lapsing.toml --ledger "$OUT/ledger.db" -o "$OUT/plan.arrow"
+step "plan the three-step win-back campaign: channel, time, theme and items per message"
+winback plan "$OUT/scores.arrow" examples/winback_content.toml --items "$OUT/world/items.arrow" --ledger "$OUT/ledger.db" -o "$OUT/plan.arrow"
 
 step "send to the local provider on 127.0.0.1:$PORT"
 # fake credentials for the local provider; real ones only ever come from the environment

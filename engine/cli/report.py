@@ -57,6 +57,16 @@ def run(args: argparse.Namespace) -> int:
             bl += f", {b['messages_per_incremental_reengaged_user']:,.1f} per incremental re-engaged user"
         bl += f", {b['unsubscribed']:,} unsubscribes"
         print(bl)
+    if s.get("by_theme"):
+        print("lift by theme (per step: treated vs the holdout given the same theme):")
+        for c in s["by_theme"]:
+            name = f"{c['step']}: {c['theme']}"
+            lo, hi = c["lift_ci"]
+            fmt = (lambda x: "-" if x is None else f"{100 * x:+.2f} pp")
+            rate = (lambda x: "-" if x is None else f"{100 * x:.2f}%")
+            print(f"  {name:<38}{c['messages_sent']:>7,} msgs  {rate(c['treated']['rate']):>7} vs "
+                  f"{rate(c['holdout']['rate']):>7}  lift {fmt(c['lift'])} ({fmt(lo)} .. {fmt(hi)})"
+                  + (f"  {c['note']}" if c["note"] else ""))
     out = Path(args.output)
     print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
     print(f"report: {out / 'index.html'}")

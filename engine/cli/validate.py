@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quarantine-dir", default=None, metavar="DIR",
                    help="where quarantined rows go (users.rejected.arrow, events.rejected.arrow); "
                         "default: <name>.rejected.arrow beside each input")
+    p.add_argument("--items", default=None, metavar="FILE",
+                   help="also check a catalogue (item_id, title, category, added_at[, expires_at, editorial]), "
+                        "e.g. --items world/items.arrow")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=run)
 
@@ -45,12 +48,15 @@ def run(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
     report = validate(args.users, args.events, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
-                      quarantine_dir=args.quarantine_dir, progress=not args.no_progress)
+                      quarantine_dir=args.quarantine_dir, progress=not args.no_progress, items=args.items)
     print(f"{'table':<8}{'rows read':>14}{'good':>14}{'rejected':>12}")
     print(f"{'users':<8}{report.users_read:>14,}{report.users_good:>14,}"
           f"{report.users_read - report.users_good:>12,}")
     print(f"{'events':<8}{report.events_read:>14,}{report.events_good:>14,}"
           f"{report.events_read - report.events_good:>12,}")
+    if report.items is not None:
+        print(f"{'items':<8}{report.items_read:>14,}{report.items_good:>14,}"
+              f"{report.items_read - report.items_good:>12,}")
     if report.clean:
         print("clean: every row passes the data contract")
         return 0
