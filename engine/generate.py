@@ -29,9 +29,8 @@ Model (all rates per day, times UTC unless "local"):
   on that channel.  Clicks are activity to the scorer; a gone user's rare click (the
   ``DEAD_RESPONSE_SCALE`` of world.py) does not revive them here - reviving is what the
   outcome simulator models with ``REVIVE_GIVEN_CLICK``.
-* **Items** (``n_items``, default ``clip(n_users // 20, 200, 100_000)``; 0 = none): a
-  catalogue ``items.arrow``, an ``item_id`` on 70 % of sessions and every purchase drawn
-  from drifting tastes, and ``truth.theme`` / ``truth.taste_drift``: see
+* **Items** (``n_items``; 0 = none): ``items.arrow``, an ``item_id`` on sessions and
+  purchases from drifting tastes, ``truth.theme`` and ``truth.taste_drift``; see
   :mod:`engine.generate_items` (own random streams: every other column is unchanged).
 * **Bad rows** (``bad_rows`` = F): about F of the event rows and F of the user rows
   are bad, split evenly over every kind of the data contract except wrong column
@@ -41,8 +40,8 @@ Local times are converted with each timezone's offsets and DST transitions, foun
 with ``zoneinfo`` once per timezone and day when the generator starts, never per event.
 
 Everything is vectorised numpy over chunks of users, so 1M users with ~60M events
-stream to disk in bounded memory (about 25 s of CPU and 0.85 GB peak RSS; 1.7 GB of
-Arrow files or 0.65 GB of Parquet).  Same seed, same files, byte for byte.
+stream to disk in bounded memory (about 25 s and 0.85 GB peak RSS, 1.7 GB of Arrow or 0.65
+GB of Parquet; with the default catalogue ~31 s, 0.86 GB, 2.2 GB or 0.7 GB).  Same seed, same files.
 """
 
 from __future__ import annotations
@@ -386,9 +385,8 @@ def generate(
     counts them per table and kind, with the reason names ``winback validate`` reports:
     ``{"users": {"null_user_id": .., "duplicate_user_id": .., "unknown_timezone": ..},
     "events": {"unknown_event": .., "unknown_channel": .., "missing_channel": ..,
-    "future_ts": .., "unknown_user": .., "null_user_id": ..}}``.  ``n_items`` (default
-    ``clip(n_users // 20, 200, 100_000)``) items go to ``items.arrow`` with item events and
-    theme truth (:mod:`engine.generate_items`); ``n_items=0`` writes the world without them.
+    "future_ts": .., "unknown_user": .., "null_user_id": ..}}``.  ``n_items`` (default users // 20
+    in [200, 100_000]; 0 = none): the catalogue and item events of :mod:`engine.generate_items`.
     """
     if n_users < 1:
         raise ConfigError(f"--users must be at least 1, got {n_users}")
@@ -400,9 +398,7 @@ def generate(
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     if chunk_users < 1:
         raise ConfigError(f"chunk_users must be at least 1, got {chunk_users}")
-    n_items = generate_items.default_n_items(n_users) if n_items is None else int(n_items)
-    if n_items < 0:
-        raise ConfigError(f"--items must be 0 (no catalogue) or more, got {n_items}")
+    n_items = generate_items.resolve_n_items(n_items, n_users)
     t0 = time.perf_counter()
     as_of_s = parse_as_of(as_of)
     out = Path(out_dir)
@@ -429,8 +425,7 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
     bad_counts: dict[str, dict[str, int]] = {}
     n_events = 0
     pbar = bar(progress, total=n_users, desc="generate", unit="users")
-    cat = generate_items.Catalogue(seed, n_items, as_of_s, days) if n_items else None
-    schema = generate_items.events_schema(_EVENTS_SCHEMA) if cat else _EVENTS_SCHEMA
+    cat, schema = generate_items.catalogue(seed, n_items, as_of_s, days, _EVENTS_SCHEMA)   # None without items
     files = {k: out / f"{k}.{format}" for k in ("users", "events", "truth") + (("items",) if cat else ())}
     dicts = _DICTS[bad_rows > 0]
     # every file is renamed into place only once all are written; world.json goes last (exit order)
@@ -444,32 +439,29 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
                 u = _users_chunk(rng, ids, len(zones), as_of_s, days)
                 act = _activity(rng, u, as_of_s, days, offsets)
                 owner, ts, ev, ch, val = _chunk_rows(act, _history(rng, u, act, as_of_s, days, offsets))
-                chi = generate_items.chunk_items(seed, ci, cat, u, act) if cat else None
-                items = chi.event_column(len(ts)) if cat else None
+                chi = generate_items.chunk_items(seed, ci, cat, u, act, len(ts))    # None without items
                 # rows leave in a random order (the contract does not promise sorted events)
                 shuffle = rng.permutation(len(ts))
                 for lo in range(0, len(ts), 1 << 20):
                     sel = shuffle[lo:lo + (1 << 20)]
                     batch = _events_batch(ids, owner[sel], ts[sel], ev[sel], ch[sel], val[sel], dicts)
-                    writer.write_batch(generate_items.with_items(batch, items[sel], schema) if cat else batch)
+                    writer.write_batch(generate_items.with_items(batch, chi, sel, schema))
                 counts += np.bincount(ev, minlength=len(EVENTS))
                 n_events += len(ts)
                 users_parts.append(_users_table(u, zones, rng))
-                truth_parts.append(generate_items.truth_with_theme(_truth_table(u, act), chi) if cat
-                                   else _truth_table(u, act))
+                truth_parts.append(generate_items.truth_with_theme(_truth_table(u, act), chi))
                 pbar.update(len(ids))
             if bad_rows > 0:
                 n_bad = max(1, int(round(bad_rows * n_events / 6)))
                 batch, bad_counts["events"] = bad_events(np.random.default_rng([seed, 10**6]), all_ids, n_bad,
                                                          as_of_s, dicts, _EVENTS_SCHEMA)
-                writer.write_batch(generate_items.null_items(batch, schema) if cat else batch)
+                writer.write_batch(generate_items.with_items(batch, None, None, schema))
         pbar.close()
         users = pa.concat_tables(users_parts)
         if bad_rows > 0:
             users, bad_counts["users"] = bad_users(np.random.default_rng([seed, 10**6 + 1]), users, bad_rows)
         truth = pa.concat_tables(truth_parts)
-        tables = (("users", users), ("truth", truth)) + ((("items", cat.table()),) if cat else ())
-        for name, table in tables:
+        for name, table in (("users", users), ("truth", truth)) + ((("items", cat.table()),) if cat else ()):
             if format == "parquet":
                 pq.write_table(table, tmp[name], compression="zstd")
             else:

@@ -49,10 +49,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.errors import ConfigError
 from engine.schema import SECONDS_PER_DAY, THEME_CODE, THEMES, TIMESTAMP
 
-__all__ = ["CATEGORIES", "CATEGORY_WEIGHTS", "default_n_items", "Catalogue", "ChunkItems", "chunk_items",
-           "events_schema", "with_items", "null_items", "truth_with_theme"]
+__all__ = ["CATEGORIES", "CATEGORY_WEIGHTS", "default_n_items", "resolve_n_items", "catalogue", "Catalogue",
+           "ChunkItems", "chunk_items", "with_items", "truth_with_theme"]
 
 CATEGORIES: tuple[str, ...] = ("drama", "comedy", "documentary", "thriller", "kids", "sci-fi",
                                "romance", "sports", "music", "news", "food", "travel")
@@ -80,6 +81,21 @@ _SUFFIX_P = np.array([0.82, 0.06, 0.04, 0.04, 0.015, 0.015, 0.01])
 def default_n_items(n_users: int) -> int:
     """Catalogue size when none is given: ``clip(n_users // 20, 200, 100_000)``."""
     return int(np.clip(n_users // 20, 200, 100_000))
+
+
+def resolve_n_items(n_items: int | None, n_users: int) -> int:
+    """``n_items``, or the default for ``n_users`` when None; ConfigError when negative."""
+    n = default_n_items(n_users) if n_items is None else int(n_items)
+    if n < 0:
+        raise ConfigError(f"--items must be 0 (no catalogue) or more, got {n}")
+    return n
+
+
+def catalogue(seed: int, n_items: int, as_of: int, days: int, events_schema: pa.Schema):
+    """(Catalogue, events schema with ``item_id``), or (None, ``events_schema``) when ``n_items`` is 0."""
+    if not n_items:
+        return None, events_schema
+    return Catalogue(seed, n_items, as_of, days), events_schema.append(pa.field("item_id", pa.int64()))
 
 
 def _dirichlet(rng, n: int) -> np.ndarray:
@@ -201,19 +217,11 @@ class Catalogue:
 
 
 class ChunkItems:
-    """Per chunk of users: item ids of their sessions and purchases, drift and theme codes."""
+    """Per chunk of users: the ``item_id`` of each of the chunk's event rows (-1 = null; rows
+    in generate.py's order: sessions, purchases, then campaign rows), drifts and theme codes."""
 
-    def __init__(self, session_items, purchase_items, drift, theme):
-        self.session_items, self.purchase_items = session_items, purchase_items
-        self.drift, self.theme = drift, theme
-
-    def event_column(self, n_rows: int) -> np.ndarray:
-        """Item ids aligned with the chunk's rows (sessions, purchases, then campaign rows: -1)."""
-        col = np.full(n_rows, -1, np.int64)
-        ns, npur = len(self.session_items), len(self.purchase_items)
-        col[:ns] = self.session_items
-        col[ns:ns + npur] = self.purchase_items
-        return col
+    def __init__(self, items, drift, theme):
+        self.items, self.drift, self.theme = items, drift, theme
 
 
 def _taste_category(rng, old, cur, owner, ts, window0, as_of) -> np.ndarray:
@@ -233,8 +241,11 @@ def _taste_category(rng, old, cur, owner, ts, window0, as_of) -> np.ndarray:
     return np.minimum(cat, _K - 1)
 
 
-def chunk_items(seed: int, ci: int, cat: Catalogue, u: dict, act: dict) -> ChunkItems:
-    """Tastes, item events and themes of chunk ``ci`` (users ``u``, activity ``act`` of generate.py)."""
+def chunk_items(seed: int, ci: int, cat: Catalogue | None, u: dict, act: dict, n_rows: int) -> ChunkItems | None:
+    """Tastes, item events and themes of chunk ``ci`` (users ``u``, activity ``act`` and the
+    number of event rows of generate.py); None without a catalogue."""
+    if cat is None:
+        return None
     P = ITEM_PARAMS
     rng = np.random.default_rng([seed, ci, 0x17E45])
     n = u["n"]
@@ -246,9 +257,9 @@ def chunk_items(seed: int, ci: int, cat: Catalogue, u: dict, act: dict) -> Chunk
     owner = np.concatenate([s_owner, p_owner])
     ts = np.concatenate([s_ts, p_ts])
     carry = np.concatenate([rng.random(len(s_owner)) < P["session_item"], np.ones(len(p_owner), bool)])
-    items = np.full(len(owner), -1, np.int64)
+    items = np.full(n_rows, -1, np.int64)                      # sessions, purchases, then campaign rows
     c = _taste_category(rng, old, cur, owner[carry], ts[carry], cat.window0, cat.as_of)
-    items[carry] = cat.draw(rng, c, ts[carry])
+    items[:len(owner)][carry] = cat.draw(rng, c, ts[carry])
     # themes
     names = list(P["theme_p"])
     p = np.array([P["theme_p"][k] for k in names])
@@ -256,25 +267,25 @@ def chunk_items(seed: int, ci: int, cat: Catalogue, u: dict, act: dict) -> Chunk
     long_gone = ~act["alive"] & (act["dropout_at"] < cat.as_of - P["trending_gone_days"] * SECONDS_PER_DAY)
     theme = np.where(drift > P["broaden_drift"], THEME_CODE["broaden"],
                      np.where(long_gone, THEME_CODE["trending"], drawn)).astype(np.int8)
-    return ChunkItems(items[:len(s_owner)], items[len(s_owner):], drift, theme)
+    return ChunkItems(items, drift, theme)
 
 
-def events_schema(schema: pa.Schema) -> pa.Schema:
-    """The events schema with the nullable ``item_id`` int64 column appended."""
-    return schema.append(pa.field("item_id", pa.int64()))
+def with_items(batch: pa.RecordBatch, chi: ChunkItems | None, sel, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the ``item_id`` column of rows ``sel`` of ``chi`` appended (all null when
+    ``chi`` is None: the bad rows); ``batch`` itself when ``schema`` has no ``item_id``."""
+    if "item_id" not in schema.names:
+        return batch
+    if chi is None:
+        col = pa.nulls(batch.num_rows, pa.int64())
+    else:
+        items = chi.items[sel]
+        col = pa.array(items, pa.int64(), mask=items < 0)
+    return pa.RecordBatch.from_arrays(batch.columns + [col], schema=schema)
 
 
-def with_items(batch: pa.RecordBatch, items: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with the ``item_id`` column (-1 = null) appended."""
-    return pa.RecordBatch.from_arrays(batch.columns + [pa.array(items, pa.int64(), mask=items < 0)], schema=schema)
-
-
-def null_items(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with an all-null ``item_id`` column appended (the bad rows)."""
-    return pa.RecordBatch.from_arrays(batch.columns + [pa.nulls(batch.num_rows, pa.int64())], schema=schema)
-
-
-def truth_with_theme(truth: pa.Table, ch: ChunkItems) -> pa.Table:
-    """``truth`` with ``theme`` (string, one of THEMES) and ``taste_drift`` appended."""
-    theme = pa.array(np.array(THEMES, dtype=object)[ch.theme], pa.string())
-    return truth.append_column("theme", theme).append_column("taste_drift", pa.array(ch.drift))
+def truth_with_theme(truth: pa.Table, chi: ChunkItems | None) -> pa.Table:
+    """``truth`` with ``theme`` (string, one of THEMES) and ``taste_drift`` appended (as is without items)."""
+    if chi is None:
+        return truth
+    theme = pa.array(np.array(THEMES, dtype=object)[chi.theme], pa.string())
+    return truth.append_column("theme", theme).append_column("taste_drift", pa.array(chi.drift))
