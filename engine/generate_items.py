@@ -1,6 +1,7 @@
 """The synthetic world's catalogue, item-level events with drifting tastes, and the theme truth.
 
-Model (times are epoch seconds UTC, durations in days; ``window0 = as_of - days``):
+Model (times are epoch seconds UTC, durations in days; ``window0 = as_of - days``; the
+numbers are in :data:`ITEM_PARAMS`):
 
 * **Catalogue** of ``n_items`` items (default ``clip(n_users // 20, 200, 100_000)``).
   Each item has a first category drawn from :data:`CATEGORIES` with the unequal
@@ -13,12 +14,12 @@ Model (times are epoch seconds UTC, durations in days; ``window0 = as_of - days`
   5 % already expired at a uniform instant between ``added_at + 7 d`` and ``as_of``
   (for items added at least 30 days before ``as_of``), 5 % in ``(as_of + 21 d,
   as_of + 180 d]``.  ``editorial`` True for 4 %.  Latent popularity is Zipf-like within
-  the first category: ``rank ** -ZIPF_S`` with the rank a random permutation.
+  the first category: ``rank ** -zipf_s`` (1.0) with the rank a random permutation.
   ``item_id`` is unique and not sequential; titles are deterministic text, ~4 %
   holding an HTML-special character (``&``, ``<``, ``'``).
-* **Tastes**: each user has an old taste ``old ~ Dirichlet(TASTE_ALPHA * 12 * w)``
-  over the categories (``w`` the category weights: concentrated, mean ``w``), a drift
-  ``d ~ Beta(1, 3)`` and a current taste ``cur = (1 - d) * old + d * new`` with
+* **Tastes**: each user has an old taste ``old ~ Dirichlet(0.3 * 12 * w)`` over the
+  categories (``w`` the category weights: concentrated, mean ``w``), a drift
+  ``d ~ Beta(1, 3)`` (mean 0.25, above 0.5 for 1 user in 8) and a current taste ``cur = (1 - d) * old + d * new`` with
   ``new`` another such Dirichlet draw.  At time ``t`` the taste is
   ``(1 - f) * old + f * cur`` with ``f = (t - window0) / (as_of - window0)`` clipped to
   [0, 1]: linear from the window's start to ``as_of``.
@@ -40,7 +41,9 @@ Model (times are epoch seconds UTC, durations in days; ``window0 = as_of - days`
 The catalogue draws from ``default_rng([seed, 0x17E45, 0xCA7])`` and each chunk of
 users from ``default_rng([seed, ci, 0x17E45])``, apart from the streams of every
 other column, which therefore stay byte-for-byte those of a world without items.
-Everything is vectorised numpy (loops run over the 12 categories, never over events).
+Everything is vectorised numpy; the only loop is over the few redraws.  Both binary
+searches of an item draw get sorted queries (an argsort each): 1M users with the
+default 50,000 items take ~31 s instead of ~26 s without items, 0.86 GB peak RSS.
 """
 
 from __future__ import annotations
@@ -167,7 +170,8 @@ class Catalogue:
         return len(self.item_id)
 
     def table(self) -> pa.Table:
-        """The catalogue in the ``ITEMS_REQUIRED`` + ``ITEMS_OPTIONAL`` schema (plus ``popularity``)."""
+        """The catalogue in the ``ITEMS_REQUIRED`` + ``ITEMS_OPTIONAL`` schema (the latent popularity
+        stays out: like tastes, it shows only through the events)."""
         n = len(self)
         names = pa.array(CATEGORIES, pa.string())
         two = self.cat2 >= 0
@@ -184,7 +188,6 @@ class Catalogue:
             "added_at": pa.array(self.added * 1_000_000, TIMESTAMP),
             "expires_at": pa.array(np.where(never, 0, self.expires) * 1_000_000, TIMESTAMP, mask=never),
             "editorial": pa.array(self.editorial, pa.bool_()),
-            "popularity": pa.array(self.pop / self.pop.max()),
         })
 
     def draw(self, rng, cat: np.ndarray, ts: np.ndarray) -> np.ndarray:
