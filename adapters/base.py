@@ -66,3 +66,8 @@ class Adapter(Protocol):
     async def aclose(self) -> None:
         """Release connections; idempotent."""
         ...
+
+# Optional: an adapter with ``max_batch == 1`` may also define
+# ``async def send_one(self, message: Message) -> Result``, the same as
+# ``(await send([message]))[0]``; the dispatcher then calls it directly (one list and
+# one coroutine less per message on the hot path).

@@ -268,6 +268,8 @@ class _Run:
         limited = limiter.interval > 0.0
         ready, acquire = limiter.ready, limiter.acquire
         send, record, sent = adapter.send, self._record, ledger.sent
+        # an adapter of one message per request may offer ``send_one(message) -> Result``
+        one = getattr(adapter, "send_one", None) if max_batch == 1 else None
         create_future = asyncio.get_running_loop().create_future
         me = asyncio.current_task()
         sending = lane.sending
@@ -302,11 +304,16 @@ class _Run:
                     lane.busy -= 1
                     ledger.unclaim([r[0] for r in batch])
                     return
-            msgs = [Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10])
-                    for r in batch]
             sending.add(me)
             try:
-                results = await send(msgs)
+                if one is not None:
+                    r = batch[0]
+                    results = (await one(Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "",
+                                                 r[8], r[9], r[10])),)
+                else:
+                    results = await send([
+                        Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10])
+                        for r in batch])
                 if len(results) != len(batch):
                     raise DispatchError(
                         f"the {name} adapter returned {len(results)} results for {len(batch)} "
