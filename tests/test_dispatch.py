@@ -387,3 +387,61 @@ def test_cli_dry_run_prints_per_channel_step_hour_and_touches_nothing(tmp_path, 
     assert "dry run: 12 messages would go out" in out
     assert "push" in out and "step0" in out and "sample push: m0" in out
     assert not (tmp_path / "l.db").exists()
+
+
+class OneAtATime(Recorder):
+    """A Recorder that also offers the optional ``send_one`` fast path (max_batch 1)."""
+
+    def __init__(self, rule=None, **kw):
+        super().__init__(rule, **kw)
+        self.one_calls = 0
+
+    async def send_one(self, m):
+        self.one_calls += 1
+        return (await self.send([m]))[0]
+
+
+def test_send_one_fast_path_records_sends_retries_and_dead_letters(tmp_path):
+    # given an adapter with send_one: m0 fails hard, m1 needs a retry, the rest go through
+    def rule(m, attempt):
+        if m.message_id == "m0":
+            return Result(m.message_id, "failed", error="400 hard bounce")
+        if m.message_id == "m1" and attempt == 1:
+            return Result(m.message_id, "retry", retry_after=0.05, error="503 unavailable")
+        return Result(m.message_id, "sent", provider_id="p-" + m.message_id)
+
+    adapter = OneAtATime(rule, latency=0.001)
+
+    # when 200 messages are sent through it
+    summary = send(make_plan(200), {"push": Channel(adapter, concurrency=8)}, tmp_path / "l.db", now=True)
+
+    # then the dispatcher used send_one for every request and the ledger holds every outcome
+    assert adapter.one_calls == len(adapter.calls) == 201
+    assert summary.sent == 199 and summary.dead == 1 and summary.retried == 1 and summary.complete
+    rows = {r["message_id"]: r for r in read_messages(tmp_path / "l.db").to_pylist()}
+    assert rows["m0"]["state"] == "dead" and rows["m1"]["attempts"] == 2
+    assert rows["m5"]["provider_id"] == "p-m5"
+    assert read_suppressions(tmp_path / "l.db").column("address").to_pylist() == ["tok0"]
+
+
+def test_a_plan_with_extra_columns_still_loads_and_sends(tmp_path):
+    # given a plan.arrow with columns the dispatcher does not use (a theme string, an
+    # items list<int64> with nulls and empty lists) written to disk with its metadata
+    plan = make_plan(50)
+    plan = plan.append_column("theme", pa.array([None if i % 7 == 0 else f"t{i % 3}" for i in range(50)],
+                                                 pa.string()))
+    items = [None if i % 5 == 0 else list(range(i % 4)) for i in range(50)]
+    plan = plan.append_column("items", pa.array(items, pa.list_(pa.int64())))
+    path = tmp_path / "plan.arrow"
+    feather.write_feather(plan, path)
+    adapter = Recorder()
+
+    # when it is previewed, then sent from the file (and from the table)
+    preview = send(path, {"push": adapter}, tmp_path / "l.db", now=True, dry_run=True)
+    summary = send(path, {"push": adapter}, tmp_path / "l.db", now=True)
+    again = send(plan, {"push": adapter}, tmp_path / "l.db", now=True)
+
+    # then every message went out once and the extra columns changed nothing
+    assert preview.dry_run.column("messages").to_pylist() == [50]
+    assert summary.sent == 50 and summary.complete and again.sent == 0
+    assert sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(50))
