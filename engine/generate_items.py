@@ -102,7 +102,7 @@ def catalogue(seed: int, n_items: int, as_of: int, days: int, events_schema: pa.
 
 
 def _dirichlet(rng, n: int) -> np.ndarray:
-    """``n`` tastes ~ Dirichlet(TASTE_ALPHA * K * w) as rows, by normalised gammas."""
+    """``n`` tastes ~ Dirichlet(taste_alpha * K * w) as rows, by normalised gammas."""
     g = rng.gamma(ITEM_PARAMS["taste_alpha"] * _K * CATEGORY_WEIGHTS, 1.0, (n, _K))
     s = g.sum(axis=1, keepdims=True)
     return np.where(s > 0, g / np.where(s > 0, s, 1.0), 1.0 / _K)
@@ -135,13 +135,14 @@ class Catalogue:
         lo = added + 7 * SECONDS_PER_DAY
         past = lo + (rng.random(n) * np.maximum(self.as_of - lo, 0)).astype(np.int64)
         later = self.as_of + rng.integers(P["leaving_days"] * SECONDS_PER_DAY + 1, 180 * SECONDS_PER_DAY + 1, n)
-        c1, c2, c3 = P["leaving_soon"], P["leaving_soon"] + P["expired"], P["leaving_soon"] + P["expired"] + P["expires_later"]
+        c1, c2, c3 = np.cumsum([P["leaving_soon"], P["expired"], P["expires_later"]])
         can_expire = added < self.as_of - 30 * SECONDS_PER_DAY
-        expires = np.where(v < c1, soon, np.where((v < c2) & can_expire, past, np.where((v >= c2) & (v < c3), later, _NEVER)))
+        expires = np.where(v < c1, soon, np.where((v < c2) & can_expire, past,
+                                                  np.where((v >= c2) & (v < c3), later, _NEVER)))
         editorial = rng.random(n) < P["editorial"]
         # one back-catalogue item per category that never expires: every category always has an item
         m = min(n, _K)
-        cat1[:m] = np.arange(m)
+        cat1[:m], cat2[:m] = np.arange(m), -1
         added[:m] = self.window0 - P["back_days"] * SECONDS_PER_DAY
         expires[:m] = _NEVER
         # popularity: Zipf-like in a random rank order within the first category
