@@ -106,6 +106,61 @@ _CLAIM_PLANNED = _CLAIM_SQL.format(state="planned")
 
 _PLAN_COLUMNS = ("message_id", "user_id", "channel", "send_at")
 
+#: rows per multi-row statement (``VALUES (...), (...)``): one statement step for many
+#: rows costs about a third less per row than ``executemany`` (64 x 14 parameters stays
+#: under SQLite's oldest 999-variable limit)
+_ROWS_PER_STATEMENT = 64
+#: ``UPDATE ... FROM`` needs SQLite 3.33
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+_INSERT_HEAD = (
+    "INSERT OR IGNORE INTO messages (message_id, campaign_id, user_id, step, step_index, "
+    "variant, channel, to_addr, subject, body, template, exit_on, send_at, "
+    "next_attempt_at, state, attempts, updated_at) VALUES "
+)
+_INSERT_WIDTH = 15  # the 14 plan values and updated_at
+_INSERT_ROW = "(" + ",".join(["?"] * 14) + ",'planned',0,?)"
+_SENT_ONE = ("UPDATE messages SET state = 'sent', provider_id = ?, sent_at = ?, "
+             "updated_at = ?, last_error = NULL WHERE rowid = ?")
+_SENT_HEAD = ("UPDATE messages SET state = 'sent', provider_id = v.column2, sent_at = v.column3, "
+              "updated_at = v.column3, last_error = NULL FROM (VALUES ")
+_SENT_TAIL = ") AS v WHERE messages.rowid = v.column1"
+
+
+def _statement_sizes(n: int):
+    """Split ``n`` rows into statements of 64 rows, then powers of two (few distinct SQL texts)."""
+    while n:
+        k = _ROWS_PER_STATEMENT if n >= _ROWS_PER_STATEMENT else 1 << (n.bit_length() - 1)
+        yield k
+        n -= k
+
+
+def _multi_row(con: sqlite3.Connection, sql_for, flat: list, width: int) -> None:
+    """Run ``sql_for(k)`` (a statement of ``k`` rows of ``width`` parameters) over ``flat``."""
+    i = 0
+    for k in _statement_sizes(len(flat) // width):
+        j = i + k * width
+        con.execute(sql_for(k), flat[i:j])
+        i = j
+
+
+_INSERT_SQL: dict[int, str] = {}
+_SENT_SQL: dict[int, str] = {}
+
+
+def _insert_sql(k: int) -> str:
+    sql = _INSERT_SQL.get(k)
+    if sql is None:
+        sql = _INSERT_SQL[k] = _INSERT_HEAD + ",".join([_INSERT_ROW] * k)
+    return sql
+
+
+def _sent_sql(k: int) -> str:
+    sql = _SENT_SQL.get(k)
+    if sql is None:
+        sql = _SENT_SQL[k] = _SENT_HEAD + ",".join(["(?,?,?)"] * k) + _SENT_TAIL
+    return sql
+
 
 def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     con = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -135,7 +190,7 @@ class Ledger:
                 f"cannot open ledger {self.path}: {exc}. Give --ledger a writable path to a "
                 "winback ledger (SQLite) file, or a new path to start one."
             ) from None
-        self._sent: list[tuple] = []
+        self._sent: list = []  # flat triples: rowid, provider_id, at
         self._retry: list[tuple] = []
         self._dead: list[tuple] = []
         self._gone: list[tuple] = []
@@ -207,23 +262,22 @@ class Ledger:
             return [default] * n
 
         step_index = col("step_index", 0)
-        rows = zip(
+        send_list = send_s.tolist()
+        columns = (
             col("message_id"), col("campaign_id"), col("user_id"), col("step"),
             [0 if s is None else s for s in step_index], col("variant"), col("channel"),
             col("to"), col("subject"), col("body"), col("template"), col("exit_on"),
-            send_s.tolist(), send_s.tolist(),
+            send_list, send_list, [time.time()] * n,
         )
+        # row-major parameters for multi-row INSERTs, interleaved by slice assignment
+        flat: list = [None] * (n * _INSERT_WIDTH)
+        for j, values in enumerate(columns):
+            flat[j::_INSERT_WIDTH] = values
         con = self._con
         before = con.total_changes
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.executemany(
-                "INSERT OR IGNORE INTO messages (message_id, campaign_id, user_id, step, step_index, "
-                "variant, channel, to_addr, subject, body, template, exit_on, send_at, "
-                "next_attempt_at, state, attempts, updated_at) "
-                f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'planned',0,{time.time()!r})",
-                rows,
-            )
+            _multi_row(con, _insert_sql, flat, _INSERT_WIDTH)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -293,7 +347,7 @@ class Ledger:
 
     def sent(self, rowid: int, provider_id: str | None, at: float) -> None:
         """Buffer: the provider accepted the message (``rowid`` from :meth:`claim`)."""
-        self._sent.append((provider_id, at, at, rowid))
+        self._sent += (rowid, provider_id, at)  # flat: rowid, provider_id, at per message
         self.pending_writes += 1
 
     def retry(self, rowid: int, next_at: float, error: str | None, at: float) -> None:
@@ -319,9 +373,12 @@ class Ledger:
         con.execute("BEGIN IMMEDIATE")
         try:
             if self._sent:
-                con.executemany(
-                    "UPDATE messages SET state = 'sent', provider_id = ?, sent_at = ?, "
-                    "updated_at = ?, last_error = NULL WHERE rowid = ?", self._sent)
+                if _UPDATE_FROM:
+                    _multi_row(con, _sent_sql, self._sent, 3)
+                else:
+                    rows = self._sent
+                    con.executemany(_SENT_ONE, [(rows[i + 1], rows[i + 2], rows[i + 2], rows[i])
+                                                for i in range(0, len(rows), 3)])
             if self._retry:
                 con.executemany(
                     "UPDATE messages SET state = 'failed', next_attempt_at = ?, last_error = ?, "

@@ -196,3 +196,33 @@ def test_wal_mode_is_on(tmp_path):
     with Ledger(tmp_path / "l.db"):
         pass
     assert sqlite3.connect(tmp_path / "l.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize("update_from", [True, False])
+def test_multi_row_statements_keep_every_value(tmp_path, monkeypatch, update_from):
+    """Loads and sent-results go to SQLite in multi-row statements (64 rows, then powers of
+    two): every row and value arrives, with or without ``UPDATE ... FROM`` (SQLite < 3.33)."""
+    import engine.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_UPDATE_FROM", update_from)
+    n = 64 * 3 + 37  # full statements and a remainder of 32 + 4 + 1
+    plan = make_plan(n, exit_on="click")
+    with Ledger(tmp_path / "l.db") as led:
+        assert led.load_plan(plan) == n
+        assert led.load_plan(make_plan(n + 5)) == 5  # the first n ids are already there
+        rows = led.claim("push", 1000, now=T0, release_until=T0)
+        assert len(rows) == n + 5
+        for r in rows[:n]:
+            led.sent(r[-1], "p-" + r[0], T0 + 1)
+        assert led.flush() == n
+    t = read_messages(tmp_path / "l.db").to_pylist()
+    by_id = {r["message_id"]: r for r in t}
+    assert len(t) == n + 5
+    for i in (0, 63, 64, 191, 192, n - 1):
+        r = by_id[f"m{i}"]
+        assert (r["state"], r["provider_id"], r["user_id"], r["to_addr"]) == ("sent", f"p-m{i}", i, f"addr{i}")
+        assert r["sent_at"].timestamp() == T0 + 1 and r["attempts"] == 1
+    assert {by_id[f"m{i}"]["state"] for i in range(n, n + 5)} == {"in_flight"}
+    con = sqlite3.connect(tmp_path / "l.db")
+    assert con.execute("SELECT COUNT(*) FROM messages WHERE exit_on = 'click' AND step = 's' "
+                       "AND body = 'body' AND send_at = ?", (T0,)).fetchone()[0] == n
