@@ -12,6 +12,7 @@ and it adds ``w / k`` to each of the item's ``k`` categories in the user's affin
 ``w`` to the user's affinity mass (the confidence: decayed interactions, so a user
 whose last item was a year ago carries little), ``w`` to the item's popularity, and 1
 to the item's ``recent_7d`` (age < 7 days) or ``prior_28d`` (7 <= age < 35) count.
+Such events naming an item the catalogue lacks (a deleted item) are counted and skipped.
 Each (user, item) pair is also collected, so the planner never recommends what a user
 already consumed.
 
@@ -27,6 +28,9 @@ import numpy as np
 
 from engine._numba import njit
 from engine.schema import CLICK, EVENTS, PURCHASE, SESSION
+from engine.userindex import lookup_one
+
+NO_ITEM = np.iinfo(np.int64).min  # as engine.io.NO_ITEM
 
 __all__ = ["ItemAccumulators", "accumulate_items", "consumed_csr", "EVENT_WEIGHT", "DEFAULT_HALF_LIFE_DAYS"]
 
@@ -61,15 +65,19 @@ class ItemAccumulators:
 
 
 @njit
-def _accumulate(uidx, ts, event, row, cat_ptr, cat_idx, as_of, half_life_days, weights, n_items,
-                aff, mass, popularity, recent, prior, pairs):
+def _accumulate(uidx, ts, event, item, is_table, lut, base, keys, vals, bits, cat_ptr, cat_idx, as_of,
+                half_life_days, weights, n_items, aff, mass, popularity, recent, prior, pairs):
     n_pairs = 0
+    unknown = 0
     for e in range(len(uidx)):
-        i = row[e]
-        if i < 0:
+        if item[e] == NO_ITEM:
             continue
         ew = weights[event[e]]
         if ew == 0.0:
+            continue
+        i = lookup_one(item[e], is_table, lut, base, keys, vals, bits)
+        if i < 0:
+            unknown += 1
             continue
         u = uidx[e]
         age = (as_of - ts[e]) / 86400.0
@@ -87,50 +95,95 @@ def _accumulate(uidx, ts, event, row, cat_ptr, cat_idx, as_of, half_life_days, w
             prior[i] += 1
         pairs[n_pairs] = u * n_items + i
         n_pairs += 1
-    return n_pairs
+    return n_pairs, unknown
 
 
-def accumulate_items(acc: ItemAccumulators, batch, rows: np.ndarray, items, *, as_of: int,
-                     half_life_days: float) -> None:
-    """Add one event batch; ``rows`` = the catalogue row of each event's item (-1 = none/unknown)."""
-    pairs = np.empty(len(rows), np.int64)
-    k = _accumulate(batch.uidx, batch.ts, batch.event, rows, items.cat_ptr, items.cat_idx, np.int64(as_of),
-                    float(half_life_days), EVENT_WEIGHT, np.int64(len(items)), acc.aff, acc.mass, acc.popularity,
-                    acc.recent, acc.prior, pairs)
+def accumulate_items(acc: ItemAccumulators, batch, items, *, as_of: int, half_life_days: float) -> None:
+    """Add one :class:`engine.io.EventBatch` (its ``item`` ids; ``NO_ITEM`` = none).
+
+    Ids are looked up in the catalogue's index inside the kernel, only for the events
+    that count; events naming an item the catalogue lacks are counted in
+    ``acc.unknown_item_events`` and skipped.  Releases the GIL: scoring runs it on a
+    second thread beside the main pass.
+    """
+    if batch.item is None or not len(batch.item):
+        return
+    pairs = np.empty(len(batch.item), np.int64)
+    is_table, lut, base, keys, vals, bits = items.index.arrays()
+    k, unknown = _accumulate(batch.uidx, batch.ts, batch.event, batch.item, is_table, lut, base, keys, vals, bits,
+                             items.cat_ptr, items.cat_idx, np.int64(as_of), float(half_life_days), EVENT_WEIGHT,
+                             np.int64(len(items)), acc.aff, acc.mass, acc.popularity, acc.recent, acc.prior, pairs)
     if k:
         acc.pairs.append(pairs[:k].copy())
     acc.item_events += k
+    acc.unknown_item_events += unknown
 
 
 @njit
-def _csr(keys, n_users, n_items):
-    counts = np.zeros(n_users + 1, np.int64)
+def _count(keys, counts, n_items):
     for k in keys:
         counts[k // n_items + 1] += 1
-    for u in range(n_users):
-        counts[u + 1] += counts[u]
-    fill = counts[:-1].copy()
-    out = np.empty(len(keys), np.int64)
+
+
+@njit
+def _fill(keys, fill, out, n_items):
     for k in keys:
         u = k // n_items
         out[fill[u]] = k - u * n_items
         fill[u] += 1
-    # sort and de-duplicate each user's segment in place, then compact
+
+
+@njit
+def _dedup(out, counts, ids):
+    """Sort each user's segment in place (insertion sort: segments are short), drop
+    repeats, and write the item ids (``ids[row]``) compacted; returns (ptr, ids)."""
+    n_users = len(counts) - 1
     ptr = np.zeros(n_users + 1, np.int64)
+    res = np.empty(len(out), np.int64)
     w = 0
     for u in range(n_users):
-        seg = np.sort(out[counts[u]:counts[u + 1]])
+        lo, hi = counts[u], counts[u + 1]
+        if hi - lo > 64:
+            out[lo:hi] = np.sort(out[lo:hi])
+        else:
+            for a in range(lo + 1, hi):
+                v = out[a]
+                b = a - 1
+                while b >= lo and out[b] > v:
+                    out[b + 1] = out[b]
+                    b -= 1
+                out[b + 1] = v
         prev = -1
-        for v in seg:
+        for a in range(lo, hi):
+            v = out[a]
             if v != prev:
                 out[w] = v
+                res[w] = ids[v]
                 w += 1
                 prev = v
         ptr[u + 1] = w
-    return ptr, out[:w].copy()
+    return ptr, out[:w].copy(), res[:w].copy()
 
 
-def consumed_csr(pairs: list, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ptr [n+1], item rows) of the distinct items each user consumed, sorted per user."""
-    keys = np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
-    return _csr(keys, np.int64(n_users), np.int64(max(n_items, 1)))
+def _csr_chunks(pairs: list, n_users: int, n_items: int, ids: np.ndarray):
+    """Counting sort by user over the collected chunks (no concatenation), then per-user dedup."""
+    m = np.int64(max(n_items, 1))
+    counts = np.zeros(n_users + 1, np.int64)
+    for keys in pairs:
+        _count(keys, counts, m)
+    np.cumsum(counts, out=counts)
+    out = np.empty(int(counts[-1]), np.int64)
+    fill = counts[:-1].copy()
+    for keys in pairs:
+        _fill(keys, fill, out, m)
+    return _dedup(out, counts, ids)
+
+
+def consumed_csr(pairs: list, n_users: int, n_items: int, ids: np.ndarray | None = None):
+    """(ptr [n+1], item rows) of the distinct items each user consumed, sorted per user;
+    with ``ids`` (the catalogue's item ids) also those rows' ids: (ptr, rows, ids)."""
+    given = ids is not None
+    if ids is None:
+        ids = np.arange(max(n_items, 1), dtype=np.int64)
+    ptr, rows, out_ids = _csr_chunks(pairs, n_users, n_items, np.asarray(ids, np.int64))
+    return (ptr, rows, out_ids) if given else (ptr, rows)

@@ -494,10 +494,14 @@ def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadR
         item = None
         column = "item_id"
         if "item_id" in names:
-            item, null, badv = co.to_int64(batch.column("item_id"))
-            bad.mark(reason, badv, "bad_item_id")
-            if null.any():
-                item = np.where(null, NO_ITEM, item)
+            col = batch.column("item_id")
+            if col.type == pa.int64():  # the common case: one pass, nulls as NO_ITEM
+                item = col.fill_null(NO_ITEM).to_numpy()
+            else:
+                item, null, badv = co.to_int64(col)
+                bad.mark(reason, badv, "bad_item_id")
+                if null.any():
+                    item = np.where(null, NO_ITEM, item)
     except co.ColumnTypeError as exc:
         raise _column_type_error(path, column, exc) from None
     if reason.any():

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 import os
 import time
 import zoneinfo
@@ -50,7 +51,7 @@ from pyarrow import ipc
 from engine import affinity, fatigue, kernels, sendtime
 from engine.bgnbd import BGNBD, compress
 from engine.errors import ConfigError, ModelError
-from engine.io import NO_ITEM, iter_events, load_users
+from engine.io import iter_events, load_users
 from engine.schema import (ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
                            SECONDS_PER_DAY)
 from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
@@ -241,16 +242,25 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                          quarantine=None if quarantine is None else os.path.join(quarantine, "items.rejected.arrow"))
         item_acc = affinity.ItemAccumulators.zeros(table.num_rows, len(cat), len(cat.categories))
     t_pass = time.perf_counter()
-    for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
-                             batch_rows=batch_rows, progress=progress):
-        kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
-                           is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
-        if cat is not None and batch.item is not None:
-            rows = cat.lookup(batch.item)
-            item_acc.unknown_item_events += int(((rows < 0) & (batch.item != NO_ITEM)).sum())
-            affinity.accumulate_items(item_acc, batch, rows, cat, as_of=as_of,
+    # the affinity kernel releases the GIL: it runs on a second thread beside the main pass
+    pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
+    pending = None
+    try:
+        for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
+                                 batch_rows=batch_rows, progress=progress):
+            if pending is not None:
+                pending.result()
+            if pool is not None:
+                pending = pool.submit(affinity.accumulate_items, item_acc, batch, cat, as_of=as_of,
                                       half_life_days=cfg.affinity_half_life_days)
-        n_events += len(batch)
+            kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
+                               is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+            n_events += len(batch)
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     pass_seconds = time.perf_counter() - t_pass
     events_rejected = 0
     if qe is not None and os.path.exists(qe):
@@ -359,6 +369,12 @@ def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
 def finalize(part: Partial, pop: Population) -> pa.Table:
     """Phase 3: one partition's scores table, given the whole population's :class:`Population`."""
     cfg, table = part.cfg, part.table
+    consumed = None
+    if part.items is not None:  # the consumed-items sort (nogil) runs beside _derive
+        pool = ThreadPoolExecutor(1, thread_name_prefix="winback-consumed")
+        consumed = pool.submit(affinity.consumed_csr, part.item_acc.pairs, table.num_rows, len(part.items),
+                               part.items.ids)
+        pool.shutdown(wait=False)
     cols, meta = _derive(part, pop)
     out = table
     for name, arr in cols.items():
@@ -372,28 +388,28 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
                 default_timezone=cfg.default_timezone,
                 policy={"cap": cfg.policy_cap, "window_days": cfg.policy_window_days})
     if part.items is not None:
-        out = _with_items(out, part, pop, meta)
+        out = _with_items(out, part, pop, meta, consumed.result())
     return _with_meta(out, meta)
 
 
-def _with_items(out: pa.Table, part: Partial, pop: Population, meta: dict) -> pa.Table:
+def _with_items(out: pa.Table, part: Partial, pop: Population, meta: dict, consumed) -> pa.Table:
     """The affinity columns, and the catalogue's item statistics in the schema metadata."""
     from engine.items import encode_table, item_stats_table
 
     cat, acc = part.items, part.item_acc
     n, n_cat = out.num_rows, len(cat.categories)
     mass = acc.mass
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(mass[:, None] > 0, acc.aff / mass[:, None].astype(np.float32), 0.0).astype(np.float32)
     top = np.where(mass > 0, np.argmax(acc.aff, axis=1), -1)
-    ptr, rows = affinity.consumed_csr(acc.pairs, n, len(cat))
+    shares = acc.aff  # divided in place: the accumulator is not needed any more
+    np.divide(shares, mass.astype(np.float32)[:, None], out=shares, where=mass[:, None] > 0)
+    ptr, _, consumed_ids = consumed
     acc.pairs.clear()
     cols = {
         "category_affinity": pa.FixedSizeListArray.from_arrays(pa.array(shares.reshape(-1)), max(n_cat, 1)),
         "affinity_confidence": pa.array(mass),
         "top_category": pa.DictionaryArray.from_arrays(pa.array(top.astype(np.int32), mask=top < 0),
                                                        pa.array(cat.categories or ("",), pa.string())).cast(pa.string()),
-        "consumed_items": pa.ListArray.from_arrays(pa.array(ptr.astype(np.int32)), pa.array(cat.ids[rows])),
+        "consumed_items": pa.ListArray.from_arrays(pa.array(ptr.astype(np.int32)), pa.array(consumed_ids)),
     }
     for name, arr in cols.items():
         if name in out.column_names:

@@ -64,6 +64,21 @@ def _hash_lookup(keys, vals, bits, q):
 
 
 @njit
+def lookup_one(k, is_table, lut, base, keys, vals, bits):
+    """One id's position (-1 = unknown), with the arrays of :meth:`UserIndex.arrays`."""
+    if is_table:
+        off = np.uint64(k - base)
+        return lut[off] if off < np.uint64(lut.size) else -1
+    mask = keys.size - 1
+    j = np.int64((np.uint64(k) * _GOLDEN) >> np.uint64(64 - bits))
+    while vals[j] >= 0:
+        if keys[j] == k:
+            return vals[j]
+        j = (j + 1) & mask
+    return -1
+
+
+@njit
 def _table_lookup(lut, base, q):
     n = np.uint64(lut.size)
     out = np.empty(q.size, np.int64)
@@ -112,6 +127,14 @@ class UserIndex:
 
     def __repr__(self) -> str:
         return f"UserIndex(n={len(self.ids)}, kind={self.kind})"
+
+    def arrays(self) -> tuple:
+        """``(is_table, lut, base, keys, vals, bits)`` for kernels that look ids up inline
+        with :func:`lookup_one` (the unused layout's arrays are 1-element dummies)."""
+        dummy = np.zeros(1, np.int64)
+        if self._lut is not None:
+            return True, self._lut, np.int64(self._base), dummy, np.full(1, -1, np.int64), np.int64(1)
+        return False, dummy, np.int64(0), self._keys, self._vals, np.int64(self._bits)
 
     def lookup(self, user_ids: np.ndarray) -> np.ndarray:
         """Dense index (``int64``, same shape) of each id; ``-1`` where the id is unknown."""

@@ -124,19 +124,20 @@ def small_world_scores(tmp_path_factory):
     generate(400, seed=3, out_dir=out)
     users = next(p for p in out.iterdir() if p.name.startswith("users"))
     events = next(p for p in out.iterdir() if p.name.startswith("events"))
-    return score(users, events, as_of="2026-11-01T00:00:00Z")
+    return score(users, events, as_of="2026-11-01T00:00:00Z", items=out / "items.arrow"), out / "items.arrow"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_loads_and_plans_a_real_world(path, small_world_scores):
-    # given
+    # given (the catalogue too: an example may print items)
     from engine.plan import plan
 
+    scores, items = small_world_scores
     c = load_campaign(path)
     # when
-    p = plan(small_world_scores, c, as_of="2026-11-02T00:00:00Z")
+    p = plan(scores, c, as_of="2026-11-02T00:00:00Z", items=items)
     # then
-    assert p.num_rows == small_world_scores.num_rows * len(c.steps)
+    assert p.num_rows == scores.num_rows * len(c.steps)
     assert set(p["reason"].drop_null().to_pylist()) <= {
         "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
         "fatigue_budget", "min_gap", "capacity", "broadcast_guard"}

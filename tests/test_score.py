@@ -45,7 +45,7 @@ def test_hand_computed_user(world):
                      "ts": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
                      "event": [r[2] for r in rows], "channel": pa.array([r[3] for r in rows], pa.string()),
                      "value": pa.array([r[4] for r in rows], pa.float64())})
-    ev = pa.concat_tables([events.cast(pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")),
+    ev = pa.concat_tables([events.select(["user_id", "ts", "event", "channel", "value"]).cast(pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")),
                                                   ("event", pa.string()), ("channel", pa.string()),
                                                   ("value", pa.float64())])), mine])
     s = score(users, ev, as_of=AS_OF)

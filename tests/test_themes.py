@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import affinity, themes
+from engine.io import NO_ITEM
 from engine.items import NO_EXPIRY
+from engine.userindex import UserIndex
 from tests import naive
 from tests.strategies import AS_OF, event_worlds
 
@@ -55,13 +57,20 @@ def test_affinity_matches_naive_for_any_split(world, cat, data):
     n_users, uidx, ts, ev, ch, val = world
     n_cat, cats, added, expires, editorial, _, _ = cat
     m = len(cats)
-    rows = np.array([data.draw(st.integers(-1, m - 1)) for _ in range(len(uidx))], np.int64)
+    rows = np.array([data.draw(st.integers(-2, m - 1)) for _ in range(len(uidx))], np.int64)
     items = _items(n_cat, cats, added, expires, editorial)
+    # sparse, unordered ids so the hash layout of the index is used; -2 = an id not in the catalogue
+    id_of = np.array([10**12 + 7919 * (m - i) for i in range(m)], np.int64)
+    items.index = UserIndex(id_of)
+    ids = np.where(rows >= 0, id_of[np.maximum(rows, 0)] if m else 0, np.where(rows == -1, NO_ITEM, 5))
+    unknown = int(((rows == -2) & (affinity.EVENT_WEIGHT[ev] > 0)).sum())
+    rows = np.where(rows == -2, -1, rows)
     acc = affinity.ItemAccumulators.zeros(n_users, m, n_cat)
     cut = data.draw(st.integers(0, len(uidx)))
     for lo, hi in ((0, cut), (cut, len(uidx))):
-        b = types.SimpleNamespace(uidx=uidx[lo:hi], ts=ts[lo:hi], event=ev[lo:hi])
-        affinity.accumulate_items(acc, b, rows[lo:hi], items, as_of=AS_OF, half_life_days=90.0)
+        b = types.SimpleNamespace(uidx=uidx[lo:hi], ts=ts[lo:hi], event=ev[lo:hi], item=ids[lo:hi])
+        affinity.accumulate_items(acc, b, items, as_of=AS_OF, half_life_days=90.0)
+    assert acc.unknown_item_events == unknown
     ref = naive.item_affinity(n_users, n_cat, uidx.tolist(), ts.tolist(), ev.tolist(), rows.tolist(), cats, AS_OF,
                               90.0, affinity.EVENT_WEIGHT.tolist())
     aff, mass, pop, recent, prior, consumed = ref
