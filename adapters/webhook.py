@@ -68,6 +68,20 @@ def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def _provider_id(text: str) -> str | None:
+    """``id`` (else ``provider_id``) of a JSON answer, as a string; ``None`` when absent."""
+    if text.startswith('{"id":"') and text.endswith('"}'):  # compact {"id":"..."}: no parse
+        pid = text[7:-2]
+        if '"' not in pid and "\\" not in pid and pid.isprintable():
+            return pid or None
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        return None
+    pid = doc.get("id") or doc.get("provider_id") if isinstance(doc, dict) else None
+    return None if pid is None else str(pid)
+
+
 class _Signer:
     """``sign`` for one secret, keyed once: each message copies the keyed HMAC state."""
 
@@ -124,12 +138,7 @@ class WebhookAdapter(HttpAdapter):
                 text = (await resp.read()).decode("utf-8", errors="replace")
                 status = resp.status
                 if 200 <= status < 300:  # the common case, without Reply and result_for
-                    try:
-                        doc = json.loads(text) if text else None
-                    except ValueError:
-                        doc = None
-                    pid = doc.get("id") or doc.get("provider_id") if isinstance(doc, dict) else None
-                    return Result(m.message_id, SENT, provider_id=None if pid is None else str(pid))
+                    return Result(m.message_id, SENT, _provider_id(text))
                 reply = Reply(status, resp.headers, text)
         except asyncio.TimeoutError:
             reply = Reply(None, {}, "", f"timeout after {self.timeout:g} s")
