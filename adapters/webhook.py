@@ -35,6 +35,8 @@ __all__ = ["WebhookAdapter", "sign", "verify_signature", "message_json", "iso_ut
 _ISO: dict[float, str] = {}
 #: one encoder for every body (``json.dumps`` with options builds a new one per call)
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: the encoder's own string quoting (C) for ensure_ascii=False
+_quote_str = json.encoder.encode_basestring
 
 
 def iso_utc(epoch_seconds: float) -> str:
@@ -49,8 +51,7 @@ def iso_utc(epoch_seconds: float) -> str:
     return s
 
 
-def message_json(m: Message) -> bytes:
-    """The webhook body for ``m``: compact UTF-8 JSON."""
+def _json_doc(m: Message) -> dict:
     doc = {"message_id": m.message_id, "user_id": int(m.user_id), "channel": m.channel, "step": m.step,
            "variant": m.variant, "to": m.to, "subject": m.subject, "body": m.body,
            "send_at": iso_utc(m.send_at)}
@@ -58,7 +59,38 @@ def message_json(m: Message) -> bytes:
         doc["campaign_id"] = m.campaign_id
     if m.template is not None:
         doc["template"] = m.template
-    return _ENCODE(doc).encode()
+    return doc
+
+
+def _quote(value) -> str:
+    """A JSON string (or ``null``) exactly as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+    if value is None:
+        return "null"
+    if type(value) is not str:
+        raise TypeError
+    return _quote_str(value)
+
+
+def message_json(m: Message) -> bytes:
+    """The webhook body for ``m``: compact UTF-8 JSON.
+
+    Written field by field with the ``json`` module's own string quoting (the same bytes
+    as ``json.dumps(doc, separators=(",", ":"), ensure_ascii=False)``; tests/test_dispatch.py checks)
+    because a dict and a general encoder pass cost twice as much per message.
+    """
+    try:
+        out = ('{"message_id":' + _quote(m.message_id) + ',"user_id":' + int.__repr__(int(m.user_id))
+               + ',"channel":' + _quote(m.channel) + ',"step":' + _quote(m.step)
+               + ',"variant":' + _quote(m.variant) + ',"to":' + _quote(m.to)
+               + ',"subject":' + _quote(m.subject) + ',"body":' + _quote(m.body)
+               + ',"send_at":' + _quote_str(iso_utc(m.send_at)))
+        if m.campaign_id is not None:
+            out += ',"campaign_id":' + _quote(m.campaign_id)
+        if m.template is not None:
+            out += ',"template":' + _quote(m.template)
+    except TypeError:  # a field that is not a str (or None): let the encoder decide
+        return _ENCODE(_json_doc(m)).encode()
+    return (out + "}").encode()
 
 
 def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:

@@ -445,3 +445,22 @@ def test_a_plan_with_extra_columns_still_loads_and_sends(tmp_path):
     assert preview.dry_run.column("messages").to_pylist() == [50]
     assert summary.sent == 50 and summary.complete and again.sent == 0
     assert sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(50))
+
+
+def test_webhook_body_is_byte_for_byte_the_json_module_encoding():
+    """The webhook adapter writes its body field by field on the send path; it must be the
+    exact bytes of ``json.dumps(doc, separators=(",", ":"), ensure_ascii=False)``."""
+    import json
+
+    from adapters.base import Message
+    from adapters.webhook import _json_doc, message_json
+
+    cases = [
+        Message("m1", 5, "push", "s", None, "tok", None, "", 1.79e9),
+        Message('a"b\\c\n\u2028é😀', np.int64(7), "email", "s\x00", "v", "x@y.z", "Sub\tj", "b\u00a0", 1.79e9,
+                "tpl", "camp"),
+        Message("m3", True, "sms", "s", "v", "+15550001", "S", "b", 0, "", ""),
+        Message("m4", 1, "sms", 3, "v", "+15550001", "S", "b", 0),  # not a str: the encoder's answer
+    ]
+    for m in cases:
+        assert message_json(m) == json.dumps(_json_doc(m), separators=(",", ":"), ensure_ascii=False).encode()
