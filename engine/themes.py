@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import prange
 
 from engine._numba import njit
 from engine.campaign import Content as ContentSettings
@@ -151,17 +152,17 @@ def _eligible(i, t, added, expires, cons, lo, hi, taken, n_taken, prev, u):
 
 
 @njit
-def _pick_kernel(shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes,
+def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes,
                  cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending, popular,
                  k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share, repeat_penalty,
                  out_theme, out_items):
-    n, n_cat = shares.shape
+    n_cat = shares.shape[1]
     n_th = 5
     found = np.zeros(n_th, np.int64)
     picks = np.empty((n_th, max(k, 1)), np.int64)
     order = np.empty(n_cat, np.int64)
     pos = np.empty(n_cat, np.int64)
-    for u in range(n):
+    for u in range(u0, u1):
         out_theme[u] = -1
         for j in range(k):
             out_items[u, j] = -1
@@ -253,6 +254,24 @@ def _pick_kernel(shares, conf, last_active, cons_ptr, cons, send_at, active, pre
                 out_items[u, j] = picks[best, j]
 
 
+_BLOCK = 4096
+
+
+@njit(parallel=True)
+def _pick_blocks(shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes,
+                 cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending, popular,
+                 k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share, repeat_penalty,
+                 out_theme, out_items):
+    """Blocks of users on every core; each user's result depends on that user alone."""
+    n = shares.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for b in prange(n_blocks):
+        _pick_kernel(b * _BLOCK, min(n, (b + 1) * _BLOCK), shares, conf, last_active, cons_ptr, cons, send_at,
+                     active, prev, prev_themes, cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending,
+                     popular, k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share,
+                     repeat_penalty, out_theme, out_items)
+
+
 def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: Catalogue, step,
          cfg: ContentSettings, prev_items=None, prev_themes=None):
     """Theme code (int8, -1 = none) and item rows ([n, k] int64, -1 padded) per user.
@@ -279,7 +298,7 @@ def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: C
         raise ValueError("affinity width and catalogue categories differ")
     out_theme = np.empty(n, np.int64)
     out_items = np.empty((n, max(k, 1)), np.int64)
-    _pick_kernel(np.ascontiguousarray(shares, np.float32), np.asarray(conf, np.float64),
+    _pick_blocks(np.ascontiguousarray(shares, np.float32), np.asarray(conf, np.float64),
                  np.asarray(last_active, np.int64), cons_ptr, cons_rows, np.asarray(send_at, np.int64),
                  np.asarray(active, np.bool_), np.ascontiguousarray(prev_items, np.int64),
                  np.asarray(prev_themes, np.int64), cat.cat_ptr, cat.cat_idx, cat.added, cat.expires, lists_ptr,
