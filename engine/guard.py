@@ -22,7 +22,7 @@ from engine.errors import InputError, PolicyError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
 from engine.timeutil import to_epoch_seconds
 
-__all__ = ["check_scores", "suppressed_matrix", "broadcast_guard", "BROADCAST_SHARE", "BROADCAST_DAYS"]
+__all__ = ["check_scores", "suppressed_matrix", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
 
 BROADCAST_SHARE = 0.98  # share of the reachable base that makes an audience "the whole base"
 BROADCAST_DAYS = 90     # days between two approved broadcasts
@@ -102,12 +102,17 @@ def _match_suppressions(sup: pa.Table, table: pa.Table) -> np.ndarray:
 
 
 def broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.ndarray, ledger, as_of: int) -> bool:
-    n_reach = int(reachable.sum())
-    if n_reach == 0 or (audience & reachable).sum() < BROADCAST_SHARE * n_reach:
+    return guard_counts(campaign, int((audience & reachable).sum()), int(reachable.sum()), ledger, as_of)
+
+
+def guard_counts(campaign: Campaign, n_audience_reach: int, n_reach: int, ledger, as_of: int) -> bool:
+    """The broadcast guard from counts (summed over partitions): True for an approved
+    broadcast, False for a targeted campaign; raises for an unapproved or too-soon one."""
+    if n_reach == 0 or n_audience_reach < BROADCAST_SHARE * n_reach:
         return False
     if not campaign.approved:
         raise PolicyError(
-            f"{campaign.source}: the audience selects {int((audience & reachable).sum()):,} of {n_reach:,} reachable "
+            f"{campaign.source}: the audience selects {n_audience_reach:,} of {n_reach:,} reachable "
             "users - the whole base ('batch and blast'), which burns sender reputation. Narrow [audience] where, "
             "or set approved = true in [campaign] to send a broadcast (at most once per 90 days).")
     if ledger is not None and os.path.exists(ledger):

@@ -45,22 +45,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import plan_steps as ps
 from engine import plan_time as pt
 from engine.campaign import Campaign, load_campaign
 from engine.errors import ConfigError, InputError
-from engine.guard import broadcast_guard, check_scores, suppressed_matrix
+from engine.guard import check_scores, guard_counts
 from engine.partition import splitmix64
+from engine.plan_steps import NEVER, REASONS
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PLAN_SCHEMA, SECONDS_PER_DAY
-from engine.sendtime import offset_table, zone_index
 from engine.templates import render
-from engine.timeutil import from_epoch_seconds, parse_as_of, to_epoch_seconds
+from engine.timeutil import from_epoch_seconds, parse_as_of
 
 __all__ = ["plan", "explain", "REASONS", "plan_summary"]
 
-REASONS = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
-           "fatigue_budget", "min_gap", "capacity", "broadcast_guard")
-_R = {name: i for i, name in enumerate(REASONS)}
-NEVER = np.iinfo(np.int64).min
+_R = ps.R
 
 
 def _campaign_hash(cid: str) -> np.uint64:
@@ -81,15 +79,7 @@ def assignments(user_ids: np.ndarray, campaign: Campaign) -> tuple[np.ndarray, n
     return u_hold < campaign.holdout, variant
 
 
-def _col(table: pa.Table, name: str, default, dtype=None) -> np.ndarray:
-    # an all-null column (e.g. from CSV) has Arrow type null: treat it as missing
-    if name not in table.column_names or pa.types.is_null(table[name].type):
-        return np.full(table.num_rows, default, dtype=dtype)
-    col = table[name]
-    if pa.types.is_timestamp(col.type):
-        return to_epoch_seconds(col)
-    return col.fill_null(default).to_numpy(zero_copy_only=False).astype(dtype) if dtype else \
-        col.fill_null(default).to_numpy(zero_copy_only=False)
+_col = ps.col
 
 
 def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, ledger=None,
@@ -119,151 +109,37 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
     score_meta = json.loads(meta_raw) if meta_raw else {}
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
-    n = scores.num_rows
-    uid = scores["user_id"].to_numpy()
-    zones, zone = zone_index(scores, cmp.timezone)
-    total_delay = sum(s.delay_days for s in cmp.steps)
-    horizon = start + int((total_delay + 10) * SECONDS_PER_DAY)
-    table, tab_t0 = offset_table(zones, start - 2 * SECONDS_PER_DAY, horizon)
-    off = pt.OffsetLookup(table, tab_t0)
-    content = None
-    if items is not None:
-        from engine.plan_content import ContentPlanner
-
-        content = ContentPlanner(scores, items, cmp, start, horizon)
-
-    audience = cmp.audience(scores)
-    holdout, variant = assignments(uid, cmp)
-    consent = np.stack([_col(scores, CONSENT_COLUMN[c], False, bool) for c in CHANNELS], axis=1)
-    address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
-                        if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
-    suppressed = np.stack([_col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
-    suppressed |= suppressed_matrix(ledger, scores, suppressions)
-    reach = consent & address & ~suppressed
-    broadcast = broadcast_guard(cmp, audience, reach.any(axis=1), ledger, start)
-    resp = np.stack([_col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
-    p_alive = _col(scores, "p_alive", 0.5, np.float64)
-    monetary = _col(scores, "monetary", np.nan, np.float64)
-    value = np.where(np.isnan(monetary), np.nanmedian(monetary) if np.isfinite(monetary).any() else 1.0, monetary)
-    budget = _col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
-    hist_recent = _col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
-    best_hour = _col(scores, "best_hour_local", 12, np.int64)
-    conf = _col(scores, "send_time_confidence", 0.0, np.float64)
-    pol = cmp.policy
-    window = pol.window_days * SECONDS_PER_DAY
-    gap = int(pol.min_gap_hours * 3600)
-    quiet = pol.quiet_hours
-    n_steps = len(cmp.steps)
-    sent_at = np.full((n, n_steps), NEVER, np.int64)
-    sent_ch = np.full((n, n_steps), -1, np.int64)
-    prev_at = np.full(n, NEVER, np.int64)
-    n_planned = np.zeros(n, np.int64)
-    capacity_counts: dict[int, np.ndarray] = {}
-    h_base = start // 3600 - 48
-    n_buckets = int((horizon + 3 * SECONDS_PER_DAY) // 3600 - h_base)
-    out_cols: dict[str, list] = {k: [] for k in ("reason", "channel", "send_at", "ev")}
-    cum_delay = 0.0
-    for k, step in enumerate(cmp.steps):
-        cum_delay += step.delay_days
-        reason = np.zeros(n, np.int8)
-        reason[~audience] = _R["not_in_audience"]
-        reason[(reason == 0) & holdout] = _R["holdout"]
-        # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
-        delay = int(step.delay_days * SECONDS_PER_DAY)
-        has_prev = prev_at != NEVER
-        after_prev = pt.local_to_utc(off, zone, off.local(zone, np.where(has_prev, prev_at, start)) + delay)
-        base = np.where(has_prev, after_prev, start + int(cum_delay * SECONDS_PER_DAY))
-        # channel choice
-        allowed = [CHANNELS.index(c) for c in step.channels]
-        best_c = np.full(n, -1, np.int64)
-        best_r = np.full(n, -1.0)
-        capped_any = np.zeros(n, bool)
-        for c_i in allowed:
-            ok = reach[:, c_i].copy()
-            cap = pol.channel_caps.get(CHANNELS[c_i])
-            if cap is not None:
-                in_win = ((sent_ch == c_i) & (sent_at != NEVER) & (sent_at > base[:, None] - window)).sum(axis=1)
-                over = in_win >= cap
-                capped_any |= ok & over
-                ok &= ~over
-            better = ok & (resp[:, c_i] > best_r)
-            best_c = np.where(better, c_i, best_c)
-            best_r = np.where(better, resp[:, c_i], best_r)
-        none = (reason == 0) & (best_c < 0)
-        al = np.array(allowed)
-        has_consent = consent[:, al].any(axis=1)
-        has_addr = (consent[:, al] & address[:, al]).any(axis=1)
-        reason[none & ~has_consent] = _R["no_consent"]
-        reason[none & has_consent & ~has_addr] = _R["no_address"]
-        reason[none & has_addr & ~capped_any] = _R["suppressed"]
-        reason[none & has_addr & capped_any] = _R["channel_cap"]
-        # time
-        t = pt.next_local_time(off, zone, base, best_hour * 60)
-        t = pt.apply_quiet_hours(off, zone, t, quiet)
-        lower = np.where(prev_at != NEVER, prev_at + gap, start)
-        pushed = t < lower
-        if pushed.any():
-            t = np.where(pushed, pt.apply_quiet_hours(off, zone, np.maximum(t, lower), quiet), t)
-        reason[(reason == 0) & (t - base > 2 * SECONDS_PER_DAY)] = _R["min_gap"]
-        # fatigue: the score's budget, and the cross-channel cap at the send time
-        in_window = ((sent_at != NEVER) & (sent_at > t[:, None] - window)).sum(axis=1)
-        hist = np.where(t - start < window, hist_recent, 0)
-        # the scored budget covers the first policy window; later windows get the full cap
-        first_window = t - start < window
-        tired = (first_window & (in_window >= budget)) | (hist + in_window >= pol.max_messages)
-        reason[(reason == 0) & tired] = _R["fatigue_budget"]
-        ev = p_alive * value * np.where(best_c >= 0, resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
-        # capacity per channel and hour.  A message may move earlier only as far as keeps
-        # the caps checked above true: not into the first policy window (where the
-        # score's recent sends and budget count) and not so far that an earlier message
-        # of this campaign re-enters its rolling window.
-        if pol.capacity_per_hour:
-            floor = np.maximum(lower, start)
-            floor = np.where(t >= start + window, np.maximum(floor, start + window), floor)
-            old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
-            floor = np.maximum(floor, np.where(old, sent_at + window, NEVER).max(axis=1, initial=NEVER))
-        for c_i in allowed:
-            cap = pol.capacity_per_hour.get(CHANNELS[c_i])
-            if cap is None:
-                continue
-            idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
-            if not len(idx):
-                continue
-            counts = capacity_counts.setdefault(c_i, np.zeros(n_buckets, np.int64))
-            order = np.lexsort((-ev[idx], -(conf[idx] >= 0.4).astype(np.int64)))
-            qs, qe = quiet if quiet else (0, 0)
-            new_t = pt.level_capacity(t[idx], order.astype(np.int64), zone[idx], floor[idx],
-                                      int(cap), table, np.int64(tab_t0), int(qs), int(qe), 12, counts, np.int64(h_base))
-            t[idx] = np.where(new_t >= 0, new_t, t[idx])
-            reason[idx[new_t < 0]] = _R["capacity"]
-        ok = reason == 0
-        if content is not None:
-            # every audience user, messaged or not: the theme is a function of the scores
-            # alone, the same in both arms, so the report can compare them theme by theme
-            content.step(step, t, audience)
-        sent_at[ok, k] = t[ok]
-        sent_ch[ok, k] = best_c[ok]
-        prev_at = np.where(ok, t, prev_at)
-        n_planned += ok
-        out_cols["reason"].append(reason)
-        out_cols["channel"].append(np.where(reason == 0, best_c, -1))
-        out_cols["send_at"].append(np.where(ok, t, NEVER))
-        out_cols["ev"].append(np.where(best_c >= 0, ev, 0.0))
-    result = _assemble(scores, cmp, uid, holdout, variant, out_cols, start, zone, zones, content)
-    meta = {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
-            "broadcast": broadcast, "seconds": round(time.perf_counter() - t0, 3), **cmp.to_meta()}
+    pre = ps.prelude(scores, cmp, suppressions=suppressions, ledger=ledger)
+    broadcast = guard_counts(cmp, pre["audience_reachable"], pre["reachable"], ledger, start)
+    part = ps.PartitionPlan(scores, cmp, start, pre["zones"], ps.value_fill([pre]), suppressions=suppressions,
+                            ledger=ledger, items=items)
+    leveller = ps.Leveller(cmp, start, pre["zones"])
+    for k in range(len(cmp.steps)):
+        part.apply(k, leveller.level([part.candidates(k)])[0])
+    result = part.table_out()
+    meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0)
     meta["summary"] = plan_summary(result)
-    meta["sunset"] = _sunset_meta(cmp, sent_at, start)
+    meta["sunset"] = _sunset_meta(cmp, part.sent_at, start)
     return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
 
 
+def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> dict:
+    """The ``winback.plan`` metadata besides the summary and the sunset rule."""
+    return {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
+            "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta()}
+
+
 def _sunset_meta(cmp: Campaign, sent_at: np.ndarray, start: int) -> dict:
+    planned = sent_at != NEVER
+    return sunset_meta(cmp, int(planned.any(axis=1).sum()), int(sent_at[planned].max()) if planned.any() else None,
+                       start)
+
+
+def sunset_meta(cmp: Campaign, candidates: int, last_sent: int | None, start: int) -> dict:
     """The sunset rule as the report applies it: users messaged by this campaign who show
     no activity by ``review_at`` (the last planned send + ``window_days``) are sunset."""
-    planned = sent_at != NEVER
-    last = int(sent_at[planned].max()) if planned.any() else start
-    review = last + cmp.policy.window_days * SECONDS_PER_DAY
-    return {"enabled": cmp.policy.sunset_after_steps, "candidates": int(planned.any(axis=1).sum()),
+    review = (last_sent if last_sent is not None else start) + cmp.policy.window_days * SECONDS_PER_DAY
+    return {"enabled": cmp.policy.sunset_after_steps, "candidates": candidates,
             "review_at": from_epoch_seconds(np.array([review])).to_pylist()[0].isoformat(),
             "rule": "messaged by this campaign and no activity (session, purchase, click) by review_at"}
 

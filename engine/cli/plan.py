@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow\n"
             "  winback plan scores.arrow examples/sms_last_chance.toml --ledger ledger.db -o plan.arrow\n"
             "  winback plan scores.arrow examples/winback_lapsing.toml --items world/items.arrow -o plan.arrow\n"
-            "  winback explain 1000011 --plan plan.arrow --scores scores.arrow"
+            "  winback explain 1000011 --plan plan.arrow --scores scores.arrow\n"
+            "  winback plan scores/ examples/winback_lapsing.toml -o plan/ --dask local   # a partitioned scores dataset"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -40,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue given to 'winback score --items': pick a theme and items per message "
                         "(e.g. --items world/items.arrow); see docs/content.md")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="plan a partitioned scores dataset (the output of 'winback score parts/ -o scores/') "
+                        "partition by partition on Dask: 'local' (a LocalCluster here) or a scheduler address such "
+                        "as tcp://10.0.0.5:8786; capacity is levelled over all partitions at once, so the plan is the "
+                        "one a single machine makes; OUTPUT is then a directory (plan/part=K/part-0.parquet) that "
+                        "'winback send' reads like a file; needs pip install 'winback[dask]'")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes of --dask local (default 2)")
     p.set_defaults(func=run)
 
 
@@ -47,10 +56,18 @@ def run(args: argparse.Namespace) -> int:
     from engine.atomic import write_table
     from engine.plan import plan
 
-    table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
-    write_table(table, args.output)
-    s = json.loads(table.schema.metadata[b"winback.plan"])["summary"]  # computed once, by plan()
-    print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
+    if args.dask is not None:
+        from engine.plan_dist import plan_partitioned
+
+        s = plan_partitioned(args.scores, args.campaign, out_dir=args.output, as_of=args.as_of, dask=args.dask,
+                             n_workers=args.workers, ledger=args.ledger, items=args.items)
+        print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) in {s['partitions']} partitions on "
+              f"Dask ({args.dask}, {s['workers']} workers) in {s['seconds']:.1f} s -> {args.output}/")
+    else:
+        table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
+        write_table(table, args.output)
+        s = json.loads(table.schema.metadata[b"winback.plan"])["summary"]  # computed once, by plan()
+        print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
     print("  per step/channel: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_step_channel"].items())))
     print("  not messaged:     " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1])))
     hours = s["by_utc_hour"]

@@ -1,0 +1,200 @@
+"""Planning a partitioned scores dataset, in this process or on Dask (``winback plan --dask``).
+
+``winback score parts/ -o scores/`` writes ``scores/part=K/part-0.parquet``; this plans
+each partition where it lies and writes ``plan/part=K/part-0.parquet`` with the same
+rows :func:`engine.plan.plan` gives for all users at once:
+
+1. **prelude** (per partition, gathered): timezone names, audience and reach counts,
+   buyers' values.  The driver checks the broadcast guard on the totals and takes the
+   median value for users who never bought.
+2. **steps**, in order: every partition computes its candidates (per user: channel,
+   time, caps, fatigue); the driver levels hourly capacity over all partitions at once
+   (only the capacity-limited messages travel: 6 numbers each); every partition applies
+   the new times.  Holdout and variants are per-user hashes, so they need nothing.
+3. **write**: per partition, with the whole plan's summary in the metadata.
+
+Per-partition state stays on the workers between steps (a chain of futures), so the
+driver holds only the candidates of one step.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from engine import plan_steps as ps
+from engine.atomic import atomic_dir
+from engine.campaign import Campaign, load_campaign
+from engine.errors import InputError
+from engine.guard import check_scores, guard_counts
+from engine.timeutil import parse_as_of
+
+__all__ = ["plan_partitioned", "scores_partitions", "SUMMARY_FILE"]
+
+SUMMARY_FILE = "_winback_plan.json"
+
+
+def scores_partitions(scores_dir) -> list[tuple[int, str]]:
+    """``(K, path)`` of every ``part=K`` directory of a partitioned scores dataset."""
+    import re
+
+    d = Path(scores_dir)
+    parts = []
+    if d.is_dir():
+        for p in d.iterdir():
+            m = re.fullmatch(r"part=(\d+)", p.name)
+            if m and p.is_dir():
+                parts.append((int(m.group(1)), str(p)))
+    if not parts:
+        raise InputError(f"{scores_dir}: not a partitioned scores dataset (no part=K directories); score a "
+                         "'winback partition' output with 'winback score parts/ -o scores/' first")
+    return sorted(parts)
+
+
+def _read(path: str):
+    from engine._sendprep import read_any
+
+    t = read_any(path, "scores")
+    check_scores(t, f"scores {path}")
+    return t
+
+
+def _prelude_task(path, cmp, suppressions, ledger):
+    return ps.prelude(_read(path), cmp, suppressions=suppressions, ledger=ledger)
+
+
+def _init_task(path, cmp, start, zones, fill, suppressions, ledger, items):
+    return ps.PartitionPlan(_read(path), cmp, start, zones, fill, suppressions=suppressions, ledger=ledger,
+                            items=items)
+
+
+def _candidates_task(state: ps.PartitionPlan, k: int):
+    return state, state.candidates(k)
+
+
+def _apply_task(state: ps.PartitionPlan, k: int, leveled: dict):
+    state.apply(k, leveled)
+    return state
+
+
+def _finish_task(state: ps.PartitionPlan):
+    from engine.plan import plan_summary
+
+    table = state.table_out()
+    sent = state.sent_at[state.sent_at != ps.NEVER]
+    info = {"summary": plan_summary(table), "candidates": int((state.sent_at != ps.NEVER).any(axis=1).sum()),
+            "last_sent": int(sent.max()) if sent.size else None}
+    return table, info
+
+
+def _write_task(finished, k: int, out_dir: str, meta: dict) -> int:
+    table = finished[0].replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
+    path = Path(out_dir) / f"part={k}"
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path / "part-0.parquet", compression="zstd")
+    return table.num_rows
+
+
+def merge_summaries(parts: list[dict]) -> dict:
+    """The :func:`engine.plan.plan_summary` of the whole plan from those of its partitions."""
+    out = {"rows": 0, "planned": 0, "by_theme": {}, "by_step_channel": {}, "by_reason": {}, "by_utc_hour": [0] * 24}
+    for s in parts:
+        out["rows"] += s["rows"]
+        out["planned"] += s["planned"]
+        for key in ("by_theme", "by_step_channel", "by_reason"):
+            for name, v in s.get(key, {}).items():
+                out[key][name] = out[key].get(name, 0) + v
+        out["by_utc_hour"] = [a + b for a, b in zip(out["by_utc_hour"], s["by_utc_hour"])]
+    out["by_theme"] = dict(sorted(out["by_theme"].items()))
+    return out
+
+
+class _Local:
+    """The same calls as a Dask client, run in this process (``dask=None``)."""
+
+    def submit(self, fn, *args, **_):
+        return _Done(fn(*(a.value if isinstance(a, _Done) else a for a in args)))
+
+    def gather(self, futures):
+        return [f.value for f in futures]
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+
+def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | None = None, n_workers: int = 2,
+                     suppressions=None, ledger=None, items=None) -> dict:
+    """Plan every partition of ``scores_dir`` into the Parquet dataset ``out_dir``; returns the summary.
+
+    ``dask``: None (in this process), ``"local"`` (a LocalCluster of ``n_workers``
+    processes on 127.0.0.1) or a scheduler address; the other arguments are those of
+    :func:`engine.plan.plan` (``ledger``, ``items``: paths every worker can read).
+    """
+    t_start = time.perf_counter()
+    cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
+    parts = scores_partitions(scores_dir)
+    first = pq.read_schema(next(Path(parts[0][1]).rglob("*.parquet")))
+    score_meta = json.loads((first.metadata or {}).get(b"winback.score", b"{}"))
+    start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
+    cluster = None
+    if dask is None:
+        client, workers = _Local(), 0
+    else:
+        from engine.distributed import _client
+
+        client, cluster = _client(dask, n_workers, 1)
+        workers = len(client.scheduler_info()["workers"])
+    timing = {}
+    try:
+        t0 = time.perf_counter()
+        pres = client.gather([client.submit(_prelude_task, path, cmp, suppressions, ledger, pure=False)
+                              for _, path in parts])
+        zones = sorted({z for p in pres for z in p["zones"]})
+        broadcast = guard_counts(cmp, sum(p["audience_reachable"] for p in pres), sum(p["reachable"] for p in pres),
+                                 ledger, start)
+        fill = ps.value_fill(pres)
+        del pres
+        states = [client.submit(_init_task, path, cmp, start, zones, fill, suppressions, ledger, items, pure=False)
+                  for _, path in parts]
+        leveller = ps.Leveller(cmp, start, zones)
+        timing["prelude_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for k in range(len(cmp.steps)):
+            both = [client.submit(_candidates_task, s, k, pure=False) for s in states]
+            cands = client.gather([client.submit(operator.getitem, b, 1, pure=False) for b in both])
+            leveled = leveller.level(cands)
+            states = [client.submit(_apply_task, client.submit(operator.getitem, b, 0, pure=False), k, lv,
+                                    pure=False) for b, lv in zip(both, leveled)]
+            del both, cands
+        timing["steps_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        finished = [client.submit(_finish_task, s, pure=False) for s in states]
+        infos = client.gather([client.submit(operator.getitem, f, 1, pure=False) for f in finished])
+        from engine.plan import plan_meta_of, sunset_meta
+
+        meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t_start)
+        meta["summary"] = merge_summaries([i["summary"] for i in infos])
+        last = [i["last_sent"] for i in infos if i["last_sent"] is not None]
+        meta["sunset"] = sunset_meta(cmp, sum(i["candidates"] for i in infos), max(last) if last else None, start)
+        meta["partitions"] = len(parts)
+        with atomic_dir(out_dir) as tmp:
+            client.gather([client.submit(_write_task, f, k, str(tmp), meta, pure=False)
+                           for f, (k, _) in zip(finished, parts)])
+            timing["write_seconds"] = time.perf_counter() - t0
+            summary = {"path": str(out_dir), "partitions": len(parts), "dask": dask or "in-process",
+                       "workers": workers, **meta["summary"], **{k: round(v, 3) for k, v in timing.items()},
+                       "seconds": round(time.perf_counter() - t_start, 3)}
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+        del finished, states
+    finally:
+        if cluster is not None or dask is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return summary
