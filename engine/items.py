@@ -91,6 +91,9 @@ def load_items(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
     """Read and check an items file (Arrow IPC, Parquet, CSV, a directory) or table."""
     if isinstance(source, Items):
         return source
+    if not isinstance(source, (pa.Table, pa.RecordBatch)) and not os.path.exists(source):
+        raise InputError(f"{source}: no such items file; pass the catalogue (.arrow, .parquet, .csv, or a directory "
+                         "of them) with columns item_id, title, category, added_at (see docs/content.md)")
     bad = BadRows(source, "items", on_bad_rows=on_bad_rows, quarantine=quarantine)
     try:
         items = _load(source, bad)

@@ -12,12 +12,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="show why one user got (or did not get) each message of a plan",
         description="Print every step's decision for USER_ID (channel, send time, variant, reason) "
                     "and, with --scores, the scores that drove it.",
-        epilog="example:\n  winback explain 1000011 --plan plan.arrow --scores scores.arrow",
+        epilog="examples:\n  winback explain 1000011 --plan plan.arrow --scores scores.arrow\n"
+               "  winback explain 1000011 --plan plan.arrow --items world/items.arrow   # titles of the picked items",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("user_id", type=int, help="the user's id")
     p.add_argument("--plan", required=True, metavar="FILE", help="plan file from 'winback plan'")
     p.add_argument("--scores", default=None, metavar="FILE", help="scores file, to show the inputs too")
+    p.add_argument("--items", default=None, metavar="FILE",
+                   help="the catalogue the plan was made with, to show the picked items' titles")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -29,6 +32,15 @@ def run(args: argparse.Namespace) -> int:
     plan_table, _ = read_plan(args.plan)
     scores = read_any(args.scores, "scores") if args.scores else None
     out = explain(args.user_id, plan_table, scores)
+    titles = {}
+    if args.items:
+        from engine.items import load_items
+
+        cat = load_items(args.items).table
+        wanted = {i for r in out["steps"] for i in (r.get("items") or [])}
+        titles = {i: t for i, t in zip(cat["item_id"].to_pylist(), cat["title"].to_pylist()) if i in wanted}
+        for r in out["steps"]:
+            r["item_titles"] = [titles.get(i) for i in (r.get("items") or [])]
     if args.json:
         print(json.dumps(out, default=str, indent=2))
         return 0
@@ -54,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"      moved {r['moved']}")
         else:
             print(f"  step {r['step_index']} {r['step']}: not sent - {r['reason']}")
+        if r.get("theme"):
+            shown = [f"{i} {titles[i]!r}" if i in titles else str(i) for i in r.get("items") or []]
+            print(f"      content: {r['theme']}" + (f", items {', '.join(shown)}" if shown else ", no items found"))
         for c in rankings.get(r["step"], []):
             flags = [name for name, bad in (("no consent", not c["consent"]), ("no address", not c["address"]),
                                             ("suppressed", c["suppressed"])) if bad]
