@@ -62,6 +62,7 @@ class Content:
     broaden_share: float = 0.05    # "broaden" takes items whose categories all have a smaller share
     pool: int = 2000               # candidates considered per theme list
     repeat_penalty: float = 0.5    # value factor of a theme the user already got at an earlier step
+    explore: float = 0.0           # share of users whose theme is drawn at random (a theme experiment)
 
 
 @dataclass(frozen=True)
@@ -303,11 +304,12 @@ def _content(d: dict, src: str) -> Content:
         min_confidence=_get(d, "min_confidence", float, src, "content.min_confidence", 1.0),
         broaden_share=_get(d, "broaden_share", float, src, "content.broaden_share", 0.05),
         pool=_get(d, "pool", int, src, "content.pool", 2000),
-        repeat_penalty=_get(d, "repeat_penalty", float, src, "content.repeat_penalty", 0.5))
+        repeat_penalty=_get(d, "repeat_penalty", float, src, "content.repeat_penalty", 0.5),
+        explore=_get(d, "explore", float, src, "content.explore", 0.0))
     for key in ("new_days", "leaving_days", "min_confidence"):
         if getattr(c, key) < 0:
             raise _err(src, f"content.{key}", "must be >= 0")
-    for key in ("broaden_share", "repeat_penalty"):
+    for key in ("broaden_share", "repeat_penalty", "explore"):
         if not 0 <= getattr(c, key) <= 1:
             raise _err(src, f"content.{key}", "must be a fraction between 0 and 1")
     if c.pool < 1:

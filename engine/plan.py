@@ -191,13 +191,15 @@ def _assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones, cont
     })
     extra = content.columns() if content is not None else {
         "theme": pa.nulls(len(reason), pa.string()),
-        "items": pa.ListArray.from_arrays(pa.array(np.zeros(len(reason) + 1, np.int32)), pa.array([], pa.int64()))}
+        "items": pa.ListArray.from_arrays(pa.array(np.zeros(len(reason) + 1, np.int32)), pa.array([], pa.int64())),
+        "explored": pa.nulls(len(reason), pa.bool_())}
     for name, arr in extra.items():
         table = table.append_column(name, arr)
     return _render(table, scores, rows_user, cmp, planned, content).cast(
         pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string()), pa.field("best_hour_local", pa.int8()),
                                        pa.field("send_time_confidence", pa.float32()),
-                                       pa.field("theme", pa.string()), pa.field("items", pa.list_(pa.int64()))]))
+                                       pa.field("theme", pa.string()), pa.field("items", pa.list_(pa.int64())),
+                                       pa.field("explored", pa.bool_())]))
 
 
 def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray,

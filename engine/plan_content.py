@@ -76,6 +76,14 @@ class ContentPlanner:
             trend[at[have]] = st["trend"].to_numpy()[have]
         self.catalogue = themes.prepare(self.items, popularity, trend, start, end, cfg)
         self.n = n
+        # the theme experiment: a deterministic share of users, by a hash of (campaign, user)
+        from engine.plan import _campaign_hash, _unit
+        from engine.partition import splitmix64
+
+        self._base = splitmix64(scores["user_id"].to_numpy().astype(np.int64).view(np.uint64)
+                                ^ _campaign_hash(campaign.id))
+        self._unit = _unit
+        self.explorer = _unit(splitmix64(self._base ^ np.uint64(0x6578706C6F7265))) < cfg.explore
         self.prev_items = np.full((n, 0), -1, np.int64)
         self.prev_themes = np.zeros(n, np.int64)
         self.theme_cols: list[np.ndarray] = []
@@ -83,9 +91,13 @@ class ContentPlanner:
 
     def step(self, step, send_at: np.ndarray, active: np.ndarray) -> None:
         """Pick for one step (in order); ``send_at`` epoch s per user, ``active`` who gets content."""
+        from engine.partition import splitmix64
+
+        k = len(self.theme_cols)
+        draw = np.where(self.explorer, self._unit(splitmix64(self._base ^ np.uint64(0x64726177 + k))), -1.0)
         theme, rows = themes.pick(self.shares, self.conf, self.last_active, self.cons_ptr, self.cons_rows,
                                   send_at, active, self.catalogue, step, self.cmp.content, self.prev_items,
-                                  self.prev_themes)
+                                  self.prev_themes, draw)
         got = theme >= 0
         self.prev_themes |= np.where(got, 1 << np.maximum(theme, 0).astype(np.int64), 0)
         self.prev_items = np.concatenate([self.prev_items, rows], axis=1)
@@ -105,8 +117,10 @@ class ContentPlanner:
         np.cumsum(have.sum(axis=1), out=offsets[1:])
         ids = self.items.ids[rows[have]] if k else np.zeros(0, np.int64)
         self._rows = rows
+        explored = np.tile(self.explorer, len(self.theme_cols))
         return {"theme": theme_arr,
-                "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int64()))}
+                "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int64())),
+                "explored": pa.array(explored, pa.bool_(), mask=theme < 0)}
 
     def field_names(self) -> set[str]:
         """Template fields this content offers: ``theme`` and ``items[i].<column>``."""

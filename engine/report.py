@@ -174,6 +174,7 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     summary["by_variant"] = {v: _compare(f["reengaged"], treat & (variant == v), ctrl)
                              for v in sorted(set(variant[treat]))}
     summary["by_theme"] = _by_theme(plan_t, users, f, treat, ctrl, msgs)
+    summary["theme_experiment"] = _by_theme(plan_t, users, f, treat, ctrl, msgs, explored=True)
     summary["by_step_channel"] = _by_step_channel(msgs, events, users, f, start, end)
     summary["by_hour_offset"] = _by_hour_offset(plan_t, users, f)
     summary["cumulative"] = _cumulative(f["first_activity"], treat, ctrl, start, days)
@@ -186,7 +187,7 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     return summary
 
 
-def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs) -> list[dict]:
+def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs, explored: bool = False) -> list[dict]:
     """Intent-to-treat lift per step and theme: treated users the plan assigned the theme at
     that step against held-out users it assigned the same theme there.
 
@@ -194,10 +195,19 @@ def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs) -> list
     within a (step, theme) cell the arms are comparable (later steps' send times differ a
     little between arms, which can move an item across an expiry; that is all).  Themes
     follow from the users' histories, so comparing one theme's lift with another's
-    compares different users: read each row against its own holdout."""
+    compares different users: read each row against its own holdout.
+
+    ``explored``: only the users of the theme experiment (``[content] explore``), whose
+    theme was drawn at random (among the themes that found items for them): there the
+    control of every theme is all held-out explorers of the step, and themes can be
+    compared with each other on like users."""
     if "theme" not in plan_t.column_names or plan_t["theme"].null_count == plan_t.num_rows:
         return []
     t = plan_t.filter(pc.is_valid(plan_t["theme"]))
+    if explored:
+        if "explored" not in t.column_names:
+            return []
+        t = t.filter(pc.fill_null(t["explored"], False))
     sent = set(msgs["message_id"].to_pylist()) if msgs.num_rows and "message_id" in msgs.column_names else set()
     steps = np.asarray(t["step_index"].to_numpy(), np.int64)
     step_names = np.asarray(t["step"].to_numpy(zero_copy_only=False), dtype=object)
@@ -207,12 +217,16 @@ def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs) -> list
         zero_copy_only=False) if sent else np.zeros(t.num_rows, bool)
     out = []
     for k in sorted(set(steps.tolist())):
+        anyone = np.zeros(len(users), bool)
+        anyone[pos[steps == k]] = True
         for name in sorted(set(names[steps == k])):
             sel = (steps == k) & (names == name)
             has = np.zeros(len(users), bool)
             has[pos[sel]] = True
             row = {"step": str(step_names[sel][0]), "theme": str(name), "messages_sent": int(was_sent[sel].sum())}
-            row.update(_compare(f["reengaged"], treat & has, ctrl & has))
+            # in the experiment a held-out user's drawn theme changes nothing: all held-out
+            # explorers of the step are the control of every theme
+            row.update(_compare(f["reengaged"], treat & has, ctrl & (anyone if explored else has)))
             out.append(row)
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-__all__ = ["render_html", "headline", "terminal_table"]
+__all__ = ["render_html", "headline", "terminal_table", "theme_lines"]
 
 
 def _pct(x, digits=1) -> str:
@@ -43,6 +43,26 @@ def _table(headers, rows) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
+def _theme_table(rows: list[dict]) -> str:
+    return _table(["step", "theme", "messages", "treated", "rate", "holdout", "rate", "lift", "95% CI", "note"],
+                  [[c["step"], c["theme"], c["messages_sent"], c["treated"]["users"], _pct(c["treated"]["rate"], 2),
+                    c["holdout"]["users"], _pct(c["holdout"]["rate"], 2), _pp(c["lift"]),
+                    f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", c["note"]] for c in rows])
+
+
+def theme_lines(rows: list[dict]) -> list[str]:
+    """One terminal line per (step, theme) row of the report."""
+    def pp(x):
+        return "-" if x is None else f"{100 * x:+.2f} pp"
+
+    def rate(x):
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    return [f"  {c['step'] + ': ' + c['theme']:<38}{c['messages_sent']:>7,} msgs  {rate(c['treated']['rate']):>7} vs "
+            f"{rate(c['holdout']['rate']):>7}  lift {pp(c['lift'])} ({pp(c['lift_ci'][0])} .. {pp(c['lift_ci'][1])})"
+            + (f"  {c['note']}" if c["note"] else "") for c in rows]
+
+
 def render_html(summary: dict) -> str:
     camp = summary["campaign"]
     metrics = _table(
@@ -69,13 +89,14 @@ def render_html(summary: dict) -> str:
     if summary.get("by_theme"):
         themes = ("<h2>Lift by theme</h2><p class=\"muted\">Per step, the users the plan gave each theme, treated "
                   "against held out (held-out users get a theme too). Themes follow from each user's history, so "
-                  "read each row against its own holdout rather than themes against each other.</p>" + _table(
-                      ["step", "theme", "messages", "treated", "rate", "holdout", "rate", "lift", "95% CI", "note"],
-                      [[c["step"], c["theme"], c["messages_sent"], c["treated"]["users"],
-                        _pct(c["treated"]["rate"], 2), c["holdout"]["users"], _pct(c["holdout"]["rate"], 2),
-                        _pp(c["lift"]), f"{_pp(c['lift_ci'][0])} .. {_pp(c['lift_ci'][1])}", c["note"]]
-                       for c in summary["by_theme"]])
+                  "read each row against its own holdout rather than themes against each other.</p>"
+                  + _theme_table(summary["by_theme"])
                   + '<img src="themes.png" alt="re-engagement lift by theme with 95% intervals">')
+    if summary.get("theme_experiment"):
+        themes += ("<h2>Theme experiment</h2><p class=\"muted\">Users whose theme was drawn at random "
+                   "([content] explore), against all held-out explorers of the step: within a step, these rows "
+                   "compare themes with each other on like users.</p>"
+                   + _theme_table(summary["theme_experiment"]))
     blast = ""
     if "blast" in summary:
         b = summary["blast"]

@@ -31,6 +31,11 @@ where ``found`` (<= K) is how many items it finds; the personal themes (new,
 leaving, editorial) are worth 0 for users whose ``affinity_confidence`` (decayed item
 interactions) is below ``min_confidence``: long-lapsed users get trending or broaden.
 The highest value wins (ties: the order of THEMES); no theme when every value is 0.
+
+Exploration: a campaign may draw the theme at random for a share of users (``explore``
+in ``[content]``): uniformly among the step's enabled themes (weight > 0) that found
+at least one item, whatever the confidence and earlier steps.  Those users make a
+randomised comparison of themes, which the heuristic choice above cannot give.
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def _eligible(i, t, added, expires, cons, lo, hi, taken, n_taken, prev, u):
 
 
 @njit
-def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes,
+def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes, draw,
                  cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending, popular,
                  k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share, repeat_penalty,
                  out_theme, out_items):
@@ -236,6 +241,21 @@ def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, act
                             break
         if pin >= 0:
             best = pin
+        elif draw[u] >= 0:
+            # exploring: uniformly among the enabled themes that found something
+            n_av = 0
+            for th in range(n_th):
+                if weights[th] > 0 and found[th] > 0:
+                    n_av += 1
+            best = -1
+            if n_av > 0:
+                j = min(int(draw[u] * n_av), n_av - 1)
+                for th in range(n_th):
+                    if weights[th] > 0 and found[th] > 0:
+                        if j == 0:
+                            best = th
+                            break
+                        j -= 1
         else:
             best = -1
             best_v = 0.0
@@ -258,7 +278,7 @@ _BLOCK = 4096
 
 
 @njit(parallel=True)
-def _pick_blocks(shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes,
+def _pick_blocks(shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes, draw,
                  cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending, popular,
                  k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share, repeat_penalty,
                  out_theme, out_items):
@@ -267,20 +287,22 @@ def _pick_blocks(shares, conf, last_active, cons_ptr, cons, send_at, active, pre
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for b in prange(n_blocks):
         _pick_kernel(b * _BLOCK, min(n, (b + 1) * _BLOCK), shares, conf, last_active, cons_ptr, cons, send_at,
-                     active, prev, prev_themes, cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending,
+                     active, prev, prev_themes, draw, cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending,
                      popular, k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share,
                      repeat_penalty, out_theme, out_items)
 
 
 def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: Catalogue, step,
-         cfg: ContentSettings, prev_items=None, prev_themes=None):
+         cfg: ContentSettings, prev_items=None, prev_themes=None, draw=None):
     """Theme code (int8, -1 = none) and item rows ([n, k] int64, -1 padded) per user.
 
     ``shares`` [n, C] affinity shares; ``conf`` [n] affinity confidence; ``last_active``
     [n] epoch s (``NEVER`` = none); ``cons_ptr``/``cons_rows`` the consumed CSR;
     ``send_at`` [n] epoch s; ``active`` [n] which users to fill; ``step`` a
     :class:`StepContent` or campaign :class:`~engine.campaign.Step`; ``prev_items`` [n, P] item rows picked at earlier steps (-1
-    padded) and ``prev_themes`` [n] bitmask of themes used at earlier steps.
+    padded) and ``prev_themes`` [n] bitmask of themes used at earlier steps; ``draw``
+    [n] a uniform number in [0, 1) for users who explore (their theme is drawn among
+    the enabled themes that found items), -1 for the others (default: nobody explores).
     """
     n = len(conf)
     k = int(step.k)
@@ -288,6 +310,8 @@ def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: C
         prev_items = np.full((n, 0), -1, np.int64)
     if prev_themes is None:
         prev_themes = np.zeros(n, np.int64)
+    if draw is None:
+        draw = np.full(n, -1.0)
     n_cat = shares.shape[1]
     width = max([len(r) for _, r in cat.cat_lists] + [1])
     lists_ptr = np.stack([p for p, _ in cat.cat_lists]).astype(np.int64)
@@ -301,7 +325,7 @@ def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: C
     _pick_blocks(np.ascontiguousarray(shares, np.float32), np.asarray(conf, np.float64),
                  np.asarray(last_active, np.int64), cons_ptr, cons_rows, np.asarray(send_at, np.int64),
                  np.asarray(active, np.bool_), np.ascontiguousarray(prev_items, np.int64),
-                 np.asarray(prev_themes, np.int64), cat.cat_ptr, cat.cat_idx, cat.added, cat.expires, lists_ptr,
+                 np.asarray(prev_themes, np.int64), np.asarray(draw, np.float64), cat.cat_ptr, cat.cat_idx, cat.added, cat.expires, lists_ptr,
                  lists_rows, cat.trending, cat.popular, k, np.asarray(step.weights, np.float64), int(step.pin),
                  PRIOR, int(cfg.new_days * SECONDS_PER_DAY), int(cfg.leaving_days * SECONDS_PER_DAY),
                  float(cfg.min_confidence), float(cfg.broaden_share), float(cfg.repeat_penalty),

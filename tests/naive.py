@@ -257,7 +257,7 @@ def item_affinity(n_users, n_cat, uidx, ts, ev, rows, item_cats, as_of, half_lif
 
 def theme_picks(shares, conf, last_active, consumed, send_at, active, item_cats, added, expires, editorial,
                 popularity, trend, start, end, k, weights, pin, prev_items, prev_themes, new_days, leaving_days,
-                min_conf, broaden_share, pool, repeat_penalty, prior):
+                min_conf, broaden_share, pool, repeat_penalty, prior, draw=None):
     """engine.themes.prepare + pick, by sorting every candidate list in Python; see the module docstring."""
     day = 86400
     n_cat = len(shares[0]) if len(shares) else 0
@@ -310,6 +310,9 @@ def theme_picks(shares, conf, last_active, consumed, send_at, active, item_cats,
                 found[4].append(i)
         if pin >= 0:
             best = pin
+        elif draw is not None and draw[u] >= 0:
+            enabled = [th for th in range(5) if weights[th] > 0 and found[th]]
+            best = enabled[min(int(draw[u] * len(enabled)), len(enabled) - 1)] if enabled else -1
         else:
             best, best_v = -1, 0.0
             for th in range(5):

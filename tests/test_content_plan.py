@@ -171,3 +171,41 @@ def test_report_shows_lift_by_theme(world, tmp_path):
         assert r["treated"]["users"] > 0 and r["holdout"]["users"] >= 0
     total_sent = sum(r["messages_sent"] for r in rows)
     assert 0 < total_sent <= s["messages_sent"]
+
+
+def test_explore_draws_random_themes_for_a_stable_share_of_users(world):
+    c = _campaign()
+    c["content"] = {"explore": 0.3}
+    p = plan(world / "scores.arrow", load_campaign(c), items=world / "items.arrow")
+    one = p.filter(pc.and_(pc.equal(p["step"], "one"), pc.is_valid(p["theme"])))
+    explored = one["explored"].to_numpy(zero_copy_only=False)
+    assert 0.2 < explored.mean() < 0.4
+    # the heuristic gives few themes at the first step; the draw spreads explorers over all of them
+    drawn = set(one.filter(pa.array(explored))["theme"].to_pylist())
+    assert len(drawn) >= 4
+    # the same users explore at every step, and a rerun draws the same themes
+    two = p.filter(pc.and_(pc.equal(p["step"], "two"), pc.is_valid(p["theme"])))
+    ex1 = set(one.filter(pa.array(explored))["user_id"].to_pylist())
+    ex2 = set(two.filter(pc.fill_null(two["explored"], False))["user_id"].to_pylist())
+    assert ex2 <= ex1
+    again = plan(world / "scores.arrow", load_campaign(c), items=world / "items.arrow")
+    assert again["theme"].equals(p["theme"]) and again["items"].equals(p["items"])
+    # a pin beats the draw
+    c["steps"][1]["theme"] = "trending"
+    pinned = plan(world / "scores.arrow", load_campaign(c), items=world / "items.arrow")
+    two = pinned.filter(pc.and_(pc.equal(pinned["step"], "two"), pc.is_valid(pinned["theme"])))
+    assert set(two["theme"].to_pylist()) == {"trending"}
+
+
+def test_report_has_a_theme_experiment_when_the_campaign_explores(world):
+    c = _campaign()
+    c["content"] = {"explore": 0.5}
+    p = plan(world / "scores.arrow", load_campaign(c), items=world / "items.arrow")
+    s = report(p, simulate(p, world / "truth.arrow", seed=2))
+    rows = s["theme_experiment"]
+    assert rows and len({r["theme"] for r in rows if r["step"] == "one"}) >= 4
+    # every theme of a step is compared with the same control: all held-out explorers of the step
+    ctrl = {r["holdout"]["users"] for r in rows if r["step"] == "one"}
+    assert len(ctrl) == 1 and ctrl.pop() > 0
+    assert report(plan(world / "scores.arrow", load_campaign(_campaign()), items=world / "items.arrow"),
+                  simulate(p, world / "truth.arrow", seed=2))["theme_experiment"] == []

@@ -116,14 +116,15 @@ def test_picks_match_naive_and_never_pick_consumed_or_expired(cat, data):
     for u, p in enumerate(prev_items):
         prev[u, :len(p)] = p
     mask = np.array([sum(1 << t for t in s) for s in prev_th], np.int64)
+    draw = [data.draw(st.sampled_from([-1.0, 0.0, 0.3, 0.5, 0.99])) for _ in range(n)]
     la = np.array([themes._NEVER if v is None else v for v in last], np.int64)
     step = themes.StepContent(k=k, weights=tuple(weights), pin=pin)
     got_theme, got_items = themes.pick(shares, np.array(conf), la, cptr, crows, np.array(send_at, np.int64),
-                                       np.array(active), catalogue, step, cfg, prev, mask)
+                                       np.array(active), catalogue, step, cfg, prev, mask, np.array(draw))
     want_theme, want_items = naive.theme_picks(
         shares.tolist(), conf, last, consumed, send_at, active, cats, added, expires, editorial, popularity, trend,
         start, end, k, weights, pin, [set(p) for p in prev_items], prev_th, cfg.new_days, cfg.leaving_days,
-        cfg.min_confidence, cfg.broaden_share, cfg.pool, cfg.repeat_penalty, themes.PRIOR.tolist())
+        cfg.min_confidence, cfg.broaden_share, cfg.pool, cfg.repeat_penalty, themes.PRIOR.tolist(), draw)
     assert got_theme.tolist() == want_theme
     for u in range(n):
         row = [i for i in got_items[u].tolist() if i >= 0]

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from engine.report import report
-    from engine.report_html import headline, terminal_table
+    from engine.report_html import headline, terminal_table, theme_lines
 
     s = report(args.plan, args.outcomes, ledger=args.ledger, days=args.days, out_dir=args.output, blast=args.blast)
     print(terminal_table(s))
@@ -59,14 +59,10 @@ def run(args: argparse.Namespace) -> int:
         print(bl)
     if s.get("by_theme"):
         print("lift by theme (per step: treated vs the holdout given the same theme):")
-        for c in s["by_theme"]:
-            name = f"{c['step']}: {c['theme']}"
-            lo, hi = c["lift_ci"]
-            fmt = (lambda x: "-" if x is None else f"{100 * x:+.2f} pp")
-            rate = (lambda x: "-" if x is None else f"{100 * x:.2f}%")
-            print(f"  {name:<38}{c['messages_sent']:>7,} msgs  {rate(c['treated']['rate']):>7} vs "
-                  f"{rate(c['holdout']['rate']):>7}  lift {fmt(c['lift'])} ({fmt(lo)} .. {fmt(hi)})"
-                  + (f"  {c['note']}" if c["note"] else ""))
+        print("\n".join(theme_lines(s["by_theme"])))
+    if s.get("theme_experiment"):
+        print("theme experiment (random themes, [content] explore):")
+        print("\n".join(theme_lines(s["theme_experiment"])))
     out = Path(args.output)
     print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
     print(f"report: {out / 'index.html'}")
