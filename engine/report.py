@@ -353,6 +353,7 @@ def _plots(summary: dict, out: Path, plt) -> None:
                     fmt="o", color="#9333ea", capsize=4)
         ax.axvline(0, color="#888", lw=1)
         ax.set_yticks(range(len(items)), [k for k, _ in items])
+        ax.invert_yaxis()  # the first step on top
         ax.set_xlabel("re-engagement lift vs holdout of the same theme (pp, 95% CI)")
         ax.set_title("Lift by theme")
         fig.tight_layout()

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from engine.report import report
+    from engine.report import MIN_N
     from engine.report_html import headline, terminal_table, theme_lines
 
     s = report(args.plan, args.outcomes, ledger=args.ledger, days=args.days, out_dir=args.output, blast=args.blast)
@@ -57,12 +58,16 @@ def run(args: argparse.Namespace) -> int:
             bl += f", {b['messages_per_incremental_reengaged_user']:,.1f} per incremental re-engaged user"
         bl += f", {b['unsubscribed']:,} unsubscribes"
         print(bl)
-    if s.get("by_theme"):
-        print("lift by theme (per step: treated vs the holdout given the same theme):")
-        print("\n".join(theme_lines(s["by_theme"])))
-    if s.get("theme_experiment"):
-        print("theme experiment (random themes, [content] explore):")
-        print("\n".join(theme_lines(s["theme_experiment"])))
+    for key, title in (("by_theme", "lift by theme (per step: treated vs the holdout given the same theme)"),
+                       ("theme_experiment", "theme experiment (random themes, [content] explore)")):
+        rows = s.get(key) or []
+        big = [r for r in rows if min(r["treated"]["users"], r["holdout"]["users"]) >= MIN_N]
+        if rows:
+            print(f"{title}:" + ("" if big else f" every group is under {MIN_N} users, see the HTML report"))
+            if big:
+                print("\n".join(theme_lines(big)))
+            if len(big) < len(rows) and big:
+                print(f"  ({len(rows) - len(big)} smaller groups in the HTML report)")
     out = Path(args.output)
     print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
     print(f"report: {out / 'index.html'}")
