@@ -200,11 +200,14 @@ class _Run:
         try:
             while not self.stop.is_set():
                 if len(queue) <= lane.low:
-                    if self.ledger.pending_writes or self.suppressed_new:
-                        self._flush()  # retries become claimable, suppressions apply
+                    if self.suppressed_new:
+                        self._flush()  # results, then the new suppressions apply
                     t = clock()
                     want = min(MAX_CLAIM, lane.high - len(queue))
-                    rows = ledger.claim(lane.name, want, now=t, release_until=math.inf if self.now else t)
+                    # buffered results are written in the claim's transaction (one commit for
+                    # both), so retries just recorded are claimable
+                    rows = ledger.claim(lane.name, want, now=t, release_until=math.inf if self.now else t,
+                                        with_results=True)
                     lane.more = len(rows) == want
                     if rows:
                         queue.extend(rows)

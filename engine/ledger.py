@@ -310,17 +310,23 @@ class Ledger:
         return cur.rowcount
 
     # -- the hot path ------------------------------------------------------------------
-    def claim(self, channel: str, limit: int, *, now: float, release_until: float) -> list[tuple]:
+    def claim(self, channel: str, limit: int, *, now: float, release_until: float,
+              with_results: bool = False) -> list[tuple]:
         """Move up to ``limit`` due messages of ``channel`` to ``in_flight``; return them.
 
         Due: retries (``failed``) whose ``next_attempt_at <= now`` first, then
         ``planned`` messages whose ``send_at <= release_until`` (``now``, or infinity to
         send everything at once).  One transaction; rows are tuples in
         :data:`CLAIM_COLUMNS` order, ``attempts`` already counting this attempt.
+        ``with_results``: write the buffered results first, in the same transaction (one
+        commit instead of a :meth:`flush` and a claim; retries just recorded are claimable).
         """
         con = self._con
+        write = with_results and (self.pending_writes or self._gone)
         con.execute("BEGIN IMMEDIATE")
         try:
+            if write:
+                self._write_results(con)
             rows = con.execute(_CLAIM_FAILED, (now, channel, now, limit)).fetchall()
             if len(rows) < limit:
                 rows += con.execute(
@@ -330,6 +336,8 @@ class Ledger:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        if write:
+            self._results_written()
         return rows
 
     def unclaim(self, message_ids: Sequence[str]) -> None:
@@ -372,32 +380,39 @@ class Ledger:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            if self._sent:
-                if _UPDATE_FROM:
-                    _multi_row(con, _sent_sql, self._sent, 3)
-                else:
-                    rows = self._sent
-                    con.executemany(_SENT_ONE, [(rows[i + 1], rows[i + 2], rows[i + 2], rows[i])
-                                                for i in range(0, len(rows), 3)])
-            if self._retry:
-                con.executemany(
-                    "UPDATE messages SET state = 'failed', next_attempt_at = ?, last_error = ?, "
-                    "updated_at = ? WHERE rowid = ?", self._retry)
-            if self._dead:
-                con.executemany(
-                    "UPDATE messages SET state = 'dead', last_error = ?, updated_at = ? "
-                    "WHERE rowid = ?", self._dead)
-            if self._gone:
-                con.executemany(
-                    "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "
-                    "VALUES (?,?,?,?,?)", self._gone)
+            self._write_results(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._results_written()
+        return n
+
+    def _results_written(self) -> None:
         self._sent, self._retry, self._dead, self._gone = [], [], [], []
         self.pending_writes = 0
-        return n
+
+    def _write_results(self, con: sqlite3.Connection) -> None:
+        """The statements of :meth:`flush`, inside the caller's transaction."""
+        if self._sent:
+            if _UPDATE_FROM:
+                _multi_row(con, _sent_sql, self._sent, 3)
+            else:
+                rows = self._sent
+                con.executemany(_SENT_ONE, [(rows[i + 1], rows[i + 2], rows[i + 2], rows[i])
+                                            for i in range(0, len(rows), 3)])
+        if self._retry:
+            con.executemany(
+                "UPDATE messages SET state = 'failed', next_attempt_at = ?, last_error = ?, "
+                "updated_at = ? WHERE rowid = ?", self._retry)
+        if self._dead:
+            con.executemany(
+                "UPDATE messages SET state = 'dead', last_error = ?, updated_at = ? "
+                "WHERE rowid = ?", self._dead)
+        if self._gone:
+            con.executemany(
+                "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "
+                "VALUES (?,?,?,?,?)", self._gone)
 
     # -- exit rules and suppressions -----------------------------------------------------
     def skip_exited(self, user_ids: Iterable[int]) -> int:

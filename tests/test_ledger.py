@@ -226,3 +226,21 @@ def test_multi_row_statements_keep_every_value(tmp_path, monkeypatch, update_fro
     con = sqlite3.connect(tmp_path / "l.db")
     assert con.execute("SELECT COUNT(*) FROM messages WHERE exit_on = 'click' AND step = 's' "
                        "AND body = 'body' AND send_at = ?", (T0,)).fetchone()[0] == n
+
+
+def test_claim_with_results_writes_them_in_the_same_transaction(tmp_path):
+    # given 3 claimed messages: one sent, one to retry at once, one dead; their results buffered
+    with Ledger(tmp_path / "l.db") as led:
+        led.load_plan(make_plan(5))
+        a, b, c = led.claim("push", 3, now=T0, release_until=T0)
+        led.sent(a[-1], "p-a", T0)
+        led.retry(b[-1], T0, "503 unavailable", T0)
+        led.dead(c[-1], "400 bad", T0)
+        # when the next claim carries them
+        rows = led.claim("push", 10, now=T0, release_until=T0, with_results=True)
+        # then the results are written and nothing is left buffered, and the retry is claimed first
+        assert led.pending_writes == 0
+        assert [r[0] for r in rows] == [b[0], "m3", "m4"]
+        assert [dict(zip(CLAIM_COLUMNS, r))["attempts"] for r in rows] == [2, 1, 1]
+    st = states(tmp_path / "l.db")
+    assert (st[a[0]], st[c[0]]) == ("sent", "dead")
