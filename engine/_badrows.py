@@ -149,6 +149,16 @@ class BadRows:
             rows = pa.array(idx.astype(np.int64) + offset)
             self._writer.write_table(pa.Table.from_arrays([*cols, names, rows], schema=self._schema))
 
+    def load(self, fn, source):
+        """``fn(source, self)`` then :meth:`finish`; on any error the quarantine file is dropped."""
+        try:
+            out = fn(source, self)
+            self.finish(schema=None)
+        except BaseException:
+            self.abort()
+            raise
+        return out
+
     # -- quarantine file -----------------------------------------------------
     def _open(self, schema: pa.Schema) -> None:
         fields = [pa.field(f.name, _plain_type(f.type)) for f in schema]

@@ -304,14 +304,7 @@ def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
     (null, or False for consents); other columns pass through.  Of rows sharing a
     user_id the first is kept and later copies are rejected.
     """
-    bad = BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine)
-    try:
-        users = _load_users(source, bad)
-        bad.finish(schema=None)
-    except BaseException:
-        bad.abort()
-        raise
-    return users
+    return BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine).load(_load_users, source)
 
 
 def _load_users(source, bad: BadRows) -> Users:

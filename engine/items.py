@@ -94,14 +94,7 @@ def load_items(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
     if not isinstance(source, (pa.Table, pa.RecordBatch)) and not os.path.exists(source):
         raise InputError(f"{source}: no such items file; pass the catalogue (.arrow, .parquet, .csv, or a directory "
                          "of them) with columns item_id, title, category, added_at (see docs/content.md)")
-    bad = BadRows(source, "items", on_bad_rows=on_bad_rows, quarantine=quarantine)
-    try:
-        items = _load(source, bad)
-        bad.finish(schema=None)
-    except BaseException:
-        bad.abort()
-        raise
-    return items
+    return BadRows(source, "items", on_bad_rows=on_bad_rows, quarantine=quarantine).load(_load, source)
 
 
 def _categories(col, path) -> tuple[pa.Array, np.ndarray, np.ndarray, tuple[str, ...]]:

@@ -157,6 +157,15 @@ def _eligible(i, t, added, expires, cons, lo, hi, taken, n_taken, prev, u):
 
 
 @njit
+def _take(i, th, t, added, expires, cons, lo, hi, picks, found, prev, u):
+    """Add item ``i`` to theme ``th``'s picks when eligible; returns how many it has."""
+    if _eligible(i, t, added, expires, cons, lo, hi, picks[th], found[th], prev, u):
+        picks[th, found[th]] = i
+        found[th] += 1
+    return found[th]
+
+
+@njit
 def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes, draw,
                  cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending, popular,
                  k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share, repeat_penalty,
@@ -214,13 +223,8 @@ def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, act
                         for j in range(cat_ptr[i], cat_ptr[i + 1]):
                             if pos[cat_idx[j]] < a:
                                 first = False
-                        if not first:
-                            continue
-                        if _eligible(i, t, added, expires, cons, lo, hi, picks[th], found[th], prev, u):
-                            picks[th, found[th]] = i
-                            found[th] += 1
-                            if found[th] == k:
-                                break
+                        if first and _take(i, th, t, added, expires, cons, lo, hi, picks, found, prev, u) == k:
+                            break
                     if found[th] == k:
                         break
             else:
@@ -234,11 +238,8 @@ def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, act
                                 liked = True
                         if liked:
                             continue
-                    if _eligible(i, t, added, expires, cons, lo, hi, picks[th], found[th], prev, u):
-                        picks[th, found[th]] = i
-                        found[th] += 1
-                        if found[th] == k:
-                            break
+                    if _take(i, th, t, added, expires, cons, lo, hi, picks, found, prev, u) == k:
+                        break
         if pin >= 0:
             best = pin
         elif draw[u] >= 0:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow\n"
             "  winback plan scores.arrow examples/sms_last_chance.toml --ledger ledger.db -o plan.arrow\n"
-            "  winback plan scores.arrow examples/winback_lapsing.toml --items world/items.arrow -o plan.arrow\n"
+            "  winback plan scores.arrow examples/winback_content.toml --items world/items.arrow -o plan.arrow\n"
             "  winback explain 1000011 --plan plan.arrow --scores scores.arrow\n"
             "  winback plan scores/ examples/winback_lapsing.toml -o plan/ --dask local   # a partitioned scores dataset"
         ),
@@ -41,14 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue given to 'winback score --items': pick a theme and items per message "
                         "(e.g. --items world/items.arrow); see docs/content.md")
-    p.add_argument("--dask", default=None, metavar="ADDRESS",
-                   help="plan a partitioned scores dataset (the output of 'winback score parts/ -o scores/') "
+    from engine.cli.score import add_dask_options
+
+    add_dask_options(p, "plan a partitioned scores dataset (the output of 'winback score parts/ -o scores/') "
                         "partition by partition on Dask: 'local' (a LocalCluster here) or a scheduler address such "
                         "as tcp://10.0.0.5:8786; capacity is levelled over all partitions at once, so the plan is the "
                         "one a single machine makes; OUTPUT is then a directory (plan/part=K/part-0.parquet) that "
-                        "'winback send' reads like a file; needs pip install 'winback[dask]'")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="worker processes of --dask local (default 2)")
+                        "'winback send' reads like a file")
     p.set_defaults(func=run)
 
 

@@ -59,14 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(e.g. --items world/items.arrow)")
     p.add_argument("--affinity-half-life", type=float, default=90.0, metavar="DAYS",
                    help="half-life of an item interaction in the category affinity (default 90 days)")
-    p.add_argument("--dask", default=None, metavar="ADDRESS",
-                   help="score a partitioned input on Dask: 'local' (a LocalCluster on this machine) or a "
+    add_dask_options(p, "score a partitioned input on Dask: 'local' (a LocalCluster on this machine) or a "
                         "scheduler address such as tcp://10.0.0.5:8786 (workers need winback[dask] and the "
-                        "data on storage they can read); needs pip install 'winback[dask]'")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="worker processes of --dask local (default 2, one thread each)")
+                        "data on storage they can read)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=run)
+
+
+def add_dask_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--dask ADDRESS`` (help: ``what``) and ``--workers N``, shared by score and plan."""
+    p.add_argument("--dask", default=None, metavar="ADDRESS", help=what + "; needs pip install 'winback[dask]'")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes of --dask local (default 2, one thread each)")
 
 
 def run(args: argparse.Namespace) -> int:
