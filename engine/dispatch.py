@@ -468,11 +468,14 @@ async def dispatch(
         meta = plan_meta(table)
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
             ledger.record_broadcast(str(meta.get("campaign_id") or meta.get("id") or ""))
-        summary.recovered = ledger.recover(at_most_once=at_most_once)
+        counts = ledger.counts()  # one scan: channels still to send, totals, retries pending
+        if any(states.get("in_flight") for states in counts.values()):  # a run was killed
+            summary.recovered = ledger.recover(at_most_once=at_most_once)
         if events is not None:
             summary.exited = ledger.skip_exited(reengaged_users(events, table))
         summary.suppressed = ledger.skip_suppressed()
-        counts = ledger.counts()  # one scan: channels still to send, totals, retries pending
+        if summary.recovered or summary.exited or summary.suppressed:
+            counts = ledger.counts()
         pending_states = ("planned", "failed", "in_flight")
         needed = [c for c, states in counts.items() if any(states.get(s) for s in pending_states)]
         channels, owned = _channels(providers, needed)

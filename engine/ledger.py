@@ -434,6 +434,8 @@ class Ledger:
     def skip_suppressed(self) -> int:
         """Skip pending messages to a suppressed address (or user, when the address is null)."""
         con = self._con
+        if con.execute("SELECT 1 FROM suppressions LIMIT 1").fetchone() is None:
+            return 0  # nothing to skip: no scan of the messages
         con.execute("BEGIN IMMEDIATE")
         cur = con.execute(
             "UPDATE messages SET state = 'skipped', last_error = 'suppressed', updated_at = ? "
