@@ -44,6 +44,9 @@ _LAZY: dict[str, str] = {
     "generate": "engine.generate",
     "partition": "engine.partition",
     "score_partitioned": "engine.distributed",
+    "plan_partitioned": "engine.plan_dist",
+    "load_items": "engine.items",
+    "Items": "engine.items",
     # score
     "score": "engine.score",
     "BGNBD": "engine.bgnbd",

@@ -14,6 +14,7 @@ runs = {
     "score": ["benchmarks/compare_score.py", "--users", users],
     "bgnbd": ["benchmarks/compare_bgnbd.py", "--users", users],
     "send": ["benchmarks/compare_send.py"],
+    "items": ["benchmarks/compare_items.py", "--users", users, "--items", str(min(100_000, int(users) // 10))],
 }
 out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "runs": {}}
 for name, cmd in runs.items():
