@@ -289,6 +289,7 @@ def compare_send(n: int, concurrency: int, rounds: int, min_ratio: float | None)
         try:
             url = f"http://127.0.0.1:{port}/hooks/push"
             asyncio.run(_bare(url, 200, concurrency, secret.encode(), "warm-"))  # connections, imports
+            _winback_once(url, 200, concurrency, secret, work, "warm")  # the same for winback's modules
             for r in range(rounds):
                 bare_runs.append(asyncio.run(_bare(url, n, concurrency, secret.encode(), f"bare{r}-")))
                 ours_runs.append(_winback_once(url, n, concurrency, secret, work, f"r{r}"))
