@@ -122,7 +122,8 @@ class _Lane:
         if limiter.rate != math.inf:
             high = min(high, max(16, per_round, int(limiter.rate * max(1, channel.adapter.max_batch) / 4)))
         self.high = int(high)
-        self.low = self.high // 2
+        # refill at a quarter: claims of ~3/4 of the queue (fewer, larger claim transactions)
+        self.low = self.high // 4
         self.sent = self.retried = self.dead = 0
         #: messages waiting for a retry right now (for the progress bar)
         self.retrying = 0
