@@ -94,15 +94,26 @@ CLAIM_COLUMNS = (
     "body", "send_at", "template", "campaign_id", "attempts", "rowid",
 )
 # partial indexes cover only pending rows, so in_flight -> sent never touches them; the
-# state must be a literal for SQLite to use a partial index
+# state must be a literal for SQLite to use a partial index.  A claim selects the due rows
+# (attempts already counting this attempt) and then updates them by rowid, in one
+# transaction: cheaper than one UPDATE ... RETURNING, whose RETURNING costs ~1 us a row.
 _CLAIM_SQL = (
-    "UPDATE messages SET state = 'in_flight', attempts = attempts + 1, updated_at = ? "
-    "WHERE rowid IN (SELECT rowid FROM messages WHERE channel = ? AND state = '{state}' "
-    "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) "
-    "RETURNING " + ", ".join(CLAIM_COLUMNS)
+    "SELECT " + ", ".join("attempts + 1" if c == "attempts" else c for c in CLAIM_COLUMNS) + " "
+    "FROM messages WHERE channel = ? AND state = '{state}' AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at LIMIT ?"
 )
 _CLAIM_FAILED = _CLAIM_SQL.format(state="failed")
 _CLAIM_PLANNED = _CLAIM_SQL.format(state="planned")
+_CLAIM_UPDATE: dict[int, str] = {}
+
+
+def _claim_update_sql(k: int) -> str:
+    sql = _CLAIM_UPDATE.get(k)
+    if sql is None:
+        sql = _CLAIM_UPDATE[k] = (
+            "UPDATE messages SET state = 'in_flight', attempts = attempts + 1, updated_at = ? "
+            "WHERE rowid IN (" + ",".join(["?"] * k) + ")")
+    return sql
 
 _PLAN_COLUMNS = ("message_id", "user_id", "channel", "send_at")
 
@@ -327,11 +338,13 @@ class Ledger:
         try:
             if write:
                 self._write_results(con)
-            rows = con.execute(_CLAIM_FAILED, (now, channel, now, limit)).fetchall()
+            rows = con.execute(_CLAIM_FAILED, (channel, now, limit)).fetchall()
             if len(rows) < limit:
-                rows += con.execute(
-                    _CLAIM_PLANNED, (now, channel, release_until, limit - len(rows))
-                ).fetchall()
+                rows += con.execute(_CLAIM_PLANNED, (channel, release_until, limit - len(rows))).fetchall()
+            i = 0
+            for k in _statement_sizes(len(rows)):
+                con.execute(_claim_update_sql(k), [now, *(r[12] for r in rows[i:i + k])])
+                i += k
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
