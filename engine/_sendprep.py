@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from engine.errors import InputError, WinbackError
+from engine.errors import DispatchError, InputError, WinbackError
 from engine.schema import DEFAULT_ACTIVITY, TIMESTAMP
 from engine.timeutil import parse_as_of, to_epoch_seconds
 
@@ -152,3 +153,28 @@ def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:
     led = read_messages(ledger)
     sent = led.filter(pc.equal(led["state"], "sent"))["message_id"]
     return planned.filter(pc.is_in(planned["message_id"], value_set=sent))
+
+
+class LedgerLock:
+    """One sender per ledger: an exclusive ``flock`` on ``LEDGER.lock``, freed by the OS on a crash."""
+
+    def __init__(self, ledger_path: Path):
+        self.path = ledger_path.with_name(ledger_path.name + ".lock")
+        self.fd: int | None = None
+
+    def __enter__(self) -> "LedgerLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise DispatchError(
+                f"another 'winback send' is using the ledger {self.path.with_suffix('')}; wait for it "
+                "to finish (or stop it) before sending from the same ledger again") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)

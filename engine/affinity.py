@@ -32,7 +32,8 @@ from engine.userindex import lookup_one
 
 NO_ITEM = np.iinfo(np.int64).min  # as engine.io.NO_ITEM
 
-__all__ = ["ItemAccumulators", "accumulate_items", "consumed_csr", "EVENT_WEIGHT", "DEFAULT_HALF_LIFE_DAYS"]
+__all__ = ["ItemAccumulators", "accumulate_items", "consumed_csr", "with_items", "EVENT_WEIGHT",
+           "DEFAULT_HALF_LIFE_DAYS"]
 
 DEFAULT_HALF_LIFE_DAYS = 90.0
 #: weight of an item event by event code (0 = not a choice the user made)
@@ -187,3 +188,38 @@ def consumed_csr(pairs: list, n_users: int, n_items: int, ids: np.ndarray | None
         ids = np.arange(max(n_items, 1), dtype=np.int64)
     ptr, rows, out_ids = _csr_chunks(pairs, n_users, n_items, np.asarray(ids, np.int64))
     return (ptr, rows, out_ids) if given else (ptr, rows)
+
+
+def with_items(out, part, pop, meta: dict, consumed):
+    """Scores table ``out`` of one partition (:class:`engine.score.Partial`) plus the
+    affinity columns, with the catalogue's item statistics (summed over partitions in
+    :class:`engine.score.Population`) in the schema metadata; ``meta`` gets ``items``."""
+    import pyarrow as pa  # noqa: PLC0415 (the kernels above need no Arrow)
+
+    from engine.items import encode_table, item_stats_table
+
+    cat, acc = part.items, part.item_acc
+    n_cat = len(cat.categories)
+    mass = acc.mass
+    top = np.where(mass > 0, np.argmax(acc.aff, axis=1), -1)
+    shares = acc.aff  # divided in place: the accumulator is not needed any more
+    np.divide(shares, mass.astype(np.float32)[:, None], out=shares, where=mass[:, None] > 0)
+    ptr, _, consumed_ids = consumed
+    acc.pairs.clear()
+    cols = {
+        "category_affinity": pa.FixedSizeListArray.from_arrays(pa.array(shares.reshape(-1)), max(n_cat, 1)),
+        "affinity_confidence": pa.array(mass),
+        "top_category": pa.DictionaryArray.from_arrays(pa.array(top.astype(np.int32), mask=top < 0),
+                                                       pa.array(cat.categories or ("",), pa.string())).cast(pa.string()),
+        "consumed_items": pa.ListArray.from_arrays(pa.array(ptr.astype(np.int32)), pa.array(consumed_ids)),
+    }
+    for name, arr in cols.items():
+        if name in out.column_names:
+            out = out.drop_columns([name])
+        out = out.append_column(name, arr)
+    popularity, recent, prior, n_item_events, n_unknown = pop.item_stats
+    meta["items"] = {"source": cat.source, "items": len(cat), "categories": list(cat.categories),
+                     "affinity_half_life_days": part.cfg.affinity_half_life_days,
+                     "item_events": int(n_item_events), "unknown_item_events": int(n_unknown)}
+    stats = item_stats_table(cat, popularity, recent, prior)
+    return out.replace_schema_metadata({**(out.schema.metadata or {}), b"winback.item_stats": encode_table(stats)})

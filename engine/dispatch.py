@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import fcntl
 import math
 import os
 import signal
@@ -48,7 +47,7 @@ from engine.ledger import Ledger
 from engine.limiter import RateLimiter
 from engine.progress import bar
 from engine.retry import DEFAULT_MAX_ATTEMPTS, next_attempt_at, suppresses
-from engine._sendprep import dry_run_preview, plan_meta, read_plan, reengaged_users
+from engine._sendprep import LedgerLock, dry_run_preview, plan_meta, read_plan, reengaged_users
 
 __all__ = ["Channel", "DispatchSummary", "dispatch", "send"]
 
@@ -396,31 +395,6 @@ def _channels(providers: Any, needed: list[str]) -> tuple[dict[str, Channel], bo
     return out, owned
 
 
-class _LedgerLock:
-    """One sender per ledger: an exclusive ``flock`` on ``LEDGER.lock``, freed by the OS on a crash."""
-
-    def __init__(self, ledger_path: Path):
-        self.path = ledger_path.with_name(ledger_path.name + ".lock")
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_LedgerLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise DispatchError(
-                f"another 'winback send' is using the ledger {self.path.with_suffix('')}; wait for it "
-                "to finish (or stop it) before sending from the same ledger again") from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-
-
 async def dispatch(
     plan: str | os.PathLike | pa.Table,
     providers: str | os.PathLike | Mapping[str, Any],
@@ -464,7 +438,7 @@ async def dispatch(
                                   f"{providers} has no [channels.{missing[0]}]; add it or re-plan.")
         return summary
     t_start = time.monotonic()
-    with _LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
+    with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source)
         meta = plan_meta(table)
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard

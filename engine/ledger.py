@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
-from engine.schema import TIMESTAMP
+from engine.ledger_read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
 from engine.timeutil import to_epoch_seconds
 
 __all__ = [
@@ -510,79 +510,3 @@ class Ledger:
         """Channels with messages not yet final."""
         return [r[0] for r in self._con.execute(
             "SELECT DISTINCT channel FROM messages WHERE state IN ('planned', 'failed', 'in_flight')")]
-
-
-# -- read API for other steps ---------------------------------------------------------------
-def _open_ro(path: str | os.PathLike) -> sqlite3.Connection:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(
-            f"ledger {path} does not exist. Pass the --ledger file a 'winback send' run wrote."
-        )
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
-        con.execute("SELECT 1 FROM messages LIMIT 1")
-    except sqlite3.DatabaseError as exc:
-        raise InputError(f"{path} is not a winback ledger ({exc}). Pass the --ledger file of 'winback send'.") from None
-    return con
-
-
-def _table(con: sqlite3.Connection, sql: str, schema: pa.Schema, times: Sequence[str]) -> pa.Table:
-    rows = con.execute(sql).fetchall()
-    cols = list(zip(*rows)) if rows else [[] for _ in schema]
-    arrays = []
-    for field, values in zip(schema, cols):
-        if field.name in times:
-            secs = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            mask = np.isnan(secs)
-            us = np.where(mask, 0, np.round(secs * 1e6)).astype(np.int64)
-            arrays.append(pa.array(us, type=TIMESTAMP, mask=mask))
-        else:
-            arrays.append(pa.array(list(values), type=field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-_MESSAGES_SCHEMA = pa.schema([
-    ("message_id", pa.string()), ("campaign_id", pa.string()), ("user_id", pa.int64()),
-    ("step", pa.string()), ("step_index", pa.int16()), ("variant", pa.string()),
-    ("channel", pa.string()), ("to_addr", pa.string()), ("send_at", TIMESTAMP),
-    ("state", pa.string()), ("attempts", pa.int32()), ("next_attempt_at", TIMESTAMP),
-    ("provider_id", pa.string()), ("last_error", pa.string()), ("sent_at", TIMESTAMP),
-    ("updated_at", TIMESTAMP),
-])
-_SUPPRESSIONS_SCHEMA = pa.schema([
-    ("channel", pa.string()), ("address", pa.string()), ("user_id", pa.int64()),
-    ("reason", pa.string()), ("at", TIMESTAMP),
-])
-
-
-def read_messages(path: str | os.PathLike) -> pa.Table:
-    """Every message of the ledger at ``path`` (instants as ``timestamp[us, UTC]``)."""
-    con = _open_ro(path)
-    try:
-        return _table(
-            con, "SELECT " + ", ".join(f.name for f in _MESSAGES_SCHEMA) + " FROM messages ORDER BY rowid",
-            _MESSAGES_SCHEMA, ("send_at", "next_attempt_at", "sent_at", "updated_at"),
-        )
-    finally:
-        con.close()
-
-
-def read_suppressions(path: str | os.PathLike) -> pa.Table:
-    """The suppressions of the ledger at ``path``: channel, address, user_id, reason, at."""
-    con = _open_ro(path)
-    try:
-        return _table(con, "SELECT channel, address, user_id, reason, at FROM suppressions ORDER BY rowid",
-                      _SUPPRESSIONS_SCHEMA, ("at",))
-    finally:
-        con.close()
-
-
-def read_broadcasts(path: str | os.PathLike) -> pa.Table:
-    """Whole-base campaigns sent from the ledger at ``path``: campaign_id, at."""
-    con = _open_ro(path)
-    try:
-        return _table(con, "SELECT campaign_id, at FROM broadcasts ORDER BY rowid",
-                      pa.schema([("campaign_id", pa.string()), ("at", TIMESTAMP)]), ("at",))
-    finally:
-        con.close()

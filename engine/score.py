@@ -388,39 +388,8 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
                 default_timezone=cfg.default_timezone,
                 policy={"cap": cfg.policy_cap, "window_days": cfg.policy_window_days})
     if part.items is not None:
-        out = _with_items(out, part, pop, meta, consumed.result())
+        out = affinity.with_items(out, part, pop, meta, consumed.result())
     return _with_meta(out, meta)
-
-
-def _with_items(out: pa.Table, part: Partial, pop: Population, meta: dict, consumed) -> pa.Table:
-    """The affinity columns, and the catalogue's item statistics in the schema metadata."""
-    from engine.items import encode_table, item_stats_table
-
-    cat, acc = part.items, part.item_acc
-    n, n_cat = out.num_rows, len(cat.categories)
-    mass = acc.mass
-    top = np.where(mass > 0, np.argmax(acc.aff, axis=1), -1)
-    shares = acc.aff  # divided in place: the accumulator is not needed any more
-    np.divide(shares, mass.astype(np.float32)[:, None], out=shares, where=mass[:, None] > 0)
-    ptr, _, consumed_ids = consumed
-    acc.pairs.clear()
-    cols = {
-        "category_affinity": pa.FixedSizeListArray.from_arrays(pa.array(shares.reshape(-1)), max(n_cat, 1)),
-        "affinity_confidence": pa.array(mass),
-        "top_category": pa.DictionaryArray.from_arrays(pa.array(top.astype(np.int32), mask=top < 0),
-                                                       pa.array(cat.categories or ("",), pa.string())).cast(pa.string()),
-        "consumed_items": pa.ListArray.from_arrays(pa.array(ptr.astype(np.int32)), pa.array(consumed_ids)),
-    }
-    for name, arr in cols.items():
-        if name in out.column_names:
-            out = out.drop_columns([name])
-        out = out.append_column(name, arr)
-    popularity, recent, prior, n_item_events, n_unknown = pop.item_stats
-    meta["items"] = {"source": cat.source, "items": len(cat), "categories": list(cat.categories),
-                     "affinity_half_life_days": part.cfg.affinity_half_life_days,
-                     "item_events": int(n_item_events), "unknown_item_events": int(n_unknown)}
-    stats = item_stats_table(cat, popularity, recent, prior)
-    return out.replace_schema_metadata({**(out.schema.metadata or {}), b"winback.item_stats": encode_table(stats)})
 
 
 def summary_of(scores: pa.Table) -> dict:
