@@ -60,33 +60,25 @@ _SUPPRESSIONS_SCHEMA = pa.schema([
 ])
 
 
-def read_messages(path: str | os.PathLike) -> pa.Table:
-    """Every message of the ledger at ``path`` (instants as ``timestamp[us, UTC]``)."""
+def _read(path, table: str, schema: pa.Schema, times: Sequence[str]) -> pa.Table:
+    """Every row of ``table`` in insertion order, as ``schema`` (``times``: epoch s -> UTC)."""
     con = _open_ro(path)
     try:
-        return _table(
-            con, "SELECT " + ", ".join(f.name for f in _MESSAGES_SCHEMA) + " FROM messages ORDER BY rowid",
-            _MESSAGES_SCHEMA, ("send_at", "next_attempt_at", "sent_at", "updated_at"),
-        )
+        return _table(con, f"SELECT {', '.join(f.name for f in schema)} FROM {table} ORDER BY rowid", schema, times)
     finally:
         con.close()
+
+
+def read_messages(path: str | os.PathLike) -> pa.Table:
+    """Every message of the ledger at ``path`` (instants as ``timestamp[us, UTC]``)."""
+    return _read(path, "messages", _MESSAGES_SCHEMA, ("send_at", "next_attempt_at", "sent_at", "updated_at"))
 
 
 def read_suppressions(path: str | os.PathLike) -> pa.Table:
     """The suppressions of the ledger at ``path``: channel, address, user_id, reason, at."""
-    con = _open_ro(path)
-    try:
-        return _table(con, "SELECT channel, address, user_id, reason, at FROM suppressions ORDER BY rowid",
-                      _SUPPRESSIONS_SCHEMA, ("at",))
-    finally:
-        con.close()
+    return _read(path, "suppressions", _SUPPRESSIONS_SCHEMA, ("at",))
 
 
 def read_broadcasts(path: str | os.PathLike) -> pa.Table:
     """Whole-base campaigns sent from the ledger at ``path``: campaign_id, at."""
-    con = _open_ro(path)
-    try:
-        return _table(con, "SELECT campaign_id, at FROM broadcasts ORDER BY rowid",
-                      pa.schema([("campaign_id", pa.string()), ("at", TIMESTAMP)]), ("at",))
-    finally:
-        con.close()
+    return _read(path, "broadcasts", pa.schema([("campaign_id", pa.string()), ("at", TIMESTAMP)]), ("at",))
