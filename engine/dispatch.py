@@ -7,7 +7,8 @@ message is due (one sleeping scheduler per channel, asking the ledger for the
 earliest ``send_at`` / ``next_attempt_at``; never one task per message).  A worker
 takes up to ``adapter.max_batch`` queued messages, waits for its slot from the
 channel's :class:`~engine.limiter.RateLimiter`, calls ``adapter.send`` and buffers
-the results in the ledger, which writes them every ~100 rows or ~50 ms.
+the results in the ledger, which writes them with the next claim's transaction, or
+after ~100 rows or ~50 ms, whichever comes first.
 
 The limiter charges **one slot per request**: one message per request for SMS,
 push and webhooks (so ``rate_per_second`` is messages per second there), one batch
