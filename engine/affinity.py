@@ -137,10 +137,10 @@ def _fill(keys, fill, out, n_items):
 @njit
 def _dedup(out, counts, ids):
     """Sort each user's segment in place (insertion sort: segments are short), drop
-    repeats, and write the item ids (``ids[row]``) compacted; returns (ptr, ids)."""
+    repeats, and compact in place, writing ``ids[row]`` (item ids, or rows when ``ids``
+    is the identity); returns (ptr, length)."""
     n_users = len(counts) - 1
     ptr = np.zeros(n_users + 1, np.int64)
-    res = np.empty(len(out), np.int64)
     w = 0
     for u in range(n_users):
         lo, hi = counts[u], counts[u + 1]
@@ -158,16 +158,16 @@ def _dedup(out, counts, ids):
         for a in range(lo, hi):
             v = out[a]
             if v != prev:
-                out[w] = v
-                res[w] = ids[v]
+                out[w] = ids[v]
                 w += 1
                 prev = v
         ptr[u + 1] = w
-    return ptr, out[:w].copy(), res[:w].copy()
+    return ptr, w
 
 
 def _csr_chunks(pairs: list, n_users: int, n_items: int, ids: np.ndarray):
-    """Counting sort by user over the collected chunks (no concatenation), then per-user dedup."""
+    """Counting sort by user over the collected chunks (no concatenation; each chunk is
+    dropped from ``pairs`` once placed), then per-user dedup in place."""
     m = np.int64(max(n_items, 1))
     counts = np.zeros(n_users + 1, np.int64)
     for keys in pairs:
@@ -175,19 +175,19 @@ def _csr_chunks(pairs: list, n_users: int, n_items: int, ids: np.ndarray):
     np.cumsum(counts, out=counts)
     out = np.empty(int(counts[-1]), np.int64)
     fill = counts[:-1].copy()
-    for keys in pairs:
-        _fill(keys, fill, out, m)
-    return _dedup(out, counts, ids)
+    while pairs:
+        _fill(pairs.pop(), fill, out, m)
+    ptr, w = _dedup(out, counts, ids)
+    return ptr, out[:w]
 
 
 def consumed_csr(pairs: list, n_users: int, n_items: int, ids: np.ndarray | None = None):
-    """(ptr [n+1], item rows) of the distinct items each user consumed, sorted per user;
-    with ``ids`` (the catalogue's item ids) also those rows' ids: (ptr, rows, ids)."""
-    given = ids is not None
+    """(ptr [n+1], values) of the distinct items each user consumed: item rows sorted
+    per user, or with ``ids`` (the catalogue's item ids) those rows' ids in the same
+    order.  Consumes ``pairs`` (its chunks are freed as they are placed)."""
     if ids is None:
         ids = np.arange(max(n_items, 1), dtype=np.int64)
-    ptr, rows, out_ids = _csr_chunks(pairs, n_users, n_items, np.asarray(ids, np.int64))
-    return (ptr, rows, out_ids) if given else (ptr, rows)
+    return _csr_chunks(pairs, n_users, n_items, np.asarray(ids, np.int64))
 
 
 def with_items(out, part, pop, meta: dict, consumed):
@@ -204,7 +204,7 @@ def with_items(out, part, pop, meta: dict, consumed):
     top = np.where(mass > 0, np.argmax(acc.aff, axis=1), -1)
     shares = acc.aff  # divided in place: the accumulator is not needed any more
     np.divide(shares, mass.astype(np.float32)[:, None], out=shares, where=mass[:, None] > 0)
-    ptr, _, consumed_ids = consumed
+    ptr, consumed_ids = consumed
     acc.pairs.clear()
     cols = {
         "category_affinity": pa.FixedSizeListArray.from_arrays(pa.array(shares.reshape(-1)), max(n_cat, 1)),
