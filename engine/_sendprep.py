@@ -51,7 +51,17 @@ def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
             return feather.read_table(path), str(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"plan {path} is not an Arrow IPC file ({exc}); pass the plan.arrow of 'winback plan'.") from None
-    return read_any(path, "plan"), str(path)
+    table = read_any(path, "plan")
+    side = path / "_winback_plan.json" if path.is_dir() else None
+    if side is not None and side.exists():  # a partitioned plan: the whole plan's metadata
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8")).get("winback.plan")
+        except ValueError:
+            meta = None
+        if isinstance(meta, dict):
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                   b"winback.plan": json.dumps(meta, default=str).encode()})
+    return table, str(path)
 
 
 def plan_meta(plan: pa.Table) -> dict:

@@ -11,7 +11,10 @@ rows :func:`engine.plan.plan` gives for all users at once:
    time, caps, fatigue); the driver levels hourly capacity over all partitions at once
    (only the capacity-limited messages travel: 6 numbers each); every partition applies
    the new times.  Holdout and variants are per-user hashes, so they need nothing.
-3. **write**: per partition, with the whole plan's summary in the metadata.
+3. **write**: per partition, its rows (the scores are read again: between steps the
+   state keeps per-user arrays only, ~250 bytes a user), with the campaign's metadata;
+   the whole plan's summary and sunset rule go to ``_winback_plan.json`` beside them,
+   which :func:`engine._sendprep.read_plan` merges into the metadata.
 
 Per-partition state stays on the workers between steps (a chain of futures), so the
 driver holds only the candidates of one step.
@@ -33,9 +36,18 @@ from engine.errors import InputError
 from engine.guard import check_scores, guard_counts
 from engine.timeutil import parse_as_of
 
-__all__ = ["plan_partitioned", "scores_partitions", "SUMMARY_FILE"]
+__all__ = ["plan_partitioned", "scores_partitions", "is_partitioned_scores", "SUMMARY_FILE"]
 
 SUMMARY_FILE = "_winback_plan.json"
+
+
+def is_partitioned_scores(path) -> bool:
+    """True for a directory of ``part=K`` subdirectories (the output of ``winback score parts/``)."""
+    try:
+        scores_partitions(path)
+    except InputError:
+        return False
+    return True
 
 
 def scores_partitions(scores_dir) -> list[tuple[int, str]]:
@@ -68,8 +80,9 @@ def _prelude_task(path, cmp, suppressions, ledger):
 
 
 def _init_task(path, cmp, start, zones, fill, suppressions, ledger, items):
+    # the state keeps per-user arrays only; the scores are read again to write the rows
     return ps.PartitionPlan(_read(path), cmp, start, zones, fill, suppressions=suppressions, ledger=ledger,
-                            items=items)
+                            items=items).drop_scores()
 
 
 def _candidates_task(state: ps.PartitionPlan, k: int):
@@ -81,22 +94,19 @@ def _apply_task(state: ps.PartitionPlan, k: int, leveled: dict):
     return state
 
 
-def _finish_task(state: ps.PartitionPlan):
+def _finish_task(state: ps.PartitionPlan, path: str, k: int, out_dir: str, base_meta: dict) -> dict:
+    """Write the partition's rows (with the campaign's metadata) and return what the whole
+    plan's summary needs; the table is never sent back."""
     from engine.plan import plan_summary
 
-    table = state.table_out()
+    table = state.table_out(_read(path))
+    table = table.replace_schema_metadata({b"winback.plan": json.dumps(base_meta, default=str).encode()})
+    part = Path(out_dir) / f"part={k}"
+    part.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, part / "part-0.parquet", compression="zstd")
     sent = state.sent_at[state.sent_at != ps.NEVER]
-    info = {"summary": plan_summary(table), "candidates": int((state.sent_at != ps.NEVER).any(axis=1).sum()),
+    return {"summary": plan_summary(table), "candidates": int((state.sent_at != ps.NEVER).any(axis=1).sum()),
             "last_sent": int(sent.max()) if sent.size else None}
-    return table, info
-
-
-def _write_task(finished, k: int, out_dir: str, meta: dict) -> int:
-    table = finished[0].replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
-    path = Path(out_dir) / f"part={k}"
-    path.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path / "part-0.parquet", compression="zstd")
-    return table.num_rows
 
 
 def merge_summaries(parts: list[dict]) -> dict:
@@ -174,24 +184,26 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
             del both, cands
         timing["steps_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        finished = [client.submit(_finish_task, s, pure=False) for s in states]
-        infos = client.gather([client.submit(operator.getitem, f, 1, pure=False) for f in finished])
         from engine.plan import plan_meta_of, sunset_meta
 
-        meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t_start)
-        meta["summary"] = merge_summaries([i["summary"] for i in infos])
-        last = [i["last_sent"] for i in infos if i["last_sent"] is not None]
-        meta["sunset"] = sunset_meta(cmp, sum(i["candidates"] for i in infos), max(last) if last else None, start)
-        meta["partitions"] = len(parts)
+        base = plan_meta_of(cmp, start, broadcast, 0.0)
+        base["partitions"] = len(parts)
         with atomic_dir(out_dir) as tmp:
-            client.gather([client.submit(_write_task, f, k, str(tmp), meta, pure=False)
-                           for f, (k, _) in zip(finished, parts)])
+            infos = client.gather([client.submit(_finish_task, st, path, k, str(tmp), base, pure=False)
+                                   for st, (k, path) in zip(states, parts)])
+            meta = dict(base, seconds=round(time.perf_counter() - t_start, 3))
+            meta["summary"] = merge_summaries([i["summary"] for i in infos])
+            last = [i["last_sent"] for i in infos if i["last_sent"] is not None]
+            meta["sunset"] = sunset_meta(cmp, sum(i["candidates"] for i in infos), max(last) if last else None,
+                                         start)
             timing["write_seconds"] = time.perf_counter() - t0
             summary = {"path": str(out_dir), "partitions": len(parts), "dask": dask or "in-process",
                        "workers": workers, **meta["summary"], **{k: round(v, 3) for k, v in timing.items()},
                        "seconds": round(time.perf_counter() - t_start, 3)}
-            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
-        del finished, states
+            # the whole plan's metadata (summary, sunset) beside the partitions: read_plan merges it
+            (tmp / SUMMARY_FILE).write_text(json.dumps({"winback.plan": meta, "run": summary}, indent=1,
+                                                       default=str), encoding="utf-8")
+        del states
     finally:
         if cluster is not None or dask is not None:
             client.close()

@@ -222,11 +222,19 @@ class PartitionPlan:
         self.cols["ev"].append(np.where(best_c >= 0, ev, 0.0))
         self._step = None
 
-    def table_out(self) -> pa.Table:
-        """The partition's plan rows (no metadata)."""
+    def drop_scores(self) -> "PartitionPlan":
+        """Forget the scores table (keep only the per-user arrays); :meth:`table_out`
+        then needs the scores again.  Keeps the state small between steps."""
+        self.scores = None
+        return self
+
+    def table_out(self, scores: pa.Table | None = None) -> pa.Table:
+        """The partition's plan rows (no metadata); ``scores``: the partition's scores,
+        when :meth:`drop_scores` was called."""
         from engine.plan import _assemble
 
-        return _assemble(self.scores, self.cmp, self.uid, self.holdout, self.variant, self.cols, self.start,
+        scores = self.scores if scores is None else scores
+        return _assemble(scores, self.cmp, self.uid, self.holdout, self.variant, self.cols, self.start,
                          self.zone, self.zones, self.content)
 
 

@@ -65,7 +65,7 @@ def test_partitions_in_process_equal_one_plan(world, tmp_path):
     assert meta["summary"] == single_meta["summary"]
     assert meta["sunset"] == single_meta["sunset"]
     assert s["planned"] == single_meta["summary"]["planned"]
-    assert json.loads((tmp_path / "plan" / SUMMARY_FILE).read_text())["partitions"] == 3
+    assert json.loads((tmp_path / "plan" / SUMMARY_FILE).read_text())["run"]["partitions"] == 3
 
 
 def test_the_plan_does_not_depend_on_row_order(world):
@@ -103,6 +103,19 @@ channels = ["email"]
     parted = ds.dataset(str(tmp_path / "plan"), format="parquet").to_table()
     single = plan(read_any(world / "scores", "scores"), load_campaign(camp))
     _same_plan(single, parted)
+
+
+def test_the_cli_plans_partitions_in_process_for_a_directory_output(world, tmp_path, capsys):
+    camp = tmp_path / "c.toml"
+    camp.write_text('[campaign]\nid = "cli-parts"\n[audience]\nwhere = "days_inactive >= 7"\n'
+                    '[policy]\ncapacity_per_hour = { email = 10 }\n[[steps]]\nname = "a"\nchannels = ["email"]\n')
+    assert main(["plan", str(world / "scores"), str(camp), "-o", str(tmp_path / "plan")]) == 0
+    assert "3 partitions one after another in this process" in capsys.readouterr().out
+    parted, _ = read_plan(tmp_path / "plan")
+    _same_plan(plan(read_any(world / "scores", "scores"), load_campaign(camp)), parted)
+    # and a file output still gets one table
+    assert main(["plan", str(world / "scores"), str(camp), "-o", str(tmp_path / "plan.arrow")]) == 0
+    assert (tmp_path / "plan.arrow").is_file()
 
 
 def test_the_broadcast_guard_counts_the_whole_population(world, tmp_path):

@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "fatigue_budget, min_gap, capacity). With --items (the catalogue the scores were computed "
             "with), every messaged or held-out row also gets a content theme (new_in_your_categories, "
             "leaving_soon, editorial, trending, broaden) and its top items, usable in templates as "
-            "{{ theme }} and {{ items[0].title }}."
+            "{{ theme }} and {{ items[0].title }}. A partitioned scores dataset (from 'winback score parts/') "
+            "with an OUTPUT without a file suffix is planned partition by partition (in this process, or on Dask "
+            "with --dask) into OUTPUT/part=K/part-0.parquet, with capacity levelled over all partitions: the "
+            "same plan in a fraction of the memory."
         ),
         epilog=(
             "examples:\n"
@@ -26,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  winback plan scores.arrow examples/sms_last_chance.toml --ledger ledger.db -o plan.arrow\n"
             "  winback plan scores.arrow examples/winback_content.toml --items world/items.arrow -o plan.arrow\n"
             "  winback explain 1000011 --plan plan.arrow --scores scores.arrow\n"
-            "  winback plan scores/ examples/winback_lapsing.toml -o plan/ --dask local   # a partitioned scores dataset"
+            "  winback plan scores/ examples/winback_lapsing.toml -o plan/ --dask local   # a partitioned scores dataset\n"
+            "  winback plan scores/ examples/winback_lapsing.toml -o plan/   # the same in this process, partition by partition"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,13 +59,16 @@ def run(args: argparse.Namespace) -> int:
     from engine.atomic import write_table
     from engine.plan import plan
 
-    if args.dask is not None:
-        from engine.plan_dist import plan_partitioned
+    from pathlib import Path
 
+    from engine.plan_dist import is_partitioned_scores, plan_partitioned
+
+    if args.dask is not None or (is_partitioned_scores(args.scores) and not Path(args.output).suffix):
         s = plan_partitioned(args.scores, args.campaign, out_dir=args.output, as_of=args.as_of, dask=args.dask,
                              n_workers=args.workers, ledger=args.ledger, items=args.items)
-        print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) in {s['partitions']} partitions on "
-              f"Dask ({args.dask}, {s['workers']} workers) in {s['seconds']:.1f} s -> {args.output}/")
+        where = f"on Dask ({args.dask}, {s['workers']} workers)" if args.dask else "one after another in this process"
+        print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) in {s['partitions']} partitions "
+              f"{where} in {s['seconds']:.1f} s -> {args.output}/")
     else:
         table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
         write_table(table, args.output)
