@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Message", "Result", "Adapter", "SENT", "RETRY", "FAILED"]
+__all__ = ["Message", "Result", "Adapter", "SENT", "RETRY", "FAILED", "content_fields"]
 
 SENT: Literal["sent"] = "sent"
 RETRY: Literal["retry"] = "retry"
@@ -35,6 +35,8 @@ class Message(NamedTuple):
     send_at: float
     template: str | None = None
     campaign_id: str | None = None
+    #: the planner's content as JSON text, ``{"theme": "...", "items": [item ids]}``, or None
+    content: str | None = None
 
 
 class Result(NamedTuple):
@@ -72,3 +74,15 @@ class Adapter(Protocol):
 # ``async def send_one(self, message: Message) -> Result``, the same as
 # ``(await send([message]))[0]``; the dispatcher then calls it directly (one list and
 # one coroutine less per message on the hot path).
+
+
+def content_fields(m: Message) -> dict[str, str]:
+    """The message's content as flat string fields for providers whose custom fields take
+    strings only (FCM ``data``, SendGrid ``custom_args``): ``theme`` and ``items`` (item
+    ids joined by commas); {} when the message has none."""
+    if not m.content:
+        return {}
+    import json
+
+    doc = json.loads(m.content)
+    return {"theme": str(doc.get("theme") or ""), "items": ",".join(str(i) for i in doc.get("items") or [])}

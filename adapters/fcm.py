@@ -2,7 +2,7 @@
 
 ``POST {base}/v1/projects/{project}/messages:send`` with ``Authorization: Bearer
 <token>`` and ``{"message": {"token": TO, "notification": {"title": SUBJECT,
-"body": BODY}, "data": {"message_id": ID}}}``.  200 with ``name`` = sent (the name
+"body": BODY}, "data": {"message_id": ID[, "theme": THEME, "items": "ID,ID"]}}}``.  200 with ``name`` = sent (the name
 is the provider id).  A 404 (or 400) whose error details carry ``UNREGISTERED`` is a
 permanent failure with error ``"404 unregistered: ..."`` so the dispatcher suppresses
 the token.  iOS is reached through FCM (APNs needs HTTP/2, which aiohttp lacks).
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import aiohttp
 
-from adapters.base import FAILED, Message, Result
+from adapters.base import FAILED, Message, Result, content_fields
 from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["FcmAdapter"]
@@ -45,7 +45,7 @@ class FcmAdapter(HttpAdapter):
 
     async def _one(self, m: Message) -> Result:
         doc = {"message": {"token": m.to, "notification": {"title": m.subject or "", "body": m.body},
-                           "data": {"message_id": m.message_id}}}
+                           "data": {"message_id": m.message_id, **content_fields(m)}}}
         headers = {"Authorization": f"Bearer {self._token.reveal()}", "Content-Type": "application/json",
                    "Idempotency-Key": m.message_id}
         reply = await self.request("POST", self.url, data=json.dumps(doc, separators=(",", ":")).encode(),

@@ -5,7 +5,7 @@ personalization per message::
 
     {"from": {"email": SENDER},
      "personalizations": [{"to": [{"email": TO}], "subject": SUBJECT,
-                           "custom_args": {"message_id": ID}}, ...],
+                           "custom_args": {"message_id": ID[, "theme": T, "items": "ID,ID"]}}, ...],
      "content": [{"type": "text/html", "value": "{{body}}"}]}
 
 Each message's own body goes in ``substitutions`` (``{"{{body}}": BODY}``), so one
@@ -27,7 +27,7 @@ from typing import Sequence
 
 import aiohttp
 
-from adapters.base import FAILED, Message, Result
+from adapters.base import FAILED, Message, Result, content_fields
 from adapters.http import HttpAdapter, Secret, result_for
 
 __all__ = ["SendGridAdapter", "MAX_PERSONALIZATIONS"]
@@ -68,7 +68,7 @@ class SendGridAdapter(HttpAdapter):
     def payload(self, batch: Sequence[Message]) -> bytes:
         """The JSON request body for ``batch``."""
         pers = [{"to": [{"email": m.to}], "subject": m.subject or "", "substitutions": {"{{body}}": m.body},
-                 "custom_args": {"message_id": m.message_id}} for m in batch]
+                 "custom_args": {"message_id": m.message_id, **content_fields(m)}} for m in batch]
         doc = {"from": {"email": self.sender}, "personalizations": pers,
                "content": [{"type": "text/html", "value": "{{body}}"}]}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()

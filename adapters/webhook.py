@@ -59,6 +59,8 @@ def _json_doc(m: Message) -> dict:
         doc["campaign_id"] = m.campaign_id
     if m.template is not None:
         doc["template"] = m.template
+    if m.content:
+        doc["content"] = json.loads(m.content)
     return doc
 
 
@@ -88,6 +90,10 @@ def message_json(m: Message) -> bytes:
             out += ',"campaign_id":' + _quote(m.campaign_id)
         if m.template is not None:
             out += ',"template":' + _quote(m.template)
+        if m.content:
+            if type(m.content) is not str:
+                raise TypeError
+            out += ',"content":' + m.content  # compact JSON text written by the ledger
     except TypeError:  # a field that is not a str (or None): let the encoder decide
         return _ENCODE(_json_doc(m)).encode()
     return (out + "}").encode()

@@ -313,11 +313,11 @@ class _Run:
                 if one is not None:
                     r = batch[0]
                     results = (await one(Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "",
-                                                 r[8], r[9], r[10])),)
+                                                 r[8], r[9], r[10], r[12])),)
                 else:
                     results = await send([
-                        Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10])
-                        for r in batch])
+                        Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10],
+                                r[12]) for r in batch])
                 if len(results) != len(batch):
                     raise DispatchError(
                         f"the {name} adapter returned {len(results)} results for {len(batch)} "
@@ -335,7 +335,7 @@ class _Run:
             retried = lane.retried
             for r, res in zip(batch, results):
                 if res.status == SENT:
-                    sent(r[12], res.provider_id, t)
+                    sent(r[13], res.provider_id, t)
                     lane.sent += 1
                 else:
                     record(lane, r, res, t, max_attempts)
@@ -349,16 +349,16 @@ class _Run:
         ledger = self.ledger
         status = res.status
         if status == SENT:
-            ledger.sent(row[12], res.provider_id, t)
+            ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
         elif status == "retry" and row[11] < max_attempts:
-            ledger.retry(row[12], next_attempt_at(res, row[11], t), res.error, t)
+            ledger.retry(row[13], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
             lane.retrying += 1
         else:
             error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}"
             gone = status != "retry" and suppresses(res.error)
-            ledger.dead(row[12], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
+            ledger.dead(row[13], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
             self.suppressed_new |= gone
             lane.dead += 1
 

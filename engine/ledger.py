@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS messages (
     provider_id     TEXT,
     last_error      TEXT,
     sent_at         REAL,
-    updated_at      REAL
+    updated_at      REAL,
+    content         TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_planned ON messages (channel, next_attempt_at)
     WHERE state = 'planned';
@@ -91,8 +92,9 @@ CREATE TABLE IF NOT EXISTS broadcasts (campaign_id TEXT NOT NULL, at REAL NOT NU
 #: for :meth:`Ledger.sent` / :meth:`Ledger.retry` / :meth:`Ledger.dead`)
 CLAIM_COLUMNS = (
     "message_id", "user_id", "channel", "step", "variant", "to_addr", "subject",
-    "body", "send_at", "template", "campaign_id", "attempts", "rowid",
+    "body", "send_at", "template", "campaign_id", "attempts", "content", "rowid",
 )
+_ROWID = CLAIM_COLUMNS.index("rowid")
 # partial indexes cover only pending rows, so in_flight -> sent never touches them; the
 # state must be a literal for SQLite to use a partial index.  A claim selects the due rows
 # (attempts already counting this attempt) and then updates them by rowid, in one
@@ -127,10 +129,10 @@ _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 _INSERT_HEAD = (
     "INSERT OR IGNORE INTO messages (message_id, campaign_id, user_id, step, step_index, "
     "variant, channel, to_addr, subject, body, template, exit_on, send_at, "
-    "next_attempt_at, state, attempts, updated_at) VALUES "
+    "next_attempt_at, content, state, attempts, updated_at) VALUES "
 )
-_INSERT_WIDTH = 15  # the 14 plan values and updated_at
-_INSERT_ROW = "(" + ",".join(["?"] * 14) + ",'planned',0,?)"
+_INSERT_WIDTH = 16  # the 15 plan values and updated_at
+_INSERT_ROW = "(" + ",".join(["?"] * 15) + ",'planned',0,?)"
 _SENT_ONE = ("UPDATE messages SET state = 'sent', provider_id = ?, sent_at = ?, "
              "updated_at = ?, last_error = NULL WHERE rowid = ?")
 _SENT_HEAD = ("UPDATE messages SET state = 'sent', provider_id = v.column2, sent_at = v.column3, "
@@ -138,18 +140,19 @@ _SENT_HEAD = ("UPDATE messages SET state = 'sent', provider_id = v.column2, sent
 _SENT_TAIL = ") AS v WHERE messages.rowid = v.column1"
 
 
-def _statement_sizes(n: int):
-    """Split ``n`` rows into statements of 64 rows, then powers of two (few distinct SQL texts)."""
+def _statement_sizes(n: int, per: int = _ROWS_PER_STATEMENT):
+    """Split ``n`` rows into statements of ``per`` rows, then powers of two (few distinct SQL texts)."""
     while n:
-        k = _ROWS_PER_STATEMENT if n >= _ROWS_PER_STATEMENT else 1 << (n.bit_length() - 1)
+        k = per if n >= per else 1 << (n.bit_length() - 1)
         yield k
         n -= k
 
 
 def _multi_row(con: sqlite3.Connection, sql_for, flat: list, width: int) -> None:
-    """Run ``sql_for(k)`` (a statement of ``k`` rows of ``width`` parameters) over ``flat``."""
+    """Run ``sql_for(k)`` (a statement of ``k`` rows of ``width`` parameters) over ``flat``;
+    at most 999 parameters a statement (the oldest SQLite limit)."""
     i = 0
-    for k in _statement_sizes(len(flat) // width):
+    for k in _statement_sizes(len(flat) // width, min(_ROWS_PER_STATEMENT, 999 // width)):
         j = i + k * width
         con.execute(sql_for(k), flat[i:j])
         i = j
@@ -182,6 +185,20 @@ def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     return con
 
 
+def _content(plan: pa.Table) -> list:
+    """Per planned row the message's content as JSON text, ``{"theme": ..., "items": [...]}``
+    (None without a theme): adapters pass it on to providers that take structured data."""
+    n = plan.num_rows
+    if "theme" not in plan.column_names or plan.column("theme").null_count == n:
+        return [None] * n
+    import json
+
+    themes = plan.column("theme").to_pylist()
+    items = plan.column("items").to_pylist() if "items" in plan.column_names else [None] * n
+    return [None if t is None else json.dumps({"theme": t, "items": i or []}, separators=(",", ":"))
+            for t, i in zip(themes, items)]
+
+
 class Ledger:
     """An open ledger file.  Use as a context manager; every method commits its own work.
 
@@ -196,6 +213,8 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._con = _connect(self.path)
             self._con.executescript(_SCHEMA)
+            if "content" not in {r[1] for r in self._con.execute("PRAGMA table_info(messages)")}:
+                self._con.execute("ALTER TABLE messages ADD COLUMN content TEXT")  # a ledger of an older version
         except sqlite3.DatabaseError as exc:
             raise DispatchError(
                 f"cannot open ledger {self.path}: {exc}. Give --ledger a writable path to a "
@@ -278,7 +297,7 @@ class Ledger:
             col("message_id"), col("campaign_id"), col("user_id"), col("step"),
             [0 if s is None else s for s in step_index], col("variant"), col("channel"),
             col("to"), col("subject"), col("body"), col("template"), col("exit_on"),
-            send_list, send_list, [time.time()] * n,
+            send_list, send_list, _content(plan), [time.time()] * n,
         )
         # row-major parameters for multi-row INSERTs, interleaved by slice assignment
         flat: list = [None] * (n * _INSERT_WIDTH)
@@ -343,7 +362,7 @@ class Ledger:
                 rows += con.execute(_CLAIM_PLANNED, (channel, release_until, limit - len(rows))).fetchall()
             i = 0
             for k in _statement_sizes(len(rows)):
-                con.execute(_claim_update_sql(k), [now, *(r[12] for r in rows[i:i + k])])
+                con.execute(_claim_update_sql(k), [now, *(r[_ROWID] for r in rows[i:i + k])])
                 i += k
             con.execute("COMMIT")
         except BaseException:
