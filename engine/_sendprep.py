@@ -33,6 +33,10 @@ def read_any(path: str | os.PathLike, what: str) -> pa.Table:
         fmt = "feather"
     if fmt is None:
         raise InputError(f"{what} {path}: unknown file type {path.suffix!r}; use .arrow, .parquet or .csv.")
+    if fmt == "csv":  # an empty field is null (as 'winback score -o x.csv' writes nulls), not ""
+        import pyarrow.csv as pacsv
+
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     try:
         return ds.dataset(path, format=fmt).to_table()
     except (pa.ArrowInvalid, OSError) as exc:

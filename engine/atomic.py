@@ -67,14 +67,32 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _flat_lists(table: pa.Table) -> pa.Table:
+    """List columns as text for CSV: values joined by ``|`` (``[1, 2]`` -> ``"1|2"``)."""
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        t = field.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            col = table.column(i)
+            if not pa.types.is_list(t):
+                col = col.cast(pa.list_(t.value_type))
+            text = pc.binary_join(col.cast(pa.list_(pa.string())), "|")
+            table = table.set_column(i, field.name, text)
+    return table
+
+
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
     """Write ``table`` atomically; the format follows the suffix.
 
     ``.arrow``/``.feather``/``.ipc`` -> Arrow IPC file (uncompressed, memory-mappable),
-    ``.parquet`` -> Parquet (zstd), ``.csv`` -> CSV, ``.jsonl`` -> JSON lines.
+    ``.parquet`` -> Parquet (zstd), ``.csv`` -> CSV (list columns as ``|``-joined text;
+    CSV keeps no schema metadata), ``.jsonl`` -> JSON lines.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".csv":
+        table = _flat_lists(table)
     with atomic_path(path) as tmp:
         if suffix in (".arrow", ".feather", ".ipc", ""):
             feather.write_feather(table, tmp, compression="uncompressed")

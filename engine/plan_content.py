@@ -49,7 +49,8 @@ class ContentPlanner:
         raw = scores["category_affinity"].combine_chunks()
         width = raw.type.list_size if pa.types.is_fixed_size_list(raw.type) else None
         if score_cats is None or width is None or (score_cats and len(score_cats) != width):
-            raise InputError("the scores' category_affinity does not match their item metadata; rescore with --items")
+            raise InputError("the scores lost their item metadata (category names, item statistics): a CSV "
+                             "keeps neither; plan from the .arrow or .parquet scores of 'winback score --items'")
         flat = raw.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, width)
         # the affinity's categories in the catalogue's order (a changed catalogue keeps what matches)
         cats = self.items.categories

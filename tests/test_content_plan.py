@@ -209,3 +209,20 @@ def test_report_has_a_theme_experiment_when_the_campaign_explores(world):
     assert len(ctrl) == 1 and ctrl.pop() > 0
     assert report(plan(world / "scores.arrow", load_campaign(_campaign()), items=world / "items.arrow"),
                   simulate(p, world / "truth.arrow", seed=2))["theme_experiment"] == []
+
+
+def test_csv_scores_hold_lists_as_text_and_plans_say_what_csv_lost(world, tmp_path):
+    from engine.atomic import write_table
+
+    s = feather.read_table(world / "scores.arrow")
+    write_table(s, tmp_path / "scores.csv")
+    back = pacsv.read_csv(tmp_path / "scores.csv")
+    first = [x for x in s["consumed_items"].to_pylist() if x][0]
+    assert "|".join(map(str, first)) in back["consumed_items"].to_pylist()
+    # a plan without content works from the CSV (empty timezone fields read as null) ...
+    c = _campaign()
+    c["templates"]["t"] = {"subject": "hi", "body": "back"}
+    assert plan(tmp_path / "scores.csv", load_campaign(c)).num_rows == 2 * s.num_rows
+    # ... and one with content says the CSV lost the item metadata
+    with pytest.raises(InputError, match="CSV keeps neither"):
+        plan(tmp_path / "scores.csv", load_campaign(c), items=world / "items.arrow")
