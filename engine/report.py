@@ -38,7 +38,7 @@ from engine.plan_time import local_instants
 from engine.schema import DEFAULT_ACTIVITY, SECONDS_PER_DAY
 from engine.timeutil import to_epoch_seconds
 
-__all__ = ["report", "MIN_N"]
+__all__ = ["report", "suggested_weights", "MIN_N"]
 
 #: below this many users per arm a difference is reported as "too small to tell"
 MIN_N = 200
@@ -175,6 +175,7 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
                              for v in sorted(set(variant[treat]))}
     summary["by_theme"] = _by_theme(plan_t, users, f, treat, ctrl, msgs)
     summary["theme_experiment"] = _by_theme(plan_t, users, f, treat, ctrl, msgs, explored=True)
+    summary["suggested_theme_weights"] = suggested_weights(summary["theme_experiment"])
     summary["by_step_channel"] = _by_step_channel(msgs, events, users, f, start, end)
     summary["by_hour_offset"] = _by_hour_offset(plan_t, users, f)
     summary["cumulative"] = _cumulative(f["first_activity"], treat, ctrl, start, days)
@@ -227,7 +228,28 @@ def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs, explore
             # in the experiment a held-out user's drawn theme changes nothing: all held-out
             # explorers of the step are the control of every theme
             row.update(_compare(f["reengaged"], treat & has, ctrl & (anyone if explored else has)))
+            if explored:  # randomised: the theme against the step's other drawn themes, treated users only
+                other = _compare(f["reengaged"], treat & has, treat & anyone & ~has)
+                row["vs_other_themes"] = {"lift": other["lift"], "lift_ci": other["lift_ci"], "note": other["note"]}
             out.append(row)
+    return out
+
+
+def suggested_weights(experiment: list[dict]) -> dict[str, dict[str, float]]:
+    """Theme weights per step from the theme experiment, for ``themes = { ... }``: 2 for a
+    theme that re-engages more than the step's other drawn themes (95 % interval above
+    0), 0.5 for one that re-engages less (interval below 0); steps where nothing is
+    clear are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for r in experiment:
+        v = r.get("vs_other_themes") or {}
+        lo, hi = (v.get("lift_ci") or [None, None])
+        if v.get("note", "").startswith("too small") and "fewer" in v.get("note", ""):
+            continue
+        if lo is not None and lo > 0:
+            out.setdefault(r["step"], {})[r["theme"]] = 2.0
+        elif hi is not None and hi < 0:
+            out.setdefault(r["step"], {})[r["theme"]] = 0.5
     return out
 
 

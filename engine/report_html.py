@@ -97,6 +97,13 @@ def render_html(summary: dict) -> str:
                    "([content] explore), against all held-out explorers of the step: within a step, these rows "
                    "compare themes with each other on like users.</p>"
                    + _theme_table(summary["theme_experiment"]))
+        sugg = summary.get("suggested_theme_weights") or {}
+        if sugg:
+            lines = "\n".join(f"# step {step}\nthemes = {{ " + ", ".join(f"{k} = {v:g}" for k, v in w.items()) + " }"
+                              for step, w in sugg.items())
+            themes += ("<p>Weights the experiment supports (a theme that re-engaged more than the step's other "
+                       "drawn themes gets 2, one that re-engaged less 0.5), for the campaign's "
+                       f"<code>[[steps]]</code>:</p><pre>{html.escape(lines)}</pre>")
     blast = ""
     if "blast" in summary:
         b = summary["blast"]

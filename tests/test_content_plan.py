@@ -204,6 +204,8 @@ def test_report_has_a_theme_experiment_when_the_campaign_explores(world):
     s = report(p, simulate(p, world / "truth.arrow", seed=2))
     rows = s["theme_experiment"]
     assert rows and len({r["theme"] for r in rows if r["step"] == "one"}) >= 4
+    assert all(set(r["vs_other_themes"]) == {"lift", "lift_ci", "note"} for r in rows)
+    assert isinstance(s["suggested_theme_weights"], dict)
     # every theme of a step is compared with the same control: all held-out explorers of the step
     ctrl = {r["holdout"]["users"] for r in rows if r["step"] == "one"}
     assert len(ctrl) == 1 and ctrl.pop() > 0
@@ -226,3 +228,16 @@ def test_csv_scores_hold_lists_as_text_and_plans_say_what_csv_lost(world, tmp_pa
     # ... and one with content says the CSV lost the item metadata
     with pytest.raises(InputError, match="CSV keeps neither"):
         plan(tmp_path / "scores.csv", load_campaign(c), items=world / "items.arrow")
+
+
+def test_suggested_weights_follow_the_experiment_intervals():
+    from engine.report import suggested_weights
+
+    def row(step, theme, lo, hi, note=""):
+        return {"step": step, "theme": theme, "vs_other_themes": {"lift": (lo + hi) / 2, "lift_ci": [lo, hi],
+                                                                   "note": note}}
+
+    rows = [row("a", "trending", 0.01, 0.05), row("a", "broaden", -0.04, -0.01), row("a", "editorial", -0.01, 0.02),
+            row("b", "new_in_your_categories", 0.02, 0.09, "too small to tell: fewer than 200 users in an arm")]
+    assert suggested_weights(rows) == {"a": {"trending": 2.0, "broaden": 0.5}}
+    assert suggested_weights([]) == {}

@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
                 print("\n".join(theme_lines(big)))
             if len(big) < len(rows) and big:
                 print(f"  ({len(rows) - len(big)} smaller groups in the HTML report)")
+    for step, weights in (s.get("suggested_theme_weights") or {}).items():
+        print(f"suggested for step {step!r} from the experiment: themes = {{ "
+              + ", ".join(f"{k} = {v:g}" for k, v in weights.items()) + " }")
     out = Path(args.output)
     print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
     print(f"report: {out / 'index.html'}")
