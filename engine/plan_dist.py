@@ -139,12 +139,13 @@ class _Done:
 
 
 def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | None = None, n_workers: int = 2,
-                     suppressions=None, ledger=None, items=None) -> dict:
+                     suppressions=None, ledger=None, items=None, progress: bool = False) -> dict:
     """Plan every partition of ``scores_dir`` into the Parquet dataset ``out_dir``; returns the summary.
 
     ``dask``: None (in this process), ``"local"`` (a LocalCluster of ``n_workers``
     processes on 127.0.0.1) or a scheduler address; the other arguments are those of
-    :func:`engine.plan.plan` (``ledger``, ``items``: paths every worker can read).
+    :func:`engine.plan.plan` (``ledger``, ``items``: paths every worker can read);
+    ``progress``: a bar on stderr over partitions x (prelude, steps, write).
     """
     t_start = time.perf_counter()
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
@@ -161,6 +162,9 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
         client, cluster = _client(dask, n_workers, 1)
         workers = len(client.scheduler_info()["workers"])
     timing = {}
+    from engine.progress import bar
+
+    pbar = bar(progress, total=len(parts) * (len(cmp.steps) + 2), desc="plan", unit="part-steps")
     try:
         t0 = time.perf_counter()
         pres = client.gather([client.submit(_prelude_task, path, cmp, suppressions, ledger, pure=False)
@@ -170,6 +174,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
                                  ledger, start)
         fill = ps.value_fill(pres)
         del pres
+        pbar.update(len(parts))
         states = [client.submit(_init_task, path, cmp, start, zones, fill, suppressions, ledger, items, pure=False)
                   for _, path in parts]
         leveller = ps.Leveller(cmp, start, zones)
@@ -182,6 +187,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
             states = [client.submit(_apply_task, client.submit(operator.getitem, b, 0, pure=False), k, lv,
                                     pure=False) for b, lv in zip(both, leveled)]
             del both, cands
+            pbar.update(len(parts))
         timing["steps_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         from engine.plan import plan_meta_of, sunset_meta
@@ -191,6 +197,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
         with atomic_dir(out_dir) as tmp:
             infos = client.gather([client.submit(_finish_task, st, path, k, str(tmp), base, pure=False)
                                    for st, (k, path) in zip(states, parts)])
+            pbar.update(len(parts))
             meta = dict(base, seconds=round(time.perf_counter() - t_start, 3))
             meta["summary"] = merge_summaries([i["summary"] for i in infos])
             last = [i["last_sent"] for i in infos if i["last_sent"] is not None]
@@ -205,6 +212,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
                                                        default=str), encoding="utf-8")
         del states
     finally:
+        pbar.close()
         if cluster is not None or dask is not None:
             client.close()
         if cluster is not None:

@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue given to 'winback score --items': pick a theme and items per message "
                         "(e.g. --items world/items.arrow); see docs/content.md")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar (partitioned planning)")
     from engine.cli.score import add_dask_options
 
     add_dask_options(p, "plan a partitioned scores dataset (the output of 'winback score parts/ -o scores/') "
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dask is not None or (is_partitioned_scores(args.scores) and not Path(args.output).suffix):
         s = plan_partitioned(args.scores, args.campaign, out_dir=args.output, as_of=args.as_of, dask=args.dask,
-                             n_workers=args.workers, ledger=args.ledger, items=args.items)
+                             n_workers=args.workers, ledger=args.ledger, items=args.items,
+                             progress=not args.no_progress)
         where = f"on Dask ({args.dask}, {s['workers']} workers)" if args.dask else "one after another in this process"
         print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) in {s['partitions']} partitions "
               f"{where} in {s['seconds']:.1f} s -> {args.output}/")
