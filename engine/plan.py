@@ -51,7 +51,7 @@ from engine.campaign import Campaign, load_campaign
 from engine.errors import ConfigError, InputError
 from engine.guard import check_scores, guard_counts
 from engine.partition import splitmix64
-from engine.plan_steps import NEVER, REASONS
+from engine.plan_steps import REASONS
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PLAN_SCHEMA, SECONDS_PER_DAY
 from engine.templates import render
 from engine.timeutil import from_epoch_seconds, parse_as_of
@@ -109,17 +109,17 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
     score_meta = json.loads(meta_raw) if meta_raw else {}
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
-    pre = ps.prelude(scores, cmp, suppressions=suppressions, ledger=ledger)
+    part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
+    pre = part.prelude()
     broadcast = guard_counts(cmp, pre["audience_reachable"], pre["reachable"], ledger, start)
-    part = ps.PartitionPlan(scores, cmp, start, pre["zones"], ps.value_fill([pre]), suppressions=suppressions,
-                            ledger=ledger, items=items)
+    part.settle(pre["zones"], ps.value_fill([pre]))
     leveller = ps.Leveller(cmp, start, pre["zones"])
     for k in range(len(cmp.steps)):
         part.apply(k, leveller.level([part.candidates(k)])[0])
     result = part.table_out()
     meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0)
     meta["summary"] = plan_summary(result)
-    meta["sunset"] = _sunset_meta(cmp, part.sent_at, start)
+    meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
     return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
 
 
@@ -127,12 +127,6 @@ def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> 
     """The ``winback.plan`` metadata besides the summary and the sunset rule."""
     return {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
             "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta()}
-
-
-def _sunset_meta(cmp: Campaign, sent_at: np.ndarray, start: int) -> dict:
-    planned = sent_at != NEVER
-    return sunset_meta(cmp, int(planned.any(axis=1).sum()), int(sent_at[planned].max()) if planned.any() else None,
-                       start)
 
 
 def sunset_meta(cmp: Campaign, candidates: int, last_sent: int | None, start: int) -> dict:

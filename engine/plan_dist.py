@@ -4,8 +4,8 @@
 each partition where it lies and writes ``plan/part=K/part-0.parquet`` with the same
 rows :func:`engine.plan.plan` gives for all users at once:
 
-1. **prelude** (per partition, gathered): timezone names, audience and reach counts,
-   buyers' values.  The driver checks the broadcast guard on the totals and takes the
+1. **prelude** (per partition, read once into its planning state, gathered): timezone
+   names, audience and reach counts, buyers' values.  The driver checks the broadcast guard on the totals and takes the
    median value for users who never bought.
 2. **steps**, in order: every partition computes its candidates (per user: channel,
    time, caps, fatigue); the driver levels hourly capacity over all partitions at once
@@ -75,14 +75,18 @@ def _read(path: str):
     return t
 
 
-def _prelude_task(path, cmp, suppressions, ledger):
-    return ps.prelude(_read(path), cmp, suppressions=suppressions, ledger=ledger)
-
-
-def _init_task(path, cmp, start, zones, fill, suppressions, ledger, items):
+def _init_task(path, cmp, start, suppressions, ledger, items):
     # the state keeps per-user arrays only; the scores are read again to write the rows
-    return ps.PartitionPlan(_read(path), cmp, start, zones, fill, suppressions=suppressions, ledger=ledger,
+    return ps.PartitionPlan(_read(path), cmp, start, suppressions=suppressions, ledger=ledger,
                             items=items).drop_scores()
+
+
+def _prelude_task(state: ps.PartitionPlan) -> dict:
+    return state.prelude()
+
+
+def _settle_task(state: ps.PartitionPlan, zones: list[str], fill: float) -> ps.PartitionPlan:
+    return state.settle(zones, fill)
 
 
 def _candidates_task(state: ps.PartitionPlan, k: int):
@@ -104,9 +108,8 @@ def _finish_task(state: ps.PartitionPlan, path: str, k: int, out_dir: str, base_
     part = Path(out_dir) / f"part={k}"
     part.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, part / "part-0.parquet", compression="zstd")
-    sent = state.sent_at[state.sent_at != ps.NEVER]
-    return {"summary": plan_summary(table), "candidates": int((state.sent_at != ps.NEVER).any(axis=1).sum()),
-            "last_sent": int(sent.max()) if sent.size else None}
+    candidates, last_sent = state.sunset_counts()
+    return {"summary": plan_summary(table), "candidates": candidates, "last_sent": last_sent}
 
 
 def merge_summaries(parts: list[dict]) -> dict:
@@ -167,16 +170,16 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
     pbar = bar(progress, total=len(parts) * (len(cmp.steps) + 2), desc="plan", unit="part-steps")
     try:
         t0 = time.perf_counter()
-        pres = client.gather([client.submit(_prelude_task, path, cmp, suppressions, ledger, pure=False)
-                              for _, path in parts])
+        states = [client.submit(_init_task, path, cmp, start, suppressions, ledger, items, pure=False)
+                  for _, path in parts]
+        pres = client.gather([client.submit(_prelude_task, st, pure=False) for st in states])
         zones = sorted({z for p in pres for z in p["zones"]})
         broadcast = guard_counts(cmp, sum(p["audience_reachable"] for p in pres), sum(p["reachable"] for p in pres),
                                  ledger, start)
         fill = ps.value_fill(pres)
         del pres
+        states = [client.submit(_settle_task, st, zones, fill, pure=False) for st in states]
         pbar.update(len(parts))
-        states = [client.submit(_init_task, path, cmp, start, zones, fill, suppressions, ledger, items, pure=False)
-                  for _, path in parts]
         leveller = ps.Leveller(cmp, start, zones)
         timing["prelude_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -3,9 +3,10 @@
 
 Everything the planner decides is per user except three things, which the caller
 settles over the whole population: the broadcast guard (counts of the audience and
-the reachable users, :func:`prelude`), the value of users who never bought (the median
-of the buyers' mean purchase value), and hourly capacity per channel.  So a step is two
-calls: :meth:`PartitionPlan.candidates` returns the messages competing for capacity
+the reachable users, :meth:`PartitionPlan.prelude`), the value of users who never bought (the median
+of the buyers' mean purchase value), and hourly capacity per channel.  So a partition is built,
+reports its :meth:`~PartitionPlan.prelude`, takes the settled values
+(:meth:`~PartitionPlan.settle`), and then each step is two calls: :meth:`PartitionPlan.candidates` returns the messages competing for capacity
 (with their ordering keys: confident send time first, then expected value, then user
 id), the caller levels them over every partition at once
 (:func:`engine.plan_time.level_capacity`), and :meth:`PartitionPlan.apply` takes the
@@ -24,7 +25,7 @@ from engine.guard import suppressed_matrix
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY
 from engine.sendtime import offset_table, zone_index
 
-__all__ = ["PartitionPlan", "Leveller", "prelude", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
+__all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
 
 REASONS = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
            "fatigue_budget", "min_gap", "capacity", "broadcast_guard")
@@ -63,18 +64,6 @@ def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarr
     return consent, address, consent & address & ~suppressed
 
 
-def prelude(scores: pa.Table, cmp: Campaign, *, suppressions=None, ledger=None) -> dict:
-    """What the whole population must agree on, from one partition: its timezone names,
-    audience and reach counts (broadcast guard), and its buyers' mean purchase values."""
-    zones, _ = zone_index(scores, cmp.timezone)
-    audience = cmp.audience(scores)
-    _, _, reach = _reach(scores, suppressions, ledger)
-    any_reach = reach.any(axis=1)
-    monetary = col(scores, "monetary", np.nan, np.float64)
-    return {"zones": list(zones), "reachable": int(any_reach.sum()), "audience_reachable": int((audience & any_reach).sum()),
-            "monetary": monetary[np.isfinite(monetary)]}
-
-
 def value_fill(preludes: list[dict]) -> float:
     """The median buyers' value over all partitions (1.0 when nobody bought)."""
     m = np.concatenate([p["monetary"] for p in preludes]) if preludes else np.zeros(0)
@@ -84,20 +73,14 @@ def value_fill(preludes: list[dict]) -> float:
 class PartitionPlan:
     """Per-user planning state of one partition; see the module docstring."""
 
-    def __init__(self, scores: pa.Table, cmp: Campaign, start: int, zones: list[str], fill_value: float, *,
-                 suppressions=None, ledger=None, items=None):
+    def __init__(self, scores: pa.Table, cmp: Campaign, start: int, *, suppressions=None, ledger=None, items=None):
         from engine.plan import assignments
 
         self.scores, self.cmp, self.start = scores, cmp, int(start)
         n = self.n = scores.num_rows
         self.uid = scores["user_id"].to_numpy()
-        local, zone = zone_index(scores, cmp.timezone)
-        gpos = {z: i for i, z in enumerate(zones)}
-        self.zones = list(zones)
-        self.zone = np.array([gpos[z] for z in local], np.int64)[zone] if n else np.zeros(0, np.int64)
+        self._local_zones, self._local_zone = zone_index(scores, cmp.timezone)
         self.horizon = horizon_of(cmp, self.start)
-        self.table, self.tab_t0 = offset_table(self.zones, self.start - 2 * SECONDS_PER_DAY, self.horizon)
-        self.off = pt.OffsetLookup(self.table, self.tab_t0)
         self.content = None
         if items is not None:
             from engine.plan_content import ContentPlanner
@@ -107,8 +90,7 @@ class PartitionPlan:
         self.holdout, self.variant = assignments(self.uid, cmp)
         self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
         self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
-        monetary = col(scores, "monetary", np.nan, np.float64)
-        self.value = np.where(np.isnan(monetary), fill_value, monetary)
+        self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
         self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
@@ -121,6 +103,31 @@ class PartitionPlan:
         self.cols: dict[str, list] = {k: [] for k in ("reason", "channel", "send_at", "ev")}
         self.cum_delay = 0.0
         self._step = None
+
+    def prelude(self) -> dict:
+        """What the whole population must agree on, from this partition: its timezone names,
+        audience and reach counts (broadcast guard), and its buyers' mean purchase values."""
+        any_reach = self.reach.any(axis=1)
+        return {"zones": list(self._local_zones), "reachable": int(any_reach.sum()),
+                "audience_reachable": int((self.audience & any_reach).sum()),
+                "monetary": self._monetary[np.isfinite(self._monetary)]}
+
+    def settle(self, zones: list[str], fill_value: float) -> "PartitionPlan":
+        """Take the population's settled values: every partition's timezone names (the
+        zone indexes shared with :class:`Leveller`) and the value of users who never bought."""
+        gpos = {z: i for i, z in enumerate(zones)}
+        self.zones = list(zones)
+        self.zone = np.array([gpos[z] for z in self._local_zones], np.int64)[self._local_zone] if self.n \
+            else np.zeros(0, np.int64)
+        self.table, self.tab_t0 = offset_table(self.zones, self.start - 2 * SECONDS_PER_DAY, self.horizon)
+        self.off = pt.OffsetLookup(self.table, self.tab_t0)
+        self.value = np.where(np.isnan(self._monetary), fill_value, self._monetary)
+        return self
+
+    def sunset_counts(self) -> tuple[int, int | None]:
+        """(users with a planned message, the last planned instant or None) for the sunset rule."""
+        planned = self.sent_at != NEVER
+        return int(planned.any(axis=1).sum()), (int(self.sent_at[planned].max()) if planned.any() else None)
 
     def candidates(self, k: int) -> dict[int, dict[str, np.ndarray]]:
         """Step ``k`` up to capacity; per capacity-limited channel the competing messages:
