@@ -69,9 +69,15 @@ def _unit(h: np.ndarray) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def user_hash(user_ids: np.ndarray, campaign: Campaign) -> np.ndarray:
+    """SplitMix64 of (user id XOR the campaign id's hash): each per-user draw of the
+    campaign (holdout, variant, theme experiment) salts this differently."""
+    return splitmix64(np.asarray(user_ids, np.int64).view(np.uint64) ^ _campaign_hash(campaign.id))
+
+
 def assignments(user_ids: np.ndarray, campaign: Campaign) -> tuple[np.ndarray, np.ndarray]:
     """(holdout bool, variant index) per user, deterministic in (campaign id, user id)."""
-    base = splitmix64(np.asarray(user_ids, np.int64).view(np.uint64) ^ _campaign_hash(campaign.id))
+    base = user_hash(user_ids, campaign)
     u_hold = _unit(splitmix64(base ^ np.uint64(0x686F6C646F7574)))
     u_var = _unit(splitmix64(base ^ np.uint64(0x76617269616E74)))
     w = np.array([v.weight for v in campaign.variants], np.float64)

@@ -10,6 +10,7 @@ held-out users theme by theme.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -21,7 +22,8 @@ from engine import themes
 from engine.affinity import consumed_csr
 from engine.errors import ConfigError, InputError
 from engine.items import Items, decode_table, load_items
-from engine.schema import SECONDS_PER_DAY, THEMES
+from engine.partition import splitmix64
+from engine.schema import THEMES
 from engine.timeutil import to_epoch_seconds
 
 __all__ = ["ContentPlanner", "ITEM_FIELD"]
@@ -78,12 +80,9 @@ class ContentPlanner:
         self.catalogue = themes.prepare(self.items, popularity, trend, start, end, cfg)
         self.n = n
         # the theme experiment: a deterministic share of users, by a hash of (campaign, user)
-        from engine.plan import _campaign_hash, _unit
-        from engine.partition import splitmix64
+        from engine.plan import _unit, user_hash
 
-        self._base = splitmix64(scores["user_id"].to_numpy().astype(np.int64).view(np.uint64)
-                                ^ _campaign_hash(campaign.id))
-        self._unit = _unit
+        self._base = user_hash(scores["user_id"].to_numpy(), campaign)
         self.explorer = _unit(splitmix64(self._base ^ np.uint64(0x6578706C6F7265))) < cfg.explore
         self.prev_items = np.full((n, 0), -1, np.int64)
         self.prev_themes = np.zeros(n, np.int64)
@@ -92,10 +91,10 @@ class ContentPlanner:
 
     def step(self, step, send_at: np.ndarray, active: np.ndarray) -> None:
         """Pick for one step (in order); ``send_at`` epoch s per user, ``active`` who gets content."""
-        from engine.partition import splitmix64
+        from engine.plan import _unit
 
         k = len(self.theme_cols)
-        draw = np.where(self.explorer, self._unit(splitmix64(self._base ^ np.uint64(0x64726177 + k))), -1.0)
+        draw = np.where(self.explorer, _unit(splitmix64(self._base ^ np.uint64(0x64726177 + k))), -1.0)
         theme, rows = themes.pick(self.shares, self.conf, self.last_active, self.cons_ptr, self.cons_rows,
                                   send_at, active, self.catalogue, step, self.cmp.content, self.prev_items,
                                   self.prev_themes, draw)
@@ -110,18 +109,24 @@ class ContentPlanner:
         theme = np.concatenate(self.theme_cols)
         ind = pa.array(theme.astype(np.int32), mask=theme < 0)
         theme_arr = pa.DictionaryArray.from_arrays(ind, pa.array(THEMES, pa.string())).cast(pa.string())
-        k = max(r.shape[1] for r in self.item_cols)
-        rows = np.concatenate([np.pad(r, ((0, 0), (0, k - r.shape[1])), constant_values=-1)
-                               for r in self.item_cols]) if k else np.zeros((len(theme), 0), np.int64)
+        rows = self._rows
+        k = rows.shape[1]
         have = rows >= 0
         offsets = np.zeros(len(rows) + 1, np.int32)
         np.cumsum(have.sum(axis=1), out=offsets[1:])
         ids = self.items.ids[rows[have]] if k else np.zeros(0, np.int64)
-        self._rows = rows
         explored = np.tile(self.explorer, len(self.theme_cols))
         return {"theme": theme_arr,
                 "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int64())),
                 "explored": pa.array(explored, pa.bool_(), mask=theme < 0)}
+
+    @functools.cached_property
+    def _rows(self) -> np.ndarray:
+        """Item rows of every plan row (all steps, step-major), -1 padded to the widest step."""
+        k = max(r.shape[1] for r in self.item_cols)
+        if not k:
+            return np.zeros((sum(len(r) for r in self.item_cols), 0), np.int64)
+        return np.concatenate([np.pad(r, ((0, 0), (0, k - r.shape[1])), constant_values=-1) for r in self.item_cols])
 
     def field_names(self) -> set[str]:
         """Template fields this content offers: ``theme`` and ``items[i].<column>``."""
@@ -139,8 +144,3 @@ class ContentPlanner:
         if pa.types.is_list(values.type):
             values = pc.binary_join(values, ", ")
         return values.take(pa.array(np.maximum(rows, 0), mask=rows < 0))
-
-
-def horizon(cmp, start: int) -> int:
-    """The last instant (epoch s) a step of ``cmp`` may plausibly go out, for the candidate lists."""
-    return start + int((sum(s.delay_days for s in cmp.steps) + 3) * SECONDS_PER_DAY)
