@@ -28,9 +28,8 @@ import numpy as np
 
 from engine._numba import njit
 from engine.schema import CLICK, EVENTS, PURCHASE, SESSION
+from engine.io import NO_ITEM
 from engine.userindex import lookup_one
-
-NO_ITEM = np.iinfo(np.int64).min  # as engine.io.NO_ITEM
 
 __all__ = ["ItemAccumulators", "accumulate_items", "consumed_csr", "with_items", "EVENT_WEIGHT",
            "DEFAULT_HALF_LIFE_DAYS"]

@@ -209,13 +209,12 @@ def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs, explore
         if "explored" not in t.column_names:
             return []
         t = t.filter(pc.fill_null(t["explored"], False))
-    sent = set(msgs["message_id"].to_pylist()) if msgs.num_rows and "message_id" in msgs.column_names else set()
     steps = np.asarray(t["step_index"].to_numpy(), np.int64)
     step_names = np.asarray(t["step"].to_numpy(zero_copy_only=False), dtype=object)
     names = np.asarray(t["theme"].to_numpy(zero_copy_only=False), dtype=object)
     pos = np.searchsorted(users, t["user_id"].to_numpy())
-    was_sent = pc.is_in(t["message_id"], value_set=pa.array(sorted(sent), pa.string())).to_numpy(
-        zero_copy_only=False) if sent else np.zeros(t.num_rows, bool)
+    was_sent = pc.is_in(t["message_id"], value_set=msgs["message_id"]).to_numpy(zero_copy_only=False) \
+        if msgs.num_rows and "message_id" in msgs.column_names else np.zeros(t.num_rows, bool)
     out = []
     for k in sorted(set(steps.tolist())):
         anyone = np.zeros(len(users), bool)

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from concurrent.futures import ThreadPoolExecutor
 import os
 import time
 import zoneinfo
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa

@@ -40,7 +40,7 @@ randomised comparison of themes, which the heuristic choice above cannot give.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numba import prange
@@ -71,17 +71,19 @@ class StepContent:
 class Catalogue:
     """Candidate lists for a plan that starts at ``start`` (epoch s, UTC).
 
-    ``cat_lists[theme]`` = (ptr [C+1], rows): per category, the theme's candidates in
-    order (themes NEW, LEAVING, EDITORIAL); ``trending`` and ``popular``: global lists.
+    For the themes NEW, LEAVING, EDITORIAL (row ``th`` of both arrays): per category
+    ``c`` the theme's candidates in order are ``lists_rows[th, lists_ptr[th, c]:lists_ptr[th, c + 1]]``
+    (``lists_rows`` is -1 padded to the longest); ``trending`` and ``popular``: global lists.
     """
 
     cat_ptr: np.ndarray
     cat_idx: np.ndarray
     added: np.ndarray
     expires: np.ndarray
-    cat_lists: list = field(default_factory=list)
-    trending: np.ndarray = None
-    popular: np.ndarray = None
+    lists_ptr: np.ndarray
+    lists_rows: np.ndarray
+    trending: np.ndarray
+    popular: np.ndarray
 
 
 def _by_category(rows: np.ndarray, key_order: np.ndarray, cat_ptr, cat_idx, n_cat: int, pool: int):
@@ -131,8 +133,12 @@ def prepare(items, popularity: np.ndarray, trend: np.ndarray, start: int, end: i
     trending = sel[np.lexsort((sel, -popularity[sel], -trend[sel]))][:cfg.pool]
     sel = rows[live]
     popular = sel[np.lexsort((sel, -popularity[sel]))][:cfg.pool]
+    lists_rows = np.full((3, max([len(r) for _, r in lists] + [1])), -1, np.int64)
+    for th, (_, r) in enumerate(lists):
+        lists_rows[th, :len(r)] = r
     return Catalogue(cat_ptr=items.cat_ptr, cat_idx=items.cat_idx, added=added, expires=expires,
-                     cat_lists=lists, trending=trending, popular=popular)
+                     lists_ptr=np.stack([p for p, _ in lists]).astype(np.int64), lists_rows=lists_rows,
+                     trending=trending, popular=popular)
 
 
 @njit
@@ -314,20 +320,16 @@ def pick(shares, conf, last_active, cons_ptr, cons_rows, send_at, active, cat: C
     if draw is None:
         draw = np.full(n, -1.0)
     n_cat = shares.shape[1]
-    width = max([len(r) for _, r in cat.cat_lists] + [1])
-    lists_ptr = np.stack([p for p, _ in cat.cat_lists]).astype(np.int64)
-    lists_rows = np.full((3, width), -1, np.int64)
-    for th, (_, r) in enumerate(cat.cat_lists):
-        lists_rows[th, :len(r)] = r
-    if lists_ptr.shape[1] != n_cat + 1:
+    if cat.lists_ptr.shape[1] != n_cat + 1:
         raise ValueError("affinity width and catalogue categories differ")
     out_theme = np.empty(n, np.int64)
     out_items = np.empty((n, max(k, 1)), np.int64)
     _pick_blocks(np.ascontiguousarray(shares, np.float32), np.asarray(conf, np.float64),
                  np.asarray(last_active, np.int64), cons_ptr, cons_rows, np.asarray(send_at, np.int64),
                  np.asarray(active, np.bool_), np.ascontiguousarray(prev_items, np.int64),
-                 np.asarray(prev_themes, np.int64), np.asarray(draw, np.float64), cat.cat_ptr, cat.cat_idx, cat.added, cat.expires, lists_ptr,
-                 lists_rows, cat.trending, cat.popular, k, np.asarray(step.weights, np.float64), int(step.pin),
+                 np.asarray(prev_themes, np.int64), np.asarray(draw, np.float64), cat.cat_ptr, cat.cat_idx,
+                 cat.added, cat.expires, cat.lists_ptr, cat.lists_rows, cat.trending, cat.popular, k,
+                 np.asarray(step.weights, np.float64), int(step.pin),
                  PRIOR, int(cfg.new_days * SECONDS_PER_DAY), int(cfg.leaving_days * SECONDS_PER_DAY),
                  float(cfg.min_confidence), float(cfg.broaden_share), float(cfg.repeat_penalty),
                  out_theme, out_items)
