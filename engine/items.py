@@ -120,8 +120,8 @@ def _categories(col, path) -> tuple[pa.Array, np.ndarray, np.ndarray, tuple[str,
     keep = pc.and_(pc.is_valid(values), pc.not_equal(values, "")).fill_null(False).to_numpy(zero_copy_only=False)
     values, parent = values.filter(pa.array(keep)), parent[keep]
     names = tuple(sorted(pc.unique(values).to_pylist()))
-    codes = np.searchsorted(np.array(names, dtype=object), np.array(values.to_pylist(), dtype=object)) \
-        if len(values) else np.zeros(0, np.int64)
+    codes = pc.index_in(values, value_set=pa.array(names, pa.string())).to_numpy(zero_copy_only=False).astype(
+        np.int64) if len(values) else np.zeros(0, np.int64)
     # distinct categories per item, sorted by code
     order = np.lexsort((codes, parent))
     parent, codes = parent[order], codes[order]

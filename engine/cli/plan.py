@@ -103,7 +103,7 @@ def _warn_memory(args: argparse.Namespace) -> None:
     try:
         rows = ds.dataset(args.scores, format="parquet" if str(args.scores).endswith(".parquet") else "ipc").count_rows()
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, Exception):  # a CSV, a directory, an unknown platform: no estimate
+    except Exception:  # a CSV, a directory, an unknown platform: no estimate
         return
     need = rows * _BYTES_PER_USER[args.items is not None]
     if need > 0.8 * total:
