@@ -107,8 +107,9 @@ class ContentPlanner:
     def columns(self) -> dict[str, pa.Array]:
         """``theme`` (string) and ``items`` (list<int64> of item ids) for all steps, step-major."""
         theme = np.concatenate(self.theme_cols)
-        ind = pa.array(theme.astype(np.int32), mask=theme < 0)
-        theme_arr = pa.DictionaryArray.from_arrays(ind, pa.array(THEMES, pa.string())).cast(pa.string())
+        from engine.plan import _labels
+
+        theme_arr = _labels(theme, list(THEMES))
         rows = self._rows
         k = rows.shape[1]
         have = rows >= 0
