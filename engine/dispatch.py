@@ -311,13 +311,9 @@ class _Run:
             sending.add(me)
             try:
                 if one is not None:
-                    r = batch[0]
-                    results = (await one(Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "",
-                                                 r[8], r[9], r[10], r[12])),)
+                    results = (await one(_message(batch[0])),)
                 else:
-                    results = await send([
-                        Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10],
-                                r[12]) for r in batch])
+                    results = await send([_message(r) for r in batch])
                 if len(results) != len(batch):
                     raise DispatchError(
                         f"the {name} adapter returned {len(results)} results for {len(batch)} "
@@ -361,6 +357,11 @@ class _Run:
             ledger.dead(row[13], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
             self.suppressed_new |= gone
             lane.dead += 1
+
+
+def _message(r: tuple) -> Message:
+    """The :class:`Message` of a claimed ledger row (columns in ``engine.ledger.CLAIM_COLUMNS`` order)."""
+    return Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10], r[12])
 
 
 def _channels(providers: Any, needed: list[str]) -> tuple[dict[str, Channel], bool]:
