@@ -18,7 +18,7 @@ from typing import Sequence
 
 import aiohttp
 
-from adapters.base import FAILED, Message, Result, content_fields
+from engine.sending.protocol import FAILED, Message, Result, content_fields
 from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["FcmAdapter"]

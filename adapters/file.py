@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from adapters.base import FAILED, SENT, Message, Result
+from engine.sending.protocol import FAILED, SENT, Message, Result
 
 __all__ = ["FileAdapter", "normalise_email", "normalise_phone", "hash_address", "COLUMNS"]
 

@@ -31,35 +31,13 @@ from typing import Any, Mapping
 
 import aiohttp
 
-from adapters.base import FAILED, RETRY, SENT, Result
+from engine.sending.protocol import Secret, FAILED, RETRY, SENT, Result
 
 __all__ = ["Secret", "Reply", "HttpAdapter", "parse_retry_after", "classify", "result_for",
            "ERROR_TEXT_LIMIT"]
 
 #: characters of a provider's error text kept in ``Result.error``
 ERROR_TEXT_LIMIT = 300
-
-
-class Secret:
-    """A credential read from the environment; shows as ``Secret(NAME=***)`` everywhere."""
-
-    __slots__ = ("_value", "env")
-
-    def __init__(self, value: str, env: str = "?"):
-        self._value = value
-        self.env = env
-
-    def reveal(self) -> str:
-        """The secret itself, for building a request header only."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({self.env}=***)"
-
-    __str__ = __repr__
-
-    def __reduce__(self):  # never pickled into a log or a ledger
-        raise TypeError("a Secret cannot be pickled")
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -409,7 +409,7 @@ def _env(var: str | None, what: str) -> str | None:
 
 def write_record(provider: LocalProvider | dict, path: str) -> None:
     """Write ``provider.snapshot()`` (or a snapshot already taken) to ``path`` as JSON, atomically."""
-    from engine.atomic import atomic_path
+    from engine.io.atomic import atomic_path
 
     snap = provider if isinstance(provider, dict) else provider.snapshot()
     with atomic_path(path) as tmp:

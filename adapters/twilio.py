@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from adapters.base import Message, Result
+from engine.sending.protocol import Message, Result
 from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["TwilioAdapter"]

@@ -25,7 +25,8 @@ from typing import Sequence
 
 import aiohttp
 
-from adapters.base import SENT, Message, Result
+from engine.sending.protocol import SENT, Message, Result
+from engine.sending.signing import sign, verify_signature
 from adapters.http import HttpAdapter, Reply, Secret, each, result_for
 
 __all__ = ["WebhookAdapter", "sign", "verify_signature", "message_json", "iso_utc"]
@@ -99,13 +100,6 @@ def message_json(m: Message) -> bytes:
     return (out + "}").encode()
 
 
-def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 with ``secret`` of ``f"{timestamp}." + body``."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
 def _provider_id(text: str) -> str | None:
     """``id`` (else ``provider_id``) of a JSON answer, as a string; ``None`` when absent."""
     if text.startswith('{"id":"') and text.endswith('"}'):  # compact {"id":"..."}: no parse
@@ -140,11 +134,6 @@ class _Signer:
         mac = self._mac.copy()
         mac.update(self._prefix + body)
         return self._ts, "sha256=" + mac.hexdigest()
-
-
-def verify_signature(secret: str | bytes, timestamp: str, body: bytes, header: str) -> bool:
-    """True when ``header`` is the signature of ``body`` at ``timestamp`` (constant-time compare)."""
-    return hmac.compare_digest(sign(secret, timestamp, body), header or "")
 
 
 class WebhookAdapter(HttpAdapter):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from adapters.base import SENT, Message
+from engine.sending.protocol import SENT, Message
 from adapters.fcm import FcmAdapter
 from adapters.file import FileAdapter
 from adapters.local_provider import LocalProvider

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_bgnbd import TRUTH, synthesize  # noqa: E402
 
-from engine.bgnbd import BGNBD, compress  # noqa: E402
+from engine.scoring.bgnbd import BGNBD, compress  # noqa: E402
 
 USERS = int(os.environ.get("WINBACK_BENCH_USERS", "100000"))
 

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from engine.schema import SECONDS_PER_DAY
-from engine.timeutil import parse_as_of
+from engine.tz import parse_as_of
 
-gen = importlib.import_module("engine.generate")  # the module: engine.generate is also the function
+gen = importlib.import_module("engine.synth.generator")  # the module: engine.generate is also the function
 N_USERS = int(os.environ.get("WINBACK_BENCH_USERS", "50000"))
 AS_OF = parse_as_of(gen.DEFAULT_AS_OF)
 ZONES = [z for z, _ in gen.TIMEZONES]

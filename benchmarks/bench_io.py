@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from engine.io import iter_events, load_users
+from engine.io.readers import iter_events, load_users
 from engine.schema import CHANNELS, EVENTS
-from engine.userindex import UserIndex
+from engine.io.userindex import UserIndex
 
 AS_OF = 1_790_000_000
 

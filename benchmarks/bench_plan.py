@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.campaign import load_campaign
-from engine.plan import plan
+from engine.planning.campaign import load_campaign
+from engine.planning.planner import plan
 from engine.schema import CHANNELS
 
 AS_OF = "2026-11-01T00:00:00Z"

@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from adapters.webhook import sign
-from engine.receive import Receiver, sendgrid_hmac_signature, serve
-from engine.timeutil import from_epoch_seconds
+from engine.feedback.receiver import Receiver, sendgrid_hmac_signature, serve
+from engine.tz import from_epoch_seconds
 
 _round = itertools.count()
 
@@ -105,15 +105,15 @@ def _world(n=20_000):
 
 
 def test_simulate_20k(benchmark):
-    from engine.simulate import simulate
+    from engine.synth.simulate import simulate
 
     plan, truth = _world()
     benchmark(lambda: simulate(plan, truth, seed=1))
 
 
 def test_report_20k(benchmark):
-    from engine.report import report
-    from engine.simulate import simulate
+    from engine.reporting.measure import report
+    from engine.synth.simulate import simulate
 
     plan, truth = _world()
     ev = simulate(plan, truth, seed=1)

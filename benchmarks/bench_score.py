@@ -24,11 +24,12 @@ import os
 import numpy as np
 import pytest
 
-from engine import kernels, sendtime
-from engine.generate import generate
-from engine.io import iter_events, load_users
+from engine.scoring import kernels
+from engine.scoring import sendtime
+from engine.synth.generator import generate
+from engine.io.readers import iter_events, load_users
 from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
-from engine.score import score
+from engine.scoring.pipeline import score
 
 AS_OF = "2026-11-01T00:00:00Z"
 AS_OF_S = 1_793_491_200

@@ -23,10 +23,10 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from adapters.base import Result
-from engine.dispatch import Channel, send
-from engine.ledger import Ledger
-from engine.limiter import RateLimiter
+from engine.sending.protocol import Result
+from engine.sending.dispatcher import Channel, send
+from engine.ledger.store import Ledger
+from engine.sending.limiter import RateLimiter
 from engine.schema import TIMESTAMP
 
 

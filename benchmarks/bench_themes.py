@@ -15,9 +15,10 @@ import types
 import numpy as np
 import pytest
 
-from engine import affinity, themes
-from engine.items import NO_EXPIRY
-from engine.userindex import UserIndex
+from engine.scoring import affinity
+from engine.planning import themes
+from engine.io.items import NO_EXPIRY
+from engine.io.userindex import UserIndex
 
 N = int(os.environ.get("WINBACK_BENCH_USERS", "100000"))
 M, C, AS_OF = 20_000, 12, 1_793_491_200

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from engine.bgnbd import BGNBD  # noqa: E402
+from engine.scoring.bgnbd import BGNBD  # noqa: E402
 
 TRUTH = dict(r=0.4, alpha=15.0, a=0.7, b=2.5)  # days
 

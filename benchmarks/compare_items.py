@@ -32,7 +32,7 @@ AS_OF = "2026-11-01T00:00:00Z"
 
 _CHILD = r"""
 import json, resource, sys, time
-from engine.score import score
+from engine.scoring.pipeline import score
 world, with_items = sys.argv[1], sys.argv[2] == "1"
 t0 = time.perf_counter()
 s = score(f"{world}/users.arrow", f"{world}/events.arrow", as_of="2026-11-01T00:00:00Z",
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     n_items = a.items or max(200, a.users // 10)
     world = Path(a.dir) if a.dir else Path(tempfile.mkdtemp(prefix="winback-items-"))
     if not (world / "items.arrow").exists():
-        from engine.generate import generate
+        from engine.synth.generator import generate
 
         t0 = time.perf_counter()
         generate(a.users, seed=1, out_dir=world, as_of=AS_OF, n_items=n_items)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
 
 
 def _plan_timing(world: Path) -> None:
-    from engine.plan import plan
+    from engine.planning.planner import plan
 
     with tempfile.TemporaryDirectory() as tmp:
         scores = Path(tmp) / "scores.arrow"

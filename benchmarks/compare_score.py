@@ -93,8 +93,9 @@ def _zone_offsets(users_path: str):
 
 # -- the three methods ---------------------------------------------------------------------
 def run_winback(users: str, events: str) -> dict:
-    from engine import kernels, sendtime
-    from engine.io import iter_events, load_users
+    from engine.scoring import kernels
+    from engine.scoring import sendtime
+    from engine.io.readers import iter_events, load_users
     from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
 
     is_act = np.zeros(len(EVENTS) + 1, np.bool_)
@@ -245,7 +246,7 @@ def _auc(score: np.ndarray, positive: np.ndarray) -> float:
 def accuracy_and_fit(world: Path) -> None:
     import pyarrow.feather as feather
 
-    from engine.score import score, summary_of
+    from engine.scoring.pipeline import score, summary_of
 
     t0 = time.perf_counter()
     s = score(world / "users.arrow", world / "events.arrow", as_of=AS_OF)
@@ -273,7 +274,7 @@ def accuracy_and_fit(world: Path) -> None:
     t_x = s["recency_days"].to_numpy()
     T = s["tenure_days"].to_numpy()
     ok = T > 0
-    from engine.bgnbd import BGNBD
+    from engine.scoring.bgnbd import BGNBD
 
     t0 = time.perf_counter()
     BGNBD().fit(x[ok], t_x[ok], T[ok])
@@ -314,7 +315,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="winback-bench-") as tmp:
         world = Path(args.dir) if args.dir else Path(tmp) / "world"
         if not (world / "events.arrow").exists():
-            from engine.generate import generate
+            from engine.synth.generator import generate
 
             t0 = time.perf_counter()
             generate(n_users, seed=7, out_dir=world, as_of=AS_OF)

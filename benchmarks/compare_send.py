@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from adapters.base import Result  # noqa: E402
+from engine.sending.protocol import Result  # noqa: E402
 
 
 # -- limiters -------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def _worst_window(times: list[float]) -> int:
 
 async def _limiter_run(kind: str, rate: int, waiters: int, seconds: float) -> dict:
     if kind == "winback":
-        from engine.limiter import RateLimiter
+        from engine.sending.limiter import RateLimiter
 
         lim = RateLimiter(rate)
         acquire = lim.acquire
@@ -253,7 +253,7 @@ async def _bare(url: str, n: int, concurrency: int, secret: bytes, prefix: str) 
 
 def _winback_once(url: str, n: int, concurrency: int, secret: str, work: Path, tag: str) -> float:
     """One ``engine.send`` of ``n`` fresh messages into a fresh ledger; messages per second."""
-    from engine.dispatch import Channel, send
+    from engine.sending.dispatcher import Channel, send
 
     plan = _plan(n, tag)
     adapter = None

@@ -8,6 +8,7 @@ seconds since the Unix epoch, UTC.  Timestamps in output tables are
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 EVENTS: tuple[str, ...] = (
@@ -25,7 +26,11 @@ SESSION, PURCHASE, SEND, OPEN, CLICK, UNSUBSCRIBE, BOUNCE, COMPLAINT = range(len
 
 CHANNELS: tuple[str, ...] = ("email", "sms", "push")
 CHANNEL_CODE: dict[str, int] = {name: i for i, name in enumerate(CHANNELS)}
-NO_CHANNEL = -1
+#: Channels a providers file may configure: the messaging channels plus ``ads``
+#: (audience files for ad platforms, written by the file adapter).
+PROVIDER_CHANNELS: tuple[str, ...] = CHANNELS + ("ads",)
+#: An instant that never happened (no activity, no message): the smallest int64.
+NEVER = np.iinfo(np.int64).min
 #: Events that must name a channel.
 CHANNEL_EVENTS: frozenset[str] = frozenset(
     {"send", "open", "click", "unsubscribe", "bounce", "complaint"}
@@ -91,3 +96,10 @@ PLAN_SCHEMA = pa.schema(
         ("exit_on", pa.string()),
     ]
 )
+
+#: beside a partitioned plan's parts: the whole plan's summary and ``winback.plan`` metadata
+PLAN_SUMMARY_FILE = "_winback_plan.json"
+
+#: Why a plan row is not sent (the plan's ``reason``); index 0 = planned.
+SKIP_REASONS: tuple[str, ...] = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
+           "fatigue_budget", "min_gap", "capacity", "broadcast_guard")

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.base import FAILED, RETRY, SENT, Adapter, Message
-from adapters.config import build_adapter, load_providers
+from engine.sending.protocol import FAILED, RETRY, SENT, Adapter, Message
+from engine.sending.providers import build_adapter, load_providers
 from adapters.fcm import FcmAdapter
 from adapters.file import FileAdapter, hash_address
 from adapters.http import Secret, parse_retry_after

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.bgnbd import BGNBD, _compress_for_fit, compress
+from engine.scoring.bgnbd import BGNBD, _compress_for_fit, compress
 from engine.errors import ModelError
 from tests import naive_bgnbd as naive
 
@@ -282,7 +282,7 @@ def test_unconditional_expectation_matches_eq_7(r, alpha, a, b, t):
 
 def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
     # given CDNOW and a sample size small enough that fit() warm-starts from every k-th row
-    import engine.bgnbd as bgnbd
+    import engine.scoring.bgnbd as bgnbd
 
     cold = BGNBD().fit(X, TX, T)
     monkeypatch.setattr(bgnbd, "_SAMPLE_ROWS", 100)

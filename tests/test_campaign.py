@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from engine.campaign import load_campaign
+from engine.planning.campaign import load_campaign
 from engine.errors import ConfigError, RuleError
 
 EXAMPLES = sorted(p for p in (Path(__file__).parent.parent / "examples").glob("*.toml")
@@ -117,8 +117,8 @@ def test_file_errors_name_the_file(tmp_path):
 @pytest.fixture(scope="module")
 def small_world_scores(tmp_path_factory):
     """A real generated world of 400 users, scored: the input the examples are written for."""
-    from engine.generate import generate
-    from engine.score import score
+    from engine.synth.generator import generate
+    from engine.scoring.pipeline import score
 
     out = tmp_path_factory.mktemp("world")
     generate(400, seed=3, out_dir=out)
@@ -130,7 +130,7 @@ def small_world_scores(tmp_path_factory):
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_loads_and_plans_a_real_world(path, small_world_scores):
     # given (the catalogue too: an example may print items)
-    from engine.plan import plan
+    from engine.planning.planner import plan
 
     scores, items = small_world_scores
     c = load_campaign(path)

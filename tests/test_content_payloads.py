@@ -8,12 +8,12 @@ import sqlite3
 import numpy as np
 import pyarrow as pa
 
-from adapters.base import Message, Result, content_fields
+from engine.sending.protocol import Message, Result, content_fields
 from adapters.fcm import FcmAdapter
 from adapters.sendgrid import SendGridAdapter
 from adapters.webhook import _json_doc, message_json
-from engine.dispatch import send
-from engine.ledger import Ledger
+from engine.sending.dispatcher import send
+from engine.ledger.store import Ledger
 from tests.test_dispatch import make_plan
 
 

@@ -5,23 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pytest
 
-from engine.campaign import load_campaign
+from engine.planning.campaign import load_campaign
 from engine.errors import ConfigError, InputError
-from engine.generate import generate
-from engine.items import load_items
-from engine.plan import plan
-from engine.report import report
+from engine.synth.generator import generate
+from engine.io.items import load_items
+from engine.planning.planner import plan
+from engine.reporting.measure import report
 from engine.schema import THEMES
-from engine.score import score
-from engine.simulate import simulate
-from engine.timeutil import to_epoch_seconds
+from engine.scoring.pipeline import score
+from engine.synth.simulate import simulate
+from engine.tz import to_epoch_seconds
 
 AS_OF = "2026-11-01T00:00:00Z"
 
@@ -214,7 +213,7 @@ def test_report_has_a_theme_experiment_when_the_campaign_explores(world):
 
 
 def test_csv_scores_hold_lists_as_text_and_plans_say_what_csv_lost(world, tmp_path):
-    from engine.atomic import write_table
+    from engine.io.atomic import write_table
 
     s = feather.read_table(world / "scores.arrow")
     write_table(s, tmp_path / "scores.csv")
@@ -231,7 +230,7 @@ def test_csv_scores_hold_lists_as_text_and_plans_say_what_csv_lost(world, tmp_pa
 
 
 def test_suggested_weights_follow_the_experiment_intervals():
-    from engine.report import suggested_weights
+    from engine.reporting.measure import suggested_weights
 
     def row(step, theme, lo, hi, note=""):
         return {"step": step, "theme": theme, "vs_other_themes": {"lift": (lo + hi) / 2, "lift_ci": [lo, hi],

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from adapters.base import Result
-from engine.dispatch import Channel, dispatch, send
+from engine.sending.protocol import Result
+from engine.sending.dispatcher import Channel, dispatch, send
 from engine.errors import ConfigError, DispatchError, InputError, Interrupted
-from engine.ledger import Ledger, read_messages, read_suppressions
+from engine.ledger.store import Ledger, read_messages, read_suppressions
 from engine.schema import TIMESTAMP
 
 
@@ -337,7 +337,7 @@ def test_cancelling_the_dispatch_task_leaves_a_consistent_ledger(tmp_path):
 
 
 def test_a_broadcast_plan_is_recorded_once_for_the_broadcast_guard(tmp_path):
-    from engine.ledger import read_broadcasts
+    from engine.ledger.store import read_broadcasts
 
     plan = make_plan(3)
     plan = plan.replace_schema_metadata({"winback.plan": '{"campaign_id": "c1", "broadcast": true}'})
@@ -452,7 +452,7 @@ def test_webhook_body_is_byte_for_byte_the_json_module_encoding():
     exact bytes of ``json.dumps(doc, separators=(",", ":"), ensure_ascii=False)``."""
     import json
 
-    from adapters.base import Message
+    from engine.sending.protocol import Message
     from adapters.webhook import _json_doc, message_json
 
     cases = [

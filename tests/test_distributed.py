@@ -11,12 +11,12 @@ import pyarrow.dataset as ds
 import pytest
 
 from engine.cli import main
-from engine.distributed import SUMMARY_FILE, score_partitioned
+from engine.scoring.distributed import SUMMARY_FILE, score_partitioned
 from engine.errors import DependencyError, InputError
-from engine.fatigue import quintiles
-from engine.generate import generate
-from engine.partition import partition
-from engine.score import _quintile, _quintile_cuts, score, summary_of
+from engine.scoring.fatigue import quintiles
+from engine.synth.generator import generate
+from engine.io.partition import partition
+from engine.scoring.pipeline import _quintile, _quintile_cuts, score, summary_of
 
 AS_OF = "2026-11-01"
 
@@ -127,7 +127,7 @@ def test_quintile_cut_points_equal_rank_quintiles(seed):
 
 def test_population_sums_do_not_depend_on_how_users_are_split():
     """Per-timezone fixed-point sums over any split of the users add up to the one-pass sums."""
-    from engine.sendtime import POP_UNIT, population_histograms, population_sums
+    from engine.scoring.sendtime import POP_UNIT, population_histograms, population_sums
 
     rng = np.random.default_rng(3)
     hist = (rng.random((5000, 24)) * 2.0 ** -rng.integers(0, 14, (5000, 24))).astype(np.float32)

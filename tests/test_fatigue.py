@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import fatigue
+from engine.scoring import fatigue
 from engine.schema import LIFECYCLE
 from tests import naive
 

@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from engine import world as model
+from engine.synth import world as model
 from engine.cli import main
-from engine.generate import TIMEZONES, generate
-from engine.io import iter_events, load_users, read_table
+from engine.synth.generator import TIMEZONES, generate
+from engine.io.readers import iter_events, load_users, read_table
 from engine.schema import CHANNELS, EVENTS
-from engine.timeutil import parse_as_of, to_epoch_seconds
-from engine.validate import validate
+from engine.tz import parse_as_of, to_epoch_seconds
+from engine.io.validation import validate
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,7 @@ def test_single_user_and_tiny_chunks_still_pass_the_contract(tmp_path):
 
 def test_offsets_agree_with_zoneinfo_at_every_instant_including_dst_changes():
     # given the generator's offset table for every zone it uses
-    gen = importlib.import_module("engine.generate")   # the module; engine.generate is also the function
+    gen = importlib.import_module("engine.synth.generator")   # the module; engine.generate is also the function
     zones = [z for z, _ in TIMEZONES]
     as_of = parse_as_of(gen.DEFAULT_AS_OF)
     offsets = gen._Offsets(zones, as_of // 86400 - 800, 810)

@@ -11,10 +11,10 @@ import pyarrow.feather as feather
 import pytest
 
 from engine.cli import main
-from engine.generate import generate
-from engine.generate_items import CATEGORIES, default_n_items
+from engine.synth.generator import generate
+from engine.synth.catalogue import CATEGORIES, default_n_items
 from engine.schema import ITEMS_OPTIONAL, ITEMS_REQUIRED, THEMES
-from engine.timeutil import parse_as_of, to_epoch_seconds
+from engine.tz import parse_as_of, to_epoch_seconds
 
 DAY = 86_400
 

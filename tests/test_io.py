@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import InputError
-from engine.io import EventBatch, UserIndex, iter_events, load_users, read_table
+from engine.io.readers import EventBatch, UserIndex, iter_events, load_users, read_table
 from engine.schema import CHANNEL_CODE, EVENT_CODE
 from tests import naive
 
@@ -392,7 +392,7 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 )
 def test_iso_text_parses_like_python(moment, sep, offset):
     """ISO 8601 text (naive = UTC, or with an offset) gives the floored UTC epoch second Python gives."""
-    from engine._coerce import to_epoch_seconds
+    from engine.io.coerce import to_epoch_seconds
 
     tz = dt.timezone.utc if offset is None else dt.timezone(dt.timedelta(minutes=offset))
     text = moment.isoformat(sep=sep) + ("" if offset is None else moment.replace(tzinfo=tz).strftime("%z"))
@@ -406,14 +406,14 @@ def test_iso_text_parses_like_python(moment, sep, offset):
     (["4x", "1e3", "99999999999999999999"], [0, 0, 0], [True] * 3),
 ])
 def test_text_user_ids(values, expect, bad):
-    from engine._coerce import to_int64
+    from engine.io.coerce import to_int64
 
     got, null, is_bad = to_int64(pa.array(values))
     assert got.tolist() == expect and is_bad.tolist() == bad and not null.any()
 
 
 def test_float_user_ids_nan_is_null_and_fractions_are_bad():
-    from engine._coerce import to_int64
+    from engine.io.coerce import to_int64
 
     got, null, bad = to_int64(pa.array([1.0, 2.5, None, float("nan"), 1e19]))
     assert got[0] == 1 and null.tolist() == [False, False, True, True, False]
@@ -421,7 +421,7 @@ def test_float_user_ids_nan_is_null_and_fractions_are_bad():
 
 
 def test_text_consents():
-    from engine._coerce import to_bool
+    from engine.io.coerce import to_bool
 
     yes, null, bad = to_bool(pa.array(["Yes", " n ", "1", "T", "maybe", "", None]))
     assert yes.tolist()[:4] == [True, False, True, True]
@@ -464,7 +464,7 @@ def test_csv_directory(tmp_path):
 
 def test_reads_partitioned_datasets_written_by_partition(tmp_path):
     # given users and events hash-partitioned into Parquet datasets
-    from engine.partition import partition
+    from engine.io.partition import partition
 
     users = write(pa.table({"user_id": pa.array([1, 2, 3, 4, 5], pa.int64())}), tmp_path, "feather", "users")
     events = write(events_table(), tmp_path, "feather", "events")

@@ -7,8 +7,8 @@ import numpy.testing as npt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import kernels
-from engine.io import EventBatch
+from engine.scoring import kernels
+from engine.io.readers import EventBatch
 from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE
 from tests import naive
 from tests.strategies import AS_OF, event_worlds

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from engine.errors import InputError
-from engine.ledger import CLAIM_COLUMNS, Ledger, read_messages, read_suppressions
+from engine.ledger.store import CLAIM_COLUMNS, Ledger, read_messages, read_suppressions
 from engine.schema import TIMESTAMP
 
 T0 = 1_790_000_000  # a fixed instant, epoch seconds
@@ -202,7 +202,7 @@ def test_wal_mode_is_on(tmp_path):
 def test_multi_row_statements_keep_every_value(tmp_path, monkeypatch, update_from):
     """Loads and sent-results go to SQLite in multi-row statements (64 rows, then powers of
     two): every row and value arrives, with or without ``UPDATE ... FROM`` (SQLite < 3.33)."""
-    import engine.ledger as ledger_module
+    import engine.ledger.store as ledger_module
 
     monkeypatch.setattr(ledger_module, "_UPDATE_FROM", update_from)
     n = 64 * 3 + 37  # full statements and a remainder of 32 + 4 + 1

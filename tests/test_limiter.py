@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.limiter import RateLimiter
+from engine.sending.limiter import RateLimiter
 
 
 class FakeClock:

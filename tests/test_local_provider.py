@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.base import RETRY, SENT, Message
+from engine.sending.protocol import RETRY, SENT, Message
 from adapters.local_provider import Faults, LocalProvider, max_in_window
 from adapters.webhook import WebhookAdapter
 
@@ -190,7 +190,7 @@ def test_winback_send_through_every_adapter_from_a_providers_file(tmp_path, monk
     import numpy as np
     import pyarrow as pa
 
-    from engine.dispatch import send
+    from engine.sending.dispatcher import send
     from engine.schema import TIMESTAMP
 
     # given the provider process checking real credentials, and a providers file like the local example

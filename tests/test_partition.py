@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.cli import main
-from engine.partition import partition_of, splitmix64
+from engine.io.partition import partition_of, splitmix64
 
 
 def _splitmix64_naive(x: int) -> int:

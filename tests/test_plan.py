@@ -14,15 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import plan_time as pt
-from engine.campaign import load_campaign
+from engine.planning import timing as pt
+from engine.planning.campaign import load_campaign
 from engine.cli import main
 from engine.errors import ConfigError, PolicyError
-from engine.ledger import Ledger
-from engine.plan import assignments, explain, plan
+from engine.ledger.store import Ledger
+from engine.planning.assign import assignments
+from engine.planning.explain import explain
+from engine.planning.planner import plan
 from engine.schema import CHANNELS, PLAN_SCHEMA
-from engine.sendtime import offset_table
-from engine.timeutil import to_epoch_seconds
+from engine.scoring.sendtime import offset_table
+from engine.tz import to_epoch_seconds
 from tests import naive
 
 ZONES = ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata", "UTC", None]

@@ -9,15 +9,16 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from engine._sendprep import read_any, read_plan
-from engine.campaign import load_campaign
+from engine.io.plans import read_plan
+from engine.io.readers import read_table as read_any
+from engine.planning.campaign import load_campaign
 from engine.cli import main
-from engine.distributed import score_partitioned
+from engine.scoring.distributed import score_partitioned
 from engine.errors import InputError, PolicyError
-from engine.generate import generate
-from engine.partition import partition
-from engine.plan import plan
-from engine.plan_dist import SUMMARY_FILE, plan_partitioned
+from engine.synth.generator import generate
+from engine.io.partition import partition
+from engine.planning.planner import plan
+from engine.planning.partitioned import SUMMARY_FILE, plan_partitioned
 
 AS_OF = "2026-11-01T00:00:00Z"
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pytest
 
 from adapters.webhook import sign
-from engine.ledger import Ledger, read_suppressions
-from engine.receive import EVENT_SCHEMA, Receiver, sendgrid_hmac_signature, serve, twilio_signature
-from engine.timeutil import from_epoch_seconds
+from engine.ledger.store import Ledger, read_suppressions
+from engine.feedback.receiver import EVENT_SCHEMA, Receiver, sendgrid_hmac_signature, serve, twilio_signature
+from engine.tz import from_epoch_seconds
 
 SECRET = "hook-secret"
 SG_SECRET = "sg-secret"
@@ -331,7 +331,7 @@ def test_cli_refuses_to_start_without_any_secret(tmp_path, capsys, monkeypatch):
 
 def test_received_events_feed_the_report(tmp_path):
     """Given clicks received for two treated users, the report counts them as re-engaged."""
-    from engine.report import report
+    from engine.reporting.measure import report
 
     n = 30
     uid = np.arange(1, n + 1, dtype=np.int64)

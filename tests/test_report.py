@@ -9,14 +9,14 @@ import numpy as np
 import pyarrow.feather as feather
 import pytest
 
-from engine import stats
+from engine.reporting import stats
 from engine.errors import DependencyError
 from engine.cli import main
-from engine.generate import generate
-from engine.plan import plan
-from engine.report import report
-from engine.score import score
-from engine.simulate import delivered, simulate, write_outcomes
+from engine.synth.generator import generate
+from engine.planning.planner import plan
+from engine.reporting.measure import report
+from engine.scoring.pipeline import score
+from engine.synth.simulate import delivered, simulate, write_outcomes
 
 
 def test_wilson_and_newcombe_match_hand_computed_values():
@@ -106,7 +106,7 @@ def test_report_cli_prints_headline(loop, tmp_path, capsys):
 def _small_plan(n=60):
     import pyarrow as pa
 
-    from engine.timeutil import from_epoch_seconds
+    from engine.tz import from_epoch_seconds
 
     uid = np.arange(1, n + 1, dtype=np.int64)
     held = uid % 3 == 0
@@ -124,8 +124,8 @@ def test_small_arms_are_too_small_to_tell_and_the_ledger_decides_what_was_delive
 
     import pyarrow as pa
 
-    from engine.ledger import Ledger
-    from engine.timeutil import from_epoch_seconds
+    from engine.ledger.store import Ledger
+    from engine.tz import from_epoch_seconds
 
     p = _small_plan()
     with Ledger(tmp_path / "l.db") as led:
@@ -172,7 +172,7 @@ def test_missing_matplotlib_is_a_dependency_error_naming_the_extra(tmp_path):
 def pa_events():
     import pyarrow as pa
 
-    from engine.timeutil import from_epoch_seconds
+    from engine.tz import from_epoch_seconds
 
     return pa.table({"user_id": pa.array([1], pa.int64()), "ts": from_epoch_seconds(np.array([1_790_003_600])),
                      "event": ["session"]})

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.base import Result
-from engine.retry import compute_backoff, decide, next_attempt_at, suppresses
+from engine.sending.protocol import Result
+from engine.sending.retry import compute_backoff, decide, next_attempt_at, suppresses
 
 
 def naive_cap(attempts: int, base: float, factor: float, max_backoff: float) -> float:

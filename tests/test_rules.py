@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import RuleError
-from engine.rules import compile_rule
-from engine.templates import html_escape, render
+from engine.planning.rules import compile_rule
+from engine.planning.templates import html_escape, render
 
 T = pa.table({
     "days_inactive": pa.array([5.0, 40.0, None, 100.0]),

@@ -11,8 +11,8 @@ import pyarrow.feather as feather
 import pytest
 
 from engine.cli import main
-from engine.generate import generate
-from engine.score import score, summary_of
+from engine.synth.generator import generate
+from engine.scoring.pipeline import score, summary_of
 from tests import naive
 
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from engine.ledger import read_messages
+from engine.ledger.store import read_messages
 from engine.schema import TIMESTAMP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,8 +163,8 @@ def test_faults_end_sent_or_dead_and_no_retry_before_retry_after(tmp_path):
     n = 300
     plan, ledger = tmp_path / "plan.arrow", tmp_path / "ledger.db"
     ids = write_plan(plan, n)
-    from adapters.config import build_adapter, load_providers
-    from engine.dispatch import Channel, dispatch
+    from engine.sending.providers import build_adapter, load_providers
+    from engine.sending.dispatcher import Channel, dispatch
 
     log: list[tuple[float, float, str, str, float | None]] = []
 

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import sendtime
-from engine.plan_time import OffsetLookup, local_to_utc, next_local_time
+from engine.scoring import sendtime
+from engine.planning.timing import OffsetLookup, local_to_utc, next_local_time
 from tests import naive
 
 UTC = dt.timezone.utc

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from engine import world
+from engine.synth import world
 from engine.errors import ConfigError, InputError
-from engine.ledger import Ledger
-from engine.report import report
-from engine.simulate import delivered, outcome_meta, simulate
-from engine.timeutil import from_epoch_seconds
+from engine.ledger.store import Ledger
+from engine.reporting.measure import report
+from engine.synth.simulate import delivered, outcome_meta, simulate
+from engine.tz import from_epoch_seconds
 
 START = 1_790_035_200          # 2026-09-22 00:00 UTC; the campaign starts with its first send
 DAYS = 14
@@ -151,7 +151,7 @@ def _as_dir(res):
     import tempfile
     from pathlib import Path
 
-    from engine.simulate import write_outcomes
+    from engine.synth.simulate import write_outcomes
 
     base = _DIRS.setdefault("d", Path(tempfile.mkdtemp(prefix="winback-sim-")))
     return write_outcomes(res, base / "out")
@@ -159,7 +159,7 @@ def _as_dir(res):
 
 def test_earlier_campaign_sends_in_the_prior_7_days_add_fatigue():
     """Given world history with sends before the campaign, when simulated, fewer users open."""
-    from engine.simulate import _prior_sends
+    from engine.synth.simulate import _prior_sends
 
     plan, truth, *_ = hand_world(600)
     first = START + 10 * 3600
@@ -198,7 +198,7 @@ def themed_world(tmp_path_factory):
     email per user; even rows carry the user's true theme, odd rows another one."""
     import pyarrow.feather as feather
 
-    from engine.generate import generate
+    from engine.synth.generator import generate
     from engine.schema import THEMES
 
     out = tmp_path_factory.mktemp("themed")

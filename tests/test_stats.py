@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import stats
+from engine.reporting import stats
 
 # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10 (hybrid score)
 NEWCOMBE_TABLE_II = [

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import ConfigError
-from engine.templates import parse_template, render
+from engine.planning.templates import parse_template, render
 
 ROWS = pa.table({
     "first_name": pa.array(["Ann", "<Bob & 'Co'>", None]),

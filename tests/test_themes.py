@@ -9,10 +9,12 @@ import numpy.testing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import affinity, themes
-from engine.io import NO_ITEM
-from engine.items import NO_EXPIRY
-from engine.userindex import UserIndex
+from engine.schema import NEVER
+from engine.scoring import affinity
+from engine.planning import themes
+from engine.io.readers import NO_ITEM
+from engine.io.items import NO_EXPIRY
+from engine.io.userindex import UserIndex
 from tests import naive
 from tests.strategies import AS_OF, event_worlds
 
@@ -117,7 +119,7 @@ def test_picks_match_naive_and_never_pick_consumed_or_expired(cat, data):
         prev[u, :len(p)] = p
     mask = np.array([sum(1 << t for t in s) for s in prev_th], np.int64)
     draw = [data.draw(st.sampled_from([-1.0, 0.0, 0.3, 0.5, 0.99])) for _ in range(n)]
-    la = np.array([themes._NEVER if v is None else v for v in last], np.int64)
+    la = np.array([NEVER if v is None else v for v in last], np.int64)
     step = themes.StepContent(k=k, weights=tuple(weights), pin=pin)
     got_theme, got_items = themes.pick(shares, np.array(conf), la, cptr, crows, np.array(send_at, np.int64),
                                        np.array(active), catalogue, step, cfg, prev, mask, np.array(draw))

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from engine.cli import main
 from engine.errors import InputError
-from engine.io import load_users, read_table
-from engine.validate import validate
+from engine.io.readers import load_users, read_table
+from engine.io.validation import validate
 from tests.test_io import AS_OF, FORMATS, events_table, write
 
 AS_OF_TEXT = "2026-09-21T00:00:00Z"  # >= AS_OF of the events fixture

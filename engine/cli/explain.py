@@ -26,15 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine._sendprep import read_any, read_plan
-    from engine.plan import explain
+    from engine.io.plans import read_plan
+    from engine.io.readers import read_table
+    from engine.planning.explain import explain
 
     plan_table, _ = read_plan(args.plan)
-    scores = read_any(args.scores, "scores") if args.scores else None
+    scores = read_table(args.scores, "scores") if args.scores else None
     out = explain(args.user_id, plan_table, scores)
     titles = {}
     if args.items:
-        from engine.items import load_items
+        from engine.io.items import load_items
 
         cat = load_items(args.items).table
         wanted = {i for r in out["steps"] for i in (r.get("items") or [])}

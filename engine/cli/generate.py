@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.generate import DEFAULT_AS_OF, FORMATS
+    from engine.synth.generator import DEFAULT_AS_OF, FORMATS
 
     p = sub.add_parser(
         "generate",
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.generate import generate
+    from engine.synth.generator import generate
 
     s = generate(args.users, seed=args.seed, out_dir=args.output, as_of=args.as_of, days=args.days,
                  bad_rows=args.bad_rows, format=args.format, progress=not args.no_progress,

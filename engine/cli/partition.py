@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.partition import partition
+    from engine.io.partition import partition
 
     summary = partition(args.users, args.events, args.output, partitions=args.partitions, progress=not args.no_progress)
     print(

@@ -57,12 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.atomic import write_table
-    from engine.plan import plan
+    from engine.io.atomic import write_table
+    from engine.planning.planner import plan
 
     from pathlib import Path
 
-    from engine.plan_dist import is_partitioned_scores, plan_partitioned
+    from engine.planning.partitioned import is_partitioned_scores, plan_partitioned
 
     if args.dask is not None or (is_partitioned_scores(args.scores) and not Path(args.output).suffix):
         s = plan_partitioned(args.scores, args.campaign, out_dir=args.output, as_of=args.as_of, dask=args.dask,

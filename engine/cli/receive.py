@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from engine.errors import ConfigError
-    from engine.receive import Receiver, serve
+    from engine.feedback.receiver import Receiver, serve
 
     if args.max_body_kb < 1 or args.flush_events < 1 or args.flush_seconds <= 0:
         raise ConfigError("--max-body-kb and --flush-events must be at least 1 and --flush-seconds above 0")

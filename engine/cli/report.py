@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.report import report
-    from engine.report import MIN_N
-    from engine.report_html import headline, terminal_table, theme_lines
+    from engine.reporting.measure import report
+    from engine.reporting.measure import MIN_N
+    from engine.reporting.html import headline, terminal_table, theme_lines
 
     s = report(args.plan, args.outcomes, ledger=args.ledger, days=args.days, out_dir=args.output, blast=args.blast)
     print(terminal_table(s))

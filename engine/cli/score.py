@@ -76,8 +76,8 @@ def add_dask_options(p: argparse.ArgumentParser, what: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.atomic import write_table
-    from engine.score import score, summary_of
+    from engine.io.atomic import write_table
+    from engine.scoring.pipeline import score, summary_of
 
     qdir = None
     if args.on_bad_rows == "quarantine":
@@ -118,7 +118,7 @@ def _partitioned(args: argparse.Namespace) -> str | None:
     """The partition directory when USERS (and EVENTS) name a 'winback partition' output."""
     from pathlib import Path
 
-    from engine.distributed import is_partitioned
+    from engine.scoring.distributed import is_partitioned
     from engine.errors import ConfigError, InputError
 
     users = Path(args.users)
@@ -138,7 +138,7 @@ def _partitioned(args: argparse.Namespace) -> str | None:
 
 
 def _run_partitioned(args: argparse.Namespace, parts: str, qdir: str | None) -> int:
-    from engine.distributed import score_partitioned
+    from engine.scoring.distributed import score_partitioned
 
     s = score_partitioned(parts, out_dir=args.output, as_of=args.as_of, dask=args.dask, n_workers=args.workers,
                           activity=args.activity, default_timezone=args.default_timezone,

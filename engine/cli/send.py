@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.dispatch import send
+    from engine.sending.dispatcher import send
 
     summary = send(
         args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.simulate import outcome_meta, simulate, write_outcomes
+    from engine.synth.simulate import outcome_meta, simulate, write_outcomes
 
     res = simulate(args.plan, args.truth, args.ledger, seed=args.seed, days=args.days, policy=args.policy,
                    scores=args.scores, history=args.history)

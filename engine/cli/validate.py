@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.validate import validate
+    from engine.io.validation import validate
 
     report = validate(args.users, args.events, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
                       quarantine_dir=args.quarantine_dir, progress=not args.no_progress, items=args.items)

@@ -1,0 +1,256 @@
+"""Bad-row bookkeeping for one input file: counts, examples, the error, the quarantine file.
+
+Each rejected row gets exactly one reason, the first rule it breaks in the order of
+:data:`USERS_REASONS` / :data:`EVENTS_REASONS`, so good rows + rejected rows always
+equal the rows read.  Rows are numbered from 0 in read order over the whole input
+(for a directory: files in sorted path order); in a CSV file row ``r`` is on line
+``r + 2`` (after the header).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+
+from engine.io.atomic import atomic_path
+from engine.errors import InputError
+
+__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS"]
+
+ON_BAD_ROWS = ("error", "quarantine")
+MAX_EXAMPLES = 5
+
+#: reason -> (column, what is wrong), in priority order (first match wins).
+USERS_REASONS: dict[str, tuple[str, str]] = {
+    "null_user_id": ("user_id", "a null user_id"),
+    "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range"),
+    "duplicate_user_id": ("user_id", "a user_id that an earlier row already has (the first row is kept)"),
+    "unknown_timezone": ("timezone", "a timezone that is not an IANA name such as Europe/Paris"),
+    "bad_consent_email": ("consent_email", "a consent that is not true/false, yes/no or 1/0"),
+    "bad_consent_sms": ("consent_sms", "a consent that is not true/false, yes/no or 1/0"),
+    "bad_consent_push": ("consent_push", "a consent that is not true/false, yes/no or 1/0"),
+    "bad_signup_at": ("signup_at", "a signup_at that is not a timestamp or an ISO 8601 time"),
+}
+EVENTS_REASONS: dict[str, tuple[str, str]] = {
+    "null_user_id": ("user_id", "a null user_id"),
+    "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range"),
+    "unknown_user": ("user_id", "a user_id that is not in the users table"),
+    "null_event": ("event", "a null event name"),
+    "unknown_event": ("event", "an event name that is not one of session, purchase, send, open, "
+                               "click, unsubscribe, bounce, complaint"),
+    "null_ts": ("ts", "a null timestamp"),
+    "bad_ts": ("ts", "a ts that is not a timestamp or an ISO 8601 time"),
+    "future_ts": ("ts", "a timestamp after as_of"),
+    "unknown_channel": ("channel", "a channel that is not one of email, sms, push"),
+    "missing_channel": ("channel", "no channel on a send/open/click/unsubscribe/bounce/complaint event"),
+    "bad_value": ("value", "a value that is not a number"),
+    "bad_item_id": ("item_id", "an item_id that is not a whole number in the int64 range"),
+}
+ITEMS_REASONS: dict[str, tuple[str, str]] = {
+    "null_item_id": ("item_id", "a null item_id"),
+    "bad_item_id": ("item_id", "an item_id that is not a whole number in the int64 range"),
+    "duplicate_item_id": ("item_id", "an item_id that an earlier row already has (the first row is kept)"),
+    "null_title": ("title", "a null or empty title"),
+    "null_category": ("category", "no category (null, or an empty list or string)"),
+    "null_added_at": ("added_at", "a null added_at"),
+    "bad_added_at": ("added_at", "an added_at that is not a timestamp or an ISO 8601 time"),
+    "bad_expires_at": ("expires_at", "an expires_at that is not a timestamp or an ISO 8601 time"),
+    "expires_before_added": ("expires_at", "an expires_at before the item's added_at"),
+    "bad_editorial": ("editorial", "an editorial flag that is not true/false, yes/no or 1/0"),
+}
+_REASONS = {"users": USERS_REASONS, "events": EVENTS_REASONS, "items": ITEMS_REASONS}
+
+
+def _short(value: object) -> str:
+    text = value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class BadRows:
+    """Collects the rejected rows of one input (``what``: ``"users"``, ``"events"`` or ``"items"``).
+
+    ``on_bad_rows="error"``: :meth:`finish` raises one :class:`InputError` covering
+    every rejected row.  ``"quarantine"``: rejected rows, their original columns
+    plus ``reason`` (string) and ``row`` (int64, 0-based input row), stream into
+    ``quarantine`` (Arrow IPC, or CSV when it ends in ``.csv``), which :meth:`finish`
+    moves into place atomically (an empty file when nothing was rejected, so a stale
+    one from an earlier run never lingers).  ``on_bad_rows=None`` only counts
+    (used by :func:`engine.validate.validate` to report users and events together).
+    """
+
+    def __init__(self, source, what: str, *, on_bad_rows: str | None = "error",
+                 quarantine: str | os.PathLike | None = None):
+        if on_bad_rows is not None and on_bad_rows not in ON_BAD_ROWS:
+            raise InputError(f"on_bad_rows must be 'error' or 'quarantine', not {on_bad_rows!r}")
+        in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
+        self.source = f"the {what} table" if in_memory else str(source)
+        self.what = what
+        self.reasons = _REASONS[what]
+        self.names = list(self.reasons)
+        self.code = {name: i + 1 for i, name in enumerate(self.names)}
+        self.on_bad_rows = on_bad_rows
+        self.quarantine = None if quarantine is None else Path(quarantine)
+        if on_bad_rows == "quarantine" and self.quarantine is None:
+            if in_memory:
+                raise InputError(f"quarantining rows of an in-memory {what} table needs a file to put them in: "
+                                 "pass quarantine=PATH")
+            self.quarantine = default_quarantine(source)
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[tuple[int, dict]]] = {}
+        self.rows_read = 0
+        self._ctx = None
+        self._writer = None
+        self._schema = None
+        self._done = False
+
+    # -- bookkeeping ---------------------------------------------------------
+    @property
+    def total(self) -> int:
+        """Rows rejected so far."""
+        return sum(self.counts.values())
+
+    @property
+    def good(self) -> int:
+        return self.rows_read - self.total
+
+    def mark(self, reason: np.ndarray, mask: np.ndarray, name: str) -> None:
+        """Give ``name`` to the rows in ``mask`` that have no reason yet."""
+        if mask.any():
+            reason[(reason == 0) & mask] = self.code[name]
+
+    def record(self, batch: pa.RecordBatch | pa.Table, reason: np.ndarray, offset: int) -> None:
+        """Account for one batch; ``reason`` is 0 for good rows, else a reason code."""
+        self.rows_read += len(reason)
+        if self._writer is None and self.on_bad_rows == "quarantine":
+            self._open(batch.schema)
+        bad = reason != 0
+        if not bad.any():
+            return
+        hist = np.bincount(reason[bad].astype(np.int64), minlength=len(self.names) + 1)
+        for code in np.flatnonzero(hist):
+            name = self.names[code - 1]
+            self.counts[name] = self.counts.get(name, 0) + int(hist[code])
+            ex = self.examples.setdefault(name, [])
+            if len(ex) < MAX_EXAMPLES:
+                idx = np.flatnonzero(reason == code)[: MAX_EXAMPLES - len(ex)]
+                rows = _example_rows(batch, idx)
+                ex.extend((offset + int(i), r) for i, r in zip(idx, rows))
+        if self._writer is not None:
+            idx = np.flatnonzero(bad)
+            rejected = batch.take(pa.array(idx))
+            cols = [_plain(c) for c in rejected.columns]
+            names = pa.array(self.names, pa.string()).take(pa.array(reason[idx].astype(np.int64) - 1))
+            rows = pa.array(idx.astype(np.int64) + offset)
+            self._writer.write_table(pa.Table.from_arrays([*cols, names, rows], schema=self._schema))
+
+    def load(self, fn, source):
+        """``fn(source, self)`` then :meth:`finish`; on any error the quarantine file is dropped."""
+        try:
+            out = fn(source, self)
+            self.finish(schema=None)
+        except BaseException:
+            self.abort()
+            raise
+        return out
+
+    # -- quarantine file -----------------------------------------------------
+    def _open(self, schema: pa.Schema) -> None:
+        fields = [pa.field(f.name, _plain_type(f.type)) for f in schema]
+        self._schema = pa.schema([*fields, pa.field("reason", pa.string()), pa.field("row", pa.int64())])
+        try:
+            self._ctx = atomic_path(self.quarantine)
+            tmp = self._ctx.__enter__()
+        except OSError as exc:
+            self._ctx = None
+            raise InputError(f"{self.source}: cannot write the quarantine file {self.quarantine} "
+                             f"({exc.strerror or exc}); pass a writable --quarantine-dir") from None
+        if self.quarantine.suffix.lower() == ".csv":
+            self._writer = pacsv.CSVWriter(str(tmp), self._schema)
+        else:
+            self._writer = ipc.new_file(str(tmp), self._schema)
+
+    def abort(self) -> None:
+        """Drop a half-written quarantine file (after an error or an abandoned iteration)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            exc = InputError(f"{self.source}: reading stopped early; no quarantine file written")
+            self._ctx.__exit__(InputError, exc, None)
+
+    def finish(self, schema: pa.Schema | None = None) -> Path | None:
+        """End of input: raise (error mode) or move the quarantine file into place.
+
+        Calling it again returns the same path.
+        """
+        if self._done:
+            return self.quarantine if self.on_bad_rows == "quarantine" else None
+        self._done = True
+        if self.on_bad_rows == "error" and self.total:
+            raise InputError(self.message())
+        if self.on_bad_rows == "quarantine":
+            if self._writer is None:
+                self._open(schema if schema is not None else pa.schema([]))
+            self._writer.close()
+            self._writer = None
+            self._ctx.__exit__(None, None, None)
+            return self.quarantine
+        return None
+
+    # -- the message ---------------------------------------------------------
+    def describe(self) -> str:
+        """One sentence per reason: column, count, what is wrong, up to five example rows."""
+        parts = []
+        for name in self.names:
+            count = self.counts.get(name, 0)
+            if not count:
+                continue
+            column, what = self.reasons[name]
+            examples = ", ".join(
+                "row {} {{{}}}".format(r, ", ".join(f"{k}: {_short(v)}" for k, v in list(row.items())[:8]))
+                for r, row in self.examples.get(name, [])
+            )
+            parts.append(f"column '{column}': {count:,} row{'s' if count != 1 else ''} with {what} "
+                         f"[{name}], e.g. {examples}")
+        return (f"{self.source}: {self.total:,} of {self.rows_read:,} {self.what} rows break the data "
+                f"contract; " + "; ".join(parts) + ".")
+
+    def message(self) -> str:
+        return (self.describe() + " Fix the file or rerun with --on-bad-rows quarantine to set these "
+                "rows aside (with a reason column) and go on.")
+
+
+def default_quarantine(source) -> Path:
+    """``<dir>/<name>.rejected.arrow`` beside the input file or directory."""
+    path = Path(source)
+    stem = path.name.split(".")[0] if path.is_file() else path.name
+    return path.with_name(f"{stem or 'input'}.rejected.arrow")
+
+
+def _example_rows(batch, idx: np.ndarray) -> list[dict]:
+    """Rows as dicts for the message; values Python cannot hold (year 30000) shown as text."""
+    taken = batch.take(pa.array(idx))
+    columns = {}
+    for name, col in zip(taken.schema.names, taken.columns):
+        try:
+            columns[name] = col.to_pylist()
+        except (OverflowError, ValueError, pa.ArrowException):
+            try:
+                columns[name] = col.cast(pa.string()).to_pylist()
+            except pa.ArrowException:
+                columns[name] = ["<unprintable>"] * len(idx)
+    return [{k: v[i] for k, v in columns.items()} for i in range(len(idx))]
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    # IPC files cannot replace dictionaries between batches and CSV cannot hold them.
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _plain(col):
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col

@@ -1,0 +1,302 @@
+"""Read users and events under the data contract (docs/data-contract.md).
+
+Inputs are Arrow IPC / Feather v2 files (memory-mapped), Parquet files, CSV files
+(small inputs), or directories of any of these (read as a ``pyarrow.dataset``,
+files in sorted path order).  Events stream in record batches of at most
+``batch_rows`` rows, so memory is bounded by the batch, not the file.
+
+Normalisation: ``user_id`` of any integer type (or whole floats, or digit
+strings) becomes ``int64``; timestamps of any unit become epoch seconds (UTC;
+naive values are read as UTC, tz-aware ones converted); ``event``/``channel`` as
+strings or dictionaries (any index type) become ``int8`` codes of
+:data:`engine.schema.EVENT_CODE` / :data:`~engine.schema.CHANNEL_CODE`; ``value``
+becomes ``float64`` with NaN for null.  Rows that break the contract are counted
+and either reported in one :class:`~engine.errors.InputError` or written to a
+quarantine file with a ``reason`` column (see :class:`BadRows`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.io import coerce as co
+from engine.io.badrows import BadRows
+from engine.errors import InputError
+from engine.progress import bar
+from engine.schema import (
+    CHANNEL_EVENTS,
+    CHANNELS,
+    EVENTS,
+    EVENTS_OPTIONAL,
+    EVENTS_REQUIRED,
+    USERS_OPTIONAL,
+    USERS_REQUIRED,
+)
+from engine.tz import from_epoch_seconds, parse_as_of
+from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
+from engine.io.userindex import UserIndex
+
+__all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows", "NO_ITEM"]
+
+_CHANNEL_EVENT_LUT = np.array([name in CHANNEL_EVENTS for name in EVENTS] + [False])
+
+
+def _require(schema: pa.Schema, required: dict, path: Path, what: str) -> None:
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise InputError(
+            f"{path}: required column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} missing from the {what} file (columns found: "
+            f"{', '.join(schema.names) or 'none'}); rename the column or pass the right file"
+        )
+
+
+def _column_type_error(path: Path, column: str, exc: co.ColumnTypeError) -> InputError:
+    return InputError(f"{path}: column '{column}' has {exc}; every row would be rejected, so "
+                      "convert the column (see docs/data-contract.md) and rerun")
+
+
+# --------------------------------------------------------------------------- users
+@dataclass(frozen=True)
+class Users:
+    """The normalised users table and its id index (dense index = row position)."""
+
+    table: pa.Table
+    index: UserIndex
+    rows_read: int = 0
+    rejected: int = 0
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return (f"Users(rows={self.table.num_rows}, columns={self.table.column_names}, "
+                f"rows_read={self.rows_read}, rejected={self.rejected}, index={self.index!r})")
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_timezone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathLike | None = None) -> Users:
+    """Read and normalise the users table; see the module docstring and docs/data-contract.md.
+
+    ``Users.table`` has ``user_id`` int64, ``timezone`` string (null = campaign
+    default), ``email``/``phone``/``push_token`` string, ``consent_*`` bool (null ->
+    False), ``signup_at`` timestamp[us, UTC]; missing optional columns are added
+    (null, or False for consents); other columns pass through.  Of rows sharing a
+    user_id the first is kept and later copies are rejected.
+    """
+    return BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine).load(_load_users, source)
+
+
+def _load_users(source, bad: BadRows) -> Users:
+    src = Source(source)
+    table = src.read_all()
+    _require(table.schema, USERS_REQUIRED, src.path, "users")
+    n = table.num_rows
+    reason = np.zeros(n, dtype=np.int8)
+    cols: dict[str, pa.Array] = {}
+    try:
+        uid, null, badv = co.to_int64(table["user_id"])
+    except co.ColumnTypeError as exc:
+        raise _column_type_error(src.path, "user_id", exc) from None
+    bad.mark(reason, null, "null_user_id")
+    bad.mark(reason, badv, "bad_user_id")
+    valid = np.flatnonzero(reason == 0)
+    order = np.argsort(uid[valid], kind="stable")
+    ids_sorted = uid[valid][order]
+    dup = np.zeros(n, dtype=bool)
+    dup[valid[order[1:][ids_sorted[1:] == ids_sorted[:-1]]]] = True
+    bad.mark(reason, dup, "duplicate_user_id")
+    cols["user_id"] = pa.array(uid, pa.int64())
+
+    if "timezone" in table.column_names:
+        tz = co.to_string(table["timezone"])
+        tz = pc.if_else(pc.equal(pc.utf8_trim_whitespace(tz), ""), pa.scalar(None, pa.string()), tz)
+        distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not _is_timezone(v)]
+        if distinct:
+            bad.mark(reason, pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(
+                zero_copy_only=False), "unknown_timezone")
+        cols["timezone"] = tz
+    for name in ("consent_email", "consent_sms", "consent_push"):
+        if name in table.column_names:
+            try:
+                yes, _, badv = co.to_bool(table[name])
+            except co.ColumnTypeError as exc:
+                raise _column_type_error(src.path, name, exc) from None
+            bad.mark(reason, badv, f"bad_{name}")
+            cols[name] = pa.array(yes, pa.bool_())
+    if "signup_at" in table.column_names:
+        try:
+            secs, null, badv = co.to_epoch_seconds(table["signup_at"])
+        except co.ColumnTypeError as exc:
+            raise _column_type_error(src.path, "signup_at", exc) from None
+        bad.mark(reason, badv, "bad_signup_at")
+        cols["signup_at"] = from_epoch_seconds(secs, null | badv)
+    for name in ("email", "phone", "push_token"):
+        if name in table.column_names:
+            cols[name] = co.to_string(table[name])
+
+    bad.record(table, reason, 0)
+    keep = reason == 0
+    out_names, out_cols = [], []
+    for name in table.column_names:
+        out_names.append(name)
+        out_cols.append(cols.get(name, table[name]))
+    for name, typ in USERS_OPTIONAL.items():
+        if name not in cols:
+            out_names.append(name)
+            out_cols.append(pa.array(np.zeros(n, dtype=bool)) if typ == pa.bool_() else pa.nulls(n, typ))
+    out = pa.Table.from_arrays(out_cols, names=out_names)
+    if not keep.all():
+        out = out.filter(pa.array(keep))
+    ids = uid[keep]
+    return Users(table=out, index=UserIndex(ids), rows_read=n, rejected=int(n - keep.sum()))
+
+
+# --------------------------------------------------------------------------- events
+#: ``EventBatch.item`` of an event that names no item.
+NO_ITEM = np.iinfo(np.int64).min
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Good event rows of one batch, as equal-length numpy arrays.
+
+    ``uidx`` int64 dense user index; ``ts`` int64 epoch seconds, UTC; ``event`` int8
+    (:data:`engine.schema.EVENT_CODE`); ``channel`` int8 (-1 = none); ``value``
+    float64 (NaN when null or absent); ``item`` int64 item id (``NO_ITEM`` when null;
+    ``None`` when the input has no ``item_id`` column).  Arrays may be read-only views
+    of a memory-mapped file: copy before writing into them.
+    """
+
+    uidx: np.ndarray
+    ts: np.ndarray
+    event: np.ndarray
+    channel: np.ndarray
+    value: np.ndarray
+    item: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.uidx)
+
+
+def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
+                quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
+                progress: bool = False) -> Iterator[EventBatch]:
+    """Stream the good events of ``source`` as :class:`EventBatch` es.
+
+    ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
+    ``as_of`` is epoch seconds (or anything :func:`engine.timeutil.parse_as_of`
+    takes); events after it are bad rows.  The file is opened and its columns
+    checked at once (a missing required column raises here); rows are checked as
+    they stream.  With ``on_bad_rows="error"`` an :class:`InputError` covering every
+    bad row of the whole input is raised after the last batch; with
+    ``"quarantine"`` bad rows go to ``quarantine`` (default
+    ``<input>.rejected.arrow`` beside the input) and iteration just ends.
+    """
+    as_of = parse_as_of(as_of)
+    if isinstance(index, Users):
+        index = index.index
+    bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
+    return _iter_events(source, index, as_of, bad, batch_rows, progress)
+
+
+def _open_events(source, bad: BadRows, batch_rows: int) -> Source:
+    wanted = None if bad.on_bad_rows == "quarantine" else [*EVENTS_REQUIRED, *EVENTS_OPTIONAL]
+    src = Source(source, columns=wanted, batch_rows=batch_rows)
+    _require(src.schema, EVENTS_REQUIRED, src.path, "events")
+    return src
+
+
+def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
+    src = src if src is not None else _open_events(source, bad, batch_rows)
+
+    def gen():
+        offset = 0
+        pbar = bar(progress, total=src.num_rows, desc="events", unit="rows")
+        try:
+            for batch in src.batches():
+                eb, reason = _events_batch(batch, index, as_of, bad, src.path)
+                bad.record(batch, reason, offset)
+                offset += batch.num_rows
+                pbar.update(batch.num_rows)
+                if len(eb):
+                    yield eb
+            bad.finish(schema=src.schema if src.columns is None else None)
+        except BaseException:
+            bad.abort()
+            raise
+        finally:
+            pbar.close()
+
+    return gen()
+
+
+def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path):
+    n = batch.num_rows
+    names = batch.schema.names
+    reason = np.zeros(n, dtype=np.int8)
+    column = "user_id"
+    try:
+        uid, null, badv = co.to_int64(batch.column("user_id"))
+        bad.mark(reason, null, "null_user_id")
+        bad.mark(reason, badv, "bad_user_id")
+        uidx = index.lookup(uid)
+        bad.mark(reason, uidx < 0, "unknown_user")
+        column = "event"
+        ev, null, unknown = co.to_codes(batch.column("event"), EVENTS)
+        bad.mark(reason, null, "null_event")
+        bad.mark(reason, unknown, "unknown_event")
+        column = "ts"
+        ts, null, badv = co.to_epoch_seconds(batch.column("ts"))
+        bad.mark(reason, null, "null_ts")
+        bad.mark(reason, badv, "bad_ts")
+        bad.mark(reason, ts > as_of, "future_ts")
+        column = "channel"
+        if "channel" in names:
+            ch, _, unknown = co.to_codes(batch.column("channel"), CHANNELS)
+            bad.mark(reason, unknown, "unknown_channel")
+        else:
+            ch = np.full(n, -1, dtype=np.int8)
+        needs = _CHANNEL_EVENT_LUT[ev]  # code -1 (bad event) reads the trailing False
+        bad.mark(reason, needs & (ch < 0), "missing_channel")
+        column = "value"
+        if "value" in names:
+            value, badv = co.to_float64(batch.column("value"))
+            bad.mark(reason, badv, "bad_value")
+        else:
+            value = np.full(n, np.nan)
+        item = None
+        column = "item_id"
+        if "item_id" in names:
+            col = batch.column("item_id")
+            if col.type == pa.int64():  # the common case: one pass, nulls as NO_ITEM
+                item = col.fill_null(NO_ITEM).to_numpy()
+            else:
+                item, null, badv = co.to_int64(col)
+                bad.mark(reason, badv, "bad_item_id")
+                if null.any():
+                    item = np.where(null, NO_ITEM, item)
+    except co.ColumnTypeError as exc:
+        raise _column_type_error(path, column, exc) from None
+    if reason.any():
+        keep = reason == 0
+        return EventBatch(uidx[keep], ts[keep], ev[keep], ch[keep], value[keep],
+                          None if item is None else item[keep]), reason
+    return EventBatch(uidx, ts, ev, ch, value, item), reason
+

@@ -1,0 +1,235 @@
+"""Reading any input table: Arrow IPC / Feather v2 (memory-mapped), Parquet, CSV, or a
+directory of them, as a whole table (:func:`read_table`) or in record batches
+(:class:`Source`) of bounded size."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from engine.errors import InputError
+
+__all__ = ["Source", "read_table"]
+
+_IPC = {".arrow", ".feather", ".ipc", ".arrows"}
+#: IPC files above this size are streamed from disk rather than memory-mapped
+_MMAP_MAX_BYTES = 1 << 30
+_PARQUET = {".parquet", ".pq"}
+_CSV = {".csv"}
+#: CSV columns always read as text, so phone numbers keep their "+" and zeros and
+#: a bad value in one row makes a bad row, not an unreadable file.
+_CSV_TEXT = ("user_id", "ts", "event", "channel", "value", "timezone", "email", "phone",
+             "push_token", "consent_email", "consent_sms", "consent_push", "signup_at", "item_id", "title",
+             "category", "added_at", "expires_at", "editorial")
+#: CSV columns read as text by :func:`read_table` (whole tables such as scores and plans):
+#: the contract's text columns, but ids, counts and instants keep their inferred types.
+_TABLE_TEXT = ("event", "channel", "timezone", "email", "phone", "push_token", "title", "category", "to",
+               "subject", "body", "step", "variant", "reason", "theme", "template", "campaign_id",
+               "lifecycle", "top_category")
+
+
+def _format(source) -> tuple[Path, str]:
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory; pass a users or events file "
+                         "(.arrow, .feather, .parquet, .csv) or a directory of them")
+    if path.is_dir():
+        suffixes = {p.suffix.lower() for p in _files(path)}
+        if suffixes & _PARQUET:
+            return path, "parquet"
+        if suffixes & _CSV:
+            return path, "csv"
+        if suffixes & _IPC:
+            return path, "ipc"
+        raise InputError(f"{path}: directory has no .arrow, .feather, .parquet or .csv files; "
+                         "pass a directory of input files")
+    suffix = path.suffix.lower()
+    if suffix in _PARQUET:
+        return path, "parquet"
+    if suffix in _CSV:
+        return path, "csv"
+    return path, "ipc"  # .arrow/.feather/.ipc, and anything else is tried as Arrow IPC
+
+
+def _files(path: Path, suffixes: set[str] | None = None) -> list[Path]:
+    """Data files below ``path`` in sorted order; hidden (``.``/``_``) files and directories skipped."""
+    out = []
+    for p in path.rglob("*"):
+        rel = p.relative_to(path).parts
+        if p.is_file() and not any(part.startswith((".", "_")) for part in rel):
+            if suffixes is None or p.suffix.lower() in suffixes:
+                out.append(p)
+    return sorted(out)
+
+
+def _csv_convert(path: Path, text: tuple[str, ...] = _CSV_TEXT) -> pacsv.ConvertOptions:
+    header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    types = {name: pa.string() for name in header if name in text}
+    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+
+
+def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
+    detail = " ".join(str(exc).split())  # Arrow messages may span lines; the error is one line
+    also = "; in a directory, every file needs the same columns and types" if path.is_dir() else ""
+    return InputError(f"{path}: cannot be read as {fmt} ({detail}); check that the file is complete "
+                      f"and its suffix matches its format (.arrow/.feather, .parquet, .csv){also}")
+
+
+class Source:
+    """Record batches of one input in read order, with its schema and row count when known."""
+
+    def __init__(self, source, *, columns: list[str] | None = None, batch_rows: int = 1 << 20,
+                 csv_text: tuple[str, ...] = _CSV_TEXT):
+        self.batch_rows = max(1, int(batch_rows))
+        self.csv_text = csv_text
+        self.num_rows: int | None = None
+        if isinstance(source, (pa.Table, pa.RecordBatch)):  # an in-memory table (the Python API)
+            self.path, self.fmt = Path("<table>"), "table"
+            self._table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
+            self.schema = self._table.schema
+            self.num_rows = self._table.num_rows
+            self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
+            return
+        self.path, self.fmt = _format(source)
+        try:
+            self._open(columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(self.path, self.fmt, exc) from None
+
+    def _open(self, columns) -> None:
+        path, fmt = self.path, self.fmt
+        if path.is_dir():
+            # only files of the chosen format: a README or a stray file does not break the read
+            files = _files(path, {"parquet": _PARQUET, "csv": _CSV, "ipc": _IPC}[fmt])
+            fmt_obj = "parquet" if fmt == "parquet" else "ipc"
+            import pyarrow.dataset as ds  # only for directories: it imports pandas
+
+            if fmt == "csv":
+                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files[0], self.csv_text))
+            self._dataset = ds.dataset([str(f) for f in files], format=fmt_obj, partitioning="hive",
+                                       partition_base_dir=str(path))
+            self.schema = self._dataset.schema
+            self.num_rows = None if fmt == "csv" else self._dataset.count_rows()
+        elif fmt == "ipc":
+            # Small files are memory-mapped (zero copy). Large ones are read batch by batch
+            # into ordinary memory that is freed as the pass moves on: a mapped file's
+            # touched pages count in the process's resident memory, which would grow with
+            # the events (O(events)) instead of the users; reading costs ~1 s per 5 GB.
+            big = path.stat().st_size > _MMAP_MAX_BYTES
+            self._mmap = pa.OSFile(str(path), "r") if big else pa.memory_map(str(path), "r")
+            try:
+                self._reader = ipc.open_file(self._mmap)
+            except pa.ArrowInvalid:
+                self._mmap.seek(0)
+                self._reader = ipc.open_stream(self._mmap)  # an IPC stream file
+            self.schema = self._reader.schema
+            if isinstance(self._reader, ipc.RecordBatchFileReader):
+                # row counts from the batch headers of a mapping (no data pages are read)
+                with pa.memory_map(str(path), "r") as mm:
+                    counter = ipc.open_file(mm)
+                    self.num_rows = sum(counter.get_batch(i).num_rows for i in range(counter.num_record_batches))
+        elif fmt == "parquet":
+            self._pq = pq.ParquetFile(str(path), memory_map=True)
+            self.schema = self._pq.schema_arrow
+            self.num_rows = self._pq.metadata.num_rows
+        else:
+            self._convert = _csv_convert(path, self.csv_text)
+            self.schema = pacsv.open_csv(path, convert_options=self._convert).schema
+        self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
+
+    def _raw(self) -> Iterator[pa.RecordBatch]:
+        cols = self.columns
+        if self.fmt == "table":
+            t = self._table.select(cols) if cols is not None else self._table
+            yield from t.to_batches(max_chunksize=self.batch_rows)
+        elif self.path.is_dir():
+            for frag in sorted(self._dataset.get_fragments(), key=lambda f: f.path):
+                try:
+                    yield from frag.to_batches(schema=self.schema, columns=cols, batch_size=self.batch_rows,
+                                               use_threads=False)
+                except pa.ArrowException as exc:  # name the file, not just the directory
+                    exc = type(exc)(f"{frag.path}: {exc}")
+                    raise _unreadable(self.path, self.fmt, exc) from None
+        elif self.fmt == "ipc":
+            if isinstance(self._reader, ipc.RecordBatchFileReader):
+                for i in range(self._reader.num_record_batches):
+                    b = self._reader.get_batch(i)
+                    yield b.select(cols) if cols is not None else b
+            else:
+                for b in self._reader:
+                    yield b.select(cols) if cols is not None else b
+        elif self.fmt == "parquet":
+            yield from self._pq.iter_batches(batch_size=self.batch_rows, columns=cols)
+        else:
+            reader = pacsv.open_csv(self.path, convert_options=self._convert,
+                                    read_options=pacsv.ReadOptions(block_size=1 << 22))
+            for b in reader:
+                yield b.select(cols) if cols is not None else b
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Batches of at most ``batch_rows`` rows (big ones sliced, small ones merged)."""
+        pending: list[pa.RecordBatch] = []
+        size = 0
+        limit = self.batch_rows
+        try:
+            for b in self._raw():
+                if b.num_rows == 0:
+                    continue
+                if not pending and limit // 4 <= b.num_rows <= limit:
+                    yield b  # most file batches: no copy
+                    continue
+                if not pending and b.num_rows >= limit:
+                    for start in range(0, b.num_rows - b.num_rows % limit, limit):
+                        yield b.slice(start, limit)
+                    rest = b.num_rows % limit
+                    if rest:
+                        pending, size = [b.slice(b.num_rows - rest)], rest
+                    continue
+                pending.append(b)
+                size += b.num_rows
+                if size >= limit:
+                    merged = pa.concat_batches(pending)
+                    for start in range(0, size - size % limit, limit):
+                        yield merged.slice(start, limit)
+                    rest = size % limit
+                    pending, size = ([merged.slice(size - rest)], rest) if rest else ([], 0)
+            if pending:
+                yield pa.concat_batches(pending)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(self.path, self.fmt, exc) from None
+
+    def read_all(self) -> pa.Table:
+        if self.fmt == "table":
+            return self._table.select(self.columns) if self.columns is not None else self._table
+        if self.fmt == "ipc" and not self.path.is_dir() and isinstance(self._reader, ipc.RecordBatchFileReader):
+            table = self._reader.read_all()  # zero-copy over the memory map
+            return table.select(self.columns) if self.columns is not None else table
+        batches = list(self.batches())
+        if not batches:
+            schema = self.schema if self.columns is None else pa.schema([self.schema.field(c) for c in self.columns])
+            return schema.empty_table()
+        return pa.Table.from_batches(batches)
+
+
+def read_table(source: str | os.PathLike | pa.Table, what: str = "table") -> pa.Table:
+    """Read a whole ``.arrow``/``.feather``/``.ipc``/``.parquet``/``.csv`` file or a directory.
+
+    The one reader of whole tables (scores, plans, outcomes, events for the report).
+    Arrow IPC files are memory-mapped (zero copy) and keep their schema metadata.  CSV
+    columns named in the data contract (and every address-like column) are read as
+    text, so a phone keeps its ``+`` and leading zeros; an empty CSV field is null.
+    No normalisation happens here: use :func:`load_users` / :func:`iter_events` for
+    contract inputs.  ``what`` names the input in error messages ("scores", "plan").
+    """
+    if not isinstance(source, (pa.Table, pa.RecordBatch)) and not Path(source).exists():
+        raise InputError(f"{what} {source} does not exist (no such file or directory); pass the path of an Arrow, Parquet or "
+                         "CSV file (or a directory of them).")
+    return Source(source, csv_text=_TABLE_TEXT).read_all()
+
+

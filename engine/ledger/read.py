@@ -1,0 +1,98 @@
+"""Reading a ledger from the other steps (plan, report, simulate): read-only connections,
+results as Arrow tables with instants as ``timestamp[us, UTC]``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InputError
+from engine.schema import TIMESTAMP
+
+__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "planned_as_sent"]
+
+
+def _open_ro(path: str | os.PathLike) -> sqlite3.Connection:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"ledger {path} does not exist. Pass the --ledger file a 'winback send' run wrote."
+        )
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        con.execute("SELECT 1 FROM messages LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path} is not a winback ledger ({exc}). Pass the --ledger file of 'winback send'.") from None
+    return con
+
+
+def _table(con: sqlite3.Connection, sql: str, schema: pa.Schema, times: Sequence[str]) -> pa.Table:
+    rows = con.execute(sql).fetchall()
+    cols = list(zip(*rows)) if rows else [[] for _ in schema]
+    arrays = []
+    for field, values in zip(schema, cols):
+        if field.name in times:
+            secs = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            mask = np.isnan(secs)
+            us = np.where(mask, 0, np.round(secs * 1e6)).astype(np.int64)
+            arrays.append(pa.array(us, type=TIMESTAMP, mask=mask))
+        else:
+            arrays.append(pa.array(list(values), type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_MESSAGES_SCHEMA = pa.schema([
+    ("message_id", pa.string()), ("campaign_id", pa.string()), ("user_id", pa.int64()),
+    ("step", pa.string()), ("step_index", pa.int16()), ("variant", pa.string()),
+    ("channel", pa.string()), ("to_addr", pa.string()), ("send_at", TIMESTAMP),
+    ("state", pa.string()), ("attempts", pa.int32()), ("next_attempt_at", TIMESTAMP),
+    ("provider_id", pa.string()), ("last_error", pa.string()), ("sent_at", TIMESTAMP),
+    ("updated_at", TIMESTAMP),
+])
+_SUPPRESSIONS_SCHEMA = pa.schema([
+    ("channel", pa.string()), ("address", pa.string()), ("user_id", pa.int64()),
+    ("reason", pa.string()), ("at", TIMESTAMP),
+])
+
+
+def _read(path, table: str, schema: pa.Schema, times: Sequence[str]) -> pa.Table:
+    """Every row of ``table`` in insertion order, as ``schema`` (``times``: epoch s -> UTC)."""
+    con = _open_ro(path)
+    try:
+        return _table(con, f"SELECT {', '.join(f.name for f in schema)} FROM {table} ORDER BY rowid", schema, times)
+    finally:
+        con.close()
+
+
+def read_messages(path: str | os.PathLike) -> pa.Table:
+    """Every message of the ledger at ``path`` (instants as ``timestamp[us, UTC]``)."""
+    return _read(path, "messages", _MESSAGES_SCHEMA, ("send_at", "next_attempt_at", "sent_at", "updated_at"))
+
+
+def read_suppressions(path: str | os.PathLike) -> pa.Table:
+    """The suppressions of the ledger at ``path``: channel, address, user_id, reason, at."""
+    return _read(path, "suppressions", _SUPPRESSIONS_SCHEMA, ("at",))
+
+
+def read_broadcasts(path: str | os.PathLike) -> pa.Table:
+    """Whole-base campaigns sent from the ledger at ``path``: campaign_id, at."""
+    return _read(path, "broadcasts", pa.schema([("campaign_id", pa.string()), ("at", TIMESTAMP)]), ("at",))
+
+
+def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:
+    """The plan's planned rows; with a ``ledger`` path, only those the ledger marks ``sent``."""
+    planned = plan.filter(pc.is_null(plan["reason"]))
+    if ledger is None:
+        return planned
+    if not os.path.exists(ledger):
+        raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' wrote, or leave "
+                         "--ledger out to count every planned message as delivered")
+    led = read_messages(ledger)
+    sent = led.filter(pc.equal(led["state"], "sent"))["message_id"]
+    return planned.filter(pc.is_in(planned["message_id"], value_set=sent))

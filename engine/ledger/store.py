@@ -1,0 +1,421 @@
+"""The send ledger: one SQLite file (WAL) that knows the state of every message.
+
+A killed ``winback send`` resumes from here: nothing is lost, and a message is sent
+again only if it was in flight at the moment of the crash (see docs/sending.md).
+
+States::
+
+    planned ──claim──> in_flight ──sent──> sent
+       ^                  │ ├──retry──> failed (retry pending at next_attempt_at) ──claim──> in_flight
+       │                  │ └──permanent failure / max attempts──> dead
+       └──crash recovery──┘                (exit rule / suppression)  planned|failed ──> skipped
+
+Tables (docs/architecture.md "ledger"): ``messages`` (one row per planned message;
+instants are epoch seconds, UTC), ``suppressions`` (channel, address, user_id,
+reason, at; read by ``plan``), ``broadcasts`` (campaign_id, at; read by the
+broadcast guard).  Secrets never reach the ledger: only what the plan holds.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``: a commit survives a
+killed process (SIGKILL); a power cut may lose the last commits, which then count
+as "in flight at the crash".  Writes are batched (claims per batch, results every
+~100 rows or ~50 ms) so the ledger is not the bottleneck of the send loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import DispatchError, InputError
+from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
+from engine.tz import to_epoch_seconds
+
+__all__ = [
+    "Ledger",
+    "read_messages",
+    "read_suppressions",
+    "read_broadcasts",
+    "FINAL_STATES",
+    "CLAIM_COLUMNS",
+]
+
+FINAL_STATES = ("sent", "dead", "skipped")
+
+from engine.ledger.sql import (  # noqa: E402 (the SQL lives in its own module)
+    _CLAIM_FAILED,
+    _CLAIM_PLANNED,
+    _INSERT_WIDTH,
+    _PLAN_COLUMNS,
+    _ROWID,
+    _SCHEMA,
+    _SENT_ONE,
+    _UPDATE_FROM,
+    CLAIM_COLUMNS,
+    _claim_update_sql,
+    _insert_sql,
+    _multi_row,
+    _sent_sql,
+    _statement_sizes,
+)
+
+
+def _connect(path: str | os.PathLike) -> sqlite3.Connection:
+    con = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA busy_timeout=30000")
+    con.execute("PRAGMA cache_size=-65536")
+    return con
+
+
+def _content(plan: pa.Table) -> list:
+    """Per planned row the message's content as JSON text, ``{"theme": ..., "items": [...]}``
+    (None without a theme): adapters pass it on to providers that take structured data."""
+    n = plan.num_rows
+    if "theme" not in plan.column_names or plan.column("theme").null_count == n:
+        return [None] * n
+    import json
+
+    themes = plan.column("theme").to_pylist()
+    items = plan.column("items").to_pylist() if "items" in plan.column_names else [None] * n
+    return [None if t is None else json.dumps({"theme": t, "items": i or []}, separators=(",", ":"))
+            for t, i in zip(themes, items)]
+
+
+class Ledger:
+    """An open ledger file.  Use as a context manager; every method commits its own work.
+
+    Results are buffered by :meth:`sent`, :meth:`retry` and :meth:`dead` and written
+    by :meth:`flush` in one transaction (the dispatcher flushes every ~100 rows or
+    ~50 ms and always before it claims or stops).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = _connect(self.path)
+            self._con.executescript(_SCHEMA)
+            if "content" not in {r[1] for r in self._con.execute("PRAGMA table_info(messages)")}:
+                self._con.execute("ALTER TABLE messages ADD COLUMN content TEXT")  # a ledger of an older version
+        except sqlite3.DatabaseError as exc:
+            raise DispatchError(
+                f"cannot open ledger {self.path}: {exc}. Give --ledger a writable path to a "
+                "winback ledger (SQLite) file, or a new path to start one."
+            ) from None
+        self._sent: list = []  # flat triples: rowid, provider_id, at
+        self._retry: list[tuple] = []
+        self._dead: list[tuple] = []
+        self._gone: list[tuple] = []
+        self.pending_writes = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush buffered results and close the file; idempotent."""
+        if self._con is None:
+            return
+        self.flush()
+        self._con.close()
+        self._con = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loading ---------------------------------------------------------------------
+    def load_plan(self, plan: pa.Table, *, source: str = "plan") -> int:
+        """Add the plan's planned rows (``reason`` null); return how many were new.
+
+        Idempotent: a message id already in the ledger is left as it is, so loading
+        the same plan twice adds nothing and a newer plan adds only its new ids.
+        """
+        missing = [c for c in _PLAN_COLUMNS if c not in plan.column_names]
+        if missing:
+            raise InputError(
+                f"{source}: the plan has no column {', '.join(missing)} (it has "
+                f"{', '.join(plan.column_names[:12])}). Pass a plan.arrow written by 'winback plan'."
+            )
+        if "reason" in plan.column_names:
+            plan = plan.filter(pc.is_null(plan.column("reason")))
+        if plan.num_rows == 0:
+            return 0
+        ids = plan.column("message_id")
+        nulls = ids.null_count
+        if nulls:
+            raise InputError(
+                f"{source}: column message_id is null in {nulls} planned rows. "
+                "Every planned message needs an id; rewrite the plan with 'winback plan'."
+            )
+        if pc.count_distinct(ids).as_py() != plan.num_rows:
+            counts = pc.value_counts(ids)
+            dup = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
+            raise InputError(
+                f"{source}: column message_id repeats in {len(dup)} ids among {plan.num_rows} "
+                f"planned rows, e.g. {dup[:5]}. Message ids must be unique; rewrite the plan "
+                "with 'winback plan'."
+            )
+        send_at = plan.column("send_at")
+        if pa.types.is_timestamp(send_at.type):
+            send_s = to_epoch_seconds(send_at).astype(np.float64)
+        else:
+            send_s = np.asarray(send_at.to_numpy(zero_copy_only=False), dtype=np.float64)
+        if np.isnan(send_s).any() or (send_s < -1e17).any():
+            bad = np.flatnonzero(np.isnan(send_s) | (send_s < -1e17))
+            raise InputError(
+                f"{source}: column send_at is null in {bad.size} planned rows, e.g. message ids "
+                f"{[ids[int(i)].as_py() for i in bad[:5]]}. Every planned message needs a send time."
+            )
+        n = plan.num_rows
+
+        def col(name: str, default=None) -> list:
+            if name in plan.column_names:
+                return plan.column(name).to_pylist()
+            return [default] * n
+
+        step_index = col("step_index", 0)
+        send_list = send_s.tolist()
+        columns = (
+            col("message_id"), col("campaign_id"), col("user_id"), col("step"),
+            [0 if s is None else s for s in step_index], col("variant"), col("channel"),
+            col("to"), col("subject"), col("body"), col("template"), col("exit_on"),
+            send_list, send_list, _content(plan), [time.time()] * n,
+        )
+        # row-major parameters for multi-row INSERTs, interleaved by slice assignment
+        flat: list = [None] * (n * _INSERT_WIDTH)
+        for j, values in enumerate(columns):
+            flat[j::_INSERT_WIDTH] = values
+        con = self._con
+        before = con.total_changes
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            _multi_row(con, _insert_sql, flat, _INSERT_WIDTH)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return con.total_changes - before
+
+    # -- crash recovery ----------------------------------------------------------------
+    def recover(self, *, at_most_once: bool = False) -> int:
+        """Settle messages a killed run left ``in_flight``; return how many.
+
+        By default they go back to the state they were claimed from, with the
+        unanswered attempt uncounted (at-least-once: the provider may have got them;
+        an ``Idempotency-Key`` makes the resend harmless).  With ``at_most_once`` they
+        become ``dead`` with ``last_error = 'in flight at crash'`` and are never resent.
+        """
+        now = time.time()
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        if at_most_once:
+            cur = con.execute(
+                "UPDATE messages SET state = 'dead', last_error = 'in flight at crash', "
+                "updated_at = ? WHERE state = 'in_flight'", (now,),
+            )
+        else:
+            cur = con.execute(
+                "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
+                "attempts = attempts - 1, updated_at = ? WHERE state = 'in_flight'", (now,),
+            )
+        con.execute("COMMIT")
+        return cur.rowcount
+
+    # -- the hot path ------------------------------------------------------------------
+    def claim(self, channel: str, limit: int, *, now: float, release_until: float,
+              with_results: bool = False) -> list[tuple]:
+        """Move up to ``limit`` due messages of ``channel`` to ``in_flight``; return them.
+
+        Due: retries (``failed``) whose ``next_attempt_at <= now`` first, then
+        ``planned`` messages whose ``send_at <= release_until`` (``now``, or infinity to
+        send everything at once).  One transaction; rows are tuples in
+        :data:`CLAIM_COLUMNS` order, ``attempts`` already counting this attempt.
+        ``with_results``: write the buffered results first, in the same transaction (one
+        commit instead of a :meth:`flush` and a claim; retries just recorded are claimable).
+        """
+        con = self._con
+        write = with_results and (self.pending_writes or self._gone)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if write:
+                self._write_results(con)
+            rows = con.execute(_CLAIM_FAILED, (channel, now, limit)).fetchall()
+            if len(rows) < limit:
+                rows += con.execute(_CLAIM_PLANNED, (channel, release_until, limit - len(rows))).fetchall()
+            i = 0
+            for k in _statement_sizes(len(rows)):
+                con.execute(_claim_update_sql(k), [now, *(r[_ROWID] for r in rows[i:i + k])])
+                i += k
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if write:
+            self._results_written()
+        return rows
+
+    def unclaim(self, message_ids: Sequence[str]) -> None:
+        """Put claimed messages that never went out back where they were."""
+        if not message_ids:
+            return
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany(
+            "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
+            "attempts = attempts - 1 WHERE message_id = ? AND state = 'in_flight'",
+            ((m,) for m in message_ids),
+        )
+        con.execute("COMMIT")
+
+    def sent(self, rowid: int, provider_id: str | None, at: float) -> None:
+        """Buffer: the provider accepted the message (``rowid`` from :meth:`claim`)."""
+        self._sent += (rowid, provider_id, at)  # flat: rowid, provider_id, at per message
+        self.pending_writes += 1
+
+    def retry(self, rowid: int, next_at: float, error: str | None, at: float) -> None:
+        """Buffer: a transient failure; try again at ``next_at`` (epoch seconds)."""
+        self._retry.append((next_at, error, at, rowid))
+        self.pending_writes += 1
+
+    def dead(self, rowid: int, error: str | None, at: float, *,
+             channel: str | None = None, address: str | None = None,
+             user_id: int | None = None, suppress: bool = False) -> None:
+        """Buffer: a permanent failure; with ``suppress`` the address is suppressed too."""
+        self._dead.append((error, at, rowid))
+        if suppress and channel is not None:
+            self._gone.append((channel, address, user_id, error, at))
+        self.pending_writes += 1
+
+    def flush(self) -> int:
+        """Write buffered results in one transaction; return how many rows."""
+        n = self.pending_writes
+        if not n and not self._gone:
+            return 0
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            self._write_results(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._results_written()
+        return n
+
+    def _results_written(self) -> None:
+        self._sent, self._retry, self._dead, self._gone = [], [], [], []
+        self.pending_writes = 0
+
+    def _write_results(self, con: sqlite3.Connection) -> None:
+        """The statements of :meth:`flush`, inside the caller's transaction."""
+        if self._sent:
+            if _UPDATE_FROM:
+                _multi_row(con, _sent_sql, self._sent, 3)
+            else:
+                rows = self._sent
+                con.executemany(_SENT_ONE, [(rows[i + 1], rows[i + 2], rows[i + 2], rows[i])
+                                            for i in range(0, len(rows), 3)])
+        if self._retry:
+            con.executemany(
+                "UPDATE messages SET state = 'failed', next_attempt_at = ?, last_error = ?, "
+                "updated_at = ? WHERE rowid = ?", self._retry)
+        if self._dead:
+            con.executemany(
+                "UPDATE messages SET state = 'dead', last_error = ?, updated_at = ? "
+                "WHERE rowid = ?", self._dead)
+        if self._gone:
+            con.executemany(
+                "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "
+                "VALUES (?,?,?,?,?)", self._gone)
+
+    # -- exit rules and suppressions -----------------------------------------------------
+    def skip_exited(self, user_ids: Iterable[int]) -> int:
+        """Skip later drip steps (``step_index > 0`` with ``exit_on`` set) of users who
+        re-engaged; they become ``skipped`` with ``last_error = 'exited'``."""
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS exited (user_id INTEGER PRIMARY KEY)")
+        con.execute("DELETE FROM exited")
+        con.executemany("INSERT OR IGNORE INTO exited VALUES (?)", ((int(u),) for u in user_ids))
+        cur = con.execute(
+            "UPDATE messages SET state = 'skipped', last_error = 'exited', updated_at = ? "
+            "WHERE state IN ('planned', 'failed') AND step_index > 0 AND exit_on IS NOT NULL "
+            "AND exit_on != '' AND user_id IN (SELECT user_id FROM exited)", (time.time(),),
+        )
+        con.execute("COMMIT")
+        return cur.rowcount
+
+    def skip_suppressed(self) -> int:
+        """Skip pending messages to a suppressed address (or user, when the address is null)."""
+        con = self._con
+        if con.execute("SELECT 1 FROM suppressions LIMIT 1").fetchone() is None:
+            return 0  # nothing to skip: no scan of the messages
+        con.execute("BEGIN IMMEDIATE")
+        cur = con.execute(
+            "UPDATE messages SET state = 'skipped', last_error = 'suppressed', updated_at = ? "
+            "WHERE state IN ('planned', 'failed') AND EXISTS (SELECT 1 FROM suppressions s "
+            "WHERE s.channel = messages.channel AND (s.address = messages.to_addr "
+            "OR (s.address IS NULL AND s.user_id = messages.user_id)))", (time.time(),),
+        )
+        con.execute("COMMIT")
+        return cur.rowcount
+
+    def add_suppressions(self, rows: Iterable[dict]) -> int:
+        """Add suppressions (dicts with channel, address, user_id, reason, at); return new ones.
+
+        ``at`` is epoch seconds (default now); a row already present is kept as it was.
+        """
+        now = time.time()
+        values = [
+            (r["channel"], r.get("address"), r.get("user_id"), r.get("reason"), r.get("at", now))
+            for r in rows
+        ]
+        con = self._con
+        before = con.total_changes
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany(
+            "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "
+            "VALUES (?,?,?,?,?)", values)
+        con.execute("COMMIT")
+        return con.total_changes - before
+
+    def record_broadcast(self, campaign_id: str, at: float | None = None) -> None:
+        """Note that a whole-base campaign went out (read by the broadcast guard)."""
+        self._con.execute("INSERT INTO broadcasts VALUES (?, ?)", (campaign_id, at or time.time()))
+
+    # -- questions -------------------------------------------------------------------------
+    def next_due(self, channel: str) -> float | None:
+        """Epoch seconds when the next pending message of ``channel`` is due, or None.
+
+        Planned messages are due at ``send_at``, retries at ``next_attempt_at``."""
+        con = self._con
+        a = con.execute(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE channel = ? AND state = 'failed'",
+            (channel,)).fetchone()[0]
+        b = con.execute(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE channel = ? AND state = 'planned'",
+            (channel,)).fetchone()[0]
+        cands = [x for x in (a, b) if x is not None]
+        return min(cands) if cands else None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{channel: {state: n}}`` over the whole ledger."""
+        out: dict[str, dict[str, int]] = {}
+        for channel, state, n in self._con.execute(
+            "SELECT channel, state, COUNT(*) FROM messages GROUP BY channel, state"
+        ):
+            out.setdefault(channel, {})[state] = n
+        return out
+
+    def channels(self) -> list[str]:
+        """Channels with messages not yet final."""
+        return [r[0] for r in self._con.execute(
+            "SELECT DISTINCT channel FROM messages WHERE state IN ('planned', 'failed', 'in_flight')")]

@@ -1,0 +1,121 @@
+"""Assembling the plan table: one row per (user, step) from the planning state's columns,
+with addresses, labels and the rendered subject and body of every planned message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import ConfigError
+from engine.planning.assign import labels as _labels
+from engine.planning.campaign import Campaign
+from engine.planning.content import ITEM_FIELD
+from engine.planning.columns import col as _col
+from engine.planning.templates import parse_template, render
+from engine.schema import ADDRESS_COLUMN, CHANNELS, PLAN_SCHEMA, SKIP_REASONS as REASONS
+from engine.tz import from_epoch_seconds
+
+__all__ = ["assemble"]
+
+
+def _strings(table: pa.Table, name: str) -> pa.Array:
+    if name not in table.column_names or pa.types.is_null(table[name].type):
+        return pa.nulls(table.num_rows, pa.string())
+    return pc.cast(table[name], pa.string()).combine_chunks()
+
+
+def assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones, content=None) -> pa.Table:
+    n, n_steps = len(uid), len(cmp.steps)
+    reason = np.concatenate(cols["reason"])
+    ch = np.concatenate(cols["channel"])
+    send = np.concatenate(cols["send_at"])
+    step_idx = np.repeat(np.arange(n_steps, dtype=np.int16), n)
+    rows_user = np.tile(np.arange(n), n_steps)
+    planned = reason == 0
+    uid_all = pa.array(uid[rows_user], pa.int64())
+    mid = pc.binary_join_element_wise(cmp.id, pc.cast(uid_all, pa.string()),
+                                      pc.cast(pa.array(step_idx), pa.string()), "-")
+    # every channel's address in one array (channel-major), then one take per row
+    addresses = pa.concat_arrays([_strings(scores, ADDRESS_COLUMN[c]) for c in CHANNELS])
+    at = np.where(ch >= 0, ch * n + rows_user, 0)
+    to = addresses.take(pa.array(at, mask=ch < 0)) if n else pa.nulls(0, pa.string())
+    table = pa.table({
+        "message_id": mid, "campaign_id": _labels(np.zeros(len(reason), np.int32), [cmp.id]),
+        "user_id": uid_all, "step": _labels(step_idx, [s.name for s in cmp.steps]), "step_index": pa.array(step_idx),
+        "variant": _labels(np.tile(variant, n_steps), [v.name for v in cmp.variants]),
+        "channel": _labels(ch, list(CHANNELS)),
+        "send_at": from_epoch_seconds(np.where(planned, send, 0), null_mask=~planned),
+        "reason": _labels(np.where(planned, -1, reason.astype(np.int64) - 1), list(REASONS[1:])),
+        "holdout": pa.array(np.tile(holdout, n_steps)),
+        "expected_value": pa.array(np.concatenate(cols["ev"])),
+        "to": to, "template": _labels(step_idx, [s.template for s in cmp.steps]),
+        "subject": pa.nulls(len(reason), pa.string()), "body": pa.nulls(len(reason), pa.string()),
+        "exit_on": _labels(step_idx, [s.exit_on for s in cmp.steps]),
+        "timezone": _labels(zone[rows_user], zones),
+        "best_hour_local": pa.array(_col(scores, "best_hour_local", 12, np.int8)[rows_user]),
+        "send_time_confidence": pa.array(_col(scores, "send_time_confidence", 0.0, np.float32)[rows_user]),
+    })
+    extra = content.columns() if content is not None else {
+        "theme": pa.nulls(len(reason), pa.string()),
+        "items": pa.ListArray.from_arrays(pa.array(np.zeros(len(reason) + 1, np.int32)), pa.array([], pa.int64())),
+        "explored": pa.nulls(len(reason), pa.bool_())}
+    for name, arr in extra.items():
+        table = table.append_column(name, arr)
+    return _render(table, scores, rows_user, cmp, planned, content).cast(
+        pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string()), pa.field("best_hour_local", pa.int8()),
+                                       pa.field("send_time_confidence", pa.float32()),
+                                       pa.field("theme", pa.string()), pa.field("items", pa.list_(pa.int64())),
+                                       pa.field("explored", pa.bool_())]))
+
+
+def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray,
+            content=None) -> pa.Table:
+    """Subject and body for the planned rows, one vectorised render per (step, email or not)."""
+    own = ("step", "variant", "channel", "theme")
+    names = set(scores.column_names) | set(own) | (content.field_names() if content is not None else set())
+    fields = set()
+    for tname, t in cmp.templates.items():
+        for key, text in (("subject", t.subject), ("body", t.body)):
+            for kind, field, _ in parse_template(text):
+                if kind == "field" and field not in names:
+                    hint = (" (item fields need the catalogue: pass --items, and an index below the step's items)"
+                            if ITEM_FIELD.match(field) else "")
+                    shown = sorted(n for n in names if not n.startswith("items[")) + (
+                        ["items[0].title", "items[0].<any items column>"] if content is not None else [])
+                    raise ConfigError(f"{cmp.source}: [templates.{tname}.{key}] unknown field {{{{ {field} }}}}{hint}; "
+                                      f"available fields: {', '.join(shown)}")
+                fields.add(field)
+    idx = np.nonzero(planned)[0]
+    if not len(idx):
+        return table
+    at = pa.array(idx)
+    cols = {c: scores[c].take(pa.array(rows_user[idx])) for c in scores.column_names if c in fields and c not in own}
+    cols |= {f: content.field(f, idx) for f in fields if content is not None and ITEM_FIELD.match(f)}
+    ctx_all = pa.table(cols | {name: table[name].take(at) for name in own})
+    steps = table["step_index"].to_numpy()[idx]
+    is_mail = (table["channel"].take(pa.array(idx)).to_numpy(zero_copy_only=False) == "email")
+    order, subjects, bodies = [], [], []
+    for k, step in enumerate(cmp.steps):
+        tpl = cmp.templates.get(step.template)
+        for email in (True, False):
+            sel = np.nonzero((steps == k) & (is_mail == email))[0]
+            if not len(sel):
+                continue
+            if tpl is None:
+                subjects.append(pa.array([step.name] * len(sel), pa.string()))
+                bodies.append(pa.array([step.template] * len(sel), pa.string()))
+            else:
+                rows = ctx_all.take(pa.array(sel))
+                subjects.append(render(tpl.subject, rows, escape=False, name=f"templates.{step.template}.subject"))
+                bodies.append(render(tpl.body, rows, escape=email, name=f"templates.{step.template}.body"))
+            order.append(idx[sel])
+    pos = np.full(table.num_rows, -1, np.int64)
+    pos[np.concatenate(order)] = np.arange(len(idx))
+    where = pa.array(np.maximum(pos, 0), mask=pos < 0)
+    subject = pa.concat_arrays(subjects).take(where)
+    body = pa.concat_arrays(bodies).take(where)
+    table = table.set_column(table.column_names.index("subject"), "subject", subject)
+    return table.set_column(table.column_names.index("body"), "body", body)
+
+

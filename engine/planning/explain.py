@@ -1,0 +1,69 @@
+"""``winback explain``: everything the plan decided for one user, and why."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InputError
+from engine.planning import timing as pt
+from engine.planning.rules import Rule
+from engine.schema import ADDRESS_COLUMN, CONSENT_COLUMN
+
+__all__ = ["explain"]
+
+
+def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) -> dict:
+    """Everything the plan decided for one user, with the scores that drove it.
+
+    Returns a dict: ``user_id``, ``steps`` (the user's plan rows, each with
+    ``local_time`` and, when the message left the user's best hour, ``moved``),
+    ``campaign`` (from the plan's metadata) and, with ``scores``: ``scores`` (the user's
+    row), ``in_audience`` (the audience rule re-evaluated on that row) and
+    ``channels`` per step: every allowed channel in preference order with consent,
+    address, suppression and response rate, ranked as the planner ranks them.
+    """
+    rows = plan_table.filter(pc.equal(plan_table["user_id"], int(user_id))).to_pylist()
+    if not rows:
+        raise InputError(f"user {user_id} is not in the plan; check the id (plans hold every scored user)")
+    out: dict = {"user_id": int(user_id), "steps": rows}
+    meta_raw = (plan_table.schema.metadata or {}).get(b"winback.plan")
+    meta = json.loads(meta_raw) if meta_raw else {}
+    out["campaign"] = {k: meta.get(k) for k in ("campaign_id", "name", "as_of", "audience", "holdout", "policy")}
+    for r in rows:
+        if r.get("send_at") is None or not r.get("timezone"):
+            continue
+        local = r["send_at"].astimezone(zoneinfo.ZoneInfo(r["timezone"]))
+        r["local_time"] = local.isoformat()
+        if r.get("best_hour_local") is not None and local.hour != r["best_hour_local"]:
+            quiet = (meta.get("policy") or {}).get("quiet_hours")
+            why = "quiet hours" if quiet and pt.in_quiet(np.array([r["best_hour_local"] * 60]), tuple(quiet))[0] \
+                else "minimum gap or hourly capacity"
+            r["moved"] = f"from the best hour {r['best_hour_local']:02d}:00 to {local:%H:%M} local ({why})"
+    if scores is None:
+        return out
+    s = scores.filter(pc.equal(scores["user_id"], int(user_id)))
+    out["scores"] = s.to_pylist()[0] if s.num_rows else None
+    if not s.num_rows:
+        return out
+    if meta.get("audience") is not None:
+        out["in_audience"] = bool(Rule(meta["audience"])(s)[0])
+    row = out["scores"]
+    out["channels"] = []
+    for k, step in enumerate(meta.get("steps", [])):
+        ranking = []
+        for c in step.get("channels", []):
+            reachable = bool(row.get(CONSENT_COLUMN[c])) and row.get(ADDRESS_COLUMN[c]) is not None \
+                and not row.get(f"{c}_suppressed")
+            ranking.append({"channel": c, "consent": bool(row.get(CONSENT_COLUMN[c])),
+                            "address": row.get(ADDRESS_COLUMN[c]) is not None,
+                            "suppressed": bool(row.get(f"{c}_suppressed")),
+                            "response_rate": row.get(f"{c}_response_rate"), "reachable": reachable})
+        # the planner reads a missing response rate as 0.1 and keeps the step's order on ties
+        ranking.sort(key=lambda x: (not x["reachable"], -(0.1 if x["response_rate"] is None else x["response_rate"])))
+        out["channels"].append({"step": step.get("name", str(k)), "ranking": ranking})
+    return out

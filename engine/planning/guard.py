@@ -1,0 +1,127 @@
+"""Guards around planning: the scores are fit to plan, suppressions, and the broadcast guard.
+
+- :func:`check_scores`: InputError for null or duplicate user ids and unknown timezones;
+- :func:`suppressed_matrix`: which users are suppressed per channel in the ledger's
+  ``suppressions`` table (or a table shaped like it), by user id or by address;
+- :func:`broadcast_guard`: an audience covering >= 98 % of the reachable base is a
+  "batch and blast": refused unless the campaign is ``approved``, and then at most once
+  per 90 days (the ledger's ``broadcasts`` table, written by ``winback send``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.planning.campaign import Campaign
+from engine.errors import InputError, PolicyError
+from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
+from engine.tz import to_epoch_seconds
+
+__all__ = ["check_scores", "suppressed_matrix", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
+
+BROADCAST_SHARE = 0.98  # share of the reachable base that makes an audience "the whole base"
+BROADCAST_DAYS = 90     # days between two approved broadcasts
+
+
+def check_scores(scores: pa.Table, src: str) -> None:
+    """InputError for what would make a wrong plan: missing columns, null or duplicate
+    user ids, unknown timezones; naming the column, the row count and example rows."""
+    import zoneinfo
+
+    for need in ("user_id", "best_hour_local", "p_alive"):
+        if need not in scores.column_names:
+            raise InputError(f"{src} has no column {need!r} (it has {', '.join(scores.column_names[:8])}, ...); "
+                             "pass the output of 'winback score'")
+    ids = scores["user_id"]
+    if ids.null_count:
+        rows = np.nonzero(ids.is_null().to_numpy(zero_copy_only=False))[0][:5].tolist()
+        raise InputError(f"{src}: column 'user_id' is null in {ids.null_count:,} rows (e.g. rows {rows}); "
+                         "every scored user needs an id - rescore the users file after fixing it")
+    counts = pc.value_counts(ids)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        ex = dup.field("values")[:5].to_pylist()
+        raise InputError(f"{src}: column 'user_id' repeats {len(dup):,} ids (e.g. {ex}); one row per user is "
+                         "needed so message ids stay unique - deduplicate the users file and rescore")
+    if "timezone" in scores.column_names:
+        names = pc.unique(pc.cast(scores["timezone"], pa.string()).drop_null()).to_pylist()
+        bad = []
+        for name in names:
+            try:
+                zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                bad.append(name)
+        if bad:
+            hit = pc.is_in(pc.cast(scores["timezone"], pa.string()), value_set=pa.array(bad, pa.string()))
+            rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
+            ex = [(int(ids[int(i)].as_py()), scores["timezone"][int(i)].as_py()) for i in rows[:5]]
+            raise InputError(f"{src}: column 'timezone' has {len(rows):,} rows with unknown IANA timezones "
+                             f"(e.g. user_id, timezone: {ex}); fix them (e.g. Europe/Paris) or set them "
+                             "null to use the campaign's timezone")
+
+
+def suppressed_matrix(ledger, table: pa.Table, extra: pa.Table | None = None) -> np.ndarray:
+    """[users, channels] bool: suppressed by user id or address in the ledger or ``extra``.
+
+    Both are tables shaped like the ledger's ``suppressions(channel, address, user_id,
+    reason, at)``; a row matches a user by ``user_id`` or by the channel's address.
+    """
+    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
+    sups = [] if extra is None else [extra]
+    if ledger is not None and os.path.exists(ledger):
+        from engine.ledger.store import read_suppressions
+
+        sups.append(read_suppressions(ledger))
+    for sup in sups:
+        out |= _match_suppressions(sup, table)
+    return out
+
+
+def _match_suppressions(sup: pa.Table, table: pa.Table) -> np.ndarray:
+    out = np.zeros((table.num_rows, len(CHANNELS)), bool)
+    if sup.num_rows == 0 or "channel" not in sup.column_names:
+        return out
+    for c_i, c in enumerate(CHANNELS):
+        rows = sup.filter(pc.equal(sup["channel"], c))
+        if rows.num_rows == 0:
+            continue
+        hit = np.zeros(table.num_rows, bool)
+        if "user_id" in rows.column_names:
+            hit |= pc.is_in(table["user_id"], value_set=rows["user_id"].drop_null().cast(pa.int64())).to_numpy(zero_copy_only=False)
+        addr_col = ADDRESS_COLUMN[c]
+        if addr_col in table.column_names and "address" in rows.column_names:
+            hit |= pc.fill_null(pc.is_in(table[addr_col], value_set=rows["address"].drop_null().cast(pa.string())), False) \
+                .to_numpy(zero_copy_only=False)
+        out[:, c_i] = hit
+    return out
+
+
+def broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.ndarray, ledger, as_of: int) -> bool:
+    return guard_counts(campaign, int((audience & reachable).sum()), int(reachable.sum()), ledger, as_of)
+
+
+def guard_counts(campaign: Campaign, n_audience_reach: int, n_reach: int, ledger, as_of: int) -> bool:
+    """The broadcast guard from counts (summed over partitions): True for an approved
+    broadcast, False for a targeted campaign; raises for an unapproved or too-soon one."""
+    if n_reach == 0 or n_audience_reach < BROADCAST_SHARE * n_reach:
+        return False
+    if not campaign.approved:
+        raise PolicyError(
+            f"{campaign.source}: the audience selects {n_audience_reach:,} of {n_reach:,} reachable "
+            "users - the whole base ('batch and blast'), which burns sender reputation. Narrow [audience] where, "
+            "or set approved = true in [campaign] to send a broadcast (at most once per 90 days).")
+    if ledger is not None and os.path.exists(ledger):
+        from engine.ledger.store import read_broadcasts
+
+        b = read_broadcasts(ledger)
+        if b.num_rows:
+            last = float(np.max(to_epoch_seconds(b["at"])))
+            if as_of - last < BROADCAST_DAYS * SECONDS_PER_DAY and time.time() - last < BROADCAST_DAYS * SECONDS_PER_DAY:
+                raise PolicyError(f"a whole-base broadcast already went out {((time.time() - last) / 86400):.0f} days ago "
+                                  f"(ledger {ledger}); approved broadcasts are allowed at most once per 90 days")
+    return True

@@ -1,0 +1,266 @@
+"""One partition's planning state, step by step (used by :func:`engine.planning.planner.plan` and
+:func:`engine.planning.partitioned.plan_partitioned`).
+
+Everything the planner decides is per user except three things, which the caller
+settles over the whole population: the broadcast guard (counts of the audience and
+the reachable users, :meth:`PartitionPlan.prelude`), the value of users who never bought (the median
+of the buyers' mean purchase value), and hourly capacity per channel.  So a partition is built,
+reports its :meth:`~PartitionPlan.prelude`, takes the settled values
+(:meth:`~PartitionPlan.settle`), and then each step is two calls: :meth:`PartitionPlan.candidates` returns the messages competing for capacity
+(with their ordering keys: confident send time first, then expected value, then user
+id), the caller levels them over every partition at once
+(:func:`engine.planning.timing.level_capacity`), and :meth:`PartitionPlan.apply` takes the
+new times back.  The result does not depend on how users are split into partitions or
+ordered within them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from engine.planning import timing as pt
+from engine.planning.assemble import assemble
+from engine.planning.assign import assignments
+from engine.planning.campaign import Campaign
+from engine.planning.columns import col
+from engine.planning.guard import suppressed_matrix
+from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
+from engine.scoring.sendtime import offset_table, zone_index
+
+__all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
+
+REASONS = SKIP_REASONS
+R = {name: i for i, name in enumerate(REASONS)}
+#: a message whose send time is at least this confident keeps its hour first
+CONFIDENT = 0.4
+
+
+def horizon_of(cmp: Campaign, start: int) -> int:
+    """Last instant (epoch s, UTC) the plan looks at: the summed delays plus 10 days."""
+    return start + int((sum(s.delay_days for s in cmp.steps) + 10) * SECONDS_PER_DAY)
+
+
+def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = scores.num_rows
+    consent = np.stack([col(scores, CONSENT_COLUMN[c], False, bool) for c in CHANNELS], axis=1)
+    address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
+                        if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
+    suppressed = np.stack([col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
+    suppressed |= suppressed_matrix(ledger, scores, suppressions)
+    return consent, address, consent & address & ~suppressed
+
+
+def value_fill(preludes: list[dict]) -> float:
+    """The median buyers' value over all partitions (1.0 when nobody bought)."""
+    m = np.concatenate([p["monetary"] for p in preludes]) if preludes else np.zeros(0)
+    return float(np.median(m)) if m.size else 1.0
+
+
+class PartitionPlan:
+    """Per-user planning state of one partition; see the module docstring."""
+
+    def __init__(self, scores: pa.Table, cmp: Campaign, start: int, *, suppressions=None, ledger=None, items=None):
+
+        self.scores, self.cmp, self.start = scores, cmp, int(start)
+        n = self.n = scores.num_rows
+        self.uid = scores["user_id"].to_numpy()
+        self._local_zones, self._local_zone = zone_index(scores, cmp.timezone)
+        self.horizon = horizon_of(cmp, self.start)
+        self.content = None
+        if items is not None:
+            from engine.planning.content import ContentPlanner
+
+            self.content = ContentPlanner(scores, items, cmp, self.start, self.horizon)
+        self.audience = cmp.audience(scores)
+        self.holdout, self.variant = assignments(self.uid, cmp)
+        self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
+        self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
+        self._monetary = col(scores, "monetary", np.nan, np.float64)
+        self.p_alive = col(scores, "p_alive", 0.5, np.float64)
+        self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
+        self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
+        self.best_hour = col(scores, "best_hour_local", 12, np.int64)
+        self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
+        n_steps = len(cmp.steps)
+        self.sent_at = np.full((n, n_steps), NEVER, np.int64)
+        self.sent_ch = np.full((n, n_steps), -1, np.int64)
+        self.prev_at = np.full(n, NEVER, np.int64)
+        self.cols: dict[str, list] = {k: [] for k in ("reason", "channel", "send_at", "ev")}
+        self.cum_delay = 0.0
+        self._step = None
+
+    def prelude(self) -> dict:
+        """What the whole population must agree on, from this partition: its timezone names,
+        audience and reach counts (broadcast guard), and its buyers' mean purchase values."""
+        any_reach = self.reach.any(axis=1)
+        return {"zones": list(self._local_zones), "reachable": int(any_reach.sum()),
+                "audience_reachable": int((self.audience & any_reach).sum()),
+                "monetary": self._monetary[np.isfinite(self._monetary)]}
+
+    def settle(self, zones: list[str], fill_value: float) -> "PartitionPlan":
+        """Take the population's settled values: every partition's timezone names (the
+        zone indexes shared with :class:`Leveller`) and the value of users who never bought."""
+        gpos = {z: i for i, z in enumerate(zones)}
+        self.zones = list(zones)
+        self.zone = np.array([gpos[z] for z in self._local_zones], np.int64)[self._local_zone] if self.n \
+            else np.zeros(0, np.int64)
+        self.table, self.tab_t0 = offset_table(self.zones, self.start - 2 * SECONDS_PER_DAY, self.horizon)
+        self.off = pt.OffsetLookup(self.table, self.tab_t0)
+        self.value = np.where(np.isnan(self._monetary), fill_value, self._monetary)
+        return self
+
+    def sunset_counts(self) -> tuple[int, int | None]:
+        """(users with a planned message, the last planned instant or None) for the sunset rule."""
+        planned = self.sent_at != NEVER
+        return int(planned.any(axis=1).sum()), (int(self.sent_at[planned].max()) if planned.any() else None)
+
+    def candidates(self, k: int) -> dict[int, dict[str, np.ndarray]]:
+        """Step ``k`` up to capacity; per capacity-limited channel the competing messages:
+        ``t`` wanted instant, ``floor`` earliest allowed, ``zone`` (global index),
+        ``confident``, ``ev``, ``uid`` (the ordering keys)."""
+        cmp, n, pol, start = self.cmp, self.n, self.cmp.policy, self.start
+        off, zone, sent_at, sent_ch, prev_at = self.off, self.zone, self.sent_at, self.sent_ch, self.prev_at
+        step = cmp.steps[k]
+        window = pol.window_days * SECONDS_PER_DAY
+        gap = int(pol.min_gap_hours * 3600)
+        quiet = pol.quiet_hours
+        self.cum_delay += step.delay_days
+        reason = np.zeros(n, np.int8)
+        reason[~self.audience] = R["not_in_audience"]
+        reason[(reason == 0) & self.holdout] = R["holdout"]
+        # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
+        delay = int(step.delay_days * SECONDS_PER_DAY)
+        has_prev = prev_at != NEVER
+        after_prev = pt.local_to_utc(off, zone, off.local(zone, np.where(has_prev, prev_at, start)) + delay)
+        base = np.where(has_prev, after_prev, start + int(self.cum_delay * SECONDS_PER_DAY))
+        # channel choice
+        allowed = [CHANNELS.index(c) for c in step.channels]
+        best_c = np.full(n, -1, np.int64)
+        best_r = np.full(n, -1.0)
+        capped_any = np.zeros(n, bool)
+        for c_i in allowed:
+            ok = self.reach[:, c_i].copy()
+            cap = pol.channel_caps.get(CHANNELS[c_i])
+            if cap is not None:
+                in_win = ((sent_ch == c_i) & (sent_at != NEVER) & (sent_at > base[:, None] - window)).sum(axis=1)
+                over = in_win >= cap
+                capped_any |= ok & over
+                ok &= ~over
+            better = ok & (self.resp[:, c_i] > best_r)
+            best_c = np.where(better, c_i, best_c)
+            best_r = np.where(better, self.resp[:, c_i], best_r)
+        none = (reason == 0) & (best_c < 0)
+        al = np.array(allowed)
+        has_consent = self.consent[:, al].any(axis=1)
+        has_addr = (self.consent[:, al] & self.address[:, al]).any(axis=1)
+        reason[none & ~has_consent] = R["no_consent"]
+        reason[none & has_consent & ~has_addr] = R["no_address"]
+        reason[none & has_addr & ~capped_any] = R["suppressed"]
+        reason[none & has_addr & capped_any] = R["channel_cap"]
+        # time
+        t = pt.next_local_time(off, zone, base, self.best_hour * 60)
+        t = pt.apply_quiet_hours(off, zone, t, quiet)
+        lower = np.where(prev_at != NEVER, prev_at + gap, start)
+        pushed = t < lower
+        if pushed.any():
+            t = np.where(pushed, pt.apply_quiet_hours(off, zone, np.maximum(t, lower), quiet), t)
+        reason[(reason == 0) & (t - base > 2 * SECONDS_PER_DAY)] = R["min_gap"]
+        # fatigue: the score's budget, and the cross-channel cap at the send time
+        in_window = ((sent_at != NEVER) & (sent_at > t[:, None] - window)).sum(axis=1)
+        hist = np.where(t - start < window, self.hist_recent, 0)
+        # the scored budget covers the first policy window; later windows get the full cap
+        first_window = t - start < window
+        tired = (first_window & (in_window >= self.budget)) | (hist + in_window >= pol.max_messages)
+        reason[(reason == 0) & tired] = R["fatigue_budget"]
+        ev = self.p_alive * self.value * np.where(best_c >= 0, self.resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
+        self._step = (k, reason, best_c, t, ev)
+        out: dict[int, dict[str, np.ndarray]] = {}
+        if not pol.capacity_per_hour:
+            return out
+        # A message may move earlier only as far as keeps the caps checked above true: not
+        # into the first policy window (where the score's recent sends and budget count)
+        # and not so far that an earlier message of this campaign re-enters its window.
+        floor = np.maximum(lower, start)
+        floor = np.where(t >= start + window, np.maximum(floor, start + window), floor)
+        old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
+        floor = np.maximum(floor, np.where(old, sent_at + window, NEVER).max(axis=1, initial=NEVER))
+        for c_i in allowed:
+            if pol.capacity_per_hour.get(CHANNELS[c_i]) is None:
+                continue
+            idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
+            out[c_i] = {"t": t[idx], "floor": floor[idx], "zone": zone[idx], "ev": ev[idx],
+                        "confident": self.conf[idx] >= CONFIDENT, "uid": self.uid[idx]}
+        return out
+
+    def apply(self, k: int, leveled: dict[int, np.ndarray]) -> None:
+        """Finish step ``k`` with the capacity-levelled instants (-1 = no hour had room)."""
+        kk, reason, best_c, t, ev = self._step
+        assert kk == k, "apply() the step that candidates() prepared"
+        for c_i, new_t in leveled.items():
+            idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
+            t[idx] = np.where(new_t >= 0, new_t, t[idx])
+            reason[idx[new_t < 0]] = R["capacity"]
+        ok = reason == 0
+        if self.content is not None:
+            # every audience user, messaged or not: the theme is a function of the scores
+            # alone, the same in both arms, so the report can compare them theme by theme
+            self.content.step(self.cmp.steps[k], t, self.audience)
+        self.sent_at[ok, k] = t[ok]
+        self.sent_ch[ok, k] = best_c[ok]
+        self.prev_at = np.where(ok, t, self.prev_at)
+        self.cols["reason"].append(reason)
+        self.cols["channel"].append(np.where(reason == 0, best_c, -1))
+        self.cols["send_at"].append(np.where(ok, t, NEVER))
+        self.cols["ev"].append(np.where(best_c >= 0, ev, 0.0))
+        self._step = None
+
+    def drop_scores(self) -> "PartitionPlan":
+        """Forget the scores table (keep only the per-user arrays); :meth:`table_out`
+        then needs the scores again.  Keeps the state small between steps."""
+        self.scores = None
+        return self
+
+    def table_out(self, scores: pa.Table | None = None) -> pa.Table:
+        """The partition's plan rows (no metadata); ``scores``: the partition's scores,
+        when :meth:`drop_scores` was called."""
+
+        scores = self.scores if scores is None else scores
+        return assemble(scores, self.cmp, self.uid, self.holdout, self.variant, self.cols, self.start,
+                         self.zone, self.zones, self.content)
+
+
+class Leveller:
+    """Hourly capacity per channel over the whole population, step after step."""
+
+    def __init__(self, cmp: Campaign, start: int, zones: list[str]):
+        self.cmp = cmp
+        self.h_base = start // 3600 - 48
+        hz = horizon_of(cmp, start)
+        self.n_buckets = int((hz + 3 * SECONDS_PER_DAY) // 3600 - self.h_base)
+        self.table, self.tab_t0 = offset_table(list(zones), start - 2 * SECONDS_PER_DAY, hz)
+        self.counts: dict[int, np.ndarray] = {}
+
+    def level(self, parts: list[dict[int, dict[str, np.ndarray]]]) -> list[dict[int, np.ndarray]]:
+        """New instants for every partition's candidates, in one global order per channel:
+        confident send times first, then higher expected value, then lower user id."""
+        pol = self.cmp.policy
+        qs, qe = pol.quiet_hours if pol.quiet_hours else (0, 0)
+        out: list[dict[int, np.ndarray]] = [{} for _ in parts]
+        channels = sorted({c for p in parts for c in p})
+        for c_i in channels:
+            have = [i for i, p in enumerate(parts) if c_i in p]
+            cat = {key: np.concatenate([parts[i][c_i][key] for i in have]) for key in parts[have[0]][c_i]}
+            counts = self.counts.setdefault(c_i, np.zeros(self.n_buckets, np.int64))
+            order = np.lexsort((cat["uid"], -cat["ev"], -cat["confident"].astype(np.int64)))
+            new_t = pt.level_capacity(cat["t"], order.astype(np.int64), cat["zone"], cat["floor"],
+                                      int(pol.capacity_per_hour[CHANNELS[c_i]]), self.table, np.int64(self.tab_t0),
+                                      int(qs), int(qe), 12, counts, np.int64(self.h_base)) \
+                if len(order) else np.zeros(0, np.int64)
+            lo = 0
+            for i in have:
+                m = len(parts[i][c_i]["t"])
+                out[i][c_i] = new_t[lo:lo + m]
+                lo += m
+        return out
+

@@ -1,0 +1,497 @@
+"""Step 1, score: one row per user with lapse risk, best send time and fatigue budget.
+
+``score(users, events, as_of=...)`` reads users once, streams the events in record
+batches through the fused numba pass (:mod:`engine.kernels`), fits BG/NBD on the
+compressed (x, t_x, T) rows (:mod:`engine.bgnbd`), smooths send times toward each
+timezone's population (:mod:`engine.sendtime`), and derives budgets and labels
+(:mod:`engine.fatigue`).  Memory is O(users); events are never held whole.
+
+Model inputs, in days: ``frequency`` = distinct active days in the model window
+(default 730 days) minus one; ``recency_days`` = last minus first active day;
+``tenure_days`` = ``as_of`` minus the first active day.  BG/NBD gives every user with
+no repeat activity P(alive) = 1 by construction; winback instead lets the first
+active day carry a dropout chance for those users (the MBG/NBD convention of
+Batislam, Denizel & Filiztekin 2007): ``p_alive = 1 / (1 + a/b ((alpha+T)/alpha)^r)``
+with ``T`` the days since their only activity (since ``signup_at`` when they never were
+active, and the model window, 730 days, when that is unknown too), so a one-time
+visitor from a year ago is not "certainly alive", and no user gets NaN.
+
+Per-user columns are the ``docs/architecture.md`` scores table plus ``engagements``
+(open/click/session events counted into the send-time histogram).  The unengaged
+streak counts at most the 8 most recent sends per channel (``kernels.RECENT_SENDS``).
+
+Scoring runs in three phases so that a partitioned dataset (``winback partition``) can be
+scored one partition at a time, on one machine or on Dask workers
+(:mod:`engine.distributed`), with the same result as one pass over everything:
+
+1. :func:`aggregate` one partition: the fused pass gives its :class:`Partial`, which
+   carries the partition's sufficient statistics (:class:`PartStats`: BG/NBD
+   compressed rows with weights, per-timezone send-time histograms keyed by timezone
+   name, value counts of the RFM keys).
+2. :func:`reduce_stats` sums the statistics of all partitions and fits BG/NBD once:
+   :class:`Population`.
+3. :func:`finalize` one partition with the population: its scores table.
+
+``score()`` is these three phases on a single partition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zoneinfo
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+from pyarrow import ipc
+
+from engine.scoring import affinity
+from engine.scoring import fatigue
+from engine.scoring import kernels
+from engine.scoring import sendtime
+from engine.scoring.bgnbd import BGNBD, compress
+from engine.errors import ConfigError, ModelError
+from engine.io.readers import iter_events, load_users
+from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
+                           SECONDS_PER_DAY)
+from engine.tz import from_epoch_seconds, parse_as_of, to_epoch_seconds
+
+__all__ = ["score", "summary_of", "Settings", "PartStats", "Partial", "Population", "settings", "aggregate",
+           "reduce_stats", "finalize"]
+
+
+_RFM_CODES = [f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
+
+
+def _ts_col(values: np.ndarray) -> pa.Array:
+    null = values == NEVER
+    return from_epoch_seconds(np.where(null, 0, values), null_mask=null)
+
+
+def _activity_mask(activity) -> np.ndarray:
+    names = [a.strip() for a in (activity.split(",") if isinstance(activity, str) else activity) if a.strip()]
+    unknown = [a for a in names if a not in EVENT_CODE]
+    if unknown or not names:
+        raise ConfigError(f"--activity {','.join(names) or '(empty)'}: unknown event name(s) {unknown}; "
+                          f"choose from {', '.join(EVENTS)}")
+    mask = np.zeros(len(EVENTS) + 1, np.bool_)
+    for a in names:
+        mask[EVENT_CODE[a]] = True
+    return mask
+
+
+def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
+          on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
+          model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
+          batch_rows: int = 1 << 20, progress: bool = False, items=None,
+          affinity_half_life_days: float = 90.0) -> pa.Table:
+    """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
+
+    ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
+    ``pyarrow.Table`` s (streamed in record batches through the same validation as
+    files, no copy to disk).  ``quarantine``: a directory
+    that receives ``users.rejected.arrow`` and ``events.rejected.arrow`` when
+    ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
+    (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
+    histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
+    ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
+    add ``category_affinity`` (shares per category, in the order of the metadata's
+    ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
+    ``affinity_half_life_days``), ``top_category`` and ``consumed_items``, and the
+    schema metadata ``winback.item_stats`` carries each item's popularity and trend
+    (:func:`engine.items.decode_table`).
+    The returned table's schema metadata ``winback.score`` holds as_of, the BG/NBD
+    parameters and diagnostics and the timing; :func:`summary_of` reads it back.
+    """
+    t_start = time.perf_counter()
+    cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
+                   policy_window_days=policy_window_days, model_window_days=model_window_days,
+                   half_life_days=half_life_days, prior_weight=prior_weight,
+                   affinity_half_life_days=affinity_half_life_days)
+    part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
+                     batch_rows=batch_rows, progress=progress, items=items)
+    pop = reduce_stats([part.stats], cfg)
+    out = finalize(part, pop)
+    meta = summary_of(out)
+    meta["seconds"] = round(time.perf_counter() - t_start, 3)
+    return _with_meta(out, meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the phases need besides the data; one value shared by all partitions."""
+
+    as_of: int  # epoch seconds, UTC
+    activity: tuple[str, ...]
+    default_timezone: str = "UTC"
+    policy_cap: int = 3
+    policy_window_days: int = 7
+    model_window_days: int = 730
+    half_life_days: float = 60.0
+    prior_weight: float = 4.0
+    affinity_half_life_days: float = 90.0
+
+
+def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC", policy_cap: int = 3,
+             policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
+             prior_weight: float = 4.0, affinity_half_life_days: float = 90.0) -> Settings:
+    """Checked :class:`Settings`; ``as_of`` is fixed here (default now), once for every partition."""
+    as_of = parse_as_of(as_of)
+    mask = _activity_mask(activity)
+    if policy_window_days not in (7, 30):
+        raise ConfigError("policy_window_days must be 7 or 30 (the windows scored)")
+    try:
+        zoneinfo.ZoneInfo(default_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--default-timezone {default_timezone!r} is not an IANA timezone "
+                          "such as Europe/Paris") from None
+    if not affinity_half_life_days > 0:
+        raise ConfigError(f"--affinity-half-life must be > 0 days, got {affinity_half_life_days}")
+    return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
+                    default_timezone=default_timezone, policy_cap=int(policy_cap),
+                    policy_window_days=int(policy_window_days), model_window_days=int(model_window_days),
+                    half_life_days=float(half_life_days), prior_weight=float(prior_weight),
+                    affinity_half_life_days=float(affinity_half_life_days))
+
+
+@dataclasses.dataclass
+class PartStats:
+    """Sufficient statistics of one partition for the population models (small, picklable).
+
+    ``bgnbd``: compressed unique (x, t_x, T) rows in days and their weights (users);
+    ``hour_hist``/``wd_hist``: per timezone name, the sum of the users' decayed
+    engagement histograms ([24] and [7] int64 in ``sendtime.POP_UNIT``, exact in any
+    order); ``rfm``: per RFM key ("r", "f", "m"), the distinct key values and how many
+    users have each.
+    """
+
+    bgnbd: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    hour_hist: dict[str, np.ndarray]
+    wd_hist: dict[str, np.ndarray]
+    rfm: dict[str, tuple[np.ndarray, np.ndarray]]
+    users: int
+    events: int
+    users_rejected: int
+    events_rejected: int
+    aggregation_seconds: float
+    #: with a catalogue: per item (catalogue order) popularity, recent_7d, prior_28d, and
+    #: the counts of item events and of events naming items not in the catalogue
+    items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    item_events: tuple[int, int] = (0, 0)
+
+
+@dataclasses.dataclass
+class Partial:
+    """One aggregated partition: its users, accumulators, BG/NBD inputs and statistics."""
+
+    cfg: Settings
+    table: pa.Table
+    acc: kernels.Accumulators
+    zones: list[str]
+    user_tz: np.ndarray
+    x: np.ndarray
+    t_x: np.ndarray
+    T: np.ndarray
+    in_window: np.ndarray
+    stats: PartStats
+    items: object = None  # engine.items.Items
+    item_acc: object = None  # engine.affinity.ItemAccumulators
+
+
+@dataclasses.dataclass
+class Population:
+    """What the whole population contributes to every user's score: the fitted BG/NBD
+    model, the send-time prior shares per timezone name, and the RFM quintile cut points."""
+
+    params: dict
+    model: dict
+    hour_share: dict[str, np.ndarray]
+    wd_share: dict[str, np.ndarray]
+    rfm_cuts: dict[str, np.ndarray | None]
+    #: with a catalogue: (popularity, recent_7d, prior_28d, item events, unknown item events)
+    item_stats: tuple | None = None
+
+
+def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
+              batch_rows: int = 1 << 20, progress: bool = False, items=None) -> Partial:
+    """Phase 1: load one partition's users, stream its events through the fused pass.
+
+    ``items`` (a path, table or :class:`engine.items.Items`): the catalogue; item
+    events then also feed :mod:`engine.affinity`.
+    """
+    qu = qe = None
+    if quarantine is not None:
+        os.makedirs(quarantine, exist_ok=True)
+        qu = os.path.join(quarantine, "users.rejected.arrow")
+        qe = os.path.join(quarantine, "events.rejected.arrow")
+    as_of = cfg.as_of
+    is_act = _activity_mask(list(cfg.activity))
+    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
+    table = u.table
+    zones, user_tz = sendtime.zone_index(table, cfg.default_timezone)
+    window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
+    off_table, off_t0 = sendtime.offset_table(zones, window_start, as_of)
+    acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
+    day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
+    n_events = 0
+    cat = item_acc = None
+    if items is not None:
+        from engine.io.items import load_items
+
+        cat = load_items(items, on_bad_rows=on_bad_rows,
+                         quarantine=None if quarantine is None else os.path.join(quarantine, "items.rejected.arrow"))
+        item_acc = affinity.ItemAccumulators.zeros(table.num_rows, len(cat), len(cat.categories))
+    t_pass = time.perf_counter()
+    # the affinity kernel releases the GIL: it runs on a second thread beside the main pass
+    pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
+    pending = None
+    try:
+        for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
+                                 batch_rows=batch_rows, progress=progress):
+            if pending is not None:
+                pending.result()
+            if pool is not None:
+                pending = pool.submit(affinity.accumulate_items, item_acc, batch, cat, as_of=as_of,
+                                      half_life_days=cfg.affinity_half_life_days)
+            kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
+                               is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+            n_events += len(batch)
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    pass_seconds = time.perf_counter() - t_pass
+    events_rejected = 0
+    if qe is not None and os.path.exists(qe):
+        with pa.memory_map(qe) as src:
+            events_rejected = ipc.open_file(src).read_all().num_rows
+    days_active = kernels.frequency_from_bits(acc.day_bits)
+    in_window = days_active > 0
+    first_day = np.where(in_window, acc.first_act_window // SECONDS_PER_DAY, 0)
+    last_day = np.where(in_window, acc.last_act // SECONDS_PER_DAY, 0)
+    x = np.maximum(days_active - 1, 0).astype(np.float64)
+    t_x = np.where(in_window, last_day - first_day, 0).astype(np.float64)
+    T = np.where(in_window, as_of / SECONDS_PER_DAY - first_day, 0.0)
+    hour_pop = sendtime.population_sums(acc.hour_hist, user_tz, len(zones))
+    wd_pop = sendtime.population_sums(acc.wd_hist, user_tz, len(zones))
+    keys = _rfm_keys(acc, as_of, x, in_window)
+    stats = PartStats(
+        bgnbd=tuple(compress(x[in_window], t_x[in_window], T[in_window])[:4]),
+        hour_hist={z: hour_pop[i] for i, z in enumerate(zones)},
+        wd_hist={z: wd_pop[i] for i, z in enumerate(zones)},
+        rfm={k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()},
+        users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
+        aggregation_seconds=pass_seconds,
+        items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
+        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events))
+    return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
+                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc)
+
+
+def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
+    """Per user the RFM ranking keys (higher is better), NaN when the user has none."""
+    has_act = acc.last_act != NEVER
+    days_inactive = np.where(has_act, (as_of - acc.last_act) / SECONDS_PER_DAY, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        monetary = np.where(acc.purchases > 0, acc.revenue / np.maximum(acc.purchases, 1), np.nan)
+    return {"r": -days_inactive, "f": np.where(in_window, x, np.nan), "m": monetary}
+
+
+def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
+    """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows."""
+    bg = [np.concatenate([s.bgnbd[i] for s in stats]) for i in range(4)]
+    x, t_x, T, w = compress(*bg[:3], weights=bg[3])[:4]
+    model = BGNBD()
+    try:
+        model.fit(x, t_x, T, weights=w)
+    except ModelError as exc:
+        raise ModelError(f"scoring stopped: {exc}", exc.diagnostics) from None
+    zones: dict[str, int] = {}
+    for s in stats:
+        for z in s.hour_hist:
+            zones.setdefault(z, len(zones))
+    pops = []
+    for attr, bins in (("hour_hist", 24), ("wd_hist", 7)):
+        pop = np.zeros((len(zones), bins), np.int64)
+        for s in stats:
+            for z, h in getattr(s, attr).items():
+                pop[zones[z]] += h
+        pops.append(sendtime.population_shares(pop * sendtime.POP_UNIT))
+    cuts = {}
+    for k in ("r", "f", "m"):
+        vals = np.concatenate([s.rfm[k][0] for s in stats])
+        counts = np.concatenate([s.rfm[k][1] for s in stats]).astype(np.int64)
+        cuts[k] = _quintile_cuts(vals, counts)
+    item_stats = None
+    with_items = [s.items for s in stats if s.items is not None]
+    if with_items:
+        pop_, recent, prior = (np.sum([x[i] for x in with_items], axis=0) for i in range(3))
+        item_stats = (pop_, recent, prior, sum(s.item_events[0] for s in stats),
+                      sum(s.item_events[1] for s in stats))
+    return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
+                                                          **model.diagnostics_},
+                      hour_share={z: pops[0][i] for z, i in zones.items()},
+                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats)
+
+
+def _quintile_cuts(values: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+    """The 4 key values a user's key must exceed to reach quintiles 2..5.
+
+    :func:`engine.fatigue.quintiles` gives ``1 + floor(5 c / N)`` with ``c`` the number of
+    keys strictly below the user's; that is >= j + 1 exactly when ``c >= ceil(j N / 5)``,
+    i.e. when the key exceeds the ``ceil(j N / 5)``-th smallest key.
+    """
+    if values.size == 0:
+        return None
+    u, inv = np.unique(values, return_inverse=True)
+    c = np.zeros(u.size, np.int64)
+    np.add.at(c, inv.reshape(-1), counts)
+    cum = np.cumsum(c)
+    n = int(cum[-1])
+    ranks = [(j * n + 4) // 5 for j in range(1, 5)]
+    return u[np.searchsorted(cum, ranks, side="left")]
+
+
+def _quintile(key: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
+    out = np.ones(len(key), np.int8)
+    ok = ~np.isnan(key)
+    if cuts is not None and ok.any():
+        out[ok] = 1 + (key[ok][:, None] > cuts[None, :]).sum(axis=1)
+    return out
+
+
+def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                          b"winback.score": json.dumps(meta, default=float).encode()})
+
+
+def finalize(part: Partial, pop: Population) -> pa.Table:
+    """Phase 3: one partition's scores table, given the whole population's :class:`Population`."""
+    cfg, table = part.cfg, part.table
+    consumed = None
+    if part.items is not None:  # the consumed-items sort (nogil) runs beside _derive
+        pool = ThreadPoolExecutor(1, thread_name_prefix="winback-consumed")
+        consumed = pool.submit(affinity.consumed_csr, part.item_acc.pairs, table.num_rows, len(part.items),
+                               part.items.ids)
+        pool.shutdown(wait=False)
+    cols, meta = _derive(part, pop)
+    out = table
+    for name, arr in cols.items():
+        if name in out.column_names:
+            out = out.drop_columns([name])
+        out = out.append_column(name, arr)
+    s = part.stats
+    meta.update(as_of=from_epoch_seconds(np.array([cfg.as_of])).to_pylist()[0].isoformat(),
+                users=s.users, events=s.events, users_rejected=s.users_rejected, events_rejected=s.events_rejected,
+                aggregation_seconds=round(s.aggregation_seconds, 3), activity=list(cfg.activity),
+                default_timezone=cfg.default_timezone,
+                policy={"cap": cfg.policy_cap, "window_days": cfg.policy_window_days})
+    if part.items is not None:
+        out = affinity.with_items(out, part, pop, meta, consumed.result())
+    return _with_meta(out, meta)
+
+
+def summary_of(scores: pa.Table) -> dict:
+    """The ``winback.score`` metadata of a scores table as a dict ({} when absent)."""
+    raw = (scores.schema.metadata or {}).get(b"winback.score")
+    return json.loads(raw) if raw else {}
+
+
+
+def _derive(part: Partial, pop: Population):
+    cfg, acc, table, zones, user_tz = part.cfg, part.acc, part.table, part.zones, part.user_tz
+    x, t_x, T, in_window = part.x, part.t_x, part.T, part.in_window
+    as_of, model_window_days = cfg.as_of, cfg.model_window_days
+    n = table.num_rows
+    cols: dict[str, pa.Array] = {}
+    model = BGNBD()
+    model.params_ = dict(pop.params)
+    p = model.params_
+    p_alive = np.empty(n)
+    exp30 = np.empty(n)
+    rep = in_window & (x > 0)
+    p_alive[rep] = model.p_alive(x[rep], t_x[rep], T[rep])
+    exp30[rep] = model.expected(30.0, x[rep], t_x[rep], T[rep])
+    # users with no repeat activity: MBG/NBD-style first-day dropout (see module docstring)
+    zero = ~rep
+    signup = (to_epoch_seconds(table["signup_at"]) if "signup_at" in table.column_names
+              else np.full(n, NEVER, np.int64))
+    since = np.where(acc.last_act != NEVER, acc.last_act,
+                     np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
+    T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
+    p0 = 1.0 / (1.0 + p["a"] / p["b"] * ((p["alpha"] + T0) / p["alpha"]) ** p["r"])
+    p_alive[zero] = p0[zero]
+    exp0 = model.expected(30.0, np.zeros(n), np.zeros(n), T0) * p0
+    exp30[zero] = exp0[zero]
+    keys = _rfm_keys(acc, as_of, x, in_window)
+    days_inactive = -keys["r"]
+    has_act = acc.last_act != NEVER
+    cols["last_active_at"] = _ts_col(acc.last_act)
+    cols["days_inactive"] = pa.array(days_inactive, pa.float64(), mask=~has_act)
+    cols["frequency"] = pa.array(x.astype(np.int32))
+    cols["recency_days"] = pa.array(t_x)
+    cols["tenure_days"] = pa.array(T)
+    monetary = keys["m"]
+    cols["monetary"] = pa.array(monetary, pa.float64(), mask=acc.purchases == 0)
+    cols["purchases"] = pa.array(acc.purchases)
+    cols["last_purchase_at"] = _ts_col(acc.last_purchase)
+    has_p = acc.last_purchase != NEVER
+    cols["days_since_purchase"] = pa.array(np.where(has_p, (as_of - acc.last_purchase) / SECONDS_PER_DAY, np.nan),
+                                           pa.float64(), mask=~has_p)
+    streak = kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(as_of))
+    reachable = np.zeros((n, 3), bool)
+    for c_i, c in enumerate(CHANNELS):
+        supp = acc.suppressed[:, c_i] != 0
+        cols[f"{c}_sends_90d"] = pa.array(acc.sends90[:, c_i])
+        cols[f"{c}_opens_90d"] = pa.array(acc.opens90[:, c_i])
+        cols[f"{c}_clicks_90d"] = pa.array(acc.clicks90[:, c_i])
+        cols[f"{c}_unengaged_streak"] = pa.array(streak[:, c_i])
+        cols[f"{c}_last_engaged_at"] = _ts_col(acc.last_eng[:, c_i])
+        cols[f"{c}_suppressed"] = pa.array(supp)
+        # Beta(1, 9) prior: a channel with no history is assumed to answer 10 % of the time
+        resp = (acc.opens90[:, c_i] + acc.clicks90[:, c_i] + 1.0) / (acc.sends90[:, c_i] + 10.0)
+        cols[f"{c}_response_rate"] = pa.array(np.minimum(resp, 1.0))
+        consent = table[CONSENT_COLUMN[c]].fill_null(False).to_numpy(zero_copy_only=False) \
+            if CONSENT_COLUMN[c] in table.column_names else np.zeros(n, bool)
+        addr = table[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False) \
+            if ADDRESS_COLUMN[c] in table.column_names else np.zeros(n, bool)
+        reachable[:, c_i] = consent & addr & ~supp
+    cols["p_alive"] = pa.array(p_alive)
+    cols["lapse_risk"] = pa.array(1.0 - p_alive)
+    cols["expected_active_days_30d"] = pa.array(exp30)
+    pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
+    pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
+    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight)
+    nxt = sendtime.next_local_hour(zones, as_of)
+    cols["best_hour_local"] = pa.array(bt["best_hour"])
+    cols["best_weekday"] = pa.array(bt["best_weekday"])
+    cols["send_time_confidence"] = pa.array(bt["confidence"])
+    cols["next_send_at"] = from_epoch_seconds(nxt[user_tz, bt["best_hour"].astype(np.int64)])
+    cols["engagements"] = pa.array(acc.eng_count)
+    cols["sends_7d"] = pa.array(acc.sends7)
+    cols["sends_30d"] = pa.array(acc.sends30)
+    complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
+    recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
+    cols["fatigue_budget"] = pa.array(fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap))
+    stage = fatigue.lifecycle(days_inactive, p_alive)
+    cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
+    cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1),
+                                                             acc.clicks90.sum(1)))
+    r, f, m = (_quintile(keys[k], pop.rfm_cuts[k]) for k in ("r", "f", "m"))
+    cols["rfm_r"], cols["rfm_f"], cols["rfm_m"] = pa.array(r), pa.array(f), pa.array(m)
+    # "RFM" as three digits, by table look-up (125 codes) rather than per-user strings
+    code = (r.astype(np.int32) - 1) * 25 + (f.astype(np.int32) - 1) * 5 + (m.astype(np.int32) - 1)
+    cols["rfm"] = pa.array(_RFM_CODES, pa.string()).take(pa.array(code))
+    counts = np.bincount(stage, minlength=5)
+    meta = {
+        "model": dict(pop.model),
+        "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
+        "send_time": {"prior_weight": cfg.prior_weight,
+                      "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
+        "model_window_days": model_window_days,
+    }
+    return cols, meta
