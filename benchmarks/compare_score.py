@@ -94,7 +94,7 @@ def _zone_offsets(users_path: str):
 # -- the three methods ---------------------------------------------------------------------
 def run_winback(users: str, events: str) -> dict:
     from engine.scoring import kernels
-    from engine.scoring import sendtime
+    from engine.tz import offset_table
     from engine.io.readers import iter_events, load_users
     from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
 
@@ -110,7 +110,7 @@ def run_winback(users: str, events: str) -> dict:
     tz = table["timezone"].fill_null("UTC").combine_chunks().dictionary_encode()
     zones = tz.dictionary.to_pylist()
     user_tz = tz.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    off_table, off_t0 = sendtime.offset_table(zones, AS_OF_S - 730 * DAY, AS_OF_S)
+    off_table, off_t0 = offset_table(zones, AS_OF_S - 730 * DAY, AS_OF_S)
     acc = kernels.Accumulators.zeros(table.num_rows, 731)
     day0 = AS_OF_S // DAY - acc.day_bits.shape[1] * 64 + 1
     n = 0

@@ -19,7 +19,7 @@ for name in DEFAULT_ACTIVITY:
     IS_ACT[EVENT_CODE[name]] = True
 # two zones: UTC and a fixed +05:30, so local-hour bucketing is exercised
 OFF_T0 = AS_OF - 500 * 86400
-OFF_TABLE = np.zeros((2, 501 * 24), np.int32)
+OFF_TABLE = np.zeros((2, 501 * 96), np.int32)  # 15-minute slots (engine.tz.OFFSET_STEP)
 OFF_TABLE[1, :] = 19800
 
 

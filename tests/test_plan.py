@@ -23,7 +23,7 @@ from engine.planning.assign import assignments
 from engine.planning.explain import explain
 from engine.planning.planner import plan
 from engine.schema import CHANNELS, PLAN_SCHEMA
-from engine.scoring.sendtime import offset_table
+from engine.tz import offset_table
 from engine.tz import to_epoch_seconds
 from tests import naive
 

@@ -17,9 +17,7 @@ quarantine file with a ``reason`` column (see :class:`BadRows`).
 
 from __future__ import annotations
 
-import functools
 import os
-import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -41,7 +39,7 @@ from engine.schema import (
     USERS_OPTIONAL,
     USERS_REQUIRED,
 )
-from engine.tz import from_epoch_seconds, parse_as_of
+from engine.tz import from_epoch_seconds, is_timezone, parse_as_of
 from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
 from engine.io.userindex import UserIndex
 
@@ -83,15 +81,6 @@ class Users:
                 f"rows_read={self.rows_read}, rejected={self.rejected}, index={self.index!r})")
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_timezone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
-
-
 def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathLike | None = None) -> Users:
     """Read and normalise the users table; see the module docstring and docs/data-contract.md.
 
@@ -128,7 +117,7 @@ def _load_users(source, bad: BadRows) -> Users:
     if "timezone" in table.column_names:
         tz = co.to_string(table["timezone"])
         tz = pc.if_else(pc.equal(pc.utf8_trim_whitespace(tz), ""), pa.scalar(None, pa.string()), tz)
-        distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not _is_timezone(v)]
+        distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not is_timezone(v)]
         if distinct:
             bad.mark(reason, pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(
                 zero_copy_only=False), "unknown_timezone")

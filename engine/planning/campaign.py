@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError, RuleError
 from engine.planning.rules import Rule
 from engine.schema import CHANNELS, THEME_CODE, THEMES
+from engine.tz import is_timezone
 
 __all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "Content", "load_campaign"]
 
@@ -180,10 +180,8 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", cid):
         raise _err(src, "campaign.id", "must be 1-100 letters, digits, '-', '_' or '.'")
     tz = _get(c, "timezone", str, src, "campaign.timezone", "UTC")
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _err(src, "campaign.timezone", f"{tz!r} is not an IANA timezone such as Europe/Paris") from None
+    if not is_timezone(tz):
+        raise _err(src, "campaign.timezone", f"{tz!r} is not an IANA timezone such as Europe/Paris")
     holdout = _get(c, "holdout", float, src, "campaign.holdout", 0.10)
     if not 0.0 <= holdout <= 0.5:
         raise _err(src, "campaign.holdout", f"must be a fraction between 0 and 0.5, got {holdout}")

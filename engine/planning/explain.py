@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import zoneinfo
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,7 @@ from engine.errors import InputError
 from engine.planning import timing as pt
 from engine.planning.rules import Rule
 from engine.schema import ADDRESS_COLUMN, CONSENT_COLUMN
+from engine.tz import Offsets
 
 __all__ = ["explain"]
 
@@ -37,7 +38,9 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
     for r in rows:
         if r.get("send_at") is None or not r.get("timezone"):
             continue
-        local = r["send_at"].astimezone(zoneinfo.ZoneInfo(r["timezone"]))
+        epoch = int(r["send_at"].timestamp())
+        offset = int(Offsets([r["timezone"]], epoch, epoch).at(np.zeros(1, np.int64), np.array([epoch]))[0])
+        local = r["send_at"].astimezone(dt.timezone(dt.timedelta(seconds=offset)))
         r["local_time"] = local.isoformat()
         if r.get("best_hour_local") is not None and local.hour != r["best_hour_local"]:
             quiet = (meta.get("policy") or {}).get("quiet_hours")

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from engine.planning.campaign import Campaign
 from engine.errors import InputError, PolicyError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
-from engine.tz import to_epoch_seconds
+from engine.tz import is_timezone, to_epoch_seconds
 
 __all__ = ["check_scores", "suppressed_matrix", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
 
@@ -31,8 +31,6 @@ BROADCAST_DAYS = 90     # days between two approved broadcasts
 def check_scores(scores: pa.Table, src: str) -> None:
     """InputError for what would make a wrong plan: missing columns, null or duplicate
     user ids, unknown timezones; naming the column, the row count and example rows."""
-    import zoneinfo
-
     for need in ("user_id", "best_hour_local", "p_alive"):
         if need not in scores.column_names:
             raise InputError(f"{src} has no column {need!r} (it has {', '.join(scores.column_names[:8])}, ...); "
@@ -50,12 +48,7 @@ def check_scores(scores: pa.Table, src: str) -> None:
                          "needed so message ids stay unique - deduplicate the users file and rescore")
     if "timezone" in scores.column_names:
         names = pc.unique(pc.cast(scores["timezone"], pa.string()).drop_null()).to_pylist()
-        bad = []
-        for name in names:
-            try:
-                zoneinfo.ZoneInfo(name)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                bad.append(name)
+        bad = [name for name in names if not is_timezone(name)]
         if bad:
             hit = pc.is_in(pc.cast(scores["timezone"], pa.string()), value_set=pa.array(bad, pa.string()))
             rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]

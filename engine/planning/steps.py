@@ -26,7 +26,7 @@ from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import suppressed_matrix
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
-from engine.scoring.sendtime import offset_table, zone_index
+from engine.tz import offset_table, zone_index
 
 __all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
 

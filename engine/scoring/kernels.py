@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from engine.jit import njit
+from engine.tz import OFFSET_STEP
 from engine.schema import CLICK, COMPLAINT, BOUNCE, OPEN, PURCHASE, SEND, SESSION, UNSUBSCRIBE, NEVER
 
 __all__ = ["Accumulators", "accumulate", "unengaged_streak", "frequency_from_bits", "RECENT_SENDS", "NEVER"]
@@ -165,7 +166,7 @@ def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, da
         elif e == COMPLAINT and c >= 0:
             suppressed[u, c] |= SUPPRESS_COMPLAINT
         if e == OPEN or e == CLICK or e == SESSION:
-            h = (t - off_t0) // 3600
+            h = (t - off_t0) // OFFSET_STEP
             if h < 0:
                 h = 0
             elif h >= n_hours:

@@ -41,7 +41,6 @@ import dataclasses
 import json
 import os
 import time
-import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -57,7 +56,8 @@ from engine.errors import ConfigError, ModelError
 from engine.io.readers import iter_events, load_users
 from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
                            SECONDS_PER_DAY)
-from engine.tz import from_epoch_seconds, parse_as_of, to_epoch_seconds
+from engine.tz import (from_epoch_seconds, is_timezone, next_local_hour, offset_table, parse_as_of, to_epoch_seconds,
+                       zone_index)
 
 __all__ = ["score", "summary_of", "Settings", "PartStats", "Partial", "Population", "settings", "aggregate",
            "reduce_stats", "finalize"]
@@ -143,11 +143,9 @@ def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "
     mask = _activity_mask(activity)
     if policy_window_days not in (7, 30):
         raise ConfigError("policy_window_days must be 7 or 30 (the windows scored)")
-    try:
-        zoneinfo.ZoneInfo(default_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    if not is_timezone(default_timezone):
         raise ConfigError(f"--default-timezone {default_timezone!r} is not an IANA timezone "
-                          "such as Europe/Paris") from None
+                          "such as Europe/Paris")
     if not affinity_half_life_days > 0:
         raise ConfigError(f"--affinity-half-life must be > 0 days, got {affinity_half_life_days}")
     return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
@@ -231,9 +229,9 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     is_act = _activity_mask(list(cfg.activity))
     u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
     table = u.table
-    zones, user_tz = sendtime.zone_index(table, cfg.default_timezone)
+    zones, user_tz = zone_index(table, cfg.default_timezone)
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
-    off_table, off_t0 = sendtime.offset_table(zones, window_start, as_of)
+    off_table, off_t0 = offset_table(zones, window_start, as_of)
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
     day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
     n_events = 0
@@ -466,7 +464,7 @@ def _derive(part: Partial, pop: Population):
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
     bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight)
-    nxt = sendtime.next_local_hour(zones, as_of)
+    nxt = next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
     cols["send_time_confidence"] = pa.array(bt["confidence"])

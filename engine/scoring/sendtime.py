@@ -15,66 +15,21 @@ Users with no engagement get their timezone population's best hour.
 in 0..1: high only when the user has evidence *and* it is concentrated.
 
 ``next_send_at`` is the first UTC instant strictly after ``as_of`` at which the user's
-local clock reads ``best_hour_local``:00, computed with ``zoneinfo`` once per
-(timezone, hour, day), never per user.  A local hour skipped by a DST change maps to
-the instant after the gap (shift forward); a repeated hour takes its first occurrence.
+local clock reads ``best_hour_local``:00 (:func:`engine.tz.next_local_hour`, once per
+timezone and hour, never per user).  A local hour skipped by a DST change maps to the
+instant after the gap (shift forward); a repeated hour takes its first occurrence.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import zoneinfo
 
 import numpy as np
 
 from engine.jit import njit
 
-__all__ = ["zone_index", "offset_table", "population_histograms", "population_sums", "population_shares", "best_times",
-           "best_times_given", "next_local_hour"]
-
-
-def zone_index(table, default: str, column: str = "timezone") -> tuple[list[str], np.ndarray]:
-    """Distinct timezone names of ``table[column]`` (null -> ``default``) and each row's index (int64).
-
-    A table without the column puts every row in ``default``.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if column not in table.column_names:
-        return [default], np.zeros(table.num_rows, np.int64)
-    col = pc.cast(table[column], pa.string()).fill_null(default)
-    enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
-    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def offset_table(zones: list[str], start: int, end: int) -> tuple[np.ndarray, int]:
-    """UTC offsets (seconds, int32) per zone and UTC hour in [start, end]; returns (table, t0).
-
-    Row ``z``, column ``h`` is the offset of ``zones[z]`` at ``t0 + 3600 h``.  Built from
-    the zone's transitions: offsets are computed at each day's 00:00 UTC and refined by
-    the hour only on days where the offset changes.
-    """
-    t0 = (start // 3600) * 3600
-    n_hours = max(1, (end - t0) // 3600 + 2)
-    table = np.zeros((len(zones), n_hours), np.int32)
-    for z, name in enumerate(zones):
-        tz = zoneinfo.ZoneInfo(name)
-        n_days = n_hours // 24 + 2
-        day_off = np.empty(n_days, np.int64)
-        for d in range(n_days):
-            inst = dt.datetime.fromtimestamp(t0 + d * 86400, dt.timezone.utc)
-            day_off[d] = int(inst.astimezone(tz).utcoffset().total_seconds())
-        hourly = np.repeat(day_off, 24)[:n_hours]
-        for d in np.nonzero(np.diff(day_off))[0]:
-            for h in range(24):
-                idx = d * 24 + h
-                if idx < n_hours:
-                    inst = dt.datetime.fromtimestamp(t0 + idx * 3600, dt.timezone.utc)
-                    hourly[idx] = int(inst.astimezone(tz).utcoffset().total_seconds())
-        table[z] = hourly
-    return table, t0
+__all__ = ["population_histograms", "population_sums", "population_shares", "best_times",
+           "best_times_given"]
 
 
 @njit
@@ -202,19 +157,3 @@ def best_times_given(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.nda
         "pop_best_hour": np.argmax(pop_h, axis=1).astype(np.int8),
         "pop_hour_share": pop_h,
     }
-
-
-def next_local_hour(zones: list[str], after: int) -> np.ndarray:
-    """[n_zones, 24] int64: the first UTC instant > ``after`` at local ``h``:00 in each zone."""
-    out = np.empty((len(zones), 24), np.int64)
-    for z, name in enumerate(zones):
-        tz = zoneinfo.ZoneInfo(name)
-        local_now = dt.datetime.fromtimestamp(after, tz)
-        for h in range(24):
-            for day in range(0, 3):
-                date = local_now.date() + dt.timedelta(days=day)
-                cand = int(dt.datetime(date.year, date.month, date.day, h, tzinfo=tz).timestamp())
-                if cand > after:
-                    out[z, h] = cand
-                    break
-    return out
