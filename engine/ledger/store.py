@@ -42,11 +42,9 @@ __all__ = [
     "read_messages",
     "read_suppressions",
     "read_broadcasts",
-    "FINAL_STATES",
     "CLAIM_COLUMNS",
 ]
 
-FINAL_STATES = ("sent", "dead", "skipped")
 
 from engine.ledger.sql import (  # noqa: E402 (the SQL lives in its own module)
     _CLAIM_FAILED,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import PLAN, read_meta
 from engine.errors import InputError
 from engine.planning import timing as pt
 from engine.planning.rules import Rule
@@ -32,8 +32,7 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
     if not rows:
         raise InputError(f"user {user_id} is not in the plan; check the id (plans hold every scored user)")
     out: dict = {"user_id": int(user_id), "steps": rows}
-    meta_raw = (plan_table.schema.metadata or {}).get(b"winback.plan")
-    meta = json.loads(meta_raw) if meta_raw else {}
+    meta = read_meta(plan_table, PLAN)
     out["campaign"] = {k: meta.get(k) for k in ("campaign_id", "name", "as_of", "audience", "holdout", "policy")}
     for r in rows:
         if r.get("send_at") is None or not r.get("timezone"):

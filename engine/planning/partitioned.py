@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.io.atomic import atomic_dir
 from engine.planning.campaign import Campaign, load_campaign
@@ -105,7 +106,7 @@ def _finish_task(state: ps.PartitionPlan, path: str, k: int, out_dir: str, base_
     from engine.planning.planner import plan_summary
 
     table = state.table_out(_read(path))
-    table = table.replace_schema_metadata({b"winback.plan": json.dumps(base_meta, default=str).encode()})
+    table = with_meta(table, PLAN, base_meta, keep=False)
     part = Path(out_dir) / f"part={k}"
     part.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, part / "part-0.parquet", compression="zstd")
@@ -155,7 +156,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
     parts = scores_partitions(scores_dir)
     first = pq.read_schema(next(Path(parts[0][1]).rglob("*.parquet")))
-    score_meta = json.loads((first.metadata or {}).get(b"winback.score", b"{}"))
+    score_meta = read_meta(first, SCORE)
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
     cluster = None
     if dask is None:

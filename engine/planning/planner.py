@@ -37,13 +37,13 @@ with two salts, so a rerun picks the same users and a new campaign id reshuffles
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
 from engine.planning.guard import check_scores, guard_counts
@@ -81,8 +81,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
         src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
     check_scores(scores, src)
-    meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
-    score_meta = json.loads(meta_raw) if meta_raw else {}
+    score_meta = read_meta(scores, SCORE)
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
     pre = part.prelude()
@@ -95,7 +94,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0)
     meta["summary"] = plan_summary(result)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
-    return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
+    return with_meta(result, PLAN, meta, keep=False)
 
 
 def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> dict:

@@ -30,12 +30,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.reporting.plots import figure
 from engine.reporting import stats
 from engine.io.plans import campaign_start, plan_meta, read_plan
 from engine.io.readers import read_table
 from engine.ledger.read import planned_as_sent
 from engine.io.atomic import atomic_dir
-from engine.errors import ConfigError, DependencyError, InputError
+from engine.errors import ConfigError, InputError
 from engine.planning.timing import local_instants
 from engine.schema import DEFAULT_ACTIVITY, SECONDS_PER_DAY
 from engine.tz import to_epoch_seconds
@@ -329,13 +330,7 @@ def _blast(blast, plan_t, users, holdout, start, end, summary) -> dict:
 
 
 def _write(summary: dict, sunset: pa.Table, out_dir: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DependencyError("the report's plots need matplotlib: pip install 'winback[report]'") from None
+    figure((1, 1))  # matplotlib is there, before any file is written
     import pyarrow.csv as pacsv
     import pyarrow.feather as feather
 
@@ -345,12 +340,12 @@ def _write(summary: dict, sunset: pa.Table, out_dir: Path) -> None:
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         feather.write_feather(sunset, tmp / "sunset.arrow", compression="uncompressed")
         pacsv.write_csv(sunset, tmp / "sunset.csv")
-        _plots(summary, tmp, plt)
+        _plots(summary, tmp)
         (tmp / "index.html").write_text(render_html(summary), encoding="utf-8")
 
 
-def _plots(summary: dict, out: Path, plt) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+def _plots(summary: dict, out: Path) -> None:
+    fig, ax = figure((6.4, 3.6))
     names, lifts, los, his = [], [], [], []
     for name, c in [("all", summary["metrics"]["reengaged"])] + list(summary["by_variant"].items()):
         if c["lift"] is None:
@@ -366,9 +361,8 @@ def _plots(summary: dict, out: Path, plt) -> None:
     ax.set_title("Lift by variant")
     fig.tight_layout()
     fig.savefig(out / "lift.png", dpi=110)
-    plt.close(fig)
     if summary.get("by_theme"):
-        fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * len(summary["by_theme"])))
+        fig, ax = figure((7.2, 0.9 + 0.32 * len(summary["by_theme"])))
         items = [(f"{c['step']}: {c['theme']}", c) for c in summary["by_theme"] if c["lift"] is not None]
         ax.errorbar([100 * c["lift"] for _, c in items], range(len(items)),
                     xerr=[[100 * (c["lift"] - c["lift_ci"][0]) for _, c in items],
@@ -381,9 +375,8 @@ def _plots(summary: dict, out: Path, plt) -> None:
         ax.set_title("Lift by theme")
         fig.tight_layout()
         fig.savefig(out / "themes.png", dpi=110)
-        plt.close(fig)
     rows = summary["by_hour_offset"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = figure((6.4, 3.6))
     if rows:
         ax.bar([r["offset_hours"] for r in rows], [100 * r["reengaged_rate"] for r in rows], color="#16a34a")
     ax.set_xlabel("send hour minus the user's best hour (local, hours)")
@@ -391,9 +384,8 @@ def _plots(summary: dict, out: Path, plt) -> None:
     ax.set_title("Re-engagement by send hour relative to best hour")
     fig.tight_layout()
     fig.savefig(out / "hours.png", dpi=110)
-    plt.close(fig)
     cum = summary["cumulative"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = figure((6.4, 3.6))
     for key, color in (("treated", "#2563eb"), ("holdout", "#9ca3af")):
         vals = [100 * v if v is not None else np.nan for v in cum[key]]
         ax.plot(cum["day"], vals, marker="o", ms=3, label=key, color=color)
@@ -403,7 +395,6 @@ def _plots(summary: dict, out: Path, plt) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "cumulative.png", dpi=110)
-    plt.close(fig)
 
 
 del html

@@ -38,7 +38,6 @@ scored one partition at a time, on one machine or on Dask workers
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,16 +46,18 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import ipc
 
+from engine.scoring.settings import Settings, activity_mask as _activity_mask, settings  # noqa: F401
+from engine.io.meta import SCORE, read_meta, with_meta
 from engine.scoring import affinity
 from engine.scoring import fatigue
 from engine.scoring import kernels
 from engine.scoring import sendtime
 from engine.scoring.bgnbd import BGNBD, compress
-from engine.errors import ConfigError, ModelError
+from engine.errors import ModelError
 from engine.io.readers import iter_events, load_users
-from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
+from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, LIFECYCLE,
                            SECONDS_PER_DAY)
-from engine.tz import (from_epoch_seconds, is_timezone, next_local_hour, offset_table, parse_as_of, to_epoch_seconds,
+from engine.tz import (from_epoch_seconds, next_local_hour, offset_table, to_epoch_seconds,
                        zone_index)
 
 __all__ = ["score", "summary_of", "Settings", "PartStats", "Partial", "Population", "settings", "aggregate",
@@ -71,32 +72,18 @@ def _ts_col(values: np.ndarray) -> pa.Array:
     return from_epoch_seconds(np.where(null, 0, values), null_mask=null)
 
 
-def _activity_mask(activity) -> np.ndarray:
-    names = [a.strip() for a in (activity.split(",") if isinstance(activity, str) else activity) if a.strip()]
-    unknown = [a for a in names if a not in EVENT_CODE]
-    if unknown or not names:
-        raise ConfigError(f"--activity {','.join(names) or '(empty)'}: unknown event name(s) {unknown}; "
-                          f"choose from {', '.join(EVENTS)}")
-    mask = np.zeros(len(EVENTS) + 1, np.bool_)
-    for a in names:
-        mask[EVENT_CODE[a]] = True
-    return mask
-
-
-def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
-          on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
-          model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
-          batch_rows: int = 1 << 20, progress: bool = False, items=None,
-          affinity_half_life_days: float = 90.0) -> pa.Table:
+def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=None,
+          batch_rows: int = 1 << 20, progress: bool = False, items=None, **options) -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
     ``pyarrow.Table`` s (streamed in record batches through the same validation as
     files, no copy to disk).  ``quarantine``: a directory
     that receives ``users.rejected.arrow`` and ``events.rejected.arrow`` when
-    ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
-    (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
-    histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
+    ``on_bad_rows="quarantine"``.  ``options`` are the scoring settings, each with its
+    default and unit in :class:`engine.scoring.settings.Settings` (``activity``,
+    ``default_timezone``, ``policy_cap`` messages per ``policy_window_days``,
+    ``half_life_days`` of the send-time histogram, its ``prior_weight``, ...).
     ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
     add ``category_affinity`` (shares per category, in the order of the metadata's
     ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
@@ -107,10 +94,7 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     parameters and diagnostics and the timing; :func:`summary_of` reads it back.
     """
     t_start = time.perf_counter()
-    cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
-                   policy_window_days=policy_window_days, model_window_days=model_window_days,
-                   half_life_days=half_life_days, prior_weight=prior_weight,
-                   affinity_half_life_days=affinity_half_life_days)
+    cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
     pop = reduce_stats([part.stats], cfg)
@@ -118,41 +102,6 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     meta = summary_of(out)
     meta["seconds"] = round(time.perf_counter() - t_start, 3)
     return _with_meta(out, meta)
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Everything the phases need besides the data; one value shared by all partitions."""
-
-    as_of: int  # epoch seconds, UTC
-    activity: tuple[str, ...]
-    default_timezone: str = "UTC"
-    policy_cap: int = 3
-    policy_window_days: int = 7
-    model_window_days: int = 730
-    half_life_days: float = 60.0
-    prior_weight: float = 4.0
-    affinity_half_life_days: float = 90.0
-
-
-def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC", policy_cap: int = 3,
-             policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
-             prior_weight: float = 4.0, affinity_half_life_days: float = 90.0) -> Settings:
-    """Checked :class:`Settings`; ``as_of`` is fixed here (default now), once for every partition."""
-    as_of = parse_as_of(as_of)
-    mask = _activity_mask(activity)
-    if policy_window_days not in (7, 30):
-        raise ConfigError("policy_window_days must be 7 or 30 (the windows scored)")
-    if not is_timezone(default_timezone):
-        raise ConfigError(f"--default-timezone {default_timezone!r} is not an IANA timezone "
-                          "such as Europe/Paris")
-    if not affinity_half_life_days > 0:
-        raise ConfigError(f"--affinity-half-life must be > 0 days, got {affinity_half_life_days}")
-    return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
-                    default_timezone=default_timezone, policy_cap=int(policy_cap),
-                    policy_window_days=int(policy_window_days), model_window_days=int(model_window_days),
-                    half_life_days=float(half_life_days), prior_weight=float(prior_weight),
-                    affinity_half_life_days=float(affinity_half_life_days))
 
 
 @dataclasses.dataclass
@@ -363,8 +312,7 @@ def _quintile(key: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
-    return table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                          b"winback.score": json.dumps(meta, default=float).encode()})
+    return with_meta(table, SCORE, meta, default=float)
 
 
 def finalize(part: Partial, pop: Population) -> pa.Table:
@@ -395,8 +343,7 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
 
 def summary_of(scores: pa.Table) -> dict:
     """The ``winback.score`` metadata of a scores table as a dict ({} when absent)."""
-    raw = (scores.schema.metadata or {}).get(b"winback.score")
-    return json.loads(raw) if raw else {}
+    return read_meta(scores, SCORE)
 
 
 
