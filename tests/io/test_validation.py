@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.feather as feather
@@ -10,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import DATA
 from engine.cli import main
 from engine.errors import InputError
 from engine.io.readers import load_users, read_table
 from engine.io.validation import validate
-from tests.test_io import AS_OF, FORMATS, events_table, write
+from tests.helpers import AS_OF, FORMATS, events_table, write
 
 AS_OF_TEXT = "2026-09-21T00:00:00Z"  # >= AS_OF of the events fixture
 
@@ -172,7 +172,7 @@ def test_cli_help_explains_every_option(capsys):
         assert option in out
 
 
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = DATA / "bad"
 
 
 def test_hand_made_bad_files_every_rule_once(tmp_path):

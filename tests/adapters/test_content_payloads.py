@@ -14,7 +14,7 @@ from adapters.sendgrid import SendGridAdapter
 from adapters.webhook import _json_doc, message_json
 from engine.sending.dispatcher import send
 from engine.ledger.store import Ledger
-from tests.test_dispatch import make_plan
+from tests.helpers import make_plan
 
 
 class Keeper:

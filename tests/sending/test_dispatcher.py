@@ -1,6 +1,6 @@
 """The dispatch loop against a small in-test adapter (a real object behind the Adapter protocol).
 
-The same loop runs against the local provider server in tests/test_send_kill.py.
+The same loop runs against the local provider server in tests/sending/test_send_kill.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
+from tests.helpers import make_plan
 from engine.sending.protocol import Result
 from engine.sending.dispatcher import Channel, dispatch, send
 from engine.errors import ConfigError, DispatchError, InputError, Interrupted
@@ -60,26 +61,6 @@ class Recorder:
 
     def sent_ids(self) -> list[str]:
         return [i for _, ids in self.calls for i in ids]
-
-
-def make_plan(n: int, *, send_at: float | None = None, step_index: int = 0, prefix: str = "m",
-              channel: str = "push", exit_on: str | None = None, to=None) -> pa.Table:
-    at = int((send_at if send_at is not None else time.time()) * 1_000_000)
-    return pa.table({
-        "message_id": [f"{prefix}{i}" for i in range(n)],
-        "campaign_id": ["c1"] * n,
-        "user_id": pa.array(range(n), pa.int64()),
-        "step": [f"step{step_index}"] * n,
-        "step_index": pa.array([step_index] * n, pa.int16()),
-        "variant": ["a"] * n,
-        "channel": [channel] * n,
-        "send_at": pa.array(np.full(n, at), TIMESTAMP),
-        "reason": pa.nulls(n, pa.string()),
-        "to": to or [f"tok{i}" for i in range(n)],
-        "subject": ["We miss you"] * n,
-        "body": ["Come back"] * n,
-        "exit_on": pa.array([exit_on] * n, pa.string()),
-    })
 
 
 def test_every_message_goes_out_once_and_a_rerun_sends_nothing(tmp_path):

@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
+from tests.helpers import ROOT
 from engine.ledger.store import read_messages
 from engine.schema import TIMESTAMP
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = "WINBACK_WEBHOOK_SECRET"
 ENV = {**os.environ, SECRET_ENV: "kill-test-secret"}
 

@@ -9,17 +9,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import ROOT
 from engine.sending.protocol import RETRY, SENT, Message
 from adapters.local_provider import Faults, LocalProvider, max_in_window
 from adapters.webhook import WebhookAdapter
 
 SECRET = "local-test-secret"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def naive_max_in_window(times: list[float], window: float = 1.0) -> int:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
+from tests.helpers import EXAMPLES
 from engine.planning.campaign import load_campaign
 from engine.errors import ConfigError, RuleError
 
-EXAMPLES = sorted(p for p in (Path(__file__).parent.parent / "examples").glob("*.toml")
+EXAMPLES = sorted(p for p in EXAMPLES.glob("*.toml")
                   if not p.name.startswith("providers"))
 
 GOOD = {

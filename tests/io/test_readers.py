@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import numpy.testing as npt
@@ -15,50 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import AS_OF, FORMATS, T0, events_table, users_table, write  # noqa: F401
 from engine.errors import InputError
 from engine.io.readers import EventBatch, UserIndex, iter_events, load_users, read_table
 from engine.schema import CHANNEL_CODE, EVENT_CODE
 from tests import naive
-
-FORMATS = ["feather", "parquet", "csv", "dir"]
-AS_OF = 1_790_000_000  # 2026-09-21, epoch seconds
-T0 = AS_OF - 86_400 * 30
-
-
-def write(table: pa.Table, tmp_path: Path, fmt: str, name: str = "events") -> Path:
-    """Write ``table`` as ``fmt``; "dir" is a directory of two Arrow IPC files."""
-    if fmt == "feather":
-        path = tmp_path / f"{name}.arrow"
-        feather.write_feather(table, path)
-    elif fmt == "parquet":
-        path = tmp_path / f"{name}.parquet"
-        pq.write_table(table, path)
-    elif fmt == "csv":
-        path = tmp_path / f"{name}.csv"
-        pacsv.write_csv(table, path)
-    else:
-        path = tmp_path / name
-        path.mkdir()
-        half = table.num_rows // 2
-        feather.write_feather(table.slice(0, half), path / "part-0.arrow")
-        feather.write_feather(table.slice(half), path / "part-1.arrow")
-    return path
-
-
-def users_table(n: int = 5) -> pa.Table:
-    return pa.table({"user_id": pa.array(range(1, n + 1), pa.int64())})
-
-
-def events_table() -> pa.Table:
-    """Eight good events of users 1-5."""
-    return pa.table({
-        "user_id": pa.array([1, 2, 3, 4, 5, 1, 2, 3], pa.int64()),
-        "ts": pa.array([T0 + 3600 * i for i in range(8)], pa.timestamp("s", tz="UTC")),
-        "event": ["session", "send", "open", "click", "purchase", "unsubscribe", "bounce", "complaint"],
-        "channel": [None, "email", "email", "push", None, "sms", "email", "email"],
-        "value": [None, None, None, None, 19.5, None, None, None],
-    })
-
 
 def collect(batches) -> dict[str, np.ndarray]:
     batches = list(batches)

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import DATA
 from engine.scoring.bgnbd import BGNBD, _compress_for_fit, compress
 from engine.errors import ModelError
 from tests import naive_bgnbd as naive
 
-CDNOW = pacsv.read_csv("tests/data/cdnow_customers_summary.csv")
+CDNOW = pacsv.read_csv(DATA / "cdnow_customers_summary.csv")
 X, TX, T = (CDNOW[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
 CDNOW_PARAMS = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)
 

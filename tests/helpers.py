@@ -1,0 +1,80 @@
+"""Helpers shared by the test files: the project root, small plans and input files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from engine.schema import TIMESTAMP
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+EXAMPLES = ROOT / "examples"
+
+
+# --------------------------------------------------------------------------- plans
+def make_plan(n: int, *, send_at: float | None = None, step_index: int = 0, prefix: str = "m",
+              channel: str = "push", exit_on: str | None = None, to=None) -> pa.Table:
+    at = int((send_at if send_at is not None else time.time()) * 1_000_000)
+    return pa.table({
+        "message_id": [f"{prefix}{i}" for i in range(n)],
+        "campaign_id": ["c1"] * n,
+        "user_id": pa.array(range(n), pa.int64()),
+        "step": [f"step{step_index}"] * n,
+        "step_index": pa.array([step_index] * n, pa.int16()),
+        "variant": ["a"] * n,
+        "channel": [channel] * n,
+        "send_at": pa.array(np.full(n, at), TIMESTAMP),
+        "reason": pa.nulls(n, pa.string()),
+        "to": to or [f"tok{i}" for i in range(n)],
+        "subject": ["We miss you"] * n,
+        "body": ["Come back"] * n,
+        "exit_on": pa.array([exit_on] * n, pa.string()),
+    })
+
+
+# --------------------------------------------------------------------------- input files
+FORMATS = ["feather", "parquet", "csv", "dir"]
+AS_OF = 1_790_000_000  # 2026-09-21, epoch seconds
+T0 = AS_OF - 86_400 * 30
+
+
+def write(table: pa.Table, tmp_path: Path, fmt: str, name: str = "events") -> Path:
+    """Write ``table`` as ``fmt``; "dir" is a directory of two Arrow IPC files."""
+    if fmt == "feather":
+        path = tmp_path / f"{name}.arrow"
+        feather.write_feather(table, path)
+    elif fmt == "parquet":
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path)
+    elif fmt == "csv":
+        path = tmp_path / f"{name}.csv"
+        pacsv.write_csv(table, path)
+    else:
+        path = tmp_path / name
+        path.mkdir()
+        half = table.num_rows // 2
+        feather.write_feather(table.slice(0, half), path / "part-0.arrow")
+        feather.write_feather(table.slice(half), path / "part-1.arrow")
+    return path
+
+
+def users_table(n: int = 5) -> pa.Table:
+    return pa.table({"user_id": pa.array(range(1, n + 1), pa.int64())})
+
+
+def events_table() -> pa.Table:
+    """Eight good events of users 1-5."""
+    return pa.table({
+        "user_id": pa.array([1, 2, 3, 4, 5, 1, 2, 3], pa.int64()),
+        "ts": pa.array([T0 + 3600 * i for i in range(8)], pa.timestamp("s", tz="UTC")),
+        "event": ["session", "send", "open", "click", "purchase", "unsubscribe", "bounce", "complaint"],
+        "channel": [None, "email", "email", "push", None, "sms", "email", "email"],
+        "value": [None, None, None, None, 19.5, None, None, None],
+    })
