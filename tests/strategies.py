@@ -22,3 +22,12 @@ def event_worlds(draw, max_users=6, max_events=60):
     val = np.array(draw(st.lists(st.one_of(st.floats(0, 500, allow_nan=False), st.just(float("nan"))),
                                  min_size=n, max_size=n)), np.float64)
     return n_users, uidx, ts, ev, ch, val
+
+
+#: short UTF-8 texts (no surrogates): template values and names
+utf8_names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+#: literal template text that holds no ``{{ }}`` markup
+template_literals = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10).filter(
+    lambda s: "{{" not in s and "}}" not in s and not s.endswith("{") and not s.startswith("}"))
+#: (successes, trials) with 0 <= successes <= trials, trials in 1..5000
+successes_of_trials = st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))

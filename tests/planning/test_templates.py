@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.strategies import template_literals, utf8_names
 from engine.errors import ConfigError
 from engine.planning.templates import parse_template, render
 
@@ -35,9 +36,7 @@ def render_slowly(parts, rows: list[dict], escape: bool) -> list[str]:
     return out
 
 
-names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
-literals = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10).filter(
-    lambda s: "{{" not in s and "}}" not in s and not s.endswith("{") and not s.startswith("}"))
+names, literals = utf8_names, template_literals
 
 
 @given(values=st.lists(st.one_of(st.none(), names), max_size=8),

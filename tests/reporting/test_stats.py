@@ -6,8 +6,8 @@ import math
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
+from tests.strategies import successes_of_trials
 from engine.reporting import stats
 
 # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10 (hybrid score)
@@ -55,7 +55,7 @@ def test_undefined_cases_are_nan_not_errors():
     assert all(math.isnan(v) for v in stats.relative_lift(0, 100, 5, 100))
 
 
-counts = st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
+counts = successes_of_trials
 
 
 @given(counts, counts)
