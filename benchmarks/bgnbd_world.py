@@ -106,7 +106,8 @@ def generate(n_users: int, out_dir: Path, *, seed: int = 11, send_every_days: in
                       "consent_email": np.ones(n_users, bool)})
     feather.write_feather(users, out_dir / "users.arrow", compression="uncompressed")
     ev_dict = pa.DictionaryArray.from_arrays(pa.array(e_ev), pa.array(EVENTS))
-    ch_dict = pa.DictionaryArray.from_arrays(pa.array(e_ch, mask=e_ch < 0), pa.array(["email", "sms", "push"]))
+    ch_dict = pa.DictionaryArray.from_arrays(pa.array(np.maximum(e_ch, 0), mask=e_ch < 0),
+                                             pa.array(["email", "sms", "push"]))
     events = pa.table({"user_id": ids[e_who], "ts": pa.array(e_t * 1_000_000, pa.timestamp("us", tz="UTC")),
                        "event": ev_dict, "channel": ch_dict,
                        "value": pa.array(e_val, mask=np.isnan(e_val))})

@@ -344,7 +344,15 @@ def accumulate(acc: Accumulators, batch, *, user_tz: np.ndarray, off_table: np.n
         return
     parts = np.int64(min(n_threads, max(1, len(uidx) >> 16)))
     uidx, ts, ev, ch, val, starts = _partition_par(uidx, ts, ev, ch, val, np.int64(block_shift), n_blocks, parts)
-    _kernel_chunks(_chunk_cuts(starts, 4 * n_threads), uidx, ts, ev, ch, *args, val)
+    import numba
+
+    # chunks handed out one at a time (not an equal share per thread fixed in advance), so a
+    # thread that the OS holds back on a busy machine does not hold up the others
+    before = numba.set_parallel_chunksize(1)
+    try:
+        _kernel_chunks(_chunk_cuts(starts, 4 * n_threads), uidx, ts, ev, ch, *args, val)
+    finally:
+        numba.set_parallel_chunksize(before)
 
 
 @njit
