@@ -78,8 +78,10 @@ def _raw(arr: pa.Array) -> np.ndarray | None:
     t = arr.type
     if pa.types.is_timestamp(t) or pa.types.is_date64(t) or pa.types.is_duration(t):
         dtype = np.int64
-    elif pa.types.is_integer(t) or pa.types.is_floating(t):
-        dtype = t.to_pandas_dtype()
+    elif pa.types.is_integer(t):
+        dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(t) else 'u'}{t.bit_width // 8}")
+    elif pa.types.is_floating(t):
+        dtype = np.dtype(f"f{t.bit_width // 8}")  # not t.to_pandas_dtype(): that imports pandas
     else:
         return None
     buf = arr.buffers()[1]

@@ -18,6 +18,8 @@ quarantine file with a ``reason`` column (see :class:`BadRows`).
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -186,7 +188,7 @@ class EventBatch:
 
 def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
-                progress: bool = False) -> Iterator[EventBatch]:
+                progress: bool = False, read_ahead: int = 0) -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
     ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
@@ -197,12 +199,64 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
     bad row of the whole input is raised after the last batch; with
     ``"quarantine"`` bad rows go to ``quarantine`` (default
     ``<input>.rejected.arrow`` beside the input) and iteration just ends.
+
+    ``read_ahead``: when > 0, batches are read and checked on a second thread, up to
+    that many ahead of the consumer (the same batches, in the same order; see
+    :func:`_read_ahead`).
     """
     as_of = parse_as_of(as_of)
     if isinstance(index, Users):
         index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
-    return _iter_events(source, index, as_of, bad, batch_rows, progress)
+    batches = _iter_events(source, index, as_of, bad, batch_rows, progress)
+    return _read_ahead(batches, read_ahead) if read_ahead > 0 else batches
+
+
+def _read_ahead(batches, depth: int):
+    """The items of the generator ``batches``, produced on a second thread up to ``depth`` ahead.
+
+    Reading and checking a batch (Arrow, numpy, the numba id lookup) mostly releases the
+    GIL, so it overlaps the consumer's work on the previous batch.  An exception of the
+    reader is raised here after the batches before it; when the consumer stops early,
+    the reader is closed on its own thread (so a quarantine file in progress is discarded).
+    """
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for b in batches:
+                if not put((b, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and raised there
+            put((end, exc))
+        finally:
+            batches.close()
+
+    reader = threading.Thread(target=produce, name="winback-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _open_events(source, bad: BadRows, batch_rows: int) -> Source:

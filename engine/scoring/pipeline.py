@@ -192,12 +192,13 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                          quarantine=None if quarantine is None else os.path.join(quarantine, "items.rejected.arrow"))
         item_acc = affinity.ItemAccumulators.zeros(table.num_rows, len(cat), len(cat.categories))
     t_pass = time.perf_counter()
-    # the affinity kernel releases the GIL: it runs on a second thread beside the main pass
+    # batches are read on a second thread (read_ahead), the fused pass runs on every core, and
+    # the affinity kernel (it releases the GIL) on a thread of its own beside the pass
     pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
     pending = None
     try:
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
-                                 batch_rows=batch_rows, progress=progress):
+                                 batch_rows=batch_rows, progress=progress, read_ahead=2):
             if pending is not None:
                 pending.result()
             if pool is not None:

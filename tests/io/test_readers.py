@@ -264,6 +264,40 @@ def test_abandoned_iteration_writes_no_quarantine(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".q.arrow")]
 
 
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_read_ahead_gives_the_same_batches_and_the_same_error(tmp_path, depth):
+    # given 40 events in batches of 3 with an unknown user in the last batch
+    t = pa.table({"user_id": [1, 2, 3, 4, 5] * 7 + [1, 2, 3, 4, 99],
+                  "ts": pa.array([T0 + i for i in range(40)], pa.timestamp("s")), "event": ["session"] * 40})
+    path = write(t, tmp_path, "feather")
+    # when read plainly and on a reader thread, each up to the error
+    runs = []
+    for ahead in (0, depth):
+        seen = []
+        with pytest.raises(InputError) as info:
+            for b in iter_events(path, index_of(), as_of=AS_OF, batch_rows=3, read_ahead=ahead):
+                seen.append(b)
+        runs.append((collect(seen), str(info.value)))
+    # then the batches before the error and the error itself are the same
+    for f in ("uidx", "ts", "event"):
+        npt.assert_array_equal(runs[0][0][f], runs[1][0][f])
+    assert runs[0][1] == runs[1][1] and "unknown_user" in runs[1][1]
+
+
+def test_abandoned_read_ahead_writes_no_quarantine_and_stops_its_thread(tmp_path):
+    import threading
+
+    t = pa.table({"user_id": [1, 99] * 40, "ts": pa.array([T0] * 80, pa.timestamp("s")), "event": ["session"] * 80})
+    out = tmp_path / "q.arrow"
+    it = iter_events(write(t, tmp_path, "feather"), index_of(), as_of=AS_OF, on_bad_rows="quarantine",
+                     quarantine=out, batch_rows=2, read_ahead=2)
+    next(it)
+    it.close()
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".q.arrow")]
+    assert not [th for th in threading.enumerate() if th.name == "winback-read"]
+
+
 # ------------------------------------------------------------------ whole-file problems
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_missing_required_column_names_it_and_lists_found(tmp_path, fmt):

@@ -23,7 +23,7 @@ OFF_TABLE = np.zeros((2, 501 * 96), np.int32)  # 15-minute slots (engine.tz.OFFS
 OFF_TABLE[1, :] = 19800
 
 
-def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None):
+def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, **kw):
     acc = kernels.Accumulators.zeros(n_users, WINDOW)
     day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
     user_tz = (np.arange(n_users) % 2).astype(np.int32)
@@ -32,7 +32,7 @@ def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None):
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
         kernels.accumulate(acc, b, user_tz=user_tz, off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF,
-                           is_activity=IS_ACT, day0=day0, half_life_days=60.0, partition=partition)
+                           is_activity=IS_ACT, day0=day0, half_life_days=60.0, partition=partition, **kw)
     return acc, day0, user_tz
 
 
@@ -48,7 +48,9 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
     splits = data.draw(st.lists(st.integers(0, n), max_size=4)) if n else []
     partition = data.draw(st.sampled_from([None, True, False]))
-    acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition)
+    # small blocks, so that a few users make several blocks and the threads share them out
+    kw = {"n_threads": data.draw(st.sampled_from([None, 1, 2, 3])), "block_shift": data.draw(st.integers(0, 3))}
+    acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition, **kw)
     ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
                                  AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
                                  lambda u, t: 19800 if user_tz[u] == 1 else 0, 60.0)
@@ -84,6 +86,55 @@ def test_partition_is_a_stable_grouping_by_user_block(world, shift):
     npt.assert_array_equal(e2, ev[order])
     npt.assert_array_equal(c2, ch[order])
     npt.assert_array_equal(v2, val[order])
+
+
+@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.integers(1, 4))
+def test_parallel_partition_is_the_serial_permutation(world, shift, n_parts):
+    """Property: _partition_par (any number of slices) gives _partition's output and the block starts."""
+    n_users, uidx, ts, ev, ch, val = world
+    n_blocks = (n_users >> shift) + 1
+    want = kernels._partition(uidx, ts, ev, ch, val, np.int64(shift), n_blocks)
+    *got, starts = kernels._partition_par(uidx, ts, ev, ch, val, np.int64(shift), n_blocks, np.int64(n_parts))
+    for a, b in zip(want, got):
+        npt.assert_array_equal(a, b)
+    counts = np.bincount(uidx >> shift, minlength=n_blocks)
+    npt.assert_array_equal(starts, np.concatenate(([0], np.cumsum(counts))))
+
+
+def _bits(acc):
+    return [a.view(np.uint8).tobytes() for a in acc.arrays()]
+
+
+@given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(2, 5), st.data())
+def test_threads_give_bit_identical_accumulators(world, shift, n_threads, data):
+    """Property: the partitioned pass on 2-5 threads equals the single-threaded one byte for byte."""
+    n_users, uidx, ts, ev, ch, val = world
+    n = len(uidx)
+    perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
+    one, _, _ = _run(n_users, uidx, ts, ev, ch, val, [], perm, True, n_threads=1, block_shift=shift)
+    many, _, _ = _run(n_users, uidx, ts, ev, ch, val, [], perm, True, n_threads=n_threads, block_shift=shift)
+    assert _bits(one) == _bits(many)
+
+
+def test_threads_and_partition_are_bit_identical_at_scale():
+    # given 10 blocks of users and 400k events in random order, with heavy and idle users
+    rng = np.random.default_rng(5)
+    n_users = 10 << kernels.BLOCK_SHIFT
+    n = 400_000
+    uidx = np.minimum(rng.zipf(1.3, n) - 1 + rng.integers(0, n_users, n) // 7, n_users - 1).astype(np.int64)
+    rng.shuffle(uidx)
+    ts = (AS_OF - rng.integers(0, 400 * 86400, n)).astype(np.int64)
+    ev = rng.integers(0, 8, n).astype(np.int8)
+    ch = np.where(ev >= 2, rng.integers(0, 3, n), -1).astype(np.int8)
+    val = np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 10.0, n))
+    splits = [150_000, 151_000]
+    # when folded by one thread, by two and three, and without the partition
+    runs = [_run(n_users, uidx, ts, ev, ch, val, splits, np.arange(n), partition=p, n_threads=t)[0]
+            for p, t in ((True, 1), (True, 2), (True, 3), (False, 1))]
+    # then all four hold the same bytes, the decayed float histograms included
+    want = _bits(runs[0])
+    for acc in runs[1:]:
+        assert _bits(acc) == want
 
 
 def test_partitioned_pass_equals_plain_pass_across_many_blocks():
