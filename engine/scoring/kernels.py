@@ -309,7 +309,7 @@ def accumulate(acc: Accumulators, batch, *, user_tz: np.ndarray, off_table: np.n
                block_shift: int = BLOCK_SHIFT) -> None:
     """Fold one :class:`engine.io.readers.EventBatch` into ``acc`` in place.
 
-    ``user_tz``: int index of each user's timezone into ``off_table`` ([zones, hours]
+    ``user_tz``: int index of each user's timezone into ``off_table`` ([zones, slots]
     UTC offsets in seconds per 15-minute slot, slot 0 = ``off_t0``: engine.tz.offset_table); ``is_activity``: bool per event code;
     ``day0``: first UTC day of the active-day bitset; engagement weight
     ``2 ** (-age_days / half_life_days)``.
