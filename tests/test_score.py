@@ -57,7 +57,10 @@ def test_hand_computed_user(world):
     assert row["email_sends_90d"] == 3 and row["email_opens_90d"] == 1
     assert row["email_unengaged_streak"] == 2 and row["sends_7d"] == 2 and row["sends_30d"] == 3
     assert row["lifecycle"] == "active" or row["lifecycle"] == "at_risk"
-    assert 0 < row["p_alive"] <= 1 and row["lapse_risk"] == pytest.approx(1 - row["p_alive"])
+    # lapse_risk: P(no activity in the next 30 days) = 1 - p_alive + p_alive ((alpha+T)/(alpha+T+30))^(r+x)
+    m = summary_of(s)["model"]
+    stay = ((m["alpha"] + 100.0) / (m["alpha"] + 130.0)) ** (m["r"] + 2)
+    assert 0 < row["p_alive"] <= 1 and row["lapse_risk"] == pytest.approx(1 - row["p_alive"] * (1 - stay), rel=1e-9)
     assert row["fatigue_budget"] == 1          # cap 3 minus 2 recent sends
     # next_send_at is after as_of, at the best hour in Kolkata (+05:30)
     nxt = row["next_send_at"]

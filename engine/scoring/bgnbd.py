@@ -76,7 +76,7 @@ __all__ = ["BGNBD", "compress"]
 
 _LOG_BOUND = 15.0  # |log-parameter| box of the optimiser
 _NO_CHURN = 1e-4  # a/(a+b) below this: dropout has gone to zero
-_SHARED_RATE = 1e3  # r above this: rate heterogeneity has collapsed (rate CV 1/sqrt(r) < 3 %)
+_SHARED_RATE = 100.0  # r above this: rate heterogeneity has collapsed (rate CV 1/sqrt(r) < 10 %)
 
 
 def _as_columns(frequency, recency, T, weights=None):

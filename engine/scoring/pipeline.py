@@ -14,7 +14,8 @@ active day carry a dropout chance for those users (the MBG/NBD convention of
 Batislam, Denizel & Filiztekin 2007): ``p_alive = 1 / (1 + a/b ((alpha+T)/alpha)^r)``
 with ``T`` the days since their only activity (since ``signup_at`` when they never were
 active, and the model window, 730 days, when that is unknown too), so a one-time
-visitor from a year ago is not "certainly alive", and no user gets NaN.
+visitor from a year ago is not "certainly alive", and no user gets NaN; ``lapse_risk`` is
+P(no activity in the next ``horizon_days``) under the model (:mod:`engine.scoring.lapse`).
 
 Per-user columns are the ``docs/architecture.md`` scores table plus ``engagements``
 (open/click/session events counted into the send-time histogram).  The unengaged
@@ -51,6 +52,7 @@ from pyarrow import ipc
 from engine.scoring import affinity
 from engine.scoring import fatigue
 from engine.scoring import kernels
+from engine.scoring import lapse
 from engine.scoring import sendtime
 from engine.scoring.bgnbd import BGNBD, compress
 from engine.errors import ConfigError, ModelError
@@ -87,7 +89,7 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
           on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
           model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
           batch_rows: int = 1 << 20, progress: bool = False, items=None,
-          affinity_half_life_days: float = 90.0) -> pa.Table:
+          affinity_half_life_days: float = 90.0, horizon_days: float = 30.0, penalizer: float = 0.0) -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
@@ -97,6 +99,8 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
     (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
     histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
+    ``horizon_days``: ``lapse_risk`` is P(no activity in the next ``horizon_days`` days);
+    ``penalizer``: the BG/NBD fit's L2 coefficient (:class:`engine.scoring.bgnbd.BGNBD`, 0 = none).
     ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
     add ``category_affinity`` (shares per category, in the order of the metadata's
     ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
@@ -110,7 +114,7 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
                    policy_window_days=policy_window_days, model_window_days=model_window_days,
                    half_life_days=half_life_days, prior_weight=prior_weight,
-                   affinity_half_life_days=affinity_half_life_days)
+                   affinity_half_life_days=affinity_half_life_days, horizon_days=horizon_days, penalizer=penalizer)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
     pop = reduce_stats([part.stats], cfg)
@@ -133,11 +137,14 @@ class Settings:
     half_life_days: float = 60.0
     prior_weight: float = 4.0
     affinity_half_life_days: float = 90.0
+    horizon_days: float = 30.0  # lapse_risk = P(no activity in the next horizon_days days)
+    penalizer: float = 0.0  # BG/NBD L2 coefficient (lifetimes' penalizer_coef)
 
 
 def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC", policy_cap: int = 3,
              policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
-             prior_weight: float = 4.0, affinity_half_life_days: float = 90.0) -> Settings:
+             prior_weight: float = 4.0, affinity_half_life_days: float = 90.0, horizon_days: float = 30.0,
+             penalizer: float = 0.0) -> Settings:
     """Checked :class:`Settings`; ``as_of`` is fixed here (default now), once for every partition."""
     as_of = parse_as_of(as_of)
     mask = _activity_mask(activity)
@@ -150,11 +157,16 @@ def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "
                           "such as Europe/Paris") from None
     if not affinity_half_life_days > 0:
         raise ConfigError(f"--affinity-half-life must be > 0 days, got {affinity_half_life_days}")
+    if not 0 < horizon_days <= 3650:
+        raise ConfigError(f"--horizon must be between 0 and 3650 days (e.g. 30), got {horizon_days}")
+    if not 0 <= penalizer < float("inf"):
+        raise ConfigError(f"--penalizer must be a number >= 0 (e.g. 0.001), got {penalizer}")
     return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=default_timezone, policy_cap=int(policy_cap),
                     policy_window_days=int(policy_window_days), model_window_days=int(model_window_days),
                     half_life_days=float(half_life_days), prior_weight=float(prior_weight),
-                    affinity_half_life_days=float(affinity_half_life_days))
+                    affinity_half_life_days=float(affinity_half_life_days), horizon_days=float(horizon_days),
+                    penalizer=float(penalizer))
 
 
 @dataclasses.dataclass
@@ -305,7 +317,7 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
     """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows."""
     bg = [np.concatenate([s.bgnbd[i] for s in stats]) for i in range(4)]
     x, t_x, T, w = compress(*bg[:3], weights=bg[3])[:4]
-    model = BGNBD()
+    model = BGNBD(penalizer=cfg.penalizer)
     try:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
@@ -408,25 +420,14 @@ def _derive(part: Partial, pop: Population):
     as_of, model_window_days = cfg.as_of, cfg.model_window_days
     n = table.num_rows
     cols: dict[str, pa.Array] = {}
-    model = BGNBD()
-    model.params_ = dict(pop.params)
-    p = model.params_
-    p_alive = np.empty(n)
-    exp30 = np.empty(n)
     rep = in_window & (x > 0)
-    p_alive[rep] = model.p_alive(x[rep], t_x[rep], T[rep])
-    exp30[rep] = model.expected(30.0, x[rep], t_x[rep], T[rep])
     # users with no repeat activity: MBG/NBD-style first-day dropout (see module docstring)
-    zero = ~rep
     signup = (to_epoch_seconds(table["signup_at"]) if "signup_at" in table.column_names
               else np.full(n, NEVER, np.int64))
     since = np.where(acc.last_act != NEVER, acc.last_act,
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
-    p0 = 1.0 / (1.0 + p["a"] / p["b"] * ((p["alpha"] + T0) / p["alpha"]) ** p["r"])
-    p_alive[zero] = p0[zero]
-    exp0 = model.expected(30.0, np.zeros(n), np.zeros(n), T0) * p0
-    exp30[zero] = exp0[zero]
+    p_alive, exp30, risk = lapse.user_scores(pop.params, x, t_x, T, rep, T0, cfg.horizon_days)
     keys = _rfm_keys(acc, as_of, x, in_window)
     days_inactive = -keys["r"]
     has_act = acc.last_act != NEVER
@@ -461,7 +462,7 @@ def _derive(part: Partial, pop: Population):
             if ADDRESS_COLUMN[c] in table.column_names else np.zeros(n, bool)
         reachable[:, c_i] = consent & addr & ~supp
     cols["p_alive"] = pa.array(p_alive)
-    cols["lapse_risk"] = pa.array(1.0 - p_alive)
+    cols["lapse_risk"] = pa.array(risk)
     cols["expected_active_days_30d"] = pa.array(exp30)
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
@@ -493,5 +494,7 @@ def _derive(part: Partial, pop: Population):
         "send_time": {"prior_weight": cfg.prior_weight,
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
+        "lapse_horizon_days": cfg.horizon_days,
+        "warnings": list(pop.model.get("warnings", [])),
     }
     return cols, meta
