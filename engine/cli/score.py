@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--penalizer", type=float, default=0.0, metavar="C",
                    help="L2 penalty on the BG/NBD parameters, lifetimes' penalizer_coef (default 0: plain "
                         "maximum likelihood); e.g. --penalizer 0.001 pulls a boundary fit inside")
+    p.add_argument("--fatigue", choices=("learned", "rule"), default="learned",
+                   help="fatigue_budget: 'learned' (default) from each user's response decay with message volume "
+                        "against the unsubscribe risk, or 'rule' (cap minus sends, less after unanswered streaks)")
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue (item_id, title, category, added_at[, expires_at, editorial]): events "
                         "with an item_id then give each user category_affinity, affinity_confidence, "
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                   default_timezone=args.default_timezone, on_bad_rows=args.on_bad_rows, quarantine=qdir,
                   policy_cap=args.cap, policy_window_days=args.cap_window, progress=not args.no_progress,
                   items=args.items, affinity_half_life_days=args.affinity_half_life, horizon_days=args.horizon,
-                  penalizer=args.penalizer)
+                  penalizer=args.penalizer, fatigue=args.fatigue)
     write_table(table, args.output)
     s = summary_of(table)
     m = s["model"]
@@ -155,7 +158,7 @@ def _run_partitioned(args: argparse.Namespace, parts: str, qdir: str | None) -> 
                           on_bad_rows=args.on_bad_rows, quarantine=qdir, policy_cap=args.cap,
                           policy_window_days=args.cap_window, items=args.items,
                           affinity_half_life_days=args.affinity_half_life, horizon_days=args.horizon,
-                          penalizer=args.penalizer)
+                          penalizer=args.penalizer, fatigue=args.fatigue)
     m = s["model"]
     where = "in this process" if args.dask is None else f"on Dask ({args.dask}, {s['workers']} workers)"
     print(f"scored {s['users']:,} users from {s['events']:,} events in {s['partitions']} partitions {where} "

@@ -124,7 +124,7 @@ def score_partitioned(parts_dir, *, out_dir, as_of=None, dask: str | None = None
                       policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
                       prior_weight: float = 4.0, batch_rows: int = 1 << 20, items=None,
                       affinity_half_life_days: float = 90.0, horizon_days: float = 30.0,
-                      penalizer: float = 0.0) -> dict:
+                      penalizer: float = 0.0, fatigue: str = "learned") -> dict:
     """Score every partition of ``parts_dir`` into the Parquet dataset ``out_dir``; returns the summary.
 
     ``dask``: None (in this process, one partition after another), ``"local"`` (a
@@ -141,7 +141,8 @@ def score_partitioned(parts_dir, *, out_dir, as_of=None, dask: str | None = None
     cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
                    policy_window_days=policy_window_days, model_window_days=model_window_days,
                    half_life_days=half_life_days, prior_weight=prior_weight,
-                   affinity_half_life_days=affinity_half_life_days, horizon_days=horizon_days, penalizer=penalizer)
+                   affinity_half_life_days=affinity_half_life_days, horizon_days=horizon_days, penalizer=penalizer,
+                   fatigue=fatigue)
     parts = partitions(parts_dir)
     qdirs = {k: (None if quarantine is None else os.path.join(str(quarantine), f"part={k}")) for k, _, _ in parts}
     timing = {}

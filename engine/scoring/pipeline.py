@@ -51,6 +51,8 @@ from pyarrow import ipc
 
 from engine.scoring import affinity
 from engine.scoring import fatigue
+from engine.scoring import fatigue_model
+from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of as _quintile
 from engine.scoring import kernels
 from engine.scoring import lapse
 from engine.scoring import sendtime
@@ -89,7 +91,8 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
           on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
           model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
           batch_rows: int = 1 << 20, progress: bool = False, items=None,
-          affinity_half_life_days: float = 90.0, horizon_days: float = 30.0, penalizer: float = 0.0) -> pa.Table:
+          affinity_half_life_days: float = 90.0, horizon_days: float = 30.0, penalizer: float = 0.0,
+          fatigue: str = "learned") -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
@@ -100,7 +103,8 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
     histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
     ``horizon_days``: ``lapse_risk`` is P(no activity in the next ``horizon_days`` days);
-    ``penalizer``: the BG/NBD fit's L2 coefficient (:class:`engine.scoring.bgnbd.BGNBD`, 0 = none).
+    ``penalizer``: the BG/NBD fit's L2 coefficient (:class:`engine.scoring.bgnbd.BGNBD`, 0 = none);
+    ``fatigue``: "learned" budgets (:mod:`engine.scoring.fatigue_model`) or the fixed "rule".
     ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
     add ``category_affinity`` (shares per category, in the order of the metadata's
     ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
@@ -114,7 +118,8 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
                    policy_window_days=policy_window_days, model_window_days=model_window_days,
                    half_life_days=half_life_days, prior_weight=prior_weight,
-                   affinity_half_life_days=affinity_half_life_days, horizon_days=horizon_days, penalizer=penalizer)
+                   affinity_half_life_days=affinity_half_life_days, horizon_days=horizon_days, penalizer=penalizer,
+                   fatigue=fatigue)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
     pop = reduce_stats([part.stats], cfg)
@@ -139,12 +144,13 @@ class Settings:
     affinity_half_life_days: float = 90.0
     horizon_days: float = 30.0  # lapse_risk = P(no activity in the next horizon_days days)
     penalizer: float = 0.0  # BG/NBD L2 coefficient (lifetimes' penalizer_coef)
+    fatigue: str = "learned"  # fatigue_budget: "learned" (engine.scoring.fatigue_model) or "rule"
 
 
 def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC", policy_cap: int = 3,
              policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
              prior_weight: float = 4.0, affinity_half_life_days: float = 90.0, horizon_days: float = 30.0,
-             penalizer: float = 0.0) -> Settings:
+             penalizer: float = 0.0, fatigue: str = "learned") -> Settings:
     """Checked :class:`Settings`; ``as_of`` is fixed here (default now), once for every partition."""
     as_of = parse_as_of(as_of)
     mask = _activity_mask(activity)
@@ -161,12 +167,14 @@ def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "
         raise ConfigError(f"--horizon must be between 0 and 3650 days (e.g. 30), got {horizon_days}")
     if not 0 <= penalizer < float("inf"):
         raise ConfigError(f"--penalizer must be a number >= 0 (e.g. 0.001), got {penalizer}")
+    if fatigue not in ("learned", "rule"):
+        raise ConfigError(f"--fatigue must be 'learned' or 'rule', got {fatigue!r}")
     return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=default_timezone, policy_cap=int(policy_cap),
                     policy_window_days=int(policy_window_days), model_window_days=int(model_window_days),
                     half_life_days=float(half_life_days), prior_weight=float(prior_weight),
                     affinity_half_life_days=float(affinity_half_life_days), horizon_days=float(horizon_days),
-                    penalizer=float(penalizer))
+                    penalizer=float(penalizer), fatigue=fatigue)
 
 
 @dataclasses.dataclass
@@ -193,6 +201,7 @@ class PartStats:
     #: the counts of item events and of events naming items not in the catalogue
     items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     item_events: tuple[int, int] = (0, 0)
+    fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
 
 
 @dataclasses.dataclass
@@ -211,6 +220,7 @@ class Partial:
     stats: PartStats
     items: object = None  # engine.items.Items
     item_acc: object = None  # engine.affinity.ItemAccumulators
+    fatigue: object = None  # engine.scoring.fatigue_model.FatigueAccumulators
 
 
 @dataclasses.dataclass
@@ -225,6 +235,7 @@ class Population:
     rfm_cuts: dict[str, np.ndarray | None]
     #: with a catalogue: (popularity, recent_7d, prior_28d, item events, unknown item events)
     item_stats: tuple | None = None
+    fatigue: dict | None = None  # engine.scoring.fatigue_model.fit_stats
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
@@ -249,6 +260,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
     day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
     n_events = 0
+    fat = fatigue_model.FatigueAccumulators.zeros(table.num_rows)
     cat = item_acc = None
     if items is not None:
         from engine.io.items import load_items
@@ -270,6 +282,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                                       half_life_days=cfg.affinity_half_life_days)
             kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
                                is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+            fatigue_model.accumulate(fat, batch, as_of)
             n_events += len(batch)
         if pending is not None:
             pending.result()
@@ -299,9 +312,10 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
-        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events))
+        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
+        fatigue=fatigue_model.part_stats(fat))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
-                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc)
+                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
 
 def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
@@ -347,33 +361,8 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
     return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
-                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats)
-
-
-def _quintile_cuts(values: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
-    """The 4 key values a user's key must exceed to reach quintiles 2..5.
-
-    :func:`engine.fatigue.quintiles` gives ``1 + floor(5 c / N)`` with ``c`` the number of
-    keys strictly below the user's; that is >= j + 1 exactly when ``c >= ceil(j N / 5)``,
-    i.e. when the key exceeds the ``ceil(j N / 5)``-th smallest key.
-    """
-    if values.size == 0:
-        return None
-    u, inv = np.unique(values, return_inverse=True)
-    c = np.zeros(u.size, np.int64)
-    np.add.at(c, inv.reshape(-1), counts)
-    cum = np.cumsum(c)
-    n = int(cum[-1])
-    ranks = [(j * n + 4) // 5 for j in range(1, 5)]
-    return u[np.searchsorted(cum, ranks, side="left")]
-
-
-def _quintile(key: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
-    out = np.ones(len(key), np.int8)
-    ok = ~np.isnan(key)
-    if cuts is not None and ok.any():
-        out[ok] = 1 + (key[ok][:, None] > cuts[None, :]).sum(axis=1)
-    return out
+                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
+                      fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]))
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
@@ -477,7 +466,12 @@ def _derive(part: Partial, pop: Population):
     cols["sends_30d"] = pa.array(acc.sends30)
     complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
-    cols["fatigue_budget"] = pa.array(fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap))
+    beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
+    cols["fatigue_sensitivity"], cols["fatigue_response"] = pa.array(beta_u), pa.array(q_u)
+    cols["fatigue_budget"] = pa.array(
+        fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap) if cfg.fatigue == "rule" else
+        fatigue_model.budget(beta_u, q_u, recent, complained, cap=cfg.policy_cap, window_days=cfg.policy_window_days,
+                             u0=pop.fatigue["unsubscribe_per_message"]))
     stage = fatigue.lifecycle(days_inactive, p_alive)
     cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
     cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1),
@@ -495,6 +489,7 @@ def _derive(part: Partial, pop: Population):
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
+        "fatigue": {"model": cfg.fatigue, **pop.fatigue},
         "warnings": list(pop.model.get("warnings", [])),
     }
     return cols, meta
