@@ -362,3 +362,29 @@ def fatigue_budget_learned(beta_u, q_u, sent, complained, cap, window_days, u0, 
             k += 1
         out.append(k)
     return out
+
+
+def kernel_best_hours(hour_hist, user_tz, pop_h, kernel, rho, k):
+    """Per user with evidence: argmax over h* of log pop[h*] + sum_h x_h log(rho K(h-h*) + (1-rho) pop[h])
+    (first maximum wins) and n/(n+k) x the Dirichlet posterior share of h* +- 1; None for no evidence."""
+    import math
+
+    out = []
+    for u in range(len(hour_hist)):
+        x = [float(v) for v in hour_hist[u]]
+        n = sum(x)
+        if not n > 0:
+            out.append(None)
+            continue
+        p = pop_h[user_tz[u]]
+        lp = []
+        for hs in range(24):
+            v = math.log(p[hs] + 1e-12)
+            for h in range(24):
+                if x[h] > 0:
+                    v += x[h] * math.log(rho * kernel[(h - hs) % 24] + (1 - rho) * p[h] + 1e-300)
+            lp.append(v)
+        bh = max(range(24), key=lambda h: (lp[h], -h))
+        around = sum(x[(bh + d) % 24] + k * p[(bh + d) % 24] for d in (-1, 0, 1))
+        out.append((bh, n / (n + k) * around / (n + k)))
+    return out

@@ -202,6 +202,7 @@ class PartStats:
     items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     item_events: tuple[int, int] = (0, 0)
     fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
+    hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
 
 
 @dataclasses.dataclass
@@ -236,6 +237,7 @@ class Population:
     #: with a catalogue: (popularity, recent_7d, prior_28d, item events, unknown item events)
     item_stats: tuple | None = None
     fatigue: dict | None = None  # engine.scoring.fatigue_model.fit_stats
+    hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
@@ -313,7 +315,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
-        fatigue=fatigue_model.part_stats(fat))
+        fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
                    in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
@@ -362,7 +364,8 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
-                      fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]))
+                      fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]),
+                      hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]))
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
@@ -455,7 +458,8 @@ def _derive(part: Partial, pop: Population):
     cols["expected_active_days_30d"] = pa.array(exp30)
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
-    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight)
+    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
+                                   pop.hour_spread)
     nxt = sendtime.next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
@@ -485,7 +489,8 @@ def _derive(part: Partial, pop: Population):
     meta = {
         "model": dict(pop.model),
         "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
-        "send_time": {"prior_weight": cfg.prior_weight,
+        "send_time": {"prior_weight": cfg.prior_weight, "sparse_spread": pop.hour_spread and {
+                          k: pop.hour_spread[k] for k in ("rho", "sigma")},
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
