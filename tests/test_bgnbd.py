@@ -401,3 +401,17 @@ def test_p_none_closed_form_equals_the_integral_over_the_rate_posterior():
     for x, tx, tt, t in ((1, 5.0, 20.0, 4.0), (3, 30.0, 38.0, 10.0), (8, 12.0, 38.0, 39.0)):
         got = m.p_none(t, _one(x), _one(tx), _one(tt))[0]
         assert got == pytest.approx(naive.p_none_by_integration(t, x, tx, tt, **CDNOW_PARAMS), rel=1e-9)
+
+
+def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
+    # given CDNOW and a sample size small enough that fit() warm-starts from every k-th row
+    import engine.scoring.bgnbd as bgnbd
+
+    cold = BGNBD().fit(X, TX, T)
+    monkeypatch.setattr(bgnbd, "_SAMPLE_ROWS", 100)
+    # when fitted through the warm start / then the same maximum, in fewer full-data evaluations
+    warm = BGNBD().fit(X, TX, T)
+    for k in cold.params_:
+        assert warm.params_[k] == pytest.approx(cold.params_[k], rel=1e-5)
+    assert warm.diagnostics_["log_likelihood"] == pytest.approx(cold.diagnostics_["log_likelihood"], abs=1e-6)
+    assert warm.diagnostics_["evaluations"] < cold.diagnostics_["evaluations"]
