@@ -50,6 +50,8 @@ _LAZY: dict[str, str] = {
     # score
     "score": "engine.scoring.pipeline",
     "BGNBD": "engine.scoring.bgnbd",
+    "backtest": "engine.scoring.backtest",
+    "summary_of": "engine.scoring.pipeline",
     # plan
     "load_campaign": "engine.planning.campaign",
     "Campaign": "engine.planning.campaign",

@@ -31,3 +31,15 @@ template_literals = st.text(alphabet=st.characters(codec="utf-8", exclude_catego
     lambda s: "{{" not in s and "}}" not in s and not s.endswith("{") and not s.startswith("}"))
 #: (successes, trials) with 0 <= successes <= trials, trials in 1..5000
 successes_of_trials = st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
+
+
+def boundary_world(kind, n=5000, seed=3):
+    """Whole-day summaries from a population with no churn and/or one shared rate (0.05 per day)."""
+    rng = np.random.default_rng(seed)
+    TT = rng.integers(7, 731, n).astype(float)
+    lam = np.full(n, 0.05) if "rate" in kind else rng.gamma(0.5, 0.1, n)
+    n_tx = rng.poisson(lam * TT)
+    x = n_tx if "churn" in kind else np.minimum(n_tx, rng.geometric(rng.beta(0.7, 2.5, n)))
+    tx = np.where(x > 0, TT * rng.beta(np.maximum(x, 1), np.maximum(n_tx - x + 1, 1)), 0.0)
+    tx = np.minimum(np.ceil(tx), TT)
+    return np.minimum(x, tx).astype(float), tx, TT

@@ -19,6 +19,7 @@ COMMANDS = (
     "generate",
     "validate",
     "score",
+    "backtest",
     "plan",
     "explain",
     "send",
@@ -34,6 +35,7 @@ the main job, end to end:
   winback generate --users 100000 --seed 7 -o world/
   winback validate world/users.arrow world/events.arrow --as-of 2026-11-01
   winback score world/users.arrow world/events.arrow --as-of 2026-11-01 -o scores.arrow
+  winback backtest world/users.arrow world/events.arrow --as-of 2026-11-01 -o backtest/   # trust check
   winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow
   winback provider --port 8025 &      # a local provider speaking every provider's API
   winback send plan.arrow --providers examples/providers.local.toml --ledger ledger.db --now

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  winback partition users.arrow events.arrow -o parts/ --partitions 16\n"
             "  winback score parts/ --as-of 2026-11-01 -o scores/ --dask local\n"
             "  winback score parts/users parts/events -o scores/ --dask tcp://10.0.0.5:8786\n"
-            "  winback score world/users.arrow world/events.arrow --items world/items.arrow -o scores.arrow"
+            "  winback score world/users.arrow world/events.arrow --items world/items.arrow -o scores.arrow\n"
+            "  winback score world/users.arrow world/events.arrow --horizon 90 --penalizer 0.001 -o scores.arrow"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,6 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cross-channel cap used for fatigue_budget (default 3 messages)")
     p.add_argument("--cap-window", type=int, choices=(7, 30), default=None, metavar="DAYS",
                    help="window of the cap in days, 7 or 30 (default 7)")
+    p.add_argument("--horizon", type=float, default=None, metavar="DAYS",
+                   help="lapse_risk is the chance of no activity in the next DAYS days (default 30), "
+                        "e.g. --horizon 90 for a quarterly view")
+    p.add_argument("--penalizer", type=float, default=None, metavar="C",
+                   help="L2 penalty on the BG/NBD parameters, lifetimes' penalizer_coef (default 0: plain "
+                        "maximum likelihood); e.g. --penalizer 0.001 pulls a boundary fit inside")
+    p.add_argument("--fatigue", choices=("learned", "rule"), default=None,
+                   help="fatigue_budget: 'learned' (default) from each user's response decay with message volume "
+                        "against the unsubscribe risk, or 'rule' (cap minus sends, less after unanswered streaks)")
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue (item_id, title, category, added_at[, expires_at, editorial]): events "
                         "with an item_id then give each user category_affinity, affinity_confidence, "
@@ -78,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = {name: value for name, value in (
         ("activity", args.activity), ("default_timezone", args.default_timezone), ("policy_cap", args.cap),
-        ("policy_window_days", args.cap_window), ("affinity_half_life_days", args.affinity_half_life))
+        ("policy_window_days", args.cap_window), ("affinity_half_life_days", args.affinity_half_life),
+        ("horizon_days", args.horizon), ("penalizer", args.penalizer), ("fatigue", args.fatigue))
         if value is not None}
     s = score_to(args.users, args.events, args.output, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
                  dask=args.dask, workers=args.workers, items=args.items, progress=not args.no_progress, **options)
@@ -91,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
           f"(aggregation {s['aggregation_seconds']:.2f} s, {rate / 1e6:.1f}M events/s) -> {args.output}")
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
-          f"{m['iterations']} iterations")
+          f"{m['iterations']} iterations, {m['seconds']:.2f} s; lapse_risk over {s['lapse_horizon_days']:g} days")
+    for w in s.get("warnings", []):
+        print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("items"):
         it = s["items"]
@@ -113,6 +126,8 @@ def _print_partitioned(args: argparse.Namespace, s: dict) -> int:
           f"finalize {s['finalize_seconds']:.2f} s) -> {args.output}")
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows")
+    for w in m.get("warnings", []):
+        print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("users_rejected") or s.get("events_rejected"):
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "

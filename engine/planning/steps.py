@@ -26,6 +26,7 @@ from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import suppressed_matrix
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
+from engine.scoring.fatigue_model import campaign_budget
 from engine.tz import offset_table, zone_index
 
 __all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
@@ -78,7 +79,9 @@ class PartitionPlan:
         self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
-        self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
+        # the learned budget is recomputed for this campaign's cap and window (not the score-time cap)
+        self.budget = campaign_budget(scores, cmp.policy.max_messages, cmp.policy.window_days,
+                                      col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64))
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
         self.best_hour = col(scores, "best_hour_local", 12, np.int64)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)

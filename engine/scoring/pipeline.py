@@ -14,7 +14,8 @@ active day carry a dropout chance for those users (the MBG/NBD convention of
 Batislam, Denizel & Filiztekin 2007): ``p_alive = 1 / (1 + a/b ((alpha+T)/alpha)^r)``
 with ``T`` the days since their only activity (since ``signup_at`` when they never were
 active, and the model window, 730 days, when that is unknown too), so a one-time
-visitor from a year ago is not "certainly alive", and no user gets NaN.
+visitor from a year ago is not "certainly alive", and no user gets NaN; ``lapse_risk`` is
+P(no activity in the next ``horizon_days``) under the model (:mod:`engine.scoring.lapse`).
 
 Per-user columns are the ``docs/architecture.md`` scores table plus ``engagements``
 (open/click/session events counted into the send-time histogram).  The unengaged
@@ -50,7 +51,10 @@ from engine.scoring.settings import Settings, activity_mask as _activity_mask, s
 from engine.io.meta import SCORE, read_meta, with_meta
 from engine.scoring import affinity
 from engine.scoring import fatigue
+from engine.scoring import fatigue_model
+from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of as _quintile
 from engine.scoring import kernels
+from engine.scoring import lapse
 from engine.scoring import sendtime
 from engine.scoring.bgnbd import BGNBD, compress
 from engine.errors import ModelError
@@ -84,6 +88,9 @@ def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=N
     default and unit in :class:`engine.scoring.settings.Settings` (``activity``,
     ``default_timezone``, ``policy_cap`` messages per ``policy_window_days``,
     ``half_life_days`` of the send-time histogram, its ``prior_weight``, ...).
+    ``horizon_days``: ``lapse_risk`` is P(no activity in the next ``horizon_days`` days);
+    ``penalizer``: the BG/NBD fit's L2 coefficient (:class:`engine.scoring.bgnbd.BGNBD`, 0 = none);
+    ``fatigue``: "learned" budgets (:mod:`engine.scoring.fatigue_model`) or the fixed "rule".
     ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
     add ``category_affinity`` (shares per category, in the order of the metadata's
     ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
@@ -128,6 +135,8 @@ class PartStats:
     #: the counts of item events and of events naming items not in the catalogue
     items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     item_events: tuple[int, int] = (0, 0)
+    fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
+    hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
 
 
 @dataclasses.dataclass
@@ -146,6 +155,7 @@ class Partial:
     stats: PartStats
     items: object = None  # engine.items.Items
     item_acc: object = None  # engine.affinity.ItemAccumulators
+    fatigue: object = None  # engine.scoring.fatigue_model.FatigueAccumulators
 
 
 @dataclasses.dataclass
@@ -160,6 +170,8 @@ class Population:
     rfm_cuts: dict[str, np.ndarray | None]
     #: with a catalogue: (popularity, recent_7d, prior_28d, item events, unknown item events)
     item_stats: tuple | None = None
+    fatigue: dict | None = None  # engine.scoring.fatigue_model.fit_stats
+    hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
@@ -184,6 +196,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
     day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
     n_events = 0
+    fat = fatigue_model.FatigueAccumulators.zeros(table.num_rows)
     cat = item_acc = None
     if items is not None:
         from engine.io.items import load_items
@@ -206,6 +219,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                                       half_life_days=cfg.affinity_half_life_days)
             kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
                                is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+            fatigue_model.accumulate(fat, batch, as_of)
             n_events += len(batch)
         if pending is not None:
             pending.result()
@@ -235,9 +249,10 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
-        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events))
+        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
+        fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
-                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc)
+                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
 
 def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
@@ -253,7 +268,7 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
     """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows."""
     bg = [np.concatenate([s.bgnbd[i] for s in stats]) for i in range(4)]
     x, t_x, T, w = compress(*bg[:3], weights=bg[3])[:4]
-    model = BGNBD()
+    model = BGNBD(penalizer=cfg.penalizer)
     try:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
@@ -283,33 +298,9 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
     return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
-                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats)
-
-
-def _quintile_cuts(values: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
-    """The 4 key values a user's key must exceed to reach quintiles 2..5.
-
-    :func:`engine.fatigue.quintiles` gives ``1 + floor(5 c / N)`` with ``c`` the number of
-    keys strictly below the user's; that is >= j + 1 exactly when ``c >= ceil(j N / 5)``,
-    i.e. when the key exceeds the ``ceil(j N / 5)``-th smallest key.
-    """
-    if values.size == 0:
-        return None
-    u, inv = np.unique(values, return_inverse=True)
-    c = np.zeros(u.size, np.int64)
-    np.add.at(c, inv.reshape(-1), counts)
-    cum = np.cumsum(c)
-    n = int(cum[-1])
-    ranks = [(j * n + 4) // 5 for j in range(1, 5)]
-    return u[np.searchsorted(cum, ranks, side="left")]
-
-
-def _quintile(key: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
-    out = np.ones(len(key), np.int8)
-    ok = ~np.isnan(key)
-    if cuts is not None and ok.any():
-        out[ok] = 1 + (key[ok][:, None] > cuts[None, :]).sum(axis=1)
-    return out
+                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
+                      fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]),
+                      hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]))
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
@@ -354,25 +345,14 @@ def _derive(part: Partial, pop: Population):
     as_of, model_window_days = cfg.as_of, cfg.model_window_days
     n = table.num_rows
     cols: dict[str, pa.Array] = {}
-    model = BGNBD()
-    model.params_ = dict(pop.params)
-    p = model.params_
-    p_alive = np.empty(n)
-    exp30 = np.empty(n)
     rep = in_window & (x > 0)
-    p_alive[rep] = model.p_alive(x[rep], t_x[rep], T[rep])
-    exp30[rep] = model.expected(30.0, x[rep], t_x[rep], T[rep])
     # users with no repeat activity: MBG/NBD-style first-day dropout (see module docstring)
-    zero = ~rep
     signup = (to_epoch_seconds(table["signup_at"]) if "signup_at" in table.column_names
               else np.full(n, NEVER, np.int64))
     since = np.where(acc.last_act != NEVER, acc.last_act,
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
-    p0 = 1.0 / (1.0 + p["a"] / p["b"] * ((p["alpha"] + T0) / p["alpha"]) ** p["r"])
-    p_alive[zero] = p0[zero]
-    exp0 = model.expected(30.0, np.zeros(n), np.zeros(n), T0) * p0
-    exp30[zero] = exp0[zero]
+    p_alive, exp30, risk = lapse.user_scores(pop.params, x, t_x, T, rep, T0, cfg.horizon_days)
     keys = _rfm_keys(acc, as_of, x, in_window)
     days_inactive = -keys["r"]
     has_act = acc.last_act != NEVER
@@ -407,11 +387,12 @@ def _derive(part: Partial, pop: Population):
             if ADDRESS_COLUMN[c] in table.column_names else np.zeros(n, bool)
         reachable[:, c_i] = consent & addr & ~supp
     cols["p_alive"] = pa.array(p_alive)
-    cols["lapse_risk"] = pa.array(1.0 - p_alive)
+    cols["lapse_risk"] = pa.array(risk)
     cols["expected_active_days_30d"] = pa.array(exp30)
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
-    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight)
+    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
+                                   pop.hour_spread)
     nxt = next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
@@ -422,7 +403,12 @@ def _derive(part: Partial, pop: Population):
     cols["sends_30d"] = pa.array(acc.sends30)
     complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
-    cols["fatigue_budget"] = pa.array(fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap))
+    beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
+    cols["fatigue_sensitivity"], cols["fatigue_response"] = pa.array(beta_u), pa.array(q_u)
+    cols["fatigue_budget"] = pa.array(
+        fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap) if cfg.fatigue == "rule" else
+        fatigue_model.budget(beta_u, q_u, recent, complained, cap=cfg.policy_cap, window_days=cfg.policy_window_days,
+                             u0=pop.fatigue["unsubscribe_per_message"]))
     stage = fatigue.lifecycle(days_inactive, p_alive)
     cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
     cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1),
@@ -436,8 +422,12 @@ def _derive(part: Partial, pop: Population):
     meta = {
         "model": dict(pop.model),
         "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
-        "send_time": {"prior_weight": cfg.prior_weight,
+        "send_time": {"prior_weight": cfg.prior_weight, "sparse_spread": pop.hour_spread and {
+                          k: pop.hour_spread[k] for k in ("rho", "sigma")},
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
+        "lapse_horizon_days": cfg.horizon_days,
+        "fatigue": {"model": cfg.fatigue, **pop.fatigue},
+        "warnings": list(pop.model.get("warnings", [])),
     }
     return cols, meta

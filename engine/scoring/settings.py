@@ -31,6 +31,9 @@ class Settings:
     half_life_days: float = 60.0                    # decay of the send-time histogram, days
     prior_weight: float = 4.0                       # Dirichlet prior of the send time, pseudo-events
     affinity_half_life_days: float = 90.0           # decay of content affinity, days
+    horizon_days: float = 30.0                      # lapse_risk = P(no activity in the next horizon_days days)
+    penalizer: float = 0.0                          # BG/NBD L2 coefficient (lifetimes' penalizer_coef)
+    fatigue: str = "learned"                        # fatigue_budget: "learned" (scoring.fatigue_model) or "rule"
 
 
 #: the defaults, for the CLI's options and the docs
@@ -70,8 +73,15 @@ def settings(*, as_of=None, **options) -> Settings:
                           "such as Europe/Paris")
     if not cfg.affinity_half_life_days > 0:
         raise ConfigError(f"--affinity-half-life must be > 0 days, got {cfg.affinity_half_life_days}")
+    if not 0 < cfg.horizon_days <= 3650:
+        raise ConfigError(f"--horizon must be between 0 and 3650 days (e.g. 30), got {cfg.horizon_days}")
+    if not 0 <= cfg.penalizer < float("inf"):
+        raise ConfigError(f"--penalizer must be a number >= 0 (e.g. 0.001), got {cfg.penalizer}")
+    if cfg.fatigue not in ("learned", "rule"):
+        raise ConfigError(f"--fatigue must be 'learned' or 'rule', got {cfg.fatigue!r}")
     return Settings(as_of=int(parse_as_of(as_of)), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=cfg.default_timezone, policy_cap=int(cfg.policy_cap),
                     policy_window_days=int(cfg.policy_window_days), model_window_days=int(cfg.model_window_days),
                     half_life_days=float(cfg.half_life_days), prior_weight=float(cfg.prior_weight),
-                    affinity_half_life_days=float(cfg.affinity_half_life_days))
+                    affinity_half_life_days=float(cfg.affinity_half_life_days),
+                    horizon_days=float(cfg.horizon_days), penalizer=float(cfg.penalizer), fatigue=cfg.fatigue)

@@ -51,7 +51,7 @@ def _same_plan(single: pa.Table, parted: pa.Table) -> None:
 
 def test_partitions_in_process_equal_one_plan(world, tmp_path):
     # given the partitioned scores, and the same scores as one table
-    cmp = load_campaign(_campaign(capacity=15))
+    cmp = load_campaign(_campaign(capacity=5))
     items = str(world / "world/items.arrow")
     whole = read_any(world / "scores", "scores")
     single = plan(whole, cmp, items=items)
@@ -70,7 +70,7 @@ def test_partitions_in_process_equal_one_plan(world, tmp_path):
 
 
 def test_the_plan_does_not_depend_on_row_order(world):
-    cmp = load_campaign(_campaign(capacity=15))
+    cmp = load_campaign(_campaign(capacity=5))
     whole = read_any(world / "scores", "scores")
     shuffled = whole.take(pa.array(list(range(whole.num_rows))[::-1]))
     _same_plan(plan(whole, cmp, items=str(world / "world/items.arrow")),

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.strategies import boundary_world
 from tests.helpers import DATA
 from engine.scoring.bgnbd import BGNBD, _compress_for_fit, compress
 from engine.errors import ModelError
@@ -281,20 +282,6 @@ def test_unconditional_expectation_matches_eq_7(r, alpha, a, b, t):
     assert m.expected_unconditional(2 * t) >= got > 0.0
 
 
-def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
-    # given CDNOW and a sample size small enough that fit() warm-starts from every k-th row
-    import engine.scoring.bgnbd as bgnbd
-
-    cold = BGNBD().fit(X, TX, T)
-    monkeypatch.setattr(bgnbd, "_SAMPLE_ROWS", 100)
-    # when fitted through the warm start / then the same maximum, in fewer full-data steps
-    warm = BGNBD().fit(X, TX, T)
-    for k in cold.params_:
-        assert warm.params_[k] == pytest.approx(cold.params_[k], rel=1e-5)
-    assert warm.diagnostics_["log_likelihood"] == pytest.approx(cold.diagnostics_["log_likelihood"], abs=1e-6)
-    assert warm.diagnostics_["iterations"] < cold.diagnostics_["iterations"]
-
-
 def test_predictions_refuse_arrays_of_different_lengths():
     m = _model(**CDNOW_PARAMS)
     with pytest.raises(ModelError, match="one value per user"):
@@ -315,9 +302,106 @@ def test_fit_cost_follows_unique_rows_not_users():
     assert ten.diagnostics_["log_likelihood"] == pytest.approx(10 * one.diagnostics_["log_likelihood"], rel=1e-10)
 
 
-def test_too_few_iterations_is_a_model_error_with_diagnostics():
-    # given an iteration budget far below what CDNOW needs / when fitted / then a clear error
-    with pytest.raises(ModelError, match="did not converge") as err:
-        BGNBD(max_iter=2).fit(X, TX, T)
-    d = err.value.diagnostics
-    assert d["converged"] is False and d["iterations"] == 2 and d["users"] == 2357
+def test_penalizer_is_lifetimes_penalizer_coef():
+    # given CDNOW and lifetimes' BetaGeoFitter(penalizer_coef=0.001) estimates (measured with lifetimes 0.11.3)
+    want = dict(r=0.2428, alpha=4.4053, a=0.4984, b=1.3232)
+    # when fitted with the same coefficient / then the same estimates, and a lower likelihood than without it
+    m = BGNBD(penalizer=0.001).fit(X, TX, T)
+    for k, v in want.items():
+        assert m.params_[k] == pytest.approx(v, abs=6e-4)
+    assert m.diagnostics_["penalizer"] == 0.001
+    assert m.diagnostics_["log_likelihood"] < BGNBD().fit(X, TX, T).diagnostics_["log_likelihood"]
+    with pytest.raises(ModelError, match="penalizer"):
+        BGNBD(penalizer=-1.0).fit(X, TX, T)
+
+
+def test_penalizer_agrees_with_lifetimes_live():
+    pytest.importorskip("pandas")
+    lifetimes = pytest.importorskip("lifetimes")
+    for coef in (0.001, 0.01):
+        ref = lifetimes.BetaGeoFitter(penalizer_coef=coef).fit(X, TX, T)
+        m = BGNBD(penalizer=coef).fit(X, TX, T)
+        for k in ("r", "alpha", "a", "b"):
+            assert m.params_[k] == pytest.approx(float(ref.params_[k]), rel=2e-3)
+
+
+@pytest.mark.parametrize("kind,names", [("no churn", ["no_churn"]), ("shared rate", ["shared_rate"]),
+                                        ("no churn, shared rate", ["no_churn", "shared_rate"])])
+def test_boundary_optimum_returns_the_limit_model_with_a_warning(kind, names):
+    # given a population whose maximum-likelihood estimate is on the boundary
+    x, tx, tt = boundary_world(kind)
+    # when fitted / then no refusal: the limit model, named, with a sentence, and finite predictions
+    m = BGNBD().fit(x, tx, tt)
+    d = m.diagnostics_
+    assert d["boundary"] == names and len(d["warnings"]) == len(names) and d["converged"]
+    pa, e, none = m.p_alive(x, tx, tt), m.expected(30.0, x, tx, tt), m.p_none(30.0, x, tx, tt)
+    assert np.all(np.isfinite(pa)) and np.all(np.isfinite(e)) and np.all((none >= 0) & (none <= 1))
+    p = m.params_
+    if "no_churn" in names:
+        assert pa.min() > 0.999  # nobody is predicted gone
+    if "shared_rate" in names:
+        assert p["r"] / p["alpha"] == pytest.approx(0.05, rel=0.05)  # the one shared rate, per day
+    # and the penalizer turns the same data into an interior optimum
+    pen = BGNBD(penalizer=1e-3).fit(x, tx, tt)
+    assert np.all(np.isfinite(pen.p_none(30.0, x, tx, tt)))
+
+
+def test_iteration_limit_is_a_warning_not_a_refusal():
+    # given an iteration budget far below what CDNOW needs / when fitted / then estimates and a warning
+    m = BGNBD(max_iter=2).fit(X, TX, T)
+    d = m.diagnostics_
+    assert d["converged"] is False and d["iterations"] <= 2 and d["users"] == 2357
+    assert any("stopped before converging" in w for w in d["warnings"])
+    assert all(np.isfinite(v) for v in m.params_.values())
+
+
+def test_fit_takes_few_likelihood_evaluations():
+    # the optimiser's cost in passes over the rows (not seconds): CDNOW converges in a few dozen
+    d = BGNBD().fit(X, TX, T).diagnostics_
+    assert d["evaluations"] <= 60 and d["boundary"] == [] and d["warnings"] == []
+
+
+def test_p_none_hand_cases():
+    m = _model(**CDNOW_PARAMS)
+    x, tx, tt = np.array([0.0, 2.0, 5.0]), np.array([0.0, 10.0, 30.0]), np.array([20.0, 38.0, 38.0])
+    pa = m.p_alive(x, tx, tt)
+    # zero horizon: nobody can be active in no time
+    npt.assert_allclose(m.p_none(0.0, x, tx, tt), 1.0)
+    # the closed form, and it falls with the horizon towards 1 - p_alive
+    r, alpha = CDNOW_PARAMS["r"], CDNOW_PARAMS["alpha"]
+    want = 1 - pa + pa * ((alpha + tt) / (alpha + tt + 4.0)) ** (r + x)
+    npt.assert_allclose(m.p_none(4.0, x, tx, tt), want, rtol=1e-12)
+    far = m.p_none(1e30, x, tx, tt)
+    assert np.all(m.p_none(4.0, x, tx, tt) > m.p_none(40.0, x, tx, tt)) and np.all(far >= 1 - pa - 1e-12)
+    npt.assert_allclose(far, 1 - pa, atol=1e-6)
+
+
+@given(r=st.floats(0.05, 5), alpha=st.floats(0.05, 100), a=st.floats(0.05, 5), b=st.floats(0.05, 20),
+       x=st.integers(0, 300), frac=st.floats(0, 1), T=st.floats(0.0, 500), t=st.floats(0.0, 1000))
+def test_p_none_matches_the_integral_twin(r, alpha, a, b, x, frac, T, t):
+    """Property: the numba closed form equals the 40-digit integral over the rate posterior."""
+    t_x = frac * T if x > 0 else 0.0
+    got = _model(r=r, alpha=alpha, a=a, b=b).p_none(t, _one(x), _one(t_x), _one(T))[0]
+    assert 0.0 <= got <= 1.0
+    assert got == pytest.approx(naive.p_none(t, x, t_x, T, r, alpha, a, b), rel=1e-8, abs=1e-12)
+
+
+def test_p_none_closed_form_equals_the_integral_over_the_rate_posterior():
+    m = _model(**CDNOW_PARAMS)
+    for x, tx, tt, t in ((1, 5.0, 20.0, 4.0), (3, 30.0, 38.0, 10.0), (8, 12.0, 38.0, 39.0)):
+        got = m.p_none(t, _one(x), _one(tx), _one(tt))[0]
+        assert got == pytest.approx(naive.p_none_by_integration(t, x, tx, tt, **CDNOW_PARAMS), rel=1e-9)
+
+
+def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
+    # given CDNOW and a sample size small enough that fit() warm-starts from every k-th row
+    import engine.scoring.bgnbd as bgnbd
+
+    cold = BGNBD().fit(X, TX, T)
+    monkeypatch.setattr(bgnbd, "_SAMPLE_ROWS", 100)
+    # when fitted through the warm start / then the same maximum, in fewer full-data evaluations
+    warm = BGNBD().fit(X, TX, T)
+    for k in cold.params_:
+        assert warm.params_[k] == pytest.approx(cold.params_[k], rel=1e-5)
+    assert warm.diagnostics_["log_likelihood"] == pytest.approx(cold.diagnostics_["log_likelihood"], abs=1e-6)
+    assert warm.diagnostics_["evaluations"] < cold.diagnostics_["evaluations"]

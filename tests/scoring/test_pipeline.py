@@ -57,8 +57,20 @@ def test_hand_computed_user(world):
     assert row["email_sends_90d"] == 3 and row["email_opens_90d"] == 1
     assert row["email_unengaged_streak"] == 2 and row["sends_7d"] == 2 and row["sends_30d"] == 3
     assert row["lifecycle"] == "active" or row["lifecycle"] == "at_risk"
-    assert 0 < row["p_alive"] <= 1 and row["lapse_risk"] == pytest.approx(1 - row["p_alive"])
-    assert row["fatigue_budget"] == 1          # cap 3 minus 2 recent sends
+    # lapse_risk: P(no activity in the next 30 days) = 1 - p_alive + p_alive ((alpha+T)/(alpha+T+30))^(r+x)
+    m = summary_of(s)["model"]
+    stay = ((m["alpha"] + 100.0) / (m["alpha"] + 130.0)) ** (m["r"] + 2)
+    assert 0 < row["p_alive"] <= 1 and row["lapse_risk"] == pytest.approx(1 - row["p_alive"] * (1 - stay), rel=1e-9)
+    # the learned budget: the further messages (cap 3 minus 2 recent sends at most) worth their unsubscribe risk
+    from engine.scoring import fatigue_model
+
+    fat = summary_of(s)["fatigue"]
+    assert fat["model"] == "learned" and row["fatigue_sensitivity"] == pytest.approx(fat["beta"], abs=0.5)
+    assert row["fatigue_budget"] == fatigue_model.budget(
+        np.array([row["fatigue_sensitivity"]]), np.array([row["fatigue_response"]]), np.array([2]),
+        np.array([False]), cap=3, window_days=7, u0=fat["unsubscribe_per_message"])[0]
+    rule = score(users, ev, as_of=AS_OF, fatigue="rule")
+    assert rule.filter(pa.compute.equal(rule["user_id"], 42))["fatigue_budget"][0].as_py() == 1  # cap 3 - 2 sends
     # next_send_at is after as_of, at the best hour in Kolkata (+05:30)
     nxt = row["next_send_at"]
     assert nxt > AS_OF and (nxt.hour * 60 + nxt.minute + 330) % 1440 == row["best_hour_local"] * 60
@@ -73,8 +85,11 @@ def test_hand_computed_user(world):
     assert quiet["lifecycle"] == "dormant" and quiet["monetary"] is None and quiet["purchases"] == 0
     want = 1.0 / (1.0 + p["a"] / p["b"] * ((p["alpha"] + 50.0) / p["alpha"]) ** p["r"])
     assert quiet["p_alive"] == pytest.approx(want, rel=1e-9)
-    # no address, so not reachable: the budget is the plain cap; the send hour is Kolkata's population hour
-    assert quiet["fatigue_budget"] == 3 and quiet["send_time_confidence"] == 0.0
+    # no history: the population's fatigue and response level; the send hour is Kolkata's population hour
+    assert quiet["fatigue_sensitivity"] == pytest.approx(fat["beta"]) and quiet["send_time_confidence"] == 0.0
+    assert quiet["fatigue_budget"] == fatigue_model.budget(
+        np.array([fat["beta"]]), np.array([fat["response"]]), np.array([0]), np.array([False]), cap=3,
+        window_days=7, u0=fat["unsubscribe_per_message"])[0]
     pop = summary_of(s)["send_time"]["population_best_hour"]["Asia/Kolkata"]
     assert quiet["best_hour_local"] == pop
 
