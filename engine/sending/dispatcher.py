@@ -47,6 +47,7 @@ from engine.errors import ConfigError, DispatchError, Interrupted
 from engine.ledger.store import Ledger
 from engine.sending.limiter import RateLimiter
 from engine.progress import bar
+from engine.sending.scrub import scrub
 from engine.sending.retry import DEFAULT_MAX_ATTEMPTS, next_attempt_at, suppresses
 from engine.io.plans import plan_meta, read_plan, reengaged_users
 from engine.ledger.lock import LedgerLock
@@ -346,6 +347,8 @@ class _Run:
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
         ledger = self.ledger
         status = res.status
+        if res.error:  # any adapter's error text: no secret reaches the ledger
+            res = res._replace(error=scrub(res.error))
         if status == SENT:
             ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
@@ -497,7 +500,7 @@ async def dispatch(
     summary.complete = summary.pending == 0
     if run.error is not None:
         raise DispatchError(
-            f"sending stopped: an adapter failed with {type(run.error).__name__}: {run.error}. "
+            f"sending stopped: an adapter failed with {type(run.error).__name__}: {scrub(str(run.error))}. "
             f"{summary.sent} messages were sent and recorded in {ledger_path}; fix the provider "
             "configuration and run the same command again to resume.") from None
     if run.stopped in ("SIGINT", "SIGTERM"):
