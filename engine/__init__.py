@@ -27,6 +27,7 @@ from engine.errors import (
     ModelError,
     PolicyError,
     RuleError,
+    StorageError,
     WinbackError,
 )
 
@@ -83,6 +84,7 @@ __all__ = [
     "DispatchError",
     "Interrupted",
     "DependencyError",
+    "StorageError",
     *_LAZY,
 ]
 

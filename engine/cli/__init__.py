@@ -79,16 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except WinbackError as exc:
-        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        from engine.sending.scrub import scrub
+
+        sys.stderr.write(f"{type(exc).__name__}: {scrub(str(exc))}\n")
         return exc.exit_code
+    except OSError as exc:  # a full or read-only disk outside an atomic write: one line too
+        from engine.io.atomic import storage_error
+
+        err = storage_error(exc)
+        if err is None or isinstance(exc, BrokenPipeError):
+            if isinstance(exc, BrokenPipeError):  # output piped into head or less that closed early
+                import os
+
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
+            raise
+        sys.stderr.write(f"{type(err).__name__}: {err}\n")
+        return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         return 130
-    except BrokenPipeError:  # output piped into head or less that closed early
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
