@@ -144,3 +144,24 @@ def test_a_crash_while_creating_leaves_no_ledger_behind(tmp_path):
     assert sorted(p.name for p in ledger.parent.iterdir() if not p.name.startswith("ledger.db-")) == ["ledger.db"]
     with Ledger(ledger) as led:
         assert led._con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# -- Retry-After survives a crash ----------------------------------------------------------------
+def test_messages_in_flight_at_a_crash_wait_for_the_channels_last_retry_after(tmp_path):
+    import time as _time
+
+    path = tmp_path / "ledger.db"
+    now = _time.time()
+    with Ledger(path) as led:
+        led.load_plan(plan(4))
+        rows = led.claim("email", 4, now=now, release_until=float("inf"))
+        assert len(rows) == 4
+        led.pause("email", now + 30)  # a 429 said "Retry-After: 30"; the kill came before the flush
+        led.pause("email", now + 5)  # an older, shorter one does not shorten it
+        led.pause("sms", now - 100)  # another channel's, long passed
+    # the process died here: four messages in flight, the retry of the 429'd one never recorded
+    with Ledger(path) as led:
+        assert led.recover() == 4
+        assert led.claim("email", 10, now=now + 1, release_until=float("inf")) == []
+        assert led.next_due("email") >= now + 30
+        assert len(led.claim("email", 10, now=now + 31, release_until=float("inf"))) == 4

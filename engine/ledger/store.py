@@ -234,7 +234,8 @@ class Ledger:
 
         By default they go back to the state they were claimed from, with the
         unanswered attempt uncounted (at-least-once: the provider may have got them;
-        an ``Idempotency-Key`` makes the resend harmless).  With ``at_most_once`` they
+        an ``Idempotency-Key`` makes the resend harmless), and not before the latest
+        Retry-After their channel's provider gave (:meth:`pause`).  With ``at_most_once`` they
         become ``dead`` with ``last_error = 'in flight at crash'`` and are never resent.
         """
         now = time.time()
@@ -246,11 +247,23 @@ class Ledger:
                     "updated_at = ? WHERE state = 'in_flight'", (now,),
                 )
             else:
+                # a message in flight may have been answered with a Retry-After that the
+                # crash kept from the ledger: it waits for its channel's last one (pause)
+                until = "COALESCE((SELECT until FROM pauses p WHERE p.channel = messages.channel AND until > ?), 0)"
                 cur = con.execute(
-                    "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
-                    "attempts = attempts - 1, updated_at = ? WHERE state = 'in_flight'", (now,),
+                    f"UPDATE messages SET state = CASE WHEN attempts > 1 OR next_attempt_at < {until} "
+                    f"THEN 'failed' ELSE 'planned' END, attempts = attempts - 1, "
+                    f"next_attempt_at = MAX(next_attempt_at, {until}), updated_at = ? "
+                    "WHERE state = 'in_flight'", (now, now, now),
                 )
         return cur.rowcount
+
+    def pause(self, channel: str, until: float) -> None:
+        """Record at once (its own commit) that ``channel``'s provider asked for no retry before
+        ``until`` (epoch seconds): messages in flight at a crash wait for it (:meth:`recover`)."""
+        self._con.execute(
+            "INSERT INTO pauses (channel, until) VALUES (?, ?) "
+            "ON CONFLICT (channel) DO UPDATE SET until = MAX(until, excluded.until)", (channel, float(until)))
 
     # -- the hot path ------------------------------------------------------------------
     def claim(self, channel: str, limit: int, *, now: float, release_until: float,
