@@ -119,14 +119,19 @@ class Secret:
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+_HEADER_FIELDS = tuple(Message._fields.index(f) for f in ("to", "subject", "message_id", "step", "variant",
+                                                           "campaign_id", "template"))
+
+
 def refused(m: Message) -> Result | None:
     """A ``failed`` result (a bad row, never retried) when a field that travels in a header
     or as an address (``message_id``, ``to``, ``subject``, ``step``, ``variant``,
     ``campaign_id``, ``template``) holds a control character such as CR or LF; else None.
     Bodies may hold newlines."""
-    for name in ("to", "subject", "message_id", "step", "variant", "campaign_id", "template"):
-        value = getattr(m, name)
-        if value and type(value) is str and _CONTROL.search(value):
-            return Result(m.message_id, FAILED, error=f"bad row: a control character in {name!r} "
+    for i in _HEADER_FIELDS:
+        value = m[i]
+        # isprintable() is the fast path: control characters are never printable
+        if value and type(value) is str and not value.isprintable() and _CONTROL.search(value):
+            return Result(m.message_id, FAILED, error=f"bad row: a control character in {Message._fields[i]!r} "
                           f"({value[:40]!r}); fix the plan row, it is not sent")
     return None
