@@ -60,6 +60,16 @@ def test_a_file_size_limit_during_score_is_one_line_and_leaves_nothing(world, tm
     assert not list(tmp_path.iterdir())  # no partial output, no temporary left over
 
 
+def test_a_file_size_limit_during_plan_is_one_line_and_leaves_nothing(world, tmp_path):
+    scores = world.parent / "warm.arrow"
+    out = tmp_path / "plan.arrow"
+    proc = winback("plan", scores, ROOT / "examples" / "winback_lapsing.toml", "--no-progress", "-o", out,
+                   fsize=32 * 1024)
+    line = one_line(proc)
+    assert proc.returncode == 7 and str(out) in line, line
+    assert not list(tmp_path.iterdir())
+
+
 def _mount(path: Path, options: str) -> bool:
     path.mkdir()
     ok = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
