@@ -70,14 +70,18 @@ def _no_constant(name: str):
 
 def depth(doc) -> int:
     """Nesting depth of parsed JSON (a scalar is 0), without recursion; stops past the limit."""
-    deepest, stack = 0, [(doc, 1)]
+    if type(doc) is not list and type(doc) is not dict:
+        return 0
+    deepest, stack = 1, [(doc, 1)]
     while stack:
         node, d = stack.pop()
-        if isinstance(node, (list, dict)):
-            deepest = max(deepest, d)
-            if d > MAX_JSON_DEPTH:
-                return d
-            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+        for v in (node.values() if type(node) is dict else node):
+            if type(v) is list or type(v) is dict:  # only containers are walked: scalars cost one check
+                if d >= deepest:
+                    deepest = d + 1
+                    if deepest > MAX_JSON_DEPTH:
+                        return deepest
+                stack.append((v, d + 1))
     return deepest
 
 
