@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-``func(args) -> int``.  Only :class:`engine.errors.WinbackError` is caught here:
-it becomes one line on stderr and the error's exit code.
+``func(args) -> int``.  :class:`engine.errors.WinbackError` is caught here: it
+becomes one line on stderr (scrubbed of every registered secret) and the error's exit
+code; so does an ``OSError`` of a full or read-only disk (a ``StorageError``, exit 7).
 """
 
 from __future__ import annotations
@@ -83,16 +84,16 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stderr.write(f"{type(exc).__name__}: {scrub(str(exc))}\n")
         return exc.exit_code
+    except BrokenPipeError:  # output piped into head or less that closed early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a full or read-only disk outside an atomic write: one line too
         from engine.io.atomic import storage_error
 
         err = storage_error(exc)
-        if err is None or isinstance(exc, BrokenPipeError):
-            if isinstance(exc, BrokenPipeError):  # output piped into head or less that closed early
-                import os
-
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                return 0
+        if err is None:
             raise
         sys.stderr.write(f"{type(err).__name__}: {err}\n")
         return err.exit_code
