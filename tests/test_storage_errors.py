@@ -22,13 +22,13 @@ ROOT = Path(os.environ.get("WB_ROOT") or Path(__file__).resolve().parent.parent)
 AS_OF = "2026-11-01"
 
 
-def winback(*args, fsize: int | None = None, cwd=ROOT, timeout=120):
+def winback(*args, fsize: int | None = None, cwd=ROOT, timeout=120, env: dict | None = None):
     def limit():
         if fsize is not None:  # writes past ``fsize`` bytes fail with EFBIG instead of SIGXFSZ
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=limit, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                          text=True, timeout=timeout, preexec_fn=limit, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
 
 
 def one_line(proc) -> str:
@@ -122,9 +122,7 @@ def test_a_full_disk_under_the_ledger_is_one_line_and_nothing_is_sent(tmp_path):
     providers.write_text('[channels.push]\nadapter = "webhook"\nurl = "http://127.0.0.1:9/hooks/push"\n'
                          'secret_env = "WB_TEST_SECRET"\n')
     ledger = tmp_path / "ledger.db"
-    env = {"WB_TEST_SECRET": "s3cret-value"}
-    os.environ.update(env)
     proc = winback("send", plan, "--providers", providers, "--ledger", ledger, "--now", "--no-progress",
-                   fsize=256 * 1024)
+                   fsize=256 * 1024, env={"WB_TEST_SECRET": "s3cret-value"})
     line = one_line(proc)
     assert proc.returncode == 5 and str(ledger) in line and ("full" in line or "larger" in line), line
