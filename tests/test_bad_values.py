@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from engine.io.readers import iter_events, load_users
 
 AS_OF = 1_790_000_000
 T0 = AS_OF - 86_400 * 30
-ROOT = Path(os.environ.get("WB_ROOT") or Path(__file__).resolve().parent.parent)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def users(n=4):

@@ -18,7 +18,7 @@ import pytest
 
 from engine.schema import TIMESTAMP
 
-ROOT = Path(os.environ.get("WB_ROOT") or Path(__file__).resolve().parent.parent)
+ROOT = Path(__file__).resolve().parent.parent
 AS_OF = "2026-11-01"
 
 
