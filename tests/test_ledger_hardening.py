@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.errors import DispatchError
-from engine.ledger.store import Ledger, read_suppressions
+from engine.errors import DispatchError, InputError
+from engine.ledger.store import Ledger, read_messages, read_suppressions
 from engine.sending.dispatcher import dispatch
 from engine.tz import from_epoch_seconds
 
@@ -134,6 +134,9 @@ def test_a_damaged_page_is_found_on_open(tmp_path):
         fh.write(bytes(range(256)) * (page // 256))
     with pytest.raises(DispatchError, match=r"ledger .*ledger\.db is damaged.*\.recover"):
         Ledger(ledger)
+    # the other steps (plan, report, simulate) read it: one line too
+    with pytest.raises(InputError, match=r"ledger .*ledger\.db cannot be read .*damaged.*\.recover"):
+        read_messages(ledger)
 
 
 def test_a_crash_while_creating_leaves_no_ledger_behind(tmp_path):
