@@ -17,7 +17,8 @@ Routes (the ``channel`` of each route in brackets, for rate limits and stats):
 - ``GET /_attempts``: every request that carried an ``Idempotency-Key``: key, arrival
   time, status, and the Retry-After it was given (seconds) -- to check that no retry
   came before the Retry-After it was told; ``max_arrivals_per_second`` in the stats
-  counts every request of a channel, answered or not.
+  counts every request of a channel, answered or not (the first million attempts are
+  kept: the provider is a test and demo tool).
 
 Addresses are checked per channel: email needs an ``@``, sms an E.164 number, push a
 non-empty token; a bad one is a 400 with a JSON error (reason ``invalid_address``).
@@ -64,6 +65,7 @@ from adapters.webhook import verify_signature
 __all__ = ["LocalProvider", "Faults", "max_in_window", "serve", "write_record"]
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_MAX_ATTEMPTS = 1_000_000  # attempts kept for GET /_attempts
 _WEBHOOK_FIELDS = ("message_id", "user_id", "channel", "step", "variant", "to", "subject", "body", "send_at")
 
 
@@ -246,7 +248,7 @@ class LocalProvider:
             items, ok = await parse(request)  # [(key, message_id, to, extra)], success builder
         except _Reject as rej:
             self.rejected[rej.reason] += 1
-            if key is not None:
+            if key is not None and len(self._attempts) < _MAX_ATTEMPTS:
                 after = rej.headers.get("Retry-After")
                 wait = None
                 if after is not None:
@@ -262,7 +264,7 @@ class LocalProvider:
         # than the rate into a one-second window of the record than the limit ever let in
         at = now
         self._accept_times.setdefault(channel, []).append(at)
-        if key is not None:
+        if key is not None and len(self._attempts) < _MAX_ATTEMPTS:
             self._attempts.append((key, at, 200, None))
         ids = []
         for key, message_id, to in items:
