@@ -27,6 +27,7 @@ from engine.errors import (
     ModelError,
     PolicyError,
     RuleError,
+    StorageError,
     WinbackError,
 )
 
@@ -85,6 +86,7 @@ __all__ = [
     "DispatchError",
     "Interrupted",
     "DependencyError",
+    "StorageError",
     *_LAZY,
 ]
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import heapq
+import itertools
 import time
 from pathlib import Path
 
@@ -78,3 +82,44 @@ def events_table() -> pa.Table:
         "channel": [None, "email", "email", "push", None, "sms", "email", "email"],
         "value": [None, None, None, None, 19.5, None, None, None],
     })
+
+
+# --------------------------------------------------------------------------- clocks
+class FakeClock:
+    """A clock the test moves; ``sleep`` parks the caller until the clock passes its deadline."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+        self._heap: list = []
+        self._seq = itertools.count()
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (self.t + seconds, next(self._seq), fut))
+        await fut
+
+    async def run_until_idle(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def advance(self) -> bool:
+        """Jump to the next deadline and wake its sleeper; False when nobody sleeps."""
+        await self.run_until_idle()
+        while self._heap:
+            when, _, fut = heapq.heappop(self._heap)
+            if fut.cancelled():
+                continue
+            self.t = max(self.t, when)
+            fut.set_result(None)
+            await self.run_until_idle()
+            return True
+        return False
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """Most events in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)

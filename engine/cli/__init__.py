@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-``func(args) -> int``.  Only :class:`engine.errors.WinbackError` is caught here:
-it becomes one line on stderr and the error's exit code.
+``func(args) -> int``.  :class:`engine.errors.WinbackError` is caught here: it
+becomes one line on stderr (scrubbed of every registered secret) and the error's exit
+code; so does an ``OSError`` of a full or read-only disk (a ``StorageError``, exit 7).
 """
 
 from __future__ import annotations
@@ -123,16 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except WinbackError as exc:
-        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        from engine.sending.scrub import scrub
+
+        sys.stderr.write(f"{type(exc).__name__}: {scrub(str(exc))}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("Interrupted.\n")
-        return 130
     except BrokenPipeError:  # output piped into head or less that closed early
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full or read-only disk outside an atomic write: one line too
+        from engine.io.atomic import storage_error
+
+        err = storage_error(exc)
+        if err is None:
+            raise
+        sys.stderr.write(f"{type(err).__name__}: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

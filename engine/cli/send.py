@@ -52,13 +52,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+    from pathlib import Path
+
+    from engine.ledger.store import ledger_error
     from engine.sending.dispatcher import send
 
-    summary = send(
-        args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
-        events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = send(
+            args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
+            events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
+            progress=not args.no_progress,
+        )
+    except sqlite3.DatabaseError as exc:  # the ledger broke mid-run (disk full, damaged page)
+        raise ledger_error(Path(args.ledger), exc) from None
     if args.dry_run:
         preview = summary.dry_run
         total = sum(preview.column("messages").to_pylist())

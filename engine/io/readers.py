@@ -48,6 +48,22 @@ from engine.io.userindex import UserIndex
 __all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows", "NO_ITEM"]
 
 _CHANNEL_EVENT_LUT = np.array([name in CHANNEL_EVENTS for name in EVENTS] + [False])
+#: largest purchase value accepted (any currency): above it a value is a typo or a sentinel,
+#: and a sum of a few of them overflows to inf
+MAX_VALUE = 1e12
+_PURCHASE = EVENTS.index("purchase")
+
+
+def _text_checked(table, bad_rows: BadRows):
+    """``table`` with every string column valid UTF-8, and the mask of rows that were not (or None)."""
+    bad = None
+    for i, name in enumerate(table.schema.names):
+        fixed, mask = co.fix_utf8(table.column(i))
+        if mask is not None:
+            table = table.set_column(i, name, fixed)
+            bad = mask if bad is None else bad | mask
+            bad_rows.columns.setdefault("bad_utf8", name)
+    return table, bad
 
 
 def _require(schema: pa.Schema, required: dict, path: Path, what: str) -> None:
@@ -96,11 +112,14 @@ def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
 
 
 def _load_users(source, bad: BadRows) -> Users:
-    src = Source(source)
+    src = Source(source, check_utf8=False)  # bad bytes are bad rows (bad_utf8)
     table = src.read_all()
     _require(table.schema, USERS_REQUIRED, src.path, "users")
     n = table.num_rows
     reason = np.zeros(n, dtype=np.int8)
+    table, badtext = _text_checked(table, bad)  # pass-through columns too: later steps read them
+    if badtext is not None:
+        bad.mark(reason, badtext, "bad_utf8")
     cols: dict[str, pa.Array] = {}
     try:
         uid, null, badv = co.to_int64(table["user_id"])
@@ -261,7 +280,7 @@ def _read_ahead(batches, depth: int):
 
 def _open_events(source, bad: BadRows, batch_rows: int) -> Source:
     wanted = None if bad.on_bad_rows == "quarantine" else [*EVENTS_REQUIRED, *EVENTS_OPTIONAL]
-    src = Source(source, columns=wanted, batch_rows=batch_rows)
+    src = Source(source, columns=wanted, batch_rows=batch_rows, check_utf8=False)
     _require(src.schema, EVENTS_REQUIRED, src.path, "events")
     return src
 
@@ -274,7 +293,8 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
         pbar = bar(progress, total=src.num_rows, desc="events", unit="rows")
         try:
             for batch in src.batches():
-                eb, reason = _events_batch(batch, index, as_of, bad, src.path)
+                batch, badtext = _text_checked(batch, bad)
+                eb, reason = _events_batch(batch, index, as_of, bad, src.path, badtext)
                 bad.record(batch, reason, offset)
                 offset += batch.num_rows
                 pbar.update(batch.num_rows)
@@ -290,10 +310,13 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
     return gen()
 
 
-def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path):
+def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,
+                  badtext: np.ndarray | None = None):
     n = batch.num_rows
     names = batch.schema.names
     reason = np.zeros(n, dtype=np.int8)
+    if badtext is not None:
+        bad.mark(reason, badtext, "bad_utf8")
     column = "user_id"
     try:
         uid, null, badv = co.to_int64(batch.column("user_id"))
@@ -321,7 +344,11 @@ def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadR
         column = "value"
         if "value" in names:
             value, badv = co.to_float64(batch.column("value"))
+            with np.errstate(invalid="ignore"):
+                badv |= ~np.isnan(value) & ~(np.abs(value) <= MAX_VALUE)  # inf, 1e308
+                negative = (value < 0) & (ev == _PURCHASE)
             bad.mark(reason, badv, "bad_value")
+            bad.mark(reason, negative, "negative_value")
         else:
             value = np.full(n, np.nan)
         item = None

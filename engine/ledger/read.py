@@ -66,6 +66,11 @@ def _read(path, table: str, schema: pa.Schema, times: Sequence[str]) -> pa.Table
     con = _open_ro(path)
     try:
         return _table(con, f"SELECT {', '.join(f.name for f in schema)} FROM {table} ORDER BY rowid", schema, times)
+    except sqlite3.DatabaseError as exc:  # a damaged page: one line, not a traceback
+        name = Path(path).name
+        raise InputError(f"ledger {path} cannot be read ({' '.join(str(exc).split())}): it is damaged. Restore it "
+                         f"from a backup, or salvage it with 'sqlite3 {name} .recover | sqlite3 recovered.db' and "
+                         "pass --ledger recovered.db.") from None
     finally:
         con.close()
 

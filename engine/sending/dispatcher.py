@@ -47,6 +47,7 @@ from engine.errors import ConfigError, DispatchError, Interrupted
 from engine.ledger.store import Ledger
 from engine.sending.limiter import RateLimiter
 from engine.progress import bar
+from engine.sending.scrub import scrub
 from engine.sending.retry import DEFAULT_MAX_ATTEMPTS, next_attempt_at, suppresses
 from engine.io.plans import plan_meta, read_plan, reengaged_users
 from engine.ledger.lock import LedgerLock
@@ -299,23 +300,31 @@ class _Run:
             if lane.more and len(queue) <= lane.low:
                 lane.more = False  # one refill request is enough
                 lane.wake.set()
+            grant = -1
             if limited and not ready():
                 try:
-                    await acquire(1)
+                    grant = await acquire(1)
                 except asyncio.CancelledError:
                     lane.busy -= 1
                     ledger.unclaim([r[0] for r in batch])
                     raise
                 if stop.is_set():
+                    limiter.complete(grant)
                     lane.busy -= 1
                     ledger.unclaim([r[0] for r in batch])
                     return
+            elif limited:
+                grant = limiter.granted
             sending.add(me)
             try:
-                if one is not None:
-                    results = (await one(_message(batch[0])),)
-                else:
-                    results = await send([_message(r) for r in batch])
+                try:
+                    if one is not None:
+                        results = (await one(_message(batch[0])),)
+                    else:
+                        results = await send([_message(r) for r in batch])
+                finally:  # the answer is in: the limiter's window may move on (engine.sending.limiter)
+                    if limited:
+                        limiter.complete(grant)
                 if len(results) != len(batch):
                     raise DispatchError(
                         f"the {name} adapter returned {len(results)} results for {len(batch)} "
@@ -346,10 +355,14 @@ class _Run:
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
         ledger = self.ledger
         status = res.status
+        if res.error:  # any adapter's error text: no secret reaches the ledger
+            res = res._replace(error=scrub(res.error))
         if status == SENT:
             ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
         elif status == "retry" and row[11] < max_attempts:
+            if res.retry_after:  # written now, not with the buffered results: a crash must not lose it
+                ledger.pause(lane.name, t + res.retry_after)
             ledger.retry(row[13], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
             lane.retrying += 1
@@ -459,7 +472,10 @@ async def dispatch(
         needed = [c for c, states in counts.items() if any(states.get(s) for s in pending_states)]
         channels, owned = _channels(providers, needed)
         total = sum(n for c in counts.values() for s, n in c.items() if s in pending_states)
-        lanes = {name: _Lane(name, ch, RateLimiter(ch.rate_per_second)) for name, ch in channels.items()}
+        lanes = {name: _Lane(name, ch, RateLimiter(ch.rate_per_second, track=True)) for name, ch in channels.items()}
+        if summary.recovered:  # the killed run's last requests may still reach the provider
+            for lane in lanes.values():
+                lane.limiter.hold(1.0)
         for name, states in counts.items():
             if name in lanes:
                 lanes[name].retrying = states.get("failed", 0)
@@ -497,7 +513,7 @@ async def dispatch(
     summary.complete = summary.pending == 0
     if run.error is not None:
         raise DispatchError(
-            f"sending stopped: an adapter failed with {type(run.error).__name__}: {run.error}. "
+            f"sending stopped: an adapter failed with {type(run.error).__name__}: {scrub(str(run.error))}. "
             f"{summary.sent} messages were sent and recorded in {ledger_path}; fix the provider "
             "configuration and run the same command again to resume.") from None
     if run.stopped in ("SIGINT", "SIGTERM"):

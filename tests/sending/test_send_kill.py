@@ -118,12 +118,13 @@ def write_plan(path: Path, n: int) -> list[str]:
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(tmp_path):
-    # given 2,500 planned push messages, a provider process and a sender at 500/s
+    # given 2,500 planned push messages, a provider process answering 3% of requests 429
+    # with Retry-After 1 s, and a sender at 500/s
     n, rate = 2500, 500
     plan, ledger = tmp_path / "plan.arrow", tmp_path / "ledger.db"
     ids = write_plan(plan, n)
     rng = random.Random(6)
-    with provider(tmp_path) as base:
+    with provider(tmp_path, "--rate-429", "0.03", "--retry-after", "1", "--seed", "6") as base:
         # when `winback send` is killed with SIGKILL at a random moment of its traffic ten
         # times (each kill waits until the provider saw this run's traffic), resuming each time
         kills = 0
@@ -144,9 +145,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(tmp_pat
         _, err = final.communicate(timeout=120)
         record = get_json(f"{base}/_messages")
         stats = get_json(f"{base}/_stats")
+        attempts = get_json(f"{base}/_attempts")
 
     # then ten kills happened, the last run finished, every planned message reached the
-    # provider, none was accepted twice by key, and the ledger agrees with the record
+    # provider, none was accepted twice by key, and the ledger agrees with the record;
+    # no retry came before the Retry-After its 429 gave (across the kills too), and no
+    # one-second window of the provider's clock saw more than 500 requests
     assert kills == 10, "the send finished before ten kills; plan more messages"
     assert final.returncode == 0, err.decode()
     keys = [r["key"] for r in record]
@@ -155,6 +159,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(tmp_pat
     rows = read_messages(ledger).to_pylist()
     assert {r["state"] for r in rows} == {"sent"}
     assert {r["message_id"]: r["provider_id"] for r in rows} == {r["key"]: r["provider_id"] for r in record}
+    by_key: dict[str, list] = {}
+    for a in sorted(attempts, key=lambda a: a["at"]):
+        by_key.setdefault(a["key"], []).append(a)
+    told = [(a, b) for tries in by_key.values() for a, b in zip(tries, tries[1:]) if a["status"] == 429]
+    assert len(told) >= 20, "too few 429s to judge; raise --rate-429"
+    early = [(a["key"], round(b["at"] - a["at"], 3)) for a, b in told if b["at"] < a["at"] + a["retry_after"] - 1e-3]
+    assert early == []
+    assert stats["max_arrivals_per_second"]["push"] <= rate
 
 
 def test_faults_end_sent_or_dead_and_no_retry_before_retry_after(tmp_path):
