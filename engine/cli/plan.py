@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from engine.planning.partitioned import is_partitioned_scores, plan_partitioned
+    from engine.planning.campaign import load_campaign
+
+    campaign = load_campaign(args.campaign)  # a bad campaign file fails before any data is read
 
     if args.dask is not None or (is_partitioned_scores(args.scores) and not Path(args.output).suffix):
         s = plan_partitioned(args.scores, args.campaign, out_dir=args.output, as_of=args.as_of, dask=args.dask,
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
               f"{where} in {s['seconds']:.1f} s -> {args.output}/")
     else:
         _warn_memory(args)
-        table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
+        table = plan(args.scores, campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
         write_table(table, args.output)
         s = json.loads(table.schema.metadata[b"winback.plan"])["summary"]  # computed once, by plan()
         print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
