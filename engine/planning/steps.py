@@ -25,6 +25,7 @@ from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import suppressed_matrix
+from engine.planning.pressure import ledger_contacts, max_in_windows
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.sendtime import offset_table, zone_index
 
@@ -79,6 +80,9 @@ class PartitionPlan:
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
         self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
+        # every other campaign's messages in the ledger, sent or scheduled (engine.pressure)
+        window = cmp.policy.window_days * SECONDS_PER_DAY
+        self.ext_t, self.ext_c = ledger_contacts(ledger, self.uid, cmp.id, self.start - window, self.horizon + window)
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
         self.best_hour = col(scores, "best_hour_local", 12, np.int64)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
@@ -142,9 +146,10 @@ class PartitionPlan:
         for c_i in allowed:
             ok = self.reach[:, c_i].copy()
             cap = pol.channel_caps.get(CHANNELS[c_i])
-            if cap is not None:
-                in_win = ((sent_ch == c_i) & (sent_at != NEVER) & (sent_at > base[:, None] - window)).sum(axis=1)
-                over = in_win >= cap
+            if cap is not None:  # this campaign's earlier steps and the ledger's messages on the channel
+                on_channel = np.concatenate([np.where(sent_ch == c_i, sent_at, NEVER),
+                                             np.where(self.ext_c == c_i, self.ext_t, NEVER)], axis=1)
+                over = max_in_windows(on_channel, base, window) >= cap
                 capped_any |= ok & over
                 ok &= ~over
             better = ok & (self.resp[:, c_i] > best_r)
@@ -173,6 +178,9 @@ class PartitionPlan:
         first_window = t - start < window
         tired = (first_window & (in_window >= self.budget)) | (hist + in_window >= pol.max_messages)
         reason[(reason == 0) & tired] = R["fatigue_budget"]
+        if self.ext_t.shape[1]:  # the cap over every campaign: any window holding t, exactly
+            every = max_in_windows(np.concatenate([sent_at, self.ext_t], axis=1), t, window)
+            reason[(reason == 0) & (hist + every >= pol.max_messages)] = R["cap_other_campaigns"]
         ev = self.p_alive * self.value * np.where(best_c >= 0, self.resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
         self._step = (k, reason, best_c, t, ev)
         out: dict[int, dict[str, np.ndarray]] = {}
