@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import datetime as dt
 import json
 import zoneinfo
@@ -21,7 +24,7 @@ from engine.errors import ConfigError, PolicyError
 from engine.ledger.store import Ledger
 from engine.planning.assign import assignments
 from engine.planning.explain import explain
-from engine.planning.planner import plan
+from engine.planning.planner import plan as _plan
 from engine.schema import CHANNELS, PLAN_SCHEMA
 from engine.scoring.sendtime import offset_table
 from engine.tz import to_epoch_seconds
@@ -59,9 +62,20 @@ def scores_table(rng: np.random.Generator, n: int) -> pa.Table:
     return pa.table(cols)
 
 
+#: a ledger path with no earlier sends (never created): test campaigns reach most of their
+#: tiny bases, so they are approved broadcasts, and an approved broadcast needs a ledger
+NO_SENDS = str(Path(tempfile.mkdtemp(prefix="winback-no-sends-")) / "ledger.db")
+
+
+def plan(scores, campaign, **kw):
+    """The planner, with the ledger of no earlier sends unless the test gives one."""
+    kw.setdefault("ledger", NO_SENDS)
+    return _plan(scores, campaign, **kw)
+
+
 def campaign_dict(policy: dict, holdout=0.2, steps=None) -> dict:
     return {
-        "campaign": {"id": "prop-test", "timezone": "Europe/Paris", "holdout": holdout},
+        "campaign": {"id": "prop-test", "timezone": "Europe/Paris", "holdout": holdout, "approved": True},
         "audience": {"where": "lapse_risk >= 0.2"},
         "policy": policy,
         "steps": steps or [
@@ -172,15 +186,33 @@ def test_reasons_explain_every_user():
     assert json.loads(p.schema.metadata[b"winback.plan"])["campaign_id"] == "prop-test"
 
 
-def test_broadcast_guard_refuses_the_whole_base_unless_approved():
+def test_broadcast_guard_refuses_the_whole_base_unless_approved(tmp_path):
     scores = scores_table(np.random.default_rng(2), 100)
     doc = campaign_dict({})
     doc["audience"] = {"where": ""}
+    doc["campaign"]["approved"] = False
     with pytest.raises(PolicyError, match="approved = true"):
         plan(scores, load_campaign(doc), as_of=START)
     doc["campaign"]["approved"] = True
-    p = plan(scores, load_campaign(doc), as_of=START)
+    with pytest.raises(PolicyError, match="needs the ledger"):
+        plan(scores, load_campaign(doc), as_of=START, ledger=None)
+    p = plan(scores, load_campaign(doc), as_of=START, ledger=str(tmp_path / "new-ledger.db"))
     assert json.loads(p.schema.metadata[b"winback.plan"])["broadcast"] is True
+
+
+def test_the_broadcast_share_is_80_percent_by_default_and_configurable(tmp_path):
+    # given an audience of about 85 % of the reachable base (which a 98 % threshold let through)
+    scores = scores_table(np.random.default_rng(2), 400)
+    doc = campaign_dict({})
+    ids = sorted(scores["user_id"].to_pylist())
+    doc["audience"] = {"where": f"user_id >= {ids[len(ids) * 15 // 100]}"}
+    doc["campaign"]["approved"] = False
+    # then it is a broadcast by default, and not with a share of 95 %
+    with pytest.raises(PolicyError, match="broadcast share 80%"):
+        plan(scores, load_campaign(doc), as_of=START)
+    doc["policy"]["broadcast_share"] = 0.95
+    p = plan(scores, load_campaign(doc), as_of=START)
+    assert json.loads(p.schema.metadata[b"winback.plan"])["broadcast"] is False
 
 
 def test_campaign_errors_name_the_key():
@@ -396,7 +428,7 @@ def test_explain_cli_shows_every_step_and_the_scores(tmp_path, capsys):
                         '[[steps]]\nname = "one"\nchannels = ["email"]\n'
                         '[[steps]]\nname = "two"\ndelay_days = 2\nchannels = ["sms"]\n')
     assert main(["plan", str(tmp_path / "scores.arrow"), str(doc_path), "--as-of", SPRING,
-                 "-o", str(tmp_path / "plan.arrow")]) == 0
+                 "--ledger", str(tmp_path / "ledger.db"), "-o", str(tmp_path / "plan.arrow")]) == 0
     capsys.readouterr()
     # when
     code = main(["explain", "1001", "--plan", str(tmp_path / "plan.arrow"), "--scores", str(tmp_path / "scores.arrow")])
