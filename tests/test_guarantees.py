@@ -329,3 +329,30 @@ def test_exit_on_is_honoured_rule_by_rule_for_users_who_return_mid_send(tmp_path
     assert summary.exited == 3
     states = {r["message_id"]: (r["state"], r["last_error"]) for r in read_messages(tmp_path / "l.db").to_pylist()}
     assert states["x-1-1"] == ("skipped", "exited") and states["x-3-1"][0] == "sent"
+
+
+def test_a_complaint_arriving_mid_send_stops_the_users_other_channels(tmp_path):
+    # given a two-step push plan, and user 1 complaining about an email a day into it
+    t0 = 1_793_000_000.0
+    clock = FakeClock(t0)
+    adapter = Instant(clock)
+    ledger = tmp_path / "l.db"
+
+    def complaint(done=[]):  # what 'winback receive' writes for a SendGrid spamreport
+        if done:
+            return
+        done.append(True)
+        with Ledger(ledger) as led:
+            led.add_suppressions([{"channel": "email", "address": "a@x", "user_id": 1, "reason": "complaint"}])
+
+    async def go():
+        task = asyncio.ensure_future(dispatch(_two_step_plan(t0, ["none"] * 3), {"push": Channel(adapter)}, ledger,
+                                              clock=clock, handle_signals=False))
+        await clock.run(task, activity=lambda: (len(adapter.sent), len(adapter.sent) >= 3 and complaint()))
+        return await task
+
+    # when the send runs through both steps
+    summary = asyncio.run(go())
+    # then user 1's second push was skipped for the email complaint; the others went out
+    assert sorted(m.message_id for _, m in adapter.sent if m.message_id.endswith("-1")) == ["x-0-1", "x-2-1"]
+    assert summary.skipped == {"complaint": 1}

@@ -616,3 +616,20 @@ def test_cli_help_explains_every_option_with_an_example(command, options, capsys
     assert done.value.code == 0
     assert all(opt in out for opt in options)
     assert "example" in out and f"winback {command} " in out
+
+
+@pytest.mark.parametrize("mode,planned", [("all", [True, False, False, True]), ("channel", [True, True, True, True])])
+def test_a_complaint_on_email_stops_sms_and_push_unless_configured(tmp_path, mode, planned):
+    # given: users 1001 and 1002 complained on email (1001 in the scores, 1002 in the ledger by user id),
+    # and a campaign sending on sms and push only
+    scores = reachable_users(4, complained=[False, True, False, False], email_suppressed=[False, True, True, False])
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        led.add_suppressions([{"channel": "email", "address": "email-2", "user_id": 1002, "reason": "complaint"}])
+    doc = one_step(channels=("sms", "push"), complaint_suppresses=mode)
+    # when
+    p = plan(scores, load_campaign(doc), as_of=SPRING, ledger=str(ledger))
+    # then
+    assert [r is None for r in p["reason"].to_pylist()] == planned
+    summary = json.loads(p.schema.metadata[b"winback.plan"])["summary"]
+    assert summary["by_reason"].get("complaint", 0) == planned.count(False)

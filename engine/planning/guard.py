@@ -24,7 +24,7 @@ from engine.errors import InputError, PolicyError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
 from engine.tz import to_epoch_seconds
 
-__all__ = ["check_scores", "suppressed_matrix", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
+__all__ = ["check_scores", "suppressed_matrix", "complained_users", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
 
 BROADCAST_SHARE = 0.80  # default share of the reachable base that makes an audience "the whole base"
 BROADCAST_DAYS = 90     # days between two approved broadcasts
@@ -81,6 +81,26 @@ def suppressed_matrix(ledger, table: pa.Table, extra: pa.Table | None = None) ->
         sups.append(read_suppressions(ledger))
     for sup in sups:
         out |= _match_suppressions(sup, table)
+    return out
+
+
+def complained_users(ledger, table: pa.Table, extra: pa.Table | None = None) -> np.ndarray:
+    """[users] bool: a spam complaint on any channel, from the scores' ``complained``
+    column and the ledger's (or ``extra``'s) suppressions with reason ``complaint``,
+    matched by user id or by that channel's address."""
+    out = np.zeros(table.num_rows, bool)
+    if "complained" in table.column_names and not pa.types.is_null(table["complained"].type):
+        out |= pc.fill_null(table["complained"], False).to_numpy(zero_copy_only=False).astype(bool)
+    sups = [] if extra is None else [extra]
+    if ledger is not None and os.path.exists(ledger):
+        from engine.ledger.store import read_suppressions
+
+        sups.append(read_suppressions(ledger))
+    for sup in sups:
+        if sup.num_rows and "reason" in sup.column_names:
+            rows = sup.filter(pc.fill_null(pc.equal(sup["reason"], "complaint"), False))
+            if rows.num_rows:
+                out |= _match_suppressions(rows, table).any(axis=1)
     return out
 
 

@@ -24,7 +24,7 @@ from engine.planning.assemble import assemble
 from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
-from engine.planning.guard import suppressed_matrix
+from engine.planning.guard import complained_users, suppressed_matrix
 from engine.planning.pressure import ledger_contacts, max_in_windows
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.sendtime import offset_table, zone_index
@@ -76,6 +76,11 @@ class PartitionPlan:
         self.audience = cmp.audience(scores)
         self.holdout, self.variant = assignments(self.uid, cmp)
         self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
+        # a spam complaint on one channel stops every marketing channel ([policy] complaint_suppresses)
+        self.complained = np.zeros(n, bool)
+        if getattr(cmp.policy, "complaint_suppresses", "all") == "all":
+            self.complained = complained_users(ledger, scores, suppressions)
+            self.reach &= ~self.complained[:, None]
         self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
@@ -133,6 +138,7 @@ class PartitionPlan:
         reason = np.zeros(n, np.int8)
         reason[~self.audience] = R["not_in_audience"]
         reason[(reason == 0) & self.holdout] = R["holdout"]
+        reason[(reason == 0) & self.complained] = R["complaint"]
         # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
         delay = int(step.delay_days * SECONDS_PER_DAY)
         has_prev = prev_at != NEVER

@@ -475,6 +475,7 @@ def _derive(part: Partial, pop: Population):
     cols["sends_7d"] = pa.array(acc.sends7)
     cols["sends_30d"] = pa.array(acc.sends30)
     complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
+    cols["complained"] = pa.array(complained)  # on any channel: planning stops every marketing channel
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
     cols["fatigue_budget"] = pa.array(fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap))
     stage = fatigue.lifecycle(days_inactive, p_alive)

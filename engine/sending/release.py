@@ -22,7 +22,9 @@ before any adapter sees it, inside the sender's view of the ledger:
    every rolling window under the cap: the last message of any window was checked
    against all the earlier ones.
 3. **Suppressions** are applied by the ledger before each claim (``skip_suppressed``),
-   and a complaint recorded since suppresses the user's every marketing channel.
+   and a spam complaint recorded on any channel (``winback receive`` writes it) skips
+   the user's messages on every channel (``complaint``), unless the campaign's
+   ``complaint_suppresses = "channel"``.
 
 The campaign's policy and the users' timezones are recorded in the ledger when a plan
 is loaded (:func:`record_plan`), so a message of any campaign is checked against its
@@ -200,9 +202,13 @@ class Release:
         users = sorted({r[1] for r in rows})
         longest = max([self._policy(r[10]).get("window_days", 7) for r in rows]) * 86400.0
         contacts: dict[int, list[tuple]] = {}
+        complained: set[int] = set()
         for i in range(0, len(users), 500):
             chunk = users[i:i + 500]
             marks = ",".join("?" * len(chunk))
+            complained.update(u for (u,) in con.execute(
+                f"SELECT DISTINCT user_id FROM suppressions WHERE reason = 'complaint' AND user_id IN ({marks})",
+                chunk))
             for rowid, uid, ch, cid, at in con.execute(
                     f"SELECT rowid, user_id, channel, campaign_id, CASE WHEN state = 'sent' THEN sent_at "
                     f"ELSE updated_at END FROM messages WHERE user_id IN ({marks}) AND "
@@ -217,7 +223,9 @@ class Release:
             mine = [c for c in contacts.get(uid, ()) if c[2] is None or c[2] > since]
             cap = int(pol.get("max_messages", 3))
             ch_cap = (pol.get("channel_caps") or {}).get(ch)
-            if len(mine) >= cap:
+            if uid in complained and pol.get("complaint_suppresses", "all") == "all":
+                skip.append(("complaint", r))  # a spam complaint on any channel stops every channel
+            elif len(mine) >= cap:
                 own = sum(1 for c in mine if c[1] == cid)
                 skip.append(("cap" if own >= cap else "cap_other_campaigns", r))
             elif ch_cap is not None and sum(1 for c in mine if c[0] == ch) >= int(ch_cap):
