@@ -17,6 +17,7 @@ import zoneinfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.feather as feather
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -140,7 +141,7 @@ def test_two_campaigns_one_after_the_other_never_exceed_the_cap(world_scores, tm
     assert b"cap_other_campaigns" in summary
 
 
-def test_two_plans_made_blind_and_sent_together_never_exceed_the_cap(world_scores, tmp_path, monkeypatch):
+def test_two_plans_made_blind_and_sent_together_never_exceed_the_cap(world_scores, tmp_path, monkeypatch, capsys):
     # given two plans made from the same scores without a ledger: neither knows the other
     ledger = tmp_path / "ledger.db"
     a = plan(world_scores, campaign("camp-a"), as_of=START)
@@ -161,6 +162,16 @@ def test_two_plans_made_blind_and_sent_together_never_exceed_the_cap(world_score
     skipped = m.filter(pc.equal(m["state"], "skipped"))
     assert set(skipped["last_error"].to_pylist()) <= {"cap", "cap_other_campaigns", "channel_cap", "suppressed"}
     assert stats["accepted"] == s.sent
+    # and explain --ledger tells a skipped user's story: the plan said yes, the send said no, and why
+    from engine.cli import main
+
+    user = int(skipped.filter(pc.equal(skipped["last_error"], "cap_other_campaigns"))["user_id"][0].as_py())
+    plan_of = a if skipped.filter(pc.equal(skipped["user_id"], user))["campaign_id"][0].as_py() == "camp-a" else b
+    feather.write_feather(plan_of, tmp_path / "plan.arrow")
+    capsys.readouterr()
+    assert main(["explain", str(user), "--plan", str(tmp_path / "plan.arrow"), "--ledger", str(ledger)]) == 0
+    out = capsys.readouterr().out
+    assert "at send time: skipped - cap_other_campaigns" in out and "messages from other campaigns:" in out
 
 
 # -- time-aware release: a fake clock that moves, never the wall time ----------------------------------

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from engine.errors import InputError
 from engine.schema import TIMESTAMP
 
-__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "planned_as_sent"]
+__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "read_user", "planned_as_sent"]
 
 
 def _open_ro(path: str | os.PathLike) -> sqlite3.Connection:
@@ -83,6 +83,21 @@ def read_suppressions(path: str | os.PathLike) -> pa.Table:
 def read_broadcasts(path: str | os.PathLike) -> pa.Table:
     """Whole-base campaigns sent from the ledger at ``path``: campaign_id, at."""
     return _read(path, "broadcasts", pa.schema([("campaign_id", pa.string()), ("at", TIMESTAMP)]), ("at",))
+
+
+def read_user(path: str | os.PathLike, user_id: int) -> tuple[pa.Table, pa.Table]:
+    """One user's messages (every campaign) and suppressions in the ledger at ``path``."""
+    con = _open_ro(path)
+    uid = int(user_id)
+    try:
+        msgs = _table(con, f"SELECT {', '.join(f.name for f in _MESSAGES_SCHEMA)} FROM messages "
+                           f"WHERE user_id = {uid} ORDER BY send_at, rowid", _MESSAGES_SCHEMA,
+                      ("send_at", "next_attempt_at", "sent_at", "updated_at"))
+        sups = _table(con, f"SELECT {', '.join(f.name for f in _SUPPRESSIONS_SCHEMA)} FROM suppressions "
+                           f"WHERE user_id = {uid} ORDER BY rowid", _SUPPRESSIONS_SCHEMA, ("at",))
+    finally:
+        con.close()
+    return msgs, sups
 
 
 def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:
