@@ -108,9 +108,11 @@ def sunset_meta(cmp: Campaign, candidates: int, last_sent: int | None, start: in
     """The sunset rule as the report applies it: users messaged by this campaign who show
     no activity by ``review_at`` (the last planned send + ``window_days``) are sunset."""
     review = (last_sent if last_sent is not None else start) + cmp.policy.window_days * SECONDS_PER_DAY
-    return {"enabled": cmp.policy.sunset_after_steps, "candidates": candidates,
+    after = getattr(cmp.policy, "sunset_after", 0)
+    got = f"{after} messages" if after else "every step"
+    return {"enabled": cmp.policy.sunset_after_steps, "candidates": candidates, "after": after,
             "review_at": from_epoch_seconds(np.array([review])).to_pylist()[0].isoformat(),
-            "rule": "messaged by this campaign and no activity (session, purchase, click) by review_at"}
+            "rule": f"received {got} of this campaign and no activity (session, purchase, click) by review_at"}
 
 
 def plan_summary(p: pa.Table) -> dict:
