@@ -54,36 +54,35 @@ PIECES = ["and", "or", "not", "in", "is", "null", "true", "false", "not in", "is
           "\x00", "\n", "  "]
 
 
-def _leaf(draw_name):
-    return st.one_of(st.sampled_from(NAMES), st.sampled_from(PIECES), st.integers(I64.min * 4, I64.max * 4).map(str),
-                     st.floats(allow_nan=False).map(repr), st.text(max_size=6).map(repr))
+LEAVES = st.one_of(st.sampled_from(NAMES), st.sampled_from(PIECES), st.integers(I64.min * 4, I64.max * 4).map(str),
+                   st.floats(allow_nan=False).map(repr), st.text(max_size=6).map(repr))
 
 
 @st.composite
-def rule_texts(draw):
-    """Random token soup, random structured rules, and raw unicode text."""
-    kind = draw(st.integers(0, 3))
-    if kind == 0:
-        return draw(st.text(max_size=40))
-    if kind == 1:
-        return " ".join(draw(st.lists(_leaf(None), max_size=25)))
-    if kind == 2:  # deep nesting and long chains around the limits
-        depth = draw(st.integers(0, 2 * MAX_DEPTH + 5))
-        word = draw(st.sampled_from(["(", "not ", "-", "days_since("]))
-        close = ")" if word in ("(", "days_since(") else ""
-        return word * depth + draw(st.sampled_from(NAMES)) + close * draw(st.integers(0, depth))
+def _nested(draw):
+    """Deep nesting and long chains around the limits."""
+    depth = draw(st.integers(0, 2 * MAX_DEPTH + 5))
+    word = draw(st.sampled_from(["(", "not ", "-", "days_since("]))
+    close = ")" if word in ("(", "days_since(") else ""
+    return word * depth + draw(st.sampled_from(NAMES)) + close * draw(st.integers(0, depth))
+
+
+@st.composite
+def _structured(draw):
+    """Comparisons of names with random leaves, joined by random operators."""
     parts = draw(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(["==", "<", ">=", "!=", "+", "*", "in"]),
-                                    _leaf(None)), min_size=1, max_size=8))
-    joins = draw(st.lists(st.sampled_from([" and ", " or ", " and not ", " + "]), min_size=len(parts), max_size=len(parts)))
-    out = ""
-    for (a, op, b), j in zip(parts, joins):
-        rhs = f"[{b}]" if op == "in" else b
-        out += f"{a} {op} {rhs}{j}"
-    return out[:-len(joins[-1])]
+                                    LEAVES, st.sampled_from([" and ", " or ", " and not ", " + "])),
+                          min_size=1, max_size=8))
+    text = "".join(f"{a} {op} {f'[{b}]' if op == 'in' else b}{j}" for a, op, b, j in parts)
+    return text[:-len(parts[-1][3])]
+
+
+#: random unicode text, token soup, nesting at the limits, and structured rules
+rule_texts = st.one_of(st.text(max_size=40), st.lists(LEAVES, max_size=25).map(" ".join), _nested(), _structured())
 
 
 @settings(max_examples=N_CASES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(rule_texts())
+@given(rule_texts)
 def test_no_rule_text_raises_anything_but_rule_error(text):
     """Property: parsing and evaluating any text either gives one bool per row or raises
     RuleError; never another exception (UnicodeDecodeError, OverflowError, ArrowInvalid, ...)."""
