@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
           f"{m['iterations']} iterations")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
+    if s.get("timezone_sources"):
+        print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items())
+              + f" (default: hours learned in {args.default_timezone}, sent in the campaign's timezone)")
     if s.get("items"):
         it = s["items"]
         print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "

@@ -94,6 +94,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     result = part.table_out()
     meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0)
     meta["summary"] = plan_summary(result)
+    meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
     return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
 
@@ -102,6 +103,18 @@ def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> 
     """The ``winback.plan`` metadata besides the summary and the sunset rule."""
     return {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
             "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta()}
+
+
+def timezone_counts(scores: pa.Table, cmp: Campaign) -> dict:
+    """Scored users by where their timezone came from (``given``, ``phone``) and how many
+    are planned in the campaign's timezone for want of one (``campaign_default``)."""
+    if "timezone_source" in scores.column_names:
+        counts = {v["values"]: int(v["counts"]) for v in pc.value_counts(scores["timezone_source"]).to_pylist()
+                  if v["values"] != "default"}
+    else:
+        counts = {"given": scores.num_rows - int(scores["timezone"].null_count) if "timezone" in scores.column_names else 0}
+    missing = int(scores["timezone"].null_count) if "timezone" in scores.column_names else scores.num_rows
+    return counts | {f"campaign_default ({cmp.timezone})": missing}
 
 
 def sunset_meta(cmp: Campaign, candidates: int, last_sent: int | None, start: int) -> dict:

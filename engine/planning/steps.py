@@ -52,6 +52,36 @@ def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarr
     return consent, address, consent & address & ~suppressed
 
 
+def _best_hour_in_campaign_zone(scores: pa.Table, campaign_tz: str, start: int) -> np.ndarray:
+    """``best_hour_local`` per user, in the zone the plan sends in.
+
+    The one timezone rule (:func:`engine.tz.infer_timezones`): a user with a timezone
+    (given or inferred) keeps it; a user without one was scored in the scores'
+    ``default_timezone`` and is planned in the campaign's, so their best hour moves by
+    the difference of the two UTC offsets at the campaign start: the same UTC instant.
+    """
+    import datetime as dt
+    import json
+    import zoneinfo
+
+    hour = col(scores, "best_hour_local", 12, np.int64)
+    raw = (scores.schema.metadata or {}).get(b"winback.score")
+    try:
+        learned = json.loads(raw).get("default_timezone") if raw else None
+    except ValueError:
+        learned = None
+    if not learned or learned == campaign_tz or "timezone" not in scores.column_names:
+        return hour
+    at = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+    try:
+        shift = (at.astimezone(zoneinfo.ZoneInfo(campaign_tz)).utcoffset()
+                 - at.astimezone(zoneinfo.ZoneInfo(learned)).utcoffset()).total_seconds()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return hour
+    unknown = scores["timezone"].is_null().to_numpy(zero_copy_only=False)
+    return np.where(unknown, (hour + int(round(shift / 3600))) % 24, hour)
+
+
 def value_fill(preludes: list[dict]) -> float:
     """The median buyers' value over all partitions (1.0 when nobody bought)."""
     m = np.concatenate([p["monetary"] for p in preludes]) if preludes else np.zeros(0)
@@ -89,7 +119,7 @@ class PartitionPlan:
         window = cmp.policy.window_days * SECONDS_PER_DAY
         self.ext_t, self.ext_c = ledger_contacts(ledger, self.uid, cmp.id, self.start - window, self.horizon + window)
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
-        self.best_hour = col(scores, "best_hour_local", 12, np.int64)
+        self.best_hour = _best_hour_in_campaign_zone(scores, cmp.timezone, self.start)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
         n_steps = len(cmp.steps)
         self.sent_at = np.full((n, n_steps), NEVER, np.int64)

@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyarrow import ipc
 
 from engine.scoring import affinity
@@ -229,7 +230,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         qe = os.path.join(quarantine, "events.rejected.arrow")
     as_of = cfg.as_of
     is_act = _activity_mask(list(cfg.activity))
-    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
+    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu, infer_timezones=True)
     table = u.table
     zones, user_tz = sendtime.zone_index(table, cfg.default_timezone)
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
@@ -401,7 +402,6 @@ def summary_of(scores: pa.Table) -> dict:
     return json.loads(raw) if raw else {}
 
 
-
 def _derive(part: Partial, pop: Population):
     cfg, acc, table, zones, user_tz = part.cfg, part.acc, part.table, part.zones, part.user_tz
     x, t_x, T, in_window = part.x, part.t_x, part.T, part.in_window
@@ -491,6 +491,8 @@ def _derive(part: Partial, pop: Population):
     meta = {
         "model": dict(pop.model),
         "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
+        "timezone_sources": ({v["values"]: int(v["counts"]) for v in pc.value_counts(table["timezone_source"]).to_pylist()}
+                             if "timezone_source" in table.column_names else {}),  # engine.tz.infer_timezones
         "send_time": {"prior_weight": cfg.prior_weight,
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
