@@ -197,7 +197,6 @@ class Rule:
     # -- evaluation ----------------------------------------------------------------------------
     def _eval(self, node, ctx: dict, seen: frozenset):
         kind = node[0]
-        table = ctx["table"]
         if kind == "lit":
             v = node[1]
             if isinstance(v, int) and not isinstance(v, bool):

@@ -37,7 +37,6 @@ import datetime as dt
 import json
 import time
 import zoneinfo
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -275,7 +274,3 @@ class Release:
             self._zones[name] = zone
         return zone
 
-
-def ids_of(rows: Sequence[tuple]) -> list[str]:
-    """Message ids of claimed rows (for logs and tests)."""
-    return [r[0] for r in rows]
