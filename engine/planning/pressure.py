@@ -45,30 +45,17 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
     empty = np.full((n, 0), NEVER, np.int64), np.full((n, 0), -1, np.int8)
     if ledger is None or not os.path.exists(ledger):
         return empty
-    from engine.ledger.read import read_messages
-    from engine.tz import to_epoch_seconds
+    from engine.ledger.read import read_contacts
 
-    m = read_messages(ledger)
-    if m.num_rows == 0:
+    uid, channel, t = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi)
+    if not len(uid):
         return empty
-    keep = pc.is_in(m["state"], value_set=pa.array(COUNTED_STATES))
-    if campaign_id is not None:
-        keep = pc.and_(keep, pc.invert(pc.fill_null(pc.equal(m["campaign_id"], campaign_id), False)))
-    m = m.filter(keep)
-    if m.num_rows == 0:
-        return empty
-    state = m["state"].to_numpy(zero_copy_only=False)
-    sent = to_epoch_seconds(m["sent_at"])
-    send_at = to_epoch_seconds(m["send_at"])
-    retry_at = to_epoch_seconds(m["next_attempt_at"])
-    t = np.where(state == "sent", sent, np.where(state == "failed", retry_at, send_at)).astype(np.int64)
-    ch = _channel_codes(m["channel"])
-    uid = m["user_id"].to_numpy()
+    ch = _channel_codes(pa.array(channel, pa.string()))
     order_users = np.argsort(user_ids, kind="stable")
     sorted_users = np.asarray(user_ids)[order_users]
     pos = np.searchsorted(sorted_users, uid)
     pos_c = np.minimum(pos, max(n - 1, 0))
-    hit = (pos < n) & (sorted_users[pos_c] == uid) & (t > lo) & (t < hi) if n else np.zeros(len(uid), bool)
+    hit = (pos < n) & (sorted_users[pos_c] == uid) if n else np.zeros(len(uid), bool)
     rows = order_users[pos_c[hit]]
     t, ch = t[hit], ch[hit]
     if not len(rows):
