@@ -63,7 +63,7 @@ _LAZY: dict[str, str] = {
     # send
     "dispatch": "engine.sending.dispatcher",
     "send": "engine.sending.dispatcher",
-    "DispatchSummary": "engine.sending.dispatcher",
+    "DispatchSummary": "engine.sending.summary",
     "Ledger": "engine.ledger.store",
     "read_messages": "engine.ledger.read",
     "read_suppressions": "engine.ledger.read",

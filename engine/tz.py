@@ -11,6 +11,9 @@ transition on a 15-minute UTC boundary, which holds for every IANA zone since 20
 except three one-minute-off changes in Antarctica/Casey (2020-2022).  Half-hour zones
 and half-hour DST changes (Australia/Lord_Howe) are exact.
 
+Where a user's timezone is missing or invalid, :func:`infer_timezones` is the one rule
+score and plan share (the phone number's country, else the default).
+
 Converting a local wall time to UTC (:func:`local_to_utc`) picks the first occurrence of
 a repeated local time and shifts a skipped one forward by the size of the gap, the
 convention of ``zoneinfo`` with ``fold=0``.
@@ -31,7 +34,7 @@ from engine.schema import TIMESTAMP
 
 __all__ = ["parse_as_of", "to_epoch_seconds", "from_epoch_seconds", "is_timezone", "check_timezone", "zone_index",
            "Offsets", "OffsetLookup", "OFFSET_STEP", "offset_table", "local_instants", "local_to_utc",
-           "next_local_time", "next_local_hour"]
+           "next_local_time", "next_local_hour", "infer_timezones", "TZ_SOURCES"]
 
 #: seconds per slot of :meth:`Offsets.table` (15 minutes)
 OFFSET_STEP = 900
@@ -256,3 +259,64 @@ def next_local_hour(zones: list[str], after: int) -> np.ndarray:
     z = np.repeat(np.arange(len(zones), dtype=np.int64), 24)
     h = np.tile(np.arange(24, dtype=np.int64), len(zones))
     return next_local_time(off, z, np.full(len(z), after + 1), h * 60).reshape(len(zones), 24)
+
+
+# --------------------------------------------------------------------------- inference
+#: where a user's timezone came from (``timezone_source`` in users and scores)
+TZ_SOURCES = ("given", "phone", "default")
+
+
+def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[pa.Array, pa.Array]:
+    """The timezone rule every step uses: ``(zones, sources)``, one per user.
+
+    A valid IANA ``timezone`` is kept (``given``).  A missing or invalid one is inferred
+    from the phone number's country and prefix (``phone``, via the ``phonenumbers``
+    library: only when the number maps to exactly one zone; +34 mobiles, Canary or
+    Madrid, do not).  Else the zone is null (``default``): scoring then learns the
+    user's hours in its ``--default-timezone`` and planning sends in the campaign's
+    timezone at the same UTC instant (see ``engine.planning.steps``).
+    """
+    n = len(timezone) if timezone is not None else (len(phone) if phone is not None else 0)
+    given = [None] * n if timezone is None else pa.array(timezone).cast(pa.string()).to_pylist()
+    zones = [z if z is not None and is_timezone(z.strip()) else None for z in given]
+    zones = [z.strip() if z else None for z in zones]
+    source = [0 if z is not None else 2 for z in zones]
+    if phone is not None and any(s == 2 for s in source):
+        phones = pa.array(phone).cast(pa.string()).to_pylist()
+        for i, (z, p) in enumerate(zip(zones, phones)):
+            if z is None and p:
+                found = _phone_zone(p.strip())
+                if found is not None:
+                    zones[i], source[i] = found, 1
+    labels = pa.DictionaryArray.from_arrays(pa.array(source, pa.int8()), pa.array(list(TZ_SOURCES)))
+    return pa.array(zones, pa.string()), labels.cast(pa.string())
+
+
+def _phone_zone(number: str) -> str | None:
+    """The one zone ``phonenumbers`` maps an E.164 number to, else None (unknown, several
+    zones, not E.164).  Numbers sharing their first 9 characters share the answer (the
+    library maps zones by prefix), so each prefix is parsed once."""
+    if not number.startswith("+"):
+        return None
+    digits = "+" + "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 8:
+        return None
+    key = digits[:9]
+    if key in _PREFIX_ZONES:
+        return _PREFIX_ZONES[key]
+    try:
+        import phonenumbers
+        from phonenumbers import timezone as pn_tz
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    try:
+        zones = [z for z in pn_tz.time_zones_for_number(phonenumbers.parse(digits, None))
+                 if z != "Etc/Unknown" and is_timezone(z)]
+    except phonenumbers.NumberParseException:
+        zones = []
+    if len(_PREFIX_ZONES) < 1 << 16:
+        _PREFIX_ZONES[key] = zones[0] if len(zones) == 1 else None
+    return zones[0] if len(zones) == 1 else None
+
+
+_PREFIX_ZONES: dict[str, str | None] = {}

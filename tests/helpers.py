@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import heapq
 import itertools
+import tempfile
 import time
 from pathlib import Path
 
@@ -123,3 +124,52 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     """Most events in any half-open window [t, t + window)."""
     times = sorted(times)
     return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+# --------------------------------------------------------------------------- scores and campaigns
+#: a ledger of no earlier sends (planning with a ledger checks every guarantee)
+NO_SENDS = str(Path(tempfile.mkdtemp(prefix="winback-no-sends-")) / "ledger.db")
+
+
+def campaign_dict(policy: dict, holdout=0.2, steps=None) -> dict:
+    return {
+        "campaign": {"id": "prop-test", "timezone": "Europe/Paris", "holdout": holdout, "approved": True},
+        "audience": {"where": "lapse_risk >= 0.2"},
+        "policy": policy,
+        "steps": steps or [
+            {"name": "a", "delay_days": 0, "channels": ["push", "email", "sms"], "template": "t"},
+            {"name": "b", "delay_days": 1, "channels": ["email", "sms"], "template": "t"},
+            {"name": "c", "delay_days": 2, "channels": ["sms", "push"], "template": "t"},
+        ],
+        "templates": {"t": {"subject": "Hi {{ first_name | default(\"there\") }}", "body": "<p>{{ first_name }}</p>"}},
+    }
+
+
+def reachable_users(n: int, **overrides) -> pa.Table:
+    """n UTC users with consent and an address on every channel, no history, budget 3."""
+    cols = {
+        "user_id": pa.array(np.arange(1000, 1000 + n, dtype=np.int64)),
+        "timezone": pa.array(["UTC"] * n, pa.string()),
+        "lapse_risk": pa.array([0.9] * n), "p_alive": pa.array([0.5] * n),
+        "days_inactive": pa.array([60.0] * n), "monetary": pa.array([10.0] * n),
+        "best_hour_local": pa.array([10] * n, pa.int8()),
+        "send_time_confidence": pa.array([0.5] * n),
+        "fatigue_budget": pa.array([3] * n), "sends_7d": pa.array([0] * n), "sends_30d": pa.array([0] * n),
+        "first_name": pa.array(["Ann"] * n, pa.string()),
+    }
+    for c, addr in (("email", "email"), ("sms", "phone"), ("push", "push_token")):
+        cols[f"consent_{c}"] = pa.array([True] * n)
+        cols[addr] = pa.array([f"{c}-{i}" for i in range(n)], pa.string())
+        cols[f"{c}_suppressed"] = pa.array([False] * n)
+        cols[f"{c}_response_rate"] = pa.array([0.3] * n)
+    for k, v in overrides.items():
+        cols[k] = v if isinstance(v, pa.Array) else pa.array(v)
+    return pa.table(cols)
+
+
+def one_step(channels=("email",), holdout=0.0, **policy) -> dict:
+    doc = campaign_dict({"quiet_hours": ["21:00", "08:00"]} | policy, holdout=holdout,
+                        steps=[{"name": "a", "delay_days": 0, "channels": list(channels), "template": "t"}])
+    doc["audience"] = {"where": "lapse_risk >= 0.2"}
+    doc["campaign"]["approved"] = True
+    return doc

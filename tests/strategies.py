@@ -43,3 +43,14 @@ def boundary_world(kind, n=5000, seed=3):
     tx = np.where(x > 0, TT * rng.beta(np.maximum(x, 1), np.maximum(n_tx - x + 1, 1)), 0.0)
     tx = np.minimum(np.ceil(tx), TT)
     return np.minimum(x, tx).astype(float), tx, TT
+
+
+#: campaign policies for the planner's property tests
+policies = st.fixed_dictionaries({
+    "max_messages": st.integers(1, 3),
+    "window_days": st.sampled_from([7, 30]),
+    "min_gap_hours": st.sampled_from([0, 8, 16, 30]),
+    "quiet_hours": st.sampled_from([["21:00", "08:00"], ["12:00", "14:00"], []]),
+    "channel_caps": st.sampled_from([{}, {"sms": 1}, {"email": 1, "push": 1}]),
+    "capacity_per_hour": st.sampled_from([{}, {"email": 3, "push": 2, "sms": 1}, {"email": 1}]),
+})

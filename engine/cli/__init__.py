@@ -28,6 +28,7 @@ COMMANDS = (
     "receive",
     "simulate",
     "report",
+    "sunset",
     "partition",
 )
 
@@ -42,6 +43,7 @@ the main job, end to end:
   winback send plan.arrow --providers examples/providers.local.toml --ledger ledger.db --now
   winback simulate plan.arrow --truth world/truth.arrow --ledger ledger.db -o outcomes/
   winback report plan.arrow outcomes/ --ledger ledger.db -o report/
+  winback sunset report/ --ledger ledger.db --dry-run
 
 run 'winback COMMAND --help' for the options of each step.
 """

@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     peak = max(hours) or 1
     bars = "".join(" .:-=+*#%@"[min(9, int(9 * h / peak))] for h in hours)
     print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
+    if s.get("timezones"):
+        print("  timezones:        " + ", ".join(f"{k} {v:,}" for k, v in s["timezones"].items()))
     if s.get("by_theme"):
         print("  themes:           " + ", ".join(f"{k} {v:,}" for k, v in s["by_theme"].items()))
     return 0

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"suggested for step {step!r} from the experiment: themes = {{ "
               + ", ".join(f"{k} = {v:g}" for k, v in weights.items()) + " }")
     out = Path(args.output)
-    print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
+    if s.get("skipped_at_send"):
+        print("not delivered at send time: " + ", ".join(f"{k} {v:,}" for k, v in s["skipped_at_send"].items()))
+    print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'} "
+          f"(suppress them with: winback sunset {out} --ledger LEDGER --dry-run)")
     print(f"report: {out / 'index.html'}")
     return 0

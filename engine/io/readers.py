@@ -17,6 +17,7 @@ quarantine file with a ``reason`` column (see :class:`BadRows`).
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -42,6 +43,7 @@ from engine.schema import (
     USERS_REQUIRED,
 )
 from engine.tz import from_epoch_seconds, is_timezone, parse_as_of
+from engine.tz import infer_timezones as infer_tz
 from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
 from engine.io.userindex import UserIndex
 
@@ -99,7 +101,8 @@ class Users:
                 f"rows_read={self.rows_read}, rejected={self.rejected}, index={self.index!r})")
 
 
-def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathLike | None = None) -> Users:
+def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathLike | None = None,
+               infer_timezones: bool = False) -> Users:
     """Read and normalise the users table; see the module docstring and docs/data-contract.md.
 
     ``Users.table`` has ``user_id`` int64, ``timezone`` string (null = campaign
@@ -107,11 +110,16 @@ def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
     False), ``signup_at`` timestamp[us, UTC]; missing optional columns are added
     (null, or False for consents); other columns pass through.  Of rows sharing a
     user_id the first is kept and later copies are rejected.
+
+    ``infer_timezones`` (scoring): an unknown timezone is not a bad row; every user's
+    timezone follows :func:`engine.tz.infer_timezones` (given, else the phone's, else
+    null for the default) and a ``timezone_source`` column says which.
     """
-    return BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine).load(_load_users, source)
+    return BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine).load(
+        functools.partial(_load_users, infer_timezones=infer_timezones), source)
 
 
-def _load_users(source, bad: BadRows) -> Users:
+def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
     src = Source(source, check_utf8=False)  # bad bytes are bad rows (bad_utf8)
     table = src.read_all()
     _require(table.schema, USERS_REQUIRED, src.path, "users")
@@ -139,7 +147,7 @@ def _load_users(source, bad: BadRows) -> Users:
         tz = co.to_string(table["timezone"])
         tz = pc.if_else(pc.equal(pc.utf8_trim_whitespace(tz), ""), pa.scalar(None, pa.string()), tz)
         distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not is_timezone(v)]
-        if distinct:
+        if distinct and not infer_timezones:
             bad.mark(reason, pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(
                 zero_copy_only=False), "unknown_timezone")
         cols["timezone"] = tz
@@ -161,6 +169,13 @@ def _load_users(source, bad: BadRows) -> Users:
     for name in ("email", "phone", "push_token"):
         if name in table.column_names:
             cols[name] = co.to_string(table[name])
+    if infer_timezones:
+        zones, source = infer_tz(cols.get("timezone"), cols.get("phone"))
+        cols["timezone"], cols["timezone_source"] = zones, source
+        if "timezone" not in table.column_names:
+            table = table.append_column("timezone", zones)
+        table = table.append_column("timezone_source", source) if "timezone_source" not in table.column_names \
+            else table
 
     bad.record(table, reason, 0)
     keep = reason == 0

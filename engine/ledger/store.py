@@ -137,6 +137,11 @@ class Ledger:
         self._gone: list[tuple] = []
         self.pending_writes = 0
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open SQLite connection (autocommit; callers open their own transactions)."""
+        return self._con
+
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
         """Flush buffered results and close the file; idempotent."""

@@ -18,7 +18,7 @@ from engine.tz import Offsets
 __all__ = ["explain"]
 
 
-def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) -> dict:
+def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, ledger=None) -> dict:
     """Everything the plan decided for one user, with the scores that drove it.
 
     Returns a dict: ``user_id``, ``steps`` (the user's plan rows, each with
@@ -27,6 +27,12 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
     row), ``in_audience`` (the audience rule re-evaluated on that row) and
     ``channels`` per step: every allowed channel in preference order with consent,
     address, suppression and response rate, ranked as the planner ranks them.
+
+    With ``ledger`` (a path): each step gets ``sent`` (what happened at send time: the
+    ledger's ``state``, ``attempts``, ``sent_at``, ``why`` - the reason a message was
+    skipped or dead, e.g. ``exited``, ``suppressed``, ``cap_other_campaigns``,
+    ``too_late``, ``complaint`` - and ``retimed_to`` when it went later than planned), and
+    ``ledger`` holds the user's ``other_campaigns`` messages and ``suppressions``.
     """
     rows = plan_table.filter(pc.equal(plan_table["user_id"], int(user_id))).to_pylist()
     if not rows:
@@ -46,6 +52,8 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
             why = "quiet hours" if quiet and pt.in_quiet(np.array([r["best_hour_local"] * 60]), tuple(quiet))[0] \
                 else "minimum gap or hourly capacity"
             r["moved"] = f"from the best hour {r['best_hour_local']:02d}:00 to {local:%H:%M} local ({why})"
+    if ledger is not None:
+        _with_ledger(out, ledger, meta.get("campaign_id"))
     if scores is None:
         return out
     s = scores.filter(pc.equal(scores["user_id"], int(user_id)))
@@ -69,3 +77,32 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
         ranking.sort(key=lambda x: (not x["reachable"], -(0.1 if x["response_rate"] is None else x["response_rate"])))
         out["channels"].append({"step": step.get("name", str(k)), "ranking": ranking})
     return out
+
+
+def _with_ledger(out: dict, ledger, campaign_id) -> None:
+    """Add what happened at send time to ``out`` (see :func:`explain`)."""
+    from engine.ledger.read import read_user
+
+    msgs, sups = read_user(ledger, out["user_id"])
+    by_id = {m["message_id"]: m for m in msgs.to_pylist()}
+    for r in out["steps"]:
+        m = by_id.get(r["message_id"])
+        if r.get("reason") is not None:
+            continue
+        if m is None:
+            r["sent"] = {"state": "not in the ledger (not sent yet: run 'winback send')"}
+            continue
+        info = {"state": m["state"], "attempts": m["attempts"], "sent_at": m["sent_at"],
+                "why": m["last_error"] if m["state"] in ("skipped", "dead") else None}
+        if m["state"] in ("planned", "failed") and m["next_attempt_at"] != m["send_at"]:
+            info["retimed_to"] = m["next_attempt_at"]
+        if m["state"] == "sent" and m["sent_at"] is not None and r.get("send_at") is not None:
+            late = (m["sent_at"] - r["send_at"]).total_seconds()
+            if late > 900:
+                info["retimed_to"] = m["sent_at"]
+        r["sent"] = info
+    others = [m for m in msgs.to_pylist() if m["campaign_id"] != campaign_id]
+    out["ledger"] = {"path": str(ledger),
+                     "other_campaigns": [{k: m[k] for k in ("campaign_id", "step", "channel", "state", "send_at",
+                                                           "sent_at", "last_error")} for m in others],
+                     "suppressions": sups.to_pylist()}

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from engine.reporting.plots import figure
 from engine.reporting import stats
+from engine.reporting.sunset import skipped_at_send, sunset_list
 from engine.io.plans import campaign_start, plan_meta, read_plan
 from engine.io.readers import read_table
 from engine.ledger.read import planned_as_sent
@@ -182,8 +183,9 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     summary["by_step_channel"] = _by_step_channel(msgs, events, users, f, start, end)
     summary["by_hour_offset"] = _by_hour_offset(plan_t, users, f)
     summary["cumulative"] = _cumulative(f["first_activity"], treat, ctrl, start, days)
-    sunset = _sunset(plan_t, msgs, users, f, treat)
+    sunset = sunset_list(plan_t, msgs, users, f["reengaged"], treat)
     summary["sunset_users"] = int(sunset.num_rows)
+    summary["skipped_at_send"] = skipped_at_send(plan_t, ledger)
     if blast is not None:
         summary["blast"] = _blast(blast, plan_t, users, holdout, start, end, summary)
     if out_dir is not None:
@@ -300,17 +302,6 @@ def _cumulative(first, treat, ctrl, start, days) -> dict:
         out["treated"].append(float(hit[treat].mean()) if treat.any() else None)
         out["holdout"].append(float(hit[ctrl].mean()) if ctrl.any() else None)
     return out
-
-
-def _sunset(plan_t, msgs, users, f, treat) -> pa.Table:
-    planned = plan_t.filter(pc.is_null(plan_t["reason"]))
-    n_planned = np.bincount(np.searchsorted(users, planned["user_id"].to_numpy()), minlength=len(users))
-    n_sent = np.bincount(np.searchsorted(users, msgs["user_id"].to_numpy()), minlength=len(users)) \
-        if msgs.num_rows else np.zeros(len(users), np.int64)
-    done = treat & (n_planned > 0) & (n_sent >= n_planned) & ~f["reengaged"]
-    return pa.table({"user_id": pa.array(users[done], pa.int64()),
-                     "messages_received": pa.array(n_sent[done], pa.int64()),
-                     "reason": pa.array(["received the whole sequence, no activity since"] * int(done.sum()), pa.string())})
 
 
 def _blast(blast, plan_t, users, holdout, start, end, summary) -> dict:

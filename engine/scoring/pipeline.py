@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyarrow import ipc
 
 from engine.scoring.settings import Settings, activity_mask as _activity_mask, settings  # noqa: F401
@@ -188,7 +189,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         qe = os.path.join(quarantine, "events.rejected.arrow")
     as_of = cfg.as_of
     is_act = _activity_mask(list(cfg.activity))
-    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
+    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu, infer_timezones=True)
     table = u.table
     zones, user_tz = zone_index(table, cfg.default_timezone)
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
@@ -338,7 +339,6 @@ def summary_of(scores: pa.Table) -> dict:
     return read_meta(scores, SCORE)
 
 
-
 def _derive(part: Partial, pop: Population):
     cfg, acc, table, zones, user_tz = part.cfg, part.acc, part.table, part.zones, part.user_tz
     x, t_x, T, in_window = part.x, part.t_x, part.T, part.in_window
@@ -402,6 +402,7 @@ def _derive(part: Partial, pop: Population):
     cols["sends_7d"] = pa.array(acc.sends7)
     cols["sends_30d"] = pa.array(acc.sends30)
     complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
+    cols["complained"] = pa.array(complained)  # on any channel: planning stops every marketing channel
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
     beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
     cols["fatigue_sensitivity"], cols["fatigue_response"] = pa.array(beta_u), pa.array(q_u)
@@ -422,6 +423,8 @@ def _derive(part: Partial, pop: Population):
     meta = {
         "model": dict(pop.model),
         "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
+        "timezone_sources": ({v["values"]: int(v["counts"]) for v in pc.value_counts(table["timezone_source"]).to_pylist()}
+                             if "timezone_source" in table.column_names else {}),  # engine.tz.infer_timezones
         "send_time": {"prior_weight": cfg.prior_weight, "sparse_spread": pop.hour_spread and {
                           k: pop.hour_spread[k] for k in ("rho", "sigma")},
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},

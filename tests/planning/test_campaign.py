@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pyarrow.compute as pc
 import pytest
 
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, ROOT
 from engine.planning.campaign import load_campaign
 from engine.errors import ConfigError, RuleError
 
@@ -148,3 +149,94 @@ def test_every_example_loads_and_plans_a_real_world(path, small_world_scores):
 def test_a_bad_preset_is_named_by_its_index():
     with pytest.raises(RuleError, match=r"\[audience\.presets\[0\]\].*position 1"):
         load_campaign(with_change("audience.presets", ["and"]))
+
+
+# -- the strict schema: every key of every table -------------------------------------------------
+from engine.planning.campaign import SCHEMA, schema_keys  # noqa: E402
+
+_SLOT = {"campaign": "campaign", "audience": "audience", "policy": "policy", "steps": "steps[1]",
+         "variants": "variants[0]", "templates.*": "templates.t", "content": "content"}
+
+
+def _typo(key: str) -> str:
+    """The mistakes of a tired marketer: a letter dropped (``holdot``, ``delay_day``), or
+    doubled for the shortest keys."""
+    typo = key[:-1] if len(key) > 3 else key + key[-1]
+    return typo if all(typo not in keys for keys in SCHEMA.values()) else key[0] + key[2:]
+
+
+def _doc_with(slot: str, key: str, value) -> dict:
+    doc = copy.deepcopy(GOOD) | {"content": {}}
+    node = doc
+    for part in slot.replace("[", ".").replace("]", "").split("."):
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[key] = value
+    return doc
+
+
+@pytest.mark.parametrize("table,key", [(t, k) for t, k, _ in schema_keys()])
+def test_every_mistyped_key_is_refused_naming_table_and_nearest_key(table, key):
+    """Property: for every key of the schema, the same key with a typo is an error that
+    names the typo, its table and the key meant; the message is one line."""
+    # given
+    typo = _typo(key)
+    assert typo not in SCHEMA[table], "the typo must not itself be a key"
+    doc = _doc_with(_SLOT[table], typo, 1)
+    # when
+    with pytest.raises(ConfigError) as info:
+        load_campaign(doc)
+    # then
+    msg = str(info.value)
+    assert f"[{_SLOT[table]}.{typo}] unknown key in [{_SLOT[table]}]" in msg
+    assert f"did you mean {key!r}?" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("table,key", [(t, k) for t, k, _ in schema_keys()])
+def test_every_key_refuses_a_value_of_the_wrong_type(table, key):
+    # given: a list of lists is a valid value of no key
+    doc = _doc_with(_SLOT[table], key, [[1]])
+    # then
+    with pytest.raises(ConfigError) as info:
+        load_campaign(doc)
+    assert f"[{_SLOT[table]}.{key}" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("table,key,value", [
+    (t, k, v) for t, k, spec in schema_keys() if spec.kind in ("int", "float")
+    for v in ([spec.lo - 1] if spec.lo is not None else []) + ([spec.hi + 1] if spec.hi is not None else [])
+    + ([spec.lo] if spec.lo_open else [])])
+def test_every_numeric_key_refuses_values_out_of_range(table, key, value):
+    value = int(value) if SCHEMA[table][key].kind == "int" else float(value)
+    with pytest.raises(ConfigError, match=rf"\[{re.escape(_SLOT[table])}\.{key}\] must"):
+        load_campaign(_doc_with(_SLOT[table], key, value))
+
+
+def test_the_defects_of_the_issue_are_refused():
+    for slot, typo, meant in [("campaign", "holdot", "holdout"), ("policy", "max_mesages", "max_messages"),
+                              ("policy", "quiet_hour", "quiet_hours"), ("steps[0]", "delay_day", "delay_days"),
+                              ("variants[1]", "subject", None), ("audience", "wher", "where")]:
+        with pytest.raises(ConfigError) as info:
+            load_campaign(_doc_with(slot, typo, 1))
+        assert f"[{slot}.{typo}] unknown key" in str(info.value)
+        if meant:
+            assert f"did you mean {meant!r}" in str(info.value)
+
+
+def test_a_mistyped_key_in_a_file_exits_2_with_one_line(tmp_path, capsys):
+    # given: a real campaign file and the real command line
+    from engine.cli import main
+
+    src = (ROOT / "examples" / "winback_lapsing.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(src.replace("\nholdout =", "\nholdot =", 1))
+    assert "holdot" in bad.read_text()
+    scores = tmp_path / "scores.arrow"
+    scores.write_bytes(b"")
+    # when
+    code = main(["plan", str(scores), str(bad), "-o", str(tmp_path / "plan.arrow")])
+    # then
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "[campaign.holdot] unknown key in [campaign]; did you mean 'holdout'?" in err
+    assert not (tmp_path / "plan.arrow").exists()

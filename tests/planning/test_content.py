@@ -39,7 +39,7 @@ def _campaign(**step_extra) -> dict:
              {"name": "two", "delay_days": 3, "channels": ["email", "push"], "template": "t", "items": 2,
               **step_extra}]
     return {"campaign": {"id": "c-content", "holdout": 0.2},
-            "audience": {"where": "days_inactive >= 7"},
+            "audience": {"where": "days_inactive >= 30"},  # below the broadcast share of the base
             "policy": {"max_messages": 5, "quiet_hours": []},
             "steps": steps,
             "templates": {"t": {"subject": "{{ items[0].title | default(\"picks\") }}",

@@ -26,7 +26,7 @@ AS_OF = "2026-11-01T00:00:00Z"
 def _campaign(capacity: int) -> dict:
     # tight hourly capacity so the global levelling decides many send times
     return {"campaign": {"id": "dist-plan", "holdout": 0.15},
-            "audience": {"where": "days_inactive >= 7"},
+            "audience": {"where": "days_inactive >= 30"},  # below the broadcast share of the base
             "policy": {"max_messages": 3, "capacity_per_hour": {"email": capacity, "push": capacity}},
             "steps": [{"name": "a", "channels": ["email", "push"], "template": "t", "items": 2},
                       {"name": "b", "delay_days": 2, "channels": ["push", "email"], "template": "t", "items": 2}],
@@ -85,7 +85,7 @@ def test_dask_local_cluster_equals_one_plan_through_the_cli(world, tmp_path, cap
 id = "dist-plan-cli"
 holdout = 0.1
 [audience]
-where = "days_inactive >= 7"
+where = "days_inactive >= 30"
 [policy]
 capacity_per_hour = { email = 12, push = 12 }
 [[steps]]
@@ -108,7 +108,7 @@ channels = ["email"]
 
 def test_the_cli_plans_partitions_in_process_for_a_directory_output(world, tmp_path, capsys):
     camp = tmp_path / "c.toml"
-    camp.write_text('[campaign]\nid = "cli-parts"\n[audience]\nwhere = "days_inactive >= 7"\n'
+    camp.write_text('[campaign]\nid = "cli-parts"\n[audience]\nwhere = "days_inactive >= 30"\n'
                     '[policy]\ncapacity_per_hour = { email = 10 }\n[[steps]]\nname = "a"\nchannels = ["email"]\n')
     assert main(["plan", str(world / "scores"), str(camp), "-o", str(tmp_path / "plan")]) == 0
     assert "3 partitions one after another in this process" in capsys.readouterr().out

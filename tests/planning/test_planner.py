@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import datetime as dt
 import json
 import zoneinfo
@@ -14,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import NO_SENDS, campaign_dict, one_step, reachable_users
+from tests.strategies import policies
 from engine.planning import timing as pt
 from engine.planning.campaign import load_campaign
 from engine.cli import main
@@ -21,7 +24,7 @@ from engine.errors import ConfigError, PolicyError
 from engine.ledger.store import Ledger
 from engine.planning.assign import assignments
 from engine.planning.explain import explain
-from engine.planning.planner import plan
+from engine.planning.planner import plan as _plan
 from engine.schema import CHANNELS, PLAN_SCHEMA
 from engine.tz import offset_table
 from engine.tz import to_epoch_seconds
@@ -59,28 +62,14 @@ def scores_table(rng: np.random.Generator, n: int) -> pa.Table:
     return pa.table(cols)
 
 
-def campaign_dict(policy: dict, holdout=0.2, steps=None) -> dict:
-    return {
-        "campaign": {"id": "prop-test", "timezone": "Europe/Paris", "holdout": holdout},
-        "audience": {"where": "lapse_risk >= 0.2"},
-        "policy": policy,
-        "steps": steps or [
-            {"name": "a", "delay_days": 0, "channels": ["push", "email", "sms"], "template": "t"},
-            {"name": "b", "delay_days": 1, "channels": ["email", "sms"], "template": "t"},
-            {"name": "c", "delay_days": 2, "channels": ["sms", "push"], "template": "t"},
-        ],
-        "templates": {"t": {"subject": "Hi {{ first_name | default(\"there\") }}", "body": "<p>{{ first_name }}</p>"}},
-    }
+#: a ledger path with no earlier sends (never created): test campaigns reach most of their
+#: tiny bases, so they are approved broadcasts, and an approved broadcast needs a ledger
 
 
-policies = st.fixed_dictionaries({
-    "max_messages": st.integers(1, 3),
-    "window_days": st.sampled_from([7, 30]),
-    "min_gap_hours": st.sampled_from([0, 8, 16, 30]),
-    "quiet_hours": st.sampled_from([["21:00", "08:00"], ["12:00", "14:00"], []]),
-    "channel_caps": st.sampled_from([{}, {"sms": 1}, {"email": 1, "push": 1}]),
-    "capacity_per_hour": st.sampled_from([{}, {"email": 3, "push": 2, "sms": 1}, {"email": 1}]),
-})
+def plan(scores, campaign, **kw):
+    """The planner, with the ledger of no earlier sends unless the test gives one."""
+    kw.setdefault("ledger", NO_SENDS)
+    return _plan(scores, campaign, **kw)
 
 
 @settings(max_examples=40)
@@ -172,15 +161,33 @@ def test_reasons_explain_every_user():
     assert json.loads(p.schema.metadata[b"winback.plan"])["campaign_id"] == "prop-test"
 
 
-def test_broadcast_guard_refuses_the_whole_base_unless_approved():
+def test_broadcast_guard_refuses_the_whole_base_unless_approved(tmp_path):
     scores = scores_table(np.random.default_rng(2), 100)
     doc = campaign_dict({})
     doc["audience"] = {"where": ""}
+    doc["campaign"]["approved"] = False
     with pytest.raises(PolicyError, match="approved = true"):
         plan(scores, load_campaign(doc), as_of=START)
     doc["campaign"]["approved"] = True
-    p = plan(scores, load_campaign(doc), as_of=START)
+    with pytest.raises(PolicyError, match="needs the ledger"):
+        plan(scores, load_campaign(doc), as_of=START, ledger=None)
+    p = plan(scores, load_campaign(doc), as_of=START, ledger=str(tmp_path / "new-ledger.db"))
     assert json.loads(p.schema.metadata[b"winback.plan"])["broadcast"] is True
+
+
+def test_the_broadcast_share_is_80_percent_by_default_and_configurable(tmp_path):
+    # given an audience of about 85 % of the reachable base (which a 98 % threshold let through)
+    scores = scores_table(np.random.default_rng(2), 400)
+    doc = campaign_dict({})
+    ids = sorted(scores["user_id"].to_pylist())
+    doc["audience"] = {"where": f"user_id >= {ids[len(ids) * 15 // 100]}"}
+    doc["campaign"]["approved"] = False
+    # then it is a broadcast by default, and not with a share of 95 %
+    with pytest.raises(PolicyError, match="broadcast share 80%"):
+        plan(scores, load_campaign(doc), as_of=START)
+    doc["policy"]["broadcast_share"] = 0.95
+    p = plan(scores, load_campaign(doc), as_of=START)
+    assert json.loads(p.schema.metadata[b"winback.plan"])["broadcast"] is False
 
 
 def test_campaign_errors_name_the_key():
@@ -212,36 +219,6 @@ def test_plan_cli_writes_plan_and_summary(tmp_path, capsys):
 
 
 SPRING = "2026-03-27T00:00:00Z"  # Europe springs forward on 2026-03-29
-
-
-def reachable_users(n: int, **overrides) -> pa.Table:
-    """n UTC users with consent and an address on every channel, no history, budget 3."""
-    cols = {
-        "user_id": pa.array(np.arange(1000, 1000 + n, dtype=np.int64)),
-        "timezone": pa.array(["UTC"] * n, pa.string()),
-        "lapse_risk": pa.array([0.9] * n), "p_alive": pa.array([0.5] * n),
-        "days_inactive": pa.array([60.0] * n), "monetary": pa.array([10.0] * n),
-        "best_hour_local": pa.array([10] * n, pa.int8()),
-        "send_time_confidence": pa.array([0.5] * n),
-        "fatigue_budget": pa.array([3] * n), "sends_7d": pa.array([0] * n), "sends_30d": pa.array([0] * n),
-        "first_name": pa.array(["Ann"] * n, pa.string()),
-    }
-    for c, addr in (("email", "email"), ("sms", "phone"), ("push", "push_token")):
-        cols[f"consent_{c}"] = pa.array([True] * n)
-        cols[addr] = pa.array([f"{c}-{i}" for i in range(n)], pa.string())
-        cols[f"{c}_suppressed"] = pa.array([False] * n)
-        cols[f"{c}_response_rate"] = pa.array([0.3] * n)
-    for k, v in overrides.items():
-        cols[k] = v if isinstance(v, pa.Array) else pa.array(v)
-    return pa.table(cols)
-
-
-def one_step(channels=("email",), holdout=0.0, **policy) -> dict:
-    doc = campaign_dict({"quiet_hours": ["21:00", "08:00"]} | policy, holdout=holdout,
-                        steps=[{"name": "a", "delay_days": 0, "channels": list(channels), "template": "t"}])
-    doc["audience"] = {"where": "lapse_risk >= 0.2"}
-    doc["campaign"]["approved"] = True
-    return doc
 
 
 def test_empty_and_single_user_scores():
@@ -396,7 +373,7 @@ def test_explain_cli_shows_every_step_and_the_scores(tmp_path, capsys):
                         '[[steps]]\nname = "one"\nchannels = ["email"]\n'
                         '[[steps]]\nname = "two"\ndelay_days = 2\nchannels = ["sms"]\n')
     assert main(["plan", str(tmp_path / "scores.arrow"), str(doc_path), "--as-of", SPRING,
-                 "-o", str(tmp_path / "plan.arrow")]) == 0
+                 "--ledger", str(tmp_path / "ledger.db"), "-o", str(tmp_path / "plan.arrow")]) == 0
     capsys.readouterr()
     # when
     code = main(["explain", "1001", "--plan", str(tmp_path / "plan.arrow"), "--scores", str(tmp_path / "scores.arrow")])
@@ -584,3 +561,20 @@ def test_cli_help_explains_every_option_with_an_example(command, options, capsys
     assert done.value.code == 0
     assert all(opt in out for opt in options)
     assert "example" in out and f"winback {command} " in out
+
+
+@pytest.mark.parametrize("mode,planned", [("all", [True, False, False, True]), ("channel", [True, True, True, True])])
+def test_a_complaint_on_email_stops_sms_and_push_unless_configured(tmp_path, mode, planned):
+    # given: users 1001 and 1002 complained on email (1001 in the scores, 1002 in the ledger by user id),
+    # and a campaign sending on sms and push only
+    scores = reachable_users(4, complained=[False, True, False, False], email_suppressed=[False, True, True, False])
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        led.add_suppressions([{"channel": "email", "address": "email-2", "user_id": 1002, "reason": "complaint"}])
+    doc = one_step(channels=("sms", "push"), complaint_suppresses=mode)
+    # when
+    p = plan(scores, load_campaign(doc), as_of=SPRING, ledger=str(ledger))
+    # then
+    assert [r is None for r in p["reason"].to_pylist()] == planned
+    summary = json.loads(p.schema.metadata[b"winback.plan"])["summary"]
+    assert summary["by_reason"].get("complaint", 0) == planned.count(False)

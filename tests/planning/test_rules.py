@@ -191,3 +191,72 @@ def test_and_or_not_on_numbers_point_at_the_operator(rule, pos):
     with pytest.raises(RuleError) as err:
         compile_rule(rule, T.schema)
     assert "needs true/false values" in str(err.value) and f"position {pos}" in str(err.value)
+
+
+# --- what marketers say: text, exact numbers, dates, relative days, Mailchimp presets ---------
+import datetime as _dt  # noqa: E402
+import json as _json  # noqa: E402
+
+_UTC = _dt.timezone.utc
+S = pa.table({
+    "country": pa.array(["España", "France", "日本", None]),
+    "n": pa.array([9223372036854775807, 1, -9223372036854775808, None], pa.int64()),
+    "last_active_at": pa.array([_dt.datetime(2026, 10, 31, 23, tzinfo=_UTC), _dt.datetime(2026, 9, 1, tzinfo=_UTC),
+                                None, _dt.datetime(2026, 10, 2, tzinfo=_UTC)], pa.timestamp("us", tz="UTC")),
+    "signup": pa.array([_dt.date(2026, 1, 1), _dt.date(2025, 1, 1), None, _dt.date(2026, 10, 1)], pa.date32()),
+    **{f"{c}_last_engaged_at": pa.array([_dt.datetime(2026, 10, 29, tzinfo=_UTC), _dt.datetime(2026, 9, 15, tzinfo=_UTC),
+                                         None, _dt.datetime(2026, 7, 1, tzinfo=_UTC)], pa.timestamp("us", tz="UTC"))
+       for c in ("email", "sms", "push")},
+    "sms_unengaged_streak": pa.array([0, 5, 7, None], pa.int16()),
+}).replace_schema_metadata({b"winback.score": _json.dumps({"as_of": "2026-11-01T00:00:00+00:00"}).encode()})
+
+
+@pytest.mark.parametrize("rule,expected", [
+    ("country == 'España'", [True, False, False, False]),
+    ('country in ["日本", "France"]', [False, True, True, False]),
+    ("country == 'Espa\\u00f1a'", [True, False, False, False]),
+    ("n == 9223372036854775807", [True, False, False, False]),
+    ("n == -9223372036854775808", [False, False, True, False]),
+    ("n + 0 == 9223372036854775807", [True, False, False, False]),
+    ("last_active_at >= '2026-10-01'", [True, False, False, True]),
+    ("last_active_at < date('2026-10-31T23:00:00+01:00')", [False, True, False, True]),
+    ("signup >= '2026-01-01' and signup < last_active_at", [True, False, False, True]),
+    ("days_since(last_active_at) >= 30", [False, True, False, True]),
+    ("days_since(last_active_at) < 1", [True, False, False, False]),
+    ("no_email_engagement_last_30d", [False, True, True, True]),
+    ("no_email_engagement_last_7d", [False, True, True, True]),
+    ("no_email_engagement_last_90d", [False, False, True, True]),
+    ("no_engagement_last_10d", [False, True, True, True]),
+    ("no_sms_engagement_last_60d", [False, False, True, True]),
+    ("no_engagement_last_5_sms", [False, True, True, False]),
+])
+def test_utf8_exact_int64_dates_and_relative_days(rule, expected):
+    assert compile_rule(rule, S.schema)(S).tolist() == expected
+
+
+@pytest.mark.parametrize("rule,fragment", [
+    ("n + 1 > 0", "overflows 64-bit"),
+    ("n * 2 > 0", "overflows 64-bit"),
+    ("-n > 0", "overflow"),
+    ("n == 99999999999999999999999", "does not fit in 64 bits"),
+    ("country == 'a\\qb'", "unknown escape"),
+    ("last_active_at > '2026-13-45'", "not an ISO 8601 date"),
+    ("days_since(country) > 1", "takes a timestamp or date column"),
+    ("dayz_since(last_active_at) > 1", "did you mean days_since"),
+    ("(" * 100 + "n > 0" + ")" * 100, "nests deeper than 64"),
+])
+def test_overflow_and_bad_literals_are_rule_errors_with_a_position(rule, fragment):
+    with pytest.raises(RuleError) as err:
+        compile_rule(rule, S.schema)(S)
+    assert fragment in str(err.value) and "position" in str(err.value)
+
+
+def test_days_since_counts_to_the_given_as_of_when_the_table_has_none():
+    # given: a table without the scores' metadata
+    t = S.replace_schema_metadata(None)
+    rule = compile_rule("days_since(last_active_at) >= 30")
+    # then
+    with pytest.raises(RuleError, match="needs an as-of"):
+        rule(t)
+    as_of = int(_dt.datetime(2026, 12, 1, tzinfo=_UTC).timestamp())
+    assert rule(t, as_of=as_of).tolist() == [True, True, False, True]
