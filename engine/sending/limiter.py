@@ -188,7 +188,11 @@ class RateLimiter:
         self._ri = (i + cost) % k
         self._last = at
         if at > now:
-            await self._sleep(at - now)
+            try:
+                await self._sleep(at - now)
+            except asyncio.CancelledError:
+                self.complete(first, cost)  # never sent: its place must not stay pending
+                raise
         return first
 
     def complete(self, grant: int, cost: int = 1, at: float | None = None) -> None:

@@ -64,3 +64,39 @@ def test_without_tracking_late_arrivals_do_overshoot():
     tracked = asyncio.run(traffic(rate, n, 64, latencies, where, track=True))
     assert max_in_window(untracked) > rate
     assert max_in_window(tracked) <= rate
+
+
+def test_a_waiter_cancelled_after_its_grant_does_not_block_the_ring():
+    async def main():
+        clock = FakeClock()
+        lim = RateLimiter(2, pace=1.0, jitter=0.0, clock=clock, sleep=clock.sleep, track=True)
+
+        async def run(fut):
+            while not fut.done():
+                if not await clock.advance():
+                    await clock.run_until_idle()
+                    if not fut.done() and not clock._heap:
+                        return False
+            return True
+
+        first = None
+        for _ in range(2):  # two grants; the first is answered 0.8 s after it left
+            f = asyncio.ensure_future(lim.acquire())
+            assert await run(f)
+            first = f.result() if first is None else first
+            lim.complete(f.result(), at=clock() + 0.8 if f.result() == first else None)
+        # the third takes the first's place in the ring and must wait one second after the
+        # first's answer: cancel it while it waits there
+        c = asyncio.ensure_future(lim.acquire())
+        await clock.advance()  # its pacing slot (t + 1 s) comes; the ring holds it until t + 1.8 s
+        assert not c.done()
+        c.cancel()
+        await clock.run_until_idle()
+        # later acquirers (the fifth takes that same place again) are still served
+        d = asyncio.ensure_future(lim.acquire())
+        e = asyncio.ensure_future(lim.acquire())
+        served = await run(d) and await run(e)
+        return served, c.cancelled()
+
+    served, cancelled = asyncio.run(asyncio.wait_for(main(), 10))
+    assert served and cancelled
