@@ -281,25 +281,24 @@ class BGNBD:
         box = [(-_LOG_BOUND, _LOG_BOUND)] * 4
         opts = {"maxiter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9, "maxls": 50}
         starts = [np.log(s0) for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5])]
-        if len(x) > 4 * _SAMPLE_ROWS:
-            # warm start: every k-th compressed row (with its weight) first, so the full data needs
-            # about half the passes; the generic starts stay as fallbacks
-            k = len(x) // _SAMPLE_ROWS
-            sub = _Objective(x[::k], t_x[::k], TT[::k], w[::k])
-            with _one_blas_thread():
-                warm = minimize(_nll(sub, float(w[::k].sum()), unit, pen, [0]), starts[0], jac=True,
-                                method="L-BFGS-B", bounds=box, options=opts)
-            if warm.success:
-                starts.insert(0, warm.x)
         nll = _nll(obj, n_users, unit, pen, calls)
         best = None
-        for start in starts:
-            with _one_blas_thread():
+        with _one_blas_thread():  # L-BFGS-B's BLAS calls on 4-vectors: threads only cost time
+            if len(x) > 4 * _SAMPLE_ROWS:
+                # warm start: every k-th compressed row (with its weight) first, so the full data needs
+                # about half the passes; the generic starts stay as fallbacks
+                k = len(x) // _SAMPLE_ROWS
+                sub = _Objective(x[::k], t_x[::k], TT[::k], w[::k])
+                warm = minimize(_nll(sub, float(w[::k].sum()), unit, pen, [0]), starts[0], jac=True,
+                                method="L-BFGS-B", bounds=box, options=opts)
+                if warm.success:
+                    starts.insert(0, warm.x)
+            for start in starts:
                 res = minimize(nll, start, jac=True, method="L-BFGS-B", bounds=box, options=opts)
-            if best is None or res.fun < best.fun:
-                best = res
-            if res.success and res.fun < 1e300:
-                break
+                if best is None or res.fun < best.fun:
+                    best = res
+                if res.success and res.fun < 1e300:
+                    break
         r, alpha, a, b = (float(v) for v in np.exp(best.x) * unit)
         ll = obj((r, alpha, a, b))[0]
         if not np.isfinite(ll):
@@ -383,7 +382,8 @@ def _boundary(r, alpha, a, b):
 
 
 class _one_blas_thread:
-    """BLAS pinned to one thread around the optimiser (threadpoolctl when installed, else a no-op)."""
+    """BLAS pinned to one thread around the optimiser (threadpoolctl; a no-op if it is missing):
+    unpinned, OpenBLAS's threads made the fit 4-10x slower on a busy 2-core machine."""
 
     def __enter__(self):
         try:
