@@ -388,3 +388,27 @@ def kernel_best_hours(hour_hist, user_tz, pop_h, kernel, rho, k):
         around = sum(x[(bh + d) % 24] + k * p[(bh + d) % 24] for d in (-1, 0, 1))
         out.append((bh, n / (n + k) * around / (n + k)))
     return out
+
+
+def fatigue_user_sums(sends, opens, beta):
+    """Per user, from the definitions: loads L_w = (s_w - 1)/2 + s_(w+1)/2, shares p_w ~ s_w exp(-beta L_w),
+    S = O sum p L - sum o L, I = O (sum p L^2 - (sum p L)^2), E = sum s exp(-beta L), O = sum min(o, s)."""
+    import math
+
+    out = []
+    for u in range(len(sends)):
+        s = [float(v) for v in sends[u]]
+        o = [min(float(a), b) for a, b in zip(opens[u], s)]
+        W = len(s)
+        L = [0.5 * max(s[w] - 1, 0) + 0.5 * (s[w + 1] if w + 1 < W else 0.0) for w in range(W)]
+        e = [s[w] * math.exp(-beta[u] * L[w]) for w in range(W)]
+        E, O = sum(e), sum(o)
+        if E > 0:
+            p = [v / E for v in e]
+            mean = sum(pw * lw for pw, lw in zip(p, L))
+            var = sum(pw * lw * lw for pw, lw in zip(p, L)) - mean * mean
+            S, I = O * mean - sum(ow * lw for ow, lw in zip(o, L)), O * max(var, 0.0)
+        else:
+            S = I = 0.0
+        out.append((S, I, E, O))
+    return out

@@ -74,6 +74,13 @@ def render_html(result: dict, plots: dict[str, str] | None = None) -> str:
     hours = "".join(f"<tr><td>{e(g['engagements'])}</td><td>{g['users']:,}</td><td>{_fmt(g['hit_rate'], True)}</td>"
                     f"<td>{_fmt(g['population_hit_rate'], True)}</td></tr>" for g in b["by_engagements"])
     warns = "".join(f"<p class='warn'>warning: {e(w)}</p>" for w in result.get("warnings", []))
+    f = result.get("fatigue", {})
+    fatigue = "" if not f.get("messaged_users") else (
+        "<h2>Fatigue model</h2><table id='fatigue'><thead><tr><th>users messaged</th><th>messages</th>"
+        "<th>opens</th><th>predicted opens</th><th>AUC opened (fatigue model)</th><th>AUC opened (response rate)"
+        f"</th></tr></thead><tbody><tr><td>{f['messaged_users']:,}</td><td>{f['messages']:,}</td>"
+        f"<td>{f['opens']:,}</td><td>{f['predicted_opens']:,.0f}</td><td>{_fmt(f['auc_opened'])}</td>"
+        f"<td>{_fmt(f['auc_opened_response_rate'])}</td></tr></tbody></table>")
     m = result.get("model", {})
     model = ", ".join(f"{k}={m[k]:.4g}" for k in ("r", "alpha", "a", "b") if k in m)
     return f"""<!doctype html>
@@ -101,6 +108,7 @@ Top-decile lift: the no-return rate among the riskiest 10 % over the overall rat
 <th>population best hour</th></tr></thead><tbody>
 <tr><td>all</td><td>{b['engaged_users']:,}</td><td>{_fmt(b['hit_rate'], True)}</td>
 <td>{_fmt(b['population_hit_rate'], True)}</td></tr>{hours}</tbody></table>
+{fatigue}
 </body></html>
 """
 

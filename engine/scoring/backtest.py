@@ -13,6 +13,8 @@ uses, so the same model, fit and columns), then looks at what happened in (cut, 
   top-decile lift (lapse rate among the 10 % ranked riskiest / overall lapse rate).
 * **calibration**: users in 10 bins of ``lapse_risk`` (equal counts): mean predicted
   vs actual lapse rate.
+* **fatigue**: users messaged in (cut, T]: their opens against the learned fatigue model's
+  prediction (total, and the AUC for "opened at least one" beside the response rate).
 * **best hour**: for users with an open or click in (cut, T], the share whose
   engagements include ``best_hour_local`` (within one hour, circular), beside the same
   share for their timezone population's best hour; split by the user's number of
@@ -146,21 +148,55 @@ def backtest(users, events, *, as_of, horizon_days: float = 30.0, activity=DEFAU
         out["gains"][name] = _gains(v, lapsed)
     out["calibration"] = calibration(scores["lapse_risk"].to_numpy()[seen], lapsed)
     out["best_hour"] = _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone)
+    out["fatigue"] = _fatigue_check(scores, ids, uid, code, window, float(horizon_days))
     out["model"] = meta.get("model", {})
     out["warnings"] = meta.get("warnings", [])
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
 
+def _positions(ids: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each queried user id in ``ids`` (any order) and whether it is there."""
+    order = np.argsort(ids, kind="stable")
+    at = np.minimum(np.searchsorted(ids, query, sorter=order), len(ids) - 1)
+    pos = order[at]
+    return pos, ids[pos] == query
+
+
+def _fatigue_check(scores, ids, uid, code, window, horizon_days) -> dict:
+    """Opens in the window of the users messaged in it, against the learned fatigue model's prediction.
+
+    Per user with ``s`` messages in the window, predicted opens = ``q_u s exp(-beta_u L)`` with
+    ``L = (s - 1) min(7, H) / H`` (the messages of the 7 days before each, evenly spread);
+    the AUC ranks users by it for "opened at least one" beside the ``{c}_response_rate``
+    (best channel) ranking.
+    """
+    if "fatigue_sensitivity" not in scores.column_names:
+        return {"messaged_users": 0}
+    counts = {}
+    for name in ("send", "open"):
+        pos, ok = _positions(ids, uid[window & (code == EVENTS.index(name))])
+        counts[name] = np.bincount(pos[ok], minlength=len(ids)).astype(np.float64)
+    s, o = counts["send"], np.minimum(counts["open"], counts["send"])
+    sent = s > 0
+    if not sent.any():
+        return {"messaged_users": 0}
+    beta = scores["fatigue_sensitivity"].to_numpy()
+    q = scores["fatigue_response"].to_numpy()
+    load = np.maximum(s - 1.0, 0.0) * min(7.0, horizon_days) / horizon_days
+    pred = q * s * np.exp(-beta * load)
+    rate = np.max([scores[f"{c}_response_rate"].to_numpy() for c in ("email", "sms", "push")
+                   if f"{c}_response_rate" in scores.column_names], axis=0)
+    opened = o[sent] > 0
+    return {"messaged_users": int(sent.sum()), "messages": int(s.sum()), "opens": int(o.sum()),
+            "predicted_opens": float(pred[sent].sum()), "auc_opened": auc(pred[sent], opened),
+            "auc_opened_response_rate": auc(rate[sent], opened)}
+
+
 def _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone) -> dict:
     """Hit rates of best_hour_local vs the population's best hour for users who engaged in the window."""
     eng = window & np.isin(code, [EVENTS.index("open"), EVENTS.index("click")])
-    pos = np.searchsorted(ids, uid[eng]) if np.all(ids[:-1] <= ids[1:]) else None
-    if pos is None:
-        order = np.argsort(ids)
-        pos = order[np.searchsorted(ids, uid[eng], sorter=order)]
-    pos = np.minimum(pos, len(ids) - 1)
-    ok = ids[pos] == uid[eng]
+    pos, ok = _positions(ids, uid[eng])
     pos, ets = pos[ok], ts[eng][ok]
     tz = (scores["timezone"].fill_null(default_timezone) if "timezone" in scores.column_names
           else pa.array([default_timezone] * len(ids)))
@@ -225,6 +261,11 @@ def terminal_table(result: dict) -> str:
             if g["users"]:
                 lines.append(f"  {g['engagements']:>4} engagements before the cut: {g['users']:,} users, hit "
                              f"{100 * g['hit_rate']:.1f}% vs {100 * g['population_hit_rate']:.1f}%")
+    f = result.get("fatigue", {})
+    if f.get("messaged_users"):
+        lines.append(f"fatigue model: {f['messaged_users']:,} users got {f['messages']:,} messages in the window and "
+                     f"opened {f['opens']:,} (predicted {f['predicted_opens']:,.0f}); AUC for 'opened one' "
+                     f"{f['auc_opened']:.3f} vs {f['auc_opened_response_rate']:.3f} by response rate alone")
     for w in result.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -70,7 +70,9 @@ from scipy.special import digamma, gammaln
 
 from engine.errors import ModelError
 from engine.jit import njit
+from engine.scoring.bgnbd_rows import as_columns as _as_columns
 from engine.scoring.bgnbd_rows import compress
+from engine.scoring.bgnbd_rows import same_length as _same_length
 from engine.scoring.bgnbd_rows import compress_for_fit as _compress_for_fit
 
 __all__ = ["BGNBD", "compress"]
@@ -79,37 +81,6 @@ _LOG_BOUND = 15.0  # |log-parameter| box of the optimiser
 _SAMPLE_ROWS = 5_000  # compressed rows of the warm-start fit of large inputs
 _NO_CHURN = 1e-4  # a/(a+b) below this: dropout has gone to zero
 _SHARED_RATE = 100.0  # r above this: rate heterogeneity has collapsed (rate CV 1/sqrt(r) < 10 %)
-
-
-def _as_columns(frequency, recency, T, weights=None):
-    """float64 copies of the inputs, checked: same length, finite, 0 <= recency <= T, frequency >= 0."""
-    cols = [np.asarray(v, np.float64).reshape(-1) for v in (frequency, recency, T)]
-    if weights is not None:
-        cols.append(np.asarray(weights, np.float64).reshape(-1))
-    n = cols[0].shape[0]
-    if any(c.shape[0] != n for c in cols):
-        raise ModelError("BG/NBD inputs frequency, recency, T" + (", weights" if weights is not None else "")
-                         + f" must have the same length, got {[c.shape[0] for c in cols]}; pass one value per user")
-    x, t_x, TT = cols[:3]
-    bad = ~(np.isfinite(x) & np.isfinite(t_x) & np.isfinite(TT)) | (x < 0) | (t_x < 0) | (t_x > TT * (1 + 1e-12))
-    if weights is not None:
-        bad |= ~np.isfinite(cols[3]) | (cols[3] < 0)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        examples = "; ".join(f"row {k}: frequency={x[k]:g}, recency={t_x[k]:g}, T={TT[k]:g}" for k in rows[:5])
-        raise ModelError(f"BG/NBD inputs have {rows.size} row(s) with a NaN/infinite value, a negative value or "
-                         f"recency > T (e.g. {examples}); recency is the time from the first to the last "
-                         "activity and T from the first activity to as_of, in the same unit: fix the summary "
-                         "or drop those users", {"bad_rows": int(rows.size), "users": int(n)})
-    return cols if weights is not None else cols + [None]
-
-
-def _same_length(x, t_x, T):
-    cols = [np.ascontiguousarray(v, np.float64).reshape(-1) for v in (x, t_x, T)]
-    if not cols[0].shape[0] == cols[1].shape[0] == cols[2].shape[0]:
-        raise ModelError(f"BG/NBD x, t_x and T must have one value per user each, got lengths "
-                         f"{[c.shape[0] for c in cols]}")
-    return cols
 
 
 def _loglik_rows(params, x, t_x, T):
@@ -217,8 +188,7 @@ def _loglik_pass(x, w, ix, iT, it, kx, lx, lT_tab, iT_tab, lt_tab, it_tab, r):
 class BGNBD:
     """The BG/NBD model with sklearn-style ``params_`` after :meth:`fit`.
 
-    >>> m = BGNBD().fit(frequency, recency, T)          # days
-    >>> m.params_                                        # {'r':..., 'alpha':..., 'a':..., 'b':...}
+    >>> m = BGNBD().fit(frequency, recency, T)          # days; m.params_ = {'r':..., 'alpha':..., 'a':..., 'b':...}
     >>> m.p_alive(frequency, recency, T)
     >>> m.expected(30.0, frequency, recency, T)          # active days expected in the next 30 days
     >>> m.p_none(30.0, frequency, recency, T)            # P(no activity in the next 30 days)
@@ -281,25 +251,24 @@ class BGNBD:
         box = [(-_LOG_BOUND, _LOG_BOUND)] * 4
         opts = {"maxiter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9, "maxls": 50}
         starts = [np.log(s0) for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5])]
-        if len(x) > 4 * _SAMPLE_ROWS:
-            # warm start: every k-th compressed row (with its weight) first, so the full data needs
-            # about half the passes; the generic starts stay as fallbacks
-            k = len(x) // _SAMPLE_ROWS
-            sub = _Objective(x[::k], t_x[::k], TT[::k], w[::k])
-            with _one_blas_thread():
-                warm = minimize(_nll(sub, float(w[::k].sum()), unit, pen, [0]), starts[0], jac=True,
-                                method="L-BFGS-B", bounds=box, options=opts)
-            if warm.success:
-                starts.insert(0, warm.x)
         nll = _nll(obj, n_users, unit, pen, calls)
         best = None
-        for start in starts:
-            with _one_blas_thread():
+        with _one_blas_thread():  # L-BFGS-B's BLAS calls on 4-vectors: threads only cost time
+            if len(x) > 4 * _SAMPLE_ROWS:
+                # warm start: every k-th compressed row (with its weight) first, so the full data needs
+                # about half the passes; the generic starts stay as fallbacks
+                k = len(x) // _SAMPLE_ROWS
+                sub = _Objective(x[::k], t_x[::k], TT[::k], w[::k])
+                warm = minimize(_nll(sub, float(w[::k].sum()), unit, pen, [0]), starts[0], jac=True,
+                                method="L-BFGS-B", bounds=box, options=opts)
+                if warm.success:
+                    starts.insert(0, warm.x)
+            for start in starts:
                 res = minimize(nll, start, jac=True, method="L-BFGS-B", bounds=box, options=opts)
-            if best is None or res.fun < best.fun:
-                best = res
-            if res.success and res.fun < 1e300:
-                break
+                if best is None or res.fun < best.fun:
+                    best = res
+                if res.success and res.fun < 1e300:
+                    break
         r, alpha, a, b = (float(v) for v in np.exp(best.x) * unit)
         ll = obj((r, alpha, a, b))[0]
         if not np.isfinite(ll):
@@ -383,15 +352,19 @@ def _boundary(r, alpha, a, b):
 
 
 class _one_blas_thread:
-    """BLAS pinned to one thread around the optimiser (threadpoolctl when installed, else a no-op)."""
+    """BLAS pinned to one thread around the optimiser (threadpoolctl; else a no-op): unpinned, the fit was
+    4-10x slower on a busy 2-core machine. One controller per process (~6 ms once, then ~0.03 ms)."""
+    controller = None
 
     def __enter__(self):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            self._ctx = None
-            return self
-        self._ctx = threadpool_limits(1)
+        self._ctx = None
+        if _one_blas_thread.controller is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                return self
+            _one_blas_thread.controller = ThreadpoolController()
+        self._ctx = _one_blas_thread.controller.limit(limits=1, user_api="blas")
         self._ctx.__enter__()
         return self
 

@@ -1,4 +1,5 @@
-"""Compressed BG/NBD rows: the unique (x, t_x, T) of a population and how many users have each.
+"""BG/NBD input rows: checked per-user (x, t_x, T) columns, and their compression to the unique
+(x, t_x, T) of a population with how many users have each.
 
 The fit's cost follows the number of distinct rows, not of users (:mod:`engine.scoring.bgnbd`).
 For whole days (winback's case) a row is one int64 key ``x << 42 | t_x << 21 | T``.
@@ -10,9 +11,42 @@ import math
 
 import numpy as np
 
+from engine.errors import ModelError
 from engine.jit import njit
 
-__all__ = ["compress", "compress_for_fit"]
+__all__ = ["compress", "compress_for_fit", "as_columns", "same_length"]
+
+
+def as_columns(frequency, recency, T, weights=None):
+    """float64 copies of the inputs, checked: same length, finite, 0 <= recency <= T, frequency >= 0."""
+    cols = [np.asarray(v, np.float64).reshape(-1) for v in (frequency, recency, T)]
+    if weights is not None:
+        cols.append(np.asarray(weights, np.float64).reshape(-1))
+    n = cols[0].shape[0]
+    if any(c.shape[0] != n for c in cols):
+        raise ModelError("BG/NBD inputs frequency, recency, T" + (", weights" if weights is not None else "")
+                         + f" must have the same length, got {[c.shape[0] for c in cols]}; pass one value per user")
+    x, t_x, TT = cols[:3]
+    bad = ~(np.isfinite(x) & np.isfinite(t_x) & np.isfinite(TT)) | (x < 0) | (t_x < 0) | (t_x > TT * (1 + 1e-12))
+    if weights is not None:
+        bad |= ~np.isfinite(cols[3]) | (cols[3] < 0)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        examples = "; ".join(f"row {k}: frequency={x[k]:g}, recency={t_x[k]:g}, T={TT[k]:g}" for k in rows[:5])
+        raise ModelError(f"BG/NBD inputs have {rows.size} row(s) with a NaN/infinite value, a negative value or "
+                         f"recency > T (e.g. {examples}); recency is the time from the first to the last "
+                         "activity and T from the first activity to as_of, in the same unit: fix the summary "
+                         "or drop those users", {"bad_rows": int(rows.size), "users": int(n)})
+    return cols if weights is not None else cols + [None]
+
+
+def same_length(x, t_x, T):
+    """Contiguous float64 copies of one value per user each (ModelError naming the lengths otherwise)."""
+    cols = [np.ascontiguousarray(v, np.float64).reshape(-1) for v in (x, t_x, T)]
+    if not cols[0].shape[0] == cols[1].shape[0] == cols[2].shape[0]:
+        raise ModelError(f"BG/NBD x, t_x and T must have one value per user each, got lengths "
+                         f"{[c.shape[0] for c in cols]}")
+    return cols
 
 
 def compress(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray | None = None):

@@ -43,6 +43,7 @@ worth sending while its expected response exceeds its expected harm,
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from engine.jit import njit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
 __all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "FatigueModel", "fit", "budget", "weekly_load",
-           "part_stats", "fit_stats", "user_params", "campaign_budget"]
+           "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums"]
 
 WEEKS = 26
 _WEEK = 7 * SECONDS_PER_DAY
@@ -130,26 +131,47 @@ class FatigueModel:
                 "value_days": VALUE_DAYS, "unsubscribe_cost": UNSUBSCRIBE_COST}
 
 
-def _score_info(beta, s, o, L):
-    """Per-user conditional score S_u and information I_u at ``beta`` (module docstring)."""
-    e = s * np.exp(-beta * L)
-    E = e.sum(axis=1)
-    O = o.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        Lbar = np.where(E > 0, (e * L).sum(axis=1) / np.where(E > 0, E, 1.0), 0.0)
-        var = np.where(E > 0, (e * L * L).sum(axis=1) / np.where(E > 0, E, 1.0) - Lbar**2, 0.0)
-    S = O * Lbar - (o * L).sum(axis=1)
-    return S, O * np.maximum(var, 0.0)
+@njit
+def _user_sums(sends, opens, beta):
+    """Per user at its ``beta[u]``: conditional score S_u, information I_u, E_u = sum_w s_w exp(-beta L_w)
+    and O_u = sum_w min(o_w, s_w) (module docstring); one pass, no [users, weeks] temporaries."""
+    n, weeks = sends.shape
+    S, I, E, O = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    for u in range(n):
+        b = beta[u]
+        e_sum = el = ell = ol = o_sum = 0.0
+        for w in range(weeks):
+            sw = np.float64(sends[u, w])
+            if sw <= 0.0:
+                continue
+            prev = np.float64(sends[u, w + 1]) if w + 1 < weeks else 0.0
+            load = 0.5 * (sw - 1.0) + 0.5 * prev
+            e = sw * math.exp(-b * load)
+            ow = min(np.float64(opens[u, w]), sw)
+            e_sum += e
+            el += e * load
+            ell += e * load * load
+            o_sum += ow
+            ol += ow * load
+        if e_sum > 0.0:
+            mean = el / e_sum
+            S[u] = o_sum * mean - ol
+            I[u] = o_sum * max(ell / e_sum - mean * mean, 0.0)
+        E[u], O[u] = e_sum, o_sum
+    return S, I, E, O
+
+
+def user_sums(sends: np.ndarray, opens: np.ndarray, beta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(S_u, I_u, E_u, O_u) float64 per user at ``beta`` (a number or one per user)."""
+    beta = np.broadcast_to(np.asarray(beta, np.float64), (sends.shape[0],))
+    return _user_sums(np.ascontiguousarray(sends), np.ascontiguousarray(opens), np.ascontiguousarray(beta))
 
 
 def fit(acc: FatigueAccumulators, max_iter: int = 50) -> FatigueModel:
     """Population and per-user fatigue from the weekly counts (module docstring)."""
-    s = acc.sends.astype(np.float64)
-    o = np.minimum(acc.opens, acc.sends).astype(np.float64)
-    L = weekly_load(acc.sends)
     beta = 0.0
     for _ in range(max_iter):
-        S, I = _score_info(beta, s, o, L)
+        S, I, _, _ = user_sums(acc.sends, acc.opens, beta)
         tot = float(I.sum())
         if tot <= 0:
             break
@@ -157,21 +179,20 @@ def fit(acc: FatigueAccumulators, max_iter: int = 50) -> FatigueModel:
         beta = float(np.clip(beta + step, -2.0, 5.0))
         if abs(step) < 1e-10:
             break
-    S, I = _score_info(beta, s, o, L)
+    S, I, E, O = user_sums(acc.sends, acc.opens, beta)
     info = I > 0
     sum_i2 = float((I[info] ** 2).sum())
     var = (float((S[info] ** 2).sum()) - float(I[info].sum())) / sum_i2 if sum_i2 > 0 else 0.0
     sigma2 = max(var, 1e-6)
     beta_u = beta + S / (I + 1.0 / sigma2)
-    O = o.sum(axis=1)
-    q = float(O.sum()) / max(float((s * np.exp(-beta * L)).sum()), 1e-300)
-    q_u = (O + q * PRIOR_MESSAGES) / ((s * np.exp(-beta_u[:, None] * L)).sum(axis=1) + PRIOR_MESSAGES)
-    # unsubscribes: the stopping week's load, over every message's (1 + load)
-    stopped = acc.stop_week >= 0
-    exposure = float((s * (1.0 + L)).sum())
-    u0 = float(stopped.sum()) / exposure if exposure > 0 else 0.0
+    q = float(O.sum()) / max(float(E.sum()), 1e-300)
+    q_u = (O + q * PRIOR_MESSAGES) / (user_sums(acc.sends, acc.opens, beta_u)[2] + PRIOR_MESSAGES)
+    # unsubscribes: users who stopped, over every message's (1 + load)
+    s = acc.sends.astype(np.float64)
+    exposure = float((s * (1.0 + weekly_load(acc.sends))).sum())
+    u0 = float((acc.stop_week >= 0).sum()) / exposure if exposure > 0 else 0.0
     return FatigueModel(beta=beta, sigma=float(np.sqrt(sigma2)), u0=u0, q=q, beta_u=beta_u, q_u=q_u,
-                        users_with_opens=int((o.sum(axis=1) > 0).sum()), messages=int(s.sum()))
+                        users_with_opens=int((O > 0).sum()), messages=int(s.sum()))
 
 
 def budget(beta_u: np.ndarray, q_u: np.ndarray, sends_window: np.ndarray, complained: np.ndarray, *, cap: int,
@@ -232,20 +253,11 @@ def fit_stats(stats: list[dict]) -> dict:
             "messages": int((pairs * sw).sum()), "value_days": VALUE_DAYS, "unsubscribe_cost": UNSUBSCRIBE_COST}
 
 
-def user_params(acc: FatigueAccumulators, pop: dict, chunk: int = 1 << 17) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user (beta_u, q_u) given the population's :func:`fit_stats` (module docstring); in
-    chunks of users so the float64 week arrays stay small."""
-    n = acc.sends.shape[0]
-    beta_u, q_u = np.empty(n), np.empty(n)
-    for a in range(0, n, chunk):
-        b = min(a + chunk, n)
-        s = acc.sends[a:b].astype(np.float64)
-        o = np.minimum(acc.opens[a:b], acc.sends[a:b]).astype(np.float64)
-        L = weekly_load(acc.sends[a:b])
-        S, I = _score_info(pop["beta"], s, o, L)
-        beta_u[a:b] = pop["beta"] + S / (I + 1.0 / pop["sigma"] ** 2)
-        q_u[a:b] = (o.sum(axis=1) + pop["response"] * PRIOR_MESSAGES) / (
-            (s * np.exp(-beta_u[a:b, None] * L)).sum(axis=1) + PRIOR_MESSAGES)
+def user_params(acc: FatigueAccumulators, pop: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user (beta_u, q_u) given the population's :func:`fit_stats` (module docstring)."""
+    S, I, _, O = user_sums(acc.sends, acc.opens, pop["beta"])
+    beta_u = pop["beta"] + S / (I + 1.0 / pop["sigma"] ** 2)
+    q_u = (O + pop["response"] * PRIOR_MESSAGES) / (user_sums(acc.sends, acc.opens, beta_u)[2] + PRIOR_MESSAGES)
     return beta_u, q_u
 
 

@@ -93,9 +93,13 @@ def test_cli_on_a_generated_world_writes_the_page(world, tmp_path, capsys):
     assert r["top_decile_lift"]["lapse_risk"] >= 1.0
     assert r["best_hour"]["engaged_users"] > 50
     assert r["best_hour"]["hit_rate"] >= r["best_hour"]["population_hit_rate"] - 0.05
+    # the fatigue model predicts who opens a message in the window better than the response rate alone
+    f = r["fatigue"]
+    assert f["messaged_users"] > 100 and f["auc_opened"] > max(0.55, f["auc_opened_response_rate"] - 0.02)
+    assert 0.5 < f["predicted_opens"] / f["opens"] < 2.0 and "fatigue model" in printed
     page = _Page()
     page.feed((out / "index.html").read_text())
-    assert {"rankings", "calibration", "best-hour", "gains", "calibration-plot"} <= page.ids
+    assert {"rankings", "calibration", "best-hour", "gains", "calibration-plot", "fatigue"} <= page.ids
     assert len(page.images) == 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
 
 

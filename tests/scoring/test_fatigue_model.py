@@ -78,7 +78,7 @@ def test_per_user_estimates_rank_like_the_truth_and_shrink():
               for s in (slice(0, 7000), slice(7000, None))]
     pop = fm.fit_stats(halves)
     assert pop["beta"] == pytest.approx(m.beta, abs=1e-9) and pop["sigma"] == pytest.approx(m.sigma, rel=1e-9)
-    beta_u, q_u = fm.user_params(acc, pop, chunk=3000)
+    beta_u, q_u = fm.user_params(acc, pop)
     np.testing.assert_allclose(beta_u, m.beta_u, rtol=1e-9)
     assert np.all(q_u > 0)
 
@@ -116,3 +116,16 @@ def test_campaign_budget_recomputes_for_the_campaign_cap():
     # scores made with the rule keep their column
     rule = scores.replace_schema_metadata({b"winback.score": b'{"fatigue": {"model": "rule"}}'})
     assert fm.campaign_budget(rule, 5, 7, rule["fatigue_budget"].to_numpy()).tolist() == [3, 2, 0]
+
+
+@given(st.lists(st.tuples(st.lists(st.integers(0, 6), min_size=fm.WEEKS, max_size=fm.WEEKS),
+                          st.lists(st.integers(0, 4), min_size=fm.WEEKS, max_size=fm.WEEKS),
+                          st.floats(-1.0, 2.0)), min_size=1, max_size=8))
+def test_user_sums_match_the_naive_twin(rows):
+    """Property: the one-pass kernel equals the definitions per user (score, information, E, O)."""
+    sends = np.array([r[0] for r in rows], np.uint8)
+    opens = np.array([r[1] for r in rows], np.uint8)
+    beta = np.array([r[2] for r in rows])
+    got = np.column_stack(fm.user_sums(sends, opens, beta))
+    want = np.array(naive.fatigue_user_sums(sends, opens, beta))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
