@@ -111,18 +111,22 @@ class Release:
         re-timed (back to ``planned``) or skipped with a reason, in one transaction."""
         if not rows:
             return rows
+        if self.now_mode:  # everything at once: only the caps
+            keep, capped = self._caps(rows, now)
+            self._write([], capped, now)
+            return keep
         con = self.con
         ids = [r[13] for r in rows]
         marks = ",".join("?" * len(ids))
         info = {r[0]: r[1:] for r in con.execute(
             f"SELECT rowid, next_attempt_at, step_index, send_at, attempts FROM messages WHERE rowid IN ({marks})", ids)}
-        prev = {} if self.now_mode else self._previous(rows, info)
+        prev = self._previous(rows, info)
         retime: list[tuple] = []
         skip: list[tuple] = []
         timed: list[tuple] = []
         for r in rows:
             due, step_index, send_at, attempts = info[r[13]]
-            if self.now_mode or attempts > 1:
+            if attempts > 1:  # a retry: its time is the backoff's
                 timed.append(r)
                 continue
             target = self._target(send_at, prev.get((r[10], r[1], step_index)), now)
@@ -199,39 +203,50 @@ class Release:
         con = self.con
         batch = {r[13] for r in rows}
         users = sorted({r[1] for r in rows})
-        longest = max([self._policy(r[10]).get("window_days", 7) for r in rows]) * 86400.0
+        # per campaign: (window start, cap, channel caps, complaints stop every channel)
+        rules = {}
+        for cid in {r[10] for r in rows}:
+            pol = self._policy(cid)
+            rules[cid] = (now - float(pol.get("window_days", 7)) * 86400.0, int(pol.get("max_messages", 3)),
+                          pol.get("channel_caps") or {}, pol.get("complaint_suppresses", "all") == "all")
+        since_all = min(rule[0] for rule in rules.values())
         contacts: dict[int, list[tuple]] = {}
         complained: set[int] = set()
+        any_complaint = con.execute("SELECT 1 FROM suppressions WHERE reason = 'complaint' LIMIT 1").fetchone()
         for i in range(0, len(users), 500):
             chunk = users[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            complained.update(u for (u,) in con.execute(
-                f"SELECT DISTINCT user_id FROM suppressions WHERE reason = 'complaint' AND user_id IN ({marks})",
-                chunk))
+            if any_complaint:
+                complained.update(u for (u,) in con.execute(
+                    f"SELECT DISTINCT user_id FROM suppressions WHERE reason = 'complaint' AND user_id IN ({marks})",
+                    chunk))
             for rowid, uid, ch, cid, at in con.execute(
                     f"SELECT rowid, user_id, channel, campaign_id, CASE WHEN state = 'sent' THEN sent_at "
                     f"ELSE updated_at END FROM messages WHERE user_id IN ({marks}) AND "
-                    f"((state = 'sent' AND sent_at > ?) OR state = 'in_flight')", (*chunk, now - longest)):
+                    f"((state = 'sent' AND sent_at > ?) OR state = 'in_flight')", (*chunk, since_all)):
                 if rowid not in batch:
                     contacts.setdefault(uid, []).append((ch, cid, at))
         keep, skip = [], []
         for r in rows:
             uid, ch, cid = r[1], r[2], r[10]
-            pol = self._policy(cid)
-            since = now - float(pol.get("window_days", 7)) * 86400.0
-            mine = [c for c in contacts.get(uid, ()) if c[2] is None or c[2] > since]
-            cap = int(pol.get("max_messages", 3))
-            ch_cap = (pol.get("channel_caps") or {}).get(ch)
-            if uid in complained and pol.get("complaint_suppresses", "all") == "all":
+            since, cap, ch_caps, all_channels = rules[cid]
+            had = contacts.get(uid)
+            if uid in complained and all_channels:
                 skip.append(("complaint", r))  # a spam complaint on any channel stops every channel
-            elif len(mine) >= cap:
+                continue
+            mine = [c for c in had if c[2] is None or c[2] > since] if had else ()
+            ch_cap = ch_caps.get(ch)
+            if len(mine) >= cap:
                 own = sum(1 for c in mine if c[1] == cid)
                 skip.append(("cap" if own >= cap else "cap_other_campaigns", r))
             elif ch_cap is not None and sum(1 for c in mine if c[0] == ch) >= int(ch_cap):
                 skip.append(("channel_cap", r))
             else:
                 keep.append(r)
-                contacts.setdefault(uid, []).append((ch, cid, now))
+                if had is None:
+                    contacts[uid] = [(ch, cid, now)]
+                else:
+                    had.append((ch, cid, now))
         return keep, skip
 
     def _write(self, retime: list[tuple], skip: list[tuple], now: float) -> None:
