@@ -109,17 +109,21 @@ def to_string(arr) -> pa.Array:
     return arr.cast(pa.string())
 
 
+def _start(arr):
+    """``(array, type, length, null mask, bad mask)`` of a column about to be converted:
+    chunks combined, dictionaries decoded, no row bad yet."""
+    arr = _decode(_combine(arr))
+    n = len(arr)
+    return arr, arr.type, n, _null_mask(arr), np.zeros(n, dtype=bool)
+
+
 def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer ids as ``int64``: returns ``(values, null, bad)``.
 
     Accepts any integer type (unsigned values above 2**63-1 are bad), floats that
     hold whole numbers, and strings of decimal digits.
     """
-    arr = _decode(_combine(arr))
-    t = arr.type
-    n = len(arr)
-    null = _null_mask(arr)
-    bad = np.zeros(n, dtype=bool)
+    arr, t, n, null, bad = _start(arr)
     if pa.types.is_null(t):
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), bad
     if pa.types.is_signed_integer(t):
@@ -210,11 +214,7 @@ def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     (``2026-11-01``, ``2026-11-01 12:00:00``, ``2026-11-01T12:00:00.5+01:00``,
     ``...Z``).  Sub-second parts are floored.
     """
-    arr = _decode(_combine(arr))
-    t = arr.type
-    n = len(arr)
-    null = _null_mask(arr)
-    bad = np.zeros(n, dtype=bool)
+    arr, t, n, null, bad = _start(arr)
     if pa.types.is_null(t):
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), bad
     if pa.types.is_date(t):
