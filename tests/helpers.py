@@ -120,6 +120,49 @@ class FakeClock:
         return False
 
 
+class TimerClock:
+    """Virtual time for the dispatcher: ``call_later`` timers fire when :meth:`run` moves
+    the clock to them, a few real milliseconds apart, so nothing ever sleeps for hours."""
+
+    def __init__(self, t: float):
+        self.t = float(t)
+        self._timers: list = []
+        self._n = 0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def call_later(self, delay: float, callback):
+        self._n += 1
+        entry = [self.t + max(delay, 0.0), self._n, callback, False]
+        heapq.heappush(self._timers, entry)
+        return _Handle(entry)
+
+    async def run(self, until: asyncio.Future, activity=lambda: 0) -> None:
+        """Fire timers in time order until ``until`` is done; the clock moves only after
+        ``activity()`` (e.g. messages sent so far) held still for two ticks."""
+        seen = [None, None]
+        while not until.done():
+            await asyncio.sleep(0.003)
+            seen = [seen[1], activity()]
+            if seen[0] != seen[1]:
+                continue
+            while self._timers and self._timers[0][3]:
+                heapq.heappop(self._timers)
+            if self._timers:
+                at, _, cb, _ = heapq.heappop(self._timers)
+                self.t = max(self.t, at)
+                cb()
+
+
+class _Handle:
+    def __init__(self, entry):
+        self.entry = entry
+
+    def cancel(self):
+        self.entry[3] = True
+
+
 def max_in_window(times: list[float], window: float = 1.0) -> int:
     """Most events in any half-open window [t, t + window)."""
     times = sorted(times)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import heapq
 import zoneinfo
 
 import numpy as np
@@ -22,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import TimerClock
 from engine.planning.campaign import load_campaign
 from engine.sending.dispatcher import Channel, dispatch
 from engine.ledger.store import Ledger, read_messages
@@ -176,49 +176,6 @@ def test_two_plans_made_blind_and_sent_together_never_exceed_the_cap(world_score
 
 
 # -- time-aware release: a fake clock that moves, never the wall time ----------------------------------
-class FakeClock:
-    """Virtual time for the dispatcher: ``call_later`` timers fire when :meth:`run` moves
-    the clock to them, a few real milliseconds apart, so nothing ever sleeps for hours."""
-
-    def __init__(self, t: float):
-        self.t = float(t)
-        self._timers: list = []
-        self._n = 0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def call_later(self, delay: float, callback):
-        self._n += 1
-        entry = [self.t + max(delay, 0.0), self._n, callback, False]
-        heapq.heappush(self._timers, entry)
-        return _Handle(entry)
-
-    async def run(self, until: asyncio.Future, activity=lambda: 0) -> None:
-        """Fire timers in time order until ``until`` is done; the clock moves only after
-        ``activity()`` (e.g. messages sent so far) held still for two ticks."""
-        seen = [None, None]
-        while not until.done():
-            await asyncio.sleep(0.003)
-            seen = [seen[1], activity()]
-            if seen[0] != seen[1]:
-                continue
-            while self._timers and self._timers[0][3]:
-                heapq.heappop(self._timers)
-            if self._timers:
-                at, _, cb, _ = heapq.heappop(self._timers)
-                self.t = max(self.t, at)
-                cb()
-
-
-class _Handle:
-    def __init__(self, entry):
-        self.entry = entry
-
-    def cancel(self):
-        self.entry[3] = True
-
-
 class Instant:
     """An adapter answering at once, recording (clock time, message) of every send."""
 
@@ -252,7 +209,7 @@ def test_a_plan_sent_a_day_late_keeps_its_spacing_and_sends_nothing_in_quiet_hou
     p = plan(world_scores, cmp, as_of=START)
     planned = p.filter(pc.is_null(p["reason"]))
     first = float(to_epoch_seconds(planned["send_at"]).min())
-    clock = FakeClock(first + DAY)
+    clock = TimerClock(first + DAY)
     # when it is sent with a lateness allowance of two days
     summary, adapter = asyncio.run(_run_with(clock, p, tmp_path / "l.db", max_lateness=2 * DAY))
     # then every planned message went out, none in local quiet hours, each step as far from the
@@ -278,7 +235,7 @@ def test_past_max_lateness_a_late_first_step_is_skipped_with_a_reason(world_scor
     p = plan(world_scores, campaign("later"), as_of=START)
     planned = p.filter(pc.is_null(p["reason"]))
     first = float(to_epoch_seconds(planned["send_at"]).min())
-    clock = FakeClock(first + 3 * DAY)
+    clock = TimerClock(first + 3 * DAY)
     # when sent
     summary, adapter = asyncio.run(_run_with(clock, p, tmp_path / "l.db"))
     # then the stale messages were skipped as too_late, not sent in a burst
@@ -313,7 +270,7 @@ def test_exit_on_is_honoured_rule_by_rule_for_users_who_return_mid_send(tmp_path
     rules = ["activity", "click", "purchase", "none", "click", "purchase"]
     feedback = tmp_path / "feedback"
     feedback.mkdir()
-    clock = FakeClock(t0)
+    clock = TimerClock(t0)
     adapter = Instant(clock)
     returned = {0: "session", 1: "click", 2: "purchase", 3: "purchase", 4: "session", 5: "click"}
 
@@ -346,7 +303,7 @@ def test_exit_on_is_honoured_rule_by_rule_for_users_who_return_mid_send(tmp_path
 def test_a_complaint_arriving_mid_send_stops_the_users_other_channels(tmp_path):
     # given a two-step push plan, and user 1 complaining about an email a day into it
     t0 = 1_793_000_000.0
-    clock = FakeClock(t0)
+    clock = TimerClock(t0)
     adapter = Instant(clock)
     ledger = tmp_path / "l.db"
 
