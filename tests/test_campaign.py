@@ -140,7 +140,7 @@ def test_every_example_loads_and_plans_a_real_world(path, small_world_scores):
     assert p.num_rows == scores.num_rows * len(c.steps)
     assert set(p["reason"].drop_null().to_pylist()) <= {
         "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
-        "fatigue_budget", "min_gap", "capacity", "broadcast_guard"}
+        "fatigue_budget", "min_gap", "capacity", "broadcast_guard", "not_in_step"}
     planned = p.filter(pc.is_null(p["reason"]))
     assert planned["body"].null_count == 0 and planned["to"].null_count == 0
 

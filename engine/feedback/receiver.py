@@ -23,7 +23,8 @@ Three signed endpoints, each mapped to contract events (``open``, ``click``,
 ``POST /events``
     Generic JSON for push and our webhook adapter: one event object, a list, or
     ``{"events": [...]}``; fields ``event``, ``channel``, ``message_id``, optional
-    ``user_id`` and ``ts`` (epoch seconds or ISO 8601).  Signed like the webhook adapter
+    ``user_id`` and ``ts`` (epoch seconds or ISO 8601).  ``event: "reason"`` is a survey
+    answer (a survey step's page posts it) with ``reason``: the reason's name.  Signed like the webhook adapter
     (DESIGN.md): ``X-Winback-Timestamp`` and ``X-Winback-Signature: sha256=<hex>`` of
     HMAC-SHA256(secret, ``timestamp + "." + body``), timestamp within ``skew_seconds``.
 
@@ -69,14 +70,17 @@ __all__ = ["Receiver", "EVENT_SCHEMA", "twilio_signature", "sendgrid_hmac_signat
 
 #: schema of every part file: the contract's events plus the provider message id
 EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", pa.string()),
-                          ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string())])
+                          ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string()),
+                          ("reason", pa.string())])
 
 _SG_MAP = {"open": "open", "click": "click", "bounce": "bounce", "spamreport": "complaint",
            "unsubscribe": "unsubscribe", "group_unsubscribe": "unsubscribe"}
 _SG_IGNORED = {"delivered", "dropped", "processed", "deferred"}
 _SG_DROPPED = {"bounced address": "hard_bounce", "unsubscribed address": "unsubscribe",
                "spam reporting address": "complaint"}
-_GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe"}
+_GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe", "reason"}
+#: a survey answer's ``reason`` (the names a survey step lists)
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _CHANNELS = {"email", "sms", "push", "webhook"}
 #: Twilio error codes meaning the number will never take messages (hard bounce) ...
 TWILIO_HARD = {"21211", "21612", "21614", "30005", "30006"}
@@ -351,6 +355,11 @@ class Receiver:
             if e.get("message_id") is None and e.get("user_id") is None:
                 raise _Reject(400, "malformed", "every event needs 'message_id' or 'user_id'")
             ev = self._event(e["event"], e["channel"], e.get("message_id"), e.get("user_id"), e.get("ts"), now)
+            if e["event"] == "reason":  # a survey answer: why the user left (a survey step's reasons)
+                if not isinstance(e.get("reason"), str) or not _REASON.match(e["reason"]):
+                    raise _Reject(400, "malformed", "a 'reason' event needs 'reason': a survey reason name such as "
+                                                    "\"too_many_messages\" (lower-case letters, digits, '_')")
+                ev["reason"] = e["reason"]
             events.append(ev)
             if ev["event"] in ("unsubscribe", "complaint") or (ev["event"] == "bounce" and e.get("hard", True)):
                 supp.append({"channel": e["channel"], "address": e.get("address"), "event": ev,
@@ -470,6 +479,7 @@ class Receiver:
             "channel": pa.array([e["channel"] for e in buf], pa.string()),
             "value": pa.nulls(len(buf), pa.float64()),
             "message_id": pa.array([e["message_id"] for e in buf], pa.string()),
+            "reason": pa.array([e.get("reason") for e in buf], pa.string()),
         }, schema=EVENT_SCHEMA)
         final = self.out_dir / f"part-{number:06d}.arrow"
         with atomic_path(final) as tmp:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from engine.errors import ConfigError, RuleError
 from engine.planning.rules import Rule
-from engine.schema import CHANNELS, THEME_CODE, THEMES
+from engine.schema import CHANNELS, PROVIDER_CHANNELS, THEME_CODE, THEMES
 
-__all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "Content", "load_campaign"]
+__all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "Content", "Offer", "load_campaign"]
 
 EXIT_RULES = ("activity", "click", "purchase", "none")
 
@@ -37,6 +37,14 @@ class Step:
     items: int = 3
     theme: str | None = None
     theme_weights: tuple[float, ...] = (1.0,) * len(THEMES)
+    #: ``message`` or ``survey`` (a one-click "why did you leave?" message: ``reasons``
+    #: and the landing page ``survey_url`` that posts the signed ``reason`` event)
+    kind: str = "message"
+    reasons: tuple[str, ...] = ()
+    survey_url: str | None = None
+    #: the step's own rule over the scores (None: every audience user); others get
+    #: the reason ``not_in_step``
+    where: Rule | None = None
 
     @property
     def pin(self) -> int:
@@ -80,8 +88,35 @@ class Policy:
 
 @dataclass(frozen=True)
 class Variant:
+    """An arm of the treated audience: ``weight`` share, and what it changes: a
+    ``subject`` / ``body`` text or a ``template`` name (for ``steps``, default every
+    step) and an ``offer`` (a ``[[offers]]`` name, or ``"none"`` to withhold offers)."""
+
     name: str
     weight: float
+    subject: str | None = None
+    body: str | None = None
+    template: str | None = None
+    offer: str | None = None
+    steps: tuple[str, ...] = ()
+
+    def applies(self, step: str) -> bool:
+        return not self.steps or step in self.steps
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An incentive: users for whom ``where`` holds may get it (the first matching offer
+    in file order, at most one per user and campaign); ``text`` is ``{{ offer }}`` in
+    templates, ``codes`` a file of unique codes (``{{ offer_code }}``); its cost per
+    redeemed order is ``cost_fixed`` (currency) plus ``cost_share`` of the order value."""
+
+    name: str
+    where: Rule
+    text: str
+    codes: str | None = None
+    cost_fixed: float = 0.0
+    cost_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,16 +140,20 @@ class Campaign:
     templates: dict[str, Template]
     source: str = "<dict>"
     content: Content = field(default_factory=Content)
+    offers: tuple[Offer, ...] = ()
 
     def to_meta(self) -> dict:
         """A JSON-able description for the plan's metadata."""
         return {
             "id": self.id, "name": self.name, "timezone": self.timezone, "holdout": self.holdout,
             "approved": self.approved, "audience": self.audience.text,
-            "steps": [s.__dict__ | {"channels": list(s.channels)} for s in self.steps],
+            "steps": [s.__dict__ | {"channels": list(s.channels), "reasons": list(s.reasons),
+                                    "where": s.where.text if s.where is not None else None} for s in self.steps],
             "policy": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.policy.__dict__.items()},
-            "variants": [v.__dict__ for v in self.variants],
+            "variants": [v.__dict__ | {"steps": list(v.steps)} for v in self.variants],
             "content": self.content.__dict__,
+            "offers": [{"name": o.name, "where": o.where.text, "text": o.text, "codes": o.codes,
+                        "cost_fixed": o.cost_fixed, "cost_share": o.cost_share} for o in self.offers],
         }
 
 
@@ -169,7 +208,7 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{src}: not valid TOML ({exc})") from None
-    known = {"campaign", "audience", "policy", "steps", "variants", "templates", "content"}
+    known = {"campaign", "audience", "policy", "steps", "variants", "templates", "content", "offers"}
     for key in doc:
         if key not in known:
             raise _err(src, key, f"unknown section; allowed: {', '.join(sorted(known))}")
@@ -251,26 +290,23 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
         if not chans:
             raise _err(src, f"{path}.channels", "needs at least one channel")
         for j, ch in enumerate(chans):
-            if ch not in CHANNELS:
-                raise _err(src, f"{path}.channels[{j}]", f"unknown channel {ch!r}; use {', '.join(CHANNELS)}")
+            if ch not in PROVIDER_CHANNELS:
+                raise _err(src, f"{path}.channels[{j}]", f"unknown channel {ch!r}; use {', '.join(PROVIDER_CHANNELS)}")
         template = _get(s, "template", str, src, f"{path}.template", name)
         exit_on = _get(s, "exit_on", str, src, f"{path}.exit_on", "activity")
         if exit_on not in EXIT_RULES:
             raise _err(src, f"{path}.exit_on", f"must be one of {', '.join(EXIT_RULES)}")
         if templates and template not in templates:
             raise _err(src, f"{path}.template", f"no [templates.{template}]; defined: {', '.join(templates)}")
-        steps.append(Step(name, delay, tuple(chans), template, exit_on, *_step_content(s, src, path)))
-    variants = []
-    for i, v in enumerate(doc.get("variants") or [{"name": "control", "weight": 1.0}]):
-        name = _get(v, "name", str, src, f"variants[{i}].name", required=True)
-        weight = _get(v, "weight", float, src, f"variants[{i}].weight", 1.0)
-        if weight <= 0:
-            raise _err(src, f"variants[{i}].weight", "must be > 0")
-        variants.append(Variant(name, weight))
+        steps.append(Step(name, delay, tuple(chans), template, exit_on, *_step_content(s, src, path),
+                          *_step_survey(s, src, path, chans)))
+    offers = _offers(doc.get("offers") or [], src)
+    variants = _variants(doc.get("variants") or [], src, templates, offers, names)
     return Campaign(id=cid, name=_get(c, "name", str, src, "campaign.name", cid), timezone=tz, holdout=holdout,
                     approved=_get(c, "approved", bool, src, "campaign.approved", False), as_of=as_of,
                     audience=audience, steps=tuple(steps), policy=policy, variants=tuple(variants),
-                    templates=templates, source=src, content=_content(doc.get("content", {}), src))
+                    templates=templates, source=src, content=_content(doc.get("content", {}), src),
+                    offers=offers)
 
 
 def _step_content(s: dict, src: str, path: str) -> tuple[int, str | None, tuple[float, ...]]:
@@ -315,3 +351,118 @@ def _content(d: dict, src: str) -> Content:
     if c.pool < 1:
         raise _err(src, "content.pool", "must be at least 1")
     return c
+
+
+# -- variants, offers and survey steps (issue 18) ------------------------------------
+
+#: the reasons a survey step offers when it names none
+DEFAULT_REASONS = ("too_many_messages", "not_relevant", "too_expensive", "found_an_alternative", "other")
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def _step_survey(s: dict, src: str, path: str, chans) -> tuple[str, tuple[str, ...], str | None, Rule | None]:
+    where = _get(s, "where", str, src, f"{path}.where", None)
+    rule = None
+    if where is not None and where.strip():
+        try:
+            rule = Rule(where)
+        except RuleError as exc:
+            raise RuleError(f"{src}: [{path}.where] {exc}") from None
+    return (*_survey(s, src, path, chans), rule)
+
+
+def _survey(s: dict, src: str, path: str, chans) -> tuple[str, tuple[str, ...], str | None]:
+    kind = _get(s, "kind", str, src, f"{path}.kind", "message")
+    if kind not in ("message", "survey"):
+        raise _err(src, f"{path}.kind", f"must be \"message\" or \"survey\", got {kind!r}")
+    if kind == "message":
+        for key in ("reasons", "survey_url"):
+            if key in s:
+                raise _err(src, f"{path}.{key}", "only a kind = \"survey\" step takes it")
+        return kind, (), None
+    if "ads" in chans:
+        raise _err(src, f"{path}.channels", "a survey needs a channel that carries a link: email, sms or push")
+    reasons = _get(s, "reasons", list, src, f"{path}.reasons", list(DEFAULT_REASONS))
+    if not reasons or not all(isinstance(r, str) and _REASON.fullmatch(r) for r in reasons) \
+            or len(set(reasons)) != len(reasons):
+        raise _err(src, f"{path}.reasons", "must be distinct names of lower-case letters, digits and '_', "
+                                          "like [\"too_many_messages\", \"not_relevant\"]")
+    url = _get(s, "survey_url", str, src, f"{path}.survey_url", required=True)
+    if not url.startswith(("https://", "http://")):
+        raise _err(src, f"{path}.survey_url", f"must be the http(s) address of the survey page, got {url!r}")
+    return kind, tuple(reasons), url
+
+
+def _variants(raw: list, src: str, templates: dict, offers: tuple, step_names: set) -> tuple[Variant, ...]:
+    if not isinstance(raw, list):
+        raise _err(src, "variants", "must be [[variants]] tables")
+    out = []
+    for i, v in enumerate(raw or [{"name": "control", "weight": 1.0}]):
+        path = f"variants[{i}]"
+        if not isinstance(v, dict):
+            raise _err(src, path, "must be a table with name and weight")
+        for key in v:
+            if key not in ("name", "weight", "subject", "body", "template", "offer", "steps"):
+                raise _err(src, f"{path}.{key}", "unknown key; allowed: name, weight, subject, body, template, "
+                                                 "offer, steps")
+        name = _get(v, "name", str, src, f"{path}.name", required=True)
+        if name in {x.name for x in out}:
+            raise _err(src, f"{path}.name", f"duplicate variant name {name!r}")
+        weight = _get(v, "weight", float, src, f"{path}.weight", 1.0)
+        if weight <= 0:
+            raise _err(src, f"{path}.weight", "must be > 0")
+        template = _get(v, "template", str, src, f"{path}.template", None)
+        if template is not None and template not in templates:
+            raise _err(src, f"{path}.template", f"no [templates.{template}]; defined: {', '.join(templates) or 'none'}")
+        if template is not None and ("subject" in v or "body" in v):
+            raise _err(src, f"{path}.template", "set either template or subject/body, not both")
+        offer = _get(v, "offer", str, src, f"{path}.offer", None)
+        if offer is not None and offer != "none" and offer not in {o.name for o in offers}:
+            raise _err(src, f"{path}.offer", f"no [[offers]] named {offer!r}; use one of "
+                                             f"{', '.join([o.name for o in offers] + ['none'])}")
+        steps = _get(v, "steps", list, src, f"{path}.steps", [])
+        for j, st in enumerate(steps):
+            if st not in step_names:
+                raise _err(src, f"{path}.steps[{j}]", f"no step named {st!r}; steps: {', '.join(sorted(step_names))}")
+        out.append(Variant(name, weight, _get(v, "subject", str, src, f"{path}.subject", None),
+                           _get(v, "body", str, src, f"{path}.body", None), template, offer, tuple(steps)))
+    return tuple(out)
+
+
+def _offers(raw: list, src: str) -> tuple[Offer, ...]:
+    if not isinstance(raw, list):
+        raise _err(src, "offers", "must be [[offers]] tables")
+    out = []
+    for i, o in enumerate(raw):
+        path = f"offers[{i}]"
+        if not isinstance(o, dict):
+            raise _err(src, path, "must be a table with name, where, text and cost")
+        for key in o:
+            if key not in ("name", "where", "text", "codes", "cost"):
+                raise _err(src, f"{path}.{key}", "unknown key; allowed: name, where, text, codes, cost")
+        name = _get(o, "name", str, src, f"{path}.name", required=True)
+        if name == "none" or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}", name):
+            raise _err(src, f"{path}.name", "must be 1-60 letters, digits, '-', '_' or '.' (and not 'none')")
+        if name in {x.name for x in out}:
+            raise _err(src, f"{path}.name", f"duplicate offer name {name!r}")
+        where = _get(o, "where", str, src, f"{path}.where", "")
+        try:
+            rule = Rule(where)
+        except RuleError as exc:
+            raise RuleError(f"{src}: [{path}.where] {exc}") from None
+        cost = _get(o, "cost", dict, src, f"{path}.cost", required=True)
+        for key in cost:
+            if key not in ("fixed", "share"):
+                raise _err(src, f"{path}.cost.{key}", "unknown key; use fixed (currency per redeemed order) "
+                                                      "and/or share (of the order value, 0..1)")
+        fixed = _get(cost, "fixed", float, src, f"{path}.cost.fixed", 0.0)
+        share = _get(cost, "share", float, src, f"{path}.cost.share", 0.0)
+        if fixed < 0:
+            raise _err(src, f"{path}.cost.fixed", "must be >= 0 (currency per redeemed order)")
+        if not 0 <= share <= 1:
+            raise _err(src, f"{path}.cost.share", "must be a fraction of the order value between 0 and 1")
+        codes = _get(o, "codes", str, src, f"{path}.codes", None)
+        if codes is not None and not Path(codes).is_absolute() and src not in ("campaign", "<dict>"):
+            codes = str(Path(src).parent / codes)
+        out.append(Offer(name, rule, _get(o, "text", str, src, f"{path}.text", name), codes, fixed, share))
+    return tuple(out)

@@ -55,6 +55,9 @@ PRESETS: dict[str, str] = {
     "reachable_email": "consent_email and email is not null and not email_suppressed",
     "reachable_sms": "consent_sms and phone is not null and not sms_suppressed",
     "reachable_push": "consent_push and push_token is not null and not push_suppressed",
+    # the ads channel's audience: who the owned channels no longer reach or move
+    "reachable_ads": "consent_ads and (email is not null or phone is not null)",
+    "unreachable_owned": "not reachable_email and not reachable_sms and not reachable_push",
 }
 
 _TOKEN = re.compile(r"""
@@ -334,7 +337,12 @@ def _preset(name: str) -> str | None:
     if name in PRESETS:
         return PRESETS[name]
     m = re.fullmatch(r"contact_rating_at_most_([1-5])", name)
-    return f"contact_rating <= {m.group(1)}" if m else None
+    if m:
+        return f"contact_rating <= {m.group(1)}"
+    # every owned channel unreachable, or reachable but without an open or click in its last N sends
+    m = re.fullmatch(r"unresponsive_owned_([1-9][0-9]?)", name)
+    return " and ".join(f"(not reachable_{c} or {c}_unengaged_streak >= {m.group(1)})"
+                        for c in ("email", "sms", "push")) if m else None
 
 
 def _typename(v) -> str:

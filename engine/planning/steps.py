@@ -25,7 +25,7 @@ from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import suppressed_matrix
-from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
+from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.sendtime import offset_table, zone_index
 
 __all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
@@ -42,12 +42,20 @@ def horizon_of(cmp: Campaign, start: int) -> int:
 
 
 def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[users, PROVIDER_CHANNELS] consent, address and reach (the last column: ``ads``,
+    :mod:`engine.planning.ads`)."""
     n = scores.num_rows
     consent = np.stack([col(scores, CONSENT_COLUMN[c], False, bool) for c in CHANNELS], axis=1)
     address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
                         if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
     suppressed = np.stack([col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
     suppressed |= suppressed_matrix(ledger, scores, suppressions)
+    from engine.planning.ads import ads_reach, ledger_suppressions
+
+    a_consent, a_address, a_supp = ads_reach(scores, [suppressions] + ledger_suppressions(ledger))
+    consent = np.column_stack([consent, a_consent])
+    address = np.column_stack([address, a_address])
+    suppressed = np.column_stack([suppressed, a_supp])
     return consent, address, consent & address & ~suppressed
 
 
@@ -73,9 +81,10 @@ class PartitionPlan:
 
             self.content = ContentPlanner(scores, items, cmp, self.start, self.horizon)
         self.audience = cmp.audience(scores)
+        self.step_where = [s.where(scores) if s.where is not None else None for s in cmp.steps]
         self.holdout, self.variant = assignments(self.uid, cmp)
         self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
-        self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
+        self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in PROVIDER_CHANNELS], axis=1)
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
         self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
@@ -128,6 +137,8 @@ class PartitionPlan:
         self.cum_delay += step.delay_days
         reason = np.zeros(n, np.int8)
         reason[~self.audience] = R["not_in_audience"]
+        if self.step_where[k] is not None:  # the step's own rule (e.g. an ads step for unresponsive users),
+            reason[(reason == 0) & ~self.step_where[k]] = R["not_in_step"]   # before the holdout: same in both arms
         reason[(reason == 0) & self.holdout] = R["holdout"]
         # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
         delay = int(step.delay_days * SECONDS_PER_DAY)
@@ -135,13 +146,13 @@ class PartitionPlan:
         after_prev = pt.local_to_utc(off, zone, off.local(zone, np.where(has_prev, prev_at, start)) + delay)
         base = np.where(has_prev, after_prev, start + int(self.cum_delay * SECONDS_PER_DAY))
         # channel choice
-        allowed = [CHANNELS.index(c) for c in step.channels]
+        allowed = [PROVIDER_CHANNELS.index(c) for c in step.channels]
         best_c = np.full(n, -1, np.int64)
         best_r = np.full(n, -1.0)
         capped_any = np.zeros(n, bool)
         for c_i in allowed:
             ok = self.reach[:, c_i].copy()
-            cap = pol.channel_caps.get(CHANNELS[c_i])
+            cap = pol.channel_caps.get(PROVIDER_CHANNELS[c_i])
             if cap is not None:
                 in_win = ((sent_ch == c_i) & (sent_at != NEVER) & (sent_at > base[:, None] - window)).sum(axis=1)
                 over = in_win >= cap
@@ -186,7 +197,7 @@ class PartitionPlan:
         old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
         floor = np.maximum(floor, np.where(old, sent_at + window, NEVER).max(axis=1, initial=NEVER))
         for c_i in allowed:
-            if pol.capacity_per_hour.get(CHANNELS[c_i]) is None:
+            if pol.capacity_per_hour.get(PROVIDER_CHANNELS[c_i]) is None:
                 continue
             idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
             out[c_i] = {"t": t[idx], "floor": floor[idx], "zone": zone[idx], "ev": ev[idx],
@@ -254,7 +265,7 @@ class Leveller:
             counts = self.counts.setdefault(c_i, np.zeros(self.n_buckets, np.int64))
             order = np.lexsort((cat["uid"], -cat["ev"], -cat["confident"].astype(np.int64)))
             new_t = pt.level_capacity(cat["t"], order.astype(np.int64), cat["zone"], cat["floor"],
-                                      int(pol.capacity_per_hour[CHANNELS[c_i]]), self.table, np.int64(self.tab_t0),
+                                      int(pol.capacity_per_hour[PROVIDER_CHANNELS[c_i]]), self.table, np.int64(self.tab_t0),
                                       int(qs), int(qe), 12, counts, np.int64(self.h_base)) \
                 if len(order) else np.zeros(0, np.int64)
             lo = 0
