@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Serve POST /sendgrid (SendGrid Event Webhook), POST /twilio (status callbacks) and POST /events "
             "(generic signed JSON for push and the webhook adapter); GET /_stats shows counters. Events are "
-            "mapped to open/click/bounce/complaint/unsubscribe and written in batches as DIR/part-XXXXXX.arrow; "
+            "mapped to open/click/bounce/complaint/unsubscribe (and a survey's signed reason answers on /events) and written in batches as DIR/part-XXXXXX.arrow; "
             "a request is acknowledged only once its batch is on disk. Unsigned, forged, malformed or oversized "
             "requests get 4xx. Verification secrets come from the environment only: "
             f"{ENV['secret']} (/events, HMAC-SHA256 as the webhook adapter signs), "
