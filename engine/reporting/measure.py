@@ -200,7 +200,8 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
         summary["blast"] = _blast(blast, plan_t, users, holdout, start, end, summary)
     files = _sections(summary, plan_t, meta, users, f, treat, ctrl, variant, events, msgs, start, end, ledger)
     if "survey_sunset" in files:
-        sunset = pa.concat_tables([sunset, files.pop("survey_sunset")]).group_by("user_id", use_threads=False) \
+        # the survey's answer first: it is the better reason to give
+        sunset = pa.concat_tables([files.pop("survey_sunset"), sunset]).group_by("user_id", use_threads=False) \
             .aggregate([("messages_received", "max"), ("reason", "first")]) \
             .rename_columns(["user_id", "messages_received", "reason"])
         summary["sunset_users"] = int(sunset.num_rows)
