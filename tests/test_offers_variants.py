@@ -175,3 +175,14 @@ def test_unresponsive_owned_preset_is_every_owned_channel_unreachable_or_unengag
         streak = np.asarray(scores[f"{c}_unengaged_streak"].fill_null(-1)) >= 3
         want &= ~reach | streak
     assert np.array_equal(got, want) and 0 < got.sum() < len(got)
+
+
+def test_partitioned_planning_refuses_offer_codes(scores, tmp_path):
+    from engine.planning.partitioned import plan_partitioned
+
+    codes = tmp_path / "c.txt"
+    codes.write_text("A\nB\n")
+    d = doc()
+    d["offers"][0]["codes"] = str(codes)
+    with pytest.raises(ConfigError, match="need one-table planning"):
+        plan_partitioned(tmp_path / "scores", load_campaign(d), out_dir=tmp_path / "plan")

@@ -50,7 +50,7 @@ def test_the_difference_is_newcombes_interval_of_the_two_arms():
 
 def test_thompson_shares_sum_to_one_and_favour_the_better_arm():
     s = variants.thompson_shares(np.array([100, 140, 100]), np.array([1000, 1000, 1000]), seed=1)
-    assert s.sum() == pytest.approx(1.0) and s.argmax() == 1 and s.min() > 0
+    assert s.sum() == pytest.approx(1.0) and s.argmax() == 1 and s.min() >= 0.05 - 1e-12
 
 
 def offer_world():

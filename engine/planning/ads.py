@@ -14,8 +14,6 @@ for the frequency caps (it is a contact all the same).
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,15 +52,32 @@ def ads_reach(scores: pa.Table, suppressions: list[pa.Table]) -> tuple[np.ndarra
     return consent, address, suppressed
 
 
+def _json_text(col) -> pa.Array:
+    """A string column escaped as the inside of a JSON string (backslash, quote, controls)."""
+    out = pc.replace_substring(col, "\\", "\\\\")
+    out = pc.replace_substring(out, '"', '\\"')
+    return pc.replace_substring_regex(out, "[\\x00-\\x1f]", " ")
+
+
 def ads_identifiers(scores: pa.Table) -> pa.Array:
-    """Per user, the JSON object of their identifiers (string array, one per scores row)."""
-    cols = {name: scores[name].cast(pa.string()).to_pylist() for name in IDENTIFIERS
-            if name in scores.column_names and not pa.types.is_null(scores[name].type)}
-    out = []
-    for i in range(scores.num_rows):
-        doc = {k: v[i] for k, v in cols.items() if v[i] is not None and v[i].strip()}
-        out.append(json.dumps(doc, separators=(",", ":")) if doc else None)
-    return pa.array(out, pa.string())
+    """Per user, the JSON object of their identifiers (string array, one per scores row;
+    null when they have none), built with Arrow string kernels: no Python per user."""
+    n = scores.num_rows
+    parts = []
+    for name in IDENTIFIERS:
+        if name not in scores.column_names or pa.types.is_null(scores[name].type):
+            continue
+        c = pc.utf8_trim_whitespace(pc.cast(scores[name], pa.string()))
+        c = pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.string()), c)
+        # '"name":"value",' where present, '' where null
+        parts.append(pc.fill_null(pc.binary_join_element_wise(f'"{name}":"', _json_text(c), '",', ""), ""))
+    if not parts or not n:
+        return pa.nulls(n, pa.string())
+    body = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
+    body = pc.utf8_slice_codeunits(body, 0, -1)                 # drop the last comma
+    doc = pc.binary_join_element_wise("{", body, "}", "")
+    out = pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()), doc)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def ledger_suppressions(ledger) -> list[pa.Table]:

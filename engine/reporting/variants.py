@@ -13,8 +13,8 @@ the variant, messaged or not), over the report's window.
   winner".
 - ``suggested_weights``: Thompson sampling shares, the posterior probability that each
   variant has the highest re-engagement rate under independent Beta(1 + re-engaged,
-  1 + not) posteriors (Thompson 1933), estimated with ``draws`` seeded draws and floored
-  at ``floor`` so no variant stops being measured.  They split the *treated* share of
+  1 + not) posteriors (Thompson 1933), estimated with ``draws`` seeded draws, each share
+  at least ``floor`` so no variant stops being measured.  They split the *treated* share of
   the next run: the holdout stays what ``[campaign] holdout`` says, so the next run's
   lift is still measured against it.
 """
@@ -44,16 +44,16 @@ def _none(x):
 
 def thompson_shares(k: np.ndarray, n: np.ndarray, *, draws: int = 20000, seed: int = 0,
                     floor: float = 0.05) -> np.ndarray:
-    """P(variant i has the highest rate) under Beta(1 + k, 1 + n - k) posteriors, floored
-    at ``floor`` and renormalised to sum to 1."""
+    """P(variant i has the highest rate) under Beta(1 + k, 1 + n - k) posteriors, mixed
+    with the uniform so that each share is at least ``floor``: ``floor + (1 - k floor) P``."""
     k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
     if len(k) == 0:
         return np.zeros(0)
     rng = np.random.default_rng(seed)
     samples = rng.beta(1 + k[:, None], 1 + (n - k)[:, None], size=(len(k), draws))
     share = np.bincount(samples.argmax(axis=0), minlength=len(k)) / draws
-    share = np.maximum(share, floor)
-    return share / share.sum()
+    floor = min(floor, 1.0 / len(k))
+    return floor + (1.0 - floor * len(k)) * share   # every share >= floor, summing to 1
 
 
 def compare_variants(flags: dict[str, np.ndarray], treat: np.ndarray, variant: np.ndarray,
