@@ -60,6 +60,7 @@ def offer_world():
     plan = pa.table({
         "message_id": [f"m{u}" for u in uid], "user_id": uid, "step_index": pa.array(np.zeros(6, np.int16)),
         "offer": ["ten", "ten", "ten", None, None, None], "offer_segment": ["ten", "ten", "ten", "ten", None, None],
+        "variant": ["a", "a", "a", "none", "a", "a"],
         "send_at": from_epoch_seconds(np.full(6, T0 + 3600, np.int64)),
     })
     events = pa.table({"user_id": pa.array([1, 1, 3], pa.int64()),
@@ -67,7 +68,8 @@ def offer_world():
                        "event": ["purchase", "purchase", "purchase"], "value": [50.0, 30.0, 20.0]})
     msgs = pa.table({"message_id": ["m1", "m2", "m4", "m6"], "user_id": pa.array([1, 2, 4, 6], pa.int64())})
     treat = np.array([1, 1, 0, 1, 0, 1], bool)
-    meta = {"offers": [{"name": "ten", "text": "10 off", "cost_fixed": 2.0, "cost_share": 0.1}]}
+    meta = {"offers": [{"name": "ten", "text": "10 off", "cost_fixed": 2.0, "cost_share": 0.1}],
+            "variants": [{"name": "a", "offer": None}, {"name": "none", "offer": "none"}]}
     f = {"reengaged": np.array([1, 0, 1, 0, 0, 0], bool), "converted": np.array([1, 0, 1, 0, 0, 0], bool)}
     return plan, events, msgs, treat, meta, f, uid
 

@@ -90,6 +90,9 @@ def offer_economics(plan_t: pa.Table, meta: dict, users: np.ndarray, flags: dict
     order = np.argsort(step0["user_id"].to_numpy())
     offer = _strings(step0, "offer")[order]
     segment = _strings(step0, "offer_segment")[order]
+    # the "no offer" arm: users of variants that withhold offers (offer = "none")
+    withheld = {v["name"] for v in meta.get("variants") or [] if v.get("offer") == "none"}
+    in_none = np.isin(_strings(step0, "variant")[order], sorted(withheld)) if withheld else np.zeros(len(users), bool)
     rev, (p_pos, p_ts, p_val) = user_revenue(events, users, start, end)
     # the first delivered message carrying an offer, per user
     first = np.full(len(users), np.iinfo(np.int64).max)
@@ -114,7 +117,7 @@ def offer_economics(plan_t: pa.Table, meta: dict, users: np.ndarray, flags: dict
         name = o_meta["name"]
         t = treat & (offer == name)
         h = ctrl & (offer == name)
-        none = treat & (segment == name) & (offer == None)  # noqa: E711 - elementwise on an object array
+        none = treat & (segment == name) & in_none
         cost_users = t & redeemed
         cost = float((o_meta.get("cost_fixed", 0.0) + o_meta.get("cost_share", 0.0) * red_val[cost_users]).sum())
         row = {"offer": name, "text": o_meta.get("text"), "cost_fixed": o_meta.get("cost_fixed", 0.0),
