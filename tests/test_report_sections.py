@@ -158,3 +158,5 @@ def test_the_demo_campaign_end_to_end_on_a_small_world(tmp_path):
     html = (tmp_path / "rep/index.html").read_text()
     for title in ("Variant against variant", "Offers", "Harm", "Ads audience removal"):
         assert title in html
+    channels = html.split("<h2>Steps and channels</h2>")[1].split("<h2>")[0]
+    assert "<td>ads-unresponsive</td><td>ads</td>" in channels      # the table, not a stray object

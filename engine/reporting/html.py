@@ -104,11 +104,12 @@ def render_html(summary: dict) -> str:
             themes += ("<p>Weights the experiment supports (a theme that re-engaged more than the step's other "
                        "drawn themes gets 2, one that re-engaged less 0.5), for the campaign's "
                        f"<code>[[steps]]</code>:</p><pre>{html.escape(lines)}</pre>")
-    from engine.reporting import harm, offers, steps, survey, variants
+    from engine.reporting import harm, offers, survey, variants
+    from engine.reporting import steps as step_rules
 
     sections = (variants.html_section(summary.get("variants") or {}, _table)
                 + offers.html_section(summary.get("offers") or [], _table)
-                + steps.html_section(summary.get("by_step") or [], _table)
+                + step_rules.html_section(summary.get("by_step") or [], _table)
                 + survey.html_section(summary.get("survey") or {}, _table))
     ads = summary.get("ads_removal") or {}
     if ads:
