@@ -7,6 +7,7 @@ import json
 import tomllib
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -186,3 +187,31 @@ def test_partitioned_planning_refuses_offer_codes(scores, tmp_path):
     d["offers"][0]["codes"] = str(codes)
     with pytest.raises(ConfigError, match="need one-table planning"):
         plan_partitioned(tmp_path / "scores", load_campaign(d), out_dir=tmp_path / "plan")
+
+
+def test_survey_answers_lower_the_cap_or_stop_messages_in_the_next_plan(scores, tmp_path):
+    # given a base plan, and answers from two users who got several messages
+    base = plan(scores, EXAMPLE)
+    sent = base.filter(pc.is_null(base["reason"]))
+    counts = sent.group_by("user_id").aggregate([("message_id", "count")])
+    many = counts.filter(pc.greater_equal(counts["message_id_count"], 2))["user_id"].to_pylist()[:2]
+    assert len(many) == 2
+    actions = tmp_path / "survey_actions.csv"
+    actions.write_text(f"user_id,reason,action\n{many[0]},too_many_messages,lower_cap\n"
+                       f"{many[1]},not_relevant,sunset\n")
+    # when the campaign acts on them
+    d = doc()
+    d["policy"]["survey_actions"] = str(actions)
+    p = plan(scores, load_campaign(d))
+    # then the first gets one message at most, the second none (suppressed), the rest as before
+    mine = p.filter(pc.equal(p["user_id"], many[0]))
+    assert mine.filter(pc.is_null(mine["reason"])).num_rows == 1
+    assert set(mine["reason"].drop_null().to_pylist()) <= {"fatigue_budget", "not_in_step"}
+    gone = p.filter(pc.equal(p["user_id"], many[1]))
+    assert gone["reason"].null_count == 0 and "suppressed" in gone["reason"].to_pylist()
+    others = pc.invert(pc.is_in(p["user_id"], value_set=pa.array(many, pa.int64())))
+    assert p.filter(others)["reason"].to_pylist() == base.filter(
+        pc.invert(pc.is_in(base["user_id"], value_set=pa.array(many, pa.int64()))))["reason"].to_pylist()
+    d["policy"]["survey_actions"] = str(tmp_path / "missing.csv")
+    with pytest.raises(ConfigError, match="survey_actions.*does not exist"):
+        plan(scores, load_campaign(d))

@@ -13,7 +13,8 @@ from engine.planning.assign import labels as _labels
 from engine.planning.campaign import Campaign
 from engine.planning.content import ITEM_FIELD
 from engine.planning.columns import col as _col
-from engine.planning.offers import OFFER_FIELDS, OWN_FIELDS, offer_columns, offer_context, survey_fields
+from engine.planning.offers import OFFER_FIELDS, OWN_FIELDS, offer_columns, offer_context
+from engine.planning.survey import survey_fields
 from engine.planning.templates import render, template_fields
 from engine.planning.variants import all_texts, cell_text, template_names
 from engine.schema import ADDRESS_COLUMN, CHANNELS, PLAN_SCHEMA, PROVIDER_CHANNELS, SKIP_REASONS as REASONS

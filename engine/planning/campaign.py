@@ -84,6 +84,9 @@ class Policy:
     channel_caps: dict[str, int] = field(default_factory=dict)
     capacity_per_hour: dict[str, int] = field(default_factory=dict)
     sunset_after_steps: bool = True
+    #: a report's survey_actions.csv to act on (engine.planning.survey), and the cap of its lower_cap users
+    survey_actions: str | None = None
+    survey_cap: int = 1
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,7 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
         channel_caps=_channels_map(p.get("channel_caps", {}), src, "policy.channel_caps"),
         capacity_per_hour=_channels_map(p.get("capacity_per_hour", {}), src, "policy.capacity_per_hour"),
         sunset_after_steps=_get(p, "sunset", bool, src, "policy.sunset", True),
+        **_survey_policy(p, src),
     )
     if policy.max_messages < 1:
         raise _err(src, "policy.max_messages", "must be at least 1")
@@ -466,3 +470,14 @@ def _offers(raw: list, src: str) -> tuple[Offer, ...]:
             codes = str(Path(src).parent / codes)
         out.append(Offer(name, rule, _get(o, "text", str, src, f"{path}.text", name), codes, fixed, share))
     return tuple(out)
+
+
+def _survey_policy(p: dict, src: str) -> dict:
+    """``[policy] survey_actions`` (a path, relative to the campaign file) and ``survey_cap``."""
+    path = _get(p, "survey_actions", str, src, "policy.survey_actions", None)
+    if path is not None and not Path(path).is_absolute() and src not in ("campaign", "<dict>"):
+        path = str(Path(src).parent / path)
+    cap = _get(p, "survey_cap", int, src, "policy.survey_cap", 1)
+    if cap < 0:
+        raise _err(src, "policy.survey_cap", "must be a whole number >= 0 (messages in the first window)")
+    return {"survey_actions": path, "survey_cap": cap}

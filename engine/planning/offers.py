@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ConfigError, RuleError
 
-__all__ = ["assign_offers", "read_codes", "hand_out_codes", "offer_columns", "offer_context", "survey_fields", "OFFER_FIELDS", "OWN_FIELDS"]
+__all__ = ["assign_offers", "read_codes", "hand_out_codes", "offer_columns", "offer_context", "OFFER_FIELDS", "OWN_FIELDS"]
 
 #: the plan's offer columns: the offer a message carries, the user's segment (the
 #: offer they are eligible for, whatever their variant) and their unique code
@@ -132,24 +132,3 @@ def offer_context(cmp, table: pa.Table, at: pa.Array) -> dict[str, pa.Array]:
     names = pa.array([o.name for o in cmp.offers], pa.string())
     texts = pa.array([o.text for o in cmp.offers], pa.string())
     return {"offer": texts.take(pc.index_in(table["offer"].take(at), value_set=names))}
-
-
-def survey_fields(cmp, step_index: np.ndarray, message_id) -> dict[str, pa.Array]:
-    """``{{ survey_url }}`` (the step's ``survey_url`` with ``?message_id=...``) and
-    ``{{ survey_links }}`` (one "reason: url&reason=..." per reason, joined by " | ")
-    for rows of survey steps; null elsewhere.  The survey page posts the signed
-    ``reason`` event to ``winback receive`` (engine.feedback.receiver)."""
-    n = len(step_index)
-    url = pa.nulls(n, pa.string())
-    links = pa.nulls(n, pa.string())
-    for k, step in enumerate(cmp.steps):
-        if step.kind != "survey":
-            continue
-        sel = pa.array(step_index == k)
-        sep = "&" if "?" in step.survey_url else "?"
-        base = pc.binary_join_element_wise(step.survey_url + sep + "message_id=", message_id, "")
-        these = pc.binary_join_element_wise(*[x for r in step.reasons for x in
-                                              (f"{r.replace('_', ' ')}: ", base, f"&reason={r}", " | ")][:-1], "")
-        url = pc.if_else(sel, base, url)
-        links = pc.if_else(sel, these, links)
-    return {"survey_url": url, "survey_links": links}

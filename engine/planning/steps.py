@@ -88,6 +88,12 @@ class PartitionPlan:
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
         self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
+        if cmp.policy.survey_actions:  # earlier survey answers: a lower cap, or no message (engine.planning.survey)
+            from engine.planning.survey import survey_masks
+
+            lower, gone = survey_masks(cmp.policy.survey_actions, self.uid)
+            self.budget = np.where(lower, np.minimum(self.budget, cmp.policy.survey_cap), self.budget)
+            self.reach &= ~gone[:, None]
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
         self.best_hour = col(scores, "best_hour_local", 12, np.int64)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)

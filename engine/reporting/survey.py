@@ -6,9 +6,11 @@ posts a signed ``reason`` event to ``winback receive`` (``event: "reason"``,
 answer in the window, by reason and by the user's lifecycle stage at planning time
 (the plan's ``lifecycle`` column), and turns answers into actions for the next run:
 
-- ``too_many_messages`` -> ``lower_cap``: plan this user with a lower frequency cap
-  (e.g. ``max_messages = 1``, or exclude them from the next campaign's first window);
-- ``not_relevant``, ``found_an_alternative`` -> ``sunset``: they join the sunset list;
+- ``too_many_messages`` -> ``lower_cap``: the next campaign with ``[policy]
+  survey_actions`` pointing at the file caps the user at ``survey_cap`` messages in
+  its first window (engine.planning.survey);
+- ``not_relevant``, ``found_an_alternative`` -> ``sunset``: they join the sunset list
+  (and such a campaign does not message them);
 - any other reason -> ``none`` (counted, no action).
 """
 
