@@ -160,3 +160,40 @@ def test_the_demo_campaign_end_to_end_on_a_small_world(tmp_path):
         assert title in html
     channels = html.split("<h2>Steps and channels</h2>")[1].split("<h2>")[0]
     assert "<td>ads-unresponsive</td><td>ads</td>" in channels      # the table, not a stray object
+
+
+def test_the_world_reacts_to_offers_and_copy_deterministically():
+    from engine.synth import world
+
+    assert world.content_appeal(None) == 1.0
+    a = world.content_appeal("Subject A")
+    assert a == world.content_appeal("Subject A") and 1 - world.APPEAL_SPREAD <= a <= 1 + world.APPEAL_SPREAD
+    assert world.offer_size(np.array([0.2, 0.0, 0.9]), np.array([0.0, 4.0, 5.0]), np.array([50.0, 40.0, 10.0])) \
+        .tolist() == [0.2, 0.1, 1.0]
+
+
+def test_offer_orders_come_only_from_clicked_offer_messages(tmp_path):
+    """Every purchase six minutes after a click (a visit a minute after, the order five later)
+    is an offer order, on an offered message."""
+    import pyarrow.compute as pc
+    import pyarrow.feather as feather
+
+    from engine.planning.planner import plan
+    from engine.scoring.pipeline import score
+    from engine.synth.generator import generate
+    from engine.synth.simulate import outcome_meta, simulate
+    from engine.tz import to_epoch_seconds
+
+    generate(3000, seed=9, out_dir=tmp_path / "w")
+    s = score(tmp_path / "w/users.arrow", tmp_path / "w/events.arrow", as_of="2026-11-01T00:00:00Z")
+    p = plan(s, "examples/winback_offers.toml")
+    feather.write_feather(p, tmp_path / "plan.arrow")
+    ev = simulate(tmp_path / "plan.arrow", tmp_path / "w/truth.arrow", seed=1)
+    e = ev.to_pydict()
+    kind = [str(x) for x in e["event"]]
+    ts = to_epoch_seconds(ev["ts"])
+    clicks = {(u, int(t) + 360): m for u, t, k, m in zip(e["user_id"], ts, kind, e["message_id"]) if k == "click"}
+    offered = set(p.filter(pc.is_valid(p["offer"]))["message_id"].to_pylist())
+    orders = [(u, int(t)) for u, t, k in zip(e["user_id"], ts, kind) if k == "purchase" and (u, int(t)) in clicks]
+    assert len(orders) == outcome_meta(ev)["offer_orders"] > 0
+    assert all(clicks[o] in offered for o in orders)
