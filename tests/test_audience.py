@@ -144,3 +144,16 @@ def test_ads_identifiers_json_equals_the_per_row_json(rows):
             if v is not None and v.strip():
                 want[k] = re.sub(r"[\x00-\x1f]", " ", v.strip())
         assert (json.loads(g) if g is not None else {}) == want
+
+
+def test_the_providers_file_takes_the_ads_adapter_and_names_a_bad_platform():
+    from engine.errors import ConfigError
+    from engine.sending.providers import build_adapter, load_providers
+
+    cfg = load_providers({"channels": {"ads": {"adapter": "ads", "platform": "google", "path": "out/a.csv"}}})
+    adapter = build_adapter(cfg["ads"])
+    assert isinstance(adapter, AdsAdapter) and adapter.platform == "google"
+    for table, words in (({"adapter": "ads", "platform": "tiktok", "path": "a.csv"}, "platform"),
+                         ({"adapter": "ads", "path": "a.csv"}, "platform' is missing")):
+        with pytest.raises(ConfigError, match=words):
+            load_providers({"channels": {"ads": table}})
