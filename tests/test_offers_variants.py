@@ -215,3 +215,25 @@ def test_survey_answers_lower_the_cap_or_stop_messages_in_the_next_plan(scores, 
     d["policy"]["survey_actions"] = str(tmp_path / "missing.csv")
     with pytest.raises(ConfigError, match="survey_actions.*does not exist"):
         plan(scores, load_campaign(d))
+
+
+def test_partitioned_planning_of_the_offers_campaign_equals_one_plan(tmp_path):
+    """Offers, variants, the ads step's rule and identifiers, the survey links: the same
+    plan partition by partition as on the whole table."""
+    from engine.io.partition import partition
+    from engine.io.plans import read_plan
+    from engine.io.readers import read_table
+    from engine.planning.partitioned import plan_partitioned
+    from engine.scoring.distributed import score_partitioned
+
+    generate(2000, seed=23, out_dir=tmp_path / "world", as_of="2026-11-01T00:00:00Z")
+    partition(tmp_path / "world/users.arrow", tmp_path / "world/events.arrow", tmp_path / "parts", partitions=3)
+    score_partitioned(tmp_path / "parts", out_dir=tmp_path / "scores", as_of="2026-11-01T00:00:00Z")
+    cmp = load_campaign(EXAMPLE)
+    single = plan(read_table(tmp_path / "scores", "scores"), cmp)
+    plan_partitioned(tmp_path / "scores", cmp, out_dir=tmp_path / "plan")
+    parted, _ = read_plan(tmp_path / "plan")
+    a, b = single.sort_by("message_id"), parted.sort_by("message_id")
+    assert a.num_rows == b.num_rows and pc.sum(pc.equal(a["channel"], "ads")).as_py() > 0
+    for name in a.column_names:
+        assert a[name].equals(b[name].cast(a[name].type)), name
