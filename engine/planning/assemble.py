@@ -80,11 +80,12 @@ def assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones, conte
     extra |= offer_columns(scores, cmp, uid, holdout, variant, reason, rows_user, mid)
     for name, arr in extra.items():
         table = table.append_column(name, arr)
+    own = [OFFER_FIELDS[f] for f in table.column_names if f in OFFER_FIELDS]
     return _render(table, scores, rows_user, cmp, planned, content).cast(
         pa.schema(list(PLAN_SCHEMA) + [pa.field("timezone", pa.string()), pa.field("best_hour_local", pa.int8()),
                                        pa.field("send_time_confidence", pa.float32()),
                                        pa.field("theme", pa.string()), pa.field("items", pa.list_(pa.int64())),
-                                       pa.field("explored", pa.bool_())] + list(OFFER_FIELDS)))
+                                       pa.field("explored", pa.bool_())] + own))
 
 
 def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray,

@@ -28,8 +28,7 @@ __all__ = ["assign_offers", "read_codes", "hand_out_codes", "offer_columns", "of
 
 #: the plan's offer columns: the offer a message carries, the user's segment (the
 #: offer they are eligible for, whatever their variant) and their unique code
-OFFER_FIELDS = (pa.field("offer", pa.string()), pa.field("offer_segment", pa.string()),
-                pa.field("offer_code", pa.string()), pa.field("lifecycle", pa.string()))
+OFFER_FIELDS = {name: pa.field(name, pa.string()) for name in ("offer", "offer_segment", "offer_code", "lifecycle")}
 #: plan columns templates may use besides the scores' columns
 OWN_FIELDS = ("offer", "offer_code")
 
@@ -104,24 +103,26 @@ def hand_out_codes(cmp, uid: np.ndarray, offer: np.ndarray, gets: np.ndarray) ->
 
 def offer_columns(scores: pa.Table, cmp, uid: np.ndarray, holdout: np.ndarray, variant: np.ndarray,
                   reason: np.ndarray, rows_user: np.ndarray, message_id) -> dict[str, pa.Array]:
-    """The plan's ``offer``, ``offer_segment`` and ``offer_code`` columns (one row per
-    (user, step), steps after each other; ``reason`` 0 = planned, 1 = not in audience)."""
+    """The plan's ``offer``, ``offer_segment`` and ``offer_code`` columns (a campaign with
+    offers) and ``lifecycle`` (a campaign with a survey step: the segment its answers are
+    tallied by); rows are (user, step), steps after each other; ``reason`` 0 = planned,
+    1 = not in audience.  A campaign with neither gets none of them (no cost at scale)."""
     from engine.planning.assign import labels as _labels
 
     n = len(uid)
+    out: dict[str, pa.Array] = {}
+    if any(s.kind == "survey" for s in cmp.steps):
+        out["lifecycle"] = pc.cast(scores["lifecycle"], pa.string()).take(pa.array(rows_user)) \
+            if "lifecycle" in scores.column_names and n else pa.nulls(len(rows_user), pa.string())
+    if not cmp.offers:
+        return out
     names = [o.name for o in cmp.offers]
-    # the user's lifecycle stage: the segment the report tallies survey reasons by
-    life = pc.cast(scores["lifecycle"], pa.string()).take(pa.array(rows_user)) \
-        if "lifecycle" in scores.column_names and n else pa.nulls(len(rows_user), pa.string())
-    if not names or not n:
-        empty = pa.nulls(len(rows_user), pa.string())
-        return {"offer": empty, "offer_segment": empty, "offer_code": empty, "lifecycle": life}
     audience = reason[:n] != 1
     offer, segment = assign_offers(scores, cmp, variant, audience)
-    gets = ~holdout & (reason.reshape(-1, n) == 0).any(axis=0)
+    gets = ~holdout & (reason.reshape(-1, n) == 0).any(axis=0) if n else np.zeros(0, bool)
     code = hand_out_codes(cmp, uid, offer, gets)
-    return {"offer": _labels(offer[rows_user], names), "offer_segment": _labels(segment[rows_user], names),
-            "offer_code": code.take(pa.array(rows_user)), "lifecycle": life}
+    return out | {"offer": _labels(offer[rows_user], names), "offer_segment": _labels(segment[rows_user], names),
+                  "offer_code": code.take(pa.array(rows_user))}
 
 
 def offer_context(cmp, table: pa.Table, at: pa.Array) -> dict[str, pa.Array]:
