@@ -26,8 +26,9 @@ from engine.errors import ConfigError, RuleError
 
 __all__ = ["assign_offers", "read_codes", "hand_out_codes", "offer_columns", "offer_context", "OFFER_FIELDS", "OWN_FIELDS"]
 
-#: the plan's offer columns: the offer a message carries, the user's segment (the
-#: offer they are eligible for, whatever their variant) and their unique code
+#: the plan's offer columns (with offers): the offer a message carries, the user's segment
+#: (the offer they are eligible for, whatever their variant) and their unique code; and
+#: (with a survey step) the user's lifecycle stage
 OFFER_FIELDS = {name: pa.field(name, pa.string()) for name in ("offer", "offer_segment", "offer_code", "lifecycle")}
 #: plan columns templates may use besides the scores' columns
 OWN_FIELDS = ("offer", "offer_code")
