@@ -108,7 +108,10 @@ class PartitionPlan:
     def prelude(self) -> dict:
         """What the whole population must agree on, from this partition: its timezone names,
         audience and reach counts (broadcast guard), and its buyers' mean purchase values."""
-        any_reach = self.reach.any(axis=1)
+        # the owned channels (plus ads when a step uses it): the guard's counts of a campaign
+        # without an ads step do not change with consent_ads
+        uses_ads = any("ads" in st.channels for st in self.cmp.steps)
+        any_reach = self.reach[:, :None if uses_ads else len(CHANNELS)].any(axis=1)
         return {"zones": list(self._local_zones), "reachable": int(any_reach.sum()),
                 "audience_reachable": int((self.audience & any_reach).sum()),
                 "monetary": self._monetary[np.isfinite(self._monetary)]}
