@@ -18,7 +18,7 @@ from typing import Sequence
 
 import aiohttp
 
-from engine.sending.protocol import FAILED, Message, Result, content_fields
+from engine.sending.protocol import FAILED, Message, Result, content_fields, refused
 from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["FcmAdapter"]
@@ -44,6 +44,9 @@ class FcmAdapter(HttpAdapter):
         self._token = token if isinstance(token, Secret) else Secret(token)
 
     async def _one(self, m: Message) -> Result:
+        bad = refused(m)
+        if bad is not None:
+            return bad
         doc = {"message": {"token": m.to, "notification": {"title": m.subject or "", "body": m.body},
                            "data": {"message_id": m.message_id, **content_fields(m)}}}
         headers = {"Authorization": f"Bearer {self._token.reveal()}", "Content-Type": "application/json",

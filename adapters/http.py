@@ -18,7 +18,10 @@ any other 4xx                               ``failed``   error is ``"<status> <t
 Secrets (API keys, tokens, webhook secrets) are held in :class:`Secret`, whose
 ``repr`` and ``str`` never show the value; error strings are built from the status
 code and the provider's answer only, never from request headers or exception text
-that could carry a URL with credentials.
+that could carry a URL with credentials.  A provider whose answer echoes the request
+headers would still put the key in that answer: every :class:`Secret` is registered
+with :mod:`engine.sending.scrub`, and :func:`result_for` scrubs the error text (the secret,
+its base64 forms as in ``Authorization: Basic``, its percent-encoding).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Mapping
 
 import aiohttp
 
+from engine.sending import scrub
 from engine.sending.protocol import Secret, FAILED, RETRY, SENT, Result
 
 __all__ = ["Secret", "Reply", "HttpAdapter", "parse_retry_after", "classify", "result_for",
@@ -112,7 +116,7 @@ def result_for(message_id: str, reply: Reply, *, provider_id: str | None = None,
     if status == SENT:
         return Result(message_id, SENT, provider_id=provider_id)
     text = (error_text if error_text is not None else reply.text).strip().replace("\n", " ")
-    error = f"{reply.status} {text[:ERROR_TEXT_LIMIT]}".rstrip()
+    error = scrub.scrub(f"{reply.status} {text}")[:ERROR_TEXT_LIMIT + 4].rstrip()
     if status == RETRY:
         return Result(message_id, RETRY, retry_after=parse_retry_after(reply.headers.get("Retry-After")),
                       error=error)

@@ -13,7 +13,12 @@ Routes (the ``channel`` of each route in brackets, for rate limits and stats):
   200 ``{"name"}``; 404 ``UNREGISTERED`` for a token starting with ``unregistered``;
 - ``GET /_stats``: ``accepted``, ``duplicates``, ``rejected`` by reason,
   ``max_per_second`` per channel, ``requests``;
-- ``GET /_messages``: the record, one entry per accepted message id.
+- ``GET /_messages``: the record, one entry per accepted message id;
+- ``GET /_attempts``: every request that carried an ``Idempotency-Key``: key, arrival
+  time, status, and the Retry-After it was given (seconds) -- to check that no retry
+  came before the Retry-After it was told; ``max_arrivals_per_second`` in the stats
+  counts every request of a channel, answered or not (the first million attempts are
+  kept: the provider is a test and demo tool).
 
 Addresses are checked per channel: email needs an ``@``, sms an E.164 number, push a
 non-empty token; a bad one is a 400 with a JSON error (reason ``invalid_address``).
@@ -53,11 +58,14 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
+from adapters.http import parse_retry_after
+
 from adapters.webhook import verify_signature
 
 __all__ = ["LocalProvider", "Faults", "max_in_window", "serve", "write_record"]
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_MAX_ATTEMPTS = 1_000_000  # attempts kept for GET /_attempts
 _WEBHOOK_FIELDS = ("message_id", "user_id", "channel", "step", "variant", "to", "subject", "body", "send_at")
 
 
@@ -141,6 +149,8 @@ class LocalProvider:
         self.skew_seconds = skew_seconds
         self._window: dict[str, deque] = {}
         self._accept_times: dict[str, list[float]] = {}
+        self._arrivals: dict[str, list[float]] = {}  # every request, answered or not
+        self._attempts: list[tuple] = []  # (key, at, status, retry_after seconds or None)
         # key -> (message_id, channel, to, provider_id, at): tuples of atoms, which the
         # garbage collector stops tracking, so a large record does not slow every request
         self._record: dict[str, tuple] = {}
@@ -161,6 +171,7 @@ class LocalProvider:
         app.router.add_post("/v1/projects/{project}/messages:send", self._fcm)
         app.router.add_get("/_stats", self._stats)
         app.router.add_get("/_messages", self._messages)
+        app.router.add_get("/_attempts", self._attempts_route)
         return app
 
     async def start(self) -> "LocalProvider":
@@ -191,7 +202,12 @@ class LocalProvider:
         """``accepted`` messages, ``duplicates``, ``rejected`` by reason, ``max_per_second`` per channel."""
         return {"accepted": len(self._record), "duplicates": self.duplicates, "requests": self.requests,
                 "rejected": dict(self.rejected),
-                "max_per_second": {ch: max_in_window(sorted(ts)) for ch, ts in self._accept_times.items()}}
+                "max_per_second": {ch: max_in_window(sorted(ts)) for ch, ts in self._accept_times.items()},
+                "max_arrivals_per_second": {ch: max_in_window(sorted(ts)) for ch, ts in self._arrivals.items()}}
+
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every request with an ``Idempotency-Key``: key, at (epoch s), status, retry_after (s or None)."""
+        return [{"key": k, "at": at, "status": st, "retry_after": ra} for k, at, st, ra in self._attempts]
 
     def messages(self) -> list[dict[str, Any]]:
         """Every accepted message once: key, message_id, channel, to, provider_id, at (epoch s)."""
@@ -218,8 +234,10 @@ class LocalProvider:
 
     async def _handle(self, request: web.Request, channel: str, parse, shape: str = "webhook") -> web.StreamResponse:
         self.requests += 1
+        key = request.headers.get("Idempotency-Key")
         try:
             now = time.time()
+            self._arrivals.setdefault(channel, []).append(now)
             wait = self._limited(channel, now)
             if wait is not None:
                 secs = max(1, int(wait + 0.999))
@@ -230,6 +248,12 @@ class LocalProvider:
             items, ok = await parse(request)  # [(key, message_id, to, extra)], success builder
         except _Reject as rej:
             self.rejected[rej.reason] += 1
+            if key is not None and len(self._attempts) < _MAX_ATTEMPTS:
+                after = rej.headers.get("Retry-After")
+                wait = None
+                if after is not None:
+                    wait = parse_retry_after(after, now=now)
+                self._attempts.append((key, now, rej.status, wait))
             if rej.status == 0:  # drop the connection: no answer at all
                 if request.transport is not None:
                     request.transport.close()
@@ -240,6 +264,8 @@ class LocalProvider:
         # than the rate into a one-second window of the record than the limit ever let in
         at = now
         self._accept_times.setdefault(channel, []).append(at)
+        if key is not None and len(self._attempts) < _MAX_ATTEMPTS:
+            self._attempts.append((key, at, 200, None))
         ids = []
         for key, message_id, to in items:
             seen = self._record.get(key)
@@ -391,6 +417,9 @@ class LocalProvider:
 
     async def _messages(self, request: web.Request) -> web.Response:
         return web.json_response(self.messages())
+
+    async def _attempts_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.attempts())
 
 
 def _env(var: str | None, what: str) -> str | None:

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import aiohttp
 
-from engine.sending.protocol import FAILED, Message, Result, content_fields
+from engine.sending.protocol import FAILED, Message, Result, content_fields, refused
 from adapters.http import HttpAdapter, Secret, result_for
 
 __all__ = ["SendGridAdapter", "MAX_PERSONALIZATIONS"]
@@ -83,12 +83,12 @@ class SendGridAdapter(HttpAdapter):
             return []
         if len(batch) > self.max_batch:
             raise ValueError(f"batch of {len(batch)} exceeds max_batch {self.max_batch}")
-        bad = {m.message_id for m in batch if not _plausible(m.to)}
+        bad = {m.message_id: refused(m) or Result(m.message_id, FAILED, error=f"invalid email address {m.to!r}")
+               for m in batch if not _plausible(m.to) or refused(m) is not None}
         if bad:
             good = [m for m in batch if m.message_id not in bad]
             sent = iter(await self.send(good) if good else [])
-            return [Result(m.message_id, FAILED, error=f"invalid email address {m.to!r}")
-                    if m.message_id in bad else next(sent) for m in batch]
+            return [bad[m.message_id] if m.message_id in bad else next(sent) for m in batch]
         headers = {"Authorization": f"Bearer {self._key.reveal()}", "Content-Type": "application/json",
                    "Idempotency-Key": batch[0].message_id}
         reply = await self.request("POST", self.url, data=self.payload(batch), headers=headers)

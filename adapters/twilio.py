@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from engine.sending.protocol import Message, Result
+from engine.sending.protocol import Message, Result, refused
 from adapters.http import HttpAdapter, Secret, each, result_for
 
 __all__ = ["TwilioAdapter"]
@@ -43,6 +43,9 @@ class TwilioAdapter(HttpAdapter):
         self._auth = f"Basic {basic}"
 
     async def _one(self, m: Message) -> Result:
+        bad = refused(m)
+        if bad is not None:
+            return bad
         form = {"To": m.to, "From": self.sender, "Body": m.body}
         if self.status_callback:
             sep = "&" if "?" in self.status_callback else "?"

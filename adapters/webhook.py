@@ -25,7 +25,7 @@ from typing import Sequence
 
 import aiohttp
 
-from engine.sending.protocol import SENT, Message, Result
+from engine.sending.protocol import SENT, Message, Result, refused
 from engine.sending.signing import sign, verify_signature
 from adapters.http import HttpAdapter, Reply, Secret, each, result_for
 
@@ -154,6 +154,9 @@ class WebhookAdapter(HttpAdapter):
 
     async def send_one(self, m: Message) -> Result:
         """Deliver one message (``send([m])[0]`` without the list and one coroutine less)."""
+        bad = refused(m)
+        if bad is not None:
+            return bad
         body = message_json(m)
         ts, signature = self._sign(int(self._clock()), body)
         headers = {"Content-Type": "application/json", "Idempotency-Key": m.message_id,

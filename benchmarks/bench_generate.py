@@ -22,6 +22,7 @@ import os
 import numpy as np
 import pytest
 
+from engine.tz import Offsets
 from engine.schema import SECONDS_PER_DAY
 from engine.tz import parse_as_of
 
@@ -31,9 +32,9 @@ AS_OF = parse_as_of(gen.DEFAULT_AS_OF)
 ZONES = [z for z, _ in gen.TIMEZONES]
 
 
-def _offsets(days: int = 365) -> gen._Offsets:
+def _offsets(days: int = 365) -> Offsets:
     day0 = (AS_OF - (days + 800) * SECONDS_PER_DAY) // SECONDS_PER_DAY
-    return gen._Offsets(ZONES, day0, days + 810)
+    return Offsets(ZONES, day0 * SECONDS_PER_DAY, (day0 + days + 810) * SECONDS_PER_DAY)
 
 
 @pytest.mark.parametrize("fmt", gen.FORMATS)

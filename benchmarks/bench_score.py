@@ -26,6 +26,7 @@ import pytest
 
 from engine.scoring import kernels
 from engine.scoring import sendtime
+from engine.tz import next_local_hour, offset_table
 from engine.synth.generator import generate
 from engine.io.readers import iter_events, load_users
 from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
@@ -51,7 +52,7 @@ def prepared(world):
     tz = users.table["timezone"].fill_null("UTC").combine_chunks().dictionary_encode()
     zones = tz.dictionary.to_pylist()
     user_tz = tz.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    off, t0 = sendtime.offset_table(zones, AS_OF_S - 730 * 86400, AS_OF_S)
+    off, t0 = offset_table(zones, AS_OF_S - 730 * 86400, AS_OF_S)
     batches = list(iter_events(world / "events.arrow", users, as_of=AS_OF_S))
     return users, zones, user_tz, off, t0, batches
 
@@ -96,4 +97,4 @@ def test_best_times(benchmark, prepared):
 
 def test_next_local_hour(benchmark, prepared):
     zones = prepared[1]
-    benchmark(sendtime.next_local_hour, zones, AS_OF_S)
+    benchmark(next_local_hour, zones, AS_OF_S)

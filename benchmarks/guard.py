@@ -1,12 +1,16 @@
 """CI performance guard: run each quick side-by-side comparison against its floor.
 
 Reads ``benchmarks/floors.toml``; for each entry runs
-``python SCRIPT ARGS... --min-ratio FLOOR`` and collects the exit codes.  Each
+``python SCRIPT ARGS... --min-ratio FLOOR`` and collects the exit codes.  The entries
+watch the worst case: the fused pass on two generator seeds and on BG/NBD-process
+activity, the whole ``winback score`` command and the ``engine.score()`` API path, the
+BG/NBD fit at 200k users, and start-up.  Each
 script prints its own measured ratio and, when below the floor, which hot path
 regressed and by how much.  Exits 1 when any guard failed.
 
     python benchmarks/guard.py            # all guards
     python benchmarks/guard.py score send # some of them
+    WINBACK_BENCH_SLOWDOWN=pass:3 python benchmarks/guard.py score score_bgnbd   # must fail
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ def main(argv: list[str]) -> int:
     floors = tomllib.loads((ROOT / "benchmarks" / "floors.toml").read_text())
     names = argv or list(floors)
     failed = []
+    t_all = time.perf_counter()
     for name in names:
         entry = floors[name]
         script = ROOT / entry["script"]
@@ -40,6 +45,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(f"guard {name} (floor {entry['min_ratio']}x, {took:.0f}s): {status}\n{tail}\n\n")
         if proc.returncode != 0:
             failed.append(name)
+    sys.stdout.write(f"guard took {time.perf_counter() - t_all:.0f}s for {len(names)} entries\n")
     if failed:
         sys.stdout.write(
             f"performance guard failed for: {', '.join(failed)}. A hot path is markedly slower than "

@@ -27,6 +27,7 @@ from engine.errors import (
     ModelError,
     PolicyError,
     RuleError,
+    StorageError,
     WinbackError,
 )
 
@@ -50,6 +51,8 @@ _LAZY: dict[str, str] = {
     # score
     "score": "engine.scoring.pipeline",
     "BGNBD": "engine.scoring.bgnbd",
+    "backtest": "engine.scoring.backtest",
+    "summary_of": "engine.scoring.pipeline",
     # plan
     "load_campaign": "engine.planning.campaign",
     "Campaign": "engine.planning.campaign",
@@ -60,7 +63,7 @@ _LAZY: dict[str, str] = {
     # send
     "dispatch": "engine.sending.dispatcher",
     "send": "engine.sending.dispatcher",
-    "DispatchSummary": "engine.sending.dispatcher",
+    "DispatchSummary": "engine.sending.summary",
     "Ledger": "engine.ledger.store",
     "read_messages": "engine.ledger.read",
     "read_suppressions": "engine.ledger.read",
@@ -83,6 +86,7 @@ __all__ = [
     "DispatchError",
     "Interrupted",
     "DependencyError",
+    "StorageError",
     *_LAZY,
 ]
 

@@ -14,7 +14,8 @@ error's ``exit_code``.  Anything else escaping is a bug in winback.
     ├── PolicyError               a campaign is refused by a guard (e.g. broadcast guard)
     ├── DispatchError             sending could not start or finish (ledger, provider setup)
     │   └── Interrupted           a send was stopped by a signal; rerun to resume
-    └── DependencyError           an optional extra (report, dask, bench) is not installed
+    ├── DependencyError           an optional extra (report, dask, bench) is not installed
+    └── StorageError              the disk is full or a path is read-only (exit 7)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "DispatchError",
     "Interrupted",
     "DependencyError",
+    "StorageError",
 ]
 
 
@@ -86,3 +88,10 @@ class DependencyError(WinbackError):
     """Raised when an optional extra is needed but not installed; says which ``pip install`` fixes it."""
 
     exit_code = 6
+
+
+class StorageError(WinbackError):
+    """Raised when an output cannot be written: the disk is full, the file is too large for
+    the filesystem or a limit, or the directory is read-only (exit 7); names the file."""
+
+    exit_code = 7

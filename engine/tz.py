@@ -1,12 +1,30 @@
-"""Time helpers: parse ``--as-of``, convert between epoch seconds and Arrow timestamps.
+"""Time: ``--as-of`` parsing, epoch seconds <-> Arrow timestamps, and local time.
 
 Inside the numeric core every instant is ``int64`` seconds since the Unix epoch, UTC.
+
+Local time has one implementation, used by the generator, scoring, planning, simulate,
+report and explain.  :class:`Offsets` holds each zone's exact UTC-offset transitions
+(found with ``zoneinfo`` and bisected to the second); :meth:`Offsets.at` looks offsets up
+exactly.  The numba kernels take :meth:`Offsets.table`, the offsets at every
+:data:`OFFSET_STEP` (15 minutes) derived from the same transitions: exact for every
+transition on a 15-minute UTC boundary, which holds for every IANA zone since 2012
+except three one-minute-off changes in Antarctica/Casey (2020-2022).  Half-hour zones
+and half-hour DST changes (Australia/Lord_Howe) are exact.
+
+Where a user's timezone is missing or invalid, :func:`infer_timezones` is the one rule
+score and plan share (the phone number's country, else the default).
+
+Converting a local wall time to UTC (:func:`local_to_utc`) picks the first occurrence of
+a repeated local time and shifts a skipped one forward by the size of the gap, the
+convention of ``zoneinfo`` with ``fold=0``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
+import zoneinfo
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +32,13 @@ import pyarrow as pa
 from engine.errors import ConfigError
 from engine.schema import TIMESTAMP
 
-__all__ = ["parse_as_of", "to_epoch_seconds", "from_epoch_seconds"]
+__all__ = ["parse_as_of", "to_epoch_seconds", "from_epoch_seconds", "is_timezone", "check_timezone", "zone_index",
+           "Offsets", "OffsetLookup", "OFFSET_STEP", "offset_table", "local_instants", "local_to_utc",
+           "next_local_time", "next_local_hour", "infer_timezones", "TZ_SOURCES"]
+
+#: seconds per slot of :meth:`Offsets.table` (15 minutes)
+OFFSET_STEP = 900
+_DAY = 86_400
 
 
 def parse_as_of(value: str | dt.datetime | int | float | None) -> int:
@@ -66,3 +90,233 @@ def from_epoch_seconds(seconds: np.ndarray, null_mask: np.ndarray | None = None)
     """int64 epoch seconds to ``timestamp[us, UTC]``; ``null_mask`` True marks nulls."""
     us = np.asarray(seconds, dtype=np.int64) * 1_000_000
     return pa.array(us, type=TIMESTAMP, mask=null_mask)
+
+
+# --------------------------------------------------------------------------- timezones
+@functools.lru_cache(maxsize=4096)
+def is_timezone(name: object) -> bool:
+    """True when ``name`` is an IANA timezone name this machine's tz database knows."""
+    if not isinstance(name, str) or not name or name != name.strip():
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def check_timezone(name: object, where: str) -> str:
+    """``name`` if it is an IANA timezone, else a :class:`ConfigError` naming ``where``."""
+    if not is_timezone(name):
+        raise ConfigError(f"{where}: {name!r} is not an IANA timezone name; use e.g. 'America/New_York', "
+                          "'Europe/Berlin' or 'UTC'")
+    return str(name)
+
+
+def zone_index(table, default: str, column: str = "timezone") -> tuple[list[str], np.ndarray]:
+    """Distinct timezone names of ``table[column]`` (null -> ``default``) and each row's index (int64).
+
+    A table without the column puts every row in ``default``.
+    """
+    import pyarrow.compute as pc
+
+    if column not in table.column_names:
+        return [default], np.zeros(table.num_rows, np.int64)
+    col = pc.cast(table[column], pa.string()).fill_null(default)
+    enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+class Offsets:
+    """Exact UTC offsets (seconds) of ``zones`` for instants in [``start``, ``end``] (epoch s).
+
+    The offset is sampled with ``zoneinfo`` at noon UTC of each day; where it changes,
+    the transition instant is found to the second by bisection.  Lookups are one
+    ``searchsorted`` over (zone, instant) keys, never a per-instant ``zoneinfo`` call.
+    Instants outside the range take the offset at its nearest end.
+    """
+
+    _BIG = 1 << 40  # > any epoch second we meet; zone * _BIG + ts orders by zone, then time
+
+    def __init__(self, zones: list[str], start: int, end: int):
+        self.zones = list(zones)
+        day0 = int(start) // _DAY - 1
+        n_days = max(1, (int(end) - int(start)) // _DAY + 3)
+        keys, offs = [], []
+        for z, name in enumerate(self.zones):
+            tz = zoneinfo.ZoneInfo(name)
+
+            def off(t: int, tz=tz) -> int:
+                return int(dt.datetime.fromtimestamp(t, tz).utcoffset().total_seconds())
+
+            prev = off(day0 * _DAY)
+            keys.append(z * self._BIG)
+            offs.append(prev)
+            for d in range(n_days):
+                t = (day0 + d) * _DAY + 43_200
+                o = off(t)
+                if o != prev:
+                    lo, hi = t - _DAY, t          # the change happens in (lo, hi]
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        lo, hi = (mid, hi) if off(mid) == prev else (lo, mid)
+                    keys.append(z * self._BIG + hi)
+                    offs.append(o)
+                    prev = o
+        self.keys = np.array(keys, dtype=np.int64)
+        self.offs = np.array(offs, dtype=np.int64)
+
+    def at(self, zone: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Offset (s) in ``zone`` (index into the zones) at UTC instants ``ts`` (epoch s)."""
+        k = np.asarray(zone, np.int64) * self._BIG + np.clip(ts, 0, self._BIG - 1)
+        return self.offs[np.searchsorted(self.keys, k, side="right") - 1]
+
+    def to_utc(self, zone: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """UTC instants (epoch s) of local wall-clock times written as epoch seconds.
+
+        A wall-clock time that a DST change skips moves by the size of the change; one it
+        repeats takes one of its two instants (see :func:`local_to_utc` for fold=0).
+        """
+        return local - self.at(zone, local - self.at(zone, local))
+
+    def table(self, start: int, end: int) -> tuple[np.ndarray, int]:
+        """``(table, t0)``: int32 offsets [zone, slot] at ``t0 + OFFSET_STEP * slot`` for
+        slots covering [start, end], for numba kernels (index ``(t - t0) // OFFSET_STEP``)."""
+        t0 = (int(start) // OFFSET_STEP) * OFFSET_STEP
+        n = max(1, (int(end) - t0) // OFFSET_STEP + 2)
+        at = t0 + OFFSET_STEP * np.arange(n, dtype=np.int64)
+        out = np.empty((len(self.zones), n), np.int32)
+        for z in range(len(self.zones)):
+            out[z] = self.at(np.full(n, z, np.int64), at)
+        return out, t0
+
+
+def offset_table(zones: list[str], start: int, end: int) -> tuple[np.ndarray, int]:
+    """UTC offsets (int32 s) per zone and :data:`OFFSET_STEP` slot in [start, end]; ``(table, t0)``."""
+    return Offsets(zones, start, end).table(start, end)
+
+
+class OffsetLookup:
+    """UTC offset (seconds) of zone ``z`` at instant ``t``, vectorised over an offset table."""
+
+    def __init__(self, table: np.ndarray, t0: int):
+        self.table = np.ascontiguousarray(table)
+        self.t0 = int(t0)
+
+    def __call__(self, zone: np.ndarray, t: np.ndarray) -> np.ndarray:
+        h = np.clip((np.asarray(t, np.int64) - self.t0) // OFFSET_STEP, 0, self.table.shape[1] - 1)
+        return self.table[zone, h].astype(np.int64)
+
+    def local(self, zone, t):
+        """Local wall time (naive epoch seconds) of UTC instants ``t``."""
+        return np.asarray(t, np.int64) + self(zone, t)
+
+
+def local_instants(table, at: np.ndarray, default: str = "UTC") -> np.ndarray:
+    """Local wall time (naive epoch seconds) of each row's UTC instant ``at`` in its ``timezone``."""
+    at = np.asarray(at, np.int64)
+    if not len(at):
+        return at.copy()
+    zones, zone = zone_index(table, default)
+    return at + Offsets(zones, int(at.min()) - _DAY, int(at.max()) + _DAY).at(zone, at)
+
+
+def local_to_utc(off: OffsetLookup, zone: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """UTC instants whose local wall time in ``zone`` is ``local`` (seconds, naive)."""
+    local = np.asarray(local, np.int64)
+    o_before = off(zone, local - 14 * 3600)
+    o_after = off(zone, local + 14 * 3600)
+    u_b = local - o_before
+    u_a = local - o_after
+    ok_b = off(zone, u_b) == o_before
+    ok_a = off(zone, u_a) == o_after
+    both = ok_b & ok_a
+    out = np.where(ok_b, u_b, np.where(ok_a, u_a, u_b))  # neither: a gap -> shift forward (u_b)
+    return np.where(both, np.minimum(u_a, u_b), out)
+
+
+def next_local_time(off: OffsetLookup, zone: np.ndarray, after: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:
+    """First instant >= ``after`` at local ``minute_of_day`` (0..1439) in each user's zone."""
+    after = np.asarray(after, np.int64)
+    loc = off.local(zone, after)
+    day = loc // _DAY
+    cand = day * _DAY + np.asarray(minute_of_day, np.int64) * 60
+    t = local_to_utc(off, zone, cand)
+    later = t < after
+    if later.any():
+        t = np.where(later, local_to_utc(off, zone, cand + _DAY), t)
+    later = t < after
+    if later.any():  # a DST day can need one more day
+        t = np.where(later, local_to_utc(off, zone, cand + 2 * _DAY), t)
+    return t
+
+
+def next_local_hour(zones: list[str], after: int) -> np.ndarray:
+    """[n_zones, 24] int64: the first UTC instant > ``after`` at local ``h``:00 in each zone."""
+    after = int(after)
+    table, t0 = offset_table(zones, after - 2 * _DAY, after + 4 * _DAY)
+    off = OffsetLookup(table, t0)
+    z = np.repeat(np.arange(len(zones), dtype=np.int64), 24)
+    h = np.tile(np.arange(24, dtype=np.int64), len(zones))
+    return next_local_time(off, z, np.full(len(z), after + 1), h * 60).reshape(len(zones), 24)
+
+
+# --------------------------------------------------------------------------- inference
+#: where a user's timezone came from (``timezone_source`` in users and scores)
+TZ_SOURCES = ("given", "phone", "default")
+
+
+def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[pa.Array, pa.Array]:
+    """The timezone rule every step uses: ``(zones, sources)``, one per user.
+
+    A valid IANA ``timezone`` is kept (``given``).  A missing or invalid one is inferred
+    from the phone number's country and prefix (``phone``, via the ``phonenumbers``
+    library: only when the number maps to exactly one zone; +34 mobiles, Canary or
+    Madrid, do not).  Else the zone is null (``default``): scoring then learns the
+    user's hours in its ``--default-timezone`` and planning sends in the campaign's
+    timezone at the same UTC instant (see ``engine.planning.steps``).
+    """
+    n = len(timezone) if timezone is not None else (len(phone) if phone is not None else 0)
+    given = [None] * n if timezone is None else pa.array(timezone).cast(pa.string()).to_pylist()
+    zones = [z if z is not None and is_timezone(z.strip()) else None for z in given]
+    zones = [z.strip() if z else None for z in zones]
+    source = [0 if z is not None else 2 for z in zones]
+    if phone is not None and any(s == 2 for s in source):
+        phones = pa.array(phone).cast(pa.string()).to_pylist()
+        for i, (z, p) in enumerate(zip(zones, phones)):
+            if z is None and p:
+                found = _phone_zone(p.strip())
+                if found is not None:
+                    zones[i], source[i] = found, 1
+    labels = pa.DictionaryArray.from_arrays(pa.array(source, pa.int8()), pa.array(list(TZ_SOURCES)))
+    return pa.array(zones, pa.string()), labels.cast(pa.string())
+
+
+def _phone_zone(number: str) -> str | None:
+    """The one zone ``phonenumbers`` maps an E.164 number to, else None (unknown, several
+    zones, not E.164).  Numbers sharing their first 9 characters share the answer (the
+    library maps zones by prefix), so each prefix is parsed once."""
+    if not number.startswith("+"):
+        return None
+    digits = "+" + "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 8:
+        return None
+    key = digits[:9]
+    if key in _PREFIX_ZONES:
+        return _PREFIX_ZONES[key]
+    try:
+        import phonenumbers
+        from phonenumbers import timezone as pn_tz
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    try:
+        zones = [z for z in pn_tz.time_zones_for_number(phonenumbers.parse(digits, None))
+                 if z != "Etc/Unknown" and is_timezone(z)]
+    except phonenumbers.NumberParseException:
+        zones = []
+    if len(_PREFIX_ZONES) < 1 << 16:
+        _PREFIX_ZONES[key] = zones[0] if len(zones) == 1 else None
+    return zones[0] if len(zones) == 1 else None
+
+
+_PREFIX_ZONES: dict[str, str | None] = {}

@@ -326,3 +326,89 @@ def theme_picks(shares, conf, last_active, consumed, send_at, active, item_cats,
         themes.append(best)
         items.append(found[best] if best >= 0 else [])
     return themes, items
+
+
+def fatigue_weeks(n_users, uidx, ts, ev, as_of, weeks=26):
+    """Per user and week back from as_of (0 = the last 7 days): sends and opens (saturating at 255),
+    and the most recent week with an unsubscribe or complaint (-1: none); one event at a time."""
+    from engine.schema import COMPLAINT, OPEN, SEND, UNSUBSCRIBE
+
+    sends = [[0] * weeks for _ in range(n_users)]
+    opens = [[0] * weeks for _ in range(n_users)]
+    stop = [-1] * n_users
+    for u, t, e in zip(uidx, ts, ev):
+        age = as_of - int(t)
+        if age < 0 or age // (7 * 86400) >= weeks:
+            continue
+        w = age // (7 * 86400)
+        if e == SEND:
+            sends[u][w] = min(255, sends[u][w] + 1)
+        elif e == OPEN:
+            opens[u][w] = min(255, opens[u][w] + 1)
+        elif e in (UNSUBSCRIBE, COMPLAINT):
+            stop[u] = w if stop[u] < 0 else min(stop[u], w)
+    return sends, opens, stop
+
+
+def fatigue_budget_learned(beta_u, q_u, sent, complained, cap, window_days, u0, value_days, cost):
+    """One user at a time: count further messages while q e^(-beta load) > u0 (1 + load) (q M + cost)."""
+    import math
+
+    out = []
+    M = cap * value_days / window_days
+    for b, q, n, c in zip(beta_u, q_u, sent, complained):
+        k = 0
+        while not c and n + k < cap and q * math.exp(-b * (n + k)) > u0 * (1 + n + k) * (q * M + cost):
+            k += 1
+        out.append(k)
+    return out
+
+
+def kernel_best_hours(hour_hist, user_tz, pop_h, kernel, rho, k):
+    """Per user with evidence: argmax over h* of log pop[h*] + sum_h x_h log(rho K(h-h*) + (1-rho) pop[h])
+    (first maximum wins) and n/(n+k) x the Dirichlet posterior share of h* +- 1; None for no evidence."""
+    import math
+
+    out = []
+    for u in range(len(hour_hist)):
+        x = [float(v) for v in hour_hist[u]]
+        n = sum(x)
+        if not n > 0:
+            out.append(None)
+            continue
+        p = pop_h[user_tz[u]]
+        lp = []
+        for hs in range(24):
+            v = math.log(p[hs] + 1e-12)
+            for h in range(24):
+                if x[h] > 0:
+                    v += x[h] * math.log(rho * kernel[(h - hs) % 24] + (1 - rho) * p[h] + 1e-300)
+            lp.append(v)
+        bh = max(range(24), key=lambda h: (lp[h], -h))
+        around = sum(x[(bh + d) % 24] + k * p[(bh + d) % 24] for d in (-1, 0, 1))
+        out.append((bh, n / (n + k) * around / (n + k)))
+    return out
+
+
+def fatigue_user_sums(sends, opens, beta):
+    """Per user, from the definitions: loads L_w = (s_w - 1)/2 + s_(w+1)/2, shares p_w ~ s_w exp(-beta L_w),
+    S = O sum p L - sum o L, I = O (sum p L^2 - (sum p L)^2), E = sum s exp(-beta L), O = sum min(o, s)."""
+    import math
+
+    out = []
+    for u in range(len(sends)):
+        s = [float(v) for v in sends[u]]
+        o = [min(float(a), b) for a, b in zip(opens[u], s)]
+        W = len(s)
+        L = [0.5 * max(s[w] - 1, 0) + 0.5 * (s[w + 1] if w + 1 < W else 0.0) for w in range(W)]
+        e = [s[w] * math.exp(-beta[u] * L[w]) for w in range(W)]
+        E, O = sum(e), sum(o)
+        if E > 0:
+            p = [v / E for v in e]
+            mean = sum(pw * lw for pw, lw in zip(p, L))
+            var = sum(pw * lw * lw for pw, lw in zip(p, L)) - mean * mean
+            S, I = O * mean - sum(ow * lw for ow, lw in zip(o, L)), O * max(var, 0.0)
+        else:
+            S = I = 0.0
+        out.append((S, I, E, O))
+    return out

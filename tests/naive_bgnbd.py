@@ -57,3 +57,29 @@ def compress(x, t_x, T):
     for key in zip(x, t_x, T):
         out[key] = out.get(key, 0) + 1
     return out
+
+
+def p_none(t, x, t_x, T, r, alpha, a, b) -> float:
+    """P(no transaction in (T, T+t] | x, t_x, T) = (1 - P(alive)) + P(alive) * NBD(0; r+x, alpha+T, t):
+    the negative binomial pmf at 0 of the alive user's count, Gamma(r+x+k)/(Gamma(r+x) k!) p^(r+x) (1-p)^k
+    with p = (alpha+T)/(alpha+T+t), k = 0, at 40 digits."""
+    pa = p_alive(x, t_x, T, r, alpha, a, b)
+    with mp.workdps(DPS):
+        shape, rate, k = mp.mpf(r) + x, mp.mpf(alpha) + mp.mpf(T), 0
+        p = rate / (rate + mp.mpf(t))
+        nbd0 = mp.gamma(shape + k) / (mp.gamma(shape) * mp.factorial(k)) * p**shape * (1 - p) ** k
+        return float((1 - mp.mpf(pa)) + mp.mpf(pa) * nbd0)
+
+
+def p_none_by_integration(t, x, t_x, T, r, alpha, a, b) -> float:
+    """The same probability as an integral over the rate posterior Gamma(r+x, alpha+T) (slow; shape >= 1):
+    (1 - P(alive)) + P(alive) * int_0^inf exp(-lam t) f(lam) dlam."""
+    pa = p_alive(x, t_x, T, r, alpha, a, b)
+    with mp.workdps(20):
+        shape, rate = mp.mpf(r) + x, mp.mpf(alpha) + mp.mpf(T)
+
+        def dens(lam):
+            return mp.exp(-lam * (t + rate)) * rate**shape * lam ** (shape - 1) / mp.gamma(shape)
+
+        stay = mp.quad(dens, [0, shape / rate, 4 * shape / rate, mp.inf])
+        return float((1 - mp.mpf(pa)) + mp.mpf(pa) * stay)

@@ -22,3 +22,35 @@ def event_worlds(draw, max_users=6, max_events=60):
     val = np.array(draw(st.lists(st.one_of(st.floats(0, 500, allow_nan=False), st.just(float("nan"))),
                                  min_size=n, max_size=n)), np.float64)
     return n_users, uidx, ts, ev, ch, val
+
+
+#: short UTF-8 texts (no surrogates): template values and names
+utf8_names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+#: literal template text that holds no ``{{ }}`` markup
+template_literals = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10).filter(
+    lambda s: "{{" not in s and "}}" not in s and not s.endswith("{") and not s.startswith("}"))
+#: (successes, trials) with 0 <= successes <= trials, trials in 1..5000
+successes_of_trials = st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
+
+
+def boundary_world(kind, n=5000, seed=3):
+    """Whole-day summaries from a population with no churn and/or one shared rate (0.05 per day)."""
+    rng = np.random.default_rng(seed)
+    TT = rng.integers(7, 731, n).astype(float)
+    lam = np.full(n, 0.05) if "rate" in kind else rng.gamma(0.5, 0.1, n)
+    n_tx = rng.poisson(lam * TT)
+    x = n_tx if "churn" in kind else np.minimum(n_tx, rng.geometric(rng.beta(0.7, 2.5, n)))
+    tx = np.where(x > 0, TT * rng.beta(np.maximum(x, 1), np.maximum(n_tx - x + 1, 1)), 0.0)
+    tx = np.minimum(np.ceil(tx), TT)
+    return np.minimum(x, tx).astype(float), tx, TT
+
+
+#: campaign policies for the planner's property tests
+policies = st.fixed_dictionaries({
+    "max_messages": st.integers(1, 3),
+    "window_days": st.sampled_from([7, 30]),
+    "min_gap_hours": st.sampled_from([0, 8, 16, 30]),
+    "quiet_hours": st.sampled_from([["21:00", "08:00"], ["12:00", "14:00"], []]),
+    "channel_caps": st.sampled_from([{}, {"sms": 1}, {"email": 1, "push": 1}]),
+    "capacity_per_hour": st.sampled_from([{}, {"email": 3, "push": 2, "sms": 1}, {"email": 1}]),
+})

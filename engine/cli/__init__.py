@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-``func(args) -> int``.  Only :class:`engine.errors.WinbackError` is caught here:
-it becomes one line on stderr and the error's exit code.
+``func(args) -> int``.  :class:`engine.errors.WinbackError` is caught here: it
+becomes one line on stderr (scrubbed of every registered secret) and the error's exit
+code; so does an ``OSError`` of a full or read-only disk (a ``StorageError``, exit 7).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ COMMANDS = (
     "generate",
     "validate",
     "score",
+    "backtest",
     "plan",
     "explain",
     "send",
@@ -26,6 +28,7 @@ COMMANDS = (
     "receive",
     "simulate",
     "report",
+    "sunset",
     "partition",
 )
 
@@ -34,32 +37,46 @@ the main job, end to end:
   winback generate --users 100000 --seed 7 -o world/
   winback validate world/users.arrow world/events.arrow --as-of 2026-11-01
   winback score world/users.arrow world/events.arrow --as-of 2026-11-01 -o scores.arrow
+  winback backtest world/users.arrow world/events.arrow --as-of 2026-11-01 -o backtest/   # trust check
   winback plan scores.arrow examples/winback_lapsing.toml -o plan.arrow
   winback provider --port 8025 &      # a local provider speaking every provider's API
   winback send plan.arrow --providers examples/providers.local.toml --ledger ledger.db --now
   winback simulate plan.arrow --truth world/truth.arrow --ledger ledger.db -o outcomes/
   winback report plan.arrow outcomes/ --ledger ledger.db -o report/
+  winback sunset report/ --ledger ledger.db --dry-run
 
 run 'winback COMMAND --help' for the options of each step.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """``--version``, reading the package metadata only when asked (importlib.metadata costs ~20 ms)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ver = version("winback")
+        except PackageNotFoundError:  # running from a source tree
+            ver = "unknown"
+        parser.exit(message=f"winback {ver}\n")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of ``only`` (what ``main`` uses for a known command,
+    so that running one step never imports the modules of the others)."""
     parser = argparse.ArgumentParser(
         prog="winback",
         description="Score, plan, send and measure re-engagement campaigns for inactive users.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("winback")
-    except PackageNotFoundError:  # running from a source tree
-        ver = "unknown"
-    parser.add_argument("--version", action="version", version=f"winback {ver}")
+    parser.add_argument("--version", action=_Version, help="show the installed winback version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         try:
             module = importlib.import_module(f"engine.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -70,8 +87,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pyarrow_without_pandas() -> None:
+    """Tell pyarrow, before its first call, that pandas is absent (saves its 0.2 s import).
+
+    pyarrow imports pandas on its first array or compute call, only to recognise pandas
+    objects among the arguments; the command line never hands it any.  A later
+    ``to_pandas()`` still imports pandas.  Skipped when pandas is already loaded.
+    """
+    if "pandas" in sys.modules:
+        return
+
+    class _Hidden:
+        def find_spec(self, name, path=None, target=None):
+            if name == "pandas":
+                raise ModuleNotFoundError("pandas is not needed by the command line", name=name)
+            return None
+
+    import pyarrow as pa
+
+    hidden = _Hidden()
+    sys.meta_path.insert(0, hidden)
+    try:
+        pa.array([0])  # pyarrow's one pandas probe happens here
+    finally:
+        sys.meta_path.remove(hidden)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    if command not in (None, "provider") and "--dask" not in argv:  # Dask hands pandas objects to pyarrow
+        _pyarrow_without_pandas()
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -79,16 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except WinbackError as exc:
-        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        from engine.sending.scrub import scrub
+
+        sys.stderr.write(f"{type(exc).__name__}: {scrub(str(exc))}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("Interrupted.\n")
-        return 130
     except BrokenPipeError:  # output piped into head or less that closed early
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full or read-only disk outside an atomic write: one line too
+        from engine.io.atomic import storage_error
+
+        err = storage_error(exc)
+        if err is None:
+            raise
+        sys.stderr.write(f"{type(err).__name__}: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print every step's decision for USER_ID (channel, send time, variant, reason) "
                     "and, with --scores, the scores that drove it.",
         epilog="examples:\n  winback explain 1000011 --plan plan.arrow --scores scores.arrow\n"
-               "  winback explain 1000011 --plan plan.arrow --items world/items.arrow   # titles of the picked items",
+               "  winback explain 1000011 --plan plan.arrow --items world/items.arrow   # titles of the picked items\n"
+               "  winback explain 1000011 --plan plan.arrow --ledger ledger.db   # what happened at send time",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("user_id", type=int, help="the user's id")
@@ -21,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scores", default=None, metavar="FILE", help="scores file, to show the inputs too")
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue the plan was made with, to show the picked items' titles")
+    p.add_argument("--ledger", default=None, metavar="DB",
+                   help="the ledger 'winback send' wrote: also show what happened at send time (sent, re-timed, "
+                        "skipped with its reason: exited, suppressed, cap_other_campaigns, too_late, complaint), the "
+                        "user's messages from other campaigns and suppressions, e.g. --ledger ledger.db")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan_table, _ = read_plan(args.plan)
     scores = read_table(args.scores, "scores") if args.scores else None
-    out = explain(args.user_id, plan_table, scores)
+    out = explain(args.user_id, plan_table, scores, ledger=args.ledger)
     titles = {}
     if args.items:
         from engine.io.items import load_items
@@ -67,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"      moved {r['moved']}")
         else:
             print(f"  step {r['step_index']} {r['step']}: not sent - {r['reason']}")
+        sent = r.get("sent")
+        if sent:
+            what = sent["state"] + (f" at {sent['sent_at']} UTC" if sent.get("sent_at") else "") + \
+                (f" - {sent['why']}" if sent.get("why") else "") + \
+                (f" (re-timed to {sent['retimed_to']} UTC)" if sent.get("retimed_to") else "")
+            print(f"      at send time: {what}")
         if r.get("theme"):
             shown = [f"{i} {titles[i]!r}" if i in titles else str(i) for i in r.get("items") or []]
             print(f"      content: {r['theme']}" + (f", items {', '.join(shown)}" if shown else ", no items found"))
@@ -75,4 +86,15 @@ def run(args: argparse.Namespace) -> int:
                                             ("suppressed", c["suppressed"])) if bad]
             rate = "?" if c["response_rate"] is None else f"{c['response_rate']:.3f}"
             print(f"      {c['channel']:<5} response {rate}  {', '.join(flags) or 'reachable'}")
+    led = out.get("ledger")
+    if led is not None:
+        other = led["other_campaigns"]
+        print(f"  ledger {led['path']}: {len(other)} messages from other campaigns"
+              + (":" if other else ""))
+        for m in other[:20]:
+            when = m["sent_at"] or m["send_at"]
+            print(f"      {m['campaign_id']} {m['step']} {m['channel']} {m['state']} {when} UTC"
+                  + (f" - {m['last_error']}" if m["last_error"] else ""))
+        for sup in led["suppressions"]:
+            print(f"      suppressed on {sup['channel']} ({sup['reason']}) since {sup['at']} UTC")
     return 0

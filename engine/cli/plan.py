@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,25 +56,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.io.atomic import write_table
-    from engine.planning.planner import plan
+    import sys
 
-    from pathlib import Path
+    from engine.planning.run import plan_to
 
-    from engine.planning.partitioned import is_partitioned_scores, plan_partitioned
-
-    if args.dask is not None or (is_partitioned_scores(args.scores) and not Path(args.output).suffix):
-        s = plan_partitioned(args.scores, args.campaign, out_dir=args.output, as_of=args.as_of, dask=args.dask,
-                             n_workers=args.workers, ledger=args.ledger, items=args.items,
-                             progress=not args.no_progress)
+    s = plan_to(args.scores, args.campaign, args.output, as_of=args.as_of, ledger=args.ledger, items=args.items,
+                dask=args.dask, workers=args.workers, progress=not args.no_progress,
+                warn=lambda text: sys.stderr.write(f"warning: {text}\n"))
+    if s["partitioned"]:
         where = f"on Dask ({args.dask}, {s['workers']} workers)" if args.dask else "one after another in this process"
         print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) in {s['partitions']} partitions "
               f"{where} in {s['seconds']:.1f} s -> {args.output}/")
     else:
-        _warn_memory(args)
-        table = plan(args.scores, args.campaign, as_of=args.as_of, ledger=args.ledger, items=args.items)
-        write_table(table, args.output)
-        s = json.loads(table.schema.metadata[b"winback.plan"])["summary"]  # computed once, by plan()
         print(f"planned {s['planned']:,} messages ({s['rows']:,} user-steps) -> {args.output}")
     print("  per step/channel: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_step_channel"].items())))
     print("  not messaged:     " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1])))
@@ -83,31 +75,8 @@ def run(args: argparse.Namespace) -> int:
     peak = max(hours) or 1
     bars = "".join(" .:-=+*#%@"[min(9, int(9 * h / peak))] for h in hours)
     print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
+    if s.get("timezones"):
+        print("  timezones:        " + ", ".join(f"{k} {v:,}" for k, v in s["timezones"].items()))
     if s.get("by_theme"):
         print("  themes:           " + ", ".join(f"{k} {v:,}" for k, v in s["by_theme"].items()))
     return 0
-
-
-#: measured peak bytes per scored user of a one-table plan of 3 steps (10M users: 17.6 GiB
-#: without content; with content it ran out of 24 GiB)
-_BYTES_PER_USER = {False: 1_900, True: 2_600}
-
-
-def _warn_memory(args: argparse.Namespace) -> None:
-    """Say so on stderr when a one-table plan will likely not fit in this machine's memory."""
-    import os
-    import sys
-
-    import pyarrow.dataset as ds
-
-    try:
-        rows = ds.dataset(args.scores, format="parquet" if str(args.scores).endswith(".parquet") else "ipc").count_rows()
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except Exception:  # a CSV, a directory, an unknown platform: no estimate
-        return
-    need = rows * _BYTES_PER_USER[args.items is not None]
-    if need > 0.8 * total:
-        sys.stderr.write(f"warning: planning {rows:,} users as one table needs about {need / 2**30:.0f} GiB and this "
-                         f"machine has {total / 2**30:.0f} GiB; if it runs out, plan partition by partition: "
-                         "winback partition USERS EVENTS -o parts/ --partitions 16; winback score parts/ -o scores/; "
-                         "winback plan scores/ CAMPAIGN -o plan/\n")

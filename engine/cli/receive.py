@@ -20,9 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Serve POST /sendgrid (SendGrid Event Webhook), POST /twilio (status callbacks) and POST /events "
             "(generic signed JSON for push and the webhook adapter); GET /_stats shows counters. Events are "
-            "mapped to open/click/bounce/complaint/unsubscribe (and a survey's signed reason answers on /events) and written in batches as DIR/part-XXXXXX.arrow; "
+            "mapped to open/click/bounce/complaint/unsubscribe (and a survey's signed reason answers on /events; unknown "
+            "event types are counted and skipped, malformed events rejected one by one) and written in batches as "
+            "DIR/part-XXXXXX.arrow; "
             "a request is acknowledged only once its batch is on disk. Unsigned, forged, malformed or oversized "
-            "requests get 4xx. Verification secrets come from the environment only: "
+            "requests get 4xx, and a replayed signed request is acknowledged without being written again; GET /_stats "
+            "answers loopback clients, others need 'Authorization: Bearer <one of the secrets>'. "
+            "Verification secrets come from the environment only: "
             f"{ENV['secret']} (/events, HMAC-SHA256 as the webhook adapter signs), "
             f"{ENV['sendgrid_public_key']} (SendGrid ECDSA key, base64 DER; needs the 'cryptography' package) "
             f"or {ENV['sendgrid_secret']} (shared-secret HMAC mode for /sendgrid), "
@@ -33,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  WINBACK_WEBHOOK_SECRET=s3cret winback receive --port 8025 -o feedback/\n"
             "  winback receive --port 8025 -o feedback/ --ledger ledger.db --public-url https://hooks.example.com\n"
-            "  curl -s http://127.0.0.1:8025/_stats          # counters: written, ignored, unmatched, rejected"
+            "  curl -s http://127.0.0.1:8025/_stats          # counters: written, ignored, unknown, replays, rejected"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="... or after T seconds, whichever comes first (default 1.0)")
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="base URL providers call (Twilio signs the full URL); default: the request's own URL")
+    p.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a client has to send its request headers, and then its body (default 10); "
+                        "slower connections are closed (headers) or answered 408 (body)")
+    p.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="open connections at most (default 256); more are answered 503 and closed, e.g. "
+                        "--max-connections 64 on a small machine")
     p.add_argument("--max-seconds", type=float, default=None, metavar="N",
                    help="stop after N seconds (for scripted runs); default: run until interrupted")
     p.set_defaults(func=run)
@@ -65,12 +75,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_body_kb < 1 or args.flush_events < 1 or args.flush_seconds <= 0:
         raise ConfigError("--max-body-kb and --flush-events must be at least 1 and --flush-seconds above 0")
+    if not args.read_timeout > 0 or args.max_connections < 1:
+        raise ConfigError("--read-timeout must be above 0 seconds and --max-connections at least 1, "
+                          "e.g. --read-timeout 10 --max-connections 256")
     secrets = {k: os.environ.get(v) or None for k, v in ENV.items()}
     if not any(secrets.values()):
         raise ConfigError("no verification secret is set, so every webhook would be refused; export at least "
                           f"one of {', '.join(ENV.values())}")
     rec = Receiver(args.output, ledger=args.ledger, public_url=args.public_url, max_body=args.max_body_kb * 1024,
-                   flush_events=args.flush_events, flush_seconds=args.flush_seconds, **secrets)
+                   flush_events=args.flush_events, flush_seconds=args.flush_seconds,
+                   read_timeout=args.read_timeout, max_connections=args.max_connections, **secrets)
 
     async def main() -> None:
         try:

@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if ads:
         print(f"ads removal: {ads['remove']:,} of {ads['audience']:,} audience users came back or opted out -> "
               + ", ".join(str(out / f) for f in ads["files"][:2]) + (" ..." if len(ads["files"]) > 2 else ""))
-    print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'}")
+    if s.get("skipped_at_send"):
+        print("not delivered at send time: " + ", ".join(f"{k} {v:,}" for k, v in s["skipped_at_send"].items()))
+    print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'} "
+          f"(suppress them with: winback sunset {out} --ledger LEDGER --dry-run)")
     print(f"report: {out / 'index.html'}")
     return 0

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  winback partition users.arrow events.arrow -o parts/ --partitions 16\n"
             "  winback score parts/ --as-of 2026-11-01 -o scores/ --dask local\n"
             "  winback score parts/users parts/events -o scores/ --dask tcp://10.0.0.5:8786\n"
-            "  winback score world/users.arrow world/events.arrow --items world/items.arrow -o scores.arrow"
+            "  winback score world/users.arrow world/events.arrow --items world/items.arrow -o scores.arrow\n"
+            "  winback score world/users.arrow world/events.arrow --horizon 90 --penalizer 0.001 -o scores.arrow"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -40,24 +41,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(a Parquet dataset directory for a partitioned input)")
     p.add_argument("--as-of", default=None, metavar="T",
                    help="score as of this UTC instant, ISO 8601 (default: now); later events are bad rows")
-    p.add_argument("--activity", default="session,purchase,click", metavar="EVENTS",
+    p.add_argument("--activity", default=None, metavar="EVENTS",
                    help="comma-separated events that make a user active (default session,purchase,click)")
-    p.add_argument("--default-timezone", default="UTC", metavar="TZ",
+    p.add_argument("--default-timezone", default=None, metavar="TZ",
                    help="IANA timezone for users without one (default UTC)")
     p.add_argument("--on-bad-rows", choices=("error", "quarantine"), default="error",
                    help="'error' (default): stop with a description of bad rows; 'quarantine': set them "
                         "aside beside the output (<output>.rejected/) and go on")
-    p.add_argument("--cap", type=int, default=3, metavar="N",
+    p.add_argument("--cap", type=int, default=None, metavar="N",
                    help="cross-channel cap used for fatigue_budget (default 3 messages)")
-    p.add_argument("--cap-window", type=int, choices=(7, 30), default=7, metavar="DAYS",
+    p.add_argument("--cap-window", type=int, choices=(7, 30), default=None, metavar="DAYS",
                    help="window of the cap in days, 7 or 30 (default 7)")
+    p.add_argument("--horizon", type=float, default=None, metavar="DAYS",
+                   help="lapse_risk is the chance of no activity in the next DAYS days (default 30), "
+                        "e.g. --horizon 90 for a quarterly view")
+    p.add_argument("--penalizer", type=float, default=None, metavar="C",
+                   help="L2 penalty on the BG/NBD parameters, lifetimes' penalizer_coef (default 0: plain "
+                        "maximum likelihood); e.g. --penalizer 0.001 pulls a boundary fit inside")
+    p.add_argument("--fatigue", choices=("learned", "rule"), default=None,
+                   help="fatigue_budget: 'learned' (default) from each user's response decay with message volume "
+                        "against the unsubscribe risk, or 'rule' (cap minus sends, less after unanswered streaks)")
     p.add_argument("--items", default=None, metavar="FILE",
                    help="the catalogue (item_id, title, category, added_at[, expires_at, editorial]): events "
                         "with an item_id then give each user category_affinity, affinity_confidence, "
                         "top_category and consumed_items, and each item its popularity and trend, for "
                         "'winback plan --items' to pick a theme and items per message "
                         "(e.g. --items world/items.arrow)")
-    p.add_argument("--affinity-half-life", type=float, default=90.0, metavar="DAYS",
+    p.add_argument("--affinity-half-life", type=float, default=None, metavar="DAYS",
                    help="half-life of an item interaction in the category affinity (default 90 days)")
     add_dask_options(p, "score a partitioned input on Dask: 'local' (a LocalCluster on this machine) or a "
                         "scheduler address such as tcp://10.0.0.5:8786 (workers need winback[dask] and the "
@@ -74,35 +84,31 @@ def add_dask_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from engine.scoring.run import score_to
 
-    from engine.io.atomic import write_table
-    from engine.scoring.pipeline import score, summary_of
-
-    qdir = None
-    if args.on_bad_rows == "quarantine":
-        qdir = str(Path(args.output).with_suffix("")) + ".rejected"
-    parts = _partitioned(args)
-    if parts is not None:
-        return _run_partitioned(args, parts, qdir)
-    if args.events is None:
-        from engine.errors import ConfigError
-
-        raise ConfigError(f"{args.users}: give EVENTS too, or pass the directory written by 'winback partition'")
-    table = score(args.users, args.events, as_of=args.as_of, activity=args.activity,
-                  default_timezone=args.default_timezone, on_bad_rows=args.on_bad_rows, quarantine=qdir,
-                  policy_cap=args.cap, policy_window_days=args.cap_window, progress=not args.no_progress,
-                  items=args.items, affinity_half_life_days=args.affinity_half_life)
-    write_table(table, args.output)
-    s = summary_of(table)
+    options = {name: value for name, value in (
+        ("activity", args.activity), ("default_timezone", args.default_timezone), ("policy_cap", args.cap),
+        ("policy_window_days", args.cap_window), ("affinity_half_life_days", args.affinity_half_life),
+        ("horizon_days", args.horizon), ("penalizer", args.penalizer), ("fatigue", args.fatigue))
+        if value is not None}
+    s = score_to(args.users, args.events, args.output, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
+                 dask=args.dask, workers=args.workers, items=args.items, progress=not args.no_progress, **options)
+    if s["partitioned"]:
+        return _print_partitioned(args, s)
+    qdir = s["quarantine"]
     m = s["model"]
     rate = s["events"] / max(s["aggregation_seconds"], 1e-9)
     print(f"scored {s['users']:,} users from {s['events']:,} events in {s['seconds']:.1f} s "
           f"(aggregation {s['aggregation_seconds']:.2f} s, {rate / 1e6:.1f}M events/s) -> {args.output}")
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
-          f"{m['iterations']} iterations")
+          f"{m['iterations']} iterations, {m['seconds']:.2f} s; lapse_risk over {s['lapse_horizon_days']:g} days")
+    for w in s.get("warnings", []):
+        print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
+    if s.get("timezone_sources"):
+        print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items())
+              + f" (default: hours learned in {args.default_timezone}, sent in the campaign's timezone)")
     if s.get("items"):
         it = s["items"]
         print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "
@@ -114,37 +120,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _partitioned(args: argparse.Namespace) -> str | None:
-    """The partition directory when USERS (and EVENTS) name a 'winback partition' output."""
-    from pathlib import Path
-
-    from engine.scoring.distributed import is_partitioned
-    from engine.errors import ConfigError, InputError
-
-    users = Path(args.users)
-    if not users.exists():
-        raise InputError(f"{users}: no such file or directory; pass the users file, or the directory written "
-                         "by 'winback partition'")
-    if args.events is None and is_partitioned(users):
-        return str(users)
-    if args.events is not None and users.name == "users" and Path(args.events).name == "events" \
-            and users.parent.resolve() == Path(args.events).parent.resolve() and is_partitioned(users.parent):
-        return str(users.parent)
-    if args.dask is not None:
-        raise ConfigError(f"--dask needs a partitioned input; run 'winback partition {args.users} "
-                          f"{args.events or 'EVENTS'} -o parts/ --partitions N' first, then "
-                          "'winback score parts/ --dask ...'")
-    return None
-
-
-def _run_partitioned(args: argparse.Namespace, parts: str, qdir: str | None) -> int:
-    from engine.scoring.distributed import score_partitioned
-
-    s = score_partitioned(parts, out_dir=args.output, as_of=args.as_of, dask=args.dask, n_workers=args.workers,
-                          activity=args.activity, default_timezone=args.default_timezone,
-                          on_bad_rows=args.on_bad_rows, quarantine=qdir, policy_cap=args.cap,
-                          policy_window_days=args.cap_window, items=args.items,
-                          affinity_half_life_days=args.affinity_half_life)
+def _print_partitioned(args: argparse.Namespace, s: dict) -> int:
+    qdir = s["quarantine"]
     m = s["model"]
     where = "in this process" if args.dask is None else f"on Dask ({args.dask}, {s['workers']} workers)"
     print(f"scored {s['users']:,} users from {s['events']:,} events in {s['partitions']} partitions {where} "
@@ -152,6 +129,8 @@ def _run_partitioned(args: argparse.Namespace, parts: str, qdir: str | None) -> 
           f"finalize {s['finalize_seconds']:.2f} s) -> {args.output}")
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows")
+    for w in m.get("warnings", []):
+        print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("users_rejected") or s.get("events_rejected"):
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "

@@ -10,6 +10,13 @@ examples:
   winback send plan.arrow --providers providers.toml --ledger ledger.db --dry-run
   winback send plan.arrow --providers providers.toml --ledger ledger.db \\
       --events events.arrow --max-seconds 3600
+  winback send plan.arrow --providers providers.toml --ledger ledger.db \\
+      --events feedback/ --max-lateness 2d      # a plan started late: re-timed, spacing kept
+
+Release: a message claimed late is re-timed to its next allowed local slot (out of
+quiet hours, its step spacing kept after the user's previous message), or skipped as
+too_late when more than --max-lateness past its target; every message is checked
+against the cap over every campaign in the ledger.  --now sends everything at once.
 
 exit codes: 0 every message is final (sent, dead or skipped); 75 stopped by
 --max-seconds with messages pending; 130 interrupted (SIGINT/SIGTERM); run the
@@ -36,12 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", required=True, metavar="DB",
                    help="SQLite ledger file; created on first use, reused to resume")
     p.add_argument("--now", action="store_true",
-                   help="send every planned message at once instead of waiting for its send_at")
+                   help="send every planned message at once, ignoring send times, step spacing and quiet hours "
+                        "(the cap still holds); the only way to send a plan as one burst")
+    p.add_argument("--max-lateness", default="6h", metavar="DURATION", type=_duration,
+                   help="how late past its target a message may still go, e.g. 90m, 6h, 2d (default 6h); "
+                        "later ones are skipped as too_late")
     p.add_argument("--dry-run", action="store_true",
                    help="print what would go out per channel, step and hour, with samples; touch nothing")
-    p.add_argument("--events", metavar="PATH",
-                   help="fresh events (Arrow/Parquet/CSV): users active since the campaign start "
-                        "leave later steps that have an exit rule")
+    p.add_argument("--events", metavar="PATH", action="append",
+                   help="fresh events (Arrow/Parquet/CSV file, or the directory 'winback receive' writes; "
+                        "repeatable): users who did what a step's exit_on names since the campaign start leave "
+                        "the later steps; re-read every 30 s during the send, e.g. --events feedback/")
     p.add_argument("--at-most-once", action="store_true",
                    help="never resend a message that was in flight when a previous run crashed "
                         "(it becomes dead instead); default is at-least-once for such messages")
@@ -51,14 +63,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _duration(text: str) -> float:
+    """Seconds of a duration like 90m, 6h, 2d or 3600 (seconds)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 90m, 6h or 2d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+    from pathlib import Path
+
+    from engine.ledger.store import ledger_error
     from engine.sending.dispatcher import send
 
-    summary = send(
-        args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
-        events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = send(
+            args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
+            events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
+            progress=not args.no_progress, max_lateness=args.max_lateness,
+        )
+    except sqlite3.DatabaseError as exc:  # the ledger broke mid-run (disk full, damaged page)
+        raise ledger_error(Path(args.ledger), exc) from None
     if args.dry_run:
         preview = summary.dry_run
         total = sum(preview.column("messages").to_pylist())
@@ -76,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
              for ch, c in summary.per_channel.items()]
     print(f"sent {summary.sent:,} messages in {summary.seconds:.1f} s "
           f"({summary.sent / max(summary.seconds, 1e-9):,.0f}/s); " + "; ".join(parts or ["nothing due"]))
+    if args.now:
+        print("--now: every message was released at once, ignoring send times and quiet hours")
+    if summary.retimed or summary.skipped:
+        print(f"release checks: {summary.retimed:,} late messages re-timed; skipped "
+              + (", ".join(f"{n:,} {why}" for why, n in sorted(summary.skipped.items())) or "none"))
     if summary.exited or summary.suppressed or summary.recovered:
         print(f"skipped {summary.exited:,} (exited) and {summary.suppressed:,} (suppressed); "
               f"{summary.recovered:,} recovered from a crashed run")

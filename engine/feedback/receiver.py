@@ -42,52 +42,65 @@ answers 500 and the provider retries (delivery is at least once: a batch whose
 suppressions fail after its file was written is written again on the retry).  Hard bounces, unsubscribes and complaints go to
 the ledger's ``suppressions`` table when a ledger is given.  Bad, unsigned or
 oversized payloads get 4xx and are counted by reason (``GET /_stats``).
+
+Each event of a batch is checked on its own: an unknown event type (such as SendGrid's
+``group_resubscribe``) is counted as ``unknown`` and skipped, a malformed event (a bad
+time, user id or address) is skipped with its reason in the answer's ``rejected`` list,
+and the rest of the batch is kept (a batch whose every event is malformed gets 400).
+
+Hostile clients: the signature headers (present, ASCII, a finite timestamp within
+``skew_seconds``) are checked before the body is read; a body must arrive within
+``read_timeout`` seconds, and so must the request headers of a new connection; at most
+``max_connections`` connections are open (more get 503); JSON nested deeper than
+:data:`MAX_JSON_DEPTH` is 400.  A signed request seen again within the skew window
+(a replay, or a provider's retry of a request already acknowledged) is answered 200
+and not written again; so is an event whose SendGrid ``sg_event_id`` was already
+written during this run.  ``GET /_stats`` answers loopback clients of a receiver
+listening on loopback, otherwise only with ``Authorization: Bearer <a configured
+secret>``.  Every client error is a 4xx, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
-import json
+import ipaddress
 import os
 import re
 import sqlite3
 import time
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pyarrow as pa
 from aiohttp import web
 
+from engine.feedback.events import (
+    MAX_JSON_DEPTH,
+    TWILIO_HARD,
+    TWILIO_OPTOUT,
+    BadPayload,
+    generic_events,
+    load_json,
+    sendgrid_events,
+    twilio_events,
+)
+from engine.feedback.replay import Replays
+from engine.feedback.signatures import ecdsa_verifier, sendgrid_hmac_signature, twilio_signature
 from engine.io.atomic import atomic_path
-from engine.errors import ConfigError, DependencyError, InputError
+from engine.errors import InputError
 from engine.schema import TIMESTAMP
 
-__all__ = ["Receiver", "EVENT_SCHEMA", "twilio_signature", "sendgrid_hmac_signature", "serve"]
+__all__ = ["Receiver", "EVENT_SCHEMA", "MAX_JSON_DEPTH", "TWILIO_HARD", "TWILIO_OPTOUT", "twilio_signature",
+           "sendgrid_hmac_signature", "serve"]
 
 #: schema of every part file: the contract's events plus the provider message id
 EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", pa.string()),
                           ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string()),
                           ("reason", pa.string())])
 
-_SG_MAP = {"open": "open", "click": "click", "bounce": "bounce", "spamreport": "complaint",
-           "unsubscribe": "unsubscribe", "group_unsubscribe": "unsubscribe"}
-_SG_IGNORED = {"delivered", "dropped", "processed", "deferred"}
-_SG_DROPPED = {"bounced address": "hard_bounce", "unsubscribed address": "unsubscribe",
-               "spam reporting address": "complaint"}
-_GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe", "reason"}
-#: a survey answer's ``reason`` (the names a survey step lists)
-_REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_CHANNELS = {"email", "sms", "push", "webhook"}
-#: Twilio error codes meaning the number will never take messages (hard bounce) ...
-TWILIO_HARD = {"21211", "21612", "21614", "30005", "30006"}
-#: ... and meaning the recipient opted out (STOP)
-TWILIO_OPTOUT = {"21610", "30004"}
-_MIN_TS, _MAX_TS = 946_684_800.0, 4_102_444_800.0  # 2000-01-01 .. 2100-01-01 UTC, epoch seconds
 _PART = re.compile(r"^part-(\d{6,})\.arrow$")
+_EPOCH_TEXT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")  # a signed timestamp: plain epoch seconds
 
 
 class _Reject(Exception):
@@ -96,74 +109,22 @@ class _Reject(Exception):
         self.status, self.reason, self.text = status, reason, text
 
 
-def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
-    """Twilio's ``X-Twilio-Signature``: base64 HMAC-SHA1 of URL + sorted name/value pairs."""
-    data = url + "".join(k + params[k] for k in sorted(params))
-    mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode()
-
-
-def sendgrid_hmac_signature(secret: str, timestamp: str, body: bytes) -> str:
-    """Shared-secret mode for /sendgrid: base64 HMAC-SHA256(secret, timestamp + body)."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256)
-    return base64.b64encode(mac.digest()).decode()
-
-
-def _ecdsa_verifier(public_key_b64: str):
-    try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.serialization import load_der_public_key
-    except ImportError:
-        raise DependencyError("SendGrid ECDSA signatures need the 'cryptography' package: pip install "
-                              "cryptography (or use the shared-secret HMAC mode)") from None
-    try:
-        key = load_der_public_key(base64.b64decode(public_key_b64))
-    except ValueError:
-        raise ConfigError("the SendGrid verification key is not a base64 DER public key; copy it from "
-                          "SendGrid's Mail Settings > Signed Event Webhook") from None
-
-    def verify(timestamp: str, body: bytes, signature: str) -> bool:
-        try:
-            key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-            return True
-        except (InvalidSignature, ValueError):
-            return False
-
-    return verify
-
-
-def _epoch(value, fallback: float) -> float:
-    if value is None:
-        return fallback
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a time")
-    if isinstance(value, (int, float)):
-        return float(value)
-    s = str(value)
-    try:
-        return float(s)
-    except ValueError:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            raise ValueError(f"time {s!r} has no UTC offset") from None
-        return dt.timestamp()
-
-
 class Receiver:
     """The webhook receiver; ``app()`` gives the aiohttp application, ``stats`` the counters.
 
     ``flush_events``: events per batch file; ``flush_seconds``: longest wait before a
     partial batch is written; ``max_body``: largest accepted body in bytes;
-    ``skew_seconds``: largest clock difference for signed timestamps.
+    ``skew_seconds``: largest clock difference for signed timestamps (also how long a
+    signature is remembered against replays); ``read_timeout``: seconds a client has for
+    its request headers and for its body; ``max_connections``: open connections at most.
     """
 
     def __init__(self, out_dir: str | os.PathLike, *, ledger: str | os.PathLike | None = None,
                  secret: str | None = None, sendgrid_public_key: str | None = None,
                  sendgrid_secret: str | None = None, twilio_token: str | None = None,
                  public_url: str | None = None, max_body: int = 1024 * 1024, flush_events: int = 1000,
-                 flush_seconds: float = 1.0, skew_seconds: float = 300.0, clock=time.time):
+                 flush_seconds: float = 1.0, skew_seconds: float = 300.0, read_timeout: float = 10.0,
+                 max_connections: int = 256, clock=time.time):
         self.out_dir = Path(out_dir)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,14 +139,20 @@ class Receiver:
             raise InputError(f"ledger {self.ledger} does not exist; pass the ledger 'winback send' wrote, or "
                              "leave --ledger out (then user ids must come in the payloads)")
         self._secret = secret
-        self._sg_verify = _ecdsa_verifier(sendgrid_public_key) if sendgrid_public_key else None
+        self._sg_verify = ecdsa_verifier(sendgrid_public_key) if sendgrid_public_key else None
         self._sg_secret = sendgrid_secret
         self._twilio_token = twilio_token
+        self._bearers = [x.encode() for x in (secret, sendgrid_secret, twilio_token) if x]
         self.public_url = public_url.rstrip("/") if public_url else None
         self.max_body = int(max_body)
         self.flush_events = max(1, int(flush_events))
         self.flush_seconds = float(flush_seconds)
         self.skew_seconds = float(skew_seconds)
+        self.read_timeout = float(read_timeout)
+        self.max_connections = max(1, int(max_connections))
+        #: ``GET /_stats`` without a secret from a loopback client of a loopback listener
+        self.stats_loopback_only = True
+        self._loopback_listener = True
         self._clock = clock
         parts = [int(m.group(1)) for p in self.out_dir.iterdir() if (m := _PART.match(p.name))]
         self._next_part = max(parts, default=-1) + 1
@@ -195,13 +162,19 @@ class Receiver:
         self._timer: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None
         self._led = None
+        self._pending: dict[str, asyncio.Future] = {}  # signature -> the first request's answer
+        self._replays = Replays(2 * self.skew_seconds)
         self.stats = {"requests": 0, "accepted": 0, "written": 0, "batches": 0, "ignored": 0,
-                      "unmatched": 0, "suppressions": 0, "rejected": {}, "write_errors": 0}
+                      "unmatched": 0, "unknown": 0, "malformed_events": 0, "replays": 0, "suppressions": 0,
+                      "rejected": {}, "write_errors": 0}
 
     # -- application -----------------------------------------------------------------
     def app(self) -> web.Application:
         """The aiohttp application (bodies above ``max_body`` are refused with 413)."""
-        app = web.Application(client_max_size=self.max_body)
+        from engine.feedback.guard import Watch, track_requests
+
+        self._watch = Watch(self.read_timeout)
+        app = web.Application(client_max_size=self.max_body, middlewares=[track_requests(self._watch)])
         app.router.add_post("/sendgrid", self._sendgrid)
         app.router.add_post("/twilio", self._twilio)
         app.router.add_post("/events", self._generic)
@@ -217,6 +190,15 @@ class Receiver:
             self._led = None
 
     async def _stats(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].encode("utf-8", "surrogateescape") if auth.startswith("Bearer ") else b""
+        ok = any(hmac.compare_digest(token, b) for b in self._bearers)
+        if not ok and self.stats_loopback_only and self._loopback_listener and _loopback(request.remote):
+            ok = True
+        if not ok:
+            self._reject("stats_auth")
+            return web.json_response({"error": "GET /_stats needs Authorization: Bearer <a receiver secret>"},
+                                     status=401)
         return web.json_response(self.stats)
 
     def _reject(self, reason: str) -> None:
@@ -226,174 +208,153 @@ class Receiver:
         if request.content_length is not None and request.content_length > self.max_body:
             raise _Reject(413, "oversized", f"body of {request.content_length} bytes is over {self.max_body}")
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), self.read_timeout)
         except web.HTTPRequestEntityTooLarge:
             raise _Reject(413, "oversized", f"body is over {self.max_body} bytes") from None
+        except asyncio.TimeoutError:
+            raise _Reject(408, "slow_body", f"the body did not arrive within {self.read_timeout:g} s") from None
 
-    async def _handle(self, request: web.Request, parse) -> web.Response:
+    async def _handle(self, request: web.Request, precheck, parse) -> web.Response:
         self.stats["requests"] += 1
+        key = None
         try:
-            events, supp = parse(await self._body(request), request)
+            key = precheck(request)  # signature headers, before a byte of the body is read
+            if key in self._pending:  # the same signed request is being stored right now
+                return await asyncio.shield(self._pending[key])
+            if self._replays.seen(key):
+                self.stats["replays"] += 1
+                return web.json_response({"accepted": 0, "replay": True})
+            raw = await self._body(request)
+            try:
+                events, supp, report = parse(raw, request)
+            except BadPayload as exc:
+                raise _Reject(400, "malformed", str(exc)) from None
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError, UnicodeError) as exc:
+                raise _Reject(400, "malformed", f"the body is not a valid payload ({type(exc).__name__})") \
+                    from None
+            st = self.stats
+            st["unknown"] += report["unknown"]
+            st["ignored"] += report["ignored"]
+            st["malformed_events"] += len(report["rejected"])
         except _Reject as r:
             self._reject(r.reason)
-            return web.json_response({"error": r.text}, status=r.status)
-        events = self._resolve(events)
-        if not events and not supp:
-            return web.json_response({"accepted": 0})
+            resp = web.json_response({"error": r.text}, status=r.status)
+            if r.status in (401, 403, 408, 413):
+                resp.force_close()  # an unread body is not drained
+            return resp
+        answer = asyncio.get_running_loop().create_future()
+        self._pending[key] = answer
         try:
-            await self._enqueue(events, supp)
-        except Exception as exc:  # noqa: BLE001 - the provider retries on 5xx
-            return web.json_response({"error": f"could not store events: {exc}"}, status=500)
-        return web.json_response({"accepted": len(events)})
+            resp = await self._store(events, supp, report)
+            if resp.status == 200:
+                self._replays.remember(key)
+            answer.set_result(resp)
+            return resp
+        except BaseException as exc:
+            answer.set_exception(exc)
+            answer.exception()  # retrieved: no "never retrieved" warning
+            raise
+        finally:
+            del self._pending[key]
+
+    async def _store(self, events: list[dict], supp: list[dict], report: dict) -> web.Response:
+        events, again = self._replays.claim(events)  # provider event ids already written: not again
+        self.stats["replays"] += again
+        events = self._resolve(events)
+        rejected = report["rejected"]
+        if rejected and not events and not supp and not report["unknown"] and not report["ignored"]:
+            self._reject("malformed")
+            return web.json_response({"error": "every event of the batch is malformed", "accepted": 0,
+                                      "rejected": rejected[:20]}, status=400)
+        body = {"accepted": len(events), "unknown": report["unknown"], "rejected": rejected[:20]}
+        if events or supp:
+            try:
+                await self._enqueue(events, supp)
+            except Exception as exc:  # noqa: BLE001 - the provider retries on 5xx
+                self._replays.release(events)
+                return web.json_response({"error": f"could not store events: {exc}"}, status=500)
+        return web.json_response(body)
 
     # -- the three shapes --------------------------------------------------------------
     async def _sendgrid(self, request: web.Request) -> web.Response:
-        return await self._handle(request, self._parse_sendgrid)
+        return await self._handle(request, self._precheck_sendgrid, self._parse_sendgrid)
 
-    def _parse_sendgrid(self, raw: bytes, request: web.Request):
+    def _precheck_sendgrid(self, request: web.Request) -> str:
         sig = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
         ts = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
         if not sig or not ts:
             raise _Reject(401, "unsigned", "missing X-Twilio-Email-Event-Webhook-Signature/-Timestamp")
+        if self._sg_verify is None and self._sg_secret is None:
+            raise _Reject(403, "signature", "/sendgrid has no verification key configured")
+        _ascii(sig)
+        self._check_skew(ts)
+        return "sg:" + sig
+
+    def _parse_sendgrid(self, raw: bytes, request: web.Request):
+        sig = request.headers["X-Twilio-Email-Event-Webhook-Signature"]
+        ts = request.headers["X-Twilio-Email-Event-Webhook-Timestamp"]
         ok = False
         if self._sg_verify is not None:
             ok = self._sg_verify(ts, raw, sig)
         if not ok and self._sg_secret is not None:
-            ok = hmac.compare_digest(sendgrid_hmac_signature(self._sg_secret, ts, raw), sig)
+            ok = hmac.compare_digest(sendgrid_hmac_signature(self._sg_secret, ts, raw).encode(), sig.encode())
         if not ok:
-            raise _Reject(401 if (self._sg_verify or self._sg_secret) else 403, "signature",
-                          "signature does not match" if (self._sg_verify or self._sg_secret)
-                          else "/sendgrid has no verification key configured")
-        self._check_skew(ts)
-        doc = self._json(raw)
-        if not isinstance(doc, list):
-            raise _Reject(400, "malformed", "a SendGrid event webhook body is a JSON array")
-        now = self._clock()
-        events, supp = [], []
-        for e in doc:
-            if not isinstance(e, dict) or "event" not in e:
-                raise _Reject(400, "malformed", "every SendGrid event is an object with 'event'")
-            kind = str(e["event"])
-            if kind in _SG_IGNORED:
-                self.stats["ignored"] += 1
-                why = str(e.get("reason", "")).lower()  # dropped for an address SendGrid already suppresses
-                reason = next((r for k, r in _SG_DROPPED.items() if kind == "dropped" and k in why), None)
-                if reason and e.get("email"):
-                    ev = self._event("bounce", "email", e.get("message_id"), e.get("user_id"), e.get("timestamp"), now)
-                    supp.append({"channel": "email", "address": e["email"], "event": ev, "reason": reason})
-                continue
-            if kind not in _SG_MAP:
-                raise _Reject(400, "malformed", f"unknown SendGrid event {kind!r}")
-            ev = self._event(_SG_MAP[kind], "email", e.get("message_id"), e.get("user_id"),
-                             e.get("timestamp"), now, provider_id=e.get("sg_message_id"))
-            events.append(ev)
-            hard = kind == "bounce" and str(e.get("type", "bounce")) == "bounce"
-            if hard or ev["event"] in ("unsubscribe", "complaint"):
-                supp.append({"channel": "email", "address": e.get("email"), "event": ev,
-                             "reason": "hard_bounce" if hard else ev["event"]})
-        return events, supp
+            raise _Reject(401, "signature", "signature does not match")
+        return sendgrid_events(load_json(raw), self._clock())
 
     async def _twilio(self, request: web.Request) -> web.Response:
-        return await self._handle(request, self._parse_twilio)
+        return await self._handle(request, self._precheck_twilio, self._parse_twilio)
 
-    def _parse_twilio(self, raw: bytes, request: web.Request):
+    def _precheck_twilio(self, request: web.Request) -> str:
         sig = request.headers.get("X-Twilio-Signature", "")
         if not sig:
             raise _Reject(401, "unsigned", "missing X-Twilio-Signature")
+        if self._twilio_token is None:
+            raise _Reject(403, "signature", "/twilio has no auth token configured")
+        _ascii(sig)
+        return "tw:" + sig
+
+    def _parse_twilio(self, raw: bytes, request: web.Request):
+        sig = request.headers["X-Twilio-Signature"]
         try:
             params = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw)))
         except (UnicodeDecodeError, ValueError):
             raise _Reject(400, "malformed", "the body is not a form") from None
-        if self._twilio_token is None:
-            raise _Reject(403, "signature", "/twilio has no auth token configured")
         url = (self.public_url + request.path_qs) if self.public_url else str(request.url)
-        if not hmac.compare_digest(twilio_signature(self._twilio_token, url, params), sig):
+        if not hmac.compare_digest(twilio_signature(self._twilio_token, url, params).encode(), sig.encode()):
             raise _Reject(401, "signature", "signature does not match")
-        status, sid = params.get("MessageStatus"), params.get("MessageSid")
-        if not status or not sid:
-            raise _Reject(400, "malformed", "a Twilio status callback has MessageSid and MessageStatus")
-        if status not in ("undelivered", "failed"):
-            self.stats["ignored"] += 1
-            return [], []
-        code = params.get("ErrorCode", "")
-        kind = "unsubscribe" if code in TWILIO_OPTOUT else "bounce"
-        q = request.query  # a StatusCallback URL may carry ?message_id=...&user_id=...
-        ev = self._event(kind, "sms", q.get("message_id"), q.get("user_id") or params.get("user_id"), None,
-                         self._clock(), provider_id=sid)
-        supp = []
-        if code in TWILIO_OPTOUT or code in TWILIO_HARD:
-            supp.append({"channel": "sms", "address": params.get("To"), "event": ev,
-                         "reason": "unsubscribe" if kind == "unsubscribe" else "hard_bounce"})
-        return [ev], supp
+        # a StatusCallback URL may carry ?message_id=...&user_id=...
+        return twilio_events(params, request.query, self._clock())
 
     async def _generic(self, request: web.Request) -> web.Response:
-        return await self._handle(request, self._parse_generic)
+        return await self._handle(request, self._precheck_generic, self._parse_generic)
 
-    def _parse_generic(self, raw: bytes, request: web.Request):
+    def _precheck_generic(self, request: web.Request) -> str:
         ts = request.headers.get("X-Winback-Timestamp", "")
         sig = request.headers.get("X-Winback-Signature", "")
         if not ts or not sig:
             raise _Reject(401, "unsigned", "missing X-Winback-Timestamp/X-Winback-Signature")
         if self._secret is None:
             raise _Reject(403, "signature", "/events has no secret configured")
+        _ascii(sig)
+        self._check_skew(ts)
+        return "ev:" + sig
+
+    def _parse_generic(self, raw: bytes, request: web.Request):
         from engine.sending.signing import verify_signature
 
-        if not verify_signature(self._secret, ts, raw, sig):
+        ts = request.headers["X-Winback-Timestamp"]
+        if not verify_signature(self._secret, ts, raw, request.headers["X-Winback-Signature"]):
             raise _Reject(401, "signature", "signature does not match")
-        self._check_skew(ts)
-        doc = self._json(raw)
-        items = doc.get("events") if isinstance(doc, dict) and "events" in doc else doc
-        items = [items] if isinstance(items, dict) else items
-        if not isinstance(items, list):
-            raise _Reject(400, "malformed", "the body is an event object, a list, or {\"events\": [...]}")
-        now = self._clock()
-        events, supp = [], []
-        for e in items:
-            if not isinstance(e, dict) or e.get("event") not in _GENERIC_EVENTS or e.get("channel") not in _CHANNELS:
-                raise _Reject(400, "malformed", f"every event needs 'event' in {sorted(_GENERIC_EVENTS)} and "
-                                                f"'channel' in {sorted(_CHANNELS)}")
-            if e.get("message_id") is None and e.get("user_id") is None:
-                raise _Reject(400, "malformed", "every event needs 'message_id' or 'user_id'")
-            ev = self._event(e["event"], e["channel"], e.get("message_id"), e.get("user_id"), e.get("ts"), now)
-            if e["event"] == "reason":  # a survey answer: why the user left (a survey step's reasons)
-                if not isinstance(e.get("reason"), str) or not _REASON.match(e["reason"]):
-                    raise _Reject(400, "malformed", "a 'reason' event needs 'reason': a survey reason name such as "
-                                                    "\"too_many_messages\" (lower-case letters, digits, '_')")
-                ev["reason"] = e["reason"]
-            events.append(ev)
-            if ev["event"] in ("unsubscribe", "complaint") or (ev["event"] == "bounce" and e.get("hard", True)):
-                supp.append({"channel": e["channel"], "address": e.get("address"), "event": ev,
-                             "reason": "hard_bounce" if ev["event"] == "bounce" else ev["event"]})
-        return events, supp
+        return generic_events(load_json(raw), self._clock())
 
     # -- helpers -----------------------------------------------------------------------
-    def _json(self, raw: bytes):
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise _Reject(400, "malformed", "the body is not JSON") from None
-
     def _check_skew(self, ts: str) -> None:
-        try:
-            skew = abs(self._clock() - float(ts))
-        except ValueError:
-            raise _Reject(401, "timestamp", "the signature timestamp is not epoch seconds") from None
-        if skew > self.skew_seconds:
+        if not _EPOCH_TEXT.match(ts):
+            raise _Reject(401, "timestamp", "the signature timestamp is not epoch seconds")
+        skew = abs(self._clock() - float(ts))
+        if not skew <= self.skew_seconds:
             raise _Reject(401, "timestamp", f"signature timestamp {skew:.0f} s away from the server clock")
-
-    def _event(self, kind, channel, message_id, user_id, ts, now, provider_id=None) -> dict:
-        try:
-            at = _epoch(ts, now)
-            uid = None if user_id in (None, "") else int(user_id)
-            if not _MIN_TS <= at < _MAX_TS:
-                raise ValueError(f"time {ts!r} is not between 2000 and 2100")
-            if uid is not None and not -(2**63) <= uid < 2**63:
-                raise ValueError(f"user_id {user_id!r} does not fit 64 bits")
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise _Reject(400, "malformed", f"bad user_id or timestamp: {exc}") from None
-        return {"user_id": uid, "ts": int(round(at * 1e6)), "event": kind, "channel": channel,
-                "message_id": None if message_id is None else str(message_id),
-                "provider_id": None if provider_id is None else str(provider_id)}
 
     def _resolve(self, events: list[dict]) -> list[dict]:
         """Fill user_id (and message_id) from the ledger; drop and count what stays unknown."""
@@ -453,13 +414,15 @@ class Receiver:
             if not waiters:
                 return 0
             try:
+                # suppressions first: adding one twice is harmless (a retry after a failed
+                # part file), a part file written twice would duplicate its events
+                if supp and self.ledger is not None:
+                    self.stats["suppressions"] += await asyncio.to_thread(self._suppress, supp)
                 if buf:
                     await asyncio.to_thread(self._write_part, buf, self._next_part)
                     self._next_part += 1
                     self.stats["batches"] += 1
                     self.stats["written"] += len(buf)
-                if supp and self.ledger is not None:
-                    self.stats["suppressions"] += await asyncio.to_thread(self._suppress, supp)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 self.stats["write_errors"] += 1
                 for w in waiters:
@@ -508,9 +471,27 @@ def _fsync(path) -> None:
         os.close(fd)
 
 
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _ascii(signature: str) -> None:
+    if not signature.isascii() or len(signature) > 1024:
+        raise _Reject(401, "signature", "signature does not match")
+
+
 async def serve(receiver: Receiver, host: str = "127.0.0.1", port: int = 8025) -> web.AppRunner:
-    """Start ``receiver`` on ``host:port``; returns the runner (``await runner.cleanup()`` to stop)."""
-    runner = web.AppRunner(receiver.app(), access_log=None)
+    """Start ``receiver`` on ``host:port``; returns the runner (``await runner.cleanup()`` to stop).
+
+    At most ``receiver.max_connections`` connections; ``receiver.read_timeout`` seconds for
+    request headers (and for an idle keep-alive connection)."""
+    from engine.feedback.guard import GuardedSite
+
+    runner = web.AppRunner(receiver.app(), access_log=None, keepalive_timeout=receiver.read_timeout)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    receiver._loopback_listener = _loopback(host) or host == "localhost"
+    await GuardedSite(runner, host, port, watch=receiver._watch, max_connections=receiver.max_connections).start()
     return runner

@@ -6,6 +6,7 @@ A crash or an error never leaves a truncated or half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -17,7 +18,37 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-__all__ = ["atomic_path", "atomic_dir", "write_table"]
+from engine.errors import StorageError
+
+__all__ = ["atomic_path", "atomic_dir", "write_table", "storage_error", "STORAGE_ERRNOS"]
+
+#: errno values meaning "this disk or directory cannot take the write" (not a winback bug)
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+_STORAGE_TEXT = ("no space left", "disk quota", "read-only file system", "file too large", "permission denied")
+
+
+def storage_error(exc: BaseException, path: str | os.PathLike | None = None) -> StorageError | None:
+    """The one-line :class:`StorageError` for an ``OSError`` of a full or read-only disk, else None.
+
+    ``path`` names the file being written when the error itself does not."""
+    if not isinstance(exc, OSError):
+        return None
+    text = str(exc).lower()
+    if exc.errno not in STORAGE_ERRNOS and not any(t in text for t in _STORAGE_TEXT):
+        return None
+    where = path if path is not None else (exc.filename or "an output file")
+    code = exc.errno
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only" in text or "permission" in text:
+        what = "the directory is read-only or not writable by this user"
+        todo = "pass an output path in a directory this user can write"
+    elif code == errno.EFBIG or "too large" in text:
+        what = "the file is larger than this filesystem or a limit (ulimit -f) allows"
+        todo = "write to another filesystem or raise the limit"
+    else:
+        what = "the disk is full"
+        todo = "free space on that disk (or pass an output path on another one) and run the same command again"
+    return StorageError(f"cannot write {where}: {what} ({exc.strerror or exc}); {todo}. Nothing was "
+                        "half-written: earlier outputs are as they were.")
 
 
 def _umask() -> int:
@@ -30,17 +61,23 @@ def _umask() -> int:
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` on success."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise (storage_error(exc, final) or exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        err = storage_error(exc, final)
+        if err is not None:
+            raise err from None
         raise
 
 
@@ -48,8 +85,11 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``final``; swap it in for ``final`` on success."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as exc:
+        raise (storage_error(exc, final) or exc) from None
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
     try:
         yield tmp
@@ -62,8 +102,11 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        err = storage_error(exc, final)
+        if err is not None:
+            raise err from None
         raise
 
 

@@ -28,6 +28,7 @@ MAX_EXAMPLES = 5
 
 #: reason -> (column, what is wrong), in priority order (first match wins).
 USERS_REASONS: dict[str, tuple[str, str]] = {
+    "bad_utf8": ("(text)", "text that is not valid UTF-8 (re-save the file as UTF-8)"),
     "null_user_id": ("user_id", "a null user_id"),
     "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range"),
     "duplicate_user_id": ("user_id", "a user_id that an earlier row already has (the first row is kept)"),
@@ -39,6 +40,7 @@ USERS_REASONS: dict[str, tuple[str, str]] = {
     "bad_signup_at": ("signup_at", "a signup_at that is not a timestamp or an ISO 8601 time"),
 }
 EVENTS_REASONS: dict[str, tuple[str, str]] = {
+    "bad_utf8": ("(text)", "text that is not valid UTF-8 (re-save the file as UTF-8)"),
     "null_user_id": ("user_id", "a null user_id"),
     "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range"),
     "unknown_user": ("user_id", "a user_id that is not in the users table"),
@@ -50,7 +52,8 @@ EVENTS_REASONS: dict[str, tuple[str, str]] = {
     "future_ts": ("ts", "a timestamp after as_of"),
     "unknown_channel": ("channel", "a channel that is not one of email, sms, push"),
     "missing_channel": ("channel", "no channel on a send/open/click/unsubscribe/bounce/complaint event"),
-    "bad_value": ("value", "a value that is not a number"),
+    "bad_value": ("value", "a value that is not a finite number of at most 1e12 (NaN, inf, 1e308)"),
+    "negative_value": ("value", "a negative purchase value (a refund is not a purchase; leave it out)"),
     "bad_item_id": ("item_id", "an item_id that is not a whole number in the int64 range"),
 }
 ITEMS_REASONS: dict[str, tuple[str, str]] = {
@@ -103,6 +106,8 @@ class BadRows:
                                  "pass quarantine=PATH")
             self.quarantine = default_quarantine(source)
         self.counts: dict[str, int] = {}
+        #: reason -> the column it was found in, when the reason's own entry does not name one
+        self.columns: dict[str, str] = {}
         self.examples: dict[str, list[tuple[int, dict]]] = {}
         self.rows_read = 0
         self._ctx = None
@@ -212,6 +217,7 @@ class BadRows:
             if not count:
                 continue
             column, what = self.reasons[name]
+            column = self.columns.get(name, column)
             examples = ", ".join(
                 "row {} {{{}}}".format(r, ", ".join(f"{k}: {_short(v)}" for k, v in list(row.items())[:8]))
                 for r, row in self.examples.get(name, [])

@@ -78,8 +78,10 @@ def _raw(arr: pa.Array) -> np.ndarray | None:
     t = arr.type
     if pa.types.is_timestamp(t) or pa.types.is_date64(t) or pa.types.is_duration(t):
         dtype = np.int64
-    elif pa.types.is_integer(t) or pa.types.is_floating(t):
-        dtype = t.to_pandas_dtype()
+    elif pa.types.is_integer(t):
+        dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(t) else 'u'}{t.bit_width // 8}")
+    elif pa.types.is_floating(t):
+        dtype = np.dtype(f"f{t.bit_width // 8}")  # not t.to_pandas_dtype(): that imports pandas
     else:
         return None
     buf = arr.buffers()[1]
@@ -306,3 +308,47 @@ def _cast_isolating(arr: pa.Array, typ: pa.DataType) -> tuple[np.ndarray, np.nda
         out[lo:hi] = _np(cast, 0)
         ok[lo:hi] = True
     return out, ok
+
+
+def fix_utf8(arr) -> tuple[pa.Array, np.ndarray | None]:
+    """A string column whose every value is valid UTF-8: returns ``(array, bad)``.
+
+    ``bad`` is None when the column was valid (or is not text; the common case, one
+    validation pass); otherwise a mask of the rows whose bytes are not UTF-8, and the
+    array has those values decoded with U+FFFD replacement characters, so a message or
+    a quarantine file can show them.  Files read without UTF-8 checks (CSV) or written
+    by tools that do not check (Arrow, Parquet) can hold such bytes."""
+    arr = _combine(arr)
+    t = arr.type
+    if pa.types.is_dictionary(arr.type):
+        t = arr.type.value_type
+        if not is_stringlike(t):
+            return arr, None
+        try:
+            arr.dictionary.validate(full=True)
+            return arr, None
+        except pa.ArrowInvalid:
+            arr = arr.dictionary_decode()
+    if not is_stringlike(t):
+        return arr, None
+    try:
+        arr.validate(full=True)
+        return arr, None
+    except pa.ArrowInvalid:
+        pass
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())  # large_string / string_view: same checks below
+    vals = arr.view(pa.binary()).to_pylist()  # the slow path, only for a column with bad bytes
+    n = len(vals)
+    bad = np.zeros(n, dtype=bool)
+    fixed = []
+    for i, v in enumerate(vals):
+        if v is None:
+            fixed.append(None)
+            continue
+        try:
+            fixed.append(v.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad[i] = True
+            fixed.append(v.decode("utf-8", errors="replace"))
+    return pa.array(fixed, pa.string()), bad

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError, WinbackError
+from engine.io.meta import PLAN, read_meta, with_meta
 from engine.io.readers import read_table
 from engine.schema import DEFAULT_ACTIVITY, PLAN_SUMMARY_FILE
 from engine.tz import parse_as_of, to_epoch_seconds
@@ -42,19 +43,13 @@ def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
         except ValueError:
             meta = None
         if isinstance(meta, dict):
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                                   b"winback.plan": json.dumps(meta, default=str).encode()})
+            table = with_meta(table, PLAN, meta)
     return table, str(path)
 
 
 def plan_meta(plan: pa.Table) -> dict:
     """The ``winback.plan`` schema metadata (campaign id, as_of, steps, policy) or ``{}``."""
-    raw = (plan.schema.metadata or {}).get(b"winback.plan")
-    try:
-        meta = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return read_meta(plan, PLAN)
 
 
 def campaign_start(plan: pa.Table) -> float:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import os
-import zoneinfo
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -41,13 +42,30 @@ from engine.schema import (
     USERS_OPTIONAL,
     USERS_REQUIRED,
 )
-from engine.tz import from_epoch_seconds, parse_as_of
+from engine.tz import from_epoch_seconds, is_timezone, parse_as_of
+from engine.tz import infer_timezones as infer_tz
 from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
 from engine.io.userindex import UserIndex
 
 __all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows", "NO_ITEM"]
 
 _CHANNEL_EVENT_LUT = np.array([name in CHANNEL_EVENTS for name in EVENTS] + [False])
+#: largest purchase value accepted (any currency): above it a value is a typo or a sentinel,
+#: and a sum of a few of them overflows to inf
+MAX_VALUE = 1e12
+_PURCHASE = EVENTS.index("purchase")
+
+
+def _text_checked(table, bad_rows: BadRows):
+    """``table`` with every string column valid UTF-8, and the mask of rows that were not (or None)."""
+    bad = None
+    for i, name in enumerate(table.schema.names):
+        fixed, mask = co.fix_utf8(table.column(i))
+        if mask is not None:
+            table = table.set_column(i, name, fixed)
+            bad = mask if bad is None else bad | mask
+            bad_rows.columns.setdefault("bad_utf8", name)
+    return table, bad
 
 
 def _require(schema: pa.Schema, required: dict, path: Path, what: str) -> None:
@@ -83,16 +101,8 @@ class Users:
                 f"rows_read={self.rows_read}, rejected={self.rejected}, index={self.index!r})")
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_timezone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
-
-
-def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathLike | None = None) -> Users:
+def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathLike | None = None,
+               infer_timezones: bool = False) -> Users:
     """Read and normalise the users table; see the module docstring and docs/data-contract.md.
 
     ``Users.table`` has ``user_id`` int64, ``timezone`` string (null = campaign
@@ -100,16 +110,24 @@ def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
     False), ``signup_at`` timestamp[us, UTC]; missing optional columns are added
     (null, or False for consents); other columns pass through.  Of rows sharing a
     user_id the first is kept and later copies are rejected.
+
+    ``infer_timezones`` (scoring): an unknown timezone is not a bad row; every user's
+    timezone follows :func:`engine.tz.infer_timezones` (given, else the phone's, else
+    null for the default) and a ``timezone_source`` column says which.
     """
-    return BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine).load(_load_users, source)
+    return BadRows(source, "users", on_bad_rows=on_bad_rows, quarantine=quarantine).load(
+        functools.partial(_load_users, infer_timezones=infer_timezones), source)
 
 
-def _load_users(source, bad: BadRows) -> Users:
-    src = Source(source)
+def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
+    src = Source(source, check_utf8=False)  # bad bytes are bad rows (bad_utf8)
     table = src.read_all()
     _require(table.schema, USERS_REQUIRED, src.path, "users")
     n = table.num_rows
     reason = np.zeros(n, dtype=np.int8)
+    table, badtext = _text_checked(table, bad)  # pass-through columns too: later steps read them
+    if badtext is not None:
+        bad.mark(reason, badtext, "bad_utf8")
     cols: dict[str, pa.Array] = {}
     try:
         uid, null, badv = co.to_int64(table["user_id"])
@@ -128,8 +146,8 @@ def _load_users(source, bad: BadRows) -> Users:
     if "timezone" in table.column_names:
         tz = co.to_string(table["timezone"])
         tz = pc.if_else(pc.equal(pc.utf8_trim_whitespace(tz), ""), pa.scalar(None, pa.string()), tz)
-        distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not _is_timezone(v)]
-        if distinct:
+        distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not is_timezone(v)]
+        if distinct and not infer_timezones:
             bad.mark(reason, pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(
                 zero_copy_only=False), "unknown_timezone")
         cols["timezone"] = tz
@@ -151,6 +169,13 @@ def _load_users(source, bad: BadRows) -> Users:
     for name in ("email", "phone", "push_token"):
         if name in table.column_names:
             cols[name] = co.to_string(table[name])
+    if infer_timezones:
+        zones, source = infer_tz(cols.get("timezone"), cols.get("phone"))
+        cols["timezone"], cols["timezone_source"] = zones, source
+        if "timezone" not in table.column_names:
+            table = table.append_column("timezone", zones)
+        table = table.append_column("timezone_source", source) if "timezone_source" not in table.column_names \
+            else table
 
     bad.record(table, reason, 0)
     keep = reason == 0
@@ -197,7 +222,7 @@ class EventBatch:
 
 def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
-                progress: bool = False) -> Iterator[EventBatch]:
+                progress: bool = False, read_ahead: int = 0) -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
     ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
@@ -208,17 +233,69 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
     bad row of the whole input is raised after the last batch; with
     ``"quarantine"`` bad rows go to ``quarantine`` (default
     ``<input>.rejected.arrow`` beside the input) and iteration just ends.
+
+    ``read_ahead``: when > 0, batches are read and checked on a second thread, up to
+    that many ahead of the consumer (the same batches, in the same order; see
+    :func:`_read_ahead`).
     """
     as_of = parse_as_of(as_of)
     if isinstance(index, Users):
         index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
-    return _iter_events(source, index, as_of, bad, batch_rows, progress)
+    batches = _iter_events(source, index, as_of, bad, batch_rows, progress)
+    return _read_ahead(batches, read_ahead) if read_ahead > 0 else batches
+
+
+def _read_ahead(batches, depth: int):
+    """The items of the generator ``batches``, produced on a second thread up to ``depth`` ahead.
+
+    Reading and checking a batch (Arrow, numpy, the numba id lookup) mostly releases the
+    GIL, so it overlaps the consumer's work on the previous batch.  An exception of the
+    reader is raised here after the batches before it; when the consumer stops early,
+    the reader is closed on its own thread (so a quarantine file in progress is discarded).
+    """
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for b in batches:
+                if not put((b, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and raised there
+            put((end, exc))
+        finally:
+            batches.close()
+
+    reader = threading.Thread(target=produce, name="winback-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _open_events(source, bad: BadRows, batch_rows: int) -> Source:
     wanted = None if bad.on_bad_rows == "quarantine" else [*EVENTS_REQUIRED, *EVENTS_OPTIONAL]
-    src = Source(source, columns=wanted, batch_rows=batch_rows)
+    src = Source(source, columns=wanted, batch_rows=batch_rows, check_utf8=False)
     _require(src.schema, EVENTS_REQUIRED, src.path, "events")
     return src
 
@@ -231,7 +308,8 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
         pbar = bar(progress, total=src.num_rows, desc="events", unit="rows")
         try:
             for batch in src.batches():
-                eb, reason = _events_batch(batch, index, as_of, bad, src.path)
+                batch, badtext = _text_checked(batch, bad)
+                eb, reason = _events_batch(batch, index, as_of, bad, src.path, badtext)
                 bad.record(batch, reason, offset)
                 offset += batch.num_rows
                 pbar.update(batch.num_rows)
@@ -247,10 +325,13 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
     return gen()
 
 
-def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path):
+def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,
+                  badtext: np.ndarray | None = None):
     n = batch.num_rows
     names = batch.schema.names
     reason = np.zeros(n, dtype=np.int8)
+    if badtext is not None:
+        bad.mark(reason, badtext, "bad_utf8")
     column = "user_id"
     try:
         uid, null, badv = co.to_int64(batch.column("user_id"))
@@ -278,7 +359,11 @@ def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadR
         column = "value"
         if "value" in names:
             value, badv = co.to_float64(batch.column("value"))
+            with np.errstate(invalid="ignore"):
+                badv |= ~np.isnan(value) & ~(np.abs(value) <= MAX_VALUE)  # inf, 1e308
+                negative = (value < 0) & (ev == _PURCHASE)
             bad.mark(reason, badv, "bad_value")
+            bad.mark(reason, negative, "negative_value")
         else:
             value = np.full(n, np.nan)
         item = None

@@ -68,10 +68,10 @@ def _files(path: Path, suffixes: set[str] | None = None) -> list[Path]:
     return sorted(out)
 
 
-def _csv_convert(path: Path, text: tuple[str, ...] = _CSV_TEXT) -> pacsv.ConvertOptions:
+def _csv_convert(path: Path, text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool = True) -> pacsv.ConvertOptions:
     header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
     types = {name: pa.string() for name in header if name in text}
-    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, check_utf8=check_utf8)
 
 
 def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
@@ -82,12 +82,16 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
 
 
 class Source:
-    """Record batches of one input in read order, with its schema and row count when known."""
+    """Record batches of one input in read order, with its schema and row count when known.
+
+    ``check_utf8=False``: CSV text is not checked while reading (the caller checks it
+    per row, see :func:`engine.io.coerce.fix_utf8`), so one bad byte is one bad row."""
 
     def __init__(self, source, *, columns: list[str] | None = None, batch_rows: int = 1 << 20,
-                 csv_text: tuple[str, ...] = _CSV_TEXT):
+                 csv_text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool = True):
         self.batch_rows = max(1, int(batch_rows))
         self.csv_text = csv_text
+        self.check_utf8 = check_utf8
         self.num_rows: int | None = None
         if isinstance(source, (pa.Table, pa.RecordBatch)):  # an in-memory table (the Python API)
             self.path, self.fmt = Path("<table>"), "table"
@@ -111,7 +115,7 @@ class Source:
             import pyarrow.dataset as ds  # only for directories: it imports pandas
 
             if fmt == "csv":
-                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files[0], self.csv_text))
+                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files[0], self.csv_text, self.check_utf8))
             self._dataset = ds.dataset([str(f) for f in files], format=fmt_obj, partitioning="hive",
                                        partition_base_dir=str(path))
             self.schema = self._dataset.schema
@@ -139,7 +143,7 @@ class Source:
             self.schema = self._pq.schema_arrow
             self.num_rows = self._pq.metadata.num_rows
         else:
-            self._convert = _csv_convert(path, self.csv_text)
+            self._convert = _csv_convert(path, self.csv_text, self.check_utf8)
             self.schema = pacsv.open_csv(path, convert_options=self._convert).schema
         self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from engine.errors import InputError
 from engine.schema import TIMESTAMP
 
-__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "planned_as_sent"]
+__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "read_user", "read_contacts", "planned_as_sent"]
 
 
 def _open_ro(path: str | os.PathLike) -> sqlite3.Connection:
@@ -66,6 +66,11 @@ def _read(path, table: str, schema: pa.Schema, times: Sequence[str]) -> pa.Table
     con = _open_ro(path)
     try:
         return _table(con, f"SELECT {', '.join(f.name for f in schema)} FROM {table} ORDER BY rowid", schema, times)
+    except sqlite3.DatabaseError as exc:  # a damaged page: one line, not a traceback
+        name = Path(path).name
+        raise InputError(f"ledger {path} cannot be read ({' '.join(str(exc).split())}): it is damaged. Restore it "
+                         f"from a backup, or salvage it with 'sqlite3 {name} .recover | sqlite3 recovered.db' and "
+                         "pass --ledger recovered.db.") from None
     finally:
         con.close()
 
@@ -83,6 +88,43 @@ def read_suppressions(path: str | os.PathLike) -> pa.Table:
 def read_broadcasts(path: str | os.PathLike) -> pa.Table:
     """Whole-base campaigns sent from the ledger at ``path``: campaign_id, at."""
     return _read(path, "broadcasts", pa.schema([("campaign_id", pa.string()), ("at", TIMESTAMP)]), ("at",))
+
+
+def read_user(path: str | os.PathLike, user_id: int) -> tuple[pa.Table, pa.Table]:
+    """One user's messages (every campaign) and suppressions in the ledger at ``path``."""
+    con = _open_ro(path)
+    uid = int(user_id)
+    try:
+        msgs = _table(con, f"SELECT {', '.join(f.name for f in _MESSAGES_SCHEMA)} FROM messages "
+                           f"WHERE user_id = {uid} ORDER BY send_at, rowid", _MESSAGES_SCHEMA,
+                      ("send_at", "next_attempt_at", "sent_at", "updated_at"))
+        sups = _table(con, f"SELECT {', '.join(f.name for f in _SUPPRESSIONS_SCHEMA)} FROM suppressions "
+                           f"WHERE user_id = {uid} ORDER BY rowid", _SUPPRESSIONS_SCHEMA, ("at",))
+    finally:
+        con.close()
+    return msgs, sups
+
+
+def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: float, hi: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Messages that reached or will reach their user (sent, planned, in flight, failed with
+    a retry pending) at an instant in ``(lo, hi)`` (epoch s), of every campaign but
+    ``exclude_campaign``: ``(user_id int64, channel str objects, at int64 epoch s)``.
+    The instant is ``sent_at`` for sent messages, ``next_attempt_at`` for the others."""
+    con = _open_ro(path)
+    try:
+        rows = con.execute(
+            "SELECT user_id, channel, CAST(at AS INTEGER) FROM (SELECT user_id, channel, campaign_id, "
+            "CASE WHEN state = 'sent' THEN COALESCE(sent_at, send_at) ELSE next_attempt_at END AS at "
+            "FROM messages WHERE state IN ('sent', 'planned', 'in_flight', 'failed')) "
+            "WHERE at > ? AND at < ? AND (? IS NULL OR campaign_id IS NOT ?)",
+            (lo, hi, exclude_campaign, exclude_campaign)).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)
+    uid, ch, at = zip(*rows)
+    return np.array(uid, np.int64), np.array(ch, object), np.array(at, np.int64)
 
 
 def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:

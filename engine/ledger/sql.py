@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
 CREATE UNIQUE INDEX IF NOT EXISTS suppressions_key
     ON suppressions (channel, COALESCE(address, ''), COALESCE(user_id, -1));
 CREATE TABLE IF NOT EXISTS broadcasts (campaign_id TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pauses (channel TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 #: columns returned by :meth:`Ledger.claim`, in this order (``rowid`` is the row's key

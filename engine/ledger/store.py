@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -34,19 +35,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
+from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
 from engine.tz import to_epoch_seconds
 
 __all__ = [
     "Ledger",
+    "ledger_error",
     "read_messages",
     "read_suppressions",
     "read_broadcasts",
-    "FINAL_STATES",
     "CLAIM_COLUMNS",
 ]
 
-FINAL_STATES = ("sent", "dead", "skipped")
 
 from engine.ledger.sql import (  # noqa: E402 (the SQL lives in its own module)
     _CLAIM_FAILED,
@@ -64,6 +65,19 @@ from engine.ledger.sql import (  # noqa: E402 (the SQL lives in its own module)
     _sent_sql,
     _statement_sizes,
 )
+
+
+@contextmanager
+def _transaction(con: sqlite3.Connection):
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error (never left open)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _connect(path: str | os.PathLike) -> sqlite3.Connection:
@@ -97,24 +111,36 @@ class Ledger:
     ~50 ms and always before it claims or stops).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, check: bool = True):
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                create(self.path, _SCHEMA)
+            check_file(self.path)
             self._con = _connect(self.path)
+            if check:  # a damaged page is found now, not half-way through a send
+                quick_check(self._con, self.path)
+            tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "messages" not in tables:
+                raise DispatchError(
+                    f"{self.path} is an SQLite file but not a winback ledger (it has tables "
+                    f"{', '.join(sorted(tables)[:5]) or 'none'}). Pass the --ledger file of 'winback send', "
+                    "or a new path to start a ledger.")
             self._con.executescript(_SCHEMA)
             if "content" not in {r[1] for r in self._con.execute("PRAGMA table_info(messages)")}:
                 self._con.execute("ALTER TABLE messages ADD COLUMN content TEXT")  # a ledger of an older version
         except sqlite3.DatabaseError as exc:
-            raise DispatchError(
-                f"cannot open ledger {self.path}: {exc}. Give --ledger a writable path to a "
-                "winback ledger (SQLite) file, or a new path to start one."
-            ) from None
+            raise ledger_error(self.path, exc) from None
         self._sent: list = []  # flat triples: rowid, provider_id, at
         self._retry: list[tuple] = []
         self._dead: list[tuple] = []
         self._gone: list[tuple] = []
         self.pending_writes = 0
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open SQLite connection (autocommit; callers open their own transactions)."""
+        return self._con
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
@@ -200,7 +226,8 @@ class Ledger:
             _multi_row(con, _insert_sql, flat, _INSERT_WIDTH)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                con.execute("ROLLBACK")
             raise
         return con.total_changes - before
 
@@ -210,24 +237,36 @@ class Ledger:
 
         By default they go back to the state they were claimed from, with the
         unanswered attempt uncounted (at-least-once: the provider may have got them;
-        an ``Idempotency-Key`` makes the resend harmless).  With ``at_most_once`` they
+        an ``Idempotency-Key`` makes the resend harmless), and not before the latest
+        Retry-After their channel's provider gave (:meth:`pause`).  With ``at_most_once`` they
         become ``dead`` with ``last_error = 'in flight at crash'`` and are never resent.
         """
         now = time.time()
         con = self._con
-        con.execute("BEGIN IMMEDIATE")
-        if at_most_once:
-            cur = con.execute(
-                "UPDATE messages SET state = 'dead', last_error = 'in flight at crash', "
-                "updated_at = ? WHERE state = 'in_flight'", (now,),
-            )
-        else:
-            cur = con.execute(
-                "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
-                "attempts = attempts - 1, updated_at = ? WHERE state = 'in_flight'", (now,),
-            )
-        con.execute("COMMIT")
+        with _transaction(con):
+            if at_most_once:
+                cur = con.execute(
+                    "UPDATE messages SET state = 'dead', last_error = 'in flight at crash', "
+                    "updated_at = ? WHERE state = 'in_flight'", (now,),
+                )
+            else:
+                # a message in flight may have been answered with a Retry-After that the
+                # crash kept from the ledger: it waits for its channel's last one (pause)
+                until = "COALESCE((SELECT until FROM pauses p WHERE p.channel = messages.channel AND until > ?), 0)"
+                cur = con.execute(
+                    f"UPDATE messages SET state = CASE WHEN attempts > 1 OR next_attempt_at < {until} "
+                    f"THEN 'failed' ELSE 'planned' END, attempts = attempts - 1, "
+                    f"next_attempt_at = MAX(next_attempt_at, {until}), updated_at = ? "
+                    "WHERE state = 'in_flight'", (now, now, now),
+                )
         return cur.rowcount
+
+    def pause(self, channel: str, until: float) -> None:
+        """Record at once (its own commit) that ``channel``'s provider asked for no retry before
+        ``until`` (epoch seconds): messages in flight at a crash wait for it (:meth:`recover`)."""
+        self._con.execute(
+            "INSERT INTO pauses (channel, until) VALUES (?, ?) "
+            "ON CONFLICT (channel) DO UPDATE SET until = MAX(until, excluded.until)", (channel, float(until)))
 
     # -- the hot path ------------------------------------------------------------------
     def claim(self, channel: str, limit: int, *, now: float, release_until: float,
@@ -256,7 +295,8 @@ class Ledger:
                 i += k
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                con.execute("ROLLBACK")
             raise
         if write:
             self._results_written()
@@ -267,13 +307,12 @@ class Ledger:
         if not message_ids:
             return
         con = self._con
-        con.execute("BEGIN IMMEDIATE")
-        con.executemany(
-            "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
-            "attempts = attempts - 1 WHERE message_id = ? AND state = 'in_flight'",
-            ((m,) for m in message_ids),
-        )
-        con.execute("COMMIT")
+        with _transaction(con):
+            con.executemany(
+                "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
+                "attempts = attempts - 1 WHERE message_id = ? AND state = 'in_flight'",
+                ((m,) for m in message_ids),
+            )
 
     def sent(self, rowid: int, provider_id: str | None, at: float) -> None:
         """Buffer: the provider accepted the message (``rowid`` from :meth:`claim`)."""
@@ -305,7 +344,8 @@ class Ledger:
             self._write_results(con)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                con.execute("ROLLBACK")
             raise
         self._results_written()
         return n
@@ -341,16 +381,15 @@ class Ledger:
         """Skip later drip steps (``step_index > 0`` with ``exit_on`` set) of users who
         re-engaged; they become ``skipped`` with ``last_error = 'exited'``."""
         con = self._con
-        con.execute("BEGIN IMMEDIATE")
-        con.execute("CREATE TEMP TABLE IF NOT EXISTS exited (user_id INTEGER PRIMARY KEY)")
-        con.execute("DELETE FROM exited")
-        con.executemany("INSERT OR IGNORE INTO exited VALUES (?)", ((int(u),) for u in user_ids))
-        cur = con.execute(
-            "UPDATE messages SET state = 'skipped', last_error = 'exited', updated_at = ? "
-            "WHERE state IN ('planned', 'failed') AND step_index > 0 AND exit_on IS NOT NULL "
-            "AND exit_on != '' AND user_id IN (SELECT user_id FROM exited)", (time.time(),),
-        )
-        con.execute("COMMIT")
+        with _transaction(con):
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS exited (user_id INTEGER PRIMARY KEY)")
+            con.execute("DELETE FROM exited")
+            con.executemany("INSERT OR IGNORE INTO exited VALUES (?)", ((int(u),) for u in user_ids))
+            cur = con.execute(
+                "UPDATE messages SET state = 'skipped', last_error = 'exited', updated_at = ? "
+                "WHERE state IN ('planned', 'failed') AND step_index > 0 AND exit_on IS NOT NULL "
+                "AND exit_on != '' AND user_id IN (SELECT user_id FROM exited)", (time.time(),),
+            )
         return cur.rowcount
 
     def skip_suppressed(self) -> int:
@@ -358,14 +397,13 @@ class Ledger:
         con = self._con
         if con.execute("SELECT 1 FROM suppressions LIMIT 1").fetchone() is None:
             return 0  # nothing to skip: no scan of the messages
-        con.execute("BEGIN IMMEDIATE")
-        cur = con.execute(
-            "UPDATE messages SET state = 'skipped', last_error = 'suppressed', updated_at = ? "
-            "WHERE state IN ('planned', 'failed') AND EXISTS (SELECT 1 FROM suppressions s "
-            "WHERE s.channel = messages.channel AND (s.address = messages.to_addr "
-            "OR (s.address IS NULL AND s.user_id = messages.user_id)))", (time.time(),),
-        )
-        con.execute("COMMIT")
+        with _transaction(con):
+            cur = con.execute(
+                "UPDATE messages SET state = 'skipped', last_error = 'suppressed', updated_at = ? "
+                "WHERE state IN ('planned', 'failed') AND EXISTS (SELECT 1 FROM suppressions s "
+                "WHERE s.channel = messages.channel AND (s.address = messages.to_addr "
+                "OR (s.address IS NULL AND s.user_id = messages.user_id)))", (time.time(),),
+            )
         return cur.rowcount
 
     def add_suppressions(self, rows: Iterable[dict]) -> int:
@@ -380,11 +418,10 @@ class Ledger:
         ]
         con = self._con
         before = con.total_changes
-        con.execute("BEGIN IMMEDIATE")
-        con.executemany(
-            "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "
-            "VALUES (?,?,?,?,?)", values)
-        con.execute("COMMIT")
+        with _transaction(con):
+            con.executemany(
+                "INSERT OR IGNORE INTO suppressions (channel, address, user_id, reason, at) "
+                "VALUES (?,?,?,?,?)", values)
         return con.total_changes - before
 
     def record_broadcast(self, campaign_id: str, at: float | None = None) -> None:

@@ -11,13 +11,13 @@ held-out users theme by theme.
 from __future__ import annotations
 
 import functools
-import json
 import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import SCORE, read_meta
 from engine.planning import themes
 from engine.planning.assign import labels, unit, user_hash
 from engine.scoring.affinity import consumed_csr
@@ -46,7 +46,7 @@ class ContentPlanner:
         self.cmp = campaign
         cfg = campaign.content
         n, m = scores.num_rows, len(self.items)
-        meta = json.loads((scores.schema.metadata or {}).get(b"winback.score", b"{}"))
+        meta = read_meta(scores, SCORE)
         score_cats = (meta.get("items") or {}).get("categories")
         raw = scores["category_affinity"].combine_chunks()
         width = raw.type.list_size if pa.types.is_fixed_size_list(raw.type) else None

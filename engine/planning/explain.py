@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import zoneinfo
+import datetime as dt
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import PLAN, read_meta
 from engine.errors import InputError
 from engine.planning import timing as pt
 from engine.planning.rules import Rule
 from engine.schema import ADDRESS_COLUMN
+from engine.tz import Offsets
 
 __all__ = ["explain"]
 
 
-def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) -> dict:
+def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, ledger=None) -> dict:
     """Everything the plan decided for one user, with the scores that drove it.
 
     Returns a dict: ``user_id``, ``steps`` (the user's plan rows, each with
@@ -26,24 +27,33 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
     row), ``in_audience`` (the audience rule re-evaluated on that row) and
     ``channels`` per step: every allowed channel in preference order with consent,
     address, suppression and response rate, ranked as the planner ranks them.
+
+    With ``ledger`` (a path): each step gets ``sent`` (what happened at send time: the
+    ledger's ``state``, ``attempts``, ``sent_at``, ``why`` - the reason a message was
+    skipped or dead, e.g. ``exited``, ``suppressed``, ``cap_other_campaigns``,
+    ``too_late``, ``complaint`` - and ``retimed_to`` when it went later than planned), and
+    ``ledger`` holds the user's ``other_campaigns`` messages and ``suppressions``.
     """
     rows = plan_table.filter(pc.equal(plan_table["user_id"], int(user_id))).to_pylist()
     if not rows:
         raise InputError(f"user {user_id} is not in the plan; check the id (plans hold every scored user)")
     out: dict = {"user_id": int(user_id), "steps": rows}
-    meta_raw = (plan_table.schema.metadata or {}).get(b"winback.plan")
-    meta = json.loads(meta_raw) if meta_raw else {}
+    meta = read_meta(plan_table, PLAN)
     out["campaign"] = {k: meta.get(k) for k in ("campaign_id", "name", "as_of", "audience", "holdout", "policy")}
     for r in rows:
         if r.get("send_at") is None or not r.get("timezone"):
             continue
-        local = r["send_at"].astimezone(zoneinfo.ZoneInfo(r["timezone"]))
+        epoch = int(r["send_at"].timestamp())
+        offset = int(Offsets([r["timezone"]], epoch, epoch).at(np.zeros(1, np.int64), np.array([epoch]))[0])
+        local = r["send_at"].astimezone(dt.timezone(dt.timedelta(seconds=offset)))
         r["local_time"] = local.isoformat()
         if r.get("best_hour_local") is not None and local.hour != r["best_hour_local"]:
             quiet = (meta.get("policy") or {}).get("quiet_hours")
             why = "quiet hours" if quiet and pt.in_quiet(np.array([r["best_hour_local"] * 60]), tuple(quiet))[0] \
                 else "minimum gap or hourly capacity"
             r["moved"] = f"from the best hour {r['best_hour_local']:02d}:00 to {local:%H:%M} local ({why})"
+    if ledger is not None:
+        _with_ledger(out, ledger, meta.get("campaign_id"))
     if scores is None:
         return out
     s = scores.filter(pc.equal(scores["user_id"], int(user_id)))
@@ -68,3 +78,32 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None) 
         ranking.sort(key=lambda x: (not x["reachable"], -(0.1 if x["response_rate"] is None else x["response_rate"])))
         out["channels"].append({"step": step.get("name", str(k)), "ranking": ranking})
     return out
+
+
+def _with_ledger(out: dict, ledger, campaign_id) -> None:
+    """Add what happened at send time to ``out`` (see :func:`explain`)."""
+    from engine.ledger.read import read_user
+
+    msgs, sups = read_user(ledger, out["user_id"])
+    by_id = {m["message_id"]: m for m in msgs.to_pylist()}
+    for r in out["steps"]:
+        m = by_id.get(r["message_id"])
+        if r.get("reason") is not None:
+            continue
+        if m is None:
+            r["sent"] = {"state": "not in the ledger (not sent yet: run 'winback send')"}
+            continue
+        info = {"state": m["state"], "attempts": m["attempts"], "sent_at": m["sent_at"],
+                "why": m["last_error"] if m["state"] in ("skipped", "dead") else None}
+        if m["state"] in ("planned", "failed") and m["next_attempt_at"] != m["send_at"]:
+            info["retimed_to"] = m["next_attempt_at"]
+        if m["state"] == "sent" and m["sent_at"] is not None and r.get("send_at") is not None:
+            late = (m["sent_at"] - r["send_at"]).total_seconds()
+            if late > 900:
+                info["retimed_to"] = m["sent_at"]
+        r["sent"] = info
+    others = [m for m in msgs.to_pylist() if m["campaign_id"] != campaign_id]
+    out["ledger"] = {"path": str(ledger),
+                     "other_campaigns": [{k: m[k] for k in ("campaign_id", "step", "channel", "state", "send_at",
+                                                           "sent_at", "last_error")} for m in others],
+                     "suppressions": sups.to_pylist()}

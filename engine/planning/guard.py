@@ -3,9 +3,11 @@
 - :func:`check_scores`: InputError for null or duplicate user ids and unknown timezones;
 - :func:`suppressed_matrix`: which users are suppressed per channel in the ledger's
   ``suppressions`` table (or a table shaped like it), by user id or by address;
-- :func:`broadcast_guard`: an audience covering >= 98 % of the reachable base is a
-  "batch and blast": refused unless the campaign is ``approved``, and then at most once
-  per 90 days (the ledger's ``broadcasts`` table, written by ``winback send``).
+- :func:`broadcast_guard`: an audience covering at least ``[policy] broadcast_share``
+  (default 80 %) of the reachable base is a "batch and blast": refused unless the
+  campaign is ``approved``, and then at most once per 90 days, checked against the
+  ledger's ``broadcasts`` table (written by ``winback send``); an approved broadcast
+  without a ledger is refused, since the 90-day rule could not be checked.
 """
 
 from __future__ import annotations
@@ -20,19 +22,17 @@ import pyarrow.compute as pc
 from engine.planning.campaign import Campaign
 from engine.errors import InputError, PolicyError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
-from engine.tz import to_epoch_seconds
+from engine.tz import is_timezone, to_epoch_seconds
 
-__all__ = ["check_scores", "suppressed_matrix", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
+__all__ = ["check_scores", "suppressed_matrix", "complained_users", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
 
-BROADCAST_SHARE = 0.98  # share of the reachable base that makes an audience "the whole base"
+BROADCAST_SHARE = 0.80  # default share of the reachable base that makes an audience "the whole base"
 BROADCAST_DAYS = 90     # days between two approved broadcasts
 
 
 def check_scores(scores: pa.Table, src: str) -> None:
     """InputError for what would make a wrong plan: missing columns, null or duplicate
     user ids, unknown timezones; naming the column, the row count and example rows."""
-    import zoneinfo
-
     for need in ("user_id", "best_hour_local", "p_alive"):
         if need not in scores.column_names:
             raise InputError(f"{src} has no column {need!r} (it has {', '.join(scores.column_names[:8])}, ...); "
@@ -50,12 +50,7 @@ def check_scores(scores: pa.Table, src: str) -> None:
                          "needed so message ids stay unique - deduplicate the users file and rescore")
     if "timezone" in scores.column_names:
         names = pc.unique(pc.cast(scores["timezone"], pa.string()).drop_null()).to_pylist()
-        bad = []
-        for name in names:
-            try:
-                zoneinfo.ZoneInfo(name)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                bad.append(name)
+        bad = [name for name in names if not is_timezone(name)]
         if bad:
             hit = pc.is_in(pc.cast(scores["timezone"], pa.string()), value_set=pa.array(bad, pa.string()))
             rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
@@ -79,6 +74,26 @@ def suppressed_matrix(ledger, table: pa.Table, extra: pa.Table | None = None) ->
         sups.append(read_suppressions(ledger))
     for sup in sups:
         out |= _match_suppressions(sup, table)
+    return out
+
+
+def complained_users(ledger, table: pa.Table, extra: pa.Table | None = None) -> np.ndarray:
+    """[users] bool: a spam complaint on any channel, from the scores' ``complained``
+    column and the ledger's (or ``extra``'s) suppressions with reason ``complaint``,
+    matched by user id or by that channel's address."""
+    out = np.zeros(table.num_rows, bool)
+    if "complained" in table.column_names and not pa.types.is_null(table["complained"].type):
+        out |= pc.fill_null(table["complained"], False).to_numpy(zero_copy_only=False).astype(bool)
+    sups = [] if extra is None else [extra]
+    if ledger is not None and os.path.exists(ledger):
+        from engine.ledger.store import read_suppressions
+
+        sups.append(read_suppressions(ledger))
+    for sup in sups:
+        if sup.num_rows and "reason" in sup.column_names:
+            rows = sup.filter(pc.fill_null(pc.equal(sup["reason"], "complaint"), False))
+            if rows.num_rows:
+                out |= _match_suppressions(rows, table).any(axis=1)
     return out
 
 
@@ -108,14 +123,20 @@ def broadcast_guard(campaign: Campaign, audience: np.ndarray, reachable: np.ndar
 def guard_counts(campaign: Campaign, n_audience_reach: int, n_reach: int, ledger, as_of: int) -> bool:
     """The broadcast guard from counts (summed over partitions): True for an approved
     broadcast, False for a targeted campaign; raises for an unapproved or too-soon one."""
-    if n_reach == 0 or n_audience_reach < BROADCAST_SHARE * n_reach:
+    share = getattr(campaign.policy, "broadcast_share", BROADCAST_SHARE)
+    if n_reach == 0 or n_audience_reach < share * n_reach:
         return False
     if not campaign.approved:
         raise PolicyError(
             f"{campaign.source}: the audience selects {n_audience_reach:,} of {n_reach:,} reachable "
-            "users - the whole base ('batch and blast'), which burns sender reputation. Narrow [audience] where, "
-            "or set approved = true in [campaign] to send a broadcast (at most once per 90 days).")
-    if ledger is not None and os.path.exists(ledger):
+            f"users ({n_audience_reach / n_reach:.0%}, at least the broadcast share {share:.0%}) - the whole base "
+            "('batch and blast'), which burns sender reputation. Narrow [audience] where, or set approved = true "
+            "in [campaign] to send a broadcast (at most once per 90 days).")
+    if ledger is None:
+        raise PolicyError(
+            f"{campaign.source}: an approved broadcast ({n_audience_reach:,} of {n_reach:,} reachable users) needs "
+            "the ledger of earlier sends to check the 90-day rule: pass --ledger LEDGER (a new path for a first send)")
+    if os.path.exists(ledger):
         from engine.ledger.store import read_broadcasts
 
         b = read_broadcasts(ledger)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.io.atomic import atomic_dir
 from engine.planning.campaign import Campaign, load_campaign
@@ -102,24 +103,28 @@ def _apply_task(state: ps.PartitionPlan, k: int, leveled: dict):
 def _finish_task(state: ps.PartitionPlan, path: str, k: int, out_dir: str, base_meta: dict) -> dict:
     """Write the partition's rows (with the campaign's metadata) and return what the whole
     plan's summary needs; the table is never sent back."""
-    from engine.planning.planner import plan_summary
+    from engine.planning.planner import plan_summary, timezone_counts
 
-    table = state.table_out(_read(path))
-    table = table.replace_schema_metadata({b"winback.plan": json.dumps(base_meta, default=str).encode()})
+    scores = _read(path)
+    table = state.table_out(scores)
+    table = with_meta(table, PLAN, base_meta, keep=False)
     part = Path(out_dir) / f"part={k}"
     part.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, part / "part-0.parquet", compression="zstd")
     candidates, last_sent = state.sunset_counts()
-    return {"summary": plan_summary(table), "candidates": candidates, "last_sent": last_sent}
+    summary = plan_summary(table)
+    summary["timezones"] = timezone_counts(scores, state.cmp)
+    return {"summary": summary, "candidates": candidates, "last_sent": last_sent}
 
 
 def merge_summaries(parts: list[dict]) -> dict:
     """The :func:`engine.plan.plan_summary` of the whole plan from those of its partitions."""
-    out = {"rows": 0, "planned": 0, "by_theme": {}, "by_step_channel": {}, "by_reason": {}, "by_utc_hour": [0] * 24}
+    out = {"rows": 0, "planned": 0, "by_theme": {}, "by_step_channel": {}, "by_reason": {}, "by_utc_hour": [0] * 24,
+           "timezones": {}}
     for s in parts:
         out["rows"] += s["rows"]
         out["planned"] += s["planned"]
-        for key in ("by_theme", "by_step_channel", "by_reason"):
+        for key in ("by_theme", "by_step_channel", "by_reason", "timezones"):
             for name, v in s.get(key, {}).items():
                 out[key][name] = out[key].get(name, 0) + v
         out["by_utc_hour"] = [a + b for a, b in zip(out["by_utc_hour"], s["by_utc_hour"])]
@@ -159,7 +164,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
                           "plan the merged scores file, or drop codes from the partitioned run")
     parts = scores_partitions(scores_dir)
     first = pq.read_schema(next(Path(parts[0][1]).rglob("*.parquet")))
-    score_meta = json.loads((first.metadata or {}).get(b"winback.score", b"{}"))
+    score_meta = read_meta(first, SCORE)
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
     cluster = None
     if dask is None:

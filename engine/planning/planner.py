@@ -37,13 +37,13 @@ with two salts, so a rerun picks the same users and a new campaign id reshuffles
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
 from engine.planning.guard import check_scores, guard_counts
@@ -81,8 +81,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
         src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
     check_scores(scores, src)
-    meta_raw = (scores.schema.metadata or {}).get(b"winback.score")
-    score_meta = json.loads(meta_raw) if meta_raw else {}
+    score_meta = read_meta(scores, SCORE)
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
     pre = part.prelude()
@@ -94,8 +93,9 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     result = part.table_out()
     meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0)
     meta["summary"] = plan_summary(result)
+    meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
-    return result.replace_schema_metadata({b"winback.plan": json.dumps(meta, default=str).encode()})
+    return with_meta(result, PLAN, meta, keep=False)
 
 
 def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> dict:
@@ -104,13 +104,27 @@ def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> 
             "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta()}
 
 
+def timezone_counts(scores: pa.Table, cmp: Campaign) -> dict:
+    """Scored users by where their timezone came from (``given``, ``phone``) and how many
+    are planned in the campaign's timezone for want of one (``campaign_default``)."""
+    if "timezone_source" in scores.column_names:
+        counts = {v["values"]: int(v["counts"]) for v in pc.value_counts(scores["timezone_source"]).to_pylist()
+                  if v["values"] != "default"}
+    else:
+        counts = {"given": scores.num_rows - int(scores["timezone"].null_count) if "timezone" in scores.column_names else 0}
+    missing = int(scores["timezone"].null_count) if "timezone" in scores.column_names else scores.num_rows
+    return counts | {f"campaign_default ({cmp.timezone})": missing}
+
+
 def sunset_meta(cmp: Campaign, candidates: int, last_sent: int | None, start: int) -> dict:
     """The sunset rule as the report applies it: users messaged by this campaign who show
     no activity by ``review_at`` (the last planned send + ``window_days``) are sunset."""
     review = (last_sent if last_sent is not None else start) + cmp.policy.window_days * SECONDS_PER_DAY
-    return {"enabled": cmp.policy.sunset_after_steps, "candidates": candidates,
+    after = getattr(cmp.policy, "sunset_after", 0)
+    got = f"{after} messages" if after else "every step"
+    return {"enabled": cmp.policy.sunset_after_steps, "candidates": candidates, "after": after,
             "review_at": from_epoch_seconds(np.array([review])).to_pylist()[0].isoformat(),
-            "rule": "messaged by this campaign and no activity (session, purchase, click) by review_at"}
+            "rule": f"received {got} of this campaign and no activity (session, purchase, click) by review_at"}
 
 
 def plan_summary(p: pa.Table) -> dict:

@@ -24,9 +24,12 @@ from engine.planning.assemble import assemble
 from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
-from engine.planning.guard import suppressed_matrix
+from engine.planning.guard import complained_users, suppressed_matrix
+from engine.planning.pressure import ledger_contacts, max_in_windows
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
-from engine.scoring.sendtime import offset_table, zone_index
+from engine.scoring.fatigue_model import campaign_budget
+from engine.io.meta import SCORE, read_meta
+from engine.tz import Offsets, is_timezone, offset_table, zone_index
 
 __all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
 
@@ -59,6 +62,26 @@ def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarr
     return consent, address, consent & address & ~suppressed
 
 
+def _best_hour_in_campaign_zone(scores: pa.Table, campaign_tz: str, start: int) -> np.ndarray:
+    """``best_hour_local`` per user, in the zone the plan sends in.
+
+    The one timezone rule (:func:`engine.tz.infer_timezones`): a user with a timezone
+    (given or inferred) keeps it; a user without one was scored in the scores'
+    ``default_timezone`` and is planned in the campaign's, so their best hour moves by
+    the difference of the two UTC offsets at the campaign start: the same UTC instant.
+    """
+    hour = col(scores, "best_hour_local", 12, np.int64)
+    learned = read_meta(scores, SCORE).get("default_timezone")
+    if not learned or learned == campaign_tz or "timezone" not in scores.column_names:
+        return hour
+    if not (is_timezone(learned) and is_timezone(campaign_tz)):
+        return hour
+    offsets = Offsets([campaign_tz, learned], start, start)
+    shift = float(np.diff(offsets.at(np.array([1, 0]), np.array([start, start])))[0])
+    unknown = scores["timezone"].is_null().to_numpy(zero_copy_only=False)
+    return np.where(unknown, (hour + int(round(shift / 3600))) % 24, hour)
+
+
 def value_fill(preludes: list[dict]) -> float:
     """The median buyers' value over all partitions (1.0 when nobody bought)."""
     m = np.concatenate([p["monetary"] for p in preludes]) if preludes else np.zeros(0)
@@ -84,18 +107,28 @@ class PartitionPlan:
         self.step_where = [s.where(scores) if s.where is not None else None for s in cmp.steps]
         self.holdout, self.variant = assignments(self.uid, cmp)
         self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
+        # a spam complaint on one channel stops every marketing channel ([policy] complaint_suppresses)
+        self.complained = np.zeros(n, bool)
+        if getattr(cmp.policy, "complaint_suppresses", "all") == "all":
+            self.complained = complained_users(ledger, scores, suppressions)
+            self.reach &= ~self.complained[:, None]
         self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in PROVIDER_CHANNELS], axis=1)
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
-        self.budget = col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64)
+        # the learned budget is recomputed for this campaign's cap and window (not the score-time cap)
+        self.budget = campaign_budget(scores, cmp.policy.max_messages, cmp.policy.window_days,
+                                      col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64))
         if cmp.policy.survey_actions:  # earlier survey answers: a lower cap, or no message (engine.planning.survey)
             from engine.planning.survey import survey_masks
 
             lower, gone = survey_masks(cmp.policy.survey_actions, self.uid)
             self.budget = np.where(lower, np.minimum(self.budget, cmp.policy.survey_cap), self.budget)
             self.reach &= ~gone[:, None]
+        # every other campaign's messages in the ledger, sent or scheduled (engine.pressure)
+        window = cmp.policy.window_days * SECONDS_PER_DAY
+        self.ext_t, self.ext_c = ledger_contacts(ledger, self.uid, cmp.id, self.start - window, self.horizon + window)
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
-        self.best_hour = col(scores, "best_hour_local", 12, np.int64)
+        self.best_hour = _best_hour_in_campaign_zone(scores, cmp.timezone, self.start)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
         n_steps = len(cmp.steps)
         self.sent_at = np.full((n, n_steps), NEVER, np.int64)
@@ -149,6 +182,7 @@ class PartitionPlan:
         if self.step_where[k] is not None:  # the step's own rule (e.g. an ads step for unresponsive users),
             reason[(reason == 0) & ~self.step_where[k]] = R["not_in_step"]   # before the holdout: same in both arms
         reason[(reason == 0) & self.holdout] = R["holdout"]
+        reason[(reason == 0) & self.complained] = R["complaint"]
         # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
         delay = int(step.delay_days * SECONDS_PER_DAY)
         has_prev = prev_at != NEVER
@@ -162,9 +196,10 @@ class PartitionPlan:
         for c_i in allowed:
             ok = self.reach[:, c_i].copy()
             cap = pol.channel_caps.get(PROVIDER_CHANNELS[c_i])
-            if cap is not None:
-                in_win = ((sent_ch == c_i) & (sent_at != NEVER) & (sent_at > base[:, None] - window)).sum(axis=1)
-                over = in_win >= cap
+            if cap is not None:  # this campaign's earlier steps and the ledger's messages on the channel
+                on_channel = np.concatenate([np.where(sent_ch == c_i, sent_at, NEVER),
+                                             np.where(self.ext_c == c_i, self.ext_t, NEVER)], axis=1)
+                over = max_in_windows(on_channel, base, window) >= cap
                 capped_any |= ok & over
                 ok &= ~over
             better = ok & (self.resp[:, c_i] > best_r)
@@ -193,6 +228,9 @@ class PartitionPlan:
         first_window = t - start < window
         tired = (first_window & (in_window >= self.budget)) | (hist + in_window >= pol.max_messages)
         reason[(reason == 0) & tired] = R["fatigue_budget"]
+        if self.ext_t.shape[1]:  # the cap over every campaign: any window holding t, exactly
+            every = max_in_windows(np.concatenate([sent_at, self.ext_t], axis=1), t, window)
+            reason[(reason == 0) & (hist + every >= pol.max_messages)] = R["cap_other_campaigns"]
         ev = self.p_alive * self.value * np.where(best_c >= 0, self.resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
         self._step = (k, reason, best_c, t, ev)
         out: dict[int, dict[str, np.ndarray]] = {}

@@ -104,10 +104,11 @@ def render_html(summary: dict) -> str:
             themes += ("<p>Weights the experiment supports (a theme that re-engaged more than the step's other "
                        "drawn themes gets 2, one that re-engaged less 0.5), for the campaign's "
                        f"<code>[[steps]]</code>:</p><pre>{html.escape(lines)}</pre>")
-    from engine.reporting import harm, offers, survey, variants
+    from engine.reporting import harm, offers, survey
     from engine.reporting import steps as step_rules
+    from engine.reporting import variants as variant_compare
 
-    sections = (variants.html_section(summary.get("variants") or {}, _table)
+    sections = (variant_compare.html_section(summary.get("variants") or {}, _table)
                 + offers.html_section(summary.get("offers") or [], _table)
                 + step_rules.html_section(summary.get("by_step") or [], _table)
                 + survey.html_section(summary.get("survey") or {}, _table))
@@ -131,6 +132,12 @@ def render_html(summary: dict) -> str:
               fmt(summary["messages_per_incremental_reengaged_user"]), b["winback_unsubscribed"]],
              ["batch-and-blast", b["messages_sent"], fmt(b["messages_per_reengaged_user"]),
               fmt(b["messages_per_incremental_reengaged_user"]), b["unsubscribed"]]])
+    skipped = ""
+    if summary.get("skipped_at_send"):
+        skipped = ("<h2>Not delivered at send time</h2><p class=\"muted\">Planned messages the send skipped or gave "
+                   "up on, by reason (the ledger's record; <code>winback explain USER --ledger</code> tells one "
+                   "user's story).</p>" + _table(["reason", "messages"],
+                                                 [[html.escape(k), v] for k, v in summary["skipped_at_send"].items()]))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>winback report: {html.escape(str(camp.get('name')))}</title>
 <style>
@@ -154,8 +161,10 @@ img {{ max-width: 100%; margin: .5rem 0; }} .muted {{ color: #6b7280; font-size:
 <img src="hours.png" alt="re-engagement by send hour relative to the best hour">
 <img src="cumulative.png" alt="cumulative re-engagement treated vs holdout">
 {blast}
+{skipped}
 {harm_html}
-<h2>Sunset</h2><p>{summary['sunset_users']:,} users received their whole sequence and did not come back:
-<a href="sunset.csv">sunset.csv</a> (also <code>sunset.arrow</code>) - suppress or archive them to protect deliverability.</p>
+<h2>Sunset</h2><p>{summary['sunset_users']:,} users received their whole sequence (or the campaign's <code>sunset_after</code>
+messages) and did not come back: <a href="sunset.csv">sunset.csv</a> (also <code>sunset.arrow</code>);
+<code>winback sunset REPORT --ledger LEDGER</code> suppresses them (<code>--dry-run</code> first).</p>
 </body></html>
 """

@@ -30,12 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.reporting.plots import figure
 from engine.reporting import stats
+from engine.reporting.sunset import skipped_at_send, sunset_list
 from engine.io.plans import campaign_start, plan_meta, read_plan
 from engine.io.readers import read_table
 from engine.ledger.read import planned_as_sent
 from engine.io.atomic import atomic_dir
-from engine.errors import ConfigError, DependencyError, InputError
+from engine.errors import ConfigError, InputError
 from engine.planning.timing import local_instants
 from engine.schema import DEFAULT_ACTIVITY, SECONDS_PER_DAY
 from engine.tz import to_epoch_seconds
@@ -194,16 +196,18 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     summary["by_step_channel"] = _by_step_channel(msgs, events, users, f, start, end)
     summary["by_hour_offset"] = _by_hour_offset(plan_t, users, f)
     summary["cumulative"] = _cumulative(f["first_activity"], treat, ctrl, start, days)
-    sunset = _sunset(plan_t, msgs, users, f, treat)
+    sunset = sunset_list(plan_t, msgs, users, f["reengaged"], treat)
     summary["sunset_users"] = int(sunset.num_rows)
+    summary["skipped_at_send"] = skipped_at_send(plan_t, ledger)
     if blast is not None:
         summary["blast"] = _blast(blast, plan_t, users, holdout, start, end, summary)
     files = _sections(summary, plan_t, meta, users, f, treat, ctrl, variant, events, msgs, start, end, ledger)
     if "survey_sunset" in files:
         # the survey's answer first: it is the better reason to give
+        # (a user only the survey names has no channels: 'winback sunset' then suppresses every channel)
         sunset = pa.concat_tables([files.pop("survey_sunset"), sunset]).group_by("user_id", use_threads=False) \
-            .aggregate([("messages_received", "max"), ("reason", "first")]) \
-            .rename_columns(["user_id", "messages_received", "reason"])
+            .aggregate([("messages_received", "max"), ("channels", "first"), ("reason", "first")]) \
+            .rename_columns(["user_id", "messages_received", "channels", "reason"])
         summary["sunset_users"] = int(sunset.num_rows)
     if out_dir is not None:
         _write(summary, sunset, Path(out_dir), files)
@@ -228,6 +232,7 @@ def _sections(summary, plan_t, meta, users, f, treat, ctrl, variant, events, msg
         gone = actions.filter(pc.equal(actions["action"], "sunset"))
         files["survey_sunset"] = pa.table({
             "user_id": gone["user_id"], "messages_received": pa.array(np.zeros(gone.num_rows, np.int64)),
+            "channels": pa.nulls(gone.num_rows, pa.string()),
             "reason": pc.binary_join_element_wise("survey: ", gone["reason"], "")})
     summary["ads_removal"], removal = extras.ads_removal(plan_t, msgs, users, f, ledger)
     files.update(removal)
@@ -345,17 +350,6 @@ def _cumulative(first, treat, ctrl, start, days) -> dict:
     return out
 
 
-def _sunset(plan_t, msgs, users, f, treat) -> pa.Table:
-    planned = plan_t.filter(pc.is_null(plan_t["reason"]))
-    n_planned = np.bincount(np.searchsorted(users, planned["user_id"].to_numpy()), minlength=len(users))
-    n_sent = np.bincount(np.searchsorted(users, msgs["user_id"].to_numpy()), minlength=len(users)) \
-        if msgs.num_rows else np.zeros(len(users), np.int64)
-    done = treat & (n_planned > 0) & (n_sent >= n_planned) & ~f["reengaged"]
-    return pa.table({"user_id": pa.array(users[done], pa.int64()),
-                     "messages_received": pa.array(n_sent[done], pa.int64()),
-                     "reason": pa.array(["received the whole sequence, no activity since"] * int(done.sum()), pa.string())})
-
-
 def _blast(blast, plan_t, users, holdout, start, end, summary) -> dict:
     events, msgs = _outcome_tables(blast, None, plan_t)
     f = _user_flags(events, users, start, end)
@@ -373,13 +367,7 @@ def _blast(blast, plan_t, users, holdout, start, end, summary) -> dict:
 
 
 def _write(summary: dict, sunset: pa.Table, out_dir: Path, files: dict | None = None) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DependencyError("the report's plots need matplotlib: pip install 'winback[report]'") from None
+    figure((1, 1))  # matplotlib is there, before any file is written
     import pyarrow.csv as pacsv
     import pyarrow.feather as feather
 
@@ -394,12 +382,12 @@ def _write(summary: dict, sunset: pa.Table, out_dir: Path, files: dict | None = 
                 pacsv.write_csv(data, tmp / name)
             else:
                 (tmp / name).write_bytes(data)
-        _plots(summary, tmp, plt)
+        _plots(summary, tmp)
         (tmp / "index.html").write_text(render_html(summary), encoding="utf-8")
 
 
-def _plots(summary: dict, out: Path, plt) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+def _plots(summary: dict, out: Path) -> None:
+    fig, ax = figure((6.4, 3.6))
     names, lifts, los, his = [], [], [], []
     for name, c in [("all", summary["metrics"]["reengaged"])] + list(summary["by_variant"].items()):
         if c["lift"] is None:
@@ -415,9 +403,8 @@ def _plots(summary: dict, out: Path, plt) -> None:
     ax.set_title("Lift by variant")
     fig.tight_layout()
     fig.savefig(out / "lift.png", dpi=110)
-    plt.close(fig)
     if summary.get("by_theme"):
-        fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * len(summary["by_theme"])))
+        fig, ax = figure((7.2, 0.9 + 0.32 * len(summary["by_theme"])))
         items = [(f"{c['step']}: {c['theme']}", c) for c in summary["by_theme"] if c["lift"] is not None]
         ax.errorbar([100 * c["lift"] for _, c in items], range(len(items)),
                     xerr=[[100 * (c["lift"] - c["lift_ci"][0]) for _, c in items],
@@ -430,9 +417,8 @@ def _plots(summary: dict, out: Path, plt) -> None:
         ax.set_title("Lift by theme")
         fig.tight_layout()
         fig.savefig(out / "themes.png", dpi=110)
-        plt.close(fig)
     rows = summary["by_hour_offset"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = figure((6.4, 3.6))
     if rows:
         ax.bar([r["offset_hours"] for r in rows], [100 * r["reengaged_rate"] for r in rows], color="#16a34a")
     ax.set_xlabel("send hour minus the user's best hour (local, hours)")
@@ -440,9 +426,8 @@ def _plots(summary: dict, out: Path, plt) -> None:
     ax.set_title("Re-engagement by send hour relative to best hour")
     fig.tight_layout()
     fig.savefig(out / "hours.png", dpi=110)
-    plt.close(fig)
     cum = summary["cumulative"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = figure((6.4, 3.6))
     for key, color in (("treated", "#2563eb"), ("holdout", "#9ca3af")):
         vals = [100 * v if v is not None else np.nan for v in cum[key]]
         ax.plot(cum["day"], vals, marker="o", ms=3, label=key, color=color)
@@ -452,7 +437,6 @@ def _plots(summary: dict, out: Path, plt) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "cumulative.png", dpi=110)
-    plt.close(fig)
 
 
 del html

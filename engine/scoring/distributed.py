@@ -36,9 +36,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.io.meta import SCORE, with_meta
 from engine.io.atomic import atomic_dir
 from engine.errors import ConfigError, DependencyError, InputError
-from engine.schema import DEFAULT_ACTIVITY, LIFECYCLE
+from engine.schema import LIFECYCLE
 from engine.scoring.pipeline import Partial, PartStats, Population, aggregate, finalize, reduce_stats, settings, summary_of
 
 __all__ = ["is_partitioned", "partitions", "score_partitioned", "dask_client"]
@@ -88,8 +89,7 @@ def _finalize_task(part: Partial, pop: Population, k: int, out_dir: str) -> dict
     table = finalize(part, pop)
     meta = summary_of(table)
     meta["partition"] = k
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           b"winback.score": json.dumps(meta, default=float).encode()})
+    table = with_meta(table, SCORE, meta, default=float)
     path = Path(out_dir) / f"part={k}"
     path.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path / "part-0.parquet", compression="zstd")
@@ -119,28 +119,23 @@ def dask_client(dask: str, n_workers: int, threads_per_worker: int):
 
 
 def score_partitioned(parts_dir, *, out_dir, as_of=None, dask: str | None = None, n_workers: int = 2,
-                      threads_per_worker: int = 1, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
-                      on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3,
-                      policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
-                      prior_weight: float = 4.0, batch_rows: int = 1 << 20, items=None,
-                      affinity_half_life_days: float = 90.0) -> dict:
+                      threads_per_worker: int = 1, on_bad_rows: str = "error", quarantine=None,
+                      batch_rows: int = 1 << 20, items=None, **options) -> dict:
     """Score every partition of ``parts_dir`` into the Parquet dataset ``out_dir``; returns the summary.
 
     ``dask``: None (in this process, one partition after another), ``"local"`` (a
     LocalCluster on 127.0.0.1 with ``n_workers`` processes of ``threads_per_worker``
     threads) or a scheduler address ``"tcp://host:8786"`` (the workers need winback
     installed and ``parts_dir``/``out_dir`` on storage they can read and write).
-    The other arguments are those of :func:`engine.score.score` (``items``: a catalogue
+    The other arguments are those of :func:`engine.scoring.pipeline.score` (``options``: the
+    :class:`~engine.scoring.settings.Settings`) (``items``: a catalogue
     path every worker can read; item statistics are summed over partitions before any
     partition is finalized); ``quarantine`` gets one
     ``part=K`` subdirectory per partition.  The summary (also written to
     ``out_dir/_winback_score.json``) holds the totals, the model and the timing.
     """
     t_start = time.perf_counter()
-    cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
-                   policy_window_days=policy_window_days, model_window_days=model_window_days,
-                   half_life_days=half_life_days, prior_weight=prior_weight,
-                   affinity_half_life_days=affinity_half_life_days)
+    cfg = settings(as_of=as_of, **options)
     parts = partitions(parts_dir)
     qdirs = {k: (None if quarantine is None else os.path.join(str(quarantine), f"part={k}")) for k, _, _ in parts}
     timing = {}

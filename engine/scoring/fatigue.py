@@ -27,7 +27,8 @@ import numpy as np
 
 from engine.schema import LIFECYCLE
 
-__all__ = ["fatigue_budget", "lifecycle", "lifecycle_names", "contact_rating", "quintiles"]
+__all__ = ["fatigue_budget", "lifecycle", "lifecycle_names", "contact_rating", "quintiles", "quintile_cuts",
+           "quintile_of"]
 
 
 def fatigue_budget(sends_window: np.ndarray, streaks: np.ndarray, reachable: np.ndarray,
@@ -87,4 +88,31 @@ def quintiles(values: np.ndarray, higher_is_better: bool = True, missing: np.nda
     sorted_key = key[order]
     first = np.searchsorted(sorted_key, key, side="left")
     out[ok] = (1 + (first * 5) // ok.sum()).astype(np.int8)
+    return out
+
+
+def quintile_cuts(values: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+    """The 4 key values a user's key must exceed to reach quintiles 2..5.
+
+    :func:`quintiles` gives ``1 + floor(5 c / N)`` with ``c`` the number of
+    keys strictly below the user's; that is >= j + 1 exactly when ``c >= ceil(j N / 5)``,
+    i.e. when the key exceeds the ``ceil(j N / 5)``-th smallest key.
+    """
+    if values.size == 0:
+        return None
+    u, inv = np.unique(values, return_inverse=True)
+    c = np.zeros(u.size, np.int64)
+    np.add.at(c, inv.reshape(-1), counts)
+    cum = np.cumsum(c)
+    n = int(cum[-1])
+    ranks = [(j * n + 4) // 5 for j in range(1, 5)]
+    return u[np.searchsorted(cum, ranks, side="left")]
+
+
+def quintile_of(key: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
+    """Quintile 1-5 of each key against :func:`quintile_cuts`' cut points (NaN or no cuts -> 1), int8."""
+    out = np.ones(len(key), np.int8)
+    ok = ~np.isnan(key)
+    if cuts is not None and ok.any():
+        out[ok] = 1 + (key[ok][:, None] > cuts[None, :]).sum(axis=1)
     return out

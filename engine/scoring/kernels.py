@@ -33,10 +33,14 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from engine.jit import njit
+from numba import prange
+
+from engine.jit import njit, pjit
+from engine.tz import OFFSET_STEP
 from engine.schema import CLICK, COMPLAINT, BOUNCE, OPEN, PURCHASE, SEND, SESSION, UNSUBSCRIBE, NEVER
 
-__all__ = ["Accumulators", "accumulate", "unengaged_streak", "frequency_from_bits", "RECENT_SENDS", "NEVER"]
+__all__ = ["Accumulators", "accumulate", "unengaged_streak", "frequency_from_bits", "threads", "RECENT_SENDS",
+           "NEVER"]
 
 #: How many most-recent sends per user and channel are kept to measure the unengaged streak.
 RECENT_SENDS = 8
@@ -99,14 +103,15 @@ class Accumulators:
 
 
 @njit
-def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
-            day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
-            sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-            hour_hist, wd_hist, eng_count, val):
+def _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+          day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+          sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+          hour_hist, wd_hist, eng_count, val):
+    """Events ``lo .. hi-1`` folded into the accumulators, in index order."""
     n_words = day_bits.shape[1]
     n_hours = off_table.shape[1]
     k = recent_age.shape[2]
-    for i in range(uidx.shape[0]):
+    for i in range(lo, hi):
         u = uidx[i]
         t = ts[i]
         e = ev[i]
@@ -165,7 +170,7 @@ def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, da
         elif e == COMPLAINT and c >= 0:
             suppressed[u, c] |= SUPPRESS_COMPLAINT
         if e == OPEN or e == CLICK or e == SESSION:
-            h = (t - off_t0) // 3600
+            h = (t - off_t0) // OFFSET_STEP
             if h < 0:
                 h = 0
             elif h >= n_hours:
@@ -175,6 +180,36 @@ def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, da
             hour_hist[u, (local // 3600) % 24] += w
             wd_hist[u, ((local // 86400) + 3) % 7] += w
             eng_count[u] += 1
+
+
+@njit
+def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+            day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+            sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+            hour_hist, wd_hist, eng_count, val):
+    """The whole batch on the calling thread, in input order."""
+    _fold(0, uidx.shape[0], uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+          day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+          sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+          hour_hist, wd_hist, eng_count, val)
+
+
+@pjit
+def _kernel_chunks(cuts, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+                   day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+                   sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+                   hour_hist, wd_hist, eng_count, val):
+    """Chunks ``cuts[c] .. cuts[c+1]-1`` of a batch partitioned by user block, on every core.
+
+    Each chunk is a run of whole user blocks, so no two chunks touch the same user and
+    every user's events are folded in the same order as by :func:`_kernel`: the
+    result is bit-identical to the single-threaded pass.
+    """
+    for c in prange(cuts.shape[0] - 1):
+        _fold(cuts[c], cuts[c + 1], uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0,
+              decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+              sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+              hour_hist, wd_hist, eng_count, val)
 
 
 #: Users per cache block: 2048 users' state (~0.45 KB each) is ~0.9 MB, one core's L2.
@@ -211,35 +246,114 @@ def _partition(uidx, ts, ev, ch, val, shift, n_blocks):
     return u2, t2, e2, c2, v2
 
 
+@pjit
+def _partition_par(uidx, ts, ev, ch, val, shift, n_blocks, n_parts):
+    """:func:`_partition` on every core; also returns the block starts ([n_blocks + 1]).
+
+    The batch is cut into ``n_parts`` equal slices; each counts its events per block,
+    the counts give every (block, slice) its output offset (block-major, slices in
+    order), and each slice scatters its events there.  The permutation is the same as
+    the single-threaded stable counting sort's.
+    """
+    n = uidx.shape[0]
+    counts = np.zeros((n_parts, n_blocks), np.int64)
+    for p in prange(n_parts):
+        for i in range(n * p // n_parts, n * (p + 1) // n_parts):
+            counts[p, uidx[i] >> shift] += 1
+    offs = np.empty((n_parts, n_blocks), np.int64)
+    starts = np.empty(n_blocks + 1, np.int64)
+    s = 0
+    for b in range(n_blocks):
+        starts[b] = s
+        for p in range(n_parts):
+            offs[p, b] = s
+            s += counts[p, b]
+    starts[n_blocks] = s
+    u2 = np.empty_like(uidx)
+    t2 = np.empty_like(ts)
+    e2 = np.empty_like(ev)
+    c2 = np.empty_like(ch)
+    v2 = np.empty_like(val)
+    for p in prange(n_parts):
+        o = offs[p]
+        for i in range(n * p // n_parts, n * (p + 1) // n_parts):
+            b = uidx[i] >> shift
+            j = o[b]
+            o[b] = j + 1
+            u2[j] = uidx[i]
+            t2[j] = ts[i]
+            e2[j] = ev[i]
+            c2[j] = ch[i]
+            v2[j] = val[i]
+    return u2, t2, e2, c2, v2, starts
+
+
+def _chunk_cuts(starts: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Event offsets cutting the partitioned batch into ~equal runs of whole blocks."""
+    n = int(starts[-1])
+    want = (np.arange(1, n_chunks, dtype=np.int64) * n) // n_chunks
+    inner = starts[np.searchsorted(starts, want, side="left")]
+    return np.unique(np.concatenate(([0], inner, [n]))).astype(np.int64)
+
+
+def threads() -> int:
+    """Threads the parallel kernels use (numba's setting: ``NUMBA_NUM_THREADS``, default every core)."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
 def accumulate(acc: Accumulators, batch, *, user_tz: np.ndarray, off_table: np.ndarray, off_t0: int,
                as_of: int, is_activity: np.ndarray, day0: int, half_life_days: float,
-               partition: bool | None = None) -> None:
-    """Fold one :class:`engine.io.EventBatch` into ``acc`` in place.
+               partition: bool | None = None, n_threads: int | None = None,
+               block_shift: int = BLOCK_SHIFT) -> None:
+    """Fold one :class:`engine.io.readers.EventBatch` into ``acc`` in place.
 
-    ``user_tz``: int index of each user's timezone into ``off_table`` ([zones, hours]
-    UTC offsets in seconds, hour 0 = ``off_t0``); ``is_activity``: bool per event code;
+    ``user_tz``: int index of each user's timezone into ``off_table`` ([zones, slots]
+    UTC offsets in seconds per 15-minute slot, slot 0 = ``off_t0``: engine.tz.offset_table); ``is_activity``: bool per event code;
     ``day0``: first UTC day of the active-day bitset; engagement weight
     ``2 ** (-age_days / half_life_days)``.
 
-    ``partition``: first counting-sort the batch by blocks of ``2 ** BLOCK_SHIFT``
-    users (:func:`_partition`) so the pass works through one cache-sized block of
-    state at a time; ``None`` (default) does so when there are more than two blocks
-    of users and the batch has at least 16 events per block.  The result is the same
-    either way (every accumulator is order-independent; float sums up to rounding).
+    ``partition``: first counting-sort the batch by blocks of ``2 ** block_shift`` users
+    (default :data:`BLOCK_SHIFT`; :func:`_partition`) so the pass works through one
+    cache-sized block of state at a time; ``None`` (default) does so when there are more
+    than two blocks of users and the batch has at least 16 events per block.  A
+    partitioned batch runs on ``n_threads`` threads (default :func:`threads`): the sort
+    on equal slices of the batch (:func:`_partition_par`), the fold on runs of whole
+    blocks (:func:`_kernel_chunks`), so no two threads touch one user.  Every user's
+    events are folded in input order whatever the threads and the partition, so the
+    result is bit-identical (float sums included) for any ``n_threads`` and ``partition``.
     """
     decay = np.log(2.0) / (half_life_days * 86400.0)
     uidx, ts, ev, ch, val = batch.uidx, batch.ts, batch.event, batch.channel, batch.value
     n_users = acc.first_act.shape[0]
-    n_blocks = (n_users >> BLOCK_SHIFT) + 1
+    n_blocks = (n_users >> block_shift) + 1
     if partition is None:
         partition = n_blocks > 2 and len(uidx) >= 16 * n_blocks
-    if partition and len(uidx):
-        uidx, ts, ev, ch, val = _partition(uidx, ts, ev, ch, val, np.int64(BLOCK_SHIFT), n_blocks)
-    _kernel(uidx, ts, ev, ch, user_tz, off_table, np.int64(off_t0),
-            np.int64(as_of), is_activity, np.int64(day0), decay,
+    args = (user_tz, off_table, np.int64(off_t0), np.int64(as_of), is_activity, np.int64(day0), decay,
             acc.day_bits, acc.first_act, acc.first_act_window, acc.last_act, acc.purchases, acc.revenue,
             acc.last_purchase, acc.sends90, acc.opens90, acc.clicks90, acc.last_eng, acc.suppressed,
-            acc.recent_age, acc.sends7, acc.sends30, acc.hour_hist, acc.wd_hist, acc.eng_count, val)
+            acc.recent_age, acc.sends7, acc.sends30, acc.hour_hist, acc.wd_hist, acc.eng_count)
+    if not (partition and len(uidx)):
+        _kernel(uidx, ts, ev, ch, *args, val)
+        return
+    # (asking numba for its threads starts its thread pool: only here, where they are used)
+    n_threads = threads() if n_threads is None else max(1, int(n_threads))
+    if n_threads == 1:
+        uidx, ts, ev, ch, val = _partition(uidx, ts, ev, ch, val, np.int64(block_shift), n_blocks)
+        _kernel(uidx, ts, ev, ch, *args, val)
+        return
+    parts = np.int64(min(n_threads, max(1, len(uidx) >> 16)))
+    uidx, ts, ev, ch, val, starts = _partition_par(uidx, ts, ev, ch, val, np.int64(block_shift), n_blocks, parts)
+    import numba
+
+    # chunks handed out one at a time (not an equal share per thread fixed in advance), so a
+    # thread that the OS holds back on a busy machine does not hold up the others
+    before = numba.set_parallel_chunksize(1)
+    try:
+        _kernel_chunks(_chunk_cuts(starts, 4 * n_threads), uidx, ts, ev, ch, *args, val)
+    finally:
+        numba.set_parallel_chunksize(before)
 
 
 @njit

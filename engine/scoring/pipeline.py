@@ -14,7 +14,8 @@ active day carry a dropout chance for those users (the MBG/NBD convention of
 Batislam, Denizel & Filiztekin 2007): ``p_alive = 1 / (1 + a/b ((alpha+T)/alpha)^r)``
 with ``T`` the days since their only activity (since ``signup_at`` when they never were
 active, and the model window, 730 days, when that is unknown too), so a one-time
-visitor from a year ago is not "certainly alive", and no user gets NaN.
+visitor from a year ago is not "certainly alive", and no user gets NaN; ``lapse_risk`` is
+P(no activity in the next ``horizon_days``) under the model (:mod:`engine.scoring.lapse`).
 
 Per-user columns are the ``docs/architecture.md`` scores table plus ``engagements``
 (open/click/session events counted into the send-time histogram).  The unengaged
@@ -38,26 +39,31 @@ scored one partition at a time, on one machine or on Dask workers
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
-import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyarrow import ipc
 
+from engine.scoring.settings import Settings, activity_mask as _activity_mask, settings  # noqa: F401
+from engine.io.meta import SCORE, read_meta, with_meta
 from engine.scoring import affinity
 from engine.scoring import fatigue
+from engine.scoring import fatigue_model
+from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of as _quintile
 from engine.scoring import kernels
+from engine.scoring import lapse
 from engine.scoring import sendtime
 from engine.scoring.bgnbd import BGNBD, compress
-from engine.errors import ConfigError, ModelError
+from engine.errors import ModelError
 from engine.io.readers import iter_events, load_users
-from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, LIFECYCLE,
+from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, LIFECYCLE,
                            SECONDS_PER_DAY)
-from engine.tz import from_epoch_seconds, parse_as_of, to_epoch_seconds
+from engine.tz import (from_epoch_seconds, next_local_hour, offset_table, to_epoch_seconds,
+                       zone_index)
 
 __all__ = ["score", "summary_of", "Settings", "PartStats", "Partial", "Population", "settings", "aggregate",
            "reduce_stats", "finalize"]
@@ -71,32 +77,21 @@ def _ts_col(values: np.ndarray) -> pa.Array:
     return from_epoch_seconds(np.where(null, 0, values), null_mask=null)
 
 
-def _activity_mask(activity) -> np.ndarray:
-    names = [a.strip() for a in (activity.split(",") if isinstance(activity, str) else activity) if a.strip()]
-    unknown = [a for a in names if a not in EVENT_CODE]
-    if unknown or not names:
-        raise ConfigError(f"--activity {','.join(names) or '(empty)'}: unknown event name(s) {unknown}; "
-                          f"choose from {', '.join(EVENTS)}")
-    mask = np.zeros(len(EVENTS) + 1, np.bool_)
-    for a in names:
-        mask[EVENT_CODE[a]] = True
-    return mask
-
-
-def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC",
-          on_bad_rows: str = "error", quarantine=None, policy_cap: int = 3, policy_window_days: int = 7,
-          model_window_days: int = 730, half_life_days: float = 60.0, prior_weight: float = 4.0,
-          batch_rows: int = 1 << 20, progress: bool = False, items=None,
-          affinity_half_life_days: float = 90.0) -> pa.Table:
+def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=None,
+          batch_rows: int = 1 << 20, progress: bool = False, items=None, **options) -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
     ``pyarrow.Table`` s (streamed in record batches through the same validation as
     files, no copy to disk).  ``quarantine``: a directory
     that receives ``users.rejected.arrow`` and ``events.rejected.arrow`` when
-    ``on_bad_rows="quarantine"``.  ``policy_cap`` messages per ``policy_window_days``
-    (7 or 30) sets the fatigue budget; ``half_life_days`` the decay of the send-time
-    histogram; ``prior_weight`` its Dirichlet prior (pseudo-events).
+    ``on_bad_rows="quarantine"``.  ``options`` are the scoring settings, each with its
+    default and unit in :class:`engine.scoring.settings.Settings` (``activity``,
+    ``default_timezone``, ``policy_cap`` messages per ``policy_window_days``,
+    ``half_life_days`` of the send-time histogram, its ``prior_weight``, ...).
+    ``horizon_days``: ``lapse_risk`` is P(no activity in the next ``horizon_days`` days);
+    ``penalizer``: the BG/NBD fit's L2 coefficient (:class:`engine.scoring.bgnbd.BGNBD`, 0 = none);
+    ``fatigue``: "learned" budgets (:mod:`engine.scoring.fatigue_model`) or the fixed "rule".
     ``items``: the catalogue (path or table; see :mod:`engine.items`): then item events
     add ``category_affinity`` (shares per category, in the order of the metadata's
     ``items.categories``), ``affinity_confidence`` (decayed item interactions, half-life
@@ -107,10 +102,7 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     parameters and diagnostics and the timing; :func:`summary_of` reads it back.
     """
     t_start = time.perf_counter()
-    cfg = settings(as_of=as_of, activity=activity, default_timezone=default_timezone, policy_cap=policy_cap,
-                   policy_window_days=policy_window_days, model_window_days=model_window_days,
-                   half_life_days=half_life_days, prior_weight=prior_weight,
-                   affinity_half_life_days=affinity_half_life_days)
+    cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
     pop = reduce_stats([part.stats], cfg)
@@ -118,43 +110,6 @@ def score(users, events, *, as_of=None, activity=DEFAULT_ACTIVITY, default_timez
     meta = summary_of(out)
     meta["seconds"] = round(time.perf_counter() - t_start, 3)
     return _with_meta(out, meta)
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Everything the phases need besides the data; one value shared by all partitions."""
-
-    as_of: int  # epoch seconds, UTC
-    activity: tuple[str, ...]
-    default_timezone: str = "UTC"
-    policy_cap: int = 3
-    policy_window_days: int = 7
-    model_window_days: int = 730
-    half_life_days: float = 60.0
-    prior_weight: float = 4.0
-    affinity_half_life_days: float = 90.0
-
-
-def settings(*, as_of=None, activity=DEFAULT_ACTIVITY, default_timezone: str = "UTC", policy_cap: int = 3,
-             policy_window_days: int = 7, model_window_days: int = 730, half_life_days: float = 60.0,
-             prior_weight: float = 4.0, affinity_half_life_days: float = 90.0) -> Settings:
-    """Checked :class:`Settings`; ``as_of`` is fixed here (default now), once for every partition."""
-    as_of = parse_as_of(as_of)
-    mask = _activity_mask(activity)
-    if policy_window_days not in (7, 30):
-        raise ConfigError("policy_window_days must be 7 or 30 (the windows scored)")
-    try:
-        zoneinfo.ZoneInfo(default_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"--default-timezone {default_timezone!r} is not an IANA timezone "
-                          "such as Europe/Paris") from None
-    if not affinity_half_life_days > 0:
-        raise ConfigError(f"--affinity-half-life must be > 0 days, got {affinity_half_life_days}")
-    return Settings(as_of=int(as_of), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
-                    default_timezone=default_timezone, policy_cap=int(policy_cap),
-                    policy_window_days=int(policy_window_days), model_window_days=int(model_window_days),
-                    half_life_days=float(half_life_days), prior_weight=float(prior_weight),
-                    affinity_half_life_days=float(affinity_half_life_days))
 
 
 @dataclasses.dataclass
@@ -181,6 +136,8 @@ class PartStats:
     #: the counts of item events and of events naming items not in the catalogue
     items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     item_events: tuple[int, int] = (0, 0)
+    fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
+    hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
 
 
 @dataclasses.dataclass
@@ -199,6 +156,7 @@ class Partial:
     stats: PartStats
     items: object = None  # engine.items.Items
     item_acc: object = None  # engine.affinity.ItemAccumulators
+    fatigue: object = None  # engine.scoring.fatigue_model.FatigueAccumulators
 
 
 @dataclasses.dataclass
@@ -213,6 +171,8 @@ class Population:
     rfm_cuts: dict[str, np.ndarray | None]
     #: with a catalogue: (popularity, recent_7d, prior_28d, item events, unknown item events)
     item_stats: tuple | None = None
+    fatigue: dict | None = None  # engine.scoring.fatigue_model.fit_stats
+    hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
@@ -229,14 +189,15 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         qe = os.path.join(quarantine, "events.rejected.arrow")
     as_of = cfg.as_of
     is_act = _activity_mask(list(cfg.activity))
-    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu)
+    u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu, infer_timezones=True)
     table = u.table
-    zones, user_tz = sendtime.zone_index(table, cfg.default_timezone)
+    zones, user_tz = zone_index(table, cfg.default_timezone)
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
-    off_table, off_t0 = sendtime.offset_table(zones, window_start, as_of)
+    off_table, off_t0 = offset_table(zones, window_start, as_of)
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
     day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
     n_events = 0
+    fat = fatigue_model.FatigueAccumulators.zeros(table.num_rows)
     cat = item_acc = None
     if items is not None:
         from engine.io.items import load_items
@@ -245,12 +206,13 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                          quarantine=None if quarantine is None else os.path.join(quarantine, "items.rejected.arrow"))
         item_acc = affinity.ItemAccumulators.zeros(table.num_rows, len(cat), len(cat.categories))
     t_pass = time.perf_counter()
-    # the affinity kernel releases the GIL: it runs on a second thread beside the main pass
+    # batches are read on a second thread (read_ahead), the fused pass runs on every core, and
+    # the affinity kernel (it releases the GIL) on a thread of its own beside the pass
     pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
     pending = None
     try:
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
-                                 batch_rows=batch_rows, progress=progress):
+                                 batch_rows=batch_rows, progress=progress, read_ahead=2):
             if pending is not None:
                 pending.result()
             if pool is not None:
@@ -258,6 +220,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                                       half_life_days=cfg.affinity_half_life_days)
             kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
                                is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+            fatigue_model.accumulate(fat, batch, as_of)
             n_events += len(batch)
         if pending is not None:
             pending.result()
@@ -287,9 +250,10 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
-        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events))
+        item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
+        fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
-                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc)
+                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
 
 def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
@@ -305,7 +269,7 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
     """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows."""
     bg = [np.concatenate([s.bgnbd[i] for s in stats]) for i in range(4)]
     x, t_x, T, w = compress(*bg[:3], weights=bg[3])[:4]
-    model = BGNBD()
+    model = BGNBD(penalizer=cfg.penalizer)
     try:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
@@ -335,38 +299,13 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
     return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
-                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats)
-
-
-def _quintile_cuts(values: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
-    """The 4 key values a user's key must exceed to reach quintiles 2..5.
-
-    :func:`engine.fatigue.quintiles` gives ``1 + floor(5 c / N)`` with ``c`` the number of
-    keys strictly below the user's; that is >= j + 1 exactly when ``c >= ceil(j N / 5)``,
-    i.e. when the key exceeds the ``ceil(j N / 5)``-th smallest key.
-    """
-    if values.size == 0:
-        return None
-    u, inv = np.unique(values, return_inverse=True)
-    c = np.zeros(u.size, np.int64)
-    np.add.at(c, inv.reshape(-1), counts)
-    cum = np.cumsum(c)
-    n = int(cum[-1])
-    ranks = [(j * n + 4) // 5 for j in range(1, 5)]
-    return u[np.searchsorted(cum, ranks, side="left")]
-
-
-def _quintile(key: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
-    out = np.ones(len(key), np.int8)
-    ok = ~np.isnan(key)
-    if cuts is not None and ok.any():
-        out[ok] = 1 + (key[ok][:, None] > cuts[None, :]).sum(axis=1)
-    return out
+                      wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
+                      fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]),
+                      hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]))
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
-    return table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                          b"winback.score": json.dumps(meta, default=float).encode()})
+    return with_meta(table, SCORE, meta, default=float)
 
 
 def finalize(part: Partial, pop: Population) -> pa.Table:
@@ -397,9 +336,7 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
 
 def summary_of(scores: pa.Table) -> dict:
     """The ``winback.score`` metadata of a scores table as a dict ({} when absent)."""
-    raw = (scores.schema.metadata or {}).get(b"winback.score")
-    return json.loads(raw) if raw else {}
-
+    return read_meta(scores, SCORE)
 
 
 def _derive(part: Partial, pop: Population):
@@ -408,25 +345,14 @@ def _derive(part: Partial, pop: Population):
     as_of, model_window_days = cfg.as_of, cfg.model_window_days
     n = table.num_rows
     cols: dict[str, pa.Array] = {}
-    model = BGNBD()
-    model.params_ = dict(pop.params)
-    p = model.params_
-    p_alive = np.empty(n)
-    exp30 = np.empty(n)
     rep = in_window & (x > 0)
-    p_alive[rep] = model.p_alive(x[rep], t_x[rep], T[rep])
-    exp30[rep] = model.expected(30.0, x[rep], t_x[rep], T[rep])
     # users with no repeat activity: MBG/NBD-style first-day dropout (see module docstring)
-    zero = ~rep
     signup = (to_epoch_seconds(table["signup_at"]) if "signup_at" in table.column_names
               else np.full(n, NEVER, np.int64))
     since = np.where(acc.last_act != NEVER, acc.last_act,
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
-    p0 = 1.0 / (1.0 + p["a"] / p["b"] * ((p["alpha"] + T0) / p["alpha"]) ** p["r"])
-    p_alive[zero] = p0[zero]
-    exp0 = model.expected(30.0, np.zeros(n), np.zeros(n), T0) * p0
-    exp30[zero] = exp0[zero]
+    p_alive, exp30, risk = lapse.user_scores(pop.params, x, t_x, T, rep, T0, cfg.horizon_days)
     keys = _rfm_keys(acc, as_of, x, in_window)
     days_inactive = -keys["r"]
     has_act = acc.last_act != NEVER
@@ -461,12 +387,13 @@ def _derive(part: Partial, pop: Population):
             if ADDRESS_COLUMN[c] in table.column_names else np.zeros(n, bool)
         reachable[:, c_i] = consent & addr & ~supp
     cols["p_alive"] = pa.array(p_alive)
-    cols["lapse_risk"] = pa.array(1.0 - p_alive)
+    cols["lapse_risk"] = pa.array(risk)
     cols["expected_active_days_30d"] = pa.array(exp30)
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
-    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight)
-    nxt = sendtime.next_local_hour(zones, as_of)
+    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
+                                   pop.hour_spread)
+    nxt = next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
     cols["send_time_confidence"] = pa.array(bt["confidence"])
@@ -475,8 +402,14 @@ def _derive(part: Partial, pop: Population):
     cols["sends_7d"] = pa.array(acc.sends7)
     cols["sends_30d"] = pa.array(acc.sends30)
     complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
+    cols["complained"] = pa.array(complained)  # on any channel: planning stops every marketing channel
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
-    cols["fatigue_budget"] = pa.array(fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap))
+    beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
+    cols["fatigue_sensitivity"], cols["fatigue_response"] = pa.array(beta_u), pa.array(q_u)
+    cols["fatigue_budget"] = pa.array(
+        fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap) if cfg.fatigue == "rule" else
+        fatigue_model.budget(beta_u, q_u, recent, complained, cap=cfg.policy_cap, window_days=cfg.policy_window_days,
+                             u0=pop.fatigue["unsubscribe_per_message"]))
     stage = fatigue.lifecycle(days_inactive, p_alive)
     cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
     cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1),
@@ -490,8 +423,14 @@ def _derive(part: Partial, pop: Population):
     meta = {
         "model": dict(pop.model),
         "lifecycle": {name: int(c) for name, c in zip(LIFECYCLE, counts)},
-        "send_time": {"prior_weight": cfg.prior_weight,
+        "timezone_sources": ({v["values"]: int(v["counts"]) for v in pc.value_counts(table["timezone_source"]).to_pylist()}
+                             if "timezone_source" in table.column_names else {}),  # engine.tz.infer_timezones
+        "send_time": {"prior_weight": cfg.prior_weight, "sparse_spread": pop.hour_spread and {
+                          k: pop.hour_spread[k] for k in ("rho", "sigma")},
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
+        "lapse_horizon_days": cfg.horizon_days,
+        "fatigue": {"model": cfg.fatigue, **pop.fatigue},
+        "warnings": list(pop.model.get("warnings", [])),
     }
     return cols, meta

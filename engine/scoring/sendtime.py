@@ -11,70 +11,41 @@ and ``k`` (default 4 pseudo-events) is the prior weight: with little evidence th
 population's habit dominates, and the user's own evidence takes over as it grows.
 Users with no engagement get their timezone population's best hour.
 
-``send_time_confidence`` = ``n / (n + k)`` x posterior share of the best hour +-1 hour,
+**The preferred hour** (with ``spread``, as ``score`` does): rather than the mode of that
+posterior, each user with evidence gets the mode of a hierarchical posterior over their
+preferred hour ``h*``: the timezone population's shares are its prior, and each
+engagement lands near ``h*`` with the population's own spread, so a sparse user seen at
+18:00 and 20:00 gets 19:00 rather than the population mode, and a rich user's noisy
+peak is smoothed over neighbouring hours::
+
+    log P(h* | user) = log pop_tz[h*] + sum_h user[h] log(rho K(h - h*) + (1 - rho) pop_tz[h])
+
+with ``K`` a circular discretised normal of width ``sigma`` hours and ``rho`` the share of
+engagements "on" the preferred hour, both fitted (least squares over a grid of sigma) to
+the pooled histogram of engagement offsets from their own mode of users with 10+
+engagements (:func:`mode_spread`, :func:`fit_spread`; integer sums, exact in any order).
+
+``send_time_confidence`` = ``n / (n + k)`` x Dirichlet posterior share of the best hour +-1 hour,
 in 0..1: high only when the user has evidence *and* it is concentrated.
 
 ``next_send_at`` is the first UTC instant strictly after ``as_of`` at which the user's
-local clock reads ``best_hour_local``:00, computed with ``zoneinfo`` once per
-(timezone, hour, day), never per user.  A local hour skipped by a DST change maps to
-the instant after the gap (shift forward); a repeated hour takes its first occurrence.
+local clock reads ``best_hour_local``:00 (:func:`engine.tz.next_local_hour`, once per
+timezone and hour, never per user).  A local hour skipped by a DST change maps to the
+instant after the gap (shift forward); a repeated hour takes its first occurrence.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import zoneinfo
 
 import numpy as np
 
 from engine.jit import njit
 
-__all__ = ["zone_index", "offset_table", "population_histograms", "population_sums", "population_shares", "best_times",
-           "best_times_given", "next_local_hour"]
+__all__ = ["population_histograms", "population_sums", "population_shares", "best_times",
+           "best_times_given", "mode_spread", "fit_spread", "RICH_MIN"]
 
-
-def zone_index(table, default: str, column: str = "timezone") -> tuple[list[str], np.ndarray]:
-    """Distinct timezone names of ``table[column]`` (null -> ``default``) and each row's index (int64).
-
-    A table without the column puts every row in ``default``.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if column not in table.column_names:
-        return [default], np.zeros(table.num_rows, np.int64)
-    col = pc.cast(table[column], pa.string()).fill_null(default)
-    enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
-    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def offset_table(zones: list[str], start: int, end: int) -> tuple[np.ndarray, int]:
-    """UTC offsets (seconds, int32) per zone and UTC hour in [start, end]; returns (table, t0).
-
-    Row ``z``, column ``h`` is the offset of ``zones[z]`` at ``t0 + 3600 h``.  Built from
-    the zone's transitions: offsets are computed at each day's 00:00 UTC and refined by
-    the hour only on days where the offset changes.
-    """
-    t0 = (start // 3600) * 3600
-    n_hours = max(1, (end - t0) // 3600 + 2)
-    table = np.zeros((len(zones), n_hours), np.int32)
-    for z, name in enumerate(zones):
-        tz = zoneinfo.ZoneInfo(name)
-        n_days = n_hours // 24 + 2
-        day_off = np.empty(n_days, np.int64)
-        for d in range(n_days):
-            inst = dt.datetime.fromtimestamp(t0 + d * 86400, dt.timezone.utc)
-            day_off[d] = int(inst.astimezone(tz).utcoffset().total_seconds())
-        hourly = np.repeat(day_off, 24)[:n_hours]
-        for d in np.nonzero(np.diff(day_off))[0]:
-            for h in range(24):
-                idx = d * 24 + h
-                if idx < n_hours:
-                    inst = dt.datetime.fromtimestamp(t0 + idx * 3600, dt.timezone.utc)
-                    hourly[idx] = int(inst.astimezone(tz).utcoffset().total_seconds())
-        table[z] = hourly
-    return table, t0
+RICH_MIN = 10.0  # decayed engagements from which a user's own mode informs the spread
 
 
 @njit
@@ -184,17 +155,24 @@ def best_times(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.ndarray, 
 
 
 def best_times_given(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.ndarray, pop_h: np.ndarray,
-                     pop_w: np.ndarray, prior_weight: float = 4.0) -> dict:
+                     pop_w: np.ndarray, prior_weight: float = 4.0, spread: dict | None = None) -> dict:
     """:func:`best_times` with the population shares given ([n_zones, 24] and [n_zones, 7]).
 
     Used when the population is larger than the users at hand (a partition of the users:
     the shares come from all partitions' histograms, :func:`population_shares`).
+    ``spread`` (:func:`fit_spread`) turns on the hierarchical prior over the preferred hour.
     """
     user_tz = np.asarray(user_tz, np.int64)
     pop_h = np.ascontiguousarray(pop_h, np.float64)
     pop_w = np.ascontiguousarray(pop_w, np.float64)
     best_h, best_w, conf = _best(np.ascontiguousarray(hour_hist), np.ascontiguousarray(wd_hist), user_tz,
                                  pop_h, pop_w, float(prior_weight))
+    if spread is not None:
+        kern, rho = np.asarray(spread["kernel"], np.float64), float(spread["rho"])
+        d = (np.arange(24)[:, None] - np.arange(24)[None, :]) % 24  # [h, h*]
+        logmix = np.log(rho * kern[d][None, :, :] + (1.0 - rho) * pop_h[:, :, None] + 1e-300)
+        _kernel_hours(np.ascontiguousarray(hour_hist), user_tz, logmix, np.log(pop_h + 1e-12), pop_h,
+                      float(prior_weight), best_h, conf)
     return {
         "best_hour": best_h,
         "best_weekday": best_w,
@@ -204,17 +182,82 @@ def best_times_given(hour_hist: np.ndarray, wd_hist: np.ndarray, user_tz: np.nda
     }
 
 
-def next_local_hour(zones: list[str], after: int) -> np.ndarray:
-    """[n_zones, 24] int64: the first UTC instant > ``after`` at local ``h``:00 in each zone."""
-    out = np.empty((len(zones), 24), np.int64)
-    for z, name in enumerate(zones):
-        tz = zoneinfo.ZoneInfo(name)
-        local_now = dt.datetime.fromtimestamp(after, tz)
+@njit
+def _mode_spread(hour_hist, rich, scale):
+    out = np.zeros(24, np.int64)
+    for u in range(hour_hist.shape[0]):
+        total = 0.0
+        m = 0
         for h in range(24):
-            for day in range(0, 3):
-                date = local_now.date() + dt.timedelta(days=day)
-                cand = int(dt.datetime(date.year, date.month, date.day, h, tzinfo=tz).timestamp())
-                if cand > after:
-                    out[z, h] = cand
-                    break
+            total += hour_hist[u, h]
+            if hour_hist[u, h] > hour_hist[u, m]:
+                m = h
+        if total < rich:
+            continue
+        for h in range(24):
+            out[(h - m) % 24] += np.int64(math.floor(np.float64(hour_hist[u, h]) * scale + 0.5))
     return out
+
+
+def mode_spread(hour_hist: np.ndarray) -> np.ndarray:
+    """int64[24] in :data:`POP_UNIT`: the engagement weight of users with ``RICH_MIN``+ engagements
+    by circular offset (hours, 0..23) from each one's own most engaged hour."""
+    return _mode_spread(np.ascontiguousarray(hour_hist), RICH_MIN, 1.0 / POP_UNIT)
+
+
+def _kernel(sigma: float) -> np.ndarray:
+    d = np.arange(24, dtype=np.float64)
+    d = np.minimum(d, 24.0 - d)
+    k = np.exp(-0.5 * (d / sigma) ** 2)
+    return k / k.sum()
+
+
+def fit_spread(spreads: list) -> dict | None:
+    """(rho, sigma, kernel) from summed :func:`mode_spread` s; None without users of 10+ engagements.
+
+    Least squares of ``share(d) = rho K_sigma(d) + (1 - rho) / 24`` over sigma in 0.5..4 hours.
+    """
+    tot = np.sum([np.asarray(s, np.int64) for s in spreads if s is not None], axis=0) if spreads else None
+    if tot is None or np.ndim(tot) == 0 or tot.sum() <= 0:
+        return None
+    share = tot / tot.sum()
+    best = None
+    for sigma in np.arange(0.5, 4.01, 0.1):
+        k = _kernel(sigma) - 1.0 / 24
+        rho = float(np.clip((k * (share - 1.0 / 24)).sum() / (k * k).sum(), 0.0, 1.0))
+        sse = float(((share - 1.0 / 24 - rho * k) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, rho, float(sigma))
+    _, rho, sigma = best
+    return {"rho": rho, "sigma": round(sigma, 2), "kernel": _kernel(sigma).tolist()}
+
+
+@njit
+def _kernel_hours(hour_hist, user_tz, logmix, log_prior, pop_h, k, best_h, conf):
+    """In place, users with evidence: best_h = argmax of the hierarchical posterior over the preferred
+    hour (``logmix[z, h, h*]`` = log(rho K(h - h*) + (1 - rho) pop_z[h])); conf recomputed around it."""
+    lp = np.empty(24)
+    for u in range(hour_hist.shape[0]):
+        n = 0.0
+        for h in range(24):
+            n += hour_hist[u, h]
+        if not n > 0.0:
+            continue
+        z = user_tz[u]
+        for hs in range(24):
+            lp[hs] = log_prior[z, hs]
+        for h in range(24):
+            x = np.float64(hour_hist[u, h])
+            if x > 0.0:
+                for hs in range(24):
+                    lp[hs] += x * logmix[z, h, hs]
+        bh = 0
+        for hs in range(1, 24):
+            if lp[hs] > lp[bh]:
+                bh = hs
+        best_h[u] = bh
+        around = 0.0
+        for d in (23, 0, 1):
+            hh = (bh + d) % 24
+            around += np.float64(hour_hist[u, hh]) + k * pop_h[z, hh]
+        conf[u] = n / (n + k) * around / (n + k)

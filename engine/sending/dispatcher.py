@@ -20,9 +20,12 @@ provider's Retry-After); after ``max_attempts`` or on a permanent failure a mess
 is ``dead``, and a failure meaning the address is gone suppresses it.
 
 Exit rules and suppressions are applied before anything is released: later drip
-steps (``step_index > 0`` with ``exit_on`` set) of users active after the campaign
-start (``events``) become ``skipped`` / ``exited``; messages to suppressed addresses
+steps of users who did what their step's ``exit_on`` names after the campaign start
+(``events``: files or a ``winback receive`` directory, re-read during a long send,
+:mod:`engine.sending.exits`) become ``skipped`` / ``exited``; messages to suppressed addresses
 become ``skipped`` / ``suppressed`` (again whenever a run suppresses an address).
+Every claimed batch then passes the release checks (:mod:`engine.sending.release`): the cap
+over every campaign in the ledger and, without ``now``, lateness and quiet hours.
 
 SIGINT/SIGTERM: stop claiming, hand queued messages back, wait for requests in
 flight, flush the ledger, raise :class:`engine.errors.Interrupted`.
@@ -36,21 +39,25 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
-from engine.sending.protocol import SENT, Adapter, Message, Result
+from engine.sending.channels import Channel, channels_for, message_of
+from engine.sending.protocol import SENT, Result
 from engine.errors import ConfigError, DispatchError, Interrupted
 from engine.ledger.store import Ledger
 from engine.sending.limiter import RateLimiter
 from engine.progress import bar
-from engine.sending.retry import DEFAULT_MAX_ATTEMPTS, next_attempt_at, suppresses
-from engine.io.plans import plan_meta, read_plan, reengaged_users
+from engine.sending.scrub import scrub
+from engine.sending.exits import ExitWatch
+from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
+from engine.sending.retry import next_attempt_at, suppresses
+from engine.io.plans import plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
 from engine.sending.dryrun import dry_run_preview
+from engine.sending.summary import DispatchSummary
 
 __all__ = ["Channel", "DispatchSummary", "dispatch", "send"]
 
@@ -58,43 +65,6 @@ FLUSH_ROWS = 100  # write results every this many rows ...
 FLUSH_SECONDS = 0.05  # ... or this many seconds
 MAX_QUEUE = 2048  # claimed messages waiting for a worker, per channel
 MAX_CLAIM = 512  # rows per claim transaction (keeps event-loop stalls to a few ms)
-
-
-@dataclass
-class Channel:
-    """How one channel is sent: its adapter, rate (requests per second), concurrency."""
-
-    adapter: Adapter
-    rate_per_second: float | None = None
-    concurrency: int = 10
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-
-
-@dataclass
-class DispatchSummary:
-    """What a :func:`dispatch` run did.  Counts are messages; ``seconds`` is wall time."""
-
-    ledger: str
-    loaded: int = 0
-    recovered: int = 0
-    exited: int = 0
-    suppressed: int = 0
-    sent: int = 0
-    retried: int = 0
-    dead: int = 0
-    seconds: float = 0.0
-    per_channel: dict[str, dict[str, float]] = field(default_factory=dict)
-    states: dict[str, dict[str, int]] = field(default_factory=dict)
-    complete: bool = False
-    stopped: str | None = None
-    dry_run: pa.Table | None = None
-    samples: list[dict] = field(default_factory=list)
-
-    @property
-    def pending(self) -> int:
-        """Messages not yet final (planned, failed with a retry pending, in flight)."""
-        return sum(n for c in self.states.values() for s, n in c.items()
-                   if s in ("planned", "failed", "in_flight"))
 
 
 class _Lane:
@@ -136,8 +106,11 @@ class _Lane:
 
 class _Run:
     def __init__(self, ledger: Ledger, lanes: dict[str, _Lane], *, now: bool,
-                 clock: Callable[[], float], progress: bool, total: int):
+                 clock: Callable[[], float], progress: bool, total: int, release: Release | None = None,
+                 exits: ExitWatch | None = None):
         self.ledger = ledger
+        self.exits = exits
+        self.release = release
         self.lanes = lanes
         self.now = now
         self.clock = clock
@@ -206,12 +179,18 @@ class _Run:
                     if self.suppressed_new:
                         self._flush()  # results, then the new suppressions apply
                     t = clock()
+                    if self.exits:  # users who came back since the last look leave the sequence
+                        self.exits.maybe_poll(t)
                     want = min(MAX_CLAIM, lane.high - len(queue))
                     # buffered results are written in the claim's transaction (one commit for
                     # both), so retries just recorded are claimable
                     rows = ledger.claim(lane.name, want, now=t, release_until=math.inf if self.now else t,
                                         with_results=True)
                     lane.more = len(rows) == want
+                    if rows and self.release is not None:
+                        rows = self.release.screen(rows, t)  # cap, quiet hours, lateness at release
+                        if not rows:
+                            continue  # the claimed rows were re-timed or skipped: claim again
                     if rows:
                         queue.extend(rows)
                         lane.retrying -= sum(1 for row in rows if row[11] > 1)
@@ -241,7 +220,9 @@ class _Run:
         wake = lane.wake
         handle = None
         if seconds is not None:
-            handle = asyncio.get_running_loop().call_later(max(seconds, 0.0), wake.set)
+            # an injected clock may keep its own timers (tests move a fake clock, never sleep)
+            call_later = getattr(self.clock, "call_later", None) or asyncio.get_running_loop().call_later
+            handle = call_later(max(seconds, 0.0), wake.set)
         try:
             await wake.wait()
         finally:
@@ -299,23 +280,31 @@ class _Run:
             if lane.more and len(queue) <= lane.low:
                 lane.more = False  # one refill request is enough
                 lane.wake.set()
+            grant = -1
             if limited and not ready():
                 try:
-                    await acquire(1)
+                    grant = await acquire(1)
                 except asyncio.CancelledError:
                     lane.busy -= 1
                     ledger.unclaim([r[0] for r in batch])
                     raise
                 if stop.is_set():
+                    limiter.complete(grant)
                     lane.busy -= 1
                     ledger.unclaim([r[0] for r in batch])
                     return
+            elif limited:
+                grant = limiter.granted
             sending.add(me)
             try:
-                if one is not None:
-                    results = (await one(_message(batch[0])),)
-                else:
-                    results = await send([_message(r) for r in batch])
+                try:
+                    if one is not None:
+                        results = (await one(message_of(batch[0])),)
+                    else:
+                        results = await send([message_of(r) for r in batch])
+                finally:  # the answer is in: the limiter's window may move on (engine.sending.limiter)
+                    if limited:
+                        limiter.complete(grant)
                 if len(results) != len(batch):
                     raise DispatchError(
                         f"the {name} adapter returned {len(results)} results for {len(batch)} "
@@ -346,10 +335,14 @@ class _Run:
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
         ledger = self.ledger
         status = res.status
+        if res.error:  # any adapter's error text: no secret reaches the ledger
+            res = res._replace(error=scrub(res.error))
         if status == SENT:
             ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
         elif status == "retry" and row[11] < max_attempts:
+            if res.retry_after:  # written now, not with the buffered results: a crash must not lose it
+                ledger.pause(lane.name, t + res.retry_after)
             ledger.retry(row[13], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
             lane.retrying += 1
@@ -361,44 +354,6 @@ class _Run:
             lane.dead += 1
 
 
-def _message(r: tuple) -> Message:
-    """The :class:`Message` of a claimed ledger row (columns in ``engine.ledger.CLAIM_COLUMNS`` order)."""
-    return Message(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7] or "", r[8], r[9], r[10], r[12])
-
-
-def _channels(providers: Any, needed: list[str]) -> tuple[dict[str, Channel], bool]:
-    """Resolve ``providers`` (a providers TOML path or a mapping) to built channels."""
-    owned = False
-    if isinstance(providers, (str, os.PathLike)) or (isinstance(providers, Mapping) and "channels" in providers):
-        from engine.sending.providers import load_providers  # a providers TOML path or its parsed dict
-
-        providers = load_providers(providers)
-    missing = [c for c in needed if c not in providers]
-    if missing:
-        raise ConfigError(
-            f"the plan (or this ledger) has messages on channel {', '.join(missing)} but the providers have no "
-            f"[channels.{missing[0]}] (they configure {', '.join(sorted(providers)) or 'nothing'}). "
-            "Add the channel to the providers file, or re-plan without it.")
-    out: dict[str, Channel] = {}
-    for name in needed:
-        spec = providers[name]
-        if isinstance(spec, Channel):
-            out[name] = spec
-        elif hasattr(spec, "send") and hasattr(spec, "max_batch"):
-            out[name] = Channel(adapter=spec)
-        else:  # a ChannelConfig from adapters.config
-            from engine.sending.providers import build_adapter
-
-            out[name] = Channel(
-                adapter=build_adapter(spec),
-                rate_per_second=getattr(spec, "rate_per_second", None),
-                concurrency=int(getattr(spec, "concurrency", None) or 10),
-                max_attempts=int(getattr(spec, "max_attempts", None) or DEFAULT_MAX_ATTEMPTS),
-            )
-            owned = True
-    return out, owned
-
-
 async def dispatch(
     plan: str | os.PathLike | pa.Table,
     providers: str | os.PathLike | Mapping[str, Any],
@@ -406,12 +361,13 @@ async def dispatch(
     *,
     now: bool = False,
     dry_run: bool = False,
-    events: str | os.PathLike | None = None,
+    events: str | os.PathLike | list | None = None,
     at_most_once: bool = False,
     clock: Callable[[], float] | None = None,
     progress: bool = False,
     max_seconds: float | None = None,
     handle_signals: bool = True,
+    max_lateness: float = DEFAULT_MAX_LATENESS,
 ) -> DispatchSummary:
     """Send every planned message of ``plan`` through ``providers``, tracked in ``ledger_path``.
 
@@ -422,6 +378,9 @@ async def dispatch(
     Rerunning on the same ledger resumes.  ``dry_run`` touches nothing and returns a
     preview (``summary.dry_run`` counts per channel/step/hour, ``summary.samples``).
     ``max_seconds`` stops (cleanly, like a signal, but without raising) after that many
+    seconds.  Every claimed message passes :class:`engine.sending.release.Release` first: the cap
+    over every campaign in the ledger, and (without ``now``) a late message is re-timed
+    to its next allowed instant keeping its step spacing, or skipped past ``max_lateness``
     seconds.  Returns a :class:`DispatchSummary`; raises :class:`Interrupted` after a
     SIGINT/SIGTERM drain and :class:`DispatchError` when an adapter breaks.
     """
@@ -445,25 +404,32 @@ async def dispatch(
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source)
         meta = plan_meta(table)
+        if summary.loaded:
+            record_plan(ledger, table, meta)  # the campaign's policy and zones, for the release checks
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
             ledger.record_broadcast(str(meta.get("campaign_id") or meta.get("id") or ""))
         counts = ledger.counts()  # one scan: channels still to send, totals, retries pending
         if any(states.get("in_flight") for states in counts.values()):  # a run was killed
             summary.recovered = ledger.recover(at_most_once=at_most_once)
-        if events is not None:
-            summary.exited = ledger.skip_exited(reengaged_users(events, table))
+        exits = ExitWatch(ledger, events)  # exit_on per step; re-read during a long send
+        summary.exited = exits.poll(clock())
         summary.suppressed = ledger.skip_suppressed()
         if summary.recovered or summary.exited or summary.suppressed:
             counts = ledger.counts()
         pending_states = ("planned", "failed", "in_flight")
         needed = [c for c, states in counts.items() if any(states.get(s) for s in pending_states)]
-        channels, owned = _channels(providers, needed)
+        channels, owned = channels_for(providers, needed)
         total = sum(n for c in counts.values() for s, n in c.items() if s in pending_states)
-        lanes = {name: _Lane(name, ch, RateLimiter(ch.rate_per_second)) for name, ch in channels.items()}
+        lanes = {name: _Lane(name, ch, RateLimiter(ch.rate_per_second, track=True)) for name, ch in channels.items()}
+        if summary.recovered:  # the killed run's last requests may still reach the provider
+            for lane in lanes.values():
+                lane.limiter.hold(1.0)
         for name, states in counts.items():
             if name in lanes:
                 lanes[name].retrying = states.get("failed", 0)
-        run = _Run(ledger, lanes, now=now, clock=clock, progress=progress, total=total)
+        release = Release(ledger, now=now, max_lateness=max_lateness)
+        run = _Run(ledger, lanes, now=now, clock=clock, progress=progress, total=total, release=release,
+                   exits=exits)
         loop = asyncio.get_running_loop()
         installed = []
         if handle_signals:
@@ -485,6 +451,8 @@ async def dispatch(
                 for ch in channels.values():
                     await ch.adapter.aclose()
             summary.states = ledger.counts()
+            summary.skipped, summary.retimed = dict(release.skipped), release.retimed
+            summary.exited = exits.exited
             summary.seconds = time.monotonic() - t_start
             for name, lane in lanes.items():
                 summary.per_channel[name] = {
@@ -497,7 +465,7 @@ async def dispatch(
     summary.complete = summary.pending == 0
     if run.error is not None:
         raise DispatchError(
-            f"sending stopped: an adapter failed with {type(run.error).__name__}: {run.error}. "
+            f"sending stopped: an adapter failed with {type(run.error).__name__}: {scrub(str(run.error))}. "
             f"{summary.sent} messages were sent and recorded in {ledger_path}; fix the provider "
             "configuration and run the same command again to resume.") from None
     if run.stopped in ("SIGINT", "SIGTERM"):

@@ -8,9 +8,12 @@ results.  It raises only for programming or configuration errors.
 
 from __future__ import annotations
 
+import re
 from typing import Literal, NamedTuple, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Secret", "Message", "Result", "Adapter", "SENT", "RETRY", "FAILED", "content_fields"]
+from engine.sending import scrub
+
+__all__ = ["Secret", "Message", "Result", "Adapter", "SENT", "RETRY", "FAILED", "content_fields", "refused"]
 
 SENT: Literal["sent"] = "sent"
 RETRY: Literal["retry"] = "retry"
@@ -96,6 +99,7 @@ class Secret:
     def __init__(self, value: str, env: str = "?"):
         self._value = value
         self.env = env
+        scrub.register(value)  # never stored or logged, in any encoding (engine.sending.scrub)
 
     def reveal(self) -> str:
         """The secret itself, for building a request header only."""
@@ -108,3 +112,26 @@ class Secret:
 
     def __reduce__(self):  # never pickled into a log or a ledger
         raise TypeError("a Secret cannot be pickled")
+
+
+#: control characters (C0, DEL, C1) and the Unicode line/paragraph separators: in a header
+#: value or an address they end the line and start a new header (``a@b.c\r\nBcc: ...``)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+_HEADER_FIELDS = tuple(Message._fields.index(f) for f in ("to", "subject", "message_id", "step", "variant",
+                                                           "campaign_id", "template"))
+
+
+def refused(m: Message) -> Result | None:
+    """A ``failed`` result (a bad row, never retried) when a field that travels in a header
+    or as an address (``message_id``, ``to``, ``subject``, ``step``, ``variant``,
+    ``campaign_id``, ``template``) holds a control character such as CR or LF; else None.
+    Bodies may hold newlines."""
+    for i in _HEADER_FIELDS:
+        value = m[i]
+        # isprintable() is the fast path: control characters are never printable
+        if value and type(value) is str and not value.isprintable() and _CONTROL.search(value):
+            return Result(m.message_id, FAILED, error=f"bad row: a control character in {Message._fields[i]!r} "
+                          f"({value[:40]!r}); fix the plan row, it is not sent")
+    return None

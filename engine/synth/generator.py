@@ -37,7 +37,8 @@ Model (all rates per day, times UTC unless "local"):
   types (one file cannot hold two types for a column); ``world.json`` counts them.
 
 Local times are converted with each timezone's offsets and DST transitions, found
-with ``zoneinfo`` once per timezone and day when the generator starts, never per event.
+with ``zoneinfo`` once per timezone and day when the generator starts (:class:`engine.tz.Offsets`,
+the same local time as scoring and planning), never per event.
 
 Everything is vectorised numpy over chunks of users, so 1M users with ~60M events
 stream to disk in bounded memory (about 25 s and 0.85 GB peak RSS, 1.7 GB of Arrow or 0.65
@@ -51,7 +52,6 @@ import datetime as dt
 import json
 import os
 import time
-import zoneinfo
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ from engine.errors import ConfigError, InputError
 from engine.synth.bad import bad_events, bad_users
 from engine.progress import bar
 from engine.schema import CHANNELS, EVENT_CODE, EVENTS, SECONDS_PER_DAY, TIMESTAMP
-from engine.tz import parse_as_of
+from engine.tz import Offsets, parse_as_of
 
 __all__ = ["generate", "TIMEZONES", "DEFAULT_AS_OF", "FORMATS"]
 
@@ -108,56 +108,6 @@ _EVENTS_SCHEMA = pa.schema([
 #: appended only to a world with bad rows (an Arrow IPC file has one dictionary per column).
 _DICTS = {False: (pa.array(EVENTS, pa.string()), pa.array(CHANNELS, pa.string())),
           True: (pa.array(list(EVENTS) + ["pageview"], pa.string()), pa.array(list(CHANNELS) + ["fax"], pa.string()))}
-
-
-class _Offsets:
-    """UTC offset in seconds of each timezone at any UTC instant, DST-exact.
-
-    The offset is sampled with ``zoneinfo`` at noon UTC of each day from ``day0`` (days
-    since the epoch) for ``n_days``; where it changes, the transition instant is found
-    to the second by bisection.  Lookups are one ``searchsorted`` over (zone, instant)
-    keys, never a per-event ``zoneinfo`` call.
-    """
-
-    _BIG = 1 << 40  # > any epoch second we meet; zone * _BIG + ts orders by zone, then time
-
-    def __init__(self, zones: list[str], day0: int, n_days: int):
-        keys, offs = [], []
-        for z, name in enumerate(zones):
-            tz = zoneinfo.ZoneInfo(name)
-
-            def off(t: int, tz=tz) -> int:
-                return int(dt.datetime.fromtimestamp(t, tz).utcoffset().total_seconds())
-
-            prev = off(day0 * SECONDS_PER_DAY)
-            keys.append(z * self._BIG)
-            offs.append(prev)
-            for d in range(n_days):
-                t = (day0 + d) * SECONDS_PER_DAY + 43_200
-                o = off(t)
-                if o != prev:
-                    lo, hi = t - SECONDS_PER_DAY, t          # the change happens in (lo, hi]
-                    while hi - lo > 1:
-                        mid = (lo + hi) // 2
-                        lo, hi = (mid, hi) if off(mid) == prev else (lo, mid)
-                    keys.append(z * self._BIG + hi)
-                    offs.append(o)
-                    prev = o
-        self.keys = np.array(keys, dtype=np.int64)
-        self.offs = np.array(offs, dtype=np.int64)
-
-    def at(self, zone: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """Offset (s) in ``zone`` (index into the zones) at UTC instants ``ts`` (epoch s)."""
-        k = np.asarray(zone, np.int64) * self._BIG + np.clip(ts, 0, self._BIG - 1)
-        return self.offs[np.searchsorted(self.keys, k, side="right") - 1]
-
-    def to_utc(self, zone: np.ndarray, local: np.ndarray) -> np.ndarray:
-        """UTC instants (epoch s) of local wall-clock times written as epoch seconds.
-
-        A wall-clock time that a DST change skips moves by the size of the change; one it
-        repeats takes one of its two instants.
-        """
-        return local - self.at(zone, local - self.at(zone, local))
 
 
 def _users_chunk(rng, ids, n_zones, as_of, days):
@@ -416,7 +366,7 @@ def _write_world(n_users, seed, out, as_of_s, days, bad_rows, format, chunk_user
     out.mkdir(parents=True, exist_ok=True)
     zones = [z for z, _ in TIMEZONES]
     day0 = (as_of_s - (days + 800) * SECONDS_PER_DAY) // SECONDS_PER_DAY
-    offsets = _Offsets(zones, day0, days + 810)
+    offsets = Offsets(zones, day0 * SECONDS_PER_DAY, (day0 + days + 810) * SECONDS_PER_DAY)
     root = np.random.default_rng(seed)
     perm = root.permutation(n_users).astype(np.int64)
     all_ids = 1_000_000 + perm * 37 + 11                     # unique, not sequential

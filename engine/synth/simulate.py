@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import SIMULATE, read_meta, with_meta
 from engine.synth import world
 from engine.io.plans import campaign_start, read_plan
 from engine.io.readers import read_table
@@ -46,7 +47,7 @@ from engine.tz import from_epoch_seconds, to_epoch_seconds
 __all__ = ["simulate", "write_outcomes", "outcome_meta", "delivered", "META_KEY"]
 
 #: schema metadata key of a simulated outcome table (JSON of the counts and settings)
-META_KEY = b"winback.simulate"
+META_KEY = SIMULATE
 
 _UNREACHABLE = {"not_in_audience", "holdout", "no_consent", "no_address", "suppressed"}
 
@@ -206,7 +207,7 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
                               users[m_user], end, rng)
     if answers:
         meta["survey_answers"] = answers
-    return events.replace_schema_metadata({**(events.schema.metadata or {}), META_KEY: json.dumps(meta)})
+    return with_meta(events, META_KEY, meta, default=None)
 
 
 def _variant_offer_effects(plan_t: pa.Table, d: pa.Table, value_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -293,8 +294,7 @@ def _by_theme(m_theme, u_theme, opened, clicked) -> dict:
 
 def outcome_meta(events: pa.Table) -> dict:
     """The simulation's counts and settings stored in a :func:`simulate` table ({} if none)."""
-    raw = (events.schema.metadata or {}).get(META_KEY)
-    return json.loads(raw) if raw else {}
+    return read_meta(events, META_KEY)
 
 
 def delivered(events: pa.Table) -> pa.Table:

@@ -1,0 +1,98 @@
+"""Contact pressure from the ledger: every campaign's messages, sent and scheduled.
+
+The promise of the policy (at most ``max_messages`` per user in any ``window_days``
+window, across channels and per channel) holds across campaigns because planning
+counts what the ledger already holds for each user, whatever campaign put it there:
+messages ``sent`` (at ``sent_at``), and messages still to go (``planned``,
+``in_flight``, ``failed`` with a retry pending, at their ``send_at`` /
+``next_attempt_at``).  Skipped and dead messages never reached the user and do not count.
+
+The check is exact for rolling windows: a new message at ``t`` fits when every window
+``(s - W, s]`` that contains ``t`` holds fewer than ``cap`` other messages.  The
+fullest such window ends at ``t`` or at one of the user's messages in ``[t, t + W)``,
+so those ends are the only ones tested (:func:`max_in_windows`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.schema import CHANNELS
+
+__all__ = ["ledger_contacts", "max_in_windows", "NEVER"]
+
+NEVER = np.iinfo(np.int64).min
+#: users per block of :func:`max_in_windows` (bounds its [block, K+1, K] temporary)
+_BLOCK = 1 << 15
+#: ledger states whose messages reach (or will reach) the user
+COUNTED_STATES = ("sent", "planned", "in_flight", "failed")
+
+
+def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: int, hi: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The ledger's messages of other campaigns per user, between ``lo`` and ``hi`` (epoch s).
+
+    Returns ``(times, channels)``, both ``[len(user_ids), K]`` with K the most messages
+    any user has there: instants (epoch s, UTC; :data:`NEVER` pads) and channel codes
+    (``-1`` pads).  Messages of ``campaign_id`` itself are left out (a re-plan of the
+    same campaign replaces them).  No ledger file: ``K = 0``.
+    """
+    n = len(user_ids)
+    empty = np.full((n, 0), NEVER, np.int64), np.full((n, 0), -1, np.int8)
+    if ledger is None or not os.path.exists(ledger):
+        return empty
+    from engine.ledger.read import read_contacts
+
+    uid, channel, t = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi)
+    if not len(uid):
+        return empty
+    ch = _channel_codes(pa.array(channel, pa.string()))
+    order_users = np.argsort(user_ids, kind="stable")
+    sorted_users = np.asarray(user_ids)[order_users]
+    pos = np.searchsorted(sorted_users, uid)
+    pos_c = np.minimum(pos, max(n - 1, 0))
+    hit = (pos < n) & (sorted_users[pos_c] == uid) if n else np.zeros(len(uid), bool)
+    rows = order_users[pos_c[hit]]
+    t, ch = t[hit], ch[hit]
+    if not len(rows):
+        return empty
+    order = np.lexsort((t, rows))
+    rows, t, ch = rows[order], t[order], ch[order]
+    counts = np.bincount(rows, minlength=n)
+    k = int(counts.max())
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(rows)) - first[rows]
+    times = np.full((n, k), NEVER, np.int64)
+    chans = np.full((n, k), -1, np.int8)
+    times[rows, slot] = t
+    chans[rows, slot] = ch
+    return times, chans
+
+
+def _channel_codes(col) -> np.ndarray:
+    codes = pc.index_in(pc.cast(col, pa.string()), value_set=pa.array(list(CHANNELS)))
+    return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8)
+
+
+def max_in_windows(times: np.ndarray, t: np.ndarray, window: int) -> np.ndarray:
+    """Per user, the most of ``times`` (``[n, K]``, :data:`NEVER` pads) in any rolling
+    window ``(s - window, s]`` containing ``t[i]`` (seconds).  A message at ``t`` keeps
+    a cap ``c`` when this is ``< c``."""
+    times = np.asarray(times, np.int64)
+    t = np.asarray(t, np.int64)
+    n, k = times.shape
+    out = np.zeros(n, np.int64)
+    if k == 0 or n == 0:
+        return out
+    for lo in range(0, n, _BLOCK):
+        e = times[lo:lo + _BLOCK]
+        tt = t[lo:lo + _BLOCK, None]
+        later = (e >= tt) & (e < tt + window)
+        ends = np.concatenate([tt, np.where(later, e, tt)], axis=1)        # [b, K+1]
+        inside = (e[:, None, :] > ends[:, :, None] - window) & (e[:, None, :] <= ends[:, :, None])
+        out[lo:lo + _BLOCK] = inside.sum(axis=2).max(axis=1)
+    return out

@@ -1,0 +1,139 @@
+"""Sunset: who stops getting marketing messages, and the suppressions that make it so.
+
+A user is sunset by a campaign with ``[policy] sunset = true`` when, outside the
+holdout, they received the **whole sequence** (a message at every step), or at least
+``sunset_after`` messages when that is set (N unanswered messages), and did not come
+back (no session, purchase or click) in the report window.  A user who got one step
+of three because their fatigue budget or the cap stopped the rest is *not* sunset: the
+campaign never asked them everything.
+
+:func:`sunset_list` computes the list the report writes (``sunset.arrow``/``.csv``, with
+the channels each user was messaged on); :func:`apply_sunset` (``winback sunset``)
+writes those users to the ledger's ``suppressions`` (by user id, reason ``sunset``),
+which every later plan and send honour; with ``dry_run`` it only counts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InputError
+from engine.io.plans import plan_meta
+from engine.io.readers import read_table
+from engine.schema import CHANNELS
+
+__all__ = ["sunset_list", "apply_sunset", "skipped_at_send", "SUNSET_REASON"]
+
+SUNSET_REASON = "sunset"
+
+
+def sunset_list(plan: pa.Table, msgs: pa.Table, users: np.ndarray, reengaged: np.ndarray,
+                treat: np.ndarray) -> pa.Table:
+    """The sunset users: ``users`` sorted ids; ``msgs`` the delivered messages (user_id,
+    step, channel); ``reengaged``/``treat`` per user.  Columns user_id, messages_received,
+    channels (|-joined), reason."""
+    meta = plan_meta(plan)
+    policy = meta.get("policy") or {}
+    n_steps = len(meta.get("steps") or []) or (int(pc.max(plan["step_index"]).as_py()) + 1 if plan.num_rows else 0)
+    after = int(policy.get("sunset_after") or 0)
+    needed = after if after > 0 else n_steps
+    empty = pa.table({"user_id": pa.array([], pa.int64()), "messages_received": pa.array([], pa.int64()),
+                      "channels": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
+    if not policy.get("sunset_after_steps", True) or needed == 0 or not len(users):
+        return empty
+    uid = msgs["user_id"].to_numpy() if msgs.num_rows else np.zeros(0, np.int64)
+    pos = np.searchsorted(users, uid)
+    n_sent = np.bincount(pos, minlength=len(users)) if len(uid) else np.zeros(len(users), np.int64)
+    done = treat & (n_sent >= needed) & ~reengaged
+    if not done.any():
+        return empty
+    chans = np.zeros((len(users), len(CHANNELS)), bool)
+    if len(uid) and "channel" in msgs.column_names:
+        code = pc.index_in(pc.cast(msgs["channel"], pa.string()), value_set=pa.array(list(CHANNELS)))
+        code = code.fill_null(-1).to_numpy(zero_copy_only=False)
+        ok = code >= 0
+        chans[pos[ok], code[ok]] = True
+    why = (f"received {after} messages of the campaign" if after > 0 else "received the whole sequence") + \
+        ", no activity since"
+    idx = np.nonzero(done)[0]
+    return pa.table({"user_id": pa.array(users[idx], pa.int64()),
+                     "messages_received": pa.array(n_sent[idx], pa.int64()),
+                     "channels": pa.array(["|".join(c for c, on in zip(CHANNELS, chans[i]) if on) for i in idx],
+                                          pa.string()),
+                     "reason": pa.array([why] * len(idx), pa.string())})
+
+
+def skipped_at_send(plan: pa.Table, ledger) -> dict[str, int]:
+    """Messages of ``plan`` the send did not deliver, by reason (the ledger's
+    ``last_error`` of skipped and dead messages: exited, suppressed, cap_other_campaigns,
+    too_late, complaint, ...); empty without a ledger."""
+    if ledger is None or not os.path.exists(ledger):
+        return {}
+    from engine.ledger.read import read_messages
+
+    m = read_messages(ledger)
+    m = m.filter(pc.and_(pc.is_in(m["state"], value_set=pa.array(["skipped", "dead"])),
+                         pc.is_in(m["message_id"], value_set=plan["message_id"])))
+    if m.num_rows == 0:
+        return {}
+    why = pc.if_else(pc.equal(m["state"], "dead"), pa.scalar("dead"), m["last_error"].fill_null("skipped"))
+    counts = pc.value_counts(why).to_pylist()
+    return {c["values"]: int(c["counts"]) for c in sorted(counts, key=lambda c: -c["counts"])}
+
+
+def apply_sunset(sunset, ledger, *, channels: list[str] | None = None, dry_run: bool = False,
+                 now: float | None = None) -> dict:
+    """Suppress the users of ``sunset`` (a sunset.arrow/.csv path, a report directory or a
+    table) in ``ledger``: one suppression per user and channel (``channels``, default the
+    channels each user was messaged on), by user id, reason ``sunset``.  Returns
+    ``{"users", "suppressions", "new", "dry_run"}``; ``dry_run`` writes nothing."""
+    table = _sunset_table(sunset)
+    for c in channels or []:
+        if c not in CHANNELS:
+            raise InputError(f"unknown channel {c!r} for --channels; use {', '.join(CHANNELS)}")
+    if "user_id" not in table.column_names:
+        raise InputError(f"{sunset}: no column 'user_id'; pass the sunset.arrow or sunset.csv 'winback report' wrote")
+    at = time.time() if now is None else float(now)
+    uids = table["user_id"].to_pylist()
+    per_user = table["channels"].to_pylist() if "channels" in table.column_names else [None] * len(uids)
+    rows = []
+    for u, chans in zip(uids, per_user):
+        if u is None:
+            continue
+        use = channels or [c for c in (chans or "").split("|") if c] or list(CHANNELS)
+        rows += [{"channel": c, "address": None, "user_id": int(u), "reason": SUNSET_REASON, "at": at} for c in use]
+    out = {"users": len({r["user_id"] for r in rows}), "suppressions": len(rows), "dry_run": dry_run}
+    existing = set()
+    if os.path.exists(ledger):
+        from engine.ledger.read import read_suppressions
+
+        sup = read_suppressions(ledger)
+        existing = {(c, u) for c, u, a in zip(sup["channel"].to_pylist(), sup["user_id"].to_pylist(),
+                                              sup["address"].to_pylist()) if a is None}
+    fresh = [r for r in rows if (r["channel"], r["user_id"]) not in existing]
+    if dry_run:
+        out["new"] = len(fresh)
+        return out
+    from engine.ledger.store import Ledger
+
+    with Ledger(ledger) as led:
+        out["new"] = led.add_suppressions(fresh)
+    return out
+
+
+def _sunset_table(sunset) -> pa.Table:
+    if isinstance(sunset, pa.Table):
+        return sunset
+    path = Path(sunset)
+    if path.is_dir():
+        path = path / "sunset.arrow"
+    if not path.exists():
+        raise InputError(f"sunset list {path} does not exist; run 'winback report' first (it writes "
+                         "REPORT/sunset.arrow) and pass that file or the report directory")
+    return read_table(path, "sunset list")

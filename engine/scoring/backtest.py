@@ -1,0 +1,271 @@
+"""Backtest the scores on the user's own history: would they have ranked who came back?
+
+``backtest(users, events, as_of=T, horizon_days=H)`` scores every user as of the cut
+``T - H`` days from the events up to the cut only (the same :func:`score` a real run
+uses, so the same model, fit and columns), then looks at what happened in (cut, T]:
+
+* **lapse**: a user "lapsed" when they had no activity event (``activity``, as in
+  ``score``) in (cut, T].  Users never active before the cut are left out (their
+  score is a convention, not a prediction).  For ``lapse_risk`` and the baselines
+  ``days_inactive`` (recency only), ``-frequency`` (frequency only), ``1 - p_alive``
+  and ``-expected_active_days_30d`` it reports the AUC (Mann-Whitney: the chance a
+  random lapser is ranked riskier than a random returner, ties half) and the
+  top-decile lift (lapse rate among the 10 % ranked riskiest / overall lapse rate).
+* **calibration**: users in 10 bins of ``lapse_risk`` (equal counts): mean predicted
+  vs actual lapse rate.
+* **fatigue**: users messaged in (cut, T]: their opens against the learned fatigue model's
+  prediction (total, and the AUC for "opened at least one" beside the response rate).
+* **best hour**: for users with an open or click in (cut, T], the share whose
+  engagements include ``best_hour_local`` (within one hour, circular), beside the same
+  share for their timezone population's best hour; split by the user's number of
+  engagements before the cut (0, 1-4, 5+).
+
+Times are UTC; ``horizon_days`` is in days.  The events are read once into memory
+(Arrow, zero copy for ``.arrow``) to split them at the cut and at T; events after T
+are ignored.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import ConfigError, InputError
+from engine.io import coerce
+from engine.io.source import read_table
+from engine.schema import DEFAULT_ACTIVITY, EVENTS, SECONDS_PER_DAY
+from engine.scoring.pipeline import score, summary_of
+from engine.tz import from_epoch_seconds, parse_as_of
+
+__all__ = ["backtest", "auc", "top_decile_lift", "calibration", "terminal_table", "RANKINGS"]
+
+#: ranking name -> (scores column, sign): higher sign*value = riskier
+RANKINGS = {
+    "lapse_risk": ("lapse_risk", 1.0),
+    "recency only": ("days_inactive", 1.0),
+    "frequency only": ("frequency", -1.0),
+    "1 - p_alive": ("p_alive", -1.0),
+    "-expected_active_days_30d": ("expected_active_days_30d", -1.0),
+}
+
+
+def auc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """Mann-Whitney AUC of ``score`` for the ``positive`` class (ties count half); None if one class is empty."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(positive, bool)
+    n1 = int(positive.sum())
+    n0 = positive.size - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    r = rankdata(score)
+    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def top_decile_lift(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """Positive rate among the 10 % highest scores (ties broken by order) / overall positive rate."""
+    positive = np.asarray(positive, bool)
+    if positive.size == 0 or not positive.any():
+        return None
+    k = max(1, positive.size // 10)
+    top = np.argsort(-np.asarray(score, np.float64), kind="stable")[:k]
+    return float(positive[top].mean() / positive.mean())
+
+
+def calibration(predicted: np.ndarray, positive: np.ndarray, bins: int = 10) -> list[dict]:
+    """Equal-count bins of ``predicted`` (low to high): users, mean predicted, actual positive rate."""
+    order = np.argsort(np.asarray(predicted, np.float64), kind="stable")
+    out = []
+    for i, idx in enumerate(np.array_split(order, bins)):
+        if idx.size:
+            out.append({"bin": i + 1, "users": int(idx.size), "predicted": float(predicted[idx].mean()),
+                        "actual": float(np.asarray(positive, bool)[idx].mean())})
+    return out
+
+
+def _gains(score: np.ndarray, positive: np.ndarray, points: int = 50) -> list[float]:
+    """Cumulative share of positives captured in the top q of users, q = 1/points .. 1."""
+    order = np.argsort(-np.asarray(score, np.float64), kind="stable")
+    cum = np.cumsum(np.asarray(positive, bool)[order])
+    total = max(int(cum[-1]) if cum.size else 0, 1)
+    idx = np.maximum((np.linspace(1, points, points) / points * len(order)).astype(int) - 1, 0)
+    return [float(v) for v in cum[idx] / total] if cum.size else []
+
+
+def backtest(users, events, *, as_of, horizon_days: float = 30.0, activity=DEFAULT_ACTIVITY,
+             default_timezone: str = "UTC", penalizer: float = 0.0, **score_options) -> dict:
+    """Score as of ``as_of - horizon_days`` and compare with (cut, as_of]; returns a JSON-ready dict.
+
+    ``users``/``events``: paths or ``pyarrow.Table`` s, as for :func:`score`;
+    ``score_options`` go to :func:`score` unchanged (e.g. ``model_window_days``).
+    Keys: as_of, cut, horizon_days, users (evaluated), lapsed_share, auc and
+    top_decile_lift (per ranking in :data:`RANKINGS`), calibration (10 bins of
+    lapse_risk), gains (per ranking, 50 points), best_hour, model, warnings, seconds.
+    """
+    t0 = time.perf_counter()
+    if not 0 < horizon_days <= 3650:
+        raise ConfigError(f"--horizon must be between 0 and 3650 days (e.g. 30), got {horizon_days}")
+    T = parse_as_of(as_of)
+    cut = int(T - round(horizon_days * SECONDS_PER_DAY))
+    ev = read_table(events, "events")
+    missing = [c for c in ("user_id", "ts", "event") if c not in ev.column_names]
+    if missing:
+        raise InputError(f"{events if not isinstance(events, pa.Table) else 'events'}: required column(s) "
+                         f"{', '.join(missing)} missing from the events (columns found: {', '.join(ev.column_names)}); "
+                         "see docs/data-contract.md")
+    ts, null_ts, bad_ts = coerce.to_epoch_seconds(ev["ts"])
+    unreadable = null_ts | bad_ts
+    # bad timestamps stay in the scored history, so score() reports them as it would
+    before = (ts <= cut) | unreadable
+    upto = (ts <= T) & ~unreadable
+    if not before.any():
+        raise ConfigError(f"no event is at or before the cut {_iso(cut)} (as_of {_iso(T)} minus "
+                          f"{horizon_days:g} days): pass a later --as-of or a shorter --horizon")
+    scores = score(users, ev.filter(pa.array(before)), as_of=cut, activity=activity,
+                   default_timezone=default_timezone, horizon_days=horizon_days, penalizer=penalizer,
+                   **score_options)
+    meta = summary_of(scores)
+    code, _, _ = coerce.to_codes(ev["event"], EVENTS)
+    uid, _, _ = coerce.to_int64(ev["user_id"])
+    window = upto & (ts > cut)
+    names = [a.strip() for a in activity.split(",")] if isinstance(activity, str) else list(activity)
+    is_act = np.isin(code, [EVENTS.index(a) for a in meta["activity"] if a in EVENTS]) if names else code < 0
+    ids = scores["user_id"].to_numpy()
+    came_back = np.isin(ids, np.unique(uid[window & is_act]))
+    seen = scores["last_active_at"].is_valid().to_numpy(zero_copy_only=False)
+    lapsed = ~came_back[seen]
+    out = {"as_of": _iso(T), "cut": _iso(cut), "horizon_days": float(horizon_days), "users": int(seen.sum()),
+           "users_scored": int(len(ids)), "lapsed_share": float(lapsed.mean()) if seen.any() else None,
+           "auc": {}, "top_decile_lift": {}, "gains": {}}
+    for name, (col, sign) in RANKINGS.items():
+        v = scores[col].to_numpy(zero_copy_only=False).astype(np.float64)[seen] * sign
+        v = np.where(np.isnan(v), np.inf, v)
+        out["auc"][name] = auc(v, lapsed)
+        out["top_decile_lift"][name] = top_decile_lift(v, lapsed)
+        out["gains"][name] = _gains(v, lapsed)
+    out["calibration"] = calibration(scores["lapse_risk"].to_numpy()[seen], lapsed)
+    out["best_hour"] = _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone)
+    out["fatigue"] = _fatigue_check(scores, ids, uid, code, window, float(horizon_days))
+    out["model"] = meta.get("model", {})
+    out["warnings"] = meta.get("warnings", [])
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _positions(ids: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each queried user id in ``ids`` (any order) and whether it is there."""
+    order = np.argsort(ids, kind="stable")
+    at = np.minimum(np.searchsorted(ids, query, sorter=order), len(ids) - 1)
+    pos = order[at]
+    return pos, ids[pos] == query
+
+
+def _fatigue_check(scores, ids, uid, code, window, horizon_days) -> dict:
+    """Opens in the window of the users messaged in it, against the learned fatigue model's prediction.
+
+    Per user with ``s`` messages in the window, predicted opens = ``q_u s exp(-beta_u L)`` with
+    ``L = (s - 1) min(7, H) / H`` (the messages of the 7 days before each, evenly spread);
+    the AUC ranks users by it for "opened at least one" beside the ``{c}_response_rate``
+    (best channel) ranking.
+    """
+    if "fatigue_sensitivity" not in scores.column_names:
+        return {"messaged_users": 0}
+    counts = {}
+    for name in ("send", "open"):
+        pos, ok = _positions(ids, uid[window & (code == EVENTS.index(name))])
+        counts[name] = np.bincount(pos[ok], minlength=len(ids)).astype(np.float64)
+    s, o = counts["send"], np.minimum(counts["open"], counts["send"])
+    sent = s > 0
+    if not sent.any():
+        return {"messaged_users": 0}
+    beta = scores["fatigue_sensitivity"].to_numpy()
+    q = scores["fatigue_response"].to_numpy()
+    load = np.maximum(s - 1.0, 0.0) * min(7.0, horizon_days) / horizon_days
+    pred = q * s * np.exp(-beta * load)
+    rate = np.max([scores[f"{c}_response_rate"].to_numpy() for c in ("email", "sms", "push")
+                   if f"{c}_response_rate" in scores.column_names], axis=0)
+    opened = o[sent] > 0
+    return {"messaged_users": int(sent.sum()), "messages": int(s.sum()), "opens": int(o.sum()),
+            "predicted_opens": float(pred[sent].sum()), "auc_opened": auc(pred[sent], opened),
+            "auc_opened_response_rate": auc(rate[sent], opened)}
+
+
+def _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone) -> dict:
+    """Hit rates of best_hour_local vs the population's best hour for users who engaged in the window."""
+    eng = window & np.isin(code, [EVENTS.index("open"), EVENTS.index("click")])
+    pos, ok = _positions(ids, uid[eng])
+    pos, ets = pos[ok], ts[eng][ok]
+    tz = (scores["timezone"].fill_null(default_timezone) if "timezone" in scores.column_names
+          else pa.array([default_timezone] * len(ids)))
+    tz_codes = pc.dictionary_encode(tz).combine_chunks() if isinstance(tz, pa.ChunkedArray) else pc.dictionary_encode(tz)
+    zones = tz_codes.dictionary.to_pylist()
+    user_zone = tz_codes.indices.to_numpy(zero_copy_only=False)
+    hour = np.empty(len(pos), np.int64)
+    ez = user_zone[pos]
+    for z_i, z in enumerate(zones):
+        sel = ez == z_i
+        if sel.any():
+            local = pa.array(ets[sel], pa.timestamp("s", tz=z))
+            hour[sel] = pc.hour(local).to_numpy(zero_copy_only=False)
+    best = scores["best_hour_local"].to_numpy(zero_copy_only=False).astype(np.int64)
+    pop_hours = meta.get("send_time", {}).get("population_best_hour", {})
+    pop = np.array([pop_hours.get(z, 0) for z in zones], np.int64)[user_zone]
+    n_eng = scores["engagements"].to_numpy(zero_copy_only=False) if "engagements" in scores.column_names \
+        else np.zeros(len(ids))
+
+    def near(h, target):
+        d = np.abs(h - target) % 24
+        return np.minimum(d, 24 - d) <= 1
+
+    hit = np.zeros(len(ids), bool)
+    hit_pop = np.zeros(len(ids), bool)
+    engaged = np.zeros(len(ids), bool)
+    engaged[pos] = True
+    hit[pos[near(hour, best[pos])]] = True
+    hit_pop[pos[near(hour, pop[pos])]] = True
+    res = {"engaged_users": int(engaged.sum()), "rule": "an open/click within 1 hour of the hour, local time",
+           "hit_rate": float(hit[engaged].mean()) if engaged.any() else None,
+           "population_hit_rate": float(hit_pop[engaged].mean()) if engaged.any() else None, "by_engagements": []}
+    for label, lo, hi in (("0", 0, 0), ("1-4", 1, 4), ("5+", 5, np.inf)):
+        sel = engaged & (n_eng >= lo) & (n_eng <= hi)
+        res["by_engagements"].append({"engagements": label, "users": int(sel.sum()),
+                                      "hit_rate": float(hit[sel].mean()) if sel.any() else None,
+                                      "population_hit_rate": float(hit_pop[sel].mean()) if sel.any() else None})
+    return res
+
+
+def _iso(seconds: int) -> str:
+    return from_epoch_seconds(np.array([seconds])).to_pylist()[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def terminal_table(result: dict) -> str:
+    """The backtest as lines of text: rankings, calibration, best hour."""
+    lines = [f"backtest: scored as of {result['cut']} on the history before it, compared with "
+             f"({result['cut']}, {result['as_of']}] ({result['horizon_days']:g} days); {result['users']:,} users "
+             f"active before the cut, {100 * (result['lapsed_share'] or 0):.1f}% did not come back",
+             f"{'ranking':<28}{'AUC':>8}{'top-decile lift':>18}"]
+    for name in result["auc"]:
+        a, lift = result["auc"][name], result["top_decile_lift"][name]
+        lines.append(f"{name:<28}{'-' if a is None else f'{a:.4f}':>8}{'-' if lift is None else f'{lift:.2f}x':>18}")
+    lines.append("calibration (lapse_risk, 10 equal-count bins): predicted -> actual")
+    lines.append("  " + "  ".join(f"{c['predicted']:.2f}->{c['actual']:.2f}" for c in result["calibration"]))
+    b = result["best_hour"]
+    if b["engaged_users"]:
+        lines.append(f"best hour: {b['engaged_users']:,} users engaged in the window; best_hour_local hit "
+                     f"{100 * b['hit_rate']:.1f}% vs population best hour {100 * b['population_hit_rate']:.1f}% "
+                     "(within 1 h)")
+        for g in b["by_engagements"]:
+            if g["users"]:
+                lines.append(f"  {g['engagements']:>4} engagements before the cut: {g['users']:,} users, hit "
+                             f"{100 * g['hit_rate']:.1f}% vs {100 * g['population_hit_rate']:.1f}%")
+    f = result.get("fatigue", {})
+    if f.get("messaged_users"):
+        lines.append(f"fatigue model: {f['messaged_users']:,} users got {f['messages']:,} messages in the window and "
+                     f"opened {f['opens']:,} (predicted {f['predicted_opens']:,.0f}); AUC for 'opened one' "
+                     f"{f['auc_opened']:.3f} vs {f['auc_opened_response_rate']:.3f} by response rate alone")
+    for w in result.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

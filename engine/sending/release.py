@@ -1,0 +1,276 @@
+"""Release-time checks of the dispatcher: the policy holds when a message actually leaves.
+
+A plan is a promise made at planning time; by the time a message is claimed other
+campaigns may have sent to the same user, a suppression may have arrived, or the
+sender may start late.  So every claimed batch goes through :meth:`Release.screen`
+before any adapter sees it, inside the sender's view of the ledger:
+
+1. **Time** (not with ``--now``): a message claimed more than :data:`GRACE_SECONDS`
+   after it was due is *late*.  Its target is its planned instant shifted by the same
+   amount as the user's previous step of the campaign (``prev.sent_at + (send_at -
+   prev.send_at)``), so drip steps keep their spacing however late the sender starts;
+   a step whose previous step is still pending waits for it.  A target in the past by
+   more than ``max_lateness`` seconds is skipped (``too_late``); otherwise the message
+   goes at the first instant at or after ``max(target, now)`` outside the campaign's
+   local quiet hours in the user's timezone (re-timed: back to ``planned`` with that
+   ``next_attempt_at``).
+2. **Cap**: the messages the user got in the trailing ``window_days`` (``sent``, by
+   ``sent_at``) plus those in flight, from every campaign in the ledger, must stay
+   under the message's campaign ``max_messages`` (and ``channel_caps`` per channel);
+   else it is skipped, ``cap_other_campaigns`` when other campaigns' messages made the
+   difference, ``cap`` otherwise.  Checking the trailing window at every release keeps
+   every rolling window under the cap: the last message of any window was checked
+   against all the earlier ones.
+3. **Suppressions** are applied by the ledger before each claim (``skip_suppressed``),
+   and a spam complaint recorded on any channel (``winback receive`` writes it) skips
+   the user's messages on every channel (``complaint``), unless the campaign's
+   ``complaint_suppresses = "channel"``.
+
+The campaign's policy and the users' timezones are recorded in the ledger when a plan
+is loaded (:func:`record_plan`), so a message of any campaign is checked against its
+own campaign's rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import zoneinfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["Release", "record_plan", "GRACE_SECONDS", "DEFAULT_MAX_LATENESS", "RELEASE_SKIPS"]
+
+#: a message claimed this many seconds after it was due is still on time
+GRACE_SECONDS = 15 * 60
+#: default of ``winback send --max-lateness``: seconds past its target a message may still go
+DEFAULT_MAX_LATENESS = 6 * 3600
+#: ``last_error`` of messages the release checks skip
+RELEASE_SKIPS = ("cap", "cap_other_campaigns", "channel_cap", "complaint", "too_late")
+_DEFAULT_POLICY = {"max_messages": 3, "window_days": 7, "channel_caps": {}, "quiet_hours": [21 * 60, 8 * 60]}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, meta TEXT NOT NULL, at REAL);
+CREATE TABLE IF NOT EXISTS user_zones (user_id INTEGER PRIMARY KEY, timezone TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id);
+"""
+
+
+def _ensure(con) -> None:
+    con.executescript(_SCHEMA)
+
+
+def record_plan(ledger, plan: pa.Table, meta: dict) -> None:
+    """Keep what the release checks need from a plan: its campaign's policy and default
+    timezone (``campaigns``), and each planned user's timezone (``user_zones``)."""
+    con = ledger.connection
+    _ensure(con)
+    cid = str(meta.get("campaign_id") or meta.get("id") or "")
+    if not cid and "campaign_id" in plan.column_names and plan.num_rows:
+        cid = str(plan.column("campaign_id")[0].as_py())
+    keep = {"policy": meta.get("policy") or {}, "timezone": meta.get("timezone") or "UTC", "as_of": meta.get("as_of"),
+            "steps": [{"name": s.get("name"), "delay_days": s.get("delay_days")} for s in meta.get("steps") or []]}
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        con.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)", (cid, json.dumps(keep), time.time()))
+        if "timezone" in plan.column_names and plan.num_rows:
+            rows = plan.filter(pc.is_valid(plan.column("timezone"))) if "reason" not in plan.column_names else \
+                plan.filter(pc.and_(pc.is_null(plan.column("reason")), pc.is_valid(plan.column("timezone"))))
+            pairs = pa.table({"u": rows.column("user_id"), "z": pc.cast(rows.column("timezone"), pa.string())})
+            pairs = pairs.group_by("u").aggregate([("z", "max")])
+            con.executemany("INSERT OR REPLACE INTO user_zones VALUES (?, ?)",
+                            zip(pairs.column("u").to_pylist(), pairs.column("z_max").to_pylist()))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+class Release:
+    """The checks of one send run (see the module docstring).  ``now``: ``--now`` mode
+    (no re-timing, no quiet hours; the cap still holds); ``max_lateness`` in seconds."""
+
+    def __init__(self, ledger, *, now: bool = False, max_lateness: float = DEFAULT_MAX_LATENESS):
+        self.ledger = ledger
+        self.now_mode = now
+        self.max_lateness = float(max_lateness)
+        self.con = ledger.connection
+        _ensure(self.con)
+        self.policies: dict[str, dict] = {}
+        for cid, meta in self.con.execute("SELECT campaign_id, meta FROM campaigns"):
+            self.policies[cid] = json.loads(meta)
+        self.skipped: dict[str, int] = {}
+        self.retimed = 0
+        self._zones: dict[str, zoneinfo.ZoneInfo] = {}
+
+    # -- one batch ------------------------------------------------------------------------
+    def screen(self, rows: list[tuple], now: float) -> list[tuple]:
+        """The rows of a claimed batch that may go out at ``now`` (epoch s); the others are
+        re-timed (back to ``planned``) or skipped with a reason, in one transaction."""
+        if not rows:
+            return rows
+        con = self.con
+        ids = [r[13] for r in rows]
+        marks = ",".join("?" * len(ids))
+        info = {r[0]: r[1:] for r in con.execute(
+            f"SELECT rowid, next_attempt_at, step_index, send_at, attempts FROM messages WHERE rowid IN ({marks})", ids)}
+        prev = {} if self.now_mode else self._previous(rows, info)
+        retime: list[tuple] = []
+        skip: list[tuple] = []
+        timed: list[tuple] = []
+        for r in rows:
+            due, step_index, send_at, attempts = info[r[13]]
+            if self.now_mode or attempts > 1:
+                timed.append(r)
+                continue
+            target = self._target(send_at, prev.get((r[10], r[1], step_index)), now)
+            if due > send_at + 1:  # re-timed before: its new instant is the target
+                target = max(target, due)
+            if target > now + 1:
+                retime.append((self._allowed(target, r[10], r[1]), r))
+            elif now - target > self.max_lateness:
+                skip.append(("too_late", r))
+            elif now - target > GRACE_SECONDS and (slot := self._allowed(now, r[10], r[1])) > now + 1:
+                retime.append((slot, r))
+            else:
+                timed.append(r)
+        keep, capped = self._caps(timed, now) if timed else ([], [])
+        self._write(retime, skip + capped, now)
+        return keep
+
+    def _previous(self, rows: list[tuple], info: dict) -> dict:
+        """(campaign, user, step) -> the user's latest earlier step of the campaign:
+        (state, sent_at, send_at, next_attempt_at), for the rows of later steps."""
+        later = [r for r in rows if info[r[13]][1] > 0]
+        out: dict = {}
+        users = sorted({r[1] for r in later})
+        wanted = {(r[10], r[1], info[r[13]][1]) for r in later}
+        for i in range(0, len(users), 500):
+            chunk = users[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found: dict = {}
+            for cid, uid, k, state, p_sent, p_send, p_next in self.con.execute(
+                    f"SELECT campaign_id, user_id, step_index, state, sent_at, send_at, next_attempt_at "
+                    f"FROM messages WHERE user_id IN ({marks})", chunk):
+                found.setdefault((cid, uid), []).append((k, state, p_sent, p_send, p_next))
+            for (cid, uid, k) in wanted:
+                if uid in chunk:
+                    earlier = [x for x in found.get((cid, uid), ()) if x[0] < k]
+                    if earlier:
+                        out[(cid, uid, k)] = max(earlier)[1:]
+        return out
+
+    def _target(self, send_at: float, prev: tuple | None, now: float) -> float:
+        """When a message should go (epoch s): its planned instant, shifted as much as the
+        user's previous step of the campaign went out late (the step keeps its spacing);
+        a step whose previous one is still to go follows it, spaced as planned."""
+        if prev is None:
+            return float(send_at)
+        state, p_sent, p_send, p_next = prev
+        if state == "sent" and p_sent is not None and p_sent - p_send > GRACE_SECONDS:
+            return float(p_sent + (send_at - p_send))
+        if state in ("planned", "failed", "in_flight"):
+            return max(now + 60.0, float(p_next) + (send_at - p_send), float(send_at))
+        return float(send_at)
+
+    def _allowed(self, t: float, cid, uid) -> float:
+        """The first instant >= ``t`` outside the campaign's quiet hours in the user's zone."""
+        pol = self._policy(cid)
+        quiet = pol.get("quiet_hours")
+        if not quiet:
+            return t
+        qs, qe = int(quiet[0]), int(quiet[1])
+        if qs == qe:
+            return t
+        zone = self._zone(uid, cid)
+        local = dt.datetime.fromtimestamp(t, zone)
+        minute = local.hour * 60 + local.minute
+        inside = (minute >= qs or minute < qe) if qs > qe else (qs <= minute < qe)
+        if not inside:
+            return t
+        day = local.date() + dt.timedelta(days=1 if (qs > qe and minute >= qs) else 0)
+        end = dt.datetime.combine(day, dt.time(qe // 60, qe % 60), zone)
+        return max(t, end.timestamp())
+
+    def _caps(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple]]:
+        """Rows within every cap at ``now``, and (reason, row) for the others."""
+        con = self.con
+        batch = {r[13] for r in rows}
+        users = sorted({r[1] for r in rows})
+        longest = max([self._policy(r[10]).get("window_days", 7) for r in rows]) * 86400.0
+        contacts: dict[int, list[tuple]] = {}
+        complained: set[int] = set()
+        for i in range(0, len(users), 500):
+            chunk = users[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            complained.update(u for (u,) in con.execute(
+                f"SELECT DISTINCT user_id FROM suppressions WHERE reason = 'complaint' AND user_id IN ({marks})",
+                chunk))
+            for rowid, uid, ch, cid, at in con.execute(
+                    f"SELECT rowid, user_id, channel, campaign_id, CASE WHEN state = 'sent' THEN sent_at "
+                    f"ELSE updated_at END FROM messages WHERE user_id IN ({marks}) AND "
+                    f"((state = 'sent' AND sent_at > ?) OR state = 'in_flight')", (*chunk, now - longest)):
+                if rowid not in batch:
+                    contacts.setdefault(uid, []).append((ch, cid, at))
+        keep, skip = [], []
+        for r in rows:
+            uid, ch, cid = r[1], r[2], r[10]
+            pol = self._policy(cid)
+            since = now - float(pol.get("window_days", 7)) * 86400.0
+            mine = [c for c in contacts.get(uid, ()) if c[2] is None or c[2] > since]
+            cap = int(pol.get("max_messages", 3))
+            ch_cap = (pol.get("channel_caps") or {}).get(ch)
+            if uid in complained and pol.get("complaint_suppresses", "all") == "all":
+                skip.append(("complaint", r))  # a spam complaint on any channel stops every channel
+            elif len(mine) >= cap:
+                own = sum(1 for c in mine if c[1] == cid)
+                skip.append(("cap" if own >= cap else "cap_other_campaigns", r))
+            elif ch_cap is not None and sum(1 for c in mine if c[0] == ch) >= int(ch_cap):
+                skip.append(("channel_cap", r))
+            else:
+                keep.append(r)
+                contacts.setdefault(uid, []).append((ch, cid, now))
+        return keep, skip
+
+    def _write(self, retime: list[tuple], skip: list[tuple], now: float) -> None:
+        if not retime and not skip:
+            return
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if retime:
+                con.executemany(
+                    "UPDATE messages SET state = 'planned', attempts = attempts - 1, next_attempt_at = ?, "
+                    "updated_at = ? WHERE rowid = ? AND state = 'in_flight'",
+                    [(t, now, r[13]) for t, r in retime])
+            if skip:
+                con.executemany(
+                    "UPDATE messages SET state = 'skipped', attempts = attempts - 1, last_error = ?, updated_at = ? "
+                    "WHERE rowid = ? AND state = 'in_flight'", [(why, now, r[13]) for why, r in skip])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.retimed += len(retime)
+        for why, _ in skip:
+            self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    # -- lookups ----------------------------------------------------------------------------
+    def _policy(self, cid) -> dict:
+        meta = self.policies.get(cid)
+        return (meta or {}).get("policy") or _DEFAULT_POLICY
+
+    def _zone(self, uid: int, cid) -> zoneinfo.ZoneInfo:
+        row = self.con.execute("SELECT timezone FROM user_zones WHERE user_id = ?", (uid,)).fetchone()
+        name = row[0] if row else (self.policies.get(cid) or {}).get("timezone") or "UTC"
+        zone = self._zones.get(name)
+        if zone is None:
+            try:
+                zone = zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                zone = zoneinfo.ZoneInfo("UTC")
+            self._zones[name] = zone
+        return zone
+

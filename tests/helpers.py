@@ -1,0 +1,175 @@
+"""Helpers shared by the test files: the project root, small plans and input files."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from engine.schema import TIMESTAMP
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+EXAMPLES = ROOT / "examples"
+
+
+# --------------------------------------------------------------------------- plans
+def make_plan(n: int, *, send_at: float | None = None, step_index: int = 0, prefix: str = "m",
+              channel: str = "push", exit_on: str | None = None, to=None) -> pa.Table:
+    at = int((send_at if send_at is not None else time.time()) * 1_000_000)
+    return pa.table({
+        "message_id": [f"{prefix}{i}" for i in range(n)],
+        "campaign_id": ["c1"] * n,
+        "user_id": pa.array(range(n), pa.int64()),
+        "step": [f"step{step_index}"] * n,
+        "step_index": pa.array([step_index] * n, pa.int16()),
+        "variant": ["a"] * n,
+        "channel": [channel] * n,
+        "send_at": pa.array(np.full(n, at), TIMESTAMP),
+        "reason": pa.nulls(n, pa.string()),
+        "to": to or [f"tok{i}" for i in range(n)],
+        "subject": ["We miss you"] * n,
+        "body": ["Come back"] * n,
+        "exit_on": pa.array([exit_on] * n, pa.string()),
+    })
+
+
+# --------------------------------------------------------------------------- input files
+FORMATS = ["feather", "parquet", "csv", "dir"]
+AS_OF = 1_790_000_000  # 2026-09-21, epoch seconds
+T0 = AS_OF - 86_400 * 30
+
+
+def write(table: pa.Table, tmp_path: Path, fmt: str, name: str = "events") -> Path:
+    """Write ``table`` as ``fmt``; "dir" is a directory of two Arrow IPC files."""
+    if fmt == "feather":
+        path = tmp_path / f"{name}.arrow"
+        feather.write_feather(table, path)
+    elif fmt == "parquet":
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path)
+    elif fmt == "csv":
+        path = tmp_path / f"{name}.csv"
+        pacsv.write_csv(table, path)
+    else:
+        path = tmp_path / name
+        path.mkdir()
+        half = table.num_rows // 2
+        feather.write_feather(table.slice(0, half), path / "part-0.arrow")
+        feather.write_feather(table.slice(half), path / "part-1.arrow")
+    return path
+
+
+def users_table(n: int = 5) -> pa.Table:
+    return pa.table({"user_id": pa.array(range(1, n + 1), pa.int64())})
+
+
+def events_table() -> pa.Table:
+    """Eight good events of users 1-5."""
+    return pa.table({
+        "user_id": pa.array([1, 2, 3, 4, 5, 1, 2, 3], pa.int64()),
+        "ts": pa.array([T0 + 3600 * i for i in range(8)], pa.timestamp("s", tz="UTC")),
+        "event": ["session", "send", "open", "click", "purchase", "unsubscribe", "bounce", "complaint"],
+        "channel": [None, "email", "email", "push", None, "sms", "email", "email"],
+        "value": [None, None, None, None, 19.5, None, None, None],
+    })
+
+
+# --------------------------------------------------------------------------- clocks
+class FakeClock:
+    """A clock the test moves; ``sleep`` parks the caller until the clock passes its deadline."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+        self._heap: list = []
+        self._seq = itertools.count()
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (self.t + seconds, next(self._seq), fut))
+        await fut
+
+    async def run_until_idle(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def advance(self) -> bool:
+        """Jump to the next deadline and wake its sleeper; False when nobody sleeps."""
+        await self.run_until_idle()
+        while self._heap:
+            when, _, fut = heapq.heappop(self._heap)
+            if fut.cancelled():
+                continue
+            self.t = max(self.t, when)
+            fut.set_result(None)
+            await self.run_until_idle()
+            return True
+        return False
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """Most events in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+# --------------------------------------------------------------------------- scores and campaigns
+#: a ledger of no earlier sends (planning with a ledger checks every guarantee)
+NO_SENDS = str(Path(tempfile.mkdtemp(prefix="winback-no-sends-")) / "ledger.db")
+
+
+def campaign_dict(policy: dict, holdout=0.2, steps=None) -> dict:
+    return {
+        "campaign": {"id": "prop-test", "timezone": "Europe/Paris", "holdout": holdout, "approved": True},
+        "audience": {"where": "lapse_risk >= 0.2"},
+        "policy": policy,
+        "steps": steps or [
+            {"name": "a", "delay_days": 0, "channels": ["push", "email", "sms"], "template": "t"},
+            {"name": "b", "delay_days": 1, "channels": ["email", "sms"], "template": "t"},
+            {"name": "c", "delay_days": 2, "channels": ["sms", "push"], "template": "t"},
+        ],
+        "templates": {"t": {"subject": "Hi {{ first_name | default(\"there\") }}", "body": "<p>{{ first_name }}</p>"}},
+    }
+
+
+def reachable_users(n: int, **overrides) -> pa.Table:
+    """n UTC users with consent and an address on every channel, no history, budget 3."""
+    cols = {
+        "user_id": pa.array(np.arange(1000, 1000 + n, dtype=np.int64)),
+        "timezone": pa.array(["UTC"] * n, pa.string()),
+        "lapse_risk": pa.array([0.9] * n), "p_alive": pa.array([0.5] * n),
+        "days_inactive": pa.array([60.0] * n), "monetary": pa.array([10.0] * n),
+        "best_hour_local": pa.array([10] * n, pa.int8()),
+        "send_time_confidence": pa.array([0.5] * n),
+        "fatigue_budget": pa.array([3] * n), "sends_7d": pa.array([0] * n), "sends_30d": pa.array([0] * n),
+        "first_name": pa.array(["Ann"] * n, pa.string()),
+    }
+    for c, addr in (("email", "email"), ("sms", "phone"), ("push", "push_token")):
+        cols[f"consent_{c}"] = pa.array([True] * n)
+        cols[addr] = pa.array([f"{c}-{i}" for i in range(n)], pa.string())
+        cols[f"{c}_suppressed"] = pa.array([False] * n)
+        cols[f"{c}_response_rate"] = pa.array([0.3] * n)
+    for k, v in overrides.items():
+        cols[k] = v if isinstance(v, pa.Array) else pa.array(v)
+    return pa.table(cols)
+
+
+def one_step(channels=("email",), holdout=0.0, **policy) -> dict:
+    doc = campaign_dict({"quiet_hours": ["21:00", "08:00"]} | policy, holdout=holdout,
+                        steps=[{"name": "a", "delay_days": 0, "channels": list(channels), "template": "t"}])
+    doc["audience"] = {"where": "lapse_risk >= 0.2"}
+    doc["campaign"]["approved"] = True
+    return doc

@@ -1,0 +1,78 @@
+"""Sunset: only after the whole sequence (or N messages), and 'winback sunset' writes the suppressions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+
+from engine.cli import main
+from engine.ledger.store import Ledger, read_suppressions
+from engine.reporting.sunset import apply_sunset, sunset_list
+
+
+def _plan(policy: dict) -> pa.Table:
+    """Three steps for users 1-4; users 2's later steps were stopped by the fatigue budget."""
+    rows = []
+    for u in (1, 2, 3, 4):
+        for k in range(3):
+            stopped = u == 2 and k > 0
+            rows.append({"message_id": f"c-{u}-{k}", "user_id": u, "step_index": k, "step": "abc"[k],
+                         "reason": "fatigue_budget" if stopped else None, "channel": None if stopped else "email"})
+    meta = {"campaign_id": "c", "policy": {"sunset_after_steps": True, **policy},
+            "steps": [{"name": s} for s in "abc"]}
+    return pa.Table.from_pylist(rows).replace_schema_metadata({b"winback.plan": json.dumps(meta).encode()})
+
+
+def _delivered(plan: pa.Table) -> pa.Table:
+    return plan.filter(pa.compute.is_null(plan["reason"])).select(["user_id", "step", "channel"])
+
+
+USERS = np.array([1, 2, 3, 4])
+REENGAGED = np.array([False, False, True, False])   # user 3 came back
+TREAT = np.array([True, True, True, False])         # user 4 is in the holdout
+
+
+@pytest.mark.parametrize("policy,expected", [({}, [1]), ({"sunset_after": 1}, [1, 2]), ({"sunset_after_steps": False}, [])])
+def test_a_user_is_sunset_only_after_the_whole_sequence_or_n_messages(policy, expected):
+    # given user 1 got all three steps, user 2 only the first (the budget stopped the rest)
+    p = _plan(policy)
+    # when
+    s = sunset_list(p, _delivered(p), USERS, REENGAGED, TREAT)
+    # then
+    assert s["user_id"].to_pylist() == expected
+    assert set(s["channels"].to_pylist()) <= {"email"}
+
+
+def test_winback_sunset_dry_runs_then_writes_suppressions_that_later_plans_honour(tmp_path, capsys):
+    # given a report's sunset list on disk and a ledger
+    p = _plan({})
+    report = tmp_path / "report"
+    report.mkdir()
+    feather.write_feather(sunset_list(p, _delivered(p), USERS, REENGAGED, TREAT), report / "sunset.arrow")
+    ledger = tmp_path / "ledger.db"
+    Ledger(ledger).close()
+    # when a dry run, then the real run, then the real run again
+    assert main(["sunset", str(report), "--ledger", str(ledger), "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert read_suppressions(ledger).num_rows == 0
+    assert main(["sunset", str(report), "--ledger", str(ledger)]) == 0
+    again = apply_sunset(report, ledger)
+    # then the dry run wrote nothing, the run suppressed user 1 on email, the rerun added nothing
+    assert "dry run: 1 users, 1 new suppressions" in dry and "nothing written" in dry
+    sup = read_suppressions(ledger).to_pylist()
+    assert [(s["channel"], s["user_id"], s["reason"], s["address"]) for s in sup] == [("email", 1, "sunset", None)]
+    assert again["new"] == 0
+    # and a plan with that ledger leaves user 1 out
+    from engine.planning.guard import suppressed_matrix
+
+    scores = pa.table({"user_id": pa.array([1, 2], pa.int64()), "email": ["a@x", "b@x"]})
+    assert suppressed_matrix(str(ledger), scores)[:, 0].tolist() == [True, False]
+
+
+def test_a_missing_sunset_list_says_what_to_run(tmp_path, capsys):
+    assert main(["sunset", str(tmp_path / "nope"), "--ledger", str(tmp_path / "l.db")]) == 2
+    assert "run 'winback report' first" in capsys.readouterr().err

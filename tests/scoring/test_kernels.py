@@ -1,0 +1,182 @@
+"""The fused scoring pass equals its naive twin, whatever the event order or batch split."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.testing as npt
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.scoring import kernels
+from engine.io.readers import EventBatch
+from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE
+from tests import naive
+from tests.strategies import AS_OF, event_worlds
+
+WINDOW = 365
+IS_ACT = np.zeros(9, bool)
+for name in DEFAULT_ACTIVITY:
+    IS_ACT[EVENT_CODE[name]] = True
+# two zones: UTC and a fixed +05:30, so local-hour bucketing is exercised
+OFF_T0 = AS_OF - 500 * 86400
+OFF_TABLE = np.zeros((2, 501 * 96), np.int32)  # 15-minute slots (engine.tz.OFFSET_STEP)
+OFF_TABLE[1, :] = 19800
+
+
+def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, **kw):
+    acc = kernels.Accumulators.zeros(n_users, WINDOW)
+    day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
+    user_tz = (np.arange(n_users) % 2).astype(np.int32)
+    uidx, ts, ev, ch, val = uidx[perm], ts[perm], ev[perm], ch[perm], val[perm]
+    bounds = [0, *sorted(splits), len(uidx)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
+        kernels.accumulate(acc, b, user_tz=user_tz, off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF,
+                           is_activity=IS_ACT, day0=day0, half_life_days=60.0, partition=partition, **kw)
+    return acc, day0, user_tz
+
+
+def _none(v):
+    return None if v in (kernels.NEVER, np.iinfo(np.int64).max) else int(v)
+
+
+@given(event_worlds(), st.data())
+def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
+    """Property: every accumulator equals the per-user reference, for any shuffle and batch split."""
+    n_users, uidx, ts, ev, ch, val = world
+    n = len(uidx)
+    perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
+    splits = data.draw(st.lists(st.integers(0, n), max_size=4)) if n else []
+    partition = data.draw(st.sampled_from([None, True, False]))
+    # small blocks, so that a few users make several blocks and the threads share them out
+    kw = {"n_threads": data.draw(st.sampled_from([None, 1, 2, 3])), "block_shift": data.draw(st.integers(0, 3))}
+    acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition, **kw)
+    ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
+                                 AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
+                                 lambda u, t: 19800 if user_tz[u] == 1 else 0, 60.0)
+    npt.assert_array_equal(kernels.frequency_from_bits(acc.day_bits), ref["days"])
+    assert [_none(v) for v in acc.first_act_window] == ref["first_window"]
+    assert [_none(v) for v in acc.first_act] == ref["first"]
+    assert [_none(v) for v in acc.last_act] == ref["last"]
+    npt.assert_array_equal(acc.purchases, ref["purchases"])
+    npt.assert_allclose(acc.revenue, ref["revenue"], rtol=1e-9, atol=1e-9)
+    assert [_none(v) for v in acc.last_purchase] == ref["last_purchase"]
+    npt.assert_array_equal(acc.sends90, ref["sends90"])
+    npt.assert_array_equal(acc.opens90, ref["opens90"])
+    npt.assert_array_equal(acc.clicks90, ref["clicks90"])
+    assert [[_none(v) for v in row] for row in acc.last_eng] == ref["last_eng"]
+    npt.assert_array_equal(acc.suppressed, ref["suppressed"])
+    npt.assert_array_equal(kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF)), ref["streak"])
+    npt.assert_array_equal(acc.sends7, ref["sends7"])
+    npt.assert_array_equal(acc.sends30, ref["sends30"])
+    npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
+    npt.assert_allclose(acc.wd_hist, ref["weekday"], rtol=1e-5, atol=1e-6)
+    npt.assert_array_equal(acc.eng_count, ref["eng"])
+
+
+@given(event_worlds(max_users=40, max_events=120), st.integers(0, 4))
+def test_partition_is_a_stable_grouping_by_user_block(world, shift):
+    """Property: _partition returns the same events, grouped by uidx >> shift, in input order within a block."""
+    n_users, uidx, ts, ev, ch, val = world
+    n_blocks = (n_users >> shift) + 1
+    u2, t2, e2, c2, v2 = kernels._partition(uidx, ts, ev, ch, val, np.int64(shift), n_blocks)
+    order = naive.partition_by_block(uidx, shift)
+    npt.assert_array_equal(u2, uidx[order])
+    npt.assert_array_equal(t2, ts[order])
+    npt.assert_array_equal(e2, ev[order])
+    npt.assert_array_equal(c2, ch[order])
+    npt.assert_array_equal(v2, val[order])
+
+
+@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.integers(1, 4))
+def test_parallel_partition_is_the_serial_permutation(world, shift, n_parts):
+    """Property: _partition_par (any number of slices) gives _partition's output and the block starts."""
+    n_users, uidx, ts, ev, ch, val = world
+    n_blocks = (n_users >> shift) + 1
+    want = kernels._partition(uidx, ts, ev, ch, val, np.int64(shift), n_blocks)
+    *got, starts = kernels._partition_par(uidx, ts, ev, ch, val, np.int64(shift), n_blocks, np.int64(n_parts))
+    for a, b in zip(want, got):
+        npt.assert_array_equal(a, b)
+    counts = np.bincount(uidx >> shift, minlength=n_blocks)
+    npt.assert_array_equal(starts, np.concatenate(([0], np.cumsum(counts))))
+
+
+def _bits(acc):
+    return [a.view(np.uint8).tobytes() for a in acc.arrays()]
+
+
+@given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(2, 5), st.data())
+def test_threads_give_bit_identical_accumulators(world, shift, n_threads, data):
+    """Property: the partitioned pass on 2-5 threads equals the single-threaded one byte for byte."""
+    n_users, uidx, ts, ev, ch, val = world
+    n = len(uidx)
+    perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
+    one, _, _ = _run(n_users, uidx, ts, ev, ch, val, [], perm, True, n_threads=1, block_shift=shift)
+    many, _, _ = _run(n_users, uidx, ts, ev, ch, val, [], perm, True, n_threads=n_threads, block_shift=shift)
+    assert _bits(one) == _bits(many)
+
+
+def test_threads_and_partition_are_bit_identical_at_scale():
+    # given 10 blocks of users and 400k events in random order, with heavy and idle users
+    rng = np.random.default_rng(5)
+    n_users = 10 << kernels.BLOCK_SHIFT
+    n = 400_000
+    uidx = np.minimum(rng.zipf(1.3, n) - 1 + rng.integers(0, n_users, n) // 7, n_users - 1).astype(np.int64)
+    rng.shuffle(uidx)
+    ts = (AS_OF - rng.integers(0, 400 * 86400, n)).astype(np.int64)
+    ev = rng.integers(0, 8, n).astype(np.int8)
+    ch = np.where(ev >= 2, rng.integers(0, 3, n), -1).astype(np.int8)
+    val = np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 10.0, n))
+    splits = [150_000, 151_000]
+    # when folded by one thread, by two and three, and without the partition
+    runs = [_run(n_users, uidx, ts, ev, ch, val, splits, np.arange(n), partition=p, n_threads=t)[0]
+            for p, t in ((True, 1), (True, 2), (True, 3), (False, 1))]
+    # then all four hold the same bytes, the decayed float histograms included
+    want = _bits(runs[0])
+    for acc in runs[1:]:
+        assert _bits(acc) == want
+
+
+def test_partitioned_pass_equals_plain_pass_across_many_blocks():
+    # given 3 blocks' worth of users and events scattered over all of them
+    rng = np.random.default_rng(3)
+    n_users = 3 << kernels.BLOCK_SHIFT
+    n = 20_000
+    uidx = rng.integers(0, n_users, n).astype(np.int64)
+    ts = (AS_OF - rng.integers(0, 300 * 86400, n)).astype(np.int64)
+    ev = rng.integers(0, 8, n).astype(np.int8)
+    ch = np.where(ev >= 2, rng.integers(0, 3, n), -1).astype(np.int8)
+    val = rng.gamma(2.0, 10.0, n)
+    # when folded with and without the block partition
+    plain, _, _ = _run(n_users, uidx, ts, ev, ch, val, [7000], np.arange(n), partition=False)
+    blocked, _, _ = _run(n_users, uidx, ts, ev, ch, val, [7000], np.arange(n), partition=True)
+    # then every accumulator agrees (float sums up to rounding)
+    for a, b in zip(plain.arrays(), blocked.arrays()):
+        if a.dtype.kind == "f":
+            npt.assert_allclose(a, b, rtol=1e-5)
+        else:
+            npt.assert_array_equal(a, b)
+
+
+def test_empty_batch_leaves_state_untouched():
+    acc, _, _ = _run(3, *(np.zeros(0, t) for t in (np.int64, np.int64, np.int8, np.int8, np.float64)), [], np.arange(0))
+    assert kernels.frequency_from_bits(acc.day_bits).tolist() == [0, 0, 0]
+    assert (acc.last_act == kernels.NEVER).all()
+
+
+def test_single_user_streak_counts_sends_after_last_open():
+    # given three emails, an open after the first, then two more sends
+    t = AS_OF - 10 * 86400
+    uidx = np.zeros(4, np.int64)
+    ts = np.array([t, t + 3600, t + 86400, t + 2 * 86400], np.int64)
+    ev = np.array([EVENT_CODE["send"], EVENT_CODE["open"], EVENT_CODE["send"], EVENT_CODE["send"]], np.int8)
+    ch = np.zeros(4, np.int8)
+    acc, _, _ = _run(1, uidx, ts, ev, ch, np.full(4, np.nan), [], np.arange(4))
+    # then the streak is the two sends after the open
+    assert kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF))[0, 0] == 2
+
+
+def test_accumulators_fit_ten_million_users_in_budget():
+    """10M users' state stays well inside 12 GiB (the 2-year model window)."""
+    small = kernels.Accumulators.zeros(1000, 731)
+    assert small.nbytes() / 1000 * 10_000_000 < 6 * 2**30
