@@ -1,6 +1,9 @@
 """The ad-audience export: hashed emails and phones appended to a CSV or JSONL file.
 
-For the ``ads`` channel (a custom audience upload).  Each message becomes one row
+For the ``ads`` channel, a generic hashed list (one address per row; phones hashed in
+E.164 with the ``+``).  For files a platform takes as they are (Meta Custom Audiences,
+Google Customer Match: one row per user, each platform's normalisation, split at its
+upload limit) use the ``ads`` adapter, ``adapters/ads.py``.  Each message becomes one row
 ``message_id, user_id, step, variant, kind, hash`` where ``kind`` is ``email`` or
 ``phone`` and ``hash`` is the hex SHA-256 of the normalised address:
 

@@ -58,6 +58,7 @@ USERS_OPTIONAL = {
     "consent_email": pa.bool_(),
     "consent_sms": pa.bool_(),
     "consent_push": pa.bool_(),
+    "consent_ads": pa.bool_(),
     "signup_at": TIMESTAMP,
 }
 EVENTS_REQUIRED = {"user_id": pa.int64(), "ts": TIMESTAMP, "event": pa.string()}
@@ -102,4 +103,5 @@ PLAN_SUMMARY_FILE = "_winback_plan.json"
 
 #: Why a plan row is not sent (the plan's ``reason``); index 0 = planned.
 SKIP_REASONS: tuple[str, ...] = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
-           "fatigue_budget", "min_gap", "capacity", "broadcast_guard", "cap_other_campaigns", "complaint")
+           "fatigue_budget", "min_gap", "capacity", "broadcast_guard", "cap_other_campaigns", "complaint",
+           "not_in_step")

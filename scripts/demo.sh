@@ -41,7 +41,10 @@ import socket, sys
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
 PY
 done
-winback send "$OUT/plan.arrow" --providers examples/providers.local.toml --ledger "$OUT/ledger.db" --now
+# the local providers file pointed at this port, the ads channel writing Meta Custom Audiences files
+sed -e "s|127.0.0.1:8025|127.0.0.1:$PORT|" -e 's|^adapter = "file"|adapter = "ads"\nplatform = "meta"|' \
+    -e "s|out/audience.csv|$OUT/audience/audience.csv|" examples/providers.local.toml > "$OUT/providers.toml"
+winback send "$OUT/plan.arrow" --providers "$OUT/providers.toml" --ledger "$OUT/ledger.db" --now
 
 step "simulate what users do next (winback's plan, and batch-and-blast on the same world)"
 winback simulate "$OUT/plan.arrow" --truth "$OUT/world/truth.arrow" --ledger "$OUT/ledger.db" --seed "$SEED" -o "$OUT/outcomes"
@@ -49,4 +52,47 @@ winback simulate "$OUT/plan.arrow" --truth "$OUT/world/truth.arrow" --policy bla
 
 step "report the lift against the holdout"
 winback report "$OUT/plan.arrow" "$OUT/outcomes" --ledger "$OUT/ledger.db" --blast "$OUT/blast" -o "$OUT/report"
-printf '\nOpen %s/report/index.html in a browser for the full report.\n' "$OUT"
+
+# -- part 2: incentives, a subject-line test, an ads audience and a survey ------------------
+O2="$OUT/offers"; mkdir -p "$O2"
+step "plan a campaign with two offers, two subject variants, an ads audience and a survey"
+winback plan "$OUT/scores.arrow" examples/winback_offers.toml --ledger "$O2/ledger.db" -o "$O2/plan.arrow"
+
+step "send: email and push to the local provider, the ads step as a Meta Custom Audiences file"
+winback send "$O2/plan.arrow" --providers "$OUT/providers.toml" --ledger "$O2/ledger.db" --now
+
+step "simulate what users do next (the offers and the copy change it)"
+winback simulate "$O2/plan.arrow" --truth "$OUT/world/truth.arrow" --ledger "$O2/ledger.db" --seed "$SEED" -o "$O2/outcomes"
+
+step "survey answers arrive at 'winback receive' as signed reason events"
+RPORT=$((PORT + 1))
+winback receive --port "$RPORT" -o "$O2/received" --flush-seconds 0.2 > "$O2/receive.log" 2>&1 &
+RECEIVE_PID=$!
+trap 'kill "$PROVIDER_PID" "$RECEIVE_PID" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+python - "$RPORT" "$O2/outcomes/answers.jsonl" <<'PY'
+# what the survey page does: post each answer, signed like the webhook adapter
+import json, os, socket, sys, time, urllib.request
+from engine.sending.signing import sign
+port, path = int(sys.argv[1]), sys.argv[2]
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); break
+    except OSError:
+        time.sleep(0.2)
+answers = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+statuses = set()
+for i in range(0, len(answers), 500):  # requests well under the receiver's body limit
+    body = json.dumps({"events": answers[i:i + 500]}).encode()
+    ts = str(int(time.time()))
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/events", data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-Winback-Timestamp": ts,
+        "X-Winback-Signature": sign(os.environ["WINBACK_WEBHOOK_SECRET"], ts, body)})
+    statuses.add(urllib.request.urlopen(req, timeout=30).status)
+print(f"posted {len(answers)} survey answers: HTTP {', '.join(map(str, sorted(statuses))) or '-'}")
+PY
+kill "$RECEIVE_PID"; wait "$RECEIVE_PID" 2>/dev/null || true
+
+step "report: offer economics, variant against variant, the ads step, survey reasons, harm"
+# (the first report has the harm beside batch-and-blast; add --blast here for this campaign's)
+winback report "$O2/plan.arrow" "$O2/outcomes" --ledger "$O2/ledger.db" --feedback "$O2/received" -o "$O2/report"
+printf '\nOpen %s/report/index.html and %s/report/index.html in a browser for the full reports.\n' "$OUT" "$O2"

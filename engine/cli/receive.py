@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Serve POST /sendgrid (SendGrid Event Webhook), POST /twilio (status callbacks) and POST /events "
             "(generic signed JSON for push and the webhook adapter); GET /_stats shows counters. Events are "
-            "mapped to open/click/bounce/complaint/unsubscribe (unknown event types are counted and skipped, malformed "
-            "events rejected one by one) and written in batches as DIR/part-XXXXXX.arrow; "
+            "mapped to open/click/bounce/complaint/unsubscribe (and a survey's signed reason answers on /events; unknown "
+            "event types are counted and skipped, malformed events rejected one by one) and written in batches as "
+            "DIR/part-XXXXXX.arrow; "
             "a request is acknowledged only once its batch is on disk. Unsigned, forged, malformed or oversized "
             "requests get 4xx, and a replayed signed request is acknowledged without being written again; GET /_stats "
             "answers loopback clients, others need 'Authorization: Bearer <one of the secrets>'. "

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  winback report plan.arrow outcomes/ --ledger ledger.db -o report/\n"
             "  winback report plan.arrow events.arrow -o report/ --days 30\n"
-            "  winback report plan.arrow outcomes/ --blast blast/ -o report/   # beside batch-and-blast"
+            "  winback report plan.arrow outcomes/ --blast blast/ -o report/   # beside batch-and-blast\n"
+            "  winback report plan.arrow outcomes/ --feedback received/ -o report/   # plus survey answers"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=int, default=14, metavar="N", help="days after the start that count (default 14)")
     p.add_argument("--blast", default=None, metavar="DIR",
                    help="a 'winback simulate --policy blast' directory to compare against")
+    p.add_argument("--feedback", default=None, metavar="DIR",
+                   help="a 'winback receive' output directory whose events (opens, clicks, survey answers) are "
+                        "added to the outcomes, e.g. --feedback received/")
     p.set_defaults(func=run)
 
 
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.reporting.measure import MIN_N
     from engine.reporting.html import headline, terminal_table, theme_lines
 
-    s = report(args.plan, args.outcomes, ledger=args.ledger, days=args.days, out_dir=args.output, blast=args.blast)
+    s = report(args.plan, args.outcomes, ledger=args.ledger, days=args.days, out_dir=args.output, blast=args.blast,
+               feedback=args.feedback)
     print(terminal_table(s))
     print()
     print("headline: " + headline(s))
@@ -58,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
             bl += f", {b['messages_per_incremental_reengaged_user']:,.1f} per incremental re-engaged user"
         bl += f", {b['unsubscribed']:,} unsubscribes"
         print(bl)
+    from engine.reporting import harm, offers, steps, survey, variants
+
+    for lines in (variants.terminal_lines(s.get("variants") or {}), offers.terminal_lines(s.get("offers") or []),
+                  steps.terminal_lines(s.get("by_step") or []), harm.terminal_lines(s.get("harm") or {}),
+                  survey.terminal_lines(s.get("survey") or {})):
+        if lines:
+            print("\n".join(lines))
     for key, title in (("by_theme", "lift by theme (per step: treated vs the holdout given the same theme)"),
                        ("theme_experiment", "theme experiment (random themes, [content] explore)")):
         rows = s.get(key) or []
@@ -72,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"suggested for step {step!r} from the experiment: themes = {{ "
               + ", ".join(f"{k} = {v:g}" for k, v in weights.items()) + " }")
     out = Path(args.output)
+    ads = s.get("ads_removal") or {}
+    if ads:
+        print(f"ads removal: {ads['remove']:,} of {ads['audience']:,} audience users came back or opted out -> "
+              + ", ".join(str(out / f) for f in ads["files"][:2]) + (" ..." if len(ads["files"]) > 2 else ""))
     if s.get("skipped_at_send"):
         print("not delivered at send time: " + ", ".join(f"{k} {v:,}" for k, v in s["skipped_at_send"].items()))
     print(f"sunset list: {s['sunset_users']:,} users -> {out / 'sunset.csv'} "

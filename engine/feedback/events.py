@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 
 __all__ = ["BadPayload", "MAX_JSON_DEPTH", "TWILIO_HARD", "TWILIO_OPTOUT", "load_json", "sendgrid_events",
@@ -26,7 +27,10 @@ SG_MAP = {"open": "open", "click": "click", "bounce": "bounce", "spamreport": "c
 SG_IGNORED = {"delivered", "dropped", "processed", "deferred", "group_resubscribe"}
 SG_DROPPED = {"bounced address": "hard_bounce", "unsubscribed address": "unsubscribe",
               "spam reporting address": "complaint"}
-GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe"}
+#: ``reason`` is a survey answer (why the user left), posted by a survey step's page
+GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe", "reason"}
+#: a survey answer's ``reason``: one of the names a survey step lists
+REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 CHANNELS = {"email", "sms", "push", "webhook"}
 #: Twilio error codes meaning the number will never take messages (hard bounce) ...
 TWILIO_HARD = {"21211", "21612", "21614", "30005", "30006"}
@@ -191,7 +195,8 @@ def _sendgrid_event(e, now, events: list, supp: list, report: dict) -> None:
 
 
 def generic_events(doc, now: float):
-    """Our generic JSON: one event object, a list, or ``{"events": [...]}``."""
+    """Our generic JSON: one event object, a list, or ``{"events": [...]}``; a ``reason`` event also
+    carries ``reason`` (a survey answer's name)."""
     items = doc.get("events") if isinstance(doc, dict) and "events" in doc else doc
     items = [items] if isinstance(items, dict) else items
     if not isinstance(items, list):
@@ -210,6 +215,11 @@ def generic_events(doc, now: float):
             if e.get("message_id") is None and e.get("user_id") is None:
                 raise _Bad("an event needs 'message_id' or 'user_id'")
             ev = event(e["event"], channel, e.get("message_id"), e.get("user_id"), e.get("ts"), now)
+            if ev["event"] == "reason":  # a survey answer: why the user left (a survey step's reasons)
+                if not isinstance(e.get("reason"), str) or not REASON.match(e["reason"]):
+                    raise _Bad("a 'reason' event needs 'reason': a survey reason name such as "
+                               "\"too_many_messages\" (lower-case letters, digits, '_')")
+                ev["reason"] = e["reason"]
             hard = e.get("hard", True)
             if not isinstance(hard, bool):
                 raise _Bad("'hard' is true or false")

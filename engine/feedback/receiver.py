@@ -23,7 +23,8 @@ Three signed endpoints, each mapped to contract events (``open``, ``click``,
 ``POST /events``
     Generic JSON for push and our webhook adapter: one event object, a list, or
     ``{"events": [...]}``; fields ``event``, ``channel``, ``message_id``, optional
-    ``user_id`` and ``ts`` (epoch seconds or ISO 8601).  Signed like the webhook adapter
+    ``user_id`` and ``ts`` (epoch seconds or ISO 8601).  ``event: "reason"`` is a survey
+    answer (a survey step's page posts it) with ``reason``: the reason's name.  Signed like the webhook adapter
     (DESIGN.md): ``X-Winback-Timestamp`` and ``X-Winback-Signature: sha256=<hex>`` of
     HMAC-SHA256(secret, ``timestamp + "." + body``), timestamp within ``skew_seconds``.
 
@@ -95,7 +96,8 @@ __all__ = ["Receiver", "EVENT_SCHEMA", "MAX_JSON_DEPTH", "TWILIO_HARD", "TWILIO_
 
 #: schema of every part file: the contract's events plus the provider message id
 EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", pa.string()),
-                          ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string())])
+                          ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string()),
+                          ("reason", pa.string())])
 
 _PART = re.compile(r"^part-(\d{6,})\.arrow$")
 _EPOCH_TEXT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")  # a signed timestamp: plain epoch seconds
@@ -440,6 +442,7 @@ class Receiver:
             "channel": pa.array([e["channel"] for e in buf], pa.string()),
             "value": pa.nulls(len(buf), pa.float64()),
             "message_id": pa.array([e["message_id"] for e in buf], pa.string()),
+            "reason": pa.array([e.get("reason") for e in buf], pa.string()),
         }, schema=EVENT_SCHEMA)
         final = self.out_dir / f"part-{number:06d}.arrow"
         with atomic_path(final) as tmp:

@@ -36,6 +36,7 @@ USERS_REASONS: dict[str, tuple[str, str]] = {
     "bad_consent_email": ("consent_email", "a consent that is not true/false, yes/no or 1/0"),
     "bad_consent_sms": ("consent_sms", "a consent that is not true/false, yes/no or 1/0"),
     "bad_consent_push": ("consent_push", "a consent that is not true/false, yes/no or 1/0"),
+    "bad_consent_ads": ("consent_ads", "a consent that is not true/false, yes/no or 1/0"),
     "bad_signup_at": ("signup_at", "a signup_at that is not a timestamp or an ISO 8601 time"),
 }
 EVENTS_REASONS: dict[str, tuple[str, str]] = {

@@ -151,7 +151,7 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
             bad.mark(reason, pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(
                 zero_copy_only=False), "unknown_timezone")
         cols["timezone"] = tz
-    for name in ("consent_email", "consent_sms", "consent_push"):
+    for name in ("consent_email", "consent_sms", "consent_push", "consent_ads"):
         if name in table.column_names:
             try:
                 yes, _, badv = co.to_bool(table[name])

@@ -25,7 +25,7 @@ _CSV = {".csv"}
 #: CSV columns always read as text, so phone numbers keep their "+" and zeros and
 #: a bad value in one row makes a bad row, not an unreadable file.
 _CSV_TEXT = ("user_id", "ts", "event", "channel", "value", "timezone", "email", "phone",
-             "push_token", "consent_email", "consent_sms", "consent_push", "signup_at", "item_id", "title",
+             "push_token", "consent_email", "consent_sms", "consent_push", "consent_ads", "signup_at", "item_id", "title",
              "category", "added_at", "expires_at", "editorial")
 #: CSV columns read as text by :func:`read_table` (whole tables such as scores and plans):
 #: the contract's text columns, but ids, counts and instants keep their inferred types.

@@ -1,271 +1,37 @@
 """Campaign files: TOML parsed with ``tomllib`` and validated into a :class:`Campaign`.
 
-The format is one declarative table per TOML table, :data:`SCHEMA`: key -> :class:`Key`
-(kind, default, range, one-line doc).  Adding a key to a table is one line there (and a
-field where the value is used).  Validation is strict: an unknown key is an error that
-names the key, its table and the nearest valid key (``difflib``); a wrong type or a
-value out of range is an error naming the key and what is allowed.  Every error is one
-line, a :class:`~engine.errors.ConfigError` (exit code 2).  The format is documented
-with examples in ``docs/campaigns.md``; ``examples/`` holds campaigns a marketer would run.
+The format is one declarative table per TOML table, :data:`SCHEMA`
+(:mod:`engine.planning.campaign_schema`: key -> :class:`Key`, kind, default, range,
+one-line doc).  Validation is strict: an unknown key is an error that names the key, its
+table and the nearest valid key; a wrong type or a value out of range is an error naming
+the key and what is allowed.  The checks across keys (a variant's offer exists, a survey
+step has a link channel and a page, ...) are here.  Every error is one line, a
+:class:`~engine.errors.ConfigError` (exit code 2).  The format is documented with
+examples in ``docs/campaigns.md``; ``examples/`` holds campaigns a marketer would run.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import difflib
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from engine.errors import ConfigError, RuleError
+from engine.planning.campaign_schema import EXIT_RULES, SCHEMA, SECTIONS, Key, schema_keys
+from engine.planning.campaign_schema import error as _err
+from engine.planning.campaign_schema import table as _table
 from engine.planning.rules import Rule
-from engine.schema import CHANNELS, THEME_CODE, THEMES
-from engine.tz import is_timezone
+from engine.schema import THEME_CODE, THEMES
 
-__all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "Content", "load_campaign", "SCHEMA", "Key",
-           "EXIT_RULES"]
+__all__ = ["Campaign", "Step", "Policy", "Variant", "Template", "Content", "Offer", "load_campaign", "SCHEMA",
+           "Key", "EXIT_RULES", "schema_keys", "DEFAULT_REASONS"]
 
-#: what ends a user's drip (``[[steps]] exit_on``): any activity (session, purchase,
-#: click), a purchase, a click on a message, or nothing
-EXIT_RULES = ("activity", "click", "purchase", "none")
-
-
-# -- the schema ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Key:
-    """One key of a TOML table: ``kind`` (see :data:`_KINDS`), default, range, doc.
-
-    ``lo``/``hi``: inclusive bounds for numbers (``lo_open``: ``lo`` excluded);
-    ``choices``: allowed values; ``required``: no default.
-    """
-
-    kind: str
-    default: Any = None
-    doc: str = ""
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple | None = None
-    required: bool = False
-    lo_open: bool = False
-    #: what a value names (``theme``): the error then says "unknown theme 'x'"
-    noun: str | None = None
-
-
-_CH = ", ".join(CHANNELS)
-
-#: table name -> {key: Key}.  ``steps`` and ``variants`` describe each ``[[steps]]`` /
-#: ``[[variants]]`` entry, ``templates.*`` each ``[templates.NAME]``.
-SCHEMA: dict[str, dict[str, Key]] = {
-    "campaign": {
-        "id": Key("id", required=True, doc="seeds the holdout and variant hashes; keep it stable across reruns"),
-        "name": Key("str", None, "shown in reports (default: the id)"),
-        "timezone": Key("tz", "UTC", "IANA timezone for users whose timezone is unknown"),
-        "holdout": Key("float", 0.10, "share of the audience never messaged, to measure lift", 0.0, 0.5),
-        "approved": Key("bool", False, "allows a whole-base audience (the broadcast guard)"),
-        "as_of": Key("instant", None, "campaign start (UTC); --as-of overrides"),
-    },
-    "audience": {
-        "where": Key("str", "", "the audience rule over the scores' columns"),
-        "presets": Key("strs", [], "preset names and-ed with where"),
-        "preset": Key("strs", [], "one preset name (same as presets)"),
-    },
-    "policy": {
-        "max_messages": Key("int", 3, "cross-channel cap per window, over every campaign in the ledger", 1, 1000),
-        "window_days": Key("int", 7, "the cap's window in days (7 or 30: the windows scores count sends in)",
-                           choices=(7, 30)),
-        "min_gap_hours": Key("float", 16.0, "minimum hours between two messages to one user", 0, 24 * 30),
-        "quiet_hours": Key("quiet", ["21:00", "08:00"], "local [start, end) with no sends; [] for none"),
-        "channel_caps": Key("chanmap", {}, "per-channel cap in the same window, e.g. { sms = 1 }"),
-        "capacity_per_hour": Key("chanmap", {}, "per-channel sends per UTC hour; excess is load-levelled"),
-        "sunset": Key("bool", True, "users who get the whole sequence and do not come back are sunset"),
-        "sunset_after": Key("int", 0, "sunset after this many unanswered messages of the campaign "
-                            "(0 = the whole sequence)", 0, 100),
-        "broadcast_share": Key("float", 0.80, "share of the reachable base that makes an audience a broadcast",
-                               0.0, 1.0, lo_open=True),
-        "complaint_suppresses": Key("str", "all", "a spam complaint suppresses every marketing channel "
-                                    "('all') or only its own ('channel')", choices=("all", "channel")),
-    },
-    "steps": {
-        "name": Key("str", required=True, doc="unique step name"),
-        "delay_days": Key("float", 0.0, "days after the previous step's message", 0, 365),
-        "channels": Key("channels", required=True, doc=f"allowed channels in preference order ({_CH})"),
-        "template": Key("str", None, "a [templates.NAME] (default: the step's name)"),
-        "exit_on": Key("str", "activity", "what ends the user's drip before this step", choices=EXIT_RULES),
-        "items": Key("int", 3, "items per message (with a catalogue)", 0, 20),
-        "theme": Key("str", None, "a pinned content theme", choices=THEMES, noun="theme"),
-        "themes": Key("thememap", {}, "weight per content theme (0 = never)"),
-    },
-    "variants": {
-        "name": Key("str", required=True, doc="variant name"),
-        "weight": Key("float", 1.0, "relative share of the treated audience", 0, None, lo_open=True),
-    },
-    "templates.*": {
-        "subject": Key("str", "", "email subject; {{ field }} placeholders"),
-        "body": Key("str", required=True, doc="message text; {{ field }} placeholders"),
-    },
-    "content": {
-        "new_days": Key("float", 90.0, "'new' = added after the user's last activity and within this many days",
-                        0, None),
-        "leaving_days": Key("float", 14.0, "'leaving soon' = expiring within this many days", 0, None),
-        "min_confidence": Key("float", 1.0, "decayed item interactions below which tastes are not trusted",
-                              0, None),
-        "broaden_share": Key("float", 0.05, "'broaden' takes categories with a smaller share", 0, 1),
-        "pool": Key("int", 2000, "candidates considered per theme list", 1, None),
-        "repeat_penalty": Key("float", 0.5, "value factor of a theme already sent at an earlier step", 0, 1),
-        "explore": Key("float", 0.0, "share of users whose theme is drawn at random", 0, 1),
-    },
-}
-#: top-level tables, and whether each is an array of tables
-SECTIONS = {"campaign": False, "audience": False, "policy": False, "steps": True, "variants": True,
-            "templates": False, "content": False}
-
-
-def _err(src: str, key: str, msg: str) -> ConfigError:
-    return ConfigError(f"{src}: [{key}] {msg}")
-
-
-def _unknown(src: str, table: str, key: str, known) -> ConfigError:
-    """One line: the unknown key, its table, the nearest valid key."""
-    known = list(known)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return _err(src, f"{table}.{key}" if table else key,
-                f"unknown key in [{table or 'top level'}]; {hint}valid keys: {', '.join(known)}")
-
-
-def _number(v, kind: str, src: str, path: str, spec: Key):
-    if kind == "int":
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise _err(src, path, f"must be a whole number (int), got {v!r}")
-    else:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _err(src, path, f"must be a float (a number), got {v!r}")
-        v = float(v)
-        if v != v or v in (float("inf"), float("-inf")):
-            raise _err(src, path, f"must be a finite number, got {v!r}")
-    lo, hi = spec.lo, spec.hi
-    if lo is not None and (v <= lo if spec.lo_open else v < lo):
-        raise _err(src, path, (f"must be > {lo:g}" if spec.lo_open else
-                               (f"must be at least {lo:g}" if kind == "int" and lo >= 1 else f"must be >= {lo:g}"))
-                   + (f" and <= {hi:g}" if hi is not None else "") + f", got {v!r}")
-    if hi is not None and v > hi and kind == "int" and lo is not None:
-        raise _err(src, path, f"must be a whole number from {lo:g} to {hi:g}, got {v!r}")
-    if hi is not None and v > hi:
-        if lo is not None and lo == 0 and hi == 1 or (lo == 0.0 and hi == 0.5):
-            raise _err(src, path, f"must be a fraction between {lo:g} and {hi:g}, got {v!r}")
-        raise _err(src, path, f"must be <= {hi:g}, got {v!r}")
-    return v
-
-
-def _hhmm(value, src, path) -> int:
-    if not isinstance(value, str) or not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value):
-        raise _err(src, path, f"must be a local time like \"21:00\", got {value!r}")
-    h, m = value.split(":")
-    return int(h) * 60 + int(m)
-
-
-def _chanmap(d, src, path) -> dict[str, int]:
-    if not isinstance(d, dict):
-        raise _err(src, path, "must be a table like { email = 1000, sms = 10 }")
-    out = {}
-    for c, v in d.items():
-        if c not in CHANNELS:
-            close = difflib.get_close_matches(c, CHANNELS, n=1, cutoff=0.5)
-            raise _err(src, f"{path}.{c}", "unknown channel; " + (f"did you mean {close[0]!r}? " if close else "")
-                       + f"use one of {_CH}")
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise _err(src, f"{path}.{c}", f"must be a whole number >= 0, got {v!r}")
-        out[c] = v
-    return out
-
-
-def _value(spec: Key, v, src: str, path: str):
-    """Check one value against its :class:`Key`; returns it converted."""
-    kind = spec.kind
-    if kind in ("int", "float"):
-        v = _number(v, kind, src, path, spec)
-    elif kind in ("str", "id", "tz"):
-        if not isinstance(v, str):
-            raise _err(src, path, f"must be a string (str), got {v!r}")
-        if kind == "id" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v):
-            raise _err(src, path, "must be 1-100 letters, digits, '-', '_' or '.'")
-        if kind == "tz" and not is_timezone(v):
-            raise _err(src, path, f"{v!r} is not an IANA timezone such as Europe/Paris")
-    elif kind == "bool":
-        if not isinstance(v, bool):
-            raise _err(src, path, f"must be a bool (true or false), got {v!r}")
-    elif kind == "instant":
-        if isinstance(v, (_dt.datetime, _dt.date)):
-            v = v.isoformat()
-        elif not isinstance(v, str):
-            raise _err(src, path, f"must be a date or an ISO 8601 instant like 2026-11-01T00:00:00Z, got {v!r}")
-    elif kind == "strs":
-        if isinstance(v, str):
-            v = [v]
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise _err(src, path, "must be a list of preset names like [\"inactive_30d\"]")
-    elif kind == "channels":
-        if not isinstance(v, list):
-            raise _err(src, path, f"must be a list of channels like [\"email\"], got {v!r}")
-        if not v:
-            raise _err(src, path, "needs at least one channel")
-        for j, ch in enumerate(v):
-            if ch not in CHANNELS:
-                raise _err(src, f"{path}[{j}]", f"unknown channel {ch!r}; use {_CH}")
-        v = tuple(v)
-    elif kind == "chanmap":
-        v = _chanmap(v, src, path)
-    elif kind == "thememap":
-        if not isinstance(v, dict):
-            raise _err(src, path, "must be a table like { leaving_soon = 2, broaden = 0 }")
-        for name, w in v.items():
-            if name not in THEME_CODE:
-                raise _err(src, f"{path}.{name}", f"unknown theme; use one of {', '.join(THEMES)}")
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-                raise _err(src, f"{path}.{name}", f"must be a weight >= 0 (0 = never), got {w!r}")
-    elif kind == "quiet":
-        if v in ([], False):
-            v = None
-        elif isinstance(v, list) and len(v) == 2:
-            v = (_hhmm(v[0], src, f"{path}[0]"), _hhmm(v[1], src, f"{path}[1]"))
-        else:
-            raise _err(src, path, "must be two local times [\"21:00\", \"08:00\"] or [] for none")
-    else:  # pragma: no cover - a kind missing from this function is a bug in SCHEMA
-        raise AssertionError(kind)
-    if spec.choices is not None and v not in spec.choices:
-        if not all(isinstance(c, str) for c in spec.choices):
-            *head, last = map(str, spec.choices)
-            raise _err(src, path, f"must be {', '.join(head)} or {last}, got {v!r}")
-        close = difflib.get_close_matches(str(v), spec.choices, n=1, cutoff=0.5)
-        if spec.noun:
-            raise _err(src, path, f"unknown {spec.noun} {v!r}; use one of {', '.join(spec.choices)}"
-                       + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise _err(src, path, f"must be one of {', '.join(spec.choices)}"
-                   + (f" (did you mean {close[0]!r}?)" if close else "") + f", got {v!r}")
-    return v
-
-
-def _table(d, table: str, src: str, path: str) -> dict[str, Any]:
-    """Validate the TOML table ``d`` against ``SCHEMA[table]``: every key known, typed
-    and in range, the defaults filled in.  ``path`` names it in errors (``steps[1]``)."""
-    spec = SCHEMA[table]
-    if not isinstance(d, dict):
-        raise _err(src, path, "must be a table of keys, e.g. [" + path + "] with " + ", ".join(spec))
-    for key in d:
-        if key not in spec:
-            raise _unknown(src, path, key, spec)
-    out = {}
-    for key, k in spec.items():
-        if key in d:
-            out[key] = _value(k, d[key], src, f"{path}.{key}")
-        elif k.required:
-            raise _err(src, f"{path}.{key}", f"is required ({k.doc})")
-        else:
-            out[key] = _value(k, k.default, src, f"{path}.{key}") if k.default is not None else None
-    return out
+#: the reasons a survey step offers when it names none
+DEFAULT_REASONS = ("too_many_messages", "not_relevant", "too_expensive", "found_an_alternative", "other")
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 # -- the validated campaign --------------------------------------------------------------------
@@ -283,6 +49,14 @@ class Step:
     items: int = 3
     theme: str | None = None
     theme_weights: tuple[float, ...] = (1.0,) * len(THEMES)
+    #: ``message`` or ``survey`` (a one-click "why did you leave?" message: ``reasons``
+    #: and the landing page ``survey_url`` that posts the signed ``reason`` event)
+    kind: str = "message"
+    reasons: tuple[str, ...] = ()
+    survey_url: str | None = None
+    #: the step's own rule over the scores (None: every audience user); others get
+    #: the reason ``not_in_step``
+    where: Rule | None = None
 
     @property
     def pin(self) -> int:
@@ -326,12 +100,42 @@ class Policy:
     sunset_after: int = 0
     broadcast_share: float = 0.80
     complaint_suppresses: str = "all"
+    #: a report's survey_actions.csv to act on (engine.planning.survey), and the cap of its lower_cap users
+    survey_actions: str | None = None
+    survey_cap: int = 1
 
 
 @dataclass(frozen=True)
 class Variant:
+    """An arm of the treated audience: ``weight`` share, and what it changes: a
+    ``subject`` / ``body`` text or a ``template`` name (for ``steps``, default every
+    step) and an ``offer`` (a ``[[offers]]`` name, or ``"none"`` to withhold offers)."""
+
     name: str
     weight: float
+    subject: str | None = None
+    body: str | None = None
+    template: str | None = None
+    offer: str | None = None
+    steps: tuple[str, ...] = ()
+
+    def applies(self, step: str) -> bool:
+        return not self.steps or step in self.steps
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An incentive: users for whom ``where`` holds may get it (the first matching offer
+    in file order, at most one per user and campaign); ``text`` is ``{{ offer }}`` in
+    templates, ``codes`` a file of unique codes (``{{ offer_code }}``); its cost per
+    redeemed order is ``cost_fixed`` (currency) plus ``cost_share`` of the order value."""
+
+    name: str
+    where: Rule
+    text: str
+    codes: str | None = None
+    cost_fixed: float = 0.0
+    cost_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -355,16 +159,20 @@ class Campaign:
     templates: dict[str, Template]
     source: str = "<dict>"
     content: Content = field(default_factory=Content)
+    offers: tuple[Offer, ...] = ()
 
     def to_meta(self) -> dict:
         """A JSON-able description for the plan's metadata."""
         return {
             "id": self.id, "name": self.name, "timezone": self.timezone, "holdout": self.holdout,
             "approved": self.approved, "audience": self.audience.text,
-            "steps": [s.__dict__ | {"channels": list(s.channels)} for s in self.steps],
+            "steps": [s.__dict__ | {"channels": list(s.channels), "reasons": list(s.reasons),
+                                    "where": s.where.text if s.where is not None else None} for s in self.steps],
             "policy": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.policy.__dict__.items()},
-            "variants": [v.__dict__ for v in self.variants],
+            "variants": [v.__dict__ | {"steps": list(v.steps)} for v in self.variants],
             "content": self.content.__dict__,
+            "offers": [{"name": o.name, "where": o.where.text, "text": o.text, "codes": o.codes,
+                        "cost_fixed": o.cost_fixed, "cost_share": o.cost_share} for o in self.offers],
         }
 
 
@@ -410,7 +218,8 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
                     min_gap_hours=p["min_gap_hours"], quiet_hours=p["quiet_hours"],
                     channel_caps=p["channel_caps"], capacity_per_hour=p["capacity_per_hour"],
                     sunset_after_steps=p["sunset"], sunset_after=p["sunset_after"],
-                    broadcast_share=p["broadcast_share"], complaint_suppresses=p["complaint_suppresses"])
+                    broadcast_share=p["broadcast_share"], complaint_suppresses=p["complaint_suppresses"],
+                    survey_actions=_beside(p["survey_actions"], src), survey_cap=p["survey_cap"])
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise _err(src, "steps", "at least one [[steps]] table is required")
@@ -427,16 +236,16 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
         for name, w in s["themes"].items():
             weights[THEME_CODE[name]] = float(w)
         steps.append(Step(s["name"], s["delay_days"], s["channels"], template, s["exit_on"], s["items"],
-                          s["theme"], tuple(weights)))
-    raw_v = doc.get("variants") or [{"name": "control", "weight": 1.0}]
-    if not isinstance(raw_v, list):
-        raise _err(src, "variants", "must be [[variants]] tables with name and weight")
-    variants = [Variant(v["name"], v["weight"])
-                for v in (_table(x, "variants", src, f"variants[{i}]") for i, x in enumerate(raw_v))]
+                          s["theme"], tuple(weights), *_survey(s, src, f"steps[{i}]"),
+                          where=_rule(s["where"], src, f"steps[{i}].where")))
+    offers = _offers(doc.get("offers") or [], src)
+    variants = _variants(doc.get("variants") or [{"name": "control", "weight": 1.0}], src, templates, offers,
+                         names)
     content = Content(**_table(doc.get("content", {}), "content", src, "content"))
     return Campaign(id=c["id"], name=c["name"] or c["id"], timezone=c["timezone"], holdout=c["holdout"],
                     approved=c["approved"], as_of=c["as_of"], audience=audience, steps=tuple(steps),
-                    policy=policy, variants=tuple(variants), templates=templates, source=src, content=content)
+                    policy=policy, variants=tuple(variants), templates=templates, source=src, content=content,
+                    offers=offers)
 
 
 def _audience(a: dict, src: str) -> Rule:
@@ -452,9 +261,86 @@ def _audience(a: dict, src: str) -> Rule:
     return Rule(" and ".join(parts + [f"({x})" for x in presets]))
 
 
-def schema_keys() -> list[tuple[str, str, Key]]:
-    """Every (table, key, Key) of :data:`SCHEMA`, for documentation and tests."""
-    return [(t, k, spec) for t, keys in SCHEMA.items() for k, spec in keys.items()]
+# -- variants, offers and survey steps: the checks across keys ----------------------------------
+def _rule(text: str | None, src: str, key: str) -> Rule | None:
+    """A step's or offer's ``where`` (None or blank: no rule); errors name the key."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return Rule(text)
+    except RuleError as exc:
+        raise RuleError(f"{src}: [{key}] {exc}") from None
 
 
-_ = Callable  # keep the typing import for readers of SCHEMA kinds
+def _beside(path: str | None, src: str) -> str | None:
+    """A file path of the campaign, relative to the campaign file (as given for a dict)."""
+    if path is None or Path(path).is_absolute() or src in ("campaign", "<dict>"):
+        return path
+    return str(Path(src).parent / path)
+
+
+def _survey(s: dict, src: str, path: str) -> tuple[str, tuple[str, ...], str | None]:
+    """(kind, reasons, survey_url) of a validated step table."""
+    if s["kind"] == "message":
+        for key in ("reasons", "survey_url"):
+            if s[key] is not None:
+                raise _err(src, f"{path}.{key}", "only a kind = \"survey\" step takes it")
+        return "message", (), None
+    if "ads" in s["channels"]:
+        raise _err(src, f"{path}.channels", "a survey needs a channel that carries a link: email, sms or push")
+    reasons = s["reasons"] if s["reasons"] is not None else list(DEFAULT_REASONS)
+    if not reasons or not all(_REASON.fullmatch(r) for r in reasons) or len(set(reasons)) != len(reasons):
+        raise _err(src, f"{path}.reasons", "must be distinct names of lower-case letters, digits and '_', "
+                                          "like [\"too_many_messages\", \"not_relevant\"]")
+    url = s["survey_url"]
+    if url is None:
+        raise _err(src, f"{path}.survey_url", "is required for a kind = \"survey\" step (the survey page's address)")
+    if not url.startswith(("https://", "http://")):
+        raise _err(src, f"{path}.survey_url", f"must be the http(s) address of the survey page, got {url!r}")
+    return "survey", tuple(reasons), url
+
+
+def _variants(raw, src: str, templates: dict, offers: tuple, step_names: set) -> tuple[Variant, ...]:
+    if not isinstance(raw, list):
+        raise _err(src, "variants", "must be [[variants]] tables with name and weight")
+    out = []
+    for i, x in enumerate(raw):
+        path = f"variants[{i}]"
+        v = _table(x, "variants", src, path)
+        if v["name"] in {o.name for o in out}:
+            raise _err(src, f"{path}.name", f"duplicate variant name {v['name']!r}")
+        template = v["template"]
+        if template is not None and template not in templates:
+            raise _err(src, f"{path}.template", f"no [templates.{template}]; defined: {', '.join(templates) or 'none'}")
+        if template is not None and (v["subject"] is not None or v["body"] is not None):
+            raise _err(src, f"{path}.template", "set either template or subject/body, not both")
+        offer = v["offer"]
+        if offer is not None and offer != "none" and offer not in {o.name for o in offers}:
+            close = difflib.get_close_matches(offer, [o.name for o in offers], n=1, cutoff=0.5)
+            raise _err(src, f"{path}.offer", f"no [[offers]] named {offer!r}; "
+                       + (f"did you mean {close[0]!r}? " if close else "")
+                       + f"use one of {', '.join([o.name for o in offers] + ['none'])}")
+        for j, st in enumerate(v["steps"]):
+            if st not in step_names:
+                raise _err(src, f"{path}.steps[{j}]", f"no step named {st!r}; steps: {', '.join(sorted(step_names))}")
+        out.append(Variant(v["name"], v["weight"], v["subject"], v["body"], template, offer, tuple(v["steps"])))
+    return tuple(out)
+
+
+def _offers(raw, src: str) -> tuple[Offer, ...]:
+    if not isinstance(raw, list):
+        raise _err(src, "offers", "must be [[offers]] tables with name, where, text and cost")
+    out = []
+    for i, x in enumerate(raw):
+        path = f"offers[{i}]"
+        o = _table(x, "offers", src, path)
+        name = o["name"]
+        if name == "none" or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}", name):
+            raise _err(src, f"{path}.name", "must be 1-60 letters, digits, '-', '_' or '.' (and not 'none')")
+        if name in {y.name for y in out}:
+            raise _err(src, f"{path}.name", f"duplicate offer name {name!r}")
+        rule = _rule(o["where"], src, f"{path}.where")
+        rule = Rule("") if rule is None else rule
+        out.append(Offer(name, rule, o["text"] if o["text"] is not None else name, _beside(o["codes"], src),
+                         o["cost"]["fixed"], o["cost"]["share"]))
+    return tuple(out)

@@ -12,7 +12,7 @@ from engine.io.meta import PLAN, read_meta
 from engine.errors import InputError
 from engine.planning import timing as pt
 from engine.planning.rules import Rule
-from engine.schema import ADDRESS_COLUMN, CONSENT_COLUMN
+from engine.schema import ADDRESS_COLUMN
 from engine.tz import Offsets
 
 __all__ = ["explain"]
@@ -67,10 +67,11 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
     for k, step in enumerate(meta.get("steps", [])):
         ranking = []
         for c in step.get("channels", []):
-            reachable = bool(row.get(CONSENT_COLUMN[c])) and row.get(ADDRESS_COLUMN[c]) is not None \
-                and not row.get(f"{c}_suppressed")
-            ranking.append({"channel": c, "consent": bool(row.get(CONSENT_COLUMN[c])),
-                            "address": row.get(ADDRESS_COLUMN[c]) is not None,
+            consent = bool(row.get(f"consent_{c}"))
+            address = (row.get("email") or row.get("phone")) is not None if c == "ads" \
+                else row.get(ADDRESS_COLUMN[c]) is not None
+            reachable = consent and address and not row.get(f"{c}_suppressed")
+            ranking.append({"channel": c, "consent": consent, "address": address,
                             "suppressed": bool(row.get(f"{c}_suppressed")),
                             "response_rate": row.get(f"{c}_response_rate"), "reachable": reachable})
         # the planner reads a missing response rate as 0.1 and keeps the step's order on ties

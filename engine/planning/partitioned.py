@@ -33,7 +33,7 @@ from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.io.atomic import atomic_dir
 from engine.planning.campaign import Campaign, load_campaign
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 from engine.planning.guard import check_scores, guard_counts
 from engine.schema import PLAN_SUMMARY_FILE
 from engine.tz import parse_as_of
@@ -158,6 +158,10 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
     """
     t_start = time.perf_counter()
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
+    coded = [o.name for o in cmp.offers if o.codes is not None]
+    if coded:  # each partition would hand out the file's codes from the start
+        raise ConfigError(f"{cmp.source}: offers with unique codes ({', '.join(coded)}) need one-table planning; "
+                          "plan the merged scores file, or drop codes from the partitioned run")
     parts = scores_partitions(scores_dir)
     first = pq.read_schema(next(Path(parts[0][1]).rglob("*.parquet")))
     score_meta = read_meta(first, SCORE)

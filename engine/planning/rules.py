@@ -88,6 +88,9 @@ PRESETS: dict[str, str] = {
     "reachable_email": "consent_email and email is not null and not email_suppressed",
     "reachable_sms": "consent_sms and phone is not null and not sms_suppressed",
     "reachable_push": "consent_push and push_token is not null and not push_suppressed",
+    # the ads channel's audience: who the owned channels no longer reach or move
+    "reachable_ads": "consent_ads and (email is not null or phone is not null)",
+    "unreachable_owned": "not reachable_email and not reachable_sms and not reachable_push",
 }
 for _n in (7, 10, 30, 90):  # the documented Mailchimp windows; any N works (see _preset)
     for _c in ("email", "sms", "push"):
@@ -373,6 +376,11 @@ def _preset(name: str) -> str | None:
     m = re.fullmatch(r"contact_rating_at_most_([1-5])", name)
     if m:
         return f"contact_rating <= {m.group(1)}"
+    # every owned channel unreachable, or reachable but without an open or click in its last N sends
+    m = re.fullmatch(r"unresponsive_owned_([1-9][0-9]?)", name)
+    if m:
+        return " and ".join(f"(not reachable_{c} or {c}_unengaged_streak >= {m.group(1)})"
+                            for c in ("email", "sms", "push"))
     m = _WINDOW.fullmatch(name)
     if m and 1 <= int(m.group(2)) <= 3650:
         chans = [m.group(1)] if m.group(1) else ["email", "sms", "push"]

@@ -26,7 +26,7 @@ from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import complained_users, suppressed_matrix
 from engine.planning.pressure import ledger_contacts, max_in_windows
-from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, SECONDS_PER_DAY, NEVER, SKIP_REASONS
+from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.fatigue_model import campaign_budget
 from engine.io.meta import SCORE, read_meta
 from engine.tz import Offsets, is_timezone, offset_table, zone_index
@@ -45,12 +45,20 @@ def horizon_of(cmp: Campaign, start: int) -> int:
 
 
 def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[users, PROVIDER_CHANNELS] consent, address and reach (the last column: ``ads``,
+    :mod:`engine.planning.ads`)."""
     n = scores.num_rows
     consent = np.stack([col(scores, CONSENT_COLUMN[c], False, bool) for c in CHANNELS], axis=1)
     address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
                         if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
     suppressed = np.stack([col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
     suppressed |= suppressed_matrix(ledger, scores, suppressions)
+    from engine.planning.ads import ads_reach, ledger_suppressions
+
+    a_consent, a_address, a_supp = ads_reach(scores, [suppressions] + ledger_suppressions(ledger))
+    consent = np.column_stack([consent, a_consent])
+    address = np.column_stack([address, a_address])
+    suppressed = np.column_stack([suppressed, a_supp])
     return consent, address, consent & address & ~suppressed
 
 
@@ -96,6 +104,7 @@ class PartitionPlan:
 
             self.content = ContentPlanner(scores, items, cmp, self.start, self.horizon)
         self.audience = cmp.audience(scores)
+        self.step_where = [s.where(scores) if s.where is not None else None for s in cmp.steps]
         self.holdout, self.variant = assignments(self.uid, cmp)
         self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
         # a spam complaint on one channel stops every marketing channel ([policy] complaint_suppresses)
@@ -103,12 +112,18 @@ class PartitionPlan:
         if getattr(cmp.policy, "complaint_suppresses", "all") == "all":
             self.complained = complained_users(ledger, scores, suppressions)
             self.reach &= ~self.complained[:, None]
-        self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in CHANNELS], axis=1)
+        self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in PROVIDER_CHANNELS], axis=1)
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
         # the learned budget is recomputed for this campaign's cap and window (not the score-time cap)
         self.budget = campaign_budget(scores, cmp.policy.max_messages, cmp.policy.window_days,
                                       col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64))
+        if cmp.policy.survey_actions:  # earlier survey answers: a lower cap, or no message (engine.planning.survey)
+            from engine.planning.survey import survey_masks
+
+            lower, gone = survey_masks(cmp.policy.survey_actions, self.uid)
+            self.budget = np.where(lower, np.minimum(self.budget, cmp.policy.survey_cap), self.budget)
+            self.reach &= ~gone[:, None]
         # every other campaign's messages in the ledger, sent or scheduled (engine.pressure)
         window = cmp.policy.window_days * SECONDS_PER_DAY
         self.ext_t, self.ext_c = ledger_contacts(ledger, self.uid, cmp.id, self.start - window, self.horizon + window)
@@ -126,7 +141,10 @@ class PartitionPlan:
     def prelude(self) -> dict:
         """What the whole population must agree on, from this partition: its timezone names,
         audience and reach counts (broadcast guard), and its buyers' mean purchase values."""
-        any_reach = self.reach.any(axis=1)
+        # the owned channels (plus ads when a step uses it): the guard's counts of a campaign
+        # without an ads step do not change with consent_ads
+        uses_ads = any("ads" in st.channels for st in self.cmp.steps)
+        any_reach = self.reach[:, :None if uses_ads else len(CHANNELS)].any(axis=1)
         return {"zones": list(self._local_zones), "reachable": int(any_reach.sum()),
                 "audience_reachable": int((self.audience & any_reach).sum()),
                 "monetary": self._monetary[np.isfinite(self._monetary)]}
@@ -161,6 +179,8 @@ class PartitionPlan:
         self.cum_delay += step.delay_days
         reason = np.zeros(n, np.int8)
         reason[~self.audience] = R["not_in_audience"]
+        if self.step_where[k] is not None:  # the step's own rule (e.g. an ads step for unresponsive users),
+            reason[(reason == 0) & ~self.step_where[k]] = R["not_in_step"]   # before the holdout: same in both arms
         reason[(reason == 0) & self.holdout] = R["holdout"]
         reason[(reason == 0) & self.complained] = R["complaint"]
         # the delay runs in the user's wall time: "3 days later at 09:00" stays 09:00 across DST
@@ -169,13 +189,13 @@ class PartitionPlan:
         after_prev = pt.local_to_utc(off, zone, off.local(zone, np.where(has_prev, prev_at, start)) + delay)
         base = np.where(has_prev, after_prev, start + int(self.cum_delay * SECONDS_PER_DAY))
         # channel choice
-        allowed = [CHANNELS.index(c) for c in step.channels]
+        allowed = [PROVIDER_CHANNELS.index(c) for c in step.channels]
         best_c = np.full(n, -1, np.int64)
         best_r = np.full(n, -1.0)
         capped_any = np.zeros(n, bool)
         for c_i in allowed:
             ok = self.reach[:, c_i].copy()
-            cap = pol.channel_caps.get(CHANNELS[c_i])
+            cap = pol.channel_caps.get(PROVIDER_CHANNELS[c_i])
             if cap is not None:  # this campaign's earlier steps and the ledger's messages on the channel
                 on_channel = np.concatenate([np.where(sent_ch == c_i, sent_at, NEVER),
                                              np.where(self.ext_c == c_i, self.ext_t, NEVER)], axis=1)
@@ -224,7 +244,7 @@ class PartitionPlan:
         old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
         floor = np.maximum(floor, np.where(old, sent_at + window, NEVER).max(axis=1, initial=NEVER))
         for c_i in allowed:
-            if pol.capacity_per_hour.get(CHANNELS[c_i]) is None:
+            if pol.capacity_per_hour.get(PROVIDER_CHANNELS[c_i]) is None:
                 continue
             idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
             out[c_i] = {"t": t[idx], "floor": floor[idx], "zone": zone[idx], "ev": ev[idx],
@@ -292,7 +312,7 @@ class Leveller:
             counts = self.counts.setdefault(c_i, np.zeros(self.n_buckets, np.int64))
             order = np.lexsort((cat["uid"], -cat["ev"], -cat["confident"].astype(np.int64)))
             new_t = pt.level_capacity(cat["t"], order.astype(np.int64), cat["zone"], cat["floor"],
-                                      int(pol.capacity_per_hour[CHANNELS[c_i]]), self.table, np.int64(self.tab_t0),
+                                      int(pol.capacity_per_hour[PROVIDER_CHANNELS[c_i]]), self.table, np.int64(self.tab_t0),
                                       int(qs), int(qe), 12, counts, np.int64(self.h_base)) \
                 if len(order) else np.zeros(0, np.int64)
             lo = 0

@@ -104,6 +104,21 @@ def render_html(summary: dict) -> str:
             themes += ("<p>Weights the experiment supports (a theme that re-engaged more than the step's other "
                        "drawn themes gets 2, one that re-engaged less 0.5), for the campaign's "
                        f"<code>[[steps]]</code>:</p><pre>{html.escape(lines)}</pre>")
+    from engine.reporting import harm, offers, survey
+    from engine.reporting import steps as step_rules
+    from engine.reporting import variants as variant_compare
+
+    sections = (variant_compare.html_section(summary.get("variants") or {}, _table)
+                + offers.html_section(summary.get("offers") or [], _table)
+                + step_rules.html_section(summary.get("by_step") or [], _table)
+                + survey.html_section(summary.get("survey") or {}, _table))
+    ads = summary.get("ads_removal") or {}
+    if ads:
+        sections += (f"<h2>Ads audience removal</h2><p>{ads['remove']:,} of the {ads['audience']:,} users put in an ad "
+                     "audience came back, opted out or were suppressed: upload "
+                     + ", ".join(f'<a href="{html.escape(f)}">{html.escape(f)}</a>' for f in ads["files"])
+                     + " as removals (same hashing as the audience).</p>")
+    harm_html = harm.html_section(summary.get("harm") or {}, _table)
     blast = ""
     if "blast" in summary:
         b = summary["blast"]
@@ -139,13 +154,15 @@ img {{ max-width: 100%; margin: .5rem 0; }} .muted {{ color: #6b7280; font-size:
 <p class="muted">{html.escape(summary['headline'])}. Intervals: Newcombe hybrid score (difference), Katz log ratio (relative).</p>
 <h2>Treated vs holdout</h2>{metrics}
 <img src="lift.png" alt="lift per variant with 95% intervals">
-<h2>Variants</h2>{variants}
+<h2>Variants against the holdout</h2>{variants}
+{sections}
 {themes}
 <h2>Steps and channels</h2><p class="muted">Rates among recipients; observational (the plan chose who got which channel).</p>{steps}
 <img src="hours.png" alt="re-engagement by send hour relative to the best hour">
 <img src="cumulative.png" alt="cumulative re-engagement treated vs holdout">
 {blast}
 {skipped}
+{harm_html}
 <h2>Sunset</h2><p>{summary['sunset_users']:,} users received their whole sequence (or the campaign's <code>sunset_after</code>
 messages) and did not come back: <a href="sunset.csv">sunset.csv</a> (also <code>sunset.arrow</code>);
 <code>winback sunset REPORT --ledger LEDGER</code> suppresses them (<code>--dry-run</code> first).</p>

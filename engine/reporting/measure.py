@@ -46,6 +46,9 @@ __all__ = ["report", "suggested_weights", "MIN_N"]
 
 #: below this many users per arm a difference is reported as "too small to tell"
 MIN_N = 200
+#: metrics only a message can cause (opens and clicks of this campaign's messages): no lift
+#: against a holdout that gets none; the variants compare them instead
+MESSAGE_METRICS = ("opened", "clicked")
 
 
 def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -129,14 +132,16 @@ def _nan_none(x):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
 
-def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=None) -> dict:
+def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=None, feedback=None) -> dict:
     """Measure the campaign; returns the summary dict and, with ``out_dir``, writes the report.
 
     ``outcomes``: a ``winback simulate`` directory (events.arrow with ``send`` rows), an
     events file or directory (e.g. from ``winback receive`` plus the product's own
     activity), or an events table.  What counts as delivered comes from the simulate
     directory, else the ledger's ``sent`` messages, else every planned message.
-    ``days``: the window after the campaign start (UTC) that counts.
+    ``days``: the window after the campaign start (UTC) that counts.  ``feedback``: a
+    ``winback receive`` directory (or events file) whose events (opens, clicks, survey
+    ``reason`` answers...) are added to the outcomes.
     """
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
@@ -144,6 +149,10 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     if plan_t.num_rows == 0:
         raise InputError(f"plan {plan_name} has no rows; there is no campaign to measure")
     events, msgs = _outcome_tables(outcomes, ledger, plan_t)
+    if feedback is not None:
+        from engine.reporting.extras import with_feedback
+
+        events = with_feedback(events, feedback)
     start = int(campaign_start(plan_t))
     end = start + days * SECONDS_PER_DAY
     step0 = plan_t.filter(pc.equal(plan_t["step_index"], 0))
@@ -167,6 +176,10 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
                     for name in ("reengaged", "opened", "clicked", "converted", "unsubscribed")},
         "messages_sent": int(len(m_uid)),
     }
+    for name in MESSAGE_METRICS:  # the holdout gets no message of this campaign: 0 % by construction
+        summary["metrics"][name].update(lift=None, lift_ci=[None, None], relative_lift=None, relative_lift_ci=[None, None],
+                                        note="message metric: the holdout gets no messages, so no lift; "
+                                             "compare the variants")
     # per protocol: audience users who got at least one message vs the holdout; biased by
     # who could be reached, so shown beside the ITT headline, never instead of it
     summary["per_protocol"] = _compare(f["reengaged"], treat & (sent_per_user > 0), ctrl)
@@ -188,9 +201,42 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     summary["skipped_at_send"] = skipped_at_send(plan_t, ledger)
     if blast is not None:
         summary["blast"] = _blast(blast, plan_t, users, holdout, start, end, summary)
+    files = _sections(summary, plan_t, meta, users, f, treat, ctrl, variant, events, msgs, start, end, ledger)
+    if "survey_sunset" in files:
+        # the survey's answer first: it is the better reason to give
+        # (a user only the survey names has no channels: 'winback sunset' then suppresses every channel)
+        sunset = pa.concat_tables([files.pop("survey_sunset"), sunset]).group_by("user_id", use_threads=False) \
+            .aggregate([("messages_received", "max"), ("channels", "first"), ("reason", "first")]) \
+            .rename_columns(["user_id", "messages_received", "channels", "reason"])
+        summary["sunset_users"] = int(sunset.num_rows)
     if out_dir is not None:
-        _write(summary, sunset, Path(out_dir))
+        _write(summary, sunset, Path(out_dir), files)
     return summary
+
+
+def _sections(summary, plan_t, meta, users, f, treat, ctrl, variant, events, msgs, start, end, ledger) -> dict:
+    """The variant, offer, step, harm, survey and ads sections (engine.reporting.variants,
+    .offers, .steps, .harm, .survey, .extras); returns the extra files to write."""
+    from engine.reporting import extras, harm, offers, steps, survey, variants
+
+    names = [v["name"] for v in meta.get("variants") or []] or sorted(set(variant[treat]))
+    summary["variants"] = variants.compare_variants(f, treat, variant, names, min_n=MIN_N)
+    summary["offers"] = offers.offer_economics(plan_t, meta, users, f, treat, ctrl, events, msgs, start, end,
+                                               min_n=MIN_N)
+    summary["harm"] = harm.harm(users, f, treat, ctrl, variant, msgs, events, summary.get("blast"))
+    summary["by_step"] = steps.step_lift(plan_t, users, f["reengaged"], _compare, meta)
+    files: dict = {}
+    summary["survey"], actions = survey.survey_answers(events, plan_t, start, end)
+    if actions.num_rows:
+        files["survey_actions.csv"] = actions
+        gone = actions.filter(pc.equal(actions["action"], "sunset"))
+        files["survey_sunset"] = pa.table({
+            "user_id": gone["user_id"], "messages_received": pa.array(np.zeros(gone.num_rows, np.int64)),
+            "channels": pa.nulls(gone.num_rows, pa.string()),
+            "reason": pc.binary_join_element_wise("survey: ", gone["reason"], "")})
+    summary["ads_removal"], removal = extras.ads_removal(plan_t, msgs, users, f, ledger)
+    files.update(removal)
+    return files
 
 
 def _by_theme(plan_t: pa.Table, users: np.ndarray, f, treat, ctrl, msgs, explored: bool = False) -> list[dict]:
@@ -320,7 +366,7 @@ def _blast(blast, plan_t, users, holdout, start, end, summary) -> dict:
             "winback_unsubscribed": wb["unsubscribed"]["treated"]["count"]}
 
 
-def _write(summary: dict, sunset: pa.Table, out_dir: Path) -> None:
+def _write(summary: dict, sunset: pa.Table, out_dir: Path, files: dict | None = None) -> None:
     figure((1, 1))  # matplotlib is there, before any file is written
     import pyarrow.csv as pacsv
     import pyarrow.feather as feather
@@ -331,6 +377,11 @@ def _write(summary: dict, sunset: pa.Table, out_dir: Path) -> None:
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         feather.write_feather(sunset, tmp / "sunset.arrow", compression="uncompressed")
         pacsv.write_csv(sunset, tmp / "sunset.csv")
+        for name, data in (files or {}).items():
+            if isinstance(data, pa.Table):
+                pacsv.write_csv(data, tmp / name)
+            else:
+                (tmp / name).write_bytes(data)
         _plots(summary, tmp)
         (tmp / "index.html").write_text(render_html(summary), encoding="utf-8")
 

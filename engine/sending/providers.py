@@ -28,7 +28,9 @@ Channels: ``email``, ``sms``, ``push``, ``ads``.  Keys per adapter:
   ``auth_token_env``, ``from``, ``status_callback``;
 - ``fcm``: ``base_url`` (default ``https://fcm.googleapis.com``), ``project_id``,
   ``api_key_env`` (an OAuth 2 access token);
-- ``file``: ``path`` (``.csv`` or ``.jsonl``), ``batch_size``.
+- ``file``: ``path`` (``.csv`` or ``.jsonl``), ``batch_size``;
+- ``ads``: ``path`` (``.csv``: numbered parts beside it), ``platform`` (``meta`` or
+  ``google``), ``batch_size``: platform-ready audience files (``adapters/ads.py``).
 
 Common: ``rate_per_second`` (requests per second), ``concurrency``, ``timeout_seconds``
 (per request), ``max_attempts``.  :func:`load_providers` checks names, types and
@@ -59,6 +61,7 @@ ADAPTER_CLASSES: dict[str, str] = {
     "twilio": "adapters.twilio:TwilioAdapter",
     "fcm": "adapters.fcm:FcmAdapter",
     "file": "adapters.file:FileAdapter",
+    "ads": "adapters.ads:AdsAdapter",
 }
 ADAPTERS = tuple(ADAPTER_CLASSES)
 
@@ -66,9 +69,9 @@ _DEFAULT_BASE = {"sendgrid": "https://api.sendgrid.com", "twilio": "https://api.
                  "fcm": "https://fcm.googleapis.com"}
 _REQUIRED = {"webhook": ("url", "secret_env"), "sendgrid": ("api_key_env",),
              "twilio": ("account_sid_env", "auth_token_env"), "fcm": ("project_id", "api_key_env"),
-             "file": ("path",)}
+             "file": ("path",), "ads": ("path", "platform")}
 _STRINGS = ("adapter", "base_url", "url", "api_key_env", "secret_env", "account_sid_env", "auth_token_env",
-            "project_id", "path", "from", "status_callback")
+            "project_id", "path", "from", "status_callback", "platform")
 _NUMBERS = ("rate_per_second", "timeout_seconds")
 _INTS = ("concurrency", "max_attempts", "batch_size")
 _KEYS = _STRINGS + _NUMBERS + _INTS
@@ -89,6 +92,7 @@ class ChannelConfig:
     path: str | None = None
     sender: str | None = None  # the ``from`` key: sender email or phone number
     status_callback: str | None = None
+    platform: str | None = None  # ads: "meta" or "google"
     rate_per_second: float | None = None
     concurrency: int = 10
     timeout_seconds: float = 10.0
@@ -138,6 +142,9 @@ def _check(channel: str, table: Any, source: str) -> ChannelConfig:
     if url is not None and not url.startswith(("http://", "https://")):
         raise ConfigError(f"{_where(source, channel, 'url' if adapter == 'webhook' else 'base_url')} is "
                           f"{url!r}; give an http:// or https:// URL")
+    if adapter == "ads" and (table["platform"] not in ("meta", "google") or Path(table["path"]).suffix.lower() != ".csv"):
+        raise ConfigError(f"{_where(source, channel, 'platform')}: the ads adapter writes platform = \"meta\" or "
+                          f"\"google\" files to a path ending in .csv, got {table['platform']!r}, {table['path']!r}")
     if adapter == "file" and Path(table["path"]).suffix.lower() not in (".csv", ".jsonl"):
         raise ConfigError(f"{_where(source, channel, 'path')} is {table['path']!r}; end it in .csv or .jsonl")
     return ChannelConfig(
@@ -145,7 +152,7 @@ def _check(channel: str, table: Any, source: str) -> ChannelConfig:
         api_key_env=table.get("api_key_env"), secret_env=table.get("secret_env"),
         account_sid_env=table.get("account_sid_env"), auth_token_env=table.get("auth_token_env"),
         project_id=table.get("project_id"), path=table.get("path"), sender=table.get("from"),
-        status_callback=table.get("status_callback"),
+        status_callback=table.get("status_callback"), platform=table.get("platform"),
         rate_per_second=None if table.get("rate_per_second") is None else float(table["rate_per_second"]),
         concurrency=int(table.get("concurrency", 10)), timeout_seconds=float(table.get("timeout_seconds", 10.0)),
         max_attempts=table.get("max_attempts"), batch_size=table.get("batch_size"), source=source)
@@ -227,4 +234,6 @@ def build_adapter(cfg: ChannelConfig, *, session=None) -> Adapter:
         return _adapter_class("fcm")(cfg.url, cfg.project_id, _secret(cfg, "api_key_env"), timeout=timeout, session=session)
     if cfg.adapter == "file":
         return _adapter_class("file")(cfg.path, batch_size=cfg.batch_size or 1000)
+    if cfg.adapter == "ads":
+        return _adapter_class("ads")(cfg.path, platform=cfg.platform, batch_size=cfg.batch_size or 1000)
     raise ConfigError(f"unknown adapter {cfg.adapter!r}")  # pragma: no cover - checked on load

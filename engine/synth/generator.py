@@ -284,6 +284,7 @@ def _users_table(u, zones, rng) -> pa.Table:
         "phone": join("+1555", pc.utf8_slice_codeunits(phone_tail, 1), mask=~u["has"]["sms"]),
         "push_token": join("tok_", sid, mask=~u["has"]["push"]),
         "consent_email": cons("email"), "consent_sms": cons("sms"), "consent_push": cons("push"),
+        "consent_ads": pa.array((ids * 2654435761) % 100 < 60, pa.bool_()),  # no draw: the world is unchanged
         "signup_at": pa.array(u["signup"] * 1_000_000, TIMESTAMP),
         "first_name": pa.array(_FIRST[ids % len(_FIRST)], pa.string()),
         "plan": pa.array(_PLANS[np.searchsorted([70, 95], ids % 100, side="right")], pa.string()),

@@ -41,7 +41,7 @@ from engine.ledger.read import planned_as_sent
 from engine.io.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
 from engine.planning.timing import local_instants
-from engine.schema import CHANNELS, SECONDS_PER_DAY, THEMES, TIMESTAMP
+from engine.schema import CHANNELS, PROVIDER_CHANNELS, SECONDS_PER_DAY, THEMES, TIMESTAMP
 from engine.tz import from_epoch_seconds, to_epoch_seconds
 
 __all__ = ["simulate", "write_outcomes", "outcome_meta", "delivered", "META_KEY"]
@@ -79,7 +79,8 @@ def _deliveries(plan: pa.Table, ledger, policy: str, start: int, scores=None) ->
             if "timezone" in users.column_names else pa.array(["UTC"] * n),
         })
     planned = planned_as_sent(plan, ledger)
-    cols = ["message_id", "user_id", "channel", "step", "step_index", "variant", "send_at", "timezone", "theme"]
+    cols = ["message_id", "user_id", "channel", "step", "step_index", "variant", "send_at", "timezone", "theme",
+            "offer"]
     return planned.select([c for c in cols if c in planned.column_names])
 
 
@@ -126,8 +127,12 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     d = _deliveries(plan_t, ledger, policy, start, scores)
     m_user = np.searchsorted(users, d["user_id"].to_numpy())
     m_at = to_epoch_seconds(d["send_at"])
-    m_ch = np.array([CHANNELS.index(c) for c in d["channel"].to_pylist()], np.int64) if d.num_rows else np.zeros(0, np.int64)
+    m_ch = np.array([PROVIDER_CHANNELS.index(c) for c in d["channel"].to_pylist()], np.int64) if d.num_rows \
+        else np.zeros(0, np.int64)
     local_hour = (local_instants(d, m_at) % SECONDS_PER_DAY) / 3600.0
+    # an ad is seen whenever the user scrolls, not at the delivery hour: no hour factor
+    is_ad = m_ch == PROVIDER_CHANNELS.index("ads")
+    local_hour = np.where(is_ad, tcol("preferred_hour_local", 12)[m_user], local_hour)
     # messages in the 7 days before each delivery (this campaign's)
     o = np.lexsort((m_at, m_user))
     key = m_user[o].astype(np.int64) * (4 * 10**9) + (m_at[o] - start)
@@ -135,7 +140,7 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     n7[o] = np.arange(len(o)) - np.searchsorted(key, key - 7 * SECONDS_PER_DAY, side="left")
     if history is not None and len(m_user):
         n7 += _prior_sends(history, users, m_user, m_at, start)
-    rate = np.stack([tcol(f"resp_{c}", 0.1) for c in CHANNELS], axis=1)
+    rate = np.stack([tcol(f"resp_{c}", 0.1) for c in CHANNELS] + [tcol("resp_ads", world.ADS_RESPONSE)], axis=1)
     p_open = world.response_probability(alive[m_user], rate[m_user, m_ch], local_hour,
                                         tcol("preferred_hour_local", 12)[m_user], n7, tcol("fatigue_sensitivity")[m_user])
     themed = "theme" in plan_t.column_names and "theme" in tr.column_names
@@ -143,9 +148,12 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
         m_theme = _theme_codes(d, plan_name)
         u_theme = _theme_codes(tr, "truth")[m_user]
         p_open = np.clip(p_open * world.theme_factor(m_theme, u_theme), 0.0, 1.0)
+    appeal, o_size = _variant_offer_effects(plan_t, d, tcol("value_mean", 30.0)[m_user])
+    p_open = np.clip(p_open * appeal, 0.0, 1.0)
     opened = rng.random(len(m_user)) < p_open
-    clicked = opened & (rng.random(len(m_user)) < world.CLICK_GIVEN_OPEN)
-    p_unsub = world.unsubscribe_probability(tcol("unsub_risk", 0.002)[m_user], n7)
+    clicked = opened & (rng.random(len(m_user)) < np.clip(world.CLICK_GIVEN_OPEN * (1 + world.OFFER_CLICK_GAIN * o_size),
+                                                          0.0, 1.0))
+    p_unsub = np.where(is_ad, 0.0, world.unsubscribe_probability(tcol("unsub_risk", 0.002)[m_user], n7))
     unsub = rng.random(len(m_user)) < p_unsub
     complaint = unsub & (rng.random(len(m_user)) < 0.1)
     open_at = m_at + rng.exponential(2 * 3600, len(m_user)).astype(np.int64) + 30
@@ -169,7 +177,14 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     rank = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")
     live = rank < g[owner]
     owner, s_at = owner[live], s_at[live]
+    # an offer clicked is an order (on which the offer's cost falls), at most one per message
     buy = rng.random(len(owner)) < tcol("purchase_p", 0.1)[owner]
+    o_buy = np.zeros(len(m_user), bool)
+    if (o_size > 0).any():  # (no draw without offers: the same seed gives the same world as before)
+        o_buy = clicked & (o_size > 0) & (rng.random(len(m_user)) < world.OFFER_ORDER_GIVEN_CLICK)
+        owner = np.concatenate([owner, m_user[o_buy]])
+        s_at = np.concatenate([s_at, click_at[o_buy] + 60])
+        buy = np.concatenate([buy, np.ones(int(o_buy.sum()), bool)])
     value = np.round(tcol("value_mean", 30.0)[owner] * np.exp(rng.normal(0, 0.4, len(owner))), 2)
     ev_parts = [
         (m_user, m_at, "send", m_ch, np.arange(len(m_user))),
@@ -185,10 +200,71 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     meta = {"policy": policy, "seed": seed, "days": days, "start": start, "users": int(len(users)),
             "deliveries": int(len(m_user)), "opens": int(opened.sum()), "clicks": int(clicked.sum()),
             "revived": int((revived_at != np.iinfo(np.int64).max).sum()),
-            "unsubscribes": int(unsub.sum())}
+            "unsubscribes": int(unsub.sum()), "offer_orders": int(o_buy.sum())}
     if themed:
         meta["by_theme"] = _by_theme(m_theme, u_theme, opened, clicked)
+    answers = _survey_answers(plan_t, d, opened, open_at, alive[m_user], tcol("fatigue_sensitivity")[m_user],
+                              users[m_user], end, rng)
+    if answers:
+        meta["survey_answers"] = answers
     return with_meta(events, META_KEY, meta, default=None)
+
+
+def _variant_offer_effects(plan_t: pa.Table, d: pa.Table, value_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per delivery: the variant copy's appeal (world.content_appeal) and the size of the
+    offer it carries (world.offer_size, 0 without one), from the plan's campaign."""
+    from engine.io.plans import plan_meta
+
+    meta = plan_meta(plan_t)
+    n = d.num_rows
+    appeal, size = np.ones(n), np.zeros(n)
+    if not n:
+        return appeal, size
+    steps = np.asarray(d["step"].to_numpy(zero_copy_only=False), dtype=object)
+    if "variant" in d.column_names:
+        var = np.asarray(d["variant"].to_numpy(zero_copy_only=False), dtype=object)
+        for v in meta.get("variants") or []:
+            own = [v.get(k) for k in ("template", "subject", "body") if v.get(k) is not None]
+            if not own:
+                continue
+            on = (var == v["name"]) & (np.isin(steps, v.get("steps")) if v.get("steps") else True)
+            appeal[on] = world.content_appeal("\x00".join(own))
+    if "offer" in d.column_names:
+        offer = np.asarray(d["offer"].to_numpy(zero_copy_only=False), dtype=object)
+        for o in meta.get("offers") or []:
+            on = offer == o["name"]
+            size[on] = world.offer_size(o.get("cost_share", 0.0), o.get("cost_fixed", 0.0), value_mean[on])
+    return appeal, size
+
+
+def _survey_answers(plan_t, d, opened, open_at, alive, sensitivity, uid, end, rng) -> list[dict]:
+    """Answers to survey steps, as the survey page would post them to ``winback receive``
+    (generic ``reason`` events): an opened survey message is answered with
+    ``world.SURVEY_ANSWER_GIVEN_OPEN``, the reason drawn by ``world.reason_weights``."""
+    from engine.io.plans import plan_meta
+
+    steps = [st for st in plan_meta(plan_t).get("steps") or [] if st.get("kind") == "survey"]
+    if not steps or not d.num_rows:
+        return []
+    names = np.asarray(d["step"].to_numpy(zero_copy_only=False), dtype=object)
+    out = []
+    for st in steps:
+        sel = np.nonzero((names == st["name"]) & opened)[0]
+        if not len(sel):
+            continue
+        sel = sel[rng.random(len(sel)) < world.SURVEY_ANSWER_GIVEN_OPEN]
+        reasons = list(st.get("reasons") or [])
+        w = world.reason_weights(reasons, alive[sel], sensitivity[sel])
+        u = rng.random(len(sel))[:, None]
+        pick = (np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True) < u).sum(axis=1)
+        mids = d["message_id"].take(pa.array(sel)).to_pylist()
+        chans = d["channel"].take(pa.array(sel)).to_pylist()
+        for j, i in enumerate(sel):
+            at = int(open_at[i]) + 60
+            if at < end:
+                out.append({"event": "reason", "channel": chans[j], "message_id": mids[j], "user_id": int(uid[i]),
+                            "ts": at, "reason": reasons[min(int(pick[j]), len(reasons) - 1)]})
+    return out
 
 
 def _theme_codes(t: pa.Table, name: str) -> np.ndarray:
@@ -248,14 +324,14 @@ def _prior_sends(history, users, m_user, m_at, start) -> np.ndarray:
 
 def _events_table(users, parts, message_ids, purchase_values, end) -> pa.Table:
     uid, ts, ev, ch, mid, val = [], [], [], [], [], []
-    chan_names = np.array(list(CHANNELS) + [None], dtype=object)
+    chan_names = np.array(list(PROVIDER_CHANNELS) + [None], dtype=object)
     mids = message_ids.to_numpy(zero_copy_only=False) if len(message_ids) else np.zeros(0, dtype=object)
     for owner, at, name, c, msg_idx in parts:
         keep = at < end
         uid.append(users[owner[keep]])
         ts.append(at[keep])
         ev.append(np.full(int(keep.sum()), name, dtype=object))
-        ch.append(chan_names[np.where(c[keep] >= 0, c[keep], len(CHANNELS))])
+        ch.append(chan_names[np.where(c[keep] >= 0, c[keep], len(PROVIDER_CHANNELS))])
         mid.append(mids[msg_idx[keep]] if msg_idx is not None else np.full(int(keep.sum()), None, dtype=object))
         if name == "purchase":
             val.append(purchase_values[keep])
@@ -275,13 +351,19 @@ def _events_table(users, parts, message_ids, purchase_values, end) -> pa.Table:
 
 
 def write_outcomes(events: pa.Table, out_dir: str | os.PathLike) -> Path:
-    """Write ``out_dir``/events.arrow and outcome.json (the counts) atomically."""
+    """Write ``out_dir``/events.arrow and outcome.json (the counts) atomically, and the
+    survey answers, when any, to answers.jsonl (one generic ``reason`` event per line,
+    to post to ``winback receive``: they are not in events.arrow)."""
     import pyarrow.feather as feather
 
     out_dir = Path(out_dir)
+    meta = outcome_meta(events)
+    answers = meta.pop("survey_answers", [])
     with atomic_dir(out_dir) as tmp:
         feather.write_feather(events, tmp / "events.arrow", compression="uncompressed")
-        (tmp / "outcome.json").write_text(json.dumps(outcome_meta(events), indent=2))
+        (tmp / "outcome.json").write_text(json.dumps(meta | {"survey_answers": len(answers)}, indent=2))
+        if answers:  # what the survey page would post to 'winback receive' (not in events.arrow)
+            (tmp / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
     return out_dir
 
 

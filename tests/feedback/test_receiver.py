@@ -366,3 +366,58 @@ def test_cli_names_a_missing_ledger_and_an_unwritable_directory(tmp_path, capsys
     assert main(["receive", "-o", str(tmp_path / "file" / "ev"), "--max-seconds", "0.1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("InputError:") and "not writable" in err and err.count("\n") == 1
+
+
+def test_survey_reason_events_flow_into_the_report(tmp_path):
+    """Given signed survey answers posted to /events, the report tallies them by reason;
+    a reason that is not a name is refused with 400."""
+    from engine.reporting.measure import report
+
+    n = 20
+    uid = np.arange(1, n + 1, dtype=np.int64)
+    plan = pa.table({
+        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["why"] * n,
+        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["email"] * n,
+        "send_at": from_epoch_seconds(np.full(n, T0, np.int64)),
+        "reason": pa.nulls(n, pa.string()), "holdout": pa.array(np.zeros(n, bool)),
+        "lifecycle": ["lapsed"] * 10 + ["dormant"] * 10,
+    })
+    answers = [{"event": "reason", "channel": "email", "message_id": f"m{u}", "user_id": u, "ts": T0 + 60,
+                "reason": "too_many_messages" if u <= 3 else "not_relevant"} for u in (1, 2, 3, 15)]
+    good = json.dumps({"events": answers}).encode()
+    bad = json.dumps({"event": "reason", "channel": "email", "message_id": "m1", "reason": "Too Many!"}).encode()
+
+    async def scenario(s, base, rec):
+        out = []
+        for body in (good, bad):
+            async with s.post(base + "/events", data=body, headers=ev_headers(body)) as r:
+                out.append(r.status)
+        return out
+
+    assert run_receiver(tmp_path, scenario) == [200, 400]
+    got = read_events(tmp_path / "events")
+    assert sorted(got["reason"].to_pylist()) == ["not_relevant"] + ["too_many_messages"] * 3
+    s = report(plan, tmp_path / "events", out_dir=tmp_path / "report")
+    assert s["survey"]["by_reason"] == {"not_relevant": 1, "too_many_messages": 3}
+    assert s["survey"]["by_segment"] == {"dormant": {"not_relevant": 1}, "lapsed": {"too_many_messages": 3}}
+    assert (tmp_path / "report/survey_actions.csv").exists()
+    sunset = (tmp_path / "report/sunset.csv").read_text()
+    assert "survey: not_relevant" in sunset
+
+
+def test_a_bad_survey_answer_is_rejected_alone_and_the_good_ones_kept():
+    """Per-event checks: in one batch, a reason that is not a name (or missing) is rejected
+    with its index; the good answer and the open beside it are kept."""
+    from engine.feedback.events import generic_events
+
+    doc = {"events": [
+        {"event": "reason", "channel": "email", "message_id": "m1", "user_id": 1, "reason": "not_relevant"},
+        {"event": "reason", "channel": "email", "message_id": "m2", "user_id": 2, "reason": "Too Many!"},
+        {"event": "reason", "channel": "email", "message_id": "m3", "user_id": 3},
+        {"event": "open", "channel": "email", "message_id": "m4", "user_id": 4},
+    ]}
+    events, supp, report = generic_events(doc, float(T0))
+    assert [(e["message_id"], e["event"], e.get("reason")) for e in events] == [
+        ("m1", "reason", "not_relevant"), ("m4", "open", None)]
+    assert [r["index"] for r in report["rejected"]] == [1, 2] and not supp
+    assert all("survey reason name" in r["reason"] for r in report["rejected"])

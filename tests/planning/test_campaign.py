@@ -141,7 +141,7 @@ def test_every_example_loads_and_plans_a_real_world(path, small_world_scores):
     assert p.num_rows == scores.num_rows * len(c.steps)
     assert set(p["reason"].drop_null().to_pylist()) <= {
         "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
-        "fatigue_budget", "min_gap", "capacity", "broadcast_guard"}
+        "fatigue_budget", "min_gap", "capacity", "broadcast_guard", "cap_other_campaigns", "complaint", "not_in_step"}
     planned = p.filter(pc.is_null(p["reason"]))
     assert planned["body"].null_count == 0 and planned["to"].null_count == 0
 
@@ -155,7 +155,10 @@ def test_a_bad_preset_is_named_by_its_index():
 from engine.planning.campaign import SCHEMA, schema_keys  # noqa: E402
 
 _SLOT = {"campaign": "campaign", "audience": "audience", "policy": "policy", "steps": "steps[1]",
-         "variants": "variants[0]", "templates.*": "templates.t", "content": "content"}
+         "variants": "variants[0]", "templates.*": "templates.t", "content": "content", "offers": "offers[0]",
+         "offers.cost": "offers[0].cost"}
+#: an offer in every document of these tests, so the [[offers]] keys are typed like the others
+OFFER = {"name": "ten-off", "where": "monetary > 50", "text": "10% off", "cost": {"share": 0.1}}
 
 
 def _typo(key: str) -> str:
@@ -166,7 +169,7 @@ def _typo(key: str) -> str:
 
 
 def _doc_with(slot: str, key: str, value) -> dict:
-    doc = copy.deepcopy(GOOD) | {"content": {}}
+    doc = copy.deepcopy(GOOD) | {"content": {}, "offers": [copy.deepcopy(OFFER)]}
     node = doc
     for part in slot.replace("[", ".").replace("]", "").split("."):
         node = node[int(part)] if part.isdigit() else node[part]
@@ -215,7 +218,7 @@ def test_every_numeric_key_refuses_values_out_of_range(table, key, value):
 def test_the_defects_of_the_issue_are_refused():
     for slot, typo, meant in [("campaign", "holdot", "holdout"), ("policy", "max_mesages", "max_messages"),
                               ("policy", "quiet_hour", "quiet_hours"), ("steps[0]", "delay_day", "delay_days"),
-                              ("variants[1]", "subject", None), ("audience", "wher", "where")]:
+                              ("variants[1]", "subjct", "subject"), ("audience", "wher", "where")]:
         with pytest.raises(ConfigError) as info:
             load_campaign(_doc_with(slot, typo, 1))
         assert f"[{slot}.{typo}] unknown key" in str(info.value)

@@ -85,3 +85,28 @@ def test_unknown_field_lists_the_available_columns():
 def test_malformed_slots_are_refused(bad):
     with pytest.raises(ConfigError, match="not closed or not of the form"):
         parse_template(bad)
+
+
+@given(values=st.lists(st.one_of(st.none(), names), max_size=8), negate=st.booleans(), escape=st.booleans())
+def test_conditional_blocks_equal_the_per_row_choice(values, negate, escape):
+    """Property: {% if [not] v %}..{% else %}..{% endif %} picks, row by row, the branch a
+    plain Python truth test (null and "" are false) picks, and fills its slots the same."""
+    rows = pa.table({"v": pa.array(values, pa.string()), "w": pa.array(["<w>"] * len(values), pa.string())})
+    template = "x{% if " + ("not " if negate else "") + "v %}[{{ v }}]{% else %}({{ w }}){% endif %}y"
+    got = render(template, rows, escape=escape).to_pylist()
+    esc = html.escape if escape else (lambda s: s)
+    want = []
+    for v in values:
+        truth = bool(v) != negate
+        want.append("x" + (f"[{esc(v or '')}]" if truth else f"({esc('<w>')})") + "y")
+    assert got == want
+
+
+def test_blocks_nest_and_bad_blocks_are_refused():
+    rows = pa.table({"a": [True, True, False], "b": pa.array([1, 0, 1], pa.int64())})
+    out = render("{% if a %}A{% if b %}B{% endif %}{% else %}-{% endif %}", rows).to_pylist()
+    assert out == ["AB", "A", "-"]
+    for bad, words in [("{% if a %}x", "not closed"), ("x{% endif %}", "without an open"),
+                       ("{% for a %}", "not of the form"), ("{% if zz %}x{% endif %}", "unknown field")]:
+        with pytest.raises(ConfigError, match=words):
+            render(bad, rows)
