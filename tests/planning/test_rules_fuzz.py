@@ -2,7 +2,7 @@
 
 The full run is 20,000 cases (the guarantee in docs/campaigns.md)::
 
-    WINBACK_RULE_FUZZ=20000 python -m pytest -q -p no:cacheprovider tests/test_rules_fuzz.py
+    WINBACK_RULE_FUZZ=20000 python -m pytest -q -p no:cacheprovider tests/planning/test_rules_fuzz.py
 
 By default it runs 1,000 cases, to keep the suite quick.
 """
