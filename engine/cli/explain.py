@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         if sent:
             what = sent["state"] + (f" at {sent['sent_at']} UTC" if sent.get("sent_at") else "") + \
                 (f" - {sent['why']}" if sent.get("why") else "") + \
-                (f" (re-timed to {sent['retimed_to']} UTC)" if sent.get("retimed_to") else "")
+                (f" (re-timed to {sent['retimed_to']} UTC)" if sent.get("retimed_to") else "") + \
+                (f" ({sent['late_hours']:g} h after its planned time)" if sent.get("late_hours") else "")
             print(f"      at send time: {what}")
         if r.get("theme"):
             shown = [f"{i} {titles[i]!r}" if i in titles else str(i) for i in r.get("items") or []]

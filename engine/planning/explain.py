@@ -31,7 +31,8 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
     With ``ledger`` (a path): each step gets ``sent`` (what happened at send time: the
     ledger's ``state``, ``attempts``, ``sent_at``, ``why`` - the reason a message was
     skipped or dead, e.g. ``exited``, ``suppressed``, ``cap_other_campaigns``,
-    ``too_late``, ``complaint`` - and ``retimed_to`` when it went later than planned), and
+    ``too_late``, ``complaint`` - ``retimed_to`` for a pending message moved later, and
+    ``late_hours`` for one sent more than 15 minutes after its planned time), and
     ``ledger`` holds the user's ``other_campaigns`` messages and ``suppressions``.
     """
     rows = plan_table.filter(pc.equal(plan_table["user_id"], int(user_id))).to_pylist()
@@ -100,7 +101,7 @@ def _with_ledger(out: dict, ledger, campaign_id) -> None:
         if m["state"] == "sent" and m["sent_at"] is not None and r.get("send_at") is not None:
             late = (m["sent_at"] - r["send_at"]).total_seconds()
             if late > 900:
-                info["retimed_to"] = m["sent_at"]
+                info["late_hours"] = round(late / 3600, 1)
         r["sent"] = info
     others = [m for m in msgs.to_pylist() if m["campaign_id"] != campaign_id]
     out["ledger"] = {"path": str(ledger),

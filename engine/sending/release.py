@@ -45,11 +45,14 @@ __all__ = ["Release", "record_plan", "GRACE_SECONDS", "DEFAULT_MAX_LATENESS", "R
 
 #: a message claimed this many seconds after it was due is still on time
 GRACE_SECONDS = 15 * 60
+#: a step whose previous step is still to go looks again this many seconds later
+FOLLOW_SECONDS = 5.0
 #: default of ``winback send --max-lateness``: seconds past its target a message may still go
 DEFAULT_MAX_LATENESS = 6 * 3600
 #: ``last_error`` of messages the release checks skip
 RELEASE_SKIPS = ("cap", "cap_other_campaigns", "channel_cap", "complaint", "too_late")
-_DEFAULT_POLICY = {"max_messages": 3, "window_days": 7, "channel_caps": {}, "quiet_hours": [21 * 60, 8 * 60]}
+#: the rules of a message whose plan carried no policy (a hand-made plan): the default cap, no quiet hours
+_DEFAULT_POLICY = {"max_messages": 3, "window_days": 7, "channel_caps": {}, "quiet_hours": None}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, meta TEXT NOT NULL, at REAL);
@@ -176,7 +179,7 @@ class Release:
         if state == "sent" and p_sent is not None and p_sent - p_send > GRACE_SECONDS:
             return float(p_sent + (send_at - p_send))
         if state in ("planned", "failed", "in_flight"):
-            return max(now + 60.0, float(p_next) + (send_at - p_send), float(send_at))
+            return max(now + FOLLOW_SECONDS, float(p_next) + (send_at - p_send), float(send_at))
         return float(send_at)
 
     def _allowed(self, t: float, cid, uid) -> float:
