@@ -33,13 +33,15 @@ own campaign's rules.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
-import zoneinfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from engine.planning.timing import apply_quiet_hours
+from engine.tz import OffsetLookup, is_timezone, offset_table
 
 __all__ = ["Release", "record_plan", "GRACE_SECONDS", "DEFAULT_MAX_LATENESS", "RELEASE_SKIPS"]
 
@@ -106,7 +108,6 @@ class Release:
             self.policies[cid] = json.loads(meta)
         self.skipped: dict[str, int] = {}
         self.retimed = 0
-        self._zones: dict[str, zoneinfo.ZoneInfo] = {}
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -191,15 +192,9 @@ class Release:
         qs, qe = int(quiet[0]), int(quiet[1])
         if qs == qe:
             return t
-        zone = self._zone(uid, cid)
-        local = dt.datetime.fromtimestamp(t, zone)
-        minute = local.hour * 60 + local.minute
-        inside = (minute >= qs or minute < qe) if qs > qe else (qs <= minute < qe)
-        if not inside:
-            return t
-        day = local.date() + dt.timedelta(days=1 if (qs > qe and minute >= qs) else 0)
-        end = dt.datetime.combine(day, dt.time(qe // 60, qe % 60), zone)
-        return max(t, end.timestamp())
+        off = OffsetLookup(*offset_table([self._zone(uid, cid)], int(t) - 2 * 86_400, int(t) + 3 * 86_400))
+        moved = apply_quiet_hours(off, np.zeros(1, np.int64), np.array([int(t)], np.int64), (qs, qe))[0]
+        return max(t, float(moved))
 
     def _caps(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple]]:
         """Rows within every cap at ``now``, and (reason, row) for the others."""
@@ -280,15 +275,9 @@ class Release:
         meta = self.policies.get(cid)
         return (meta or {}).get("policy") or _DEFAULT_POLICY
 
-    def _zone(self, uid: int, cid) -> zoneinfo.ZoneInfo:
+    def _zone(self, uid: int, cid) -> str:
+        """The user's timezone name (from the plan), else the campaign's, else UTC."""
         row = self.con.execute("SELECT timezone FROM user_zones WHERE user_id = ?", (uid,)).fetchone()
         name = row[0] if row else (self.policies.get(cid) or {}).get("timezone") or "UTC"
-        zone = self._zones.get(name)
-        if zone is None:
-            try:
-                zone = zoneinfo.ZoneInfo(name)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                zone = zoneinfo.ZoneInfo("UTC")
-            self._zones[name] = zone
-        return zone
+        return name if is_timezone(name) else "UTC"
 
