@@ -21,11 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.schema import CHANNELS
+from engine.schema import CHANNELS, NEVER
 
 __all__ = ["ledger_contacts", "max_in_windows", "NEVER"]
 
-NEVER = np.iinfo(np.int64).min
 #: users per block of :func:`max_in_windows` (bounds its [block, K+1, K] temporary)
 _BLOCK = 1 << 15
 #: ledger states whose messages reach (or will reach) the user

@@ -58,13 +58,13 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import json
 import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.io.meta import SCORE, read_meta
 from engine.errors import RuleError
 from engine.planning.ruleparse import FUNCTIONS, I64, MAX_DEPTH, error_at, parse
 
@@ -102,9 +102,8 @@ for _n in (7, 10, 30, 90):  # the documented Mailchimp windows; any N works (see
 
 def _as_of_of(table: pa.Table) -> int | None:
     """The scores' ``as_of`` (epoch s) from the ``winback.score`` metadata, or None."""
-    raw = (table.schema.metadata or {}).get(b"winback.score")
+    value = read_meta(table, SCORE).get("as_of")
     try:
-        value = json.loads(raw).get("as_of") if raw else None
         return _instant(str(value)) if value is not None else None
     except (ValueError, AttributeError, TypeError):
         return None

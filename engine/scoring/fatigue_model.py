@@ -47,6 +47,7 @@ import math
 
 import numpy as np
 
+from engine.io.meta import SCORE, read_meta
 from engine.jit import njit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
@@ -271,9 +272,7 @@ def campaign_budget(scores, cap: int, window_days: int, scored_budget: np.ndarra
     complaint, or not worth one message) stays at 0.  Scores without them (the "rule",
     older files) keep ``scored_budget``.  int64 per user.
     """
-    import json
-
-    meta = json.loads((scores.schema.metadata or {}).get(b"winback.score", b"{}") or b"{}").get("fatigue") or {}
+    meta = read_meta(scores, SCORE).get("fatigue") or {}
     recent = "sends_7d" if window_days == 7 else "sends_30d"
     need = ("fatigue_sensitivity", "fatigue_response", recent)
     if meta.get("model") != "learned" or any(c not in scores.column_names for c in need):
