@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from tests.helpers import NO_SENDS, campaign_dict, one_step, reachable_users
 from tests.strategies import policies
-from engine.planning import timing as pt
 from engine.planning.campaign import load_campaign
 from engine.cli import main
 from engine.errors import ConfigError, PolicyError
@@ -26,9 +25,7 @@ from engine.planning.assign import assignments
 from engine.planning.explain import explain
 from engine.planning.planner import plan as _plan
 from engine.schema import CHANNELS, PLAN_SCHEMA
-from engine.tz import offset_table
 from engine.tz import to_epoch_seconds
-from tests import naive
 
 ZONES = ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata", "UTC", None]
 # 2026-03-07: the weekend before the US spring-forward, so plans cross a DST change
@@ -320,47 +317,6 @@ def test_broadcast_guard_remembers_approved_broadcasts_for_90_days(tmp_path):
     # when / then
     with pytest.raises(PolicyError, match="90 days"):
         plan(scores, load_campaign(doc), as_of=now.isoformat(), ledger=str(ledger))
-
-
-@given(data=st.data())
-def test_level_capacity_matches_its_naive_twin(data):
-    """The numba levelling kernel and the dict-based reference place every message alike."""
-    # given
-    n = data.draw(st.integers(0, 40))
-    zones = ["UTC", "Europe/Paris", "Asia/Kolkata"]
-    t0 = 1_774_569_600  # 2026-03-27 00:00 UTC, before Europe's DST change
-    table, tab_t0 = offset_table(zones, t0 - 2 * 86400, t0 + 10 * 86400)
-    t = t0 + np.array(data.draw(st.lists(st.integers(0, 4 * 24), min_size=n, max_size=n)), np.int64) * 3600
-    lower = t - np.array(data.draw(st.lists(st.integers(-5, 5), min_size=n, max_size=n)), np.int64) * 3600
-    zone = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int64)
-    order = np.array(data.draw(st.permutations(list(range(n)))), np.int64)
-    cap = data.draw(st.integers(1, 4))
-    qs, qe = data.draw(st.sampled_from([(0, 0), (21 * 60, 8 * 60), (12 * 60, 13 * 60 + 30)]))
-    h_base = t0 // 3600 - 48
-    off = pt.OffsetLookup(table, tab_t0)
-
-    def quiet(i, cand):
-        minute = (off.local(zone[i:i + 1], np.array([cand]))[0] % 86400) // 60
-        return bool(pt.in_quiet(np.array([minute]), (qs, qe))[0])
-    # when
-    fast = pt.level_capacity(t, order, zone, lower, cap, table, np.int64(tab_t0), qs, qe, 12,
-                             np.zeros(24 * 14, np.int64), np.int64(h_base))
-    slow = naive.level_capacity(t, order, lower, cap, quiet, 12, {})
-    # then
-    assert fast.tolist() == slow
-    placed = fast[fast >= 0] // 3600
-    assert (np.unique(placed, return_counts=True)[1] <= cap).all()
-
-
-def test_level_capacity_empty_and_single():
-    table, tab_t0 = offset_table(["UTC"], 0, 3 * 86400)
-    empty = np.zeros(0, np.int64)
-    assert pt.level_capacity(empty, empty, empty, empty, 1, table, np.int64(tab_t0), 0, 0, 12,
-                             np.zeros(100, np.int64), np.int64(0)).tolist() == []
-    one = np.array([86400 + 10 * 3600], np.int64)
-    got = pt.level_capacity(one, np.zeros(1, np.int64), np.zeros(1, np.int64), one, 1, table, np.int64(tab_t0),
-                            0, 0, 12, np.zeros(100, np.int64), np.int64(0))
-    assert got.tolist() == one.tolist()
 
 
 def test_explain_cli_shows_every_step_and_the_scores(tmp_path, capsys):
