@@ -412,3 +412,18 @@ def fatigue_user_sums(sends, opens, beta):
             S = I = 0.0
         out.append((S, I, E, O))
     return out
+
+
+def max_in_windows(times, t, window):
+    """engine.planning.pressure.max_in_windows: slide the window's end over every candidate second."""
+    out = []
+    for row, ti in zip(times, t):
+        xs = [x for x in row if x != np.iinfo(np.int64).min]
+        best = 0
+        for s in [ti] + [x for x in xs if ti <= x < ti + window]:
+            best = max(best, sum(1 for x in xs if s - window < x <= s))
+        # every other end in [t, t + window) holds no more than one of these
+        for s in range(ti, ti + window, max(1, window // 50)):
+            assert sum(1 for x in xs if s - window < x <= s) <= best
+        out.append(best)
+    return np.array(out, np.int64)

@@ -8,10 +8,7 @@ import csv
 import hashlib
 import json
 
-import pyarrow as pa
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from adapters.ads import AdsAdapter, part_paths
 from engine.sending.audience import LIMITS, audience_row, normalise, sha256, split_rows
@@ -120,30 +117,6 @@ def test_a_partial_last_line_left_by_a_crash_is_cut_before_appending(tmp_path):
     lines = part.read_text().splitlines()
     assert lines[0] == "Email,Phone,First Name,Last Name,Country,Zip"
     assert len(lines) == 6 and all(len(line.split(",")) == 6 for line in lines)
-
-
-_values = st.one_of(st.none(), st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
-                                       max_size=8))
-
-
-@given(rows=st.lists(st.tuples(_values, _values, _values), max_size=12))
-def test_ads_identifiers_json_equals_the_per_row_json(rows):
-    """Property: the Arrow-built identifiers JSON of every row parses to the dict a plain
-    per-row loop builds (trimmed values, empties left out, control characters as spaces)."""
-    import re
-
-    from engine.planning.ads import ads_identifiers
-
-    t = pa.table({"email": pa.array([r[0] for r in rows], pa.string()),
-                  "phone": pa.array([r[1] for r in rows], pa.string()),
-                  "first_name": pa.array([r[2] for r in rows], pa.string())})
-    got = ads_identifiers(t).to_pylist()
-    for r, g in zip(rows, got):
-        want = {}
-        for k, v in zip(("email", "phone", "first_name"), r):
-            if v is not None and v.strip():
-                want[k] = re.sub(r"[\x00-\x1f]", " ", v.strip())
-        assert (json.loads(g) if g is not None else {}) == want
 
 
 def test_the_providers_file_takes_the_ads_adapter_and_names_a_bad_platform():

@@ -1,0 +1,81 @@
+"""Guards around planning: scores fit to plan, suppressions by id or address, the broadcast guard."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine.errors import InputError, PolicyError
+from engine.ledger.store import Ledger
+from engine.planning.campaign import load_campaign
+from engine.planning.guard import check_scores, complained_users, guard_counts, suppressed_matrix
+from engine.schema import CHANNELS
+from tests.helpers import one_step, reachable_users
+
+
+def test_check_scores_passes_good_scores_and_names_a_missing_column():
+    check_scores(reachable_users(4), "scores.arrow")
+    with pytest.raises(InputError, match=r"scores\.arrow has no column 'p_alive' .*'winback score'"):
+        check_scores(reachable_users(2).drop_columns(["p_alive"]), "scores.arrow")
+
+
+def test_check_scores_lists_at_most_five_example_rows():
+    ids = pa.array([1, None, None, None, None, None, None, 8], pa.int64())
+    with pytest.raises(InputError, match=r"null in 6 rows \(e\.g\. rows \[1, 2, 3, 4, 5\]\)"):
+        check_scores(reachable_users(8, user_id=ids), "s.arrow")
+
+
+def test_check_scores_accepts_null_timezones():
+    check_scores(reachable_users(3, timezone=pa.array(["UTC", None, "Asia/Kolkata"])), "s.arrow")
+
+
+def test_suppressed_matrix_matches_by_user_id_or_by_the_channels_address(tmp_path):
+    # given: user 1000 suppressed on sms by id (ledger), user 1002's email address suppressed (extra)
+    scores = reachable_users(4)
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        led.add_suppressions([{"channel": "sms", "user_id": 1000, "reason": "unsubscribe"}])
+    extra = pa.table({"channel": ["email", "push"], "address": ["email-2", "email-3"],
+                      "user_id": pa.array([None, None], pa.int64()), "reason": ["bounce", "bounce"]})
+    # when
+    got = suppressed_matrix(str(ledger), scores, extra)
+    # then: 'email-3' is no push token, so it suppresses nobody on push
+    want = np.zeros((4, len(CHANNELS)), bool)
+    want[0, CHANNELS.index("sms")] = True
+    want[2, CHANNELS.index("email")] = True
+    assert got.tolist() == want.tolist()
+    assert not suppressed_matrix(None, scores).any()
+    assert not suppressed_matrix(str(tmp_path / "absent.db"), scores).any()
+
+
+def test_complained_users_from_the_scores_column_and_complaint_suppressions_only():
+    scores = reachable_users(4, complained=[True, False, False, None])
+    extra = pa.table({"channel": ["push", "email"], "address": pa.array([None, None], pa.string()),
+                      "user_id": pa.array([1002, 1003], pa.int64()), "reason": ["complaint", "unsubscribe"]})
+    assert complained_users(None, scores, extra).tolist() == [True, False, True, False]
+
+
+def test_broadcast_guard_thresholds_approval_and_the_ledger(tmp_path):
+    targeted = load_campaign(one_step())
+    doc = one_step()
+    doc["campaign"]["approved"] = False
+    unapproved = load_campaign(doc)
+    # under the default 80 % share: a targeted campaign, no checks
+    assert guard_counts(unapproved, 79, 100, None, int(time.time())) is False
+    assert guard_counts(unapproved, 0, 0, None, int(time.time())) is False
+    with pytest.raises(PolicyError, match=r"80 of 100 reachable users \(80%.*approved = true"):
+        guard_counts(unapproved, 80, 100, None, int(time.time()))
+    with pytest.raises(PolicyError, match="needs the ledger"):
+        guard_counts(targeted, 90, 100, None, int(time.time()))
+    ledger = tmp_path / "ledger.db"
+    assert guard_counts(targeted, 90, 100, str(ledger), int(time.time())) is True  # a first send
+    with Ledger(ledger) as led:
+        led.record_broadcast("earlier", time.time() - 100 * 86400)
+    assert guard_counts(targeted, 90, 100, str(ledger), int(time.time())) is True  # 100 days is enough
+    with Ledger(ledger) as led:
+        led.record_broadcast("recent", time.time() - 30 * 86400)
+    with pytest.raises(PolicyError, match=r"already went out 30 days ago .*once per 90 days"):
+        guard_counts(targeted, 90, 100, str(ledger), int(time.time()))
