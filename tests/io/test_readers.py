@@ -18,7 +18,6 @@ from tests.helpers import AS_OF, FORMATS, T0, events_table, users_table, write  
 from engine.errors import InputError
 from engine.io.readers import EventBatch, UserIndex, iter_events, load_users, read_table
 from engine.schema import CHANNEL_CODE, EVENT_CODE
-from tests import naive
 
 def collect(batches) -> dict[str, np.ndarray]:
     batches = list(batches)
@@ -324,33 +323,6 @@ def test_unreadable_and_missing_files(tmp_path):
         read_table(tmp_path / "nope.parquet")
 
 
-# ------------------------------------------------------------------ UserIndex
-def _ids_strategy():
-    return st.one_of(
-        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60),  # sparse: hash map
-        st.lists(st.integers(-5, 200), max_size=60),  # dense: direct table
-    )
-
-
-@given(ids=_ids_strategy(), extra=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=20))
-def test_user_index_agrees_with_naive(ids, extra):
-    """lookup returns the first position of every id and -1 for anything else."""
-    index = UserIndex(np.array(ids, dtype=np.int64))
-    queries = np.array(ids + extra + [0, -1, 2**63 - 1, -(2**63)], dtype=np.int64)
-    npt.assert_array_equal(index.lookup(queries), naive.user_index_lookup(ids, queries))
-
-
-def test_user_index_empty_and_single():
-    empty = UserIndex(np.array([], dtype=np.int64))
-    npt.assert_array_equal(empty.lookup(np.array([0, 5])), [-1, -1])
-    one = UserIndex(np.array([2**62]))
-    assert one.kind == "table"
-    npt.assert_array_equal(one.lookup(np.array([2**62, 0, -(2**63)])), [0, -1, -1])
-    sparse = UserIndex(np.array([10, 2**40, -(2**50)]))
-    assert sparse.kind == "hash"
-    npt.assert_array_equal(sparse.lookup(np.array([[2**40], [-(2**50)]])), [[1], [2]])
-
-
 # ------------------------------------------------------------------ users
 def test_load_users_normalises_and_passes_through(tmp_path):
     # given users with string consents, a dictionary timezone, int32 ids and a custom column
@@ -373,54 +345,6 @@ def test_load_users_normalises_and_passes_through(tmp_path):
     assert out["plan"].to_pylist() == ["pro", "free", "free"]
     assert out["email"].null_count == 3
     npt.assert_array_equal(users.index.lookup(np.array([10, 20, 30, 40])), [1, 2, 0, -1])
-
-
-# ------------------------------------------------------------------ text columns
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-@given(
-    moment=st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1)),
-    sep=st.sampled_from([" ", "T"]),
-    offset=st.one_of(st.none(), st.integers(-14 * 4, 14 * 4).map(lambda q: q * 15)),
-)
-def test_iso_text_parses_like_python(moment, sep, offset):
-    """ISO 8601 text (naive = UTC, or with an offset) gives the floored UTC epoch second Python gives."""
-    from engine.io.coerce import to_epoch_seconds
-
-    tz = dt.timezone.utc if offset is None else dt.timezone(dt.timedelta(minutes=offset))
-    text = moment.isoformat(sep=sep) + ("" if offset is None else moment.replace(tzinfo=tz).strftime("%z"))
-    secs, null, bad = to_epoch_seconds(pa.array([text]))
-    assert not null[0] and not bad[0], text
-    assert secs[0] == (moment.replace(tzinfo=tz) - EPOCH) // dt.timedelta(seconds=1)
-
-
-@pytest.mark.parametrize(("values", "expect", "bad"), [
-    ([" 12 ", "-3", "+4"], [12, -3, 4], [False] * 3),
-    (["4x", "1e3", "99999999999999999999"], [0, 0, 0], [True] * 3),
-])
-def test_text_user_ids(values, expect, bad):
-    from engine.io.coerce import to_int64
-
-    got, null, is_bad = to_int64(pa.array(values))
-    assert got.tolist() == expect and is_bad.tolist() == bad and not null.any()
-
-
-def test_float_user_ids_nan_is_null_and_fractions_are_bad():
-    from engine.io.coerce import to_int64
-
-    got, null, bad = to_int64(pa.array([1.0, 2.5, None, float("nan"), 1e19]))
-    assert got[0] == 1 and null.tolist() == [False, False, True, True, False]
-    assert bad.tolist() == [False, True, False, False, True]
-
-
-def test_text_consents():
-    from engine.io.coerce import to_bool
-
-    yes, null, bad = to_bool(pa.array(["Yes", " n ", "1", "T", "maybe", "", None]))
-    assert yes.tolist()[:4] == [True, False, True, True]
-    assert bad.tolist() == [False, False, False, False, True, False, False]
-    assert null.tolist() == [False] * 5 + [True, True]
 
 
 # ------------------------------------------------------------------ edge inputs
