@@ -5,7 +5,9 @@ each user's (x, t_x, T) in days, compressed to unique rows with user counts as w
 (``engine.scoring.pipeline.aggregate`` then ``reduce_stats``'s ``compress``).  Both fits
 get exactly those rows and weights: winback's ``BGNBD().fit`` and
 ``lifetimes.BetaGeoFitter(penalizer_coef=0).fit(..., weights=...)``.  Best of
-``--rounds`` each; ``ratio = lifetimes seconds / winback seconds`` (higher is better).
+``--rounds`` each, winback's fit timed as the mean of a batch of back-to-back fits about as
+long as one lifetimes fit (so both sides meet the same machine noise);
+``ratio = lifetimes seconds / winback seconds`` (higher is better).
 
 The default world is ``winback generate --users 200000 --seed 7`` (about 12M events).  The
 CI guard uses the 1M-user seed-7 world (59.5M events, about a minute to make and
@@ -13,7 +15,9 @@ aggregate): a slow optimiser shows on real summaries, not on ones drawn from BG/
 itself, and erratically by size (measured 2026-12-01 with the fit of main: subsets of
 that world's users took 6-8 BFGS iterations at 200k and 400k users, 40+ at 600k, 5 at
 800k, 500 at all 1M (315 s, lifetimes 5.5 s)).  ``--shape bgnbd`` uses the
-BG/NBD-process world instead.  A winback fit already far below the floor gets one round.
+BG/NBD-process world instead.  A winback fit already far below the floor gets one round;
+with ``--min-ratio``, a fit still running after ten times what the floor allows (at least
+10 s) is stopped and fails, so the guard's time stays bounded.
 
     python benchmarks/compare_fit.py                        # 200k users, seed 7
     python benchmarks/compare_fit.py --users 1000000 --dir /tmp/worlds
@@ -48,6 +52,40 @@ def summary(world: Path):
     return (x, t_x, T, w), time.perf_counter() - t0
 
 
+def _timed_fit(model_cls, rows, repeat: int, batch: int, limit: float | None):
+    """Seconds of ``repeat`` fits (the mean over ``batch`` back-to-back runs of them) and the
+    model; with ``limit``, in a forked child killed after ``limit`` s (None then)."""
+    if limit is None:
+        t0 = time.perf_counter()
+        for _ in range(repeat * batch):
+            model = model_cls().fit(*rows[:3], weights=rows[3])
+        return (time.perf_counter() - t0) / batch, model
+    import multiprocessing as mp
+    import queue
+
+    ctx = mp.get_context("fork")  # the child shares the summary without a copy
+    results = ctx.Queue()
+
+    def child():
+        t0 = time.perf_counter()
+        for _ in range(repeat * batch):
+            m = model_cls().fit(*rows[:3], weights=rows[3])
+        results.put(((time.perf_counter() - t0) / batch, m.params_, m.diagnostics_))
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    try:
+        seconds, params, diagnostics = results.get(timeout=limit)
+    except queue.Empty:
+        proc.kill()
+        proc.join()
+        return None
+    proc.join()
+    model = model_cls()
+    model.params_, model.diagnostics_ = params, diagnostics
+    return seconds, model
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=200_000, help="users in the world (default 200000)")
@@ -67,6 +105,7 @@ def main(argv: list[str]) -> int:
         (x, t_x, T, w), agg = summary(world)
     repeat = slowdown("fit")
     ours, theirs = [], []
+    batch = None
     model = bg = None
     try:
         from lifetimes import BetaGeoFitter
@@ -79,17 +118,29 @@ def main(argv: list[str]) -> int:
                 t0 = time.perf_counter()
                 bg = BetaGeoFitter(penalizer_coef=0.0).fit(x, t_x, T, weights=w)
                 theirs.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            model = BGNBD().fit(x, t_x, T, weights=w)
-        ours.append(time.perf_counter() - t0)
+        # with a floor, a fit 10x slower than the floor allows is stopped (CI time stays bounded)
+        limit = max(10.0, 10 * min(theirs) / args.min_ratio) if theirs and args.min_ratio else None
+        if batch is None:  # winback's fit is ~30x shorter: repeat it to a similar span, so that both
+            probe = _timed_fit(BGNBD, (x, t_x, T, w), 1, 1, limit)  # sides meet the same machine noise
+            if probe is None:
+                batch = 1
+            else:
+                batch = max(1, min(50, int(min(theirs) / max(probe[0], 1e-6)))) if theirs else 1
+        got = _timed_fit(BGNBD, (x, t_x, T, w), repeat, batch, None if limit is None else limit * batch)
+        if got is None:
+            print(f"winback's fit did not finish within {limit:.0f} s (lifetimes {min(theirs):.2f} s): stopped")
+            print(f"FAIL: the BG/NBD fit is below 1/{10 * args.min_ratio:.0f} of lifetimes on the same summary: "
+                  "profile engine/scoring/bgnbd.py fit (iterations, likelihood cost)")
+            return 1
+        seconds, model = got
+        ours.append(seconds)
         if theirs and args.min_ratio and min(theirs) / min(ours) < args.min_ratio / 3:
             print(f"  (winback's fit took {ours[-1]:.1f} s, far below the floor already: no more rounds)")
             break
     p = model.params_
     print(f"BG/NBD fit on the summary of {args.shape} world {args.users:,} users (seed {args.seed}): {len(x):,} unique "
           f"rows, {int(w.sum()):,} users (summary from the pass in {agg:.1f} s); best of {args.rounds}:")
-    print(f"  winback   {min(ours):8.3f} s  r={p['r']:.4g} alpha={p['alpha']:.4g} a={p['a']:.4g} b={p['b']:.4g}  "
+    print(f"  winback   {min(ours):8.3f} s  (mean of {batch} fits a round)  r={p['r']:.4g} alpha={p['alpha']:.4g} a={p['a']:.4g} b={p['b']:.4g}  "
           f"iterations {model.diagnostics_.get('iterations')}, converged {model.diagnostics_.get('converged')}")
     if not theirs:
         print("  lifetimes not installed (pip install 'winback[bench]'): no ratio")

@@ -31,19 +31,11 @@ also times the BG/NBD fit against ``lifetimes.BetaGeoFitter`` on the same
 ``best_hour_local`` is within one hour of their true preferred hour, next to the
 same share for their timezone population's best hour.
 
-Measured on a 2-core machine shared with other jobs (best of the rounds; noisy):
-
-=========  ===========  ============  ===============  ============  ======================
-users      events       winback       polars           duckdb        ratio vs fastest
-=========  ===========  ============  ===============  ============  ======================
-30k        1.8M         0.18 s        0.56 s           0.63 s        3.2x (--quick)
-100k       6.0M         0.48 s        1.53 s           1.56 s        3.2x
-1M         59.7M        4.9 s         26.0 s           26.8 s        5.4x
-=========  ===========  ============  ===============  ============  ======================
-
-Peak RSS at 1M: winback 2.4 GiB (1.5 GiB of it the memory-mapped events file),
-polars 6.2 GiB, duckdb 4.7 GiB.  Accuracy (1M users): AUC 0.949; best hour within
-1 h of truth for 64.5 % of users with 5+ engagements vs 28.8 % for the population hour.
+Measured 2026-12-01 on a 2-core machine shared with other jobs (load 2-10; noisy): 1M
+users / 59.5M events, winback 9.66-11.26 s, ratio vs the fastest 3.26x-7.17x; the
+BG/NBD-process world, 1M users / 49.8M events, 6.63 s, 4.56x; peak RSS at 1M: winback
+1.1 GiB, polars 6.4 GiB, duckdb 4.7 GiB.  Every run and the accuracy figures:
+``benchmarks/README.md``.
 
     python benchmarks/compare_score.py --quick --seeds 7,8 --min-ratio 1.5
     python benchmarks/compare_score.py --order file,time,user      # 100k users

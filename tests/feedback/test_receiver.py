@@ -403,21 +403,3 @@ def test_survey_reason_events_flow_into_the_report(tmp_path):
     assert (tmp_path / "report/survey_actions.csv").exists()
     sunset = (tmp_path / "report/sunset.csv").read_text()
     assert "survey: not_relevant" in sunset
-
-
-def test_a_bad_survey_answer_is_rejected_alone_and_the_good_ones_kept():
-    """Per-event checks: in one batch, a reason that is not a name (or missing) is rejected
-    with its index; the good answer and the open beside it are kept."""
-    from engine.feedback.events import generic_events
-
-    doc = {"events": [
-        {"event": "reason", "channel": "email", "message_id": "m1", "user_id": 1, "reason": "not_relevant"},
-        {"event": "reason", "channel": "email", "message_id": "m2", "user_id": 2, "reason": "Too Many!"},
-        {"event": "reason", "channel": "email", "message_id": "m3", "user_id": 3},
-        {"event": "open", "channel": "email", "message_id": "m4", "user_id": 4},
-    ]}
-    events, supp, report = generic_events(doc, float(T0))
-    assert [(e["message_id"], e["event"], e.get("reason")) for e in events] == [
-        ("m1", "reason", "not_relevant"), ("m4", "open", None)]
-    assert [r["index"] for r in report["rejected"]] == [1, 2] and not supp
-    assert all("survey reason name" in r["reason"] for r in report["rejected"])
