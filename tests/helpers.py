@@ -8,6 +8,7 @@ import heapq
 import itertools
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,19 @@ def one_step(channels=("email",), holdout=0.0, **policy) -> dict:
     doc["audience"] = {"where": "lapse_risk >= 0.2"}
     doc["campaign"]["approved"] = True
     return doc
+
+
+class _Len(types.SimpleNamespace):
+    """A namespace with a length (the number of items), standing in for engine.io.items.Items."""
+    def __len__(self):
+        return len(self.added)
+
+
+def catalogue_items(n_cat, cats, added, expires, editorial):
+    """The arrays of an items catalogue (categories as CSR) from the lists of tests.strategies.catalogues."""
+    ptr = np.zeros(len(cats) + 1, np.int64)
+    np.cumsum([len(c) for c in cats], out=ptr[1:])
+    flat = np.array([c for cs in cats for c in cs], np.int32)
+    return _Len(categories=tuple(f"c{i}" for i in range(n_cat)), cat_ptr=ptr, cat_idx=flat,
+                added=np.array(added, np.int64), expires=np.array(expires, np.int64),
+                editorial=np.array(editorial, bool))

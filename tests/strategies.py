@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from engine.io.items import NO_EXPIRY
+
 AS_OF = 1_793_491_200  # 2026-11-01T00:00:00Z
 
 
@@ -54,3 +56,19 @@ policies = st.fixed_dictionaries({
     "channel_caps": st.sampled_from([{}, {"sms": 1}, {"email": 1, "push": 1}]),
     "capacity_per_hour": st.sampled_from([{}, {"email": 3, "push": 2, "sms": 1}, {"email": 1}]),
 })
+
+
+@st.composite
+def catalogues(draw, max_items=24, max_cat=4):
+    """(item_cats, added, expires, editorial, popularity, trend) around AS_OF, with ties."""
+    n_cat = draw(st.integers(1, max_cat))
+    m = draw(st.integers(0, max_items))
+    cats = [sorted(set(draw(st.lists(st.integers(0, n_cat - 1), min_size=1, max_size=2)))) for _ in range(m)]
+    added = [AS_OF + draw(st.integers(-200, 10)) * 86400 for _ in range(m)]
+    expires = [draw(st.one_of(st.just(NO_EXPIRY), st.integers(-30, 40).map(lambda d: AS_OF + d * 86400)))
+               for _ in range(m)]
+    expires = [max(e, a) for e, a in zip(expires, added)]
+    editorial = [draw(st.booleans()) for _ in range(m)]
+    popularity = [float(draw(st.integers(0, 5))) for _ in range(m)]
+    trend = [float(draw(st.integers(-2, 3))) for _ in range(m)]
+    return n_cat, cats, added, expires, editorial, popularity, trend

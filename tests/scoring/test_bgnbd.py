@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import boundary_world
 from tests.helpers import DATA
-from engine.scoring.bgnbd import BGNBD, _compress_for_fit, compress
+from engine.scoring.bgnbd import BGNBD, compress
 from engine.errors import ModelError
 from tests import naive_bgnbd as naive
 
@@ -112,23 +112,6 @@ def test_fit_recovers_the_parameters_users_were_drawn_from():
     assert p["alpha"] == pytest.approx(truth["alpha"], rel=0.25)
     assert p["a"] == pytest.approx(truth["a"], rel=0.35)
     assert p["b"] == pytest.approx(truth["b"], rel=0.5)
-
-
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)), max_size=40),
-       st.sampled_from([1.0, 0.5, 2.0**21]))
-def test_compress_matches_a_dict_of_counts(rows, unit):
-    """Property: compress gives each distinct (x, t_x, T) once, with its count, in sorted order, and an
-    exact inverse, on whole numbers (int64 key) and on halves or huge values (lexsort)."""
-    x, tx, tt = (np.array([r[i] for r in rows], float) * unit for i in range(3))
-    ux, ut, uT, w, inv = compress(x, tx, tt)
-    assert dict(zip(zip(ux, ut, uT), w)) == naive.compress(x, tx, tt)
-    assert list(zip(ux, ut, uT)) == sorted(naive.compress(x, tx, tt))
-    # and the fit's variant (sorted int64 keys, no inverse) gives the same rows and counts
-    for got, want in zip(_compress_for_fit(x, tx, tt, None), (ux, ut, uT, w)):
-        npt.assert_array_equal(got, want)
-    npt.assert_array_equal(ux[inv], x)
-    npt.assert_array_equal(ut[inv], tx)
-    npt.assert_array_equal(uT[inv], tt)
 
 
 def test_no_repeat_activity_is_a_clear_model_error():
