@@ -30,13 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", required=True, metavar="T",
                    help="end of the checked window, ISO 8601 UTC (e.g. 2026-11-01); the scores are made as of "
                         "T minus --horizon days")
-    p.add_argument("--horizon", type=float, default=30.0, metavar="DAYS",
+    p.add_argument("--horizon", type=float, default=None, metavar="DAYS",
                    help="length of the checked window and lapse_risk's horizon, in days (default 30)")
-    p.add_argument("--activity", default="session,purchase,click", metavar="EVENTS",
+    p.add_argument("--activity", default=None, metavar="EVENTS",
                    help="comma-separated events that make a user active (default session,purchase,click)")
-    p.add_argument("--default-timezone", default="UTC", metavar="TZ",
+    p.add_argument("--default-timezone", default=None, metavar="TZ",
                    help="IANA timezone for users without one (default UTC)")
-    p.add_argument("--penalizer", type=float, default=0.0, metavar="C",
+    p.add_argument("--penalizer", type=float, default=None, metavar="C",
                    help="L2 penalty of the BG/NBD fit, as in 'winback score' (default 0)")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="write DIR/index.html and DIR/backtest.json (replaced atomically; needs "
@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.reporting.backtest_html import backtest_report
     from engine.scoring.backtest import terminal_table
 
-    result = backtest_report(args.users, args.events, out_dir=args.output, as_of=args.as_of,
-                             horizon_days=args.horizon, activity=args.activity,
-                             default_timezone=args.default_timezone, penalizer=args.penalizer)
+    options = {name: value for name, value in (
+        ("horizon_days", args.horizon), ("activity", args.activity), ("default_timezone", args.default_timezone),
+        ("penalizer", args.penalizer)) if value is not None}  # else the library's defaults (scoring.settings)
+    result = backtest_report(args.users, args.events, out_dir=args.output, as_of=args.as_of, **options)
     print(terminal_table(result))
     if result.get("page"):
         print(f"page: {result['page']}")

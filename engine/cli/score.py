@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("timezone_sources"):
         print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items())
-              + f" (default: hours learned in {args.default_timezone}, sent in the campaign's timezone)")
+              + f" (default: hours learned in {s.get('default_timezone')}, sent in the campaign's timezone)")
     if s.get("items"):
         it = s["items"]
         print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "

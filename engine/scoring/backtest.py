@@ -36,8 +36,9 @@ import pyarrow.compute as pc
 from engine.errors import ConfigError, InputError
 from engine.io import coerce
 from engine.io.source import read_table
-from engine.schema import DEFAULT_ACTIVITY, EVENTS, SECONDS_PER_DAY
+from engine.schema import EVENTS, SECONDS_PER_DAY
 from engine.scoring.pipeline import score, summary_of
+from engine.scoring.settings import DEFAULTS
 from engine.tz import from_epoch_seconds, parse_as_of
 
 __all__ = ["backtest", "auc", "top_decile_lift", "calibration", "terminal_table", "RANKINGS"]
@@ -95,8 +96,9 @@ def _gains(score: np.ndarray, positive: np.ndarray, points: int = 50) -> list[fl
     return [float(v) for v in cum[idx] / total] if cum.size else []
 
 
-def backtest(users, events, *, as_of, horizon_days: float = 30.0, activity=DEFAULT_ACTIVITY,
-             default_timezone: str = "UTC", penalizer: float = 0.0, **score_options) -> dict:
+def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_days, activity=DEFAULTS.activity,
+             default_timezone: str = DEFAULTS.default_timezone, penalizer: float = DEFAULTS.penalizer,
+             **score_options) -> dict:
     """Score as of ``as_of - horizon_days`` and compare with (cut, as_of]; returns a JSON-ready dict.
 
     ``users``/``events``: paths or ``pyarrow.Table`` s, as for :func:`score`;

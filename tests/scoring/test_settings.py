@@ -39,7 +39,8 @@ def test_the_cli_states_the_library_defaults_and_leaves_them_to_the_library():
     by_dest = {a.dest: a for a in sub._actions}
     for dest, value in (("cap", DEFAULTS.policy_cap), ("cap_window", DEFAULTS.policy_window_days),
                         ("affinity_half_life", DEFAULTS.affinity_half_life_days),
-                        ("default_timezone", DEFAULTS.default_timezone)):
+                        ("default_timezone", DEFAULTS.default_timezone), ("horizon", DEFAULTS.horizon_days),
+                        ("penalizer", DEFAULTS.penalizer)):
         action = by_dest[dest]
         assert action.default is None  # the library applies its own default
         shown = re.search(r"default ([\w/.]+)", action.help).group(1)
