@@ -1,0 +1,80 @@
+"""Release-time checks on a real ledger: the cap across campaigns, lateness, and quiet hours at send time."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from engine.ledger.store import Ledger, read_messages
+from engine.sending.release import DEFAULT_MAX_LATENESS, GRACE_SECONDS, Release, record_plan
+from tests.helpers import make_plan
+
+NOW = 1_793_534_400.0  # 2026-11-01 12:00 UTC
+
+
+def _plan(n, cid, prefix, send_at):
+    p = make_plan(n, send_at=send_at, prefix=prefix)
+    return p.set_column(p.schema.get_field_index("campaign_id"), "campaign_id", pa.array([cid] * n))
+
+
+def _state(ledger):
+    m = read_messages(ledger)
+    return {r["message_id"]: (r["state"], r["last_error"]) for r in m.select(["message_id", "state", "last_error"])
+            .to_pylist()}
+
+
+def test_the_cap_counts_every_campaigns_sends_and_names_the_other_campaign(tmp_path):
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        # given campaign A sent to user 0 an hour ago; campaign B (cap 1 a week) plans users 0 and 1 now
+        a = _plan(1, "A", "a", NOW - 3600)
+        led.load_plan(a)
+        record_plan(led, a, {"campaign_id": "A", "policy": {"max_messages": 3, "window_days": 7}})
+        [row] = led.claim("push", 10, now=NOW - 3600, release_until=NOW - 3600)
+        led.sent(row[-1], "p1", NOW - 3600)
+        led.flush()
+        b = _plan(2, "B", "b", NOW)
+        led.load_plan(b)
+        record_plan(led, b, {"campaign_id": "B", "policy": {"max_messages": 1, "window_days": 7}})
+        rows = led.claim("push", 10, now=NOW, release_until=NOW)
+        # when
+        rel = Release(led)
+        keep = rel.screen(rows, NOW)
+    # then user 1's message goes, user 0's is skipped because of campaign A
+    assert [r[0] for r in keep] == ["b1"]
+    assert rel.skipped == {"cap_other_campaigns": 1}
+    assert _state(ledger)["b0"] == ("skipped", "cap_other_campaigns")
+
+
+def test_a_message_later_than_max_lateness_is_skipped_and_a_slightly_late_one_goes(tmp_path):
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        late = _plan(1, "C", "late", NOW - DEFAULT_MAX_LATENESS - 3600)
+        ok = _plan(1, "C", "ok", NOW - GRACE_SECONDS / 2)
+        for p in (late, ok):
+            led.load_plan(p)
+        record_plan(led, ok, {"campaign_id": "C", "policy": {"max_messages": 5, "window_days": 7}})
+        rows = led.claim("push", 10, now=NOW, release_until=NOW)
+        rel = Release(led)
+        keep = rel.screen(rows, NOW)
+    assert [r[0] for r in keep] == ["ok0"]
+    assert _state(ledger)["late0"] == ("skipped", "too_late") and rel.skipped == {"too_late": 1}
+
+
+def test_a_late_message_whose_new_time_is_in_quiet_hours_waits_for_the_windows_end(tmp_path):
+    # given a message due at 20:00 UTC, claimed at 22:30 (late) with quiet hours 22:00-08:00 in UTC
+    due = NOW + 8 * 3600
+    claimed = NOW + 10.5 * 3600
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        p = _plan(1, "Q", "q", due)
+        led.load_plan(p)
+        record_plan(led, p, {"campaign_id": "Q", "timezone": "UTC",
+                             "policy": {"max_messages": 5, "window_days": 7, "quiet_hours": [22 * 60, 8 * 60]}})
+        rows = led.claim("push", 10, now=claimed, release_until=claimed)
+        rel = Release(led)
+        assert rel.screen(rows, claimed) == []
+        assert rel.retimed == 1
+    m = read_messages(ledger)
+    assert m["state"].to_pylist() == ["planned"]
+    next_at = m["next_attempt_at"][0].as_py()
+    assert next_at.timestamp() == NOW + 20 * 3600  # 08:00 the next morning
