@@ -174,24 +174,6 @@ async def _send_and_close(adapter, batch):
         await adapter.aclose()
 
 
-def test_sendgrid_carries_a_whole_batch_in_one_request():
-    kind = KINDS[1]
-    batch = [msg(i, kind, to=f"user{i}@example.com") for i in range(50)]
-    [results], stats, messages = run_against(kind, [batch])
-    assert [r.status for r in results] == [SENT] * 50
-    assert [r.message_id for r in results] == [m.message_id for m in batch]
-    assert stats["requests"] == 1 and stats["accepted"] == 50
-    assert sorted(m["message_id"] for m in messages) == sorted(m.message_id for m in batch)
-
-
-def test_sendgrid_fails_a_bad_address_alone_and_sends_the_rest_of_its_batch():
-    kind = KINDS[1]
-    batch = [msg(0, kind, to="a@example.com"), msg(1, kind, to="nobody"), msg(2, kind, to="c@example.com")]
-    [results], stats, _ = run_against(kind, [batch])
-    assert [r.status for r in results] == [SENT, FAILED, SENT]
-    assert "nobody" in results[1].error and stats["requests"] == 1 and stats["accepted"] == 2
-
-
 def test_the_provider_rejects_a_tampered_body_or_an_old_timestamp(free_port):
     import urllib.error
     import urllib.request
