@@ -2,26 +2,22 @@
 
 Every HTTP adapter goes through the same tests (one parametrized fixture): sent,
 429 with Retry-After (seconds and HTTP-date), 5xx, 4xx, timeouts and dropped
-connections; plus secrets hygiene and the file export (the providers file: sending/test_providers.py).
+connections; plus secrets hygiene (the providers file: sending/test_providers.py; the file
+export: adapters/test_file.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from engine.sending.protocol import FAILED, RETRY, SENT, Adapter, Message
 from adapters.fcm import FcmAdapter
-from adapters.file import FileAdapter, hash_address
 from adapters.local_provider import Faults, LocalProvider
 from adapters.sendgrid import SendGridAdapter
 from adapters.twilio import TwilioAdapter
@@ -201,45 +197,3 @@ def test_the_provider_rejects_a_tampered_body_or_an_old_timestamp(free_port):
     codes, stats = asyncio.run(go())
     assert codes == [200, 401, 401]
     assert stats["rejected"] == {"signature": 1, "timestamp": 1}
-
-
-# -- file export ----------------------------------------------------------------------------
-
-def ads(i: int, to: str) -> Message:
-    return Message(f"ad-{i}", i, "ads", "we-miss-you", None, to, None, "", 1_790_000_000.0)
-
-
-@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
-def test_file_export_hashes_normalised_addresses_and_never_duplicates_on_rerun(tmp_path, suffix):
-    path = tmp_path / f"audience.{suffix}"
-    batch = [ads(1, " Ann@Example.COM "), ads(2, "+1 (555) 010-2030"), ads(3, "555-0100")]
-
-    def rows():
-        text = path.read_text()
-        if suffix == "csv":
-            return list(csv.DictReader(text.splitlines()))
-        return [json.loads(line) for line in text.splitlines()]
-
-    first = asyncio.run(FileAdapter(path).send(batch))
-    assert [r.status for r in first] == [SENT, SENT, FAILED]
-    got = rows()
-    assert [r["hash"] for r in got] == [hashlib.sha256(b"ann@example.com").hexdigest(),
-                                        hashlib.sha256(b"+15550102030").hexdigest()]
-    assert [r["kind"] for r in got] == ["email", "phone"]
-    again = asyncio.run(FileAdapter(path).send(batch + [ads(4, "bob@example.com")]))  # a rerun, new process
-    assert [r.status for r in again] == [SENT, SENT, FAILED, SENT]
-    assert [r["message_id"] for r in rows()] == ["ad-1", "ad-2", "ad-4"]
-
-
-def test_file_export_cuts_a_partial_last_line_left_by_a_crash(tmp_path):
-    path = tmp_path / "audience.jsonl"
-    asyncio.run(FileAdapter(path).send([ads(1, "a@example.com")]))
-    with open(path, "ab") as fh:
-        fh.write(b'{"message_id":"ad-2","us')  # killed mid-write
-    asyncio.run(FileAdapter(path).send([ads(2, "b@example.com")]))
-    assert [json.loads(x)["message_id"] for x in path.read_text().splitlines()] == ["ad-1", "ad-2"]
-
-
-@given(st.emails())
-def test_email_hash_ignores_case_and_surrounding_space(address):
-    assert hash_address(f"  {address.upper()} ") == hash_address(address.lower())
