@@ -119,16 +119,10 @@ def ordered_events(world: Path, order: str) -> Path:
     return dst
 
 
-def polars_core(users: str, events: str) -> dict:
-    """The core per-user aggregates in polars (lazy scan, one group_by): distinct active days,
-    first/last activity, purchases (count, revenue, last), per channel sends/opens/clicks in
-    90 days and the last open/click, sends in 7 and 30 days."""
-    import polars as pl
-
-    t0 = time.perf_counter()
-    ev = pl.scan_ipc(events).select(
-        pl.col("user_id"), pl.col("ts").dt.epoch("s").alias("t"), pl.col("event").cast(pl.Utf8).alias("e"),
-        pl.col("channel").cast(pl.Utf8).alias("c"), pl.col("value"))
+def core_aggs(pl, *, suppressed: bool = False) -> list:
+    """The polars expressions of winback's core per-user aggregates over columns ``t``
+    (epoch s), ``e`` (event), ``c`` (channel), ``value``; with ``suppressed`` also whether
+    each channel saw an unsubscribe, bounce or complaint."""
     t, e, c = pl.col("t"), pl.col("e"), pl.col("c")
     age = AS_OF_S - t
     act = e.is_in(["session", "purchase", "click"])
@@ -145,6 +139,22 @@ def polars_core(users: str, events: str) -> dict:
         for name in ("send", "open", "click"):
             aggs.append(((e == name) & (c == ch) & (age <= 90 * DAY)).sum().alias(f"{ch}_{name}90"))
         aggs.append(t.filter(e.is_in(["open", "click"]) & (c == ch)).max().alias(f"{ch}_last_eng"))
+        if suppressed:
+            aggs.append((e.is_in(["unsubscribe", "bounce", "complaint"]) & (c == ch)).any().alias(f"{ch}_supp"))
+    return aggs
+
+
+def polars_core(users: str, events: str) -> dict:
+    """The core per-user aggregates in polars (lazy scan, one group_by): distinct active days,
+    first/last activity, purchases (count, revenue, last), per channel sends/opens/clicks in
+    90 days and the last open/click, sends in 7 and 30 days."""
+    import polars as pl
+
+    t0 = time.perf_counter()
+    ev = pl.scan_ipc(events).select(
+        pl.col("user_id"), pl.col("ts").dt.epoch("s").alias("t"), pl.col("event").cast(pl.Utf8).alias("e"),
+        pl.col("channel").cast(pl.Utf8).alias("c"), pl.col("value"))
+    aggs = core_aggs(pl)
     m = ev.group_by("user_id").agg(aggs).collect()
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "users": m.height, "check": {"days": int(m["days"].sum()),

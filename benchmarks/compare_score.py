@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _bench import bgnbd_world, generator_world, ordered_events, slowdown  # noqa: E402
+from _bench import bgnbd_world, core_aggs, generator_world, ordered_events, slowdown  # noqa: E402
 
 AS_OF = "2026-11-01T00:00:00Z"
 AS_OF_S = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp())
@@ -162,21 +162,7 @@ def run_polars(users: str, events: str) -> dict:
     )
     t, e, c = pl.col("t"), pl.col("e"), pl.col("c")
     age = AS_OF_S - t
-    act = e.is_in(["session", "purchase", "click"])
-    buy = e == "purchase"
-    aggs = [
-        (t // DAY).filter(act).n_unique().alias("days"),
-        t.filter(act).min().alias("first"), t.filter(act).max().alias("last"),
-        buy.sum().alias("purchases"), pl.col("value").filter(buy).sum().alias("revenue"),
-        t.filter(buy).max().alias("last_purchase"),
-        ((e == "send") & (age <= 7 * DAY)).sum().alias("sends7"),
-        ((e == "send") & (age <= 30 * DAY)).sum().alias("sends30"),
-    ]
-    for ch in ("email", "sms", "push"):
-        for name in ("send", "open", "click"):
-            aggs.append(((e == name) & (c == ch) & (age <= 90 * DAY)).sum().alias(f"{ch}_{name}90"))
-        aggs.append(t.filter(e.is_in(["open", "click"]) & (c == ch)).max().alias(f"{ch}_last_eng"))
-        aggs.append((e.is_in(["unsubscribe", "bounce", "complaint"]) & (c == ch)).any().alias(f"{ch}_supp"))
+    aggs = core_aggs(pl, suppressed=True)
     main = ev.group_by("user_id").agg(aggs)
     chan = ev.filter(c.is_not_null() & e.is_in(["send", "open", "click"]))
     streak = chan.group_by("user_id", "c").agg(
