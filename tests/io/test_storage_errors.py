@@ -47,6 +47,9 @@ def world(tmp_path_factory):
     proc = winback("score", d / "w" / "users.arrow", d / "w" / "events.arrow", "--as-of", AS_OF,
                    "--no-progress", "-o", d / "warm.arrow")
     assert proc.returncode == 0, proc.stderr
+    proc = winback("plan", d / "warm.arrow", ROOT / "examples" / "winback_lapsing.toml", "--no-progress",
+                   "-o", d / "warm-plan.arrow")  # the planner's kernels too (a fresh clone has no cache)
+    assert proc.returncode == 0, proc.stderr
     return d / "w"
 
 
