@@ -110,7 +110,8 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
             raise InputError(f"truth table has no column {col!r}; pass the truth.arrow of 'winback generate'")
     start = int(campaign_start(plan_t))
     end = start + days * SECONDS_PER_DAY
-    rng = np.random.default_rng([seed, 0x5EED])
+    rng = np.random.default_rng([seed, 0x5EED])            # per-message draws
+    rng_users = np.random.default_rng([seed, 0x5EED, 1])   # per-user draws of the users alive at the start
     users = np.unique(plan_t["user_id"].to_numpy())
     t_ids = truth_t["user_id"].to_numpy()
     order = np.argsort(t_ids)
@@ -161,31 +162,39 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     revive = clicked & ~alive[m_user] & (rng.random(len(m_user)) < world.REVIVE_GIVEN_CLICK)
     revived_at = np.full(len(users), np.iinfo(np.int64).max)
     np.minimum.at(revived_at, m_user[revive], click_at[revive])
-    alive_from = np.where(alive, start, revived_at)
-    # organic activity: Poisson active days at the true rate while alive in the window
-    span = np.clip(end - alive_from, 0, None) / SECONDS_PER_DAY
+    # organic activity: Poisson active days at the true rate while alive in the window.
+    # Users alive at the start draw from their own stream (rng_users), users a click revived
+    # from the messages' (rng): held-out users' outcomes never depend on what others were sent.
     lam = tcol("activity_rate", 0.1)
-    k = rng.poisson(lam * span)
-    owner = np.repeat(np.arange(len(users)), k)
-    s_at = alive_from[owner] + (rng.random(len(owner)) * span[owner] * SECONDS_PER_DAY).astype(np.int64)
+    p_drop = np.clip(tcol("p_drop", 0.0), 0.0, 1.0)
+    purchase_p, value_mean = tcol("purchase_p", 0.1), tcol("value_mean", 30.0)
+    g = np.where(p_drop > 0, rng_users.geometric(np.where(p_drop > 0, p_drop, 0.5)), np.iinfo(np.int64).max)
+    rev = np.nonzero(~alive & (revived_at != np.iinfo(np.int64).max))[0]
+    parts = []
+    for gen, who, since in ((rng_users, np.nonzero(alive)[0], np.full(int(alive.sum()), start, np.int64)),
+                            (rng, rev, revived_at[rev])):
+        span = np.clip(end - since, 0, None) / SECONDS_PER_DAY
+        k = gen.poisson(lam[who] * span)
+        idx = np.repeat(np.arange(len(who)), k)
+        at = since[idx] + (gen.random(len(idx)) * span[idx] * SECONDS_PER_DAY).astype(np.int64)
+        parts.append((who[idx], at, gen.random(len(idx)) < purchase_p[who[idx]],
+                      np.round(value_mean[who[idx]] * np.exp(gen.normal(0, 0.4, len(idx))), 2)))
+    owner, s_at, buy, value = (np.concatenate(x) for x in zip(*parts))
     # a user drops out after each active day with p_drop (BG/NBD), so keep only the
     # active days up to the first drop: the first G of them, G ~ Geometric(p_drop)
-    p_drop = np.clip(tcol("p_drop", 0.0), 0.0, 1.0)
-    g = np.where(p_drop > 0, rng.geometric(np.where(p_drop > 0, p_drop, 0.5)), np.iinfo(np.int64).max)
     o2 = np.lexsort((s_at, owner))
-    owner, s_at = owner[o2], s_at[o2]
+    owner, s_at, buy, value = owner[o2], s_at[o2], buy[o2], value[o2]
     rank = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")
     live = rank < g[owner]
-    owner, s_at = owner[live], s_at[live]
+    owner, s_at, buy, value = owner[live], s_at[live], buy[live], value[live]
     # an offer clicked is an order (on which the offer's cost falls), at most one per message
-    buy = rng.random(len(owner)) < tcol("purchase_p", 0.1)[owner]
     o_buy = np.zeros(len(m_user), bool)
-    if (o_size > 0).any():  # (no draw without offers: the same seed gives the same world as before)
+    if (o_size > 0).any():  # (no draw without offers)
         o_buy = clicked & (o_size > 0) & (rng.random(len(m_user)) < world.OFFER_ORDER_GIVEN_CLICK)
         owner = np.concatenate([owner, m_user[o_buy]])
         s_at = np.concatenate([s_at, click_at[o_buy] + 60])
         buy = np.concatenate([buy, np.ones(int(o_buy.sum()), bool)])
-    value = np.round(tcol("value_mean", 30.0)[owner] * np.exp(rng.normal(0, 0.4, len(owner))), 2)
+        value = np.concatenate([value, np.round(value_mean[m_user[o_buy]] * np.exp(rng.normal(0, 0.4, int(o_buy.sum()))), 2)])
     ev_parts = [
         (m_user, m_at, "send", m_ch, np.arange(len(m_user))),
         (m_user[opened], open_at[opened], "open", m_ch[opened], np.nonzero(opened)[0]),
