@@ -117,11 +117,8 @@ def _compare(flag: np.ndarray, treat: np.ndarray, ctrl: np.ndarray) -> dict:
     k1, n1, k2, n2 = int(flag[treat].sum()), int(treat.sum()), int(flag[ctrl].sum()), int(ctrl.sum())
     d, lo, hi = stats.newcombe_diff(k1, n1, k2, n2)
     r, rlo, rhi = stats.relative_lift(k1, n1, k2, n2)
-    note = ""
-    if min(n1, n2) < MIN_N:
-        note = f"too small to tell: fewer than {MIN_N} users in an arm"
-    elif lo <= 0 <= hi:
-        note = "too small to tell: the interval includes no effect"
+    note = stats.verdict(n1, n2, lo, hi, min_n=MIN_N, group="an arm",
+                         no_effect="too small to tell: the interval includes no effect")
     return {"treated": {"users": n1, "count": k1, "rate": k1 / n1 if n1 else None},
             "holdout": {"users": n2, "count": k2, "rate": k2 / n2 if n2 else None},
             "lift": _nan_none(d), "lift_ci": [_nan_none(lo), _nan_none(hi)],

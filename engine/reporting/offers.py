@@ -142,10 +142,8 @@ def offer_economics(plan_t: pa.Table, meta: dict, users: np.ndarray, flags: dict
             incr_users = (re["difference"] or 0.0) * int(t.sum())
             block["incremental_reengaged"] = round(incr_users, 1)
             block["cost_per_incremental_reengaged"] = round(cost / incr_users, 2) if incr_users > 0 else None
-            if min(int(t.sum()), int(c.sum())) < min_n:
-                block["note"] = f"too small to tell: fewer than {min_n} users in a group"
-            elif lo is not None and lo <= 0 <= hi:
-                block["note"] = "revenue difference too small to tell: the interval includes 0"
+            block["note"] = stats.verdict(int(t.sum()), int(c.sum()), lo, hi, min_n=min_n, group="a group",
+                                          no_effect="revenue difference too small to tell: the interval includes 0")
             row[against] = block
         rows.append(row)
     return rows

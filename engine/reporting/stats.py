@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wilson", "newcombe_diff", "relative_lift", "Z95"]
+__all__ = ["wilson", "newcombe_diff", "relative_lift", "verdict", "Z95"]
 
 Z95 = 1.959963984540054
 
@@ -47,3 +47,14 @@ def relative_lift(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[f
     rr = (k1 / n1) / (k2 / n2)
     se = math.sqrt(1 / k1 - 1 / n1 + 1 / k2 - 1 / n2)
     return (rr - 1, rr * math.exp(-z * se) - 1, rr * math.exp(z * se) - 1)
+
+
+def verdict(n1: int, n2: int, lo, hi, *, min_n: int, group: str, no_effect: str) -> str:
+    """The report's note on a difference: "" when it can be told, else why not: fewer than
+    ``min_n`` users in one of the two groups (named ``group``, e.g. "an arm"), or an
+    interval [``lo``, ``hi``] that includes 0 (the text ``no_effect``)."""
+    if min(n1, n2) < min_n:
+        return f"too small to tell: fewer than {min_n} users in {group}"
+    if lo is not None and hi is not None and lo <= 0 <= hi:
+        return no_effect
+    return ""

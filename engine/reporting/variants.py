@@ -81,11 +81,8 @@ def compare_variants(flags: dict[str, np.ndarray], treat: np.ndarray, variant: n
             a, b = arms[v], arms[names[0]]
             k1, n1, k2, n2 = int(flags[metric][a].sum()), int(a.sum()), int(flags[metric][b].sum()), int(b.sum())
             d, lo, hi = stats.newcombe_diff(k1, n1, k2, n2)
-            note = ""
-            if min(n1, n2) < min_n:
-                note = f"too small to tell: fewer than {min_n} users in a variant"
-            elif lo <= 0 <= hi:
-                note = "too small to tell: the interval includes no difference"
+            note = stats.verdict(n1, n2, lo, hi, min_n=min_n, group="a variant",
+                                 no_effect="too small to tell: the interval includes no difference")
             out["vs_first"].append({"variant": v, "against": names[0], "metric": metric, "difference": _none(d),
                                     "ci": [_none(lo), _none(hi)], "note": note})
     re = flags["reengaged"]

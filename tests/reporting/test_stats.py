@@ -68,3 +68,12 @@ def test_intervals_hold_their_point_and_stay_in_range(a, b):
     # swapping the arms mirrors the interval
     d2, lo2, hi2 = stats.newcombe_diff(k2, n2, k1, n1)
     assert (d2, lo2, hi2) == pytest.approx((-d, -hi, -lo), abs=1e-12)
+
+
+def test_verdict_names_the_reason_a_difference_cannot_be_told():
+    assert stats.verdict(150, 400, 0.01, 0.05, min_n=200, group="an arm", no_effect="x") == \
+        "too small to tell: fewer than 200 users in an arm"
+    assert stats.verdict(300, 400, -0.01, 0.05, min_n=200, group="an arm", no_effect="no effect") == "no effect"
+    assert stats.verdict(300, 400, 0.01, 0.05, min_n=200, group="an arm", no_effect="no effect") == ""
+    assert stats.verdict(300, 400, None, None, min_n=200, group="a group", no_effect="no effect") == ""
+    assert stats.verdict(300, 400, float("nan"), float("nan"), min_n=200, group="a group", no_effect="n") == ""
