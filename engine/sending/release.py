@@ -108,6 +108,7 @@ class Release:
             self.policies[cid] = json.loads(meta)
         self.skipped: dict[str, int] = {}
         self.retimed = 0
+        self._lookups: dict[tuple[str, int], OffsetLookup] = {}
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -192,7 +193,7 @@ class Release:
         qs, qe = int(quiet[0]), int(quiet[1])
         if qs == qe:
             return t
-        off = OffsetLookup(*offset_table([self._zone(uid, cid)], int(t) - 2 * 86_400, int(t) + 3 * 86_400))
+        off = self._lookup(self._zone(uid, cid), int(t))
         moved = apply_quiet_hours(off, np.zeros(1, np.int64), np.array([int(t)], np.int64), (qs, qe))[0]
         return max(t, float(moved))
 
@@ -274,6 +275,16 @@ class Release:
     def _policy(self, cid) -> dict:
         meta = self.policies.get(cid)
         return (meta or {}).get("policy") or _DEFAULT_POLICY
+
+    def _lookup(self, zone: str, t: int) -> OffsetLookup:
+        """The zone's UTC offsets from two days before ``t``'s UTC day to three days after,
+        built once per (zone, day) and reused for every message of that day."""
+        key = (zone, t // 86_400)
+        off = self._lookups.get(key)
+        if off is None:
+            day = key[1] * 86_400
+            off = self._lookups[key] = OffsetLookup(*offset_table([zone], day - 2 * 86_400, day + 4 * 86_400))
+        return off
 
     def _zone(self, uid: int, cid) -> str:
         """The user's timezone name (from the plan), else the campaign's, else UTC."""
