@@ -276,20 +276,31 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[
     user's hours in its ``--default-timezone`` and planning sends in the campaign's
     timezone at the same UTC instant (see ``engine.planning.steps``).
     """
+    import pyarrow.compute as pc
+
     n = len(timezone) if timezone is not None else (len(phone) if phone is not None else 0)
-    given = [None] * n if timezone is None else pa.array(timezone).cast(pa.string()).to_pylist()
-    zones = [z if z is not None and is_timezone(z.strip()) else None for z in given]
-    zones = [z.strip() if z else None for z in zones]
-    source = [0 if z is not None else 2 for z in zones]
-    if phone is not None and any(s == 2 for s in source):
-        phones = pa.array(phone).cast(pa.string()).to_pylist()
-        for i, (z, p) in enumerate(zip(zones, phones)):
-            if z is None and p:
-                found = _phone_zone(p.strip())
-                if found is not None:
-                    zones[i], source[i] = found, 1
+    if timezone is None:
+        zones = pa.nulls(n, pa.string())
+    else:  # each distinct name is checked once, not each user's
+        col = pc.utf8_trim_whitespace(pa.array(timezone).cast(pa.string()))
+        enc = col.dictionary_encode()
+        names = enc.dictionary.to_pylist()
+        valid = pa.array([is_timezone(z) for z in names], pa.bool_())
+        zones = pc.if_else(pc.fill_null(valid.take(enc.indices), False), col, pa.scalar(None, pa.string()))
+    missing = zones.is_null().to_numpy(zero_copy_only=False)
+    source = np.where(missing, 2, 0).astype(np.int8)
+    if phone is not None and missing.any():  # only the users still without a zone ask their phone
+        need = np.nonzero(missing)[0]
+        phones = pa.array(phone).cast(pa.string()).take(pa.array(need)).to_pylist()
+        found = [_phone_zone(p.strip()) if p else None for p in phones]
+        hit = np.array([f is not None for f in found], bool)
+        if hit.any():
+            by_phone = np.full(n, None, object)
+            by_phone[need] = found
+            zones = pc.coalesce(zones, pa.array(by_phone, pa.string()))
+            source[need[hit]] = 1
     labels = pa.DictionaryArray.from_arrays(pa.array(source, pa.int8()), pa.array(list(TZ_SOURCES)))
-    return pa.array(zones, pa.string()), labels.cast(pa.string())
+    return zones, labels.cast(pa.string())
 
 
 def _phone_zone(number: str) -> str | None:
