@@ -189,11 +189,21 @@ def fit(acc: FatigueAccumulators, max_iter: int = 50) -> FatigueModel:
     q = float(O.sum()) / max(float(E.sum()), 1e-300)
     q_u = (O + q * PRIOR_MESSAGES) / (user_sums(acc.sends, acc.opens, beta_u)[2] + PRIOR_MESSAGES)
     # unsubscribes: users who stopped, over every message's (1 + load)
-    s = acc.sends.astype(np.float64)
-    exposure = float((s * (1.0 + weekly_load(acc.sends))).sum())
+    exposure, messages = _exposure(acc.sends)
     u0 = float((acc.stop_week >= 0).sum()) / exposure if exposure > 0 else 0.0
     return FatigueModel(beta=beta, sigma=float(np.sqrt(sigma2)), u0=u0, q=q, beta_u=beta_u, q_u=q_u,
-                        users_with_opens=int((O > 0).sum()), messages=int(s.sum()))
+                        users_with_opens=int((O > 0).sum()), messages=messages)
+
+
+def _exposure(sends: np.ndarray, chunk: int = 1 << 16) -> tuple[float, int]:
+    """(sum over user-weeks of ``s_w (1 + L_w)``, messages), in blocks of ``chunk`` users so
+    that no float64 [users, weeks] copy of the counts is ever whole (at 10M users that is 2 GiB)."""
+    exposure, messages = 0.0, 0
+    for i in range(0, len(sends), chunk):
+        s = sends[i:i + chunk]
+        exposure += float((s.astype(np.float64) * (1.0 + weekly_load(s))).sum())
+        messages += int(s.sum(dtype=np.int64))
+    return exposure, messages
 
 
 def budget(beta_u: np.ndarray, q_u: np.ndarray, sends_window: np.ndarray, complained: np.ndarray, *, cap: int,
@@ -230,11 +240,14 @@ def part_stats(acc: FatigueAccumulators) -> dict:
     (s_w, s_(w+1)) for the exposure sums, and the number of users who unsubscribed or complained."""
     o = np.minimum(acc.opens, acc.sends)
     has = o.any(axis=1)
-    s = np.minimum(acc.sends, _PAIR - 1)
-    code = s.astype(np.int32) * _PAIR
-    code[:, :-1] += s[:, 1:]
-    pairs = np.bincount(code[s > 0], minlength=_PAIR * _PAIR).reshape(_PAIR, _PAIR).astype(np.int64)
-    return {"sends": acc.sends[has], "opens": o[has], "pairs": pairs, "stopped": int((acc.stop_week >= 0).sum())}
+    pairs = np.zeros(_PAIR * _PAIR, np.int64)
+    for i in range(0, len(acc.sends), 1 << 16):  # blocks of users: no int32 [users, weeks] copy
+        s = np.minimum(acc.sends[i:i + (1 << 16)], _PAIR - 1)
+        code = s.astype(np.int32) * _PAIR
+        code[:, :-1] += s[:, 1:]
+        pairs += np.bincount(code[s > 0], minlength=_PAIR * _PAIR)
+    return {"sends": acc.sends[has], "opens": o[has], "pairs": pairs.reshape(_PAIR, _PAIR),
+            "stopped": int((acc.stop_week >= 0).sum())}
 
 
 def fit_stats(stats: list[dict]) -> dict:

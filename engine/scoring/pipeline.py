@@ -233,6 +233,10 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         with pa.memory_map(qe) as src:
             events_rejected = ipc.open_file(src).read_all().num_rows
     days_active = kernels.frequency_from_bits(acc.day_bits)
+    # the day bits (96 bytes a user) are spent: drop them before finalize, and hand the memory
+    # the event batches used back to the system (mimalloc keeps freed pages otherwise)
+    acc.day_bits = acc.day_bits[:0]
+    pa.default_memory_pool().release_unused()
     in_window = days_active > 0
     first_day = np.where(in_window, acc.first_act_window // SECONDS_PER_DAY, 0)
     last_day = np.where(in_window, acc.last_act // SECONDS_PER_DAY, 0)
@@ -309,7 +313,12 @@ def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
 
 
 def finalize(part: Partial, pop: Population) -> pa.Table:
-    """Phase 3: one partition's scores table, given the whole population's :class:`Population`."""
+    """Phase 3: one partition's scores table, given the whole population's :class:`Population`.
+
+    Finalizing consumes ``part``: its largest accumulators (send ages, histograms, weekly
+    counts, item pairs) are released as soon as their columns are built, so that peak memory
+    is the scores table plus what is still to convert, not both whole (10M users: about 3 GiB).
+    """
     cfg, table = part.cfg, part.table
     consumed = None
     if part.items is not None:  # the consumed-items sort (nogil) runs beside _derive
@@ -369,6 +378,7 @@ def _derive(part: Partial, pop: Population):
     cols["days_since_purchase"] = pa.array(np.where(has_p, (as_of - acc.last_purchase) / SECONDS_PER_DAY, np.nan),
                                            pa.float64(), mask=~has_p)
     streak = kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(as_of))
+    acc.recent_age = None  # spent (96 bytes a user): see finalize
     reachable = np.zeros((n, 3), bool)
     for c_i, c in enumerate(CHANNELS):
         supp = acc.suppressed[:, c_i] != 0
@@ -386,6 +396,7 @@ def _derive(part: Partial, pop: Population):
         addr = table[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False) \
             if ADDRESS_COLUMN[c] in table.column_names else np.zeros(n, bool)
         reachable[:, c_i] = consent & addr & ~supp
+    acc.last_eng = None
     cols["p_alive"] = pa.array(p_alive)
     cols["lapse_risk"] = pa.array(risk)
     cols["expected_active_days_30d"] = pa.array(exp30)
@@ -393,6 +404,7 @@ def _derive(part: Partial, pop: Population):
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
     bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
                                    pop.hour_spread)
+    acc.hour_hist = acc.wd_hist = None
     nxt = next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
@@ -410,6 +422,7 @@ def _derive(part: Partial, pop: Population):
         fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap) if cfg.fatigue == "rule" else
         fatigue_model.budget(beta_u, q_u, recent, complained, cap=cfg.policy_cap, window_days=cfg.policy_window_days,
                              u0=pop.fatigue["unsubscribe_per_message"]))
+    part.fatigue = None
     stage = fatigue.lifecycle(days_inactive, p_alive)
     cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
     cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1),
