@@ -51,7 +51,7 @@ from engine.io.meta import SCORE, read_meta
 from engine.jit import njit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
-__all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "FatigueModel", "fit", "budget", "weekly_load",
+__all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "FatigueModel", "fit", "budget", "effective", "MIN_USERS_WITH_OPENS", "weekly_load",
            "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums"]
 
 WEEKS = 26
@@ -265,6 +265,23 @@ def fit_stats(stats: list[dict]) -> dict:
     return {"beta": m.beta, "sigma": m.sigma, "unsubscribe_per_message": stopped / exposure if exposure else 0.0,
             "response": opened / expected if expected else 0.0, "users_with_opens": m.users_with_opens,
             "messages": int((pairs * sw).sum()), "value_days": VALUE_DAYS, "unsubscribe_cost": UNSUBSCRIBE_COST}
+
+
+#: fewer users than this with an answered message and the learned budget has nothing to learn from
+MIN_USERS_WITH_OPENS = 20
+
+
+def effective(requested: str, pop: dict) -> tuple[str, str | None]:
+    """The budget actually used (``"learned"`` or ``"rule"``) and a warning when the learned one
+    was asked for but the history cannot support it: with fewer than
+    :data:`MIN_USERS_WITH_OPENS` users who ever opened or clicked a message (no campaign
+    history in the events, or one without opens) the response rate is unknown, and the
+    learned rule would hold everyone at 0 messages; the fixed rule applies instead."""
+    if requested != "learned" or pop.get("users_with_opens", 0) >= MIN_USERS_WITH_OPENS:
+        return requested, None
+    return "rule", (f"fatigue: only {pop.get('users_with_opens', 0):,} users ever opened or clicked a message "
+                    f"({pop.get('messages', 0):,} messages in the history), too few to learn how volume tires "
+                    "them; fatigue_budget follows the fixed rule (--fatigue rule)")
 
 
 def user_params(acc: FatigueAccumulators, pop: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -418,8 +418,9 @@ def _derive(part: Partial, pop: Population):
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
     beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
     cols["fatigue_sensitivity"], cols["fatigue_response"] = pa.array(beta_u), pa.array(q_u)
+    fatigue_used, fatigue_warning = fatigue_model.effective(cfg.fatigue, pop.fatigue)
     cols["fatigue_budget"] = pa.array(
-        fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap) if cfg.fatigue == "rule" else
+        fatigue.fatigue_budget(recent, streak, reachable, complained, cfg.policy_cap) if fatigue_used == "rule" else
         fatigue_model.budget(beta_u, q_u, recent, complained, cap=cfg.policy_cap, window_days=cfg.policy_window_days,
                              u0=pop.fatigue["unsubscribe_per_message"]))
     part.fatigue = None
@@ -443,7 +444,7 @@ def _derive(part: Partial, pop: Population):
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
-        "fatigue": {"model": cfg.fatigue, **pop.fatigue},
-        "warnings": list(pop.model.get("warnings", [])),
+        "fatigue": {"model": fatigue_used, **pop.fatigue},
+        "warnings": list(pop.model.get("warnings", [])) + ([fatigue_warning] if fatigue_warning else []),
     }
     return cols, meta

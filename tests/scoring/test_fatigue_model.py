@@ -129,3 +129,38 @@ def test_user_sums_match_the_naive_twin(rows):
     got = np.column_stack(fm.user_sums(sends, opens, beta))
     want = np.array(naive.fatigue_user_sums(sends, opens, beta))
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_a_history_without_campaigns_falls_back_to_the_rule_not_to_zero(tmp_path):
+    """Events with activity but no message ever sent or opened (a shop that hands over sessions and
+    purchases only): the learned budget has no response to learn from; it must not hold every user
+    at 0 messages. The rule applies, the metadata says so, and a warning is printed. The users
+    file has only user_id and email: no timezone, no phone column."""
+    import pyarrow.feather as feather
+
+    from engine.scoring.pipeline import score, summary_of
+
+    rng = np.random.default_rng(3)
+    n = 200
+    users = pa.table({"user_id": np.arange(1, n + 1), "email": [f"u{i}@example.com" for i in range(n)],
+                      "consent_email": np.ones(n, bool)})
+    uid = rng.integers(1, n + 1, 4000)
+    ts = AS_OF - rng.integers(86_400, 300 * 86_400, 4000)
+    events = pa.table({"user_id": uid, "ts": pa.array(ts * 1_000_000, pa.timestamp("us", "UTC")),
+                       "event": pa.array(["session"] * 4000)})
+    feather.write_feather(users, tmp_path / "users.arrow")
+    feather.write_feather(events, tmp_path / "events.arrow")
+    out = score(str(tmp_path / "users.arrow"), str(tmp_path / "events.arrow"), as_of=AS_OF)
+    meta = summary_of(out)
+    assert meta["fatigue"]["model"] == "rule"
+    assert any("fatigue_budget follows the fixed rule" in w for w in meta["warnings"])
+    budget = out["fatigue_budget"].to_numpy()
+    assert (budget == 3).all()  # nobody was messaged: the whole cap is left
+    assert out["timezone_source"].to_pylist() == ["default"] * n
+
+
+def test_effective_keeps_learned_when_enough_users_answered():
+    assert fm.effective("learned", {"users_with_opens": fm.MIN_USERS_WITH_OPENS}) == ("learned", None)
+    assert fm.effective("rule", {"users_with_opens": 0}) == ("rule", None)
+    used, warning = fm.effective("learned", {"users_with_opens": 3, "messages": 10})
+    assert used == "rule" and "only 3 users" in warning
