@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(it becomes dead instead); default is at-least-once for such messages")
     p.add_argument("--max-seconds", type=float, metavar="N",
                    help="stop cleanly after N seconds (exit 75 if messages are still pending)")
+    p.add_argument("--other-ledger", action="store_true",
+                   help="send a plan through a ledger other than the one it was planned with ('winback plan "
+                        "--ledger'); refused without this flag, since a different ledger cannot know what the "
+                        "first one sent (use it only for a copy of that ledger made on purpose)")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     p.set_defaults(func=run)
 
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         summary = send(
             args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
             events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
-            progress=not args.no_progress, max_lateness=args.max_lateness,
+            progress=not args.no_progress, max_lateness=args.max_lateness, other_ledger=args.other_ledger,
         )
     except sqlite3.DatabaseError as exc:  # the ledger broke mid-run (disk full, damaged page)
         raise ledger_error(Path(args.ledger), exc) from None

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
 from engine.ledger.files import check_file, create, ledger_error, quick_check
+from engine.ledger.identity import ensure_id
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
 from engine.tz import to_epoch_seconds
 
@@ -127,6 +128,7 @@ class Ledger:
                     f"{', '.join(sorted(tables)[:5]) or 'none'}). Pass the --ledger file of 'winback send', "
                     "or a new path to start a ledger.")
             self._con.executescript(_SCHEMA)
+            self.id = ensure_id(self._con)  # which plans may send through it: engine.ledger.identity
             if "content" not in {r[1] for r in self._con.execute("PRAGMA table_info(messages)")}:
                 self._con.execute("ALTER TABLE messages ADD COLUMN content TEXT")  # a ledger of an older version
         except sqlite3.DatabaseError as exc:

@@ -205,7 +205,7 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
         t0 = time.perf_counter()
         from engine.planning.planner import plan_meta_of, sunset_meta
 
-        base = plan_meta_of(cmp, start, broadcast, 0.0)
+        base = plan_meta_of(cmp, start, broadcast, 0.0, ledger)
         base["partitions"] = len(parts)
         with atomic_dir(out_dir) as tmp:
             infos = client.gather([client.submit(_finish_task, st, path, k, str(tmp), base, pure=False)

@@ -91,17 +91,21 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     for k in range(len(cmp.steps)):
         part.apply(k, leveller.level([part.candidates(k)])[0])
     result = part.table_out()
-    meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0)
+    meta = plan_meta_of(cmp, start, broadcast, time.perf_counter() - t0, ledger)
     meta["summary"] = plan_summary(result)
     meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
     return with_meta(result, PLAN, meta, keep=False)
 
 
-def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float) -> dict:
-    """The ``winback.plan`` metadata besides the summary and the sunset rule."""
+def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float, ledger=None) -> dict:
+    """The ``winback.plan`` metadata besides the summary and the sunset rule; ``ledger``: the
+    ledger planned against, whose path and id ``winback send`` checks (:mod:`engine.ledger.identity`)."""
+    from engine.ledger.identity import describe
+
     return {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
-            "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta()}
+            "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta(),
+            "ledger": describe(ledger) if ledger is not None else None}
 
 
 def timezone_counts(scores: pa.Table, cmp: Campaign) -> dict:

@@ -56,6 +56,7 @@ from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
 from engine.sending.retry import next_attempt_at, suppresses
 from engine.io.plans import plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
+from engine.ledger.identity import check_plan_ledger
 from engine.sending.dryrun import dry_run_preview
 from engine.sending.summary import DispatchSummary
 
@@ -368,6 +369,7 @@ async def dispatch(
     max_seconds: float | None = None,
     handle_signals: bool = True,
     max_lateness: float = DEFAULT_MAX_LATENESS,
+    other_ledger: bool = False,
 ) -> DispatchSummary:
     """Send every planned message of ``plan`` through ``providers``, tracked in ``ledger_path``.
 
@@ -381,12 +383,15 @@ async def dispatch(
     seconds.  Every claimed message passes :class:`engine.sending.release.Release` first: the cap
     over every campaign in the ledger, and (without ``now``) a late message is re-timed
     to its next allowed instant keeping its step spacing, or skipped past ``max_lateness``
-    seconds.  Returns a :class:`DispatchSummary`; raises :class:`Interrupted` after a
+    seconds.  A plan made with ``winback plan --ledger`` goes out only through that ledger (a
+    :class:`ConfigError` otherwise, before anything is created; ``other_ledger`` skips the
+    check: :mod:`engine.ledger.identity`).  Returns a :class:`DispatchSummary`; raises :class:`Interrupted` after a
     SIGINT/SIGTERM drain and :class:`DispatchError` when an adapter breaks.
     """
     clock = clock or time.time
     table, source = read_plan(plan)
     ledger_path = Path(ledger_path)
+    check_plan_ledger(plan_meta(table), ledger_path, source=source, allow_other=other_ledger)
     summary = DispatchSummary(ledger=str(ledger_path))
     if dry_run:
         summary.dry_run, summary.samples = dry_run_preview(table)

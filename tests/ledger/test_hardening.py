@@ -129,9 +129,9 @@ def test_a_damaged_page_is_found_on_open(tmp_path):
     page = con.execute("PRAGMA page_size").fetchone()[0]
     pages = con.execute("PRAGMA page_count").fetchone()[0]
     con.close()
-    with open(ledger, "r+b") as fh:  # garbage over a page in the middle (not the header page)
-        fh.seek(page * (pages // 2))
-        fh.write(bytes(range(256)) * (page // 256))
+    with open(ledger, "r+b") as fh:  # garbage over the middle half of the pages (not the header page)
+        fh.seek(page * (pages // 4))
+        fh.write(bytes(range(256)) * (page // 256) * (pages // 2))
     with pytest.raises(DispatchError, match=r"ledger .*ledger\.db is damaged.*\.recover"):
         Ledger(ledger)
     # the other steps (plan, report, simulate) read it: one line too

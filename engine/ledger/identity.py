@@ -1,0 +1,106 @@
+"""Which ledger a plan belongs to: exactly-once across runs, not only inside one.
+
+A ledger is the only record of what was sent.  Sending a plan a second time through
+another ledger file (a typo in ``--ledger``, a fresh directory, the wrong copy) would
+send every message again: the new ledger cannot know what the first one did.
+
+So every ledger carries a random id (table ``ledger_info``, written when the file is
+created, or when a ledger of an earlier version is first opened for writing), and
+``winback plan --ledger L`` records L's resolved path and id in the plan's metadata
+(``winback.plan`` -> ``ledger``).  ``winback send`` then refuses a ledger that is not the
+one the plan was made against, before it creates or touches anything:
+
+* the plan names a ledger id: the send's ledger must exist and carry that id (a ledger
+  moved or restored from a backup keeps its id, so it is accepted anywhere);
+* the plan names only a path (the ledger did not exist yet when the plan was made, or was
+  of an earlier version): the send's ledger must be that path, or a ledger that already
+  holds this plan's campaign;
+* the plan names no ledger (planned without ``--ledger``): nothing to check; the first
+  ledger that sends it is its record.
+
+``allow_other=True`` (``winback send --other-ledger``) skips the check, for a ledger that
+was copied on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+__all__ = ["INFO_SCHEMA", "ensure_id", "read_id", "describe", "check_plan_ledger"]
+
+INFO_SCHEMA = "CREATE TABLE IF NOT EXISTS ledger_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+
+
+def ensure_id(con: sqlite3.Connection) -> str:
+    """The ledger's id, created (a random 128-bit hex) on a ledger that has none yet."""
+    con.execute(INFO_SCHEMA)
+    con.execute("INSERT OR IGNORE INTO ledger_info (key, value) VALUES ('id', ?)", (uuid.uuid4().hex,))
+    return con.execute("SELECT value FROM ledger_info WHERE key = 'id'").fetchone()[0]
+
+
+def read_id(path: str | os.PathLike) -> str | None:
+    """The id of the ledger file ``path`` (read-only), or None when the file does not exist,
+    is not a ledger, or is a ledger of an earlier version that has no id yet."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            row = con.execute("SELECT value FROM ledger_info WHERE key = 'id'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else str(row[0])
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """What a plan records about the ledger it was made against: resolved path and id."""
+    return {"path": str(Path(path).resolve()), "id": read_id(path)}
+
+
+def _holds_campaign(path: Path, campaign_id: str | None) -> bool:
+    if not campaign_id or not path.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            return con.execute("SELECT 1 FROM messages WHERE campaign_id = ? LIMIT 1",
+                               (campaign_id,)).fetchone() is not None
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return False
+
+
+def check_plan_ledger(plan_meta: dict, ledger_path: str | os.PathLike, *, source: str = "the plan",
+                      allow_other: bool = False) -> None:
+    """Raise :class:`ConfigError` when ``ledger_path`` is not the ledger ``plan_meta`` was
+    planned against (module docstring); nothing is created or written."""
+    recorded = plan_meta.get("ledger") or {}
+    if allow_other or not recorded.get("path"):
+        return
+    path = Path(ledger_path)
+    want_id, want_path = recorded.get("id"), recorded["path"]
+    have_id = read_id(path)
+    if want_id is not None:
+        if have_id == want_id:
+            return
+        what = ("does not exist yet" if not path.exists() else
+                f"is another ledger (id {have_id[:8]})" if have_id else "is another ledger")
+    else:
+        if str(path.resolve()) == want_path or _holds_campaign(path, plan_meta.get("campaign_id")):
+            return
+        what = "does not exist yet" if not path.exists() else "is another ledger"
+    raise ConfigError(
+        f"{source} was planned against the ledger {want_path}"
+        f"{f' (id {want_id[:8]})' if want_id else ''}, but {path} {what}. A different ledger cannot "
+        "know which of this plan's messages were already sent, so sending through it could repeat "
+        f"them. Pass --ledger {want_path}; or re-plan with --ledger {path}; or, if this ledger is a copy "
+        "of the right one made on purpose, add --other-ledger.")
