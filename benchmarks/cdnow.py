@@ -7,19 +7,26 @@ day, ``value`` = dollars), scores them with ``winback score`` semantics as of
 1997-10-01 on purchases, and for "no purchase in the next H days" (H = 30 days and
 39 weeks = 273 days) prints the AUC of, all in this one run and on the same users:
 
-* winback ``lapse_risk`` scored with ``horizon_days=H`` (and ``1 - p_alive``),
-* winback ``expected_active_days_30d`` (negated: fewer expected active days = riskier),
-* lifetimes BG/NBD and MBG/NBD E[purchases in H days], fitted on winback's own
-  (frequency, recency_days, tenure_days) summary, in days,
-* recency only (``days_inactive``),
+* winback ``lapse_risk`` scored with ``horizon_days=H`` as shipped (``lapse_model="auto"``:
+  the learned model when the check on the history before as_of says it wins, else the
+  closed form; the line under each horizon says which), and the closed form alone,
+* winback ``1 - p_alive`` and ``expected_active_days_30d`` (negated: fewer expected
+  active days = riskier),
+* lifetimes BG/NBD, MBG/NBD and Pareto/NBD E[purchases in H days], fitted on winback's
+  own (frequency, recency_days, tenure_days) summary, in days,
+* recency only (``days_inactive``) and frequency only (``-frequency``),
 * with ``--backtest``: :func:`engine.backtest` as of 1997-10-01 (it scores as of
   1997-10-01 minus H on the history before that).
 
+``--world DIR`` (repeatable) adds generated worlds as columns (H = 30 days, scored as of
+their as_of minus 30 days).  The run ends with one table: every ranking x every column.
 AUC = P(a random non-returner is ranked riskier than a random returner), ties half.
 
     python benchmarks/cdnow.py                 # needs pip install 'winback[bench]'
     python benchmarks/cdnow.py --horizons 30 --backtest
-    python benchmarks/cdnow.py --world /tmp/world-100k --horizons 30   # a generated world, same table
+    winback generate --users 100000 --seed 7 -o /tmp/s7
+    python benchmarks/bgnbd_world.py --users 100000 -o /tmp/bg
+    python benchmarks/cdnow.py --world /tmp/s7 --world /tmp/bg     # CDNOW and the worlds, one table
 """
 
 from __future__ import annotations
@@ -82,18 +89,25 @@ def auc(score, positive) -> float:
     return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+LIFETIMES = ("BG/NBD", "MBG/NBD", "Pareto/NBD")
+
+
 def lifetimes_expected(x, t_x, T, H):
-    """E[purchases in H days] from lifetimes BG/NBD and MBG/NBD fitted on (x, t_x, T) in days."""
-    from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter
+    """E[purchases in H days] from lifetimes' BG/NBD, MBG/NBD and Pareto/NBD fitted on (x, t_x, T) in days."""
+    from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 
     out, secs = {}, {}
-    for name, cls in (("BG/NBD", BetaGeoFitter), ("MBG/NBD", ModifiedBetaGeoFitter)):
+    for name, cls in zip(LIFETIMES, (BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            m = cls(penalizer_coef=0.0).fit(x, t_x, T)
+            try:
+                m = cls(penalizer_coef=0.0).fit(x, t_x, T)
+                out[name] = np.asarray(m.conditional_expected_number_of_purchases_up_to_time(H, x, t_x, T), float)
+            except Exception as exc:  # lifetimes refuses some summaries; the table says so
+                print(f"  lifetimes {name} failed: {type(exc).__name__}: {exc}")
+                out[name] = None
             secs[name] = time.perf_counter() - t0
-            out[name] = np.asarray(m.conditional_expected_number_of_purchases_up_to_time(H, x, t_x, T), float)
     return out, secs
 
 
@@ -104,29 +118,37 @@ def evaluate(users, events, as_of: str, H: int, activity: str, back_ids: np.ndar
     t0 = time.perf_counter()
     s = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H)
     took = time.perf_counter() - t0
+    closed = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H, lapse_model="closed_form")
     gone = ~np.isin(s["user_id"].to_numpy(), back_ids)
     seen = s["last_active_at"].is_valid().to_numpy(zero_copy_only=False)  # the never-active are not ranked
-    s, gone = s.filter(pa.array(seen)), gone[seen]
+    s, closed, gone = s.filter(pa.array(seen)), closed.filter(pa.array(seen)), gone[seen]
     x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "tenure_days"))
     life, life_s = lifetimes_expected(x, t_x, T, float(H))
     res = {"winback lapse_risk": auc(s["lapse_risk"].to_numpy(), gone),
+           "winback lapse_risk, closed form only": auc(closed["lapse_risk"].to_numpy(), gone),
            "winback 1 - p_alive": auc(1 - s["p_alive"].to_numpy(), gone),
            "winback -expected_active_days_30d": auc(-s["expected_active_days_30d"].to_numpy(), gone)}
     for k, e in life.items():
-        res[f"lifetimes {k} -E[{H}d]"] = auc(-e, gone)
+        res[f"lifetimes {k} -E[H]"] = None if e is None else auc(-e, gone)
     res["recency only (days_inactive)"] = auc(s["days_inactive"].to_numpy(), gone)
+    res["frequency only (-frequency)"] = auc(-x, gone)
     if with_backtest:
         try:
             b = engine.backtest(users, events, as_of=as_of, horizon_days=H, activity=activity)
             res["(backtest: as of minus H) lapse_risk"] = b["auc"]["lapse_risk"]
         except engine.WinbackError as exc:
             print(f"  backtest not possible: {exc}")
-    m = engine.summary_of(s)["model"]
+    meta = engine.summary_of(s)
+    m, lm = meta["model"], meta["lapse_model"]
     print(f"\nhorizon {H} days: {len(gone):,} users, {gone.mean():.1%} with no activity; winback score {took:.2f} s "
-          f"(BG/NBD fit {m['seconds']:.3f} s; lifetimes BG/NBD {life_s['BG/NBD']:.2f} s, "
-          f"MBG/NBD {life_s['MBG/NBD']:.2f} s on the same summary)")
-    for k, v in res.items():
-        print(f"  {k:<40} AUC {v:.4f}")
+          f"(BG/NBD fit {m['seconds']:.3f} s, lapse model {lm['seconds']:.2f} s; lifetimes "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in life_s.items()) + " on the same summary)")
+    v = lm.get("validation")
+    print(f"  lapse_risk: {lm['used']} ({lm['reason']})" + (
+        f"; check on the history: learned {v['auc_learned']:.4f} vs closed form {v['auc_closed_form']:.4f}"
+        if v else ""))
+    for k, a in res.items():
+        print(f"  {k:<40} AUC {'failed' if a is None else f'{a:.4f}'}")
     return res
 
 
@@ -138,7 +160,8 @@ def world_events(world: Path, H: int):
     from engine.schema import DEFAULT_ACTIVITY, EVENTS
     from engine.tz import parse_as_of
 
-    as_of = parse_as_of(json.loads((world / "world.json").read_text())["as_of"])
+    info = world / "world.json"  # benchmarks/bgnbd_world.py writes none: its as_of is fixed
+    as_of = parse_as_of(json.loads(info.read_text())["as_of"] if info.exists() else "2026-11-01T00:00:00Z")
     cut = as_of - H * DAY
     ev = feather.read_table(world / "events.arrow", memory_map=True)
     ts = to_epoch_seconds(ev["ts"])[0]
@@ -148,33 +171,53 @@ def world_events(world: Path, H: int):
     return world / "users.arrow", ev.filter(pa.array(ts <= cut)), cut, back
 
 
+def table(columns: dict[str, dict]) -> str:
+    """Rankings x data sets as a Markdown table, the best of each column in bold."""
+    names = list(dict.fromkeys(k for c in columns.values() for k in c if not k.startswith("(")))
+    lines = ["| ranking | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for k in names:
+        cells = []
+        for c in columns.values():
+            a = c.get(k)
+            best = a is not None and a >= max(v for n, v in c.items() if v is not None and not n.startswith("("))
+            cells.append("-" if a is None else (f"**{a:.4f}**" if best else f"{a:.4f}"))
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--horizons", default="30,273", help="comma-separated horizons in days (default 30,273)")
+    ap.add_argument("--horizons", default="30,273", help="comma-separated CDNOW horizons in days (default 30,273)")
     ap.add_argument("--backtest", action="store_true", help="also run engine.backtest at each horizon")
-    ap.add_argument("--world", default=None, metavar="DIR",
-                    help="a 'winback generate' world instead of CDNOW: scored as of its as_of minus H from the "
-                         "events before, against activity (session, purchase, click) in the last H days")
+    ap.add_argument("--world", action="append", default=[], metavar="DIR",
+                    help="also a 'winback generate' (or benchmarks/bgnbd_world.py) world, repeatable: scored as of "
+                         "its as_of minus 30 days from the events before, against activity (session, purchase, "
+                         "click) in the last 30 days")
+    ap.add_argument("--no-cdnow", action="store_true", help="only the --world columns")
     args = ap.parse_args(argv)
     from engine.tz import from_epoch_seconds, parse_as_of
 
-    horizons = [int(h) for h in args.horizons.split(",")]
-    if args.world is not None:
-        for H in horizons:
-            users, events, cut, back = world_events(Path(args.world), H)
-            at = from_epoch_seconds(np.array([cut])).to_pylist()[0].isoformat()
-            print(f"{args.world}: scored as of {at} (as_of minus {H} days), {events.num_rows:,} events before")
-            evaluate(users, events, at, H, "session,purchase,click", back, args.backtest)
-        return 0
-    as_of = parse_as_of(AS_OF)
-    ids, ts, value = read_cdnow(cdnow_path())
-    print(f"CDNOW: {len(np.unique(ids)):,} customers, {len(ids):,} purchases; scored as of {AS_OF} on purchases "
-          f"({int((ts < as_of).sum()):,} purchases before)")
-    with tempfile.TemporaryDirectory() as tmp:
-        users, events = write_world(Path(tmp), ids, ts, value, as_of)
-        for H in horizons:
-            evaluate(users, events, AS_OF, H, "purchase", np.unique(ids[(ts >= as_of) & (ts < as_of + H * DAY)]),
-                     args.backtest)
+    columns: dict[str, dict] = {}
+    for w in args.world:
+        H = 30
+        users, events, cut, back = world_events(Path(w), H)
+        at = from_epoch_seconds(np.array([cut])).to_pylist()[0].isoformat()
+        print(f"{w}: scored as of {at} (as_of minus {H} days), {events.num_rows:,} events before")
+        columns[f"{Path(w).name} {H} d"] = evaluate(users, events, at, H, "session,purchase,click", back,
+                                                   args.backtest)
+    if not args.no_cdnow:
+        as_of = parse_as_of(AS_OF)
+        ids, ts, value = read_cdnow(cdnow_path())
+        print(f"CDNOW: {len(np.unique(ids)):,} customers, {len(ids):,} purchases; scored as of {AS_OF} on purchases "
+              f"({int((ts < as_of).sum()):,} purchases before)")
+        with tempfile.TemporaryDirectory() as tmp:
+            users, events = write_world(Path(tmp), ids, ts, value, as_of)
+            for H in (int(h) for h in args.horizons.split(",")):
+                back = np.unique(ids[(ts >= as_of) & (ts < as_of + H * DAY)])
+                columns[f"CDNOW {H} d"] = evaluate(users, events, AS_OF, H, "purchase", back, args.backtest)
+        columns = {k: columns[k] for k in sorted(columns, key=lambda k: not k.startswith("CDNOW"))}
+    print("\nAUC for 'no activity in the next H days' (higher is better; the best of each column in bold)\n")
+    print(table(columns))
     return 0
 
 

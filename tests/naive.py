@@ -427,3 +427,18 @@ def max_in_windows(times, t, window):
             assert sum(1 for x in xs if s - window < x <= s) <= best
         out.append(best)
     return np.array(out, np.int64)
+
+
+def cut_summary(day_bits, end, horizon):
+    """engine.scoring.lapse_learned.cut_summary: every bit index of every user, one at a time."""
+    n, w = day_bits.shape
+    count, first, last, later = [], [], [], []
+    for u in range(n):
+        days = [j * 64 + b for j in range(w) for b in range(64) if (int(day_bits[u, j]) >> b) & 1]
+        before = [d for d in days if d < end]
+        count.append(len(before))
+        first.append(min(before) if before else -1)
+        last.append(max(before) if before else -1)
+        later.append(any(end <= d < end + horizon for d in days))
+    return (np.array(count, np.int32), np.array(first, np.int32), np.array(last, np.int32),
+            np.array(later, bool))

@@ -72,3 +72,16 @@ def catalogues(draw, max_items=24, max_cat=4):
     popularity = [float(draw(st.integers(0, 5))) for _ in range(m)]
     trend = [float(draw(st.integers(-2, 3))) for _ in range(m)]
     return n_cat, cats, added, expires, editorial, popularity, trend
+
+
+@st.composite
+def day_bitsets(draw, max_users=8, max_words=3):
+    """Active-day bitsets ([n, W] uint64) with a cut ``end`` and a ``horizon`` in bits."""
+    n = draw(st.integers(1, max_users))
+    w = draw(st.integers(1, max_words))
+    words = draw(st.lists(st.one_of(st.just(0), st.integers(0, 2 ** 64 - 1), st.sampled_from([1, 2 ** 63])),
+                          min_size=n * w, max_size=n * w))
+    bits = np.array(words, np.uint64).reshape(n, w)
+    end = draw(st.integers(0, w * 64))
+    horizon = draw(st.integers(0, w * 64))
+    return bits, end, horizon

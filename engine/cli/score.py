@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--penalizer", type=float, default=None, metavar="C",
                    help="L2 penalty on the BG/NBD parameters, lifetimes' penalizer_coef (default 0: plain "
                         "maximum likelihood); e.g. --penalizer 0.001 pulls a boundary fit inside")
+    p.add_argument("--lapse-model", choices=("auto", "closed_form", "learned"), default=None,
+                   help="lapse_risk: 'auto' (default) a model learned by time split on this history when a check "
+                        "on the history before as_of says it ranks better than the BG/NBD closed form, else the "
+                        "closed form; 'closed_form' or 'learned' to force one")
     p.add_argument("--fatigue", choices=("learned", "rule"), default=None,
                    help="fatigue_budget: 'learned' (default) from each user's response decay with message volume "
                         "against the unsubscribe risk, or 'rule' (cap minus sends, less after unanswered streaks)")
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     options = {name: value for name, value in (
         ("activity", args.activity), ("default_timezone", args.default_timezone), ("policy_cap", args.cap),
         ("policy_window_days", args.cap_window), ("affinity_half_life_days", args.affinity_half_life),
-        ("horizon_days", args.horizon), ("penalizer", args.penalizer), ("fatigue", args.fatigue))
+        ("horizon_days", args.horizon), ("penalizer", args.penalizer), ("fatigue", args.fatigue),
+        ("lapse_model", args.lapse_model))
         if value is not None}
     s = score_to(args.users, args.events, args.output, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
                  dask=args.dask, workers=args.workers, items=args.items, progress=not args.no_progress, **options)
@@ -103,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
           f"{m['iterations']} iterations, {m['seconds']:.2f} s; lapse_risk over {s['lapse_horizon_days']:g} days")
+    lm = s.get("lapse_model") or {}
+    if lm:
+        v = lm.get("validation")
+        print(f"  lapse_risk: {lm['used'].replace('_', ' ')} ({lm['reason']}"
+              + (f"; AUC learned {v['auc_learned']:.4f} vs closed form {v['auc_closed_form']:.4f} on the last "
+                 f"{v['checked_cut_days_before']:g} days" if v else "") + ")")
     for w in s.get("warnings", []):
         print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))

@@ -56,6 +56,7 @@ from engine.scoring import fatigue_model
 from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of as _quintile
 from engine.scoring import kernels
 from engine.scoring import lapse
+from engine.scoring import lapse_learned
 from engine.scoring import sendtime
 from engine.scoring.bgnbd import BGNBD, compress
 from engine.errors import ModelError
@@ -138,6 +139,7 @@ class PartStats:
     item_events: tuple[int, int] = (0, 0)
     fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
     hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
+    lapse: dict | None = None  # engine.scoring.lapse_learned.part_stats
 
 
 @dataclasses.dataclass
@@ -173,6 +175,12 @@ class Population:
     item_stats: tuple | None = None
     fatigue: dict | None = None  # engine.scoring.fatigue_model.fit_stats
     hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
+    lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
+
+
+def _day0(acc: kernels.Accumulators, as_of: int) -> int:
+    """The UTC day of bit 0 of the active-day bitset (the as_of day is the last bit)."""
+    return int(as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1)
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
@@ -195,7 +203,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
     off_table, off_t0 = offset_table(zones, window_start, as_of)
     acc = kernels.Accumulators.zeros(table.num_rows, cfg.model_window_days + 1)
-    day0 = as_of // SECONDS_PER_DAY - (acc.day_bits.shape[1] * 64) + 1
+    day0 = _day0(acc, as_of)
     n_events = 0
     fat = fatigue_model.FatigueAccumulators.zeros(table.num_rows)
     cat = item_acc = None
@@ -233,6 +241,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         with pa.memory_map(qe) as src:
             events_rejected = ipc.open_file(src).read_all().num_rows
     days_active = kernels.frequency_from_bits(acc.day_bits)
+    lapse_rows = lapse_learned.part_stats(acc.day_bits, as_of=as_of, day0=day0, horizon_days=cfg.horizon_days,
+                                          mode=cfg.lapse_model)
     # the day bits (96 bytes a user) are spent: drop them before finalize, and hand the memory
     # the event batches used back to the system (mimalloc keeps freed pages otherwise)
     acc.day_bits = acc.day_bits[:0]
@@ -255,7 +265,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
-        fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist))
+        fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist),
+        lapse=lapse_rows)
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
                    in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
@@ -305,7 +316,10 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
                       hour_share={z: pops[0][i] for z, i in zones.items()},
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
                       fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]),
-                      hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]))
+                      hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
+                      lapse_model=lapse_learned.choose(lapse_learned.merge_stats([s.lapse for s in stats]),
+                                                       as_of=cfg.as_of, horizon_days=cfg.horizon_days,
+                                                       penalizer=cfg.penalizer, mode=cfg.lapse_model))
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
@@ -362,6 +376,10 @@ def _derive(part: Partial, pop: Population):
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
     p_alive, exp30, risk = lapse.user_scores(pop.params, x, t_x, T, rep, T0, cfg.horizon_days)
+    choice = pop.lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"}
+    risk = lapse_learned.apply(choice, in_window, x, acc.first_act_window // SECONDS_PER_DAY,
+                               acc.last_act // SECONDS_PER_DAY, as_of=as_of, horizon_days=cfg.horizon_days,
+                               params=pop.params, risk=risk)
     keys = _rfm_keys(acc, as_of, x, in_window)
     days_inactive = -keys["r"]
     has_act = acc.last_act != NEVER
@@ -444,6 +462,7 @@ def _derive(part: Partial, pop: Population):
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
+        "lapse_model": choice,
         "fatigue": {"model": fatigue_used, **pop.fatigue},
         "warnings": list(pop.model.get("warnings", [])) + ([fatigue_warning] if fatigue_warning else []),
     }

@@ -34,6 +34,7 @@ class Settings:
     horizon_days: float = 30.0                      # lapse_risk = P(no activity in the next horizon_days days)
     penalizer: float = 0.0                          # BG/NBD L2 coefficient (lifetimes' penalizer_coef)
     fatigue: str = "learned"                        # fatigue_budget: "learned" (scoring.fatigue_model) or "rule"
+    lapse_model: str = "auto"                       # lapse_risk: "auto", "closed_form" or "learned" (scoring.lapse_learned)
 
 
 #: the defaults, for the CLI's options and the docs
@@ -79,9 +80,12 @@ def settings(*, as_of=None, **options) -> Settings:
         raise ConfigError(f"--penalizer must be a number >= 0 (e.g. 0.001), got {cfg.penalizer}")
     if cfg.fatigue not in ("learned", "rule"):
         raise ConfigError(f"--fatigue must be 'learned' or 'rule', got {cfg.fatigue!r}")
+    if cfg.lapse_model not in ("auto", "closed_form", "learned"):
+        raise ConfigError(f"--lapse-model must be 'auto', 'closed_form' or 'learned', got {cfg.lapse_model!r}")
     return Settings(as_of=int(parse_as_of(as_of)), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=cfg.default_timezone, policy_cap=int(cfg.policy_cap),
                     policy_window_days=int(cfg.policy_window_days), model_window_days=int(cfg.model_window_days),
                     half_life_days=float(cfg.half_life_days), prior_weight=float(cfg.prior_weight),
                     affinity_half_life_days=float(cfg.affinity_half_life_days),
-                    horizon_days=float(cfg.horizon_days), penalizer=float(cfg.penalizer), fatigue=cfg.fatigue)
+                    horizon_days=float(cfg.horizon_days), penalizer=float(cfg.penalizer), fatigue=cfg.fatigue,
+                    lapse_model=cfg.lapse_model)

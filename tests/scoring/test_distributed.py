@@ -87,6 +87,20 @@ def test_in_process_partitions_equal_single_machine_through_the_cli(world, tmp_p
     assert json.loads(part0.metadata[b"winback.score"])["model"] == summary["model"]
 
 
+def test_learned_lapse_model_is_the_same_in_partitions(world, tmp_path):
+    # given the learned lapse model forced, on the whole files and on 3 partitions in this process
+    d, _ = world
+    single = score(d / "world/users.arrow", d / "world/events.arrow", as_of=AS_OF, lapse_model="learned")
+    summary = score_partitioned(d / "parts", out_dir=tmp_path / "scores", as_of=AS_OF, lapse_model="learned")
+    # then both trained the same model on the merged rows, and every user's lapse_risk is the same
+    assert summary_of(single)["lapse_model"]["used"] == "learned"
+    parted = _read(tmp_path / "scores")
+    part0 = pa.parquet.read_schema(tmp_path / "scores/part=0/part-0.parquet")
+    assert json.loads(part0.metadata[b"winback.score"])["lapse_model"]["model"] == \
+        summary_of(single)["lapse_model"]["model"]
+    _assert_same_per_user(single, parted)
+
+
 def test_users_and_events_dirs_are_accepted_too(world, tmp_path, capsys):
     d, single = world
     assert main(["score", str(d / "parts/users"), str(d / "parts/events"), "--as-of", AS_OF,

@@ -1,0 +1,305 @@
+"""A learned lapse model, trained by time split on the user's own history, used only when it wins.
+
+BG/NBD's ``lapse_risk`` (:mod:`engine.scoring.lapse`) is one closed form for every
+population.  This module learns, from the history being scored, how the chance of no
+activity in the next ``H`` days depends on four quantities (all in days), and uses the
+result only when a backtest on that same history says it ranks better:
+
+============================  ====================================================
+feature                       meaning at a cut ``c``
+============================  ====================================================
+``log_p_active``              ``log(1 - lapse_risk)`` of a BG/NBD fitted at ``c``
+``log_days_inactive``         ``log1p`` of days from the middle of the last active day to ``c``
+``log_frequency``             ``log1p(x)``, x = active days before ``c`` minus one
+``log_tenure``                ``log1p`` of days from the first active day to ``c``
+============================  ====================================================
+
+The model is a logistic regression (Newton steps with a small ridge on the
+standardised coefficients) of "no activity in (c, c + H]" on those features.
+
+Everything comes from the active-day bitset the fused pass already fills
+(:mod:`engine.scoring.kernels`): features as of any earlier cut and the label after it
+are read off the bits (:func:`cut_summary`), so no event is read twice.  Each partition
+keeps only the unique (active days, first, last active day) rows of each cut with two
+class counts (:func:`part_stats`); they merge exactly (:func:`merge_stats`), and the fits
+run on the merged rows, so partitioned scoring learns the same model as one pass.  Days are UTC
+days; the bits of days that begin before ``as_of`` count as "before as_of", so a cut
+``k`` days earlier keeps the bits of days beginning before ``as_of - k`` days.
+
+The time split, with ``T`` = as_of:
+
+1. **validate**: fit BG/NBD and the regression on features as of ``T - 2H`` with labels
+   from ``(T - 2H, T - H]``; on features as of ``T - H`` compare its AUC for "no activity
+   in ``(T - H, T]``" with the closed form's (BG/NBD refitted as of ``T - H``).
+2. if the regression's AUC is higher (``mode="auto"``; ``"learned"`` skips the check),
+   **train** it again on features as of ``T - H`` with labels from ``(T - H, T]`` and
+   **apply** it to the features as of ``T``; otherwise keep the closed form.
+
+No label comes from after ``T``.  When ``2H`` does not fit in the bitset's days, or a cut
+has fewer than :data:`MIN_CLASS` users in either class, or a fit at a cut fails, the
+closed form is kept and the reason recorded (CDNOW at 39 weeks: ``T - H`` is before any
+customer's first purchase).  Users with no activity in the model window keep the
+closed-form convention.  The decision and the model go into the scores' metadata as
+``lapse_model``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine.errors import ModelError
+from engine.jit import njit
+from engine.schema import SECONDS_PER_DAY
+from engine.scoring import lapse
+from engine.scoring.bgnbd import BGNBD
+from engine.scoring.bgnbd_rows import compress
+
+__all__ = ["cut_summary", "part_stats", "merge_stats", "Cut", "fit_logistic", "predict_logistic", "weighted_auc",
+           "choose", "apply", "FEATURES", "MIN_CLASS", "MODES"]
+
+FEATURES = ("log_p_active", "log_days_inactive", "log_frequency", "log_tenure")
+#: fewest users in each class ("came back", "did not") at a cut to train or validate on
+MIN_CLASS = 30
+MODES = ("auto", "closed_form", "learned")
+
+
+@njit
+def cut_summary(day_bits, end, horizon):
+    """Per user, over bits ``0 .. end-1`` of the active-day bitset ([n, W] uint64, bit ``d`` of
+    word ``d >> 6`` = day ``d``): the number of set bits, the first and last set index (-1 when
+    none), and whether any bit in ``end .. end+horizon-1`` is set.  Returns int32[n] x 3, bool[n]."""
+    n, w = day_bits.shape
+    count = np.zeros(n, np.int32)
+    first = np.full(n, -1, np.int32)
+    last = np.full(n, -1, np.int32)
+    later = np.zeros(n, np.bool_)
+    stop = end + horizon
+    for u in range(n):
+        for j in range(w):
+            word = day_bits[u, j]
+            if word == 0:
+                continue
+            for b in range(64):
+                if (word >> np.uint64(b)) & np.uint64(1):
+                    d = j * 64 + b
+                    if d < end:
+                        if first[u] < 0:
+                            first[u] = d
+                        last[u] = d
+                        count[u] += 1
+                    elif d < stop:
+                        later[u] = True
+    return count, first, last, later
+
+
+def _key(count, first, last):
+    return (count.astype(np.int64) << 42) | (first.astype(np.int64) << 21) | last.astype(np.int64)
+
+
+def part_stats(day_bits, *, as_of: int, day0: int, horizon_days: float, mode: str) -> dict | None:
+    """One partition's training rows: per cut (``H`` and ``2H`` days before as_of) the unique
+    (active days, first, last bit) of the users active before it, with how many of them had no
+    activity in the ``H`` days after (``lapsed``) and how many had (``back``).
+
+    Keys are int64 ``count << 42 | first << 21 | last``; rows of several partitions merge by
+    :func:`merge_stats` exactly, so the learned model is the same however the users are
+    partitioned.  None for ``mode="closed_form"``.
+    """
+    if mode == "closed_form":
+        return None
+    H = int(np.ceil(horizon_days))
+    e0 = int(-(-as_of // SECONDS_PER_DAY) - day0)
+    cuts = {}
+    for back in (H, 2 * H):
+        if e0 - back <= 0:
+            continue
+        count, first, last, later = cut_summary(day_bits, np.int64(e0 - back), np.int64(H))
+        seen = count > 0
+        cuts[back] = _unique_rows(_key(count[seen], first[seen], last[seen]), ~later[seen])
+    return {"e0": e0, "day0": int(day0), "H": H, "cuts": cuts}
+
+
+def _unique_rows(keys, lapsed, n_lapsed=None, n_back=None):
+    """Sorted unique keys and the summed class counts (one user per row when counts are None)."""
+    uk, inv = np.unique(keys, return_inverse=True)
+    lap = lapsed.astype(np.float64) if n_lapsed is None else n_lapsed
+    bak = (~lapsed).astype(np.float64) if n_back is None else n_back
+    return uk, np.bincount(inv, lap, len(uk)), np.bincount(inv, bak, len(uk))
+
+
+def merge_stats(stats: list) -> dict | None:
+    """The :func:`part_stats` of every partition as one (None when there are none)."""
+    stats = [s for s in stats if s is not None]
+    if not stats:
+        return None
+    out = {k: stats[0][k] for k in ("e0", "day0", "H")}
+    out["cuts"] = {}
+    for back in stats[0]["cuts"]:
+        parts = [s["cuts"][back] for s in stats]
+        keys = np.concatenate([p[0] for p in parts])
+        out["cuts"][back] = _unique_rows(keys, None, np.concatenate([p[1] for p in parts]),
+                                         np.concatenate([p[2] for p in parts]))
+    return out
+
+
+class Cut:
+    """The training rows of one cut, ``back`` days before as_of: features and class counts."""
+
+    __slots__ = ("x", "t_x", "T", "inactive", "lapsed", "back", "risk", "params")
+
+    def __init__(self, x, t_x, T, inactive, lapsed, back, risk, params):
+        self.x, self.t_x, self.T, self.inactive = x, t_x, T, inactive
+        self.lapsed, self.back, self.risk, self.params = lapsed, back, risk, params
+
+    def matrix(self) -> np.ndarray:
+        """[rows, 4] float64 in the order of :data:`FEATURES`."""
+        return _matrix(self.risk, self.inactive, self.x, self.T)
+
+
+def _matrix(risk, inactive, x, T):
+    return np.column_stack([np.log(np.maximum(1.0 - risk, 1e-12)), np.log1p(inactive), np.log1p(x), np.log1p(T)])
+
+
+def _summary(count, first, last, c_days, day0):
+    """(x, t_x, T, days inactive) in days at a cut ``c_days`` (epoch days) from bit indexes."""
+    x = np.maximum(count - 1, 0).astype(np.float64)
+    t_x = (last - first).astype(np.float64)
+    T = c_days - (day0 + first)
+    inactive = np.maximum(c_days - (day0 + last + 0.5), 0.0)
+    return x, t_x, T, inactive
+
+
+def _cut(stats: dict, back: int, as_of: int, horizon_days: float, penalizer: float) -> Cut:
+    """The :class:`Cut` ``back`` days before as_of, BG/NBD refitted there on its users."""
+    keys, lapsed, came = stats["cuts"][back]
+    if not len(keys):
+        raise ModelError(f"no user was active more than {back} days before as_of")
+    count, first, last = keys >> 42, (keys >> 21) & ((1 << 21) - 1), keys & ((1 << 21) - 1)
+    x, t_x, T, inactive = _summary(count, first, last, (as_of - back * SECONDS_PER_DAY) / SECONDS_PER_DAY,
+                                   stats["day0"])
+    cx, ct, cT, cw = compress(x, t_x, T, weights=lapsed + came)[:4]
+    params = dict(BGNBD(penalizer=penalizer).fit(cx, ct, cT, weights=cw).params_)
+    risk = lapse.user_scores(params, x, t_x, T, x > 0, inactive, horizon_days)[2]
+    return Cut(x, t_x, T, inactive, lapsed, came, risk, params)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, ridge: float = 1.0,
+                 max_iter: int = 50) -> dict:
+    """Logistic regression of ``y`` (bool) on standardised ``X`` [n, k] by Newton steps.
+
+    ``weights``: users per row (default 1); ``ridge``: L2 penalty on the standardised
+    coefficients (not the intercept).  Returns {"mean", "scale", "coef" (intercept
+    first)} as lists of floats.
+    """
+    w = np.ones(len(X)) if weights is None else np.asarray(weights, np.float64)
+    mean = (X * w[:, None]).sum(axis=0) / w.sum()
+    scale = np.sqrt(((X - mean) ** 2 * w[:, None]).sum(axis=0) / w.sum())
+    scale = np.where(scale > 0, scale, 1.0)
+    Z = np.column_stack([np.ones(len(X)), (X - mean) / scale])
+    t = np.asarray(y, np.float64)
+    beta = np.zeros(Z.shape[1])
+    pen = np.full(Z.shape[1], float(ridge))
+    pen[0] = 0.0
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-(Z @ beta)))
+        g = Z.T @ (w * (p - t)) + pen * beta
+        h = (Z * (w * p * (1.0 - p))[:, None]).T @ Z + np.diag(pen + 1e-9)
+        step = np.linalg.solve(h, g)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": beta.tolist()}
+
+
+def predict_logistic(model: dict, X: np.ndarray) -> np.ndarray:
+    """P(y) for each row of ``X`` [n, k] under :func:`fit_logistic`'s model."""
+    z = (X - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    coef = np.asarray(model["coef"])
+    return 1.0 / (1.0 + np.exp(-(coef[0] + z @ coef[1:])))
+
+
+def weighted_auc(score: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float:
+    """Mann-Whitney AUC of rows holding ``n_pos`` positives and ``n_neg`` negatives each (ties half)."""
+    u, inv = np.unique(score, return_inverse=True)
+    pos = np.bincount(inv, n_pos, len(u))
+    neg = np.bincount(inv, n_neg, len(u))
+    below = np.cumsum(neg) - neg
+    return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
+def _fit_cut(cut: Cut) -> dict:
+    X = cut.matrix()
+    return fit_logistic(np.vstack([X, X]), np.r_[np.ones(len(X), bool), np.zeros(len(X), bool)],
+                        np.r_[cut.lapsed, cut.back])
+
+
+def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
+           mode: str = "auto") -> dict:
+    """Validate and train on :func:`merge_stats` (module docstring); returns the ``lapse_model`` metadata.
+
+    Keys: ``used`` ("learned" or "closed_form"), ``reason``, ``mode``, ``seconds`` and, when
+    a check ran, ``validation`` (the cuts in days before as_of, users, AUC of each); with
+    ``used == "learned"``, ``model`` (:func:`fit_logistic`'s dict, the training cut, class counts).
+    """
+    t0 = time.perf_counter()
+    out = {"mode": mode, "used": "closed_form", "features": list(FEATURES)}
+
+    def done(reason: str) -> dict:
+        out["reason"] = reason
+        out["seconds"] = round(time.perf_counter() - t0, 3)
+        return out
+
+    if mode == "closed_form" or stats is None:
+        return done("the closed form was asked for")
+    H, e0 = stats["H"], stats["e0"]
+    need = (H, 2 * H) if mode == "auto" else (H,)
+    if any(b not in stats["cuts"] for b in need):
+        return done(f"the history kept ({e0} days) is shorter than the {need[-1]} days a time split needs")
+    try:
+        cuts = {b: _cut(stats, b, as_of, horizon_days, penalizer) for b in need}
+    except ModelError as exc:
+        return done(f"no time split: {exc}")
+    for back, cut in cuts.items():
+        lapsed, came = int(cut.lapsed.sum()), int(cut.back.sum())
+        if min(lapsed, came) < MIN_CLASS:
+            return done(f"at the cut {back} days before as_of only {came:,} users came back and {lapsed:,} did "
+                        f"not (at least {MIN_CLASS} of each are needed)")
+    train = cuts[H]
+    if mode == "auto":
+        m_check = _fit_cut(cuts[2 * H])
+        a_learned = weighted_auc(predict_logistic(m_check, train.matrix()), train.lapsed, train.back)
+        a_closed = weighted_auc(train.risk, train.lapsed, train.back)
+        out["validation"] = {"trained_cut_days_before": 2 * H, "checked_cut_days_before": H,
+                             "users": int(train.lapsed.sum() + train.back.sum()), "auc_learned": a_learned,
+                             "auc_closed_form": a_closed}
+        if not a_learned > a_closed:
+            return done(f"the learned model ranked worse than the closed form on the last {H} days "
+                        f"(AUC {a_learned:.4f} vs {a_closed:.4f})")
+    out["model"] = {**_fit_cut(train), "trained_cut_days_before": H, "lapsed": int(train.lapsed.sum()),
+                    "came_back": int(train.back.sum())}
+    out["used"] = "learned"
+    return done("the learned model ranked better on the user's own history" if mode == "auto"
+                else "the learned model was asked for")
+
+
+def apply(choice: dict, seen: np.ndarray, x: np.ndarray, first_day: np.ndarray, last_day: np.ndarray, *,
+          as_of: int, horizon_days: float, params: dict, risk: np.ndarray) -> np.ndarray:
+    """``lapse_risk`` with the learned model for the ``seen`` users (active in the model window),
+    ``risk`` (the closed form) for the others.
+
+    ``x``: repeat active days; ``first_day``/``last_day``: UTC days (epoch days) of the first
+    and last active day in the window, the same quantities :func:`cut_summary` reads off the
+    bitset at a cut (the fused pass keeps them, so the bits are not needed here).
+    """
+    if choice.get("used") != "learned":
+        return risk
+    seen = np.asarray(seen, bool)
+    count = np.asarray(x, np.float64)[seen] + 1
+    xs, t_x, T, inactive = _summary(count, np.asarray(first_day)[seen], np.asarray(last_day)[seen],
+                                    as_of / SECONDS_PER_DAY, 0)
+    now = lapse.user_scores(params, xs, t_x, T, xs > 0, inactive, horizon_days)[2]
+    out = np.array(risk, np.float64, copy=True)
+    out[seen] = predict_logistic(choice["model"], _matrix(now, inactive, xs, T))
+    return out

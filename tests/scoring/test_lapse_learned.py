@@ -1,0 +1,162 @@
+"""The learned lapse model: its bitset kernel, the logistic fit, the time-split choice, the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.testing as npt
+import pyarrow as pa
+import pytest
+from hypothesis import given
+
+from engine.errors import ConfigError
+from engine.scoring import lapse_learned
+from engine.scoring.backtest import auc
+from engine.scoring.pipeline import score, summary_of
+from engine.tz import parse_as_of
+from tests import cdnow, naive
+from tests.strategies import day_bitsets
+
+DAY = 86_400
+
+
+@given(day_bitsets())
+def test_cut_summary_matches_naive(case):
+    """Property: counts, first/last index before the cut and activity after it equal the bit-by-bit loop."""
+    bits, end, horizon = case
+    got = lapse_learned.cut_summary(bits, np.int64(end), np.int64(horizon))
+    for a, b in zip(got, naive.cut_summary(bits, end, horizon)):
+        npt.assert_array_equal(a, b)
+
+
+def test_cut_summary_fixed_cases():
+    # given no users, an empty user and one active on bit 0, 63, 64 and 130
+    assert [len(a) for a in lapse_learned.cut_summary(np.zeros((0, 2), np.uint64), np.int64(5), np.int64(3))] \
+        == [0, 0, 0, 0]
+    bits = np.zeros((2, 3), np.uint64)
+    bits[1, 0] = np.uint64(1) | (np.uint64(1) << np.uint64(63))
+    bits[1, 1] = np.uint64(1)
+    bits[1, 2] = np.uint64(1) << np.uint64(2)
+    count, first, last, later = lapse_learned.cut_summary(bits, np.int64(65), np.int64(66))
+    assert count.tolist() == [0, 3] and first.tolist() == [-1, 0] and last.tolist() == [-1, 64]
+    assert later.tolist() == [False, True]
+    assert not lapse_learned.cut_summary(bits, np.int64(65), np.int64(65))[3][1]
+
+
+def test_logistic_fit_recovers_known_coefficients():
+    # given labels drawn from a known logistic model of two features
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(20_000, 2)) * [2.0, 0.5] + [1.0, -3.0]
+    p = 1 / (1 + np.exp(-(0.3 + 1.5 * X[:, 0] - 2.0 * X[:, 1])))
+    y = rng.random(len(p)) < p
+    # when fitted (no ridge)
+    m = lapse_learned.fit_logistic(X, y, ridge=0.0)
+    coef = np.asarray(m["coef"][1:]) / np.asarray(m["scale"])
+    intercept = m["coef"][0] - float(coef @ np.asarray(m["mean"]))
+    # then it is scipy's maximum-likelihood solution, and near the truth
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    Z = np.column_stack([np.ones(len(X)), X])
+
+    def nll(b):
+        z = Z @ b
+        return float(np.sum(np.logaddexp(0, z) - y * z)), Z.T @ (expit(z) - y)
+
+    ref = minimize(nll, np.zeros(3), jac=True, method="BFGS", options={"gtol": 1e-8}).x
+    npt.assert_allclose([intercept, *coef], ref, atol=1e-4)
+    npt.assert_allclose(coef, [1.5, -2.0], atol=0.25)
+    pred = lapse_learned.predict_logistic(m, X)
+    assert np.all((pred > 0) & (pred < 1)) and abs(pred.mean() - y.mean()) < 1e-6
+
+
+def test_weighted_auc_is_the_auc_of_the_expanded_users():
+    # given rows of (score, positives, negatives) with tied scores
+    rng = np.random.default_rng(2)
+    sc = rng.integers(0, 6, 40).astype(float)
+    pos, neg = rng.integers(0, 4, 40), rng.integers(0, 4, 40)
+    users = np.repeat(sc, pos + neg)
+    label = np.concatenate([np.r_[np.ones(p, bool), np.zeros(q, bool)] for p, q in zip(pos, neg)])
+    # then it equals the Mann-Whitney AUC over one row per user
+    assert lapse_learned.weighted_auc(sc, pos.astype(float), neg.astype(float)) == pytest.approx(auc(users, label))
+
+
+@given(day_bitsets(max_users=12, max_words=2))
+def test_partition_stats_merge_to_the_whole(case):
+    """Property: the training rows of any split of the users merge to the rows of all of them."""
+    bits, end, _ = case
+    as_of, day0 = 128 * DAY, 0
+    whole = lapse_learned.part_stats(bits, as_of=as_of, day0=day0, horizon_days=10, mode="auto")
+    k = len(bits) // 2
+    parts = [lapse_learned.part_stats(b, as_of=as_of, day0=day0, horizon_days=10, mode="auto")
+             for b in (bits[:k], bits[k:])]
+    merged = lapse_learned.merge_stats(parts)
+    assert merged["cuts"].keys() == whole["cuts"].keys()
+    for back in whole["cuts"]:
+        for a, b in zip(merged["cuts"][back], whole["cuts"][back]):
+            npt.assert_array_equal(a, b)
+
+
+def _cdnow(H, **options):
+    as_of = parse_as_of(cdnow.AS_OF)
+    users, events = cdnow.tables(before=as_of)
+    s = score(users, events, as_of=cdnow.AS_OF, activity="purchase", horizon_days=H, **options)
+    ids, ts, _ = cdnow.purchases()
+    gone = ~np.isin(s["user_id"].to_numpy(), ids[(ts >= as_of) & (ts < as_of + H * DAY)])
+    return s, gone
+
+
+def test_cdnow_sample_records_the_check_and_the_choice():
+    # given the CDNOW sample scored as of 1997-10-01 with a 30-day horizon (auto)
+    s, gone = _cdnow(30)
+    lm = summary_of(s)["lapse_model"]
+    # then the check on the history before as_of ran and decided by its AUCs alone
+    v = lm["validation"]
+    assert v["checked_cut_days_before"] == 30 and v["trained_cut_days_before"] == 60
+    assert lm["used"] == ("learned" if v["auc_learned"] > v["auc_closed_form"] else "closed_form")
+    risk = s["lapse_risk"].to_numpy()
+    assert np.all((risk >= 0) & (risk <= 1)) and np.all(np.isfinite(risk))
+    # and whichever was used ranks who did not come back well
+    assert auc(risk, gone) > 0.75
+
+
+def test_learned_model_when_asked_is_trained_before_as_of_only():
+    # given the CDNOW sample, the learned model forced, and the same history with every later event added
+    s, gone = _cdnow(30, lapse_model="learned")
+    lm = summary_of(s)["lapse_model"]
+    assert lm["used"] == "learned" and "validation" not in lm
+    assert lm["model"]["trained_cut_days_before"] == 30 and lm["model"]["lapsed"] > lm["model"]["came_back"] > 30
+    closed, _ = _cdnow(30, lapse_model="closed_form")
+    assert summary_of(closed)["lapse_model"]["used"] == "closed_form"
+    # then it ranks at least about as well as the closed form on the 30 days after as_of
+    assert auc(s["lapse_risk"].to_numpy(), gone) > auc(closed["lapse_risk"].to_numpy(), gone) - 0.01
+    # and p_alive and the expected days do not change with the lapse model
+    npt.assert_array_equal(s["p_alive"].to_numpy(), closed["p_alive"].to_numpy())
+
+
+def test_a_horizon_longer_than_the_history_keeps_the_closed_form():
+    # given the CDNOW sample at 39 weeks: as_of minus 39 weeks is before anyone's first purchase
+    s, _ = _cdnow(273)
+    lm = summary_of(s)["lapse_model"]
+    # then the closed form is used, and the reason says why
+    assert lm["used"] == "closed_form" and "no user was active" in lm["reason"]
+    closed, _ = _cdnow(273, lapse_model="closed_form")
+    npt.assert_array_equal(s["lapse_risk"].to_numpy(), closed["lapse_risk"].to_numpy())
+
+
+def test_too_few_users_in_a_class_keeps_the_closed_form():
+    # given 200 users who are all active every few days up to as_of (everyone comes back)
+    as_of = parse_as_of("2026-11-01")
+    uid = np.repeat(np.arange(200), 60)
+    ts = as_of - (np.tile(np.arange(60), 200) * 3 + 1) * DAY
+    users = pa.table({"user_id": np.arange(200), "timezone": pa.array(["UTC"] * 200)})
+    events = pa.table({"user_id": uid, "ts": pa.array(ts, pa.timestamp("s", tz="UTC")),
+                       "event": pa.array(["session"] * len(uid))})
+    s = score(users, events, as_of="2026-11-01", penalizer=0.01)
+    lm = summary_of(s)["lapse_model"]
+    assert lm["used"] == "closed_form" and "at least 30 of each" in lm["reason"]
+
+
+def test_lapse_model_option_is_checked():
+    users, events = cdnow.tables(before=parse_as_of(cdnow.AS_OF))
+    with pytest.raises(ConfigError, match="--lapse-model"):
+        score(users, events, as_of=cdnow.AS_OF, lapse_model="gbm")
