@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "stored in the output's schema metadata (winback.score). Given a 'winback partition' "
             "output (pass the directory once, or its users/ and events/ directories), scores it "
             "partition by partition (with --dask, on a Dask cluster) and writes a Parquet dataset "
-            "OUTPUT/part=K/part-0.parquet with the same per-user result as one pass over everything."
+            "OUTPUT/part=K/part-0.parquet with the same per-user result as one pass over everything. "
+            "When a 'winback backtest -o DIR' of the same USERS and EVENTS files sits beside OUTPUT (its "
+            "backtest.json in OUTPUT's directory or a direct subdirectory), prints that backtest's headline."
         ),
         epilog=(
             "examples:\n"
@@ -110,12 +112,17 @@ def run(args: argparse.Namespace) -> int:
           f"{m['iterations']} iterations, {m['seconds']:.2f} s; lapse_risk over {s['lapse_horizon_days']:g} days")
     lm = s.get("lapse_model") or {}
     if lm:
-        v = lm.get("validation")
-        print(f"  lapse_risk: {lm['used'].replace('_', ' ')} ({lm['reason']}"
-              + (f"; AUC learned {v['auc_learned']:.4f} vs closed form {v['auc_closed_form']:.4f} on the last "
-                 f"{v['checked_cut_days_before']:g} days" if v else "") + ")")
+        print(f"  lapse_risk: {lm['used'].replace('_', ' ')} ({lm['reason']})")
     for w in s.get("warnings", []):
         print(f"  warning: {w}")
+    b = s.get("last_backtest")
+    if b:
+        other = "" if b["horizon_days"] == s["lapse_horizon_days"] else \
+            f"; its horizon is {b['horizon_days']:g} days, this score's {s['lapse_horizon_days']:g}"
+        print(f"  last backtest ({b['path']}, written {b['written_at']}): scored as of {b['cut']}, checked up to "
+              f"{b['as_of']}: lapse_risk ({(b['lapse_model'] or 'closed_form').replace('_', ' ')}) AUC "
+              f"{_num(b['auc_lapse_risk'])} vs recency only {_num(b['auc_recency'])}, top-decile lift "
+              f"{_num(b['lift_lapse_risk'], 2)}x over {b['users']:,} users{other}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("timezone_sources"):
         print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items())
@@ -129,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "
               f"in {qdir}/ (each with a reason column)")
     return 0
+
+
+def _num(v, digits=4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _print_partitioned(args: argparse.Namespace, s: dict) -> int:

@@ -41,7 +41,8 @@ from engine.scoring.pipeline import score, summary_of
 from engine.scoring.settings import DEFAULTS
 from engine.tz import from_epoch_seconds, parse_as_of
 
-__all__ = ["backtest", "auc", "top_decile_lift", "calibration", "terminal_table", "RANKINGS"]
+__all__ = ["backtest", "auc", "top_decile_lift", "calibration", "terminal_table", "RANKINGS", "last_backtest",
+           "headline"]
 
 #: ranking name -> (scores column, sign): higher sign*value = riskier
 RANKINGS = {
@@ -152,6 +153,8 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
     out["best_hour"] = _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone)
     out["fatigue"] = _fatigue_check(scores, ids, uid, code, window, float(horizon_days))
     out["model"] = meta.get("model", {})
+    out["lapse_model"] = meta.get("lapse_model", {})
+    out["inputs"] = {"users": _input_name(users), "events": _input_name(events)}
     out["warnings"] = meta.get("warnings", [])
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
@@ -239,6 +242,52 @@ def _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone) -> di
     return res
 
 
+def _input_name(source) -> str | None:
+    """The resolved path of a file or directory input (None for a table)."""
+    import os
+
+    return None if isinstance(source, (pa.Table, pa.RecordBatch)) else os.path.realpath(os.fspath(source))
+
+
+def last_backtest(users, events, output) -> dict | None:
+    """The most recent ``backtest.json`` for these inputs beside ``output``, as :func:`headline`'s dict.
+
+    Looks in ``output``'s directory and its direct subdirectories (``winback backtest -o DIR``
+    next to the scores, e.g. ``backtest/``) for a backtest whose recorded users and events
+    paths resolve to the same files; the newest file wins.  None when there is none.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    want = {"users": _input_name(users), "events": _input_name(events)}
+    if None in want.values():
+        return None
+    here = Path(output).resolve().parent
+    found = []
+    for path in [here / "backtest.json", *here.glob("*/backtest.json")]:
+        try:
+            if path.is_file() and path.stat().st_size < 16 << 20:
+                result = json.loads(path.read_text())
+                if isinstance(result, dict) and result.get("inputs") == want:
+                    found.append((path.stat().st_mtime, path, result))
+        except (OSError, ValueError):
+            continue  # an unreadable or foreign file is not a backtest
+    if not found:
+        return None
+    mtime, path, result = max(found, key=lambda t: t[0])
+    return {**headline(result), "path": os.path.relpath(path), "written_at": _iso(int(mtime))}
+
+
+def headline(result: dict) -> dict:
+    """The backtest in a few numbers: window, AUC and top-decile lift of lapse_risk and recency."""
+    auc_, lift = result.get("auc", {}), result.get("top_decile_lift", {})
+    return {"as_of": result.get("as_of"), "cut": result.get("cut"), "horizon_days": result.get("horizon_days"),
+            "users": result.get("users"), "auc_lapse_risk": auc_.get("lapse_risk"),
+            "auc_recency": auc_.get("recency only"), "lift_lapse_risk": lift.get("lapse_risk"),
+            "lapse_model": (result.get("lapse_model") or {}).get("used")}
+
+
 def _iso(seconds: int) -> str:
     return from_epoch_seconds(np.array([seconds])).to_pylist()[0].strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -252,6 +301,9 @@ def terminal_table(result: dict) -> str:
     for name in result["auc"]:
         a, lift = result["auc"][name], result["top_decile_lift"][name]
         lines.append(f"{name:<28}{'-' if a is None else f'{a:.4f}':>8}{'-' if lift is None else f'{lift:.2f}x':>18}")
+    lm = result.get("lapse_model") or {}
+    if lm:
+        lines.append(f"lapse_risk at the cut: {lm['used'].replace('_', ' ')} ({lm['reason']})")
     lines.append("calibration (lapse_risk, 10 equal-count bins): predicted -> actual")
     lines.append("  " + "  ".join(f"{c['predicted']:.2f}->{c['actual']:.2f}" for c in result["calibration"]))
     b = result["best_hour"]

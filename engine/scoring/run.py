@@ -37,7 +37,9 @@ def score_to(users, events, output: str | os.PathLike, *, as_of=None, on_bad_row
     A partitioned input (the directory of ``winback partition``, or its ``users``/``events``)
     is scored partition by partition into the Parquet dataset ``output``, on Dask when
     ``dask`` is given; anything else into one file whose suffix picks the format.
-    ``options``: :class:`engine.scoring.settings.Settings`.
+    ``options``: :class:`engine.scoring.settings.Settings`.  ``last_backtest``: the headline of
+    the newest ``winback backtest -o`` of the same users and events files found beside
+    ``output`` (:func:`engine.scoring.backtest.last_backtest`), or None.
     """
     quarantine = str(Path(output).with_suffix("")) + ".rejected" if on_bad_rows == "quarantine" else None
     parts = partitioned_input(users, events)
@@ -59,4 +61,7 @@ def score_to(users, events, output: str | os.PathLike, *, as_of=None, on_bad_row
     table = score(users, events, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=quarantine,
                   progress=progress, items=items, **options)
     write_table(table, output)
-    return {**summary_of(table), "partitioned": False, "quarantine": quarantine}
+    from engine.scoring.backtest import last_backtest
+
+    return {**summary_of(table), "partitioned": False, "quarantine": quarantine,
+            "last_backtest": last_backtest(users, events, output)}

@@ -103,6 +103,35 @@ def test_cli_on_a_generated_world_writes_the_page(world, tmp_path, capsys):
     assert len(page.images) == 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
 
 
+def test_score_prints_the_last_backtest_of_the_same_inputs(world, tmp_path, capsys):
+    # given a backtest of the world written to backtest/ and another one of other inputs beside it
+    assert main(["backtest", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-11-01",
+                 "-o", str(tmp_path / "backtest")]) == 0
+    r = json.loads((tmp_path / "backtest" / "backtest.json").read_text())
+    assert r["lapse_model"]["used"] in ("learned", "closed_form") and r["inputs"]["events"].endswith("events.arrow")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "backtest.json").write_text(json.dumps({**r, "inputs": {"users": "u", "events": "e"},
+                                                     "auc": {"lapse_risk": 0.123}}))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "backtest.json").write_text("{not json")
+    capsys.readouterr()
+    # when the same users and events are scored into that directory
+    args = ["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-11-01",
+            "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "scores.arrow")]) == 0
+    printed = capsys.readouterr().out
+    # then the headline of that backtest (not the other one) is printed
+    line = next(ln for ln in printed.splitlines() if "last backtest" in ln)
+    assert "backtest.json" in line and f"{r['auc']['lapse_risk']:.4f}" in line and "0.1230" not in line
+    assert f"{r['auc']['recency only']:.4f}" in line and "top-decile lift" in line
+    # and scoring into a directory with no backtest prints none
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert main([*args, "-o", str(elsewhere / "scores.arrow")]) == 0
+    assert "last backtest" not in capsys.readouterr().out
+
+
 def test_bad_input_exits_2_with_no_output(world, tmp_path, capsys):
     out = tmp_path / "bt"
     # the cut before any event
