@@ -81,6 +81,14 @@ def render_html(result: dict, plots: dict[str, str] | None = None) -> str:
         f"</th></tr></thead><tbody><tr><td>{f['messaged_users']:,}</td><td>{f['messages']:,}</td>"
         f"<td>{f['opens']:,}</td><td>{f['predicted_opens']:,.0f}</td><td>{_fmt(f['auc_opened'])}</td>"
         f"<td>{_fmt(f['auc_opened_response_rate'])}</td></tr></tbody></table>")
+    best_hour = ("<h2>Best send hour</h2><p>Nobody opened or clicked a message in the window, so the send hour "
+                 "cannot be checked on this history.</p>") if not b["engaged_users"] else f"""<h2>Best send hour</h2>
+<p>{b['engaged_users']:,} users opened or clicked in the window; the share who did so within an hour of their
+<code>best_hour_local</code> against within an hour of their timezone's population best hour.</p>
+<table id="best-hour"><thead><tr><th>engagements before the cut</th><th>users</th><th>best_hour_local</th>
+<th>population best hour</th></tr></thead><tbody>
+<tr><td>all</td><td>{b['engaged_users']:,}</td><td>{_fmt(b['hit_rate'], True)}</td>
+<td>{_fmt(b['population_hit_rate'], True)}</td></tr>{hours}</tbody></table>"""
     m = result.get("model", {})
     model = ", ".join(f"{k}={m[k]:.4g}" for k in ("r", "alpha", "a", "b") if k in m)
     lm = result.get("lapse_model") or {}
@@ -103,13 +111,7 @@ Top-decile lift: the no-return rate among the riskiest 10 % over the overall rat
 <table id="calibration"><thead><tr><th>bin of lapse_risk</th><th>users</th><th>predicted</th><th>actual</th></tr>
 </thead><tbody>{cal}</tbody></table>
 <img id="calibration-plot" alt="calibration plot" src="{plots['calibration']}">
-<h2>Best send hour</h2>
-<p>{b['engaged_users']:,} users opened or clicked in the window; the share who did so within an hour of their
-<code>best_hour_local</code> against within an hour of their timezone's population best hour.</p>
-<table id="best-hour"><thead><tr><th>engagements before the cut</th><th>users</th><th>best_hour_local</th>
-<th>population best hour</th></tr></thead><tbody>
-<tr><td>all</td><td>{b['engaged_users']:,}</td><td>{_fmt(b['hit_rate'], True)}</td>
-<td>{_fmt(b['population_hit_rate'], True)}</td></tr>{hours}</tbody></table>
+{best_hour}
 {fatigue}
 </body></html>
 """

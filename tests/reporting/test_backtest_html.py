@@ -47,3 +47,34 @@ def test_render_html_takes_given_plots(result):
     page = render_html(r, plots={"calibration": "data:image/png;base64,AAAA", "gains": "data:image/png;base64,BBBB"})
     assert page.lstrip().lower().startswith("<!doctype html>")
     assert "data:image/png;base64,AAAA" in page and "data:image/png;base64,BBBB" in page
+
+
+def _browser() -> str | None:
+    import shutil
+
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def test_the_page_renders_in_a_headless_browser(result, tmp_path):
+    # given the page and a headless Chromium (skipped where none is installed, e.g. apt-get install chromium)
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no headless Chromium on PATH")
+    import subprocess
+
+    _, out = result
+    page = (out / "index.html").read_text(encoding="utf-8")
+    probe = ("<script>addEventListener('load', () => { document.body.dataset.images = [...document.images]"
+             ".map(i => i.complete && i.naturalWidth > 0 ? i.id : '').join(','); "
+             "document.body.dataset.tables = document.querySelectorAll('table tbody tr').length; });</script>")
+    copy = tmp_path / "index.html"
+    copy.write_text(page.replace("</body>", probe + "</body>"), encoding="utf-8")
+    # when Chromium loads it from disk and runs its scripts
+    done = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                           "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=120)
+    # then both plots decoded as images and the tables have rows
+    dom = done.stdout
+    images = re.search(r'data-images="([^"]*)"', dom)
+    assert images is not None, done.stderr[-2000:]
+    assert sorted(images.group(1).split(",")) == ["calibration-plot", "gains"]
+    assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 15
