@@ -66,10 +66,42 @@ MODES = ("auto", "closed_form", "learned")
 
 
 @njit
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit
+def _high_bit(x):
+    """Index of the highest set bit of a non-zero uint64 (binary search)."""
+    n = 0
+    for s in (32, 16, 8, 4, 2, 1):
+        if x >> np.uint64(s):
+            x >>= np.uint64(s)
+            n += s
+    return n
+
+
+@njit
+def _mask_below(k):
+    """uint64 with bits 0 .. k-1 set (k clipped to 0 .. 64)."""
+    if k <= 0:
+        return np.uint64(0)
+    if k >= 64:
+        return np.uint64(0xFFFFFFFFFFFFFFFF)
+    return (np.uint64(1) << np.uint64(k)) - np.uint64(1)
+
+
+@njit
 def cut_summary(day_bits, end, horizon):
     """Per user, over bits ``0 .. end-1`` of the active-day bitset ([n, W] uint64, bit ``d`` of
     word ``d >> 6`` = day ``d``): the number of set bits, the first and last set index (-1 when
-    none), and whether any bit in ``end .. end+horizon-1`` is set.  Returns int32[n] x 3, bool[n]."""
+    none), and whether any bit in ``end .. end+horizon-1`` is set.  Returns int32[n] x 3, bool[n].
+
+    Word at a time: masks split each word at the cut and the window's end.
+    """
     n, w = day_bits.shape
     count = np.zeros(n, np.int32)
     first = np.full(n, -1, np.int32)
@@ -81,16 +113,15 @@ def cut_summary(day_bits, end, horizon):
             word = day_bits[u, j]
             if word == 0:
                 continue
-            for b in range(64):
-                if (word >> np.uint64(b)) & np.uint64(1):
-                    d = j * 64 + b
-                    if d < end:
-                        if first[u] < 0:
-                            first[u] = d
-                        last[u] = d
-                        count[u] += 1
-                    elif d < stop:
-                        later[u] = True
+            lo = j * 64
+            before = word & _mask_below(end - lo)
+            if before != 0:
+                count[u] += _popcount(before)
+                if first[u] < 0:
+                    first[u] = lo + _popcount((before & (~before + np.uint64(1))) - np.uint64(1))
+                last[u] = lo + _high_bit(before)
+            if word & _mask_below(stop - lo) & ~_mask_below(end - lo):
+                later[u] = True
     return count, first, last, later
 
 
@@ -230,9 +261,12 @@ def weighted_auc(score: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> flo
 
 
 def _fit_cut(cut: Cut) -> dict:
+    """The regression on a cut's rows: each row once as "lapsed" and once as "came back", by their counts."""
     X = cut.matrix()
-    return fit_logistic(np.vstack([X, X]), np.r_[np.ones(len(X), bool), np.zeros(len(X), bool)],
-                        np.r_[cut.lapsed, cut.back])
+    w = np.r_[cut.lapsed, cut.back]
+    keep = w > 0
+    return fit_logistic(np.vstack([X, X])[keep], np.r_[np.ones(len(X), bool), np.zeros(len(X), bool)][keep],
+                        w[keep])
 
 
 def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
