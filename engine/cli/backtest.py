@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="IANA timezone for users without one (default UTC)")
     p.add_argument("--penalizer", type=float, default=None, metavar="C",
                    help="L2 penalty of the BG/NBD fit, as in 'winback score' (default 0)")
+    p.add_argument("--lapse-model", choices=("auto", "closed_form", "learned"), default=None,
+                   help="lapse_risk at the cut, as in 'winback score' (default auto: the learned model only when "
+                        "a check one horizon before the cut says it ranks better)")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="write DIR/index.html and DIR/backtest.json (replaced atomically; needs "
                         "pip install 'winback[report]' for the plots)")
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = {name: value for name, value in (
         ("horizon_days", args.horizon), ("activity", args.activity), ("default_timezone", args.default_timezone),
-        ("penalizer", args.penalizer)) if value is not None}  # else the library's defaults (scoring.settings)
+        ("penalizer", args.penalizer), ("lapse_model", args.lapse_model)) if value is not None}  # else the library's defaults (scoring.settings)
     result = backtest_report(args.users, args.events, out_dir=args.output, as_of=args.as_of, **options)
     print(terminal_table(result))
     if result.get("page"):

@@ -125,6 +125,9 @@ def test_score_prints_the_last_backtest_of_the_same_inputs(world, tmp_path, caps
     line = next(ln for ln in printed.splitlines() if "last backtest" in ln)
     assert "backtest.json" in line and f"{r['auc']['lapse_risk']:.4f}" in line and "0.1230" not in line
     assert f"{r['auc']['recency only']:.4f}" in line and "top-decile lift" in line
+    # and a score that forces the closed form says so
+    assert main([*args, "--lapse-model", "closed_form", "-o", str(tmp_path / "s2.arrow")]) == 0
+    assert "lapse_risk: closed form (the closed form was asked for)" in capsys.readouterr().out
     # and scoring into a directory with no backtest prints none
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
