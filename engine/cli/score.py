@@ -151,6 +151,9 @@ def _print_partitioned(args: argparse.Namespace, s: dict) -> int:
           f"finalize {s['finalize_seconds']:.2f} s) -> {args.output}")
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows")
+    lm = s.get("lapse_model") or {}
+    if lm:
+        print(f"  lapse_risk: {lm['used'].replace('_', ' ')} ({lm['reason']})")
     for w in m.get("warnings", []):
         print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))

@@ -78,7 +78,8 @@ def test_in_process_partitions_equal_single_machine_through_the_cli(world, tmp_p
     d, single = world
     # when the partition directory is scored without --dask
     assert main(["score", str(d / "parts"), "--as-of", AS_OF, "-o", str(tmp_path / "scores"), "--no-progress"]) == 0
-    assert "3 partitions in this process" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "3 partitions in this process" in printed and "lapse_risk: " in printed
     # then the Parquet dataset equals score() per user, and each file carries the global model
     _assert_same_per_user(single, _read(tmp_path / "scores"))
     summary = json.loads((tmp_path / "scores" / SUMMARY_FILE).read_text())
@@ -94,6 +95,7 @@ def test_learned_lapse_model_is_the_same_in_partitions(world, tmp_path):
     summary = score_partitioned(d / "parts", out_dir=tmp_path / "scores", as_of=AS_OF, lapse_model="learned")
     # then both trained the same model on the merged rows, and every user's lapse_risk is the same
     assert summary_of(single)["lapse_model"]["used"] == "learned"
+    assert summary["lapse_model"]["model"] == summary_of(single)["lapse_model"]["model"]
     parted = _read(tmp_path / "scores")
     part0 = pa.parquet.read_schema(tmp_path / "scores/part=0/part-0.parquet")
     assert json.loads(part0.metadata[b"winback.score"])["lapse_model"]["model"] == \
