@@ -106,7 +106,10 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
     ``score_options`` go to :func:`score` unchanged (e.g. ``model_window_days``).
     Keys: as_of, cut, horizon_days, users (evaluated), lapsed_share, auc and
     top_decile_lift (per ranking in :data:`RANKINGS`), calibration (10 bins of
-    lapse_risk), gains (per ranking, 50 points), best_hour, model, warnings, seconds.
+    lapse_risk), gains (per ranking, 50 points), best_hour, model, lapse_model (which
+    ``lapse_risk`` the score at the cut used: :mod:`engine.scoring.lapse_learned`), inputs (the
+    resolved users/events paths, None for tables: :func:`last_backtest` matches on them),
+    warnings, seconds.
     """
     t0 = time.perf_counter()
     if not 0 < horizon_days <= 3650:
