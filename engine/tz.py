@@ -12,7 +12,8 @@ except three one-minute-off changes in Antarctica/Casey (2020-2022).  Half-hour 
 and half-hour DST changes (Australia/Lord_Howe) are exact.
 
 Where a user's timezone is missing or invalid, :func:`infer_timezones` is the one rule
-score and plan share (the phone number's country, else the default).
+score and plan share (the phone number's country, then the engagement hours at scoring,
+else the default).
 
 Converting a local wall time to UTC (:func:`local_to_utc`) picks the first occurrence of
 a repeated local time and shifts a skipped one forward by the size of the gap, the
@@ -263,7 +264,7 @@ def next_local_hour(zones: list[str], after: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- inference
 #: where a user's timezone came from (``timezone_source`` in users and scores)
-TZ_SOURCES = ("given", "phone", "default")
+TZ_SOURCES = ("given", "phone", "hours", "default")
 
 
 def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[pa.Array, pa.Array]:
@@ -272,9 +273,10 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[
     A valid IANA ``timezone`` is kept (``given``).  A missing or invalid one is inferred
     from the phone number's country and prefix (``phone``, via the ``phonenumbers``
     library: only when the number maps to exactly one zone; +34 mobiles, Canary or
-    Madrid, do not).  Else the zone is null (``default``): scoring then learns the
-    user's hours in its ``--default-timezone`` and planning sends in the campaign's
-    timezone at the same UTC instant (see ``engine.planning.steps``).
+    Madrid, do not).  Else the zone is null (``default``).  Scoring then infers it from the
+    user's engagement hours where the evidence is strong (``hours``, :mod:`engine.scoring.tzhours`);
+    a user still without one has their hours learned in its ``--default-timezone`` and planning
+    sends in the campaign's timezone at the same UTC instant (see ``engine.planning.steps``).
     """
     import pyarrow.compute as pc
 
@@ -288,7 +290,7 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[
         valid = pa.array([is_timezone(z) for z in names], pa.bool_())
         zones = pc.if_else(pc.fill_null(valid.take(enc.indices), False), col, pa.scalar(None, pa.string()))
     missing = zones.is_null().to_numpy(zero_copy_only=False)
-    source = np.where(missing, 2, 0).astype(np.int8)
+    source = np.where(missing, TZ_SOURCES.index("default"), 0).astype(np.int8)
     if phone is not None and missing.any():  # only the users still without a zone ask their phone
         need = np.nonzero(missing)[0]
         phones = pa.array(phone).cast(pa.string()).take(pa.array(need)).to_pylist()

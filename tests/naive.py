@@ -442,3 +442,42 @@ def cut_summary(day_bits, end, horizon):
         later.append(any(end <= d < end + horizon for d in days))
     return (np.array(count, np.int32), np.array(first, np.int32), np.array(last, np.int32),
             np.array(later, bool))
+
+
+def tz_hour_posteriors(hist, users, shifts, prior, profile, kernel, rho, within, floor=1e-3):
+    """Per user row: (index, mass) of the shift with the most posterior mass within ``within`` hours,
+    from P(s | x) ~ prior[s] sum_h* pop[h*] prod_h (rho K(h + s - h*) + (1 - rho) pop[h + s]) ** x[h]
+    with pop = (1 - floor) profile + floor / 24 (first maximum wins; ties: the larger own posterior)."""
+    import math
+
+    pop = [(1 - floor) * p + floor / 24 for p in profile]
+    out = []
+    for u in users:
+        x = [float(v) for v in hist[u]]
+        lp = []
+        for j, s in enumerate(shifts):
+            terms = []
+            for hs in range(24):
+                v = math.log(pop[hs])
+                for h in range(24):
+                    if x[h] > 0:
+                        hl = (h + s) % 24
+                        v += x[h] * math.log(rho * kernel[(hl - hs) % 24] + (1 - rho) * pop[hl])
+                terms.append(v)
+            m = max(terms)
+            lp.append((math.log(prior[j]) if prior[j] > 0 else -math.inf) + m + math.log(sum(math.exp(t - m) for t in terms)))
+        top = max(lp)
+        p = [math.exp(v - top) for v in lp]
+        tot = sum(p)
+
+        def near(a, b):
+            d = (shifts[a] - shifts[b]) % 24
+            return d <= within or 24 - d <= within
+
+        mass = [sum(p[jj] for jj in range(len(shifts)) if near(jj, j)) for j in range(len(shifts))]
+        bj = 0
+        for j in range(1, len(shifts)):
+            if mass[j] > mass[bj] or (mass[j] == mass[bj] and p[j] > p[bj]):
+                bj = j
+        out.append((bj, mass[bj] / tot))
+    return out

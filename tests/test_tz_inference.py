@@ -36,8 +36,9 @@ def test_scoring_keeps_users_with_an_invalid_zone_and_counts_the_sources(tmp_pat
     users = users.set_column(users.column_names.index("timezone"), "timezone", pa.array(tz, pa.string()))
     users = users.set_column(users.column_names.index("phone"), "phone", pa.array(phone, pa.string()))
     feather.write_feather(users, tmp_path / "users.arrow")
-    # when
-    s = score(tmp_path / "users.arrow", tmp_path / "events.arrow", as_of="2026-11-01T00:00:00Z")
+    # when scored without the engagement-hours step (tests/scoring/test_tzhours.py has it)
+    s = score(tmp_path / "users.arrow", tmp_path / "events.arrow", as_of="2026-11-01T00:00:00Z",
+              tz_min_engagements=0)
     # then nobody is dropped, user 2 is in New York by the phone, user 3 has the default
     first = s.filter(pa.compute.is_in(s["user_id"], value_set=users["user_id"][:3]))
     assert s.num_rows == users.num_rows

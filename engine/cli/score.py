@@ -75,6 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(e.g. --items world/items.arrow)")
     p.add_argument("--affinity-half-life", type=float, default=None, metavar="DAYS",
                    help="half-life of an item interaction in the category affinity (default 90 days)")
+    p.add_argument("--tz-min-engagements", type=int, default=None, metavar="N",
+                   help="a user without a timezone (none given, none from the phone) gets one from their "
+                        "engagement hours only with at least N engagements (default 10; 0: never)")
+    p.add_argument("--tz-min-posterior", type=float, default=None, metavar="P",
+                   help="... and only when the zones within 2 hours of the inferred one hold at least this "
+                        "posterior probability (0.5-1, default 0.6; see docs/campaigns.md for what it achieves)")
     add_dask_options(p, "score a partitioned input on Dask: 'local' (a LocalCluster on this machine) or a "
                         "scheduler address such as tcp://10.0.0.5:8786 (workers need winback[dask] and the "
                         "data on storage they can read)")
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         ("activity", args.activity), ("default_timezone", args.default_timezone), ("policy_cap", args.cap),
         ("policy_window_days", args.cap_window), ("affinity_half_life_days", args.affinity_half_life),
         ("horizon_days", args.horizon), ("penalizer", args.penalizer), ("fatigue", args.fatigue),
-        ("lapse_model", args.lapse_model))
+        ("lapse_model", args.lapse_model),
+        ("tz_min_engagements", args.tz_min_engagements), ("tz_min_posterior", args.tz_min_posterior))
         if value is not None}
     s = score_to(args.users, args.events, args.output, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
                  dask=args.dask, workers=args.workers, items=args.items, progress=not args.no_progress, **options)
@@ -126,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("timezone_sources"):
         print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items())
-              + f" (default: hours learned in {s.get('default_timezone')}, sent in the campaign's timezone)")
+              + f" (hours: inferred from engagement hours; default: hours learned in "
+              f"{s.get('default_timezone')}, sent in the campaign's timezone)")
     if s.get("items"):
         it = s["items"]
         print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "

@@ -58,6 +58,7 @@ from engine.scoring import kernels
 from engine.scoring import lapse
 from engine.scoring import lapse_learned
 from engine.scoring import sendtime
+from engine.scoring import tzhours
 from engine.scoring.bgnbd import BGNBD, compress
 from engine.errors import ModelError
 from engine.io.readers import iter_events, load_users
@@ -140,6 +141,7 @@ class PartStats:
     fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
     hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
     lapse: dict | None = None  # engine.scoring.lapse_learned.part_stats
+    tz_profile: tuple | None = None  # engine.scoring.tzhours.part_profile
 
 
 @dataclasses.dataclass
@@ -176,6 +178,7 @@ class Population:
     fatigue: dict | None = None  # engine.scoring.fatigue_model.fit_stats
     hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
+    tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -266,7 +269,10 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
         fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist),
-        lapse=lapse_rows)
+        lapse=lapse_rows,
+        tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"].to_numpy(zero_copy_only=False),
+                                         zones, user_tz, sendtime.POP_UNIT)
+                    if "timezone_source" in table.column_names else None))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
                    in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
@@ -319,7 +325,8 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
                       lapse_model=lapse_learned.choose(lapse_learned.merge_stats([s.lapse for s in stats]),
                                                        as_of=cfg.as_of, horizon_days=cfg.horizon_days,
-                                                       penalizer=cfg.penalizer, mode=cfg.lapse_model))
+                                                       penalizer=cfg.penalizer, mode=cfg.lapse_model),
+                      tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
@@ -333,7 +340,15 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
     counts, item pairs) are released as soon as their columns are built, so that peak memory
     is the scores table plus what is still to convert, not both whole (10M users: about 3 GiB).
     """
-    cfg, table = part.cfg, part.table
+    cfg = part.cfg
+    # the third step of the timezone rule (engine.scoring.tzhours): zones from engagement hours
+    part.table, tz_info = tzhours.infer(part.table, part.acc.hour_hist, part.acc.eng_count, pop.tz_profile,
+                                        pop.hour_spread, default_tz=cfg.default_timezone, as_of=cfg.as_of,
+                                        min_engagements=cfg.tz_min_engagements, min_posterior=cfg.tz_min_posterior,
+                                        within_hours=cfg.tz_within_hours)
+    if tz_info["inferred"]:
+        part.zones, part.user_tz = zone_index(part.table, cfg.default_timezone)
+    table = part.table
     consumed = None
     if part.items is not None:  # the consumed-items sort (nogil) runs beside _derive
         pool = ThreadPoolExecutor(1, thread_name_prefix="winback-consumed")
@@ -350,7 +365,7 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
     meta.update(as_of=from_epoch_seconds(np.array([cfg.as_of])).to_pylist()[0].isoformat(),
                 users=s.users, events=s.events, users_rejected=s.users_rejected, events_rejected=s.events_rejected,
                 aggregation_seconds=round(s.aggregation_seconds, 3), activity=list(cfg.activity),
-                default_timezone=cfg.default_timezone,
+                default_timezone=cfg.default_timezone, timezone_inference=tz_info,
                 policy={"cap": cfg.policy_cap, "window_days": cfg.policy_window_days})
     if part.items is not None:
         out = affinity.with_items(out, part, pop, meta, consumed.result())

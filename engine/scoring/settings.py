@@ -35,6 +35,9 @@ class Settings:
     penalizer: float = 0.0                          # BG/NBD L2 coefficient (lifetimes' penalizer_coef)
     fatigue: str = "learned"                        # fatigue_budget: "learned" (scoring.fatigue_model) or "rule"
     lapse_model: str = "auto"                       # lapse_risk: "auto", "closed_form" or "learned" (scoring.lapse_learned)
+    tz_min_engagements: int = 10                    # timezone from engagement hours: at least this many engagements
+    tz_min_posterior: float = 0.6                   # ... and at least this posterior of the zone (scoring.tzhours)
+    tz_within_hours: int = 2                        # ... counting the zones this many hours from it
 
 
 #: the defaults, for the CLI's options and the docs
@@ -82,10 +85,18 @@ def settings(*, as_of=None, **options) -> Settings:
         raise ConfigError(f"--fatigue must be 'learned' or 'rule', got {cfg.fatigue!r}")
     if cfg.lapse_model not in ("auto", "closed_form", "learned"):
         raise ConfigError(f"--lapse-model must be 'auto', 'closed_form' or 'learned', got {cfg.lapse_model!r}")
+    if not 0 <= cfg.tz_min_engagements < 2 ** 31:
+        raise ConfigError(f"--tz-min-engagements must be a whole number >= 0 (0: never infer), got {cfg.tz_min_engagements}")
+    if not 0.5 <= cfg.tz_min_posterior <= 1.0:
+        raise ConfigError(f"--tz-min-posterior must be between 0.5 and 1 (e.g. 0.9), got {cfg.tz_min_posterior}")
+    if cfg.tz_within_hours not in (0, 1, 2):
+        raise ConfigError(f"--tz-within-hours must be 0, 1 or 2, got {cfg.tz_within_hours}")
     return Settings(as_of=int(parse_as_of(as_of)), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=cfg.default_timezone, policy_cap=int(cfg.policy_cap),
                     policy_window_days=int(cfg.policy_window_days), model_window_days=int(cfg.model_window_days),
                     half_life_days=float(cfg.half_life_days), prior_weight=float(cfg.prior_weight),
                     affinity_half_life_days=float(cfg.affinity_half_life_days),
                     horizon_days=float(cfg.horizon_days), penalizer=float(cfg.penalizer), fatigue=cfg.fatigue,
-                    lapse_model=cfg.lapse_model)
+                    lapse_model=cfg.lapse_model,
+                    tz_min_engagements=int(cfg.tz_min_engagements), tz_min_posterior=float(cfg.tz_min_posterior),
+                    tz_within_hours=int(cfg.tz_within_hours))
