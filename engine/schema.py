@@ -104,4 +104,4 @@ PLAN_SUMMARY_FILE = "_winback_plan.json"
 #: Why a plan row is not sent (the plan's ``reason``); index 0 = planned.
 SKIP_REASONS: tuple[str, ...] = ("", "not_in_audience", "holdout", "no_consent", "no_address", "suppressed", "channel_cap",
            "fatigue_budget", "min_gap", "capacity", "broadcast_guard", "cap_other_campaigns", "complaint",
-           "not_in_step")
+           "not_in_step", "campaign_end", "min_gap_other_campaigns")

@@ -216,6 +216,32 @@ def test_past_max_lateness_a_late_first_step_is_skipped_with_a_reason(world_scor
     assert all(t >= clock.t - 10 * DAY for t, _ in adapter.sent)
 
 
+def test_nothing_goes_after_the_campaigns_end_however_late_the_sender(world_scores, tmp_path):
+    # given a campaign that ends 3.5 days after its start, with steps on days 0, 2 and 4
+    doc = {"campaign": {"id": "ends", "timezone": "America/New_York", "holdout": 0.0,
+                        "ends_at": "2026-11-05T12:00:00Z"},
+           "audience": {"where": "days_inactive >= 14"},
+           "policy": {"max_messages": 3, "window_days": 7, "min_gap_hours": 12},
+           "steps": [{"name": "a", "channels": ["push", "email", "sms"]},
+                     {"name": "b", "delay_days": 2, "channels": ["email", "push"]},
+                     {"name": "c", "delay_days": 2, "channels": ["push", "email", "sms"]}]}
+    end = to_epoch_seconds(pa.array([dt.datetime(2026, 11, 5, 12, tzinfo=dt.timezone.utc)])).item()
+    p = plan(world_scores, load_campaign(doc), as_of=START)
+    # then planning already drops what falls after the end, with a reason
+    planned = p.filter(pc.is_null(p["reason"]))
+    assert to_epoch_seconds(planned["send_at"]).max() <= end
+    assert pc.sum(pc.equal(p["reason"], "campaign_end")).as_py() > 0
+    # when the sender starts a day late, allowed two days of lateness (steps keep their spacing)
+    first = float(to_epoch_seconds(planned["send_at"]).min())
+    clock = TimerClock(first + DAY)
+    summary, adapter = asyncio.run(_run_with(clock, p, tmp_path / "e.db", max_lateness=2 * DAY))
+    # then the messages re-timed past the end were skipped with that reason, none sent after it
+    assert summary.skipped.get("campaign_end", 0) > 0
+    assert adapter.sent and max(t for t, _ in adapter.sent) <= end
+    m = read_messages(tmp_path / "e.db")
+    assert "campaign_end" in m.filter(pc.equal(m["state"], "skipped"))["last_error"].to_pylist()
+
+
 # -- exit_on, honoured rule by rule, from a feedback directory that fills during the send ---------------
 def _two_step_plan(t0: float, rules: list[str]) -> pa.Table:
     from engine.schema import TIMESTAMP

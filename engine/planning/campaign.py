@@ -160,12 +160,13 @@ class Campaign:
     source: str = "<dict>"
     content: Content = field(default_factory=Content)
     offers: tuple[Offer, ...] = ()
+    ends_at: str | None = None
 
     def to_meta(self) -> dict:
         """A JSON-able description for the plan's metadata."""
         return {
             "id": self.id, "name": self.name, "timezone": self.timezone, "holdout": self.holdout,
-            "approved": self.approved, "audience": self.audience.text,
+            "approved": self.approved, "audience": self.audience.text, "ends_at": self.ends_at,
             "steps": [s.__dict__ | {"channels": list(s.channels), "reasons": list(s.reasons),
                                     "where": s.where.text if s.where is not None else None} for s in self.steps],
             "policy": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.policy.__dict__.items()},
@@ -245,7 +246,7 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
     return Campaign(id=c["id"], name=c["name"] or c["id"], timezone=c["timezone"], holdout=c["holdout"],
                     approved=c["approved"], as_of=c["as_of"], audience=audience, steps=tuple(steps),
                     policy=policy, variants=tuple(variants), templates=templates, source=src, content=content,
-                    offers=offers)
+                    offers=offers, ends_at=c["ends_at"])
 
 
 def _audience(a: dict, src: str) -> Rule:

@@ -64,6 +64,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "holdout": Key("float", 0.10, "share of the audience never messaged, to measure lift", 0.0, 0.5),
         "approved": Key("bool", False, "allows a whole-base audience (the broadcast guard)"),
         "as_of": Key("instant", None, "campaign start (UTC); --as-of overrides"),
+        "ends_at": Key("instant", None, "no message goes after this instant (UTC), however late the sender "
+                                        "runs; default: the start + every step's delay + 10 days"),
     },
     "audience": {
         "where": Key("str", "", "the audience rule over the scores' columns"),

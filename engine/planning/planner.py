@@ -47,7 +47,7 @@ from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
 from engine.planning.guard import check_scores, guard_counts
-from engine.planning.steps import REASONS
+from engine.planning.steps import REASONS, end_of
 from engine.schema import SECONDS_PER_DAY
 from engine.tz import from_epoch_seconds, parse_as_of
 
@@ -105,7 +105,8 @@ def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float, led
 
     return {"campaign_id": cmp.id, "as_of": from_epoch_seconds(np.array([start])).to_pylist()[0].isoformat(),
             "broadcast": broadcast, "seconds": round(seconds, 3), **cmp.to_meta(),
-            "ledger": describe(ledger) if ledger is not None else None}
+            "ledger": describe(ledger) if ledger is not None else None,
+            "ends_at": from_epoch_seconds(np.array([end_of(cmp, start)])).to_pylist()[0].isoformat()}
 
 
 def timezone_counts(scores: pa.Table, cmp: Campaign) -> dict:

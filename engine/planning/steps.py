@@ -31,7 +31,7 @@ from engine.scoring.fatigue_model import campaign_budget
 from engine.io.meta import SCORE, read_meta
 from engine.tz import Offsets, is_timezone, offset_table, zone_index
 
-__all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "col", "REASONS", "R", "NEVER"]
+__all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "end_of", "col", "REASONS", "R", "NEVER"]
 
 REASONS = SKIP_REASONS
 R = {name: i for i, name in enumerate(REASONS)}
@@ -42,6 +42,21 @@ CONFIDENT = 0.4
 def horizon_of(cmp: Campaign, start: int) -> int:
     """Last instant (epoch s, UTC) the plan looks at: the summed delays plus 10 days."""
     return start + int((sum(s.delay_days for s in cmp.steps) + 10) * SECONDS_PER_DAY)
+
+
+def end_of(cmp: Campaign, start: int) -> int:
+    """The campaign's end (epoch s, UTC): ``[campaign] ends_at``, else the plan's horizon
+    (:func:`horizon_of`).  No message is planned, or released by ``winback send``, after it."""
+    if cmp.ends_at is None:
+        return horizon_of(cmp, start)
+    from engine.errors import ConfigError
+    from engine.tz import parse_as_of
+
+    end = parse_as_of(cmp.ends_at)
+    if end <= start:
+        raise ConfigError(f"{cmp.source}: [campaign] ends_at {cmp.ends_at} is not after the campaign start; "
+                          "move ends_at later or start earlier (--as-of)")
+    return end
 
 
 def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,6 +113,7 @@ class PartitionPlan:
         self.uid = scores["user_id"].to_numpy()
         self._local_zones, self._local_zone = zone_index(scores, cmp.timezone)
         self.horizon = horizon_of(cmp, self.start)
+        self.end = end_of(cmp, self.start)
         self.content = None
         if items is not None:
             from engine.planning.content import ContentPlanner
@@ -259,6 +275,7 @@ class PartitionPlan:
             idx = np.nonzero((reason == 0) & (best_c == c_i))[0]
             t[idx] = np.where(new_t >= 0, new_t, t[idx])
             reason[idx[new_t < 0]] = R["capacity"]
+        reason[(reason == 0) & (t > self.end)] = R["campaign_end"]
         ok = reason == 0
         if self.content is not None:
             # every audience user, messaged or not: the theme is a function of the scores

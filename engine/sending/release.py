@@ -13,7 +13,9 @@ before any adapter sees it, inside the sender's view of the ledger:
    more than ``max_lateness`` seconds is skipped (``too_late``); otherwise the message
    goes at the first instant at or after ``max(target, now)`` outside the campaign's
    local quiet hours in the user's timezone (re-timed: back to ``planned`` with that
-   ``next_attempt_at``).
+   ``next_attempt_at``).  No message goes after the campaign's end (``[campaign] ends_at``,
+   else the plan's horizon: the start + every step's delay + 10 days): one that would is
+   skipped (``campaign_end``), never sent later.
 2. **Cap**: the messages the user got in the trailing ``window_days`` (``sent``, by
    ``sent_at``) plus those in flight, from every campaign in the ledger, must stay
    under the message's campaign ``max_messages`` (and ``channel_caps`` per channel);
@@ -52,7 +54,7 @@ FOLLOW_SECONDS = 5.0
 #: default of ``winback send --max-lateness``: seconds past its target a message may still go
 DEFAULT_MAX_LATENESS = 6 * 3600
 #: ``last_error`` of messages the release checks skip
-RELEASE_SKIPS = ("cap", "cap_other_campaigns", "channel_cap", "complaint", "too_late")
+RELEASE_SKIPS = ("cap", "cap_other_campaigns", "channel_cap", "complaint", "too_late", "campaign_end")
 #: the rules of a message whose plan carried no policy (a hand-made plan): the default cap, no quiet hours
 _DEFAULT_POLICY = {"max_messages": 3, "window_days": 7, "channel_caps": {}, "quiet_hours": None}
 
@@ -76,6 +78,7 @@ def record_plan(ledger, plan: pa.Table, meta: dict) -> None:
     if not cid and "campaign_id" in plan.column_names and plan.num_rows:
         cid = str(plan.column("campaign_id")[0].as_py())
     keep = {"policy": meta.get("policy") or {}, "timezone": meta.get("timezone") or "UTC", "as_of": meta.get("as_of"),
+            "ends_at": _end(meta),
             "steps": [{"name": s.get("name"), "delay_days": s.get("delay_days")} for s in meta.get("steps") or []]}
     con.execute("BEGIN IMMEDIATE")
     try:
@@ -91,6 +94,23 @@ def record_plan(ledger, plan: pa.Table, meta: dict) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _end(meta: dict) -> float | None:
+    """The campaign's end (epoch s) from a plan's metadata: its ``ends_at`` (``winback plan``
+    writes the resolved end), else the start + every step's delay + 10 days (the plan's
+    horizon), else None (a hand-made plan without a start: no end)."""
+    from engine.tz import parse_as_of
+
+    try:
+        if meta.get("ends_at"):
+            return float(parse_as_of(meta["ends_at"]))
+        if meta.get("as_of"):
+            delays = sum(float(s.get("delay_days") or 0) for s in meta.get("steps") or [])
+            return float(parse_as_of(meta["as_of"])) + (delays + 10) * 86_400.0
+    except Exception:  # a hand-edited date: no end rather than a crash at send time
+        return None
+    return None
 
 
 class Release:
@@ -131,18 +151,26 @@ class Release:
         timed: list[tuple] = []
         for r in rows:
             due, step_index, send_at, attempts = info[r[13]]
+            end = self._end(r[10])
             if attempts > 1:  # a retry: its time is the backoff's
-                timed.append(r)
-                continue
-            target = self._target(send_at, prev.get((r[10], r[1], step_index)), now)
-            if due > send_at + 1:  # re-timed before: its new instant is the target
-                target = max(target, due)
-            if target > now + 1:
-                retime.append((self._allowed(target, r[10], r[1]), r))
-            elif now - target > self.max_lateness:
-                skip.append(("too_late", r))
-            elif now - target > GRACE_SECONDS and (slot := self._allowed(now, r[10], r[1])) > now + 1:
-                retime.append((slot, r))
+                go = now
+            else:
+                target = self._target(send_at, prev.get((r[10], r[1], step_index)), now)
+                if due > send_at + 1:  # re-timed before: its new instant is the target
+                    target = max(target, due)
+                if target > now + 1:
+                    go = self._allowed(target, r[10], r[1])
+                elif now - target > self.max_lateness:
+                    skip.append(("too_late", r))
+                    continue
+                elif now - target > GRACE_SECONDS:
+                    go = self._allowed(now, r[10], r[1])
+                else:
+                    go = now
+            if end is not None and go > end:  # never after the campaign's end, however late
+                skip.append(("campaign_end", r))
+            elif go > now + 1:
+                retime.append((go, r))
             else:
                 timed.append(r)
         keep, capped = self._caps(timed, now) if timed else ([], [])
@@ -272,6 +300,11 @@ class Release:
             self.skipped[why] = self.skipped.get(why, 0) + 1
 
     # -- lookups ----------------------------------------------------------------------------
+    def _end(self, cid) -> float | None:
+        """The campaign's end (epoch s; None: none recorded), see :func:`_end`."""
+        end = (self.policies.get(cid) or {}).get("ends_at")
+        return None if end is None else float(end)
+
     def _policy(self, cid) -> dict:
         meta = self.policies.get(cid)
         return (meta or {}).get("policy") or _DEFAULT_POLICY
