@@ -98,6 +98,8 @@ def _with_ledger(out: dict, ledger, campaign_id) -> None:
                 "why": m["last_error"] if m["state"] in ("skipped", "dead") else None}
         if m["state"] in ("planned", "failed") and m["next_attempt_at"] != m["send_at"]:
             info["retimed_to"] = m["next_attempt_at"]
+            if m["last_error"]:  # e.g. min_gap_other_campaigns: moved after another campaign's message
+                info["why"] = m["last_error"]
         if m["state"] == "sent" and m["sent_at"] is not None and r.get("send_at") is not None:
             late = (m["sent_at"] - r["send_at"]).total_seconds()
             if late > 900:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from engine.schema import CHANNELS, NEVER
 
-__all__ = ["ledger_contacts", "max_in_windows", "NEVER"]
+__all__ = ["clear_of_contacts", "ledger_contacts", "max_in_windows", "NEVER"]
 
 #: users per block of :func:`max_in_windows` (bounds its [block, K+1, K] temporary)
 _BLOCK = 1 << 15
@@ -70,6 +70,27 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
     times[rows, slot] = t
     chans[rows, slot] = ch
     return times, chans
+
+
+def clear_of_contacts(times: np.ndarray, t: np.ndarray, gap: int, move) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, conflict)``: each instant ``t`` (epoch s) moved later until it is at least ``gap``
+    seconds from every one of the user's ``times`` ([n, K], :data:`NEVER` pads; before or
+    after it), each move going to the latest conflicting contact + ``gap`` and then through
+    ``move`` (e.g. out of quiet hours); ``conflict`` is True where no such instant was found
+    within K + 1 moves."""
+    t = np.asarray(t, np.int64).copy()
+    if not times.shape[1] or gap <= 0:
+        return t, np.zeros(len(t), bool)
+    real = times != NEVER
+    for _ in range(times.shape[1] + 1):
+        near = real & (np.abs(times - t[:, None]) < gap)
+        hit = near.any(axis=1)
+        if not hit.any():
+            break
+        latest = np.where(near, times, NEVER).max(axis=1)
+        t = np.where(hit, move(np.where(hit, latest + gap, t)), t)
+    conflict = (real & (np.abs(times - t[:, None]) < gap)).any(axis=1)
+    return t, conflict
 
 
 def _channel_codes(col) -> np.ndarray:

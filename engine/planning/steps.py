@@ -25,7 +25,7 @@ from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import complained_users, suppressed_matrix
-from engine.planning.pressure import ledger_contacts, max_in_windows
+from engine.planning.pressure import clear_of_contacts, ledger_contacts, max_in_windows
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.fatigue_model import campaign_budget
 from engine.io.meta import SCORE, read_meta
@@ -236,7 +236,13 @@ class PartitionPlan:
         pushed = t < lower
         if pushed.any():
             t = np.where(pushed, pt.apply_quiet_hours(off, zone, np.maximum(t, lower), quiet), t)
-        reason[(reason == 0) & (t - base > 2 * SECONDS_PER_DAY)] = R["min_gap"]
+        # the same gap from every other campaign's messages in the ledger, sent or scheduled
+        own_t = t
+        t, conflict = clear_of_contacts(self.ext_t, t, gap, lambda x: pt.apply_quiet_hours(off, zone, x, quiet))
+        late = t - base > 2 * SECONDS_PER_DAY
+        reason[(reason == 0) & late & (t != own_t)] = R["min_gap_other_campaigns"]
+        reason[(reason == 0) & late] = R["min_gap"]
+        reason[(reason == 0) & conflict] = R["min_gap_other_campaigns"]
         # fatigue: the score's budget, and the cross-channel cap at the send time
         in_window = ((sent_at != NEVER) & (sent_at > t[:, None] - window)).sum(axis=1)
         hist = np.where(t - start < window, self.hist_recent, 0)

@@ -16,14 +16,18 @@ before any adapter sees it, inside the sender's view of the ledger:
    ``next_attempt_at``).  No message goes after the campaign's end (``[campaign] ends_at``,
    else the plan's horizon: the start + every step's delay + 10 days): one that would is
    skipped (``campaign_end``), never sent later.
-2. **Cap**: the messages the user got in the trailing ``window_days`` (``sent``, by
+2. **Gap**: a message closer than its campaign's ``min_gap_hours`` to a message of another
+   campaign (sent, by ``sent_at``, or in flight) is re-timed to that message + the gap (out
+   of quiet hours; ``last_error`` says ``min_gap_other_campaigns``), or skipped as
+   ``campaign_end`` when that is after the campaign's end.  ``--now`` skips this check.
+3. **Cap**: the messages the user got in the trailing ``window_days`` (``sent``, by
    ``sent_at``) plus those in flight, from every campaign in the ledger, must stay
    under the message's campaign ``max_messages`` (and ``channel_caps`` per channel);
    else it is skipped, ``cap_other_campaigns`` when other campaigns' messages made the
    difference, ``cap`` otherwise.  Checking the trailing window at every release keeps
    every rolling window under the cap: the last message of any window was checked
    against all the earlier ones.
-3. **Suppressions** are applied by the ledger before each claim (``skip_suppressed``),
+4. **Suppressions** are applied by the ledger before each claim (``skip_suppressed``),
    and a spam complaint recorded on any channel (``winback receive`` writes it) skips
    the user's messages on every channel (``complaint``), unless the campaign's
    ``complaint_suppresses = "channel"``.
@@ -137,7 +141,7 @@ class Release:
         if not rows:
             return rows
         if self.now_mode:  # everything at once: only the caps
-            keep, capped = self._caps(rows, now)
+            keep, capped, _ = self._caps(rows, now)
             self._write([], capped, now)
             return keep
         con = self.con
@@ -173,7 +177,14 @@ class Release:
                 retime.append((go, r))
             else:
                 timed.append(r)
-        keep, capped = self._caps(timed, now) if timed else ([], [])
+        keep, capped, spaced = self._caps(timed, now) if timed else ([], [], [])
+        for t, r in spaced:  # too close to another campaign's message: after it, out of quiet hours
+            go = self._allowed(t, r[10], r[1])
+            end = self._end(r[10])
+            if end is not None and go > end:
+                capped.append(("campaign_end", r))
+            else:
+                retime.append((go, r, "min_gap_other_campaigns"))
         self._write(retime, skip + capped, now)
         return keep
 
@@ -225,8 +236,10 @@ class Release:
         moved = apply_quiet_hours(off, np.zeros(1, np.int64), np.array([int(t)], np.int64), (qs, qe))[0]
         return max(t, float(moved))
 
-    def _caps(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple]]:
-        """Rows within every cap at ``now``, and (reason, row) for the others."""
+    def _caps(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """Rows within every cap at ``now``, (reason, row) for the rows over a cap, and
+        (instant, row) for the rows closer than the campaign's ``min_gap_hours`` to another
+        campaign's message (not in ``--now`` mode): the instant is that message + the gap."""
         con = self.con
         batch = {r[13] for r in rows}
         users = sorted({r[1] for r in rows})
@@ -235,8 +248,9 @@ class Release:
         for cid in {r[10] for r in rows}:
             pol = self._policy(cid)
             rules[cid] = (now - float(pol.get("window_days", 7)) * 86400.0, int(pol.get("max_messages", 3)),
-                          pol.get("channel_caps") or {}, pol.get("complaint_suppresses", "all") == "all")
-        since_all = min(rule[0] for rule in rules.values())
+                          pol.get("channel_caps") or {}, pol.get("complaint_suppresses", "all") == "all",
+                          0.0 if self.now_mode else float(pol.get("min_gap_hours") or 0.0) * 3600.0)
+        since_all = min(min(rule[0], now - rule[4]) for rule in rules.values())
         contacts: dict[int, list[tuple]] = {}
         complained: set[int] = set()
         any_complaint = con.execute("SELECT 1 FROM suppressions WHERE reason = 'complaint' LIMIT 1").fetchone()
@@ -253,17 +267,21 @@ class Release:
                     f"((state = 'sent' AND sent_at > ?) OR state = 'in_flight')", (*chunk, since_all)):
                 if rowid not in batch:
                     contacts.setdefault(uid, []).append((ch, cid, at))
-        keep, skip = [], []
+        keep, skip, spaced = [], [], []
         for r in rows:
             uid, ch, cid = r[1], r[2], r[10]
-            since, cap, ch_caps, all_channels = rules[cid]
+            since, cap, ch_caps, all_channels, gap = rules[cid]
             had = contacts.get(uid)
             if uid in complained and all_channels:
                 skip.append(("complaint", r))  # a spam complaint on any channel stops every channel
                 continue
             mine = [c for c in had if c[2] is None or c[2] > since] if had else ()
             ch_cap = ch_caps.get(ch)
-            if len(mine) >= cap:
+            near = [c[2] if c[2] is not None else now for c in had if c[1] != cid
+                    and (c[2] is None or c[2] > now - gap)] if had and gap > 0 else ()
+            if near:
+                spaced.append((max(near) + gap, r))
+            elif len(mine) >= cap:
                 own = sum(1 for c in mine if c[1] == cid)
                 skip.append(("cap" if own >= cap else "cap_other_campaigns", r))
             elif ch_cap is not None and sum(1 for c in mine if c[0] == ch) >= int(ch_cap):
@@ -274,7 +292,7 @@ class Release:
                     contacts[uid] = [(ch, cid, now)]
                 else:
                     had.append((ch, cid, now))
-        return keep, skip
+        return keep, skip, spaced
 
     def _write(self, retime: list[tuple], skip: list[tuple], now: float) -> None:
         if not retime and not skip:
@@ -282,11 +300,11 @@ class Release:
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         try:
-            if retime:
+            if retime:  # a re-timed message keeps why it moved, when it is not its lateness
                 con.executemany(
                     "UPDATE messages SET state = 'planned', attempts = attempts - 1, next_attempt_at = ?, "
-                    "updated_at = ? WHERE rowid = ? AND state = 'in_flight'",
-                    [(t, now, r[13]) for t, r in retime])
+                    "last_error = COALESCE(?, last_error), updated_at = ? WHERE rowid = ? AND state = 'in_flight'",
+                    [(x[0], x[2] if len(x) > 2 else None, now, x[1][13]) for x in retime])
             if skip:
                 con.executemany(
                     "UPDATE messages SET state = 'skipped', attempts = attempts - 1, last_error = ?, updated_at = ? "
