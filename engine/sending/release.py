@@ -32,6 +32,13 @@ before any adapter sees it, inside the sender's view of the ledger:
    the user's messages on every channel (``complaint``), unless the campaign's
    ``complaint_suppresses = "channel"``.
 
+Two senders: ``engine.ledger.lock`` allows one ``winback send`` per ledger (a second one
+stops at once with one line; crash recovery at start-up could not tell a live sender's
+claims from a dead one's).  The cap would hold between two claimers even so: a claim
+commits its rows ``in_flight`` (``BEGIN IMMEDIATE``) before they are screened, and the
+screen counts every row in flight, so of two claims of one user's messages the later
+screen always sees the earlier (``tests/sending/test_release.py`` interleaves them).
+
 The campaign's policy and the users' timezones are recorded in the ledger when a plan
 is loaded (:func:`record_plan`), so a message of any campaign is checked against its
 own campaign's rules.

@@ -78,3 +78,38 @@ def test_a_late_message_whose_new_time_is_in_quiet_hours_waits_for_the_windows_e
     assert m["state"].to_pylist() == ["planned"]
     next_at = m["next_attempt_at"][0].as_py()
     assert next_at.timestamp() == NOW + 20 * 3600  # 08:00 the next morning
+
+
+def test_two_claimers_on_one_ledger_never_release_more_than_the_cap_in_any_order(tmp_path):
+    """Two connections claiming and screening in any interleaving keep every user within the cap:
+    a claim commits its rows in flight before its screen, and a screen counts every row in flight,
+    so of two claims of one user's messages the later screen always sees the earlier one."""
+    import random
+
+    import numpy as np
+
+    for seed in range(6):
+        ledger = tmp_path / f"l{seed}.db"
+        with Ledger(ledger) as one, Ledger(ledger) as two:
+            plans = [_plan(20, cid, cid, NOW).set_column(2, "user_id", pa.array(np.arange(20) % 5, pa.int64()))
+                     for cid in ("A", "B")]  # 4 messages per user per campaign, cap 3
+            for p, cid in zip(plans, ("A", "B")):
+                one.load_plan(p)
+                record_plan(one, p, {"campaign_id": cid, "policy": {"max_messages": 3, "window_days": 7}})
+            senders = [(one, Release(one, now=True)), (two, Release(two, now=True))]
+            rng = random.Random(seed)
+            claimed: list[tuple] = []
+            kept: list[tuple] = []
+            while True:
+                led, rel = senders[rng.randrange(2)]
+                if claimed and rng.random() < 0.5:  # screen a batch claimed earlier, by whichever sender took it
+                    rel_of, rows = claimed.pop(rng.randrange(len(claimed)))
+                    kept += rel_of.screen(rows, NOW)
+                    continue
+                rows = led.claim("push", rng.randint(1, 6), now=NOW, release_until=NOW)
+                if rows:
+                    claimed.append((rel, rows))
+                elif not claimed:
+                    break
+            per_user = np.bincount([r[1] for r in kept], minlength=5)
+            assert per_user.max() <= 3 and per_user.sum() >= 5, (seed, per_user)
