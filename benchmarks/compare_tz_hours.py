@@ -85,6 +85,7 @@ def main() -> None:
                   f"(coverage {hit.mean():.1%} of blanked)")
             if hit.any():
                 print(f"    inferred users: exact {np.mean(e_hit < 0.01):.1%}  within 1 h {np.mean(e_hit <= 1):.1%}  "
+                      f"within 2 h {np.mean(e_hit <= 2):.1%}  "
                       f"mean |error| {e_hit.mean():.2f} h; same users under the default: exact "
                       f"{np.mean(base_off[hit] == true_off[hit]):.1%}, mean |error| "
                       f"{np.mean(circ(base_off[hit] - true_off[hit])):.2f} h")

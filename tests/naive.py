@@ -446,7 +446,7 @@ def cut_summary(day_bits, end, horizon):
 
 def tz_hour_posteriors(hist, users, shifts, prior, profile, kernel, rho, within, floor=1e-3):
     """Per user row: (index, mass) of the shift with the most posterior mass within ``within`` hours,
-    from P(s | x) ~ prior[s] sum_h* pop[h*] prod_h (rho K(h + s - h*) + (1 - rho) pop[h + s]) ** x[h]
+    from P(s | x) ~ prior[s] sum_h* pop[h*] prod_h (rho K(h + s - h*) + (1 - rho) / 24) ** x[h]
     with pop = (1 - floor) profile + floor / 24 (first maximum wins; ties: the larger own posterior)."""
     import math
 
@@ -462,7 +462,7 @@ def tz_hour_posteriors(hist, users, shifts, prior, profile, kernel, rho, within,
                 for h in range(24):
                     if x[h] > 0:
                         hl = (h + s) % 24
-                        v += x[h] * math.log(rho * kernel[(hl - hs) % 24] + (1 - rho) * pop[hl])
+                        v += x[h] * math.log(rho * kernel[(hl - hs) % 24] + (1 - rho) / 24)
                 terms.append(v)
             m = max(terms)
             lp.append((math.log(prior[j]) if prior[j] > 0 else -math.inf) + m + math.log(sum(math.exp(t - m) for t in terms)))
