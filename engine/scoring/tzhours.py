@@ -38,7 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.jit import njit
+from numba import prange
+
+from engine.jit import njit, pjit
 from engine.tz import Offsets
 
 __all__ = ["part_profile", "fit_profile", "posteriors", "candidates", "infer", "SOURCE"]
@@ -100,58 +102,64 @@ def _logmix(spread: dict) -> np.ndarray:
 
 
 @njit
+def _one(hist, u, shifts, log_prior, logmix, log_pop, within, lp, pj, lh, bins):
+    """(index of the best shift, its mass within ``within`` hours, unnormalised) for row ``u``."""
+    k = shifts.shape[0]
+    nb = 0
+    for h in range(24):
+        if hist[u, h] > 0:
+            bins[nb] = h
+            nb += 1
+    for j in range(k):
+        s = shifts[j]
+        mx = -np.inf
+        for hs in range(24):
+            acc = log_pop[hs]
+            for b in range(nb):
+                h = bins[b]
+                acc += np.float64(hist[u, h]) * logmix[(h + s) % 24, hs]
+            lh[hs] = acc
+            if acc > mx:
+                mx = acc
+        tot = 0.0
+        for hs in range(24):
+            tot += math.exp(lh[hs] - mx)
+        lp[j] = log_prior[j] + mx + math.log(tot)
+    top = lp[0]
+    for j in range(1, k):
+        if lp[j] > top:
+            top = lp[j]
+    tot = 0.0
+    for j in range(k):
+        pj[j] = math.exp(lp[j] - top)
+        tot += pj[j]
+    # the shift with the most posterior mass within ``within`` hours of it (ties: its own mass)
+    bj = 0
+    bmass = -1.0
+    for j in range(k):
+        mass = 0.0
+        for jj in range(k):
+            d = (shifts[jj] - shifts[j]) % 24
+            if d <= within or 24 - d <= within:
+                mass += pj[jj]
+        if mass > bmass or (mass == bmass and pj[j] > pj[bj]):
+            bmass = mass
+            bj = j
+    return bj, bmass / tot
+
+
+@pjit
 def _posteriors(hist, users, shifts, log_prior, logmix, log_pop, within):
+    """:func:`_one` for every row of ``users``, on every core (rows are independent)."""
     m, k = users.shape[0], shifts.shape[0]
     best = np.zeros(m, np.int64)
     post = np.zeros(m, np.float64)
-    lp = np.empty(k)
-    pj = np.empty(k)
-    lh = np.empty(24)
-    bins = np.empty(24, np.int64)
-    for i in range(m):
-        u = users[i]
-        nb = 0
-        for h in range(24):
-            if hist[u, h] > 0:
-                bins[nb] = h
-                nb += 1
-        for j in range(k):
-            s = shifts[j]
-            mx = -np.inf
-            for hs in range(24):
-                acc = log_pop[hs]
-                for b in range(nb):
-                    h = bins[b]
-                    acc += np.float64(hist[u, h]) * logmix[(h + s) % 24, hs]
-                lh[hs] = acc
-                if acc > mx:
-                    mx = acc
-            tot = 0.0
-            for hs in range(24):
-                tot += math.exp(lh[hs] - mx)
-            lp[j] = log_prior[j] + mx + math.log(tot)
-        top = lp[0]
-        for j in range(1, k):
-            if lp[j] > top:
-                top = lp[j]
-        tot = 0.0
-        for j in range(k):
-            pj[j] = math.exp(lp[j] - top)
-            tot += pj[j]
-        # the shift with the most posterior mass within ``within`` hours of it (ties: its own mass)
-        bj = 0
-        bmass = -1.0
-        for j in range(k):
-            mass = 0.0
-            for jj in range(k):
-                d = (shifts[jj] - shifts[j]) % 24
-                if d <= within or 24 - d <= within:
-                    mass += pj[jj]
-            if mass > bmass or (mass == bmass and pj[j] > pj[bj]):
-                bmass = mass
-                bj = j
-        best[i] = bj
-        post[i] = bmass / tot
+    for i in prange(m):
+        lp = np.empty(k)
+        pj = np.empty(k)
+        lh = np.empty(24)
+        bins = np.empty(24, np.int64)
+        best[i], post[i] = _one(hist, users[i], shifts, log_prior, logmix, log_pop, within, lp, pj, lh, bins)
     return best, post
 
 
