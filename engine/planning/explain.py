@@ -51,7 +51,7 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
         if r.get("best_hour_local") is not None and local.hour != r["best_hour_local"]:
             quiet = (meta.get("policy") or {}).get("quiet_hours")
             why = "quiet hours" if quiet and pt.in_quiet(np.array([r["best_hour_local"] * 60]), tuple(quiet))[0] \
-                else "minimum gap or hourly capacity"
+                else "minimum gap from this or another campaign's message, or hourly capacity"
             r["moved"] = f"from the best hour {r['best_hour_local']:02d}:00 to {local:%H:%M} local ({why})"
     if ledger is not None:
         _with_ledger(out, ledger, meta.get("campaign_id"))
