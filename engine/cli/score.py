@@ -165,6 +165,8 @@ def _print_partitioned(args: argparse.Namespace, s: dict) -> int:
     for w in m.get("warnings", []):
         print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
+    if s.get("timezone_sources"):
+        print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items()))
     if s.get("users_rejected") or s.get("events_rejected"):
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "
               f"in {qdir}/part=K/ (each with a reason column)")

@@ -192,6 +192,15 @@ def _summary(metas: list[dict], timing: dict, workers: int, dask: str | None) ->
     for k in ("users", "events", "users_rejected", "events_rejected"):
         out[k] = int(sum(m[k] for m in metas))
     out["lifecycle"] = {name: int(sum(m["lifecycle"][name] for m in metas)) for name in LIFECYCLE}
+    sources: dict[str, int] = {}
+    for m in metas:  # engine.tz.infer_timezones and engine.scoring.tzhours, summed over partitions
+        for k, v in (m.get("timezone_sources") or {}).items():
+            sources[k] = sources.get(k, 0) + int(v)
+    out["timezone_sources"] = sources
+    inference = [m["timezone_inference"] for m in metas if m.get("timezone_inference")]
+    if inference:
+        out["timezone_inference"] = {**inference[0], "checked": sum(i["checked"] for i in inference),
+                                     "inferred": sum(i["inferred"] for i in inference)}
     out["aggregation_seconds"] = round(float(np.sum([m["aggregation_seconds"] for m in metas])), 3)
     out["partitions"] = len(metas)
     out["dask"] = dask or "in-process"
