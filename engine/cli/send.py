@@ -15,8 +15,10 @@ examples:
 
 Release: a message claimed late is re-timed to its next allowed local slot (out of
 quiet hours, its step spacing kept after the user's previous message), or skipped as
-too_late when more than --max-lateness past its target; every message is checked
-against the cap over every campaign in the ledger.  --now sends everything at once.
+too_late when more than --max-lateness past its target, or as campaign_end when it
+would go after the campaign's end; one closer than min_gap_hours to another campaign's
+message goes that long after it; every message is checked against the cap over every
+campaign in the ledger.  --now sends everything at once (only the caps hold).
 
 exit codes: 0 every message is final (sent, dead or skipped); 75 stopped by
 --max-seconds with messages pending; 130 interrupted (SIGINT/SIGTERM); run the
