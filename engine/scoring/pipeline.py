@@ -270,8 +270,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
         fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist),
         lapse=lapse_rows,
-        tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"].to_numpy(zero_copy_only=False),
-                                         zones, user_tz, sendtime.POP_UNIT)
+        tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"], zones, user_tz)
                     if "timezone_source" in table.column_names else None))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
                    in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)

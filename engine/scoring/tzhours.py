@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 from numba import prange
 
 from engine.jit import njit, pjit
+from engine.scoring import sendtime
 from engine.tz import Offsets
 
 __all__ = ["part_profile", "fit_profile", "posteriors", "candidates", "infer", "SOURCE"]
@@ -50,16 +51,22 @@ SOURCE = "hours"
 _FLOOR = 1e-3  # share of a uniform hour mixed into the profile: no hour is impossible
 
 
-def part_profile(hour_hist: np.ndarray, source: np.ndarray, zones: list[str], user_tz: np.ndarray,
-                 unit: float) -> tuple[np.ndarray, dict[str, int]]:
-    """One partition's share of the profile: the fixed-point (``unit``) sum of the local hour
-    histograms of users with a known zone (``source`` given or phone), and their count per zone."""
-    known = np.asarray(source) != "default"
-    hours = np.zeros(24, np.int64)
-    if known.any():
-        hours = np.floor(hour_hist[known].astype(np.float64) / unit + 0.5).astype(np.int64).sum(axis=0)
+def part_profile(hour_hist: np.ndarray, source, zones: list[str], user_tz: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """One partition's share of the profile: the fixed-point (:data:`sendtime.POP_UNIT`) sum of
+    the local hour histograms of users with a known zone (``source``, the ``timezone_source``
+    column, given or phone), and their count per zone.  One pass, no copy of the histograms."""
+    known = _is(source, "default", negate=True)
+    hours = sendtime.population_sums(hour_hist, np.where(known, 0, 1), 2)[0]
     counts = np.bincount(np.asarray(user_tz)[known], minlength=len(zones))
     return hours, {z: int(c) for z, c in zip(zones, counts) if c}
+
+
+def _is(column, value: str, negate: bool = False) -> np.ndarray:
+    """bool per row: ``column == value`` (or ``!=``), nulls False, without Python strings."""
+    eq = pc.fill_null(pc.equal(column, value), False)
+    if negate:
+        eq = pc.invert(eq)
+    return np.asarray(eq.to_numpy(zero_copy_only=False), bool)
 
 
 def fit_profile(parts: list[tuple[np.ndarray, dict[str, int]] | None]) -> dict | None:
@@ -191,7 +198,7 @@ def infer(table: pa.Table, hour_hist: np.ndarray, eng_count: np.ndarray, profile
     source = table["timezone_source"]
     if isinstance(source, pa.ChunkedArray):
         source = source.combine_chunks()
-    users = np.nonzero(source.to_numpy(zero_copy_only=False) == "default")[0]
+    users = np.nonzero(_is(source, "default"))[0]
     users = users[np.asarray(eng_count)[users] >= int(min_engagements)]
     info["checked"] = int(len(users))
     if not len(users):
@@ -207,12 +214,12 @@ def infer(table: pa.Table, hour_hist: np.ndarray, eng_count: np.ndarray, profile
     rows = hour_hist[users]
     idx = (np.arange(24)[None, :] - s[:, None]) % 24  # new[h] = old[h - s]
     hour_hist[users] = np.take_along_axis(rows, idx, axis=1)
-    zone = np.full(table.num_rows, None, object)
-    zone[users] = np.array(names, object)[best]
-    zones = pc.coalesce(table["timezone"].cast(pa.string()), pa.array(zone, pa.string()))
-    src = source.to_numpy(zero_copy_only=False).astype(object)
-    src[users] = SOURCE
+    pick = np.full(table.num_rows, -1, np.int64)
+    pick[users] = best
+    found = pa.array(names, pa.string()).take(pa.array(pick, mask=pick < 0))
+    zones = pc.coalesce(table["timezone"].cast(pa.string()), found)
+    src = pc.if_else(pa.array(pick >= 0), pa.scalar(SOURCE), source.cast(pa.string()))
     i = table.column_names.index("timezone")
     table = table.set_column(i, "timezone", zones)
     j = table.column_names.index("timezone_source")
-    return table.set_column(j, "timezone_source", pa.array(src, pa.string())), info
+    return table.set_column(j, "timezone_source", src), info
