@@ -45,6 +45,36 @@ def test_the_cap_counts_every_campaigns_sends_and_names_the_other_campaign(tmp_p
     assert _state(ledger)["b0"] == ("skipped", "cap_other_campaigns")
 
 
+def test_a_message_too_close_to_another_campaigns_message_waits_the_gap_and_says_why(tmp_path):
+    from engine.planning.explain import _with_ledger
+
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        # given campaign A sent to user 0 an hour ago; campaign B (min_gap_hours 12) is due for users 0 and 1 now
+        a = _plan(1, "A", "a", NOW - 3600)
+        led.load_plan(a)
+        record_plan(led, a, {"campaign_id": "A", "policy": {"max_messages": 3, "window_days": 7}})
+        [row] = led.claim("push", 10, now=NOW - 3600, release_until=NOW - 3600)
+        led.sent(row[-1], "p1", NOW - 3600)
+        led.flush()
+        b = _plan(2, "B", "b", NOW)
+        led.load_plan(b)
+        record_plan(led, b, {"campaign_id": "B", "policy": {"max_messages": 3, "window_days": 7,
+                                                             "min_gap_hours": 12}})
+        rows = led.claim("push", 10, now=NOW, release_until=NOW)
+        # when
+        rel = Release(led)
+        keep = rel.screen(rows, NOW)
+    # then user 1's goes now; user 0's waits until 12 hours after A's, and the ledger says why
+    assert [r[0] for r in keep] == ["b1"] and rel.retimed == 1
+    m = {r["message_id"]: r for r in read_messages(ledger).to_pylist()}
+    assert m["b0"]["state"] == "planned" and m["b0"]["last_error"] == "min_gap_other_campaigns"
+    assert abs(m["b0"]["next_attempt_at"].timestamp() - (NOW - 3600 + 12 * 3600)) < 1
+    out = {"user_id": 0, "steps": [{"message_id": "b0", "reason": None, "send_at": m["b0"]["send_at"]}]}
+    _with_ledger(out, ledger, "B")
+    assert out["steps"][0]["sent"]["why"] == "min_gap_other_campaigns" and out["steps"][0]["sent"]["retimed_to"]
+
+
 def test_a_message_later_than_max_lateness_is_skipped_and_a_slightly_late_one_goes(tmp_path):
     ledger = tmp_path / "ledger.db"
     with Ledger(ledger) as led:
