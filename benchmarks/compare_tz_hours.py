@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--share", type=float, default=0.3, help="share of users whose timezone is blanked")
     ap.add_argument("--one-zone", action="store_true")
-    ap.add_argument("--min-posterior", type=float, nargs="*", default=[0.9])
+    ap.add_argument("--min-posterior", type=float, nargs="*", default=[0.6])
     ap.add_argument("--within", type=int, nargs="*", default=[2])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
