@@ -6,7 +6,7 @@ On ``WINBACK_BENCH_USERS`` users (default 100k) drawn from BG/NBD itself in whol
 (see ``compare_bgnbd.synthesize``):
 
 - ``compress``: users -> unique (x, t_x, T) rows with counts;
-- ``fit``: :meth:`engine.bgnbd.BGNBD.fit` end to end (checks, compression, L-BFGS-B);
+- ``fit``: :meth:`engine.bgnbd.BGNBD.fit` end to end (checks, compression, trust-region Newton);
 - ``p_alive`` and ``expected_30d``: the numba kernels over every user;
 - ``expected_near_z1``: eq. 10 where z = t/(alpha+T+t) is close to 1 (alpha and T small),
   the region where the transformed 2F1 series needs the most terms.

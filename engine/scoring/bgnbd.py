@@ -34,9 +34,11 @@ x = 300.
 The fit compresses users to unique (x, t_x, T) rows with integer weights (one int64
 sort key for whole days), so its cost depends on the number of distinct rows, not on
 the number of users, then minimises the weighted mean negative eq. 6 over
-log-parameters with scipy's L-BFGS-B and the analytic gradient (one numba pass per
-evaluation; 15-30 on ordinary data, ~80 on a boundary; inputs over 20k rows start from a
-fit on every k-th row, which halves the full passes).  ``alpha`` is
+log-parameters by a box-constrained trust-region Newton method with the analytic
+Hessian (:mod:`engine.scoring.bgnbd_fit`: one numba pass per evaluation gives the
+likelihood, gradient and Hessian; 3-8 passes on ordinary data, 10-50 on a boundary;
+inputs over 20k rows start from a fit on every k-th row, which leaves the full data
+3-4 passes; no scipy).  ``alpha`` is
 optimised in units of max(T) and ``penalizer`` adds ``penalizer * (r^2 + alpha^2 +
 a^2 + b^2)`` in those units, the L2 term of lifetimes' ``BetaGeoFitter(penalizer_coef)``,
 so the same coefficient gives the same estimates.
@@ -65,11 +67,9 @@ import math
 import time
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import digamma, gammaln
-
 from engine.errors import ModelError
 from engine.jit import njit
+from engine.scoring.bgnbd_fit import Objective, minimize_box
 from engine.scoring.bgnbd_rows import as_columns as _as_columns
 from engine.scoring.bgnbd_rows import compress
 from engine.scoring.bgnbd_rows import same_length as _same_length
@@ -83,106 +83,22 @@ _NO_CHURN = 1e-4  # a/(a+b) below this: dropout has gone to zero
 _SHARED_RATE = 100.0  # r above this: rate heterogeneity has collapsed (rate CV 1/sqrt(r) < 10 %)
 
 
-def _loglik_rows(params, x, t_x, T):
-    r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-    a3 = -(r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return a1 + a2 + np.logaddexp(a3, a4)
-
-
-class _Objective:
-    """Weighted BG/NBD log-likelihood (FHL 2005 eq. 6) and its analytic gradient.
-
-    Terms that depend on x alone (log-gammas, digammas) are evaluated once per distinct
-    x with scipy; one numba pass over the compressed rows (:func:`_loglik_pass`) does the
-    rest.  No BLAS call is made: on a busy machine OpenBLAS's worker threads turn a
-    dot product over 10^4 rows into tens of milliseconds.
-    """
-
-    def __init__(self, x, t_x, T, w):
-        self.ux, self.ix = _distinct(x)
-        self.uT, self.iT = _distinct(T)
-        self.ut, self.it = _distinct(t_x)
-        self.x, self.w = x, w
-        self.wsum = float(w.sum())
-
-    def __call__(self, params):
-        r, alpha, a, b = (float(v) for v in params)
-        ux = self.ux
-        kx = (gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
-              + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux))
-        lx = np.log(a) - np.log(np.maximum(b + ux - 1.0, 1e-300))
-        ll, s_lT, s_lt, s_alpha, wx, w4x = _loglik_pass(
-            self.x, self.w, self.ix, self.iT, self.it, kx, lx,
-            np.log(alpha + self.uT), 1.0 / (alpha + self.uT), np.log(alpha + self.ut), 1.0 / (alpha + self.ut), r)
-        bx1 = np.where(ux > 0, 1.0 / np.maximum(b + ux - 1.0, 1e-300), 0.0)
-        d_r = float(np.sum(wx * (digamma(r + ux) - digamma(r)))) + self.wsum * np.log(alpha) - s_lT - s_lt
-        d_alpha = self.wsum * r / alpha - s_alpha
-        d_a = float(np.sum(wx * (digamma(a + b) - digamma(a + b + ux)))) + float(w4x.sum()) / a
-        d_b = (float(np.sum(wx * (digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux))))
-               - float(np.sum(w4x * bx1)))
-        return ll, np.array([d_r, d_alpha, d_a, d_b])
-
-
-def _distinct(v):
-    """(table, index) with table[index] == v: arange(max+1) for small whole numbers (no sort), else np.unique."""
-    if v.shape[0] and v.min() >= 0 and v.max() < 1 << 16 and np.all(v == np.floor(v)):
-        return np.arange(int(v.max()) + 1, dtype=np.float64), v.astype(np.int64)
-    u, inv = np.unique(v, return_inverse=True)
-    return u, inv.reshape(-1).astype(np.int64)
-
-
 @njit
-def _loglik_pass(x, w, ix, iT, it, kx, lx, lT_tab, iT_tab, lt_tab, it_tab, r):
-    """One pass over compressed rows: sum_i w_i log L_i (eq. 6) and the sums its gradient needs.
-
-    Per distinct value tables (built once per evaluation): kx = x-only log terms,
-    lx = log(a/(b+x-1)), log and inverse of (alpha+T) and (alpha+t_x).  With
-    A3 = -(r+x) log(alpha+T), A4 = lx - (r+x) log(alpha+t_x) (x > 0) and
-    m = logaddexp(A3, A4), log L = kx + m; p3 = exp(A3-m), p4 = exp(A4-m) are the shares
-    of the two terms.  Returns (ll, sum w p3 log(alpha+T), sum w p4 log(alpha+t_x),
-    sum w (r+x) (p3/(alpha+T) + p4/(alpha+t_x)), per-x sum w, per-x sum w p4).
-    """
-    ll = 0.0
-    s_lT = 0.0
-    s_lt = 0.0
-    s_alpha = 0.0
-    n_x = kx.shape[0]
-    wx = np.zeros(n_x)
-    w4x = np.zeros(n_x)
+def _loglik_users(x, t_x, T, r, alpha, a, b):
+    """Per-user eq. 6 in log space; float64[n]."""
+    out = np.empty(x.shape[0])
+    base = -math.lgamma(r) + r * math.log(alpha) + math.lgamma(a + b) - math.lgamma(b)
     for i in range(x.shape[0]):
-        wi = w[i]
-        rx = r + x[i]
-        k = ix[i]
-        lT = lT_tab[iT[i]]
-        a3 = -rx * lT
-        wx[k] += wi
-        if x[i] > 0:
-            lt = lt_tab[it[i]]
-            a4 = lx[k] - rx * lt
-            if a3 > a4:
-                e = math.exp(a4 - a3)
-                m = a3 + math.log1p(e)
-                p3 = 1.0 / (1.0 + e)
-                p4 = e * p3
-            else:
-                e = math.exp(a3 - a4)
-                m = a4 + math.log1p(e)
-                p4 = 1.0 / (1.0 + e)
-                p3 = e * p4
-            s_lt += wi * p4 * lt
-            s_alpha += wi * rx * (p3 * iT_tab[iT[i]] + p4 * it_tab[it[i]])
-            w4x[k] += wi * p4
+        xi = x[i]
+        k = base + math.lgamma(r + xi) + math.lgamma(b + xi) - math.lgamma(a + b + xi)
+        a3 = -(r + xi) * math.log(alpha + T[i])
+        if xi > 0:
+            a4 = math.log(a) - math.log(max(b + xi - 1.0, 1e-300)) - (r + xi) * math.log(alpha + t_x[i])
+            m = max(a3, a4)
+            out[i] = k + m + math.log1p(math.exp(min(a3, a4) - m))
         else:
-            m = a3
-            p3 = 1.0
-            s_alpha += wi * rx * iT_tab[iT[i]]
-        s_lT += wi * p3 * lT
-        ll += wi * (kx[k] + m)
-    return ll, s_lT, s_lt, s_alpha, wx, w4x
+            out[i] = k + a3
+    return out
 
 
 class BGNBD:
@@ -221,7 +137,7 @@ class BGNBD:
         return "BGNBD(" + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items()) + ")"
 
     def fit(self, frequency, recency, T, weights=None) -> "BGNBD":
-        """Maximum-likelihood fit (L-BFGS-B on log-parameters, analytic gradient); returns self."""
+        """Maximum-likelihood fit (trust-region Newton on log-parameters, analytic Hessian); returns self."""
         t0 = time.perf_counter()
         if not (self.penalizer >= 0 and math.isfinite(self.penalizer)):
             raise ModelError(f"BG/NBD penalizer must be a finite number >= 0, got {self.penalizer}; "
@@ -245,44 +161,45 @@ class BGNBD:
         # and the same penalty term as BetaGeoFitter(penalizer_coef)
         scale = max(float(TT.max()), 1e-12)
         unit = np.array([1.0, scale, 1.0, 1.0])
-        obj = _Objective(x, t_x, TT, w)
+        obj = Objective(x, t_x, TT, w)
         pen = float(self.penalizer)
-        calls = [0]
-        box = [(-_LOG_BOUND, _LOG_BOUND)] * 4
-        opts = {"maxiter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9, "maxls": 50}
+        opts = {"max_iter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9}
         starts = [np.log(s0) for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5])]
-        nll = _nll(obj, n_users, unit, pen, calls)
+        if len(x) > 4 * _SAMPLE_ROWS:
+            # warm start: every k-th compressed row (with its weight) first, so the full data needs
+            # only the last few Newton steps; the generic starts stay as fallbacks
+            k = len(x) // _SAMPLE_ROWS
+            sub = Objective(x[::k], t_x[::k], TT[::k], w[::k])
+            warm = minimize_box(_nll(sub, float(w[::k].sum()), unit, pen), starts[0], -_LOG_BOUND, _LOG_BOUND,
+                                **opts)
+            if warm["success"]:
+                starts.insert(0, warm["x"])
+        nll = _nll(obj, n_users, unit, pen)
         best = None
-        with _one_blas_thread():  # L-BFGS-B's BLAS calls on 4-vectors: threads only cost time
-            if len(x) > 4 * _SAMPLE_ROWS:
-                # warm start: every k-th compressed row (with its weight) first, so the full data needs
-                # about half the passes; the generic starts stay as fallbacks
-                k = len(x) // _SAMPLE_ROWS
-                sub = _Objective(x[::k], t_x[::k], TT[::k], w[::k])
-                warm = minimize(_nll(sub, float(w[::k].sum()), unit, pen, [0]), starts[0], jac=True,
-                                method="L-BFGS-B", bounds=box, options=opts)
-                if warm.success:
-                    starts.insert(0, warm.x)
-            for start in starts:
-                res = minimize(nll, start, jac=True, method="L-BFGS-B", bounds=box, options=opts)
-                if best is None or res.fun < best.fun:
-                    best = res
-                if res.success and res.fun < 1e300:
-                    break
-        r, alpha, a, b = (float(v) for v in np.exp(best.x) * unit)
+        for start in starts:
+            res = minimize_box(nll, start, -_LOG_BOUND, _LOG_BOUND, **opts)
+            if best is None or res["fun"] < best["fun"]:
+                best = res
+            if res["success"] and res["fun"] < math.inf:
+                break
+        if best["x"][2] <= -_LOG_BOUND + 1e-6 and pen == 0.0:
+            best = _prefer_no_churn(nll, best, n_users, opts)
+        r, alpha, a, b = (float(v) for v in np.exp(best["x"]) * unit)
         ll = obj((r, alpha, a, b))[0]
+        obj.passes -= 1
         if not np.isfinite(ll):
-            raise ModelError(f"BG/NBD fit gave a non-finite log-likelihood ({best.message}); diagnostics: {diag}. "
+            raise ModelError(f"BG/NBD fit gave a non-finite log-likelihood ({best['message']}); diagnostics: {diag}. "
                              "Check that the activity summary is in one time unit", diag)
-        proj = np.where(((best.x <= -_LOG_BOUND) & (best.jac > 0)) | ((best.x >= _LOG_BOUND) & (best.jac < 0)),
-                        0.0, np.abs(best.jac))
-        converged = bool(best.success) or float(proj.max()) < 1e-6
+        th, jac = best["x"], best["jac"]
+        proj = np.where(((th <= -_LOG_BOUND) & (jac > 0)) | ((th >= _LOG_BOUND) & (jac < 0)), 0.0, np.abs(jac))
+        converged = bool(best["success"]) or float(proj.max()) < 1e-6
         boundary, warnings = _boundary(r, alpha, a, b)
         if not converged:
-            warnings.append(f"the BG/NBD optimiser stopped before converging ({best.message}) after "
-                            f"{best.nit} iterations; the estimates are the best point found")
-        diag.update(log_likelihood=float(ll), iterations=int(best.nit), evaluations=calls[0], converged=converged,
-                    penalizer=pen, boundary=boundary, warnings=warnings, seconds=round(time.perf_counter() - t0, 4))
+            warnings.append(f"the BG/NBD optimiser stopped before converging ({best['message']}) after "
+                            f"{best['nit']} iterations; the estimates are the best point found")
+        diag.update(log_likelihood=float(ll), iterations=int(best["nit"]), evaluations=obj.passes,
+                    converged=converged, penalizer=pen, boundary=boundary, warnings=warnings,
+                    seconds=round(time.perf_counter() - t0, 4))
         self.params_ = {"r": r, "alpha": alpha, "a": a, "b": b}
         self.diagnostics_ = diag
         return self
@@ -295,7 +212,7 @@ class BGNBD:
 
     def log_likelihood(self, x, t_x, T) -> np.ndarray:
         """Per-user log-likelihood (eq. 6), float64[n]; a density in 1/time^x of the input unit."""
-        return _loglik_rows(self._p(), *_same_length(x, t_x, T))
+        return _loglik_users(*_same_length(x, t_x, T), *self._p())
 
     def p_alive(self, x, t_x, T) -> np.ndarray:
         """P(alive | x, t_x, T) for every user, float64[n] in [0, 1]; 1 exactly when x = 0."""
@@ -321,20 +238,42 @@ class BGNBD:
         return float(_cond_numerator(float(t), 0.0, 0.0, r, alpha, a, b))
 
 
-def _nll(obj, n_users, unit, pen, calls):
-    """theta (log-parameters, alpha in ``unit``) -> (mean negative log-likelihood + L2 penalty, gradient)."""
+def _nll(obj, n_users, unit, pen):
+    """theta (log-parameters, alpha in ``unit``) -> (mean negative log-likelihood + L2 penalty, gradient,
+    Hessian); (inf, 0, 0) where the likelihood is not finite."""
 
     def f(theta):
-        calls[0] += 1
         p = np.exp(theta)
-        ll, g = obj(p * unit)
+        nat = p * unit
+        ll, g, H = obj(nat)
         val = -ll / n_users + pen * float(p @ p)
-        grad = -(g * p * unit) / n_users + 2.0 * pen * p * p
-        if not math.isfinite(val) or not np.all(np.isfinite(grad)):
-            return 1e300, np.zeros(4)
-        return val, grad
+        gn = g * nat
+        grad = -gn / n_users + 2.0 * pen * p * p
+        hess = -(H * np.outer(nat, nat) + np.diag(gn)) / n_users + np.diag(4.0 * pen * p * p)
+        if not math.isfinite(val) or not (np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
+            return math.inf, np.zeros(4), np.zeros((4, 4))
+        return val, grad, hess
 
     return f
+
+
+def _prefer_no_churn(nll, best, n_users, opts):
+    """The no-churn limit (a -> 0, b -> infinity) instead of the a, b -> 0 corner when the data cannot
+    tell them apart (likelihood ratio below the 5 % point of chi-squared(1), 3.84).
+
+    With a on its lower bound the likelihood has two flat ridges: a/(a+b) -> 0 (nobody drops out)
+    and a, b -> 0 with a/b fixed (a few users drop out at their first repeat day, the others never);
+    an optimiser may end on either.  The first is the documented limit model, so it is kept unless
+    the second is significantly better.
+    """
+    lo = np.array([-_LOG_BOUND, -_LOG_BOUND, -_LOG_BOUND, _LOG_BOUND])
+    hi = np.array([_LOG_BOUND, _LOG_BOUND, -_LOG_BOUND, _LOG_BOUND])
+    start = np.array([best["x"][0], best["x"][1], -_LOG_BOUND, _LOG_BOUND])
+    limit = minimize_box(nll, start, lo, hi, **opts)
+    if limit["success"] and 2.0 * n_users * (limit["fun"] - best["fun"]) < 3.84:
+        limit["nit"] += best["nit"]
+        return limit
+    return best
 
 
 def _boundary(r, alpha, a, b):
@@ -349,29 +288,6 @@ def _boundary(r, alpha, a, b):
         warnings.append(f"BG/NBD: the rate heterogeneity collapsed (r={r:.3g}): everyone is active at about the "
                         f"same rate, {r / alpha:.4g} per unit of time, so users differ by recency and dropout only")
     return names, warnings
-
-
-class _one_blas_thread:
-    """BLAS pinned to one thread around the optimiser (threadpoolctl; else a no-op): unpinned, the fit was
-    4-10x slower on a busy 2-core machine. One controller per process (~6 ms once, then ~0.03 ms)."""
-    controller = None
-
-    def __enter__(self):
-        self._ctx = None
-        if _one_blas_thread.controller is None:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:
-                return self
-            _one_blas_thread.controller = ThreadpoolController()
-        self._ctx = _one_blas_thread.controller.limit(limits=1, user_api="blas")
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
-        return False
 
 
 @njit
