@@ -34,7 +34,61 @@ def _skip_blas_probe() -> None:
         del sys.modules[key]
 
 
+def _skip_cffi() -> None:
+    """Load numba's cffi typing support without cffi itself.
+
+    numba's typing context imports ``numba.core.typing.cffi_utils`` on its first
+    compile or cache load, and that imports cffi and pycparser (0.15 s, most of it
+    compiling pycparser's lexer regexes) whenever cffi is installed (cryptography pulls
+    it in).  No winback kernel calls a cffi function, so the module is loaded as if cffi
+    were absent, numba's own case for machines without it.  Nothing changes when cffi is
+    already imported.
+    """
+    if "numba.core.typing.cffi_utils" in sys.modules or "cffi" in sys.modules:
+        return
+    sys.modules["cffi"] = None  # makes `import cffi` raise ImportError
+    try:
+        import numba.core.typing.cffi_utils  # noqa: F401
+    finally:
+        del sys.modules["cffi"]
+
+
+def _light_cache_loads() -> None:
+    """Load cached kernels without first building numba's whole compiler context.
+
+    Before it reads a kernel from the on-disk cache, numba refreshes its target context:
+    it imports and registers every typing and lowering module it has (0.1-0.15 s on the
+    first kernel of a process), which only compiling needs; compiling refreshes the
+    contexts itself (``numba.core.compiler``).  A cached kernel needs the runtime (NRT)
+    its code links against, so that is initialised and the refresh skipped; a load that
+    fails still falls back to numba's own path.  Left alone on a numba without these
+    internals.
+    """
+    try:
+        from numba.core import caching
+        from numba.core.runtime import rtsys
+    except ImportError:  # pragma: no cover - another numba layout
+        return
+    cache = getattr(caching, "Cache", None)
+    if cache is None or not all(hasattr(cache, a) for a in
+                                ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")):
+        return  # pragma: no cover
+    full = cache.load_overload
+
+    def load_overload(self, sig, target_context):
+        try:
+            rtsys.initialize(target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 - numba's own path (full refresh, then load)
+            return full(self, sig, target_context)
+
+    cache.load_overload = load_overload
+
+
 _skip_blas_probe()
+_skip_cffi()
+_light_cache_loads()
 
 njit = functools.partial(numba.njit, cache=True, nogil=True)
 #: kernels that use ``numba.prange``: the same options plus ``parallel=True``
