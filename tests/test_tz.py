@@ -165,3 +165,23 @@ def test_generator_and_planner_tables_agree_everywhere():
     zone = rng.integers(0, len(zones), 20_000)
     ts = rng.integers(start, end, 20_000)
     np.testing.assert_array_equal(OffsetLookup(table, t0)(zone, ts), offsets.at(zone, ts))
+
+
+def test_every_change_is_found_where_changes_come_a_week_apart_and_the_table_is_at_per_slot():
+    # given Brazil's October 2000 (DST began on the 8th and was undone on the 15th in these zones)
+    zones = ["America/Recife", "America/Noronha", "Europe/Paris", "UTC"]
+    start = int(dt.datetime(2000, 9, 20, tzinfo=dt.timezone.utc).timestamp())
+    end = start + 40 * 86_400
+    o = Offsets(zones, start, end)
+    # then both changes are found, at the instants zoneinfo has
+    for z, name in enumerate(zones):
+        tz = zoneinfo.ZoneInfo(name)
+        ts = np.arange(start, end, 1800, dtype=np.int64)
+        want = [int(dt.datetime.fromtimestamp(int(t), tz).utcoffset().total_seconds()) for t in ts]
+        assert o.at(np.full(len(ts), z), ts).tolist() == want, name
+    assert (o.keys // (1 << 40) == 0).sum() == 3  # Recife: the start and its two changes
+    # and the kernels' table is at() at every slot
+    table, t0 = o.table(start, end)
+    slots = t0 + OFFSET_STEP * np.arange(table.shape[1], dtype=np.int64)
+    for z in range(len(zones)):
+        np.testing.assert_array_equal(table[z], o.at(np.full(len(slots), z), slots))
