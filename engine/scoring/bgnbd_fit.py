@@ -89,29 +89,24 @@ def _trigamma(z):
 
 @njit
 def _x_terms(ux, whole, r, a, b):
-    """Per distinct x: log-gamma differences K0 (without r log alpha), and the digamma and trigamma
-    differences of the gradient and Hessian in r, a and b (see the module docstring)."""
+    """Per distinct x, the rows of one [7, n_x] array: log-gamma differences K0 (without r log alpha),
+    then the digamma differences of the gradient in r, a, b and the trigamma ones of the Hessian
+    in r, a, b (module docstring).  One array, not seven: each allocation adds to the kernel's code."""
     n = ux.shape[0]
-    k0 = np.empty(n)
-    dr = np.empty(n)
-    da = np.empty(n)
-    db = np.empty(n)
-    hr = np.empty(n)
-    ha = np.empty(n)
-    hb = np.empty(n)
+    out = np.empty((7, n))
     ab = a + b
     if whole:  # ux[k] == k: running sums of the recurrences, no cancellation
         lr = lb = lab = 0.0
         pr = pb = pab = 0.0
         qr = qb = qab = 0.0
         for k in range(n):
-            k0[k] = lr + lb - lab
-            dr[k] = pr
-            da[k] = -pab
-            db[k] = pb - pab
-            hr[k] = qr
-            ha[k] = -qab
-            hb[k] = qb - qab
+            out[0, k] = lr + lb - lab
+            out[1, k] = pr
+            out[2, k] = -pab
+            out[3, k] = pb - pab
+            out[4, k] = qr
+            out[5, k] = -qab
+            out[6, k] = qb - qab
             zr, zb, zab = r + k, b + k, ab + k
             lr += math.log(zr)
             lb += math.log(zb)
@@ -122,22 +117,32 @@ def _x_terms(ux, whole, r, a, b):
             qr -= 1.0 / (zr * zr)
             qb -= 1.0 / (zb * zb)
             qab -= 1.0 / (zab * zab)
-        return k0, dr, da, db, hr, ha, hb
+        return out
     g_r, g_b, g_ab = math.lgamma(r), math.lgamma(b), math.lgamma(ab)
     p_r, p_b, p_ab = _digamma(r), _digamma(b), _digamma(ab)
     q_r, q_b, q_ab = _trigamma(r), _trigamma(b), _trigamma(ab)
     for k in range(n):
         v = ux[k]
-        k0[k] = (math.lgamma(r + v) - g_r) + (math.lgamma(b + v) - g_b) - (math.lgamma(ab + v) - g_ab)
-        dr[k] = _digamma(r + v) - p_r
+        out[0, k] = (math.lgamma(r + v) - g_r) + (math.lgamma(b + v) - g_b) - (math.lgamma(ab + v) - g_ab)
+        out[1, k] = _digamma(r + v) - p_r
         pab = _digamma(ab + v) - p_ab
-        da[k] = -pab
-        db[k] = _digamma(b + v) - p_b - pab
-        hr[k] = _trigamma(r + v) - q_r
+        out[2, k] = -pab
+        out[3, k] = _digamma(b + v) - p_b - pab
+        out[4, k] = _trigamma(r + v) - q_r
         qab = _trigamma(ab + v) - q_ab
-        ha[k] = -qab
-        hb[k] = _trigamma(b + v) - q_b - qab
-    return k0, dr, da, db, hr, ha, hb
+        out[5, k] = -qab
+        out[6, k] = _trigamma(b + v) - q_b - qab
+    return out
+
+
+@njit
+def _log_inv(alpha, u):
+    """[2, n]: log(alpha + u) and 1 / (alpha + u)."""
+    out = np.empty((2, u.shape[0]))
+    for k in range(u.shape[0]):
+        out[0, k] = math.log(alpha + u[k])
+        out[1, k] = 1.0 / (alpha + u[k])
+    return out
 
 
 @njit
@@ -149,21 +154,17 @@ def _objective(x, w, ix, iT, it, ux, uT, ut, whole, r, alpha, a, b):
     product p3 p4 d d^T (d = grad A3 - grad A4); the parts in a and b depend on x alone and are
     summed per distinct x.
     """
-    k0, dr_x, da_x, db_x, hr_x, ha_x, hb_x = _x_terms(ux, whole, r, a, b)
+    xt = _x_terms(ux, whole, r, a, b)
     n_x = ux.shape[0]
     log_alpha = math.log(alpha)
-    kx = np.empty(n_x)
-    lx = np.empty(n_x)
-    bx1 = np.empty(n_x)
+    tx = np.empty((3, n_x))  # K(x), log(a/(b+x-1)), 1/(b+x-1) (0 at x = 0)
     for k in range(n_x):
-        kx[k] = k0[k] + r * log_alpha
+        tx[0, k] = xt[0, k] + r * log_alpha
         c = max(b + ux[k] - 1.0, 1e-300)
-        lx[k] = math.log(a) - math.log(c)
-        bx1[k] = 1.0 / c if ux[k] > 0 else 0.0
-    lT_tab = np.log(alpha + uT)
-    iT_tab = 1.0 / (alpha + uT)
-    lt_tab = np.log(alpha + ut)
-    it_tab = 1.0 / (alpha + ut)
+        tx[1, k] = math.log(a) - math.log(c)
+        tx[2, k] = 1.0 / c if ux[k] > 0 else 0.0
+    tT = _log_inv(alpha, uT)
+    tt = _log_inv(alpha, ut)
     ll = 0.0
     wsum = 0.0
     s_lT = 0.0
@@ -172,23 +173,19 @@ def _objective(x, w, ix, iT, it, ux, uT, ut, whole, r, alpha, a, b):
     h_rr = 0.0
     h_ra = 0.0
     h_aa = 0.0
-    wx = np.zeros(n_x)
-    w4x = np.zeros(n_x)
-    qx = np.zeros(n_x)
-    qrx = np.zeros(n_x)
-    qax = np.zeros(n_x)
+    px = np.zeros((5, n_x))  # per x: sum w, w p4, q = w p3 p4, q d_r, q d_alpha
     for i in range(x.shape[0]):
         wi = w[i]
         rx = r + x[i]
         k = ix[i]
-        lT = lT_tab[iT[i]]
-        iTv = iT_tab[iT[i]]
+        lT = tT[0, iT[i]]
+        iTv = tT[1, iT[i]]
         a3 = -rx * lT
-        wx[k] += wi
+        px[0, k] += wi
         if x[i] > 0:
-            lt = lt_tab[it[i]]
-            itv = it_tab[it[i]]
-            a4 = lx[k] - rx * lt
+            lt = tt[0, it[i]]
+            itv = tt[1, it[i]]
+            a4 = tx[1, k] - rx * lt
             if a3 > a4:
                 e = math.exp(a4 - a3)
                 m = a3 + math.log1p(e)
@@ -202,16 +199,16 @@ def _objective(x, w, ix, iT, it, ux, uT, ut, whole, r, alpha, a, b):
             s_lt += wi * p4 * lt
             mix = p3 * iTv + p4 * itv
             s_al += wi * rx * mix
-            w4x[k] += wi * p4
             q = wi * p3 * p4
             d_r = lt - lT
             d_al = rx * (itv - iTv)
             h_rr += q * d_r * d_r
             h_ra += q * d_r * d_al - wi * mix
             h_aa += q * d_al * d_al + wi * rx * (p3 * iTv * iTv + p4 * itv * itv)
-            qx[k] += q
-            qrx[k] += q * d_r
-            qax[k] += q * d_al
+            px[1, k] += wi * p4
+            px[2, k] += q
+            px[3, k] += q * d_r
+            px[4, k] += q * d_al
         else:
             m = a3
             p3 = 1.0
@@ -219,24 +216,25 @@ def _objective(x, w, ix, iT, it, ux, uT, ut, whole, r, alpha, a, b):
             h_ra -= wi * iTv
             h_aa += wi * rx * iTv * iTv
         s_lT += wi * p3 * lT
-        ll += wi * (kx[k] + m)
+        ll += wi * (tx[0, k] + m)
         wsum += wi
     g = np.zeros(4)
     H = np.zeros((4, 4))
     s_w4 = 0.0
     for k in range(n_x):
-        g[0] += wx[k] * dr_x[k]
-        g[2] += wx[k] * da_x[k]
-        g[3] += wx[k] * db_x[k] - w4x[k] * bx1[k]
-        s_w4 += w4x[k]
-        H[0, 0] += wx[k] * hr_x[k]
-        H[0, 2] -= qrx[k] / a
-        H[0, 3] += qrx[k] * bx1[k]
-        H[1, 2] -= qax[k] / a
-        H[1, 3] += qax[k] * bx1[k]
-        H[2, 2] += wx[k] * ha_x[k] + (qx[k] - w4x[k]) / (a * a)
-        H[2, 3] += wx[k] * ha_x[k] - qx[k] * bx1[k] / a
-        H[3, 3] += wx[k] * hb_x[k] + (qx[k] + w4x[k]) * bx1[k] * bx1[k]
+        wx, w4x, qx, qrx, qax, bx1 = px[0, k], px[1, k], px[2, k], px[3, k], px[4, k], tx[2, k]
+        g[0] += wx * xt[1, k]
+        g[2] += wx * xt[2, k]
+        g[3] += wx * xt[3, k] - w4x * bx1
+        s_w4 += w4x
+        H[0, 0] += wx * xt[4, k]
+        H[0, 2] -= qrx / a
+        H[0, 3] += qrx * bx1
+        H[1, 2] -= qax / a
+        H[1, 3] += qax * bx1
+        H[2, 2] += wx * xt[5, k] + (qx - w4x) / (a * a)
+        H[2, 3] += wx * xt[5, k] - qx * bx1 / a
+        H[3, 3] += wx * xt[6, k] + (qx + w4x) * bx1 * bx1
     g[0] += wsum * log_alpha - s_lT - s_lt
     g[1] = wsum * r / alpha - s_al
     g[2] += s_w4 / a

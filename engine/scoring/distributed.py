@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine.io.meta import SCORE, with_meta
 from engine.io.atomic import atomic_dir
@@ -92,6 +91,8 @@ def _finalize_task(part: Partial, pop: Population, k: int, out_dir: str) -> dict
     table = with_meta(table, SCORE, meta, default=float)
     path = Path(out_dir) / f"part={k}"
     path.mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
     pq.write_table(table, path / "part-0.parquet", compression="zstd")
     return meta
 
