@@ -60,9 +60,9 @@ def _light_cache_loads() -> None:
     it imports and registers every typing and lowering module it has (0.1-0.15 s on the
     first kernel of a process), which only compiling needs; compiling refreshes the
     contexts itself (``numba.core.compiler``).  A cached kernel needs the runtime (NRT)
-    its code links against, so that is initialised and the refresh skipped; a load that
-    fails still falls back to numba's own path.  Left alone on a numba without these
-    internals.
+    its code links against, so that is initialised and the refresh skipped, for winback's
+    own kernels only (anyone else's take numba's path); a load that fails still falls back
+    to numba's own path.  Left alone on a numba without these internals.
     """
     try:
         from numba.core import caching
@@ -76,6 +76,9 @@ def _light_cache_loads() -> None:
     full = cache.load_overload
 
     def load_overload(self, sig, target_context):
+        module = getattr(getattr(self, "_py_func", None), "__module__", "") or ""
+        if not module.startswith(("engine.", "adapters.")):  # other code's kernels: numba's own path
+            return full(self, sig, target_context)
         try:
             rtsys.initialize(target_context)
             with self._guard_against_spurious_io_errors():

@@ -53,3 +53,25 @@ def test_njit_and_pjit_compile_and_pjit_runs_in_parallel_mode():
     a = np.arange(1000, dtype=np.float64)
     assert _sum(a) == a.sum() == _psum(a)
     assert _psum.targetoptions.get("parallel") is True and not _sum.targetoptions.get("parallel")
+
+
+def test_cached_kernels_load_light_in_a_fresh_process():
+    """A fresh process loads winback's cached kernels (serial and parallel) without numba's cffi
+    typing pulling in cffi, and gets the same results as in this process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from engine.scoring.bgnbd_rows import compress\n"
+        "from engine.scoring.bgnbd import BGNBD\n"
+        "x = np.array([0., 1, 2, 2, 5, 1, 0, 3] * 10); t = np.minimum(x * 3, 20); T = np.full(80, 30.)\n"
+        "print(compress(x, t, T)[3].tolist())\n"
+        "m = BGNBD(min_users=5).fit(x, t, T)\n"
+        "print(round(m.diagnostics_['log_likelihood'], 9), 'cffi' in sys.modules)\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+            for _ in range(2)]  # the second one loads everything from the cache
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[1].stdout.splitlines()[1].endswith("False")
