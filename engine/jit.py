@@ -42,7 +42,8 @@ def _skip_cffi() -> None:
     compiling pycparser's lexer regexes) whenever cffi is installed (cryptography pulls
     it in).  No winback kernel calls a cffi function, so the module is loaded as if cffi
     were absent, numba's own case for machines without it.  Nothing changes when cffi is
-    already imported.
+    already imported.  Only under the ``winback`` command (``engine.cli.COMMAND_LINE``):
+    a program that embeds winback may compile its own numba code against cffi.
     """
     if "numba.core.typing.cffi_utils" in sys.modules or "cffi" in sys.modules:
         return
@@ -90,7 +91,8 @@ def _light_cache_loads() -> None:
 
 
 _skip_blas_probe()
-_skip_cffi()
+if getattr(sys.modules.get("engine.cli"), "COMMAND_LINE", False):
+    _skip_cffi()
 _light_cache_loads()
 
 njit = functools.partial(numba.njit, cache=True, nogil=True)

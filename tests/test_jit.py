@@ -7,6 +7,7 @@ import pkgutil
 
 import numba
 import numpy as np
+import pytest
 from numba.core.registry import CPUDispatcher
 
 import engine
@@ -63,6 +64,7 @@ def test_cached_kernels_load_light_in_a_fresh_process():
 
     code = (
         "import sys, numpy as np\n"
+        "import engine.cli; engine.cli.COMMAND_LINE = True\n"  # as under the winback command
         "from engine.scoring.bgnbd_rows import compress\n"
         "from engine.scoring.bgnbd import BGNBD\n"
         "x = np.array([0., 1, 2, 2, 5, 1, 0, 3] * 10); t = np.minimum(x * 3, 20); T = np.full(80, 30.)\n"
@@ -75,3 +77,16 @@ def test_cached_kernels_load_light_in_a_fresh_process():
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
     assert runs[0].stdout == runs[1].stdout
     assert runs[1].stdout.splitlines()[1].endswith("False")
+
+
+def test_a_program_embedding_winback_keeps_numba_cffi_support():
+    """Outside the command, importing winback's kernels leaves numba's cffi support as numba has it."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("cffi")
+    code = ("import engine.scoring.kernels, numba.core.typing.cffi_utils as c\n"
+            "print(c.SUPPORTED)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -113,7 +113,14 @@ def _pyarrow_without_pandas() -> None:
         sys.meta_path.remove(hidden)
 
 
+#: True once :func:`main` runs: what only the command may change in the process reads it
+#: (``engine.jit`` then loads numba without cffi).
+COMMAND_LINE = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    global COMMAND_LINE
+    COMMAND_LINE = True
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     if command not in (None, "provider") and "--dask" not in argv:  # Dask hands pandas objects to pyarrow
