@@ -22,20 +22,29 @@ def _state(ledger):
             .to_pylist()}
 
 
+def _a_sent_to_user_0_an_hour_ago(led) -> None:
+    a = _plan(1, "A", "a", NOW - 3600)
+    led.load_plan(a)
+    record_plan(led, a, {"campaign_id": "A", "policy": {"max_messages": 3, "window_days": 7}})
+    [row] = led.claim("push", 10, now=NOW - 3600, release_until=NOW - 3600)
+    led.sent(row[-1], "p1", NOW - 3600)
+    led.flush()
+
+
+def _b_due_now(led, policy: dict) -> list:
+    """Campaign B's messages to users 0 and 1, due now under ``policy``, claimed."""
+    b = _plan(2, "B", "b", NOW)
+    led.load_plan(b)
+    record_plan(led, b, {"campaign_id": "B", "policy": policy})
+    return led.claim("push", 10, now=NOW, release_until=NOW)
+
+
 def test_the_cap_counts_every_campaigns_sends_and_names_the_other_campaign(tmp_path):
     ledger = tmp_path / "ledger.db"
     with Ledger(ledger) as led:
         # given campaign A sent to user 0 an hour ago; campaign B (cap 1 a week) plans users 0 and 1 now
-        a = _plan(1, "A", "a", NOW - 3600)
-        led.load_plan(a)
-        record_plan(led, a, {"campaign_id": "A", "policy": {"max_messages": 3, "window_days": 7}})
-        [row] = led.claim("push", 10, now=NOW - 3600, release_until=NOW - 3600)
-        led.sent(row[-1], "p1", NOW - 3600)
-        led.flush()
-        b = _plan(2, "B", "b", NOW)
-        led.load_plan(b)
-        record_plan(led, b, {"campaign_id": "B", "policy": {"max_messages": 1, "window_days": 7}})
-        rows = led.claim("push", 10, now=NOW, release_until=NOW)
+        _a_sent_to_user_0_an_hour_ago(led)
+        rows = _b_due_now(led, {"max_messages": 1, "window_days": 7})
         # when
         rel = Release(led)
         keep = rel.screen(rows, NOW)
@@ -51,17 +60,8 @@ def test_a_message_too_close_to_another_campaigns_message_waits_the_gap_and_says
     ledger = tmp_path / "ledger.db"
     with Ledger(ledger) as led:
         # given campaign A sent to user 0 an hour ago; campaign B (min_gap_hours 12) is due for users 0 and 1 now
-        a = _plan(1, "A", "a", NOW - 3600)
-        led.load_plan(a)
-        record_plan(led, a, {"campaign_id": "A", "policy": {"max_messages": 3, "window_days": 7}})
-        [row] = led.claim("push", 10, now=NOW - 3600, release_until=NOW - 3600)
-        led.sent(row[-1], "p1", NOW - 3600)
-        led.flush()
-        b = _plan(2, "B", "b", NOW)
-        led.load_plan(b)
-        record_plan(led, b, {"campaign_id": "B", "policy": {"max_messages": 3, "window_days": 7,
-                                                             "min_gap_hours": 12}})
-        rows = led.claim("push", 10, now=NOW, release_until=NOW)
+        _a_sent_to_user_0_an_hour_ago(led)
+        rows = _b_due_now(led, {"max_messages": 3, "window_days": 7, "min_gap_hours": 12})
         # when
         rel = Release(led)
         keep = rel.screen(rows, NOW)
