@@ -27,35 +27,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from engine.io.atomic import append_synced, cut_partial_line
 from engine.sending.audience import COLUMNS, PLATFORMS, audience_row, row_identifiers, split_rows
 from engine.sending.protocol import FAILED, SENT, Message, Result
 
 __all__ = ["AdsAdapter", "part_paths"]
-
-
-def _cut_partial(path: Path) -> bytes:
-    """The file's bytes up to its last newline (a partial last line is truncated away)."""
-    if not path.exists():
-        return b""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with open(path, "r+b") as fh:
-            fh.truncate(keep)
-            os.fsync(fh.fileno())
-        data = data[:keep]
-    return data
-
-
-def _append(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _csv(rows) -> bytes:
@@ -93,7 +69,7 @@ class AdsAdapter:
 
     def _load(self) -> None:
         seen: set[str] = set()
-        text = _cut_partial(self.index).decode("utf-8")
+        text = cut_partial_line(self.index).decode("utf-8")
         for row in csv.DictReader(io.StringIO(text)):
             if row.get("message_id"):
                 seen.add(row["message_id"])
@@ -101,7 +77,7 @@ class AdsAdapter:
         parts = part_paths(self.path, self.platform)
         if parts:
             self._part = int(parts[-1].stem.rsplit("-", 1)[1])
-            rows = list(csv.reader(io.StringIO(_cut_partial(parts[-1]).decode("utf-8"))))[1:]
+            rows = list(csv.reader(io.StringIO(cut_partial_line(parts[-1]).decode("utf-8"))))[1:]
             self._rows = len(rows)
             self._ids = sum(row_identifiers(tuple(r), self.platform) for r in rows)
 
@@ -136,11 +112,11 @@ class AdsAdapter:
                     self._rows = self._ids = 0
                 target = self._part_path(self._part)
                 head = [COLUMNS[self.platform]] if not target.exists() or target.stat().st_size == 0 else []
-                _append(target, _csv(head + chunk))
+                append_synced(target, _csv(head + chunk))
                 self._rows += len(chunk)
                 self._ids += sum(row_identifiers(r, self.platform) for r in chunk)
                 new_index = not self.index.exists() or self.index.stat().st_size == 0
-                _append(self.index, _csv(([("message_id", "user_id", "part")] if new_index else [])
+                append_synced(self.index, _csv(([("message_id", "user_id", "part")] if new_index else [])
                                          + [(mid, uid, target.name) for mid, uid in index[at:at + len(chunk)]]))
                 at += len(chunk)
             self._seen.update(mid for mid, _ in index)

@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from engine.io.atomic import append_synced, cut_partial_line
 from engine.sending.protocol import FAILED, SENT, Message, Result
 
 __all__ = ["FileAdapter", "normalise_email", "normalise_phone", "hash_address", "COLUMNS"]
@@ -85,14 +86,7 @@ class FileAdapter:
         seen: set[str] = set()
         if not self.path.exists():
             return seen
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
-                os.fsync(fh.fileno())
-            data = data[:keep]
-        text = data.decode("utf-8")
+        text = cut_partial_line(self.path).decode("utf-8")
         if self.format == "csv":
             for row in csv.DictReader(io.StringIO(text)):
                 if row.get("message_id"):
@@ -131,14 +125,7 @@ class FileAdapter:
             data = self._lines(rows)
             if new and self.format == "csv":
                 data = (",".join(COLUMNS) + "\n").encode() + data
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(self.path, data)
             self._seen.update(r[0] for r in rows)
         return results
 

@@ -19,7 +19,7 @@ import pyarrow.feather as feather
 
 from engine.errors import StorageError
 
-__all__ = ["atomic_path", "atomic_dir", "write_table", "storage_error", "STORAGE_ERRNOS"]
+__all__ = ["atomic_path", "atomic_dir", "write_table", "append_synced", "cut_partial_line", "storage_error", "STORAGE_ERRNOS"]
 
 #: errno values meaning "this disk or directory cannot take the write" (not a winback bug)
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
@@ -153,3 +153,34 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
         else:
             raise ValueError(f"unsupported output suffix {suffix!r}")
     return path
+
+
+def append_synced(path: str | os.PathLike, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created 0644 if missing) in full, then fsync: the
+    export files of the file and ads adapters, where each batch must be on disk before
+    its messages count as sent."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def cut_partial_line(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path`` up to its last newline (b"" when it does not exist); a partial
+    last line, left by a crash in the middle of :func:`append_synced`, is truncated away
+    on disk first."""
+    path = Path(path)
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with open(path, "r+b") as fh:
+            fh.truncate(keep)
+            os.fsync(fh.fileno())
+        data = data[:keep]
+    return data
