@@ -225,20 +225,17 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
     if not isinstance(raw_steps, list) or not raw_steps:
         raise _err(src, "steps", "at least one [[steps]] table is required")
     steps, names = [], set()
-    for i, raw in enumerate(raw_steps):
-        s = _table(raw, "steps", src, f"steps[{i}]")
-        if s["name"] in names:
-            raise _err(src, f"steps[{i}].name", f"duplicate step name {s['name']!r}")
+    for path, s in _named_tables(raw_steps, "steps", "step", src, "name"):
         names.add(s["name"])
         template = s["template"] or s["name"]
         if templates and template not in templates:
-            raise _err(src, f"steps[{i}].template", f"no [templates.{template}]; defined: {', '.join(templates)}")
+            raise _err(src, f"{path}.template", f"no [templates.{template}]; defined: {', '.join(templates)}")
         weights = [1.0] * len(THEMES)
         for name, w in s["themes"].items():
             weights[THEME_CODE[name]] = float(w)
         steps.append(Step(s["name"], s["delay_days"], s["channels"], template, s["exit_on"], s["items"],
-                          s["theme"], tuple(weights), *_survey(s, src, f"steps[{i}]"),
-                          where=_rule(s["where"], src, f"steps[{i}].where")))
+                          s["theme"], tuple(weights), *_survey(s, src, path),
+                          where=_rule(s["where"], src, f"{path}.where")))
     offers = _offers(doc.get("offers") or [], src)
     variants = _variants(doc.get("variants") or [{"name": "control", "weight": 1.0}], src, templates, offers,
                          names)
@@ -301,15 +298,25 @@ def _survey(s: dict, src: str, path: str) -> tuple[str, tuple[str, ...], str | N
     return "survey", tuple(reasons), url
 
 
-def _variants(raw, src: str, templates: dict, offers: tuple, step_names: set) -> tuple[Variant, ...]:
+def _named_tables(raw, key: str, what: str, src: str, shape: str):
+    """``(path, table)`` of each ``[[key]]`` table of ``raw`` in order, each checked against the
+    schema, raising on a second table with a name already seen (``what``: "step", "variant",
+    ...; ``shape`` ends the message when ``raw`` is not a list of tables)."""
     if not isinstance(raw, list):
-        raise _err(src, "variants", "must be [[variants]] tables with name and weight")
-    out = []
+        raise _err(src, key, f"must be [[{key}]] tables with {shape}")
+    seen = set()
     for i, x in enumerate(raw):
-        path = f"variants[{i}]"
-        v = _table(x, "variants", src, path)
-        if v["name"] in {o.name for o in out}:
-            raise _err(src, f"{path}.name", f"duplicate variant name {v['name']!r}")
+        path = f"{key}[{i}]"
+        t = _table(x, key, src, path)
+        if t["name"] in seen:
+            raise _err(src, f"{path}.name", f"duplicate {what} name {t['name']!r}")
+        seen.add(t["name"])
+        yield path, t
+
+
+def _variants(raw, src: str, templates: dict, offers: tuple, step_names: set) -> tuple[Variant, ...]:
+    out = []
+    for path, v in _named_tables(raw, "variants", "variant", src, "name and weight"):
         template = v["template"]
         if template is not None and template not in templates:
             raise _err(src, f"{path}.template", f"no [templates.{template}]; defined: {', '.join(templates) or 'none'}")
@@ -329,17 +336,11 @@ def _variants(raw, src: str, templates: dict, offers: tuple, step_names: set) ->
 
 
 def _offers(raw, src: str) -> tuple[Offer, ...]:
-    if not isinstance(raw, list):
-        raise _err(src, "offers", "must be [[offers]] tables with name, where, text and cost")
     out = []
-    for i, x in enumerate(raw):
-        path = f"offers[{i}]"
-        o = _table(x, "offers", src, path)
+    for path, o in _named_tables(raw, "offers", "offer", src, "name, where, text and cost"):
         name = o["name"]
         if name == "none" or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}", name):
             raise _err(src, f"{path}.name", "must be 1-60 letters, digits, '-', '_' or '.' (and not 'none')")
-        if name in {y.name for y in out}:
-            raise _err(src, f"{path}.name", f"duplicate offer name {name!r}")
         rule = _rule(o["where"], src, f"{path}.where")
         rule = Rule("") if rule is None else rule
         out.append(Offer(name, rule, o["text"] if o["text"] is not None else name, _beside(o["codes"], src),
