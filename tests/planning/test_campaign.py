@@ -243,3 +243,22 @@ def test_a_mistyped_key_in_a_file_exits_2_with_one_line(tmp_path, capsys):
     assert code == 2
     assert err.count("\n") == 1 and "[campaign.holdot] unknown key in [campaign]; did you mean 'holdout'?" in err
     assert not (tmp_path / "plan.arrow").exists()
+
+
+@pytest.mark.parametrize("key, table, what", [
+    ("steps", {"name": "a", "channels": ["email"], "template": "t"}, "step"),
+    ("variants", {"name": "x", "weight": 1}, "variant"),
+    ("offers", {"name": "vip", "where": "lapse_risk >= 0.5", "cost": {"fixed": 5.0}}, "offer"),
+])
+def test_a_repeated_name_in_an_array_of_tables_is_refused_at_its_index(key, table, what):
+    doc = copy.deepcopy(GOOD)
+    doc[key] = [t for t in doc.get(key, []) if t["name"] != table["name"]] + [table, dict(table)]
+    with pytest.raises(ConfigError, match=rf"\[{key}\[{len(doc[key]) - 1}\]\.name\] duplicate {what} name "
+                                          rf"'{table['name']}'"):
+        load_campaign(doc)
+
+
+@pytest.mark.parametrize("key", ["variants", "offers"])
+def test_an_array_of_tables_that_is_not_a_list_is_refused(key):
+    with pytest.raises(ConfigError, match=rf"\[{key}\] must be \[\[{key}\]\] tables with name"):
+        load_campaign(GOOD | {key: {"name": "x"}})
