@@ -233,3 +233,33 @@ def catalogue_items(n_cat, cats, added, expires, editorial):
     return _Len(categories=tuple(f"c{i}" for i in range(n_cat)), cat_ptr=ptr, cat_idx=flat,
                 added=np.array(added, np.int64), expires=np.array(expires, np.int64),
                 editorial=np.array(editorial, bool))
+
+
+# --------------------------------------------------------------------------- adapters
+#: the secret every adapter test gives the local provider and the adapter
+ADAPTER_SECRET = "s3cr3t-value-never-shown"
+
+
+def adapter_message(i: int, channel: str, to: str):
+    """Message ``msg-{i}`` to user ``i`` on ``channel``, addressed ``to``."""
+    from engine.sending.protocol import Message
+
+    return Message(message_id=f"msg-{i}", user_id=i, channel=channel, step="we-miss-you", variant="a",
+                   to=to, subject="We miss you", body=f"Hello {i}", send_at=1_790_000_000.0, campaign_id="c1")
+
+
+def run_adapter(build, batches: list, *, faults=None, timeout: float = 5.0, **provider_kw):
+    """Given a local provider on 127.0.0.1 (with ``faults``), when the adapter ``build(url, timeout)``
+    sends ``batches`` one after the other: (results per batch, the provider's stats, its messages)."""
+    from adapters.local_provider import LocalProvider
+
+    async def go():
+        async with LocalProvider(faults=faults, webhook_secret=ADAPTER_SECRET, **provider_kw) as p:
+            adapter = build(p.url, timeout)
+            try:
+                results = [await adapter.send(b) for b in batches]
+            finally:
+                await adapter.aclose()
+            return results, p.stats(), p.messages()
+
+    return asyncio.run(go())

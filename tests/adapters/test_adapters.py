@@ -22,8 +22,9 @@ from adapters.local_provider import Faults, LocalProvider
 from adapters.sendgrid import SendGridAdapter
 from adapters.twilio import TwilioAdapter
 from adapters.webhook import WebhookAdapter, sign
+from tests.helpers import ADAPTER_SECRET, adapter_message, run_adapter
 
-SECRET = "s3cr3t-value-never-shown"
+SECRET = ADAPTER_SECRET
 
 
 @dataclass
@@ -54,24 +55,13 @@ def kind(request) -> Kind:
 
 
 def msg(i: int, kind: Kind, to: str | None = None) -> Message:
-    return Message(message_id=f"msg-{i}", user_id=i, channel=kind.channel, step="we-miss-you", variant="a",
-                   to=kind.good_to if to is None else to, subject="We miss you", body=f"Hello {i}",
-                   send_at=1_790_000_000.0, campaign_id="c1")
+    return adapter_message(i, kind.channel, kind.good_to if to is None else to)
 
 
 def run_against(kind: Kind, batches: list[list[Message]], *, faults: Faults | None = None,
                 timeout: float = 5.0, **provider_kw):
     """Given a local provider with ``faults``, when the adapter sends ``batches``: results and stats."""
-    async def go():
-        async with LocalProvider(faults=faults, webhook_secret=SECRET, **provider_kw) as p:
-            adapter = kind.build(p.url, timeout)
-            try:
-                results = [await adapter.send(b) for b in batches]
-            finally:
-                await adapter.aclose()
-            return results, p.stats(), p.messages()
-
-    return asyncio.run(go())
+    return run_adapter(kind.build, batches, faults=faults, timeout=timeout, **provider_kw)
 
 
 def test_sends_and_gets_sent_with_a_provider_id(kind):
