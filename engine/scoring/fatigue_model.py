@@ -168,11 +168,12 @@ def user_sums(sends: np.ndarray, opens: np.ndarray, beta) -> tuple[np.ndarray, n
     return _user_sums(np.ascontiguousarray(sends), np.ascontiguousarray(opens), np.ascontiguousarray(beta))
 
 
-def fit(acc: FatigueAccumulators, max_iter: int = 50) -> FatigueModel:
-    """Population and per-user fatigue from the weekly counts (module docstring)."""
+def _population(sends: np.ndarray, opens: np.ndarray, max_iter: int = 50):
+    """The population's ``beta`` (Newton on the conditional score), ``sigma2`` (moment estimate of
+    the spread) and the per-user sums (S, I, E, O) at that ``beta`` (module docstring)."""
     beta = 0.0
     for _ in range(max_iter):
-        S, I, _, _ = user_sums(acc.sends, acc.opens, beta)
+        S, I, _, _ = user_sums(sends, opens, beta)
         tot = float(I.sum())
         if tot <= 0:
             break
@@ -180,11 +181,16 @@ def fit(acc: FatigueAccumulators, max_iter: int = 50) -> FatigueModel:
         beta = float(np.clip(beta + step, -2.0, 5.0))
         if abs(step) < 1e-10:
             break
-    S, I, E, O = user_sums(acc.sends, acc.opens, beta)
+    S, I, E, O = user_sums(sends, opens, beta)
     info = I > 0
     sum_i2 = float((I[info] ** 2).sum())
     var = (float((S[info] ** 2).sum()) - float(I[info].sum())) / sum_i2 if sum_i2 > 0 else 0.0
-    sigma2 = max(var, 1e-6)
+    return beta, max(var, 1e-6), S, I, E, O
+
+
+def fit(acc: FatigueAccumulators, max_iter: int = 50) -> FatigueModel:
+    """Population and per-user fatigue from the weekly counts (module docstring)."""
+    beta, sigma2, S, I, E, O = _population(acc.sends, acc.opens, max_iter)
     beta_u = beta + S / (I + 1.0 / sigma2)
     q = float(O.sum()) / max(float(E.sum()), 1e-300)
     q_u = (O + q * PRIOR_MESSAGES) / (user_sums(acc.sends, acc.opens, beta_u)[2] + PRIOR_MESSAGES)
@@ -254,16 +260,16 @@ def fit_stats(stats: list[dict]) -> dict:
     """Population fatigue parameters (beta, sigma, u0, q) from the partitions' :func:`part_stats`."""
     sends = np.concatenate([st["sends"] for st in stats]) if stats else np.zeros((0, WEEKS), np.uint8)
     opens = np.concatenate([st["opens"] for st in stats]) if stats else np.zeros((0, WEEKS), np.uint8)
-    m = fit(FatigueAccumulators(sends, opens, np.full(len(sends), -1, np.int8)))
+    beta, sigma2, _, _, _, O = _population(sends, opens)  # u0 and the response come from every user below
     pairs = np.sum([st["pairs"] for st in stats], axis=0) if stats else np.zeros((_PAIR, _PAIR), np.int64)
     sw, sp = np.meshgrid(np.arange(_PAIR), np.arange(_PAIR), indexing="ij")
     load = 0.5 * np.maximum(sw - 1.0, 0.0) + 0.5 * sp
     exposure = float((pairs * sw * (1.0 + load)).sum())
-    expected = float((pairs * sw * np.exp(-m.beta * load)).sum())
+    expected = float((pairs * sw * np.exp(-beta * load)).sum())
     opened = float(opens.astype(np.float64).sum())
     stopped = sum(st["stopped"] for st in stats)
-    return {"beta": m.beta, "sigma": m.sigma, "unsubscribe_per_message": stopped / exposure if exposure else 0.0,
-            "response": opened / expected if expected else 0.0, "users_with_opens": m.users_with_opens,
+    return {"beta": beta, "sigma": float(np.sqrt(sigma2)), "unsubscribe_per_message": stopped / exposure if exposure else 0.0,
+            "response": opened / expected if expected else 0.0, "users_with_opens": int((O > 0).sum()),
             "messages": int((pairs * sw).sum()), "value_days": VALUE_DAYS, "unsubscribe_cost": UNSUBSCRIBE_COST}
 
 
