@@ -391,7 +391,8 @@ async def dispatch(
     clock = clock or time.time
     table, source = read_plan(plan)
     ledger_path = Path(ledger_path)
-    check_plan_ledger(plan_meta(table), ledger_path, source=source, allow_other=other_ledger)
+    meta = plan_meta(table)
+    check_plan_ledger(meta, ledger_path, source=source, allow_other=other_ledger)
     summary = DispatchSummary(ledger=str(ledger_path))
     if dry_run:
         summary.dry_run, summary.samples = dry_run_preview(table)
@@ -408,7 +409,6 @@ async def dispatch(
     t_start = time.monotonic()
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source)
-        meta = plan_meta(table)
         if summary.loaded:
             record_plan(ledger, table, meta)  # the campaign's policy and zones, for the release checks
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
