@@ -43,20 +43,25 @@ def ensure_id(con: sqlite3.Connection) -> str:
     return con.execute("SELECT value FROM ledger_info WHERE key = 'id'").fetchone()[0]
 
 
-def read_id(path: str | os.PathLike) -> str | None:
-    """The id of the ledger file ``path`` (read-only), or None when the file does not exist,
-    is not a ledger, or is a ledger of an earlier version that has no id yet."""
-    path = Path(path)
+def _first_row(path: Path, sql: str, args: tuple = ()) -> tuple | None:
+    """The first row of ``sql`` on ``path`` opened read-only; None when there is none, or the
+    file is missing or not a database with those tables."""
     if not path.is_file():
         return None
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
         try:
-            row = con.execute("SELECT value FROM ledger_info WHERE key = 'id'").fetchone()
+            return con.execute(sql, args).fetchone()
         finally:
             con.close()
     except sqlite3.DatabaseError:
         return None
+
+
+def read_id(path: str | os.PathLike) -> str | None:
+    """The id of the ledger file ``path`` (read-only), or None when the file does not exist,
+    is not a ledger, or is a ledger of an earlier version that has no id yet."""
+    row = _first_row(Path(path), "SELECT value FROM ledger_info WHERE key = 'id'")
     return None if row is None else str(row[0])
 
 
@@ -66,17 +71,8 @@ def describe(path: str | os.PathLike) -> dict:
 
 
 def _holds_campaign(path: Path, campaign_id: str | None) -> bool:
-    if not campaign_id or not path.is_file():
-        return False
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
-        try:
-            return con.execute("SELECT 1 FROM messages WHERE campaign_id = ? LIMIT 1",
-                               (campaign_id,)).fetchone() is not None
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        return False
+    return bool(campaign_id) and _first_row(path, "SELECT 1 FROM messages WHERE campaign_id = ? LIMIT 1",
+                                            (campaign_id,)) is not None
 
 
 def check_plan_ledger(plan_meta: dict, ledger_path: str | os.PathLike, *, source: str = "the plan",
