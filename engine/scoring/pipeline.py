@@ -246,10 +246,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     days_active = kernels.frequency_from_bits(acc.day_bits)
     lapse_rows = lapse_learned.part_stats(acc.day_bits, as_of=as_of, day0=day0, horizon_days=cfg.horizon_days,
                                           mode=cfg.lapse_model)
-    # the day bits (96 bytes a user) are spent: drop them before finalize, and hand the memory
-    # the event batches used back to the system (mimalloc keeps freed pages otherwise)
-    acc.day_bits = acc.day_bits[:0]
-    pa.default_memory_pool().release_unused()
+    acc.day_bits = acc.day_bits[:0]  # spent (96 bytes a user): dropped before finalize
     in_window = days_active > 0
     first_day = np.where(in_window, acc.first_act_window // SECONDS_PER_DAY, 0)
     last_day = np.where(in_window, acc.last_act // SECONDS_PER_DAY, 0)
