@@ -278,8 +278,10 @@ def next_local_hour(zones: list[str], after: int) -> np.ndarray:
 TZ_SOURCES = ("given", "phone", "hours", "default")
 
 
-def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[pa.Array, pa.Array]:
-    """The timezone rule every step uses: ``(zones, sources)``, one per user.
+def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None, n: int | None = None
+                    ) -> tuple[pa.Array, pa.Array]:
+    """The timezone rule every step uses: ``(zones, sources)``, one per user (``n`` users: needed
+    only when both columns are absent).
 
     A valid IANA ``timezone`` is kept (``given``).  A missing or invalid one is inferred
     from the phone number's country and prefix (``phone``, via the ``phonenumbers``
@@ -291,7 +293,10 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None) -> tuple[
     """
     import pyarrow.compute as pc
 
-    n = len(timezone) if timezone is not None else (len(phone) if phone is not None else 0)
+    if timezone is not None or phone is not None:
+        n = len(timezone) if timezone is not None else len(phone)
+    elif n is None:
+        raise ValueError("infer_timezones needs n, the number of users, when neither column is given")
     if timezone is None:
         zones = pa.nulls(n, pa.string())
     else:  # each distinct name is checked once, not each user's

@@ -170,7 +170,7 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
         if name in table.column_names:
             cols[name] = co.to_string(table[name])
     if infer_timezones:
-        zones, source = infer_tz(cols.get("timezone"), cols.get("phone", pa.nulls(n, pa.string())))  # n users either way
+        zones, source = infer_tz(cols.get("timezone"), cols.get("phone"), n)
         cols["timezone"], cols["timezone_source"] = zones, source
         if "timezone" not in table.column_names:
             table = table.append_column("timezone", zones)
