@@ -37,6 +37,7 @@ from engine.errors import ConfigError, InputError
 from engine.io import coerce
 from engine.io.source import read_table
 from engine.schema import EVENTS, SECONDS_PER_DAY
+from engine.scoring.lapse_learned import weighted_auc
 from engine.scoring.pipeline import score, summary_of
 from engine.scoring.settings import DEFAULTS
 from engine.tz import from_epoch_seconds, parse_as_of
@@ -55,16 +56,13 @@ RANKINGS = {
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float | None:
-    """Mann-Whitney AUC of ``score`` for the ``positive`` class (ties count half); None if one class is empty."""
-    from scipy.stats import rankdata
-
+    """Mann-Whitney AUC of ``score`` for the ``positive`` class (ties count half); None if one class is empty.
+    One row per user of :func:`engine.scoring.lapse_learned.weighted_auc`."""
     positive = np.asarray(positive, bool)
     n1 = int(positive.sum())
-    n0 = positive.size - n1
-    if n1 == 0 or n0 == 0:
+    if n1 == 0 or n1 == positive.size:
         return None
-    r = rankdata(score)
-    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return weighted_auc(np.asarray(score, np.float64), positive.astype(np.float64), (~positive).astype(np.float64))
 
 
 def top_decile_lift(score: np.ndarray, positive: np.ndarray) -> float | None:
