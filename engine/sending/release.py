@@ -26,7 +26,13 @@ before any adapter sees it, inside the sender's view of the ledger:
    else it is skipped, ``cap_other_campaigns`` when other campaigns' messages made the
    difference, ``cap`` otherwise.  Checking the trailing window at every release keeps
    every rolling window under the cap: the last message of any window was checked
-   against all the earlier ones.
+   against all the earlier ones.  When the cap leaves room for only some of a user's
+   messages, the ones earlier in the plan go (by ``send_at``, then the order the plan
+   was loaded in), whichever channel's lane claims first: a message in flight counts
+   against another once a screen has released it (``released_at``) or when it comes
+   earlier in the plan, and with ``--now`` the user's still-planned earlier messages
+   count too (they go now as well).  So the same plan sent twice skips the same
+   messages, and a drip's first step is never the one dropped for its last.
 4. **Suppressions** are applied by the ledger before each claim (``skip_suppressed``),
    and a spam complaint recorded on any channel (``winback receive`` writes it) skips
    the user's messages on every channel (``complaint``), unless the campaign's
@@ -34,10 +40,11 @@ before any adapter sees it, inside the sender's view of the ledger:
 
 Two senders: ``engine.ledger.lock`` allows one ``winback send`` per ledger (a second one
 stops at once with one line; crash recovery at start-up could not tell a live sender's
-claims from a dead one's).  The cap would hold between two claimers even so: a claim
-commits its rows ``in_flight`` (``BEGIN IMMEDIATE``) before they are screened, and the
-screen counts every row in flight, so of two claims of one user's messages the later
-screen always sees the earlier (``tests/sending/test_release.py`` interleaves them).
+claims from a dead one's).  The cap would hold between two claimers even so: a screen
+reads the user's messages and marks the rows it releases in one ``BEGIN IMMEDIATE``
+transaction, so screens are ordered, and the later of two screens of one user's
+messages counts every row the earlier one released (``tests/sending/test_release.py``
+interleaves them).
 
 The campaign's policy and the users' timezones are recorded in the ledger when a plan
 is loaded (:func:`record_plan`), so a message of any campaign is checked against its
@@ -78,6 +85,8 @@ CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id);
 
 def _ensure(con) -> None:
     con.executescript(_SCHEMA)
+    if "released_at" not in {r[1] for r in con.execute("PRAGMA table_info(messages)")}:
+        con.execute("ALTER TABLE messages ADD COLUMN released_at REAL")  # a ledger of an older version
 
 
 def record_plan(ledger, plan: pa.Table, meta: dict) -> None:
@@ -140,6 +149,7 @@ class Release:
         self.skipped: dict[str, int] = {}
         self.retimed = 0
         self._lookups: dict[tuple[str, int], OffsetLookup] = {}
+        self._done: tuple[int, list[str]] = (0, [])
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -147,10 +157,23 @@ class Release:
         re-timed (back to ``planned``) or skipped with a reason, in one transaction."""
         if not rows:
             return rows
-        if self.now_mode:  # everything at once: only the caps
-            keep, capped, _ = self._caps(rows, now)
-            self._write([], capped, now)
-            return keep
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")  # read and mark in one transaction: screens are ordered
+        try:
+            if self.now_mode:  # everything at once: only the caps
+                keep, capped, _ = self._caps(rows, now)
+                self._write([], capped, keep, now)
+            else:
+                keep = self._screen_timed(rows, now)
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        self._tally()
+        return keep
+
+    def _screen_timed(self, rows: list[tuple], now: float) -> list[tuple]:
         con = self.con
         ids = [r[13] for r in rows]
         marks = ",".join("?" * len(ids))
@@ -192,7 +215,7 @@ class Release:
                 capped.append(("campaign_end", r))
             else:
                 retime.append((go, r, "min_gap_other_campaigns"))
-        self._write(retime, skip + capped, now)
+        self._write(retime, skip + capped, keep, now)
         return keep
 
     def _previous(self, rows: list[tuple], info: dict) -> dict:
@@ -260,6 +283,7 @@ class Release:
         since_all = min(min(rule[0], now - rule[4]) for rule in rules.values())
         contacts: dict[int, list[tuple]] = {}
         complained: set[int] = set()
+        pending = " OR state = 'planned'" if self.now_mode else ""
         any_complaint = con.execute("SELECT 1 FROM suppressions WHERE reason = 'complaint' LIMIT 1").fetchone()
         for i in range(0, len(users), 500):
             chunk = users[i:i + 500]
@@ -268,12 +292,15 @@ class Release:
                 complained.update(u for (u,) in con.execute(
                     f"SELECT DISTINCT user_id FROM suppressions WHERE reason = 'complaint' AND user_id IN ({marks})",
                     chunk))
-            for rowid, uid, ch, cid, at in con.execute(
-                    f"SELECT rowid, user_id, channel, campaign_id, CASE WHEN state = 'sent' THEN sent_at "
-                    f"ELSE updated_at END FROM messages WHERE user_id IN ({marks}) AND "
-                    f"((state = 'sent' AND sent_at > ?) OR state = 'in_flight')", (*chunk, since_all)):
+            # sent in the window, in flight, and (with --now, when they go now too) still planned;
+            # the last column: counts against every message (sent, or released by a screen)
+            for rowid, uid, ch, cid, at, send_at, always in con.execute(
+                    f"SELECT rowid, user_id, channel, campaign_id, CASE state WHEN 'sent' THEN sent_at "
+                    f"WHEN 'planned' THEN NULL ELSE updated_at END, send_at, state = 'sent' OR released_at IS NOT NULL "
+                    f"FROM messages WHERE user_id IN ({marks}) AND ((state = 'sent' AND sent_at > ?) "
+                    f"OR state = 'in_flight'{pending})", (*chunk, since_all)):
                 if rowid not in batch:
-                    contacts.setdefault(uid, []).append((ch, cid, at))
+                    contacts.setdefault(uid, []).append((ch, cid, at, None if always else (send_at, rowid)))
         keep, skip, spaced = [], [], []
         for r in rows:
             uid, ch, cid = r[1], r[2], r[10]
@@ -282,7 +309,12 @@ class Release:
             if uid in complained and all_channels:
                 skip.append(("complaint", r))  # a spam complaint on any channel stops every channel
                 continue
-            mine = [c for c in had if c[2] is None or c[2] > since] if had else ()
+            if had:  # a message not yet released counts only against the ones after it in the plan
+                order = (r[8], r[13])
+                had_r = [c for c in had if c[3] is None or c[3] < order]
+            else:
+                had_r = had
+            mine = [c for c in had_r if c[2] is None or c[2] > since] if had_r else ()
             ch_cap = ch_caps.get(ch)
             near = [c[2] if c[2] is not None else now for c in had if c[1] != cid
                     and (c[2] is None or c[2] > now - gap)] if had and gap > 0 else ()
@@ -296,32 +328,33 @@ class Release:
             else:
                 keep.append(r)
                 if had is None:
-                    contacts[uid] = [(ch, cid, now)]
+                    contacts[uid] = [(ch, cid, now, None)]
                 else:
-                    had.append((ch, cid, now))
+                    had.append((ch, cid, now, None))
         return keep, skip, spaced
 
-    def _write(self, retime: list[tuple], skip: list[tuple], now: float) -> None:
-        if not retime and not skip:
-            return
+    def _write(self, retime: list[tuple], skip: list[tuple], keep: list[tuple], now: float) -> None:
+        """Re-time, skip and mark released, inside :meth:`screen`'s transaction; the counts
+        are added by :meth:`_tally` once it commits."""
         con = self.con
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if retime:  # a re-timed message keeps why it moved, when it is not its lateness
-                con.executemany(
-                    "UPDATE messages SET state = 'planned', attempts = attempts - 1, next_attempt_at = ?, "
-                    "last_error = COALESCE(?, last_error), updated_at = ? WHERE rowid = ? AND state = 'in_flight'",
-                    [(x[0], x[2] if len(x) > 2 else None, now, x[1][13]) for x in retime])
-            if skip:
-                con.executemany(
-                    "UPDATE messages SET state = 'skipped', attempts = attempts - 1, last_error = ?, updated_at = ? "
-                    "WHERE rowid = ? AND state = 'in_flight'", [(why, now, r[13]) for why, r in skip])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        self.retimed += len(retime)
-        for why, _ in skip:
+        if retime:  # a re-timed message keeps why it moved, when it is not its lateness
+            con.executemany(
+                "UPDATE messages SET state = 'planned', attempts = attempts - 1, next_attempt_at = ?, "
+                "last_error = COALESCE(?, last_error), updated_at = ? WHERE rowid = ? AND state = 'in_flight'",
+                [(x[0], x[2] if len(x) > 2 else None, now, x[1][13]) for x in retime])
+        if skip:
+            con.executemany(
+                "UPDATE messages SET state = 'skipped', attempts = attempts - 1, last_error = ?, updated_at = ? "
+                "WHERE rowid = ? AND state = 'in_flight'", [(why, now, r[13]) for why, r in skip])
+        if keep:
+            con.executemany("UPDATE messages SET released_at = ? WHERE rowid = ?", [(now, r[13]) for r in keep])
+        self._done = (len(retime), [why for why, _ in skip])
+
+    def _tally(self) -> None:
+        retimed, skipped = self._done
+        self._done = (0, [])
+        self.retimed += retimed
+        for why in skipped:
             self.skipped[why] = self.skipped.get(why, 0) + 1
 
     # -- lookups ----------------------------------------------------------------------------

@@ -143,3 +143,37 @@ def test_two_claimers_on_one_ledger_never_release_more_than_the_cap_in_any_order
                     break
             per_user = np.bincount([r[1] for r in kept], minlength=5)
             assert per_user.max() <= 3 and per_user.sum() >= 5, (seed, per_user)
+
+
+def test_when_the_cap_has_room_for_some_the_earlier_planned_messages_go_whichever_lane_screens_first(tmp_path):
+    """One user, a three-step drip on two channels, cap 2, everything claimed at once with
+    --now: steps 0 and 1 go and step 2 is skipped, in every order of the lanes' screens, and
+    a still-planned earlier step counts against a later one claimed before it."""
+    import itertools
+
+    steps = [(0, "email", NOW), (1, "push", NOW + 86_400), (2, "email", NOW + 2 * 86_400)]
+    for order in itertools.permutations(range(3)):
+        for claim_first_only in (False, True):
+            path = tmp_path / f"l{''.join(map(str, order))}{int(claim_first_only)}.db"
+            with Ledger(path) as led:
+                for k, ch, at in steps:
+                    p = make_plan(1, send_at=at, step_index=k, prefix=f"s{k}_", channel=ch)
+                    led.load_plan(p)
+                record_plan(led, p, {"campaign_id": "c1", "policy": {"max_messages": 2, "window_days": 7}})
+                rel = Release(led, now=True)
+                batches = {ch: led.claim(ch, 10, now=NOW, release_until=float("inf")) for ch in ("email", "push")}
+                by_step = {r[3]: (ch, r) for ch, rows in batches.items() for r in rows}
+                if claim_first_only:  # the later steps' lanes claimed and screen before step 0 is claimed
+                    led.unclaim([by_step["step0"][1][0]])
+                for k in order:
+                    ch, row = by_step[f"step{k}"]
+                    if claim_first_only and k == 0:
+                        continue
+                    rel.screen([row], NOW)
+                if claim_first_only:
+                    rows = led.claim("email", 10, now=NOW, release_until=float("inf"))
+                    assert [r[3] for r in rows] == ["step0"]
+                    rel.screen(rows, NOW)
+            state = _state(path)
+            assert state["s2_0"] == ("skipped", "cap"), (order, claim_first_only, state)
+            assert state["s0_0"][0] == state["s1_0"][0] == "in_flight", (order, claim_first_only, state)
