@@ -54,6 +54,9 @@ step "report the lift against the holdout"
 winback report "$OUT/plan.arrow" "$OUT/outcomes" --ledger "$OUT/ledger.db" --blast "$OUT/blast" -o "$OUT/report"
 
 # -- part 2: incentives, a subject-line test, an ads audience and a survey ------------------
+# an alternative campaign on the same world, as if the first had not run: its own ledger.
+# (Campaigns that follow one another share one --ledger, so caps, gaps and suppressions
+# hold across them: docs/campaigns.md.)
 O2="$OUT/offers"; mkdir -p "$O2"
 step "plan a campaign with two offers, two subject variants, an ads audience and a survey"
 winback plan "$OUT/scores.arrow" examples/winback_offers.toml --ledger "$O2/ledger.db" -o "$O2/plan.arrow"
