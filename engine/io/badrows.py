@@ -46,7 +46,7 @@ EVENTS_REASONS: dict[str, tuple[str, str]] = {
     "unknown_user": ("user_id", "a user_id that is not in the users table"),
     "null_event": ("event", "a null event name"),
     "unknown_event": ("event", "an event name that is not one of session, purchase, send, open, "
-                               "click, unsubscribe, bounce, complaint"),
+                               "click, unsubscribe, bounce, complaint (lower case, as written)"),
     "null_ts": ("ts", "a null timestamp"),
     "bad_ts": ("ts", "a ts that is not a timestamp or an ISO 8601 time"),
     "future_ts": ("ts", "a timestamp after as_of"),

@@ -36,7 +36,7 @@ import pyarrow.ipc as ipc
 from engine.io import coerce as co
 from engine.io.badrows import BadRows
 from engine.errors import InputError
-from engine.io.readers import _column_type_error, _require
+from engine.io.readers import column_type_error, _require
 from engine.io.source import Source
 from engine.schema import ITEMS_REQUIRED
 from engine.tz import from_epoch_seconds
@@ -109,13 +109,13 @@ def _categories(col, path) -> tuple[pa.Array, np.ndarray, np.ndarray, tuple[str,
     elif pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         arr = arr.cast(pa.list_(t.value_type))
     elif not pa.types.is_list(arr.type):
-        raise _column_type_error(path, "category", co.ColumnTypeError(
+        raise column_type_error(path, "category", co.ColumnTypeError(
             f"type {t} (expected a list of strings, or strings with categories separated by '|')"))
     values = arr.flatten()
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     if not (co.is_stringlike(values.type) or pa.types.is_null(values.type)):
-        raise _column_type_error(path, "category", co.ColumnTypeError(f"type {arr.type} (expected strings)"))
+        raise column_type_error(path, "category", co.ColumnTypeError(f"type {arr.type} (expected strings)"))
     values = pc.utf8_trim_whitespace(co.to_string(values))
     parent = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
     keep = pc.and_(pc.is_valid(values), pc.not_equal(values, "")).fill_null(False).to_numpy(zero_copy_only=False)
@@ -149,7 +149,7 @@ def _load(source, bad: BadRows) -> Items:
         try:
             return fn(table[name], *args)
         except co.ColumnTypeError as exc:
-            raise _column_type_error(src.path, name, exc) from None
+            raise column_type_error(src.path, name, exc) from None
 
     iid, null, badv = conv(co.to_int64, "item_id")
     bad.mark(reason, null, "null_item_id")

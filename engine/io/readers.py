@@ -78,7 +78,7 @@ def _require(schema: pa.Schema, required: dict, path: Path, what: str) -> None:
         )
 
 
-def _column_type_error(path: Path, column: str, exc: co.ColumnTypeError) -> InputError:
+def column_type_error(path: Path, column: str, exc: co.ColumnTypeError) -> InputError:
     return InputError(f"{path}: column '{column}' has {exc}; every row would be rejected, so "
                       "convert the column (see docs/data-contract.md) and rerun")
 
@@ -132,7 +132,7 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
     try:
         uid, null, badv = co.to_int64(table["user_id"])
     except co.ColumnTypeError as exc:
-        raise _column_type_error(src.path, "user_id", exc) from None
+        raise column_type_error(src.path, "user_id", exc) from None
     bad.mark(reason, null, "null_user_id")
     bad.mark(reason, badv, "bad_user_id")
     valid = np.flatnonzero(reason == 0)
@@ -156,14 +156,14 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
             try:
                 yes, _, badv = co.to_bool(table[name])
             except co.ColumnTypeError as exc:
-                raise _column_type_error(src.path, name, exc) from None
+                raise column_type_error(src.path, name, exc) from None
             bad.mark(reason, badv, f"bad_{name}")
             cols[name] = pa.array(yes, pa.bool_())
     if "signup_at" in table.column_names:
         try:
             secs, null, badv = co.to_epoch_seconds(table["signup_at"])
         except co.ColumnTypeError as exc:
-            raise _column_type_error(src.path, "signup_at", exc) from None
+            raise column_type_error(src.path, "signup_at", exc) from None
         bad.mark(reason, badv, "bad_signup_at")
         cols["signup_at"] = from_epoch_seconds(secs, null | badv)
     for name in ("email", "phone", "push_token"):
@@ -378,7 +378,7 @@ def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadR
                 if null.any():
                     item = np.where(null, NO_ITEM, item)
     except co.ColumnTypeError as exc:
-        raise _column_type_error(path, column, exc) from None
+        raise column_type_error(path, column, exc) from None
     if reason.any():
         keep = reason == 0
         return EventBatch(uidx[keep], ts[keep], ev[keep], ch[keep], value[keep],

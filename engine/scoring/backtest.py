@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ConfigError, InputError
 from engine.io import coerce
+from engine.io.readers import column_type_error
 from engine.io.source import read_table
 from engine.schema import EVENTS, SECONDS_PER_DAY
 from engine.scoring.lapse_learned import weighted_auc
@@ -120,7 +121,11 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
         raise InputError(f"{events if not isinstance(events, pa.Table) else 'events'}: required column(s) "
                          f"{', '.join(missing)} missing from the events (columns found: {', '.join(ev.column_names)}); "
                          "see docs/data-contract.md")
-    ts, null_ts, bad_ts = coerce.to_epoch_seconds(ev["ts"])
+    where = events if not isinstance(events, pa.Table) else "the events table"
+    try:
+        ts, null_ts, bad_ts = coerce.to_epoch_seconds(ev["ts"])
+    except coerce.ColumnTypeError as exc:
+        raise column_type_error(where, "ts", exc) from None
     unreadable = null_ts | bad_ts
     # bad timestamps stay in the scored history, so score() reports them as it would
     before = (ts <= cut) | unreadable
@@ -132,7 +137,7 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
                    default_timezone=default_timezone, horizon_days=horizon_days, penalizer=penalizer,
                    **score_options)
     meta = summary_of(scores)
-    code, _, _ = coerce.to_codes(ev["event"], EVENTS)
+    code, _, _ = coerce.to_codes(ev["event"], EVENTS)  # score() above read both columns already
     uid, _, _ = coerce.to_int64(ev["user_id"])
     window = upto & (ts > cut)
     names = [a.strip() for a in activity.split(",")] if isinstance(activity, str) else list(activity)

@@ -152,3 +152,14 @@ def test_bad_input_exits_2_with_no_output(world, tmp_path, capsys):
                  "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "ts" in err and "e.arrow" in err and not out.exists()
+    # timestamps as integers (epoch seconds): one line naming the file and the column, no traceback
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ev = feather.read_table(world / "events.arrow")
+    ev = ev.set_column(ev.schema.get_field_index("ts"), "ts", pc.divide(ev["ts"].cast(pa.int64()), 1_000_000))
+    feather.write_feather(ev, tmp_path / "int_ts.arrow")
+    assert main(["backtest", str(world / "users.arrow"), str(tmp_path / "int_ts.arrow"), "--as-of", "2026-11-01",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "int_ts.arrow" in err and "column 'ts'" in err and "int64" in err and not out.exists()
