@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SQLite ledger file; created on first use, reused to resume")
     p.add_argument("--now", action="store_true",
                    help="send every planned message at once, ignoring send times, step spacing and quiet hours "
-                        "(the cap still holds); the only way to send a plan as one burst")
+                        "(the cap still holds, and when it has room for only some of a user's messages "
+                        "the earlier-planned ones go); the only way to send a plan as one burst")
     p.add_argument("--max-lateness", default="6h", metavar="DURATION", type=_duration,
                    help="how late past its target a message may still go, e.g. 90m, 6h, 2d (default 6h); "
                         "later ones are skipped as too_late")
