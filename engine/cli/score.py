@@ -140,10 +140,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "
               f"gave affinities" + (f" ({it['unknown_item_events']:,} events name items not in the catalogue and "
                                      "were skipped)" if it["unknown_item_events"] else ""))
+    _print_addresses(s)
     if s.get("users_rejected") or s.get("events_rejected"):
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "
               f"in {qdir}/ (each with a reason column)")
     return 0
+
+
+def _print_addresses(s: dict) -> None:
+    """One line per address column the users reader rewrote (engine.io.addresses)."""
+    from engine.io.addresses import describe
+
+    for line in describe(s.get("addresses") or {}):
+        print(f"  {line}")
 
 
 def _num(v, digits=4) -> str:
@@ -167,6 +176,7 @@ def _print_partitioned(args: argparse.Namespace, s: dict) -> int:
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("timezone_sources"):
         print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items()))
+    _print_addresses(s)
     if s.get("users_rejected") or s.get("events_rejected"):
         print(f"  quarantined {s.get('users_rejected', 0):,} user rows and {s.get('events_rejected', 0):,} event rows "
               f"in {qdir}/part=K/ (each with a reason column)")

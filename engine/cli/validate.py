@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if report.items is not None:
         print(f"{'items':<8}{report.items_read:>14,}{report.items_good:>14,}"
               f"{report.items_read - report.items_good:>12,}")
+    from engine.io.addresses import describe
+
+    for line in describe(report.addresses):
+        print(line)
     if report.clean:
         print("clean: every row passes the data contract")
         return 0

@@ -21,7 +21,7 @@ import functools
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +46,8 @@ from engine.tz import from_epoch_seconds, is_timezone, parse_as_of
 from engine.tz import infer_timezones as infer_tz
 from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
 from engine.io.userindex import UserIndex
+from engine.io.addresses import ADDRESS_COLUMNS
+from engine.io.addresses import canonical as canonical_address_column
 
 __all__ = ["read_table", "load_users", "Users", "UserIndex", "iter_events", "EventBatch", "BadRows", "NO_ITEM"]
 
@@ -92,6 +94,9 @@ class Users:
     index: UserIndex
     rows_read: int = 0
     rejected: int = 0
+    #: per address column: values rewritten to the canonical form and values that were no
+    #: address (now null), with examples (engine.io.addresses); only columns with either
+    addresses: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -166,9 +171,12 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
             raise column_type_error(src.path, "signup_at", exc) from None
         bad.mark(reason, badv, "bad_signup_at")
         cols["signup_at"] = from_epoch_seconds(secs, null | badv)
-    for name in ("email", "phone", "push_token"):
+    addresses = {}
+    for name in ADDRESS_COLUMNS:  # one spelling per address; a value that is none becomes null
         if name in table.column_names:
-            cols[name] = co.to_string(table[name])
+            cols[name], fixed, invalid, examples = canonical_address_column(name, co.to_string(table[name]))
+            if fixed or invalid:
+                addresses[name] = {"normalised": fixed, "not_an_address": invalid, "examples": examples}
     if infer_timezones:
         zones, source = infer_tz(cols.get("timezone"), cols.get("phone"), n)
         cols["timezone"], cols["timezone_source"] = zones, source
@@ -191,7 +199,7 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
     if not keep.all():
         out = out.filter(pa.array(keep))
     ids = uid[keep]
-    return Users(table=out, index=UserIndex(ids), rows_read=n, rejected=int(n - keep.sum()))
+    return Users(table=out, index=UserIndex(ids), rows_read=n, rejected=int(n - keep.sum()), addresses=addresses)
 
 
 # --------------------------------------------------------------------------- events

@@ -39,6 +39,8 @@ class ValidationReport:
     items_read: int = 0
     items_good: int = 0
     items_bad: dict[str, int] = field(default_factory=dict)
+    #: address values rewritten / found to be no address, per users column (engine.io.addresses)
+    addresses: dict = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -122,4 +124,5 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
         users_bad=dict(ubad.counts), events_bad=dict(ebad.counts), quarantine=quarantine,
         items=None if items is None else str(items), items_read=0 if ibad is None else ibad.rows_read,
         items_good=0 if ibad is None else ibad.good, items_bad={} if ibad is None else dict(ibad.counts),
+        addresses=loaded.addresses,
     )

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
+from engine.io.addresses import CHANNEL_COLUMN, canonical
 from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.identity import ensure_id
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
@@ -102,6 +103,22 @@ def _content(plan: pa.Table) -> list:
     items = plan.column("items").to_pylist() if "items" in plan.column_names else [None] * n
     return [None if t is None else json.dumps({"theme": t, "items": i or []}, separators=(",", ":"))
             for t, i in zip(themes, items)]
+
+
+def _canonical(channels: list[str], addresses: list[str | None]) -> list[str | None]:
+    """The addresses in their channel's canonical form, one vectorised pass per channel; an
+    address that is none is kept as given."""
+    out = list(addresses)
+    for channel in set(channels):
+        kind = CHANNEL_COLUMN.get(channel)
+        if kind is None:
+            continue
+        idx = [i for i, c in enumerate(channels) if c == channel and isinstance(addresses[i], str)]
+        if idx:
+            fixed, _, _, _ = canonical(kind, pa.array([addresses[i] for i in idx], pa.string()))
+            for i, a in zip(idx, fixed.to_pylist()):
+                out[i] = a if a is not None else addresses[i]
+    return out
 
 
 class Ledger:
@@ -411,13 +428,16 @@ class Ledger:
     def add_suppressions(self, rows: Iterable[dict]) -> int:
         """Add suppressions (dicts with channel, address, user_id, reason, at); return new ones.
 
+        An address is stored in its channel's canonical form (:mod:`engine.io.addresses`:
+        ``" John@X.com"`` as ``john@x.com``), as the users reader writes it into every plan.
+
         ``at`` is epoch seconds (default now); a row already present is kept as it was.
         """
         now = time.time()
-        values = [
-            (r["channel"], r.get("address"), r.get("user_id"), r.get("reason"), r.get("at", now))
-            for r in rows
-        ]
+        rows = list(rows)
+        addresses = _canonical([r["channel"] for r in rows], [r.get("address") for r in rows])
+        values = [(r["channel"], a, r.get("user_id"), r.get("reason"), r.get("at", now))
+                  for r, a in zip(rows, addresses)]
         con = self._con
         before = con.total_changes
         with _transaction(con):

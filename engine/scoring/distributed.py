@@ -198,6 +198,14 @@ def _summary(metas: list[dict], timing: dict, workers: int, dask: str | None) ->
         for k, v in (m.get("timezone_sources") or {}).items():
             sources[k] = sources.get(k, 0) + int(v)
     out["timezone_sources"] = sources
+    addresses: dict[str, dict] = {}
+    for m in metas:  # engine.io.addresses, summed over partitions
+        for col, a in (m.get("addresses") or {}).items():
+            got = addresses.setdefault(col, {"normalised": 0, "not_an_address": 0, "examples": []})
+            got["normalised"] += a["normalised"]
+            got["not_an_address"] += a["not_an_address"]
+            got["examples"] = (got["examples"] + a["examples"])[:3]
+    out["addresses"] = addresses
     inference = [m["timezone_inference"] for m in metas if m.get("timezone_inference")]
     if inference:
         out["timezone_inference"] = {**inference[0], "checked": sum(i["checked"] for i in inference),

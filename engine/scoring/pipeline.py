@@ -138,6 +138,8 @@ class PartStats:
     #: the counts of item events and of events naming items not in the catalogue
     items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     item_events: tuple[int, int] = (0, 0)
+    #: address values rewritten / found to be no address, per column (engine.io.addresses)
+    addresses: dict = dataclasses.field(default_factory=dict)
     fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
     hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
     lapse: dict | None = None  # engine.scoring.lapse_learned.part_stats
@@ -262,6 +264,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         wd_hist={z: wd_pop[i] for i, z in enumerate(zones)},
         rfm={k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()},
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
+        addresses=u.addresses,
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
@@ -360,6 +363,7 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
     s = part.stats
     meta.update(as_of=from_epoch_seconds(np.array([cfg.as_of])).to_pylist()[0].isoformat(),
                 users=s.users, events=s.events, users_rejected=s.users_rejected, events_rejected=s.events_rejected,
+                addresses=s.addresses,
                 aggregation_seconds=round(s.aggregation_seconds, 3), activity=list(cfg.activity),
                 default_timezone=cfg.default_timezone, timezone_inference=tz_info,
                 policy={"cap": cfg.policy_cap, "window_days": cfg.policy_window_days})
