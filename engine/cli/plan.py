@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
     if s.get("timezones"):
         print("  timezones:        " + ", ".join(f"{k} {v:,}" for k, v in s["timezones"].items()))
+    for text in s.get("warnings") or ():
+        sys.stderr.write(f"warning: {text}\n")
     if s.get("by_theme"):
         print("  themes:           " + ", ".join(f"{k} {v:,}" for k, v in s["by_theme"].items()))
     return 0

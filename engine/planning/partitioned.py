@@ -36,7 +36,6 @@ from engine.planning.campaign import Campaign, load_campaign
 from engine.errors import ConfigError, InputError
 from engine.planning.guard import check_scores, guard_counts
 from engine.schema import PLAN_SUMMARY_FILE
-from engine.tz import parse_as_of
 
 __all__ = ["plan_partitioned", "scores_partitions", "is_partitioned_scores", "SUMMARY_FILE"]
 
@@ -165,7 +164,9 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
     parts = scores_partitions(scores_dir)
     first = pq.read_schema(next(Path(parts[0][1]).rglob("*.parquet")))
     score_meta = read_meta(first, SCORE)
-    start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
+    from engine.planning.planner import campaign_start
+
+    start, stale = campaign_start(as_of, cmp, score_meta)
     cluster = None
     if dask is None:
         client, workers = _Local(), 0
@@ -213,6 +214,8 @@ def plan_partitioned(scores_dir, campaign, *, out_dir, as_of=None, dask: str | N
             pbar.update(len(parts))
             meta = dict(base, seconds=round(time.perf_counter() - t_start, 3))
             meta["summary"] = merge_summaries([i["summary"] for i in infos])
+            if stale:
+                meta["summary"]["warnings"] = [stale]
             last = [i["last_sent"] for i in infos if i["last_sent"] is not None]
             meta["sunset"] = sunset_meta(cmp, sum(i["candidates"] for i in infos), max(last) if last else None,
                                          start)

@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.errors import ConfigError
 from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
@@ -82,7 +83,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
     check_scores(scores, src)
     score_meta = read_meta(scores, SCORE)
-    start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
+    start, stale = campaign_start(as_of, cmp, score_meta)
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
     pre = part.prelude()
     broadcast = guard_counts(cmp, pre["audience_reachable"], pre["reachable"], ledger, start)
@@ -95,7 +96,42 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta["summary"] = plan_summary(result)
     meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
+    if stale:
+        meta["summary"]["warnings"] = [stale]
     return with_meta(result, PLAN, meta, keep=False)
+
+
+#: scores older than this (seconds) at the campaign's start are flagged in the plan's summary
+STALE_SCORES_SECONDS = 2 * SECONDS_PER_DAY
+
+
+def campaign_start(as_of, cmp: Campaign, score_meta: dict) -> tuple[int, str | None]:
+    """The campaign's start (epoch s, UTC): ``as_of``, else the campaign's, else the scores'
+    ``as_of``; and a warning when the scores are more than two days older than it.
+
+    A start before the scores' ``as_of`` is refused: the scores would know what users did
+    after the campaign began, and its messages would be due in the past."""
+    start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
+    scored = score_meta.get("as_of")
+    if not scored:
+        return start, None
+    scored_at = parse_as_of(scored)
+    if start < scored_at - 3600:
+        raise ConfigError(
+            f"the campaign starts at {_iso(start)}, before the scores' as_of {_iso(scored_at)}: the scores "
+            "describe users after the campaign began and its messages would be due in the past. Pass a later "
+            "--as-of (or [campaign] as_of), or score as of the campaign's start")
+    age = start - scored_at
+    if age > STALE_SCORES_SECONDS:
+        return start, (f"the scores are {age / SECONDS_PER_DAY:.0f} days older than the campaign's start "
+                       f"({_iso(scored_at)} vs {_iso(start)}): users who came back since are still in the "
+                       "audience and fatigue counts miss what they got since. Rescore as of the start, or "
+                       "send with --events so users who return leave the sequence")
+    return start, None
+
+
+def _iso(t: int) -> str:
+    return from_epoch_seconds(np.array([t])).to_pylist()[0].strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float, ledger=None) -> dict:

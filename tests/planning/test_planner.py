@@ -211,6 +211,29 @@ def test_plan_cli_writes_plan_and_summary(tmp_path, capsys):
     assert not (tmp_path / "p2.arrow").exists()
 
 
+def test_a_start_before_the_scores_is_refused_and_old_scores_are_flagged(tmp_path, capsys):
+    from engine.io.meta import SCORE, with_meta
+
+    scores = with_meta(scores_table(np.random.default_rng(5), 200), SCORE, {"as_of": "2026-11-01T00:00:00+00:00"})
+    feather.write_feather(scores, tmp_path / "scores.arrow")
+    args = ["plan", str(tmp_path / "scores.arrow"), "examples/winback_lapsing.toml", "-o", str(tmp_path / "plan.arrow")]
+    # a start before the scores' as_of (a typo in the year, say): exit 2, one line, no plan
+    assert main(args + ["--as-of", "2025-11-01"]) == 2
+    err = capsys.readouterr().err
+    assert "before the scores' as_of 2026-11-01T00:00:00Z" in err and "Traceback" not in err
+    assert not (tmp_path / "plan.arrow").exists()
+    # the same day, and a day later: no warning
+    for day in ("2026-11-01T09:00:00Z", "2026-11-02"):
+        assert main(args + ["--as-of", day]) == 0
+        assert "warning" not in capsys.readouterr().err
+    # three weeks later: planned, with a warning on stderr and in the plan's summary
+    assert main(args + ["--as-of", "2026-11-22"]) == 0
+    assert "the scores are 21 days older than the campaign's start" in capsys.readouterr().err
+    from engine.io.meta import PLAN, read_meta
+
+    assert "21 days older" in read_meta(feather.read_table(tmp_path / "plan.arrow"), PLAN)["summary"]["warnings"][0]
+
+
 # --- fixed cases: one rule at a time, on hand-built users ----------------------------------
 
 
