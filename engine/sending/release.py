@@ -293,11 +293,12 @@ class Release:
                     f"SELECT DISTINCT user_id FROM suppressions WHERE reason = 'complaint' AND user_id IN ({marks})",
                     chunk))
             # sent in the window, in flight, and (with --now, when they go now too) still planned;
-            # the last column: counts against every message (sent, or released by a screen)
+            # the last column: counts against every message (sent, or in flight and released by a
+            # screen; a released message handed back to planned by a stop counts as planned again)
             for rowid, uid, ch, cid, at, send_at, always in con.execute(
                     f"SELECT rowid, user_id, channel, campaign_id, CASE state WHEN 'sent' THEN sent_at "
-                    f"WHEN 'planned' THEN NULL ELSE updated_at END, send_at, state = 'sent' OR released_at IS NOT NULL "
-                    f"FROM messages WHERE user_id IN ({marks}) AND ((state = 'sent' AND sent_at > ?) "
+                    f"WHEN 'planned' THEN NULL ELSE updated_at END, send_at, "
+                    f"state = 'sent' OR (state = 'in_flight' AND released_at IS NOT NULL) FROM messages WHERE user_id IN ({marks}) AND ((state = 'sent' AND sent_at > ?) "
                     f"OR state = 'in_flight'{pending})", (*chunk, since_all)):
                 if rowid not in batch:
                     contacts.setdefault(uid, []).append((ch, cid, at, None if always else (send_at, rowid)))
