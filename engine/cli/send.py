@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="send a plan through a ledger other than the one it was planned with ('winback plan "
                         "--ledger'); refused without this flag, since a different ledger cannot know what the "
                         "first one sent (use it only for a copy of that ledger made on purpose)")
+    p.add_argument("--replan", action="store_true",
+                   help="this plan replaces an earlier plan of the same campaign in the ledger: messages not "
+                        "yet attempted take this plan's channel, address, time and content, and the ones it no "
+                        "longer plans are skipped (replanned); sent and in-flight messages are never touched. "
+                        "Without it a plan that differs from the ledger's pending messages is refused, e.g. "
+                        "winback send plan-v2.arrow --providers p.toml --ledger ledger.db --replan")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     p.set_defaults(func=run)
 
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
             events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
             progress=not args.no_progress, max_lateness=args.max_lateness, other_ledger=args.other_ledger,
+            replan=args.replan,
         )
     except sqlite3.DatabaseError as exc:  # the ledger broke mid-run (disk full, damaged page)
         raise ledger_error(Path(args.ledger), exc) from None
@@ -112,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
              for ch, c in summary.per_channel.items()]
     print(f"sent {summary.sent:,} messages in {summary.seconds:.1f} s "
           f"({summary.sent / max(summary.seconds, 1e-9):,.0f}/s); " + "; ".join(parts or ["nothing due"]))
+    if any(summary.replanned.values()):
+        print(f"replanned: {summary.replanned['changed']:,} pending messages took this plan's version, "
+              f"{summary.replanned['dropped']:,} it no longer plans were skipped")
     if args.now:
         print("--now: every message was released at once, ignoring send times and quiet hours")
     if summary.retimed or summary.skipped:

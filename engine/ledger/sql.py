@@ -87,9 +87,21 @@ _ROWS_PER_STATEMENT = 64
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 _INSERT_HEAD = (
-    "INSERT OR IGNORE INTO messages (message_id, campaign_id, user_id, step, step_index, "
+    "INSERT INTO messages (message_id, campaign_id, user_id, step, step_index, "
     "variant, channel, to_addr, subject, body, template, exit_on, send_at, "
     "next_attempt_at, content, state, attempts, updated_at) VALUES "
+)
+# a message id already in the ledger is left as it is, except a message never attempted
+# whose plan changed (Ledger.load_plan counts those and replaces them only when asked):
+# every column a re-plan may change, compared NULL-safely
+_PLAN_FIELDS = ("step", "step_index", "variant", "channel", "to_addr", "subject", "body", "template",
+                "exit_on", "send_at", "content")
+_DIFFERS = " OR ".join(f"messages.{c} IS NOT excluded.{c}" for c in _PLAN_FIELDS)
+_INSERT_TAIL = (
+    " ON CONFLICT(message_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _PLAN_FIELDS)
+    + ", next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at, last_error = 'replanned'"
+    + " WHERE messages.state = 'planned' AND messages.attempts = 0 AND (" + _DIFFERS + ")"
 )
 _INSERT_WIDTH = 16  # the 15 plan values and updated_at
 _INSERT_ROW = "(" + ",".join(["?"] * 15) + ",'planned',0,?)"
@@ -125,7 +137,7 @@ _SENT_SQL: dict[int, str] = {}
 def _insert_sql(k: int) -> str:
     sql = _INSERT_SQL.get(k)
     if sql is None:
-        sql = _INSERT_SQL[k] = _INSERT_HEAD + ",".join([_INSERT_ROW] * k)
+        sql = _INSERT_SQL[k] = _INSERT_HEAD + ",".join([_INSERT_ROW] * k) + _INSERT_TAIL
     return sql
 
 

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
-from engine.io.addresses import CHANNEL_COLUMN, canonical
+from engine.ledger.replan import canonical_addresses, dropped_rowids, replan_error
 from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.identity import ensure_id
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
@@ -105,22 +105,6 @@ def _content(plan: pa.Table) -> list:
             for t, i in zip(themes, items)]
 
 
-def _canonical(channels: list[str], addresses: list[str | None]) -> list[str | None]:
-    """The addresses in their channel's canonical form, one vectorised pass per channel; an
-    address that is none is kept as given."""
-    out = list(addresses)
-    for channel in set(channels):
-        kind = CHANNEL_COLUMN.get(channel)
-        if kind is None:
-            continue
-        idx = [i for i, c in enumerate(channels) if c == channel and isinstance(addresses[i], str)]
-        if idx:
-            fixed, _, _, _ = canonical(kind, pa.array([addresses[i] for i in idx], pa.string()))
-            for i, a in zip(idx, fixed.to_pylist()):
-                out[i] = a if a is not None else addresses[i]
-    return out
-
-
 class Ledger:
     """An open ledger file.  Use as a context manager; every method commits its own work.
 
@@ -177,21 +161,35 @@ class Ledger:
         self.close()
 
     # -- loading ---------------------------------------------------------------------
-    def load_plan(self, plan: pa.Table, *, source: str = "plan") -> int:
+    def load_plan(self, plan: pa.Table, *, source: str = "plan", replan: bool = False) -> int:
         """Add the plan's planned rows (``reason`` null); return how many were new.
 
-        Idempotent: a message id already in the ledger is left as it is, so loading
-        the same plan twice adds nothing and a newer plan adds only its new ids.
+        Idempotent: loading the same plan twice adds nothing, and a message id already
+        sent, in flight, retried or skipped is never touched.  A re-plan of a campaign
+        (the same message ids, e.g. after a template fix or on fresh scores) may differ
+        from what the ledger holds for messages not yet attempted: in channel, address,
+        time, variant or content, or by no longer planning a message.  Sending the old
+        versions would ignore the new plan, so that is refused (:class:`ConfigError`,
+        nothing written) unless ``replan``: then the pending messages take this plan's
+        version and the ones it no longer plans are skipped (``replanned``).  The counts
+        are in :attr:`replanned`.
         """
+        self.replanned = {"changed": 0, "dropped": 0}
         missing = [c for c in _PLAN_COLUMNS if c not in plan.column_names]
         if missing:
             raise InputError(
                 f"{source}: the plan has no column {', '.join(missing)} (it has "
                 f"{', '.join(plan.column_names[:12])}). Pass a plan.arrow written by 'winback plan'."
             )
+        unplanned = None  # the ids the plan lists with a reason: not to be sent
+        cids = []
+        if "campaign_id" in plan.column_names:
+            cids = [c for c in pc.unique(plan.column("campaign_id")).to_pylist() if c is not None]
         if "reason" in plan.column_names:
-            plan = plan.filter(pc.is_null(plan.column("reason")))
-        if plan.num_rows == 0:
+            is_planned = pc.is_null(plan.column("reason"))
+            unplanned = plan.column("message_id").filter(pc.invert(is_planned)).combine_chunks()
+            plan = plan.filter(is_planned)
+        if plan.num_rows == 0 and (unplanned is None or not len(unplanned)):
             return 0
         ids = plan.column("message_id")
         nulls = ids.null_count
@@ -239,16 +237,27 @@ class Ledger:
         for j, values in enumerate(columns):
             flat[j::_INSERT_WIDTH] = values
         con = self._con
-        before = con.total_changes
         con.execute("BEGIN IMMEDIATE")
         try:
+            rows_before = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            dropped = dropped_rowids(con, unplanned, cids) if rows_before and unplanned is not None else []
+            before = con.total_changes
             _multi_row(con, _insert_sql, flat, _INSERT_WIDTH)
+            inserted = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0] - rows_before
+            changed = con.total_changes - before - inserted
+            if (changed or dropped) and not replan:
+                raise replan_error(source, cids, changed, dropped)
+            if dropped:
+                now = time.time()
+                con.executemany("UPDATE messages SET state = 'skipped', last_error = 'replanned', updated_at = ? "
+                                "WHERE rowid = ? AND state = 'planned' AND attempts = 0", [(now, r) for r in dropped])
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
                 con.execute("ROLLBACK")
             raise
-        return con.total_changes - before
+        self.replanned = {"changed": changed, "dropped": len(dropped)}
+        return inserted
 
     # -- crash recovery ----------------------------------------------------------------
     def recover(self, *, at_most_once: bool = False) -> int:
@@ -435,7 +444,7 @@ class Ledger:
         """
         now = time.time()
         rows = list(rows)
-        addresses = _canonical([r["channel"] for r in rows], [r.get("address") for r in rows])
+        addresses = canonical_addresses([r["channel"] for r in rows], [r.get("address") for r in rows])
         values = [(r["channel"], a, r.get("user_id"), r.get("reason"), r.get("at", now))
                   for r, a in zip(rows, addresses)]
         con = self._con

@@ -370,6 +370,7 @@ async def dispatch(
     handle_signals: bool = True,
     max_lateness: float = DEFAULT_MAX_LATENESS,
     other_ledger: bool = False,
+    replan: bool = False,
 ) -> DispatchSummary:
     """Send every planned message of ``plan`` through ``providers``, tracked in ``ledger_path``.
 
@@ -385,7 +386,8 @@ async def dispatch(
     to its next allowed instant keeping its step spacing, or skipped past ``max_lateness``
     seconds.  A plan made with ``winback plan --ledger`` goes out only through that ledger (a
     :class:`ConfigError` otherwise, before anything is created; ``other_ledger`` skips the
-    check: :mod:`engine.ledger.identity`).  Returns a :class:`DispatchSummary`; raises :class:`Interrupted` after a
+    check: :mod:`engine.ledger.identity`).  A re-plan whose pending messages differ from the
+    ledger's is refused unless ``replan`` (:meth:`engine.ledger.store.Ledger.load_plan`).  Returns a :class:`DispatchSummary`; raises :class:`Interrupted` after a
     SIGINT/SIGTERM drain and :class:`DispatchError` when an adapter breaks.
     """
     clock = clock or time.time
@@ -408,8 +410,9 @@ async def dispatch(
         return summary
     t_start = time.monotonic()
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
-        summary.loaded = ledger.load_plan(table, source=source)
-        if summary.loaded:
+        summary.loaded = ledger.load_plan(table, source=source, replan=replan)
+        summary.replanned = dict(ledger.replanned)
+        if summary.loaded or any(summary.replanned.values()):
             record_plan(ledger, table, meta)  # the campaign's policy and zones, for the release checks
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
             ledger.record_broadcast(str(meta.get("campaign_id") or meta.get("id") or ""))

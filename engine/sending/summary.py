@@ -32,6 +32,8 @@ class DispatchSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     #: late messages moved to a later allowed instant
     retimed: int = 0
+    #: with ``replan``: pending messages given the new plan's version, and skipped as no longer planned
+    replanned: dict[str, int] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:

@@ -54,6 +54,47 @@ def test_loading_is_idempotent_and_skips_unplanned_rows(tmp_path):
     assert sorted(states(tmp_path / "l.db")) == ["m0", "m2", "m3", "m4", "m5", "m6"]
 
 
+def test_a_replan_that_changes_pending_messages_is_refused_unless_asked_and_never_touches_sent_ones(tmp_path):
+    # given plan v1 of campaign c1 for m0..m3, m0 already sent and m1 claimed (in flight)
+    path = tmp_path / "l.db"
+    from engine.errors import ConfigError
+
+    with Ledger(path) as led:
+        assert led.load_plan(make_plan(4)) == 4
+        rows = led.claim("push", 2, now=T0, release_until=T0)
+        led.sent(rows[0][-1], "p0", T0)
+        led.flush()
+        # v2: a new subject for m0..m2, m3 no longer planned (not in the audience), m4 new
+        v2 = make_plan(5, reasons=[None, None, None, "not_in_audience", None])
+        v2 = v2.set_column(v2.schema.get_field_index("subject"), "subject",
+                           pa.array(["new", "new", "new", "hi", "new"]))
+        # when it is loaded as it is: refused, with the counts, and nothing written
+        with pytest.raises(ConfigError, match=r"campaign 'c1': 1 that this plan changes .* and 1 that it no "
+                                              r"longer plans.*--replan"):
+            led.load_plan(v2, source="plan-v2.arrow")
+        assert states(path) == {"m0": "sent", "m1": "in_flight", "m2": "planned", "m3": "planned"}
+        # the same plan again is no change at all
+        assert led.load_plan(make_plan(4)) == 0 and led.replanned == {"changed": 0, "dropped": 0}
+        # and with replan: m2 takes the new subject, m3 is skipped, m4 added; sent m0 and in-flight m1 untouched
+        assert led.load_plan(v2, replan=True) == 1
+        assert led.replanned == {"changed": 1, "dropped": 1}
+    t = {r["message_id"]: r for r in read_messages(path).to_pylist()}
+    subject = dict(sqlite3.connect(path).execute("SELECT message_id, subject FROM messages").fetchall())
+    assert {k: (v["state"], subject[k]) for k, v in t.items()} == {
+        "m0": ("sent", "hi"), "m1": ("in_flight", "hi"), "m2": ("planned", "new"), "m3": ("skipped", "hi"),
+        "m4": ("planned", "new")}
+    assert t["m3"]["last_error"] == "replanned"
+    # a pending message whose content, channel or time changed takes the new version when asked
+    with Ledger(path) as led:
+        v3 = make_plan(3, start=2, channel="email", send_at=T0 + 3600)  # m2 changes; m3 (skipped), m4 change
+        with pytest.raises(ConfigError, match="2 that this plan changes"):
+            led.load_plan(v3)
+        assert led.load_plan(v3, replan=True) == 0 and led.replanned == {"changed": 2, "dropped": 0}
+    t = {r["message_id"]: r for r in read_messages(path).to_pylist()}
+    assert (t["m2"]["channel"], t["m2"]["send_at"].timestamp(), t["m2"]["state"]) == ("email", T0 + 3600, "planned")
+    assert (t["m3"]["state"], t["m3"]["channel"]) == ("skipped", "push")  # final states stay as they were
+
+
 def test_plan_without_message_id_or_with_duplicates_is_refused(tmp_path):
     with Ledger(tmp_path / "l.db") as led:
         with pytest.raises(InputError, match="no column message_id"):
@@ -209,7 +250,7 @@ def test_multi_row_statements_keep_every_value(tmp_path, monkeypatch, update_fro
     plan = make_plan(n, exit_on="click")
     with Ledger(tmp_path / "l.db") as led:
         assert led.load_plan(plan) == n
-        assert led.load_plan(make_plan(n + 5)) == 5  # the first n ids are already there
+        assert led.load_plan(make_plan(n + 5, exit_on="click")) == 5  # the first n ids are already there
         rows = led.claim("push", 1000, now=T0, release_until=T0)
         assert len(rows) == n + 5
         for r in rows[:n]:
@@ -225,7 +266,7 @@ def test_multi_row_statements_keep_every_value(tmp_path, monkeypatch, update_fro
     assert {by_id[f"m{i}"]["state"] for i in range(n, n + 5)} == {"in_flight"}
     con = sqlite3.connect(tmp_path / "l.db")
     assert con.execute("SELECT COUNT(*) FROM messages WHERE exit_on = 'click' AND step = 's' "
-                       "AND body = 'body' AND send_at = ?", (T0,)).fetchone()[0] == n
+                       "AND body = 'body' AND send_at = ?", (T0,)).fetchone()[0] == n + 5
 
 
 def test_claim_with_results_writes_them_in_the_same_transaction(tmp_path):

@@ -178,10 +178,11 @@ def test_sigint_drains_and_a_rerun_resumes(tmp_path):
 
     adapter = Recorder(latency=0.01, on_call=on_call)
     ledger = tmp_path / "l.db"
+    plan = make_plan(200)
 
     # when sending 200 messages
     with pytest.raises(Interrupted, match="run the same command again to resume") as info:
-        send(make_plan(200), {"push": Channel(adapter, rate_per_second=500, concurrency=4)}, ledger, now=True)
+        send(plan, {"push": Channel(adapter, rate_per_second=500, concurrency=4)}, ledger, now=True)
 
     # then the run drained: nothing is left in flight, and what the adapter took is recorded as sent
     rows = read_messages(ledger).to_pylist()
@@ -191,7 +192,7 @@ def test_sigint_drains_and_a_rerun_resumes(tmp_path):
     assert info.value.summary.pending == 200 - len(sent)
 
     # and a rerun sends the rest, each message exactly once overall
-    summary = send(make_plan(200), {"push": Channel(adapter, concurrency=4)}, ledger, now=True)
+    summary = send(plan, {"push": Channel(adapter, concurrency=4)}, ledger, now=True)
     assert summary.complete and sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(200))
 
 
@@ -297,9 +298,10 @@ def test_cancelling_the_dispatch_task_leaves_a_consistent_ledger(tmp_path):
     # given a dispatch running inside a caller's event loop
     ledger = tmp_path / "l.db"
     adapter = Recorder(latency=0.01)
+    plan = make_plan(300)
 
     async def main():
-        task = asyncio.ensure_future(dispatch(make_plan(300), {"push": Channel(adapter, rate_per_second=400,
+        task = asyncio.ensure_future(dispatch(plan, {"push": Channel(adapter, rate_per_second=400,
                                                                               concurrency=4)}, ledger, now=True))
         await asyncio.sleep(0.3)
         # when the caller cancels it
@@ -313,7 +315,7 @@ def test_cancelling_the_dispatch_task_leaves_a_consistent_ledger(tmp_path):
     rows = read_messages(ledger).to_pylist()
     assert "in_flight" not in {r["state"] for r in rows}
     assert {r["message_id"] for r in rows if r["state"] == "sent"} == set(adapter.sent_ids())
-    assert send(make_plan(300), {"push": adapter}, ledger, now=True).complete
+    assert send(plan, {"push": adapter}, ledger, now=True).complete
     assert sorted(adapter.sent_ids()) == sorted(f"m{i}" for i in range(300))
 
 
@@ -445,3 +447,26 @@ def test_webhook_body_is_byte_for_byte_the_json_module_encoding():
     ]
     for m in cases:
         assert message_json(m) == json.dumps(_json_doc(m), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_a_replanned_campaign_sends_the_new_version_only_when_asked(tmp_path):
+    # given plan v1 loaded by a send that stopped before anything was due
+    ledger = tmp_path / "ledger.db"
+    v1 = make_plan(20, send_at=time.time() + 3600)
+    first = send(v1, {"push": Channel(Recorder())}, ledger, max_seconds=0.2, handle_signals=False)
+    assert first.loaded == 20 and first.sent == 0
+    # when the campaign is re-planned with a new subject and sent: refused, nothing sent or changed
+    v2 = v1.set_column(v1.schema.get_field_index("subject"), "subject", pa.array(["Fixed subject"] * 20))
+    seen: list[str] = []
+
+    def rule(msg, attempt):
+        seen.append(msg.subject)
+        return Result(msg.message_id, "sent", provider_id="p-" + msg.message_id)
+
+    with pytest.raises(ConfigError, match="20 that this plan changes.*--replan"):
+        send(v2, {"push": Channel(Recorder(rule))}, ledger, now=True, handle_signals=False)
+    assert seen == [] and set(read_messages(ledger).column("state").to_pylist()) == {"planned"}
+    # and with replan: every message goes once, with the new subject
+    done = send(v2, {"push": Channel(Recorder(rule))}, ledger, now=True, handle_signals=False, replan=True)
+    assert done.replanned == {"changed": 20, "dropped": 0} and done.sent == 20
+    assert seen == ["Fixed subject"] * 20
