@@ -8,8 +8,9 @@ day, ``value`` = dollars), scores them with ``winback score`` semantics as of
 39 weeks = 273 days) prints the AUC of, all in this one run and on the same users:
 
 * winback ``lapse_risk`` scored with ``horizon_days=H`` as shipped (``lapse_model="auto"``:
-  the learned model when the check on the history before as_of says it wins, else the
-  closed form; the line under each horizon says which), and the closed form alone,
+  BG/NBD or Pareto/NBD by a check on the history before as_of, the learned model when a
+  check says it wins; the line under each horizon says which), and each closed form alone
+  (``lapse_model="closed_form"``: BG/NBD; ``"pareto"``: Pareto/NBD),
 * winback ``1 - p_alive`` and ``expected_active_days_30d`` (negated: fewer expected
   active days = riskier),
 * lifetimes BG/NBD, MBG/NBD and Pareto/NBD E[purchases in H days], fitted on winback's
@@ -119,13 +120,16 @@ def evaluate(users, events, as_of: str, H: int, activity: str, back_ids: np.ndar
     s = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H)
     took = time.perf_counter() - t0
     closed = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H, lapse_model="closed_form")
+    pareto = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H, lapse_model="pareto")
     gone = ~np.isin(s["user_id"].to_numpy(), back_ids)
     seen = s["last_active_at"].is_valid().to_numpy(zero_copy_only=False)  # the never-active are not ranked
-    s, closed, gone = s.filter(pa.array(seen)), closed.filter(pa.array(seen)), gone[seen]
+    s, closed, pareto, gone = (s.filter(pa.array(seen)), closed.filter(pa.array(seen)), pareto.filter(pa.array(seen)),
+                               gone[seen])
     x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "tenure_days"))
     life, life_s = lifetimes_expected(x, t_x, T, float(H))
     res = {"winback lapse_risk": auc(s["lapse_risk"].to_numpy(), gone),
-           "winback lapse_risk, closed form only": auc(closed["lapse_risk"].to_numpy(), gone),
+           "winback lapse_risk, BG/NBD closed form": auc(closed["lapse_risk"].to_numpy(), gone),
+           "winback lapse_risk, Pareto/NBD closed form": auc(pareto["lapse_risk"].to_numpy(), gone),
            "winback 1 - p_alive": auc(1 - s["p_alive"].to_numpy(), gone),
            "winback -expected_active_days_30d": auc(-s["expected_active_days_30d"].to_numpy(), gone)}
     for k, e in life.items():
@@ -139,11 +143,12 @@ def evaluate(users, events, as_of: str, H: int, activity: str, back_ids: np.ndar
         except engine.WinbackError as exc:
             print(f"  backtest not possible: {exc}")
     meta = engine.summary_of(s)
-    m, lm = meta["model"], meta["lapse_model"]
+    m, lm, pm = meta["model"], meta["lapse_model"], engine.summary_of(pareto)["pareto_nbd"]
     print(f"\nhorizon {H} days: {len(gone):,} users, {gone.mean():.1%} with no activity; winback score {took:.2f} s "
-          f"(BG/NBD fit {m['seconds']:.3f} s, lapse model {lm['seconds']:.2f} s; lifetimes "
+          f"(BG/NBD fit {m['seconds']:.3f} s, Pareto/NBD fit {pm.get('seconds', 0):.3f} s, lapse model "
+          f"{lm['seconds']:.2f} s; lifetimes "
           + ", ".join(f"{k} {v:.2f} s" for k, v in life_s.items()) + " on the same summary)")
-    print(f"  lapse_risk: {lm['used']} ({lm['reason']})")
+    print(f"  lapse_risk: {lm.get('name', lm['used'])} ({lm['reason']})")
     for k, a in res.items():
         print(f"  {k:<40} AUC {'failed' if a is None else f'{a:.4f}'}")
     return res

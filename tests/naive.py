@@ -481,3 +481,69 @@ def tz_hour_posteriors(hist, users, shifts, prior, profile, kernel, rho, within,
                 bj = j
         out.append((bj, mass[bj] / tot))
     return out
+
+
+# --- Pareto/NBD (engine.scoring.pareto_nbd, pareto_nbd_fit) -----------------------------------
+
+def pareto_nbd_loglik(x, t_x, T, r, alpha, s, beta, dps=30):
+    """log L of one user by Fader & Hardie's note (2005), eq. 18-20, with mpmath's 2F1 at ``dps`` digits."""
+    import mpmath as mp
+
+    with mp.workdps(dps):
+        r, alpha, s, beta, t_x, T = (mp.mpf(v) for v in (r, alpha, s, beta, t_x, T))
+        rsx = r + s + x
+        if alpha >= beta:
+            def part(t):
+                return mp.hyp2f1(rsx, s + 1, rsx + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** rsx
+        else:
+            def part(t):
+                return mp.hyp2f1(rsx, r + x, rsx + 1, (beta - alpha) / (beta + t)) / (beta + t) ** rsx
+        a0 = part(t_x) - part(T)
+        head = mp.gamma(r + x) * alpha**r * beta**s / mp.gamma(r)
+        return float(mp.log(head * (1 / ((alpha + T) ** (r + x) * (beta + T) ** s) + s / rsx * a0)))
+
+
+def pareto_nbd_p_alive(x, t_x, T, r, alpha, s, beta, dps=30):
+    """P(alive | x, t_x, T): the note's eq. 36, 1 / (1 + s/(r+s+x) (alpha+T)^(r+x) (beta+T)^s A0), by 2F1."""
+    import mpmath as mp
+
+    with mp.workdps(dps):
+        r, alpha, s, beta, t_x, T = (mp.mpf(v) for v in (r, alpha, s, beta, t_x, T))
+        rsx = r + s + x
+        if alpha >= beta:
+            def part(t):
+                return mp.hyp2f1(rsx, s + 1, rsx + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** rsx
+        else:
+            def part(t):
+                return mp.hyp2f1(rsx, r + x, rsx + 1, (beta - alpha) / (beta + t)) / (beta + t) ** rsx
+        a0 = part(t_x) - part(T)
+        return float(1 / (1 + s / rsx * (alpha + T) ** (r + x) * (beta + T) ** s * a0))
+
+
+def pareto_nbd_p_none(H, x, t_x, T, r, alpha, s, beta, dps=30):
+    """P(no transaction in (T, T+H] | x, t_x, T) = 1 - P(alive) + P(alive) [(a/(a+H))^(r+x) (b/(b+H))^s
+    + int_0^H (a/(a+t))^(r+x) s b^s/(b+t)^(s+1) dt], a = alpha+T, b = beta+T, by mpmath.quad."""
+    import mpmath as mp
+
+    pa = mp.mpf(pareto_nbd_p_alive(x, t_x, T, r, alpha, s, beta, dps))
+    with mp.workdps(dps):
+        a, b, rx, s = mp.mpf(alpha) + T, mp.mpf(beta) + T, mp.mpf(r) + x, mp.mpf(s)
+        stay = (a / (a + H)) ** rx * (b / (b + H)) ** s
+        stay += mp.quad(lambda t: (a / (a + t)) ** rx * s * b**s / (b + t) ** (s + 1), [0, H])
+        return float(1 - pa + pa * stay)
+
+
+def pareto_nbd_expected(t, x, t_x, T, r, alpha, s, beta, dps=30):
+    """E[X(T, T+t] | x, t_x, T] = P(alive) E[lambda] E[(1 - exp(-mu t))/mu] over the alive posterior
+    mu ~ Gamma(s, beta+T), by mpmath.quad in v = mu^s (which takes away the density's mu^(s-1))."""
+    import mpmath as mp
+
+    pa = mp.mpf(pareto_nbd_p_alive(x, t_x, T, r, alpha, s, beta, dps))
+    with mp.workdps(dps):
+        a, b, s = mp.mpf(alpha) + T, mp.mpf(beta) + T, mp.mpf(s)
+
+        def f(v):
+            mu = v ** (1 / s)
+            return b**s / (s * mp.gamma(s)) * mp.exp(-b * mu) * (-mp.expm1(-mu * t) / mu if mu > 0 else t)
+        life = mp.quad(f, [0, b ** -s, (10 / b) ** s, mp.inf])
+        return float(pa * (mp.mpf(r) + x) / a * life)

@@ -60,10 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--penalizer", type=float, default=None, metavar="C",
                    help="L2 penalty on the BG/NBD parameters, lifetimes' penalizer_coef (default 0: plain "
                         "maximum likelihood); e.g. --penalizer 0.001 pulls a boundary fit inside")
-    p.add_argument("--lapse-model", choices=("auto", "closed_form", "learned"), default=None,
-                   help="lapse_risk: 'auto' (default) a model learned by time split on this history when a check "
-                        "on the history before as_of says it ranks better than the BG/NBD closed form, else the "
-                        "closed form; 'closed_form' or 'learned' to force one")
+    p.add_argument("--lapse-model", choices=("auto", "closed_form", "pareto", "learned"), default=None,
+                   help="lapse_risk: 'auto' (default) the BG/NBD or Pareto/NBD closed form, whichever ranked better "
+                        "on the last --horizon days from the history before them, or a model learned by time "
+                        "split when a check says it ranks better still; 'closed_form' (BG/NBD), 'pareto' "
+                        "(Pareto/NBD) or 'learned' to force one")
     p.add_argument("--fatigue", choices=("learned", "rule"), default=None,
                    help="fatigue_budget: 'learned' (default) from each user's response decay with message volume "
                         "against the unsubscribe risk, or 'rule' (cap minus sends, less after unanswered streaks)")
@@ -117,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows, "
           f"{m['iterations']} iterations, {m['seconds']:.2f} s; lapse_risk over {s['lapse_horizon_days']:g} days")
+    _print_pareto(s.get("pareto_nbd"))
     lm = s.get("lapse_model") or {}
     if lm:
-        print(f"  lapse_risk: {lm['used'].replace('_', ' ')} ({lm['reason']})")
+        print(f"  lapse_risk: {_lapse_name(lm)} ({lm['reason']})")
     for w in s.get("warnings", []):
         print(f"  warning: {w}")
     b = s.get("last_backtest")
@@ -155,6 +157,21 @@ def _print_addresses(s: dict) -> None:
         print(f"  {line}")
 
 
+def _lapse_name(lm: dict) -> str:
+    return lm.get("name") or lm["used"].replace("_", " ")
+
+
+def _print_pareto(pm: dict | None) -> None:
+    """The Pareto/NBD fit's line (modes auto and pareto), or why it failed."""
+    if not pm:
+        return
+    if "failed" in pm:
+        print(f"  Pareto/NBD: not fitted ({pm['failed']})")
+        return
+    print(f"  Pareto/NBD (days): r={pm['r']:.4g} alpha={pm['alpha']:.4g} s={pm['s']:.4g} beta={pm['beta']:.4g}  "
+          f"log-likelihood {pm['log_likelihood']:.1f}, {pm['iterations']} iterations, {pm['seconds']:.2f} s")
+
+
 def _num(v, digits=4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -168,10 +185,11 @@ def _print_partitioned(args: argparse.Namespace, s: dict) -> int:
           f"finalize {s['finalize_seconds']:.2f} s) -> {args.output}")
     print(f"  BG/NBD (days): r={m['r']:.4g} alpha={m['alpha']:.4g} a={m['a']:.4g} b={m['b']:.4g}  "
           f"log-likelihood {m['log_likelihood']:.1f} over {m['users']:,} users / {m['unique_rows']:,} unique rows")
+    _print_pareto(s.get("pareto_nbd"))
     lm = s.get("lapse_model") or {}
     if lm:
-        print(f"  lapse_risk: {lm['used'].replace('_', ' ')} ({lm['reason']})")
-    for w in m.get("warnings", []):
+        print(f"  lapse_risk: {_lapse_name(lm)} ({lm['reason']})")
+    for w in s.get("warnings", m.get("warnings", [])):
         print(f"  warning: {w}")
     print("  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in s["lifecycle"].items()))
     if s.get("timezone_sources"):

@@ -189,7 +189,7 @@ def _summary(metas: list[dict], timing: dict, workers: int, dask: str | None) ->
     first = metas[0]
     out = {k: first[k] for k in ("as_of", "model", "send_time", "model_window_days", "activity",
                                  "default_timezone", "policy")}
-    out.update({k: first[k] for k in ("lapse_horizon_days", "lapse_model") if k in first})
+    out.update({k: first[k] for k in ("lapse_horizon_days", "lapse_model", "pareto_nbd", "warnings") if k in first})
     for k in ("users", "events", "users_rejected", "events_rejected"):
         out[k] = int(sum(m[k] for m in metas))
     out["lifecycle"] = {name: int(sum(m["lifecycle"][name] for m in metas)) for name in LIFECYCLE}

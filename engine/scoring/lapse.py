@@ -1,4 +1,4 @@
-"""Per-user lapse scores from a fitted BG/NBD model: p_alive, expected active days, lapse_risk.
+"""Per-user lapse scores from a fitted BG/NBD or Pareto/NBD model: p_alive, expected active days, lapse_risk.
 
 Units are days.  For users with repeat activity (x > 0) these are the BG/NBD closed forms
 of :mod:`engine.scoring.bgnbd`: P(alive) (Fader, Hardie & Lee 2008 note), E[X(T, T+30]]
@@ -13,6 +13,10 @@ the days since their only activity (or since signup, or the model window)::
     p0 = 1 / (1 + a/b ((alpha+T0)/alpha)^r)
     expected = p0 * E[X(30)] of a user first seen T0 days ago (eq. 10 with x = 0)
     lapse_risk = 1 - p0 + p0 * ((alpha+T0)/(alpha+T0+H))^r
+
+Under Pareto/NBD (:mod:`engine.scoring.pareto_nbd`, :func:`pareto_scores`) a user can die
+at any time, so a one-time visitor needs no convention: users with no repeat activity
+are the model's x = 0, t_x = 0, T = T0 case.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from engine.scoring.bgnbd import BGNBD
+from engine.scoring.pareto_nbd import ParetoNBD
 
-__all__ = ["user_scores"]
+__all__ = ["user_scores", "pareto_scores", "scores_for"]
 
 
 def user_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, repeat: np.ndarray,
@@ -48,3 +53,27 @@ def user_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, rep
     exp30[zero] = model.expected(30.0, np.zeros(len(T0)), np.zeros(len(T0)), T0) * p0
     risk[zero] = 1.0 - p0 + p0 * np.exp(-r * np.log1p(H / (alpha + T0)))
     return p_alive, exp30, np.clip(risk, 0.0, 1.0)
+
+
+def pareto_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, repeat: np.ndarray,
+                  T0: np.ndarray, horizon_days: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`user_scores` under a fitted Pareto/NBD (``params``: r, alpha, s, beta in days).
+
+    ``repeat`` users by their (x, t_x, T); the others as (0, 0, T0).
+    """
+    model = ParetoNBD()
+    model.params_ = {k: float(params[k]) for k in ("r", "alpha", "s", "beta")}
+    rep = np.asarray(repeat, bool)
+    zero = np.zeros(len(x))
+    xs = np.where(rep, x, zero)
+    ts = np.where(rep, t_x, zero)
+    Ts = np.where(rep, T, np.asarray(T0, np.float64))
+    p_alive = model.p_alive(xs, ts, Ts)
+    exp30 = model.expected(30.0, xs, ts, Ts)
+    risk = model.p_none(float(horizon_days), xs, ts, Ts)
+    return p_alive, exp30, np.clip(risk, 0.0, 1.0)
+
+
+def scores_for(model: dict, *args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`user_scores` or :func:`pareto_scores` by ``model["name"]`` ("BG/NBD", "Pareto/NBD")."""
+    return (pareto_scores if model.get("name") == "Pareto/NBD" else user_scores)(model, *args)

@@ -28,9 +28,13 @@ days; the bits of days that begin before ``as_of`` count as "before as_of", so a
 
 The time split, with ``T`` = as_of:
 
+0. **closed form** (``mode="auto"``): fit BG/NBD and Pareto/NBD (:mod:`engine.scoring.pareto_nbd`)
+   on the history before ``T - H`` and keep the one whose ``lapse_risk`` has the higher AUC
+   for "no activity in ``(T - H, T]``" (Pareto/NBD only when its fit as of ``T`` succeeded);
+   without that split, BG/NBD.  ``mode="pareto"`` takes Pareto/NBD without the check.
 1. **validate**: fit BG/NBD and the regression on features as of ``T - 2H`` with labels
    from ``(T - 2H, T - H]``; on features as of ``T - H`` compare its AUC for "no activity
-   in ``(T - H, T]``" with the closed form's (BG/NBD refitted as of ``T - H``).
+   in ``(T - H, T]``" with the closed form's chosen in step 0 (refitted as of ``T - H``).
 2. if the regression's AUC is higher (``mode="auto"``; ``"learned"`` skips the check),
    **train** it again on features as of ``T - H`` with labels from ``(T - H, T]`` and
    **apply** it to the features as of ``T``; otherwise keep the closed form.
@@ -38,7 +42,8 @@ The time split, with ``T`` = as_of:
 No label comes from after ``T``.  When ``2H`` does not fit in the bitset's days, or a cut
 has fewer than :data:`MIN_CLASS` users in either class, or a fit at a cut fails, the
 closed form is kept and the reason recorded (CDNOW at 39 weeks: ``T - H`` is before any
-customer's first purchase).  Users with no activity in the model window keep the
+customer's first purchase, so neither step runs and BG/NBD scores; ``benchmarks/compare_pareto.py``
+measures the rule on CDNOW and generated worlds).  Users with no activity in the model window keep the
 closed-form convention.  The decision and the model go into the scores' metadata as
 ``lapse_model``.
 """
@@ -53,6 +58,7 @@ from engine.errors import ModelError
 from engine.jit import njit
 from engine.schema import SECONDS_PER_DAY
 from engine.scoring import lapse
+from engine.scoring import lapse_models
 from engine.scoring.bgnbd import BGNBD
 from engine.scoring.bgnbd_rows import compress
 
@@ -62,7 +68,7 @@ __all__ = ["cut_summary", "part_stats", "merge_stats", "Cut", "fit_logistic", "p
 FEATURES = ("log_p_active", "log_days_inactive", "log_frequency", "log_tenure")
 #: fewest users in each class ("came back", "did not") at a cut to train or validate on
 MIN_CLASS = 30
-MODES = ("auto", "closed_form", "learned")
+MODES = ("auto", "closed_form", "pareto", "learned")
 
 
 @njit
@@ -138,7 +144,7 @@ def part_stats(day_bits, *, as_of: int, day0: int, horizon_days: float, mode: st
     :func:`merge_stats` exactly, so the learned model is the same however the users are
     partitioned.  None for ``mode="closed_form"``.
     """
-    if mode == "closed_form":
+    if mode in ("closed_form", "pareto"):
         return None
     H = int(np.ceil(horizon_days))
     e0 = int(-(-as_of // SECONDS_PER_DAY) - day0)
@@ -270,11 +276,11 @@ def _fit_cut(cut: Cut) -> dict:
 
 
 def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
-           mode: str = "auto") -> dict:
+           mode: str = "auto", pareto: dict | None = None) -> dict:
     """Validate and train on :func:`merge_stats` (module docstring); returns the ``lapse_model`` metadata.
 
-    Keys: ``used`` ("learned" or "closed_form"), ``reason``, ``mode``, ``seconds`` and, when
-    a check ran, ``validation`` (the cuts in days before as_of, users, AUC of each); with
+    Keys: ``used`` ("learned", "closed_form" (BG/NBD) or "pareto"), ``reason``, ``mode``, ``seconds``
+    and, when a check ran, ``validation`` (the cuts in days before as_of, users, AUC of each); with
     ``used == "learned"``, ``model`` (:func:`fit_logistic`'s dict, the training cut, class counts).
     """
     t0 = time.perf_counter()
@@ -285,38 +291,71 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         out["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
+    if mode == "pareto":
+        out["used"] = "pareto"
+        return done("the Pareto/NBD closed form was asked for")
     if mode == "closed_form" or stats is None:
         return done("the closed form was asked for")
     H, e0 = stats["H"], stats["e0"]
-    need = (H, 2 * H) if mode == "auto" else (H,)
-    if any(b not in stats["cuts"] for b in need):
-        return done(f"the history kept ({e0} days) is shorter than the {need[-1]} days a time split needs")
+    if H not in stats["cuts"]:
+        return done(f"the history kept ({e0} days) is shorter than the {H} days a time split needs")
     try:
-        cuts = {b: _cut(stats, b, as_of, horizon_days, penalizer) for b in need}
+        train = _cut(stats, H, as_of, horizon_days, penalizer)
     except ModelError as exc:
         return done(f"no time split: {exc}")
-    for back, cut in cuts.items():
-        lapsed, came = int(cut.lapsed.sum()), int(cut.back.sum())
-        if min(lapsed, came) < MIN_CLASS:
-            return done(f"at the cut {back} days before as_of only {came:,} users came back and {lapsed:,} did "
-                        f"not (at least {MIN_CLASS} of each are needed)")
-    train = cuts[H]
+    lapsed, came = int(train.lapsed.sum()), int(train.back.sum())
+    if min(lapsed, came) < MIN_CLASS:
+        return done(f"at the cut {H} days before as_of only {came:,} users came back and {lapsed:,} did "
+                    f"not (at least {MIN_CLASS} of each are needed)")
     if mode == "auto":
-        m_check = _fit_cut(cuts[2 * H])
-        a_learned = weighted_auc(predict_logistic(m_check, train.matrix()), train.lapsed, train.back)
+        # 1. the closed form: BG/NBD or Pareto/NBD, both fitted on the history before the cut, checked after it
         a_closed = weighted_auc(train.risk, train.lapsed, train.back)
-        out["validation"] = {"trained_cut_days_before": 2 * H, "checked_cut_days_before": H,
-                             "users": int(train.lapsed.sum() + train.back.sum()), "auc_learned": a_learned,
-                             "auc_closed_form": a_closed}
-        if not a_learned > a_closed:
-            return done(f"the learned model ranked worse than the closed form on the last {H} days "
-                        f"(AUC {a_learned:.4f} vs {a_closed:.4f})")
-    out["model"] = {**_fit_cut(train), "trained_cut_days_before": H, "lapsed": int(train.lapsed.sum()),
-                    "came_back": int(train.back.sum())}
+        v = out["validation"] = {"checked_cut_days_before": H, "users": lapsed + came, "auc_closed_form": a_closed}
+        closed, best, why = "closed_form", a_closed, "BG/NBD closed form"
+        if pareto is not None and "failed" not in pareto:
+            a_pareto = _pareto_auc(train, penalizer, horizon_days)
+            v["auc_pareto"] = a_pareto
+            if a_pareto is not None and a_pareto > a_closed:
+                closed, best = "pareto", a_pareto
+                why = f"Pareto/NBD ranked better than BG/NBD on the last {H} days (AUC {a_pareto:.4f} vs {a_closed:.4f})"
+            elif a_pareto is not None:
+                why = f"BG/NBD ranked at least as well as Pareto/NBD on the last {H} days (AUC {a_closed:.4f} vs " \
+                      f"{a_pareto:.4f})"
+        out["used"] = closed
+        # 2. the learned model, trained at 2H and checked at H, only when it beats that closed form
+        label = "Pareto/NBD" if closed == "pareto" else "the closed form"
+        if 2 * H not in stats["cuts"]:
+            return done(f"{why}; the history kept ({e0} days) is shorter than the {2 * H} days the learned model's "
+                        "check needs")
+        try:
+            check = _cut(stats, 2 * H, as_of, horizon_days, penalizer)
+        except ModelError as exc:
+            return done(f"{why}; no check of the learned model: {exc}")
+        c_lapsed, c_came = int(check.lapsed.sum()), int(check.back.sum())
+        if min(c_lapsed, c_came) < MIN_CLASS:
+            return done(f"{why}; at the cut {2 * H} days before as_of only {c_came:,} users came back and "
+                        f"{c_lapsed:,} did not (at least {MIN_CLASS} of each are needed)")
+        a_learned = weighted_auc(predict_logistic(_fit_cut(check), train.matrix()), train.lapsed, train.back)
+        v.update(trained_cut_days_before=2 * H, auc_learned=a_learned)
+        if not a_learned > best:
+            return done(f"the learned model ranked worse than {label} on the last {H} days "
+                        f"(AUC {a_learned:.4f} vs {best:.4f})" + ("" if closed == "closed_form" else f"; {why}"))
+        v["auc_best_closed_form"] = best
+    out["model"] = {**_fit_cut(train), "trained_cut_days_before": H, "lapsed": lapsed, "came_back": came}
     out["used"] = "learned"
     v = out.get("validation")
     return done(f"the learned model ranked better on the last {H} days (AUC {v['auc_learned']:.4f} vs "
-                f"{v['auc_closed_form']:.4f})" if v else "the learned model was asked for")
+                f"{v['auc_best_closed_form']:.4f})" if v else "the learned model was asked for")
+
+
+def _pareto_auc(cut: Cut, penalizer: float, horizon_days: float) -> float | None:
+    """AUC on a cut's rows of Pareto/NBD's lapse_risk, fitted on the cut's own history (None if it cannot be)."""
+    cx, ct, cT, cw = compress(cut.x, cut.t_x, cut.T, weights=cut.lapsed + cut.back)[:4]
+    fit = lapse_models.fit_pareto(cx, ct, cT, cw, penalizer)
+    if "failed" in fit:
+        return None
+    risk = lapse.pareto_scores(fit, cut.x, cut.t_x, cut.T, cut.x > 0, cut.inactive, horizon_days)[2]
+    return weighted_auc(risk, cut.lapsed, cut.back)
 
 
 def apply(choice: dict, seen: np.ndarray, x: np.ndarray, first_day: np.ndarray, last_day: np.ndarray, *,

@@ -57,6 +57,7 @@ from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of 
 from engine.scoring import kernels
 from engine.scoring import lapse
 from engine.scoring import lapse_learned
+from engine.scoring import lapse_models
 from engine.scoring import sendtime
 from engine.scoring import tzhours
 from engine.scoring.bgnbd import BGNBD, compress
@@ -181,6 +182,7 @@ class Population:
     hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
+    pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto (modes "auto" and "pareto")
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -294,6 +296,7 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
         raise ModelError(f"scoring stopped: {exc}", exc.diagnostics) from None
+    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if cfg.lapse_model in ("auto", "pareto") else None
     zones: dict[str, int] = {}
     for s in stats:
         for z in s.hour_hist:
@@ -324,7 +327,9 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
                       lapse_model=lapse_learned.choose(lapse_learned.merge_stats([s.lapse for s in stats]),
                                                        as_of=cfg.as_of, horizon_days=cfg.horizon_days,
-                                                       penalizer=cfg.penalizer, mode=cfg.lapse_model),
+                                                       penalizer=cfg.penalizer, mode=cfg.lapse_model,
+                                                       pareto=pareto),
+                      pareto=pareto,
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
 
 
@@ -390,8 +395,9 @@ def _derive(part: Partial, pop: Population):
     since = np.where(acc.last_act != NEVER, acc.last_act,
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
-    p_alive, exp30, risk = lapse.user_scores(pop.params, x, t_x, T, rep, T0, cfg.horizon_days)
-    choice = pop.lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"}
+    choice = dict(pop.lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"})
+    closed, closed_warning = lapse_models.closed_form_of(choice, pop.model, getattr(pop, "pareto", None))
+    p_alive, exp30, risk = lapse.scores_for(closed, x, t_x, T, rep, T0, cfg.horizon_days)
     risk = lapse_learned.apply(choice, in_window, x, acc.first_act_window // SECONDS_PER_DAY,
                                acc.last_act // SECONDS_PER_DAY, as_of=as_of, horizon_days=cfg.horizon_days,
                                params=pop.params, risk=risk)
@@ -477,8 +483,10 @@ def _derive(part: Partial, pop: Population):
                       "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
-        "lapse_model": choice,
+        "lapse_model": {**choice, "name": lapse_models.NAMES.get(choice["used"], choice["used"])},
+        "pareto_nbd": getattr(pop, "pareto", None),
         "fatigue": {"model": fatigue_used, **pop.fatigue},
-        "warnings": list(pop.model.get("warnings", [])) + ([fatigue_warning] if fatigue_warning else []),
+        "warnings": list(closed.get("warnings", pop.model.get("warnings", []))) +
+                    [w for w in (closed_warning, fatigue_warning) if w],
     }
     return cols, meta
