@@ -534,16 +534,12 @@ def pareto_nbd_p_none(H, x, t_x, T, r, alpha, s, beta, dps=30):
 
 
 def pareto_nbd_expected(t, x, t_x, T, r, alpha, s, beta, dps=30):
-    """E[X(T, T+t] | x, t_x, T] = P(alive) E[lambda] E[(1 - exp(-mu t))/mu] over the alive posterior
-    mu ~ Gamma(s, beta+T), by mpmath.quad in v = mu^s (which takes away the density's mu^(s-1))."""
+    """E[X(T, T+t] | x, t_x, T] = P(alive) E[lambda] E[min(lifetime, t)] over the alive posterior, with
+    E[min(lifetime, t)] = int_0^t P(lifetime > u) du = int_0^t (b/(b+u))^s du (b = beta+T), by mpmath.quad."""
     import mpmath as mp
 
     pa = mp.mpf(pareto_nbd_p_alive(x, t_x, T, r, alpha, s, beta, dps))
     with mp.workdps(dps):
         a, b, s = mp.mpf(alpha) + T, mp.mpf(beta) + T, mp.mpf(s)
-
-        def f(v):
-            mu = v ** (1 / s)
-            return b**s / (s * mp.gamma(s)) * mp.exp(-b * mu) * (-mp.expm1(-mu * t) / mu if mu > 0 else t)
-        life = mp.quad(f, [0, b ** -s, (10 / b) ** s, mp.inf])
+        life = mp.quad(lambda u: (b / (b + u)) ** s, [0, t])
         return float(pa * (mp.mpf(r) + x) / a * life)
