@@ -30,8 +30,9 @@ The time split, with ``T`` = as_of:
 
 0. **closed form** (``mode="auto"``): fit BG/NBD and Pareto/NBD (:mod:`engine.scoring.pareto_nbd`)
    on the history before ``T - H`` and keep the one whose ``lapse_risk`` has the higher AUC
-   for "no activity in ``(T - H, T]``" (Pareto/NBD only when its fit as of ``T`` succeeded);
-   without that split, BG/NBD.  ``mode="pareto"`` takes Pareto/NBD without the check.
+   for "no activity in ``(T - H, T]``"; without that split, BG/NBD.  Pareto/NBD is then fitted
+   as of ``T`` only when it was chosen (its failure there falls back to BG/NBD with a warning,
+   :mod:`engine.scoring.lapse_models`).  ``mode="pareto"`` takes Pareto/NBD without the check.
 1. **validate**: fit BG/NBD and the regression on features as of ``T - 2H`` with labels
    from ``(T - 2H, T - H]``; on features as of ``T - H`` compare its AUC for "no activity
    in ``(T - H, T]``" with the closed form's chosen in step 0 (refitted as of ``T - H``).
@@ -276,7 +277,7 @@ def _fit_cut(cut: Cut) -> dict:
 
 
 def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
-           mode: str = "auto", pareto: dict | None = None) -> dict:
+           mode: str = "auto") -> dict:
     """Validate and train on :func:`merge_stats` (module docstring); returns the ``lapse_model`` metadata.
 
     Keys: ``used`` ("learned", "closed_form" (BG/NBD) or "pareto"), ``reason``, ``mode``, ``seconds``
@@ -295,7 +296,7 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         out["used"] = "pareto"
         return done("the Pareto/NBD closed form was asked for")
     if mode == "closed_form" or stats is None:
-        return done("the closed form was asked for")
+        return done("the BG/NBD closed form was asked for")
     H, e0 = stats["H"], stats["e0"]
     if H not in stats["cuts"]:
         return done(f"the history kept ({e0} days) is shorter than the {H} days a time split needs")
@@ -312,15 +313,15 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         a_closed = weighted_auc(train.risk, train.lapsed, train.back)
         v = out["validation"] = {"checked_cut_days_before": H, "users": lapsed + came, "auc_closed_form": a_closed}
         closed, best, why = "closed_form", a_closed, "BG/NBD closed form"
-        if pareto is not None and "failed" not in pareto:
-            a_pareto = _pareto_auc(train, penalizer, horizon_days)
-            v["auc_pareto"] = a_pareto
-            if a_pareto is not None and a_pareto > a_closed:
-                closed, best = "pareto", a_pareto
-                why = f"Pareto/NBD ranked better than BG/NBD on the last {H} days (AUC {a_pareto:.4f} vs {a_closed:.4f})"
-            elif a_pareto is not None:
-                why = f"BG/NBD ranked at least as well as Pareto/NBD on the last {H} days (AUC {a_closed:.4f} vs " \
-                      f"{a_pareto:.4f})"
+        a_pareto = v["auc_pareto"] = _pareto_auc(train, penalizer, horizon_days)
+        if a_pareto is not None and a_pareto > a_closed:
+            closed, best = "pareto", a_pareto
+            why = f"Pareto/NBD ranked better than BG/NBD on the last {H} days (AUC {a_pareto:.4f} vs {a_closed:.4f})"
+        elif a_pareto is not None:
+            why = f"BG/NBD ranked at least as well as Pareto/NBD on the last {H} days (AUC {a_closed:.4f} vs " \
+                  f"{a_pareto:.4f})"
+        else:
+            why = "BG/NBD closed form (Pareto/NBD could not be fitted at the cut)"
         out["used"] = closed
         # 2. the learned model, trained at 2H and checked at H, only when it beats that closed form
         label = "Pareto/NBD" if closed == "pareto" else "the closed form"

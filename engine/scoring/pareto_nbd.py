@@ -11,7 +11,8 @@ The likelihood (Fader, Hardie & Lee 2005, "A note on deriving the Pareto/NBD mod
 related expressions", eq. 18) and its fit are in :mod:`engine.scoring.pareto_nbd_fit`:
 one integral by Gauss-Legendre quadrature instead of the note's Gauss hypergeometric
 functions, with the analytic gradient and Hessian, minimised over log-parameters by the
-trust-region Newton method of the BG/NBD fit (:func:`engine.scoring.bgnbd_fit.minimize_box`);
+trust-region Newton method of the BG/NBD fit (:func:`engine.scoring.bgnbd_fit.minimize_box`;
+inputs over 20k compressed rows start from a fit on every k-th row, as there);
 ``alpha`` and ``beta`` are optimised in units of max(T) and ``penalizer`` adds
 ``penalizer * (r^2 + alpha^2 + s^2 + beta^2)`` in those units to the mean negative
 log-likelihood.  No scipy.
@@ -45,15 +46,16 @@ import time
 import numpy as np
 
 from engine.errors import ModelError
-from engine.jit import njit
 from engine.scoring.bgnbd import _nll
 from engine.scoring.bgnbd_fit import minimize_box
 from engine.scoring.bgnbd_rows import as_columns, compress_for_fit, same_length
-from engine.scoring.pareto_nbd_fit import NODES, WEIGHTS, Objective, integral, loglik_rows
+from engine.scoring.pareto_nbd_fit import NODES, WEIGHTS, Objective, expected_rows as _expected, loglik_rows
+from engine.scoring.pareto_nbd_fit import p_alive_rows as _p_alive, p_none_rows as _p_none
 
 __all__ = ["ParetoNBD"]
 
 _LOG_BOUND = 15.0
+_SAMPLE_ROWS = 5_000  # compressed rows of the warm-start fit of large inputs
 _NO_CHURN = 1e-3  # expected share of users dying over max(T), s/beta * max(T), below this: no churn
 _SHARED_RATE = 100.0  # r above this: rate heterogeneity has collapsed
 
@@ -110,9 +112,19 @@ class ParetoNBD:
         pen = float(self.penalizer)
         nll = _nll(obj, n_users, unit, pen)
         opts = {"max_iter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9}
+        starts = [np.log(s0) for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.3, 1.0, 3.0], [0.2, 0.1, 2.0, 10.0])]
+        if len(x) > 4 * _SAMPLE_ROWS:
+            # warm start, as the BG/NBD fit does: every k-th compressed row (with its weight) first, so the
+            # full data needs only the last few Newton steps; the generic starts stay as fallbacks
+            k = len(x) // _SAMPLE_ROWS
+            sub = Objective(x[::k], t_x[::k], TT[::k], w[::k])
+            warm = minimize_box(_nll(sub, float(w[::k].sum()), unit, pen), starts[0], -_LOG_BOUND, _LOG_BOUND,
+                                **opts)
+            if warm["success"]:
+                starts.insert(0, warm["x"])
         best = None
-        for start in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.3, 1.0, 3.0], [0.2, 0.1, 2.0, 10.0]):
-            res = minimize_box(nll, np.log(start), -_LOG_BOUND, _LOG_BOUND, **opts)
+        for start in starts:
+            res = minimize_box(nll, start, -_LOG_BOUND, _LOG_BOUND, **opts)
             if best is None or res["fun"] < best["fun"]:
                 best = res
             if res["success"] and res["fun"] < math.inf:
@@ -170,52 +182,3 @@ def _boundary(r, alpha, s, beta, scale):
         warnings.append(f"Pareto/NBD: the rate heterogeneity collapsed (r={r:.3g}): everyone is active at about "
                         f"the same rate, {r / alpha:.4g} per unit of time")
     return names, warnings
-
-
-@njit
-def _p_alive_one(x, t_x, T, r, al, s, be, nodes, weights):
-    p = r + x
-    m = -p * math.log1p(t_x / al) - s * math.log1p(t_x / be)
-    A = math.exp(-p * math.log1p(T / al) - s * math.log1p(T / be) - m)
-    J = integral(p, s, al, be, t_x, T, m, nodes, weights)
-    return A / (A + s * J)
-
-
-@njit
-def _p_alive(x, t_x, T, r, al, s, be, nodes, weights):
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        out[i] = _p_alive_one(x[i], t_x[i], T[i], r, al, s, be, nodes, weights)
-    return out
-
-
-@njit
-def _p_none(t, x, t_x, T, r, al, s, be, nodes, weights):
-    """1 - P(alive) + P(alive) E[exp(-lambda min(lifetime, t))] per user (module docstring)."""
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        pa = _p_alive_one(x[i], t_x[i], T[i], r, al, s, be, nodes, weights)
-        p = r + x[i]
-        a, b = al + T[i], be + T[i]
-        if t > 0.0:
-            # in the posterior's own scale: u(t) = (1+t/a)^-p (1+t/b)^-s, m = 0
-            stay = math.exp(-p * math.log1p(t / a) - s * math.log1p(t / b)) + s * integral(p, s, a, b, 0.0, t, 0.0,
-                                                                                              nodes, weights)
-        else:
-            stay = 1.0
-        out[i] = min(max((1.0 - pa) + pa * stay, 0.0), 1.0)
-    return out
-
-
-@njit
-def _expected(t, x, t_x, T, r, al, s, be, nodes, weights):
-    """P(alive) (r+x)/a * b/(s-1) [1 - (b/(b+t))^(s-1)] per user (the note's eq. 41)."""
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        pa = _p_alive_one(x[i], t_x[i], T[i], r, al, s, be, nodes, weights)
-        a, b = al + T[i], be + T[i]
-        L = math.log1p(t / b)
-        d = (s - 1.0) * L
-        life = b * L * (1.0 - 0.5 * d) if abs(d) < 1e-8 else -b * math.expm1(-d) / (s - 1.0)
-        out[i] = pa * (r + x[i]) / a * life
-    return out

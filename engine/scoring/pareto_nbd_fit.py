@@ -37,10 +37,12 @@ import math
 
 import numpy as np
 
-from engine.jit import njit
+from numba import prange
+
+from engine.jit import njit, pjit
 from engine.scoring.bgnbd_fit import _digamma, _trigamma, distinct
 
-__all__ = ["Objective", "N_NODES", "integral"]
+__all__ = ["Objective", "N_NODES", "integral", "loglik_rows", "p_alive_rows", "p_none_rows", "expected_rows"]
 
 N_NODES = 32
 _EFOLDS = 30.0  # the integral is cut where the integrand has fallen by e^-30 (below 1e-13)
@@ -58,14 +60,15 @@ def _log_f(p, s, al, be, a0, w):
 
 
 @njit
-def _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt):
+def _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt, la, lb):
     """Fill ``tau``/``wt`` with quadrature points and weights of int_lo^hi f(tau) dtau for the
-    integrand f = (1+tau/al)^-p (1+tau/be)^-s / (be+tau) (module docstring); returns False when hi <= lo.
+    integrand f = (1+tau/al)^-p (1+tau/be)^-s / (be+tau) (module docstring), and ``la``/``lb`` with
+    log1p(tau/al) and log1p(tau/be) there; returns False when hi <= lo.
 
     The nodes are linear in w = log(a0 + tau), a0 = min(al, be), over [w0, w_end]: w_end is hi,
     or, where the integrand falls by more than e^-_EFOLDS there, a point where it has fallen by
     between e^-_EFOLDS and e^-(1.5 _EFOLDS) (log f is concave in w, so beyond it the rest is
-    below e^-_EFOLDS of the peak and is left out).
+    below e^-_EFOLDS of the peak and is left out), found by Newton steps from the right.
     """
     if not hi > lo:
         return False
@@ -79,39 +82,45 @@ def _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt):
     if k0 > 0.0 and w0 + _EFOLDS / k0 < w1:
         w_end = w0 + _EFOLDS / k0  # the tangent's fall of _EFOLDS: the integrand has fallen at least that
     drop = f0 - _log_f(p, s, al, be, a0, w_end)
-    if drop > 1.5 * _EFOLDS:
-        a, b = w0, w_end
-        for _ in range(60):
-            mid = 0.5 * (a + b)
-            dm = f0 - _log_f(p, s, al, be, a0, mid)
-            if dm < _EFOLDS:
-                a = mid
-            elif dm > 1.5 * _EFOLDS:
-                b = mid
-            else:
-                break
-        w_end = mid
+    # Newton steps from the right on log f(w) = f0 - 1.25 _EFOLDS: log f is concave, so each tangent
+    # lands between the root and the last point, and the steps stop once the fall is in the window
+    n = 0
+    while drop > 1.5 * _EFOLDS and n < 50:
+        t = math.exp(w_end) - a0
+        slope = 1.0 - (a0 + t) * (p / (al + t) + (s + 1.0) / (be + t))
+        w_end += (drop - 1.25 * _EFOLDS) / slope
+        drop = f0 - _log_f(p, s, al, be, a0, w_end)
+        n += 1
     dw = w_end - w0
     base = a0 + lo
+    # log(a0 + tau) - log(a0 + lo) is the node's own offset: one of the two logs is free
+    on_al = al <= be
+    l0 = math.log1p(lo / a0)
     for j in range(nodes.shape[0]):
         ww = nodes[j] * dw
-        e = math.exp(ww)
-        tau[j] = lo + base * math.expm1(ww)
-        wt[j] = weights[j] * base * e * dw
+        em = math.expm1(ww)
+        t = lo + base * em
+        tau[j] = t
+        wt[j] = weights[j] * base * (1.0 + em) * dw
+        if on_al:
+            la[j] = l0 + ww
+            lb[j] = math.log1p(t / be)
+        else:
+            la[j] = math.log1p(t / al)
+            lb[j] = l0 + ww
     return True
 
 
 @njit
 def integral(p, s, al, be, lo, hi, m, nodes, weights):
     """exp(-m) * int_lo^hi (1+tau/al)^-p (1+tau/be)^-s / (be+tau) dtau (one scalar, no derivatives)."""
-    tau = np.empty(nodes.shape[0])
-    wt = np.empty(nodes.shape[0])
-    if not _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt):
+    nn = nodes.shape[0]
+    tau, wt, la, lb = np.empty(nn), np.empty(nn), np.empty(nn), np.empty(nn)
+    if not _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt, la, lb):
         return 0.0
     total = 0.0
-    for j in range(nodes.shape[0]):
-        t = tau[j]
-        total += wt[j] * math.exp(-p * math.log1p(t / al) - s * math.log1p(t / be) - m) / (be + t)
+    for j in range(nn):
+        total += wt[j] * math.exp(-p * la[j] - s * lb[j] - m) / (be + tau[j])
     return total
 
 
@@ -140,12 +149,10 @@ def _lgamma_terms(ux, whole, r):
 
 
 @njit
-def _objective(x, t_x, T, w, ix, ux, whole, r, al, s, be, nodes, weights):
-    """sum_i w_i log L_i (module docstring), its gradient and Hessian in (r, alpha, s, beta)."""
-    lt = _lgamma_terms(ux, whole, r)
+def _rows(start, stop, x, t_x, T, w, ix, lt, r, al, s, be, nodes, weights, out):
+    """Rows start..stop-1 of :func:`_objective` into ``out`` [21]: ll, gradient [4], Hessian [16]."""
     nn = nodes.shape[0]
-    tau = np.empty(nn)
-    wt = np.empty(nn)
+    tau, wt, lan, lbn = np.empty(nn), np.empty(nn), np.empty(nn), np.empty(nn)
     ll = 0.0
     g = np.zeros(4)
     H = np.zeros((4, 4))
@@ -155,7 +162,7 @@ def _objective(x, t_x, T, w, ix, ux, whole, r, al, s, be, nodes, weights):
     HJ = np.zeros((4, 4))
     v = np.empty(4)
     gr = np.empty(4)
-    for i in range(x.shape[0]):
+    for i in range(start, stop):
         wi = w[i]
         p = r + x[i]
         lo, hi = t_x[i], T[i]
@@ -179,10 +186,10 @@ def _objective(x, t_x, T, w, ix, ux, whole, r, al, s, be, nodes, weights):
             gJ[a] = 0.0
             for b in range(a, 4):
                 HJ[a, b] = 0.0
-        if _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt):
+        if _nodes(p, s, al, be, lo, hi, nodes, weights, tau, wt, lan, lbn):
             for j in range(nn):
                 t = tau[j]
-                la, lb = math.log1p(t / al), math.log1p(t / be)
+                la, lb = lan[j], lbn[j]
                 ib = 1.0 / (be + t)
                 f = wt[j] * math.exp(-p * la - s * lb - m) * ib
                 ca, cb = t / (al * (al + t)), t / (be * (be + t))
@@ -216,10 +223,28 @@ def _objective(x, t_x, T, w, ix, ux, whole, r, al, s, be, nodes, weights):
         g[1] -= wi * x[i] / al
         H[0, 0] += wi * lt[2, k]
         H[1, 1] += wi * x[i] / (al * al)
+    out[0] = ll
     for a in range(4):
-        for b in range(a):
-            H[a, b] = H[b, a]
-    return ll, g, H
+        out[1 + a] = g[a]
+        for b in range(4):
+            out[5 + 4 * a + b] = H[min(a, b), max(a, b)]
+
+
+@pjit
+def _objective(x, t_x, T, w, ix, ux, whole, r, al, s, be, nodes, weights):
+    """sum_i w_i log L_i (module docstring), its gradient and Hessian in (r, alpha, s, beta): the rows in
+    chunks over numba's threads, the chunks' sums added in a fixed order (the same result on any thread count)."""
+    lt = _lgamma_terms(ux, whole, r)
+    n = x.shape[0]
+    n_chunks = max(1, min(256, n // 2048))
+    parts = np.zeros((n_chunks, 21))
+    for c in prange(n_chunks):
+        _rows(c * n // n_chunks, (c + 1) * n // n_chunks, x, t_x, T, w, ix, lt, r, al, s, be, nodes, weights,
+              parts[c])
+    tot = np.zeros(21)
+    for c in range(n_chunks):
+        tot += parts[c]
+    return tot[0], tot[1:5].copy(), tot[5:].copy().reshape(4, 4)
 
 
 @njit
@@ -232,6 +257,56 @@ def loglik_rows(x, t_x, T, r, al, s, be, nodes, weights):
         A = math.exp(-p * math.log1p(T[i] / al) - s * math.log1p(T[i] / be) - m)
         J = integral(p, s, al, be, t_x[i], T[i], m, nodes, weights)
         out[i] = math.lgamma(r + x[i]) - math.lgamma(r) - x[i] * math.log(al) + m + math.log(A + s * J)
+    return out
+
+
+@njit
+def _p_alive_one(x, t_x, T, r, al, s, be, nodes, weights):
+    p = r + x
+    m = -p * math.log1p(t_x / al) - s * math.log1p(t_x / be)
+    A = math.exp(-p * math.log1p(T / al) - s * math.log1p(T / be) - m)
+    J = integral(p, s, al, be, t_x, T, m, nodes, weights)
+    return A / (A + s * J)
+
+
+@njit
+def p_alive_rows(x, t_x, T, r, al, s, be, nodes, weights):
+    """P(alive | x, t_x, T) = u(T) / (u(T) + s J) per row (:mod:`engine.scoring.pareto_nbd`)."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = _p_alive_one(x[i], t_x[i], T[i], r, al, s, be, nodes, weights)
+    return out
+
+
+@njit
+def p_none_rows(t, x, t_x, T, r, al, s, be, nodes, weights):
+    """1 - P(alive) + P(alive) E[exp(-lambda min(lifetime, t))] per user (module docstring)."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        pa = _p_alive_one(x[i], t_x[i], T[i], r, al, s, be, nodes, weights)
+        p = r + x[i]
+        a, b = al + T[i], be + T[i]
+        if t > 0.0:
+            # in the posterior's own scale: u(t) = (1+t/a)^-p (1+t/b)^-s, m = 0
+            stay = math.exp(-p * math.log1p(t / a) - s * math.log1p(t / b)) + s * integral(p, s, a, b, 0.0, t, 0.0,
+                                                                                              nodes, weights)
+        else:
+            stay = 1.0
+        out[i] = min(max((1.0 - pa) + pa * stay, 0.0), 1.0)
+    return out
+
+
+@njit
+def expected_rows(t, x, t_x, T, r, al, s, be, nodes, weights):
+    """P(alive) (r+x)/a * b/(s-1) [1 - (b/(b+t))^(s-1)] per user (the note's eq. 41)."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        pa = _p_alive_one(x[i], t_x[i], T[i], r, al, s, be, nodes, weights)
+        a, b = al + T[i], be + T[i]
+        L = math.log1p(t / b)
+        d = (s - 1.0) * L
+        life = b * L * (1.0 - 0.5 * d) if abs(d) < 1e-8 else -b * math.expm1(-d) / (s - 1.0)
+        out[i] = pa * (r + x[i]) / a * life
     return out
 
 

@@ -182,7 +182,7 @@ class Population:
     hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
-    pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto (modes "auto" and "pareto")
+    pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto, when Pareto/NBD scores
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -296,7 +296,10 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
         raise ModelError(f"scoring stopped: {exc}", exc.diagnostics) from None
-    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if cfg.lapse_model in ("auto", "pareto") else None
+    choice = lapse_learned.choose(lapse_learned.merge_stats([s.lapse for s in stats]), as_of=cfg.as_of,
+                                  horizon_days=cfg.horizon_days, penalizer=cfg.penalizer, mode=cfg.lapse_model)
+    # Pareto/NBD is fitted on everything only when it scores (engine.scoring.lapse_models)
+    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if choice["used"] == "pareto" else None
     zones: dict[str, int] = {}
     for s in stats:
         for z in s.hour_hist:
@@ -325,11 +328,7 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
                       fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]),
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
-                      lapse_model=lapse_learned.choose(lapse_learned.merge_stats([s.lapse for s in stats]),
-                                                       as_of=cfg.as_of, horizon_days=cfg.horizon_days,
-                                                       penalizer=cfg.penalizer, mode=cfg.lapse_model,
-                                                       pareto=pareto),
-                      pareto=pareto,
+                      lapse_model=choice, pareto=pareto,
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
 
 

@@ -127,7 +127,7 @@ def test_score_prints_the_last_backtest_of_the_same_inputs(world, tmp_path, caps
     assert f"{r['auc']['recency only']:.4f}" in line and "top-decile lift" in line
     # and a score that forces the closed form says so
     assert main([*args, "--lapse-model", "closed_form", "-o", str(tmp_path / "s2.arrow")]) == 0
-    assert "lapse_risk: closed form (the closed form was asked for)" in capsys.readouterr().out
+    assert "lapse_risk: BG/NBD closed form (the BG/NBD closed form was asked for)" in capsys.readouterr().out
     # and scoring into a directory with no backtest prints none
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -48,7 +48,7 @@ def test_hand_computed_user(world):
     ev = pa.concat_tables([events.select(["user_id", "ts", "event", "channel", "value"]).cast(pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")),
                                                   ("event", pa.string()), ("channel", pa.string()),
                                                   ("value", pa.float64())])), mine])
-    s = score(users, ev, as_of=AS_OF)
+    s = score(users, ev, as_of=AS_OF, lapse_model="closed_form")  # the BG/NBD forms checked below
     row = s.filter(pa.compute.equal(s["user_id"], 42)).to_pylist()[0]
     # then: active days 100, 40, 10 days ago -> frequency 2, recency 90, tenure 100
     assert row["frequency"] == 2 and row["recency_days"] == 90.0 and row["tenure_days"] == pytest.approx(100.0)
