@@ -118,6 +118,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", action="append", default=[], metavar="DIR")
     ap.add_argument("--rounds", type=int, default=3, help="fit-time rounds per data set (default 3)")
+    ap.add_argument("--time", default=None, metavar="NAMES",
+                    help="comma-separated data sets whose fits are timed (default all), e.g. CDNOW,s7")
     ap.add_argument("--no-cdnow", action="store_true")
     args = ap.parse_args(argv)
     from engine.io.coerce import to_codes, to_epoch_seconds
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
     done = set()
     for k, r in results.items():
         key = k.split(" ")[0]
-        if key in done:
+        if key in done or (args.time and key not in args.time.split(",")):
             continue
         done.add(key)
         ours, theirs, (p_ours, p_ref) = fit_times(*r["summary"], args.rounds)

@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     # score
     "score": "engine.scoring.pipeline",
     "BGNBD": "engine.scoring.bgnbd",
+    "ParetoNBD": "engine.scoring.pareto_nbd",
     "backtest": "engine.scoring.backtest",
     "summary_of": "engine.scoring.pipeline",
     # plan
