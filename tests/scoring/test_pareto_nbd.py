@@ -218,3 +218,17 @@ def test_p_none_falls_with_the_horizon_and_is_one_for_a_zero_horizon():
     short, long_ = m.p_none(4.0, X, TX, T), m.p_none(39.0, X, TX, T)
     assert np.all(long_ <= short + 1e-12) and np.all((long_ >= 0) & (short <= 1))
     np.testing.assert_array_equal(m.p_none(0.0, X, TX, T), 1.0)
+
+
+def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
+    # given CDNOW's 1016 compressed rows and a sample size that makes them "large" (over 4 x 100 rows)
+    from engine.scoring import pareto_nbd
+
+    cold = ParetoNBD().fit(X, TX, T)
+    monkeypatch.setattr(pareto_nbd, "_SAMPLE_ROWS", 100)
+    warm = ParetoNBD().fit(X, TX, T)
+    # then the same maximum, reached from the sample's estimates
+    for k in cold.params_:
+        assert warm.params_[k] == pytest.approx(cold.params_[k], rel=1e-5)  # (a flat maximum: ftol 1e-13)
+    assert warm.diagnostics_["log_likelihood"] == pytest.approx(cold.diagnostics_["log_likelihood"], rel=1e-12)
+    assert warm.diagnostics_["evaluations"] <= cold.diagnostics_["evaluations"]
