@@ -92,7 +92,7 @@ def render_html(result: dict, plots: dict[str, str] | None = None) -> str:
     m = result.get("model", {})
     model = ", ".join(f"{k}={m[k]:.4g}" for k in ("r", "alpha", "a", "b") if k in m)
     lm = result.get("lapse_model") or {}
-    model += (f". lapse_risk at the cut: {lm['used'].replace('_', ' ')} ({lm['reason']})" if lm else "")
+    model += (f". lapse_risk at the cut: {lm.get('name') or lm['used'].replace('_', ' ')} ({lm['reason']})" if lm else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>winback backtest {e(result['as_of'])}</title>
 <style>{_CSS}</style></head><body>

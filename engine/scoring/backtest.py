@@ -309,7 +309,7 @@ def terminal_table(result: dict) -> str:
         lines.append(f"{name:<28}{'-' if a is None else f'{a:.4f}':>8}{'-' if lift is None else f'{lift:.2f}x':>18}")
     lm = result.get("lapse_model") or {}
     if lm:
-        lines.append(f"lapse_risk at the cut: {lm['used'].replace('_', ' ')} ({lm['reason']})")
+        lines.append(f"lapse_risk at the cut: {lm.get('name') or lm['used'].replace('_', ' ')} ({lm['reason']})")
     lines.append("calibration (lapse_risk, 10 equal-count bins): predicted -> actual")
     lines.append("  " + "  ".join(f"{c['predicted']:.2f}->{c['actual']:.2f}" for c in result["calibration"]))
     b = result["best_hour"]
