@@ -312,7 +312,7 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         # 1. the closed form: BG/NBD or Pareto/NBD, both fitted on the history before the cut, checked after it
         a_closed = weighted_auc(train.risk, train.lapsed, train.back)
         v = out["validation"] = {"checked_cut_days_before": H, "users": lapsed + came, "auc_closed_form": a_closed}
-        closed, best, why = "closed_form", a_closed, "BG/NBD closed form"
+        closed, best = "closed_form", a_closed
         a_pareto = v["auc_pareto"] = _pareto_auc(train, penalizer, horizon_days)
         if a_pareto is not None and a_pareto > a_closed:
             closed, best = "pareto", a_pareto
@@ -321,7 +321,7 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
             why = f"BG/NBD ranked at least as well as Pareto/NBD on the last {H} days (AUC {a_closed:.4f} vs " \
                   f"{a_pareto:.4f})"
         else:
-            why = "BG/NBD closed form (Pareto/NBD could not be fitted at the cut)"
+            why = "BG/NBD (Pareto/NBD could not be fitted at the cut)"
         out["used"] = closed
         # 2. the learned model, trained at 2H and checked at H, only when it beats that closed form
         label = "Pareto/NBD" if closed == "pareto" else "the closed form"
@@ -340,7 +340,7 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         v.update(trained_cut_days_before=2 * H, auc_learned=a_learned)
         if not a_learned > best:
             return done(f"the learned model ranked worse than {label} on the last {H} days "
-                        f"(AUC {a_learned:.4f} vs {best:.4f})" + ("" if closed == "closed_form" else f"; {why}"))
+                        f"(AUC {a_learned:.4f} vs {best:.4f}); {why}")
         v["auc_best_closed_form"] = best
     out["model"] = {**_fit_cut(train), "trained_cut_days_before": H, "lapsed": lapsed, "came_back": came}
     out["used"] = "learned"
