@@ -56,10 +56,11 @@ def user_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, rep
 
 
 def pareto_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, repeat: np.ndarray,
-                  T0: np.ndarray, horizon_days: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  T0: np.ndarray, horizon_days: float, risk_only: bool = False):
     """:func:`user_scores` under a fitted Pareto/NBD (``params``: r, alpha, s, beta in days).
 
-    ``repeat`` users by their (x, t_x, T); the others as (0, 0, T0).
+    ``repeat`` users by their (x, t_x, T); the others as (0, 0, T0).  ``risk_only``: p_alive and the
+    expectation are None (a check that ranks by lapse_risk alone).
     """
     model = ParetoNBD()
     model.params_ = {k: float(params[k]) for k in ("r", "alpha", "s", "beta")}
@@ -68,10 +69,10 @@ def pareto_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, r
     xs = np.where(rep, x, zero)
     ts = np.where(rep, t_x, zero)
     Ts = np.where(rep, T, np.asarray(T0, np.float64))
-    p_alive = model.p_alive(xs, ts, Ts)
-    exp30 = model.expected(30.0, xs, ts, Ts)
-    risk = model.p_none(float(horizon_days), xs, ts, Ts)
-    return p_alive, exp30, np.clip(risk, 0.0, 1.0)
+    risk = np.clip(model.p_none(float(horizon_days), xs, ts, Ts), 0.0, 1.0)
+    if risk_only:
+        return None, None, risk
+    return model.p_alive(xs, ts, Ts), model.expected(30.0, xs, ts, Ts), risk
 
 
 def scores_for(model: dict, *args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

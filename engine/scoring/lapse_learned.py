@@ -29,8 +29,9 @@ days; the bits of days that begin before ``as_of`` count as "before as_of", so a
 The time split, with ``T`` = as_of:
 
 0. **closed form** (``mode="auto"``): fit BG/NBD and Pareto/NBD (:mod:`engine.scoring.pareto_nbd`)
-   on the history before ``T - H`` and keep the one whose ``lapse_risk`` has the higher AUC
-   for "no activity in ``(T - H, T]``"; without that split, BG/NBD.  Pareto/NBD is then fitted
+   on the history before ``T - H`` and keep Pareto/NBD when its ``lapse_risk`` has an AUC for
+   "no activity in ``(T - H, T]``" higher than BG/NBD's by :data:`PARETO_MARGIN`, else BG/NBD
+   (also without that split).  Pareto/NBD is then fitted
    as of ``T`` only when it was chosen (its failure there falls back to BG/NBD with a warning,
    :mod:`engine.scoring.lapse_models`).  ``mode="pareto"`` takes Pareto/NBD without the check.
 1. **validate**: fit BG/NBD and the regression on features as of ``T - 2H`` with labels
@@ -64,12 +65,17 @@ from engine.scoring.bgnbd import BGNBD
 from engine.scoring.bgnbd_rows import compress
 
 __all__ = ["cut_summary", "part_stats", "merge_stats", "Cut", "fit_logistic", "predict_logistic", "weighted_auc",
-           "choose", "apply", "FEATURES", "MIN_CLASS", "MODES"]
+           "choose", "apply", "FEATURES", "MIN_CLASS", "MODES", "CHECK_ROWS", "PARETO_MARGIN"]
 
 FEATURES = ("log_p_active", "log_days_inactive", "log_frequency", "log_tenure")
 #: fewest users in each class ("came back", "did not") at a cut to train or validate on
 MIN_CLASS = 30
 MODES = ("auto", "closed_form", "pareto", "learned")
+#: most compressed rows the Pareto/NBD fit of the closed-form check uses (:func:`_pareto_auc`)
+CHECK_ROWS = 5_000
+#: AUC by which Pareto/NBD must beat BG/NBD at the check to replace it: closer is a tie (generated worlds
+#: differ by 1e-4 between the two and between a full and a sampled fit), and ties keep BG/NBD
+PARETO_MARGIN = 0.001
 
 
 @njit
@@ -314,12 +320,12 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         v = out["validation"] = {"checked_cut_days_before": H, "users": lapsed + came, "auc_closed_form": a_closed}
         closed, best = "closed_form", a_closed
         a_pareto = v["auc_pareto"] = _pareto_auc(train, penalizer, horizon_days)
-        if a_pareto is not None and a_pareto > a_closed:
+        if a_pareto is not None and a_pareto > a_closed + PARETO_MARGIN:
             closed, best = "pareto", a_pareto
             why = f"Pareto/NBD ranked better than BG/NBD on the last {H} days (AUC {a_pareto:.4f} vs {a_closed:.4f})"
         elif a_pareto is not None:
-            why = f"BG/NBD ranked at least as well as Pareto/NBD on the last {H} days (AUC {a_closed:.4f} vs " \
-                  f"{a_pareto:.4f})"
+            why = f"Pareto/NBD did not rank the last {H} days better than BG/NBD by {PARETO_MARGIN} (AUC " \
+                  f"{a_pareto:.4f} vs {a_closed:.4f})"
         else:
             why = "BG/NBD (Pareto/NBD could not be fitted at the cut)"
         out["used"] = closed
@@ -350,12 +356,19 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
 
 
 def _pareto_auc(cut: Cut, penalizer: float, horizon_days: float) -> float | None:
-    """AUC on a cut's rows of Pareto/NBD's lapse_risk, fitted on the cut's own history (None if it cannot be)."""
+    """AUC on a cut's rows of Pareto/NBD's lapse_risk, fitted on the cut's own history (None if it cannot be).
+
+    Over :data:`CHECK_ROWS` compressed rows the fit takes every k-th row with its weight (the sample
+    the fits' warm starts use), so the check costs about one pass over the rows, not a whole fit;
+    the AUC is over every row."""
     cx, ct, cT, cw = compress(cut.x, cut.t_x, cut.T, weights=cut.lapsed + cut.back)[:4]
+    if len(cx) > CHECK_ROWS:
+        k = -(-len(cx) // CHECK_ROWS)
+        cx, ct, cT, cw = cx[::k], ct[::k], cT[::k], cw[::k]
     fit = lapse_models.fit_pareto(cx, ct, cT, cw, penalizer)
     if "failed" in fit:
         return None
-    risk = lapse.pareto_scores(fit, cut.x, cut.t_x, cut.T, cut.x > 0, cut.inactive, horizon_days)[2]
+    risk = lapse.pareto_scores(fit, cut.x, cut.t_x, cut.T, cut.x > 0, cut.inactive, horizon_days, risk_only=True)[2]
     return weighted_auc(risk, cut.lapsed, cut.back)
 
 
