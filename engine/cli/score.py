@@ -162,7 +162,7 @@ def _lapse_name(lm: dict) -> str:
 
 
 def _print_pareto(pm: dict | None) -> None:
-    """The Pareto/NBD fit's line (modes auto and pareto), or why it failed."""
+    """The Pareto/NBD fit's line (when it scores lapse_risk), or why it failed."""
     if not pm:
         return
     if "failed" in pm:
