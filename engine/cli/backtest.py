@@ -38,10 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="IANA timezone for users without one (default UTC)")
     p.add_argument("--penalizer", type=float, default=None, metavar="C",
                    help="L2 penalty of the BG/NBD fit, as in 'winback score' (default 0)")
-    p.add_argument("--lapse-model", choices=("auto", "closed_form", "pareto", "learned"), default=None,
-                   help="lapse_risk at the cut, as in 'winback score' (default auto: BG/NBD or Pareto/NBD by a "
-                        "check one horizon before the cut, the learned model only when a check says it ranks "
-                        "better still)")
+    p.add_argument("--lapse-model", choices=("auto", "auto_pareto", "closed_form", "pareto", "learned"),
+                   default=None,
+                   help="lapse_risk at the cut, as in 'winback score' (default auto: BG/NBD, or the learned "
+                        "model when a check one horizon before the cut says it ranks better); run once with "
+                        "--lapse-model pareto to see whether Pareto/NBD ranks your users better")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="write DIR/index.html and DIR/backtest.json (replaced atomically; needs "
                         "pip install 'winback[report]' for the plots)")

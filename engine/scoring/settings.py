@@ -34,7 +34,7 @@ class Settings:
     horizon_days: float = 30.0                      # lapse_risk = P(no activity in the next horizon_days days)
     penalizer: float = 0.0                          # BG/NBD L2 coefficient (lifetimes' penalizer_coef)
     fatigue: str = "learned"                        # fatigue_budget: "learned" (scoring.fatigue_model) or "rule"
-    lapse_model: str = "auto"                       # lapse_risk: "auto", "closed_form" (BG/NBD), "pareto" or "learned"
+    lapse_model: str = "auto"                       # lapse_risk: "auto", "auto_pareto", "closed_form" (BG/NBD), "pareto" or "learned"
     tz_min_engagements: int = 10                    # timezone from engagement hours: at least this many engagements
     tz_min_posterior: float = 0.6                   # ... and at least this posterior of the zone (scoring.tzhours)
     tz_within_hours: int = 2                        # ... counting the zones this many hours from it
@@ -83,8 +83,8 @@ def settings(*, as_of=None, **options) -> Settings:
         raise ConfigError(f"--penalizer must be a number >= 0 (e.g. 0.001), got {cfg.penalizer}")
     if cfg.fatigue not in ("learned", "rule"):
         raise ConfigError(f"--fatigue must be 'learned' or 'rule', got {cfg.fatigue!r}")
-    if cfg.lapse_model not in ("auto", "closed_form", "pareto", "learned"):
-        raise ConfigError(f"--lapse-model must be 'auto', 'closed_form', 'pareto' or 'learned', "
+    if cfg.lapse_model not in ("auto", "auto_pareto", "closed_form", "pareto", "learned"):
+        raise ConfigError(f"--lapse-model must be 'auto', 'auto_pareto', 'closed_form', 'pareto' or 'learned', "
                           f"got {cfg.lapse_model!r}")
     if not 0 <= cfg.tz_min_engagements < 2 ** 31:
         raise ConfigError(f"--tz-min-engagements must be a whole number >= 0 (0: never infer), got {cfg.tz_min_engagements}")

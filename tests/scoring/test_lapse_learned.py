@@ -105,15 +105,19 @@ def _cdnow(H, **options):
     return s, gone
 
 
-def test_cdnow_sample_records_the_check_and_the_choice():
-    # given the CDNOW sample scored as of 1997-10-01 with a 30-day horizon (auto)
-    s, gone = _cdnow(30)
+@pytest.mark.parametrize("mode", ["auto", "auto_pareto"])
+def test_cdnow_sample_records_the_check_and_the_choice(mode):
+    # given the CDNOW sample scored as of 1997-10-01 with a 30-day horizon (auto: BG/NBD against the
+    # learned model; auto_pareto: Pareto/NBD checked too)
+    s, gone = _cdnow(30, lapse_model=mode)
     lm = summary_of(s)["lapse_model"]
     # then the check on the history before as_of ran and decided by its AUCs alone
     v = lm["validation"]
     assert v["checked_cut_days_before"] == 30 and v["trained_cut_days_before"] == 60
     # (first BG/NBD or Pareto/NBD by their AUCs at the cut, then the learned model against that one)
-    closed = "pareto" if v["auc_pareto"] > v["auc_closed_form"] + lapse_learned.PARETO_MARGIN else "closed_form"
+    assert (v["auc_pareto"] is None) == (mode == "auto")
+    closed = "pareto" if mode == "auto_pareto" and v["auc_pareto"] > v["auc_closed_form"] + lapse_learned.PARETO_MARGIN \
+        else "closed_form"
     best = v["auc_pareto"] if closed == "pareto" else v["auc_closed_form"]
     assert lm["used"] == ("learned" if v["auc_learned"] > best else closed)
     risk = s["lapse_risk"].to_numpy()

@@ -80,10 +80,10 @@ def test_boundary_populations_score_everyone_under_pareto(tmp_path, capsys, kind
         assert s["p_alive"].to_numpy()[s["frequency"].to_numpy() > 0].min() > 0.99
 
 
-def test_auto_records_both_closed_forms_at_the_cut(tmp_path):
-    # given a population with a history long enough for the 30-day split (auto, the default)
+def test_auto_pareto_records_both_closed_forms_at_the_cut(tmp_path):
+    # given a population with a history long enough for the 30-day split (auto_pareto)
     users, events = _boundary_files(tmp_path, "shared rate")
-    s = score(users, events, as_of="2026-11-01")
+    s = score(users, events, as_of="2026-11-01", lapse_model="auto_pareto")
     lm = summary_of(s)["lapse_model"]
     # then both closed forms were checked on the last 30 days and the higher AUC decided between them
     v = lm["validation"]
@@ -113,9 +113,9 @@ def test_the_check_fits_pareto_on_a_sample_of_large_cuts(tmp_path, monkeypatch):
     from engine.scoring import lapse_learned
 
     users, events = _boundary_files(tmp_path, "shared rate")
-    full = summary_of(score(users, events, as_of="2026-11-01"))["lapse_model"]["validation"]
+    full = summary_of(score(users, events, as_of="2026-11-01", lapse_model="auto_pareto"))["lapse_model"]["validation"]
     monkeypatch.setattr(lapse_learned, "CHECK_ROWS", 100)
-    sampled = summary_of(score(users, events, as_of="2026-11-01"))["lapse_model"]["validation"]
+    sampled = summary_of(score(users, events, as_of="2026-11-01", lapse_model="auto_pareto"))["lapse_model"]["validation"]
     # then the AUC is still over every user at the cut, from parameters fitted on the sample
     assert sampled["users"] == full["users"] and sampled["auc_closed_form"] == full["auc_closed_form"]
     assert sampled["auc_pareto"] != full["auc_pareto"] and abs(sampled["auc_pareto"] - full["auc_pareto"]) < 0.02
