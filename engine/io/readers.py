@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from engine.io import coerce as co
 from engine.io.badrows import BadRows
+from engine.io.decode import decode_batch
 from engine.errors import InputError
 from engine.progress import bar
 from engine.schema import (
@@ -319,6 +320,7 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
                 batch, badtext = _text_checked(batch, bad)
                 eb, reason = _events_batch(batch, index, as_of, bad, src.path, badtext)
                 bad.record(batch, reason, offset)
+                src.release(batch)  # the batch's columns are copied out (or views that stay valid)
                 offset += batch.num_rows
                 pbar.update(batch.num_rows)
                 if len(eb):
@@ -335,6 +337,12 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
 
 def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,
                   badtext: np.ndarray | None = None):
+    if badtext is None:  # the common column types: one kernel over the raw buffers
+        fast = decode_batch(batch, index, as_of, bad.code, events=EVENTS, channels=CHANNELS,
+                            needs_channel=_CHANNEL_EVENT_LUT, max_value=MAX_VALUE, purchase=_PURCHASE,
+                            no_item=NO_ITEM)
+        if fast is not None:
+            return EventBatch(*fast[:6]), fast[6]
     n = batch.num_rows
     names = batch.schema.names
     reason = np.zeros(n, dtype=np.int8)

@@ -65,7 +65,7 @@ class ItemAccumulators:
 
 
 @njit
-def _accumulate(uidx, ts, event, item, is_table, lut, base, keys, vals, bits, cat_ptr, cat_idx, as_of,
+def _accumulate(uidx, ts, event, item, is_table, lut, base, slots, bits, cat_ptr, cat_idx, as_of,
                 half_life_days, weights, n_items, aff, mass, popularity, recent, prior, pairs):
     n_pairs = 0
     unknown = 0
@@ -75,7 +75,7 @@ def _accumulate(uidx, ts, event, item, is_table, lut, base, keys, vals, bits, ca
         ew = weights[event[e]]
         if ew == 0.0:
             continue
-        i = lookup_one(item[e], is_table, lut, base, keys, vals, bits)
+        i = lookup_one(item[e], is_table, lut, base, slots, bits)
         if i < 0:
             unknown += 1
             continue
@@ -109,8 +109,8 @@ def accumulate_items(acc: ItemAccumulators, batch, items, *, as_of: int, half_li
     if batch.item is None or not len(batch.item):
         return
     pairs = np.empty(len(batch.item), np.int64)
-    is_table, lut, base, keys, vals, bits = items.index.arrays()
-    k, unknown = _accumulate(batch.uidx, batch.ts, batch.event, batch.item, is_table, lut, base, keys, vals, bits,
+    is_table, lut, base, slots, bits = items.index.arrays()
+    k, unknown = _accumulate(batch.uidx, batch.ts, batch.event, batch.item, is_table, lut, base, slots, bits,
                              items.cat_ptr, items.cat_idx, np.int64(as_of), float(half_life_days), EVENT_WEIGHT,
                              np.int64(len(items)), acc.aff, acc.mass, acc.popularity, acc.recent, acc.prior, pairs)
     if k:
