@@ -39,8 +39,8 @@ from engine.jit import njit, pjit
 from engine.tz import OFFSET_STEP
 from engine.schema import CLICK, COMPLAINT, BOUNCE, OPEN, PURCHASE, SEND, SESSION, UNSUBSCRIBE, NEVER
 
-__all__ = ["Accumulators", "accumulate", "unengaged_streak", "frequency_from_bits", "threads", "RECENT_SENDS",
-           "NEVER"]
+__all__ = ["Accumulators", "accumulate", "unengaged_streak", "frequency_from_bits", "threads", "day_offsets",
+           "RECENT_SENDS", "NEVER"]
 
 #: How many most-recent sends per user and channel are kept to measure the unengaged streak.
 RECENT_SENDS = 8
@@ -103,7 +103,7 @@ class Accumulators:
 
 
 @njit
-def _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+def _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0, decay_per_s,
           day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
           sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
           hour_hist, wd_hist, eng_count, val):
@@ -175,7 +175,11 @@ def _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activi
                 h = 0
             elif h >= n_hours:
                 h = n_hours - 1
-            local = t + off_table[user_tz[u], h]
+            z = user_tz[u]
+            o = off_day[z, h // OFFSET_GROUP]  # small (cache-resident); the full table only on a change day
+            if o == MIXED_OFFSET:
+                o = off_table[z, h]
+            local = t + o
             w = np.float32(np.exp(-decay_per_s * age))
             hour_hist[u, (local // 3600) % 24] += w
             wd_hist[u, ((local // 86400) + 3) % 7] += w
@@ -183,19 +187,21 @@ def _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activi
 
 
 @njit
-def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0, decay_per_s,
             day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
             sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
             hour_hist, wd_hist, eng_count, val):
     """The whole batch on the calling thread, in input order."""
-    _fold(0, uidx.shape[0], uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+    _fold(0, uidx.shape[0], uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
+          decay_per_s,
           day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
           sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
           hour_hist, wd_hist, eng_count, val)
 
 
 @pjit
-def _kernel_chunks(cuts, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0, decay_per_s,
+def _kernel_chunks(cuts, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
+                   decay_per_s,
                    day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                    sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
                    hour_hist, wd_hist, eng_count, val):
@@ -206,10 +212,44 @@ def _kernel_chunks(cuts, uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is
     result is bit-identical to the single-threaded pass.
     """
     for c in prange(cuts.shape[0] - 1):
-        _fold(cuts[c], cuts[c + 1], uidx, ts, ev, ch, user_tz, off_table, off_t0, as_of, is_activity, day0,
+        _fold(cuts[c], cuts[c + 1], uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
               decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
               sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
               hour_hist, wd_hist, eng_count, val)
+
+
+#: slots of the offset table per entry of its coarse copy (:func:`day_offsets`): one day
+OFFSET_GROUP = 86400 // OFFSET_STEP
+#: a coarse entry whose slots do not all hold the same offset (no UTC offset is this far off)
+MIXED_OFFSET = np.int32(np.iinfo(np.int32).min)
+
+
+@njit
+def day_offsets(off_table):
+    """The offset table ([zones, slots] int32 s) per day of :data:`OFFSET_GROUP` slots:
+    ``out[z, g]`` is the offset every slot ``g * OFFSET_GROUP .. (g + 1) * OFFSET_GROUP - 1``
+    of zone ``z`` holds, or :data:`MIXED_OFFSET` when they differ (the day of a change).
+
+    The fused pass reads this copy (two years of 21 zones: 61 KB, in cache) and the full
+    table (5.9 MB, a cache miss per engagement event in a file not in time order) only on
+    a change day, so every event gets exactly the full table's offset.  Measured on 15M
+    partitioned events of the 1M-user world: the fold 1.0-1.3 s with the full table,
+    0.6-0.8 s without any table look-up.
+    """
+    z, n = off_table.shape
+    g = (n + OFFSET_GROUP - 1) // OFFSET_GROUP
+    out = np.empty((z, g), np.int32)
+    for a in range(z):
+        for b in range(g):
+            lo = b * OFFSET_GROUP
+            hi = min(lo + OFFSET_GROUP, n)
+            v = off_table[a, lo]
+            for k in range(lo + 1, hi):
+                if off_table[a, k] != v:
+                    v = MIXED_OFFSET
+                    break
+            out[a, b] = v
+    return out
 
 
 #: Users per cache block: 2048 users' state (~0.45 KB each) is ~0.9 MB, one core's L2.
@@ -330,7 +370,8 @@ def accumulate(acc: Accumulators, batch, *, user_tz: np.ndarray, off_table: np.n
     n_blocks = (n_users >> block_shift) + 1
     if partition is None:
         partition = n_blocks > 2 and len(uidx) >= 16 * n_blocks
-    args = (user_tz, off_table, np.int64(off_t0), np.int64(as_of), is_activity, np.int64(day0), decay,
+    args = (user_tz, off_table, day_offsets(off_table), np.int64(off_t0), np.int64(as_of), is_activity,
+            np.int64(day0), decay,
             acc.day_bits, acc.first_act, acc.first_act_window, acc.last_act, acc.purchases, acc.revenue,
             acc.last_purchase, acc.sends90, acc.opens90, acc.clicks90, acc.last_eng, acc.suppressed,
             acc.recent_age, acc.sends7, acc.sends30, acc.hour_hist, acc.wd_hist, acc.eng_count)
