@@ -543,3 +543,51 @@ def pareto_nbd_expected(t, x, t_x, T, r, alpha, s, beta, dps=30):
         a, b, s = mp.mpf(alpha) + T, mp.mpf(beta) + T, mp.mpf(s)
         life = mp.quad(lambda u: (b / (b + u)) ** s, [0, t])
         return float(pa * (mp.mpf(r) + x) / a * life)
+
+
+def decode_events(rows, ids, as_of, ts_div, events, channels, channel_events, max_value):
+    """engine.io.decode._decode: each row (a dict of Python values, ``ts`` the raw integer
+    in its unit, ``ts_div`` units per second) checked rule by rule in the order of
+    ``EVENTS_REASONS``; returns ``(reasons, good)``: the first broken rule's name or None
+    per row, and the good rows as ``(uidx, ts seconds, event code, channel code, value,
+    item)`` tuples."""
+    import math
+
+    first: dict[int, int] = {}
+    for i, uid in enumerate(ids):
+        first.setdefault(int(uid), i)
+    reasons, good = [], []
+    for row in rows:
+        uid, name, ts = row["user_id"], row["event"], row["ts"]
+        ch, value, item = row.get("channel"), row.get("value"), row.get("item_id")
+        secs = None if ts is None else ts // ts_div  # floored, as a whole second
+        ev = events.index(name) if name in events else -1
+        c = channels.index(ch) if ch in channels else -1
+        v = math.nan if value is None else value
+        rules = [  # checked in this order; the first that holds is the row's reason
+            ("null_user_id", lambda: uid is None),
+            ("unknown_user", lambda: uid not in first),
+            ("null_event", lambda: name is None),
+            ("unknown_event", lambda: ev < 0),
+            ("null_ts", lambda: secs is None),
+            ("future_ts", lambda: secs > as_of),
+            ("unknown_channel", lambda: ch is not None and c < 0),
+            ("missing_channel", lambda: name in channel_events and c < 0),
+            ("bad_value", lambda: not math.isnan(v) and not abs(v) <= max_value),
+            ("negative_value", lambda: v < 0 and name == "purchase"),
+        ]
+        broken = next((r for r, hit in rules if hit()), None)
+        reasons.append(broken)
+        if broken is None:
+            good.append((first[uid], secs, ev, c, v, item))
+    return reasons, good
+
+
+def day_offsets(off_table, group, mixed):
+    """engine.scoring.kernels.day_offsets: per zone and run of ``group`` slots, the one
+    offset they share, else ``mixed``."""
+    out = []
+    for row in off_table.tolist():
+        parts = [row[i:i + group] for i in range(0, len(row), group)]
+        out.append([p[0] if len(set(p)) == 1 else mixed for p in parts])
+    return np.array(out, np.int32).reshape(len(off_table), -1)

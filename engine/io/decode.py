@@ -33,8 +33,21 @@ __all__ = ["decode_batch", "REASON_ORDER"]
 REASON_ORDER = ("null_user_id", "unknown_user", "null_event", "unknown_event", "null_ts", "future_ts",
                 "unknown_channel", "missing_channel", "bad_value", "negative_value")
 _UNIT_DIV = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-_INDEX_TYPES = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32}
-_NO_BITS = np.zeros(1, np.uint8)
+_INDEX_TYPES = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
+                pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32}
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+# every input array the kernel gets is read-only (as views of Arrow buffers are), dummies and
+# converted indices too, so that one compiled signature serves every batch
+_NO_BITS = _readonly(np.zeros(1, np.uint8))
+_DUMMY_I8 = _readonly(np.zeros(1, np.int8))
+_DUMMY_I64 = _readonly(np.zeros(1, np.int64))
+_DUMMY_F64 = _readonly(np.zeros(1, np.float64))
 _LOOKUP_BLOCK = 2048
 
 
@@ -156,14 +169,14 @@ def _decode(uid, uid_bits, uid_off, uid_nulls, is_table, lut, base, slots, bits,
 
 def _values(arr: pa.Array, dtype) -> np.ndarray:
     """Zero-copy numpy view of a fixed-width array's values (its offset applied)."""
-    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr) + arr.offset)[arr.offset:]
+    return _readonly(np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr) + arr.offset)[arr.offset:])
 
 
 def _validity(arr: pa.Array) -> tuple[np.ndarray, int, bool]:
     """``(bitmap bytes, bit offset, has nulls)`` of an array (a dummy bitmap when no nulls)."""
     if arr.null_count == 0 or arr.buffers()[0] is None:
         return _NO_BITS, 0, False
-    return np.frombuffer(arr.buffers()[0], dtype=np.uint8), arr.offset, True
+    return _readonly(np.frombuffer(arr.buffers()[0], dtype=np.uint8)), arr.offset, True
 
 
 def _code_table(dictionary: pa.Array, names: tuple[str, ...]) -> np.ndarray:
@@ -175,7 +188,20 @@ def _code_table(dictionary: pa.Array, names: tuple[str, ...]) -> np.ndarray:
 def _dict_ok(arr) -> bool:
     t = arr.type
     return (pa.types.is_dictionary(t) and t.index_type in _INDEX_TYPES and arr.dictionary.null_count == 0
+            and len(arr.dictionary) < 127
             and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)))
+
+
+def _indices(arr: pa.Array) -> np.ndarray:
+    """A dictionary column's indices as int8 (a view when they are int8 already).
+
+    Wider indices are clipped to ``0 .. len(dictionary)`` first, which maps every index the
+    way the code table's clipped look-up (:func:`_code`) would.
+    """
+    raw = _values(arr, _INDEX_TYPES[arr.type.index_type])
+    if raw.dtype == np.int8:
+        return raw
+    return _readonly(np.clip(raw, 0, len(arr.dictionary)).astype(np.int8))
 
 
 def _column(batch: pa.RecordBatch, name: str):
@@ -206,19 +232,17 @@ def decode_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, reason_cod
     n = batch.num_rows
     if n == 0 or any(c.buffers()[1] is None for c in (uid, ts, ev, *(c for c in (ch, val, item) if c is not None))):
         return None
-    dummy_i8, dummy_i64, dummy_f = np.zeros(1, np.int8), np.zeros(1, np.int64), np.zeros(1, np.float64)
     uid_bits = _validity(uid)
     ev_bits = _validity(ev)
     ts_bits = _validity(ts)
     if ch is not None:
-        ch_args = (True, _values(ch, _INDEX_TYPES[ch.type.index_type]), *_validity(ch),
-                   _code_table(ch.dictionary, channels))
+        ch_args = (True, _indices(ch), *_validity(ch), _code_table(ch.dictionary, channels))
     else:
-        ch_args = (False, dummy_i8, _NO_BITS, 0, False, np.full(1, -1, np.int8))
+        ch_args = (False, _DUMMY_I8, _NO_BITS, 0, False, np.full(1, -1, np.int8))
     val_args = (True, _values(val, np.float64), *_validity(val)) if val is not None else \
-        (False, dummy_f, _NO_BITS, 0, False)
+        (False, _DUMMY_F64, _NO_BITS, 0, False)
     item_args = (True, _values(item, np.int64), *_validity(item)) if item is not None else \
-        (False, dummy_i64, _NO_BITS, 0, False)
+        (False, _DUMMY_I64, _NO_BITS, 0, False)
     codes = [reason_code[r] for r in REASON_ORDER]
     first_code = np.zeros(1 << len(codes), np.int8)  # bit set of broken rules -> the first one's code
     for f in range(1, first_code.size):
@@ -230,7 +254,7 @@ def decode_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, reason_cod
     o_val = np.empty(n, np.float64)
     o_item = np.empty(n if item is not None else 1, np.int64)
     good = _decode(_values(uid, np.int64), *uid_bits, *index.arrays(),
-                   _values(ev, _INDEX_TYPES[ev.type.index_type]), *ev_bits, _code_table(ev.dictionary, events),
+                   _indices(ev), *ev_bits, _code_table(ev.dictionary, events),
                    _values(ts, np.int64), *ts_bits, np.int64(_UNIT_DIV[ts.type.unit]), np.int64(as_of),
                    *ch_args, need_lut, *val_args, np.float64(max_value), np.int64(purchase),
                    *item_args, np.int64(no_item), first_code,

@@ -337,12 +337,19 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
 
 def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,
                   badtext: np.ndarray | None = None):
-    if badtext is None:  # the common column types: one kernel over the raw buffers
+    """The good rows of one batch and every row's reason (0 = good; ``bad.code``)."""
+    if badtext is None:  # the common column types: one kernel over the raw buffers (engine.io.decode)
         fast = decode_batch(batch, index, as_of, bad.code, events=EVENTS, channels=CHANNELS,
                             needs_channel=_CHANNEL_EVENT_LUT, max_value=MAX_VALUE, purchase=_PURCHASE,
                             no_item=NO_ITEM)
         if fast is not None:
             return EventBatch(*fast[:6]), fast[6]
+    return _events_batch_columns(batch, index, as_of, bad, path, badtext)
+
+
+def _events_batch_columns(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,
+                          badtext: np.ndarray | None = None):
+    """:func:`_events_batch` column by column: every type the contract accepts."""
     n = batch.num_rows
     names = batch.schema.names
     reason = np.zeros(n, dtype=np.int8)

@@ -61,3 +61,32 @@ def test_source_batches_are_bounded(tmp_path):
     feather.write_feather(t, tmp_path / "t.arrow", chunksize=3_000)
     sizes = [b.num_rows for b in Source(tmp_path / "t.arrow", batch_rows=4_096).batches()]
     assert sum(sizes) == 10_000 and max(sizes) <= 4_096
+
+
+def test_large_ipc_file_is_mapped_and_its_pages_handed_back(tmp_path, monkeypatch):
+    """A file above the mapping limit is read through a mapping whose pages go back after each
+    batch; the batches, and views of them kept after the release, hold the file's values."""
+    import mmap
+
+    import numpy as np
+
+    from engine.io import source
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        pytest.skip("no madvise on this platform: large files are read, not mapped")
+    # given an events file of several batches, and a limit below its size
+    n = 300_000
+    table = pa.table({"user_id": pa.array(np.arange(n, dtype=np.int64)), "value": pa.array(np.arange(n) * 0.5)})
+    path = tmp_path / "events.arrow"
+    feather.write_feather(table, path, compression="uncompressed", chunksize=50_000)
+    monkeypatch.setattr(source, "_MMAP_MAX_BYTES", 1024)
+    src = source.Source(path, batch_rows=50_000)
+    assert src._mm is not None
+    kept = []
+    # when every batch is released as soon as it has been seen
+    for b in src.batches():
+        kept.append(b.column(0).to_numpy())
+        src.release(b)
+    # then the values read back, after the release too, are the file's
+    assert np.array_equal(np.concatenate(kept), np.arange(n))
+    assert src.read_all().equals(table)

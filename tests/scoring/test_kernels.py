@@ -180,3 +180,43 @@ def test_accumulators_fit_ten_million_users_in_budget():
     """10M users' state stays well inside 12 GiB (the 2-year model window)."""
     small = kernels.Accumulators.zeros(1000, 731)
     assert small.nbytes() / 1000 * 10_000_000 < 6 * 2**30
+
+
+@given(st.integers(1, 3), st.integers(1, 400), st.data())
+def test_day_offsets_agree_with_naive(zones, slots, data):
+    """Property: each coarse entry is the offset its slots share, else the mixed marker."""
+    # runs of equal offsets with changes anywhere, as a DST table has
+    values = data.draw(st.lists(st.sampled_from([0, 3600, 19800, -18000]), min_size=zones * slots,
+                                max_size=zones * slots))
+    runs = data.draw(st.integers(1, 50))
+    table = np.repeat(np.array(values, np.int32).reshape(zones, slots)[:, ::runs], runs, axis=1)[:, :slots].copy()
+    npt.assert_array_equal(kernels.day_offsets(table),
+                           naive.day_offsets(table, kernels.OFFSET_GROUP, kernels.MIXED_OFFSET))
+
+
+@given(event_worlds(max_users=8, max_events=80), st.data())
+def test_fused_pass_uses_each_instants_own_offset_across_dst(world, data):
+    """Property: with real zones whose offsets change (DST, half-hour zones), every engagement
+    lands in the local hour and weekday of its own instant's offset, on a change day too."""
+    from engine.tz import OffsetLookup, offset_table
+
+    n_users, uidx, ts, ev, ch, val = world
+    # events crowded around the change days of 2026 (29 March, 25 October in Europe) as well
+    near = data.draw(st.lists(st.integers(-2 * 86400, 2 * 86400), min_size=len(ts), max_size=len(ts)))
+    change = np.where(np.arange(len(ts)) % 2 == 0, 1774746000, 1792890000)
+    ts = np.where(np.arange(len(ts)) % 3 == 0, ts, change + np.array(near, np.int64)).astype(np.int64)
+    zones = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
+    table, t0 = offset_table(zones, AS_OF - 500 * 86400, AS_OF)
+    user_tz = (np.arange(n_users) % len(zones)).astype(np.int32)
+    acc = kernels.Accumulators.zeros(n_users, WINDOW)
+    day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
+    kernels.accumulate(acc, EventBatch(uidx, ts, ev, ch, val), user_tz=user_tz, off_table=table, off_t0=t0,
+                       as_of=AS_OF, is_activity=IS_ACT, day0=day0, half_life_days=60.0,
+                       partition=data.draw(st.booleans()), block_shift=1)
+    lookup = OffsetLookup(table, t0)
+    ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
+                                 AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
+                                 lambda u, t: int(lookup(np.array([user_tz[u]]), np.array([t]))[0]), 60.0)
+    npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
+    npt.assert_allclose(acc.wd_hist, ref["weekday"], rtol=1e-5, atol=1e-6)
+    npt.assert_array_equal(acc.eng_count, ref["eng"])
