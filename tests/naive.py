@@ -13,6 +13,16 @@ def user_index_lookup(ids, queries) -> np.ndarray:
     return np.array([first.get(int(q), -1) for q in queries], dtype=np.int64)
 
 
+def repeated_ids(ids) -> np.ndarray:
+    """engine.userindex.UserIndex.repeats: True where an earlier position holds the same id."""
+    seen: set[int] = set()
+    out = []
+    for uid in ids:
+        out.append(int(uid) in seen)
+        seen.add(int(uid))
+    return np.array(out, dtype=bool)
+
+
 # --- scoring (engine.kernels, engine.bgnbd) -------------------------------------------------
 
 def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, day0, n_days, local_offset, half_life):

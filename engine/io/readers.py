@@ -142,10 +142,9 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
     bad.mark(reason, null, "null_user_id")
     bad.mark(reason, badv, "bad_user_id")
     valid = np.flatnonzero(reason == 0)
-    order = np.argsort(uid[valid], kind="stable")
-    ids_sorted = uid[valid][order]
+    index = UserIndex(uid[valid])  # also finds the repeated ids (a row with an earlier row's id)
     dup = np.zeros(n, dtype=bool)
-    dup[valid[order[1:][ids_sorted[1:] == ids_sorted[:-1]]]] = True
+    dup[valid[index.repeats]] = True
     bad.mark(reason, dup, "duplicate_user_id")
     cols["user_id"] = pa.array(uid, pa.int64())
 
@@ -199,8 +198,9 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
     out = pa.Table.from_arrays(out_cols, names=out_names)
     if not keep.all():
         out = out.filter(pa.array(keep))
-    ids = uid[keep]
-    return Users(table=out, index=UserIndex(ids), rows_read=n, rejected=int(n - keep.sum()), addresses=addresses)
+    if len(valid) != int(keep.sum()):  # rows went after the index was built: positions moved
+        index = UserIndex(uid[keep])
+    return Users(table=out, index=index, rows_read=n, rejected=int(n - keep.sum()), addresses=addresses)
 
 
 # --------------------------------------------------------------------------- events

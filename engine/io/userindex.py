@@ -32,11 +32,12 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 @njit
 def _hash_build(ids, bits):
     """2**bits slots as ``[key, position]`` pairs, flat: the first row position of each id
-    (position -1 = empty slot)."""
+    (position -1 = empty slot); and which rows repeat an earlier row's id."""
     cap = 1 << bits
     mask = cap - 1
     shift = np.uint64(64 - bits)
     slots = np.zeros(2 * cap, np.int64)
+    repeats = np.zeros(ids.size, np.bool_)
     for j in range(cap):
         slots[2 * j + 1] = -1
     for i in range(ids.size):
@@ -44,10 +45,26 @@ def _hash_build(ids, bits):
         j = np.int64((np.uint64(k) * _GOLDEN) >> shift)
         while slots[2 * j + 1] >= 0 and slots[2 * j] != k:
             j = (j + 1) & mask
-        if slots[2 * j + 1] < 0:  # a repeated id keeps its first position
+        if slots[2 * j + 1] < 0:
             slots[2 * j] = k
             slots[2 * j + 1] = i
-    return slots
+        else:  # a repeated id keeps its first position
+            repeats[i] = True
+    return slots, repeats
+
+
+@njit
+def _table_build(ids, base, size):
+    """The direct table (``lut[id - base]`` = first row position, -1 = none) and the repeats."""
+    lut = np.full(size, -1, np.int64)
+    repeats = np.zeros(ids.size, np.bool_)
+    for i in range(ids.size):
+        o = ids[i] - base
+        if lut[o] < 0:
+            lut[o] = i
+        else:
+            repeats[i] = True
+    return lut, repeats
 
 
 @njit
@@ -94,10 +111,11 @@ class UserIndex:
     """Maps user ids (``int64``) to their row position in ``ids`` (``Users.table`` rows).
 
     Build once from unique ids (a repeated id maps to its first position); then
-    :meth:`lookup` many times.
+    :meth:`lookup` many times.  ``repeats`` (bool, one per id) marks the ids an earlier
+    position already holds, which the build sees anyway (the users reader rejects them).
     """
 
-    __slots__ = ("ids", "_base", "_lut", "_slots", "_bits")
+    __slots__ = ("ids", "repeats", "_base", "_lut", "_slots", "_bits")
 
     def __init__(self, user_ids: np.ndarray):
         ids = np.ascontiguousarray(user_ids, dtype=np.int64)
@@ -108,16 +126,15 @@ class UserIndex:
         n = len(ids)
         if n == 0:
             self._lut = np.full(1, -1, dtype=np.int64)
+            self.repeats = np.zeros(0, dtype=bool)
             return
         lo, hi = int(ids.min()), int(ids.max())
         if hi - lo + 1 <= 4 * n + 65536:
             self._base = lo
-            lut = np.full(hi - lo + 1, -1, dtype=np.int64)
-            lut[ids[::-1] - lo] = np.arange(n - 1, -1, -1, dtype=np.int64)  # first position wins
-            self._lut = lut
+            self._lut, self.repeats = _table_build(ids, np.int64(lo), hi - lo + 1)
         else:
             self._bits = max(4, int(np.ceil(np.log2(2 * n))))
-            self._slots = _hash_build(ids, self._bits)
+            self._slots, self.repeats = _hash_build(ids, self._bits)
 
     @property
     def kind(self) -> str:

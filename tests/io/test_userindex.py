@@ -20,10 +20,11 @@ def _ids_strategy():
 
 @given(ids=_ids_strategy(), extra=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=20))
 def test_user_index_agrees_with_naive(ids, extra):
-    """lookup returns the first position of every id and -1 for anything else."""
+    """lookup returns the first position of every id and -1 for anything else; repeats marks the later copies."""
     index = UserIndex(np.array(ids, dtype=np.int64))
     queries = np.array(ids + extra + [0, -1, 2**63 - 1, -(2**63)], dtype=np.int64)
     npt.assert_array_equal(index.lookup(queries), naive.user_index_lookup(ids, queries))
+    npt.assert_array_equal(index.repeats, naive.repeated_ids(ids))
 
 
 def test_user_index_empty_and_single():
