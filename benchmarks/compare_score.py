@@ -131,7 +131,7 @@ def run_winback(users: str, events: str) -> dict:
 
 def _warm(kernels, is_act) -> None:
     """Load the pass's kernels (serial and parallel) and the id lookups from numba's cache."""
-    from engine.io.readers import EventBatch, UserIndex
+    from engine.io.readers import EventBatch, UserIndex, iter_events
 
     n_users, n = 3 << kernels.BLOCK_SHIFT, 4096
     uidx = np.arange(n, dtype=np.int64) % n_users
@@ -144,8 +144,22 @@ def _warm(kernels, is_act) -> None:
                            partition=partition)
     kernels.frequency_from_bits(acc.day_bits)
     kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF_S))
+    import pyarrow as pa
+
+    from engine.schema import CHANNELS, EVENTS
+
     for ids in (np.arange(10, dtype=np.int64), np.array([1, 1 << 40], np.int64)):  # table and hash lookups
         UserIndex(ids).lookup(ids)
+        # the events decoder (engine.io.decode) on the files' column types, with and without item ids
+        k = len(ids)
+        codes = pa.array(np.zeros(k, np.int8))
+        cols = {"user_id": pa.array(ids), "ts": pa.array(np.full(k, (AS_OF_S - DAY) * 1_000_000), pa.timestamp("us", "UTC")),
+                "event": pa.DictionaryArray.from_arrays(codes, pa.array(EVENTS)),
+                "channel": pa.DictionaryArray.from_arrays(codes, pa.array(CHANNELS)),
+                "value": pa.array([None] * k, pa.float64())}
+        for extra in ({}, {"item_id": pa.array([None] * k, pa.int64())}):
+            for _ in iter_events(pa.table({**cols, **extra}), UserIndex(ids), as_of=AS_OF_S):
+                pass
 
 
 def run_polars(users: str, events: str) -> dict:
