@@ -10,19 +10,42 @@ every core).  No ``fastmath``: results must match the naive references in
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 import sys
 
-import numba
+
+def _import_numba_without_yaml():
+    """``import numba`` without PyYAML when there is no numba config file to read.
+
+    numba imports ``yaml`` (20-30 ms) at start only to read ``.numba_config.yaml`` from
+    the working directory; when that file is absent (and yaml not loaded yet) numba is
+    imported as on a machine without PyYAML, which reads the ``NUMBA_*`` environment
+    variables as usual.  ``yaml`` stays importable for everyone else afterwards.
+    """
+    if "numba" in sys.modules or "yaml" in sys.modules or os.path.exists(".numba_config.yaml"):
+        return  # numba as it is (the import below)
+    sys.modules["yaml"] = None  # makes `import yaml` raise ImportError
+    try:
+        importlib.import_module("numba")
+    finally:
+        del sys.modules["yaml"]
+
+
+_import_numba_without_yaml()
+import numba  # noqa: E402
 
 
 def _skip_blas_probe() -> None:
     """Load numba's array functions without their probe for scipy's BLAS.
 
-    On the first kernel call numba imports ``numba.np.arraymath``, which imports
-    ``scipy.linalg`` (0.2 s) only to learn whether ``np.correlate``/``np.convolve``
-    may call BLAS; no winback kernel uses linear algebra, so the probe is answered
-    "no" (those two then use numba's own loop).  Nothing changes when scipy.linalg is
-    already imported.
+    Before it compiles (or loads a kernel by its own path) numba imports
+    ``numba.np.arraymath`` (40-60 ms), which imports ``scipy.linalg`` (0.2 s) only to
+    learn whether ``np.correlate``/``np.convolve`` may call BLAS; no winback kernel uses
+    linear algebra, so the probe is answered "no" (those two then use numba's own loop).
+    Called only on the way to such a compile or load (:func:`_light_cache_loads`): a run
+    whose kernels all come from the cache never imports the module.  Nothing changes when
+    scipy.linalg or the module is already imported.
     """
     if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
         return
@@ -63,7 +86,8 @@ def _light_cache_loads() -> None:
     contexts itself (``numba.core.compiler``).  A cached kernel needs the runtime (NRT)
     its code links against, so that is initialised and the refresh skipped, for winback's
     own kernels only (anyone else's take numba's path); a load that fails still falls back
-    to numba's own path.  Left alone on a numba without these internals.
+    to numba's own path.  Left alone on a numba without these internals.  Before numba's
+    own path, and before a compile (a kernel not in the cache), :func:`_skip_blas_probe`.
     """
     try:
         from numba.core import caching
@@ -79,18 +103,22 @@ def _light_cache_loads() -> None:
     def load_overload(self, sig, target_context):
         module = getattr(getattr(self, "_py_func", None), "__module__", "") or ""
         if not module.startswith(("engine.", "adapters.")):  # other code's kernels: numba's own path
+            _skip_blas_probe()
             return full(self, sig, target_context)
         try:
             rtsys.initialize(target_context)
             with self._guard_against_spurious_io_errors():
-                return self._load_overload(sig, target_context)
+                loaded = self._load_overload(sig, target_context)
         except Exception:  # noqa: BLE001 - numba's own path (full refresh, then load)
+            _skip_blas_probe()
             return full(self, sig, target_context)
+        if loaded is None:  # not cached: numba compiles it next
+            _skip_blas_probe()
+        return loaded
 
     cache.load_overload = load_overload
 
 
-_skip_blas_probe()
 if getattr(sys.modules.get("engine.cli"), "COMMAND_LINE", False):
     _skip_cffi()
 _light_cache_loads()

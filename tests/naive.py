@@ -102,6 +102,16 @@ def bgnbd_p_alive(x, t_x, T, r, alpha, a, b):
     return 1.0 / (1.0 + a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
 
 
+def lapse_forms(t, H, x, t_x, T, r, alpha, a, b):
+    """engine.scoring.lapse._forms: P(alive), E[X(T, T+t]] and P(none in (T, T+H]) user by user,
+    each from its own 40-digit textbook formula (tests/naive_bgnbd.py)."""
+    from tests import naive_bgnbd as nb
+
+    rows = [(nb.p_alive(xi, ti, Ti, r, alpha, a, b), nb.expected(t, xi, ti, Ti, r, alpha, a, b),
+             nb.p_none(H, xi, ti, Ti, r, alpha, a, b)) for xi, ti, Ti in zip(x, t_x, T)]
+    return tuple(np.array([row[k] for row in rows], np.float64).reshape(-1) for k in range(3))
+
+
 # --- planning (engine.plan_time) ------------------------------------------------------------
 
 def level_capacity(t, order, lower, cap, quiet_minute_of, max_shift_hours, counts: dict):
@@ -452,6 +462,18 @@ def cut_summary(day_bits, end, horizon):
         later.append(any(end <= d < end + horizon for d in days))
     return (np.array(count, np.int32), np.array(first, np.int32), np.array(last, np.int32),
             np.array(later, bool))
+
+
+def logistic_newton_terms(Z, w, t, beta):
+    """engine.scoring.lapse_learned.newton_terms: the textbook matrix formulas, row by row in Python."""
+    n, k = Z.shape
+    g = np.zeros(k)
+    h = np.zeros((k, k))
+    for i in range(n):
+        p = 1.0 / (1.0 + np.exp(-float(sum(Z[i, j] * beta[j] for j in range(k)))))
+        g += Z[i] * w[i] * (p - t[i])
+        h += np.outer(Z[i], Z[i]) * w[i] * p * (1.0 - p)
+    return g, h
 
 
 def tz_hour_posteriors(hist, users, shifts, prior, profile, kernel, rho, within, floor=1e-3):

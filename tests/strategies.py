@@ -85,3 +85,16 @@ def day_bitsets(draw, max_users=8, max_words=3):
     end = draw(st.integers(0, w * 64))
     horizon = draw(st.integers(0, w * 64))
     return bits, end, horizon
+
+
+@st.composite
+def logistic_rows(draw, max_rows=30, max_cols=5):
+    """(Z [n, k] float64, w >= 0 [n], t in {0, 1} [n], beta [k]) for the logistic Newton terms."""
+    n = draw(st.integers(0, max_rows))
+    k = draw(st.integers(1, max_cols))
+    val = st.floats(-4, 4, allow_nan=False, allow_infinity=False)
+    Z = np.array(draw(st.lists(val, min_size=n * k, max_size=n * k)), np.float64).reshape(n, k)
+    w = np.array(draw(st.lists(st.one_of(st.just(0.0), st.floats(0, 50)), min_size=n, max_size=n)), np.float64)
+    t = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), np.float64)
+    beta = np.array(draw(st.lists(val, min_size=k, max_size=k)), np.float64)
+    return Z, w, t, beta

@@ -71,12 +71,34 @@ def test_cached_kernels_load_light_in_a_fresh_process():
         "print(compress(x, t, T)[3].tolist())\n"
         "m = BGNBD(min_users=5).fit(x, t, T)\n"
         "print(round(m.diagnostics_['log_likelihood'], 9), 'cffi' in sys.modules)\n"
+        "print('numba.np.arraymath' in sys.modules, 'yaml' in sys.modules)\n"
     )
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
             for _ in range(2)]  # the second one loads everything from the cache
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
-    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout.splitlines()[:2] == runs[1].stdout.splitlines()[:2]
     assert runs[1].stdout.splitlines()[1].endswith("False")
+    # every kernel from the cache: neither numba's array-function module nor PyYAML was imported
+    assert runs[1].stdout.splitlines()[2] == "False False"
+
+
+def test_a_kernel_not_in_the_cache_still_compiles(tmp_path):
+    """With an empty cache directory a winback kernel compiles (numba's array functions are
+    then loaded, with the BLAS probe answered "no") and gives the same result."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from engine.scoring.kernels import frequency_from_bits\n"
+            "bits = np.array([[5, 0], [2**63, 7]], np.uint64)\n"
+            "print(frequency_from_bits(bits).tolist())\n"
+            "import numba.np.arraymath as am\n"
+            "print('numba.np.arraymath' in sys.modules, am._HAVE_BLAS, 'scipy.linalg' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[2, 4]", "True False False"]
 
 
 def test_a_program_embedding_winback_keeps_numba_cffi_support():

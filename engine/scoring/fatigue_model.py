@@ -164,8 +164,9 @@ def _user_sums(sends, opens, beta):
 
 def user_sums(sends: np.ndarray, opens: np.ndarray, beta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(S_u, I_u, E_u, O_u) float64 per user at ``beta`` (a number or one per user)."""
-    beta = np.broadcast_to(np.asarray(beta, np.float64), (sends.shape[0],))
-    return _user_sums(np.ascontiguousarray(sends), np.ascontiguousarray(opens), np.ascontiguousarray(beta))
+    # a writable copy (a broadcast view is read-only: a second kernel signature to load, 4 ms a process)
+    beta = np.array(np.broadcast_to(np.asarray(beta, np.float64), (sends.shape[0],)))
+    return _user_sums(np.ascontiguousarray(sends), np.ascontiguousarray(opens), beta)
 
 
 def _population(sends: np.ndarray, opens: np.ndarray, max_iter: int = 50):

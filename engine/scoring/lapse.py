@@ -21,12 +21,15 @@ are the model's x = 0, t_x = 0, T = T0 case.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from engine.scoring.bgnbd import BGNBD
+from engine.jit import njit
+from engine.scoring.bgnbd import _cond_numerator, _p_alive_one
 from engine.scoring.pareto_nbd import ParetoNBD
 
-__all__ = ["user_scores", "pareto_scores", "scores_for"]
+__all__ = ["user_scores", "lapse_risk", "pareto_scores", "scores_for"]
 
 
 def user_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, repeat: np.ndarray,
@@ -36,23 +39,52 @@ def user_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, rep
     ``repeat``: users scored by the BG/NBD forms (x > 0 in the model window); the others
     by the one-time-visitor convention with ``T0`` (days).
     """
-    model = BGNBD()
-    model.params_ = dict(params)
-    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+    return _user_scores(params, x, t_x, T, repeat, T0, horizon_days, True)
+
+
+def lapse_risk(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, repeat: np.ndarray,
+               T0: np.ndarray, horizon_days: float) -> np.ndarray:
+    """``lapse_risk`` alone, float64[n]: the same numbers as the third of :func:`user_scores`
+    without E[X] beside them (the learned model's cuts need only this)."""
+    return _user_scores(params, x, t_x, T, repeat, T0, horizon_days, False)[2]
+
+
+def _user_scores(params, x, t_x, T, repeat, T0, horizon_days, with_expected):
+    r, alpha, a, b = (float(params[k]) for k in ("r", "alpha", "a", "b"))
     n = len(x)
     H = float(horizon_days)
     p_alive, exp30, risk = np.empty(n), np.empty(n), np.empty(n)
     rep = np.asarray(repeat, bool)
-    p_alive[rep] = model.p_alive(x[rep], t_x[rep], T[rep])
-    exp30[rep] = model.expected(30.0, x[rep], t_x[rep], T[rep])
-    risk[rep] = model.p_none(H, x[rep], t_x[rep], T[rep])
+    cols = [np.ascontiguousarray(np.asarray(v, np.float64)[rep]) for v in (x, t_x, T)]
+    p_alive[rep], exp30[rep], risk[rep] = _forms(30.0, H, *cols, r, alpha, a, b, with_expected)
     zero = ~rep
-    T0 = np.asarray(T0, np.float64)[zero]
+    T0 = np.ascontiguousarray(np.asarray(T0, np.float64)[zero])
     p0 = 1.0 / (1.0 + a / b * np.exp(r * np.log1p(T0 / alpha)))
     p_alive[zero] = p0
-    exp30[zero] = model.expected(30.0, np.zeros(len(T0)), np.zeros(len(T0)), T0) * p0
+    if with_expected:
+        none = np.zeros(len(T0))
+        exp30[zero] = _forms(30.0, 0.0, none, none, T0, r, alpha, a, b, True)[1] * p0
     risk[zero] = 1.0 - p0 + p0 * np.exp(-r * np.log1p(H / (alpha + T0)))
     return p_alive, exp30, np.clip(risk, 0.0, 1.0)
+
+
+@njit
+def _forms(t, H, x, t_x, T, r, alpha, a, b, with_expected):
+    """Per user P(alive), E[X(T, T+t]] (0 unless ``with_expected``) and P(none in (T, T+H]) in one
+    pass: the numbers of :class:`engine.scoring.bgnbd.BGNBD`'s ``p_alive``, ``expected`` and
+    ``p_none`` (the same scalar formulas), P(alive) computed once per user instead of three times."""
+    n = x.shape[0]
+    pa_out = np.empty(n)
+    ex_out = np.zeros(n)
+    none_out = np.empty(n)
+    for i in range(n):
+        pa = _p_alive_one(x[i], t_x[i], T[i], r, alpha, a, b)
+        pa_out[i] = pa
+        if with_expected:
+            ex_out[i] = _cond_numerator(t, x[i], T[i], r, alpha, a, b) * pa
+        stay = math.exp(-(r + x[i]) * math.log1p(H / (alpha + T[i]))) if H > 0.0 else 1.0
+        none_out[i] = (1.0 - pa) + pa * stay
+    return pa_out, ex_out, none_out
 
 
 def pareto_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, repeat: np.ndarray,

@@ -50,7 +50,6 @@ from pyarrow import ipc
 
 from engine.scoring.settings import Settings, activity_mask as _activity_mask, settings  # noqa: F401
 from engine.io.meta import SCORE, read_meta, with_meta
-from engine.scoring import affinity
 from engine.scoring import fatigue
 from engine.scoring import fatigue_model
 from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of as _quintile
@@ -108,7 +107,8 @@ def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=N
     cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
-    pop = reduce_stats([part.stats], cfg)
+    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:  # the lapse choice beside the fits
+        pop = reduce_stats([part.stats], cfg, pool=pool)
     out = finalize(part, pop)
     meta = summary_of(out)
     meta["seconds"] = round(time.perf_counter() - t_start, 3)
@@ -216,6 +216,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     cat = item_acc = None
     if items is not None:
         from engine.io.items import load_items
+        from engine.scoring import affinity  # only with a catalogue
 
         cat = load_items(items, on_bad_rows=on_bad_rows,
                          quarantine=None if quarantine is None else os.path.join(quarantine, "items.rejected.arrow"))
@@ -287,8 +288,12 @@ def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
     return {"r": -days_inactive, "f": np.where(in_window, x, np.nan), "m": monetary}
 
 
-def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
-    """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows."""
+def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None) -> Population:
+    """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows (``pool``: the lapse
+    model is chosen there beside the fits and sums here, the same result)."""
+    lapse_rows = lapse_learned.merge_stats([s.lapse for s in stats])  # one partition's: as they are, at once
+    kw = dict(as_of=cfg.as_of, horizon_days=cfg.horizon_days, penalizer=cfg.penalizer, mode=cfg.lapse_model)
+    later = pool.submit(lapse_learned.choose, lapse_rows, **kw) if pool is not None else None
     bg = [np.concatenate([s.bgnbd[i] for s in stats]) for i in range(4)]
     x, t_x, T, w = compress(*bg[:3], weights=bg[3])[:4]
     model = BGNBD(penalizer=cfg.penalizer)
@@ -296,10 +301,6 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
         raise ModelError(f"scoring stopped: {exc}", exc.diagnostics) from None
-    choice = lapse_learned.choose(lapse_learned.merge_stats([s.lapse for s in stats]), as_of=cfg.as_of,
-                                  horizon_days=cfg.horizon_days, penalizer=cfg.penalizer, mode=cfg.lapse_model)
-    # Pareto/NBD is fitted on everything only when it scores (engine.scoring.lapse_models)
-    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if choice["used"] == "pareto" else None
     zones: dict[str, int] = {}
     for s in stats:
         for z in s.hour_hist:
@@ -322,11 +323,15 @@ def reduce_stats(stats: list[PartStats], cfg: Settings) -> Population:
         pop_, recent, prior = (np.sum([x[i] for x in with_items], axis=0) for i in range(3))
         item_stats = (pop_, recent, prior, sum(s.item_events[0] for s in stats),
                       sum(s.item_events[1] for s in stats))
+    fatigue_pop = fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None])
+    choice = later.result() if later is not None else lapse_learned.choose(lapse_rows, **kw)
+    # Pareto/NBD is fitted on everything only when it scores (engine.scoring.lapse_models)
+    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if choice["used"] == "pareto" else None
     return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
-                      fatigue=fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None]),
+                      fatigue=fatigue_pop,
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
                       lapse_model=choice, pareto=pareto,
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
@@ -354,6 +359,7 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
     table = part.table
     consumed = None
     if part.items is not None:  # the consumed-items sort (nogil) runs beside _derive
+        from engine.scoring import affinity
         pool = ThreadPoolExecutor(1, thread_name_prefix="winback-consumed")
         consumed = pool.submit(affinity.consumed_csr, part.item_acc.pairs, table.num_rows, len(part.items),
                                part.items.ids)

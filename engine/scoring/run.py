@@ -14,12 +14,14 @@ __all__ = ["partitioned_input", "score_to"]
 
 def partitioned_input(users, events) -> str | None:
     """The partition directory when ``users`` (and ``events``) name a 'winback partition' output."""
-    from engine.scoring.distributed import is_partitioned
-
     users = Path(users)
     if not users.exists():
         raise InputError(f"{users}: no such file or directory; pass the users file, or the directory written "
                          "by 'winback partition'")
+    if not users.is_dir():  # a partition output is a directory (users/part=K): no need to look further
+        return None
+    from engine.scoring.distributed import is_partitioned
+
     if events is None and is_partitioned(users):
         return str(users)
     if events is not None and users.name == "users" and Path(events).name == "events" \
@@ -61,7 +63,10 @@ def score_to(users, events, output: str | os.PathLike, *, as_of=None, on_bad_row
     table = score(users, events, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=quarantine,
                   progress=progress, items=items, **options)
     write_table(table, output)
-    from engine.scoring.backtest import last_backtest
+    here = Path(output).resolve().parent
+    last = None
+    if (here / "backtest.json").is_file() or next(here.glob("*/backtest.json"), None) is not None:
+        from engine.scoring.backtest import last_backtest  # only when there is a backtest to read
 
-    return {**summary_of(table), "partitioned": False, "quarantine": quarantine,
-            "last_backtest": last_backtest(users, events, output)}
+        last = last_backtest(users, events, output)
+    return {**summary_of(table), "partitioned": False, "quarantine": quarantine, "last_backtest": last}

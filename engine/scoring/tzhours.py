@@ -170,6 +170,26 @@ def _posteriors(hist, users, shifts, log_prior, logmix, log_pop, within):
     return best, post
 
 
+@njit
+def _posteriors_serial(hist, users, shifts, log_prior, logmix, log_pop, within):
+    """:func:`_posteriors` on this thread (the same numbers): for a few users, where starting
+    numba's worker threads and loading the parallel kernel cost more than the work."""
+    m, k = users.shape[0], shifts.shape[0]
+    best = np.zeros(m, np.int64)
+    post = np.zeros(m, np.float64)
+    lp = np.empty(k)
+    pj = np.empty(k)
+    lh = np.empty(24)
+    bins = np.empty(24, np.int64)
+    for i in range(m):
+        best[i], post[i] = _one(hist, users[i], shifts, log_prior, logmix, log_pop, within, lp, pj, lh, bins)
+    return best, post
+
+
+#: fewer users to infer than this are done on one thread (:func:`_posteriors_serial`)
+SERIAL_BELOW = 4096
+
+
 def posteriors(hist: np.ndarray, users: np.ndarray, shifts: np.ndarray, prior: np.ndarray, profile: np.ndarray,
                spread: dict, within: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """For each row ``users`` of ``hist`` ([n, 24] decayed engagements by default-zone hour): the
@@ -180,8 +200,10 @@ def posteriors(hist: np.ndarray, users: np.ndarray, shifts: np.ndarray, prior: n
     pop = (1 - _FLOOR) * profile + _FLOOR / 24
     with np.errstate(divide="ignore"):
         log_prior = np.log(np.asarray(prior, np.float64))
-    return _posteriors(np.ascontiguousarray(hist), np.asarray(users, np.int64), np.asarray(shifts, np.int64),
-                       log_prior, _logmix(spread), np.log(pop), int(within))
+    users = np.asarray(users, np.int64)
+    kernel = _posteriors_serial if len(users) < SERIAL_BELOW else _posteriors
+    return kernel(np.ascontiguousarray(hist), users, np.asarray(shifts, np.int64), log_prior, _logmix(spread),
+                  np.log(pop), int(within))
 
 
 def infer(table: pa.Table, hour_hist: np.ndarray, eng_count: np.ndarray, profile: dict | None, spread: dict | None,

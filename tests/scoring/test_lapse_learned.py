@@ -14,7 +14,7 @@ from engine.scoring.backtest import auc
 from engine.scoring.pipeline import score, summary_of
 from engine.tz import parse_as_of
 from tests import cdnow, naive
-from tests.strategies import day_bitsets
+from tests.strategies import day_bitsets, logistic_rows
 
 DAY = 86_400
 
@@ -40,6 +40,25 @@ def test_cut_summary_fixed_cases():
     assert count.tolist() == [0, 3] and first.tolist() == [-1, 0] and last.tolist() == [-1, 64]
     assert later.tolist() == [False, True]
     assert not lapse_learned.cut_summary(bits, np.int64(65), np.int64(65))[3][1]
+
+
+@given(logistic_rows())
+def test_newton_terms_match_naive(case):
+    """Property: the one-pass gradient and Hessian equal the matrix formulas (Hessian symmetric)."""
+    Z, w, t, beta = case
+    g, h = lapse_learned.newton_terms(Z, w, t, beta)
+    ng, nh = naive.logistic_newton_terms(Z, w, t, beta)
+    npt.assert_allclose(g, ng, rtol=1e-9, atol=1e-9)
+    npt.assert_allclose(h, nh, rtol=1e-9, atol=1e-9)
+    npt.assert_array_equal(h, h.T)
+
+
+def test_newton_terms_fixed_cases():
+    # no rows: zero terms; one row at beta = 0: p = 1/2
+    g, h = lapse_learned.newton_terms(np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros(3))
+    assert g.tolist() == [0.0] * 3 and h.tolist() == [[0.0] * 3] * 3
+    g, h = lapse_learned.newton_terms(np.array([[1.0, 2.0]]), np.array([4.0]), np.array([1.0]), np.zeros(2))
+    assert g.tolist() == [-2.0, -4.0] and h.tolist() == [[1.0, 2.0], [2.0, 4.0]]
 
 
 def test_logistic_fit_recovers_known_coefficients():
@@ -90,10 +109,16 @@ def test_partition_stats_merge_to_the_whole(case):
     parts = [lapse_learned.part_stats(b, as_of=as_of, day0=day0, horizon_days=10, mode="auto")
              for b in (bits[:k], bits[k:])]
     merged = lapse_learned.merge_stats(parts)
-    assert merged["cuts"].keys() == whole["cuts"].keys()
-    for back in whole["cuts"]:
-        for a, b in zip(merged["cuts"][back], whole["cuts"][back]):
-            npt.assert_array_equal(a, b)
+    # one partition alone is passed through; with an empty one beside it, merged the long way
+    alone = lapse_learned.merge_stats([whole])
+    beside_empty = lapse_learned.merge_stats([whole, lapse_learned.part_stats(
+        bits[:0], as_of=as_of, day0=day0, horizon_days=10, mode="auto")])
+    for m in (merged, alone, beside_empty):
+        assert m["cuts"].keys() == whole["cuts"].keys()
+        for back in whole["cuts"]:
+            for a, b in zip(m["cuts"][back], whole["cuts"][back]):
+                npt.assert_array_equal(a, b)
+                assert a.dtype == b.dtype
 
 
 def _cdnow(H, **options):

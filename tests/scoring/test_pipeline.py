@@ -154,3 +154,25 @@ def test_cli_quarantine_sets_bad_rows_aside_and_goes_on(tmp_path, capsys):
     scores = feather.read_table(out)
     assert summary_of(scores)["events_rejected"] == rejected.num_rows
     assert scores.num_rows == summary_of(scores)["users"]
+
+
+@pytest.mark.parametrize("lapse_model", ["auto", "learned"])
+def test_the_three_phases_without_a_pool_give_score(world, lapse_model):
+    """score() makes the lapse and fatigue statistics and the lapse choice on a second thread;
+    the phases run one after the other in this thread give the same table, bit for bit."""
+    from engine.scoring.pipeline import aggregate, finalize, reduce_stats, settings
+
+    users, events, as_of = str(world / "users.arrow"), str(world / "events.arrow"), AS_OF
+    threaded = score(users, events, as_of=as_of, lapse_model=lapse_model)
+    cfg = settings(as_of=as_of, lapse_model=lapse_model)
+    part = aggregate(users, events, cfg)
+    pop = reduce_stats([part.stats], cfg)
+    assert isinstance(pop.lapse_model, dict)
+    serial = finalize(part, pop)
+    assert serial.column_names == threaded.column_names
+    for name in serial.column_names:
+        assert serial[name].equals(threaded[name]), name
+    a, b = summary_of(serial), summary_of(threaded)
+    assert a["lapse_model"]["used"] == b["lapse_model"]["used"]
+    assert a["lapse_model"].get("model") == b["lapse_model"].get("model")
+    assert a["fatigue"] == b["fatigue"]

@@ -42,6 +42,21 @@ def test_posteriors_match_naive(n, k, within, data):
         assert b == wb or np.isclose(p, wm)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 40), k=st.integers(1, 6), within=st.integers(0, 2), data=st.data())
+def test_serial_and_parallel_posteriors_are_the_same(n, k, within, data):
+    """The one-thread kernel used for a few users gives the parallel kernel's numbers exactly."""
+    hist = np.array(data.draw(st.lists(st.lists(st.sampled_from([0.0, 0.5, 2.0, 9.0]), min_size=24, max_size=24),
+                                       min_size=max(n, 1), max_size=max(n, 1))), np.float32)
+    shifts = np.array(data.draw(st.lists(st.integers(0, 23), min_size=k, max_size=k, unique=True)), np.int64)
+    users = np.array(data.draw(st.lists(st.integers(0, max(n, 1) - 1), min_size=n, max_size=n)), np.int64)
+    log_prior = np.log(np.full(k, 1.0 / k))
+    log_pop = np.log(EVENING)
+    args = (hist, users, shifts, log_prior, tzhours._logmix(SPREAD), log_pop, within)
+    for a, b in zip(tzhours._posteriors_serial(*args), tzhours._posteriors(*args)):
+        npt.assert_array_equal(a, b)
+
+
 def test_activity_at_a_zones_evening_points_at_that_zone():
     # given candidates UTC (shift 0) and New York (shift 19 from UTC: -5 h), and a user active at 00 UTC
     hist = np.zeros((1, 24), np.float32)
