@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.synth.generator import DEFAULT_AS_OF, FORMATS
+    from engine.synth import DEFAULT_AS_OF, FORMATS
 
     p = sub.add_parser(
         "generate",

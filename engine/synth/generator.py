@@ -71,8 +71,7 @@ from engine.tz import Offsets, parse_as_of
 
 __all__ = ["generate", "TIMEZONES", "DEFAULT_AS_OF", "FORMATS"]
 
-DEFAULT_AS_OF = "2026-11-01T00:00:00Z"
-FORMATS = ("arrow", "parquet")
+from engine.synth import DEFAULT_AS_OF, FORMATS  # noqa: E402,F401 (the generator's defaults)
 
 #: (zone, weight): DST zones both hemispheres, half- and quarter-hour offsets.
 TIMEZONES: tuple[tuple[str, float], ...] = (
