@@ -70,10 +70,9 @@ import numpy as np
 from engine.errors import ModelError
 from engine.jit import njit
 from engine.scoring.bgnbd_fit import Objective, minimize_box
-from engine.scoring.bgnbd_rows import as_columns as _as_columns
 from engine.scoring.bgnbd_rows import compress
 from engine.scoring.bgnbd_rows import same_length as _same_length
-from engine.scoring.bgnbd_rows import compress_for_fit as _compress_for_fit
+from engine.scoring.bgnbd_rows import fit_rows
 
 __all__ = ["BGNBD", "compress"]
 
@@ -142,21 +141,7 @@ class BGNBD:
         if not (self.penalizer >= 0 and math.isfinite(self.penalizer)):
             raise ModelError(f"BG/NBD penalizer must be a finite number >= 0, got {self.penalizer}; "
                              "use 0 (plain maximum likelihood) or a small value such as 0.001")
-        x, t_x, TT, weights = _as_columns(frequency, recency, T, weights)
-        x, t_x, TT, w = _compress_for_fit(x, t_x, TT, weights)
-        keep = w > 0
-        x, t_x, TT, w = x[keep], t_x[keep], TT[keep], w[keep]
-        n_users = float(w.sum())
-        diag = {"users": int(round(n_users)), "unique_rows": int(len(x))}
-        if n_users < self.min_users:
-            raise ModelError(f"BG/NBD needs at least {self.min_users} users with activity to fit, got {int(n_users)}; "
-                             "score more users or a longer history", diag)
-        if not np.any(x > 0):
-            raise ModelError("BG/NBD cannot be fitted: no user has a repeat active day; "
-                             "check --activity and that events cover more than one day", diag)
-        if np.all(TT <= 0):
-            raise ModelError("BG/NBD cannot be fitted: every user has T = 0 (no time observed since the "
-                             "first activity); score with an as_of after the events", diag)
+        x, t_x, TT, w, n_users, diag = fit_rows("BG/NBD", frequency, recency, T, weights, self.min_users)
         # alpha in units of max(T), as lifetimes rescales (max T = 1): well-conditioned starts in any unit,
         # and the same penalty term as BetaGeoFitter(penalizer_coef)
         scale = max(float(TT.max()), 1e-12)
@@ -165,23 +150,7 @@ class BGNBD:
         pen = float(self.penalizer)
         opts = {"max_iter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9}
         starts = [np.log(s0) for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.5, 1.0, 3.0], [0.2, 0.2, 0.8, 2.5])]
-        if len(x) > 4 * _SAMPLE_ROWS:
-            # warm start: every k-th compressed row (with its weight) first, so the full data needs
-            # only the last few Newton steps; the generic starts stay as fallbacks
-            k = len(x) // _SAMPLE_ROWS
-            sub = Objective(x[::k], t_x[::k], TT[::k], w[::k])
-            warm = minimize_box(_nll(sub, float(w[::k].sum()), unit, pen), starts[0], -_LOG_BOUND, _LOG_BOUND,
-                                **opts)
-            if warm["success"]:
-                starts.insert(0, warm["x"])
-        nll = _nll(obj, n_users, unit, pen)
-        best = None
-        for start in starts:
-            res = minimize_box(nll, start, -_LOG_BOUND, _LOG_BOUND, **opts)
-            if best is None or res["fun"] < best["fun"]:
-                best = res
-            if res["success"] and res["fun"] < math.inf:
-                break
+        nll, best = fit_log_params(Objective, obj, x, t_x, TT, w, n_users, unit, pen, starts, opts)
         if best["x"][2] <= -_LOG_BOUND + 1e-6 and pen == 0.0:
             best = _prefer_no_churn(nll, best, n_users, opts)
         r, alpha, a, b = (float(v) for v in np.exp(best["x"]) * unit)
@@ -190,9 +159,7 @@ class BGNBD:
         if not np.isfinite(ll):
             raise ModelError(f"BG/NBD fit gave a non-finite log-likelihood ({best['message']}); diagnostics: {diag}. "
                              "Check that the activity summary is in one time unit", diag)
-        th, jac = best["x"], best["jac"]
-        proj = np.where(((th <= -_LOG_BOUND) & (jac > 0)) | ((th >= _LOG_BOUND) & (jac < 0)), 0.0, np.abs(jac))
-        converged = bool(best["success"]) or float(proj.max()) < 1e-6
+        converged = is_converged(best)
         boundary, warnings = _boundary(r, alpha, a, b)
         if not converged:
             warnings.append(f"the BG/NBD optimiser stopped before converging ({best['message']}) after "
@@ -236,6 +203,39 @@ class BGNBD:
         """E[X(t)] for a new user over a period of length t (eq. 7)."""
         r, alpha, a, b = self._p()
         return float(_cond_numerator(float(t), 0.0, 0.0, r, alpha, a, b))
+
+
+def fit_log_params(objective, obj, x, t_x, TT, w, n_users, unit, pen, starts, opts):
+    """(the objective on every row, the best :func:`minimize_box` result) of a four-parameter fit
+    on log-parameters in the box +-15, shared by BG/NBD and Pareto/NBD.
+
+    Large inputs (over 4 x 5,000 compressed rows) first fit every k-th row with its weight, so
+    the full data needs only the last few Newton steps; that start comes first, the generic
+    ``starts`` stay as fallbacks, and the first start that converges to a finite value ends
+    the search.  ``objective`` builds an objective from rows (``obj`` is the one on every row)."""
+    starts = list(starts)
+    if len(x) > 4 * _SAMPLE_ROWS:
+        k = len(x) // _SAMPLE_ROWS
+        sub = objective(x[::k], t_x[::k], TT[::k], w[::k])
+        warm = minimize_box(_nll(sub, float(w[::k].sum()), unit, pen), starts[0], -_LOG_BOUND, _LOG_BOUND, **opts)
+        if warm["success"]:
+            starts.insert(0, warm["x"])
+    nll = _nll(obj, n_users, unit, pen)
+    best = None
+    for start in starts:
+        res = minimize_box(nll, start, -_LOG_BOUND, _LOG_BOUND, **opts)
+        if best is None or res["fun"] < best["fun"]:
+            best = res
+        if res["success"] and res["fun"] < math.inf:
+            break
+    return nll, best
+
+
+def is_converged(best) -> bool:
+    """Converged: the optimiser said so, or the gradient projected on the box is below 1e-6."""
+    th, jac = best["x"], best["jac"]
+    proj = np.where(((th <= -_LOG_BOUND) & (jac > 0)) | ((th >= _LOG_BOUND) & (jac < 0)), 0.0, np.abs(jac))
+    return bool(best["success"]) or float(proj.max()) < 1e-6
 
 
 def _nll(obj, n_users, unit, pen):

@@ -14,7 +14,7 @@ import numpy as np
 from engine.errors import ModelError
 from engine.jit import njit
 
-__all__ = ["compress", "compress_for_fit", "as_columns", "same_length"]
+__all__ = ["compress", "compress_for_fit", "as_columns", "same_length", "fit_rows"]
 
 
 def as_columns(frequency, recency, T, weights=None):
@@ -140,3 +140,25 @@ def _runs(order, x, t_x, T, wts, has_w):
         inverse[i] = g
     m = g + 1
     return ux[:m].copy(), ut[:m].copy(), uT[:m].copy(), w[:m].copy(), inverse
+
+
+def fit_rows(name: str, frequency, recency, T, weights, min_users: int):
+    """The compressed rows a model named ``name`` is fitted on: (x, t_x, T, w, users, diag),
+    rows of weight 0 dropped; ``diag`` holds users and unique_rows.  Raises
+    :class:`ModelError` (with ``diag``) on too few users, no repeat activity or no time observed."""
+    x, t_x, TT, weights = as_columns(frequency, recency, T, weights)
+    x, t_x, TT, w = compress_for_fit(x, t_x, TT, weights)
+    keep = w > 0
+    x, t_x, TT, w = x[keep], t_x[keep], TT[keep], w[keep]
+    n_users = float(w.sum())
+    diag = {"users": int(round(n_users)), "unique_rows": int(len(x))}
+    if n_users < min_users:
+        raise ModelError(f"{name} needs at least {min_users} users with activity to fit, got {int(n_users)}; "
+                         "score more users or a longer history", diag)
+    if not np.any(x > 0):
+        raise ModelError(f"{name} cannot be fitted: no user has a repeat active day; "
+                         "check --activity and that events cover more than one day", diag)
+    if np.all(TT <= 0):
+        raise ModelError(f"{name} cannot be fitted: every user has T = 0 (no time observed since the "
+                         "first activity); score with an as_of after the events", diag)
+    return x, t_x, TT, w, n_users, diag

@@ -46,16 +46,13 @@ import time
 import numpy as np
 
 from engine.errors import ModelError
-from engine.scoring.bgnbd import _nll
-from engine.scoring.bgnbd_fit import minimize_box
-from engine.scoring.bgnbd_rows import as_columns, compress_for_fit, same_length
+from engine.scoring.bgnbd import fit_log_params, is_converged
+from engine.scoring.bgnbd_rows import fit_rows, same_length
 from engine.scoring.pareto_nbd_fit import NODES, WEIGHTS, Objective, expected_rows as _expected, loglik_rows
 from engine.scoring.pareto_nbd_fit import p_alive_rows as _p_alive, p_none_rows as _p_none
 
 __all__ = ["ParetoNBD"]
 
-_LOG_BOUND = 15.0
-_SAMPLE_ROWS = 5_000  # compressed rows of the warm-start fit of large inputs
 _NO_CHURN = 1e-3  # expected share of users dying over max(T), s/beta * max(T), below this: no churn
 _SHARED_RATE = 100.0  # r above this: rate heterogeneity has collapsed
 
@@ -91,52 +88,20 @@ class ParetoNBD:
         t0 = time.perf_counter()
         if not (self.penalizer >= 0 and math.isfinite(self.penalizer)):
             raise ModelError(f"Pareto/NBD penalizer must be a finite number >= 0, got {self.penalizer}")
-        x, t_x, TT, weights = as_columns(frequency, recency, T, weights)
-        x, t_x, TT, w = compress_for_fit(x, t_x, TT, weights)
-        keep = w > 0
-        x, t_x, TT, w = x[keep], t_x[keep], TT[keep], w[keep]
-        n_users = float(w.sum())
-        diag = {"users": int(round(n_users)), "unique_rows": int(len(x))}
-        if n_users < self.min_users:
-            raise ModelError(f"Pareto/NBD needs at least {self.min_users} users with activity to fit, got "
-                             f"{int(n_users)}; score more users or a longer history", diag)
-        if not np.any(x > 0):
-            raise ModelError("Pareto/NBD cannot be fitted: no user has a repeat active day; "
-                             "check --activity and that events cover more than one day", diag)
-        if np.all(TT <= 0):
-            raise ModelError("Pareto/NBD cannot be fitted: every user has T = 0; score with an as_of after "
-                             "the events", diag)
+        x, t_x, TT, w, n_users, diag = fit_rows("Pareto/NBD", frequency, recency, T, weights, self.min_users)
         scale = max(float(TT.max()), 1e-12)
         unit = np.array([1.0, scale, 1.0, scale])
         obj = Objective(x, t_x, TT, w)
         pen = float(self.penalizer)
-        nll = _nll(obj, n_users, unit, pen)
         opts = {"max_iter": int(self.max_iter), "ftol": float(self.tol), "gtol": 1e-9}
         starts = [np.log(s0) for s0 in ([0.5, 1.0, 0.5, 1.0], [1.0, 0.3, 1.0, 3.0], [0.2, 0.1, 2.0, 10.0])]
-        if len(x) > 4 * _SAMPLE_ROWS:
-            # warm start, as the BG/NBD fit does: every k-th compressed row (with its weight) first, so the
-            # full data needs only the last few Newton steps; the generic starts stay as fallbacks
-            k = len(x) // _SAMPLE_ROWS
-            sub = Objective(x[::k], t_x[::k], TT[::k], w[::k])
-            warm = minimize_box(_nll(sub, float(w[::k].sum()), unit, pen), starts[0], -_LOG_BOUND, _LOG_BOUND,
-                                **opts)
-            if warm["success"]:
-                starts.insert(0, warm["x"])
-        best = None
-        for start in starts:
-            res = minimize_box(nll, start, -_LOG_BOUND, _LOG_BOUND, **opts)
-            if best is None or res["fun"] < best["fun"]:
-                best = res
-            if res["success"] and res["fun"] < math.inf:
-                break
+        _, best = fit_log_params(Objective, obj, x, t_x, TT, w, n_users, unit, pen, starts, opts)
         r, alpha, s, beta = (float(v) for v in np.exp(best["x"]) * unit)
         ll = obj((r, alpha, s, beta))[0]
         obj.passes -= 1
         if not math.isfinite(ll):
             raise ModelError(f"Pareto/NBD fit gave a non-finite log-likelihood ({best['message']})", diag)
-        th, jac = best["x"], best["jac"]
-        proj = np.where(((th <= -_LOG_BOUND) & (jac > 0)) | ((th >= _LOG_BOUND) & (jac < 0)), 0.0, np.abs(jac))
-        converged = bool(best["success"]) or float(proj.max()) < 1e-6
+        converged = is_converged(best)
         boundary, warnings = _boundary(r, alpha, s, beta, scale)
         if not converged:
             warnings.append(f"the Pareto/NBD optimiser stopped before converging ({best['message']}) after "

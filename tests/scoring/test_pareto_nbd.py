@@ -222,10 +222,10 @@ def test_p_none_falls_with_the_horizon_and_is_one_for_a_zero_horizon():
 
 def test_warm_start_from_a_sample_gives_the_same_fit(monkeypatch):
     # given CDNOW's 1016 compressed rows and a sample size that makes them "large" (over 4 x 100 rows)
-    from engine.scoring import pareto_nbd
+    from engine.scoring import bgnbd  # the warm start both fits share (bgnbd.fit_log_params)
 
     cold = ParetoNBD().fit(X, TX, T)
-    monkeypatch.setattr(pareto_nbd, "_SAMPLE_ROWS", 100)
+    monkeypatch.setattr(bgnbd, "_SAMPLE_ROWS", 100)
     warm = ParetoNBD().fit(X, TX, T)
     # then the same maximum, reached from the sample's estimates
     for k in cold.params_:
