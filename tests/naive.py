@@ -517,6 +517,18 @@ def tz_hour_posteriors(hist, users, shifts, prior, profile, kernel, rho, within,
 
 # --- Pareto/NBD (engine.scoring.pareto_nbd, pareto_nbd_fit) -----------------------------------
 
+def _pareto_a0(mp, x, t_x, T, r, alpha, s, beta):
+    """The note's A0 (eq. 19-20) by mpmath's 2F1, in mpmath numbers at the caller's precision."""
+    rsx = r + s + x
+    if alpha >= beta:
+        def part(t):
+            return mp.hyp2f1(rsx, s + 1, rsx + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** rsx
+    else:
+        def part(t):
+            return mp.hyp2f1(rsx, r + x, rsx + 1, (beta - alpha) / (beta + t)) / (beta + t) ** rsx
+    return part(t_x) - part(T)
+
+
 def pareto_nbd_loglik(x, t_x, T, r, alpha, s, beta, dps=30):
     """log L of one user by Fader & Hardie's note (2005), eq. 18-20, with mpmath's 2F1 at ``dps`` digits."""
     import mpmath as mp
@@ -524,13 +536,7 @@ def pareto_nbd_loglik(x, t_x, T, r, alpha, s, beta, dps=30):
     with mp.workdps(dps):
         r, alpha, s, beta, t_x, T = (mp.mpf(v) for v in (r, alpha, s, beta, t_x, T))
         rsx = r + s + x
-        if alpha >= beta:
-            def part(t):
-                return mp.hyp2f1(rsx, s + 1, rsx + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** rsx
-        else:
-            def part(t):
-                return mp.hyp2f1(rsx, r + x, rsx + 1, (beta - alpha) / (beta + t)) / (beta + t) ** rsx
-        a0 = part(t_x) - part(T)
+        a0 = _pareto_a0(mp, x, t_x, T, r, alpha, s, beta)
         head = mp.gamma(r + x) * alpha**r * beta**s / mp.gamma(r)
         return float(mp.log(head * (1 / ((alpha + T) ** (r + x) * (beta + T) ** s) + s / rsx * a0)))
 
@@ -542,13 +548,7 @@ def pareto_nbd_p_alive(x, t_x, T, r, alpha, s, beta, dps=30):
     with mp.workdps(dps):
         r, alpha, s, beta, t_x, T = (mp.mpf(v) for v in (r, alpha, s, beta, t_x, T))
         rsx = r + s + x
-        if alpha >= beta:
-            def part(t):
-                return mp.hyp2f1(rsx, s + 1, rsx + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** rsx
-        else:
-            def part(t):
-                return mp.hyp2f1(rsx, r + x, rsx + 1, (beta - alpha) / (beta + t)) / (beta + t) ** rsx
-        a0 = part(t_x) - part(T)
+        a0 = _pareto_a0(mp, x, t_x, T, r, alpha, s, beta)
         return float(1 / (1 + s / rsx * (alpha + T) ** (r + x) * (beta + T) ** s * a0))
 
 

@@ -346,9 +346,9 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
     except ModelError as exc:
         return done(f"no time split: {exc}")
     lapsed, came = int(train.lapsed.sum()), int(train.back.sum())
-    if min(lapsed, came) < MIN_CLASS:
-        return done(f"at the cut {H} days before as_of only {came:,} users came back and {lapsed:,} did "
-                    f"not (at least {MIN_CLASS} of each are needed)")
+    few = _too_few(train, H)
+    if few:
+        return done(few)
     if mode in ("auto", "auto_pareto"):
         # 1. the closed form: BG/NBD or Pareto/NBD, both fitted on the history before the cut, checked after it
         a_closed = weighted_auc(train.risk, train.lapsed, train.back)
@@ -375,10 +375,9 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
             check = _cut(stats, 2 * H, as_of, horizon_days, penalizer)
         except ModelError as exc:
             return done(f"{why}; no check of the learned model: {exc}")
-        c_lapsed, c_came = int(check.lapsed.sum()), int(check.back.sum())
-        if min(c_lapsed, c_came) < MIN_CLASS:
-            return done(f"{why}; at the cut {2 * H} days before as_of only {c_came:,} users came back and "
-                        f"{c_lapsed:,} did not (at least {MIN_CLASS} of each are needed)")
+        few = _too_few(check, 2 * H)
+        if few:
+            return done(f"{why}; {few}")
         a_learned = weighted_auc(predict_logistic(_fit_cut(check), train.matrix()), train.lapsed, train.back)
         v.update(trained_cut_days_before=2 * H, auc_learned=a_learned)
         if not a_learned > best:
@@ -390,6 +389,15 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
     v = out.get("validation")
     return done(f"the learned model ranked better on the last {H} days (AUC {v['auc_learned']:.4f} vs "
                 f"{v['auc_best_closed_form']:.4f})" if v else "the learned model was asked for")
+
+
+def _too_few(cut: Cut, back: int) -> str | None:
+    """Why a cut ``back`` days before as_of cannot train or check a model, or None."""
+    lapsed, came = int(cut.lapsed.sum()), int(cut.back.sum())
+    if min(lapsed, came) < MIN_CLASS:
+        return (f"at the cut {back} days before as_of only {came:,} users came back and {lapsed:,} did not "
+                f"(at least {MIN_CLASS} of each are needed)")
+    return None
 
 
 def _pareto_auc(cut: Cut, penalizer: float, horizon_days: float) -> float | None:
