@@ -149,7 +149,6 @@ class Release:
         self.skipped: dict[str, int] = {}
         self.retimed = 0
         self._lookups: dict[tuple[str, int], OffsetLookup] = {}
-        self._done: tuple[int, list[str]] = (0, [])
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -162,18 +161,23 @@ class Release:
         try:
             if self.now_mode:  # everything at once: only the caps
                 keep, capped, _ = self._caps(rows, now)
-                self._write([], capped, keep, now)
+                retime, skip = [], capped
             else:
-                keep = self._screen_timed(rows, now)
+                keep, retime, skip = self._screen_timed(rows, now)
+            self._write(retime, skip, keep, now)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
-        self._tally()
+        self.retimed += len(retime)  # counted once committed
+        for why, _ in skip:
+            self.skipped[why] = self.skipped.get(why, 0) + 1
         return keep
 
-    def _screen_timed(self, rows: list[tuple], now: float) -> list[tuple]:
+    def _screen_timed(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """(rows that go now, (instant, row[, why]) to re-time, (reason, row) to skip): the time,
+        gap and cap checks of one batch, written by :meth:`screen`."""
         con = self.con
         ids = [r[13] for r in rows]
         marks = ",".join("?" * len(ids))
@@ -215,8 +219,7 @@ class Release:
                 capped.append(("campaign_end", r))
             else:
                 retime.append((go, r, "min_gap_other_campaigns"))
-        self._write(retime, skip + capped, keep, now)
-        return keep
+        return keep, retime, skip + capped
 
     def _previous(self, rows: list[tuple], info: dict) -> dict:
         """(campaign, user, step) -> the user's latest earlier step of the campaign:
@@ -298,7 +301,8 @@ class Release:
             for rowid, uid, ch, cid, at, send_at, always in con.execute(
                     f"SELECT rowid, user_id, channel, campaign_id, CASE state WHEN 'sent' THEN sent_at "
                     f"WHEN 'planned' THEN NULL ELSE updated_at END, send_at, "
-                    f"state = 'sent' OR (state = 'in_flight' AND released_at IS NOT NULL) FROM messages WHERE user_id IN ({marks}) AND ((state = 'sent' AND sent_at > ?) "
+                    f"state = 'sent' OR (state = 'in_flight' AND released_at IS NOT NULL) FROM messages "
+                    f"WHERE user_id IN ({marks}) AND ((state = 'sent' AND sent_at > ?) "
                     f"OR state = 'in_flight'{pending})", (*chunk, since_all)):
                 if rowid not in batch:
                     contacts.setdefault(uid, []).append((ch, cid, at, None if always else (send_at, rowid)))
@@ -310,12 +314,9 @@ class Release:
             if uid in complained and all_channels:
                 skip.append(("complaint", r))  # a spam complaint on any channel stops every channel
                 continue
-            if had:  # a message not yet released counts only against the ones after it in the plan
-                order = (r[8], r[13])
-                had_r = [c for c in had if c[3] is None or c[3] < order]
-            else:
-                had_r = had
-            mine = [c for c in had_r if c[2] is None or c[2] > since] if had_r else ()
+            # a message not yet released counts only against the ones after it in the plan
+            mine = [c for c in had if (c[3] is None or c[3] < (r[8], r[13])) and (c[2] is None or c[2] > since)] \
+                if had else ()
             ch_cap = ch_caps.get(ch)
             near = [c[2] if c[2] is not None else now for c in had if c[1] != cid
                     and (c[2] is None or c[2] > now - gap)] if had and gap > 0 else ()
@@ -335,8 +336,7 @@ class Release:
         return keep, skip, spaced
 
     def _write(self, retime: list[tuple], skip: list[tuple], keep: list[tuple], now: float) -> None:
-        """Re-time, skip and mark released, inside :meth:`screen`'s transaction; the counts
-        are added by :meth:`_tally` once it commits."""
+        """Re-time, skip and mark released, inside :meth:`screen`'s transaction."""
         con = self.con
         if retime:  # a re-timed message keeps why it moved, when it is not its lateness
             con.executemany(
@@ -349,14 +349,6 @@ class Release:
                 "WHERE rowid = ? AND state = 'in_flight'", [(why, now, r[13]) for why, r in skip])
         if keep:
             con.executemany("UPDATE messages SET released_at = ? WHERE rowid = ?", [(now, r[13]) for r in keep])
-        self._done = (len(retime), [why for why, _ in skip])
-
-    def _tally(self) -> None:
-        retimed, skipped = self._done
-        self._done = (0, [])
-        self.retimed += retimed
-        for why in skipped:
-            self.skipped[why] = self.skipped.get(why, 0) + 1
 
     # -- lookups ----------------------------------------------------------------------------
     def _end(self, cid) -> float | None:
