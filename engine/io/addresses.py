@@ -28,7 +28,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["canonical", "canonical_address", "describe", "ADDRESS_COLUMNS", "CHANNEL_COLUMN"]
+__all__ = ["canonical", "canonical_addresses", "describe", "ADDRESS_COLUMNS", "CHANNEL_COLUMN"]
 
 #: the users columns that hold an address
 ADDRESS_COLUMNS = ("email", "phone", "push_token")
@@ -83,17 +83,22 @@ def canonical(kind: str, values: pa.Array) -> tuple[pa.Array, int, int, list[str
     return out, n_fixed, n_bad, examples
 
 
-def canonical_address(channel: str, address: str | None) -> str | None:
-    """One address in the canonical form of its channel (``email``, ``sms``, ``push``,
-    or a users column name); None when it is not an address.  For suppressions written
-    from outside the users file (provider webhooks, lists), so they match the plan's."""
-    if address is None:
-        return None
-    kind = CHANNEL_COLUMN.get(channel, channel)
-    if kind not in _CANONICAL:
-        return address
-    out, _, bad, _ = canonical(kind, pa.array([address], pa.string()))
-    return None if bad else out[0].as_py()
+def canonical_addresses(channels: list[str], addresses: list[str | None]) -> list[str | None]:
+    """Addresses given one by one with their provider channel (``email``, ``sms``, ``push``), in
+    their channel's canonical form: one vectorised pass per channel.  An address that is none
+    is kept as given (it matches nothing).  For suppressions written from outside the users
+    file (provider webhooks, lists), so they match the plans' spelling."""
+    out = list(addresses)
+    for channel in set(channels):
+        kind = CHANNEL_COLUMN.get(channel)
+        if kind is None:
+            continue
+        idx = [i for i, c in enumerate(channels) if c == channel and isinstance(addresses[i], str)]
+        if idx:
+            fixed, _, _, _ = canonical(kind, pa.array([addresses[i] for i in idx], pa.string()))
+            for i, a in zip(idx, fixed.to_pylist()):
+                out[i] = a if a is not None else addresses[i]
+    return out
 
 
 def describe(addresses: dict) -> list[str]:

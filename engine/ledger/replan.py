@@ -4,8 +4,7 @@
 a message not yet attempted whose plan changed takes the new version only when asked
 (``winback send --replan``); :func:`dropped_rowids` finds the pending messages the new
 plan lists with a reason (no longer planned), and :func:`replan_error` says what a plain
-send would have ignored.  :func:`canonical_addresses` writes suppressions in the spelling
-the users reader gives every plan (:mod:`engine.io.addresses`).
+send would have ignored.
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import ConfigError
-from engine.io.addresses import CHANNEL_COLUMN, canonical
 
-__all__ = ["dropped_rowids", "replan_error", "canonical_addresses"]
+__all__ = ["dropped_rowids", "replan_error"]
 
 
 def dropped_rowids(con, unplanned: pa.Array, cids: list) -> list[int]:
@@ -48,19 +46,3 @@ def replan_error(source: str, cids: list, changed: int, dropped: list[int]) -> C
         + " and ".join(parts) + ". It keeps what it was given first, so sending this plan as it is would send "
         "the old versions. Pass --replan to give the pending messages this plan's version (and skip the ones "
         "it no longer plans; sent and in-flight messages are never touched), or send the plan the ledger holds.")
-
-
-def canonical_addresses(channels: list[str], addresses: list[str | None]) -> list[str | None]:
-    """The addresses in their channel's canonical form, one vectorised pass per channel; an
-    address that is none is kept as given."""
-    out = list(addresses)
-    for channel in set(channels):
-        kind = CHANNEL_COLUMN.get(channel)
-        if kind is None:
-            continue
-        idx = [i for i, c in enumerate(channels) if c == channel and isinstance(addresses[i], str)]
-        if idx:
-            fixed, _, _, _ = canonical(kind, pa.array([addresses[i] for i in idx], pa.string()))
-            for i, a in zip(idx, fixed.to_pylist()):
-                out[i] = a if a is not None else addresses[i]
-    return out

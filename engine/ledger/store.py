@@ -35,7 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
-from engine.ledger.replan import canonical_addresses, dropped_rowids, replan_error
+from engine.io.addresses import canonical_addresses
+from engine.ledger.replan import dropped_rowids, replan_error
 from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.identity import ensure_id
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
@@ -239,11 +240,13 @@ class Ledger:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            rows_before = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-            dropped = dropped_rowids(con, unplanned, cids) if rows_before and unplanned is not None else []
+            # new rows take rowids above the largest one: counting those is a range read of the
+            # rowid index, not a scan of the ledger (the upsert's changes are new + replaced rows)
+            top = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM messages").fetchone()[0]
+            dropped = dropped_rowids(con, unplanned, cids) if top and unplanned is not None else []
             before = con.total_changes
             _multi_row(con, _insert_sql, flat, _INSERT_WIDTH)
-            inserted = con.execute("SELECT COUNT(*) FROM messages").fetchone()[0] - rows_before
+            inserted = con.execute("SELECT COUNT(*) FROM messages WHERE rowid > ?", (top,)).fetchone()[0]
             changed = con.total_changes - before - inserted
             if (changed or dropped) and not replan:
                 raise replan_error(source, cids, changed, dropped)

@@ -10,7 +10,7 @@ import pyarrow.feather as feather
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.io.addresses import canonical, canonical_address, describe
+from engine.io.addresses import canonical, canonical_addresses, describe
 from engine.io.readers import load_users
 from engine.ledger.store import Ledger, read_suppressions
 
@@ -72,5 +72,5 @@ def test_a_suppression_written_in_another_spelling_still_stops_the_message(tmp_p
         led.add_suppressions([{"channel": "email", "address": " ANN@Example.com", "reason": "unsubscribe"}])
         assert led.skip_suppressed() == 1
     assert read_suppressions(tmp_path / "l.db")["address"].to_pylist() == ["ann@example.com"]
-    assert canonical_address("sms", "+44 20 7946 0958") == "+442079460958"
-    assert canonical_address("email", "no address") is None
+    assert canonical_addresses(["sms", "email"], ["+44 20 7946 0958", " Bob@X.org"]) == ["+442079460958", "bob@x.org"]
+    assert canonical("email", pa.array(["no address"]))[0].to_pylist() == [None]
