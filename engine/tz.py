@@ -33,7 +33,7 @@ import pyarrow as pa
 from engine.errors import ConfigError
 from engine.schema import TIMESTAMP
 
-__all__ = ["parse_as_of", "to_epoch_seconds", "from_epoch_seconds", "is_timezone", "check_timezone", "zone_index",
+__all__ = ["parse_as_of", "to_epoch_seconds", "from_epoch_seconds", "iso_utc", "is_timezone", "check_timezone", "zone_index",
            "Offsets", "OffsetLookup", "OFFSET_STEP", "offset_table", "local_instants", "local_to_utc",
            "next_local_time", "next_local_hour", "infer_timezones", "TZ_SOURCES"]
 
@@ -91,6 +91,11 @@ def from_epoch_seconds(seconds: np.ndarray, null_mask: np.ndarray | None = None)
     """int64 epoch seconds to ``timestamp[us, UTC]``; ``null_mask`` True marks nulls."""
     us = np.asarray(seconds, dtype=np.int64) * 1_000_000
     return pa.array(us, type=TIMESTAMP, mask=null_mask)
+
+
+def iso_utc(seconds: int) -> str:
+    """Epoch seconds as ISO 8601 UTC to the second, e.g. ``2026-11-01T00:00:00Z`` (for messages)."""
+    return from_epoch_seconds(np.array([seconds])).to_pylist()[0].strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------- timezones

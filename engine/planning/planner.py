@@ -50,7 +50,7 @@ from engine.planning.campaign import Campaign, load_campaign
 from engine.planning.guard import check_scores, guard_counts
 from engine.planning.steps import REASONS, end_of
 from engine.schema import SECONDS_PER_DAY
-from engine.tz import from_epoch_seconds, parse_as_of
+from engine.tz import from_epoch_seconds, iso_utc, parse_as_of
 
 __all__ = ["plan", "REASONS", "plan_summary"]
 
@@ -118,20 +118,16 @@ def campaign_start(as_of, cmp: Campaign, score_meta: dict) -> tuple[int, str | N
     scored_at = parse_as_of(scored)
     if start < scored_at - 3600:
         raise ConfigError(
-            f"the campaign starts at {_iso(start)}, before the scores' as_of {_iso(scored_at)}: the scores "
+            f"the campaign starts at {iso_utc(start)}, before the scores' as_of {iso_utc(scored_at)}: the scores "
             "describe users after the campaign began and its messages would be due in the past. Pass a later "
             "--as-of (or [campaign] as_of), or score as of the campaign's start")
     age = start - scored_at
     if age > STALE_SCORES_SECONDS:
         return start, (f"the scores are {age / SECONDS_PER_DAY:.0f} days older than the campaign's start "
-                       f"({_iso(scored_at)} vs {_iso(start)}): users who came back since are still in the "
+                       f"({iso_utc(scored_at)} vs {iso_utc(start)}): users who came back since are still in the "
                        "audience and fatigue counts miss what they got since. Rescore as of the start, or "
                        "send with --events so users who return leave the sequence")
     return start, None
-
-
-def _iso(t: int) -> str:
-    return from_epoch_seconds(np.array([t])).to_pylist()[0].strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def plan_meta_of(cmp: Campaign, start: int, broadcast: bool, seconds: float, ledger=None) -> dict:

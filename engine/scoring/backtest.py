@@ -41,7 +41,7 @@ from engine.schema import EVENTS, SECONDS_PER_DAY
 from engine.scoring.lapse_learned import weighted_auc
 from engine.scoring.pipeline import score, summary_of
 from engine.scoring.settings import DEFAULTS
-from engine.tz import from_epoch_seconds, parse_as_of
+from engine.tz import iso_utc, parse_as_of
 
 __all__ = ["backtest", "auc", "top_decile_lift", "calibration", "terminal_table", "RANKINGS", "last_backtest",
            "headline"]
@@ -131,7 +131,7 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
     before = (ts <= cut) | unreadable
     upto = (ts <= T) & ~unreadable
     if not before.any():
-        raise ConfigError(f"no event is at or before the cut {_iso(cut)} (as_of {_iso(T)} minus "
+        raise ConfigError(f"no event is at or before the cut {iso_utc(cut)} (as_of {iso_utc(T)} minus "
                           f"{horizon_days:g} days): pass a later --as-of or a shorter --horizon")
     scores = score(users, ev.filter(pa.array(before)), as_of=cut, activity=activity,
                    default_timezone=default_timezone, horizon_days=horizon_days, penalizer=penalizer,
@@ -146,7 +146,7 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
     came_back = np.isin(ids, np.unique(uid[window & is_act]))
     seen = scores["last_active_at"].is_valid().to_numpy(zero_copy_only=False)
     lapsed = ~came_back[seen]
-    out = {"as_of": _iso(T), "cut": _iso(cut), "horizon_days": float(horizon_days), "users": int(seen.sum()),
+    out = {"as_of": iso_utc(T), "cut": iso_utc(cut), "horizon_days": float(horizon_days), "users": int(seen.sum()),
            "users_scored": int(len(ids)), "lapsed_share": float(lapsed.mean()) if seen.any() else None,
            "auc": {}, "top_decile_lift": {}, "gains": {}}
     for name, (col, sign) in RANKINGS.items():
@@ -282,7 +282,7 @@ def last_backtest(users, events, output) -> dict | None:
     if not found:
         return None
     mtime, path, result = max(found, key=lambda t: t[0])
-    return {**headline(result), "path": os.path.relpath(path), "written_at": _iso(int(mtime))}
+    return {**headline(result), "path": os.path.relpath(path), "written_at": iso_utc(int(mtime))}
 
 
 def headline(result: dict) -> dict:
@@ -292,10 +292,6 @@ def headline(result: dict) -> dict:
             "users": result.get("users"), "auc_lapse_risk": auc_.get("lapse_risk"),
             "auc_recency": auc_.get("recency only"), "lift_lapse_risk": lift.get("lapse_risk"),
             "lapse_model": (result.get("lapse_model") or {}).get("used")}
-
-
-def _iso(seconds: int) -> str:
-    return from_epoch_seconds(np.array([seconds])).to_pylist()[0].strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def terminal_table(result: dict) -> str:
