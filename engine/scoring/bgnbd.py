@@ -100,7 +100,33 @@ def _loglik_users(x, t_x, T, r, alpha, a, b):
     return out
 
 
-class BGNBD:
+class FourParameterModel:
+    """What BG/NBD and Pareto/NBD share: the fit options, ``params_`` / ``diagnostics_``, the
+    repr and the fitted parameters in order (``PARAMS``) for the kernels."""
+
+    name = ""
+    PARAMS: tuple[str, str, str, str] = ("", "", "", "")
+
+    def __init__(self, max_iter: int = 1000, tol: float = 1e-13, min_users: int = 20, penalizer: float = 0.0):
+        self.max_iter = max_iter
+        self.tol = tol
+        self.min_users = min_users
+        self.penalizer = penalizer
+        self.params_: dict[str, float] | None = None
+        self.diagnostics_: dict = {}
+
+    def __repr__(self) -> str:
+        if self.params_ is None:
+            return f"{type(self).__name__}(unfitted)"
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items()) + ")"
+
+    def _p(self):
+        if self.params_ is None:
+            raise ModelError(f"the {self.name} model is not fitted yet; call fit() first")
+        return tuple(self.params_[k] for k in self.PARAMS)
+
+
+class BGNBD(FourParameterModel):
     """The BG/NBD model with sklearn-style ``params_`` after :meth:`fit`.
 
     >>> m = BGNBD().fit(frequency, recency, T)          # days; m.params_ = {'r':..., 'alpha':..., 'a':..., 'b':...}
@@ -122,18 +148,8 @@ class BGNBD:
     iteration limit is a warning, never a refusal.
     """
 
-    def __init__(self, max_iter: int = 1000, tol: float = 1e-13, min_users: int = 20, penalizer: float = 0.0):
-        self.max_iter = max_iter
-        self.tol = tol
-        self.min_users = min_users
-        self.penalizer = penalizer
-        self.params_: dict[str, float] | None = None
-        self.diagnostics_: dict = {}
-
-    def __repr__(self) -> str:
-        if self.params_ is None:
-            return "BGNBD(unfitted)"
-        return "BGNBD(" + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items()) + ")"
+    name = "BG/NBD"
+    PARAMS = ("r", "alpha", "a", "b")
 
     def fit(self, frequency, recency, T, weights=None) -> "BGNBD":
         """Maximum-likelihood fit (trust-region Newton on log-parameters, analytic Hessian); returns self."""
@@ -170,12 +186,6 @@ class BGNBD:
         self.params_ = {"r": r, "alpha": alpha, "a": a, "b": b}
         self.diagnostics_ = diag
         return self
-
-    def _p(self):
-        if self.params_ is None:
-            raise ModelError("the BG/NBD model is not fitted yet; call fit() first")
-        p = self.params_
-        return p["r"], p["alpha"], p["a"], p["b"]
 
     def log_likelihood(self, x, t_x, T) -> np.ndarray:
         """Per-user log-likelihood (eq. 6), float64[n]; a density in 1/time^x of the input unit."""

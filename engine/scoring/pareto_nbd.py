@@ -46,7 +46,7 @@ import time
 import numpy as np
 
 from engine.errors import ModelError
-from engine.scoring.bgnbd import fit_log_params, is_converged
+from engine.scoring.bgnbd import FourParameterModel, fit_log_params, is_converged
 from engine.scoring.bgnbd_rows import fit_rows, same_length
 from engine.scoring.pareto_nbd_fit import NODES, WEIGHTS, Objective, expected_rows as _expected, loglik_rows
 from engine.scoring.pareto_nbd_fit import p_alive_rows as _p_alive, p_none_rows as _p_none
@@ -57,7 +57,7 @@ _NO_CHURN = 1e-3  # expected share of users dying over max(T), s/beta * max(T), 
 _SHARED_RATE = 100.0  # r above this: rate heterogeneity has collapsed
 
 
-class ParetoNBD:
+class ParetoNBD(FourParameterModel):
     """The Pareto/NBD model with ``params_`` = {'r', 'alpha', 's', 'beta'} after :meth:`fit`.
 
     Same interface as :class:`engine.scoring.bgnbd.BGNBD`: ``fit(frequency, recency, T,
@@ -69,19 +69,7 @@ class ParetoNBD:
     """
 
     name = "Pareto/NBD"
-
-    def __init__(self, max_iter: int = 1000, tol: float = 1e-13, min_users: int = 20, penalizer: float = 0.0):
-        self.max_iter = max_iter
-        self.tol = tol
-        self.min_users = min_users
-        self.penalizer = penalizer
-        self.params_: dict[str, float] | None = None
-        self.diagnostics_: dict = {}
-
-    def __repr__(self) -> str:
-        if self.params_ is None:
-            return "ParetoNBD(unfitted)"
-        return "ParetoNBD(" + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items()) + ")"
+    PARAMS = ("r", "alpha", "s", "beta")
 
     def fit(self, frequency, recency, T, weights=None) -> "ParetoNBD":
         """Maximum-likelihood fit (trust-region Newton on log-parameters, analytic Hessian); returns self."""
@@ -112,12 +100,6 @@ class ParetoNBD:
         self.params_ = {"r": r, "alpha": alpha, "s": s, "beta": beta}
         self.diagnostics_ = diag
         return self
-
-    def _p(self):
-        if self.params_ is None:
-            raise ModelError("the Pareto/NBD model is not fitted yet; call fit() first")
-        p = self.params_
-        return p["r"], p["alpha"], p["s"], p["beta"]
 
     def log_likelihood(self, x, t_x, T) -> np.ndarray:
         """Per-user log-likelihood (the note's eq. 18), float64[n]; a density in 1/time^x of the input unit."""
