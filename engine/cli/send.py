@@ -105,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         preview = summary.dry_run
         total = sum(preview.column("messages").to_pylist())
-        print(f"dry run: {total:,} messages would go out (nothing sent, ledger untouched)")
+        print(f"dry run: {total:,} messages planned (nothing sent, ledger untouched)")
+        if summary.loaded != total:
+            print(f"ledger: {summary.loaded:,} of them are new to {args.ledger}; it already holds the other "
+                  f"{total - summary.loaded:,} (sent, pending or skipped: a send never repeats them)")
+        if any(summary.replanned.values()):
+            print(f"--replan: {summary.replanned['changed']:,} pending messages would take this plan's version, "
+                  f"{summary.replanned['dropped']:,} it no longer plans would be skipped")
         print(f"{'hour (UTC)':<17} {'channel':<8} {'step':<20} messages")
         for row in preview.slice(0, 48).to_pylist():
             print(f"{row['hour']:%Y-%m-%d %H:00} {row['channel']:<8} {str(row['step']):<20} {row['messages']:>8,}")

@@ -162,7 +162,8 @@ class Ledger:
         self.close()
 
     # -- loading ---------------------------------------------------------------------
-    def load_plan(self, plan: pa.Table, *, source: str = "plan", replan: bool = False) -> int:
+    def load_plan(self, plan: pa.Table, *, source: str = "plan", replan: bool = False,
+                  dry_run: bool = False) -> int:
         """Add the plan's planned rows (``reason`` null); return how many were new.
 
         Idempotent: loading the same plan twice adds nothing, and a message id already
@@ -173,7 +174,9 @@ class Ledger:
         versions would ignore the new plan, so that is refused (:class:`ConfigError`,
         nothing written) unless ``replan``: then the pending messages take this plan's
         version and the ones it no longer plans are skipped (``replanned``).  The counts
-        are in :attr:`replanned`.
+        are in :attr:`replanned`.  ``dry_run`` does all of it, refusal included, inside one
+        transaction that is rolled back: the counts say what a send would load, and the
+        ledger keeps what it held.
         """
         self.replanned = {"changed": 0, "dropped": 0}
         missing = [c for c in _PLAN_COLUMNS if c not in plan.column_names]
@@ -254,7 +257,7 @@ class Ledger:
                 now = time.time()
                 con.executemany("UPDATE messages SET state = 'skipped', last_error = 'replanned', updated_at = ? "
                                 "WHERE rowid = ? AND state = 'planned' AND attempts = 0", [(now, r) for r in dropped])
-            con.execute("COMMIT")
+            con.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:
             if con.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
                 con.execute("ROLLBACK")

@@ -379,7 +379,9 @@ async def dispatch(
     at their ``send_at`` (epoch seconds from ``clock``, default ``time.time``), or all
     at once with ``now=True``; retries always wait for their ``next_attempt_at``.
     Rerunning on the same ledger resumes.  ``dry_run`` touches nothing and returns a
-    preview (``summary.dry_run`` counts per channel/step/hour, ``summary.samples``).
+    preview (``summary.dry_run`` counts per channel/step/hour, ``summary.samples``), with
+    ``summary.loaded`` the messages new to the ledger and the refusal or counts of a re-plan,
+    as a send would meet them (:meth:`Ledger.load_plan` rolled back).
     ``max_seconds`` stops (cleanly, like a signal, but without raising) after that many
     seconds.  Every claimed message passes :class:`engine.sending.release.Release` first: the cap
     over every campaign in the ledger, and (without ``now``) a late message is re-timed
@@ -407,6 +409,12 @@ async def dispatch(
             if missing:
                 raise ConfigError(f"the plan has messages on channel {', '.join(missing)} but "
                                   f"{providers} has no [channels.{missing[0]}]; add it or re-plan.")
+        if ledger_path.exists():  # what a send would load: new messages, and a re-plan's refusal
+            with Ledger(ledger_path) as ledger:
+                summary.loaded = ledger.load_plan(table, source=source, replan=replan, dry_run=True)
+                summary.replanned = dict(ledger.replanned)
+        else:
+            summary.loaded = int(summary.dry_run.column("messages").to_numpy().sum()) if summary.dry_run.num_rows else 0
         return summary
     t_start = time.monotonic()
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:

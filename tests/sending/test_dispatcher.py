@@ -367,7 +367,7 @@ def test_cli_dry_run_prints_per_channel_step_hour_and_touches_nothing(tmp_path, 
     # then it prints the counts and masked samples, exits 0, and creates no ledger
     out = capsys.readouterr().out
     assert code == 0
-    assert "dry run: 12 messages would go out" in out
+    assert "dry run: 12 messages planned" in out and "ledger:" not in out
     assert "push" in out and "step0" in out and "sample push: m0" in out
     assert not (tmp_path / "l.db").exists()
 
@@ -447,6 +447,42 @@ def test_webhook_body_is_byte_for_byte_the_json_module_encoding():
     ]
     for m in cases:
         assert message_json(m) == json.dumps(_json_doc(m), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_cli_dry_run_on_a_ledger_says_what_is_new_and_refuses_a_replan_as_a_send_would(tmp_path, capsys):
+    from engine.cli import main
+
+    # given a ledger that holds plan v1 (20 messages, none due yet) and a re-plan v2 with a new subject
+    ledger = tmp_path / "ledger.db"
+    v1 = make_plan(20, send_at=time.time() + 3600)
+    send(v1, {"push": Channel(Recorder())}, ledger, max_seconds=0.2, handle_signals=False)
+    v2 = v1.set_column(v1.schema.get_field_index("subject"), "subject", pa.array(["Fixed subject"] * 20))
+    more = make_plan(25, send_at=time.time() + 3600)  # v1 and five more users
+    paths = {}
+    for name, table in (("v1", v1), ("v2", v2), ("more", more)):
+        paths[name] = tmp_path / f"{name}.arrow"
+        feather.write_feather(table, paths[name])
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[channels.push]\nadapter = "webhook"\nurl = "http://127.0.0.1:9/hooks/push"\n'
+                         'secret_env = "WINBACK_TEST_UNSET_SECRET"\nrate_per_second = 10\n')
+    before = read_messages(ledger)
+
+    def dry(name, *extra):
+        code = main(["send", str(paths[name]), "--providers", str(providers), "--ledger", str(ledger),
+                     "--dry-run", "--no-progress", *extra])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    # when the same plan, a larger one, the re-plan, and the re-plan with --replan are dry-run
+    same, more_out, refused, allowed = dry("v1"), dry("more"), dry("v2"), dry("v2", "--replan")
+
+    # then each says what a send would do, and the ledger holds exactly what it held
+    assert same[0] == 0 and "0 of them are new" in same[1]
+    assert more_out[0] == 0 and "5 of them are new" in more_out[1] and "holds the other 20" in more_out[1]
+    assert refused[0] == 2 and "20 that this plan changes" in refused[1] and "--replan" in refused[1]
+    assert "Traceback" not in refused[1]
+    assert allowed[0] == 0 and "20 pending messages would take this plan's version" in allowed[1]
+    assert read_messages(ledger).equals(before)
 
 
 def test_a_replanned_campaign_sends_the_new_version_only_when_asked(tmp_path):
