@@ -35,6 +35,8 @@ def _import_numba_without_yaml():
 _import_numba_without_yaml()
 import numba  # noqa: E402
 
+from engine import jitcache  # noqa: E402
+
 
 def _skip_blas_probe() -> None:
     """Load numba's array functions without their probe for scipy's BLAS.
@@ -122,6 +124,7 @@ def _light_cache_loads() -> None:
 if getattr(sys.modules.get("engine.cli"), "COMMAND_LINE", False):
     _skip_cffi()
 _light_cache_loads()
+jitcache.install()  # a kernel's cache is stale when any module it imports changed, not only its own file
 
 njit = functools.partial(numba.njit, cache=True, nogil=True)
 #: kernels that use ``numba.prange``: the same options plus ``parallel=True``
