@@ -39,6 +39,7 @@ from engine.io.addresses import canonical_addresses
 from engine.ledger.replan import dropped_rowids, replan_error
 from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.identity import ensure_id
+from engine.ledger.migrate import upgrade
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
 from engine.tz import to_epoch_seconds
 
@@ -131,8 +132,7 @@ class Ledger:
                     "or a new path to start a ledger.")
             self._con.executescript(_SCHEMA)
             self.id = ensure_id(self._con)  # which plans may send through it: engine.ledger.identity
-            if "content" not in {r[1] for r in self._con.execute("PRAGMA table_info(messages)")}:
-                self._con.execute("ALTER TABLE messages ADD COLUMN content TEXT")  # a ledger of an older version
+            upgrade(self._con)  # a ledger of an earlier version: engine.ledger.migrate
         except sqlite3.DatabaseError as exc:
             raise ledger_error(self.path, exc) from None
         self._sent: list = []  # flat triples: rowid, provider_id, at

@@ -217,6 +217,41 @@ def test_exit_rules_and_suppressions_skip_pending_messages(tmp_path):
     assert reasons["s1-1"] == "exited" and reasons["m3"] == "suppressed"
 
 
+def test_suppressions_of_an_earlier_version_match_plans_with_canonical_addresses(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path):
+        pass
+    # given a ledger of an earlier version: suppressions stored as the provider spelt them
+    con = sqlite3.connect(path)
+    con.executemany("INSERT INTO suppressions (channel, address, user_id, reason, at) VALUES (?,?,?,?,?)",
+                    [("email", " John@Example.COM ", None, "unsubscribe", 1.0),
+                     ("sms", "+1 (415) 555-0100", None, "STOP", 2.0),
+                     ("email", "kept@x.com", None, "bounce", 3.0)])
+    con.execute("DELETE FROM ledger_info WHERE key = 'addresses'")
+    con.commit()
+    con.close()
+    # when it is opened by this version and a plan with canonical addresses is loaded
+    plan = make_plan(4, channel="email")
+    plan = plan.set_column(plan.schema.get_field_index("to"), "to",
+                           pa.array(["john@example.com", "other@x.com", "kept@x.com", " John@Example.COM "]))
+    sms = make_plan(1, start=10, channel="sms").set_column(
+        make_plan(1).schema.get_field_index("to"), "to", pa.array(["+14155550100"]))
+    with Ledger(path) as led:
+        led.load_plan(plan)
+        led.load_plan(sms)
+        skipped = led.skip_suppressed()
+    # then the old suppressions hold for both spellings, the old rows are kept, once
+    s = states(path)
+    assert skipped == 4 and s == {"m0": "skipped", "m1": "planned", "m2": "skipped", "m3": "skipped",
+                                  "m10": "skipped"}
+    sup = read_suppressions(path)
+    assert sorted(sup.column("address").to_pylist()) == sorted(
+        [" John@Example.COM ", "john@example.com", "+1 (415) 555-0100", "+14155550100", "kept@x.com"])
+    with Ledger(path):  # opening again changes nothing
+        pass
+    assert read_suppressions(path).num_rows == 5
+
+
 def test_reading_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_messages(tmp_path / "nope.db")
