@@ -454,10 +454,11 @@ def test_cli_dry_run_on_a_ledger_says_what_is_new_and_refuses_a_replan_as_a_send
 
     # given a ledger that holds plan v1 (20 messages, none due yet) and a re-plan v2 with a new subject
     ledger = tmp_path / "ledger.db"
-    v1 = make_plan(20, send_at=time.time() + 3600)
+    due = float(int(time.time()) + 3600)
+    v1 = make_plan(20, send_at=due)
     send(v1, {"push": Channel(Recorder())}, ledger, max_seconds=0.2, handle_signals=False)
     v2 = v1.set_column(v1.schema.get_field_index("subject"), "subject", pa.array(["Fixed subject"] * 20))
-    more = make_plan(25, send_at=time.time() + 3600)  # v1 and five more users
+    more = make_plan(25, send_at=due)  # v1 and five more users
     paths = {}
     for name, table in (("v1", v1), ("v2", v2), ("more", more)):
         paths[name] = tmp_path / f"{name}.arrow"
