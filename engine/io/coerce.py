@@ -239,7 +239,33 @@ def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             secs[idx] = us // 1_000_000
             ok_all[idx] = ok
         return secs, null, ~ok_all & ~null
-    raise ColumnTypeError(f"type {t} (expected a timestamp, a date, or ISO 8601 strings)")
+    raise ColumnTypeError(f"type {t} (expected a timestamp, a date, or ISO 8601 strings)" + _epoch_hint(arr))
+
+
+#: epoch-number magnitudes (absolute values) of instants between about 1973 and 2286, by unit
+_EPOCH_UNITS = (("s", 1e8, 1e10), ("ms", 1e11, 1e13), ("us", 1e14, 1e16), ("ns", 1e17, 1e19))
+
+
+def _epoch_hint(arr: pa.Array) -> str:
+    """For numbers that may be epoch instants: which unit their size suggests and how to
+    write them as timestamps (numbers are refused: seconds and milliseconds look alike)."""
+    if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        return ""
+    v = np.abs(np.asarray(arr.drop_null().to_numpy(zero_copy_only=False), dtype=np.float64))
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return ""
+    med = float(np.median(v))
+    unit = next((u for u, lo, hi in _EPOCH_UNITS if lo <= med < hi), None)
+    if unit is None:
+        return "; numbers are not read as instants"
+    example = int(v[0]) if float(v[0]).is_integer() else v[0]
+    return (f"; the numbers (e.g. {example}) look like epoch {_UNIT_NAMES[unit]}, which winback does not "
+            f"guess: write the column as a timestamp (in pyarrow: pa.compute.cast(column, pa.timestamp('{unit}', "
+            "'UTC')))")
+
+
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
 def to_codes(arr, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

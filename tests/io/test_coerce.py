@@ -100,3 +100,23 @@ def test_an_unsupported_type_is_a_column_type_error():
     with pytest.raises(ColumnTypeError, match=r"expected an integer type, or strings of digits"):
         to_int64(pa.array([[1]]))
     assert issubclass(ColumnTypeError, TypeError)
+
+
+@pytest.mark.parametrize("values, unit", [
+    ([1_700_000_000, 1_700_086_400, None], "seconds"),
+    ([1_700_000_000_000, None], "milliseconds"),
+    ([1.7e15], "microseconds"),
+    ([1_700_000_000_000_000_000], "nanoseconds"),
+    ([3, 5], None),
+])
+def test_epoch_numbers_are_refused_with_the_unit_their_size_suggests(values, unit):
+    from engine.io.coerce import ColumnTypeError, to_epoch_seconds
+
+    with pytest.raises(ColumnTypeError) as err:
+        to_epoch_seconds(pa.array(values))
+    text = str(err.value)
+    assert "expected a timestamp" in text
+    if unit is None:
+        assert "not read as instants" in text and "epoch" not in text
+    else:
+        assert f"look like epoch {unit}" in text and "pa.timestamp(" in text
