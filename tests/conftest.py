@@ -24,3 +24,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_plan_instant():
+    """tests.helpers.make_plan's default send time: the start of each test (see PLAN_NOW)."""
+    import time
+
+    from tests import helpers
+
+    helpers.PLAN_NOW[0] = time.time()
+    yield

@@ -25,9 +25,15 @@ EXAMPLES = ROOT / "examples"
 
 
 # --------------------------------------------------------------------------- plans
+#: the default send time of :func:`make_plan`: one instant per test (set by tests/conftest.py), so
+#: two plans made in one test are the same plan; separate ``time.time()`` calls could straddle a
+#: second and make the second plan a re-plan (refused without --replan)
+PLAN_NOW = [time.time()]
+
+
 def make_plan(n: int, *, send_at: float | None = None, step_index: int = 0, prefix: str = "m",
               channel: str = "push", exit_on: str | None = None, to=None) -> pa.Table:
-    at = int((send_at if send_at is not None else time.time()) * 1_000_000)
+    at = int((send_at if send_at is not None else PLAN_NOW[0]) * 1_000_000)
     return pa.table({
         "message_id": [f"{prefix}{i}" for i in range(n)],
         "campaign_id": ["c1"] * n,
