@@ -349,7 +349,10 @@ class Ledger:
             )
 
     def sent(self, rowid: int, provider_id: str | None, at: float) -> None:
-        """Buffer: the provider accepted the message (``rowid`` from :meth:`claim`)."""
+        """Buffer: the provider accepted the message (``rowid`` from :meth:`claim`); a
+        ``provider_id`` that is not text (an adapter's number or dict) is stored as text."""
+        if provider_id is not None and provider_id.__class__ is not str:
+            provider_id = str(provider_id)
         self._sent += (rowid, provider_id, at)  # flat: rowid, provider_id, at per message
         self.pending_writes += 1
 

@@ -53,7 +53,7 @@ from engine.progress import bar
 from engine.sending.scrub import scrub
 from engine.sending.exits import ExitWatch
 from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
-from engine.sending.retry import next_attempt_at, suppresses
+from engine.sending.retry import next_attempt_at, suppresses, unheeded
 from engine.io.plans import plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
 from engine.ledger.identity import check_plan_ledger
@@ -120,6 +120,10 @@ class _Run:
         self.error: BaseException | None = None
         self.bar = bar(progress, total=total, desc="send", unit="msg")
         self.suppressed_new = False
+
+    def _end(self, campaign_id) -> float | None:
+        """The campaign's end, which a Retry-After may not pass (none with ``now``, which sends regardless)."""
+        return None if self.now or self.release is None else self.release.end(campaign_id)
 
     def halt(self, why: str) -> None:
         if self.stopped is None:
@@ -334,21 +338,22 @@ class _Run:
                 lane.wake.set()  # a retry may be due sooner, or the lane may be done
 
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
-        ledger = self.ledger
-        status = res.status
+        ledger, status, why = self.ledger, res.status, None
         if res.error:  # any adapter's error text: no secret reaches the ledger
             res = res._replace(error=scrub(res.error))
         if status == SENT:
             ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
-        elif status == "retry" and row[11] < max_attempts:
+        elif status == "retry" and row[11] < max_attempts and \
+                not (why := res.retry_after and unheeded(res, t, self._end(row[10]))):
             if res.retry_after:  # written now, not with the buffered results: a crash must not lose it
                 ledger.pause(lane.name, t + res.retry_after)
             ledger.retry(row[13], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
             lane.retrying += 1
         else:
-            error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}"
+            error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}" + \
+                (f"; {why}" if why else "")
             gone = status != "retry" and suppresses(res.error)
             ledger.dead(row[13], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
             self.suppressed_new |= gone

@@ -356,6 +356,8 @@ class Release:
         end = (self.policies.get(cid) or {}).get("ends_at")
         return None if end is None else float(end)
 
+    end = _end
+
     def _policy(self, cid) -> dict:
         meta = self.policies.get(cid)
         return (meta or {}).get("policy") or _DEFAULT_POLICY

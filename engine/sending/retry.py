@@ -11,6 +11,9 @@ change).  This module decides *when* the next attempt goes and *when to stop*:
   ``Retry-After``;
 * :func:`decide`: ``sent`` / ``retry`` / ``dead`` after an attempt, with a
   dead-letter after ``max_attempts``;
+* :func:`unheeded`: a ``Retry-After`` that cannot be waited for (longer than
+  :data:`MAX_RETRY_AFTER`, or past the campaign's end): the message is given up on at
+  once instead of holding the send (and the channel's pause) for that long;
 * :func:`suppresses`: whether a permanent failure means the address is gone
   (hard bounce, unregistered token, unsubscribed), so it is suppressed for every
   later plan.
@@ -23,10 +26,13 @@ from typing import Literal
 
 from engine.sending.protocol import FAILED, RETRY, SENT, Result
 
-__all__ = ["compute_backoff", "next_attempt_at", "decide", "suppresses", "DEFAULT_MAX_ATTEMPTS"]
+__all__ = ["compute_backoff", "next_attempt_at", "decide", "unheeded", "suppresses", "DEFAULT_MAX_ATTEMPTS",
+           "MAX_RETRY_AFTER"]
 
 #: attempts per message before it is dead-lettered, unless the channel says otherwise
 DEFAULT_MAX_ATTEMPTS = 8
+#: the longest ``Retry-After`` (seconds) a send waits for; longer ones give the message up
+MAX_RETRY_AFTER = 24 * 3600.0
 
 #: words in a permanent error that mean the address will never work again
 _GONE = (
@@ -108,6 +114,27 @@ def decide(status: str, attempts: int, max_attempts: int) -> Literal["sent", "re
     if status in (RETRY, FAILED):
         return "dead"
     raise ValueError(f"unknown result status {status!r}; adapters return sent, retry or failed")
+
+
+def unheeded(result: Result, now: float, end: float | None = None) -> str | None:
+    """Why the ``Retry-After`` of a ``retry`` answer cannot be waited for, or ``None``.
+
+    ``now`` and ``end`` (the message's campaign end; ``None``: no end) in epoch seconds.
+    A Retry-After longer than :data:`MAX_RETRY_AFTER` (a provider answering "not for
+    years", an HTTP-date in 9999) would keep the send sleeping for that long and pause
+    the channel's crash recovery with it; one that puts the next attempt after ``end``
+    waits for a message that could no longer go.  Either way the message is dead now,
+    and the provider is still never called before its Retry-After.
+    """
+    wait = result.retry_after
+    if wait is None:
+        return None
+    if wait > MAX_RETRY_AFTER:
+        return (f"the provider asked for no retry for {wait:,.0f} s (Retry-After), "
+                f"longer than the {MAX_RETRY_AFTER / 3600:g} h a send waits")
+    if end is not None and now + wait > end:
+        return f"the provider's Retry-After ({wait:,.0f} s) falls after the campaign's end"
+    return None
 
 
 def suppresses(error: str | None) -> bool:
