@@ -13,7 +13,10 @@ before any adapter sees it, inside the sender's view of the ledger:
    more than ``max_lateness`` seconds is skipped (``too_late``); otherwise the message
    goes at the first instant at or after ``max(target, now)`` outside the campaign's
    local quiet hours in the user's timezone (re-timed: back to ``planned`` with that
-   ``next_attempt_at``).  No message goes after the campaign's end (``[campaign] ends_at``,
+   ``next_attempt_at``).  Every message, on time or late, and every retry (whose time is
+   the backoff's or the provider's Retry-After) goes out of those quiet hours: one claimed
+   inside them waits for their end (``planned``, or ``failed`` for a retry).  No message
+   goes after the campaign's end (``[campaign] ends_at``,
    else the plan's horizon: the start + every step's delay + 10 days): one that would is
    skipped (``campaign_end``), never sent later.
 2. **Gap**: a message closer than its campaign's ``min_gap_hours`` to a message of another
@@ -149,6 +152,8 @@ class Release:
         self.skipped: dict[str, int] = {}
         self.retimed = 0
         self._lookups: dict[tuple[str, int], OffsetLookup] = {}
+        #: (zone, quiet start, quiet end, UTC minute) -> the first allowed instant from that minute
+        self._quiet: dict[tuple, int] = {}
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -190,8 +195,8 @@ class Release:
         for r in rows:
             due, step_index, send_at, attempts = info[r[13]]
             end = self._end(r[10])
-            if attempts > 1:  # a retry: its time is the backoff's
-                go = now
+            if attempts > 1:  # a retry: its time is the backoff's, out of quiet hours
+                go = self._allowed(now, r[10], r[1])
             else:
                 target = self._target(send_at, prev.get((r[10], r[1], step_index)), now)
                 if due > send_at + 1:  # re-timed before: its new instant is the target
@@ -201,10 +206,8 @@ class Release:
                 elif now - target > self.max_lateness:
                     skip.append(("too_late", r))
                     continue
-                elif now - target > GRACE_SECONDS:
+                else:  # late or not, it may have crossed into the user's quiet hours since its target
                     go = self._allowed(now, r[10], r[1])
-                else:
-                    go = now
             if end is not None and go > end:  # never after the campaign's end, however late
                 skip.append(("campaign_end", r))
             elif go > now + 1:
@@ -265,8 +268,17 @@ class Release:
         qs, qe = int(quiet[0]), int(quiet[1])
         if qs == qe:
             return t
-        off = self._lookup(self._zone(uid, cid), int(t))
-        moved = apply_quiet_hours(off, np.zeros(1, np.int64), np.array([int(t)], np.int64), (qs, qe))[0]
+        zone = self._zone(uid, cid)
+        # every instant of one UTC minute has one local minute (offsets are whole minutes), so
+        # one answer per (zone, minute) serves every message claimed in it
+        key = (zone, qs, qe, int(t) // 60)
+        moved = self._quiet.get(key)
+        if moved is None:
+            if len(self._quiet) > 100_000:
+                self._quiet.clear()
+            off = self._lookup(zone, int(t))
+            moved = self._quiet[key] = int(apply_quiet_hours(
+                off, np.zeros(1, np.int64), np.array([key[3] * 60], np.int64), (qs, qe))[0])
         return max(t, float(moved))
 
     def _caps(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple], list[tuple]]:
@@ -340,7 +352,8 @@ class Release:
         con = self.con
         if retime:  # a re-timed message keeps why it moved, when it is not its lateness
             con.executemany(
-                "UPDATE messages SET state = 'planned', attempts = attempts - 1, next_attempt_at = ?, "
+                "UPDATE messages SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'planned' END, "
+                "attempts = attempts - 1, next_attempt_at = ?, "
                 "last_error = COALESCE(?, last_error), updated_at = ? WHERE rowid = ? AND state = 'in_flight'",
                 [(x[0], x[2] if len(x) > 2 else None, now, x[1][13]) for x in retime])
         if skip:
