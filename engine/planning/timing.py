@@ -28,7 +28,12 @@ def in_quiet(minute: np.ndarray, quiet: tuple[int, int] | None) -> np.ndarray:
 
 
 def apply_quiet_hours(off: OffsetLookup, zone: np.ndarray, t: np.ndarray, quiet) -> np.ndarray:
-    """Move instants inside local quiet hours to the end of the window (never drop them)."""
+    """Move instants inside local quiet hours to the end of the window (never drop them).
+
+    When the window ends inside an hour that a DST change repeats (``01:30`` on the night
+    clocks go back), an instant in the second pass of that hour moves to the second
+    ``01:30``, the one after it, not the first (which is before it: still quiet).
+    """
     t = np.asarray(t, np.int64)
     if quiet is None:
         return t
@@ -42,6 +47,9 @@ def apply_quiet_hours(off: OffsetLookup, zone: np.ndarray, t: np.ndarray, quiet)
     next_day = (qs > qe) & (minute >= qs)
     target_local = (day + next_day.astype(np.int64)) * 86400 + qe * 60
     moved = local_to_utc(off, zone, target_local)
+    again = q & (moved < t)  # the end's first occurrence is behind us: its later one, at t's offset
+    if again.any():
+        moved = np.where(again, target_local - off(zone, t), moved)
     return np.where(q, np.maximum(moved, t), t)
 
 

@@ -51,6 +51,31 @@ def test_apply_quiet_hours_moves_to_the_windows_end_in_the_users_zone():
     ]
 
 
+def test_apply_quiet_hours_holds_across_dst_changes_checked_with_zoneinfo():
+    # given every minute of the days clocks change in New York, London, Lord Howe (30 min)
+    # and Chatham, and quiet windows that end inside the repeated or the skipped hour
+    days = {"America/New_York": [(2026, 11, 1), (2027, 3, 14)], "Europe/London": [(2026, 3, 29), (2026, 10, 25)],
+            "Australia/Lord_Howe": [(2026, 4, 5)], "Pacific/Chatham": [(2026, 4, 5)]}
+    quiets = [(30, 90), (1320, 90), (105, 110), (120, 180), (170, 190), (21 * 60, 8 * 60)]
+    for zone, dates in days.items():
+        zi = zoneinfo.ZoneInfo(zone)
+        for day in dates:
+            start = _utc("UTC", *day) - 86400
+            off = pt.OffsetLookup(*offset_table([zone], start - 2 * 86400, start + 6 * 86400))
+            t = np.arange(start, start + 3 * 86400, 60, dtype=np.int64)
+            for qs, qe in quiets:
+                # when
+                got = pt.apply_quiet_hours(off, np.zeros(len(t), np.int64), t, (qs, qe))
+                # then no instant is left (or put) inside the window, as zoneinfo reads the
+                # local time, and none moves backwards: the second pass of a repeated hour
+                # used to keep its instants, the window's end "already" passed
+                local = [dt.datetime.fromtimestamp(int(x), zi) for x in got]
+                minute = np.array([x.hour * 60 + x.minute for x in local])
+                inside = pt.in_quiet(minute, (qs, qe))
+                assert not inside.any(), (zone, (qs, qe), str(local[int(np.argmax(inside))]))
+                assert (got >= t).all()
+
+
 def test_apply_quiet_hours_never_moves_backwards_and_none_is_identity():
     table, t0 = offset_table(["UTC"], 0, 20 * 86400)
     off = pt.OffsetLookup(table, t0)

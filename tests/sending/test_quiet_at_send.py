@@ -34,14 +34,14 @@ def evening(zone: str, hh: int, mm: int, ss: int) -> float:
     return dt.datetime(2026, 11, 20, hh, mm, ss, tzinfo=ZoneInfo(zone)).timestamp()
 
 
-def plan(zone: str, send_at: float) -> pa.Table:
+def plan(zone: str, send_at: float, quiet: list[str] = QUIET) -> pa.Table:
     iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat()  # noqa: E731
     table = pa.table({
         "message_id": [f"m{i}" for i in range(N)], "campaign_id": ["c"] * N,
         "user_id": pa.array(range(N), pa.int64()), "step": ["s0"] * N, "channel": ["webhook"] * N,
         "send_at": pa.array(np.full(N, int(send_at * 1e6)), TIMESTAMP), "reason": pa.nulls(N, pa.string()),
         "to": [f"t{i}" for i in range(N)], "subject": ["Hi"] * N, "body": ["b"] * N, "timezone": [zone] * N})
-    minutes = [int(q[:2]) * 60 + int(q[3:]) for q in QUIET]
+    minutes = [int(q[:2]) * 60 + int(q[3:]) for q in quiet]
     return with_meta(table, PLAN, {"campaign_id": "c", "as_of": iso(send_at - 3600), "timezone": zone,
                                    "ends_at": iso(send_at + 5 * 86400),
                                    "policy": {"max_messages": 10, "window_days": 7, "min_gap_hours": 0,
@@ -133,3 +133,20 @@ def test_a_message_claimed_minutes_late_across_the_start_of_quiet_hours_waits(tm
     got = ledger_rows(ledger)
     assert [(r[0], r[1]) for r in got] == [("planned", 0)] * N, got
     assert {local(r[2], zone) for r in got} == {"2026-11-21 08:00"}
+
+
+def test_a_message_claimed_in_the_repeated_hour_of_a_dst_change_waits_for_the_second_end(tmp_path):
+    # given quiet hours 00:30-01:30 in New York and a sender claiming at 01:10 EST on
+    # 2026-11-01, the second pass of 01:00-02:00 (the first 01:30, EDT, was 40 minutes ago)
+    zone = "America/New_York"
+    ny = ZoneInfo(zone)
+    start = dt.datetime(2026, 11, 1, 1, 10, 0, fold=1, tzinfo=ny).timestamp()
+    assert dt.datetime.fromtimestamp(start, ny).utcoffset() == dt.timedelta(hours=-5)
+    ledger, arrivals = tmp_path / "l.db", []
+    run(plan(zone, start - 120, ["00:30", "01:30"]), ledger, clock_from(start),
+        lambda n: web.json_response({"id": "ok"}), arrivals, max_seconds=4)
+    # then nothing went at 01:10 EST; each waits for 01:30 EST (06:30 UTC)
+    assert arrivals == []
+    got = ledger_rows(ledger)
+    assert [(r[0], r[1]) for r in got] == [("planned", 0)] * N, got
+    assert {r[2] for r in got} == {dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.timezone.utc).timestamp()}
