@@ -121,10 +121,6 @@ class _Run:
         self.bar = bar(progress, total=total, desc="send", unit="msg")
         self.suppressed_new = False
 
-    def _end(self, campaign_id) -> float | None:
-        """The campaign's end, which a Retry-After may not pass (none with ``now``, which sends regardless)."""
-        return None if self.now or self.release is None else self.release.end(campaign_id)
-
     def halt(self, why: str) -> None:
         if self.stopped is None:
             self.stopped = why
@@ -345,7 +341,7 @@ class _Run:
             ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
         elif status == "retry" and row[11] < max_attempts and \
-                not (why := res.retry_after and unheeded(res, t, self._end(row[10]))):
+                not (why := res.retry_after and unheeded(res, t, self.release and self.release.retry_end(row[10]))):
             if res.retry_after:  # written now, not with the buffered results: a crash must not lose it
                 ledger.pause(lane.name, t + res.retry_after)
             ledger.retry(row[13], next_attempt_at(res, row[11], t), res.error, t)

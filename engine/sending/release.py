@@ -369,7 +369,9 @@ class Release:
         end = (self.policies.get(cid) or {}).get("ends_at")
         return None if end is None else float(end)
 
-    end = _end
+    def retry_end(self, cid) -> float | None:
+        """The instant a retry's Retry-After may not pass: the campaign's end (none with ``--now``)."""
+        return None if self.now_mode else self._end(cid)
 
     def _policy(self, cid) -> dict:
         meta = self.policies.get(cid)
