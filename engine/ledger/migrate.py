@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 
 from engine.io.addresses import canonical_addresses
+from engine.ledger.sql import transaction
 
 __all__ = ["upgrade", "ADDRESSES"]
 
@@ -31,8 +32,7 @@ def upgrade(con: sqlite3.Connection) -> None:
     done = con.execute("SELECT value FROM ledger_info WHERE key = 'addresses'").fetchone()
     if done is not None and done[0] == ADDRESSES:
         return
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(con):
         rows = con.execute("SELECT channel, address, user_id, reason, at FROM suppressions "
                            "WHERE address IS NOT NULL").fetchall()
         if rows:
@@ -41,8 +41,3 @@ def upgrade(con: sqlite3.Connection) -> None:
                             "VALUES (?,?,?,?,?)",
                             [(r[0], a, r[2], r[3], r[4]) for r, a in zip(rows, fixed) if a != r[1]])
         con.execute("INSERT OR REPLACE INTO ledger_info (key, value) VALUES ('addresses', ?)", (ADDRESSES,))
-        con.execute("COMMIT")
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise

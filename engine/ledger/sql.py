@@ -4,8 +4,9 @@ inserts and updates), built once per row count and cached.  Used by :mod:`engine
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 
-__all__ = ["CLAIM_COLUMNS"]
+__all__ = ["CLAIM_COLUMNS", "transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -146,3 +147,16 @@ def _sent_sql(k: int) -> str:
     if sql is None:
         sql = _SENT_SQL[k] = _SENT_HEAD + ",".join(["(?,?,?)"] * k) + _SENT_TAIL
     return sql
+
+
+@contextmanager
+def transaction(con: sqlite3.Connection):
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error (never left open)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

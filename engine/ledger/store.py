@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -68,20 +67,8 @@ from engine.ledger.sql import (  # noqa: E402 (the SQL lives in its own module)
     _multi_row,
     _sent_sql,
     _statement_sizes,
+    transaction as _transaction,
 )
-
-
-@contextmanager
-def _transaction(con: sqlite3.Connection):
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error (never left open)."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        yield con
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def _connect(path: str | os.PathLike) -> sqlite3.Connection:
