@@ -334,22 +334,22 @@ class _Run:
                 lane.wake.set()  # a retry may be due sooner, or the lane may be done
 
     def _record(self, lane: _Lane, row: tuple, res: Result, t: float, max_attempts: int) -> None:
-        ledger, status, why = self.ledger, res.status, None
+        ledger, status = self.ledger, res.status
         if res.error:  # any adapter's error text: no secret reaches the ledger
             res = res._replace(error=scrub(res.error))
+        retry = status == "retry" and row[11] < max_attempts
+        why = retry and res.retry_after and unheeded(res, t, self.release and self.release.retry_end(row[10]))
         if status == SENT:
             ledger.sent(row[13], res.provider_id, t)
             lane.sent += 1
-        elif status == "retry" and row[11] < max_attempts and \
-                not (why := res.retry_after and unheeded(res, t, self.release and self.release.retry_end(row[10]))):
+        elif retry and not why:
             if res.retry_after:  # written now, not with the buffered results: a crash must not lose it
                 ledger.pause(lane.name, t + res.retry_after)
             ledger.retry(row[13], next_attempt_at(res, row[11], t), res.error, t)
             lane.retried += 1
             lane.retrying += 1
         else:
-            error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}" + \
-                (f"; {why}" if why else "")
+            error = res.error if status != "retry" else f"gave up after {row[11]} attempts: {res.error}{'; ' + why if why else ''}"
             gone = status != "retry" and suppresses(res.error)
             ledger.dead(row[13], error, t, channel=row[2], address=row[5], user_id=row[1], suppress=gone)
             self.suppressed_new |= gone
