@@ -113,8 +113,8 @@ def result_for(message_id: str, reply: Reply, *, provider_id: str | None = None,
     if reply.status is None:
         return Result(message_id, RETRY, error=reply.error or "no answer")
     status = classify(reply.status)
-    if status == SENT:  # a provider's id of any JSON type (a number, an object) is kept as text
-        return Result(message_id, SENT, provider_id=None if provider_id is None else str(provider_id))
+    if status == SENT:  # an id that is not text is stored as text by the ledger (Ledger.sent)
+        return Result(message_id, SENT, provider_id=provider_id)
     text = (error_text if error_text is not None else reply.text).strip().replace("\n", " ")
     error = scrub.scrub(f"{reply.status} {text}")[:ERROR_TEXT_LIMIT + 4].rstrip()
     if status == RETRY:
