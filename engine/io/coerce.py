@@ -243,7 +243,8 @@ def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 #: epoch-number magnitudes (absolute values) of instants between about 1973 and 2286, by unit
-_EPOCH_UNITS = (("s", 1e8, 1e10), ("ms", 1e11, 1e13), ("us", 1e14, 1e16), ("ns", 1e17, 1e19))
+_EPOCH_UNITS = (("s", "seconds", 1e8, 1e10), ("ms", "milliseconds", 1e11, 1e13),
+                ("us", "microseconds", 1e14, 1e16), ("ns", "nanoseconds", 1e17, 1e19))
 
 
 def _epoch_hint(arr: pa.Array) -> str:
@@ -256,16 +257,14 @@ def _epoch_hint(arr: pa.Array) -> str:
     if not v.size:
         return ""
     med = float(np.median(v))
-    unit = next((u for u, lo, hi in _EPOCH_UNITS if lo <= med < hi), None)
+    unit, name = next(((u, n) for u, n, lo, hi in _EPOCH_UNITS if lo <= med < hi), (None, None))
     if unit is None:
         return "; numbers are not read as instants"
     example = int(v[0]) if float(v[0]).is_integer() else v[0]
-    return (f"; the numbers (e.g. {example}) look like epoch {_UNIT_NAMES[unit]}, which winback does not "
+    return (f"; the numbers (e.g. {example}) look like epoch {name}, which winback does not "
             f"guess: write the column as a timestamp (in pyarrow: pa.compute.cast(column, pa.timestamp('{unit}', "
             "'UTC')))")
 
-
-_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
 def to_codes(arr, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
