@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import heapq
 import itertools
+import sqlite3
 import tempfile
 import time
 import types
@@ -49,6 +51,32 @@ def make_plan(n: int, *, send_at: float | None = None, step_index: int = 0, pref
         "body": ["Come back"] * n,
         "exit_on": pa.array([exit_on] * n, pa.string()),
     })
+
+
+@contextlib.asynccontextmanager
+async def local_server(handle):
+    """An aiohttp server on 127.0.0.1 (a free port) answering every method and path with
+    ``handle(request)``; yields its base URL and is cleaned up on exit."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def ledger_rows(ledger, sql: str) -> list[tuple]:
+    """The rows of one query on the ledger file (its own connection, closed after)."""
+    con = sqlite3.connect(ledger)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 # --------------------------------------------------------------------------- input files

@@ -9,7 +9,6 @@ import asyncio
 import collections
 import datetime as dt
 import json
-import sqlite3
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ from adapters.webhook import WebhookAdapter
 from engine.io.meta import PLAN, with_meta
 from engine.schema import TIMESTAMP
 from engine.sending.dispatcher import Channel, dispatch
+from tests.helpers import ledger_rows, local_server
 
 N = 6
 
@@ -55,39 +55,25 @@ def serve(answer, channel: str, table: pa.Table, ledger, *, now: bool, max_secon
         return answer(seen[key])
 
     async def main():
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        adapter = {"push": lambda: FcmAdapter(base, "proj", "token"),
-                   "sms": lambda: TwilioAdapter(base, "AC0", "token"),
-                   "webhook": lambda: WebhookAdapter(base + "/hook", "secret")}[channel]()
-        try:
-            return await dispatch(table, {channel: Channel(adapter, max_attempts=4)}, ledger, now=now,
-                                  handle_signals=False, max_seconds=max_seconds)
-        finally:
-            await adapter.aclose()
-            await runner.cleanup()
+        async with local_server(handle) as base:
+            adapter = {"push": lambda: FcmAdapter(base, "proj", "token"),
+                       "sms": lambda: TwilioAdapter(base, "AC0", "token"),
+                       "webhook": lambda: WebhookAdapter(base + "/hook", "secret")}[channel]()
+            try:
+                return await dispatch(table, {channel: Channel(adapter, max_attempts=4)}, ledger, now=now,
+                                      handle_signals=False, max_seconds=max_seconds)
+            finally:
+                await adapter.aclose()
 
     return asyncio.run(main()), seen
 
 
 def rows(ledger) -> list[tuple]:
-    con = sqlite3.connect(ledger)
-    try:
-        return con.execute("SELECT state, attempts, provider_id, last_error FROM messages").fetchall()
-    finally:
-        con.close()
+    return ledger_rows(ledger, "SELECT state, attempts, provider_id, last_error FROM messages")
 
 
 def pauses(ledger) -> list[tuple]:
-    con = sqlite3.connect(ledger)
-    try:
-        return con.execute("SELECT * FROM pauses").fetchall()
-    finally:
-        con.close()
+    return ledger_rows(ledger, "SELECT * FROM pauses")
 
 
 @pytest.mark.parametrize("retry_after", ["99999999999", "1e300", "Fri, 31 Dec 9999 23:59:59 GMT"])

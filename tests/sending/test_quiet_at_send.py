@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
 import time
 from zoneinfo import ZoneInfo
 
@@ -24,6 +23,7 @@ from adapters.webhook import WebhookAdapter
 from engine.io.meta import PLAN, with_meta
 from engine.schema import TIMESTAMP
 from engine.sending.dispatcher import Channel, dispatch
+from tests.helpers import ledger_rows, local_server
 
 N = 3
 QUIET = ["21:00", "08:00"]
@@ -61,18 +61,13 @@ def run(table: pa.Table, ledger, clock, answer, arrivals: list, max_seconds: flo
         return answer(sum(1 for k, _ in arrivals if k == key))
 
     async def main():
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        adapter = WebhookAdapter(f"http://127.0.0.1:{runner.addresses[0][1]}/hook", "secret")
-        try:
-            return await dispatch(table, {"webhook": Channel(adapter, max_attempts=4)}, ledger, clock=clock,
-                                  handle_signals=False, max_seconds=max_seconds)
-        finally:
-            await adapter.aclose()
-            await runner.cleanup()
+        async with local_server(handle) as base:
+            adapter = WebhookAdapter(base + "/hook", "secret")
+            try:
+                return await dispatch(table, {"webhook": Channel(adapter, max_attempts=4)}, ledger, clock=clock,
+                                      handle_signals=False, max_seconds=max_seconds)
+            finally:
+                await adapter.aclose()
 
     return asyncio.run(main())
 
@@ -86,13 +81,8 @@ def local(t: float, zone: str) -> str:
     return dt.datetime.fromtimestamp(t, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
-def ledger_rows(ledger) -> list[tuple]:
-    con = sqlite3.connect(ledger)
-    try:
-        return con.execute("SELECT state, attempts, next_attempt_at, sent_at FROM messages "
-                           "ORDER BY message_id").fetchall()
-    finally:
-        con.close()
+def rows(ledger) -> list[tuple]:
+    return ledger_rows(ledger, "SELECT state, attempts, next_attempt_at, sent_at FROM messages ORDER BY message_id")
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Pacific/Kiritimati"])
@@ -110,13 +100,13 @@ def test_a_retry_that_would_land_in_quiet_hours_waits_for_their_end(tmp_path, zo
     # then nothing went in the quiet hours: one request per message before 21:00 local, and
     # each waits for 08:00 local the next morning, still a retry (failed, one attempt made)
     assert [local(t, zone) for _, t in arrivals] == [local(start, zone)] * N
-    got = ledger_rows(ledger)
+    got = rows(ledger)
     assert [(r[0], r[1]) for r in got] == [("failed", 1)] * N, got
     assert {local(r[2], zone) for r in got} == {"2026-11-21 08:00"}
     # and a send in the morning delivers each once more, at 08:00 local
     morning = dt.datetime(2026, 11, 21, 8, 0, 1, tzinfo=ZoneInfo(zone)).timestamp()
     run(table, ledger, clock_from(morning), answer, arrivals, max_seconds=20)
-    assert [r[0] for r in ledger_rows(ledger)] == ["sent"] * N
+    assert [r[0] for r in rows(ledger)] == ["sent"] * N
     assert sorted(local(t, zone) for _, t in arrivals[N:]) == ["2026-11-21 08:00"] * N
 
 
@@ -130,7 +120,7 @@ def test_a_message_claimed_minutes_late_across_the_start_of_quiet_hours_waits(tm
         arrivals, max_seconds=4)
     # then none went at 21:05; each waits for 08:00 local, not yet attempted
     assert arrivals == []
-    got = ledger_rows(ledger)
+    got = rows(ledger)
     assert [(r[0], r[1]) for r in got] == [("planned", 0)] * N, got
     assert {local(r[2], zone) for r in got} == {"2026-11-21 08:00"}
 
@@ -147,6 +137,6 @@ def test_a_message_claimed_in_the_repeated_hour_of_a_dst_change_waits_for_the_se
         lambda n: web.json_response({"id": "ok"}), arrivals, max_seconds=4)
     # then nothing went at 01:10 EST; each waits for 01:30 EST (06:30 UTC)
     assert arrivals == []
-    got = ledger_rows(ledger)
+    got = rows(ledger)
     assert [(r[0], r[1]) for r in got] == [("planned", 0)] * N, got
     assert {r[2] for r in got} == {dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.timezone.utc).timestamp()}

@@ -21,6 +21,7 @@ from adapters.twilio import TwilioAdapter
 from adapters.webhook import WebhookAdapter
 from engine.sending.dispatcher import Channel, dispatch
 from engine.schema import TIMESTAMP
+from tests.helpers import local_server
 
 KEY = "SG.live-key-7f3a9c1e55d04b2a"
 SID = "AC0123456789abcdef0123456789abcd"
@@ -113,13 +114,7 @@ def test_control_characters_in_addresses_and_subjects_are_bad_rows(tmp_path):
                                  headers={"X-Message-Id": "x1"})
 
     async def main():
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", record)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with local_server(record) as base:
             email = plan("email", 4, ["a@b.c\r\nbcc: all@victim.example", "ok@example.com", "ok2@example.com",
                                       "ok3@example.com"],
                          subject=["Hi", "Hi\r\nBcc: x@evil.example", "Hi\u2028there", "fine"])
@@ -129,8 +124,6 @@ def test_control_characters_in_addresses_and_subjects_are_bad_rows(tmp_path):
             s2 = await dispatch(sms, {"sms": Channel(TwilioAdapter(base, SID, TOKEN))}, tmp_path / "s.db",
                                 now=True, handle_signals=False)
             return s1, s2
-        finally:
-            await runner.cleanup()
 
     s1, s2 = asyncio.run(main())
     assert (s1.sent, s1.dead, s2.sent, s2.dead) == (1, 3, 1, 1)
