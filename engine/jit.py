@@ -15,27 +15,34 @@ import os
 import sys
 
 
-def _import_numba_without_yaml():
-    """``import numba`` without PyYAML when there is no numba config file to read.
+def _import_numba_lightly():
+    """``import numba`` without PyYAML when there is no numba config file to read, and without
+    SciPy, which numba imports at start only to check that it is not older than 1.0.
 
     numba imports ``yaml`` (20-30 ms) at start only to read ``.numba_config.yaml`` from
     the working directory; when that file is absent (and yaml not loaded yet) numba is
     imported as on a machine without PyYAML, which reads the ``NUMBA_*`` environment
-    variables as usual.  ``yaml`` stays importable for everyone else afterwards.
+    variables as usual.  ``scipy`` (10 ms; winback's kernels never call it) is hidden the
+    same way for that version check only.  Both stay importable for everyone afterwards.
     """
-    if "numba" in sys.modules or "yaml" in sys.modules or os.path.exists(".numba_config.yaml"):
+    if "numba" in sys.modules:
         return  # numba as it is (the import below)
-    sys.modules["yaml"] = None  # makes `import yaml` raise ImportError
+    hidden = [name for name in ("yaml", "scipy") if name not in sys.modules]
+    if "yaml" in hidden and os.path.exists(".numba_config.yaml"):
+        hidden.remove("yaml")
+    for name in hidden:
+        sys.modules[name] = None  # makes `import NAME` raise ImportError
     try:
         importlib.import_module("numba")
     finally:
-        del sys.modules["yaml"]
+        for name in hidden:
+            del sys.modules[name]
 
 
-_import_numba_without_yaml()
+_import_numba_lightly()
 import numba  # noqa: E402
 
-from engine import jitcache  # noqa: E402
+from engine import jitcache, jitload  # noqa: E402
 
 
 def _skip_blas_probe() -> None:
@@ -124,6 +131,7 @@ def _light_cache_loads() -> None:
 if getattr(sys.modules.get("engine.cli"), "COMMAND_LINE", False):
     _skip_cffi()
 _light_cache_loads()
+jitload.install()  # cached kernels load without parsing their bitcode; numba's runtime is cached too
 jitcache.install()  # a kernel's cache is stale when any module it imports changed, not only its own file
 
 njit = functools.partial(numba.njit, cache=True, nogil=True)

@@ -36,13 +36,19 @@ _IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+(\([^)]*\)|
 def watch(root: str | os.PathLike, packages: tuple[str, ...]) -> None:
     """Stamp the kernels of ``root/<package>/...`` by their import closure too (tests, plugins)."""
     ROOTS[str(Path(root).resolve())] = tuple(packages)
-    _closure_hash.cache_clear()
-    _read.cache_clear()
-    _module_file.cache_clear()
+    for memo in (_closure_hash, _read, _module_file, _owner):
+        memo.cache_clear()
 
 
+@functools.lru_cache(maxsize=None)
+def _resolved(py_file: str) -> str:
+    return str(Path(py_file).resolve())
+
+
+@functools.lru_cache(maxsize=None)
 def _owner(py_file: str) -> tuple[str, tuple[str, ...]] | None:
-    path = str(Path(py_file).resolve())
+    """The project root and packages ``py_file`` belongs to (memoised: asked for every kernel)."""
+    path = _resolved(py_file)
     for root, packages in ROOTS.items():
         rel = os.path.relpath(path, root)
         if rel.split(os.sep, 1)[0] in packages:
@@ -83,7 +89,7 @@ def _read(path: str, root: str, packages: tuple[str, ...]) -> tuple[bytes, tuple
 
 def closure(py_file: str) -> list[str]:
     """``py_file`` and every project module it imports, transitively, sorted (absolute paths)."""
-    start = str(Path(py_file).resolve())
+    start = _resolved(py_file)
     owner = _owner(start)
     if owner is None:
         return [start]
@@ -134,7 +140,7 @@ def _stamped(base):
             return super().from_function(py_func, py_file)
 
         def get_source_stamp(self):
-            return (super().get_source_stamp(), _closure_hash(str(Path(self._py_file).resolve())))
+            return (super().get_source_stamp(), _closure_hash(_resolved(self._py_file)))
 
     Stamped.__name__ = Stamped.__qualname__ = "Closure" + base.__name__
     return Stamped

@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.scoring.backtest", "engine.scoring.pipeline", "engine.reporting.backtest_html")
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.reporting.backtest_html import backtest_report
     from engine.scoring.backtest import terminal_table

@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.planning.explain",)
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.io.plans import read_plan
     from engine.io.readers import read_table

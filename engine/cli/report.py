@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.reporting.measure", "engine.reporting.html")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 

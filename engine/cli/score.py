@@ -98,6 +98,10 @@ def add_dask_options(p: argparse.ArgumentParser, what: str) -> None:
                    help="worker processes of --dask local (default 2, one thread each)")
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.scoring.run", "engine.scoring.pipeline", "engine.io.atomic")
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.scoring.run import score_to
 

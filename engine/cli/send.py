@@ -86,6 +86,10 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.sending.dispatcher", "engine.ledger.store")
+
+
 def run(args: argparse.Namespace) -> int:
     import sqlite3
     from pathlib import Path

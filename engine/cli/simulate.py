@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.synth.simulate",)
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.synth.simulate import outcome_meta, simulate, write_outcomes
 

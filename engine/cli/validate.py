@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: what :func:`run` imports, loaded by ``engine.cli`` before it (start-up with the collector held)
+IMPORTS = ("engine.io.validation", "engine.io.addresses")
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.io.validation import validate
 
