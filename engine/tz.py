@@ -291,7 +291,7 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None, n: int | 
     A valid IANA ``timezone`` is kept (``given``).  A missing or invalid one is inferred
     from the phone number's country and prefix (``phone``, via the ``phonenumbers``
     library: only when the number maps to exactly one zone; +34 mobiles, Canary or
-    Madrid, do not).  Else the zone is null (``default``).  Scoring then infers it from the
+    Madrid, do not; answers remembered between runs, :mod:`engine.phonezones`).  Else the zone is null (``default``).  Scoring then infers it from the
     user's engagement hours where the evidence is strong (``hours``, :mod:`engine.scoring.tzhours`);
     a user still without one has their hours learned in its ``--default-timezone`` and planning
     sends in the campaign's timezone at the same UTC instant (see ``engine.planning.steps``).
@@ -315,7 +315,10 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None, n: int | 
     if phone is not None and missing.any():  # only the users still without a zone ask their phone
         need = np.nonzero(missing)[0]
         phones = pa.array(phone).cast(pa.string()).take(pa.array(need)).to_pylist()
-        found = [_phone_zone(p.strip()) if p else None for p in phones]
+        from engine import phonezones
+
+        found = [_one_zone(phonezones.zones_for(p.strip())) if p else None for p in phones]
+        phonezones.save()
         hit = np.array([f is not None for f in found], bool)
         if hit.any():
             by_phone = np.full(n, None, object)
@@ -326,31 +329,7 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None, n: int | 
     return zones, labels.cast(pa.string())
 
 
-def _phone_zone(number: str) -> str | None:
-    """The one zone ``phonenumbers`` maps an E.164 number to, else None (unknown, several
-    zones, not E.164).  Numbers sharing their first 9 characters share the answer (the
-    library maps zones by prefix), so each prefix is parsed once."""
-    if not number.startswith("+"):
-        return None
-    digits = "+" + "".join(ch for ch in number if ch.isdigit())
-    if len(digits) < 8:
-        return None
-    key = digits[:9]
-    if key in _PREFIX_ZONES:
-        return _PREFIX_ZONES[key]
-    try:
-        import phonenumbers
-        from phonenumbers import timezone as pn_tz
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
-    try:
-        zones = [z for z in pn_tz.time_zones_for_number(phonenumbers.parse(digits, None))
-                 if z != "Etc/Unknown" and is_timezone(z)]
-    except phonenumbers.NumberParseException:
-        zones = []
-    if len(_PREFIX_ZONES) < 1 << 16:
-        _PREFIX_ZONES[key] = zones[0] if len(zones) == 1 else None
-    return zones[0] if len(zones) == 1 else None
-
-
-_PREFIX_ZONES: dict[str, str | None] = {}
+def _one_zone(zones: list[str]) -> str | None:
+    """The phone's zone when exactly one valid zone is left, else None."""
+    valid = [z for z in zones if is_timezone(z)]
+    return valid[0] if len(valid) == 1 else None

@@ -17,6 +17,13 @@ settings.register_profile(
 )
 settings.load_profile("winback")
 
+# answers winback remembers between runs (engine.phonezones) go to a folder of this test run,
+# not the user's ~/.cache; child processes inherit it
+if "WINBACK_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["WINBACK_CACHE_DIR"] = tempfile.mkdtemp(prefix="winback-test-cache-")
+
 
 @pytest.fixture
 def free_port() -> int:

@@ -1,0 +1,123 @@
+"""A phone number's timezones, by its prefix, remembered between runs.
+
+``phonenumbers`` maps a number to its zones by prefix (``phonenumbers.timezone``).  Its
+import compiles a few dozen regular expressions and each new country loads its metadata
+(20 ms for the first answer of a process; about 50 us per new prefix after that, so a
+million users with phones but no timezone ask for seconds).  The answers depend only on
+the prefix and the library's data, so they are kept in a small JSON file
+(:func:`cache_path`) stamped with the installed library's file, and a later run answers
+known prefixes without importing the library at all.  A missing, stale or unreadable file
+is simply rebuilt; ``WINBACK_CACHE_DIR=""`` turns the file off.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["zones_for", "cache_path", "save", "PREFIX"]
+
+#: numbers sharing their first PREFIX characters ("+" and 8 digits) share the answer
+PREFIX = 9
+_MAX = 1 << 16  # prefixes kept (a few MiB of JSON at most)
+
+_answers: dict[str, list[str]] | None = None
+_dirty = False
+_stamp: str | None = None
+
+
+def cache_path() -> Path | None:
+    """``$WINBACK_CACHE_DIR`` (empty: no file), else ``$XDG_CACHE_HOME/winback``, else
+    ``~/.cache/winback``; the file ``phone-zones.json`` in it."""
+    base = os.environ.get("WINBACK_CACHE_DIR")
+    if base == "":
+        return None
+    if base is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(base, "winback")
+    return Path(base) / "phone-zones.json"
+
+
+def _library_stamp() -> str:
+    """The installed ``phonenumbers``: its package file's path, size and change time (a new
+    version rewrites it), found without importing it."""
+    global _stamp
+    if _stamp is None:
+        spec = importlib.util.find_spec("phonenumbers")
+        origin = getattr(spec, "origin", None) or ""
+        try:
+            st = os.stat(origin)
+            _stamp = f"{origin}:{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            _stamp = "unknown"
+    return _stamp
+
+
+def _load() -> dict[str, list[str]]:
+    global _answers
+    if _answers is None:
+        _answers = {}
+        path = cache_path()
+        if path is not None:
+            try:
+                data = json.loads(path.read_text())
+                if data.get("library") == _library_stamp() and isinstance(data.get("zones"), dict):
+                    _answers = {str(k): [str(z) for z in v] for k, v in data["zones"].items()
+                                if isinstance(v, list)}
+            except (OSError, ValueError, AttributeError):
+                pass
+    return _answers
+
+
+def zones_for(number: str) -> list[str]:
+    """The zones ``phonenumbers`` maps an E.164 number to (its ``Etc/Unknown`` left out;
+    empty when it is unknown or not E.164).  Each prefix is asked once."""
+    global _dirty
+    if not number.startswith("+"):
+        return []
+    digits = "+" + "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 8:
+        return []
+    key = digits[:PREFIX]
+    answers = _load()
+    if key in answers:
+        return answers[key]
+    try:
+        import phonenumbers
+        from phonenumbers import timezone as pn_tz
+    except ImportError:  # pragma: no cover - a declared dependency
+        return []
+    try:
+        zones = [z for z in pn_tz.time_zones_for_number(phonenumbers.parse(digits, None)) if z != "Etc/Unknown"]
+    except phonenumbers.NumberParseException:
+        zones = []
+    if len(answers) < _MAX:
+        answers[key] = zones
+        _dirty = True
+    return zones
+
+
+def save() -> None:
+    """Write the answers learnt in this process (whole or not at all); silent when the cache
+    directory cannot be written."""
+    global _dirty
+    path = cache_path()
+    if not _dirty or path is None or _answers is None:
+        return
+    _dirty = False
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"library": _library_stamp(), "zones": _answers}, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
