@@ -163,3 +163,20 @@ def test_what_each_step_imports_at_start_exists(command):
     assert module.IMPORTS
     for name in module.IMPORTS:
         importlib.import_module(name)
+
+
+
+def test_cached_kernels_rebuild_their_environments_without_numbas_array_module():
+    """winback's kernels loaded from the cache (one allocating its result) compute the same as
+    here without numba.np.arrayobj imported for their environments (engine.jitload)."""
+    from engine.scoring.kernels import frequency_from_bits
+
+    code = ("import sys, numpy as np\n"
+            "from engine.scoring.kernels import frequency_from_bits\n"
+            "bits = np.array([[5, 0], [2**63, 7]], np.uint64)\n"
+            "print(frequency_from_bits(bits).tolist(), 'numba.np.arrayobj' in sys.modules)\n")
+    bits = np.array([[5, 0], [2**63, 7]], np.uint64)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+            for _ in range(2)]  # the second one surely from the cache
+    assert runs[1].returncode == 0, runs[1].stderr
+    assert runs[1].stdout.strip() == f"{frequency_from_bits(bits).tolist()} False"
