@@ -17,11 +17,11 @@ from tests.test_guarantees import DAY, START, _run_with, world_scores  # noqa: F
 GAP = 12 * 3600
 
 
-def one_step(cid: str) -> object:
+def one_step(cid: str, gap: float = GAP) -> object:
     return load_campaign({
         "campaign": {"id": cid, "timezone": "America/New_York", "holdout": 0.0},
         "audience": {"where": "days_inactive >= 14"},
-        "policy": {"max_messages": 3, "window_days": 7, "min_gap_hours": GAP / 3600, "quiet_hours": []},
+        "policy": {"max_messages": 3, "window_days": 7, "min_gap_hours": gap / 3600, "quiet_hours": []},
         "steps": [{"name": "a", "channels": ["push", "email", "sms"]}],
     })
 
@@ -80,3 +80,36 @@ def test_two_plans_made_blind_keep_the_gap_at_release_time(world_scores, tmp_pat
     assert closest_pairs(got) >= GAP - 1
     planned = sum(x.filter(pc.is_null(x["reason"])).num_rows for x in (a, b))
     assert sent.num_rows + sum(summary.skipped.values()) >= planned - 5
+
+
+def _sent(ledger, adapter) -> dict:
+    m = read_messages(ledger)
+    sent = m.filter(pc.equal(m["state"], "sent"))
+    at = {msg.message_id: t for t, msg in adapter}
+    return {"user_id": sent["user_id"].to_numpy(), "campaign_id": np.array(sent["campaign_id"].to_pylist()),
+            "at": np.array([at[x] for x in sent["message_id"].to_pylist()])}
+
+
+def test_a_short_gap_campaign_keeps_a_long_gap_campaigns_spacing_when_planned(world_scores, tmp_path):
+    """Campaign A promises 12 h between two messages to a user, from it or any other; B allows
+    1 h.  B planned after A was sent keeps A's 12 h from A's messages (the larger gap)."""
+    ledger = tmp_path / "l.db"
+    a = plan(world_scores, one_step("long-a"), as_of=START)
+    first = float(to_epoch_seconds(a.filter(pc.is_null(a["reason"]))["send_at"]).min())
+    asyncio.run(_run_with(TimerClock(first), a, ledger))
+    b = plan(world_scores, one_step("short-b", gap=3600), as_of=START, ledger=ledger)
+    assert closest_pairs(rows(a, b)) >= GAP
+    assert rows(b)["at"].size > 0
+
+
+def test_a_short_gap_campaign_sent_blind_is_retimed_to_the_long_gap(world_scores, tmp_path):
+    """The same at release time: B planned blind for A's very instants, sent after A, goes
+    12 h after A's message to each user (re-timed, not dropped), not 1 h."""
+    ledger = tmp_path / "l.db"
+    a = plan(world_scores, one_step("long-a"), as_of=START)
+    b = plan(world_scores, one_step("short-b", gap=3600), as_of=START)
+    first = float(to_epoch_seconds(a.filter(pc.is_null(a["reason"]))["send_at"]).min())
+    _, sent_a = asyncio.run(_run_with(TimerClock(first), a, ledger))
+    summary, sent_b = asyncio.run(_run_with(TimerClock(first), b, ledger))
+    assert summary.retimed > 0 and summary.sent > 0
+    assert closest_pairs(_sent(ledger, sent_a.sent + sent_b.sent)) >= GAP - 1

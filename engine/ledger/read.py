@@ -3,6 +3,7 @@ results as Arrow tables with instants as ``timestamp[us, UTC]``."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 from engine.errors import InputError
 from engine.schema import TIMESTAMP
 
-__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "read_user", "read_contacts", "planned_as_sent"]
+__all__ = ["read_messages", "read_suppressions", "read_broadcasts", "read_user", "read_contacts", "campaign_gaps", "planned_as_sent"]
 
 
 def _open_ro(path: str | os.PathLike) -> sqlite3.Connection:
@@ -106,25 +107,44 @@ def read_user(path: str | os.PathLike, user_id: int) -> tuple[pa.Table, pa.Table
 
 
 def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: float, hi: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Messages that reached or will reach their user (sent, planned, in flight, failed with
     a retry pending) at an instant in ``(lo, hi)`` (epoch s), of every campaign but
-    ``exclude_campaign``: ``(user_id int64, channel str objects, at int64 epoch s)``.
-    The instant is ``sent_at`` for sent messages, ``next_attempt_at`` for the others."""
+    ``exclude_campaign``: ``(user_id int64, channel str objects, at int64 epoch s, gap
+    int64 s)``.  The instant is ``sent_at`` for sent messages, ``next_attempt_at`` for the
+    others; ``gap`` is the message's campaign's ``min_gap_hours`` in seconds, as its send
+    recorded it (0 when the ledger has no record of that campaign)."""
     con = _open_ro(path)
     try:
         rows = con.execute(
-            "SELECT user_id, channel, CAST(at AS INTEGER) FROM (SELECT user_id, channel, campaign_id, "
+            "SELECT user_id, channel, CAST(at AS INTEGER), campaign_id FROM (SELECT user_id, channel, campaign_id, "
             "CASE WHEN state = 'sent' THEN COALESCE(sent_at, send_at) ELSE next_attempt_at END AS at "
             "FROM messages WHERE state IN ('sent', 'planned', 'in_flight', 'failed')) "
             "WHERE at > ? AND at < ? AND (? IS NULL OR campaign_id IS NOT ?)",
             (lo, hi, exclude_campaign, exclude_campaign)).fetchall()
+        gaps = campaign_gaps(con) if rows else {}
     finally:
         con.close()
     if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)
-    uid, ch, at = zip(*rows)
-    return np.array(uid, np.int64), np.array(ch, object), np.array(at, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    uid, ch, at, cid = zip(*rows)
+    gap = np.array([gaps.get(c, 0) for c in cid], np.int64)
+    return np.array(uid, np.int64), np.array(ch, object), np.array(at, np.int64), gap
+
+
+def campaign_gaps(con: sqlite3.Connection) -> dict[str, int]:
+    """Each campaign's ``min_gap_hours`` in seconds, from the policies its sends recorded
+    (the ``campaigns`` table of :mod:`engine.sending.release`; none in a ledger never sent from)."""
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone() is None:
+        return {}
+    out = {}
+    for cid, meta in con.execute("SELECT campaign_id, meta FROM campaigns"):
+        try:
+            policy = (json.loads(meta) or {}).get("policy") or {}
+            out[cid] = int(round(float(policy.get("min_gap_hours") or 0.0) * 3600))
+        except (ValueError, TypeError, AttributeError):
+            out[cid] = 0
+    return out
 
 
 def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:

@@ -32,21 +32,22 @@ COUNTED_STATES = ("sent", "planned", "in_flight", "failed")
 
 
 def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: int, hi: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ledger's messages of other campaigns per user, between ``lo`` and ``hi`` (epoch s).
 
-    Returns ``(times, channels)``, both ``[len(user_ids), K]`` with K the most messages
-    any user has there: instants (epoch s, UTC; :data:`NEVER` pads) and channel codes
-    (``-1`` pads).  Messages of ``campaign_id`` itself are left out (a re-plan of the
-    same campaign replaces them).  No ledger file: ``K = 0``.
+    Returns ``(times, channels, gaps)``, each ``[len(user_ids), K]`` with K the most
+    messages any user has there: instants (epoch s, UTC; :data:`NEVER` pads), channel
+    codes (``-1`` pads) and each message's own campaign's ``min_gap_hours`` in seconds (0
+    pads).  Messages of ``campaign_id`` itself are left out (a re-plan of the same campaign
+    replaces them).  No ledger file: ``K = 0``.
     """
     n = len(user_ids)
-    empty = np.full((n, 0), NEVER, np.int64), np.full((n, 0), -1, np.int8)
+    empty = np.full((n, 0), NEVER, np.int64), np.full((n, 0), -1, np.int8), np.zeros((n, 0), np.int64)
     if ledger is None or not os.path.exists(ledger):
         return empty
     from engine.ledger.read import read_contacts
 
-    uid, channel, t = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi)
+    uid, channel, t, g = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi)
     if not len(uid):
         return empty
     ch = _channel_codes(pa.array(channel, pa.string()))
@@ -56,39 +57,43 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
     pos_c = np.minimum(pos, max(n - 1, 0))
     hit = (pos < n) & (sorted_users[pos_c] == uid) if n else np.zeros(len(uid), bool)
     rows = order_users[pos_c[hit]]
-    t, ch = t[hit], ch[hit]
+    t, ch, g = t[hit], ch[hit], g[hit]
     if not len(rows):
         return empty
     order = np.lexsort((t, rows))
-    rows, t, ch = rows[order], t[order], ch[order]
+    rows, t, ch, g = rows[order], t[order], ch[order], g[order]
     counts = np.bincount(rows, minlength=n)
     k = int(counts.max())
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(len(rows)) - first[rows]
     times = np.full((n, k), NEVER, np.int64)
     chans = np.full((n, k), -1, np.int8)
+    gaps = np.zeros((n, k), np.int64)
     times[rows, slot] = t
     chans[rows, slot] = ch
-    return times, chans
+    gaps[rows, slot] = g
+    return times, chans, gaps
 
 
-def clear_of_contacts(times: np.ndarray, t: np.ndarray, gap: int, move) -> tuple[np.ndarray, np.ndarray]:
-    """``(t, conflict)``: each instant ``t`` (epoch s) moved later until it is at least ``gap``
-    seconds from every one of the user's ``times`` ([n, K], :data:`NEVER` pads; before or
-    after it), each move going to the latest conflicting contact + ``gap`` and then through
+def clear_of_contacts(times: np.ndarray, t: np.ndarray, gap, move) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, conflict)``: each instant ``t`` (epoch s) moved later until it is at least the gap
+    from every one of the user's ``times`` ([n, K], :data:`NEVER` pads; before or after
+    it), each move going to the latest conflicting contact + its gap and then through
     ``move`` (e.g. out of quiet hours); ``conflict`` is True where no such instant was found
-    within K + 1 moves."""
+    within K + 1 moves.  ``gap``: seconds, one for all or ``[n, K]``, one per contact (the
+    larger of the two campaigns' ``min_gap_hours``)."""
     t = np.asarray(t, np.int64).copy()
-    if not times.shape[1] or gap <= 0:
+    gap = np.broadcast_to(np.asarray(gap, np.int64), times.shape)
+    if not times.shape[1] or not (gap > 0).any():
         return t, np.zeros(len(t), bool)
-    real = times != NEVER
+    real = (times != NEVER) & (gap > 0)
     for _ in range(times.shape[1] + 1):
         near = real & (np.abs(times - t[:, None]) < gap)
         hit = near.any(axis=1)
         if not hit.any():
             break
-        latest = np.where(near, times, NEVER).max(axis=1)
-        t = np.where(hit, move(np.where(hit, latest + gap, t)), t)
+        latest = np.where(near, times + gap, NEVER).max(axis=1)
+        t = np.where(hit, move(np.where(hit, latest, t)), t)
     conflict = (real & (np.abs(times - t[:, None]) < gap)).any(axis=1)
     return t, conflict
 

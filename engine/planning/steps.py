@@ -142,7 +142,8 @@ class PartitionPlan:
             self.reach &= ~gone[:, None]
         # every other campaign's messages in the ledger, sent or scheduled (engine.pressure)
         window = cmp.policy.window_days * SECONDS_PER_DAY
-        self.ext_t, self.ext_c = ledger_contacts(ledger, self.uid, cmp.id, self.start - window, self.horizon + window)
+        self.ext_t, self.ext_c, self.ext_gap = ledger_contacts(ledger, self.uid, cmp.id, self.start - window,
+                                                               self.horizon + window)
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
         self.best_hour = _best_hour_in_campaign_zone(scores, cmp.timezone, self.start)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
@@ -236,9 +237,11 @@ class PartitionPlan:
         pushed = t < lower
         if pushed.any():
             t = np.where(pushed, pt.apply_quiet_hours(off, zone, np.maximum(t, lower), quiet), t)
-        # the same gap from every other campaign's messages in the ledger, sent or scheduled
+        # the gap from every other campaign's messages in the ledger, sent or scheduled: the larger
+        # of this campaign's and that message's campaign's, so each one's promise holds both ways
         own_t = t
-        t, conflict = clear_of_contacts(self.ext_t, t, gap, lambda x: pt.apply_quiet_hours(off, zone, x, quiet))
+        t, conflict = clear_of_contacts(self.ext_t, t, np.maximum(self.ext_gap, gap),
+                                        lambda x: pt.apply_quiet_hours(off, zone, x, quiet))
         late = t - base > 2 * SECONDS_PER_DAY
         reason[(reason == 0) & late & (t != own_t)] = R["min_gap_other_campaigns"]
         reason[(reason == 0) & late] = R["min_gap"]

@@ -19,9 +19,9 @@ before any adapter sees it, inside the sender's view of the ledger:
    goes after the campaign's end (``[campaign] ends_at``,
    else the plan's horizon: the start + every step's delay + 10 days): one that would is
    skipped (``campaign_end``), never sent later.
-2. **Gap**: a message closer than its campaign's ``min_gap_hours`` to a message of another
-   campaign (sent, by ``sent_at``, or in flight) is re-timed to that message + the gap (out
-   of quiet hours; ``last_error`` says ``min_gap_other_campaigns``), or skipped as
+2. **Gap**: a message closer to a message of another campaign (sent, by ``sent_at``, or in
+   flight) than the larger of the two campaigns' ``min_gap_hours`` is re-timed to that
+   message + that gap, so each campaign's promise holds whichever went first (out of quiet hours; ``last_error`` says ``min_gap_other_campaigns``), or skipped as
    ``campaign_end`` when that is after the campaign's end.  ``--now`` skips this check.
 3. **Cap**: the messages the user got in the trailing ``window_days`` (``sent``, by
    ``sent_at``) plus those in flight, from every campaign in the ledger, must stay
@@ -154,6 +154,7 @@ class Release:
         self._lookups: dict[tuple[str, int], OffsetLookup] = {}
         #: (zone, quiet start, quiet end, UTC minute) -> the first allowed instant from that minute
         self._quiet: dict[tuple, int] = {}
+        self._gap_of: dict | None = None
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -295,7 +296,10 @@ class Release:
             rules[cid] = (now - float(pol.get("window_days", 7)) * 86400.0, int(pol.get("max_messages", 3)),
                           pol.get("channel_caps") or {}, pol.get("complaint_suppresses", "all") == "all",
                           0.0 if self.now_mode else float(pol.get("min_gap_hours") or 0.0) * 3600.0)
-        since_all = min(min(rule[0], now - rule[4]) for rule in rules.values())
+        # another campaign's message keeps the larger of the two campaigns' gaps (each one's promise)
+        gaps = {} if self.now_mode else self._gaps()
+        widest = max(gaps.values(), default=0.0)
+        since_all = min(min(rule[0], now - max(rule[4], widest)) for rule in rules.values())
         contacts: dict[int, list[tuple]] = {}
         complained: set[int] = set()
         pending = " OR state = 'planned'" if self.now_mode else ""
@@ -330,10 +334,9 @@ class Release:
             mine = [c for c in had if (c[3] is None or c[3] < (r[8], r[13])) and (c[2] is None or c[2] > since)] \
                 if had else ()
             ch_cap = ch_caps.get(ch)
-            near = [c[2] if c[2] is not None else now for c in had if c[1] != cid
-                    and (c[2] is None or c[2] > now - gap)] if had and gap > 0 else ()
-            if near:
-                spaced.append((max(near) + gap, r))
+            near = self._near(had, cid, gap, gaps, now) if had and not self.now_mode else None
+            if near is not None:
+                spaced.append((near, r))
             elif len(mine) >= cap:
                 own = sum(1 for c in mine if c[1] == cid)
                 skip.append(("cap" if own >= cap else "cap_other_campaigns", r))
@@ -346,6 +349,27 @@ class Release:
                 else:
                     had.append((ch, cid, now, None))
         return keep, skip, spaced
+
+    @staticmethod
+    def _near(had: list[tuple], cid, gap: float, gaps: dict, now: float) -> float | None:
+        """The first instant (epoch s) the message of ``cid`` may go after the user's messages
+        of other campaigns closer than the larger of the two campaigns' gaps, or None."""
+        out = None
+        for c in had:
+            if c[1] == cid:
+                continue
+            g = max(gap, gaps.get(c[1], 0.0))
+            at = c[2] if c[2] is not None else now  # in flight, not yet timed: counts as now
+            if g > 0 and at > now - g and (out is None or at + g > out):
+                out = at + g
+        return out
+
+    def _gaps(self) -> dict:
+        """campaign -> its ``min_gap_hours`` in seconds, for every campaign the ledger knows."""
+        if self._gap_of is None:
+            self._gap_of = {cid: float(((meta or {}).get("policy") or {}).get("min_gap_hours") or 0.0) * 3600.0
+                            for cid, meta in self.policies.items()}
+        return self._gap_of
 
     def _write(self, retime: list[tuple], skip: list[tuple], keep: list[tuple], now: float) -> None:
         """Re-time, skip and mark released, inside :meth:`screen`'s transaction."""

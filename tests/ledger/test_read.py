@@ -45,9 +45,10 @@ def test_tables_come_back_in_insertion_order_with_utc_instants(tmp_path):
 
 def test_contacts_in_a_window_count_sent_and_pending_of_other_campaigns(tmp_path):
     path, _ = _ledger(tmp_path)
-    uid, ch, at = read_contacts(path, exclude_campaign=None, lo=NOW - 1, hi=NOW + 10)
+    uid, ch, at, gap = read_contacts(path, exclude_campaign=None, lo=NOW - 1, hi=NOW + 10)
     assert sorted(uid.tolist()) == [0, 1, 2] and set(ch.tolist()) == {"push"}
     assert dict(zip(uid.tolist(), at.tolist()))[0] == NOW + 5  # a sent message counts at sent_at
+    assert gap.tolist() == [0, 0, 0]  # a ledger never sent from records no campaign policy
     assert len(read_contacts(path, exclude_campaign="c1", lo=NOW - 1, hi=NOW + 10)[0]) == 0
     assert len(read_contacts(path, exclude_campaign=None, lo=NOW + 10, hi=NOW + 20)[0]) == 0
 
