@@ -252,6 +252,37 @@ def test_suppressions_of_an_earlier_version_match_plans_with_canonical_addresses
     assert read_suppressions(path).num_rows == 5
 
 
+def test_retries_an_earlier_version_set_for_year_5000_are_given_up_once(tmp_path):
+    """Earlier versions heeded any Retry-After: a retry due in year 5000 (and a channel pause
+    that long) kept a send waiting forever.  This version gives them up on opening; a retry
+    due tomorrow and a pause of an hour stay."""
+    import time
+
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        led.load_plan(make_plan(3))
+    now = time.time()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE messages SET state = 'failed', attempts = 1, last_error = 'HTTP 429', "
+                "next_attempt_at = ? WHERE message_id = 'm0'", (95_617_584_000.0,))  # year 5000
+    con.execute("UPDATE messages SET state = 'failed', attempts = 1, next_attempt_at = ? "
+                "WHERE message_id = 'm1'", (now + 86400,))
+    con.executemany("INSERT INTO pauses (channel, until) VALUES (?, ?)",
+                    [("push", 95_617_584_000.0), ("email", now + 3600)])
+    con.execute("DELETE FROM ledger_info WHERE key = 'retry_after'")
+    con.commit()
+    con.close()
+    with Ledger(path):
+        pass
+    s = states(path)
+    assert s == {"m0": "dead", "m1": "failed", "m2": "planned"}
+    error = {r["message_id"]: r["last_error"] for r in read_messages(path).to_pylist()}["m0"]
+    assert error.startswith("HTTP 429; given up: a Retry-After beyond what a send waits")
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT channel FROM pauses").fetchall() == [("email",)]
+    con.close()
+
+
 def test_reading_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_messages(tmp_path / "nope.db")
