@@ -21,6 +21,7 @@ per acquisition.
 
     python benchmarks/compare_send.py --quick --min-ratio 0.35
     python benchmarks/compare_send.py --messages 30000
+    python benchmarks/compare_send.py --scheduled   # without --now: every release check
     python benchmarks/compare_send.py --limiters
 """
 
@@ -205,14 +206,20 @@ class _Webhook:
             await self.session.close()
 
 
-def _plan(n: int, tag: str = ""):
+#: zones of the --scheduled plan (the quiet-hours check asks each user's zone)
+_ZONES = ["UTC", "America/New_York", "America/Los_Angeles", "Europe/Paris", "Europe/London", "Asia/Tokyo",
+          "Asia/Kolkata", "Australia/Sydney", "America/Sao_Paulo", "Africa/Lagos", "Asia/Kathmandu",
+          "Pacific/Auckland"]
+
+
+def _plan(n: int, tag: str = "", scheduled: bool = False):
     import numpy as np
     import pyarrow as pa
 
     from engine.schema import TIMESTAMP
 
     now = int(time.time()) * 1_000_000
-    return pa.table({
+    table = pa.table({
         "message_id": [f"bench-{os.getpid()}-{tag}-{i}" for i in range(n)],
         "campaign_id": ["bench"] * n,
         "user_id": pa.array(np.arange(n), pa.int64()),
@@ -226,6 +233,18 @@ def _plan(n: int, tag: str = ""):
         "subject": ["We miss you"] * n,
         "body": ["Come back and see what is new."] * n,
     })
+    if not scheduled:
+        return table
+    # the path of a send without --now: the campaign's policy (quiet hours, gap, cap) is checked
+    # for every message at release, in each user's zone; quiet hours of one minute, never now
+    from engine.io.meta import PLAN, with_meta
+
+    zones = pa.array([_ZONES[i % len(_ZONES)] for i in range(n)])
+    table = table.append_column("timezone", zones)
+    policy = {"quiet_hours": [240, 241], "max_messages": 1_000_000, "window_days": 7, "min_gap_hours": 1}
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now // 1_000_000 - 60))
+    return with_meta(table, PLAN, {"campaign_id": "bench", "policy": policy, "timezone": "UTC", "as_of": iso,
+                                    "steps": [{"name": "we-miss-you", "delay_days": 0}]})
 
 
 async def _bare(url: str, n: int, concurrency: int, secret: bytes, prefix: str) -> float:
@@ -251,11 +270,13 @@ async def _bare(url: str, n: int, concurrency: int, secret: bytes, prefix: str) 
     return n / (time.perf_counter() - t0)
 
 
-def _winback_once(url: str, n: int, concurrency: int, secret: str, work: Path, tag: str) -> float:
-    """One ``engine.send`` of ``n`` fresh messages into a fresh ledger; messages per second."""
+def _winback_once(url: str, n: int, concurrency: int, secret: str, work: Path, tag: str,
+                  scheduled: bool = False) -> float:
+    """One ``engine.send`` of ``n`` fresh messages into a fresh ledger; messages per second
+    (``scheduled``: without ``--now``, every release check on, see :func:`_plan`)."""
     from engine.sending.dispatcher import Channel, send
 
-    plan = _plan(n, tag)
+    plan = _plan(n, tag, scheduled)
     adapter = None
     if _has("adapters.config") and _has("adapters.webhook"):
         providers = work / "providers.toml"
@@ -267,7 +288,7 @@ def _winback_once(url: str, n: int, concurrency: int, secret: str, work: Path, t
         adapter = _Webhook(url, secret.encode(), concurrency)
         providers = {"push": Channel(adapter, rate_per_second=1_000_000, concurrency=concurrency)}
     t0 = time.perf_counter()
-    summary = send(plan, providers, work / f"ledger-{tag}.db", now=True)
+    summary = send(plan, providers, work / f"ledger-{tag}.db", now=not scheduled)
     took = time.perf_counter() - t0
     if adapter is not None:
         asyncio.run(adapter.aclose())
@@ -276,7 +297,7 @@ def _winback_once(url: str, n: int, concurrency: int, secret: str, work: Path, t
     return n / took
 
 
-def compare_send(n: int, concurrency: int, rounds: int, min_ratio: float | None) -> int:
+def compare_send(n: int, concurrency: int, rounds: int, min_ratio: float | None, scheduled: bool = False) -> int:
     """Alternate bare and winback runs ``rounds`` times; compare the best of each (less noise
     from other processes on a shared machine)."""
     secret = "bench-secret"
@@ -289,16 +310,17 @@ def compare_send(n: int, concurrency: int, rounds: int, min_ratio: float | None)
         try:
             url = f"http://127.0.0.1:{port}/hooks/push"
             asyncio.run(_bare(url, 200, concurrency, secret.encode(), "warm-"))  # connections, imports
-            _winback_once(url, 200, concurrency, secret, work, "warm")  # the same for winback's modules
+            _winback_once(url, 200, concurrency, secret, work, "warm", scheduled)  # winback's modules too
             for r in range(rounds):
                 bare_runs.append(asyncio.run(_bare(url, n, concurrency, secret.encode(), f"bare{r}-")))
-                ours_runs.append(_winback_once(url, n, concurrency, secret, work, f"r{r}"))
+                ours_runs.append(_winback_once(url, n, concurrency, secret, work, f"r{r}", scheduled))
         finally:
             provider.terminate()
             provider.wait(10)
     bare, ours = max(bare_runs), max(ours_runs)
     ratio = ours / bare
-    print(f"messages: {n:,} x {rounds} rounds  concurrency: {concurrency}  cores: {os.cpu_count()}")
+    print(f"messages: {n:,} x {rounds} rounds  concurrency: {concurrency}  cores: {os.cpu_count()}"
+          + ("  (scheduled: without --now, quiet hours in 12 zones, gap and cap checked)" if scheduled else ""))
     print("bare aiohttp loop:           " + "  ".join(f"{x:,.0f}" for x in bare_runs) + f"  best {bare:,.0f} msg/s")
     print("winback send (ledger+limit): " + "  ".join(f"{x:,.0f}" for x in ours_runs) + f"  best {ours:,.0f} msg/s")
     print(f"ratio winback / bare: {ratio:.2f}")
@@ -316,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=50, help="requests in flight (default 50)")
     ap.add_argument("--rounds", type=int, help="alternating bare/winback rounds, best of each (default 3; --quick 2)")
     ap.add_argument("--min-ratio", type=float, help="exit 1 when winback / bare is below this")
+    ap.add_argument("--scheduled", action="store_true",
+                    help="send without --now: quiet hours in 12 zones, the gap and the cap checked at release")
     ap.add_argument("--limiters", action="store_true", help="compare rate limiters instead")
     ap.add_argument("--seconds", type=float, default=3.0, help="limiter run length (default 3)")
     ap.add_argument("--waiters", type=int, default=2000, help="tasks waiting on a limiter (default 2000)")
@@ -325,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     n = 5_000 if args.quick else args.messages
     rounds = args.rounds or (2 if args.quick else 3)
-    return compare_send(n, args.concurrency, rounds, args.min_ratio)
+    return compare_send(n, args.concurrency, rounds, args.min_ratio, args.scheduled)
 
 
 if __name__ == "__main__":
