@@ -27,7 +27,6 @@ import numpy as np
 
 from engine.jit import njit
 from engine.scoring.bgnbd import _cond_numerator, _p_alive_one
-from engine.scoring.pareto_nbd import ParetoNBD
 
 __all__ = ["user_scores", "lapse_risk", "pareto_scores", "scores_for"]
 
@@ -94,6 +93,8 @@ def pareto_scores(params: dict, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, r
     ``repeat`` users by their (x, t_x, T); the others as (0, 0, T0).  ``risk_only``: p_alive and the
     expectation are None (a check that ranks by lapse_risk alone).
     """
+    from engine.scoring.pareto_nbd import ParetoNBD  # only when Pareto/NBD scores (start-up)
+
     model = ParetoNBD()
     model.params_ = {k: float(params[k]) for k in ("r", "alpha", "s", "beta")}
     rep = np.asarray(repeat, bool)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 from engine.errors import ModelError
-from engine.scoring.pareto_nbd import ParetoNBD
 
 __all__ = ["fit_pareto", "closed_form_of", "NAMES"]
 
@@ -25,6 +24,8 @@ def fit_pareto(x, t_x, T, w, penalizer: float = 0.0) -> dict:
     beta, diagnostics...}, or {"name": "Pareto/NBD", "failed": reason, "seconds": ...} when it cannot be fitted."""
     t0 = time.perf_counter()
     try:
+        from engine.scoring.pareto_nbd import ParetoNBD  # only when it is fitted (start-up)
+
         m = ParetoNBD(penalizer=penalizer).fit(x, t_x, T, weights=w)
     except (ModelError, FloatingPointError, ValueError, ZeroDivisionError) as exc:
         return {"name": "Pareto/NBD", "failed": str(exc), "seconds": round(time.perf_counter() - t0, 4)}
