@@ -81,6 +81,12 @@ def test_per_user_estimates_rank_like_the_truth_and_shrink():
     beta_u, q_u = fm.user_params(acc, pop)
     np.testing.assert_allclose(beta_u, m.beta_u, rtol=1e-9)
     assert np.all(q_u > 0)
+    # the sums over the users who answered alone are the sums over everyone
+    S, I, _, O = fm.user_sums(acc.sends, acc.opens, pop["beta"])
+    whole = pop["beta"] + S / (I + 1.0 / pop["sigma"] ** 2)
+    q_whole = (O + pop["response"] * fm.PRIOR_MESSAGES) / (
+        fm.user_sums(acc.sends, acc.opens, whole)[2] + fm.PRIOR_MESSAGES)
+    assert np.array_equal(beta_u, whole) and np.array_equal(q_u, q_whole)
 
 
 @given(st.lists(st.tuples(st.floats(-0.5, 2.0), st.floats(0.0, 0.5), st.integers(0, 6), st.booleans()),
