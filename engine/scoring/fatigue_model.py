@@ -48,7 +48,9 @@ import math
 import numpy as np
 
 from engine.io.meta import SCORE, read_meta
-from engine.jit import njit
+from numba import prange
+
+from engine.jit import njit, pjit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
 __all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "FatigueModel", "fit", "budget", "effective", "MIN_USERS_WITH_OPENS", "weekly_load",
@@ -133,40 +135,60 @@ class FatigueModel:
 
 
 @njit
+def _user_one(sends, opens, u, b):
+    """User ``u`` at ``b``: (S_u, I_u, E_u, O_u) of the module docstring, one pass over its weeks."""
+    weeks = sends.shape[1]
+    e_sum = el = ell = ol = o_sum = 0.0
+    for w in range(weeks):
+        sw = np.float64(sends[u, w])
+        if sw <= 0.0:
+            continue
+        prev = np.float64(sends[u, w + 1]) if w + 1 < weeks else 0.0
+        load = 0.5 * (sw - 1.0) + 0.5 * prev
+        e = sw * math.exp(-b * load)
+        ow = min(np.float64(opens[u, w]), sw)
+        e_sum += e
+        el += e * load
+        ell += e * load * load
+        o_sum += ow
+        ol += ow * load
+    if e_sum > 0.0:
+        mean = el / e_sum
+        return o_sum * mean - ol, o_sum * max(ell / e_sum - mean * mean, 0.0), e_sum, o_sum
+    return 0.0, 0.0, e_sum, o_sum
+
+
+@njit
 def _user_sums(sends, opens, beta):
     """Per user at its ``beta[u]``: conditional score S_u, information I_u, E_u = sum_w s_w exp(-beta L_w)
-    and O_u = sum_w min(o_w, s_w) (module docstring); one pass, no [users, weeks] temporaries."""
-    n, weeks = sends.shape
+    and O_u = sum_w min(o_w, s_w) (module docstring); no [users, weeks] temporaries; this thread."""
+    n = sends.shape[0]
     S, I, E, O = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     for u in range(n):
-        b = beta[u]
-        e_sum = el = ell = ol = o_sum = 0.0
-        for w in range(weeks):
-            sw = np.float64(sends[u, w])
-            if sw <= 0.0:
-                continue
-            prev = np.float64(sends[u, w + 1]) if w + 1 < weeks else 0.0
-            load = 0.5 * (sw - 1.0) + 0.5 * prev
-            e = sw * math.exp(-b * load)
-            ow = min(np.float64(opens[u, w]), sw)
-            e_sum += e
-            el += e * load
-            ell += e * load * load
-            o_sum += ow
-            ol += ow * load
-        if e_sum > 0.0:
-            mean = el / e_sum
-            S[u] = o_sum * mean - ol
-            I[u] = o_sum * max(ell / e_sum - mean * mean, 0.0)
-        E[u], O[u] = e_sum, o_sum
+        S[u], I[u], E[u], O[u] = _user_one(sends, opens, u, beta[u])
     return S, I, E, O
+
+
+@pjit
+def _user_sums_parallel(sends, opens, beta):
+    """:func:`_user_sums` on every core (users are independent: the same numbers)."""
+    n = sends.shape[0]
+    S, I, E, O = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    for u in prange(n):
+        S[u], I[u], E[u], O[u] = _user_one(sends, opens, u, beta[u])
+    return S, I, E, O
+
+
+#: fewer users than this are summed on one thread: numba's worker threads cost more than the work
+SERIAL_BELOW = 1 << 15
 
 
 def user_sums(sends: np.ndarray, opens: np.ndarray, beta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(S_u, I_u, E_u, O_u) float64 per user at ``beta`` (a number or one per user)."""
     # a writable copy (a broadcast view is read-only: a second kernel signature to load, 4 ms a process)
     beta = np.array(np.broadcast_to(np.asarray(beta, np.float64), (sends.shape[0],)))
-    return _user_sums(np.ascontiguousarray(sends), np.ascontiguousarray(opens), beta)
+    kernel = _user_sums if sends.shape[0] < SERIAL_BELOW else _user_sums_parallel
+    return kernel(np.ascontiguousarray(sends), np.ascontiguousarray(opens), beta)
 
 
 def _population(sends: np.ndarray, opens: np.ndarray, max_iter: int = 50):

@@ -135,6 +135,21 @@ def test_user_sums_match_the_naive_twin(rows):
     got = np.column_stack(fm.user_sums(sends, opens, beta))
     want = np.array(naive.fatigue_user_sums(sends, opens, beta))
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    # the kernel on every core gives the very same numbers as on one thread
+    par = np.column_stack(fm._user_sums_parallel(sends, opens, beta))
+    assert np.array_equal(par, np.column_stack(fm._user_sums(sends, opens, beta)))
+
+
+def test_user_sums_on_every_core_equal_one_thread_at_scale():
+    """Above fm.SERIAL_BELOW users the parallel kernel runs; bit-identical to the serial one."""
+    rng = np.random.default_rng(5)
+    n = fm.SERIAL_BELOW + 1000
+    sends = rng.poisson(1.5, (n, fm.WEEKS)).astype(np.uint8)
+    opens = np.minimum(rng.poisson(0.3, (n, fm.WEEKS)), sends).astype(np.uint8)
+    beta = rng.uniform(-0.5, 1.5, n)
+    par = fm.user_sums(sends, opens, beta)
+    one = fm._user_sums(sends, opens, beta)
+    assert all(np.array_equal(a, b) for a, b in zip(par, one))
 
 
 def test_a_history_without_campaigns_falls_back_to_the_rule_not_to_zero(tmp_path):
