@@ -119,10 +119,11 @@ def run_winback(users: str, events: str) -> dict:
         acc = kernels.Accumulators.zeros(table.num_rows, 731)
         day0 = AS_OF_S // DAY - acc.day_bits.shape[1] * 64 + 1
         n = 0
-        for batch in iter_events(events, u, as_of=AS_OF_S, read_ahead=2):
-            kernels.accumulate(acc, batch, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=AS_OF_S,
-                               is_activity=is_act, day0=day0, half_life_days=60.0)
-            n += len(batch)
+        with kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=AS_OF_S,
+                            is_activity=is_act, day0=day0, half_life_days=60.0) as folder:
+            for batch in iter_events(events, u, as_of=AS_OF_S, read_ahead=2):
+                folder.add(batch)
+                n += len(batch)
     days = kernels.frequency_from_bits(acc.day_bits)
     streak = kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF_S))
     seconds = time.perf_counter() - t0

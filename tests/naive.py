@@ -208,7 +208,8 @@ def quintiles(values, higher_is_better=True):
 
 
 def partition_by_block(uidx, shift):
-    """engine.kernels._partition: the event order after a stable sort by ``uidx >> shift``."""
+    """engine.scoring.partition (block_counts + scatter; sort_block with shift 0): the event
+    order after a stable sort by ``uidx >> shift``."""
     return sorted(range(len(uidx)), key=lambda i: (int(uidx[i]) >> shift, i))
 
 

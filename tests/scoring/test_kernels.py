@@ -7,7 +7,7 @@ import numpy.testing as npt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.scoring import kernels
+from engine.scoring import kernels, partition
 from engine.io.readers import EventBatch
 from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE
 from tests import naive
@@ -23,16 +23,23 @@ OFF_TABLE = np.zeros((2, 501 * 96), np.int32)  # 15-minute slots (engine.tz.OFFS
 OFF_TABLE[1, :] = 19800
 
 
-def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, **kw):
+def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, group_rows=0, **kw):
+    """The events (in order ``perm``, cut at ``splits``) through one Folder holding up to
+    ``group_rows`` events at a time (0: each batch alone, through accumulate)."""
     acc = kernels.Accumulators.zeros(n_users, WINDOW)
     day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
     user_tz = (np.arange(n_users) % 2).astype(np.int32)
     uidx, ts, ev, ch, val = uidx[perm], ts[perm], ev[perm], ch[perm], val[perm]
     bounds = [0, *sorted(splits), len(uidx)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
-        kernels.accumulate(acc, b, user_tz=user_tz, off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF,
-                           is_activity=IS_ACT, day0=day0, half_life_days=60.0, partition=partition, **kw)
+    opts = dict(user_tz=user_tz, off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF, is_activity=IS_ACT, day0=day0,
+                half_life_days=60.0, partition=partition, **kw)
+    with kernels.Folder(acc, group_rows=max(group_rows, 1), **opts) as folder:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
+            if group_rows:
+                folder.add(b)
+            else:
+                kernels.accumulate(acc, b, **opts)
     return acc, day0, user_tz
 
 
@@ -49,7 +56,8 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     splits = data.draw(st.lists(st.integers(0, n), max_size=4)) if n else []
     partition = data.draw(st.sampled_from([None, True, False]))
     # small blocks, so that a few users make several blocks and the threads share them out
-    kw = {"n_threads": data.draw(st.sampled_from([None, 1, 2, 3])), "block_shift": data.draw(st.integers(0, 3))}
+    kw = {"n_threads": data.draw(st.sampled_from([None, 1, 2, 3])), "block_shift": data.draw(st.integers(0, 3)),
+          "group_rows": data.draw(st.sampled_from([0, 1, 50, 10_000]))}
     acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition, **kw)
     ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
                                  AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
@@ -74,31 +82,58 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     npt.assert_array_equal(acc.eng_count, ref["eng"])
 
 
-@given(event_worlds(max_users=40, max_events=120), st.integers(0, 4))
-def test_partition_is_a_stable_grouping_by_user_block(world, shift):
-    """Property: _partition returns the same events, grouped by uidx >> shift, in input order within a block."""
+def _grouped_partition(batches, shift, n_blocks, n_parts):
+    """The batches scattered together by block (partition.block_counts, group_offsets, scatter)."""
+    counts = [partition.block_counts(b[0], np.int64(shift), n_blocks, np.int64(n_parts)) for b in batches]
+    offs, starts = partition.group_offsets(counts)
+    n = sum(len(b[0]) for b in batches)
+    out = tuple(np.empty(n, a.dtype) for a in batches[0])
+    for b, o in zip(batches, offs):
+        partition.scatter(*b, np.int64(shift), o, *out)
+    return out, starts
+
+
+@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.integers(1, 4), st.data())
+def test_grouped_partition_is_a_stable_grouping_by_user_block(world, shift, n_parts, data):
+    """Property: batches counted and scattered together (any split, any number of slices) hold the
+    events of their concatenation grouped by uidx >> shift, in input order within a block."""
     n_users, uidx, ts, ev, ch, val = world
+    n = len(uidx)
     n_blocks = (n_users >> shift) + 1
-    u2, t2, e2, c2, v2 = kernels._partition(uidx, ts, ev, ch, val, np.int64(shift), n_blocks)
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
+    bounds = [0, *cuts, n]
+    batches = [tuple(a[lo:hi] for a in (uidx, ts, ev, ch, val)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    got, starts = _grouped_partition(batches, shift, n_blocks, n_parts)
     order = naive.partition_by_block(uidx, shift)
-    npt.assert_array_equal(u2, uidx[order])
-    npt.assert_array_equal(t2, ts[order])
-    npt.assert_array_equal(e2, ev[order])
-    npt.assert_array_equal(c2, ch[order])
-    npt.assert_array_equal(v2, val[order])
-
-
-@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.integers(1, 4))
-def test_parallel_partition_is_the_serial_permutation(world, shift, n_parts):
-    """Property: _partition_par (any number of slices) gives _partition's output and the block starts."""
-    n_users, uidx, ts, ev, ch, val = world
-    n_blocks = (n_users >> shift) + 1
-    want = kernels._partition(uidx, ts, ev, ch, val, np.int64(shift), n_blocks)
-    *got, starts = kernels._partition_par(uidx, ts, ev, ch, val, np.int64(shift), n_blocks, np.int64(n_parts))
-    for a, b in zip(want, got):
-        npt.assert_array_equal(a, b)
+    for a, b in zip(got, (uidx, ts, ev, ch, val)):
+        npt.assert_array_equal(a, b[order])
     counts = np.bincount(uidx >> shift, minlength=n_blocks)
     npt.assert_array_equal(starts, np.concatenate(([0], np.cumsum(counts))))
+
+
+@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.data())
+def test_sort_block_orders_a_blocks_events_by_user_stably(world, shift, data):
+    """Property: sort_block gives the events of a range in order of user index, ties in input order."""
+    n_users, uidx, *_ = world
+    n = len(uidx)
+    lo = data.draw(st.integers(0, n))
+    hi = data.draw(st.integers(lo, n))
+    mask = (1 << shift) - 1
+    # (one block's events share uidx >> shift; sort_block sorts on the low bits only)
+    low = uidx & mask
+    perm = np.full(n, -1, np.int64)
+    partition.sort_block(low, np.int64(lo), np.int64(hi), np.int64(mask), perm, np.empty(mask + 2, np.int64))
+    npt.assert_array_equal(perm[lo:hi], lo + np.array(naive.partition_by_block(low[lo:hi], 0), np.int64))
+    assert (perm[:lo] == -1).all() and (perm[hi:] == -1).all()
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=30), st.integers(1, 9))
+def test_chunk_blocks_are_runs_of_whole_blocks(sizes, n_chunks):
+    """Property: chunk_blocks starts at block 0, ends past the last block and only rises."""
+    starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    cuts = partition.chunk_blocks(starts, n_chunks)
+    assert cuts[0] == 0 and cuts[-1] == len(sizes)
+    assert (np.diff(cuts) > 0).all()
 
 
 def _bits(acc):
@@ -116,6 +151,21 @@ def test_threads_give_bit_identical_accumulators(world, shift, n_threads, data):
     assert _bits(one) == _bits(many)
 
 
+@given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(1, 400), st.integers(1, 3),
+       st.data())
+def test_grouped_folds_give_bit_identical_accumulators(world, shift, group_rows, n_threads, data):
+    """Property: batches folded in groups of any size (sparse blocks in user order) equal the
+    plain pass, one batch at a time in input order, byte for byte."""
+    n_users, uidx, ts, ev, ch, val = world
+    n = len(uidx)
+    perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
+    splits = data.draw(st.lists(st.integers(0, n), max_size=5)) if n else []
+    plain, _, _ = _run(n_users, uidx, ts, ev, ch, val, splits, perm, False, n_threads=1)
+    grouped, _, _ = _run(n_users, uidx, ts, ev, ch, val, splits, perm, True, group_rows=group_rows,
+                         n_threads=n_threads, block_shift=shift)
+    assert _bits(plain) == _bits(grouped)
+
+
 def test_threads_and_partition_are_bit_identical_at_scale():
     # given 10 blocks of users and 400k events in random order, with heavy and idle users
     rng = np.random.default_rng(5)
@@ -128,9 +178,10 @@ def test_threads_and_partition_are_bit_identical_at_scale():
     ch = np.where(ev >= 2, rng.integers(0, 3, n), -1).astype(np.int8)
     val = np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 10.0, n))
     splits = [150_000, 151_000]
-    # when folded by one thread, by two and three, and without the partition
-    runs = [_run(n_users, uidx, ts, ev, ch, val, splits, np.arange(n), partition=p, n_threads=t)[0]
-            for p, t in ((True, 1), (True, 2), (True, 3), (False, 1))]
+    # when folded by one thread, by two and three, without the partition, and in groups of batches
+    runs = [_run(n_users, uidx, ts, ev, ch, val, splits, np.arange(n), partition=p, n_threads=t, group_rows=g)[0]
+            for p, t, g in ((True, 1, 0), (True, 2, 0), (True, 3, 0), (False, 1, 0), (True, 2, 300_000),
+                            (True, 1, 1 << 22))]
     # then all four hold the same bytes, the decayed float histograms included
     want = _bits(runs[0])
     for acc in runs[1:]:
