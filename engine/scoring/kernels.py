@@ -134,7 +134,7 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
                 first_act[u] = t
             if t > last_act[u]:
                 last_act[u] = t
-            d = t // 86400 - day0
+            d = (np.int64(np.uint64(t) // np.uint64(86400)) if t >= 0 else t // 86400) - day0
             if d >= 0 and d < n_words * 64:
                 day_bits[u, d >> 6] |= np.uint64(1) << np.uint64(d & 63)
                 if t < first_act_window[u]:
@@ -182,19 +182,29 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
         elif e == COMPLAINT and c >= 0:
             suppressed[u, c] |= SUPPRESS_COMPLAINT
         if e == OPEN or e == CLICK or e == SESSION:
-            h = (t - off_t0) // OFFSET_STEP
+            h = t - off_t0
             if h < 0:
                 h = 0
-            elif h >= n_hours:
-                h = n_hours - 1
+            else:
+                h = np.int64(np.uint64(h) // np.uint64(OFFSET_STEP))
+                if h >= n_hours:
+                    h = n_hours - 1
             z = user_tz[u]
-            o = off_day[z, h // OFFSET_GROUP]  # small (cache-resident); the full table only on a change day
+            # small (cache-resident); the full table only on a change day
+            o = off_day[z, np.uint64(h) // np.uint64(OFFSET_GROUP)]
             if o == MIXED_OFFSET:
                 o = off_table[z, h]
             local = t + o
             w = np.float32(np.exp(-decay_per_s * age))
-            hour_hist[u, (local // 3600) % 24] += w
-            wd_hist[u, ((local // 86400) + 3) % 7] += w
+            # the divisions as unsigned where they may (a multiply and shift, without the sign fix-ups of
+            # floor division), with the same results
+            if local >= 0:
+                ul = np.uint64(local)
+                hour_hist[u, (ul // np.uint64(3600)) % np.uint64(24)] += w
+                wd_hist[u, (ul // np.uint64(86400) + np.uint64(3)) % np.uint64(7)] += w
+            else:
+                hour_hist[u, (local // 3600) % 24] += w
+                wd_hist[u, ((local // 86400) + 3) % 7] += w
             eng_count[u] += 1
 
 
@@ -296,7 +306,7 @@ def day_offsets(off_table):
 #: Users per block: 2048 users' state (~0.45 KB each) is ~0.9 MB, one core's L2.
 BLOCK_SHIFT = 11
 #: A block with fewer events than this many per user is folded in user order (:func:`_fold_blocks`).
-SORT_BELOW_PER_USER = 8
+SORT_BELOW_PER_USER = 5
 #: Events folded at once by a :class:`Folder`: this many per user, at most :data:`GROUP_MAX_ROWS`.
 GROUP_ROWS_PER_USER = 4
 GROUP_MAX_ROWS = 1 << 22

@@ -271,3 +271,37 @@ def test_fused_pass_uses_each_instants_own_offset_across_dst(world, data):
     npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
     npt.assert_allclose(acc.wd_hist, ref["weekday"], rtol=1e-5, atol=1e-6)
     npt.assert_array_equal(acc.eng_count, ref["eng"])
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(-3 * 86400, 3 * 86400), st.sampled_from([0, 3, 4])),
+                max_size=40), st.sampled_from([False, True]))
+def test_instants_before_the_epoch_bin_as_floor_division_does(rows, partition):
+    """Property: sessions, opens and clicks on either side of 1970-01-01 land in the local hour
+    and weekday of floor division (the pass divides non-negative instants as unsigned)."""
+    # given engagement events around the epoch, in a zone at +05:30 and in UTC, weighed alike
+    as_of = 10 * 86400
+    n_users = 4
+    uidx = np.array([r[0] for r in rows], np.int64)
+    ts = np.array([r[1] for r in rows], np.int64)
+    ev = np.array([r[2] for r in rows], np.int8)
+    ch = np.where(ev == 0, -1, 0).astype(np.int8)
+    val = np.full(len(rows), np.nan)
+    user_tz = (np.arange(n_users) % 2).astype(np.int32)
+    off_t0 = -5 * 86400
+    table = np.zeros((2, 20 * 96), np.int32)
+    table[1, :] = 19800
+    acc = kernels.Accumulators.zeros(n_users, WINDOW)
+    day0 = -2
+    # when folded
+    kernels.accumulate(acc, EventBatch(uidx, ts, ev, ch, val), user_tz=user_tz, off_table=table, off_t0=off_t0,
+                       as_of=as_of, is_activity=IS_ACT, day0=day0, half_life_days=1e9, partition=partition,
+                       block_shift=0)
+    ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
+                                 as_of, IS_ACT, day0, acc.day_bits.shape[1] * 64,
+                                 lambda u, t: 19800 if user_tz[u] == 1 else 0, 1e9)
+    # then the histograms, counts and active days are the reference's
+    npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
+    npt.assert_allclose(acc.wd_hist, ref["weekday"], rtol=1e-5, atol=1e-6)
+    npt.assert_array_equal(acc.eng_count, ref["eng"])
+    npt.assert_array_equal(kernels.frequency_from_bits(acc.day_bits), ref["days"])
+    assert [_none(v) for v in acc.first_act_window] == ref["first_window"]
