@@ -31,14 +31,18 @@ _stamp: str | None = None
 
 def cache_path() -> Path | None:
     """``$WINBACK_CACHE_DIR`` (empty: no file), else ``$XDG_CACHE_HOME/winback``, else
-    ``~/.cache/winback``; the file ``phone-zones.json`` in it."""
+    ``~/.cache/winback``; in it one file per installed library, ``phone-zones-<stamp>.json``
+    (two environments on one machine, each with its own phonenumbers, do not take turns
+    rewriting one file)."""
     base = os.environ.get("WINBACK_CACHE_DIR")
     if base == "":
         return None
     if base is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         base = os.path.join(base, "winback")
-    return Path(base) / "phone-zones.json"
+    import hashlib
+
+    return Path(base) / f"phone-zones-{hashlib.sha256(_library_stamp().encode()).hexdigest()[:12]}.json"
 
 
 def _library_stamp() -> str:
