@@ -53,7 +53,7 @@ from numba import prange
 from engine.jit import njit, pjit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
-__all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "FatigueModel", "fit", "budget", "effective", "MIN_USERS_WITH_OPENS", "weekly_load",
+__all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "accumulate_arrays", "FatigueModel", "fit", "budget", "effective", "MIN_USERS_WITH_OPENS", "weekly_load",
            "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums"]
 
 WEEKS = 26
@@ -80,7 +80,17 @@ class FatigueAccumulators:
 
 def accumulate(acc: FatigueAccumulators, batch, as_of: int) -> None:
     """Add one :class:`engine.io.readers.EventBatch` (any order, any split) to ``acc``."""
-    _accumulate(batch.uidx, batch.ts, batch.event, np.int64(as_of), acc.sends, acc.opens, acc.stop_week)
+    accumulate_arrays(acc, batch.uidx, batch.ts, batch.event, as_of)
+
+
+def accumulate_arrays(acc: FatigueAccumulators, uidx: np.ndarray, ts: np.ndarray, event: np.ndarray,
+                      as_of: int) -> None:
+    """Add events (user index, epoch s, event code) to ``acc``.  The counts saturate and the
+    stop week is a minimum, so the result is the same in any order and split: the fused pass
+    hands its events over in user-block order (``kernels.Folder(also=...)``), where the
+    per-user rows it updates are close in memory (20M events over 1M users: 0.28-0.39 s in
+    time order, 0.12 s in block order)."""
+    _accumulate(uidx, ts, event, np.int64(as_of), acc.sends, acc.opens, acc.stop_week)
 
 
 @njit

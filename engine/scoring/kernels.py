@@ -340,6 +340,10 @@ class Folder:
     blocks of users and it has at least 16 events per block; otherwise it is folded
     alone, in input order, after the ones waiting.  The sort and the fold run on
     ``n_threads`` threads (default :func:`threads`); no two threads touch one user.
+    ``also(uidx, ts, event)``, when given, sees every event once: each batch folded alone,
+    else a group's events in block order (so an accumulator whose result does not depend
+    on the order of events, :func:`engine.scoring.fatigue_model.accumulate_arrays`, reads
+    each block's users while they are close in memory).
     Every user's events are folded in input order whatever the threads, the groups and
     the partition, so the result is bit-identical (float sums included) for any
     ``n_threads``, ``partition``, ``group_rows`` and batch split.
@@ -347,8 +351,10 @@ class Folder:
 
     def __init__(self, acc: Accumulators, *, user_tz: np.ndarray, off_table: np.ndarray, off_t0: int, as_of: int,
                  is_activity: np.ndarray, day0: int, half_life_days: float, partition: bool | None = None,
-                 n_threads: int | None = None, block_shift: int = BLOCK_SHIFT, group_rows: int | None = None):
+                 n_threads: int | None = None, block_shift: int = BLOCK_SHIFT, group_rows: int | None = None,
+                 also=None):
         n_users = acc.first_act.shape[0]
+        self._also = also
         self._shift = np.int64(block_shift)
         self._n_blocks = (n_users >> block_shift) + 1
         self._partition = partition
@@ -388,6 +394,8 @@ class Folder:
         if not partition:
             self.flush()
             _kernel(batch.uidx, batch.ts, batch.event, batch.channel, *self._args, batch.value)
+            if self._also is not None:
+                self._also(batch.uidx, batch.ts, batch.event)
             return
         if self._n_threads is None:  # (asking numba starts its thread pool: only here, where it is used)
             self._n_threads = threads()
@@ -413,6 +421,8 @@ class Folder:
         for (b, _), o in zip(waiting, offs):
             scatter(b.uidx, b.ts, b.event, b.channel, b.value, self._shift, o, u2, t2, e2, c2, v2)
         del waiting
+        if self._also is not None:
+            self._also(u2[:n], t2[:n], e2[:n])
         n_threads = max(1, int(self._n_threads))
         if n_threads == 1:
             _fold_blocks(np.int64(0), np.int64(self._n_blocks), starts, self._shift, self._sort_below, perm,

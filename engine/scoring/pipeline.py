@@ -227,7 +227,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
     pending = None
     folder = kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
-                            is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days)
+                            is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days,
+                            also=lambda uidx, ts, ev: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of))
     try:
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
                                  batch_rows=batch_rows, progress=progress, read_ahead=2):
@@ -236,8 +237,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
             if pool is not None:
                 pending = pool.submit(affinity.accumulate_items, item_acc, batch, cat, as_of=as_of,
                                       half_life_days=cfg.affinity_half_life_days)
-            folder.add(batch)
-            fatigue_model.accumulate(fat, batch, as_of)
+            folder.add(batch)  # also the fatigue counts (fat)
             n_events += len(batch)
         folder.flush()
         if pending is not None:

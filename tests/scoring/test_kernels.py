@@ -305,3 +305,25 @@ def test_instants_before_the_epoch_bin_as_floor_division_does(rows, partition):
     npt.assert_array_equal(acc.eng_count, ref["eng"])
     npt.assert_array_equal(kernels.frequency_from_bits(acc.day_bits), ref["days"])
     assert [_none(v) for v in acc.first_act_window] == ref["first_window"]
+
+
+@given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(0, 400), st.booleans(), st.data())
+def test_events_handed_to_also_give_the_fatigue_counts_of_every_batch(world, shift, group_rows, part, data):
+    """Property: the fatigue counts taken from the Folder's ``also`` (each event once, in
+    block order when grouped) equal fatigue_model.accumulate over the batches as read."""
+    from engine.scoring import fatigue_model as fm
+
+    n_users, uidx, ts, ev, ch, val = world
+    n = len(uidx)
+    perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
+    splits = data.draw(st.lists(st.integers(0, n), max_size=5)) if n else []
+    want = fm.FatigueAccumulators.zeros(n_users)
+    bounds = [0, *sorted(splits), n]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        p = perm[lo:hi]
+        fm.accumulate(want, EventBatch(uidx[p], ts[p], ev[p], ch[p], val[p]), AS_OF)
+    got = fm.FatigueAccumulators.zeros(n_users)
+    _run(n_users, uidx, ts, ev, ch, val, splits, perm, part, group_rows=group_rows, block_shift=shift,
+         also=lambda u, t, e: fm.accumulate_arrays(got, u, t, e, AS_OF))
+    assert np.array_equal(got.sends, want.sends) and np.array_equal(got.opens, want.opens)
+    assert np.array_equal(got.stop_week, want.stop_week)
