@@ -291,10 +291,11 @@ def infer_timezones(timezone: pa.Array | None, phone: pa.Array | None, n: int | 
     A valid IANA ``timezone`` is kept (``given``).  A missing or invalid one is inferred
     from the phone number's country and prefix (``phone``, via the ``phonenumbers``
     library: only when the number maps to exactly one zone; +34 mobiles, Canary or
-    Madrid, do not; answers remembered between runs, :mod:`engine.phonezones`).  Else the zone is null (``default``).  Scoring then infers it from the
-    user's engagement hours where the evidence is strong (``hours``, :mod:`engine.scoring.tzhours`);
-    a user still without one has their hours learned in its ``--default-timezone`` and planning
-    sends in the campaign's timezone at the same UTC instant (see ``engine.planning.steps``).
+    Madrid, do not; answers remembered between runs, :mod:`engine.phonezones`).  Else the
+    zone is null (``default``).  Scoring then infers it from the user's engagement hours
+    where the evidence is strong (``hours``, :mod:`engine.scoring.tzhours`); a user still
+    without one has their hours learned in its ``--default-timezone`` and planning sends in
+    the campaign's timezone at the same UTC instant (see ``engine.planning.steps``).
     """
     import pyarrow.compute as pc
 
