@@ -47,9 +47,9 @@ import math
 
 import numpy as np
 
-from engine.io.meta import SCORE, read_meta
 from numba import prange
 
+from engine.io.meta import SCORE, read_meta
 from engine.jit import njit, pjit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
@@ -273,19 +273,29 @@ def budget(beta_u: np.ndarray, q_u: np.ndarray, sends_window: np.ndarray, compla
 _PAIR = 64  # weekly counts above this share the last bin of the exposure histogram
 
 
+def answered(acc: FatigueAccumulators, chunk: int = 1 << 16) -> np.ndarray:
+    """Per user: whether any message was answered (an open within the week's sends, O_u > 0),
+    in blocks of ``chunk`` users so that no [users, weeks] copy is ever whole."""
+    n = len(acc.sends)
+    has = np.zeros(n, bool)
+    for i in range(0, n, chunk):
+        has[i:i + chunk] = (np.minimum(acc.opens[i:i + chunk], acc.sends[i:i + chunk]) > 0).any(axis=1)
+    return has
+
+
 def part_stats(acc: FatigueAccumulators) -> dict:
     """What the population fit needs from one partition, mergeable by :func:`fit_stats`: the weekly
     counts of users with an open (they alone inform beta), a histogram of every user-week's
     (s_w, s_(w+1)) for the exposure sums, and the number of users who unsubscribed or complained."""
-    o = np.minimum(acc.opens, acc.sends)
-    has = o.any(axis=1)
+    has = answered(acc)
     pairs = np.zeros(_PAIR * _PAIR, np.int64)
     for i in range(0, len(acc.sends), 1 << 16):  # blocks of users: no int32 [users, weeks] copy
         s = np.minimum(acc.sends[i:i + (1 << 16)], _PAIR - 1)
         code = s.astype(np.int32) * _PAIR
         code[:, :-1] += s[:, 1:]
         pairs += np.bincount(code[s > 0], minlength=_PAIR * _PAIR)
-    return {"sends": acc.sends[has], "opens": o[has], "pairs": pairs.reshape(_PAIR, _PAIR),
+    return {"sends": acc.sends[has], "opens": np.minimum(acc.opens[has], acc.sends[has]),
+            "pairs": pairs.reshape(_PAIR, _PAIR),
             "stopped": int((acc.stop_week >= 0).sum())}
 
 
@@ -331,9 +341,7 @@ def user_params(acc: FatigueAccumulators, pop: dict) -> tuple[np.ndarray, np.nda
     alone: the same numbers, on the 30 % of a 1M-user history that answered, a third of a
     second less."""
     n = len(acc.sends)
-    has = np.zeros(n, bool)
-    for i in range(0, n, 1 << 16):  # blocks of users: no [users, weeks] copy
-        has[i:i + (1 << 16)] = (np.minimum(acc.opens[i:i + (1 << 16)], acc.sends[i:i + (1 << 16)]) > 0).any(axis=1)
+    has = answered(acc)
     S, I, O = np.zeros(n), np.zeros(n), np.zeros(n)
     S[has], I[has], _, O[has] = user_sums(acc.sends[has], acc.opens[has], pop["beta"])
     beta_u = pop["beta"] + S / (I + 1.0 / pop["sigma"] ** 2)
