@@ -295,7 +295,7 @@ class Release:
             pol = self._policy(cid)
             rules[cid] = (now - float(pol.get("window_days", 7)) * 86400.0, int(pol.get("max_messages", 3)),
                           pol.get("channel_caps") or {}, pol.get("complaint_suppresses", "all") == "all",
-                          0.0 if self.now_mode else float(pol.get("min_gap_hours") or 0.0) * 3600.0)
+                          0.0 if self.now_mode else self._gap(cid))
         # another campaign's message keeps the larger of the two campaigns' gaps (each one's promise)
         gaps = {} if self.now_mode else self._gaps()
         widest = max(gaps.values(), default=0.0)
@@ -364,11 +364,14 @@ class Release:
                 out = at + g
         return out
 
+    def _gap(self, cid) -> float:
+        """The campaign's ``min_gap_hours`` in seconds (0: none recorded)."""
+        return float(self._policy(cid).get("min_gap_hours") or 0.0) * 3600.0
+
     def _gaps(self) -> dict:
-        """campaign -> its ``min_gap_hours`` in seconds, for every campaign the ledger knows."""
+        """campaign -> :meth:`_gap`, for every campaign the ledger knows (asked once per run)."""
         if self._gap_of is None:
-            self._gap_of = {cid: float(((meta or {}).get("policy") or {}).get("min_gap_hours") or 0.0) * 3600.0
-                            for cid, meta in self.policies.items()}
+            self._gap_of = {cid: self._gap(cid) for cid in self.policies}
         return self._gap_of
 
     def _write(self, retime: list[tuple], skip: list[tuple], keep: list[tuple], now: float) -> None:
