@@ -27,10 +27,11 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from engine import cachefile
 
 __all__ = ["install", "elf_defined_symbols", "NRT_CACHE_DIR"]
 
@@ -102,7 +103,7 @@ def _lazy_shared_module(library_class, ll) -> None:
     library_class._shared_module = property(get, put)
 
 
-def _light_unserialize(library_class, codegen_mod) -> None:
+def _light_unserialize(library_class) -> None:
     """Load a cached ``'object'`` library without parsing its bitcode (see the module doc)."""
     full = library_class._unserialize
     if getattr(full, "_winback_light", False):
@@ -131,7 +132,7 @@ def _light_unserialize(library_class, codegen_mod) -> None:
     library_class._unserialize = classmethod(_unserialize)
 
 
-def _cache_file(codegen) -> Path | None:
+def _cache_file(codegen) -> Path:
     import llvmlite
     import numba
 
@@ -165,17 +166,8 @@ def _cached_nrt(nrtdynmod) -> None:
             state = library.serialize_using_object_code()
         except Exception:  # noqa: BLE001
             return full(ctx)
-        try:  # written whole or not at all; a read-only install simply compiles each time
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-            os.replace(tmp, path)
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except (OSError, UnboundLocalError):
-                pass
+        # a read-only install simply compiles it in every process
+        cachefile.write_quietly(path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         return library
 
     compile_nrt_functions._winback_cached = True
@@ -230,7 +222,7 @@ def install() -> None:
     if not hasattr(codegen.JitEngine, "_load_defined_symbols"):
         return  # pragma: no cover
     _lazy_shared_module(library_class, ll)
-    _light_unserialize(library_class, codegen)
+    _light_unserialize(library_class)
     if all(hasattr(nrtdynmod, n) for n in ("compile_nrt_functions", "create_nrt_module")):
         _cached_nrt(nrtdynmod)
     if all(hasattr(environment, n) for n in ("_rebuild_env", "lookup_environment", "Environment")):

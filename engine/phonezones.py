@@ -12,11 +12,13 @@ is simply rebuilt; ``WINBACK_CACHE_DIR=""`` turns the file off.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from engine import cachefile
 
 __all__ = ["zones_for", "cache_path", "save", "PREFIX"]
 
@@ -40,8 +42,6 @@ def cache_path() -> Path | None:
     if base is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         base = os.path.join(base, "winback")
-    import hashlib
-
     return Path(base) / f"phone-zones-{hashlib.sha256(_library_stamp().encode()).hexdigest()[:12]}.json"
 
 
@@ -112,16 +112,5 @@ def save() -> None:
     if not _dirty or path is None or _answers is None:
         return
     _dirty = False
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"library": _library_stamp(), "zones": _answers}, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    data = json.dumps({"library": _library_stamp(), "zones": _answers}, separators=(",", ":"))
+    cachefile.write_quietly(path, data.encode())
