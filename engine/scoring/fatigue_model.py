@@ -54,7 +54,7 @@ from engine.jit import njit, pjit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
 __all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "accumulate_arrays", "FatigueModel", "fit", "budget", "effective", "MIN_USERS_WITH_OPENS", "weekly_load",
-           "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums"]
+           "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums", "answered"]
 
 WEEKS = 26
 _WEEK = 7 * SECONDS_PER_DAY
