@@ -624,3 +624,25 @@ def day_offsets(off_table, group, mixed):
         parts = [row[i:i + group] for i in range(0, len(row), group)]
         out.append([p[0] if len(set(p)) == 1 else mixed for p in parts])
     return np.array(out, np.int32).reshape(len(off_table), -1)
+
+
+def fatigue_pairs(sends, P):
+    """engine.scoring.fatigue_model.pair_counts: each user-week with sends, one at a time."""
+    pairs = np.zeros((P, P), np.int64)
+    for row in np.asarray(sends).tolist():
+        for j, s in enumerate(row):
+            s = min(s, P - 1)  # clipped first: with P = 1 nothing counts
+            if s > 0:
+                nxt = row[j + 1] if j + 1 < len(row) else 0
+                pairs[s, min(nxt, P - 1)] += 1
+    return pairs
+
+
+def class_runs(keys, lapsed):
+    """engine.scoring.lapse_learned.class_runs on ``keys << 1 | lapsed``: a dict of counts per key."""
+    counts: dict[int, list[float]] = {}
+    for k, lap in zip(np.asarray(keys).tolist(), np.asarray(lapsed).tolist()):
+        c = counts.setdefault(k, [0.0, 0.0])
+        c[0 if lap else 1] += 1.0
+    uk = sorted(counts)
+    return (np.array(uk, np.int64), np.array([counts[k][0] for k in uk]), np.array([counts[k][1] for k in uk]))

@@ -54,7 +54,7 @@ from engine.jit import njit, pjit
 from engine.schema import COMPLAINT, OPEN, SECONDS_PER_DAY, SEND, UNSUBSCRIBE
 
 __all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "accumulate_arrays", "FatigueModel", "fit", "budget", "effective", "MIN_USERS_WITH_OPENS", "weekly_load",
-           "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums", "answered"]
+           "part_stats", "fit_stats", "user_params", "campaign_budget", "user_sums", "answered", "pair_counts"]
 
 WEEKS = 26
 _WEEK = 7 * SECONDS_PER_DAY
@@ -283,19 +283,29 @@ def answered(acc: FatigueAccumulators, chunk: int = 1 << 16) -> np.ndarray:
     return has
 
 
+@njit
+def pair_counts(sends, P):
+    """Histogram [P, P] int64 of every user-week's (s_w, s_(w+1)) with s_w > 0, both clipped
+    to ``P - 1`` (the week after the last one counts 0); ``sends``: [users, weeks] uint8."""
+    pairs = np.zeros((P, P), np.int64)
+    n, w = sends.shape
+    for u in range(n):
+        for j in range(w):
+            s = min(np.int64(sends[u, j]), P - 1)
+            if s > 0:
+                nxt = min(np.int64(sends[u, j + 1]), P - 1) if j + 1 < w else 0
+                pairs[s, nxt] += 1
+    return pairs
+
+
 def part_stats(acc: FatigueAccumulators) -> dict:
     """What the population fit needs from one partition, mergeable by :func:`fit_stats`: the weekly
     counts of users with an open (they alone inform beta), a histogram of every user-week's
     (s_w, s_(w+1)) for the exposure sums, and the number of users who unsubscribed or complained."""
     has = answered(acc)
-    pairs = np.zeros(_PAIR * _PAIR, np.int64)
-    for i in range(0, len(acc.sends), 1 << 16):  # blocks of users: no int32 [users, weeks] copy
-        s = np.minimum(acc.sends[i:i + (1 << 16)], _PAIR - 1)
-        code = s.astype(np.int32) * _PAIR
-        code[:, :-1] += s[:, 1:]
-        pairs += np.bincount(code[s > 0], minlength=_PAIR * _PAIR)
-    return {"sends": acc.sends[has], "opens": np.minimum(acc.opens[has], acc.sends[has]),
-            "pairs": pairs.reshape(_PAIR, _PAIR),
+    sends, opens = acc.sends[has], acc.opens[has]
+    np.minimum(opens, sends, out=opens)
+    return {"sends": sends, "opens": opens, "pairs": pair_counts(acc.sends, np.int64(_PAIR)),
             "stopped": int((acc.stop_week >= 0).sum())}
 
 
@@ -309,7 +319,7 @@ def fit_stats(stats: list[dict]) -> dict:
     load = 0.5 * np.maximum(sw - 1.0, 0.0) + 0.5 * sp
     exposure = float((pairs * sw * (1.0 + load)).sum())
     expected = float((pairs * sw * np.exp(-beta * load)).sum())
-    opened = float(opens.astype(np.float64).sum())
+    opened = float(opens.sum(dtype=np.int64))  # (a float64 copy of [users, weeks] cost 0.3 s at 1M users)
     stopped = sum(st["stopped"] for st in stats)
     return {"beta": beta, "sigma": float(np.sqrt(sigma2)), "unsubscribe_per_message": stopped / exposure if exposure else 0.0,
             "response": opened / expected if expected else 0.0, "users_with_opens": int((O > 0).sum()),

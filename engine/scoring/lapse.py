@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
 
-from engine.jit import njit
+from engine.jit import pjit
 from engine.scoring.bgnbd import _cond_numerator, _p_alive_one
 
 __all__ = ["user_scores", "lapse_risk", "pareto_scores", "scores_for"]
@@ -67,7 +68,7 @@ def _user_scores(params, x, t_x, T, repeat, T0, horizon_days, with_expected):
     return p_alive, exp30, np.clip(risk, 0.0, 1.0)
 
 
-@njit
+@pjit
 def _forms(t, H, x, t_x, T, r, alpha, a, b, with_expected):
     """Per user P(alive), E[X(T, T+t]] (0 unless ``with_expected``) and P(none in (T, T+H]) in one
     pass: the numbers of :class:`engine.scoring.bgnbd.BGNBD`'s ``p_alive``, ``expected`` and
@@ -76,7 +77,7 @@ def _forms(t, H, x, t_x, T, r, alpha, a, b, with_expected):
     pa_out = np.empty(n)
     ex_out = np.zeros(n)
     none_out = np.empty(n)
-    for i in range(n):
+    for i in prange(n):  # users are independent: the same numbers on any number of threads
         pa = _p_alive_one(x[i], t_x[i], T[i], r, alpha, a, b)
         pa_out[i] = pa
         if with_expected:

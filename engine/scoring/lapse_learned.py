@@ -56,16 +56,17 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numba import prange
 
 from engine.errors import ModelError
-from engine.jit import njit
+from engine.jit import njit, pjit
 from engine.schema import SECONDS_PER_DAY
 from engine.scoring import lapse
 from engine.scoring import lapse_models
 from engine.scoring.bgnbd import BGNBD
 from engine.scoring.bgnbd_rows import compress
 
-__all__ = ["cut_summary", "part_stats", "merge_stats", "Cut", "fit_logistic", "newton_terms", "predict_logistic", "weighted_auc",
+__all__ = ["cut_summary", "class_runs", "part_stats", "merge_stats", "Cut", "fit_logistic", "newton_terms", "predict_logistic", "weighted_auc",
            "choose", "apply", "FEATURES", "MIN_CLASS", "MODES", "CHECK_ROWS", "PARETO_MARGIN"]
 
 FEATURES = ("log_p_active", "log_days_inactive", "log_frequency", "log_tenure")
@@ -108,7 +109,7 @@ def _mask_below(k):
     return (np.uint64(1) << np.uint64(k)) - np.uint64(1)
 
 
-@njit
+@pjit
 def cut_summary(day_bits, end, horizon):
     """Per user, over bits ``0 .. end-1`` of the active-day bitset ([n, W] uint64, bit ``d`` of
     word ``d >> 6`` = day ``d``): the number of set bits, the first and last set index (-1 when
@@ -122,7 +123,7 @@ def cut_summary(day_bits, end, horizon):
     last = np.full(n, -1, np.int32)
     later = np.zeros(n, np.bool_)
     stop = end + horizon
-    for u in range(n):
+    for u in prange(n):  # users are independent: the same result on any number of threads
         for j in range(w):
             word = day_bits[u, j]
             if word == 0:
@@ -166,12 +167,40 @@ def part_stats(day_bits, *, as_of: int, day0: int, horizon_days: float, mode: st
     return {"e0": e0, "day0": int(day0), "H": H, "cuts": cuts}
 
 
+@njit
+def class_runs(marked):
+    """Sorted ``key << 1 | lapsed`` values -> the unique keys and per key how many were lapsed
+    (low bit 1) and how many came back (low bit 0), as float64."""
+    n = marked.shape[0]
+    uk = np.empty(n, np.int64)
+    lap = np.zeros(n)
+    bak = np.zeros(n)
+    g = -1
+    for i in range(n):
+        k = marked[i] >> 1
+        if g < 0 or k != uk[g]:
+            g += 1
+            uk[g] = k
+        if marked[i] & 1:
+            lap[g] += 1.0
+        else:
+            bak[g] += 1.0
+    return uk[:g + 1].copy(), lap[:g + 1].copy(), bak[:g + 1].copy()
+
+
 def _unique_rows(keys, lapsed, n_lapsed=None, n_back=None):
-    """Sorted unique keys and the summed class counts (one user per row when counts are None)."""
+    """Sorted unique keys and the summed class counts (one user per row when counts are None).
+
+    One user per row: a sort of ``key << 1 | lapsed`` and one walk (:func:`class_runs`), a third
+    of ``np.unique(return_inverse=True)`` and two bincounts (1M users: 0.18 s)."""
+    if n_lapsed is None and (keys.size == 0 or (keys.min() >= 0 and keys.max() < (1 << 62))):
+        marked = (keys << 1) | lapsed.astype(np.int64)
+        marked.sort()
+        return class_runs(marked)
     uk, inv = np.unique(keys, return_inverse=True)
     lap = lapsed.astype(np.float64) if n_lapsed is None else n_lapsed
     bak = (~lapsed).astype(np.float64) if n_back is None else n_back
-    return uk, np.bincount(inv, lap, len(uk)), np.bincount(inv, bak, len(uk))
+    return uk, np.bincount(inv, lap, len(uk)).astype(np.float64), np.bincount(inv, bak, len(uk)).astype(np.float64)
 
 
 def merge_stats(stats: list) -> dict | None:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +60,7 @@ from engine.scoring import lapse_models
 from engine.scoring import sendtime
 from engine.scoring import tzhours
 from engine.scoring.bgnbd import BGNBD, compress
+from engine.scoring.bgnbd_rows import compress_for_fit
 from engine.errors import ModelError
 from engine.io.readers import iter_events, load_users
 from engine.schema import (NEVER, ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, LIFECYCLE,
@@ -107,9 +108,10 @@ def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=N
     cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
-    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:  # the lapse choice beside the fits
-        pop = reduce_stats([part.stats], cfg, pool=pool)
-    out = finalize(part, pop)
+    # the lapse choice runs on a thread beside the fits, and beside finalize's columns that do not need it
+    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:
+        pop = reduce_stats([part.stats], cfg, pool=pool, defer=True)
+        out = finalize(part, pop)
     meta = summary_of(out)
     meta["seconds"] = round(time.perf_counter() - t_start, 3)
     return _with_meta(out, meta)
@@ -183,6 +185,20 @@ class Population:
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
     pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto, when Pareto/NBD scores
+    #: ``reduce_stats(defer=True)``: (the lapse choice's Future, the merged BG/NBD rows, penalizer)
+    #: until :meth:`settle` waits for it
+    pending: tuple | None = None
+
+    def settle(self) -> "Population":
+        """Wait for a deferred lapse choice (``reduce_stats(defer=True)``) and fit Pareto/NBD on
+        the merged rows when it chose Pareto/NBD; a no-op otherwise."""
+        if self.pending is not None:
+            later, rows, penalizer = self.pending
+            self.pending = None
+            self.lapse_model = later.result()
+            if self.lapse_model["used"] == "pareto":  # fitted on everything only when it scores
+                self.pareto = lapse_models.fit_pareto(*rows, penalizer)
+        return self
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -251,9 +267,11 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         with pa.memory_map(qe) as src:
             events_rejected = ipc.open_file(src).read_all().num_rows
     days_active = kernels.frequency_from_bits(acc.day_bits)
-    lapse_rows = lapse_learned.part_stats(acc.day_bits, as_of=as_of, day0=day0, horizon_days=cfg.horizon_days,
-                                          mode=cfg.lapse_model)
-    acc.day_bits = acc.day_bits[:0]  # spent (96 bytes a user): dropped before finalize
+    # the learned lapse model's rows (a sort of every user's key per cut) on a thread beside the other statistics
+    side = ThreadPoolExecutor(1, thread_name_prefix="winback-lapse-rows")
+    lapse_later = side.submit(lapse_learned.part_stats, acc.day_bits, as_of=as_of, day0=day0,
+                              horizon_days=cfg.horizon_days, mode=cfg.lapse_model)
+    side.shutdown(wait=False)
     in_window = days_active > 0
     first_day = np.where(in_window, acc.first_act_window // SECONDS_PER_DAY, 0)
     last_day = np.where(in_window, acc.last_act // SECONDS_PER_DAY, 0)
@@ -263,17 +281,23 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     hour_pop = sendtime.population_sums(acc.hour_hist, user_tz, len(zones))
     wd_pop = sendtime.population_sums(acc.wd_hist, user_tz, len(zones))
     keys = _rfm_keys(acc, as_of, x, in_window)
+    bgnbd_rows = compress_for_fit(x[in_window], t_x[in_window], T[in_window], None)
+    rfm = {k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()}
+    fatigue_stats = fatigue_model.part_stats(fat)
+    hour_spread = sendtime.mode_spread(acc.hour_hist)
+    lapse_rows = lapse_later.result()
+    acc.day_bits = acc.day_bits[:0]  # spent (96 bytes a user): dropped before finalize
     stats = PartStats(
-        bgnbd=tuple(compress(x[in_window], t_x[in_window], T[in_window])[:4]),
+        bgnbd=bgnbd_rows,
         hour_hist={z: hour_pop[i] for i, z in enumerate(zones)},
         wd_hist={z: wd_pop[i] for i, z in enumerate(zones)},
-        rfm={k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()},
+        rfm=rfm,
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
         addresses=u.addresses,
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
-        fatigue=fatigue_model.part_stats(fat), hour_spread=sendtime.mode_spread(acc.hour_hist),
+        fatigue=fatigue_stats, hour_spread=hour_spread,
         lapse=lapse_rows,
         tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"], zones, user_tz)
                     if "timezone_source" in table.column_names else None))
@@ -290,9 +314,12 @@ def _rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
     return {"r": -days_inactive, "f": np.where(in_window, x, np.nan), "m": monetary}
 
 
-def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None) -> Population:
+def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None,
+                 defer: bool = False) -> Population:
     """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows (``pool``: the lapse
-    model is chosen there beside the fits and sums here, the same result)."""
+    model is chosen there beside the fits and sums here, the same result; with ``defer`` the
+    Population is returned before that choice ends, and :meth:`Population.settle`, which
+    :func:`finalize` calls where it needs the choice, waits for it)."""
     lapse_rows = lapse_learned.merge_stats([s.lapse for s in stats])  # one partition's: as they are, at once
     kw = dict(as_of=cfg.as_of, horizon_days=cfg.horizon_days, penalizer=cfg.penalizer, mode=cfg.lapse_model)
     later = pool.submit(lapse_learned.choose, lapse_rows, **kw) if pool is not None else None
@@ -326,17 +353,18 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
         item_stats = (pop_, recent, prior, sum(s.item_events[0] for s in stats),
                       sum(s.item_events[1] for s in stats))
     fatigue_pop = fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None])
-    choice = later.result() if later is not None else lapse_learned.choose(lapse_rows, **kw)
-    # Pareto/NBD is fitted on everything only when it scores (engine.scoring.lapse_models)
-    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if choice["used"] == "pareto" else None
-    return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
+    if later is None:
+        later = Future()
+        later.set_result(lapse_learned.choose(lapse_rows, **kw))
+    pop = Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
                       fatigue=fatigue_pop,
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
-                      lapse_model=choice, pareto=pareto,
+                      lapse_model=None, pending=(later, (x, t_x, T, w), cfg.penalizer),
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
+    return pop if defer else pop.settle()
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
@@ -402,6 +430,14 @@ def _derive(part: Partial, pop: Population):
     since = np.where(acc.last_act != NEVER, acc.last_act,
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
+    # first what does not need the lapse choice, which may still be running (reduce_stats(defer=True))
+    pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
+    pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
+    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
+                                   pop.hour_spread)
+    acc.hour_hist = acc.wd_hist = None
+    beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
+    pop.settle()
     choice = dict(pop.lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"})
     closed, closed_warning = lapse_models.closed_form_of(choice, pop.model, getattr(pop, "pareto", None))
     p_alive, exp30, risk = lapse.scores_for(closed, x, t_x, T, rep, T0, cfg.horizon_days)
@@ -446,11 +482,6 @@ def _derive(part: Partial, pop: Population):
     cols["p_alive"] = pa.array(p_alive)
     cols["lapse_risk"] = pa.array(risk)
     cols["expected_active_days_30d"] = pa.array(exp30)
-    pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
-    pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
-    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
-                                   pop.hour_spread)
-    acc.hour_hist = acc.wd_hist = None
     nxt = next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
@@ -462,7 +493,6 @@ def _derive(part: Partial, pop: Population):
     complained = (acc.suppressed & kernels.SUPPRESS_COMPLAINT).any(axis=1)
     cols["complained"] = pa.array(complained)  # on any channel: planning stops every marketing channel
     recent = acc.sends7 if cfg.policy_window_days == 7 else acc.sends30
-    beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
     cols["fatigue_sensitivity"], cols["fatigue_response"] = pa.array(beta_u), pa.array(q_u)
     fatigue_used, fatigue_warning = fatigue_model.effective(cfg.fatigue, pop.fatigue)
     cols["fatigue_budget"] = pa.array(

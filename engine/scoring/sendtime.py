@@ -39,12 +39,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
 
-from engine.jit import njit
+from engine.jit import njit, pjit
 
 __all__ = ["population_histograms", "population_sums", "population_shares", "best_times",
            "best_times_given", "mode_spread", "fit_spread", "RICH_MIN"]
 
+_CHUNK = 4096  # users per task of the parallel kernels
 RICH_MIN = 10.0  # decayed engagements from which a user's own mode informs the spread
 
 
@@ -104,37 +106,38 @@ def _share(pop: np.ndarray) -> np.ndarray:
     return share
 
 
-@njit
+@pjit
 def _best(hour_hist, wd_hist, user_tz, pop_h, pop_w, k):
     """Per user: argmax of the posteriors (first maximum wins) and the confidence."""
     n = hour_hist.shape[0]
     best_h = np.empty(n, np.int8)
     best_w = np.empty(n, np.int8)
     conf = np.empty(n, np.float32)
-    post = np.empty(24)
-    for u in range(n):
-        z = user_tz[u]
-        total = 0.0
-        evidence = 0.0
-        bh = 0
-        for h in range(24):
-            x = np.float64(hour_hist[u, h])
-            evidence += x
-            post[h] = x + k * pop_h[z, h]
-            total += post[h]
-            if post[h] > post[bh]:
-                bh = h
-        bw = 0
-        best_wv = np.float64(wd_hist[u, 0]) + k * pop_w[z, 0]
-        for d in range(1, 7):
-            v = np.float64(wd_hist[u, d]) + k * pop_w[z, d]
-            if v > best_wv:
-                best_wv = v
-                bw = d
-        around = post[bh] + post[(bh + 1) % 24] + post[(bh + 23) % 24]
-        best_h[u] = bh
-        best_w[u] = bw
-        conf[u] = evidence / (evidence + k) * around / total if total > 0 else 0.0
+    for c in prange((n + _CHUNK - 1) // _CHUNK):  # chunks of users on every core, one scratch each
+        post = np.empty(24)
+        for u in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            z = user_tz[u]
+            total = 0.0
+            evidence = 0.0
+            bh = 0
+            for h in range(24):
+                x = np.float64(hour_hist[u, h])
+                evidence += x
+                post[h] = x + k * pop_h[z, h]
+                total += post[h]
+                if post[h] > post[bh]:
+                    bh = h
+            bw = 0
+            best_wv = np.float64(wd_hist[u, 0]) + k * pop_w[z, 0]
+            for d in range(1, 7):
+                v = np.float64(wd_hist[u, d]) + k * pop_w[z, d]
+                if v > best_wv:
+                    best_wv = v
+                    bw = d
+            around = post[bh] + post[(bh + 1) % 24] + post[(bh + 23) % 24]
+            best_h[u] = bh
+            best_w[u] = bw
+            conf[u] = evidence / (evidence + k) * around / total if total > 0 else 0.0
     return best_h, best_w, conf
 
 
@@ -232,32 +235,35 @@ def fit_spread(spreads: list) -> dict | None:
     return {"rho": rho, "sigma": round(sigma, 2), "kernel": _kernel(sigma).tolist()}
 
 
-@njit
+@pjit
 def _kernel_hours(hour_hist, user_tz, logmix, log_prior, pop_h, k, best_h, conf):
     """In place, users with evidence: best_h = argmax of the hierarchical posterior over the preferred
     hour (``logmix[z, h, h*]`` = log(rho K(h - h*) + (1 - rho) pop_z[h])); conf recomputed around it."""
-    lp = np.empty(24)
-    for u in range(hour_hist.shape[0]):
-        n = 0.0
-        for h in range(24):
-            n += hour_hist[u, h]
-        if not n > 0.0:
-            continue
-        z = user_tz[u]
-        for hs in range(24):
-            lp[hs] = log_prior[z, hs]
-        for h in range(24):
-            x = np.float64(hour_hist[u, h])
-            if x > 0.0:
-                for hs in range(24):
-                    lp[hs] += x * logmix[z, h, hs]
-        bh = 0
-        for hs in range(1, 24):
-            if lp[hs] > lp[bh]:
-                bh = hs
-        best_h[u] = bh
-        around = 0.0
-        for d in (23, 0, 1):
-            hh = (bh + d) % 24
-            around += np.float64(hour_hist[u, hh]) + k * pop_h[z, hh]
-        conf[u] = n / (n + k) * around / (n + k)
+    n_users = hour_hist.shape[0]
+    n_chunks = (n_users + _CHUNK - 1) // _CHUNK
+    for c in prange(n_chunks):  # users are independent: chunks of them on every core, one scratch each
+        lp = np.empty(24)
+        for u in range(c * _CHUNK, min(n_users, (c + 1) * _CHUNK)):
+            n = 0.0
+            for h in range(24):
+                n += hour_hist[u, h]
+            if not n > 0.0:
+                continue
+            z = user_tz[u]
+            for hs in range(24):
+                lp[hs] = log_prior[z, hs]
+            for h in range(24):
+                x = np.float64(hour_hist[u, h])
+                if x > 0.0:
+                    for hs in range(24):
+                        lp[hs] += x * logmix[z, h, hs]
+            bh = 0
+            for hs in range(1, 24):
+                if lp[hs] > lp[bh]:
+                    bh = hs
+            best_h[u] = bh
+            around = 0.0
+            for d in (23, 0, 1):
+                hh = (bh + d) % 24
+                around += np.float64(hour_hist[u, hh]) + k * pop_h[z, hh]
+            conf[u] = n / (n + k) * around / (n + k)

@@ -36,6 +36,13 @@ def test_weekly_counts_match_the_naive_twin_in_any_batch_split(rows, n_batches):
     np.testing.assert_array_equal(acc.stop_week, np.array(stop))
 
 
+@given(st.lists(st.lists(st.integers(0, 255), min_size=4, max_size=4), max_size=30), st.integers(1, 70))
+def test_pair_counts_match_the_naive_twin(rows, P):
+    """Property: the (s_w, s_(w+1)) histogram equals the week-by-week loop, clipping included."""
+    sends = np.array(rows, np.uint8).reshape(-1, 4)
+    np.testing.assert_array_equal(fm.pair_counts(sends, np.int64(P)), naive.fatigue_pairs(sends, P))
+
+
 def test_counts_saturate_at_255():
     acc = fm.FatigueAccumulators.zeros(1)
     n = 300

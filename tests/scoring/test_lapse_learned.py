@@ -7,6 +7,7 @@ import numpy.testing as npt
 import pyarrow as pa
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.errors import ConfigError
 from engine.scoring import lapse_learned
@@ -25,6 +26,22 @@ def test_cut_summary_matches_naive(case):
     bits, end, horizon = case
     got = lapse_learned.cut_summary(bits, np.int64(end), np.int64(horizon))
     for a, b in zip(got, naive.cut_summary(bits, end, horizon)):
+        npt.assert_array_equal(a, b)
+
+
+@given(st.lists(st.tuples(st.integers(0, (1 << 62) - 1), st.booleans()), max_size=60),
+       st.integers(1, 6))
+def test_unique_rows_match_the_dict_count(rows, spread):
+    """Property: the sort-and-walk of one user per row (class_runs) equals counting by key, and the
+    np.unique path of summed counts gives the same arrays."""
+    keys = np.array([k // spread for k, _ in rows], np.int64)  # // spread: repeated keys too
+    lapsed = np.array([lap for _, lap in rows], bool)
+    got = lapse_learned._unique_rows(keys, lapsed)
+    want = naive.class_runs(keys, lapsed)
+    for a, b in zip(got, want):
+        npt.assert_array_equal(a, b)
+    summed = lapse_learned._unique_rows(keys, None, lapsed.astype(float), (~lapsed).astype(float))
+    for a, b in zip(summed, want):
         npt.assert_array_equal(a, b)
 
 
