@@ -16,7 +16,8 @@ from engine.errors import DependencyError, InputError
 from engine.scoring.fatigue import quintiles
 from engine.synth.generator import generate
 from engine.io.partition import partition
-from engine.scoring.pipeline import _quintile, _quintile_cuts, score, summary_of
+from engine.scoring.fatigue import quintile_cuts as _quintile_cuts, quintile_of as _quintile
+from engine.scoring.pipeline import score, summary_of
 
 AS_OF = "2026-11-01"
 
