@@ -14,14 +14,17 @@ message of the request was accepted (provider id from ``X-Message-Id``); any oth
 answer applies to the whole request, mapped by :func:`adapters.http.result_for`.
 
 SendGrid takes no idempotency key: the message id travels in ``custom_args`` (it comes
-back in event webhooks), and an ``Idempotency-Key`` header (the first message id of
-the batch) is sent as well for receivers that honour it, such as the local provider,
-which dedupes per ``custom_args.message_id``.  A request in flight at the moment of a
+back in event webhooks), and an ``Idempotency-Key`` header is sent as well for
+receivers that honour it (:func:`batch_key`: the message id of a batch of one, else a
+digest of the batch's message ids, so that a retry regrouped into another batch never
+reuses a key an idempotency proxy already answered for other messages).  The local
+provider dedupes per ``custom_args.message_id``.  A request in flight at the moment of a
 crash may be resent once to the real SendGrid (at-least-once).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Sequence
 
@@ -30,7 +33,7 @@ import aiohttp
 from engine.sending.protocol import FAILED, Message, Result, content_fields, refused
 from adapters.http import HttpAdapter, Secret, result_for
 
-__all__ = ["SendGridAdapter", "MAX_PERSONALIZATIONS"]
+__all__ = ["SendGridAdapter", "MAX_PERSONALIZATIONS", "batch_key"]
 
 #: SendGrid's limit of personalizations per ``mail/send`` request
 MAX_PERSONALIZATIONS = 1000
@@ -47,6 +50,21 @@ def _errors(doc: object) -> str | None:
 def _plausible(address: str | None) -> bool:
     local, at, domain = (address or "").strip().partition("@")
     return bool(at and local and "." in domain and " " not in domain)
+
+
+def batch_key(batch: Sequence[Message]) -> str:
+    """The ``Idempotency-Key`` of one request: the message id for a batch of one, else
+    ``batch-`` and the SHA-256 (first 32 hex digits) of the batch's sorted message ids.
+
+    The same messages give the same key however they are ordered (a resent request is
+    recognised); any other set of messages gives another key.  With the first message's
+    id as the key, a retry batch that starts with the same message but carries others
+    would be answered from the proxy's memory and its other messages never sent.
+    """
+    if len(batch) == 1:
+        return str(batch[0].message_id)
+    ids = "\n".join(sorted(str(m.message_id) for m in batch))
+    return "batch-" + hashlib.sha256(ids.encode("utf-8")).hexdigest()[:32]
 
 
 class SendGridAdapter(HttpAdapter):
@@ -90,7 +108,7 @@ class SendGridAdapter(HttpAdapter):
             sent = iter(await self.send(good) if good else [])
             return [bad[m.message_id] if m.message_id in bad else next(sent) for m in batch]
         headers = {"Authorization": f"Bearer {self._key.reveal()}", "Content-Type": "application/json",
-                   "Idempotency-Key": batch[0].message_id}
+                   "Idempotency-Key": batch_key(batch)}
         reply = await self.request("POST", self.url, data=self.payload(batch), headers=headers)
         pid = reply.headers.get("X-Message-Id") if reply.status is not None else None
         text = None if reply.status is None or reply.status < 300 else _errors(reply.json())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.sendgrid import SendGridAdapter
+from adapters.sendgrid import SendGridAdapter, batch_key
 from engine.sending.protocol import FAILED, SENT
 from tests.helpers import ADAPTER_SECRET, adapter_message, run_adapter
 
@@ -30,3 +30,46 @@ def test_sendgrid_fails_a_bad_address_alone_and_sends_the_rest_of_its_batch():
     [results], stats, _ = run_against([batch])
     assert [r.status for r in results] == [SENT, FAILED, SENT]
     assert "nobody" in results[1].error and stats["requests"] == 1 and stats["accepted"] == 2
+
+
+def test_a_regrouped_retry_batch_is_not_answered_from_an_idempotency_proxys_memory():
+    """Given a proxy on 127.0.0.1 that answers a repeated Idempotency-Key from its memory (and
+    forwards nothing), when a batch is sent, then resent as it was, then a retry batch starting
+    with the same message but carrying another one: the resend is recognised, and the other
+    message reaches the provider (with the first message's id as the key it was answered from
+    memory and never sent, yet reported sent: lost).  The retry's msg-1 goes out again, as any
+    regrouped retry must (at-least-once, docs/sending.md)."""
+    import asyncio
+    import json
+
+    from aiohttp import web
+
+    from tests.helpers import local_server
+
+    answered: dict[str, web.Response] = {}
+    delivered: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        doc = json.loads(await request.read())
+        key = request.headers["Idempotency-Key"]
+        if key not in answered:
+            delivered.extend(p["custom_args"]["message_id"] for p in doc["personalizations"])
+            answered[key] = key
+        return web.Response(status=202, headers={"X-Message-Id": f"pid-{answered[key]}"})
+
+    first = [msg(1, "a@example.com"), msg(2, "b@example.com")]
+    retry = [msg(1, "a@example.com"), msg(3, "c@example.com")]
+
+    async def go():
+        async with local_server(handle) as base:
+            adapter = SendGridAdapter(base, ADAPTER_SECRET, timeout=5.0, batch_size=50)
+            try:
+                return [await adapter.send(b) for b in (first, list(reversed(first)), retry)]
+            finally:
+                await adapter.aclose()
+
+    results = asyncio.run(go())
+    assert all(r.status == SENT for batch in results for r in batch)
+    assert delivered == ["msg-1", "msg-2", "msg-1", "msg-3"]
+    assert len(answered) == 2  # the reordered resend had the first batch's key
+    assert batch_key(first[:1]) == "msg-1"
