@@ -113,3 +113,20 @@ def test_a_short_gap_campaign_sent_blind_is_retimed_to_the_long_gap(world_scores
     summary, sent_b = asyncio.run(_run_with(TimerClock(first), b, ledger))
     assert summary.retimed > 0 and summary.sent > 0
     assert closest_pairs(_sent(ledger, sent_a.sent + sent_b.sent)) >= GAP - 1
+
+
+def test_a_gap_longer_than_the_cap_window_is_kept_from_messages_older_than_the_window(world_scores, tmp_path):
+    """Campaign A promises 10 days between two messages to a user; B (window 7 days, gap 1 h) is
+    planned 8 days after A was sent.  A's messages are older than B's 7-day window, yet B keeps
+    A's 10 days from them when planned (it read the ledger back 10 days, not only 7)."""
+    from engine.tz import parse_as_of
+
+    ledger = tmp_path / "l.db"
+    long_gap = 10 * DAY
+    a = plan(world_scores, one_step("ten-days-a", gap=long_gap), as_of=START)
+    first = float(to_epoch_seconds(a.filter(pc.is_null(a["reason"]))["send_at"]).min())
+    asyncio.run(_run_with(TimerClock(first), a, ledger))
+    later = parse_as_of(START) + 8 * DAY
+    b = plan(world_scores, one_step("short-b", gap=3600), as_of=later, ledger=ledger)
+    assert rows(b)["at"].size > 0
+    assert closest_pairs(rows(a, b)) >= long_gap

@@ -106,23 +106,29 @@ def read_user(path: str | os.PathLike, user_id: int) -> tuple[pa.Table, pa.Table
     return msgs, sups
 
 
-def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: float, hi: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: float, hi: float,
+                  gaps_before: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Messages that reached or will reach their user (sent, planned, in flight, failed with
     a retry pending) at an instant in ``(lo, hi)`` (epoch s), of every campaign but
     ``exclude_campaign``: ``(user_id int64, channel str objects, at int64 epoch s, gap
     int64 s)``.  The instant is ``sent_at`` for sent messages, ``next_attempt_at`` for the
     others; ``gap`` is the message's campaign's ``min_gap_hours`` in seconds, as its send
-    recorded it (0 when the ledger has no record of that campaign)."""
+    recorded it (0 when the ledger has no record of that campaign).
+
+    ``gaps_before``: an instant (epoch s) new messages start from; the messages within the
+    largest recorded gap before it are read too, even before ``lo`` (a campaign whose gap is
+    longer than the caller's window still keeps it)."""
     con = _open_ro(path)
     try:
+        gaps = campaign_gaps(con)
+        if gaps_before is not None and gaps:
+            lo = min(lo, gaps_before - max(gaps.values()))
         rows = con.execute(
             "SELECT user_id, channel, CAST(at AS INTEGER), campaign_id FROM (SELECT user_id, channel, campaign_id, "
             "CASE WHEN state = 'sent' THEN COALESCE(sent_at, send_at) ELSE next_attempt_at END AS at "
             "FROM messages WHERE state IN ('sent', 'planned', 'in_flight', 'failed')) "
             "WHERE at > ? AND at < ? AND (? IS NULL OR campaign_id IS NOT ?)",
             (lo, hi, exclude_campaign, exclude_campaign)).fetchall()
-        gaps = campaign_gaps(con) if rows else {}
     finally:
         con.close()
     if not rows:

@@ -31,9 +31,11 @@ _BLOCK = 1 << 15
 COUNTED_STATES = ("sent", "planned", "in_flight", "failed")
 
 
-def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: int, hi: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ledger's messages of other campaigns per user, between ``lo`` and ``hi`` (epoch s).
+def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: int, hi: int,
+                    gaps_before: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ledger's messages of other campaigns per user, between ``lo`` and ``hi`` (epoch s),
+    and with ``gaps_before`` (the campaign's start) also those within the largest recorded
+    ``min_gap_hours`` of any campaign before it (:func:`engine.ledger.read.read_contacts`).
 
     Returns ``(times, channels, gaps)``, each ``[len(user_ids), K]`` with K the most
     messages any user has there: instants (epoch s, UTC; :data:`NEVER` pads), channel
@@ -47,7 +49,7 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
         return empty
     from engine.ledger.read import read_contacts
 
-    uid, channel, t, g = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi)
+    uid, channel, t, g = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi, gaps_before=gaps_before)
     if not len(uid):
         return empty
     ch = _channel_codes(pa.array(channel, pa.string()))

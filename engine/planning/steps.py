@@ -141,9 +141,11 @@ class PartitionPlan:
             self.budget = np.where(lower, np.minimum(self.budget, cmp.policy.survey_cap), self.budget)
             self.reach &= ~gone[:, None]
         # every other campaign's messages in the ledger, sent or scheduled (engine.pressure)
+        # back as far as the cap window and every gap reaches (a gap may be longer than the window)
         window = cmp.policy.window_days * SECONDS_PER_DAY
-        self.ext_t, self.ext_c, self.ext_gap = ledger_contacts(ledger, self.uid, cmp.id, self.start - window,
-                                                               self.horizon + window)
+        back = max(window, int(cmp.policy.min_gap_hours * 3600))
+        self.ext_t, self.ext_c, self.ext_gap = ledger_contacts(ledger, self.uid, cmp.id, self.start - back,
+                                                               self.horizon + back, gaps_before=self.start)
         self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
         self.best_hour = _best_hour_in_campaign_zone(scores, cmp.timezone, self.start)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
