@@ -1,4 +1,5 @@
-"""The check of a plan's ``winback.plan`` metadata before anything is sent.
+"""The check of a plan's ``winback.plan`` metadata when the plan is read (send, simulate,
+report, explain).
 
 ``winback send`` keeps the campaign's policy from this metadata in the ledger and applies
 it to every message it releases (the cap, quiet hours, the gap, the campaign's end).  A
@@ -6,7 +7,8 @@ value edited by hand into something else (quiet hours as ``"21:00"``, a cap of
 ``"three"``, a timezone that does not exist, an end that is not a date) would otherwise
 break the send half-way or, worse, be read as "no rule"; :func:`check_plan_meta` refuses
 it first, with one :class:`InputError` naming the plan file, the key and what it should
-hold.  A plan without the metadata (a hand-made plan) passes: the defaults apply.
+hold.  Simulate, report and explain read the same keys (steps, variants, policy) and
+meet the same check.  A plan without the metadata (a hand-made plan) passes: the defaults apply.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def _policy(policy, source: str) -> None:
             raise _bad(source, f"policy.{key}", "must be an object like {\"sms\": 1}", caps)
         for ch, cap in caps.items():
             if ch not in PROVIDER_CHANNELS:
-                raise _bad(source, f"policy.{key}.{ch}", f"names an unknown channel (use {', '.join(PROVIDER_CHANNELS)})", ch)
+                raise _bad(source, f"policy.{key}.{ch}",
+                           f"names an unknown channel (use {', '.join(PROVIDER_CHANNELS)})", ch)
             if not (_whole(cap) and cap >= 0):
                 raise _bad(source, f"policy.{key}.{ch}", "must be a whole number >= 0", cap)
 
@@ -120,10 +123,15 @@ def check_plan_meta(plan: pa.Table, source: str) -> dict:
             raise _bad(source, "timezone", "must be an IANA timezone name like \"Europe/Berlin\" or \"UTC\"", zone)
     _instant(meta, "as_of", source)
     _instant(meta, "ends_at", source)
+    for key in ("steps", "variants", "offers"):
+        items = meta.get(key)
+        if items is not None and not (isinstance(items, list) and all(isinstance(s, dict) for s in items)):
+            raise _bad(source, key, f"must be a list of {key[:-1]} objects", items)
+    for key in ("content", "sunset", "summary"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise _bad(source, key, "must be an object", meta[key])
     steps = meta.get("steps")
     if steps is not None:
-        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-            raise _bad(source, "steps", "must be a list of step objects", steps)
         for i, step in enumerate(steps):
             delay = step.get("delay_days")
             if delay is not None and not (_number(delay) and delay >= 0):

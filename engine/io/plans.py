@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from engine.errors import InputError, WinbackError
 from engine.io.meta import PLAN, read_meta, with_meta
+from engine.io.planmeta import check_plan_meta
 from engine.io.readers import read_table
 from engine.schema import DEFAULT_ACTIVITY, PLAN_SUMMARY_FILE
 from engine.tz import parse_as_of, to_epoch_seconds
@@ -24,7 +25,14 @@ __all__ = ["read_plan", "plan_meta", "campaign_start", "reengaged_users"]
 
 
 def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
-    """The plan as a table, and a name for it in error messages."""
+    """The plan as a table, and a name for it in error messages; its ``winback.plan``
+    metadata checked (:func:`engine.io.planmeta.check_plan_meta`: :class:`InputError` when edited into nonsense)."""
+    table, name = _read_plan(plan)
+    check_plan_meta(table, name)
+    return table, name
+
+
+def _read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
     if isinstance(plan, pa.Table):
         return plan, "plan table"
     path = Path(plan)

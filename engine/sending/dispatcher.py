@@ -54,8 +54,7 @@ from engine.sending.scrub import scrub
 from engine.sending.exits import ExitWatch
 from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
 from engine.sending.retry import next_attempt_at, suppresses, unheeded
-from engine.io.planmeta import check_plan_meta
-from engine.io.plans import read_plan
+from engine.io.plans import plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
 from engine.ledger.identity import check_plan_ledger
 from engine.sending.dryrun import dry_run_preview
@@ -397,7 +396,7 @@ async def dispatch(
     clock = clock or time.time
     table, source = read_plan(plan)
     ledger_path = Path(ledger_path)
-    meta = check_plan_meta(table, source)  # a hand-edited policy is refused before the ledger is touched
+    meta = plan_meta(table)  # checked by read_plan: a hand-edited policy is refused before the ledger is touched
     check_plan_ledger(meta, ledger_path, source=source, allow_other=other_ledger)
     summary = DispatchSummary(ledger=str(ledger_path))
     if dry_run:

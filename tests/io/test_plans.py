@@ -41,9 +41,10 @@ def test_a_partitioned_plan_takes_the_whole_plans_metadata_from_its_summary(tmp_
     t = _plan()
     pq.write_table(t.slice(0, 2), d / "part-0.parquet")
     pq.write_table(t.slice(2), d / "part-1.parquet")
-    (d / PLAN_SUMMARY_FILE).write_text(json.dumps({"winback.plan": {"campaign_id": "c2", "steps": ["a", "b"]}}))
+    meta = {"campaign_id": "c2", "steps": [{"name": "a"}, {"name": "b"}]}
+    (d / PLAN_SUMMARY_FILE).write_text(json.dumps({"winback.plan": meta}))
     got, _ = read_plan(d)
-    assert got.num_rows == 4 and plan_meta(got) == {"campaign_id": "c2", "steps": ["a", "b"]}
+    assert got.num_rows == 4 and plan_meta(got) == meta
 
 
 def test_without_as_of_the_start_is_the_earliest_step_zero_send():

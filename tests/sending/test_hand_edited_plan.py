@@ -128,3 +128,28 @@ def test_the_metadata_winback_plan_writes_and_no_metadata_both_pass(tmp_path):
     meta["policy"]["quiet_hours"] = ["21:00", "08:00"]
     with pytest.raises(InputError, match=r"p: plan metadata winback.plan key policy.quiet_hours"):
         check_plan_meta(with_meta(table, PLAN, meta), "p")
+
+
+@pytest.mark.parametrize("command", ["simulate", "report", "explain"])
+@pytest.mark.parametrize("key,value", [("steps", [1, 2]), ("variants", "control"), ("policy", "strict"),
+                                       ("policy.quiet_hours", ["21:00", "08:00"])])
+def test_simulate_report_and_explain_refuse_the_same_edits(tmp_path, capsys, command, key, value):
+    # given a hand-edited plan, and the other inputs each command needs (real, empty files)
+    meta = _meta()
+    if "." in key:
+        meta["policy"]["quiet_hours"] = value
+    else:
+        meta[key] = value
+    plan = _plan_file(tmp_path, meta)
+    other = tmp_path / "other.arrow"
+    feather.write_feather(make_plan(1), other)
+    argv = {"simulate": ["simulate", plan, "--truth", str(other), "-o", str(tmp_path / "out")],
+            "report": ["report", plan, str(other), "-o", str(tmp_path / "out")],
+            "explain": ["explain", "1", "--plan", plan]}[command]
+
+    # when the command reads it, then one line names the plan and the key, exit 2, no output
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"InputError: {plan}: plan metadata winback.plan key {key}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
