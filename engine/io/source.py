@@ -81,6 +81,22 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
                       f"and its suffix matches its format (.arrow/.feather, .parquet, .csv){also}")
 
 
+class _DuplicateColumns(InputError):
+    """Two columns of one file share a name (:func:`_unique_names`)."""
+
+
+def _unique_names(path: Path, schema: pa.Schema) -> None:
+    """An :class:`InputError` when two columns share a name: which one would be read is
+    a guess (Arrow refuses to choose), and a copy would pass through to every output."""
+    names = schema.names
+    dup = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if dup:
+        where = [i for i, n in enumerate(names) if n == dup[0]]
+        raise _DuplicateColumns(f"{path}: column {dup[0]!r} appears {len(where)} times (columns {where} of "
+                         f"{len(names)}){f'; so do {dup[1:4]}' if len(dup) > 1 else ''}; every column name "
+                         "must be unique: drop or rename the copies and write the file again")
+
+
 class Source:
     """Record batches of one input in read order, with its schema and row count when known.
 
@@ -100,12 +116,14 @@ class Source:
             self.schema = self._table.schema
             self.num_rows = self._table.num_rows
             self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
+            _unique_names(self.path, self.schema)
             return
         self.path, self.fmt = _format(source)
         try:
             self._open(columns)
         except (pa.ArrowException, OSError) as exc:
             raise _unreadable(self.path, self.fmt, exc) from None
+        _unique_names(self.path, self.schema)
 
     def _open(self, columns) -> None:
         path, fmt = self.path, self.fmt
@@ -117,8 +135,18 @@ class Source:
 
             if fmt == "csv":
                 fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files[0], self.csv_text, self.check_utf8))
-            self._dataset = ds.dataset([str(f) for f in files], format=fmt_obj, partitioning="hive",
-                                       partition_base_dir=str(path))
+            try:
+                self._dataset = ds.dataset([str(f) for f in files], format=fmt_obj, partitioning="hive",
+                                           partition_base_dir=str(path))
+            except pa.ArrowInvalid:
+                for f in files:  # a file with two columns of one name: name it and the column
+                    try:
+                        Source(f, csv_text=self.csv_text, check_utf8=self.check_utf8)
+                    except _DuplicateColumns:
+                        raise
+                    except InputError:
+                        continue
+                raise
             self.schema = self._dataset.schema
             self.num_rows = None if fmt == "csv" else self._dataset.count_rows()
         elif fmt == "ipc":

@@ -323,6 +323,27 @@ def test_unreadable_and_missing_files(tmp_path):
         read_table(tmp_path / "nope.parquet")
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_duplicated_column_name_is_one_line_naming_it(tmp_path, fmt, capsys):
+    from engine.cli import main
+
+    # given events with a second 'ts' column (a join or a spreadsheet export gone wrong)
+    t = events_table()
+    t = pa.Table.from_arrays(t.columns + [t["ts"]], names=t.column_names + ["ts"])
+    path = write(t, tmp_path, fmt)
+    users = write(users_table(), tmp_path, "feather", name="users")
+
+    # when validated, then one line names the file and the column, exit 2, no traceback
+    code = main(["validate", str(users), str(path), "--as-of", "2026-11-01"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    named = path / "part-0.arrow" if fmt == "dir" else path  # in a directory: the file with the copies
+    assert str(named) in err and "column 'ts' appears 2 times" in err
+    # and a whole-table read says the same
+    with pytest.raises(InputError, match="column 'ts' appears 2 times"):
+        read_table(path, "events")
+
+
 # ------------------------------------------------------------------ users
 def test_load_users_normalises_and_passes_through(tmp_path):
     # given users with string consents, a dictionary timezone, int32 ids and a custom column
