@@ -74,10 +74,13 @@ def _text_checked(table, bad_rows: BadRows):
 def _require(schema: pa.Schema, required: dict, path: Path, what: str) -> None:
     missing = [c for c in required if c not in schema.names]
     if missing:
+        sep = next((s for s in ";\t|" if len(schema.names) == 1 and s in schema.names[0]), None)
+        fix = (f"the file looks {sep!r}-separated: winback reads comma-separated CSV, so re-save it with commas"
+               if sep else "rename the column or pass the right file")
         raise InputError(
             f"{path}: required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(c) for c in missing)} missing from the {what} file (columns found: "
-            f"{', '.join(schema.names) or 'none'}); rename the column or pass the right file"
+            f"{', '.join(schema.names) or 'none'}); {fix}"
         )
 
 

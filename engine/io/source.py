@@ -75,7 +75,20 @@ def _csv_convert(path: Path, text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool
 
 
 def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
-    detail = " ".join(str(exc).split())  # Arrow messages may span lines; the error is one line
+    head = b""
+    if fmt == "csv" and path.is_file():  # Excel's "Unicode text" is UTF-16: unreadable in any way
+        with open(path, "rb") as f:
+            head = f.read(2)
+    utf16 = head in (b"\xff\xfe", b"\xfe\xff")
+    if utf16 or isinstance(exc, UnicodeDecodeError):  # or a CSV header that is not UTF-8
+        what = "UTF-16 text" if utf16 else "not UTF-8 text"
+        return InputError(f"{path}: cannot be read as {fmt}: its header row is {what}; re-save the file as "
+                          "CSV UTF-8 (comma-separated)")
+    # Arrow messages may span lines and quote the file's bytes; the error is one printable line
+    detail = "".join(c if c.isprintable() and c != "\ufffd" else " " for c in str(exc))
+    detail = " ".join(detail.split())
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
     also = "; in a directory, every file needs the same columns and types" if path.is_dir() else ""
     return InputError(f"{path}: cannot be read as {fmt} ({detail}); check that the file is complete "
                       f"and its suffix matches its format (.arrow/.feather, .parquet, .csv){also}")
@@ -121,7 +134,7 @@ class Source:
         self.path, self.fmt = _format(source)
         try:
             self._open(columns)
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise _unreadable(self.path, self.fmt, exc) from None
         _unique_names(self.path, self.schema)
 

@@ -434,6 +434,52 @@ def test_malformed_csv_is_an_input_error(tmp_path):
         list(iter_events(path, index_of(), as_of=AS_OF))
 
 
+def _validate_err(users, events, capsys) -> str:
+    from engine.cli import main
+
+    code = main(["validate", str(users), str(events), "--as-of", "2026-11-01"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("encoding,what", [("utf-16", "UTF-16 text"), ("cp1252", "not UTF-8 text")])
+def test_a_csv_header_that_is_not_utf8_says_how_to_re_save_it(tmp_path, capsys, encoding, what):
+    # given a users CSV saved as Excel's "Unicode text" (UTF-16) or with a Windows-1252 header
+    users = tmp_path / "users.csv"
+    users.write_bytes("user_id,prénom\n1,Zoë\n".encode(encoding))
+    events = write(events_table(), tmp_path, "feather")
+
+    # when validated, then one line: the file, what its header is, how to fix it
+    err = _validate_err(users, events, capsys)
+    assert err.startswith(f"InputError: {users}: cannot be read as csv: its header row is {what}")
+    assert "re-save the file as CSV UTF-8" in err
+
+
+def test_a_binary_file_named_csv_gives_a_printable_line(tmp_path, capsys):
+    # given an Arrow file saved under a .csv name
+    users = tmp_path / "users.csv"
+    feather.write_feather(users_table(50), users)
+    events = write(events_table(), tmp_path, "feather")
+
+    # when validated, then the one line holds no control bytes and stays short
+    err = _validate_err(users, events, capsys)
+    assert f"{users}: cannot be read as csv" in err
+    assert all(c.isprintable() and c != "\ufffd" for c in err.rstrip("\n")) and len(err) < 600
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_with_semicolons_is_named_as_such(tmp_path, capsys, sep):
+    # given a users CSV exported with another separator
+    users = tmp_path / "users.csv"
+    users.write_text(f"user_id{sep}email\n1{sep}a@example.com\n")
+    events = write(events_table(), tmp_path, "feather")
+
+    # when validated, then the message says which separator it looks like and what winback reads
+    err = _validate_err(users, events, capsys)
+    assert f"the file looks {sep!r}-separated: winback reads comma-separated CSV" in err
+
+
 def test_unwritable_quarantine_is_an_input_error(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory should be")
