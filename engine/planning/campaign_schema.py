@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.schema import CHANNELS, PROVIDER_CHANNELS, THEME_CODE, THEMES
-from engine.tz import is_timezone
+from engine.tz import is_timezone, parse_as_of
 
 __all__ = ["SCHEMA", "SECTIONS", "Key", "EXIT_RULES", "schema_keys", "table", "error", "unknown"]
 
@@ -148,6 +148,11 @@ SECTIONS = {"campaign": False, "audience": False, "policy": False, "steps": True
             "templates": False, "content": False, "offers": True}
 
 
+#: the instants a campaign may name (epoch s): 1970-01-01 to 2200-01-01 (later ones overflow
+#: the calendars and timestamps every plan is computed in)
+INSTANT_MIN, INSTANT_MAX = 0, 7_258_118_400
+
+
 def _err(src: str, key: str, msg: str) -> ConfigError:
     return ConfigError(f"{src}: [{key}] {msg}")
 
@@ -227,6 +232,13 @@ def _value(spec: Key, v, src: str, path: str):
             v = v.isoformat()
         elif not isinstance(v, str):
             raise _err(src, path, f"must be a date or an ISO 8601 instant like 2026-11-01T00:00:00Z, got {v!r}")
+        try:
+            at = parse_as_of(v)
+        except (ConfigError, ValueError, OverflowError):
+            at = None
+        if at is None or not INSTANT_MIN <= at < INSTANT_MAX:
+            raise _err(src, path, "must be a date or an ISO 8601 instant like 2026-11-01T00:00:00Z between 1970 and "
+                       f"2199, got {v!r}")
     elif kind == "strs":
         if isinstance(v, str):
             v = [v]

@@ -47,6 +47,7 @@ from engine.errors import ConfigError
 from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
+from engine.planning.campaign_schema import INSTANT_MAX, INSTANT_MIN
 from engine.planning.guard import check_scores, guard_counts
 from engine.planning.steps import REASONS, end_of
 from engine.schema import SECONDS_PER_DAY
@@ -112,6 +113,9 @@ def campaign_start(as_of, cmp: Campaign, score_meta: dict) -> tuple[int, str | N
     A start before the scores' ``as_of`` is refused: the scores would know what users did
     after the campaign began, and its messages would be due in the past."""
     start = parse_as_of(as_of or cmp.as_of or score_meta.get("as_of"))
+    if not INSTANT_MIN <= start < INSTANT_MAX:
+        raise ConfigError(f"the campaign start {as_of or cmp.as_of or score_meta.get('as_of')!r} is not between "
+                          "1970 and 2199; pass a start such as --as-of 2026-11-01T00:00:00Z")
     scored = score_meta.get("as_of")
     if not scored:
         return start, None

@@ -262,3 +262,39 @@ def test_a_repeated_name_in_an_array_of_tables_is_refused_at_its_index(key, tabl
 def test_an_array_of_tables_that_is_not_a_list_is_refused(key):
     with pytest.raises(ConfigError, match=rf"\[{key}\] must be \[\[{key}\]\] tables with name"):
         load_campaign(GOOD | {key: {"name": "x"}})
+
+
+@pytest.mark.parametrize("line", ['as_of = "yesterday"', "as_of = 9999-12-31T00:00:00Z", 'as_of = "1969-07-20"',
+                                  'ends_at = "2026-13-01"', "ends_at = 2300-01-01"])
+def test_a_start_or_end_that_is_no_instant_or_out_of_range_is_named_in_the_file(tmp_path, capsys, line):
+    # given a real campaign file whose [campaign] start or end is not a date, or years off
+    from engine.cli import main
+
+    src = (ROOT / "examples" / "winback_lapsing.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(src.replace("\napproved = false", f"\napproved = false\n{line}", 1))
+    scores = tmp_path / "scores.arrow"
+    scores.write_bytes(b"")
+    # when planned, then one line names the file and the key, exit 2, no plan
+    code = main(["plan", str(scores), str(bad), "-o", str(tmp_path / "plan.arrow")])
+    err = capsys.readouterr().err
+    key = line.split(" ")[0]
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"ConfigError: {bad}: [campaign.{key}] must be a date or an ISO 8601 instant") and "2199" in err
+    assert not (tmp_path / "plan.arrow").exists()
+
+
+def test_a_start_years_ahead_on_the_command_line_is_refused_not_a_traceback(tmp_path, capsys, small_world_scores):
+    # given real scores and a start in the year 9999 (out of every calendar a plan is computed in)
+    import pyarrow.feather as feather
+    from engine.cli import main
+
+    scores = tmp_path / "scores.arrow"
+    feather.write_feather(small_world_scores[0], scores)
+    # when planned, then one line, exit 2, no plan
+    code = main(["plan", str(scores), str(ROOT / "examples" / "winback_lapsing.toml"), "--as-of", "9999-12-31T23:00:00Z",
+                 "-o", str(tmp_path / "plan.arrow")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the campaign start '9999-12-31T23:00:00Z' is not between 1970 and 2199" in err
+    assert not (tmp_path / "plan.arrow").exists()
