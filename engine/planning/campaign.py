@@ -185,7 +185,8 @@ def _read(source) -> tuple[dict, str]:
     if not path.exists():
         raise ConfigError(f"campaign file {path} does not exist; see examples/ for campaigns to start from")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")), src
+        # a byte-order mark (Windows editors write one) is not TOML, but it is no mistake in the campaign
+        return tomllib.loads(path.read_text(encoding="utf-8").removeprefix("\ufeff")), src
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{src}: not valid TOML ({str(exc).splitlines()[0]})") from None
     except UnicodeDecodeError as exc:
@@ -240,10 +241,24 @@ def load_campaign(source: str | os.PathLike | dict) -> Campaign:
     variants = _variants(doc.get("variants") or [{"name": "control", "weight": 1.0}], src, templates, offers,
                          names)
     content = Content(**_table(doc.get("content", {}), "content", src, "content"))
-    return Campaign(id=c["id"], name=c["name"] or c["id"], timezone=c["timezone"], holdout=c["holdout"],
-                    approved=c["approved"], as_of=c["as_of"], audience=audience, steps=tuple(steps),
-                    policy=policy, variants=tuple(variants), templates=templates, source=src, content=content,
-                    offers=offers, ends_at=c["ends_at"])
+    cmp = Campaign(id=c["id"], name=c["name"] or c["id"], timezone=c["timezone"], holdout=c["holdout"],
+                   approved=c["approved"], as_of=c["as_of"], audience=audience, steps=tuple(steps),
+                   policy=policy, variants=tuple(variants), templates=templates, source=src, content=content,
+                   offers=offers, ends_at=c["ends_at"])
+    _check_texts(cmp, src)
+    return cmp
+
+
+def _check_texts(cmp: Campaign, src: str) -> None:
+    """Every template text parses (before any scores are read), the error naming its key."""
+    from engine.planning.templates import template_fields
+    from engine.planning.variants import all_texts
+
+    for where, text in all_texts(cmp):
+        try:
+            template_fields(text)
+        except ConfigError as exc:
+            raise _err(src, where, str(exc)) from None
 
 
 def _audience(a: dict, src: str) -> Rule:

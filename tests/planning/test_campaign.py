@@ -298,3 +298,32 @@ def test_a_start_years_ahead_on_the_command_line_is_refused_not_a_traceback(tmp_
     assert code == 2 and err.count("\n") == 1, err
     assert "the campaign start '9999-12-31T23:00:00Z' is not between 1970 and 2199" in err
     assert not (tmp_path / "plan.arrow").exists()
+
+
+@pytest.mark.parametrize("subject", ['{{ first_name ', "{{ 1 / 0 }}", "{% for i in range(9) %}x{% endfor %}"])
+def test_a_template_that_does_not_parse_is_named_by_file_and_key_before_scores_are_read(tmp_path, capsys, subject):
+    # given a real campaign file with a broken subject, and a scores file that is not even Arrow
+    from engine.cli import main
+
+    src = (ROOT / "examples" / "winback_lapsing.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(src.replace('subject = "What\'s new since you left"', f"subject = {subject!r}", 1))
+    assert subject in bad.read_text()
+    scores = tmp_path / "scores.arrow"
+    scores.write_bytes(b"")
+    # when planned, then one line names the file and the template key, exit 2, no plan
+    code = main(["plan", str(scores), str(bad), "-o", str(tmp_path / "plan.arrow")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"ConfigError: {bad}: [templates.whats_new.subject] template ")
+    assert not (tmp_path / "plan.arrow").exists()
+
+
+def test_a_campaign_saved_with_a_byte_order_mark_loads(tmp_path):
+    # given the example campaign as a Windows editor saves it (UTF-8 with a BOM)
+    example = ROOT / "examples" / "winback_lapsing.toml"
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + example.read_bytes())
+    # when loaded, then it is the same campaign
+    got, want = load_campaign(path), load_campaign(example)
+    assert (got.id, got.policy, got.steps, got.templates) == (want.id, want.policy, want.steps, want.templates)
