@@ -33,9 +33,12 @@ def storage_error(exc: BaseException, path: str | os.PathLike | None = None) -> 
     if not isinstance(exc, OSError):
         return None
     text = str(exc).lower()
+    where = path if path is not None else (exc.filename or "an output file")
+    shape = _path_shape(exc, path)
+    if shape is not None:
+        return StorageError(f"cannot write {where}: {shape}. Nothing was half-written: earlier outputs are as they were.")
     if exc.errno not in STORAGE_ERRNOS and not any(t in text for t in _STORAGE_TEXT):
         return None
-    where = path if path is not None else (exc.filename or "an output file")
     code = exc.errno
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only" in text or "permission" in text:
         what = "the directory is read-only or not writable by this user"
@@ -48,6 +51,23 @@ def storage_error(exc: BaseException, path: str | os.PathLike | None = None) -> 
         todo = "free space on that disk (or pass an output path on another one) and run the same command again"
     return StorageError(f"cannot write {where}: {what} ({exc.strerror or exc}); {todo}. Nothing was "
                         "half-written: earlier outputs are as they were.")
+
+
+def _path_shape(exc: OSError, path) -> str | None:
+    """What is wrong with the shape of an output path (a file where a directory must be, a
+    directory where the file goes), or None: the errors of a mistyped ``-o``/``--ledger``."""
+    if exc.errno == errno.EISDIR:
+        target = path if path is not None else (exc.filename2 or exc.filename)
+        return f"{target} is a directory; pass a file path inside it instead, e.g. {Path(str(target)) / 'out.arrow'}"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        probe = Path(str(path if path is not None else exc.filename or ""))
+        for parent in (probe, *probe.parents):
+            if parent.is_file():
+                if parent == probe and exc.errno == errno.EEXIST and path is None:
+                    return f"{parent} is a file where a directory is needed; pass a path in a directory"
+                if parent != probe:
+                    return f"{parent} is a file, not a directory; pass a path in a directory (or move that file)"
+    return None
 
 
 def _umask() -> int:

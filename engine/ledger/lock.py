@@ -38,7 +38,12 @@ class LedgerLock:
         self.fds.append(fd)
 
     def __enter__(self) -> "LedgerLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the ledger's directory should be: one line naming the ledger
+            from engine.io.atomic import storage_error
+
+            raise (storage_error(exc, self.ledger) or exc) from None
         self._take(self.path, os.O_RDWR | os.O_CREAT)
         if self.ledger.is_file():
             self._take(self.ledger, os.O_RDONLY)

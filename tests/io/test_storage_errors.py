@@ -129,3 +129,36 @@ def test_a_full_disk_under_the_ledger_is_one_line_and_nothing_is_sent(tmp_path):
                    fsize=256 * 1024, env={"WB_TEST_SECRET": "s3cret-value"})
     line = one_line(proc)
     assert proc.returncode == 5 and str(ledger) in line and ("full" in line or "larger" in line), line
+
+
+@pytest.mark.parametrize("command", ["score", "backtest", "plan", "send"])
+def test_an_output_under_a_file_is_one_line_naming_that_file(world, tmp_path, command):
+    # given an output path whose directory is really a file (a typo: plan.arrow/ledger.db)
+    blocker = tmp_path / "plan.arrow"
+    blocker.write_bytes(b"not a directory")
+    users, events = world / "users.arrow", world / "events.arrow"
+    out = blocker / "out.arrow"
+    plan = world.parent / "warm-plan.arrow"
+    argv = {"score": ("score", users, events, "--as-of", AS_OF, "--no-progress", "-o", out),
+            "backtest": ("backtest", users, events, "--as-of", AS_OF, "-o", out),
+            "plan": ("plan", world.parent / "warm.arrow", ROOT / "examples" / "winback_lapsing.toml",
+                     "--no-progress", "-o", out),
+            "send": ("send", plan, "--providers", ROOT / "examples" / "providers.local.toml", "--now",
+                     "--no-progress", "--ledger", out)}[command]
+    # when run, then one line names the output and the file in its way, exit 7, the file untouched
+    proc = winback(*argv)
+    line = one_line(proc)
+    assert proc.returncode == 7, line
+    assert line.startswith(f"StorageError: cannot write {out}: {blocker} is a file, not a directory"), line
+    assert blocker.read_bytes() == b"not a directory"
+
+
+def test_an_output_file_that_is_a_directory_is_one_line(world, tmp_path):
+    # given -o naming an existing directory
+    out = tmp_path / "scores"
+    (out / "keep").mkdir(parents=True)
+    proc = winback("score", world / "users.arrow", world / "events.arrow", "--as-of", AS_OF, "--no-progress", "-o", out)
+    line = one_line(proc)
+    # then it is refused (exit 7) and the directory keeps what it held; no temp file is left beside it
+    assert proc.returncode == 7 and f"{out} is a directory; pass a file path inside it" in line, line
+    assert (out / "keep").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
