@@ -44,6 +44,7 @@ from engine.tz import to_epoch_seconds
 
 __all__ = [
     "Ledger",
+    "check_plan_columns",
     "ledger_error",
     "read_messages",
     "read_suppressions",
@@ -92,6 +93,16 @@ def _content(plan: pa.Table) -> list:
     items = plan.column("items").to_pylist() if "items" in plan.column_names else [None] * n
     return [None if t is None else json.dumps({"theme": t, "items": i or []}, separators=(",", ":"))
             for t, i in zip(themes, items)]
+
+
+def check_plan_columns(plan: pa.Table, source: str) -> None:
+    """An :class:`InputError` when ``plan`` lacks a column the ledger needs (before any ledger is made)."""
+    missing = [c for c in _PLAN_COLUMNS if c not in plan.column_names]
+    if missing:
+        raise InputError(
+            f"{source}: the plan has no column {', '.join(missing)} (it has "
+            f"{', '.join(plan.column_names[:12])}). Pass a plan.arrow written by 'winback plan'."
+        )
 
 
 class Ledger:
@@ -166,12 +177,7 @@ class Ledger:
         ledger keeps what it held.
         """
         self.replanned = {"changed": 0, "dropped": 0}
-        missing = [c for c in _PLAN_COLUMNS if c not in plan.column_names]
-        if missing:
-            raise InputError(
-                f"{source}: the plan has no column {', '.join(missing)} (it has "
-                f"{', '.join(plan.column_names[:12])}). Pass a plan.arrow written by 'winback plan'."
-            )
+        check_plan_columns(plan, source)
         unplanned = None  # the ids the plan lists with a reason: not to be sent
         cids = []
         if "campaign_id" in plan.column_names:

@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 from engine.sending.protocol import Adapter, Message
 from engine.sending.retry import DEFAULT_MAX_ATTEMPTS
 
-__all__ = ["Channel", "channels_for", "message_of"]
+__all__ = ["Channel", "channels_for", "before_ledger", "message_of"]
 
 
 @dataclass
@@ -28,6 +28,31 @@ class Channel:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
+
+
+def before_ledger(plan, source: str, providers: Any) -> Any:
+    """What a send checks before a ledger is created or a message loaded, so that a bad plan
+    or providers file leaves no ledger behind: the plan's columns, and ``providers`` parsed
+    and checked for every channel the plan has planned messages on (configured, its secrets
+    set); returns the parsed providers.  A mapping of built channels passes unchanged."""
+    from engine.ledger.store import check_plan_columns
+
+    check_plan_columns(plan, source)
+    if not (isinstance(providers, (str, os.PathLike)) or (isinstance(providers, Mapping) and "channels" in providers)):
+        return providers
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from engine.sending.providers import load_providers
+
+    configs = load_providers(providers)
+    column = plan.column("channel")
+    if "reason" in plan.column_names:
+        column = column.filter(pc.is_null(plan.column("reason")))
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    channels_for(configs, sorted(c for c in pc.unique(column).to_pylist() if c is not None))
+    return configs
 
 
 def message_of(r: tuple) -> Message:

@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
-from engine.sending.channels import Channel, channels_for, message_of
+from engine.sending.channels import Channel, before_ledger, channels_for, message_of
 from engine.sending.protocol import SENT, Result
 from engine.errors import ConfigError, DispatchError, Interrupted
 from engine.ledger.store import Ledger
@@ -417,6 +417,7 @@ async def dispatch(
         else:
             summary.loaded = int(summary.dry_run.column("messages").to_numpy().sum()) if summary.dry_run.num_rows else 0
         return summary
+    providers = before_ledger(table, source, providers)  # a bad plan or providers file: no ledger made
     t_start = time.monotonic()
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source, replan=replan)
