@@ -38,6 +38,13 @@ def check_scores(scores: pa.Table, src: str) -> None:
             raise InputError(f"{src} has no column {need!r} (it has {', '.join(scores.column_names[:8])}, ...); "
                              "pass the output of 'winback score'")
     ids = scores["user_id"]
+    if not pa.types.is_integer(ids.type) and not (pa.types.is_null(ids.type) and not len(ids)):
+        ex = ids.drop_null()[:3].to_pylist()
+        raise InputError(f"{src}: column 'user_id' is {ids.type} (e.g. {ex}), not whole numbers; pass the scores "
+                         "'winback score' wrote (its user_id is int64), not a re-saved or edited copy")
+    _in_range(scores, "best_hour_local", 0, 23, src, "an hour of the day 0-23")
+    for col in ("p_alive", "lapse_risk"):
+        _in_range(scores, col, 0, 1, src, "a probability from 0 to 1")
     if ids.null_count:
         rows = np.nonzero(ids.is_null().to_numpy(zero_copy_only=False))[0][:5].tolist()
         raise InputError(f"{src}: column 'user_id' is null in {ids.null_count:,} rows (e.g. rows {rows}); "
@@ -58,6 +65,25 @@ def check_scores(scores: pa.Table, src: str) -> None:
             raise InputError(f"{src}: column 'timezone' has {len(rows):,} rows with unknown IANA timezones "
                              f"(e.g. user_id, timezone: {ex}); fix them (e.g. Europe/Paris) or set them "
                              "null to use the campaign's timezone")
+
+
+def _in_range(scores: pa.Table, col: str, lo: float, hi: float, src: str, what: str) -> None:
+    """InputError when the scores' ``col`` (if present) is not numeric or has a value outside
+    [lo, hi] (nulls and NaN pass: "unknown"), naming the rows."""
+    if col not in scores.column_names:
+        return
+    values = scores[col]
+    if pa.types.is_null(values.type):  # every value unknown
+        return
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise InputError(f"{src}: column {col!r} is {values.type}, not numbers ({what}); pass the scores "
+                         "'winback score' wrote, not an edited copy")
+    bad = pc.fill_null(pc.or_(pc.less(values, lo), pc.greater(values, hi)), False)
+    rows = np.nonzero(bad.to_numpy(zero_copy_only=False))[0]
+    if rows.size:
+        ex = [(scores["user_id"][int(i)].as_py(), values[int(i)].as_py()) for i in rows[:5]]
+        raise InputError(f"{src}: column {col!r} is outside {lo}-{hi} in {rows.size:,} rows (e.g. user_id, "
+                         f"{col}: {ex}); it must be {what}: rescore with 'winback score' instead of editing it")
 
 
 def suppressed_matrix(ledger, table: pa.Table, extra: pa.Table | None = None) -> np.ndarray:

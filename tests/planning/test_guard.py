@@ -13,7 +13,7 @@ from engine.ledger.store import Ledger
 from engine.planning.campaign import load_campaign
 from engine.planning.guard import check_scores, complained_users, guard_counts, suppressed_matrix
 from engine.schema import CHANNELS
-from tests.helpers import one_step, reachable_users
+from tests.helpers import ROOT, one_step, reachable_users
 
 
 def test_check_scores_passes_good_scores_and_names_a_missing_column():
@@ -79,3 +79,37 @@ def test_broadcast_guard_thresholds_approval_and_the_ledger(tmp_path):
         led.record_broadcast("recent", time.time() - 30 * 86400)
     with pytest.raises(PolicyError, match=r"already went out 30 days ago .*once per 90 days"):
         guard_counts(targeted, 90, 100, str(ledger), int(time.time()))
+
+
+@pytest.mark.parametrize("column,value,expected", [
+    ("user_id", pa.array(["1000", "1001", "1002"]),
+     "column 'user_id' is string (e.g. ['1000', '1001', '1002']), not whole numbers"),
+    ("user_id", pa.array([1000.0, 1001.0, 1002.0]), "column 'user_id' is double"),
+    ("best_hour_local", pa.array([9, 99, 10], pa.int8()),
+     "column 'best_hour_local' is outside 0-23 in 1 rows (e.g. user_id, best_hour_local: [(1001, 99)])"),
+    ("best_hour_local", pa.array([-5, 9, 10], pa.int8()), "column 'best_hour_local' is outside 0-23 in 1 rows"),
+    ("p_alive", pa.array([0.5, 5.0, 0.2]),
+     "column 'p_alive' is outside 0-1 in 1 rows (e.g. user_id, p_alive: [(1001, 5.0)])"),
+    ("lapse_risk", pa.array(["0.1", "0.2", "0.3"]), "column 'lapse_risk' is string, not numbers"),
+])
+def test_hand_edited_scores_are_refused_by_plan_with_one_line(tmp_path, capsys, column, value, expected):
+    # given real scores on disk with one column edited into something no score is
+    import pyarrow.feather as feather
+    from engine.cli import main
+
+    scores = reachable_users(3, **{column: value})
+    path = tmp_path / "scores.arrow"
+    feather.write_feather(scores, path)
+    # when planned, then one line names the file, the column and example rows; exit 2; no plan
+    code = main(["plan", str(path), str(ROOT / "examples" / "winback_lapsing.toml"), "--as-of", "2026-11-01", "-o",
+                 str(tmp_path / "plan.arrow")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"scores {path}: {expected}" in err
+    assert not (tmp_path / "plan.arrow").exists()
+
+
+def test_null_hours_and_nan_probabilities_still_pass():
+    # unknown is not wrong: a user without a best hour or a probability is planned as before
+    check_scores(reachable_users(3, best_hour_local=pa.array([None, 9, 10], pa.int8()),
+                                 p_alive=pa.array([float("nan"), 0.5, None])), "s.arrow")
