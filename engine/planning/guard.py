@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.planning.campaign import Campaign
-from engine.errors import InputError, PolicyError
+from engine.errors import InputError, PolicyError, WinbackError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
 from engine.tz import is_timezone, to_epoch_seconds
 
@@ -42,6 +42,7 @@ def check_scores(scores: pa.Table, src: str) -> None:
         ex = ids.drop_null()[:3].to_pylist()
         raise InputError(f"{src}: column 'user_id' is {ids.type} (e.g. {ex}), not whole numbers; pass the scores "
                          "'winback score' wrote (its user_id is int64), not a re-saved or edited copy")
+    _scored_at(scores, src)
     _in_range(scores, "best_hour_local", 0, 23, src, "an hour of the day 0-23")
     for col in ("p_alive", "lapse_risk"):
         _in_range(scores, col, 0, 1, src, "a probability from 0 to 1")
@@ -65,6 +66,26 @@ def check_scores(scores: pa.Table, src: str) -> None:
             raise InputError(f"{src}: column 'timezone' has {len(rows):,} rows with unknown IANA timezones "
                              f"(e.g. user_id, timezone: {ex}); fix them (e.g. Europe/Paris) or set them "
                              "null to use the campaign's timezone")
+
+
+def _scored_at(scores: pa.Table, src: str) -> None:
+    """InputError when the scores' ``winback.score`` metadata has an ``as_of`` that is not an
+    ISO 8601 instant from 1970 to 2199 (the plan's start defaults to it)."""
+    from engine.io.meta import SCORE, read_meta
+    from engine.planning.campaign_schema import INSTANT_MAX, INSTANT_MIN
+    from engine.tz import parse_as_of
+
+    value = read_meta(scores, SCORE).get("as_of")
+    if value is None:
+        return
+    try:
+        ok = isinstance(value, str) and INSTANT_MIN <= parse_as_of(value) < INSTANT_MAX
+    except (ValueError, OverflowError, WinbackError):
+        ok = False
+    if not ok:
+        raise InputError(f"{src}: metadata winback.score key as_of must be an ISO 8601 instant like "
+                         f"\"2026-11-01T00:00:00+00:00\" between 1970 and 2199, got {value!r}; rescore with "
+                         "'winback score' instead of editing it")
 
 
 def _in_range(scores: pa.Table, col: str, lo: float, hi: float, src: str, what: str) -> None:

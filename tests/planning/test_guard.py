@@ -113,3 +113,20 @@ def test_null_hours_and_nan_probabilities_still_pass():
     # unknown is not wrong: a user without a best hour or a probability is planned as before
     check_scores(reachable_users(3, best_hour_local=pa.array([None, 9, 10], pa.int8()),
                                  p_alive=pa.array([float("nan"), 0.5, None])), "s.arrow")
+
+
+@pytest.mark.parametrize("as_of", ["yesterday", 12345, "9999-01-01"])
+def test_an_edited_scores_as_of_is_refused_naming_the_file(tmp_path, capsys, as_of):
+    # given real scores whose winback.score as_of was edited (a number would have started the campaign in 1970)
+    import pyarrow.feather as feather
+    from engine.cli import main
+    from engine.io.meta import SCORE, with_meta
+
+    path = tmp_path / "scores.arrow"
+    feather.write_feather(with_meta(reachable_users(3), SCORE, {"as_of": as_of}), path)
+    # when planned without --as-of (the start is the scores' as_of), then one line, exit 2, no plan
+    code = main(["plan", str(path), str(ROOT / "examples" / "winback_lapsing.toml"), "-o", str(tmp_path / "p.arrow")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"InputError: scores {path}: metadata winback.score key as_of must be an ISO 8601 instant")
+    assert not (tmp_path / "p.arrow").exists()
