@@ -46,7 +46,8 @@ def parse_as_of(value: str | dt.datetime | int | float | None) -> int:
     """Return ``value`` as epoch seconds (UTC). ``None`` means now; naive means UTC.
 
     Accepts ISO 8601 strings (``2026-11-01``, ``2026-11-01T12:00:00Z``,
-    ``2026-11-01T12:00:00+01:00``), datetimes and epoch seconds.
+    ``2026-11-01T12:00:00+01:00``), datetimes and epoch seconds; a date or datetime
+    outside the years 1900-2199 is a :class:`ConfigError`.
     """
     if value is None:
         return int(time.time())
@@ -69,6 +70,9 @@ def parse_as_of(value: str | dt.datetime | int | float | None) -> int:
         value = dt.datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
+    if not 1900 <= value.year < 2200:  # later ones overflow the calendars downstream
+        raise ConfigError(f"as-of {value.isoformat()} is not between 1900 and 2199; use e.g. 2026-11-01 or "
+                          "2026-11-01T12:00:00Z")
     return int(value.timestamp())
 
 

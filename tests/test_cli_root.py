@@ -36,3 +36,29 @@ def test_console_exit_flushes_every_line_and_keeps_the_exit_code(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "engine", "score", str(tmp_path / "none.arrow"), "x", "-o",
                           str(tmp_path / "x.arrow")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("InputError:")
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _world(tmp_path):
+    assert main(["generate", "--users", "60", "--seed", "2", "--no-progress", "-o", str(tmp_path / "w")]) == 0
+    return tmp_path / "w" / "users.arrow", tmp_path / "w" / "events.arrow"
+
+
+def test_an_as_of_years_away_is_one_line_for_every_command(tmp_path, capsys):
+    # given a real world and an --as-of in the year 9999 (or in year 1, east of Greenwich)
+    users, events = _world(tmp_path)
+    capsys.readouterr()
+    for argv in (["score", str(users), str(events), "--as-of", "9999-12-31", "-o", str(tmp_path / "s.arrow")],
+                 ["backtest", str(users), str(events), "--as-of", "9999-12-31", "-o", str(tmp_path / "bt")],
+                 ["validate", str(users), str(events), "--as-of", "0001-01-01T00:00:00+05:00"],
+                 ["generate", "--users", "5", "--as-of", "9999-12-31", "-o", str(tmp_path / "w2")]):
+        # when run, then one line says the years it takes, exit 2, and nothing is written
+        assert main(argv) == 2, argv
+        assert "is not between 1900 and 2199" in _one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
