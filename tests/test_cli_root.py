@@ -62,3 +62,16 @@ def test_an_as_of_years_away_is_one_line_for_every_command(tmp_path, capsys):
         assert "is not between 1900 and 2199" in _one_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
 
+
+def test_an_output_suffix_that_is_no_format_is_refused_before_the_work(tmp_path, capsys):
+    # given a real world, scored into a .txt file (a typo for .arrow)
+    users, events = _world(tmp_path)
+    capsys.readouterr()
+    code = main(["score", str(users), str(events), "--as-of", "2026-11-01", "--no-progress",
+                 "-o", str(tmp_path / "scores.txt")])
+    # then one line names the output and the suffixes it takes, exit 2, no file
+    assert code == 2
+    err = _one_line(capsys)
+    assert f"cannot write {tmp_path / 'scores.txt'}: the suffix '.txt' is no table format" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 
-from engine.errors import StorageError
+from engine.errors import ConfigError, StorageError
 
-__all__ = ["atomic_path", "atomic_dir", "write_table", "append_synced", "cut_partial_line", "storage_error", "STORAGE_ERRNOS"]
+__all__ = ["atomic_path", "atomic_dir", "check_output", "write_table", "append_synced", "cut_partial_line", "storage_error", "STORAGE_ERRNOS"]
 
 #: errno values meaning "this disk or directory cannot take the write" (not a winback bug)
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
@@ -36,7 +36,8 @@ def storage_error(exc: BaseException, path: str | os.PathLike | None = None) -> 
     where = path if path is not None else (exc.filename or "an output file")
     shape = _path_shape(exc, path)
     if shape is not None:
-        return StorageError(f"cannot write {where}: {shape}. Nothing was half-written: earlier outputs are as they were.")
+        return StorageError(f"cannot write {where}: {shape}. Nothing was half-written: earlier outputs are "
+                            "as they were.")
     if exc.errno not in STORAGE_ERRNOS and not any(t in text for t in _STORAGE_TEXT):
         return None
     code = exc.errno
@@ -144,6 +145,20 @@ def _flat_lists(table: pa.Table) -> pa.Table:
     return table
 
 
+#: the suffixes :func:`write_table` writes (no suffix: Arrow IPC)
+TABLE_SUFFIXES = (".arrow", ".feather", ".ipc", ".parquet", ".csv", ".jsonl")
+
+
+def check_output(path: str | os.PathLike) -> Path:
+    """``path`` if :func:`write_table` can write its suffix, else a :class:`ConfigError`
+    naming it (asked before the work, so an hour of scoring is not lost to a typo)."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES + ("",):
+        raise ConfigError(f"cannot write {path}: the suffix {path.suffix!r} is no table format; end the output "
+                          "in .arrow (or .feather, .ipc), .parquet, .csv or .jsonl")
+    return path
+
+
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
     """Write ``table`` atomically; the format follows the suffix.
 
@@ -151,7 +166,7 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
     ``.parquet`` -> Parquet (zstd), ``.csv`` -> CSV (list columns as ``|``-joined text;
     CSV keeps no schema metadata), ``.jsonl`` -> JSON lines.
     """
-    path = Path(path)
+    path = check_output(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         table = _flat_lists(table)
@@ -170,8 +185,6 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for row in table.to_pylist():
                     fh.write(json.dumps(row, default=str) + "\n")
-        else:
-            raise ValueError(f"unsupported output suffix {suffix!r}")
     return path
 
 

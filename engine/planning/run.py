@@ -56,9 +56,10 @@ def plan_to(scores, campaign, output: str | os.PathLike, *, as_of=None, ledger=N
     message = memory_warning(scores, items is not None)
     if message and warn is not None:
         warn(message)
-    from engine.io.atomic import write_table
+    from engine.io.atomic import check_output, write_table
     from engine.planning.planner import plan
 
+    check_output(output)
     table = plan(scores, campaign, as_of=as_of, ledger=ledger, items=items)
     write_table(table, output)
     return {**read_meta(table, PLAN)["summary"], "partitioned": False}

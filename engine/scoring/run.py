@@ -57,9 +57,10 @@ def score_to(users, events, output: str | os.PathLike, *, as_of=None, on_bad_row
                           "'winback score parts/ --dask ...'")
     if events is None:
         raise ConfigError(f"{users}: give EVENTS too, or pass the directory written by 'winback partition'")
-    from engine.io.atomic import write_table
+    from engine.io.atomic import check_output, write_table
     from engine.scoring.pipeline import score, summary_of
 
+    check_output(output)
     table = score(users, events, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=quarantine,
                   progress=progress, items=items, **options)
     write_table(table, output)

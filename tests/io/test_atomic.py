@@ -11,7 +11,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from engine.errors import StorageError
+from engine.errors import ConfigError, StorageError
 from engine.io.atomic import atomic_dir, atomic_path, storage_error, write_table
 
 
@@ -51,7 +51,7 @@ def test_write_table_follows_the_suffix(tmp_path):
     assert pacsv.read_csv(write_table(t, tmp_path / "t.csv"))["category"].to_pylist() == ["a|b", "c"]
     lines = (write_table(t, tmp_path / "t.jsonl")).read_text().splitlines()
     assert [json.loads(x) for x in lines] == [{"user_id": 1, "category": ["a", "b"]}, {"user_id": 2, "category": ["c"]}]
-    with pytest.raises(ValueError, match="unsupported output suffix '.xlsx'"):
+    with pytest.raises(ConfigError, match=r"t.xlsx: the suffix '.xlsx' is no table format; end the output in .arrow"):
         write_table(t, tmp_path / "t.xlsx")
     assert not (tmp_path / "t.xlsx").exists()
 
