@@ -75,3 +75,8 @@ def test_an_output_suffix_that_is_no_format_is_refused_before_the_work(tmp_path,
     assert f"cannot write {tmp_path / 'scores.txt'}: the suffix '.txt' is no table format" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
 
+
+def test_a_negative_seed_is_one_line_and_no_directory(tmp_path, capsys):
+    code = main(["generate", "--users", "5", "--seed", "-1", "-o", str(tmp_path / "w")])
+    assert code == 2 and "--seed must be a whole number from 0" in _one_line(capsys)
+    assert not (tmp_path / "w").exists()

@@ -341,6 +341,8 @@ def generate(
     """
     if n_users < 1:
         raise ConfigError(f"--users must be at least 1, got {n_users}")
+    if not 0 <= seed < 2**63:  # numpy's seeds are whole numbers >= 0
+        raise ConfigError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     if not 0.0 <= bad_rows < 0.5:
         raise ConfigError(f"--bad-rows must be a fraction in [0, 0.5), got {bad_rows}")
     if days < 1:
