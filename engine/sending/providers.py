@@ -75,6 +75,9 @@ _STRINGS = ("adapter", "base_url", "url", "api_key_env", "secret_env", "account_
 _NUMBERS = ("rate_per_second", "timeout_seconds")
 _INTS = ("concurrency", "max_attempts", "batch_size")
 _KEYS = _STRINGS + _NUMBERS + _INTS
+#: upper bounds: a typo such as concurrency = 100000000 would start that many tasks (memory
+#: without end); no provider answers a message after hours, nor sends more per request
+_MAX = {"concurrency": 1000, "max_attempts": 100, "batch_size": 100_000, "timeout_seconds": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,20 @@ class ChannelConfig:
     max_attempts: int | None = None
     batch_size: int | None = None
     source: str = field(default="<dict>", compare=False)
+
+
+def _http_url(url: str) -> bool:
+    """True for an http(s) URL with a host and, if any, a port 1-65535 (every message sent to
+    anything else would fail and be given up on)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and (port is None or port >= 1) \
+        and not any(c.isspace() for c in url)
 
 
 def _where(source: str, channel: str, key: str | None = None) -> str:
@@ -129,6 +146,10 @@ def _check(channel: str, table: Any, source: str) -> ChannelConfig:
         v = table.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"{_where(source, channel, key)} must be a whole number >= 1, got {v!r}")
+    for key, most in _MAX.items():
+        v = table.get(key)
+        if v is not None and not v <= most:
+            raise ConfigError(f"{_where(source, channel, key)} is {v!r}; at most {most:g} is allowed")
     if adapter == "sendgrid" and table.get("batch_size", 1) > 1000:
         raise ConfigError(f"{_where(source, channel, 'batch_size')} is {table['batch_size']}; SendGrid takes "
                           "at most 1000 personalizations per request")
@@ -139,9 +160,9 @@ def _check(channel: str, table: Any, source: str) -> ChannelConfig:
             raise ConfigError(f"{_where(source, channel, key)} is missing; the {adapter} adapter needs "
                               f"{', '.join(_REQUIRED[adapter])}")
     url = table.get("url") if adapter == "webhook" else table.get("base_url", _DEFAULT_BASE.get(adapter))
-    if url is not None and not url.startswith(("http://", "https://")):
+    if url is not None and not _http_url(url):
         raise ConfigError(f"{_where(source, channel, 'url' if adapter == 'webhook' else 'base_url')} is "
-                          f"{url!r}; give an http:// or https:// URL")
+                          f"{url!r}; give an http:// or https:// URL with a host (and a port from 1 to 65535)")
     if adapter == "ads" and (table["platform"] not in ("meta", "google") or Path(table["path"]).suffix.lower() != ".csv"):
         raise ConfigError(f"{_where(source, channel, 'platform')}: the ads adapter writes platform = \"meta\" or "
                           f"\"google\" files to a path ending in .csv, got {table['platform']!r}, {table['path']!r}")

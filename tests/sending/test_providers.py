@@ -74,3 +74,36 @@ def test_every_adapter_builds_from_config(monkeypatch, tmp_path):
     assert built["email"].max_batch == 200
     for a in built.values():
         asyncio.run(a.aclose())
+
+
+@pytest.mark.parametrize("line, words", [
+    ("concurrency = 5000", ["'concurrency' is 5000; at most 1000"]),  # 100000000 was that many tasks, until OOM
+    ("max_attempts = 1000000", ["'max_attempts' is 1000000; at most 100"]),
+    ("timeout_seconds = 1e9", ["'timeout_seconds' is 1000000000.0; at most 3600"]),
+    ('base_url = "http://127.0.0.1:99999"', ["'base_url' is 'http://127.0.0.1:99999'", "port from 1 to 65535"]),
+    ('base_url = "http://127.0.0.1:0"', ["port from 1 to 65535"]),
+    ('base_url = "http://"', ["with a host"]),
+    ('base_url = "http://mail.example.com /v3"', ["with a host"]),
+])
+def test_a_typo_that_would_exhaust_memory_or_kill_every_message_is_refused(tmp_path, capsys, monkeypatch, line, words):
+    # given a providers file with one value no send can use (a bad port made every message dead, exit 0)
+    import pyarrow.feather as feather
+
+    from engine.cli import main
+    from tests.helpers import make_plan
+
+    monkeypatch.setenv("WINBACK_TEST_EMAIL_KEY", "k")
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[channels.email]\nadapter = "sendgrid"\napi_key_env = "WINBACK_TEST_EMAIL_KEY"\n'
+                         + ("" if line.startswith("base_url") else 'base_url = "http://127.0.0.1:9"\n') + line + "\n")
+    plan = tmp_path / "plan.arrow"
+    feather.write_feather(make_plan(3, channel="email"), plan)
+    # when sent, then one line names the file, channel and key; exit 2; no ledger, nothing sent
+    code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(tmp_path / "l.db"),
+                 "--now", "--no-progress", "--max-seconds", "5"])  # bounded even if the check ever went
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"ConfigError: {providers} [channels.email] key ")
+    for word in words:
+        assert word in err
+    assert not (tmp_path / "l.db").exists()
