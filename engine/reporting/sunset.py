@@ -31,6 +31,8 @@ from engine.schema import CHANNELS
 __all__ = ["sunset_list", "apply_sunset", "skipped_at_send", "SUNSET_REASON"]
 
 SUNSET_REASON = "sunset"
+#: the columns of the list the report writes (:func:`sunset_list`), which ``winback sunset`` needs
+SUNSET_COLUMNS = ("user_id", "messages_received", "channels", "reason")
 
 
 def sunset_list(plan: pa.Table, msgs: pa.Table, users: np.ndarray, reengaged: np.ndarray,
@@ -97,8 +99,11 @@ def apply_sunset(sunset, ledger, *, channels: list[str] | None = None, dry_run: 
     for c in channels or []:
         if c not in CHANNELS:
             raise InputError(f"unknown channel {c!r} for --channels; use {', '.join(CHANNELS)}")
-    if "user_id" not in table.column_names:
-        raise InputError(f"{sunset}: no column 'user_id'; pass the sunset.arrow or sunset.csv 'winback report' wrote")
+    missing = [c for c in SUNSET_COLUMNS if c not in table.column_names]
+    if missing:  # a plan or a scores file here would suppress every user it lists, on every channel
+        raise InputError(f"{sunset}: not a sunset list: no column {', '.join(map(repr, missing))} (it has "
+                         f"{', '.join(table.column_names[:8])}); pass the sunset.arrow or sunset.csv 'winback "
+                         "report' wrote, or its report directory")
     at = time.time() if now is None else float(now)
     uids = table["user_id"].to_pylist()
     per_user = table["channels"].to_pylist() if "channels" in table.column_names else [None] * len(uids)

@@ -76,3 +76,21 @@ def test_winback_sunset_dry_runs_then_writes_suppressions_that_later_plans_honou
 def test_a_missing_sunset_list_says_what_to_run(tmp_path, capsys):
     assert main(["sunset", str(tmp_path / "nope"), "--ledger", str(tmp_path / "l.db")]) == 2
     assert "run 'winback report' first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what", ["plan", "scores"])
+def test_a_plan_or_scores_file_given_as_the_sunset_list_suppresses_nobody(tmp_path, capsys, what):
+    # given a real plan (or scores) file passed where the sunset list goes, and a ledger
+    p = _plan({})
+    path = tmp_path / f"{what}.arrow"
+    table = p if what == "plan" else pa.table({"user_id": pa.array([1, 2, 3], pa.int64()), "email": ["a", "b", "c"]})
+    feather.write_feather(table, path)
+    ledger = tmp_path / "ledger.db"
+    Ledger(ledger).close()
+    # when sunset is run for real (it suppressed every user it listed, on every channel)
+    code = main(["sunset", str(path), "--ledger", str(ledger)])
+    # then one line says it is not a sunset list and names the missing columns; exit 2; nothing written
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"InputError: {path}: not a sunset list: no column ") and "'messages_received'" in err
+    assert read_suppressions(ledger).num_rows == 0
