@@ -35,6 +35,8 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
     ``late_hours`` for one sent more than 15 minutes after its planned time), and
     ``ledger`` holds the user's ``other_campaigns`` messages and ``suppressions``.
     """
+    if not -2**63 <= int(user_id) < 2**63:
+        raise InputError(f"user {user_id} is not in the plan: user ids are 64-bit whole numbers; check the id")
     rows = plan_table.filter(pc.equal(plan_table["user_id"], int(user_id))).to_pylist()
     if not rows:
         raise InputError(f"user {user_id} is not in the plan; check the id (plans hold every scored user)")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +141,11 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     ``winback receive`` directory (or events file) whose events (opens, clicks, survey
     ``reason`` answers...) are added to the outcomes.
     """
-    if days < 1:
-        raise ConfigError(f"--days must be at least 1, got {days}")
+    if not 1 <= days <= 3650:
+        raise ConfigError(f"--days must be from 1 to 3650, got {days}")
+    if ledger is not None and not os.path.exists(ledger):  # a typo would report without what the send skipped
+        raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' wrote, or leave "
+                         "--ledger out")
     plan_t, plan_name = read_plan(plan)
     if plan_t.num_rows == 0:
         raise InputError(f"plan {plan_name} has no rows; there is no campaign to measure")

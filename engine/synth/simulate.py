@@ -101,8 +101,10 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     """
     if policy not in ("winback", "blast"):
         raise ConfigError(f"--policy must be 'winback' or 'blast', got {policy!r}")
-    if days < 1:
-        raise ConfigError(f"--days must be at least 1, got {days}")
+    if not 1 <= days <= 3650:
+        raise ConfigError(f"--days must be from 1 to 3650, got {days}")
+    if not 0 <= seed < 2**63:  # numpy's seeds are whole numbers >= 0
+        raise ConfigError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     plan_t, plan_name = read_plan(plan)
     truth_t = truth if isinstance(truth, pa.Table) else read_table(truth, "truth")
     for col in ("user_id", "alive", "activity_rate", "preferred_hour_local", "fatigue_sensitivity"):

@@ -176,3 +176,26 @@ def pa_events():
 
     return pa.table({"user_id": pa.array([1], pa.int64()), "ts": from_epoch_seconds(np.array([1_790_003_600])),
                      "event": ["session"]})
+
+
+def test_mistyped_report_and_simulate_options_are_one_line_and_write_nothing(loop, tmp_path, capsys):
+    # given a real plan, its simulated outcomes and its world's truth
+    d, _, p = loop
+    write_outcomes(simulate(p, d / "world/truth.arrow", seed=3), tmp_path / "out")
+    plan, out, truth = str(d / "plan.arrow"), str(tmp_path / "out"), str(d / "world/truth.arrow")
+    cases = [  # (argv, what stderr says); --days 100000000 ran past a minute, --seed -1 was a traceback,
+        # a --ledger that does not exist was silently left out of the report
+        (["report", plan, out, "--days", "5000", "-o", str(tmp_path / "r")], "--days must be from 1 to 3650"),
+        (["report", plan, out, "--ledger", str(tmp_path / "typo.db"), "-o", str(tmp_path / "r")],
+         f"ledger {tmp_path / 'typo.db'} does not exist"),
+        (["simulate", plan, "--truth", truth, "--seed", "-1", "-o", str(tmp_path / "s")], "--seed must be a whole"),
+        (["simulate", plan, "--truth", truth, "--days", "99999", "-o", str(tmp_path / "s")], "--days must be from 1"),
+        (["explain", "99999999999999999999999", "--plan", plan], "user ids are 64-bit whole numbers"),
+    ]
+    for argv, says in cases:
+        # when run, then exit 2, one line, nothing written
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and says in err, (argv, err)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out"]
+    assert not (tmp_path / "typo.db").exists()
