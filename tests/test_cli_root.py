@@ -80,3 +80,28 @@ def test_a_negative_seed_is_one_line_and_no_directory(tmp_path, capsys):
     code = main(["generate", "--users", "5", "--seed", "-1", "-o", str(tmp_path / "w")])
     assert code == 2 and "--seed must be a whole number from 0" in _one_line(capsys)
     assert not (tmp_path / "w").exists()
+
+
+def test_an_output_onto_an_input_is_refused_and_the_input_kept(tmp_path, capsys):
+    # given a real world on disk (users, events, truth, items, world.json)
+    users, events = _world(tmp_path)
+    world = users.parent
+    before = {p.name: p.read_bytes() for p in world.iterdir()}
+    assert main(["score", str(users), str(events), "--as-of", "2026-11-01", "--no-progress",
+                 "-o", str(tmp_path / "s.arrow")]) == 0
+    assert main(["plan", str(tmp_path / "s.arrow"), "examples/winback_lapsing.toml", "-o", str(tmp_path / "p.arrow")]) == 0
+    capsys.readouterr()
+    cases = [  # each replaced an input before: the events with scores, the world with outcomes, a file with a report
+        (["score", str(users), str(events), "--as-of", "2026-11-01", "--no-progress", "-o", str(events)],
+         f"cannot write {events}: it is the input {events}"),
+        (["simulate", str(tmp_path / "p.arrow"), "--truth", str(world / "truth.arrow"), "-o", str(world)],
+         f"cannot write {world}: it holds items.arrow, truth.arrow, users.arrow, world.json"),
+        (["report", str(tmp_path / "p.arrow"), str(events), "-o", str(users)],
+         f"cannot write {users}: it is a file, and this output is a directory"),
+    ]
+    for argv, says in cases:
+        # when run, then one line, exit 2, and every input byte for byte as it was
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and says in err, (argv, err)
+        assert {p.name: p.read_bytes() for p in world.iterdir()} == before

@@ -114,6 +114,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if final.exists():
+            _may_replace(final, tmp)
             old = final.with_name(f".{final.name}.old")
             if old.exists():
                 shutil.rmtree(old)
@@ -128,6 +129,29 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         if err is not None:
             raise err from None
         raise
+
+
+#: files a directory output never replaces unless it writes them itself: the inputs of the
+#: main job (a world of 'winback generate', scores, plans, campaigns, ledgers)
+_INPUT_STEMS = {"users", "events", "truth", "items", "world", "scores", "plan", "ledger"}
+_INPUT_SUFFIXES = {".toml", ".db", ".sqlite"}
+
+
+def _may_replace(final: Path, new: Path) -> None:
+    """A :class:`ConfigError` unless the directory ``final`` may be swapped for ``new``: it
+    must be a directory, and hold no input-like file (users.arrow, a campaign .toml, a
+    ledger .db, ...) that ``new`` does not write too, so ``-o world/`` or ``-o users.arrow``
+    never deletes an input; other files of an earlier output are replaced whole."""
+    if not final.is_dir():
+        raise ConfigError(f"cannot write {final}: it is a file, and this output is a directory; pass a "
+                          "directory path (a new one, or an earlier output of the same command)")
+    made = {p.name for p in new.iterdir()}
+    lost = sorted(p.name for p in final.iterdir() if p.is_file() and p.name not in made
+                  and (p.name.split(".")[0].lower() in _INPUT_STEMS or p.suffix.lower() in _INPUT_SUFFIXES))
+    if lost:
+        raise ConfigError(f"cannot write {final}: it holds {', '.join(lost[:4])}{' ...' if len(lost) > 4 else ''}, "
+                          "which this output does not write and replacing the directory would delete; pass a "
+                          "new or empty directory, or move those files first")
 
 
 def _flat_lists(table: pa.Table) -> pa.Table:
@@ -149,13 +173,19 @@ def _flat_lists(table: pa.Table) -> pa.Table:
 TABLE_SUFFIXES = (".arrow", ".feather", ".ipc", ".parquet", ".csv", ".jsonl")
 
 
-def check_output(path: str | os.PathLike) -> Path:
-    """``path`` if :func:`write_table` can write its suffix, else a :class:`ConfigError`
-    naming it (asked before the work, so an hour of scoring is not lost to a typo)."""
+def check_output(path: str | os.PathLike, inputs=()) -> Path:
+    """``path`` if :func:`write_table` can write its suffix and it is none of ``inputs``,
+    else a :class:`ConfigError` naming it (asked before the work, so an hour of scoring is
+    not lost to a typo, and ``-o events.arrow`` does not replace the events with scores)."""
     path = Path(path)
     if path.suffix.lower() not in TABLE_SUFFIXES + ("",):
         raise ConfigError(f"cannot write {path}: the suffix {path.suffix!r} is no table format; end the output "
                           "in .arrow (or .feather, .ipc), .parquet, .csv or .jsonl")
+    for src in inputs:
+        if isinstance(src, (str, os.PathLike)) and path.exists() and Path(src).exists() \
+                and os.path.samefile(path, src):
+            raise ConfigError(f"cannot write {path}: it is the input {src}; writing there would replace "
+                              "that input. Pass another -o path")
     return path
 
 

@@ -59,7 +59,7 @@ def plan_to(scores, campaign, output: str | os.PathLike, *, as_of=None, ledger=N
     from engine.io.atomic import check_output, write_table
     from engine.planning.planner import plan
 
-    check_output(output)
+    check_output(output, (scores, items, ledger))
     table = plan(scores, campaign, as_of=as_of, ledger=ledger, items=items)
     write_table(table, output)
     return {**read_meta(table, PLAN)["summary"], "partitioned": False}

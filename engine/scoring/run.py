@@ -60,7 +60,7 @@ def score_to(users, events, output: str | os.PathLike, *, as_of=None, on_bad_row
     from engine.io.atomic import check_output, write_table
     from engine.scoring.pipeline import score, summary_of
 
-    check_output(output)
+    check_output(output, (users, events, items))
     table = score(users, events, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=quarantine,
                   progress=progress, items=items, **options)
     write_table(table, output)

@@ -146,7 +146,8 @@ def test_an_output_under_a_file_is_one_line_naming_that_file(world, tmp_path, co
             "send": ("send", plan, "--providers", ROOT / "examples" / "providers.local.toml", "--now",
                      "--no-progress", "--ledger", out)}[command]
     # when run, then one line names the output and the file in its way, exit 7, the file untouched
-    proc = winback(*argv)
+    proc = winback(*argv, env={"SENDGRID_API_KEY": "k", "TWILIO_ACCOUNT_SID": "AC0", "TWILIO_AUTH_TOKEN": "t",
+                               "WINBACK_WEBHOOK_SECRET": "s"})
     line = one_line(proc)
     assert proc.returncode == 7, line
     assert line.startswith(f"StorageError: cannot write {out}: {blocker} is a file, not a directory"), line
