@@ -36,8 +36,10 @@ def storage_error(exc: BaseException, path: str | os.PathLike | None = None) -> 
     where = path if path is not None else (exc.filename or "an output file")
     shape = _path_shape(exc, path)
     if shape is not None:
-        return StorageError(f"cannot write {where}: {shape}. Nothing was half-written: earlier outputs are "
-                            "as they were.")
+        err = StorageError(f"cannot write {where}: {shape}. Nothing was half-written: earlier outputs are "
+                           "as they were.")
+        err.path_shape = True  # a file where a directory must be, or the reverse (not the disk)
+        return err
     if exc.errno not in STORAGE_ERRNOS and not any(t in text for t in _STORAGE_TEXT):
         return None
     code = exc.errno

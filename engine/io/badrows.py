@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
 from engine.io.atomic import atomic_path
-from engine.errors import InputError
+from engine.errors import InputError, StorageError
 
 __all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS"]
 
@@ -172,10 +172,12 @@ class BadRows:
         try:
             self._ctx = atomic_path(self.quarantine)
             tmp = self._ctx.__enter__()
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             self._ctx = None
+            if isinstance(exc, StorageError) and not getattr(exc, "path_shape", False):
+                raise  # a full or read-only disk: exit 7 as everywhere
             raise InputError(f"{self.source}: cannot write the quarantine file {self.quarantine} "
-                             f"({exc.strerror or exc}); pass a writable --quarantine-dir") from None
+                             f"({getattr(exc, 'strerror', None) or exc}); pass a writable --quarantine-dir") from None
         if self.quarantine.suffix.lower() == ".csv":
             self._writer = pacsv.CSVWriter(str(tmp), self._schema)
         else:

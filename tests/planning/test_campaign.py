@@ -296,7 +296,7 @@ def test_a_start_years_ahead_on_the_command_line_is_refused_not_a_traceback(tmp_
                  "-o", str(tmp_path / "plan.arrow")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert "the campaign start '9999-12-31T23:00:00Z' is not between 1970 and 2199" in err
+    assert "as-of 9999-12-31T23:00:00+00:00 is not between 1900 and 2199" in err
     assert not (tmp_path / "plan.arrow").exists()
 
 
