@@ -44,6 +44,10 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
+#: most partitions one ``partition`` writes (each is a directory per table)
+MAX_PARTITIONS = 10_000
+
+
 def partition_of(user_ids: np.ndarray, n_partitions: int) -> np.ndarray:
     """Partition number (int32, 0..n-1) of each user id."""
     if n_partitions < 1:
@@ -114,8 +118,9 @@ def partition(users, events, out_dir, *, partitions: int = 8, progress: bool = F
     Returns a summary dict (rows per table, partitions).  The directory is swapped in
     atomically: a failed run leaves no partial dataset.
     """
-    if partitions < 1:
-        raise InputError(f"--partitions must be at least 1, got {partitions}")
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise InputError(f"--partitions must be 1 to {MAX_PARTITIONS:,} (two directories each; e.g. 16, or "
+                         f"one or a few per Dask worker), got {partitions:,}")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         n_users = _write(users, tmp, partitions, "users", progress)

@@ -112,7 +112,7 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
     """
     t0 = time.perf_counter()
     if not 0 < horizon_days <= 3650:
-        raise ConfigError(f"--horizon must be between 0 and 3650 days (e.g. 30), got {horizon_days}")
+        raise ConfigError(f"--horizon must be more than 0 and at most 3650 days (e.g. 30), got {horizon_days}")
     T = parse_as_of(as_of)
     cut = int(T - round(horizon_days * SECONDS_PER_DAY))
     ev = read_table(events, "events")

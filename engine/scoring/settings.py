@@ -78,7 +78,7 @@ def settings(*, as_of=None, **options) -> Settings:
     if not cfg.affinity_half_life_days > 0:
         raise ConfigError(f"--affinity-half-life must be > 0 days, got {cfg.affinity_half_life_days}")
     if not 0 < cfg.horizon_days <= 3650:
-        raise ConfigError(f"--horizon must be between 0 and 3650 days (e.g. 30), got {cfg.horizon_days}")
+        raise ConfigError(f"--horizon must be more than 0 and at most 3650 days (e.g. 30), got {cfg.horizon_days}")
     if not 0 <= cfg.penalizer < float("inf"):
         raise ConfigError(f"--penalizer must be a number >= 0 (e.g. 0.001), got {cfg.penalizer}")
     if cfg.fatigue not in ("learned", "rule"):

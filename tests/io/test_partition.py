@@ -70,3 +70,19 @@ def test_missing_user_id_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "user_id" in err and "users.arrow" in err
     assert not (tmp_path / "parts").exists()
+
+
+def test_a_partition_count_past_the_limit_is_refused_before_any_file(tmp_path, capsys):
+    # given a users and events file
+    feather.write_feather(pa.table({"user_id": np.arange(3, dtype=np.int64), "timezone": ["UTC"] * 3}),
+                          tmp_path / "users.arrow")
+    feather.write_feather(pa.table({"user_id": np.arange(3, dtype=np.int64),
+                                    "ts": pa.array([0, 1, 2], pa.timestamp("s", tz="UTC")),
+                                    "event": ["session"] * 3}), tmp_path / "events.arrow")
+    # when asked for a hundred million partitions (a directory per partition and table)
+    code = main(["partition", str(tmp_path / "users.arrow"), str(tmp_path / "events.arrow"),
+                 "-o", str(tmp_path / "parts"), "--partitions", "100000000", "--no-progress"])
+    # then one message says the range, and nothing is written
+    assert code == 2
+    assert "--partitions must be 1 to 10,000" in capsys.readouterr().err
+    assert not (tmp_path / "parts").exists()

@@ -209,3 +209,10 @@ def test_lapse_model_option_is_checked():
     users, events = cdnow.tables(before=parse_as_of(cdnow.AS_OF))
     with pytest.raises(ConfigError, match="--lapse-model"):
         score(users, events, as_of=cdnow.AS_OF, lapse_model="gbm")
+
+
+@pytest.mark.parametrize("horizon", [0, -5, 3651])
+def test_a_horizon_out_of_range_says_the_range_it_takes(horizon):
+    users, events = cdnow.tables(before=parse_as_of(cdnow.AS_OF))
+    with pytest.raises(ConfigError, match="more than 0 and at most 3650 days"):
+        score(users, events, as_of=cdnow.AS_OF, horizon_days=horizon)
