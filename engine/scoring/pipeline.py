@@ -369,6 +369,12 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
                                part.items.ids)
         pool.shutdown(wait=False)
     cols, meta = derive(part, pop)
+    replaced = [name for name in cols if name in table.column_names]
+    if replaced:  # said, not silent: a scores file passed as USERS replaces every one of them
+        meta["warnings"].append(
+            f"{len(replaced)} users column(s) share a name with a score column and were replaced by the score: "
+            f"{', '.join(replaced[:6])}{', ...' if len(replaced) > 6 else ''} (was a scores file passed as USERS? "
+            "rename the columns to keep them)")
     out = table
     for name, arr in cols.items():
         if name in out.column_names:

@@ -176,3 +176,22 @@ def test_the_three_phases_without_a_pool_give_score(world, lapse_model):
     assert a["lapse_model"]["used"] == b["lapse_model"]["used"]
     assert a["lapse_model"].get("model") == b["lapse_model"].get("model")
     assert a["fatigue"] == b["fatigue"]
+
+
+def test_a_scores_file_passed_as_users_is_scored_with_a_warning_naming_the_replaced_columns(world, tmp_path, capsys):
+    # given a scores file of the world, passed back as USERS
+    first = tmp_path / "scores.arrow"
+    assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-11-01",
+                 "-o", str(first), "--no-progress"]) == 0
+    capsys.readouterr()
+    again = tmp_path / "again.arrow"
+    assert main(["score", str(first), str(world / "events.arrow"), "--as-of", "2026-11-01",
+                 "-o", str(again), "--no-progress"]) == 0
+    # then the computed columns replace the old ones (one of each), and the summary says so
+    out = capsys.readouterr().out
+    assert "share a name with a score column and were replaced" in out and "last_active_at" in out
+    table = feather.read_table(again)
+    assert table.column_names.count("lapse_risk") == 1
+    assert summary_of(table)["warnings"]
+    # while a plain users file gives no such warning
+    assert not any("replaced by the score" in w for w in summary_of(feather.read_table(first))["warnings"])
