@@ -415,8 +415,11 @@ class Release:
         return off
 
     def _zone(self, uid: int, cid) -> str:
-        """The user's timezone name (from the plan), else the campaign's, else UTC."""
+        """The user's timezone name (from the plan) when it is one, else the campaign's, else UTC
+        (a hand-edited plan's "Mars/Olympus" keeps the campaign's quiet hours, not UTC's)."""
         row = self.con.execute("SELECT timezone FROM user_zones WHERE user_id = ?", (uid,)).fetchone()
-        name = row[0] if row else (self.policies.get(cid) or {}).get("timezone") or "UTC"
+        if row and is_timezone(row[0]):
+            return row[0]
+        name = (self.policies.get(cid) or {}).get("timezone") or "UTC"
         return name if is_timezone(name) else "UTC"
 

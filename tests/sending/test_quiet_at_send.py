@@ -140,3 +140,18 @@ def test_a_message_claimed_in_the_repeated_hour_of_a_dst_change_waits_for_the_se
     got = rows(ledger)
     assert [(r[0], r[1]) for r in got] == [("planned", 0)] * N, got
     assert {r[2] for r in got} == {dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.timezone.utc).timestamp()}
+
+
+def test_a_user_timezone_that_is_no_timezone_keeps_the_campaigns_quiet_hours(tmp_path):
+    # given a hand-edited plan: the campaign in New York, its users' timezone "Mars/Olympus",
+    # and a sender claiming at 23:00 in New York (04:00 UTC)
+    zone = "America/New_York"
+    start = evening(zone, 23, 0, 0)
+    table = plan(zone, start - 120)
+    table = table.set_column(table.column_names.index("timezone"), "timezone", pa.array(["Mars/Olympus"] * N))
+    ledger, arrivals = tmp_path / "l.db", []
+    run(table, ledger, clock_from(start), lambda n: web.json_response({"id": "ok"}), arrivals, max_seconds=4)
+    # then each waits for 08:00 in New York (UTC's quiet hours held them only until 08:00 UTC,
+    # which is 03:00 in New York, inside the campaign's quiet hours)
+    assert arrivals == []
+    assert {local(r[2], zone) for r in rows(ledger)} == {"2026-11-21 08:00"}
