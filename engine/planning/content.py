@@ -50,6 +50,9 @@ class ContentPlanner:
         score_cats = (meta.get("items") or {}).get("categories")
         raw = scores["category_affinity"].combine_chunks()
         width = raw.type.list_size if pa.types.is_fixed_size_list(raw.type) else None
+        if not meta and (scores.schema.metadata or {}).get(SCORE):
+            raise InputError(f"the scores' {SCORE.decode()} metadata is not a readable JSON object (edited by hand, "
+                             "or written by another tool?); score again with 'winback score ... --items ITEMS'")
         if score_cats is None or width is None or (score_cats and len(score_cats) != width):
             raise InputError("the scores lost their item metadata (category names, item statistics): a CSV "
                              "keeps neither; plan from the .arrow or .parquet scores of 'winback score --items'")

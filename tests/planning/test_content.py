@@ -122,6 +122,13 @@ def test_scores_without_items_or_templates_without_catalogue_fail_clearly(world,
         plan(world / "scores.arrow", load_campaign(c), items=world / "items.arrow")
 
 
+def test_scores_whose_metadata_was_edited_into_no_json_say_so(world):
+    scores = feather.read_table(world / "scores.arrow")
+    broken = scores.replace_schema_metadata({**scores.schema.metadata, b"winback.score": b"{not json"})
+    with pytest.raises(InputError, match="winback.score metadata is not a readable JSON object"):
+        plan(broken, load_campaign(_campaign()), items=world / "items.arrow")
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"theme": "news"}, "unknown theme 'news'"),
     ({"themes": {"trending": -1}}, "weight >= 0"),
