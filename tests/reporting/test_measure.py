@@ -191,6 +191,9 @@ def test_mistyped_report_and_simulate_options_are_one_line_and_write_nothing(loo
         (["simulate", plan, "--truth", truth, "--seed", "-1", "-o", str(tmp_path / "s")], "--seed must be a whole"),
         (["simulate", plan, "--truth", truth, "--days", "99999", "-o", str(tmp_path / "s")], "--days must be from 1"),
         (["explain", "99999999999999999999999", "--plan", plan], "user ids are 64-bit whole numbers"),
+        # the events file as --scores was an audience-rule error that named no file
+        (["explain", "1", "--plan", plan, "--scores", str(d / "world/events.arrow")],
+         f"{d / 'world/events.arrow'} has no column 'best_hour_local'"),
     ]
     for argv, says in cases:
         # when run, then exit 2, one line, nothing written
