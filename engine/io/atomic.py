@@ -19,7 +19,7 @@ import pyarrow.feather as feather
 
 from engine.errors import ConfigError, StorageError
 
-__all__ = ["atomic_path", "atomic_dir", "check_output", "write_table", "append_synced", "cut_partial_line", "storage_error", "STORAGE_ERRNOS"]
+__all__ = ["atomic_path", "atomic_dir", "check_output", "check_ledger_path", "write_table", "append_synced", "cut_partial_line", "storage_error", "STORAGE_ERRNOS"]
 
 #: errno values meaning "this disk or directory cannot take the write" (not a winback bug)
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
@@ -189,6 +189,21 @@ def check_output(path: str | os.PathLike, inputs=()) -> Path:
             raise ConfigError(f"cannot write {path}: it is the input {src}; writing there would replace "
                               "that input. Pass another -o path")
     return path
+
+
+def check_ledger_path(ledger: str | os.PathLike | None) -> None:
+    """A :class:`StorageError` when ``ledger`` can never be a ledger file: a directory, or a
+    path under a file (``plan.arrow/ledger.db``); asked by commands that only record the
+    path for a later send, so the typo shows now, not at the send."""
+    if ledger is None:
+        return
+    path = Path(ledger)
+    if path.is_dir():
+        raise StorageError(f"--ledger {path} is a directory; pass a file path inside it, e.g. {path / 'ledger.db'}")
+    under = next((p for p in path.parents if p.is_file()), None)
+    if under is not None:
+        raise StorageError(f"--ledger {path}: {under} is a file, not a directory, so no ledger can be made "
+                           "there; pass a path in a directory (or move that file)")
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:

@@ -44,11 +44,13 @@ def plan_to(scores, campaign, output: str | os.PathLike, *, as_of=None, ledger=N
 
     ``warn`` receives warnings before the work starts (the memory estimate).
     """
+    from engine.io.atomic import check_ledger_path
     from engine.planning.campaign import Campaign, load_campaign
     from engine.planning.partitioned import is_partitioned_scores, plan_partitioned
 
     # a bad campaign file fails before any data is read
     campaign = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
+    check_ledger_path(ledger)  # a --ledger no send could open fails now, not at the send
     if dask is not None or (is_partitioned_scores(scores) and not Path(output).suffix):
         s = plan_partitioned(scores, campaign, out_dir=output, as_of=as_of, dask=dask, n_workers=workers,
                              ledger=ledger, items=items, progress=progress)

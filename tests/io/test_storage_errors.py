@@ -163,3 +163,16 @@ def test_an_output_file_that_is_a_directory_is_one_line(world, tmp_path):
     # then it is refused (exit 7) and the directory keeps what it held; no temp file is left beside it
     assert proc.returncode == 7 and f"{out} is a directory; pass a file path inside it" in line, line
     assert (out / "keep").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
+
+
+def test_a_plan_whose_ledger_path_lies_under_a_file_is_refused_before_planning(world, tmp_path):
+    # given --ledger plan.arrow/ledger.db where plan.arrow is a file: no send could ever open it
+    blocker = tmp_path / "plan.arrow"
+    blocker.write_bytes(b"not a directory")
+    out = tmp_path / "p.arrow"
+    proc = winback("plan", world.parent / "warm.arrow", ROOT / "examples" / "winback_lapsing.toml", "--no-progress",
+                   "--ledger", blocker / "ledger.db", "-o", out)
+    # then one line names the ledger and the file in its way, exit 7, and no plan is written
+    line = one_line(proc)
+    assert proc.returncode == 7 and f"{blocker} is a file, not a directory, so no ledger" in line, line
+    assert not out.exists() and blocker.read_bytes() == b"not a directory"
