@@ -64,13 +64,18 @@ def _path_shape(exc: OSError, path) -> str | None:
         return f"{target} is a directory; pass a file path inside it instead, e.g. {Path(str(target)) / 'out.arrow'}"
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         probe = Path(str(path if path is not None else exc.filename or ""))
-        for parent in (probe, *probe.parents):
-            if parent.is_file():
-                if parent == probe and exc.errno == errno.EEXIST and path is None:
-                    return f"{parent} is a file where a directory is needed; pass a path in a directory"
-                if parent != probe:
-                    return f"{parent} is a file, not a directory; pass a path in a directory (or move that file)"
+        if exc.errno == errno.EEXIST and path is None and probe.is_file():
+            return f"{probe} is a file where a directory is needed; pass a path in a directory"
+        under = _file_above(probe)
+        if under is not None:
+            return f"{under} is a file, not a directory; pass a path in a directory (or move that file)"
     return None
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest of ``path``'s parent directories that is really a file (nothing can be
+    made at ``path`` then: ``plan.arrow/ledger.db``), or None."""
+    return next((p for p in path.parents if p.is_file()), None)
 
 
 def _umask() -> int:
@@ -200,7 +205,7 @@ def check_ledger_path(ledger: str | os.PathLike | None) -> None:
     path = Path(ledger)
     if path.is_dir():
         raise StorageError(f"--ledger {path} is a directory; pass a file path inside it, e.g. {path / 'ledger.db'}")
-    under = next((p for p in path.parents if p.is_file()), None)
+    under = _file_above(path)
     if under is not None:
         raise StorageError(f"--ledger {path}: {under} is a file, not a directory, so no ledger can be made "
                            "there; pass a path in a directory (or move that file)")

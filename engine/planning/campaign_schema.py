@@ -20,7 +20,7 @@ from engine.errors import ConfigError
 from engine.schema import CHANNELS, PROVIDER_CHANNELS, THEME_CODE, THEMES
 from engine.tz import is_timezone, parse_as_of
 
-__all__ = ["SCHEMA", "SECTIONS", "Key", "EXIT_RULES", "schema_keys", "table", "error", "unknown"]
+__all__ = ["SCHEMA", "SECTIONS", "Key", "EXIT_RULES", "schema_keys", "table", "error", "unknown", "instant_in_range"]
 
 #: what ends a user's drip (``[[steps]] exit_on``): any activity (session, purchase,
 #: click), a purchase, a click on a message, or nothing
@@ -153,6 +153,18 @@ SECTIONS = {"campaign": False, "audience": False, "policy": False, "steps": True
 INSTANT_MIN, INSTANT_MAX = 0, 7_258_118_400
 
 
+def instant_in_range(value) -> int | None:
+    """``value`` (ISO 8601 text) in epoch seconds when it parses and lies from 1970 to 2199
+    (:data:`INSTANT_MIN` .. :data:`INSTANT_MAX`), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = parse_as_of(value)
+    except (ConfigError, ValueError, OverflowError):
+        return None
+    return at if INSTANT_MIN <= at < INSTANT_MAX else None
+
+
 def _err(src: str, key: str, msg: str) -> ConfigError:
     return ConfigError(f"{src}: [{key}] {msg}")
 
@@ -232,11 +244,7 @@ def _value(spec: Key, v, src: str, path: str):
             v = v.isoformat()
         elif not isinstance(v, str):
             raise _err(src, path, f"must be a date or an ISO 8601 instant like 2026-11-01T00:00:00Z, got {v!r}")
-        try:
-            at = parse_as_of(v)
-        except (ConfigError, ValueError, OverflowError):
-            at = None
-        if at is None or not INSTANT_MIN <= at < INSTANT_MAX:
+        if instant_in_range(v) is None:
             raise _err(src, path, "must be a date or an ISO 8601 instant like 2026-11-01T00:00:00Z between 1970 and "
                        f"2199, got {v!r}")
     elif kind == "strs":

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.planning.campaign import Campaign
-from engine.errors import InputError, PolicyError, WinbackError
+from engine.errors import InputError, PolicyError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
 from engine.tz import is_timezone, to_epoch_seconds
 
@@ -72,17 +72,12 @@ def _scored_at(scores: pa.Table, src: str) -> None:
     """InputError when the scores' ``winback.score`` metadata has an ``as_of`` that is not an
     ISO 8601 instant from 1970 to 2199 (the plan's start defaults to it)."""
     from engine.io.meta import SCORE, read_meta
-    from engine.planning.campaign_schema import INSTANT_MAX, INSTANT_MIN
-    from engine.tz import parse_as_of
+    from engine.planning.campaign_schema import instant_in_range
 
     value = read_meta(scores, SCORE).get("as_of")
     if value is None:
         return
-    try:
-        ok = isinstance(value, str) and INSTANT_MIN <= parse_as_of(value) < INSTANT_MAX
-    except (ValueError, OverflowError, WinbackError):
-        ok = False
-    if not ok:
+    if instant_in_range(value) is None:
         raise InputError(f"{src}: metadata winback.score key as_of must be an ISO 8601 instant like "
                          f"\"2026-11-01T00:00:00+00:00\" between 1970 and 2199, got {value!r}; rescore with "
                          "'winback score' instead of editing it")
