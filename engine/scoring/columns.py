@@ -39,8 +39,7 @@ def rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
 def derive(part, pop):
     """Every per-user column :func:`engine.scoring.pipeline.finalize` adds, and the summary's
     model parts: ``(columns by name, in output order; meta)``, given one partition's
-    ``Partial`` and the population's ``Population``.  The send-time and fatigue columns come
-    first, before :meth:`Population.settle` waits for a lapse choice still running."""
+    ``Partial`` and the population's ``Population``."""
     cfg, acc, table, zones, user_tz = part.cfg, part.acc, part.table, part.zones, part.user_tz
     x, t_x, T, in_window = part.x, part.t_x, part.T, part.in_window
     as_of, model_window_days = cfg.as_of, cfg.model_window_days
@@ -53,14 +52,12 @@ def derive(part, pop):
     since = np.where(acc.last_act != NEVER, acc.last_act,
                      np.where(signup != NEVER, signup, as_of - model_window_days * SECONDS_PER_DAY))
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
-    # first what does not need the lapse choice, which may still be running (reduce_stats(defer=True))
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
     bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
                                    pop.hour_spread)
     acc.hour_hist = acc.wd_hist = None
     beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
-    pop.settle()
     choice = dict(pop.lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"})
     closed, closed_warning = lapse_models.closed_form_of(choice, pop.model, getattr(pop, "pareto", None))
     p_alive, exp30, risk = lapse.scores_for(closed, x, t_x, T, rep, T0, cfg.horizon_days)

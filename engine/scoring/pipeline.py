@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -91,10 +91,9 @@ def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=N
     cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items)
-    # the lapse choice runs on a thread beside the fits, and beside finalize's columns that do not need it
-    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:
-        pop = reduce_stats([part.stats], cfg, pool=pool, defer=True)
-        out = finalize(part, pop)
+    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:  # the lapse choice beside the fits
+        pop = reduce_stats([part.stats], cfg, pool=pool)
+    out = finalize(part, pop)
     meta = summary_of(out)
     meta["seconds"] = round(time.perf_counter() - t_start, 3)
     return _with_meta(out, meta)
@@ -168,20 +167,6 @@ class Population:
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
     pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto, when Pareto/NBD scores
-    #: ``reduce_stats(defer=True)``: (the lapse choice's Future, the merged BG/NBD rows, penalizer)
-    #: until :meth:`settle` waits for it
-    pending: tuple | None = None
-
-    def settle(self) -> "Population":
-        """Wait for a deferred lapse choice (``reduce_stats(defer=True)``) and fit Pareto/NBD on
-        the merged rows when it chose Pareto/NBD; a no-op otherwise."""
-        if self.pending is not None:
-            later, rows, penalizer = self.pending
-            self.pending = None
-            self.lapse_model = later.result()
-            if self.lapse_model["used"] == "pareto":  # fitted on everything only when it scores
-                self.pareto = lapse_models.fit_pareto(*rows, penalizer)
-        return self
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -288,12 +273,9 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                    in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat)
 
 
-def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None,
-                 defer: bool = False) -> Population:
+def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None) -> Population:
     """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows (``pool``: the lapse
-    model is chosen there beside the fits and sums here, the same result; with ``defer`` the
-    Population is returned before that choice ends, and :meth:`Population.settle`, which
-    :func:`finalize` calls where it needs the choice, waits for it)."""
+    model is chosen there beside the fits and sums here, the same result)."""
     lapse_rows = lapse_learned.merge_stats([s.lapse for s in stats])  # one partition's: as they are, at once
     kw = dict(as_of=cfg.as_of, horizon_days=cfg.horizon_days, penalizer=cfg.penalizer, mode=cfg.lapse_model)
     later = pool.submit(lapse_learned.choose, lapse_rows, **kw) if pool is not None else None
@@ -327,18 +309,17 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
         item_stats = (pop_, recent, prior, sum(s.item_events[0] for s in stats),
                       sum(s.item_events[1] for s in stats))
     fatigue_pop = fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None])
-    if later is None:
-        later = Future()
-        later.set_result(lapse_learned.choose(lapse_rows, **kw))
-    pop = Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
+    choice = later.result() if later is not None else lapse_learned.choose(lapse_rows, **kw)
+    # Pareto/NBD is fitted on everything only when it scores (engine.scoring.lapse_models)
+    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if choice["used"] == "pareto" else None
+    return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
                       fatigue=fatigue_pop,
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
-                      lapse_model=None, pending=(later, (x, t_x, T, w), cfg.penalizer),
+                      lapse_model=choice, pareto=pareto,
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
-    return pop if defer else pop.settle()
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
