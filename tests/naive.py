@@ -411,9 +411,10 @@ def kernel_best_hours(hour_hist, user_tz, pop_h, kernel, rho, k):
     return out
 
 
-def fatigue_user_sums(sends, opens, beta):
-    """Per user, from the definitions: loads L_w = (s_w - 1)/2 + s_(w+1)/2, shares p_w ~ s_w exp(-beta L_w),
-    S = O sum p L - sum o L, I = O (sum p L^2 - (sum p L)^2), E = sum s exp(-beta L), O = sum min(o, s)."""
+def fatigue_user_sums(sends, opens, beta, drift=0.0):
+    """Per user, from the definitions: loads L_w = (s_w - 1)/2 + s_(w+1)/2, shares p_w ~ s_w exp(-beta L_w - drift w),
+    S = O sum p L - sum o L, I = O (sum p L^2 - (sum p L)^2), E = sum s exp(-beta L - drift w), O = sum min(o, s),
+    S_d = O sum p w - sum o w, I_bd = O (sum p L w - sum p L sum p w), I_dd = O (sum p w^2 - (sum p w)^2)."""
     import math
 
     out = []
@@ -422,16 +423,20 @@ def fatigue_user_sums(sends, opens, beta):
         o = [min(float(a), b) for a, b in zip(opens[u], s)]
         W = len(s)
         L = [0.5 * max(s[w] - 1, 0) + 0.5 * (s[w + 1] if w + 1 < W else 0.0) for w in range(W)]
-        e = [s[w] * math.exp(-beta[u] * L[w]) for w in range(W)]
+        e = [s[w] * math.exp(-beta[u] * L[w] - drift * w) for w in range(W)]
         E, O = sum(e), sum(o)
         if E > 0:
             p = [v / E for v in e]
             mean = sum(pw * lw for pw, lw in zip(p, L))
+            mw = sum(pw * w for w, pw in enumerate(p))
             var = sum(pw * lw * lw for pw, lw in zip(p, L)) - mean * mean
+            cov = sum(pw * lw * w for w, (pw, lw) in enumerate(zip(p, L))) - mean * mw
+            vw = sum(pw * w * w for w, pw in enumerate(p)) - mw * mw
             S, I = O * mean - sum(ow * lw for ow, lw in zip(o, L)), O * max(var, 0.0)
+            Sd, Ibd, Idd = O * mw - sum(ow * w for w, ow in enumerate(o)), O * cov, O * max(vw, 0.0)
         else:
-            S = I = 0.0
-        out.append((S, I, E, O))
+            S = I = Sd = Ibd = Idd = 0.0
+        out.append((S, I, E, O, Sd, Ibd, Idd))
     return out
 
 
@@ -628,13 +633,14 @@ def day_offsets(off_table, group, mixed):
 
 def fatigue_pairs(sends, P):
     """engine.scoring.fatigue_model.pair_counts: each user-week with sends, one at a time."""
-    pairs = np.zeros((P, P), np.int64)
-    for row in np.asarray(sends).tolist():
+    sends = np.asarray(sends)
+    pairs = np.zeros((sends.shape[1], P, P), np.int64)
+    for row in sends.tolist():
         for j, s in enumerate(row):
             s = min(s, P - 1)  # clipped first: with P = 1 nothing counts
             if s > 0:
                 nxt = row[j + 1] if j + 1 < len(row) else 0
-                pairs[s, min(nxt, P - 1)] += 1
+                pairs[j, s, min(nxt, P - 1)] += 1
     return pairs
 
 
