@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     true = np.array([t[u] for u in s["user_id"].to_pylist()])
     est = s["fatigue_sensitivity"].to_numpy()
     print(f"learned fatigue: population beta {meta['beta']:.4f} per message of load (truth: mean "
-          f"{true.mean():.4f}), spread {meta['sigma']:.4f}, unsubscribe per message {meta['unsubscribe_per_message']:.5f}"
+          f"{true.mean():.4f}), response drift {meta.get('drift_per_week', 0.0):+.4f} per week, spread {meta['sigma']:.4f}, unsubscribe per message {meta['unsubscribe_per_message']:.5f}"
           f" (truth: mean {truth['unsub_risk'].to_numpy().mean():.5f}), {meta['users_with_opens']:,} users with opens")
     opens = s["email_opens_90d"].to_numpy() + s["sms_opens_90d"].to_numpy() + s["push_opens_90d"].to_numpy()
     print(f"  Spearman(fatigue_sensitivity, truth): all users {spearmanr(est, true).correlation:.3f}" + "".join(
