@@ -62,6 +62,33 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _delivery_table(d: dict) -> str:
+    """The send-hour check: open rates of the window's messages delivered near each hour or not."""
+    if not d.get("messages"):
+        return ""
+
+    def cells(g):
+        out = ""
+        for name in ("best", "population"):
+            x = g[name]
+            ratio = (f"{x['near_open_rate'] / x['other_open_rate']:.2f}x" if x["near_open_rate"] is not None
+                     and x["other_open_rate"] else "-")
+            out += (f"<td>{_fmt(x['near_open_rate'], True)} ({x['near_messages']:,})</td>"
+                    f"<td>{_fmt(x['other_open_rate'], True)}</td><td>{ratio}</td>")
+        return out
+
+    rows = f"<tr><td>all</td><td>{d['messages']:,}</td>{cells(d)}</tr>" + "".join(
+        f"<tr><td>{html.escape(g['engagements'])}</td><td>{g['messages']:,}</td>{cells(g)}</tr>"
+        for g in d["by_engagements"] if g["messages"])
+    return f"""
+<p>When an open happens follows when the message arrived, so the shares above mostly show the sender's schedule.
+Below, the same users' messages in the window: the open rate of those delivered within an hour of the hour
+against the others (messages landed near the hour by chance, so this is an observational estimate).</p>
+<table id="send-hour"><thead><tr><th>engagements before the cut</th><th>messages</th>
+<th>near best_hour_local (messages)</th><th>other</th><th>ratio</th>
+<th>near population best hour (messages)</th><th>other</th><th>ratio</th></tr></thead><tbody>{rows}</tbody></table>"""
+
+
 def render_html(result: dict, plots: dict[str, str] | None = None) -> str:
     """The page as a string; ``plots`` maps "calibration"/"gains" to image URIs (drawn when None)."""
     plots = _plots(result) if plots is None else plots
@@ -89,6 +116,7 @@ def render_html(result: dict, plots: dict[str, str] | None = None) -> str:
 <th>population best hour</th></tr></thead><tbody>
 <tr><td>all</td><td>{b['engaged_users']:,}</td><td>{_fmt(b['hit_rate'], True)}</td>
 <td>{_fmt(b['population_hit_rate'], True)}</td></tr>{hours}</tbody></table>"""
+    best_hour += _delivery_table(b.get("delivery") or {})
     m = result.get("model", {})
     model = ", ".join(f"{k}={m[k]:.4g}" for k in ("r", "alpha", "a", "b") if k in m)
     lm = result.get("lapse_model") or {}

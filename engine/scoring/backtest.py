@@ -18,7 +18,10 @@ uses, so the same model, fit and columns), then looks at what happened in (cut, 
 * **best hour**: for users with an open or click in (cut, T], the share whose
   engagements include ``best_hour_local`` (within one hour, circular), beside the same
   share for their timezone population's best hour; split by the user's number of
-  engagements before the cut (0, 1-4, 5+).
+  engagements before the cut (0, 1-4, 5+).  Since an open's hour follows the message's,
+  also the **send hour** check: the open rate of the window's messages delivered within
+  one hour of ``best_hour_local`` against the others, beside the same for the
+  population's best hour (:func:`_delivery`).
 
 Times are UTC; ``horizon_days`` is in days.  The events are read once into memory
 (Arrow, zero copy for ``.arrow``) to split them at the cut and at T; events after T
@@ -204,48 +207,115 @@ def _fatigue_check(scores, ids, uid, code, window, horizon_days) -> dict:
             "auc_opened_response_rate": auc(rate[sent], opened)}
 
 
-def _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone) -> dict:
-    """Hit rates of best_hour_local vs the population's best hour for users who engaged in the window."""
-    eng = window & np.isin(code, [EVENTS.index("open"), EVENTS.index("click")])
-    pos, ok = _positions(ids, uid[eng])
-    pos, ets = pos[ok], ts[eng][ok]
+def _zones(scores, default_timezone):
+    """(zone names, each user's zone index) from the scores' ``timezone`` column."""
     tz = (scores["timezone"].fill_null(default_timezone) if "timezone" in scores.column_names
-          else pa.array([default_timezone] * len(ids)))
+          else pa.array([default_timezone] * scores.num_rows))
     tz_codes = pc.dictionary_encode(tz).combine_chunks() if isinstance(tz, pa.ChunkedArray) else pc.dictionary_encode(tz)
-    zones = tz_codes.dictionary.to_pylist()
-    user_zone = tz_codes.indices.to_numpy(zero_copy_only=False)
-    hour = np.empty(len(pos), np.int64)
-    ez = user_zone[pos]
+    return tz_codes.dictionary.to_pylist(), tz_codes.indices.to_numpy(zero_copy_only=False)
+
+
+def _local_hours(ets, ez, zones) -> np.ndarray:
+    """Local hour (0-23) of each epoch second ``ets`` in zone ``zones[ez]``."""
+    hour = np.empty(len(ets), np.int64)
     for z_i, z in enumerate(zones):
         sel = ez == z_i
         if sel.any():
-            local = pa.array(ets[sel], pa.timestamp("s", tz=z))
-            hour[sel] = pc.hour(local).to_numpy(zero_copy_only=False)
+            hour[sel] = pc.hour(pa.array(ets[sel], pa.timestamp("s", tz=z))).to_numpy(zero_copy_only=False)
+    return hour
+
+
+def _near(h, target):
+    """Within one hour of ``target`` on the 24-hour circle."""
+    d = np.abs(h - target) % 24
+    return np.minimum(d, 24 - d) <= 1
+
+
+_CLASSES = (("0", 0, 0), ("1-4", 1, 4), ("5+", 5, np.inf))
+
+
+def _best_hour(scores, meta, ids, uid, ts, code, window, default_timezone) -> dict:
+    """Hit rates of best_hour_local vs the population's best hour for users who engaged in the window,
+    and the open rates of the window's messages by whether they were delivered near either hour."""
+    eng = window & np.isin(code, [EVENTS.index("open"), EVENTS.index("click")])
+    pos, ok = _positions(ids, uid[eng])
+    pos, ets = pos[ok], ts[eng][ok]
+    zones, user_zone = _zones(scores, default_timezone)
+    hour = _local_hours(ets, user_zone[pos], zones)
     best = scores["best_hour_local"].to_numpy(zero_copy_only=False).astype(np.int64)
     pop_hours = meta.get("send_time", {}).get("population_best_hour", {})
     pop = np.array([pop_hours.get(z, 0) for z in zones], np.int64)[user_zone]
     n_eng = scores["engagements"].to_numpy(zero_copy_only=False) if "engagements" in scores.column_names \
         else np.zeros(len(ids))
-
-    def near(h, target):
-        d = np.abs(h - target) % 24
-        return np.minimum(d, 24 - d) <= 1
-
     hit = np.zeros(len(ids), bool)
     hit_pop = np.zeros(len(ids), bool)
     engaged = np.zeros(len(ids), bool)
     engaged[pos] = True
-    hit[pos[near(hour, best[pos])]] = True
-    hit_pop[pos[near(hour, pop[pos])]] = True
+    hit[pos[_near(hour, best[pos])]] = True
+    hit_pop[pos[_near(hour, pop[pos])]] = True
     res = {"engaged_users": int(engaged.sum()), "rule": "an open/click within 1 hour of the hour, local time",
            "hit_rate": float(hit[engaged].mean()) if engaged.any() else None,
            "population_hit_rate": float(hit_pop[engaged].mean()) if engaged.any() else None, "by_engagements": []}
-    for label, lo, hi in (("0", 0, 0), ("1-4", 1, 4), ("5+", 5, np.inf)):
+    for label, lo, hi in _CLASSES:
         sel = engaged & (n_eng >= lo) & (n_eng <= hi)
         res["by_engagements"].append({"engagements": label, "users": int(sel.sum()),
                                       "hit_rate": float(hit[sel].mean()) if sel.any() else None,
                                       "population_hit_rate": float(hit_pop[sel].mean()) if sel.any() else None})
+    res["delivery"] = _delivery(ids, uid, ts, code, window, zones, user_zone, best, pop, n_eng)
     return res
+
+
+def _delivery(ids, uid, ts, code, window, zones, user_zone, best, pop, n_eng) -> dict:
+    """Open rate of the window's messages delivered within 1 h of the user's ``best_hour_local`` against
+    the others, and the same split by the timezone population's best hour.
+
+    When an open happens depends on when the message arrived, so the hit rate above mostly
+    measures the sender's schedule; this compares like with like: the same users' messages,
+    delivered near the hour or not.  Each open (any channel) answers the user's latest message
+    at or before it, and a message counts as opened at most once.  Messages delivered near
+    the hour by chance, not by design, so the ratio is an observational estimate of what
+    sending at that hour gains."""
+    sent = window & (code == EVENTS.index("send"))
+    spos, sok = _positions(ids, uid[sent])
+    spos, sts = spos[sok], ts[sent][sok]
+    if not len(spos):
+        return {"messages": 0}
+    order = np.lexsort((sts, spos))
+    spos, sts = spos[order], sts[order]
+    opened_ev = window & (code == EVENTS.index("open"))
+    opos, ook = _positions(ids, uid[opened_ev])
+    opos, ots = opos[ook], ts[opened_ev][ook]
+    # (user, ts) as one sortable key: users are < 2^31 rows, seconds shifted into 32 bits of the window
+    base = int(min(sts.min(), ots.min() if len(ots) else sts.min()))
+    skey = spos.astype(np.int64) * (1 << 32) + (sts - base)
+    okey = opos.astype(np.int64) * (1 << 32) + (ots - base)
+    at = np.searchsorted(skey, okey, side="right") - 1
+    mine = (at >= 0) & (spos[np.maximum(at, 0)] == opos)
+    opened = np.zeros(len(spos), bool)
+    opened[at[mine]] = True
+    hour = _local_hours(sts, user_zone[spos], zones)
+    near_best, near_pop = _near(hour, best[spos]), _near(hour, pop[spos])
+
+    def split(sel):
+        out = {"messages": int(sel.sum())}
+        for name, near in (("best", near_best), ("population", near_pop)):
+            a, b = sel & near, sel & ~near
+            out[name] = {"near_messages": int(a.sum()), "near_open_rate": float(opened[a].mean()) if a.any() else None,
+                         "other_messages": int(b.sum()), "other_open_rate": float(opened[b].mean()) if b.any() else None}
+        return out
+
+    res = split(np.ones(len(spos), bool))
+    res["by_engagements"] = [dict(split((n_eng[spos] >= lo) & (n_eng[spos] <= hi)), engagements=label)
+                             for label, lo, hi in _CLASSES]
+    return res
+
+
+def _ratio_text(d: dict) -> str:
+    """'3.9% near vs 2.8% (1.39x)' for one split, '-' parts where a side has no message."""
+    a, b = d["near_open_rate"], d["other_open_rate"]
+    if a is None or b is None:
+        return "-"
+    return f"{100 * a:.1f}% near vs {100 * b:.1f}% ({a / b:.2f}x)" if b > 0 else f"{100 * a:.1f}% near vs 0%"
 
 
 def _input_name(source) -> str | None:
@@ -317,6 +387,14 @@ def terminal_table(result: dict) -> str:
             if g["users"]:
                 lines.append(f"  {g['engagements']:>4} engagements before the cut: {g['users']:,} users, hit "
                              f"{100 * g['hit_rate']:.1f}% vs {100 * g['population_hit_rate']:.1f}%")
+    d = b.get("delivery") or {}
+    if d.get("messages"):
+        lines.append(f"send hour: {d['messages']:,} messages in the window, open rate when delivered within 1 h of "
+                     f"best_hour_local {_ratio_text(d['best'])}; of the population best hour {_ratio_text(d['population'])}")
+        for g in d["by_engagements"]:
+            if g["messages"]:
+                lines.append(f"  {g['engagements']:>4} engagements before the cut: {g['messages']:,} messages, best_hour_local "
+                             f"{_ratio_text(g['best'])}; population {_ratio_text(g['population'])}")
     f = result.get("fatigue", {})
     if f.get("messaged_users"):
         lines.append(f"fatigue model: {f['messaged_users']:,} users got {f['messages']:,} messages in the window and "

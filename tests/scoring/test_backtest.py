@@ -99,7 +99,11 @@ def test_cli_on_a_generated_world_writes_the_page(world, tmp_path, capsys):
     assert 0.5 < f["predicted_opens"] / f["opens"] < 2.0 and "fatigue model" in printed
     page = _Page()
     page.feed((out / "index.html").read_text())
-    assert {"rankings", "calibration", "best-hour", "gains", "calibration-plot", "fatigue"} <= page.ids
+    assert {"rankings", "calibration", "best-hour", "send-hour", "gains", "calibration-plot", "fatigue"} <= page.ids
+    # messages delivered near the user's best hour are opened more than the others (the generator's hour factor)
+    d = r["best_hour"]["delivery"]
+    assert d["messages"] == f["messages"] and "send hour" in printed
+    assert d["best"]["near_open_rate"] > d["best"]["other_open_rate"]
     assert len(page.images) == 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
 
 
@@ -163,3 +167,42 @@ def test_bad_input_exits_2_with_no_output(world, tmp_path, capsys):
                  "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "int_ts.arrow" in err and "column 'ts'" in err and "int64" in err and not out.exists()
+
+
+def test_send_hour_check_attributes_each_open_to_the_latest_message_before_it():
+    """Hand case: two users (best hours 9 and 20, New York and UTC), five messages, three opens; the
+    open rates near/away from each hour follow from the definition."""
+    import pyarrow as pa
+
+    from engine.schema import EVENTS
+    from engine.scoring.backtest import _delivery, _zones
+
+    day = 1_780_000_000 - 1_780_000_000 % 86_400  # a UTC midnight
+    scores = pa.table({"user_id": [10, 20], "timezone": ["America/New_York", "UTC"]})
+    zones, user_zone = _zones(scores, "UTC")
+    ny = -4 * 3600  # New York in summer (checked below)
+    send, opn = EVENTS.index("send"), EVENTS.index("open")
+    rows = [  # (user, ts, event)
+        (10, day + 9 * 3600 - ny, send),     # 09:00 local: near user 10's best hour
+        (10, day + 9 * 3600 - ny + 600, opn),
+        (10, day + 15 * 3600 - ny, send),    # 15:00 local: not near
+        (20, day + 20 * 3600, send),         # 20:00 UTC: near user 20's best hour, opened twice (counted once)
+        (20, day + 20 * 3600 + 60, opn),
+        (20, day + 20 * 3600 + 120, opn),
+        (20, day + 2 * 86_400 + 3 * 3600, send),  # 03:00: not near, not opened
+        (30, day + 20 * 3600, send),         # a user not in the scores: left out
+    ]
+    uid = np.array([r[0] for r in rows], np.int64)
+    ts = np.array([r[1] for r in rows], np.int64)
+    code = np.array([r[2] for r in rows], np.int64)
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+    assert dt.datetime.fromtimestamp(int(ts[0]), ZoneInfo("America/New_York")).hour == 9
+    d = _delivery(scores["user_id"].to_numpy(), uid, ts, code, np.ones(len(rows), bool), zones, user_zone,
+                  best=np.array([9, 20]), pop=np.array([15, 15]), n_eng=np.array([3, 7]))
+    assert d["messages"] == 4
+    assert d["best"] == {"near_messages": 2, "near_open_rate": 1.0, "other_messages": 2, "other_open_rate": 0.0}
+    # the population hour 15 (within 1 h): only user 10's 15:00 message, not opened
+    assert d["population"]["near_messages"] == 1 and d["population"]["near_open_rate"] == 0.0
+    assert d["population"]["other_open_rate"] == pytest.approx(2 / 3)
+    assert [g["messages"] for g in d["by_engagements"]] == [0, 2, 2]
