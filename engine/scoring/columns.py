@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, LIFECYCLE, NEVER, SECONDS_PER_DAY
 from engine.scoring import fatigue, fatigue_model, kernels, lapse, lapse_learned, lapse_models, sendtime
 from engine.scoring.fatigue import quintile_of as _quintile
-from engine.tz import from_epoch_seconds, next_local_hour, to_epoch_seconds
+from engine.tz import from_epoch_seconds, iso_utc, next_local_hour, to_epoch_seconds
 
 __all__ = ["derive", "rfm_keys"]
 
@@ -25,6 +25,24 @@ _RFM_CODES = [f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in ra
 def _ts_col(values: np.ndarray) -> pa.Array:
     null = values == NEVER
     return from_epoch_seconds(np.where(null, 0, values), null_mask=null)
+
+
+#: the newest activity this many days or more before as_of is said (an old export, a mistyped --as-of)
+STALE_DAYS = 7.0
+
+
+def stale_warning(newest: int, as_of: int) -> str | None:
+    """A warning when no user was active in the :data:`STALE_DAYS` days before ``as_of`` (epoch s UTC).
+
+    Every user then looks at least that long inactive, and lapse_risk, the lifecycle and a
+    campaign's audience follow: the usual cause is an export older than ``as_of`` (scored
+    with the default, now) or a mistyped ``--as-of``."""
+    if newest == NEVER or as_of - newest < STALE_DAYS * SECONDS_PER_DAY:
+        return None
+    day = from_epoch_seconds(np.array([newest // SECONDS_PER_DAY * SECONDS_PER_DAY + SECONDS_PER_DAY])).to_pylist()[0]
+    return (f"the newest activity in the events is {(as_of - newest) / SECONDS_PER_DAY:.1f} days before as_of "
+            f"{iso_utc(as_of)}, so every user looks inactive for at least that long; if the export ends earlier, "
+            f"score as of its end (e.g. --as-of {day.date().isoformat()})")
 
 
 def rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
@@ -144,6 +162,7 @@ def derive(part, pop):
         "pareto_nbd": getattr(pop, "pareto", None),
         "fatigue": {"model": fatigue_used, **pop.fatigue},
         "warnings": list(closed.get("warnings", pop.model.get("warnings", []))) +
-                    [w for w in (closed_warning, fatigue_warning) if w],
+                    [w for w in (closed_warning, fatigue_warning,
+                                 stale_warning(getattr(pop, "newest_activity", NEVER), cfg.as_of)) if w],
     }
     return cols, meta

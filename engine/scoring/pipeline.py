@@ -51,7 +51,7 @@ from engine.scoring.settings import Settings, activity_mask as _activity_mask, s
 from engine.errors import ModelError
 from engine.io.meta import SCORE, read_meta, with_meta
 from engine.io.readers import iter_events, load_users
-from engine.schema import SECONDS_PER_DAY
+from engine.schema import NEVER, SECONDS_PER_DAY
 from engine.scoring import fatigue_model, kernels, lapse_learned, lapse_models, sendtime, tzhours
 from engine.scoring.bgnbd import BGNBD, compress
 from engine.scoring.bgnbd_rows import compress_for_fit
@@ -123,6 +123,8 @@ class PartStats:
     #: the counts of item events and of events naming items not in the catalogue
     items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     item_events: tuple[int, int] = (0, 0)
+    #: the latest activity event of any user, epoch seconds UTC (NEVER: none)
+    newest_activity: int = NEVER
     #: address values rewritten / found to be no address, per column (engine.io.addresses)
     addresses: dict = dataclasses.field(default_factory=dict)
     fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
@@ -167,6 +169,7 @@ class Population:
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
     pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto, when Pareto/NBD scores
+    newest_activity: int = NEVER  # the latest activity of any user (epoch s UTC; NEVER: none)
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -267,6 +270,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
         fatigue=fatigue_stats, hour_spread=hour_spread,
         lapse=lapse_rows,
+        newest_activity=int(acc.last_act.max()) if len(acc.last_act) else NEVER,
         tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"], zones, user_tz)
                     if "timezone_source" in table.column_names else None))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
@@ -319,6 +323,7 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
                       fatigue=fatigue_pop,
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
                       lapse_model=choice, pareto=pareto,
+                      newest_activity=max((getattr(s, "newest_activity", NEVER) for s in stats), default=NEVER),
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
 
 
