@@ -36,6 +36,7 @@ _TS_RE = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
     r"(Z|[+-]\d{2}(:?\d{2})?)?$"
 )
+_NS_DIGITS_RE = r"(:\d{2}\.\d{6})\d{1,3}"  # fraction digits past the microsecond
 _TZ_SUFFIX_RE = r":\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$"  # a zone after the time, not the date
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
@@ -227,6 +228,9 @@ def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if is_stringlike(t):
         s = pc.utf8_trim_whitespace(arr.cast(pa.string()))
         null = null | _np(pc.equal(s, ""), False)
+        # Arrow parses at most 6 fraction digits into microseconds; the nanoseconds (what
+        # pyarrow's CSV writer gives a timestamp[ns]) are cut, which floors them like the rest
+        s = pc.replace_substring_regex(s, _NS_DIGITS_RE, r"\1")
         shape = _np(pc.match_substring_regex(s, _TS_RE), False)
         has_tz = _np(pc.match_substring_regex(s, _TZ_SUFFIX_RE), False)
         secs = np.zeros(n, dtype=np.int64)

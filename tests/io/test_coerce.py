@@ -29,6 +29,22 @@ def test_iso_text_parses_like_python(moment, sep, offset):
     assert secs[0] == (moment.replace(tzinfo=tz) - EPOCH) // dt.timedelta(seconds=1)
 
 
+@pytest.mark.parametrize("text", [
+    "2026-08-07 00:05:25.123456789-0400",  # how pyarrow's CSV writer spells a tz-aware ns timestamp
+    "2026-08-07T04:05:25.1234567Z",
+    "2026-08-07 04:05:25.999999999",  # naive: UTC
+    "2026-08-07 04:05:25.000000000Z",
+])
+def test_iso_text_with_nanoseconds_is_floored_to_the_second(text):
+    """Given ISO text with 7 to 9 fraction digits (nanoseconds), when converted, then it is the
+    floored UTC second like any other ISO text, not a bad row."""
+    from engine.io.coerce import to_epoch_seconds
+
+    secs, null, bad = to_epoch_seconds(pa.array([text, "1969-12-31 23:59:59.000000001"]))
+    assert not null.any() and not bad.any(), text
+    assert secs.tolist() == [int(dt.datetime(2026, 8, 7, 4, 5, 25, tzinfo=dt.timezone.utc).timestamp()), -1]
+
+
 @pytest.mark.parametrize(("values", "expect", "bad"), [
     ([" 12 ", "-3", "+4"], [12, -3, 4], [False] * 3),
     (["4x", "1e3", "99999999999999999999"], [0, 0, 0], [True] * 3),
