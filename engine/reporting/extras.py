@@ -66,6 +66,9 @@ def with_feedback(events: pa.Table, feedback) -> pa.Table:
         for col in ("user_id", "ts", "event"):
             if col not in t.column_names:
                 raise InputError(f"feedback {path} has no column {col!r}; pass the directory 'winback receive' wrote")
+    from engine.reporting.outcome_events import normalise
+
+    tables = [normalise(t, f"feedback {path}") for t in tables]
     return pa.concat_tables([_plain(events)] + [_plain(t) for t in tables])
 
 

@@ -36,6 +36,7 @@ from engine.reporting import stats
 from engine.reporting.sunset import skipped_at_send, sunset_list
 from engine.io.plans import campaign_start, plan_meta, read_plan
 from engine.io.readers import read_table
+from engine.reporting.outcome_events import normalise as normalise_outcomes
 from engine.ledger.read import planned_as_sent
 from engine.io.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
@@ -61,14 +62,15 @@ def _outcome_tables(outcomes, ledger, plan: pa.Table) -> tuple[pa.Table, pa.Tabl
         msgs = read_table(path / "messages.arrow", "outcome messages") if (path / "messages.arrow").exists() else None
     else:
         events, msgs = read_table(path, "outcome events"), None
-    if msgs is None and "event" in events.column_names:
-        msgs = _sends(events, plan)
-    if msgs is None:
-        msgs = planned_as_sent(plan, ledger)
     for col in ("user_id", "ts", "event"):
         if col not in events.column_names:
             raise InputError(f"outcome events {path or 'table'} have no column {col!r}; pass the directory 'winback "
                              "simulate' wrote or an events file in the data contract")
+    events = normalise_outcomes(events, str(path) if path is not None else "outcome events table")
+    if msgs is None:
+        msgs = _sends(events, plan)
+    if msgs is None:
+        msgs = planned_as_sent(plan, ledger)
     return events, msgs
 
 

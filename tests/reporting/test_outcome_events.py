@@ -1,0 +1,84 @@
+"""winback report reads outcome events in every type the data contract accepts, or says which rows it cannot use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+
+from engine.cli import main
+from engine.reporting.measure import report
+from engine.tz import from_epoch_seconds
+
+START = 1_790_000_000
+
+
+def _plan(n=60):
+    uid = np.arange(1, n + 1, dtype=np.int64)
+    held = uid % 3 == 0
+    return pa.table({
+        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["s"] * n,
+        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["email"] * n,
+        "send_at": from_epoch_seconds(np.full(n, START, np.int64)),
+        "reason": pa.array([("holdout" if h else None) for h in held], pa.string()), "holdout": pa.array(held),
+    })
+
+
+def _events():
+    """Users 1, 2, 4 (treated) and 3 (holdout) come back an hour after the start; user 5 a day
+    before it (does not count); user 999 is no plan user (does not count)."""
+    t = START + 3600
+    return pa.table({"user_id": pa.array([1, 2, 4, 3, 5, 999], pa.int64()),
+                     "ts": from_epoch_seconds(np.array([t, t, t, t, START - 86400, t])),
+                     "event": ["click", "session", "session", "purchase", "session", "session"]})
+
+
+def _counts(summary):
+    re = summary["metrics"]["reengaged"]
+    return re["treated"]["users"], re["treated"]["count"], re["holdout"]["users"], re["holdout"]["count"]
+
+
+def test_ids_as_text_and_times_as_iso_text_or_seconds_count_like_the_typed_file(tmp_path):
+    """Given the same outcome events with user ids as text and ts as ISO text (an Arrow file) or
+    as naive seconds (CSV), when reported, then the counts are the typed file's: 3 of 40 treated
+    and 1 of 20 held out came back."""
+    p = _plan()
+    ev = _events()
+    secs = (START + 3600, START + 3600, START + 3600, START + 3600, START - 86400, START + 3600)
+    text = pa.table({"user_id": [str(u) for u in ev["user_id"].to_pylist()],
+                     "ts": [str(np.datetime64(s, "s")) for s in secs], "event": ev["event"]})
+    feather.write_feather(text, tmp_path / "text.arrow")
+    naive = ev.set_column(1, "ts", pa.array(np.array(secs), pa.timestamp("s")))
+    pacsv.write_csv(naive.set_column(2, "event", ev["event"].dictionary_encode()), tmp_path / "naive.csv")
+    assert _counts(report(p, ev)) == (40, 3, 20, 1)
+    assert _counts(report(p, tmp_path / "text.arrow")) == (40, 3, 20, 1)
+    assert _counts(report(p, tmp_path / "naive.csv")) == (40, 3, 20, 1)
+
+
+def test_an_empty_csv_of_outcomes_reports_no_one_came_back(tmp_path):
+    """Given an outcomes CSV with a header and no rows (its columns have no type), the report says 0 came back."""
+    p = _plan()
+    (tmp_path / "empty.csv").write_text("user_id,ts,event,channel,message_id\n")
+    assert _counts(report(p, tmp_path / "empty.csv")) == (40, 0, 20, 0)
+
+
+def test_rows_without_a_user_or_a_time_are_one_line_naming_the_column_and_nothing_is_written(tmp_path, capsys):
+    """Given an outcome row with no user_id (or a ts that is no time), when reported through the CLI,
+    then exit 2 with one line naming the file, the column and the row, and no report directory."""
+    p = _plan()
+    feather.write_feather(p, tmp_path / "plan.arrow")
+    ev = _events()
+    no_user = ev.set_column(0, "user_id", pa.array([1, None, 4, 3, 5, 999], pa.int64()))
+    feather.write_feather(no_user, tmp_path / "no_user.arrow")
+    bad_ts = ev.set_column(1, "ts", pa.array(["2026-09-21T09:00:00", "yesterday", "2026-09-21", "2026-09-21",
+                                             "2026-09-20", "2026-09-21"]))
+    feather.write_feather(bad_ts, tmp_path / "bad_ts.arrow")
+    for name, column, row in (("no_user", "user_id", "row 1"), ("bad_ts", "ts", "row 1")):
+        code = main(["report", str(tmp_path / "plan.arrow"), str(tmp_path / f"{name}.arrow"),
+                     "-o", str(tmp_path / f"r_{name}")])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"{name}.arrow" in err and f"column '{column}'" in err and row in err
+        assert not (tmp_path / f"r_{name}").exists()
