@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 from engine.io.atomic import atomic_path
 from engine.errors import InputError, StorageError
 
-__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS"]
+__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS", "format_examples"]
 
 ON_BAD_ROWS = ("error", "quarantine")
 MAX_EXAMPLES = 5
@@ -239,6 +239,12 @@ def default_quarantine(source) -> Path:
     path = Path(source)
     stem = path.name.split(".")[0] if path.is_file() else path.name
     return path.with_name(f"{stem or 'input'}.rejected.arrow")
+
+
+def format_examples(table, idx: np.ndarray) -> str:
+    """Rows ``idx`` of ``table`` as the messages show them: ``row 3 {user_id: 4, ts: ...}, row 9 {...}``."""
+    return ", ".join("row {} {{{}}}".format(r, ", ".join(f"{k}: {_short(v)}" for k, v in list(row.items())[:8]))
+                     for r, row in zip(idx, _example_rows(table, np.asarray(idx))))
 
 
 def _example_rows(batch, idx: np.ndarray) -> list[dict]:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from engine.errors import InputError
 from engine.io import coerce as co
-from engine.io.badrows import _example_rows, _short
+from engine.io.badrows import format_examples
 from engine.tz import from_epoch_seconds
 
 __all__ = ["normalise"]
@@ -26,7 +26,7 @@ _EXAMPLES = 5
 
 
 def _names(col, column: str, where: str) -> pa.Array:
-    col = co._combine(col)
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     t = col.type
     if pa.types.is_null(t):
         return pa.nulls(len(col), pa.string())
@@ -40,8 +40,7 @@ def _names(col, column: str, where: str) -> pa.Array:
 
 def _refuse(events: pa.Table, where: str, column: str, mask: np.ndarray, what: str) -> None:
     idx = np.flatnonzero(mask)
-    examples = ", ".join("row {} {{{}}}".format(i, ", ".join(f"{k}: {_short(v)}" for k, v in list(row.items())[:8]))
-                         for i, row in zip(idx[:_EXAMPLES], _example_rows(events, idx[:_EXAMPLES])))
+    examples = format_examples(events, idx[:_EXAMPLES])
     raise InputError(f"{where}: {len(idx):,} of {events.num_rows:,} outcome events rows have {what} in column "
                      f"{column!r}, e.g. {examples}; the report cannot tell whose or when they were, so fix or drop "
                      "these rows and rerun")
