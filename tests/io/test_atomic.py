@@ -56,6 +56,32 @@ def test_write_table_follows_the_suffix(tmp_path):
     assert not (tmp_path / "t.xlsx").exists()
 
 
+def test_a_csv_output_writes_nested_binary_and_view_columns_as_text(tmp_path):
+    """Given pass-through columns CSV has no type for (a struct, a map, a list of structs or of lists,
+    bytes that are not UTF-8, string_view), when written as .csv, then the file is written: nested
+    values as JSON text, bytes as hex, nulls empty; the other columns as before."""
+    t = pa.table({
+        "user_id": pa.array([1, 2], pa.int64()),
+        "meta": pa.array([{"k": 1, "s": "é"}, None]),
+        "attrs": pa.array([[("a", 1)], []], pa.map_(pa.string(), pa.int64())),
+        "orders": pa.array([[{"id": 7}], None]),
+        "grid": pa.array([[[1, 2], [3]], [[]]]),
+        "blob": pa.array([b"\x00\xff", None], pa.binary()),
+        "tag": pa.array(["x", None], pa.string_view()),
+        "category": [["a", "b"], ["c"]],
+    })
+    back = pacsv.read_csv(write_table(t, tmp_path / "t.csv"), convert_options=pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in t.column_names[1:]}, strings_can_be_null=True))
+    assert back["user_id"].to_pylist() == [1, 2]
+    assert [json.loads(v) if v else v for v in back["meta"].to_pylist()] == [{"k": 1, "s": "é"}, None]
+    assert back["attrs"].to_pylist() == ['[["a", 1]]', "[]"]
+    assert back["orders"].to_pylist() == ['[{"id": 7}]', None]
+    assert back["grid"].to_pylist() == ["[[1, 2], [3]]", "[[]]"]
+    assert back["blob"].to_pylist() == ["00ff", None]
+    assert back["tag"].to_pylist() == ["x", None]
+    assert back["category"].to_pylist() == ["a|b", "c"]
+
+
 @pytest.mark.parametrize("code, says", [
     (errno.ENOSPC, "the disk is full"),
     (errno.EROFS, "read-only or not writable"),
