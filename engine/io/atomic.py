@@ -161,55 +161,15 @@ def _may_replace(final: Path, new: Path) -> None:
                           "new or empty directory, or move those files first")
 
 
-def _csv_native(t: pa.DataType) -> bool:
-    """True for the types pyarrow's CSV writer writes as they are."""
-    if pa.types.is_dictionary(t):
-        return _csv_native(t.value_type)
-    return (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
-            or pa.types.is_decimal(t) or pa.types.is_temporal(t) and not pa.types.is_interval(t)
-            or pa.types.is_string(t) or pa.types.is_large_string(t))
-
-
-def _json_text(col) -> pa.Array:
-    """Each value as JSON text (bytes as hex, other values JSON cannot hold as text); null stays null."""
-    import json
-
-    def plain(v):
-        return v.hex() if isinstance(v, bytes) else str(v)
-
-    return pa.array([None if v is None else json.dumps(v, default=plain, ensure_ascii=False)
-                     for v in col.to_pylist()], pa.string())
-
-
 def _csv_columns(table: pa.Table) -> pa.Table:
-    """``table`` with every column in a type CSV holds: list columns as text, values joined by ``|``
-    (``[1, 2]`` -> ``"1|2"``); string_view as string; bytes as hex; nested values (structs, maps,
-    lists of them) as JSON text.  Only pass-through columns of a users file hold the last kinds,
-    and such inputs are small: they go through Python values."""
-    import pyarrow.compute as pc
+    """``table`` with every column in a type CSV holds (:func:`engine.io.coerce.to_text`: list
+    columns as text, values joined by ``|``, ``[1, 2]`` -> ``"1|2"``; bytes as hex; nested values
+    as JSON text); the other columns as they are."""
+    from engine.io.coerce import csv_native, to_text
 
     for i, field in enumerate(table.schema):
-        t = field.type
-        col = table.column(i)
-        if pa.types.is_dictionary(t) and not _csv_native(t):
-            col, t = col.cast(t.value_type), t.value_type
-        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-            if _csv_native(t.value_type):
-                if not pa.types.is_list(t):
-                    col = col.cast(pa.list_(t.value_type))
-                text = pc.binary_join(col.cast(pa.list_(pa.string())), "|")
-            else:
-                text = _json_text(col)
-        elif pa.types.is_string_view(t):
-            text = col.cast(pa.string())
-        elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) \
-                or pa.types.is_binary_view(t):
-            text = pa.array([None if v is None else v.hex() for v in col.to_pylist()], pa.string())
-        elif not _csv_native(t):
-            text = _json_text(col)
-        else:
-            continue
-        table = table.set_column(i, field.name, text)
+        if not csv_native(field.type):
+            table = table.set_column(i, field.name, to_text(table.column(i), list_sep="|"))
     return table
 
 
@@ -253,7 +213,7 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
 
     ``.arrow``/``.feather``/``.ipc`` -> Arrow IPC file (uncompressed, memory-mappable),
     ``.parquet`` -> Parquet (zstd), ``.csv`` -> CSV (list columns as ``|``-joined text, nested
-    columns as JSON text and bytes as hex: :func:`_csv_columns`; CSV keeps no schema metadata),
+    columns as JSON text and bytes as hex; CSV keeps no schema metadata),
     ``.jsonl`` -> JSON lines.
     """
     path = check_output(path)

@@ -27,6 +27,8 @@ __all__ = [
     "to_bool",
     "to_string",
     "is_stringlike",
+    "csv_native",
+    "to_text",
 ]
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -381,3 +383,51 @@ def fix_utf8(arr) -> tuple[pa.Array, np.ndarray | None]:
             bad[i] = True
             fixed.append(v.decode("utf-8", errors="replace"))
     return pa.array(fixed, pa.string()), bad
+
+
+def csv_native(t: pa.DataType) -> bool:
+    """True for the types pyarrow's CSV writer writes as they are (and casts to text)."""
+    if pa.types.is_dictionary(t):
+        return csv_native(t.value_type)
+    return (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
+            or pa.types.is_decimal(t) or (pa.types.is_temporal(t) and not pa.types.is_interval(t))
+            or pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _json_text(arr: pa.Array) -> pa.Array:
+    import json
+
+    def plain(v):
+        return v.hex() if isinstance(v, bytes) else str(v)
+
+    return pa.array([None if v is None else json.dumps(v, default=plain, ensure_ascii=False)
+                     for v in arr.to_pylist()], pa.string())
+
+
+def to_text(arr, *, list_sep: str = "|") -> pa.Array:
+    """Any column as ``string`` for people and CSV files; null stays null.
+
+    Types CSV holds are cast as Arrow casts them; a list of such values is its values
+    joined by ``list_sep``; string_view is cast; bytes are hex; anything else (structs,
+    maps, lists of lists or structs, intervals) is JSON text.  Only pass-through columns
+    of a users file hold the last kinds, and such inputs are small: they go through
+    Python values.
+    """
+    arr = _combine(arr)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr, t = arr.dictionary_decode(), t.value_type
+    if csv_native(t):
+        return arr.cast(pa.string())
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        if csv_native(t.value_type):
+            if not pa.types.is_list(t):
+                arr = arr.cast(pa.list_(t.value_type))
+            return pc.binary_join(arr.cast(pa.list_(pa.string())), list_sep)
+        return _json_text(arr)
+    if pa.types.is_string_view(t):
+        return arr.cast(pa.string())
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) \
+            or pa.types.is_binary_view(t):
+        return pa.array([None if v is None else v.hex() for v in arr.to_pylist()], pa.string())
+    return _json_text(arr)

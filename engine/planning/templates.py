@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import ConfigError
+from engine.io.coerce import to_text
 
 __all__ = ["render", "parse_template", "html_escape", "template_fields"]
 
@@ -162,7 +163,7 @@ def _render_flat(template: str, rows: pa.Table, escape: bool, name: str) -> pa.A
                               f"{', '.join(sorted(rows.column_names))}")
         col = rows[text]
         if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
-            col = pc.cast(col, pa.string())
+            col = to_text(col, list_sep=", ")  # lists, structs and bytes of a users file too
         col = pc.fill_null(col, default or "")
         pieces.append(html_escape(col) if escape else col)
     if not pieces:

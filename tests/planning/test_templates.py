@@ -69,6 +69,17 @@ def test_numbers_render_as_text_and_null_as_empty():
     assert out.to_pylist() == ["3.5d/1", "d/0", "40d/"]
 
 
+def test_list_struct_and_byte_columns_of_the_users_file_render_as_text():
+    """Given pass-through users columns Arrow cannot cast to text (a list, a struct, bytes that
+    are not UTF-8), when a template names them, then they render (list values joined by ', ',
+    a struct as JSON, bytes as hex, null as the default) instead of stopping the plan."""
+    rows = pa.table({"tags": pa.array([["vip", "eu"], None]), "meta": pa.array([{"tier": 2}, None]),
+                     "blob": pa.array([b"\x00\xff", None], pa.binary()),
+                     "orders": pa.array([[{"id": 7}], []])})
+    out = render("{{ tags | default('none') }}; {{ meta }}; {{ blob }}; {{ orders }}", rows)
+    assert out.to_pylist() == ['vip, eu; {"tier": 2}; 00ff; [{"id": 7}]', "none; ; ; []"]
+
+
 def test_empty_table_and_literal_only_template():
     assert render("{{ first_name }}", ROWS.slice(0, 0)).to_pylist() == []
     assert render("no slots", ROWS).to_pylist() == ["no slots"] * 3
