@@ -35,7 +35,7 @@ def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, day0, n
 
     from engine.schema import BOUNCE, CLICK, COMPLAINT, OPEN, PURCHASE, SEND, SESSION, UNSUBSCRIBE
 
-    out = {k: [] for k in ("days", "first_window", "first", "last", "purchases", "revenue", "last_purchase",
+    out = {k: [] for k in ("days", "first_window", "first", "last", "purchases", "valued", "revenue", "last_purchase",
                            "sends90", "opens90", "clicks90", "last_eng", "suppressed", "streak", "sends7",
                            "sends30", "hour", "weekday", "eng")}
     for u in range(n_users):
@@ -49,6 +49,7 @@ def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, day0, n
         out["last"].append(max(act) if act else None)
         buys = [i for i in rows if ev[i] == PURCHASE]
         out["purchases"].append(len(buys))
+        out["valued"].append(sum(1 for i in buys if not math.isnan(val[i])))
         out["revenue"].append(sum(val[i] for i in buys if not math.isnan(val[i])))
         out["last_purchase"].append(max((ts[i] for i in buys), default=None))
         s90, o90, c90, le, sup, stk = [], [], [], [], [], []

@@ -50,7 +50,8 @@ def rfm_keys(acc, as_of, x, in_window) -> dict[str, np.ndarray]:
     has_act = acc.last_act != NEVER
     days_inactive = np.where(has_act, (as_of - acc.last_act) / SECONDS_PER_DAY, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        monetary = np.where(acc.purchases > 0, acc.revenue / np.maximum(acc.purchases, 1), np.nan)
+        # the mean of the values that are known: a purchase without a value is no purchase of 0
+        monetary = np.where(acc.valued > 0, acc.revenue / np.maximum(acc.valued, 1), np.nan)
     return {"r": -days_inactive, "f": np.where(in_window, x, np.nan), "m": monetary}
 
 
@@ -91,7 +92,7 @@ def derive(part, pop):
     cols["recency_days"] = pa.array(t_x)
     cols["tenure_days"] = pa.array(T)
     monetary = keys["m"]
-    cols["monetary"] = pa.array(monetary, pa.float64(), mask=acc.purchases == 0)
+    cols["monetary"] = pa.array(monetary, pa.float64(), mask=acc.valued == 0)
     cols["purchases"] = pa.array(acc.purchases)
     cols["last_purchase_at"] = _ts_col(acc.last_purchase)
     has_p = acc.last_purchase != NEVER

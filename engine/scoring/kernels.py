@@ -12,7 +12,7 @@ accumulator            shape / dtype               bytes per user
 =====================  ==========================  =====================
 active-day bitset      [n, W] uint64 (W*64 days)   8 W (96 at 2 years)
 first/last activity    [n] int64 x 3               24
-purchases, revenue     [n] int32, float64, int64   20
+purchases, revenue     [n] int32 x2, f64, i64      24
 per channel counts     [n, 3] int32 x 3            36
 last engaged, flags    [n, 3] int64, uint8         27
 recent sends buffer    [n, 3, K] uint32 (K = 8)    96
@@ -20,7 +20,8 @@ sends 7d / 30d         [n] int32 x 2               8
 engagement histogram   [n, 24] + [n, 7] float32    124
 =====================  ==========================  =====================
 
-about 0.45 KB per user, so 10M users need about 4.5 GB of state.  The histogram keeps
+Purchases are counted twice: all of them, and those with a value (the denominator of
+``monetary``, the mean of the known values).  About 0.45 KB per user, so 10M users need about 4.5 GB of state.  The histogram keeps
 hour-of-day and weekday marginals (31 bins) instead of 168 hour-of-week bins: 5x less
 memory, and the hour (what ``next_send_at`` needs) pools the evidence of all weekdays.
 (Packing the fields one event touches into shared cache-line rows was measured and
@@ -80,6 +81,7 @@ class Accumulators:
     hour_hist: np.ndarray
     wd_hist: np.ndarray
     eng_count: np.ndarray
+    valued: np.ndarray
 
     @classmethod
     def zeros(cls, n_users: int, window_days: int) -> "Accumulators":
@@ -103,6 +105,7 @@ class Accumulators:
             hour_hist=np.zeros((n_users, 24), np.float32),
             wd_hist=np.zeros((n_users, 7), np.float32),
             eng_count=np.zeros(n_users, np.int32),
+            valued=np.zeros(n_users, np.int32),
         )
 
     def arrays(self) -> tuple:
@@ -116,7 +119,7 @@ class Accumulators:
 def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
           decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
           sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-          hour_hist, wd_hist, eng_count, val):
+          hour_hist, wd_hist, eng_count, valued, val):
     """Events ``lo .. hi-1`` folded into the accumulators, in index order, or with ``use_perm``
     events ``perm[lo] .. perm[hi-1]`` in that order."""
     n_words = day_bits.shape[1]
@@ -144,6 +147,7 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
             v = val[i]
             if v == v:
                 revenue[u] += v
+                valued[u] += 1
             if t > last_purchase[u]:
                 last_purchase[u] = t
         elif e == SEND and c >= 0:
@@ -212,12 +216,12 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
 def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0, decay_per_s,
             day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
             sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-            hour_hist, wd_hist, eng_count, val):
+            hour_hist, wd_hist, eng_count, valued, val):
     """The whole batch on the calling thread, in input order."""
     _fold(0, uidx.shape[0], _NO_PERM, False, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of,
           is_activity, day0, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue,
           last_purchase, sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-          hour_hist, wd_hist, eng_count, val)
+          hour_hist, wd_hist, eng_count, valued, val)
 
 
 @njit
@@ -225,7 +229,7 @@ def _fold_blocks(b0, b1, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
                  as_of, is_activity, day0, decay_per_s,
                  day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                  sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-                 hour_hist, wd_hist, eng_count, val):
+                 hour_hist, wd_hist, eng_count, valued, val):
     """Blocks ``b0 .. b1-1`` of a batch partitioned by user block (block ``b``: events
     ``starts[b] .. starts[b+1]-1``), one block after the other.
 
@@ -247,7 +251,7 @@ def _fold_blocks(b0, b1, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
         _fold(lo, hi, perm, sparse, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
               decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
               sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-              hour_hist, wd_hist, eng_count, val)
+              hour_hist, wd_hist, eng_count, valued, val)
 
 
 @pjit
@@ -255,7 +259,7 @@ def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
                    as_of, is_activity, day0, decay_per_s,
                    day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                    sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-                   hour_hist, wd_hist, eng_count, val):
+                   hour_hist, wd_hist, eng_count, valued, val):
     """:func:`_fold_blocks` on every core: chunk ``c`` is blocks ``cuts[c] .. cuts[c+1]-1``.
 
     No two chunks touch the same user and every user's events are folded in input
@@ -266,7 +270,7 @@ def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
                      off_day, off_t0, as_of, is_activity, day0, decay_per_s,
                      day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                      sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-                     hour_hist, wd_hist, eng_count, val)
+                     hour_hist, wd_hist, eng_count, valued, val)
 
 
 #: slots of the offset table per entry of its coarse copy (:func:`day_offsets`): one day
@@ -367,7 +371,8 @@ class Folder:
                       np.int64(day0), decay,
                       acc.day_bits, acc.first_act, acc.first_act_window, acc.last_act, acc.purchases, acc.revenue,
                       acc.last_purchase, acc.sends90, acc.opens90, acc.clicks90, acc.last_eng, acc.suppressed,
-                      acc.recent_age, acc.sends7, acc.sends30, acc.hour_hist, acc.wd_hist, acc.eng_count)
+                      acc.recent_age, acc.sends7, acc.sends30, acc.hour_hist, acc.wd_hist, acc.eng_count,
+                      acc.valued)
         self._waiting: list[tuple[object, np.ndarray]] = []
         self._rows = 0
         self._scratch: tuple[np.ndarray, ...] | None = None

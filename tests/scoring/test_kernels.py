@@ -67,6 +67,7 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     assert [_none(v) for v in acc.first_act] == ref["first"]
     assert [_none(v) for v in acc.last_act] == ref["last"]
     npt.assert_array_equal(acc.purchases, ref["purchases"])
+    npt.assert_array_equal(acc.valued, ref["valued"])
     npt.assert_allclose(acc.revenue, ref["revenue"], rtol=1e-9, atol=1e-9)
     assert [_none(v) for v in acc.last_purchase] == ref["last_purchase"]
     npt.assert_array_equal(acc.sends90, ref["sends90"])

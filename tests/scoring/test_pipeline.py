@@ -195,3 +195,26 @@ def test_a_scores_file_passed_as_users_is_scored_with_a_warning_naming_the_repla
     assert summary_of(table)["warnings"]
     # while a plain users file gives no such warning
     assert not any("replaced by the score" in w for w in summary_of(feather.read_table(first))["warnings"])
+
+
+def test_monetary_is_the_mean_of_the_known_purchase_values(world):
+    """Given a user with purchases of 20.0 and of no value, a user whose one purchase has no value,
+    and the same events without a value column, when scored, then monetary is the mean of the
+    values that are known (20.0), null when none is (never 0.0), and purchases counts them all."""
+    users = feather.read_table(world / "users.arrow").select(["user_id", "timezone"])
+    me = pa.table({"user_id": pa.array([44, 45], pa.int64()), "timezone": ["UTC", "UTC"]})
+    users = pa.concat_tables([users, me])
+    events = feather.read_table(world / "events.arrow").select(["user_id", "ts", "event", "channel", "value"])
+    schema = pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")), ("event", pa.string()),
+                        ("channel", pa.string()), ("value", pa.float64())])
+    rows = [(44, _ts(30), "purchase", 20.0), (44, _ts(20), "purchase", None), (44, _ts(25), "session", None),
+            (45, _ts(12), "purchase", None), (45, _ts(3), "session", None)]
+    mine = pa.table({"user_id": [r[0] for r in rows], "ts": [r[1] for r in rows], "event": [r[2] for r in rows],
+                     "channel": [None] * len(rows), "value": [r[3] for r in rows]}, schema=schema)
+    ev = pa.concat_tables([events.cast(schema), mine])
+    s = score(users, ev, as_of=AS_OF)
+    got = {r["user_id"]: (r["purchases"], r["monetary"]) for r in s.to_pylist() if r["user_id"] in (44, 45)}
+    assert got == {44: (2, 20.0), 45: (1, None)}
+    no_value = score(users, ev.drop_columns(["value"]), as_of=AS_OF)
+    buyers = no_value.filter(pa.compute.greater(no_value["purchases"], 0))
+    assert buyers.num_rows > 0 and buyers["monetary"].null_count == buyers.num_rows
