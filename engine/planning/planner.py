@@ -83,7 +83,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
         src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
     check_scores(scores, src)
-    score_meta = read_meta(scores, SCORE)
+    score_meta = scores_meta(scores)
     start, stale = campaign_start(as_of, cmp, score_meta)
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
     pre = part.prelude()
@@ -104,6 +104,30 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
 
 #: scores older than this (seconds) at the campaign's start are flagged in the plan's summary
 STALE_SCORES_SECONDS = 2 * SECONDS_PER_DAY
+
+
+def scores_meta(scores: pa.Table) -> dict:
+    """The scores' ``winback.score`` metadata, with its ``as_of`` recovered from the columns
+    when the file lost it (a CSV keeps no metadata): for every user with activity,
+    ``last_active_at`` plus ``days_inactive`` days is the instant the scores were made as of,
+    so the campaign starts where it would from the Arrow file, and a stale file is flagged,
+    instead of the plan silently starting now."""
+    meta = read_meta(scores, SCORE)
+    if meta.get("as_of") or not {"last_active_at", "days_inactive"} <= set(scores.column_names):
+        return meta
+    from engine.io import coerce
+
+    try:
+        secs, null, bad = coerce.to_epoch_seconds(scores["last_active_at"])
+        days, bad_days = coerce.to_float64(scores["days_inactive"])
+    except coerce.ColumnTypeError:
+        return meta  # check_scores names columns of the wrong type
+    with np.errstate(invalid="ignore"):
+        ok = ~null & ~bad & ~bad_days & np.isfinite(days) & (days >= 0)
+    if not ok.any():
+        return meta
+    at = np.sort(secs[ok] + np.rint(days[ok] * SECONDS_PER_DAY).astype(np.int64))
+    return {**meta, "as_of": from_epoch_seconds(at[len(at) // 2:][:1]).to_pylist()[0].isoformat()}
 
 
 def campaign_start(as_of, cmp: Campaign, score_meta: dict) -> tuple[int, str | None]:
