@@ -62,7 +62,7 @@ def plan_meta(plan: pa.Table) -> dict:
 
 def campaign_start(plan: pa.Table) -> float:
     """Epoch seconds the campaign starts: ``as_of`` in the ``winback.plan`` metadata,
-    else the earliest ``send_at`` of step 0."""
+    else the earliest ``send_at`` of step 0 (of the rows with one; 0.0 when none has)."""
     as_of = plan_meta(plan).get("as_of")
     if as_of is not None:
         try:
@@ -74,6 +74,7 @@ def campaign_start(plan: pa.Table) -> float:
         first = plan.column("step_index").to_numpy(zero_copy_only=False) == 0
         if first.any():
             send = send[first]
+    send = send[send != np.iinfo(np.int64).min]  # rows with no message (send_at null) start nothing
     return float(send.min()) if send.size else 0.0
 
 

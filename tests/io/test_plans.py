@@ -54,6 +54,17 @@ def test_without_as_of_the_start_is_the_earliest_step_zero_send():
     assert campaign_start(_plan(0)) == 0.0
 
 
+def test_without_as_of_rows_with_no_send_do_not_move_the_start(tmp_path):
+    """Given a plan without metadata (a CSV) whose step-0 rows include users not messaged (send_at
+    null), then the start is the earliest real send, not the null (which put the report's
+    window in the year -292 billion and counted no one)."""
+    t = _plan()
+    t = t.set_column(3, "send_at", pa.array([None, None, START + dt.timedelta(hours=3), None], TIMESTAMP))
+    assert campaign_start(t) == (START + dt.timedelta(hours=3)).timestamp()
+    unsent = t.set_column(3, "send_at", pa.nulls(4, TIMESTAMP))
+    assert campaign_start(unsent) == 0.0
+
+
 def test_a_broken_arrow_plan_is_one_input_error(tmp_path):
     (tmp_path / "plan.arrow").write_bytes(b"not arrow")
     with pytest.raises(InputError, match=r"is not an Arrow IPC file .*'winback plan'"):
