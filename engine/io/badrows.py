@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 from engine.io.atomic import atomic_path
 from engine.errors import InputError, StorageError
 
-__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS", "format_examples"]
+__all__ = ["BadRows", "USERS_REASONS", "EVENTS_REASONS", "ITEMS_REASONS", "ON_BAD_ROWS", "QUARANTINE_ADVICE", "format_examples"]
 
 ON_BAD_ROWS = ("error", "quarantine")
 MAX_EXAMPLES = 5
@@ -74,6 +74,12 @@ _REASONS = {"users": USERS_REASONS, "events": EVENTS_REASONS, "items": ITEMS_REA
 def _short(value: object) -> str:
     text = value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: the last sentence of a bad-rows message: what to do next (a command without --on-bad-rows
+#: replaces it with its own advice)
+QUARANTINE_ADVICE = ("Fix the file or rerun with --on-bad-rows quarantine to set these rows aside (with a reason "
+                     "column) and go on.")
 
 
 class BadRows:
@@ -230,8 +236,7 @@ class BadRows:
                 f"contract; " + "; ".join(parts) + ".")
 
     def message(self) -> str:
-        return (self.describe() + " Fix the file or rerun with --on-bad-rows quarantine to set these "
-                "rows aside (with a reason column) and go on.")
+        return self.describe() + " " + QUARANTINE_ADVICE
 
 
 def default_quarantine(source) -> Path:

@@ -234,7 +234,7 @@ class EventBatch:
 
 def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
-                progress: bool = False, read_ahead: int = 0) -> Iterator[EventBatch]:
+                progress: bool = False, read_ahead: int = 0, later: str = "bad") -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
     ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
@@ -248,13 +248,17 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
 
     ``read_ahead``: when > 0, batches are read and checked on a second thread, up to
     that many ahead of the consumer (the same batches, in the same order; see
-    :func:`_read_ahead`).
+    :func:`_read_ahead`).  ``later="ignore"``: events after ``as_of`` are no bad rows but
+    no part of this history either (a backtest's cut): they are skipped, and the other
+    rows keep their numbers in the file.
     """
     as_of = parse_as_of(as_of)
+    if later not in ("bad", "ignore"):
+        raise ValueError(f"later must be 'bad' or 'ignore', not {later!r}")
     if isinstance(index, Users):
         index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
-    batches = _iter_events(source, index, as_of, bad, batch_rows, progress)
+    batches = _iter_events(source, index, as_of, bad, batch_rows, progress, later=later)
     return _read_ahead(batches, read_ahead) if read_ahead > 0 else batches
 
 
@@ -312,7 +316,7 @@ def _open_events(source, bad: BadRows, batch_rows: int) -> Source:
     return src
 
 
-def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
+def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad"):
     src = src if src is not None else _open_events(source, bad, batch_rows)
 
     def gen():
@@ -322,6 +326,8 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
             for batch in src.batches():
                 batch, badtext = _text_checked(batch, bad)
                 eb, reason = _events_batch(batch, index, as_of, bad, src.path, badtext)
+                if later == "ignore" and reason.any():
+                    reason = _later_ignored(batch, reason, as_of)
                 bad.record(batch, reason, offset)
                 src.release(batch)  # the batch's columns are copied out (or views that stay valid)
                 offset += batch.num_rows
@@ -336,6 +342,13 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None):
             pbar.close()
 
     return gen()
+
+
+def _later_ignored(batch: pa.RecordBatch, reason: np.ndarray, as_of: int) -> np.ndarray:
+    """``reason`` with the rows after ``as_of`` cleared, whatever else is wrong with them (none
+    of them is in the batch's good rows: the later ones are ``future_ts`` at least)."""
+    ts, null, badv = co.to_epoch_seconds(batch.column("ts"))
+    return np.where((ts > as_of) & ~null & ~badv, np.int8(0), reason)
 
 
 def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,

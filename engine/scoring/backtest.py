@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ConfigError, InputError
 from engine.io import coerce
+from engine.io.badrows import QUARANTINE_ADVICE
 from engine.io.readers import column_type_error
 from engine.io.source import read_table
 from engine.schema import EVENTS, SECONDS_PER_DAY
@@ -99,6 +100,11 @@ def _gains(score: np.ndarray, positive: np.ndarray, points: int = 50) -> list[fl
     return [float(v) for v in cum[idx] / total] if cum.size else []
 
 
+#: what to do about bad rows: the backtest has no quarantine, 'winback validate' lists and sets them aside
+BACKTEST_ADVICE = ("Fix the file ('winback validate USERS EVENTS --as-of T --on-bad-rows quarantine' writes every "
+                   "bad row with its reason) and rerun the backtest.")
+
+
 def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_days, activity=DEFAULTS.activity,
              default_timezone: str = DEFAULTS.default_timezone, penalizer: float = DEFAULTS.penalizer,
              **score_options) -> dict:
@@ -130,15 +136,21 @@ def backtest(users, events, *, as_of, horizon_days: float = DEFAULTS.horizon_day
     except coerce.ColumnTypeError as exc:
         raise column_type_error(where, "ts", exc) from None
     unreadable = null_ts | bad_ts
-    # bad timestamps stay in the scored history, so score() reports them as it would
+    # rows with bad timestamps are no events after the cut: score() reports them as it would
     before = (ts <= cut) | unreadable
     upto = (ts <= T) & ~unreadable
     if not before.any():
         raise ConfigError(f"no event is at or before the cut {iso_utc(cut)} (as_of {iso_utc(T)} minus "
                           f"{horizon_days:g} days): pass a later --as-of or a shorter --horizon")
-    scores = score(users, ev.filter(pa.array(before)), as_of=cut, activity=activity,
-                   default_timezone=default_timezone, horizon_days=horizon_days, penalizer=penalizer,
-                   **score_options)
+    # the whole file, its events after the cut skipped: a bad row is named by its file and row
+    try:
+        scores = score(users, events, as_of=cut, activity=activity, default_timezone=default_timezone,
+                       horizon_days=horizon_days, penalizer=penalizer, later_events="ignore", **score_options)
+    except InputError as exc:
+        text = str(exc)
+        if not text.endswith(QUARANTINE_ADVICE):
+            raise
+        raise InputError(text[:-len(QUARANTINE_ADVICE)] + BACKTEST_ADVICE) from None
     meta = summary_of(scores)
     code, _, _ = coerce.to_codes(ev["event"], EVENTS)  # score() above read both columns already
     uid, _, _ = coerce.to_int64(ev["user_id"])

@@ -64,7 +64,8 @@ __all__ = ["score", "summary_of", "Settings", "PartStats", "Partial", "Populatio
 
 
 def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=None,
-          batch_rows: int = 1 << 20, progress: bool = False, items=None, **options) -> pa.Table:
+          batch_rows: int = 1 << 20, progress: bool = False, items=None, later_events: str = "bad",
+          **options) -> pa.Table:
     """Score every user as of ``as_of`` (UTC; default now); returns a ``pyarrow.Table``.
 
     ``users``/``events``: paths (Arrow IPC, Parquet, CSV or directories) or
@@ -84,13 +85,15 @@ def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=N
     ``affinity_half_life_days``), ``top_category`` and ``consumed_items``, and the
     schema metadata ``winback.item_stats`` carries each item's popularity and trend
     (:func:`engine.items.decode_table`).
+    ``later_events="ignore"``: events after ``as_of`` are skipped instead of being bad rows
+    (what a backtest scoring at its cut wants; :func:`engine.io.readers.iter_events`).
     The returned table's schema metadata ``winback.score`` holds as_of, the BG/NBD
     parameters and diagnostics and the timing; :func:`summary_of` reads it back.
     """
     t_start = time.perf_counter()
     cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
-                     batch_rows=batch_rows, progress=progress, items=items)
+                     batch_rows=batch_rows, progress=progress, items=items, later_events=later_events)
     with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:  # the lapse choice beside the fits
         pop = reduce_stats([part.stats], cfg, pool=pool)
     out = finalize(part, pop)
@@ -178,7 +181,7 @@ def _day0(acc: kernels.Accumulators, as_of: int) -> int:
 
 
 def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quarantine=None,
-              batch_rows: int = 1 << 20, progress: bool = False, items=None) -> Partial:
+              batch_rows: int = 1 << 20, progress: bool = False, items=None, later_events: str = "bad") -> Partial:
     """Phase 1: load one partition's users, stream its events through the fused pass.
 
     ``items`` (a path, table or :class:`engine.items.Items`): the catalogue; item
@@ -218,7 +221,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                             also=lambda uidx, ts, ev: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of))
     try:
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
-                                 batch_rows=batch_rows, progress=progress, read_ahead=2):
+                                 batch_rows=batch_rows, progress=progress, read_ahead=2, later=later_events):
             if pending is not None:
                 pending.result()
             if pool is not None:

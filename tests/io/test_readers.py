@@ -520,3 +520,21 @@ def test_arrow_ipc_stream_file(tmp_path):
     # when read / then the same events come out
     got = collect(iter_events(path, index_of(), as_of=AS_OF))
     npt.assert_array_equal(got["uidx"], [0, 1, 2, 3, 4, 0, 1, 2])
+
+
+def test_later_events_can_be_skipped_instead_of_being_bad_rows(tmp_path):
+    """Given events after as_of (one of them also for an unknown user) and a bad row before it,
+    when read with later="ignore", then the later rows are neither good nor bad, and the bad
+    row is reported with its row number in the file."""
+    users = load_users(pa.table({"user_id": pa.array([1, 2], pa.int64())}))
+    ts = pa.array([AS_OF - 50, AS_OF + 10, AS_OF - 40, AS_OF + 20, AS_OF - 30], pa.timestamp("s", "UTC"))
+    ev = pa.table({"user_id": pa.array([1, 2, 1, 99, 98], pa.int64()), "ts": ts, "event": ["session"] * 5})
+    path = write(ev, tmp_path, "feather")
+    with pytest.raises(InputError) as err:
+        list(iter_events(path, users, as_of=AS_OF))
+    assert "3 of 5 events rows" in str(err.value)
+    with pytest.raises(InputError) as err:
+        list(iter_events(path, users, as_of=AS_OF, later="ignore"))
+    assert "1 of 5 events rows" in str(err.value) and "row 4 {user_id: 98" in str(err.value)
+    good = list(iter_events(write(ev.slice(0, 4), tmp_path, "feather", "e4"), users, as_of=AS_OF, later="ignore"))
+    assert np.concatenate([b.ts for b in good]).tolist() == [AS_OF - 50, AS_OF - 40]

@@ -206,3 +206,25 @@ def test_send_hour_check_attributes_each_open_to_the_latest_message_before_it():
     assert d["population"]["near_messages"] == 1 and d["population"]["near_open_rate"] == 0.0
     assert d["population"]["other_open_rate"] == pytest.approx(2 / 3)
     assert [g["messages"] for g in d["by_engagements"]] == [0, 2, 2]
+
+
+def test_bad_rows_are_named_by_file_and_file_row_and_the_advice_fits_the_backtest(world, tmp_path, capsys):
+    """Given an events file whose last three rows (before the cut) name users the users file
+    lacks, when backtested, then the one-line error names the file (not "the events table"),
+    the rows by their number in the file, and suggests nothing the backtest has no option for."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    ev = feather.read_table(world / "events.arrow")
+    stray = ev.slice(0, 3).set_column(0, "user_id", pa.array([1, 2, 3], pa.int64()))
+    ev = pa.concat_tables([ev, stray.cast(ev.schema)])
+    feather.write_feather(ev, tmp_path / "stray.arrow")
+    n = ev.num_rows
+    out = tmp_path / "bt"
+    assert main(["backtest", str(world / "users.arrow"), str(tmp_path / "stray.arrow"), "--as-of", "2026-11-01",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists()
+    assert f"{tmp_path / 'stray.arrow'}: 3 of {n:,} events rows" in err and "[unknown_user]" in err
+    assert f"row {n - 3} {{user_id: 1" in err and f"row {n - 1} {{user_id: 3" in err
+    assert "rerun with --on-bad-rows" not in err and "winback validate" in err
