@@ -70,6 +70,20 @@ async def local_server(handle):
         await runner.cleanup()
 
 
+def holdout_plan(n: int = 60, start: int = 1_790_000_000) -> pa.Table:
+    """A one-step email plan of users 1..n sent at ``start`` (epoch s), every third user held out."""
+    from engine.tz import from_epoch_seconds
+
+    uid = np.arange(1, n + 1, dtype=np.int64)
+    held = uid % 3 == 0
+    return pa.table({
+        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["s"] * n,
+        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["email"] * n,
+        "send_at": from_epoch_seconds(np.full(n, start, np.int64)),
+        "reason": pa.array([("holdout" if h else None) for h in held], pa.string()), "holdout": pa.array(held),
+    })
+
+
 def ledger_rows(ledger, sql: str) -> list[tuple]:
     """The rows of one query on the ledger file (its own connection, closed after)."""
     con = sqlite3.connect(ledger)

@@ -13,6 +13,7 @@ from engine.reporting import stats
 from engine.errors import DependencyError
 from engine.cli import main
 from engine.synth.generator import generate
+from tests.helpers import holdout_plan
 from engine.planning.planner import plan
 from engine.reporting.measure import report
 from engine.scoring.pipeline import score
@@ -103,21 +104,6 @@ def test_report_cli_prints_headline(loop, tmp_path, capsys):
     assert code == 2 and not (tmp_path / "r2").exists()
 
 
-def _small_plan(n=60):
-    import pyarrow as pa
-
-    from engine.tz import from_epoch_seconds
-
-    uid = np.arange(1, n + 1, dtype=np.int64)
-    held = uid % 3 == 0
-    return pa.table({
-        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["s"] * n,
-        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["email"] * n,
-        "send_at": from_epoch_seconds(np.full(n, 1_790_000_000, np.int64)),
-        "reason": pa.array([("holdout" if h else None) for h in held], pa.string()), "holdout": pa.array(held),
-    })
-
-
 def test_small_arms_are_too_small_to_tell_and_the_ledger_decides_what_was_delivered(tmp_path):
     """Given 40 treated vs 20 holdout users and a ledger where 2 messages went out."""
     import sqlite3
@@ -127,7 +113,7 @@ def test_small_arms_are_too_small_to_tell_and_the_ledger_decides_what_was_delive
     from engine.ledger.store import Ledger
     from engine.tz import from_epoch_seconds
 
-    p = _small_plan()
+    p = holdout_plan()
     with Ledger(tmp_path / "l.db") as led:
         led.load_plan(p)
     con = sqlite3.connect(tmp_path / "l.db")
@@ -159,7 +145,7 @@ def test_missing_matplotlib_is_a_dependency_error_naming_the_extra(tmp_path):
 
     import pyarrow.feather as feather
 
-    feather.write_feather(_small_plan(), tmp_path / "plan.arrow")
+    feather.write_feather(holdout_plan(), tmp_path / "plan.arrow")
     feather.write_feather(pa_events(), tmp_path / "ev.arrow")
     code = ("import sys; sys.modules['matplotlib'] = None; from engine.cli import main; "
             f"sys.exit(main(['report', r'{tmp_path / 'plan.arrow'}', r'{tmp_path / 'ev.arrow'}', "

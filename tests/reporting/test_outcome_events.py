@@ -10,19 +10,9 @@ import pyarrow.feather as feather
 from engine.cli import main
 from engine.reporting.measure import report
 from engine.tz import from_epoch_seconds
+from tests.helpers import holdout_plan
 
 START = 1_790_000_000
-
-
-def _plan(n=60):
-    uid = np.arange(1, n + 1, dtype=np.int64)
-    held = uid % 3 == 0
-    return pa.table({
-        "message_id": [f"m{u}" for u in uid], "user_id": uid, "step": ["s"] * n,
-        "step_index": pa.array(np.zeros(n, np.int16)), "variant": ["A"] * n, "channel": ["email"] * n,
-        "send_at": from_epoch_seconds(np.full(n, START, np.int64)),
-        "reason": pa.array([("holdout" if h else None) for h in held], pa.string()), "holdout": pa.array(held),
-    })
 
 
 def _events():
@@ -43,7 +33,7 @@ def test_ids_as_text_and_times_as_iso_text_or_seconds_count_like_the_typed_file(
     """Given the same outcome events with user ids as text and ts as ISO text (an Arrow file) or
     as naive seconds (CSV), when reported, then the counts are the typed file's: 3 of 40 treated
     and 1 of 20 held out came back."""
-    p = _plan()
+    p = holdout_plan()
     ev = _events()
     secs = (START + 3600, START + 3600, START + 3600, START + 3600, START - 86400, START + 3600)
     text = pa.table({"user_id": [str(u) for u in ev["user_id"].to_pylist()],
@@ -58,7 +48,7 @@ def test_ids_as_text_and_times_as_iso_text_or_seconds_count_like_the_typed_file(
 
 def test_an_empty_csv_of_outcomes_reports_no_one_came_back(tmp_path):
     """Given an outcomes CSV with a header and no rows (its columns have no type), the report says 0 came back."""
-    p = _plan()
+    p = holdout_plan()
     (tmp_path / "empty.csv").write_text("user_id,ts,event,channel,message_id\n")
     assert _counts(report(p, tmp_path / "empty.csv")) == (40, 0, 20, 0)
 
@@ -66,7 +56,7 @@ def test_an_empty_csv_of_outcomes_reports_no_one_came_back(tmp_path):
 def test_rows_without_a_user_or_a_time_are_one_line_naming_the_column_and_nothing_is_written(tmp_path, capsys):
     """Given an outcome row with no user_id (or a ts that is no time), when reported through the CLI,
     then exit 2 with one line naming the file, the column and the row, and no report directory."""
-    p = _plan()
+    p = holdout_plan()
     feather.write_feather(p, tmp_path / "plan.arrow")
     ev = _events()
     no_user = ev.set_column(0, "user_id", pa.array([1, None, 4, 3, 5, 999], pa.int64()))
