@@ -235,3 +235,15 @@ def test_effective_keeps_learned_when_enough_users_answered():
     assert fm.effective("rule", {"users_with_opens": 0}) == ("rule", None)
     used, warning = fm.effective("learned", {"users_with_opens": 3, "messages": 10})
     assert used == "rule" and "only 3 users" in warning
+
+
+@given(st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=fm.WEEKS, max_size=fm.WEEKS),
+                          st.lists(st.integers(0, 3), min_size=fm.WEEKS, max_size=fm.WEEKS)), min_size=0, max_size=12))
+def test_the_population_fit_stays_finite_and_in_bounds_on_any_history(rows):
+    """Property: however few or collinear the weeks (one message a week, sends only in one week, no
+    opens at all), beta and the drift are finite and inside their bounds, and every q_u is finite."""
+    sends = np.array([r[0] for r in rows], np.uint8).reshape(-1, fm.WEEKS)
+    opens = np.array([r[1] for r in rows], np.uint8).reshape(-1, fm.WEEKS)
+    m = fm.fit(fm.FatigueAccumulators(sends, opens, np.full(len(rows), -1, np.int8)))
+    assert fm.BETA_RANGE[0] <= m.beta <= fm.BETA_RANGE[1] and fm.DRIFT_RANGE[0] <= m.drift <= fm.DRIFT_RANGE[1]
+    assert np.all(np.isfinite(m.beta_u)) and np.all(np.isfinite(m.q_u))
