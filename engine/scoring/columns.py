@@ -83,7 +83,8 @@ def derive(part, pop):
     risk = lapse_learned.apply(choice, in_window, x, acc.first_act_window // SECONDS_PER_DAY,
                                acc.last_act // SECONDS_PER_DAY, as_of=as_of, horizon_days=cfg.horizon_days,
                                params=pop.params, risk=risk)
-    keys = rfm_keys(acc, as_of, x, in_window)
+    keys = part.rfm if getattr(part, "rfm", None) is not None else rfm_keys(acc, as_of, x, in_window)
+    part.rfm = None
     days_inactive = -keys["r"]
     has_act = acc.last_act != NEVER
     cols["last_active_at"] = _ts_col(acc.last_act)
