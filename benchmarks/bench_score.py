@@ -62,7 +62,7 @@ def _fold(users, user_tz, off, t0, batches):
     day0 = AS_OF_S // 86400 - acc.day_bits.shape[1] * 64 + 1
     for b in batches:
         kernels.accumulate(acc, b, user_tz=user_tz, off_table=off, off_t0=t0, as_of=AS_OF_S,
-                           is_activity=IS_ACT, day0=day0, half_life_days=60.0)
+                           is_activity=IS_ACT, day0=day0, window_days=730, half_life_days=60.0)
     return acc
 
 

@@ -120,7 +120,7 @@ def run_winback(users: str, events: str) -> dict:
         day0 = AS_OF_S // DAY - acc.day_bits.shape[1] * 64 + 1
         n = 0
         with kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=AS_OF_S,
-                            is_activity=is_act, day0=day0, half_life_days=60.0) as folder:
+                            is_activity=is_act, day0=day0, window_days=730, half_life_days=60.0) as folder:
             for batch in iter_events(events, u, as_of=AS_OF_S, read_ahead=2):
                 folder.add(batch)
                 n += len(batch)
@@ -143,8 +143,9 @@ def _warm(kernels, is_act) -> None:
     for partition in (False, True):
         acc = kernels.Accumulators.zeros(n_users, 731)
         kernels.accumulate(acc, b, user_tz=np.zeros(n_users, np.int32), off_table=np.zeros((1, 24), np.int32),
-                           off_t0=AS_OF_S - DAY, as_of=AS_OF_S, is_activity=is_act, day0=0, half_life_days=60.0,
-                           partition=partition)
+                           off_t0=AS_OF_S - DAY, as_of=AS_OF_S, is_activity=is_act,
+                           day0=AS_OF_S // DAY - acc.day_bits.shape[1] * 64 + 1, window_days=730,
+                           half_life_days=60.0, partition=partition)
     kernels.frequency_from_bits(acc.day_bits)
     kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF_S))
     import pyarrow as pa

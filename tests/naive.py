@@ -25,10 +25,12 @@ def repeated_ids(ids) -> np.ndarray:
 
 # --- scoring (engine.kernels, engine.bgnbd) -------------------------------------------------
 
-def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, day0, n_days, local_offset, half_life):
+def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, window_days, local_offset, half_life):
     """engine.kernels: per-user loops over plain Python lists.
 
-    ``local_offset(u, t)`` gives the user's UTC offset in seconds at instant t.
+    Active days and the first activity in the window count activity at most ``window_days``
+    days before ``as_of`` (the model window); ``local_offset(u, t)`` gives the user's UTC
+    offset in seconds at instant t.
     Returns a dict of per-user results comparable to the kernel's accumulators.
     """
     import math
@@ -41,9 +43,8 @@ def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, day0, n
     for u in range(n_users):
         rows = [i for i in range(len(uidx)) if uidx[i] == u]
         act = [ts[i] for i in rows if is_activity[ev[i]]]
-        days = {t // 86400 for t in act if day0 <= t // 86400 < day0 + n_days}
-        out["days"].append(len(days))
-        win = [t for t in act if day0 <= t // 86400 < day0 + n_days]
+        win = [t for t in act if 0 <= as_of - t <= window_days * 86400]
+        out["days"].append(len({t // 86400 for t in win}))
         out["first_window"].append(min(win) if win else None)
         out["first"].append(min(act) if act else None)
         out["last"].append(max(act) if act else None)

@@ -5,7 +5,9 @@ batch-independent (sums, counts, min/max, a bitset of active days, a fixed-size 
 of the most recent sends), so the result is the same however the file is cut.
 
 Units: instants are int64 seconds since the epoch (UTC); ``as_of`` likewise; days are
-UTC calendar days (``ts // 86400``).  Memory is O(users):
+UTC calendar days (``ts // 86400``).  The active days and ``first_act_window`` count activity
+0 .. ``window_days`` (the model window, 730) before ``as_of``; the bitset's rounding to 64-day
+words (768 days) holds only empty days beyond it.  Memory is O(users):
 
 =====================  ==========================  =====================
 accumulator            shape / dtype               bytes per user
@@ -117,12 +119,11 @@ class Accumulators:
 
 @njit
 def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
-          decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+          window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
           sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
           hour_hist, wd_hist, eng_count, valued, val):
     """Events ``lo .. hi-1`` folded into the accumulators, in index order, or with ``use_perm``
     events ``perm[lo] .. perm[hi-1]`` in that order."""
-    n_words = day_bits.shape[1]
     n_hours = off_table.shape[1]
     k = recent_age.shape[2]
     for q in range(lo, hi):
@@ -137,8 +138,9 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
                 first_act[u] = t
             if t > last_act[u]:
                 last_act[u] = t
-            d = (np.int64(np.uint64(t) // np.uint64(86400)) if t >= 0 else t // 86400) - day0
-            if d >= 0 and d < n_words * 64:
+            # the model window (0 .. window_s s old), not the bitset's 64-day words; each day has its bit (Folder)
+            if age >= 0 and age <= window_s:
+                d = (np.int64(np.uint64(t) // np.uint64(86400)) if t >= 0 else t // 86400) - day0
                 day_bits[u, d >> 6] |= np.uint64(1) << np.uint64(d & 63)
                 if t < first_act_window[u]:
                     first_act_window[u] = t
@@ -213,20 +215,20 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
 
 
 @njit
-def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0, decay_per_s,
+def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0, window_s, decay_per_s,
             day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
             sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
             hour_hist, wd_hist, eng_count, valued, val):
     """The whole batch on the calling thread, in input order."""
     _fold(0, uidx.shape[0], _NO_PERM, False, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of,
-          is_activity, day0, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue,
-          last_purchase, sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+          is_activity, day0, window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases,
+          revenue, last_purchase, sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
           hour_hist, wd_hist, eng_count, valued, val)
 
 
 @njit
 def _fold_blocks(b0, b1, starts, shift, sort_below, perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0,
-                 as_of, is_activity, day0, decay_per_s,
+                 as_of, is_activity, day0, window_s, decay_per_s,
                  day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                  sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
                  hour_hist, wd_hist, eng_count, valued, val):
@@ -249,14 +251,14 @@ def _fold_blocks(b0, b1, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
         if sparse:
             sort_block(uidx, lo, hi, mask, perm, cnt)
         _fold(lo, hi, perm, sparse, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
-              decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
+              window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
               sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
               hour_hist, wd_hist, eng_count, valued, val)
 
 
 @pjit
 def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0,
-                   as_of, is_activity, day0, decay_per_s,
+                   as_of, is_activity, day0, window_s, decay_per_s,
                    day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                    sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
                    hour_hist, wd_hist, eng_count, valued, val):
@@ -267,7 +269,7 @@ def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
     """
     for c in prange(cuts.shape[0] - 1):
         _fold_blocks(cuts[c], cuts[c + 1], starts, shift, sort_below, perm, uidx, ts, ev, ch, user_tz, off_table,
-                     off_day, off_t0, as_of, is_activity, day0, decay_per_s,
+                     off_day, off_t0, as_of, is_activity, day0, window_s, decay_per_s,
                      day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                      sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
                      hour_hist, wd_hist, eng_count, valued, val)
@@ -329,7 +331,8 @@ class Folder:
     ``user_tz``: int index of each user's timezone into ``off_table`` ([zones, slots]
     UTC offsets in seconds per 15-minute slot, slot 0 = ``off_t0``: engine.tz.offset_table);
     ``is_activity``: bool per event code; ``day0``: first UTC day of the active-day
-    bitset; engagement weight ``2 ** (-age_days / half_life_days)``.
+    bitset, which must hold the ``window_days`` days before ``as_of`` (the model window: older
+    activity sets no bit, no ``first_act_window``); engagement weight ``2 ** (-age_days / half_life_days)``.
 
     Batches are held (not copied) until about ``group_rows`` events are waiting
     (default :data:`GROUP_ROWS_PER_USER` per user, at most :data:`GROUP_MAX_ROWS`, at
@@ -354,10 +357,14 @@ class Folder:
     """
 
     def __init__(self, acc: Accumulators, *, user_tz: np.ndarray, off_table: np.ndarray, off_t0: int, as_of: int,
-                 is_activity: np.ndarray, day0: int, half_life_days: float, partition: bool | None = None,
-                 n_threads: int | None = None, block_shift: int = BLOCK_SHIFT, group_rows: int | None = None,
-                 also=None):
+                 is_activity: np.ndarray, day0: int, window_days: int, half_life_days: float,
+                 partition: bool | None = None, n_threads: int | None = None, block_shift: int = BLOCK_SHIFT,
+                 group_rows: int | None = None, also=None):
         n_users = acc.first_act.shape[0]
+        window_s = int(window_days) * 86400
+        n_bits = acc.day_bits.shape[1] * 64
+        if not day0 <= (as_of - window_s) // 86400 <= as_of // 86400 < day0 + n_bits:
+            raise ValueError(f"bitset days {day0}..{day0 + n_bits - 1} do not hold {window_days} days to {as_of}")
         self._also = also
         self._shift = np.int64(block_shift)
         self._n_blocks = (n_users >> block_shift) + 1
@@ -368,7 +375,7 @@ class Folder:
         self._sort_below = np.int64(SORT_BELOW_PER_USER << block_shift)
         decay = np.log(2.0) / (half_life_days * 86400.0)
         self._args = (user_tz, off_table, day_offsets(off_table), np.int64(off_t0), np.int64(as_of), is_activity,
-                      np.int64(day0), decay,
+                      np.int64(day0), np.int64(window_s), decay,
                       acc.day_bits, acc.first_act, acc.first_act_window, acc.last_act, acc.purchases, acc.revenue,
                       acc.last_purchase, acc.sends90, acc.opens90, acc.clicks90, acc.last_eng, acc.suppressed,
                       acc.recent_age, acc.sends7, acc.sends30, acc.hour_hist, acc.wd_hist, acc.eng_count,

@@ -42,7 +42,7 @@ The time split, with ``T`` = as_of:
    **train** it again on features as of ``T - H`` with labels from ``(T - H, T]`` and
    **apply** it to the features as of ``T``; otherwise keep the closed form.
 
-No label comes from after ``T``.  When ``2H`` does not fit in the bitset's days, or a cut
+No label comes from after ``T``.  When ``2H`` does not fit in the model window, or a cut
 has fewer than :data:`MIN_CLASS` users in either class, or a fit at a cut fails, the
 closed form is kept and the reason recorded (CDNOW at 39 weeks: ``T - H`` is before any
 customer's first purchase, so neither step runs and BG/NBD scores; ``benchmarks/compare_pareto.py``
@@ -144,10 +144,15 @@ def _key(count, first, last):
     return (count.astype(np.int64) << 42) | (first.astype(np.int64) << 21) | last.astype(np.int64)
 
 
-def part_stats(day_bits, *, as_of: int, day0: int, horizon_days: float, mode: str) -> dict | None:
+def part_stats(day_bits, *, as_of: int, day0: int, window_days: int, horizon_days: float,
+               mode: str) -> dict | None:
     """One partition's training rows: per cut (``H`` and ``2H`` days before as_of) the unique
     (active days, first, last bit) of the users active before it, with how many of them had no
     activity in the ``H`` days after (``lapsed``) and how many had (``back``).
+
+    The bits hold the model window, ``window_days`` before as_of (:mod:`engine.scoring.kernels`):
+    a cut needs days of that window before it, so a cut at or before the window's first day
+    is left out (``days``: the days kept, for the reason :func:`choose` gives).
 
     Keys are int64 ``count << 42 | first << 21 | last``; rows of several partitions merge by
     :func:`merge_stats` exactly, so the learned model is the same however the users are
@@ -157,14 +162,15 @@ def part_stats(day_bits, *, as_of: int, day0: int, horizon_days: float, mode: st
         return None
     H = int(np.ceil(horizon_days))
     e0 = int(-(-as_of // SECONDS_PER_DAY) - day0)
+    start = max(int((as_of - int(window_days) * SECONDS_PER_DAY) // SECONDS_PER_DAY - day0), 0)  # first bit
     cuts = {}
     for back in (H, 2 * H):
-        if e0 - back <= 0:
+        if e0 - back <= start:
             continue
         count, first, last, later = cut_summary(day_bits, np.int64(e0 - back), np.int64(H))
         seen = count > 0
         cuts[back] = _unique_rows(_key(count[seen], first[seen], last[seen]), ~later[seen])
-    return {"e0": e0, "day0": int(day0), "H": H, "cuts": cuts}
+    return {"e0": e0, "day0": int(day0), "H": H, "days": e0 - start, "cuts": cuts}
 
 
 @njit
@@ -210,7 +216,7 @@ def merge_stats(stats: list) -> dict | None:
         return None
     if len(stats) == 1:  # already unique sorted keys with their counts: merging would give the same arrays
         return {**stats[0], "cuts": dict(stats[0]["cuts"])}
-    out = {k: stats[0][k] for k in ("e0", "day0", "H")}
+    out = {k: stats[0][k] for k in ("e0", "day0", "H", "days")}
     out["cuts"] = {}
     for back in stats[0]["cuts"]:
         parts = [s["cuts"][back] for s in stats]
@@ -367,9 +373,9 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         return done("the Pareto/NBD closed form was asked for")
     if mode == "closed_form" or stats is None:
         return done("the BG/NBD closed form was asked for")
-    H, e0 = stats["H"], stats["e0"]
+    H, kept = stats["H"], stats["days"]
     if H not in stats["cuts"]:
-        return done(f"the history kept ({e0} days) is shorter than the {H} days a time split needs")
+        return done(f"the history kept ({kept} days) is shorter than the {H} days a time split needs")
     try:
         train = _cut(stats, H, as_of, horizon_days, penalizer)
     except ModelError as exc:
@@ -398,7 +404,7 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
         # 2. the learned model, trained at 2H and checked at H, only when it beats that closed form
         label = "Pareto/NBD" if closed == "pareto" else "the closed form"
         if 2 * H not in stats["cuts"]:
-            return done(f"{why}; the history kept ({e0} days) is shorter than the {2 * H} days the learned model's "
+            return done(f"{why}; the history kept ({kept} days) is shorter than the {2 * H} days the learned model's "
                         "check needs")
         try:
             check = _cut(stats, 2 * H, as_of, horizon_days, penalizer)

@@ -6,8 +6,9 @@ compressed (x, t_x, T) rows (:mod:`engine.bgnbd`), smooths send times toward eac
 timezone's population (:mod:`engine.sendtime`), and derives budgets and labels
 (:mod:`engine.fatigue`).  Memory is O(users); events are never held whole.
 
-Model inputs, in days: ``frequency`` = distinct active days in the model window
-(default 730 days) minus one; ``recency_days`` = last minus first active day;
+Model inputs, in days: ``frequency`` = distinct active (UTC) days in the model window
+(activity at most ``model_window_days``, default 730, before ``as_of``; older activity
+only sets ``last_active_at``) minus one; ``recency_days`` = last minus first active day;
 ``tenure_days`` = ``as_of`` minus the first active day.  BG/NBD gives every user with
 no repeat activity P(alive) = 1 by construction; winback instead lets the first
 active day carry a dropout chance for those users (the MBG/NBD convention of
@@ -218,7 +219,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
     pending = None
     folder = kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
-                            is_activity=is_act, day0=day0, half_life_days=cfg.half_life_days,
+                            is_activity=is_act, day0=day0, window_days=cfg.model_window_days,
+                            half_life_days=cfg.half_life_days,
                             also=lambda uidx, ts, ev: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of))
     try:
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
@@ -245,7 +247,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     # the learned lapse model's rows (a sort of every user's key per cut) on a thread beside the other statistics
     side = ThreadPoolExecutor(1, thread_name_prefix="winback-lapse-rows")
     lapse_later = side.submit(lapse_learned.part_stats, acc.day_bits, as_of=as_of, day0=day0,
-                              horizon_days=cfg.horizon_days, mode=cfg.lapse_model)
+                              window_days=cfg.model_window_days, horizon_days=cfg.horizon_days,
+                              mode=cfg.lapse_model)
     side.shutdown(wait=False)
     in_window = days_active > 0
     first_day = np.where(in_window, acc.first_act_window // SECONDS_PER_DAY, 0)

@@ -27,7 +27,7 @@ class Settings:
     default_timezone: str = "UTC"                   # for users without a valid timezone
     policy_cap: int = 3                             # messages per policy window (fatigue budget)
     policy_window_days: int = 7                     # 7 or 30 days
-    model_window_days: int = 730                    # days of history the models read
+    model_window_days: int = 730                    # days of activity the models read (older: last_active_at only)
     half_life_days: float = 60.0                    # decay of the send-time histogram, days
     prior_weight: float = 4.0                       # Dirichlet prior of the send time, pseudo-events
     affinity_half_life_days: float = 90.0           # decay of content affinity, days
@@ -75,6 +75,9 @@ def settings(*, as_of=None, **options) -> Settings:
     if not is_timezone(cfg.default_timezone):
         raise ConfigError(f"--default-timezone {cfg.default_timezone!r} is not an IANA timezone "
                           "such as Europe/Paris")
+    if not 1 <= cfg.model_window_days <= 36500:
+        raise ConfigError(f"model_window_days must be a whole number of days from 1 to 36500 (e.g. 730), "
+                          f"got {cfg.model_window_days}")
     if not cfg.affinity_half_life_days > 0:
         raise ConfigError(f"--affinity-half-life must be > 0 days, got {cfg.affinity_half_life_days}")
     if not 0 < cfg.horizon_days <= 3650:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.testing as npt
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, group_row
     uidx, ts, ev, ch, val = uidx[perm], ts[perm], ev[perm], ch[perm], val[perm]
     bounds = [0, *sorted(splits), len(uidx)]
     opts = dict(user_tz=user_tz, off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF, is_activity=IS_ACT, day0=day0,
-                half_life_days=60.0, partition=partition, **kw)
+                window_days=WINDOW, half_life_days=60.0, partition=partition, **kw)
     with kernels.Folder(acc, group_rows=max(group_rows, 1), **opts) as folder:
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
@@ -60,7 +61,7 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
           "group_rows": data.draw(st.sampled_from([0, 1, 50, 10_000]))}
     acc, day0, user_tz = _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition, **kw)
     ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
-                                 AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
+                                 AS_OF, IS_ACT, WINDOW,
                                  lambda u, t: 19800 if user_tz[u] == 1 else 0, 60.0)
     npt.assert_array_equal(kernels.frequency_from_bits(acc.day_bits), ref["days"])
     assert [_none(v) for v in acc.first_act_window] == ref["first_window"]
@@ -263,11 +264,11 @@ def test_fused_pass_uses_each_instants_own_offset_across_dst(world, data):
     acc = kernels.Accumulators.zeros(n_users, WINDOW)
     day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
     kernels.accumulate(acc, EventBatch(uidx, ts, ev, ch, val), user_tz=user_tz, off_table=table, off_t0=t0,
-                       as_of=AS_OF, is_activity=IS_ACT, day0=day0, half_life_days=60.0,
+                       as_of=AS_OF, is_activity=IS_ACT, day0=day0, window_days=WINDOW, half_life_days=60.0,
                        partition=data.draw(st.booleans()), block_shift=1)
     lookup = OffsetLookup(table, t0)
     ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
-                                 AS_OF, IS_ACT, day0, acc.day_bits.shape[1] * 64,
+                                 AS_OF, IS_ACT, WINDOW,
                                  lambda u, t: int(lookup(np.array([user_tz[u]]), np.array([t]))[0]), 60.0)
     npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
     npt.assert_allclose(acc.wd_hist, ref["weekday"], rtol=1e-5, atol=1e-6)
@@ -292,13 +293,14 @@ def test_instants_before_the_epoch_bin_as_floor_division_does(rows, partition):
     table = np.zeros((2, 20 * 96), np.int32)
     table[1, :] = 19800
     acc = kernels.Accumulators.zeros(n_users, WINDOW)
-    day0 = -2
+    day0 = as_of // 86400 - acc.day_bits.shape[1] * 64 + 1
     # when folded
     kernels.accumulate(acc, EventBatch(uidx, ts, ev, ch, val), user_tz=user_tz, off_table=table, off_t0=off_t0,
-                       as_of=as_of, is_activity=IS_ACT, day0=day0, half_life_days=1e9, partition=partition,
+                       as_of=as_of, is_activity=IS_ACT, day0=day0, window_days=WINDOW, half_life_days=1e9,
+                       partition=partition,
                        block_shift=0)
     ref = naive.score_accumulate(n_users, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(),
-                                 as_of, IS_ACT, day0, acc.day_bits.shape[1] * 64,
+                                 as_of, IS_ACT, WINDOW,
                                  lambda u, t: 19800 if user_tz[u] == 1 else 0, 1e9)
     # then the histograms, counts and active days are the reference's
     npt.assert_allclose(acc.hour_hist, ref["hour"], rtol=1e-5, atol=1e-6)
@@ -328,3 +330,30 @@ def test_events_handed_to_also_give_the_fatigue_counts_of_every_batch(world, shi
          also=lambda u, t, e: fm.accumulate_arrays(got, u, t, e, AS_OF))
     assert np.array_equal(got.sends, want.sends) and np.array_equal(got.opens, want.opens)
     assert np.array_equal(got.stop_week, want.stop_week)
+
+
+def test_active_days_stop_at_the_model_window_not_at_the_bitsets_rounding():
+    """Given sessions exactly WINDOW days, WINDOW days + 1 s and WINDOW + 10 days before as_of
+    (the last two still inside the bitset's 64-day words), when folded, then only the first
+    counts as an active day and first activity in the window, as in the naive twin."""
+    ages = [WINDOW * 86400, WINDOW * 86400 + 1, (WINDOW + 10) * 86400, 86400]
+    uidx = np.array([0, 1, 2, 2], np.int64)
+    ts = AS_OF - np.array(ages, np.int64)
+    ev = np.full(4, EVENT_CODE["session"], np.int8)
+    ch = np.full(4, -1, np.int8)
+    val = np.full(4, np.nan)
+    acc, _, _ = _run(3, uidx, ts, ev, ch, val, [], np.arange(4))
+    assert acc.day_bits.shape[1] * 64 > WINDOW + 10
+    assert kernels.frequency_from_bits(acc.day_bits).tolist() == [1, 0, 1]
+    assert [_none(v) for v in acc.first_act_window] == [int(ts[0]), None, int(ts[3])]
+    assert [_none(v) for v in acc.last_act] == [int(ts[0]), int(ts[1]), int(ts[3])]
+    ref = naive.score_accumulate(3, uidx.tolist(), ts.tolist(), ev.tolist(), ch.tolist(), val.tolist(), AS_OF, IS_ACT,
+                                 WINDOW, lambda u, t: 0, 60.0)
+    assert ref["days"] == [1, 0, 1] and ref["first_window"] == [int(ts[0]), None, int(ts[3])]
+
+
+def test_a_bitset_that_does_not_hold_the_window_is_refused():
+    acc = kernels.Accumulators.zeros(2, 64)  # one word: 64 days, the window and as_of's day need 65
+    with pytest.raises(ValueError, match="do not hold"):
+        kernels.Folder(acc, user_tz=np.zeros(2, np.int32), off_table=OFF_TABLE, off_t0=OFF_T0, as_of=AS_OF,
+                       is_activity=IS_ACT, day0=AS_OF // 86400 - 63, window_days=64, half_life_days=60.0)

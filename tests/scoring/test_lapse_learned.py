@@ -121,15 +121,15 @@ def test_partition_stats_merge_to_the_whole(case):
     """Property: the training rows of any split of the users merge to the rows of all of them."""
     bits, end, _ = case
     as_of, day0 = 128 * DAY, 0
-    whole = lapse_learned.part_stats(bits, as_of=as_of, day0=day0, horizon_days=10, mode="auto")
+    whole = lapse_learned.part_stats(bits, as_of=as_of, day0=day0, window_days=128, horizon_days=10, mode="auto")
     k = len(bits) // 2
-    parts = [lapse_learned.part_stats(b, as_of=as_of, day0=day0, horizon_days=10, mode="auto")
+    parts = [lapse_learned.part_stats(b, as_of=as_of, day0=day0, window_days=128, horizon_days=10, mode="auto")
              for b in (bits[:k], bits[k:])]
     merged = lapse_learned.merge_stats(parts)
     # one partition alone is passed through; with an empty one beside it, merged the long way
     alone = lapse_learned.merge_stats([whole])
     beside_empty = lapse_learned.merge_stats([whole, lapse_learned.part_stats(
-        bits[:0], as_of=as_of, day0=day0, horizon_days=10, mode="auto")])
+        bits[:0], as_of=as_of, day0=day0, window_days=128, horizon_days=10, mode="auto")])
     for m in (merged, alone, beside_empty):
         assert m["cuts"].keys() == whole["cuts"].keys()
         for back in whole["cuts"]:

@@ -218,3 +218,30 @@ def test_monetary_is_the_mean_of_the_known_purchase_values(world):
     no_value = score(users, ev.drop_columns(["value"]), as_of=AS_OF)
     buyers = no_value.filter(pa.compute.greater(no_value["purchases"], 0))
     assert buyers.num_rows > 0 and buyers["monetary"].null_count == buyers.num_rows
+
+
+def test_activity_older_than_the_model_window_counts_only_in_last_active_at(world):
+    """Given users active inside the 730-day model window and 730 days + 1 hour to 760 days back
+    (days the active-day bitset, 12 words of 64 days, still holds), when scored, then the older
+    activity adds no active day, first day or tenure (frequency, recency_days, tenure_days, and so
+    the BG/NBD rows), while last_active_at and days_inactive still see it; exactly 730 days counts."""
+    users = feather.read_table(world / "users.arrow").select(["user_id", "timezone"])
+    me = pa.table({"user_id": pa.array([46, 47, 48, 49], pa.int64()), "timezone": ["UTC"] * 4})
+    users = pa.concat_tables([users, me])
+    events = feather.read_table(world / "events.arrow").select(["user_id", "ts", "event", "channel"])
+    schema = pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")), ("event", pa.string()),
+                        ("channel", pa.string())])
+    rows = [(46, _ts(745)), (46, _ts(100)), (46, _ts(10)),    # one day outside the window
+            (47, _ts(740)), (47, _ts(760)),                     # only outside it
+            (48, _ts(730)), (48, _ts(10)),                      # exactly 730 days: inside
+            (49, _ts(730, hour=11)), (49, _ts(10))]             # 730 days and an hour: outside
+    mine = pa.table({"user_id": [r[0] for r in rows], "ts": [r[1] for r in rows], "event": ["session"] * len(rows),
+                     "channel": [None] * len(rows)}, schema=schema)
+    s = score(users, pa.concat_tables([events.cast(schema), mine]), as_of=AS_OF, lapse_model="closed_form")
+    assert summary_of(s)["model_window_days"] == 730
+    got = {r["user_id"]: (r["frequency"], r["recency_days"], r["tenure_days"], r["days_inactive"])
+           for r in s.to_pylist() if r["user_id"] in (46, 47, 48, 49)}
+    assert got == {46: (1, 90.0, 100.0, 10.0), 47: (0, 0.0, 0.0, 740.0), 48: (1, 720.0, 730.0, 10.0),
+                   49: (0, 0.0, 10.0, 10.0)}
+    row47 = s.filter(pa.compute.equal(s["user_id"], 47)).to_pylist()[0]
+    assert row47["last_active_at"] == _ts(740)

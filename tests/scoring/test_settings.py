@@ -26,7 +26,8 @@ def test_settings_apply_the_defaults_and_the_given_values():
 @pytest.mark.parametrize("bad, match", [({"policy_window_days": 14}, "7 or 30"),
                                         ({"default_timezone": "Mars/Base"}, "IANA"),
                                         ({"affinity_half_life_days": 0}, "> 0"),
-                                        ({"activity": "session,pageview"}, "pageview")])
+                                        ({"activity": "session,pageview"}, "pageview"),
+                                        ({"model_window_days": 0}, "model_window_days")])
 def test_bad_values_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         settings(as_of="2026-11-01", **bad)
