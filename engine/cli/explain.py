@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_scores(scores, args.scores)  # an events or users file here names itself, not an audience column
     out = explain(args.user_id, plan_table, scores, ledger=args.ledger)
+    for text in out.get("warnings") or ():
+        sys.stderr.write(f"warning: {text}\n")
     titles = {}
     if args.items:
         from engine.io.items import load_items

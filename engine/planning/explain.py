@@ -26,7 +26,8 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
     ``campaign`` (from the plan's metadata) and, with ``scores``: ``scores`` (the user's
     row), ``in_audience`` (the audience rule re-evaluated on that row) and
     ``channels`` per step: every allowed channel in preference order with consent,
-    address, suppression and response rate, ranked as the planner ranks them.
+    address, suppression and response rate, ranked as the planner ranks them; ``warnings``
+    when the scores carry no metadata (a CSV: :func:`engine.planning.planner.lost_metadata_warning`).
 
     With ``ledger`` (a path): each step gets ``sent`` (what happened at send time: the
     ledger's ``state``, ``attempts``, ``sent_at``, ``why`` - the reason a message was
@@ -59,6 +60,11 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
         _with_ledger(out, ledger, meta.get("campaign_id"))
     if scores is None:
         return out
+    from engine.planning.planner import lost_metadata_warning
+
+    lost = lost_metadata_warning(scores, "the scores")
+    if lost:
+        out["warnings"] = [lost]
     s = scores.filter(pc.equal(scores["user_id"], int(user_id)))
     out["scores"] = s.to_pylist()[0] if s.num_rows else None
     if not s.num_rows:

@@ -97,8 +97,9 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta["summary"] = plan_summary(result)
     meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
-    if stale:
-        meta["summary"]["warnings"] = [stale]
+    warnings = [w for w in (lost_metadata_warning(scores, src), stale) if w]
+    if warnings:
+        meta["summary"]["warnings"] = warnings
     return with_meta(result, PLAN, meta, keep=False)
 
 
@@ -128,6 +129,19 @@ def scores_meta(scores: pa.Table) -> dict:
         return meta
     at = np.sort(secs[ok] + np.rint(days[ok] * SECONDS_PER_DAY).astype(np.int64))
     return {**meta, "as_of": from_epoch_seconds(at[len(at) // 2:][:1]).to_pylist()[0].isoformat()}
+
+
+def lost_metadata_warning(scores: pa.Table, src: str) -> str | None:
+    """One warning when ``scores`` carry no ``winback.score`` metadata (a CSV keeps none): what
+    is lost and what to do; None when it is there (Arrow and Parquet keep it)."""
+    if (scores.schema.metadata or {}).get(SCORE) or "user_id" not in scores.column_names:
+        return None
+    return (f"{src}: no winback.score metadata (a CSV keeps none); as_of is recovered from "
+            "last_active_at + days_inactive, but the rest is lost: the learned fatigue parameters (fatigue_budget "
+            "stays the one scored for the score-time cap instead of being recomputed for the campaign's policy), "
+            "default_timezone (the best hour of users without a timezone is not moved into the campaign's "
+            "timezone), the lapse model, the BG/NBD fit and the scoring warnings; write the scores as .arrow or "
+            ".parquet ('winback score ... -o scores.arrow') and use that file")
 
 
 def campaign_start(as_of, cmp: Campaign, score_meta: dict) -> tuple[int, str | None]:
