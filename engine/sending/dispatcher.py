@@ -418,6 +418,7 @@ async def dispatch(
             summary.loaded = int(summary.dry_run.column("messages").to_numpy().sum()) if summary.dry_run.num_rows else 0
         return summary
     providers = before_ledger(table, source, providers)  # a bad plan or providers file: no ledger made
+    exits = ExitWatch(None, events).read()  # exit_on per step (a bad file: nothing loaded); re-read while sending
     t_start = time.monotonic()
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source, replan=replan)
@@ -429,8 +430,7 @@ async def dispatch(
         counts = ledger.counts()  # one scan: channels still to send, totals, retries pending
         if any(states.get("in_flight") for states in counts.values()):  # a run was killed
             summary.recovered = ledger.recover(at_most_once=at_most_once)
-        exits = ExitWatch(ledger, events)  # exit_on per step; re-read during a long send
-        summary.exited = exits.poll(clock())
+        summary.exited = exits.poll(clock(), ledger)
         summary.suppressed = ledger.skip_suppressed()
         if summary.recovered or summary.exited or summary.suppressed:
             counts = ledger.counts()

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from engine.errors import InputError, WinbackError
 from engine.schema import DEFAULT_ACTIVITY
-from engine.tz import parse_as_of, to_epoch_seconds
+from engine.tz import parse_as_of
 
 __all__ = ["ExitWatch", "EXIT_EVENTS", "POLL_SECONDS"]
 
@@ -52,6 +52,7 @@ class ExitWatch:
                 raise InputError(f"events {s} does not exist; pass an events file or the directory "
                                  "'winback receive' writes")
         self._seen: dict[Path, tuple] = {}
+        self._unapplied = False  # read (by read()) but not yet applied to the ledger
         #: per file, its exit-relevant events: user_id, at (epoch s), event
         self._tables: dict[Path, pa.Table] = {}
         self.last_poll: float | None = None
@@ -66,10 +67,20 @@ class ExitWatch:
             return 0
         return self.poll(now)
 
-    def poll(self, now: float | None = None) -> int:
-        """Read what is new in the sources and skip the messages of users who exited."""
+    def read(self) -> "ExitWatch":
+        """Read (and check) the sources now, before a ledger is touched: a bad events file is an
+        :class:`InputError` before any message is loaded or claimed; the next :meth:`poll` applies it."""
+        self._unapplied = self._read_new() or self._unapplied
+        return self
+
+    def poll(self, now: float | None = None, ledger=None) -> int:
+        """Read what is new in the sources and skip the messages of users who exited (in ``ledger``
+        from now on, when given)."""
+        self.ledger = ledger if ledger is not None else self.ledger
         self.last_poll = now
-        if not self._read_new():
+        changed = self._read_new() or self._unapplied
+        self._unapplied = False
+        if not changed:
             return 0
         n = self._skip(pa.concat_tables(list(self._tables.values())))
         self.exited += n
@@ -97,20 +108,7 @@ class ExitWatch:
             key = (st.st_mtime_ns, st.st_size)
             if self._seen.get(path) == key:
                 continue
-            table = read_table(path, "events")
-            for col in ("user_id", "ts", "event"):
-                if col not in table.column_names:
-                    raise InputError(f"events {path}: no column {col!r}; an events file needs user_id, ts and event.")
-            ts = table.column("ts")
-            if not pa.types.is_timestamp(ts.type):
-                raise InputError(f"events {path}: column ts is {ts.type}, not a timestamp.")
-            event = table.column("event")
-            if pa.types.is_dictionary(event.type):
-                event = event.cast(pa.string())
-            keep = pc.and_(pc.is_valid(table.column("user_id")),
-                           pc.is_in(event, value_set=pa.array(sorted({e for v in EXIT_EVENTS.values() for e in v}))))
-            t = pa.table({"user_id": pc.cast(table.column("user_id"), pa.int64()),
-                          "at": pa.array(to_epoch_seconds(ts)), "event": pc.cast(event, pa.string())}).filter(keep)
+            t = _exit_events(read_table(path, "events"), path)
             self._seen[path] = key
             self._tables[path] = t  # a file rewritten in place replaces what it said before
             changed = True
@@ -146,6 +144,45 @@ class ExitWatch:
             con.execute("ROLLBACK")
             raise
         return total
+
+
+def _exit_events(table: pa.Table, path) -> pa.Table:
+    """The exit-relevant rows (a session, purchase or click) of one events file as ``user_id``
+    (int64), ``at`` (epoch s UTC), ``event``; the contract's types are accepted (any integer or
+    digit-string id, plain or dictionary; timestamps of any unit, naive read as UTC, or ISO 8601
+    text).  Such a row with a null or unreadable id or instant is an :class:`InputError` naming
+    the file, the column, the count and example rows, before any message is claimed."""
+    from engine.io import coerce
+
+    for col in ("user_id", "ts", "event"):
+        if col not in table.column_names:
+            raise InputError(f"events {path}: no column {col!r}; an events file needs user_id, ts and event.")
+    try:
+        event = coerce.to_string(table.column("event"))
+    except (coerce.ColumnTypeError, pa.ArrowException) as exc:
+        raise InputError(f"events {path}: column event has {exc}; it must hold event names such as session") from None
+    keep = pc.is_in(event, value_set=pa.array(sorted({e for v in EXIT_EVENTS.values() for e in v}))).fill_null(False)
+    row_of = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), bool))
+    table, event = table.filter(keep), event.filter(keep)
+    try:
+        uid, uid_null, uid_bad = coerce.to_int64(table.column("user_id"))
+        at, ts_null, ts_bad = coerce.to_epoch_seconds(table.column("ts"))
+    except coerce.ColumnTypeError as exc:
+        which = "ts" if "timestamp" in str(exc) else "user_id"
+        raise InputError(f"events {path}: column {which} has {exc}; fix the file or pass the events "
+                         "'winback receive' writes") from None
+    for col, bad, what in (("user_id", uid_null | uid_bad, "a null or non-integer user_id"),
+                           ("ts", ts_null | ts_bad, "a null or unreadable ts")):
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            examples = "; ".join(f"row {row_of[i]} {{user_id: {table.column('user_id')[int(i)].as_py()!r}, "
+                                 f"ts: {table.column('ts')[int(i)].as_py()!r}, event: {event[int(i)].as_py()!r}}}"
+                                 for i in rows[:3])
+            raise InputError(f"events {path}: column {col}: {len(rows):,} session/purchase/click rows with {what}, "
+                             f"e.g. {examples}; an exit rule cannot tell whose or when. Fix or drop these rows "
+                             "and send again (nothing was sent or claimed).")
+    return pa.table({"user_id": pa.array(uid, pa.int64()), "at": pa.array(at, pa.int64()),
+                     "event": event.cast(pa.string())})
 
 
 def _campaign_starts(con) -> dict:

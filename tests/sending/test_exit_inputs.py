@@ -1,0 +1,127 @@
+"""The events of `winback send --events` in every shape the data contract allows, and bad ones refused
+before the ledger is touched."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+from engine.errors import InputError
+from engine.ledger.store import read_messages
+from engine.sending.dispatcher import send
+from tests.helpers import make_plan
+from tests.sending.test_dispatcher import Recorder
+
+START = time.time() - 60
+
+
+def _plan():
+    return pa.concat_tables([make_plan(3, send_at=START),
+                             make_plan(3, send_at=START, step_index=1, prefix="s", exit_on="activity")])
+
+
+def _ts(seconds, unit="us", tz="UTC"):
+    return pa.array([int(s * {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]) for s in seconds], pa.timestamp(unit, tz))
+
+
+#: user 2 had a session after the start, user 0 one before it, user 1 only an open
+AFTER, BEFORE = START + 30, START - 3600
+GOOD = {
+    "s": dict(ts=_ts([AFTER, BEFORE, AFTER], "s")),
+    "ms": dict(ts=_ts([AFTER, BEFORE, AFTER], "ms")),
+    "ns": dict(ts=_ts([AFTER, BEFORE, AFTER], "ns")),
+    "naive": dict(ts=_ts([AFTER, BEFORE, AFTER], "us", None)),
+    "paris": dict(ts=_ts([AFTER, BEFORE, AFTER], "us", "Europe/Paris")),
+    "iso_text": dict(ts=pa.array([time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s)) for s in (AFTER, BEFORE, AFTER)])),
+    "text_ids": dict(user_id=pa.array(["2", "0", "1"])),
+    "uint64_ids": dict(user_id=pa.array([2, 0, 1], pa.uint64())),
+    "dict_ids": dict(user_id=pa.array(["2", "0", "1"]).dictionary_encode()),
+    "dict_events": dict(event=pa.array(["session", "session", "open"]).dictionary_encode()),
+}
+
+
+def _events(**over):
+    cols = {"user_id": pa.array([2, 0, 1], pa.int64()), "ts": _ts([AFTER, BEFORE, AFTER]),
+            "event": pa.array(["session", "session", "open"])}
+    cols.update(over)
+    return pa.table(cols)
+
+
+def _write(table, path):
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    elif path.suffix == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        feather.write_feather(table, path, chunksize=1)  # one record batch per row: many batches
+    return path
+
+
+@pytest.mark.parametrize("fmt", [".arrow", ".parquet", ".csv"])
+@pytest.mark.parametrize("shape", sorted(GOOD))
+def test_every_contract_shape_of_the_events_exits_the_same_user(tmp_path, shape, fmt):
+    """Given events with timestamps of any unit, naive or in another zone, or ISO text, and ids
+    as text, uint64 or dictionary, as Arrow (many batches), Parquet or CSV, when sent, then
+    exactly user 2's later step exits, as with plain int64 ids and UTC microseconds."""
+    events = _write(_events(**GOOD[shape]), tmp_path / f"events{fmt}")
+    adapter = Recorder()
+    summary = send(_plan(), {"push": adapter}, tmp_path / "l.db", now=True, events=events)
+    assert summary.exited == 1
+    assert sorted(adapter.sent_ids()) == ["m0", "m1", "m2", "s0", "s1"]
+
+
+def test_an_events_file_with_no_rows_exits_no_one(tmp_path):
+    events = _write(_events().slice(0, 0), tmp_path / "events.arrow")
+    adapter = Recorder()
+    summary = send(_plan(), {"push": adapter}, tmp_path / "l.db", now=True, events=events)
+    assert summary.exited == 0 and len(adapter.sent_ids()) == 6
+
+
+BAD = {
+    "null_id": (dict(user_id=pa.array([2, None, 1], pa.int64())), "user_id", "row 1"),
+    "null_ts": (dict(ts=pa.array([int(AFTER * 1e6), None, None], pa.timestamp("us", "UTC"))), "ts", "row 1"),
+    "text_id": (dict(user_id=pa.array(["2", "abc", "1"])), "user_id", "'abc'"),
+    "huge_uint64": (dict(user_id=pa.array([2, 2**64 - 1, 1], pa.uint64())), "user_id", "row 1"),
+    "bad_iso": (dict(ts=pa.array(["2026-13-45", "2026-11-01", "x"])), "ts", "row 0"),
+    "number_ts": (dict(ts=pa.array([1.5, 2.5, 3.5])), "ts", "ts"),
+}
+
+
+@pytest.mark.parametrize("fmt", [".arrow", ".parquet"])
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_events_are_refused_before_anything_is_written_to_the_ledger(tmp_path, case, fmt):
+    """Given an events file whose session rows have a null or unreadable id or instant, when sent,
+    then one InputError names the file, the column and an example row, nothing is sent, and no
+    message is loaded into (or claimed in) the ledger."""
+    over, column, example = BAD[case]
+    events = _write(_events(**over), tmp_path / f"events{fmt}")
+    ledger = tmp_path / "l.db"
+    adapter = Recorder()
+    with pytest.raises(InputError) as info:
+        send(_plan(), {"push": adapter}, ledger, now=True, events=events)
+    text = str(info.value)
+    assert str(events) in text and f"column {column}" in text and example in text, text
+    assert adapter.sent_ids() == []
+    assert not ledger.exists() or read_messages(ledger).num_rows == 0
+
+
+def test_the_cli_reports_bad_events_in_one_line_and_exits_non_zero(tmp_path, capsys):
+    from engine.cli import main
+    from engine.io.atomic import write_table
+
+    plan = tmp_path / "plan.arrow"
+    write_table(_plan(), plan)
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[channels.push]\nadapter = "file"\npath = "out.jsonl"\nrate_per_second = 100\n')
+    events = _write(_events(user_id=pa.array([2, None, 1], pa.int64())), tmp_path / "events.parquet")
+    code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(tmp_path / "l.db"), "--now",
+                 "--events", str(events), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and "column user_id" in err and str(events) in err
+    assert not (tmp_path / "l.db").exists() or read_messages(tmp_path / "l.db").num_rows == 0
