@@ -59,6 +59,10 @@ def _boundary_files(tmp_path, kind, n=2000, seed=5):
     the first active day T days before as_of, the last t_x days after it, x - 1 distinct days between."""
 
     x, tx, tt = boundary_world(kind, n=n, seed=seed)
+    # every activity inside the 730-day model window (the first one is up to T + 1 days back)
+    tt = np.minimum(tt, 729.0)
+    tx = np.minimum(tx, tt)
+    x = np.minimum(x, tx)
     as_of = parse_as_of("2026-11-01")
     rng = np.random.default_rng(seed)
     uid, day = [], []
