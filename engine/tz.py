@@ -115,6 +115,24 @@ def is_timezone(name: object) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _zones_by_folded_name() -> dict[str, str]:
+    import zoneinfo as zi
+
+    return {z.casefold(): z for z in zi.available_timezones()}
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_timezone(name: object) -> str | None:
+    """The IANA name ``name`` spells with other letter case or surrounding blanks
+    (``america/new_york`` -> ``America/New_York``), or None when it names no zone."""
+    if not isinstance(name, str):
+        return None
+    if is_timezone(name):
+        return name
+    return _zones_by_folded_name().get(name.strip().casefold())
+
+
 def check_timezone(name: object, where: str) -> str:
     """``name`` if it is an IANA timezone, else a :class:`ConfigError` naming ``where``."""
     if not is_timezone(name):

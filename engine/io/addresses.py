@@ -107,9 +107,14 @@ def describe(addresses: dict) -> list[str]:
     for col, a in addresses.items():
         parts = []
         if a["normalised"]:
-            how = {"email": "trimmed, lower case", "phone": "E.164"}.get(col, "trimmed")
+            how = {"email": "trimmed, lower case", "phone": "E.164", "timezone": "IANA spelling"}.get(col, "trimmed")
             parts.append(f"{a['normalised']:,} written in canonical form ({how})")
-        if a["not_an_address"]:
+        if a["not_an_address"] and col == "timezone":
+            parts.append(f"{a['not_an_address']:,} not an IANA timezone name, so those users get their phone's "
+                         "zone, their engagement hours' zone or the default one (e.g. "
+                         + ", ".join(repr(e) for e in a["examples"])
+                         + "; write names such as 'America/New_York'; winback validate lists the rows)")
+        elif a["not_an_address"]:
             hint = "; write phones as +<country code><number>" if col == "phone" else ""
             parts.append(f"{a['not_an_address']:,} not an address, so no {col} for those users (e.g. "
                          + ", ".join(repr(e) for e in a["examples"]) + hint + ")")

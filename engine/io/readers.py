@@ -43,7 +43,7 @@ from engine.schema import (
     USERS_OPTIONAL,
     USERS_REQUIRED,
 )
-from engine.tz import from_epoch_seconds, is_timezone, parse_as_of
+from engine.tz import canonical_timezone, from_epoch_seconds, is_timezone, parse_as_of
 from engine.tz import infer_timezones as infer_tz
 from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
 from engine.io.userindex import UserIndex
@@ -150,14 +150,28 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
     dup[valid[index.repeats]] = True
     bad.mark(reason, dup, "duplicate_user_id")
     cols["user_id"] = pa.array(uid, pa.int64())
-
+    addresses = {}  # also the timezone column's respellings and unknown names
     if "timezone" in table.column_names:
         tz = co.to_string(table["timezone"])
         tz = pc.if_else(pc.equal(pc.utf8_trim_whitespace(tz), ""), pa.scalar(None, pa.string()), tz)
         distinct = [v for v in pc.unique(tz.drop_null()).to_pylist() if not is_timezone(v)]
-        if distinct and not infer_timezones:
-            bad.mark(reason, pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(
-                zero_copy_only=False), "unknown_timezone")
+        respelt = {v: canonical_timezone(v) for v in distinct if canonical_timezone(v)}
+        if respelt:  # 'america/new_york' is America/New_York: written in its IANA spelling
+            hit = pc.is_in(tz, value_set=pa.array(list(respelt), pa.string()))
+            fixed = pc.index_in(tz, value_set=pa.array(list(respelt), pa.string()))
+            tz = pc.if_else(hit, pa.array(list(respelt.values()), pa.string()).take(fixed), tz)
+            distinct = [v for v in distinct if v not in respelt]
+        unknown = None
+        if distinct:
+            unknown = pc.is_in(tz, value_set=pa.array(distinct, pa.string())).to_numpy(zero_copy_only=False)
+            if not infer_timezones:
+                bad.mark(reason, unknown, "unknown_timezone")
+        if respelt or (unknown is not None and infer_timezones):
+            n_fixed = int(pc.sum(hit).as_py() or 0) if respelt else 0
+            addresses["timezone"] = {"normalised": n_fixed,
+                                     "not_an_address": int(unknown.sum()) if unknown is not None and
+                                     infer_timezones else 0,
+                                     "examples": distinct[:3] if infer_timezones else []}
         cols["timezone"] = tz
     for name in ("consent_email", "consent_sms", "consent_push", "consent_ads"):
         if name in table.column_names:
@@ -174,7 +188,6 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
             raise column_type_error(src.path, "signup_at", exc) from None
         bad.mark(reason, badv, "bad_signup_at")
         cols["signup_at"] = from_epoch_seconds(secs, null | badv)
-    addresses = {}
     for name in ADDRESS_COLUMNS:  # one spelling per address; a value that is none becomes null
         if name in table.column_names:
             cols[name], fixed, invalid, examples = canonical_address_column(name, co.to_string(table[name]))

@@ -74,3 +74,34 @@ def test_a_suppression_written_in_another_spelling_still_stops_the_message(tmp_p
     assert read_suppressions(tmp_path / "l.db")["address"].to_pylist() == ["ann@example.com"]
     assert canonical_addresses(["sms", "email"], ["+44 20 7946 0958", " Bob@X.org"]) == ["+442079460958", "bob@x.org"]
     assert canonical("email", pa.array(["no address"]))[0].to_pylist() == [None]
+
+
+def test_a_timezone_in_other_letter_case_is_respelt_and_an_unknown_one_is_said(tmp_path):
+    """'america/new_york' is America/New_York (quiet hours then hold in New York); a typo
+    such as 'America/New_Yrok' is a bad row for validate and, when scoring, a line naming
+    it (the user then gets the phone's zone or the default), never a silent default."""
+    from engine.scoring.pipeline import score
+
+    users = pa.table({"user_id": pa.array([1, 2, 3, 4], pa.int64()),
+                      "timezone": ["america/new_york", " Europe/Paris ", "America/New_Yrok", "Asia/Tokyo"]})
+    feather.write_feather(users, tmp_path / "users.arrow")
+    checked = load_users(tmp_path / "users.arrow", on_bad_rows="quarantine", quarantine=tmp_path / "q.arrow")
+    assert checked.table["timezone"].to_pylist() == ["America/New_York", "Europe/Paris", "Asia/Tokyo"]
+    assert checked.rejected == 1 and checked.addresses["timezone"]["normalised"] == 2
+    inferred = load_users(tmp_path / "users.arrow", infer_timezones=True)
+    assert inferred.table["timezone"].to_pylist() == ["America/New_York", "Europe/Paris", None, "Asia/Tokyo"]
+    assert inferred.addresses["timezone"] == {"normalised": 2, "not_an_address": 1, "examples": ["America/New_Yrok"]}
+    many = pa.table({"user_id": pa.array(range(1, 41), pa.int64()),
+                     "timezone": users["timezone"].to_pylist() + ["Asia/Tokyo"] * 36})
+    feather.write_feather(many, tmp_path / "many.arrow")
+    ids = [u for u in range(1, 41) for _ in range(1 + u % 4)]
+    events = pa.table({"user_id": pa.array(ids, pa.int64()),
+                       "ts": pa.array([1_790_000_000 + 86_400 * (k % 9) * (u % 5) for k, u in enumerate(ids)],
+                                      pa.timestamp("s", tz="UTC")),
+                       "event": ["session"] * len(ids)})
+    scores = score(tmp_path / "many.arrow", events, as_of=1_794_000_000)
+    assert scores["timezone"].to_pylist()[:2] == ["America/New_York", "Europe/Paris"]
+    meta = scores.schema.metadata[b"winback.score"].decode()
+    assert "America/New_Yrok" in meta
+    line = [x for x in describe(inferred.addresses) if x.startswith("timezone")][0]
+    assert "not an IANA timezone name" in line and "'America/New_Yrok'" in line
