@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
               f"{report.items_read - report.items_good:>12,}")
     from engine.io.addresses import describe
 
-    for line in describe(report.addresses):
+    for line in [*report.notes, *describe(report.addresses)]:
         print(line)
     if report.clean:
         print("clean: every row passes the data contract")

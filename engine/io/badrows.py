@@ -105,6 +105,7 @@ class BadRows:
         self.names = list(self.reasons)
         self.code = {name: i + 1 for i, name in enumerate(self.names)}
         self.on_bad_rows = on_bad_rows
+        self.notes: list | None = None  # lines about the read itself (engine.io.readers.renamed_note)
         self.quarantine = None if quarantine is None else Path(quarantine)
         if on_bad_rows == "quarantine" and self.quarantine is None:
             if in_memory:

@@ -36,9 +36,9 @@ import pyarrow.ipc as ipc
 from engine.io import coerce as co
 from engine.io.badrows import BadRows
 from engine.errors import InputError
-from engine.io.readers import column_type_error, _require
+from engine.io.readers import column_type_error, renamed_note, _require
 from engine.io.source import Source
-from engine.schema import ITEMS_REQUIRED
+from engine.schema import ITEMS_OPTIONAL, ITEMS_REQUIRED
 from engine.tz import from_epoch_seconds
 from engine.io.userindex import UserIndex
 
@@ -72,6 +72,7 @@ class Items:
     source: str = "<table>"
     rows_read: int = 0
     rejected: int = 0
+    renamed: str = ""  # engine.io.readers.renamed_note
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -138,7 +139,7 @@ def _categories(col, path) -> tuple[pa.Array, np.ndarray, np.ndarray, tuple[str,
 
 
 def _load(source, bad: BadRows) -> Items:
-    src = Source(source)
+    src = Source(source, contract=(*ITEMS_REQUIRED, *ITEMS_OPTIONAL))
     table = src.read_all()
     _require(table.schema, ITEMS_REQUIRED, src.path, "items")
     n = table.num_rows
@@ -212,7 +213,7 @@ def _load(source, bad: BadRows) -> Items:
     return Items(table=out, index=UserIndex(iid[keep]), categories=names, cat_ptr=ptr,
                  cat_idx=codes.astype(np.int32), added=added[keep], expires=expires[keep],
                  editorial=editorial[keep], source=str(src.path if src.fmt != "table" else "the items table"),
-                 rows_read=n, rejected=int(n - keep.sum()))
+                 rows_read=n, rejected=int(n - keep.sum()), renamed=renamed_note(src))
 
 
 def trend_score(recent_7d: np.ndarray, prior_28d: np.ndarray) -> np.ndarray:

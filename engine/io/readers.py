@@ -101,6 +101,8 @@ class Users:
     #: per address column: values rewritten to the canonical form and values that were no
     #: address (now null), with examples (engine.io.addresses); only columns with either
     addresses: dict = field(default_factory=dict)
+    #: a line naming the columns read under the contract's spelling (``EMAIL`` as email), or ""
+    renamed: str = ""
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -129,7 +131,8 @@ def load_users(source, *, on_bad_rows: str = "error", quarantine: str | os.PathL
 
 
 def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
-    src = Source(source, check_utf8=False)  # bad bytes are bad rows (bad_utf8)
+    src = Source(source, check_utf8=False,  # bad bytes are bad rows (bad_utf8)
+                 contract=(*USERS_REQUIRED, *USERS_OPTIONAL))
     table = src.read_all()
     _require(table.schema, USERS_REQUIRED, src.path, "users")
     n = table.num_rows
@@ -216,7 +219,8 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
         out = out.filter(pa.array(keep))
     if len(valid) != int(keep.sum()):  # rows went after the index was built: positions moved
         index = UserIndex(uid[keep])
-    return Users(table=out, index=index, rows_read=n, rejected=int(n - keep.sum()), addresses=addresses)
+    return Users(table=out, index=index, rows_read=n, rejected=int(n - keep.sum()), addresses=addresses,
+                 renamed=renamed_note(src))
 
 
 # --------------------------------------------------------------------------- events
@@ -247,7 +251,8 @@ class EventBatch:
 
 def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
-                progress: bool = False, read_ahead: int = 0, later: str = "bad") -> Iterator[EventBatch]:
+                progress: bool = False, read_ahead: int = 0, later: str = "bad",
+                notes: list | None = None) -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
     ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
@@ -263,7 +268,8 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
     that many ahead of the consumer (the same batches, in the same order; see
     :func:`_read_ahead`).  ``later="ignore"``: events after ``as_of`` are no bad rows but
     no part of this history either (a backtest's cut): they are skipped, and the other
-    rows keep their numbers in the file.
+    rows keep their numbers in the file.  ``notes``: a list that receives a line when
+    columns are read under the contract's spelling (``TS`` as ts).
     """
     as_of = parse_as_of(as_of)
     if later not in ("bad", "ignore"):
@@ -271,6 +277,7 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
     if isinstance(index, Users):
         index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
+    bad.notes = notes
     batches = _iter_events(source, index, as_of, bad, batch_rows, progress, later=later)
     return _read_ahead(batches, read_ahead) if read_ahead > 0 else batches
 
@@ -324,9 +331,23 @@ def _read_ahead(batches, depth: int):
 
 def _open_events(source, bad: BadRows, batch_rows: int) -> Source:
     wanted = None if bad.on_bad_rows == "quarantine" else [*EVENTS_REQUIRED, *EVENTS_OPTIONAL]
-    src = Source(source, columns=wanted, batch_rows=batch_rows, check_utf8=False)
+    src = Source(source, columns=wanted, batch_rows=batch_rows, check_utf8=False,
+                 contract=(*EVENTS_REQUIRED, *EVENTS_OPTIONAL))
     _require(src.schema, EVENTS_REQUIRED, src.path, "events")
+    if bad.notes is not None and src.renamed:
+        bad.notes.append(renamed_note(src))
     return src
+
+
+def renamed_note(src: Source) -> str:
+    """One line naming the columns of ``src`` read under the contract's spelling, or ""."""
+    if not src.renamed:
+        return ""
+    many = len(src.renamed) > 1
+    pairs = ", ".join(f"{k!r} as {v!r}" for k, v in src.renamed.items())
+    return (f"{src.path}: column{'s' if many else ''} {pairs} read under the data contract's "
+            f"name{'s' if many else ''} (lower case with underscores); rename {'them' if many else 'it'} "
+            "in the file to silence this")
 
 
 def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +16,7 @@ import pyarrow.ipc as ipc
 
 from engine.errors import InputError
 
-__all__ = ["Source", "read_table"]
+__all__ = ["Source", "read_table", "contract_renames", "fold_name"]
 
 _IPC = {".arrow", ".feather", ".ipc", ".arrows"}
 #: IPC files above this size are streamed from disk rather than memory-mapped
@@ -68,9 +69,34 @@ def _files(path: Path, suffixes: set[str] | None = None) -> list[Path]:
     return sorted(out)
 
 
+def fold_name(name: str) -> str:
+    """A column name as the contract compares it: letters and digits only, lower case
+    (``User ID``, ``USER_ID``, ``userId`` and ``user-id`` all fold to ``userid``)."""
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+def contract_renames(names: list[str], contract) -> dict[str, str]:
+    """``{column: contract name}`` for the columns of ``names`` that spell a contract column
+    other than exactly (``EMAIL``, ``Push Token``) when that exact name is absent.  Two
+    spellings of one contract column are an :class:`InputError` (which one is meant is a guess)."""
+    want = {fold_name(c): c for c in contract if c not in names}
+    out: dict[str, str] = {}
+    for name in names:
+        target = want.get(fold_name(name))
+        if target is None or name in contract:
+            continue
+        if target in out.values():
+            other = next(k for k, v in out.items() if v == target)
+            raise InputError(f"columns {other!r} and {name!r} both spell the data contract's {target!r}; "
+                             f"rename the one to read to {target!r} and drop or rename the other")
+        out[name] = target
+    return out
+
+
 def _csv_convert(path: Path, text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool = True) -> pacsv.ConvertOptions:
     header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
-    types = {name: pa.string() for name in header if name in text}
+    folded = {fold_name(t) for t in text}
+    types = {name: pa.string() for name in header if name in text or fold_name(name) in folded}
     return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, check_utf8=check_utf8)
 
 
@@ -114,10 +140,17 @@ class Source:
     """Record batches of one input in read order, with its schema and row count when known.
 
     ``check_utf8=False``: CSV text is not checked while reading (the caller checks it
-    per row, see :func:`engine.io.coerce.fix_utf8`), so one bad byte is one bad row."""
+    per row, see :func:`engine.io.coerce.fix_utf8`), so one bad byte is one bad row.
+
+    ``contract``: the data contract's column names for this input; a column that spells
+    one in other case or punctuation (``EMAIL``, ``Push Token``) is read under the contract
+    name, and ``renamed`` (``{file name: contract name}``) says which were.  ``columns``
+    and ``schema`` use the contract names."""
 
     def __init__(self, source, *, columns: list[str] | None = None, batch_rows: int = 1 << 20,
-                 csv_text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool = True):
+                 csv_text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool = True, contract=()):
+        self.renamed: dict[str, str] = {}
+        self._contract = tuple(contract)
         self.batch_rows = max(1, int(batch_rows))
         self.csv_text = csv_text
         self.check_utf8 = check_utf8
@@ -126,10 +159,13 @@ class Source:
         if isinstance(source, (pa.Table, pa.RecordBatch)):  # an in-memory table (the Python API)
             self.path, self.fmt = Path("<table>"), "table"
             self._table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
+            _unique_names(self.path, self._table.schema)
+            self.renamed = contract_renames(self._table.schema.names, self._contract)
+            if self.renamed:
+                self._table = self._table.rename_columns([self.renamed.get(n, n) for n in self._table.schema.names])
             self.schema = self._table.schema
             self.num_rows = self._table.num_rows
             self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
-            _unique_names(self.path, self.schema)
             return
         self.path, self.fmt = _format(source)
         try:
@@ -137,6 +173,18 @@ class Source:
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise _unreadable(self.path, self.fmt, exc) from None
         _unique_names(self.path, self.schema)
+        self._file_schema = self.schema
+        self.renamed = contract_renames(self.schema.names, self._contract)
+        if self.renamed:
+            self._actual = {v: k for k, v in self.renamed.items()}
+            self.schema = pa.schema([f.with_name(self.renamed.get(f.name, f.name)) for f in self.schema])
+            self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
+
+    def _spelt(self, b):
+        """A batch or table of the file with its columns under the contract's names."""
+        if not self.renamed:
+            return b
+        return b.rename_columns([self.renamed.get(n, n) for n in b.schema.names])
 
     def _open(self, columns) -> None:
         path, fmt = self.path, self.fmt
@@ -201,14 +249,23 @@ class Source:
         self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
 
     def _raw(self) -> Iterator[pa.RecordBatch]:
+        if not self.renamed or self.fmt == "table":
+            yield from self._raw_file()
+            return
+        for b in self._raw_file():
+            yield self._spelt(b)
+
+    def _raw_file(self) -> Iterator[pa.RecordBatch]:
         cols = self.columns
+        if cols is not None and self.renamed and self.fmt != "table":
+            cols = [self._actual.get(c, c) for c in cols]  # the file's own spelling
         if self.fmt == "table":
             t = self._table.select(cols) if cols is not None else self._table
             yield from t.to_batches(max_chunksize=self.batch_rows)
         elif self.path.is_dir():
             for frag in sorted(self._dataset.get_fragments(), key=lambda f: f.path):
                 try:
-                    yield from frag.to_batches(schema=self.schema, columns=cols, batch_size=self.batch_rows,
+                    yield from frag.to_batches(schema=self._file_schema, columns=cols, batch_size=self.batch_rows,
                                                use_threads=False)
                 except pa.ArrowException as exc:  # name the file, not just the directory
                     exc = type(exc)(f"{frag.path}: {exc}")
@@ -289,7 +346,7 @@ class Source:
         if self.fmt == "table":
             return self._table.select(self.columns) if self.columns is not None else self._table
         if self.fmt == "ipc" and not self.path.is_dir() and isinstance(self._reader, ipc.RecordBatchFileReader):
-            table = self._reader.read_all()  # zero-copy over the memory map
+            table = self._spelt(self._reader.read_all())  # zero-copy over the memory map
             return table.select(self.columns) if self.columns is not None else table
         batches = list(self.batches())
         if not batches:

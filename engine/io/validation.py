@@ -41,6 +41,8 @@ class ValidationReport:
     items_bad: dict[str, int] = field(default_factory=dict)
     #: address values rewritten / found to be no address, per users column (engine.io.addresses)
     addresses: dict = field(default_factory=dict)
+    #: lines about the read (columns read under the contract's spelling)
+    notes: list = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -88,11 +90,13 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
     ibad = None if items is None else BadRows(items, "items", on_bad_rows=mode,
                                                quarantine=_quarantine_path(quarantine_dir, "items"))
     ipath = None
+    inotes = ""
+    ebad.notes = []
     try:
         if ibad is not None:
             from engine.io.items import _load as _load_items
 
-            _load_items(items, ibad)
+            inotes = _load_items(items, ibad).renamed
             ipath = ibad.finish(schema=None)
         loaded = _load_users(users, ubad)
         src = _open_events(events, ebad, 1 << 20)
@@ -125,4 +129,5 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
         items=None if items is None else str(items), items_read=0 if ibad is None else ibad.rows_read,
         items_good=0 if ibad is None else ibad.good, items_bad={} if ibad is None else dict(ibad.counts),
         addresses=loaded.addresses,
+        notes=[n for n in (inotes, loaded.renamed, *ebad.notes) if n],
     )

@@ -131,6 +131,8 @@ class PartStats:
     newest_activity: int = NEVER
     #: address values rewritten / found to be no address, per column (engine.io.addresses)
     addresses: dict = dataclasses.field(default_factory=dict)
+    #: lines about the inputs read (columns read under the contract's spelling)
+    notes: list = dataclasses.field(default_factory=list)
     fatigue: dict | None = None  # engine.scoring.fatigue_model.part_stats
     hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
     lapse: dict | None = None  # engine.scoring.lapse_learned.part_stats
@@ -223,8 +225,10 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                             half_life_days=cfg.half_life_days,
                             also=lambda uidx, ts, ev: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of))
     try:
+        notes = [n for n in (u.renamed, getattr(cat, "renamed", "")) if n]
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
-                                 batch_rows=batch_rows, progress=progress, read_ahead=2, later=later_events):
+                                 batch_rows=batch_rows, progress=progress, read_ahead=2, later=later_events,
+                                 notes=notes):
             if pending is not None:
                 pending.result()
             if pool is not None:
@@ -271,7 +275,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         wd_hist={z: wd_pop[i] for i, z in enumerate(zones)},
         rfm=rfm,
         users=table.num_rows, events=n_events, users_rejected=u.rejected, events_rejected=events_rejected,
-        addresses=u.addresses,
+        addresses=u.addresses, notes=notes,
         aggregation_seconds=pass_seconds,
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
@@ -362,6 +366,7 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
                                part.items.ids)
         pool.shutdown(wait=False)
     cols, meta = derive(part, pop)
+    meta["warnings"].extend(getattr(part.stats, "notes", []))
     replaced = [name for name in cols if name in table.column_names]
     if replaced:  # said, not silent: a scores file passed as USERS replaces every one of them
         meta["warnings"].append(

@@ -90,3 +90,62 @@ def test_large_ipc_file_is_mapped_and_its_pages_handed_back(tmp_path, monkeypatc
     # then the values read back, after the release too, are the file's
     assert np.array_equal(np.concatenate(kept), np.arange(n))
     assert src.read_all().equals(table)
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet", "csv", "dir", "table"])
+def test_contract_columns_in_other_spellings_are_read_under_the_contract_name(tmp_path, fmt):
+    """'User ID', 'EMAIL' and 'Phone' are user_id, email and phone (a CRM export's headers),
+    in every format, selected by contract name; a column outside the contract keeps its name;
+    the phone stays text in CSV."""
+    from engine.io.readers import load_users
+
+    t = pa.table({"User ID": pa.array([1, 2, 3], pa.int64()), "EMAIL": ["a@x.io", None, "c@x.io"],
+                  "Phone": ["+14155550100", None, "+14155550102"], "First Name": ["A", "B", "C"]})
+    if fmt == "arrow":
+        feather.write_feather(t, tmp_path / "u.arrow"); src = tmp_path / "u.arrow"
+    elif fmt == "parquet":
+        pq.write_table(t, tmp_path / "u.parquet"); src = tmp_path / "u.parquet"
+    elif fmt == "csv":
+        pacsv.write_csv(t, tmp_path / "u.csv"); src = tmp_path / "u.csv"
+    elif fmt == "dir":
+        (tmp_path / "d").mkdir(); pq.write_table(t, tmp_path / "d" / "p.parquet"); src = tmp_path / "d"
+    else:
+        src = t
+    s = Source(src, columns=["user_id", "email"], contract=("user_id", "email", "phone"))
+    assert s.renamed == {"User ID": "user_id", "EMAIL": "email", "Phone": "phone"}
+    assert s.read_all().column_names == ["user_id", "email"]
+    assert [b.column_names for b in s.batches()] == [["user_id", "email"]]
+    u = load_users(src)
+    assert u.table["user_id"].to_pylist() == [1, 2, 3]
+    assert u.table["phone"].to_pylist() == ["+14155550100", None, "+14155550102"]
+    assert "First Name" in u.table.column_names
+    assert "'EMAIL' as 'email'" in u.renamed and "rename them" in u.renamed
+
+
+def test_two_spellings_of_one_contract_column_are_an_input_error(tmp_path):
+    t = pa.table({"user_id": [1], "Email": ["a@x.io"], "EMAIL": ["b@x.io"]})
+    feather.write_feather(t, tmp_path / "u.arrow")
+    with pytest.raises(InputError, match="'Email' and 'EMAIL' both spell"):
+        Source(tmp_path / "u.arrow", contract=("user_id", "email"))
+    exact = pa.table({"user_id": [1], "email": ["a@x.io"], "EMAIL": ["b@x.io"]})
+    assert Source(exact, contract=("user_id", "email")).renamed == {}  # the exact name wins, the other passes
+
+
+def test_scores_say_which_columns_were_read_under_the_contract_name(tmp_path):
+    from engine.scoring.pipeline import score, summary_of
+
+    users = pa.table({"USER_ID": pa.array(range(1, 41), pa.int64())})
+    ids = [u for u in range(1, 41) for _ in range(1 + u % 4)]
+    events = pa.table({"user_id": pa.array(ids, pa.int64()),
+                       "Timestamp": pa.array([1_790_000_000 + 86_400 * (k % 9) * (u % 5) for k, u in enumerate(ids)],
+                                             pa.timestamp("s", tz="UTC")),
+                       "ts": pa.array([1_790_000_000 + 86_400 * (k % 9) * (u % 5) for k, u in enumerate(ids)],
+                                      pa.timestamp("s", tz="UTC")),
+                       "Event": ["purchase"] * len(ids), "VALUE": [1.0] * len(ids)})
+    pacsv.write_csv(events, tmp_path / "events.csv")
+    s = score(users, tmp_path / "events.csv", as_of=1_794_000_000)
+    warnings = summary_of(s)["warnings"]
+    assert any("'USER_ID' as 'user_id'" in w for w in warnings)
+    assert any("events.csv" in w and "'Event' as 'event'" in w and "'VALUE' as 'value'" in w for w in warnings)
+    assert not any("Timestamp" in w for w in warnings)  # not a contract spelling: passed over
+    assert s["monetary"].to_pylist()[0] == 1.0
