@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     except WinbackError as exc:
         from engine.sending.scrub import scrub
 
-        sys.stderr.write(f"{type(exc).__name__}: {scrub(str(exc))}\n")
+        name = next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))  # a public class
+        sys.stderr.write(f"{name}: {scrub(str(exc))}\n")
         return exc.exit_code
     except BrokenPipeError:  # output piped into head or less that closed early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     plan_table, _ = read_plan(args.plan)
     scores = read_table(args.scores, "scores") if args.scores else None
     if scores is not None:
-        from engine.planning.guard import check_scores
+        from engine.planning.guard import checked_scores
 
-        check_scores(scores, args.scores)  # an events or users file here names itself, not an audience column
+        scores = checked_scores(scores, args.scores)  # an events or users file here names itself, not an audience column
     out = explain(args.user_id, plan_table, scores, ledger=args.ledger)
     for text in out.get("warnings") or ():
         sys.stderr.write(f"warning: {text}\n")

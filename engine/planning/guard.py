@@ -30,6 +30,16 @@ BROADCAST_SHARE = 0.80  # default share of the reachable base that makes an audi
 BROADCAST_DAYS = 90     # days between two approved broadcasts
 
 
+def checked_scores(scores: pa.Table, src: str) -> pa.Table:
+    """``scores`` with every score column in the type 'winback score' writes
+    (:func:`engine.planning.scores_in.normalised_scores`), after :func:`check_scores`."""
+    from engine.planning.scores_in import normalised_scores
+
+    scores = normalised_scores(scores, src)
+    check_scores(scores, src)
+    return scores
+
+
 def check_scores(scores: pa.Table, src: str) -> None:
     """InputError for what would make a wrong plan: missing columns, null or duplicate
     user ids, unknown timezones; naming the column, the row count and example rows."""

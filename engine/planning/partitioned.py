@@ -34,7 +34,7 @@ from engine.planning import steps as ps
 from engine.io.atomic import atomic_dir
 from engine.planning.campaign import Campaign, load_campaign
 from engine.errors import ConfigError, InputError
-from engine.planning.guard import check_scores, guard_counts
+from engine.planning.guard import checked_scores, guard_counts
 from engine.schema import PLAN_SUMMARY_FILE
 
 __all__ = ["plan_partitioned", "scores_partitions", "is_partitioned_scores", "SUMMARY_FILE"]
@@ -71,8 +71,7 @@ def scores_partitions(scores_dir) -> list[tuple[int, str]]:
 def _read(path: str):
     from engine.io.readers import read_table
 
-    t = read_table(path, "scores")
-    check_scores(t, f"scores {path}")
+    t = checked_scores(read_table(path, "scores"), f"scores {path}")
     return t
 
 

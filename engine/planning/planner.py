@@ -48,7 +48,7 @@ from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
 from engine.planning.campaign_schema import INSTANT_MAX, INSTANT_MIN
-from engine.planning.guard import check_scores, guard_counts
+from engine.planning.guard import checked_scores, guard_counts
 from engine.planning.steps import REASONS, end_of
 from engine.schema import SECONDS_PER_DAY
 from engine.tz import from_epoch_seconds, iso_utc, parse_as_of
@@ -82,7 +82,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     else:
         src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
-    check_scores(scores, src)
+    scores = checked_scores(scores, src)
     score_meta = scores_meta(scores)
     start, stale = campaign_start(as_of, cmp, score_meta)
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)

@@ -82,3 +82,46 @@ def test_planning_from_a_csv_warns_once_what_its_missing_metadata_loses(scores_f
     assert main(["explain", str(user), "--plan", str(tmp_path / "plan.arrow"),
                  "--scores", str(tmp_path / "scores.parquet")]) == 0
     assert "warning:" not in capsys.readouterr().err
+
+
+def _retyped(t, name, arr):
+    return t.set_column(t.schema.get_field_index(name), name, arr)
+
+
+def test_scores_that_went_through_another_tool_plan_the_same(scores_files):
+    """Given the scores with numbers as text, booleans as yes/no and 0/1, timestamps as ISO
+    text and a template field as large_string (what a spreadsheet or pandas round trip
+    makes), when planned, then the plan is the one the original scores give."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    orig = feather.read_table(scores_files / "scores.arrow")
+    t = orig
+    for name in ("p_alive", "days_inactive", "fatigue_budget", "best_hour_local"):
+        t = _retyped(t, name, pc.cast(t[name], pa.string()))
+    t = _retyped(t, "consent_email", pa.array([None if v is None else ("yes" if v else "no")
+                                               for v in t["consent_email"].to_pylist()]))
+    t = _retyped(t, "email_suppressed", pc.cast(t["email_suppressed"], pa.int8()))
+    t = _retyped(t, "last_active_at", pc.strftime(t["last_active_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    t = _retyped(t, "first_name", pc.cast(t["first_name"], pa.large_string()))
+    want, got = plan(orig, CAMPAIGN), plan(t, CAMPAIGN)
+    for col in ("message_id", "user_id", "channel", "send_at", "subject", "body", "reason"):
+        assert got[col].to_pylist() == want[col].to_pylist(), col
+
+
+def test_a_score_value_of_the_wrong_kind_is_one_input_error_naming_column_and_rows(scores_files):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from engine.errors import InputError
+
+    t = feather.read_table(scores_files / "scores.arrow")
+    text = pc.cast(t["monetary"], pa.string()).to_pylist()
+    text[5] = "twelve"
+    bad = _retyped(t, "monetary", pa.array(text, pa.string()))
+    uid = t["user_id"][5].as_py()
+    with pytest.raises(InputError, match=rf"column 'monetary' has 1 value that is not a number, e.g. row 5 \(user_id {uid}: 'twelve'\)"):
+        plan(bad, CAMPAIGN)
+    flags = pa.array(["maybe"] * t.num_rows)
+    with pytest.raises(InputError, match="column 'complained' has 800 values that are not true/false"):
+        plan(_retyped(t, "complained", flags), CAMPAIGN)
