@@ -18,6 +18,7 @@ from engine.errors import InputError, WinbackError
 from engine.io.meta import PLAN, read_meta, with_meta
 from engine.io.planmeta import check_plan_meta
 from engine.io.readers import read_table
+from engine.io.source import _unique_names
 from engine.schema import DEFAULT_ACTIVITY, PLAN_SUMMARY_FILE
 from engine.tz import parse_as_of, to_epoch_seconds
 
@@ -40,9 +41,11 @@ def _read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
         import pyarrow.feather as feather  # keeps the schema metadata (campaign start)
 
         try:
-            return feather.read_table(path), str(path)
+            table = feather.read_table(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"plan {path} is not an Arrow IPC file ({exc}); pass the plan.arrow of 'winback plan'.") from None
+        _unique_names(path, table.schema)
+        return table, str(path)
     table = read_table(path, "plan")
     side = path / PLAN_SUMMARY_FILE if path.is_dir() else None
     if side is not None and side.exists():  # a partitioned plan: the whole plan's metadata

@@ -35,9 +35,10 @@ def before_ledger(plan, source: str, providers: Any) -> Any:
     or providers file leaves no ledger behind: the plan's columns, and ``providers`` parsed
     and checked for every channel the plan has planned messages on (configured, its secrets
     set); returns the parsed providers.  A mapping of built channels passes unchanged."""
-    from engine.ledger.store import check_plan_columns
+    from engine.ledger.store import check_plan_columns, check_plan_rows
 
     check_plan_columns(plan, source)
+    check_plan_rows(plan, source)
     if not (isinstance(providers, (str, os.PathLike)) or (isinstance(providers, Mapping) and "channels" in providers)):
         return providers
     import pyarrow as pa

@@ -63,3 +63,58 @@ def test_a_file_that_is_not_a_plan_is_refused_before_the_ledger_exists(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "the plan has no column message_id, send_at" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["providers.toml", "scores.arrow"]
+
+
+def _nulled(t, name, rows):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = np.zeros(t.num_rows, bool)
+    mask[list(rows)] = True
+    col = pc.if_else(pa.array(mask), pa.scalar(None, t[name].type), t[name])
+    return t.set_column(t.schema.get_field_index(name), name, col)
+
+
+ROW_CASES = {
+    "no channel": (lambda t: _nulled(t, "channel", [1, 2]), "column channel is null in 2 planned rows, e.g. message ids ['m1', 'm2']"),
+    "no user": (lambda t: _nulled(t, "user_id", [0]), "column user_id is null in 1 planned rows, e.g. message ids ['m0']"),
+    "no send time": (lambda t: _nulled(t, "send_at", [3]), "column send_at is null or not an instant in 1 planned rows"),
+    "a column twice": (lambda t: t.append_column("channel", t["channel"]), "column 'channel' appears 2 times"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROW_CASES))
+def test_a_planned_row_the_ledger_cannot_hold_is_refused_before_the_ledger_exists(tmp_path, monkeypatch, capsys,
+                                                                                  case):
+    # given a plan with a planned message lacking a channel, a user or a send time, or a doubled column
+    edit, expected = ROW_CASES[case]
+    monkeypatch.setenv("WINBACK_TEST_PUSH_SECRET", "s")
+    plan = tmp_path / "plan.arrow"
+    feather.write_feather(edit(make_plan(4)), plan)
+    providers = tmp_path / "providers.toml"
+    providers.write_text(PUSH)
+
+    # when sent, then one InputError line names the column and the messages, exit 2, no ledger
+    code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(tmp_path / "l.db"),
+                 "--now", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("InputError: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.arrow", "providers.toml"]
+
+
+def test_a_plan_with_send_times_as_iso_text_loads_the_same_instants(tmp_path):
+    """A plan re-saved by another tool with send_at as ISO text loads as the original does."""
+    import pyarrow.compute as pc
+
+    from engine.ledger.store import Ledger
+    from tests.helpers import ledger_rows
+
+    orig = make_plan(3)
+    text = orig.set_column(orig.schema.get_field_index("send_at"), "send_at",
+                           pc.strftime(orig["send_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    with Ledger(tmp_path / "a.db") as a, Ledger(tmp_path / "b.db") as b:
+        assert a.load_plan(orig) == b.load_plan(text) == 3
+    q = "SELECT message_id, send_at FROM messages ORDER BY message_id"
+    assert ledger_rows(tmp_path / "a.db", q) == ledger_rows(tmp_path / "b.db", q)
