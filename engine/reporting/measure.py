@@ -83,8 +83,14 @@ def _sends(events: pa.Table, plan: pa.Table) -> pa.Table | None:
         return None
     ch = sends["channel"].cast(pa.string()) if "channel" in sends.column_names else pa.nulls(sends.num_rows, pa.string())
     sends = pa.table({"message_id": sends["message_id"], "user_id": sends["user_id"], "channel": ch})
-    info = plan.select([c for c in ("message_id", "step", "variant") if c in plan.column_names])
+    info = plan.select([c for c in ("message_id", "step", "variant", "channel") if c in plan.column_names])
+    if "channel" in info.column_names:
+        info = info.rename_columns([("planned_channel" if c == "channel" else c) for c in info.column_names])
     out = sends.join(info, "message_id", join_type="left outer")
+    if "planned_channel" in out.column_names:  # a send row without its channel: the plan's channel
+        out = out.set_column(out.schema.get_field_index("channel"), "channel",
+                             pc.coalesce(out["channel"], out["planned_channel"])).drop_columns(["planned_channel"])
+    out = out.set_column(out.schema.get_field_index("channel"), "channel", out["channel"].fill_null("unknown"))
     for col, fill in (("step", "blast"), ("variant", "blast")):
         out = out.set_column(out.schema.get_field_index(col), col, out[col].fill_null(fill)) \
             if col in out.column_names else out.append_column(col, pa.array([fill] * out.num_rows))
@@ -168,6 +174,8 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     audience = reason != "not_in_audience"
     treat, ctrl = audience & ~holdout, audience & holdout
     f = _user_flags(events, users, start, end)
+    if msgs.num_rows:  # a delivery to a user the plan does not list is no part of this campaign
+        msgs = msgs.filter(pc.is_in(msgs["user_id"], value_set=pa.array(users, msgs["user_id"].type)))
     m_uid = msgs["user_id"].to_numpy()
     sent_per_user = np.bincount(np.searchsorted(users, m_uid), minlength=len(users)) if len(m_uid) else np.zeros(len(users), np.int64)
     meta = plan_meta(plan_t)

@@ -72,3 +72,23 @@ def test_rows_without_a_user_or_a_time_are_one_line_naming_the_column_and_nothin
         assert err.count("\n") == 1 and "Traceback" not in err
         assert f"{name}.arrow" in err and f"column '{column}'" in err and row in err
         assert not (tmp_path / f"r_{name}").exists()
+
+
+def test_deliveries_to_users_outside_the_plan_or_without_a_channel_are_counted_right(tmp_path):
+    """Given simulate-style send rows (with message ids) where one goes to a user the plan does
+    not list and one lost its channel, when reported, then the stray delivery counts for nobody
+    and the channel comes from the plan (it was an IndexError and a TypeError)."""
+    p = holdout_plan()
+    planned = p.filter(pa.compute.is_null(p["reason"]))
+    mids = planned["message_id"][:2].to_pylist()
+    uids = planned["user_id"][:2].to_pylist()
+    t = from_epoch_seconds(np.array([START + 60] * 3))
+    sends = pa.table({"user_id": pa.array([uids[0], uids[1], 999_999], pa.int64()), "ts": t,
+                      "event": ["send"] * 3, "channel": [None, planned["channel"][1].as_py(), "email"],
+                      "message_id": [mids[0], mids[1], "stray-1"]})
+    out = pa.concat_tables([_events().append_column("channel", pa.nulls(6, pa.string()))
+                            .append_column("message_id", pa.nulls(6, pa.string())), sends])
+    summary = report(p, out)
+    assert summary["messages_sent"] == 2
+    assert {r["channel"] for r in summary["by_step_channel"]} == {planned["channel"][0].as_py(),
+                                                                   planned["channel"][1].as_py()}
