@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--events", metavar="PATH", action="append",
                    help="fresh events (Arrow/Parquet/CSV file, or the directory 'winback receive' writes; "
                         "repeatable): users who did what a step's exit_on names since the campaign start leave "
-                        "the later steps; re-read every 30 s during the send, e.g. --events feedback/")
+                        "the later steps, and unsubscribe/complaint/bounce rows suppress that user's channel for "
+                        "every pending message; re-read every 30 s during the send, e.g. --events feedback/")
     p.add_argument("--at-most-once", action="store_true",
                    help="never resend a message that was in flight when a previous run crashed "
                         "(it becomes dead instead); default is at-least-once for such messages")
@@ -113,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
         if summary.loaded != total:
             print(f"ledger: {summary.loaded:,} of them are new to {args.ledger}; it already holds the other "
                   f"{total - summary.loaded:,} (sent, pending or skipped: a send never repeats them)")
+        if summary.exited:
+            print(f"--events: {summary.exited:,} later-step messages would be skipped (exited): their users "
+                  "already did what the step's exit_on names")
+        if summary.suppressed:
+            print(f"--events: {summary.suppressed:,} messages would be skipped (suppressed): their users "
+                  "unsubscribed, complained or bounced on that channel")
         if any(summary.replanned.values()):
             print(f"--replan: {summary.replanned['changed']:,} pending messages would take this plan's version, "
                   f"{summary.replanned['dropped']:,} it no longer plans would be skipped")

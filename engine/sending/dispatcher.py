@@ -400,6 +400,15 @@ async def dispatch(
     check_plan_ledger(meta, ledger_path, source=source, allow_other=other_ledger)
     summary = DispatchSummary(ledger=str(ledger_path))
     if dry_run:
+        from engine.io.plans import campaign_start
+        from engine.ledger.store import check_plan_columns, check_plan_rows
+
+        check_plan_columns(table, source)  # what the send would refuse, the dry run refuses
+        check_plan_rows(table, source)
+        if events:
+            watch = ExitWatch(None, events).read()
+            summary.exited = watch.would_exit(table, campaign_start(table))
+            summary.suppressed = watch.would_suppress(table)
         summary.dry_run, summary.samples = dry_run_preview(table)
         if isinstance(providers, (str, os.PathLike)):
             from engine.sending.providers import load_providers
@@ -431,7 +440,8 @@ async def dispatch(
         if any(states.get("in_flight") for states in counts.values()):  # a run was killed
             summary.recovered = ledger.recover(at_most_once=at_most_once)
         summary.exited = exits.poll(clock(), ledger)
-        summary.suppressed = ledger.skip_suppressed()
+        suppressed_before = ledger.skip_suppressed()  # suppressions of earlier runs, receive and sunset
+        summary.suppressed = suppressed_before + exits.suppressed
         if summary.recovered or summary.exited or summary.suppressed:
             counts = ledger.counts()
         pending_states = ("planned", "failed", "in_flight")
@@ -471,6 +481,7 @@ async def dispatch(
             summary.states = ledger.counts()
             summary.skipped, summary.retimed = dict(release.skipped), release.retimed
             summary.exited = exits.exited
+            summary.suppressed = suppressed_before + exits.suppressed
             summary.seconds = time.monotonic() - t_start
             for name, lane in lanes.items():
                 summary.per_channel[name] = {

@@ -10,6 +10,14 @@ The sources are events files or directories (Arrow, Parquet or CSV with ``user_i
 send re-reads them every :data:`POLL_SECONDS` (of the sender's clock) when they
 changed, so users who return mid-campaign leave it mid-campaign; the part files of a
 directory already read are not read again.
+
+The same sources stop messages for good: an ``unsubscribe``, ``complaint`` or ``bounce``
+row (the data contract's meaning: the address is gone) adds a ledger suppression for
+that user on its channel (every channel when the row names none), and every pending
+message it covers becomes ``skipped`` / ``suppressed`` before the next claim, whatever
+step or campaign it belongs to; a complaint also stops the user's other marketing
+channels at release (``[policy] complaint_suppresses``).  So a feedback directory written
+by ``winback receive`` without ``--ledger``, or an ESP's export, is honoured mid-send.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError, WinbackError
-from engine.schema import DEFAULT_ACTIVITY
+from engine.schema import CHANNELS, DEFAULT_ACTIVITY
 from engine.tz import parse_as_of
 
 __all__ = ["ExitWatch", "EXIT_EVENTS", "POLL_SECONDS"]
@@ -34,6 +42,8 @@ EXIT_EVENTS: dict[str, tuple[str, ...]] = {"activity": DEFAULT_ACTIVITY, "purcha
                                            "click": ("click",), "none": ()}
 #: seconds of the sender's clock between two looks at the sources
 POLL_SECONDS = 30.0
+#: events that suppress the user's channel for every later message (the data contract's meaning)
+STOP_EVENTS: tuple[str, ...] = ("unsubscribe", "complaint", "bounce")
 _DATA = (".arrow", ".feather", ".ipc", ".parquet", ".csv")
 
 
@@ -57,6 +67,8 @@ class ExitWatch:
         self._tables: dict[Path, pa.Table] = {}
         self.last_poll: float | None = None
         self.exited = 0
+        #: pending messages skipped as suppressed by the sources' unsubscribes, complaints, bounces
+        self.suppressed = 0
 
     def __bool__(self) -> bool:
         return bool(self.sources)
@@ -73,6 +85,28 @@ class ExitWatch:
         self._unapplied = self._read_new() or self._unapplied
         return self
 
+    def would_exit(self, plan: pa.Table, start: float) -> int:
+        """How many of ``plan``'s planned later-step messages (campaign start ``start``, epoch s)
+        the events read so far would skip as ``exited`` (what a dry run reports)."""
+        if not self._tables or "exit_on" not in plan.column_names:
+            return 0
+        events = pa.concat_tables(list(self._tables.values()))
+        planned = plan.filter(pc.is_null(plan["reason"])) if "reason" in plan.column_names else plan
+        later = planned.filter(pc.fill_null(pc.greater(planned["step_index"], 0), False))
+        if not later.num_rows:
+            return 0
+        uid = events.column("user_id").to_numpy()
+        at = events.column("at").to_numpy()
+        ev = events.column("event").to_numpy(zero_copy_only=False)
+        rule = np.asarray(later["exit_on"].fill_null("none").to_numpy(zero_copy_only=False), dtype=object)
+        users = later["user_id"].to_numpy(zero_copy_only=False)
+        total = 0
+        for name, kinds in EXIT_EVENTS.items():
+            if kinds:
+                gone = np.unique(uid[(at > start) & np.isin(ev, kinds)])
+                total += int(((rule == name) & np.isin(users, gone)).sum())
+        return total
+
     def poll(self, now: float | None = None, ledger=None) -> int:
         """Read what is new in the sources and skip the messages of users who exited (in ``ledger``
         from now on, when given)."""
@@ -82,9 +116,24 @@ class ExitWatch:
         self._unapplied = False
         if not changed:
             return 0
-        n = self._skip(pa.concat_tables(list(self._tables.values())))
+        events = pa.concat_tables(list(self._tables.values()))
+        if self.ledger.add_suppressions(_stops(events)):  # before the next claim, whatever the step
+            self.suppressed += self.ledger.skip_suppressed()
+        n = self._skip(events)
         self.exited += n
         return n
+
+    def would_suppress(self, plan: pa.Table) -> int:
+        """How many of ``plan``'s planned messages the sources' unsubscribes, complaints and
+        bounces would skip as ``suppressed`` (what a dry run reports)."""
+        if not self._tables:
+            return 0
+        stops = _stops(pa.concat_tables(list(self._tables.values())))
+        if not stops:
+            return 0
+        gone = {(r["user_id"], r["channel"]) for r in stops}
+        planned = plan.filter(pc.is_null(plan["reason"])) if "reason" in plan.column_names else plan
+        return sum((u, c) in gone for u, c in zip(planned["user_id"].to_pylist(), planned["channel"].to_pylist()))
 
     def _files(self) -> list[Path]:
         out = []
@@ -161,7 +210,8 @@ def _exit_events(table: pa.Table, path) -> pa.Table:
         event = coerce.to_string(table.column("event"))
     except (coerce.ColumnTypeError, pa.ArrowException) as exc:
         raise InputError(f"events {path}: column event has {exc}; it must hold event names such as session") from None
-    keep = pc.is_in(event, value_set=pa.array(sorted({e for v in EXIT_EVENTS.values() for e in v}))).fill_null(False)
+    wanted = sorted({e for v in EXIT_EVENTS.values() for e in v} | set(STOP_EVENTS))
+    keep = pc.is_in(event, value_set=pa.array(wanted)).fill_null(False)
     row_of = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), bool))
     table, event = table.filter(keep), event.filter(keep)
     try:
@@ -178,11 +228,35 @@ def _exit_events(table: pa.Table, path) -> pa.Table:
             examples = "; ".join(f"row {row_of[i]} {{user_id: {table.column('user_id')[int(i)].as_py()!r}, "
                                  f"ts: {table.column('ts')[int(i)].as_py()!r}, event: {event[int(i)].as_py()!r}}}"
                                  for i in rows[:3])
-            raise InputError(f"events {path}: column {col}: {len(rows):,} session/purchase/click rows with {what}, "
-                             f"e.g. {examples}; an exit rule cannot tell whose or when. Fix or drop these rows "
-                             "and send again (nothing was sent or claimed).")
+            raise InputError(f"events {path}: column {col}: {len(rows):,} session/purchase/click/unsubscribe/"
+                             f"complaint/bounce rows with {what}, e.g. {examples}; an exit rule or a suppression "
+                             "cannot tell whose or when. Fix or drop these rows and send again (nothing was "
+                             "sent or claimed).")
+    if "channel" in table.column_names:
+        try:
+            channel = coerce.to_string(table.column("channel"))
+        except (coerce.ColumnTypeError, pa.ArrowException):
+            channel = pa.nulls(table.num_rows, pa.string())
+    else:
+        channel = pa.nulls(table.num_rows, pa.string())
     return pa.table({"user_id": pa.array(uid, pa.int64()), "at": pa.array(at, pa.int64()),
-                     "event": event.cast(pa.string())})
+                     "event": event.cast(pa.string()), "channel": channel})
+
+
+def _stops(events: pa.Table) -> list[dict]:
+    """Suppression rows (engine.ledger.store.Ledger.add_suppressions) for the unsubscribe,
+    complaint and bounce rows of ``events``: by user, on the row's channel or every channel."""
+    hit = pc.is_in(events["event"], value_set=pa.array(STOP_EVENTS)).fill_null(False)
+    if not pc.any(hit).as_py():
+        return []
+    rows = events.filter(hit)
+    out = []
+    for uid, at, ev, ch in zip(rows["user_id"].to_pylist(), rows["at"].to_pylist(), rows["event"].to_pylist(),
+                               rows["channel"].to_pylist()):
+        ch = ch.strip().lower() if isinstance(ch, str) else None
+        for c in ([ch] if ch in CHANNELS else CHANNELS):
+            out.append({"channel": c, "address": None, "user_id": uid, "reason": ev, "at": float(at)})
+    return out
 
 
 def _campaign_starts(con) -> dict:

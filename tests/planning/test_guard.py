@@ -90,7 +90,8 @@ def test_broadcast_guard_thresholds_approval_and_the_ledger(tmp_path):
     ("best_hour_local", pa.array([-5, 9, 10], pa.int8()), "column 'best_hour_local' is outside 0-23 in 1 rows"),
     ("p_alive", pa.array([0.5, 5.0, 0.2]),
      "column 'p_alive' is outside 0-1 in 1 rows (e.g. user_id, p_alive: [(1001, 5.0)])"),
-    ("lapse_risk", pa.array(["0.1", "0.2", "0.3"]), "column 'lapse_risk' is string, not numbers"),
+    # numbers as text are read as numbers (engine.planning.scores_in); text that is no number is refused
+    ("lapse_risk", pa.array(["0.1", "high", "0.3"]), "column 'lapse_risk' has 1 value that is not a number"),
 ])
 def test_hand_edited_scores_are_refused_by_plan_with_one_line(tmp_path, capsys, column, value, expected):
     # given real scores on disk with one column edited into something no score is

@@ -61,3 +61,73 @@ def test_no_sources_is_falsy_and_a_missing_or_bad_source_is_named(tmp_path):
         feather.write_feather(pa.table({"user_id": [1], "event": ["click"]}), tmp_path / "e.arrow")
         with pytest.raises(InputError, match="no column 'ts'"):
             ExitWatch(led, tmp_path / "e.arrow").poll(0.0)
+
+
+def _stop_events(rows):
+    t = _events([(u, at, ev) for u, at, ev, _ in rows])
+    return t.append_column("channel", pa.array([r[3] for r in rows], pa.string()))
+
+
+def test_unsubscribes_complaints_and_bounces_in_the_sources_suppress_every_pending_message(tmp_path):
+    # given push messages of two steps to users 0-3; user 1 unsubscribed from push, user 2 complained
+    # without naming a channel, user 3 bounced on email (not this plan's channel), user 0 only opened
+    from engine.ledger.read import read_suppressions
+
+    ledger = tmp_path / "ledger.db"
+    with Ledger(ledger) as led:
+        led.load_plan(make_plan(4, send_at=START, step_index=0, prefix="a"))
+        led.load_plan(make_plan(4, send_at=START + 86400, step_index=1, prefix="b", exit_on="none"))
+        src = tmp_path / "esp-export.arrow"
+        feather.write_feather(_stop_events([(1, START - 600, "unsubscribe", "push"), (2, START + 60, "complaint", None),
+                                            (3, START + 60, "bounce", "email"), (0, START + 60, "open", "push")]), src)
+        watch = ExitWatch(led, src)
+        assert watch.would_suppress(make_plan(4)) == 0  # nothing read yet
+        watch.read()
+        assert watch.would_suppress(pa.concat_tables([make_plan(4, prefix="a"), make_plan(4, prefix="b")])) == 4
+        # when polled
+        watch.poll(now=0.0)
+        assert watch.suppressed == 4 and watch.exited == 0
+    # then every message of users 1 and 2 is skipped as suppressed, at any step; users 0 and 3 keep theirs,
+    # and the ledger keeps the suppressions for the next plan
+    states = _states(ledger)
+    assert {m for m, (s, why) in states.items() if why == "suppressed"} == {"a1", "b1", "a2", "b2"}
+    assert all(states[m][0] == "planned" for m in ("a0", "b0", "a3", "b3"))
+    sup = read_suppressions(ledger)
+    got = set(zip(sup["user_id"].to_pylist(), sup["channel"].to_pylist(), sup["reason"].to_pylist()))
+    assert {(1, "push", "unsubscribe"), (2, "email", "complaint"), (2, "sms", "complaint"), (2, "push", "complaint"),
+            (3, "email", "bounce")} <= got
+
+
+def test_a_send_with_an_unsubscribe_in_its_events_never_sends_to_that_user(tmp_path):
+    """The real dispatcher and a real webhook server on 127.0.0.1: a user who unsubscribed in
+    the --events file gets nothing, the others get one request each."""
+    import asyncio
+
+    from aiohttp import web
+
+    from adapters.webhook import WebhookAdapter
+    from engine.sending.dispatcher import Channel, dispatch
+    from tests.helpers import local_server
+
+    seen = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(request.headers["Idempotency-Key"])
+        return web.json_response({"ok": True}) if len(seen) <= 20 else web.Response(status=400)
+
+    src = tmp_path / "events.arrow"
+    feather.write_feather(_stop_events([(2, START, "unsubscribe", "push")]), src)
+
+    async def main():
+        async with local_server(handle) as base:
+            adapter = WebhookAdapter(base + "/hook", "secret")
+            try:
+                return await dispatch(make_plan(4), {"push": Channel(adapter, max_attempts=2)}, tmp_path / "l.db",
+                                      now=True, events=[src], handle_signals=False, max_seconds=20)
+            finally:
+                await adapter.aclose()
+
+    summary = asyncio.run(main())
+    assert sorted(seen) == ["m0", "m1", "m3"] and summary.suppressed == 1
+    assert _states(tmp_path / "l.db")["m2"] == ("skipped", "suppressed")
