@@ -86,10 +86,13 @@ def score_accumulate(n_users, uidx, ts, ev, ch, val, as_of, is_activity, window_
         n_eng = 0
         for i in rows:
             if ev[i] in (OPEN, CLICK, SESSION):
-                local = ts[i] + local_offset(u, ts[i])
                 w = 0.5 ** ((as_of - ts[i]) / 86400.0 / half_life)
-                hour[(local // 3600) % 24] += w
-                wd[((local // 86400) + 3) % 7] += w
+                if ts[i] % 86400 == 0:  # a date with no time of day: its weekday, no hour
+                    wd[((ts[i] // 86400) + 3) % 7] += w
+                else:
+                    local = ts[i] + local_offset(u, ts[i])
+                    hour[(local // 3600) % 24] += w
+                    wd[((local // 86400) + 3) % 7] += w
                 n_eng += 1
         out["hour"].append(hour)
         out["weekday"].append(wd)
@@ -232,6 +235,10 @@ def best_times(hour_hist, wd_hist, user_tz, n_zones, k):
                 out.append([v / tot for v in pop[z]])
             elif sum(glob) > 0:
                 out.append([v / sum(glob) for v in glob])
+            elif bins == 24:  # no time of day anywhere: 10:00 local by a hair
+                row = [1.0 / bins] * bins
+                row[10] += 1e-9
+                out.append([v / sum(row) for v in row])
             else:
                 out.append([1.0 / bins] * bins)
         return out

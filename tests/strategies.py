@@ -17,7 +17,10 @@ def event_worlds(draw, max_users=6, max_events=60):
     n = draw(st.integers(0, max_events))
     uidx = np.array(draw(st.lists(st.integers(0, n_users - 1), min_size=n, max_size=n)), np.int64)
     # a few distinct instants so ties and same-day events happen
-    ts = AS_OF - np.array(draw(st.lists(st.integers(0, 400 * 86400), min_size=n, max_size=n)), np.int64)
+    # ... and some at midnight UTC exactly (a date-only export: weekday, no hour)
+    midnight = st.integers(1, 400).map(lambda d: AS_OF % 86400 + d * 86400)
+    ts = AS_OF - np.array(draw(st.lists(st.one_of(st.integers(0, 400 * 86400), midnight), min_size=n, max_size=n)),
+                          np.int64)
     ev = np.array(draw(st.lists(st.integers(0, 7), min_size=n, max_size=n)), np.int8)
     ch = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int8)
     ch = np.where(np.isin(ev, [0, 1]), -1, ch).astype(np.int8)

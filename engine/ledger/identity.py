@@ -15,8 +15,11 @@ one the plan was made against, before it creates or touches anything:
 * the plan names only a path (the ledger did not exist yet when the plan was made, or was
   of an earlier version): the send's ledger must be that path, or a ledger that already
   holds this plan's campaign;
-* the plan names no ledger (planned without ``--ledger``): nothing to check; the first
-  ledger that sends it is its record.
+* the plan names no ledger (planned without ``--ledger``): the first ledger that sends it
+  is its record, and the send writes that ledger's path and id beside the plan file
+  (``plan.arrow.ledger.json``, :func:`binding_path`); a later send of the same file
+  through another ledger is then refused as above.  (Without that file, a plan planned
+  without ``--ledger`` has nothing to check against: plan with ``--ledger``.)
 
 ``allow_other=True`` (``winback send --other-ledger``) skips the check, for a ledger that
 was copied on purpose.
@@ -31,7 +34,8 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 
-__all__ = ["INFO_SCHEMA", "ensure_id", "read_id", "describe", "check_plan_ledger"]
+__all__ = ["INFO_SCHEMA", "ensure_id", "read_id", "describe", "check_plan_ledger", "binding_path", "read_binding",
+           "write_binding"]
 
 INFO_SCHEMA = "CREATE TABLE IF NOT EXISTS ledger_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 
@@ -75,11 +79,46 @@ def _holds_campaign(path: Path, campaign_id: str | None) -> bool:
                                             (campaign_id,)) is not None
 
 
+def binding_path(plan: str | os.PathLike) -> Path:
+    """Where a send records the ledger a plan planned without ``--ledger`` went out through."""
+    return Path(str(plan).rstrip("/\\") + ".ledger.json")
+
+
+def read_binding(plan: str | os.PathLike) -> dict | None:
+    """``{"path", "id"}`` of the ledger the plan file was first sent through, or None."""
+    import json
+
+    try:
+        got = json.loads(binding_path(plan).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) and isinstance(got.get("path"), str) else None
+
+
+def write_binding(plan: str | os.PathLike, ledger_path: str | os.PathLike) -> bool:
+    """Record ``ledger_path`` beside the plan file (atomically); False when the plan's folder
+    is not writable (the send goes on; only this record is missing)."""
+    import json
+
+    from engine.io.atomic import atomic_path
+
+    try:
+        with atomic_path(binding_path(plan)) as tmp:
+            Path(tmp).write_text(json.dumps(describe(ledger_path)) + "\n", encoding="utf-8")
+    except OSError:
+        return False
+    return True
+
+
 def check_plan_ledger(plan_meta: dict, ledger_path: str | os.PathLike, *, source: str = "the plan",
-                      allow_other: bool = False) -> None:
+                      allow_other: bool = False, bound: dict | None = None) -> None:
     """Raise :class:`ConfigError` when ``ledger_path`` is not the ledger ``plan_meta`` was
-    planned against (module docstring); nothing is created or written."""
+    planned against, or (``bound``, :func:`read_binding`) the one a plan planned without a
+    ledger was first sent through (module docstring); nothing is created or written."""
     recorded = plan_meta.get("ledger") or {}
+    how = "was planned against"
+    if not recorded.get("path") and bound:
+        recorded, how = bound, "was first sent through"
     if allow_other or not recorded.get("path"):
         return
     path = Path(ledger_path)
@@ -95,7 +134,7 @@ def check_plan_ledger(plan_meta: dict, ledger_path: str | os.PathLike, *, source
             return
         what = "does not exist yet" if not path.exists() else "is another ledger"
     raise ConfigError(
-        f"{source} was planned against the ledger {want_path}"
+        f"{source} {how} the ledger {want_path}"
         f"{f' (id {want_id[:8]})' if want_id else ''}, but {path} {what}. A different ledger cannot "
         "know which of this plan's messages were already sent, so sending through it could repeat "
         f"them. Pass --ledger {want_path}; or re-plan with --ledger {path}; or, if this ledger is a copy "

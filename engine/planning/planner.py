@@ -83,7 +83,10 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
         src = "scores table"
     cmp = campaign if isinstance(campaign, Campaign) else load_campaign(campaign)
     scores = checked_scores(scores, src)
+    lost = lost_metadata_warning(scores, src)
     score_meta = scores_meta(scores)
+    if lost and score_meta.get("as_of"):  # days_since() in the rules counts to the recovered as_of too
+        scores = with_meta(scores, SCORE, {"as_of": score_meta["as_of"]})
     start, stale = campaign_start(as_of, cmp, score_meta)
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
     pre = part.prelude()
@@ -97,7 +100,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta["summary"] = plan_summary(result)
     meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
-    warnings = [w for w in (lost_metadata_warning(scores, src), stale) if w]
+    warnings = [w for w in (lost, stale) if w]
     if warnings:
         meta["summary"]["warnings"] = warnings
     return with_meta(result, PLAN, meta, keep=False)

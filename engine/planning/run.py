@@ -54,6 +54,7 @@ def plan_to(scores, campaign, output: str | os.PathLike, *, as_of=None, ledger=N
     if dask is not None or (is_partitioned_scores(scores) and not Path(output).suffix):
         s = plan_partitioned(scores, campaign, out_dir=output, as_of=as_of, dask=dask, n_workers=workers,
                              ledger=ledger, items=items, progress=progress)
+        _forget_binding(output)
         return {**s, "partitioned": True}
     message = memory_warning(scores, items is not None)
     if message and warn is not None:
@@ -64,4 +65,15 @@ def plan_to(scores, campaign, output: str | os.PathLike, *, as_of=None, ledger=N
     check_output(output, (scores, items, ledger))
     table = plan(scores, campaign, as_of=as_of, ledger=ledger, items=items)
     write_table(table, output)
+    _forget_binding(output)
     return {**read_meta(table, PLAN)["summary"], "partitioned": False}
+
+
+def _forget_binding(output) -> None:
+    """A new plan written over an old one is bound to no ledger yet (engine.ledger.identity)."""
+    from engine.ledger.identity import binding_path
+
+    try:
+        binding_path(output).unlink()
+    except OSError:
+        pass

@@ -23,11 +23,11 @@ engagement histogram   [n, 24] + [n, 7] float32    124
 =====================  ==========================  =====================
 
 Purchases are counted twice: all of them, and those with a value (the denominator of
-``monetary``, the mean of the known values).  About 0.45 KB per user, so 10M users need about 4.5 GB of state.  The histogram keeps
-hour-of-day and weekday marginals (31 bins) instead of 168 hour-of-week bins: 5x less
-memory, and the hour (what ``next_send_at`` needs) pools the evidence of all weekdays.
-(Packing the fields one event touches into shared cache-line rows was measured and
-gave nothing once batches are partitioned by user block, so the layout stays plain.)
+``monetary``, the mean of the known values).  About 0.45 KB per user (10M users: 4.5 GB).
+The histogram keeps hour-of-day and weekday marginals (31 bins), not 168 hour-of-week bins:
+5x less memory, and the hour (what ``next_send_at`` needs) pools all weekdays' evidence.
+(Packing the fields one event touches into cache-line rows was measured: no gain.)  An
+engagement at midnight UTC to the second (a date-only export) counts for its weekday only.
 
 A :class:`Folder` folds a stream of batches: a few batches at a time, counting-sorted
 together by user block into scratch arrays it keeps (:mod:`engine.scoring.partition`),
@@ -189,12 +189,7 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
             suppressed[u, c] |= SUPPRESS_COMPLAINT
         if e == OPEN or e == CLICK or e == SESSION:
             h = t - off_t0
-            if h < 0:
-                h = 0
-            else:
-                h = np.int64(np.uint64(h) // np.uint64(OFFSET_STEP))
-                if h >= n_hours:
-                    h = n_hours - 1
+            h = 0 if h < 0 else min(np.int64(np.uint64(h) // np.uint64(OFFSET_STEP)), n_hours - 1)
             z = user_tz[u]
             # small (cache-resident); the full table only on a change day
             o = off_day[z, np.uint64(h) // np.uint64(OFFSET_GROUP)]
@@ -202,9 +197,10 @@ def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day,
                 o = off_table[z, h]
             local = t + o
             w = np.float32(np.exp(-decay_per_s * age))
-            # the divisions as unsigned where they may (a multiply and shift, without the sign fix-ups of
-            # floor division), with the same results
-            if local >= 0:
+            # unsigned divisions where they may (a multiply and shift); a date-only event: weekday only
+            if t % 86400 == 0:
+                wd_hist[u, ((t // 86400) + 3) % 7] += w
+            elif local >= 0:
                 ul = np.uint64(local)
                 hour_hist[u, (ul // np.uint64(3600)) % np.uint64(24)] += w
                 wd_hist[u, (ul // np.uint64(86400) + np.uint64(3)) % np.uint64(7)] += w

@@ -9,7 +9,10 @@ The posterior over hours is a Dirichlet-multinomial update (Gelman et al., BDA3 
 where ``pop_share_tz`` is the normalised histogram of all users in the same timezone
 and ``k`` (default 4 pseudo-events) is the prior weight: with little evidence the
 population's habit dominates, and the user's own evidence takes over as it grows.
-Users with no engagement get their timezone population's best hour.
+Users with no engagement get their timezone population's best hour.  An event at exactly
+midnight UTC is taken for a date without a time of day (a daily export, CDNOW's purchase
+dates): it counts for its weekday, not for hour 0; when no event has a time of day, every
+user gets :data:`DEFAULT_HOUR` (10:00 local) with confidence 0.
 
 **The preferred hour** (with ``spread``, as ``score`` does): rather than the mode of that
 posterior, each user with evidence gets the mode of a hierarchical posterior over their
@@ -48,6 +51,8 @@ __all__ = ["population_histograms", "population_sums", "population_shares", "bes
 
 _CHUNK = 4096  # users per task of the parallel kernels
 RICH_MIN = 10.0  # decayed engagements from which a user's own mode informs the spread
+#: the local hour a user gets when no event anywhere has a time of day (dates only)
+DEFAULT_HOUR = 10
 
 
 @njit
@@ -103,6 +108,9 @@ def _share(pop: np.ndarray) -> np.ndarray:
     glob = pop.sum(axis=0)
     if glob.sum() > 0:
         share[tot[:, 0] <= 0] = glob / glob.sum()
+    elif pop.shape[1] == 24:  # no time of day anywhere (date-only events): DEFAULT_HOUR local, not midnight
+        share[:, DEFAULT_HOUR] += 1e-9
+        share /= share.sum(axis=1, keepdims=True)
     return share
 
 

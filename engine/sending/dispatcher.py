@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from engine.sending.channels import Channel, before_ledger, channels_for, message_of
 from engine.sending.protocol import SENT, Result
-from engine.errors import ConfigError, DispatchError, Interrupted
+from engine.errors import DispatchError, Interrupted
 from engine.ledger.store import Ledger
 from engine.sending.limiter import RateLimiter
 from engine.progress import bar
@@ -56,8 +56,8 @@ from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
 from engine.sending.retry import next_attempt_at, suppresses, unheeded
 from engine.io.plans import plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
-from engine.ledger.identity import check_plan_ledger
-from engine.sending.dryrun import dry_run_preview
+from engine.ledger.identity import check_plan_ledger, read_binding, write_binding
+from engine.sending.dryrun import dry_run_summary
 from engine.sending.summary import DispatchSummary
 
 __all__ = ["Channel", "DispatchSummary", "dispatch", "send"]
@@ -397,41 +397,21 @@ async def dispatch(
     table, source = read_plan(plan)
     ledger_path = Path(ledger_path)
     meta = plan_meta(table)  # checked by read_plan: a hand-edited policy is refused before the ledger is touched
-    check_plan_ledger(meta, ledger_path, source=source, allow_other=other_ledger)
+    # a plan file planned without --ledger is bound to the first ledger that sends it
+    unbound = not isinstance(plan, pa.Table) and not (meta.get("ledger") or {}).get("path")
+    bound = read_binding(plan) if unbound else None
+    check_plan_ledger(meta, ledger_path, source=source, allow_other=other_ledger, bound=bound)
     summary = DispatchSummary(ledger=str(ledger_path))
     if dry_run:
-        from engine.io.plans import campaign_start
-        from engine.ledger.store import check_plan_columns, check_plan_rows
-
-        check_plan_columns(table, source)  # what the send would refuse, the dry run refuses
-        check_plan_rows(table, source)
-        if events:
-            watch = ExitWatch(None, events).read()
-            summary.exited = watch.would_exit(table, campaign_start(table))
-            summary.suppressed = watch.would_suppress(table)
-        summary.dry_run, summary.samples = dry_run_preview(table)
-        if isinstance(providers, (str, os.PathLike)):
-            from engine.sending.providers import load_providers
-
-            configured = load_providers(providers)
-            needed = sorted(set(summary.dry_run.column("channel").to_pylist()))
-            missing = [c for c in needed if c not in configured]
-            if missing:
-                raise ConfigError(f"the plan has messages on channel {', '.join(missing)} but "
-                                  f"{providers} has no [channels.{missing[0]}]; add it or re-plan.")
-        if ledger_path.exists():  # what a send would load: new messages, and a re-plan's refusal
-            with Ledger(ledger_path) as ledger:
-                summary.loaded = ledger.load_plan(table, source=source, replan=replan, dry_run=True)
-                summary.replanned = dict(ledger.replanned)
-        else:
-            summary.loaded = int(summary.dry_run.column("messages").to_numpy().sum()) if summary.dry_run.num_rows else 0
-        return summary
+        return dry_run_summary(summary, table, source, providers, ledger_path, events=events, replan=replan)
     providers = before_ledger(table, source, providers)  # a bad plan or providers file: no ledger made
     exits = ExitWatch(None, events).read()  # exit_on per step (a bad file: nothing loaded); re-read while sending
     t_start = time.monotonic()
     with LedgerLock(ledger_path), Ledger(ledger_path) as ledger:
         summary.loaded = ledger.load_plan(table, source=source, replan=replan)
         summary.replanned = dict(ledger.replanned)
+        if unbound and bound is None:
+            write_binding(plan, ledger_path)
         if summary.loaded or any(summary.replanned.values()):
             record_plan(ledger, table, meta)  # the campaign's policy and zones, for the release checks
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard

@@ -50,3 +50,41 @@ def dry_run_preview(plan: pa.Table, samples_per_channel: int = 2) -> tuple[pa.Ta
         row["send_at"] = str(send[i].as_py())
         out.append(row)
     return grouped, out
+
+
+def dry_run_summary(summary, table: pa.Table, source: str, providers, ledger_path, *, events=None,
+                    replan: bool = False):
+    """``summary`` (a :class:`engine.sending.summary.DispatchSummary`) filled with what a send of
+    ``table`` would do, touching nothing: the same refusals as a send (plan rows, --events,
+    providers, a re-plan), the preview per channel/step/hour with masked samples, the
+    messages new to the ledger, and how many --events would make exit or suppress."""
+    import os
+
+    from engine.errors import ConfigError
+    from engine.io.plans import campaign_start
+    from engine.ledger.store import Ledger, check_plan_columns, check_plan_rows
+    from engine.sending.exits import ExitWatch
+
+    check_plan_columns(table, source)  # what the send would refuse, the dry run refuses
+    check_plan_rows(table, source)
+    if events:
+        watch = ExitWatch(None, events).read()
+        summary.exited = watch.would_exit(table, campaign_start(table))
+        summary.suppressed = watch.would_suppress(table)
+    summary.dry_run, summary.samples = dry_run_preview(table)
+    if isinstance(providers, (str, os.PathLike)):
+        from engine.sending.providers import load_providers
+
+        configured = load_providers(providers)
+        needed = sorted(set(summary.dry_run.column("channel").to_pylist()))
+        missing = [c for c in needed if c not in configured]
+        if missing:
+            raise ConfigError(f"the plan has messages on channel {', '.join(missing)} but "
+                              f"{providers} has no [channels.{missing[0]}]; add it or re-plan.")
+    if ledger_path.exists():  # what a send would load: new messages, and a re-plan's refusal
+        with Ledger(ledger_path) as ledger:
+            summary.loaded = ledger.load_plan(table, source=source, replan=replan, dry_run=True)
+            summary.replanned = dict(ledger.replanned)
+    else:
+        summary.loaded = int(summary.dry_run.column("messages").to_numpy().sum()) if summary.dry_run.num_rows else 0
+    return summary

@@ -128,3 +128,31 @@ def test_the_cli_says_what_to_do_with_exit_2_and_no_traceback(tmp_path):
     assert "Traceback" not in out.stderr
     assert "--ledger" in out.stderr and "--other-ledger" in out.stderr
     assert not (tmp_path / "ledgr.db").exists()
+
+
+def test_a_plan_file_made_without_a_ledger_is_bound_to_the_first_ledger_that_sends_it(tmp_path):
+    """Given a plan file planned without --ledger and sent once through ledger.db, when the same
+    file is sent through ledgr.db (a typo), then nothing is sent or created; the right ledger,
+    a copy of it and --other-ledger still work, and a new plan written over the file is bound
+    to no ledger yet."""
+    import pyarrow.feather as feather
+
+    from engine.ledger.identity import binding_path, read_binding
+    from engine.planning.run import _forget_binding
+
+    plan = tmp_path / "plan.arrow"
+    feather.write_feather(make_plan(20), plan)
+    right, typo = tmp_path / "ledger.db", tmp_path / "ledgr.db"
+    adapter = Recorder()
+    assert send(plan, {"push": Channel(adapter)}, right, now=True).sent == 20
+    assert read_binding(plan) == describe(right)
+    with pytest.raises(ConfigError, match="first sent through the ledger .*ledger.db.*ledgr.db does not exist yet"):
+        send(plan, {"push": Channel(adapter)}, typo, now=True)
+    assert not typo.exists() and len(adapter.sent_ids()) == 20
+    assert send(plan, {"push": Channel(adapter)}, right, now=True).sent == 0  # a rerun resumes, sends nothing
+    shutil.copy(right, tmp_path / "copy.db")
+    assert send(plan, {"push": Channel(adapter)}, tmp_path / "copy.db", now=True).sent == 0
+    assert send(plan, {"push": Channel(adapter)}, typo, now=True, other_ledger=True).sent == 20  # asked for
+    _forget_binding(plan)  # what 'winback plan -o plan.arrow' does after writing a new plan there
+    assert not binding_path(plan).exists()
+    assert send(plan, {"push": Channel(adapter)}, tmp_path / "fresh.db", now=True).sent == 20

@@ -125,3 +125,20 @@ def test_a_score_value_of_the_wrong_kind_is_one_input_error_naming_column_and_ro
     flags = pa.array(["maybe"] * t.num_rows)
     with pytest.raises(InputError, match="column 'complained' has 800 values that are not true/false"):
         plan(_retyped(t, "complained", flags), CAMPAIGN)
+
+
+def test_days_since_in_an_audience_rule_counts_to_the_as_of_recovered_from_a_csv(scores_files, tmp_path):
+    """Given a campaign whose audience uses days_since(), when planned from the CSV scores, then
+    it selects the users the Arrow scores select (it stopped with 'days_since() needs an as-of
+    instant')."""
+    text = open(CAMPAIGN, encoding="utf-8").read().replace(
+        'where = "days_inactive >= 14 and', 'where = "days_since(last_active_at) >= 14 and')
+    assert "days_since(last_active_at)" in text
+    campaign = tmp_path / "c.toml"
+    campaign.write_text(text, encoding="utf-8")
+    from engine.io.readers import read_table
+
+    a = plan(feather.read_table(scores_files / "scores.arrow"), campaign)
+    c = plan(read_table(scores_files / "scores.csv", "scores"), campaign)
+    assert c["reason"].to_pylist() == a["reason"].to_pylist()
+    assert c["message_id"].to_pylist() == a["message_id"].to_pylist()

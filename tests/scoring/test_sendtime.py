@@ -49,4 +49,4 @@ def test_best_times_matches_naive(n_users, n_zones, k, data):
 
 def test_best_times_of_no_users():
     bt = sendtime.best_times(np.zeros((0, 24), np.float32), np.zeros((0, 7), np.float32), np.zeros(0, np.int64), 1)
-    assert bt["best_hour"].size == 0 and bt["pop_best_hour"].tolist() == [0]
+    assert bt["best_hour"].size == 0 and bt["pop_best_hour"].tolist() == [sendtime.DEFAULT_HOUR]  # no time of day anywhere
