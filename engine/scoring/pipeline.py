@@ -300,7 +300,10 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
     try:
         model.fit(x, t_x, T, weights=w)
     except ModelError as exc:
-        raise ModelError(f"scoring stopped: {exc}", exc.diagnostics) from None
+        from engine.scoring.columns import stale_warning
+
+        stale = stale_warning(max((getattr(s, "newest_activity", NEVER) for s in stats), default=NEVER), cfg.as_of)
+        raise ModelError(f"scoring stopped: {exc}" + (f"; {stale}" if stale else ""), exc.diagnostics) from None
     zones: dict[str, int] = {}
     for s in stats:
         for z in s.hour_hist:

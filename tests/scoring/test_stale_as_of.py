@@ -45,3 +45,13 @@ def test_hand_cases():
     assert stale_warning(as_of - 6 * DAY, as_of) is None
     assert "7.0 days" in stale_warning(as_of - 7 * DAY, as_of)
 
+
+
+def test_an_as_of_past_the_model_window_says_where_the_export_ends(world, capsys):
+    """A century typo leaves nobody active in the 730-day window: the refusal says why and
+    which --as-of to pass, not only that too few users were active."""
+    code = main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2126-11-01",
+                 "-o", str(world / "late.arrow"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1 and "got 0" in err and "--as-of 2026-11-01" in err, err
+    assert not (world / "late.arrow").exists()
