@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "repeatable): users who did what a step's exit_on names since the campaign start leave "
                         "the later steps, and unsubscribe/complaint/bounce rows suppress that user's channel for "
                         "every pending message; re-read every 30 s during the send, e.g. --events feedback/")
+    p.add_argument("--retry-dead", action="store_true",
+                   help="give this plan's messages that died of retryable failures (the provider was down, timed "
+                        "out or kept answering 429/5xx until max_attempts) a new round; the release checks still "
+                        "apply (re-timed out of quiet hours, too_late past --max-lateness), permanent failures "
+                        "stay dead, e.g. winback send plan.arrow --providers p.toml --ledger ledger.db --retry-dead")
     p.add_argument("--at-most-once", action="store_true",
                    help="never resend a message that was in flight when a previous run crashed "
                         "(it becomes dead instead); default is at-least-once for such messages")
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             args.plan, args.providers, args.ledger, now=args.now, dry_run=args.dry_run,
             events=args.events, at_most_once=args.at_most_once, max_seconds=args.max_seconds,
             progress=not args.no_progress, max_lateness=args.max_lateness, other_ledger=args.other_ledger,
-            replan=args.replan,
+            replan=args.replan, retry_dead=args.retry_dead,
         )
     except sqlite3.DatabaseError as exc:  # the ledger broke mid-run (disk full, damaged page)
         raise ledger_error(Path(args.ledger), exc) from None
@@ -147,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
     if summary.exited or summary.suppressed or summary.recovered:
         print(f"skipped {summary.exited:,} (exited) and {summary.suppressed:,} (suppressed); "
               f"{summary.recovered:,} recovered from a crashed run")
+    if summary.revived:
+        print(f"--retry-dead: {summary.revived:,} messages that had died of retryable failures got a new round")
+    if summary.gave_up:
+        print(f"{summary.gave_up:,} messages died of retryable failures (provider down, timeouts, 429/5xx until "
+              "max_attempts); once the provider is back, run the same command with --retry-dead")
     if not summary.complete:
         print(f"stopped with {summary.pending:,} messages pending; run the same command again to resume")
         return 75

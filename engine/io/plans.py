@@ -22,7 +22,7 @@ from engine.io.source import _unique_names
 from engine.schema import DEFAULT_ACTIVITY, PLAN_SUMMARY_FILE
 from engine.tz import parse_as_of, to_epoch_seconds
 
-__all__ = ["read_plan", "plan_meta", "campaign_start", "reengaged_users"]
+__all__ = ["read_plan", "plan_meta", "campaign_ids", "campaign_start", "reengaged_users"]
 
 
 def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
@@ -56,6 +56,13 @@ def _read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
         if isinstance(meta, dict):
             table = with_meta(table, PLAN, meta)
     return table, str(path)
+
+
+def campaign_ids(plan: pa.Table) -> list[str]:
+    """The distinct campaign ids of ``plan``'s rows (nulls left out)."""
+    if "campaign_id" not in plan.column_names:
+        return []
+    return [c for c in pc.unique(plan.column("campaign_id")).to_pylist() if c is not None]
 
 
 def plan_meta(plan: pa.Table) -> dict:

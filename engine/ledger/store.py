@@ -264,6 +264,32 @@ class Ledger:
                 )
         return cur.rowcount
 
+    def retry_dead(self, campaign_ids: Sequence[str]) -> int:
+        """Give the messages that died of retryable failures (``gave up after N attempts``: the
+        provider was down, timed out or kept answering 429/5xx) a new round; return how many.
+
+        They become ``planned`` again with no attempts counted, so the release checks see them
+        as any late message (re-timed out of quiet hours, ``too_late`` past ``--max-lateness``,
+        ``campaign_end``, the caps).  Permanent failures, suppressions and ``in flight at crash``
+        under ``--at-most-once`` stay dead.  Only the messages of ``campaign_ids``."""
+        marks = ",".join("?" * len(campaign_ids))
+        if not marks:
+            return 0
+        with _transaction(self._con):
+            cur = self._con.execute(
+                "UPDATE messages SET state = 'planned', attempts = 0, next_attempt_at = send_at, last_error = NULL, "
+                "released_at = NULL, updated_at = ? WHERE state = 'dead' AND last_error LIKE 'gave up after %' "
+                f"AND campaign_id IN ({marks})", (time.time(), *campaign_ids))
+        return cur.rowcount
+
+    def gave_up(self, campaign_ids: Sequence[str]) -> int:
+        """How many messages of ``campaign_ids`` are dead of retryable failures (:meth:`retry_dead`)."""
+        marks = ",".join("?" * len(campaign_ids))
+        if not marks:
+            return 0
+        return self._con.execute("SELECT COUNT(*) FROM messages WHERE state = 'dead' AND last_error LIKE "
+                                 f"'gave up after %' AND campaign_id IN ({marks})", tuple(campaign_ids)).fetchone()[0]
+
     def pause(self, channel: str, until: float) -> None:
         """Record at once (its own commit) that ``channel``'s provider asked for no retry before
         ``until`` (epoch seconds): messages in flight at a crash wait for it (:meth:`recover`)."""

@@ -54,7 +54,7 @@ from engine.sending.scrub import scrub
 from engine.sending.exits import ExitWatch
 from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
 from engine.sending.retry import next_attempt_at, suppresses, unheeded
-from engine.io.plans import plan_meta, read_plan
+from engine.io.plans import campaign_ids, plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
 from engine.ledger.identity import check_plan_ledger, read_binding, write_binding
 from engine.sending.dryrun import dry_run_summary
@@ -372,6 +372,7 @@ async def dispatch(
     max_lateness: float = DEFAULT_MAX_LATENESS,
     other_ledger: bool = False,
     replan: bool = False,
+    retry_dead: bool = False,
 ) -> DispatchSummary:
     """Send every planned message of ``plan`` through ``providers``, tracked in ``ledger_path``.
 
@@ -412,6 +413,9 @@ async def dispatch(
         summary.replanned = dict(ledger.replanned)
         if unbound and bound is None:
             write_binding(plan, ledger_path)
+        campaigns = campaign_ids(table)
+        if retry_dead:  # messages that died of an outage get a new round (the release checks still apply)
+            summary.revived = ledger.retry_dead(campaigns)
         if summary.loaded or any(summary.replanned.values()):
             record_plan(ledger, table, meta)  # the campaign's policy and zones, for the release checks
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
@@ -470,6 +474,7 @@ async def dispatch(
                 summary.sent += lane.sent
                 summary.retried += lane.retried
                 summary.dead += lane.dead
+        summary.gave_up = ledger.gave_up(campaigns)
     summary.stopped = run.stopped
     summary.complete = summary.pending == 0
     if run.error is not None:

@@ -16,6 +16,10 @@ class DispatchSummary:
     ledger: str
     loaded: int = 0
     recovered: int = 0
+    #: with ``retry_dead``: messages that had died of retryable failures, given a new round
+    revived: int = 0
+    #: messages (this run and earlier) that died of retryable failures: ``--retry-dead`` revives them
+    gave_up: int = 0
     exited: int = 0
     suppressed: int = 0
     sent: int = 0

@@ -257,3 +257,54 @@ def test_provider_never_sees_more_than_the_rate_in_any_second(tmp_path, rate):
     assert 0 < stats["max_per_second"]["push"] <= rate
     worst = max(bisect.bisect_left(arrivals, t + 1.0) - i for i, t in enumerate(arrivals))
     assert worst <= rate
+
+
+def test_messages_that_died_of_an_outage_go_once_with_retry_dead_and_permanent_failures_stay_dead(tmp_path):
+    """A real webhook server on 127.0.0.1 that is down (503) for the first run, then up:
+    the outage's messages die after max_attempts; a rerun leaves them dead and says so;
+    --retry-dead sends each exactly once; a message refused for good (400) stays dead."""
+    import asyncio
+
+    from aiohttp import web
+
+    from adapters.webhook import WebhookAdapter
+    from engine.ledger.store import read_messages
+    from engine.sending.dispatcher import Channel, dispatch
+    from tests.helpers import local_server, make_plan
+
+    up = {"now": False}
+    delivered = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        key = request.headers["Idempotency-Key"]
+        if key == "m3":
+            return web.Response(status=400, text="invalid push address")
+        if not up["now"]:
+            return web.Response(status=503, text="down for maintenance")
+        delivered.append(key)
+        return web.json_response({"ok": True})
+
+    def run(**kw):
+        async def main():
+            async with local_server(handle) as base:
+                adapter = WebhookAdapter(base + "/hook", "secret")
+                try:
+                    return await dispatch(make_plan(4), {"push": Channel(adapter, max_attempts=2)},
+                                          tmp_path / "l.db", now=True, handle_signals=False, max_seconds=30, **kw)
+                finally:
+                    await adapter.aclose()
+        return asyncio.run(main())
+
+    first = run()
+    assert first.dead == 4 and first.gave_up == 3 and delivered == []
+    up["now"] = True
+    again = run()
+    assert again.sent == 0 and again.gave_up == 3  # dead stays dead without the flag
+    revived = run(retry_dead=True)
+    assert revived.revived == 3 and revived.sent == 3 and revived.gave_up == 0
+    assert sorted(delivered) == ["m0", "m1", "m2"]
+    assert run(retry_dead=True).sent == 0 and sorted(delivered) == ["m0", "m1", "m2"]  # exactly once
+    m = read_messages(tmp_path / "l.db")
+    states = dict(zip(m["message_id"].to_pylist(), m["state"].to_pylist()))
+    assert states == {"m0": "sent", "m1": "sent", "m2": "sent", "m3": "dead"}
