@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.io.readers import read_table
     from engine.planning.explain import explain
 
-    plan_table, _ = read_plan(args.plan)
+    plan_table, name = read_plan(args.plan)
+    from engine.io.plans import require_plan_columns
+
+    require_plan_columns(plan_table, name, ("user_id", "step", "step_index", "channel", "send_at", "reason"))
     scores = read_table(args.scores, "scores") if args.scores else None
     if scores is not None:
         from engine.planning.guard import checked_scores
@@ -77,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     rankings = {c["step"]: c["ranking"] for c in out.get("channels", [])}
     for r in out["steps"]:
         if r["reason"] is None:
+            value = r.get("expected_value")
             print(f"  step {r['step_index']} {r['step']}: {r['channel']} at {r['send_at']} UTC "
-                  f"({r.get('local_time', '?')} {r.get('timezone')}), expected value {r['expected_value']:.3g}")
+                  f"({r.get('local_time', '?')} {r.get('timezone')}), expected value "
+                  f"{'?' if value is None else format(value, '.3g')}")
             if r.get("moved"):
                 print(f"      moved {r['moved']}")
         else:

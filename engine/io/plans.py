@@ -19,18 +19,100 @@ from engine.io.meta import PLAN, read_meta, with_meta
 from engine.io.planmeta import check_plan_meta
 from engine.io.readers import read_table
 from engine.io.source import _unique_names
-from engine.schema import DEFAULT_ACTIVITY, PLAN_SUMMARY_FILE
+from engine.schema import DEFAULT_ACTIVITY, PLAN_SCHEMA, PLAN_SUMMARY_FILE
 from engine.tz import parse_as_of, to_epoch_seconds
 
-__all__ = ["read_plan", "plan_meta", "campaign_ids", "campaign_start", "reengaged_users"]
+__all__ = ["read_plan", "normalised_plan", "require_plan_columns", "plan_meta", "campaign_ids", "campaign_start",
+           "reengaged_users"]
 
 
 def read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:
     """The plan as a table, and a name for it in error messages; its ``winback.plan``
-    metadata checked (:func:`engine.io.planmeta.check_plan_meta`: :class:`InputError` when edited into nonsense)."""
+    metadata checked (:func:`engine.io.planmeta.check_plan_meta`: :class:`InputError` when edited into nonsense)
+    and its columns in the types 'winback plan' writes (:func:`normalised_plan`)."""
     table, name = _read_plan(plan)
     check_plan_meta(table, name)
-    return table, name
+    return normalised_plan(table, name), name
+
+
+#: the instants a plan's ``send_at`` may hold: 1970 to 2199 (epoch seconds, UTC)
+_FIRST, _LAST = 0, 7_258_118_400
+#: plan columns beside :data:`engine.schema.PLAN_SCHEMA` that readers rely on
+_PLAN_EXTRA = pa.schema([("timezone", pa.string()), ("best_hour_local", pa.int8()), ("theme", pa.string()),
+                         ("explored", pa.bool_())])
+
+
+def normalised_plan(table: pa.Table, name: str) -> pa.Table:
+    """``table`` with each known plan column in the type 'winback plan' writes: a plan that went
+    through another tool (ISO text for ``send_at``, digits for ``user_id``, ``yes``/``1`` for
+    ``holdout``, large or dictionary text) reads as the original; a value that cannot be
+    converted is one :class:`InputError` naming the column, the count and example rows.
+    Numeric ``send_at`` is epoch seconds; a ``timezone`` the tz database does not know is
+    null (the campaign's timezone, as the release checks treat it)."""
+    from engine.io import coerce as co
+    from engine.tz import from_epoch_seconds
+
+    for field in [*PLAN_SCHEMA, *_PLAN_EXTRA]:
+        if field.name not in table.column_names:
+            continue
+        col, want = table[field.name], field.type
+        t = col.type
+        if pa.types.is_null(t) or (t == want and not pa.types.is_timestamp(want) and field.name != "timezone"):
+            continue
+        try:
+            if pa.types.is_timestamp(want):
+                if pa.types.is_integer(t) or pa.types.is_floating(t):  # epoch seconds, as the ledger reads them
+                    f = np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
+                    null = np.isnan(f)
+                    secs, bad = np.where(null, 0, np.round(np.nan_to_num(f))).astype(np.int64), np.zeros(len(f), bool)
+                    bad = ~null & ~((f >= _FIRST) & (f < _LAST))
+                else:
+                    secs, null, bad = co.to_epoch_seconds(col)
+                    bad = bad | (~null & ((secs < _FIRST) | (secs >= _LAST)))
+                if t == want and not bad.any():
+                    continue
+                new = from_epoch_seconds(np.where(bad, 0, secs), null | bad)
+            elif pa.types.is_integer(want):
+                vals, null, bad = co.to_int64(col)
+                info = np.iinfo(np.dtype(str(want)))
+                bad = bad | (~null & ((vals < info.min) | (vals > info.max)))
+                new = pa.array(np.where(bad, 0, vals), pa.int64(), mask=null | bad).cast(want)
+            elif pa.types.is_floating(want):
+                vals, bad = co.to_float64(col)
+                new = pa.array(vals, pa.float64(), mask=np.isnan(vals))
+            elif pa.types.is_boolean(want):
+                vals, null, bad = co.to_bool(col)
+                new = pa.array(vals, pa.bool_(), mask=null | bad)
+            else:
+                new, bad = co.to_string(col), np.zeros(len(col), bool)
+                if field.name == "timezone":  # a name the tz database does not know: the campaign's timezone,
+                    from engine.tz import is_timezone  # as the release checks and planning treat it
+
+                    names = [v for v in pc.unique(new.drop_null()).to_pylist() if not is_timezone(v)]
+                    if names:
+                        new = pc.if_else(pc.is_in(new, value_set=pa.array(names, pa.string())),
+                                         pa.scalar(None, pa.string()), new)
+                    elif t == want:
+                        continue
+        except co.ColumnTypeError as exc:
+            raise InputError(f"{name}: column {field.name!r} has {exc}; pass the plan 'winback plan' wrote, "
+                             "or convert the column back") from None
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            ex = ", ".join(f"row {int(r)}: {col[int(r)].as_py()!r}" for r in rows[:3])
+            what = "instants from 1970 to 2199" if field.name == "send_at" else want
+            raise InputError(f"{name}: column {field.name!r} has {len(rows):,} values that are not "
+                             f"{what} ({ex}); pass the plan 'winback plan' wrote, or fix those values")
+        table = table.set_column(table.schema.get_field_index(field.name), field.name, new)
+    return table
+
+
+def require_plan_columns(plan: pa.Table, name: str, columns) -> None:
+    """An :class:`InputError` when ``plan`` lacks any of ``columns`` (a hand-made or cut-down plan)."""
+    missing = [c for c in columns if c not in plan.column_names]
+    if missing:
+        raise InputError(f"{name}: the plan has no column {', '.join(missing)} (it has "
+                         f"{', '.join(plan.column_names[:12])}); pass the plan 'winback plan' wrote")
 
 
 def _read_plan(plan: str | os.PathLike | pa.Table) -> tuple[pa.Table, str]:

@@ -106,6 +106,11 @@ def check_plan_columns(plan: pa.Table, source: str) -> None:
         )
 
 
+#: dead of retryable failures, not of a Retry-After too long to wait for (the provider asked: no call before it)
+_GAVE_UP = ("state = 'dead' AND last_error LIKE 'gave up after %' AND last_error NOT LIKE '%; the provider asked%' "
+            "AND last_error NOT LIKE '%; the provider''s Retry-After%'")
+
+
 class Ledger:
     """An open ledger file.  Use as a context manager; every method commits its own work.
 
@@ -268,17 +273,18 @@ class Ledger:
         """Give the messages that died of retryable failures (``gave up after N attempts``: the
         provider was down, timed out or kept answering 429/5xx) a new round; return how many.
 
-        They become ``planned`` again with no attempts counted, so the release checks see them
-        as any late message (re-timed out of quiet hours, ``too_late`` past ``--max-lateness``,
-        ``campaign_end``, the caps).  Permanent failures, suppressions and ``in flight at crash``
-        under ``--at-most-once`` stay dead.  Only the messages of ``campaign_ids``."""
+        They become ``planned`` with no attempts counted: the release checks see them as any late
+        message (quiet hours, ``too_late``, ``campaign_end``, the caps).  Permanent failures,
+        ``in flight at crash`` and a Retry-After too long to wait for (:data:`_GAVE_UP`) stay dead.
+        Only the messages of ``campaign_ids``."""
         marks = ",".join("?" * len(campaign_ids))
         if not marks:
             return 0
+        released = any(r[1] == "released_at" for r in self._con.execute("PRAGMA table_info(messages)"))
         with _transaction(self._con):
             cur = self._con.execute(
                 "UPDATE messages SET state = 'planned', attempts = 0, next_attempt_at = send_at, last_error = NULL, "
-                "released_at = NULL, updated_at = ? WHERE state = 'dead' AND last_error LIKE 'gave up after %' "
+                f"{'released_at = NULL, ' if released else ''}updated_at = ? WHERE {_GAVE_UP} "
                 f"AND campaign_id IN ({marks})", (time.time(), *campaign_ids))
         return cur.rowcount
 
@@ -287,8 +293,8 @@ class Ledger:
         marks = ",".join("?" * len(campaign_ids))
         if not marks:
             return 0
-        return self._con.execute("SELECT COUNT(*) FROM messages WHERE state = 'dead' AND last_error LIKE "
-                                 f"'gave up after %' AND campaign_id IN ({marks})", tuple(campaign_ids)).fetchone()[0]
+        return self._con.execute(f"SELECT COUNT(*) FROM messages WHERE {_GAVE_UP} AND campaign_id IN ({marks})",
+                                 tuple(campaign_ids)).fetchone()[0]
 
     def pause(self, channel: str, until: float) -> None:
         """Record at once (its own commit) that ``channel``'s provider asked for no retry before

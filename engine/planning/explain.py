@@ -45,6 +45,8 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
     meta = read_meta(plan_table, PLAN)
     out["campaign"] = {k: meta.get(k) for k in ("campaign_id", "name", "as_of", "audience", "holdout", "policy")}
     for r in rows:
+        if isinstance(r.get("send_at"), (int, float)):  # epoch seconds (a hand-made plan)
+            r["send_at"] = dt.datetime.fromtimestamp(r["send_at"], dt.timezone.utc)
         if r.get("send_at") is None or not r.get("timezone"):
             continue
         epoch = int(r["send_at"].timestamp())

@@ -157,6 +157,7 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     plan_t, plan_name = read_plan(plan)
     if plan_t.num_rows == 0:
         raise InputError(f"plan {plan_name} has no rows; there is no campaign to measure")
+    _check_plan(plan_t, plan_name)
     events, msgs = _outcome_tables(outcomes, ledger, plan_t)
     if feedback is not None:
         from engine.reporting.extras import with_feedback
@@ -170,7 +171,7 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     users = users[order]
     reason = np.asarray(step0["reason"].fill_null("").to_numpy(zero_copy_only=False), dtype=object)[order]
     holdout = step0["holdout"].to_numpy(zero_copy_only=False)[order]
-    variant = np.asarray(step0["variant"].to_numpy(zero_copy_only=False), dtype=object)[order]
+    variant = np.asarray(step0["variant"].fill_null("none").to_numpy(zero_copy_only=False), dtype=object)[order]
     audience = reason != "not_in_audience"
     treat, ctrl = audience & ~holdout, audience & holdout
     f = _user_flags(events, users, start, end)
@@ -339,6 +340,9 @@ def _by_hour_offset(plan_t, users, f) -> list[dict]:
     p = plan_t.filter(pc.and_(pc.is_null(plan_t["reason"]), pc.equal(plan_t["step_index"], 0)))
     if p.num_rows == 0 or "best_hour_local" not in p.column_names:
         return []
+    p = p.filter(pc.and_(pc.is_valid(p["send_at"]), pc.is_valid(p["best_hour_local"])))  # a hand-made plan's gaps
+    if p.num_rows == 0:
+        return []
     local = local_instants(p, to_epoch_seconds(p["send_at"]))
     hour = (local % 86400) // 3600
     diff = (hour - p["best_hour_local"].to_numpy().astype(np.int64) + 12) % 24 - 12
@@ -451,3 +455,18 @@ def _plots(summary: dict, out: Path) -> None:
 
 
 del html
+
+
+def _check_plan(plan_t: pa.Table, name: str) -> None:
+    """An :class:`InputError` when the plan lacks what the report reads, or has no user,
+    step or holdout flag on some rows (a hand-made or cut-down plan)."""
+    from engine.io.plans import require_plan_columns
+
+    require_plan_columns(plan_t, name, ("message_id", "user_id", "step", "step_index", "variant", "send_at",
+                                        "reason", "holdout"))
+    for col in ("user_id", "step_index", "holdout"):
+        if plan_t[col].null_count:
+            rows = np.flatnonzero(plan_t[col].is_null().to_numpy(zero_copy_only=False))[:3].tolist()
+            raise InputError(f"{name}: column {col!r} is null in {plan_t[col].null_count:,} rows (e.g. rows {rows}); "
+                             "every plan row needs a user, a step and a holdout flag: pass the plan 'winback plan' "
+                             "wrote")

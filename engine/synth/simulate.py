@@ -106,6 +106,7 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
     if not 0 <= seed < 2**63:  # numpy's seeds are whole numbers >= 0
         raise ConfigError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     plan_t, plan_name = read_plan(plan)
+    _check_plan(plan_t, plan_name)
     truth_t = truth if isinstance(truth, pa.Table) else read_table(truth, "truth")
     for col in ("user_id", "alive", "activity_rate", "preferred_hour_local", "fatigue_sensitivity"):
         if col not in truth_t.column_names:
@@ -379,3 +380,23 @@ def write_outcomes(events: pa.Table, out_dir: str | os.PathLike) -> Path:
 
 
 del TIMESTAMP
+
+
+def _check_plan(plan_t: pa.Table, name: str) -> None:
+    """An :class:`InputError` when the plan lacks what a simulation reads, or a planned
+    message has no user, send time or known channel (a hand-made or cut-down plan)."""
+    from engine.io.plans import require_plan_columns
+
+    require_plan_columns(plan_t, name, ("message_id", "user_id", "step", "channel", "send_at", "reason"))
+    planned = plan_t.filter(pc.is_null(plan_t["reason"]))
+    if plan_t["user_id"].null_count:
+        raise InputError(f"{name}: column 'user_id' is null in {plan_t['user_id'].null_count:,} rows; pass the plan "
+                         "'winback plan' wrote")
+    for col in ("send_at", "channel"):
+        if planned[col].null_count:
+            raise InputError(f"{name}: column {col!r} is null in {planned[col].null_count:,} planned rows; pass the "
+                             "plan 'winback plan' wrote")
+    odd = sorted(set(pc.unique(planned["channel"]).to_pylist()) - set(PROVIDER_CHANNELS))
+    if odd:
+        raise InputError(f"{name}: column 'channel' has {odd[:3]!r}, not one of {', '.join(PROVIDER_CHANNELS)}; "
+                         "pass the plan 'winback plan' wrote")

@@ -351,3 +351,28 @@ def test_claim_with_results_writes_them_in_the_same_transaction(tmp_path):
         assert [dict(zip(CLAIM_COLUMNS, r))["attempts"] for r in rows] == [2, 1, 1]
     st = states(tmp_path / "l.db")
     assert (st[a[0]], st[c[0]]) == ("sent", "dead")
+
+
+def test_retry_dead_revives_only_retryable_deaths_of_the_given_campaigns(tmp_path):
+    from tests.helpers import ledger_rows, make_plan
+
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        led.load_plan(make_plan(5))
+        led.load_plan(make_plan(1, prefix="other").set_column(1, "campaign_id", pa.array(["c2"])))
+        con = led.connection
+        for mid, err in (("m0", "gave up after 8 attempts: 503 Service Unavailable"),
+                         ("m1", "gave up after 1 attempts: 429; the provider asked for no retry for 90,000 s "
+                                "(Retry-After), longer than the 24 h a send waits"),
+                         ("m2", "gave up after 2 attempts: 429; the provider's Retry-After (9,000 s) falls after "
+                                "the campaign's end"),
+                         ("m3", "400 invalid push address"), ("m4", "in flight at crash"),
+                         ("other0", "gave up after 8 attempts: timeout")):
+            con.execute("UPDATE messages SET state = 'dead', attempts = 8, last_error = ? WHERE message_id = ?",
+                        (err, mid))
+        con.commit()
+        assert led.gave_up(["c1"]) == 1 and led.gave_up(["c1", "c2"]) == 2 and led.gave_up([]) == 0
+        assert led.retry_dead(["c1"]) == 1
+    rows = dict((m, (s, a)) for m, s, a in ledger_rows(path, "SELECT message_id, state, attempts FROM messages"))
+    assert rows["m0"] == ("planned", 0)
+    assert all(rows[m][0] == "dead" for m in ("m1", "m2", "m3", "m4", "other0"))

@@ -41,3 +41,32 @@ def test_explain_cli_shows_every_step_and_the_scores(tmp_path, capsys):
     # and an unknown user is one line, non-zero
     assert main(["explain", "5", "--plan", str(tmp_path / "plan.arrow")]) != 0
     assert "not in the plan" in capsys.readouterr().err
+
+
+def test_explain_reads_a_plan_that_went_through_another_tool_and_names_a_missing_column(tmp_path, capsys):
+    """send_at as ISO text or epoch seconds explains as the typed plan does; a plan without
+    its step column is one line naming it (both were tracebacks)."""
+    import pyarrow.compute as pc
+
+    scores = reachable_users(3)
+    feather.write_feather(scores, tmp_path / "scores.arrow")
+    doc = tmp_path / "c.toml"
+    doc.write_text('[campaign]\nid = "x"\nholdout = 0\napproved = true\n[audience]\nwhere = ""\n'
+                   '[[steps]]\nname = "one"\nchannels = ["email"]\n')
+    assert main(["plan", str(tmp_path / "scores.arrow"), str(doc), "--as-of", SPRING,
+                 "--ledger", str(tmp_path / "ledger.db"), "-o", str(tmp_path / "plan.arrow")]) == 0
+    plan = feather.read_table(tmp_path / "plan.arrow")
+    i = plan.schema.get_field_index("send_at")
+    capsys.readouterr()
+    assert main(["explain", "1001", "--plan", str(tmp_path / "plan.arrow")]) == 0
+    want = capsys.readouterr().out
+    for name, edited in (("iso", plan.set_column(i, "send_at", pc.strftime(plan["send_at"], "%Y-%m-%dT%H:%M:%SZ"))),
+                         ("secs", plan.set_column(i, "send_at", pc.divide(pc.cast(plan["send_at"], pa.int64()),
+                                                                          1_000_000)))):
+        feather.write_feather(edited, tmp_path / f"{name}.arrow")
+        assert main(["explain", "1001", "--plan", str(tmp_path / f"{name}.arrow")]) == 0
+        assert capsys.readouterr().out == want
+    feather.write_feather(plan.drop_columns(["step"]), tmp_path / "cut.arrow")
+    assert main(["explain", "1001", "--plan", str(tmp_path / "cut.arrow")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("InputError: ") and "the plan has no column step " in err and err.count("\n") == 1

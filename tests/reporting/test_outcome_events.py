@@ -92,3 +92,30 @@ def test_deliveries_to_users_outside_the_plan_or_without_a_channel_are_counted_r
     assert summary["messages_sent"] == 2
     assert {r["channel"] for r in summary["by_step_channel"]} == {planned["channel"][0].as_py(),
                                                                    planned["channel"][1].as_py()}
+
+
+def test_a_plan_that_went_through_another_tool_reports_as_the_original(tmp_path):
+    """send_at as ISO text or epoch seconds, user ids as digits, holdout as yes/no: the report
+    is the typed plan's; a plan without a holdout column, or with a send_at in year 10000 or
+    an unknown timezone, is one InputError naming the column."""
+    import pyarrow.compute as pc
+    import pytest
+
+    from engine.errors import InputError
+
+    p = holdout_plan()
+    want = _counts(report(p, _events()))
+    i = p.schema.get_field_index
+    iso = p.set_column(i("send_at"), "send_at", pc.strftime(p["send_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    iso = iso.set_column(i("user_id"), "user_id", pc.cast(p["user_id"], pa.string()))
+    iso = iso.set_column(i("holdout"), "holdout", pa.array(["yes" if h else "no" for h in p["holdout"].to_pylist()]))
+    assert _counts(report(iso, _events())) == want
+    secs = p.set_column(i("send_at"), "send_at", pa.array([START] * p.num_rows, pa.int64()))
+    assert _counts(report(secs, _events())) == want
+    with pytest.raises(InputError, match="the plan has no column holdout"):
+        report(p.drop_columns(["holdout"]), _events())
+    far = p.set_column(i("send_at"), "send_at", pa.array([253_402_300_800] * p.num_rows, pa.int64()))
+    with pytest.raises(InputError, match="column 'send_at' has 60 values that are not instants from 1970 to 2199"):
+        report(far, _events())
+    zoned = p.append_column("timezone", pa.array(["Mars/Olympus\x00"] + ["UTC"] * (p.num_rows - 1)))
+    assert _counts(report(zoned, _events())) == want  # an unknown zone is the campaign's (it was a ValueError)
