@@ -15,7 +15,7 @@ from engine.planning.content import ITEM_FIELD
 from engine.planning.columns import col as _col
 from engine.planning.offers import OFFER_FIELDS, OWN_FIELDS, offer_columns, offer_context
 from engine.planning.survey import survey_fields
-from engine.planning.templates import render, template_fields
+from engine.planning.templates import bare_fields, render, template_fields
 from engine.planning.variants import all_texts, cell_text, template_names
 from engine.schema import ADDRESS_COLUMN, CHANNELS, PLAN_SCHEMA, PROVIDER_CHANNELS, SKIP_REASONS as REASONS
 from engine.tz import from_epoch_seconds
@@ -88,6 +88,28 @@ def assemble(scores, cmp, uid, holdout, variant, cols, start, zone, zones, conte
                                        pa.field("explored", pa.bool_())] + own))
 
 
+def absent_defaulted(cmp: Campaign, names) -> set[str]:
+    """Template fields no column in ``names`` provides whose every use has a ``default(...)``:
+    rendered as their default (and said in the plan's summary), not refused as a typo."""
+    absent, bare = set(), set()
+    for _, text in all_texts(cmp):
+        absent |= {f for f in template_fields(text) if f not in names}
+        bare |= bare_fields(text)
+    return {f for f in absent - bare if not ITEM_FIELD.match(f)}
+
+
+def absent_fields_warning(cmp: Campaign, scores: pa.Table) -> str | None:
+    """The plan-summary line for :func:`absent_defaulted` fields, or None."""
+    names = set(scores.column_names) | {"step", "variant", "channel", "theme", "message_id", "survey_url",
+                                        "survey_links", *OWN_FIELDS}
+    absent = sorted(absent_defaulted(cmp, names))
+    if not absent:
+        return None
+    return (f"template field{'s' if len(absent) > 1 else ''} {', '.join(absent)} {'are' if len(absent) > 1 else 'is'} "
+            "in no scores column, so every message uses the template's default(...); add the column to the users "
+            "file and rescore to personalise")
+
+
 def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campaign, planned: np.ndarray,
             content=None) -> pa.Table:
     """Subject and body for the planned rows, one vectorised render per (step, variant,
@@ -97,9 +119,10 @@ def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campa
     survey = ("survey_url", "survey_links")
     names = set(scores.column_names) | set(own) | set(survey) | (content.field_names() if content is not None else set())
     fields = set()
+    absent = absent_defaulted(cmp, names)  # {{ first_name | default("there") }} with no first_name column
     for where, text in all_texts(cmp):
         for field in sorted(template_fields(text)):
-            if field not in names:
+            if field not in names and field not in absent:
                 hint = (" (item fields need the catalogue: pass --items, and an index below the step's items)"
                         if ITEM_FIELD.match(field) else "")
                 shown = sorted(n for n in names if not n.startswith("items[")) + (
@@ -113,6 +136,7 @@ def _render(table: pa.Table, scores: pa.Table, rows_user: np.ndarray, cmp: Campa
     at = pa.array(idx)
     cols = {c: scores[c].take(pa.array(rows_user[idx])) for c in scores.column_names
             if c in fields and c not in own and c not in survey}
+    cols |= {f: pa.nulls(len(idx), pa.string()) for f in absent}  # every message takes the default
     cols |= survey_fields(cmp, table["step_index"].to_numpy()[idx], table["message_id"].take(at))
     cols |= {f: content.field(f, idx) for f in fields if content is not None and ITEM_FIELD.match(f)}
     ctx_all = pa.table(cols | {name: table[name].take(at) for name in own} | offer_context(cmp, table, at))

@@ -100,7 +100,9 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta["summary"] = plan_summary(result)
     meta["summary"]["timezones"] = timezone_counts(scores, cmp)
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
-    warnings = [w for w in (lost, stale) if w]
+    from engine.planning.assemble import absent_fields_warning
+
+    warnings = [w for w in (lost, stale, absent_fields_warning(cmp, scores)) if w]
     if warnings:
         meta["summary"]["warnings"] = warnings
     return with_meta(result, PLAN, meta, keep=False)

@@ -85,6 +85,23 @@ def template_fields(text: str) -> set[str]:
     return out
 
 
+def bare_fields(text: str) -> set[str]:
+    """The fields a template reads without a ``default(...)``: slots without one and
+    ``{% if %}`` conditions (a field with a default everywhere may be absent from the data)."""
+    out: set[str] = set()
+
+    def walk(nodes):
+        for n in nodes:
+            if isinstance(n, str):
+                out.update(name for kind, name, default in parse_template(n) if kind == "field" and default is None)
+            else:
+                out.add(n[1])
+                walk(n[3])
+                walk(n[4])
+    walk(_blocks(text))
+    return out
+
+
 def _truthy(col) -> pa.Array:
     """False where null, false, 0 or the empty string."""
     t = col.type

@@ -121,3 +121,32 @@ def test_blocks_nest_and_bad_blocks_are_refused():
                        ("{% for a %}", "not of the form"), ("{% if zz %}x{% endif %}", "unknown field")]:
         with pytest.raises(ConfigError, match=words):
             render(bad, rows)
+
+
+def test_a_field_absent_from_the_scores_renders_its_default_and_is_said_but_a_bare_one_is_refused(tmp_path):
+    """{{ first_name | default("there") }} over scores without first_name (a users file that
+    has none, as CDNOW) renders "there" for everyone with one summary line; {{ first_name }}
+    or {% if first_name %} without a default is still a typo to refuse."""
+    from engine.planning.campaign import load_campaign
+    from engine.planning.planner import plan
+    from tests.helpers import one_step, reachable_users
+
+    scores = reachable_users(4)
+    assert "first_name" in scores.column_names
+    scores = scores.drop_columns(["first_name"])
+    doc = one_step()
+    doc["templates"] = {"t": {"subject": 'Hi {{ first_name | default("there") }}',
+                              "body": '{{ first_name | default("friend") }}, come back'}}
+    led = str(tmp_path / "l.db")
+    out = plan(scores, load_campaign(doc), as_of="2026-11-02T00:00:00Z", ledger=led)
+    sent = out.filter(pa.compute.is_null(out["reason"]))
+    assert sent.num_rows and set(sent["subject"].to_pylist()) == {"Hi there"}
+    assert set(sent["body"].to_pylist()) == {"friend, come back"}
+    import json
+
+    summary = json.loads(out.schema.metadata[b"winback.plan"])["summary"]
+    assert any("first_name is in no scores column" in w for w in summary["warnings"])
+    for body in ("{{ first_name }}, come back", "{% if first_name %}hi{% endif %}"):
+        doc["templates"]["t"]["body"] = body
+        with pytest.raises(ConfigError, match="unknown field"):
+            plan(scores, load_campaign(doc), as_of="2026-11-02T00:00:00Z", ledger=led)
