@@ -71,29 +71,23 @@ def _flat_text(nodes):
 
 def template_fields(text: str) -> set[str]:
     """Every field a template reads: its ``{{ slots }}`` and its ``{% if %}`` conditions."""
-    out: set[str] = set()
-
-    def walk(nodes):
-        for n in nodes:
-            if isinstance(n, str):
-                out.update(name for kind, name, _ in parse_template(n) if kind == "field")
-            else:
-                out.add(n[1])
-                walk(n[3])
-                walk(n[4])
-    walk(_blocks(text))
-    return out
+    return _fields(text, defaulted=True)
 
 
 def bare_fields(text: str) -> set[str]:
     """The fields a template reads without a ``default(...)``: slots without one and
     ``{% if %}`` conditions (a field with a default everywhere may be absent from the data)."""
+    return _fields(text, defaulted=False)
+
+
+def _fields(text: str, defaulted: bool) -> set[str]:
     out: set[str] = set()
 
     def walk(nodes):
         for n in nodes:
             if isinstance(n, str):
-                out.update(name for kind, name, default in parse_template(n) if kind == "field" and default is None)
+                out.update(name for kind, name, default in parse_template(n)
+                           if kind == "field" and (defaulted or default is None))
             else:
                 out.add(n[1])
                 walk(n[3])
