@@ -71,7 +71,11 @@ def _open(source: str | os.PathLike) -> ds.Dataset:
 
 def _write(source: str | os.PathLike, out: Path, n: int, name: str, progress: bool) -> int:
     dataset = _open(source)
-    if "user_id" not in dataset.schema.names:
+    from engine.io.source import contract_renames
+
+    names = dataset.schema.names  # 'USER_ID' or 'User ID' is user_id, as score reads it (engine.io.source)
+    key = "user_id" if "user_id" in names else next(iter(contract_renames(names, ("user_id",))), None)
+    if key is None:
         raise InputError(
             f"{source}: column 'user_id' is missing (found: {', '.join(dataset.schema.names)}); "
             "both users and events need a user_id column"
@@ -83,7 +87,7 @@ def _write(source: str | os.PathLike, out: Path, n: int, name: str, progress: bo
     def batches():
         nonlocal rows
         for batch in dataset.to_batches():
-            ids = batch.column("user_id")
+            ids = batch.column(key)
             if ids.null_count:
                 raise InputError(
                     f"{source}: column 'user_id' has {ids.null_count} null rows in one batch; "

@@ -86,3 +86,20 @@ def test_a_partition_count_past_the_limit_is_refused_before_any_file(tmp_path, c
     assert code == 2
     assert "--partitions must be 1 to 10,000" in capsys.readouterr().err
     assert not (tmp_path / "parts").exists()
+
+
+def test_a_user_id_column_in_another_spelling_partitions_as_score_reads_it(tmp_path):
+    """'User ID' in the users file is the user id for partition too (score already reads it so)."""
+    from engine.io.partition import partition
+    import pyarrow.dataset as ds
+
+    users = pa.table({"User ID": pa.array(range(1, 201), pa.int64()), "email": [f"u{i}@x.io" for i in range(200)]})
+    events = pa.table({"user_id": pa.array(range(1, 201), pa.int64()),
+                       "ts": pa.array([1_790_000_000] * 200, pa.timestamp("s", tz="UTC")), "event": ["session"] * 200})
+    feather.write_feather(users, tmp_path / "users.arrow")
+    feather.write_feather(events, tmp_path / "events.arrow")
+    partition(tmp_path / "users.arrow", tmp_path / "events.arrow", tmp_path / "parts", partitions=3)
+    u = ds.dataset(tmp_path / "parts" / "users", partitioning="hive").to_table()
+    e = ds.dataset(tmp_path / "parts" / "events", partitioning="hive").to_table()
+    by_user = dict(zip(u["User ID"].to_pylist(), u["part"].to_pylist()))
+    assert len(by_user) == 200 and all(by_user[i] == p for i, p in zip(e["user_id"].to_pylist(), e["part"].to_pylist()))
