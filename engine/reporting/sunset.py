@@ -104,6 +104,9 @@ def apply_sunset(sunset, ledger, *, channels: list[str] | None = None, dry_run: 
         raise InputError(f"{sunset}: not a sunset list: no column {', '.join(map(repr, missing))} (it has "
                          f"{', '.join(table.column_names[:8])}); pass the sunset.arrow or sunset.csv 'winback "
                          "report' wrote, or its report directory")
+    if not os.path.exists(ledger):  # a typo would put the suppressions where no plan or send reads them
+        raise InputError(f"ledger {ledger} does not exist; pass the ledger 'winback send' and 'winback plan "
+                         "--ledger' use, so the sunset users are suppressed where the next campaign looks")
     at = time.time() if now is None else float(now)
     uids = table["user_id"].to_pylist()
     per_user = table["channels"].to_pylist() if "channels" in table.column_names else [None] * len(uids)

@@ -94,3 +94,17 @@ def test_a_plan_or_scores_file_given_as_the_sunset_list_suppresses_nobody(tmp_pa
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"InputError: {path}: not a sunset list: no column ") and "'messages_received'" in err
     assert read_suppressions(ledger).num_rows == 0
+
+
+def test_a_typo_in_the_ledger_path_writes_no_suppressions_anywhere(tmp_path, capsys):
+    """The sunset users must be suppressed where the next plan and send look: a ledger path
+    that does not exist is one line, exit 2, and no new ledger (it was created silently)."""
+    p = _plan({})
+    report = tmp_path / "report"
+    report.mkdir()
+    feather.write_feather(sunset_list(p, _delivered(p), USERS, REENGAGED, TREAT), report / "sunset.arrow")
+    for dry in ([], ["--dry-run"]):
+        assert main(["sunset", str(report), "--ledger", str(tmp_path / "ledgr.db"), *dry]) == 2
+        err = capsys.readouterr().err
+        assert "ledgr.db does not exist" in err and err.count("\n") == 1
+    assert not (tmp_path / "ledgr.db").exists()
