@@ -37,6 +37,7 @@ with two salts, so a rerun picks the same users and a new campaign id reshuffles
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -102,7 +103,10 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     meta["sunset"] = sunset_meta(cmp, *part.sunset_counts(), start)
     from engine.planning.assemble import absent_fields_warning
 
-    warnings = [w for w in (lost, stale, absent_fields_warning(cmp, scores)) if w]
+    new_ledger = (f"ledger {ledger} does not exist yet: this plan knows no earlier sends or suppressions; if this "
+                  "is not the first campaign, re-plan with the ledger 'winback send' uses"
+                  if ledger is not None and not os.path.exists(ledger) else None)
+    warnings = [w for w in (lost, stale, absent_fields_warning(cmp, scores), new_ledger) if w]
     if warnings:
         meta["summary"]["warnings"] = warnings
     return with_meta(result, PLAN, meta, keep=False)

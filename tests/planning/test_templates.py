@@ -150,3 +150,24 @@ def test_a_field_absent_from_the_scores_renders_its_default_and_is_said_but_a_ba
         doc["templates"]["t"]["body"] = body
         with pytest.raises(ConfigError, match="unknown field"):
             plan(scores, load_campaign(doc), as_of="2026-11-02T00:00:00Z", ledger=led)
+
+
+def test_a_plan_against_a_ledger_that_does_not_exist_yet_says_so(tmp_path):
+    """A typo in plan --ledger would plan without the earlier sends and suppressions: said."""
+    import json
+
+    from engine.ledger.store import Ledger
+    from engine.planning.campaign import load_campaign
+    from engine.planning.planner import plan
+    from tests.helpers import one_step, reachable_users
+
+    scores, doc = reachable_users(4), one_step()
+    doc["templates"] = {"t": {"subject": "Hi", "body": "Back?"}}
+
+    def warnings(ledger):
+        out = plan(scores, load_campaign(doc), as_of="2026-11-02T00:00:00Z", ledger=str(ledger))
+        return json.loads(out.schema.metadata[b"winback.plan"])["summary"].get("warnings", [])
+
+    assert any("ledgr.db does not exist yet" in w for w in warnings(tmp_path / "ledgr.db"))
+    Ledger(tmp_path / "ledger.db").close()
+    assert not any("does not exist" in w for w in warnings(tmp_path / "ledger.db"))
