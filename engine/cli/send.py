@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         if summary.suppressed:
             print(f"--events: {summary.suppressed:,} messages would be skipped (suppressed): their users "
                   "unsubscribed, complained or bounced on that channel")
+        if summary.gave_up:
+            print(f"ledger: {summary.gave_up:,} of this plan's messages died of retryable failures; --retry-dead "
+                  "would give them a new round")
         if any(summary.replanned.values()):
             print(f"--replan: {summary.replanned['changed']:,} pending messages would take this plan's version, "
                   f"{summary.replanned['dropped']:,} it no longer plans would be skipped")

@@ -82,9 +82,12 @@ def dry_run_summary(summary, table: pa.Table, source: str, providers, ledger_pat
             raise ConfigError(f"the plan has messages on channel {', '.join(missing)} but "
                               f"{providers} has no [channels.{missing[0]}]; add it or re-plan.")
     if ledger_path.exists():  # what a send would load: new messages, and a re-plan's refusal
+        from engine.io.plans import campaign_ids
+
         with Ledger(ledger_path) as ledger:
             summary.loaded = ledger.load_plan(table, source=source, replan=replan, dry_run=True)
             summary.replanned = dict(ledger.replanned)
+            summary.gave_up = ledger.gave_up(campaign_ids(table))  # what --retry-dead would revive
     else:
         summary.loaded = int(summary.dry_run.column("messages").to_numpy().sum()) if summary.dry_run.num_rows else 0
     return summary

@@ -298,6 +298,10 @@ def test_messages_that_died_of_an_outage_go_once_with_retry_dead_and_permanent_f
 
     first = run()
     assert first.dead == 4 and first.gave_up == 3 and delivered == []
+    from engine.sending.dispatcher import send
+
+    assert send(make_plan(4), {"push": Channel(WebhookAdapter("http://127.0.0.1:9/hook", "s"))}, tmp_path / "l.db",
+                dry_run=True).gave_up == 3  # the dry run says what --retry-dead would revive
     up["now"] = True
     again = run()
     assert again.sent == 0 and again.gave_up == 3  # dead stays dead without the flag
