@@ -253,11 +253,26 @@ def _child(method: str, users: str, events: str) -> None:
 
 
 def _run_child(method: str, users: str, events: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", method, users, events],
-                          capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{method} failed:\n{proc.stderr.strip()[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """One method in a fresh process; its peak RSS from /usr/bin/time where there is one.
+
+    The child's own ``ru_maxrss`` is not enough: Linux carries the forked parent's peak over
+    exec, so after this process wrote a sorted copy of the events (5 GB at 1M users) every
+    child reported that instead of its own."""
+    import tempfile
+
+    gnu_time = Path("/usr/bin/time")
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        cmd = [sys.executable, __file__, "--child", method, users, events]
+        if gnu_time.exists():
+            cmd = [str(gnu_time), "-f", "%M", "-o", rss.name, *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"{method} failed:\n{proc.stderr.strip()[-2000:]}")
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        kib = [ln for ln in rss.read().split() if ln.isdigit()]
+    if kib:
+        res["peak_mib"] = int(kib[-1]) / 1024.0
+    return res
 
 
 # -- model fit and accuracy (full mode) -----------------------------------------------------
