@@ -25,6 +25,7 @@ __all__ = [
     "to_codes",
     "to_float64",
     "to_bool",
+    "to_type",
     "to_string",
     "is_stringlike",
     "csv_native",
@@ -251,6 +252,29 @@ def to_epoch_seconds(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 #: epoch-number magnitudes (absolute values) of instants between about 1973 and 2286, by unit
 _EPOCH_UNITS = (("s", "seconds", 1e8, 1e10), ("ms", "milliseconds", 1e11, 1e13),
                 ("us", "microseconds", 1e14, 1e16), ("ns", "nanoseconds", 1e17, 1e19))
+
+
+def to_type(arr, typ: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """``arr`` as Arrow type ``typ`` (bool, an integer width, a float, a timestamp or string) by the
+    contract's rules above, and the mask of values that could not be converted (null there);
+    nulls stay null.  :class:`ColumnTypeError` when no value of ``arr``'s type could be."""
+    if pa.types.is_boolean(typ):
+        vals, null, bad = to_bool(arr)
+        return pa.array(vals, pa.bool_(), mask=null | bad), bad
+    if pa.types.is_integer(typ):
+        vals, null, bad = to_int64(arr)
+        info = np.iinfo(np.dtype(str(typ)))
+        bad = bad | (~null & ((vals < info.min) | (vals > info.max)))
+        return pa.array(np.where(bad, 0, vals), pa.int64(), mask=null | bad).cast(typ), bad
+    if pa.types.is_floating(typ):
+        vals, bad = to_float64(arr)
+        return pa.array(vals, pa.float64(), mask=np.isnan(vals)).cast(typ), bad
+    if pa.types.is_timestamp(typ):
+        from engine.tz import from_epoch_seconds
+
+        secs, null, bad = to_epoch_seconds(arr)
+        return from_epoch_seconds(np.where(bad, 0, secs), null | bad), bad
+    return to_string(arr), np.zeros(len(arr), bool)
 
 
 def _epoch_hint(arr: pa.Array) -> str:

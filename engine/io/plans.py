@@ -64,7 +64,7 @@ def normalised_plan(table: pa.Table, name: str) -> pa.Table:
                 if pa.types.is_integer(t) or pa.types.is_floating(t):  # epoch seconds, as the ledger reads them
                     f = np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
                     null = np.isnan(f)
-                    secs, bad = np.where(null, 0, np.round(np.nan_to_num(f))).astype(np.int64), np.zeros(len(f), bool)
+                    secs = np.where(null, 0, np.round(np.nan_to_num(f))).astype(np.int64)
                     bad = ~null & ~((f >= _FIRST) & (f < _LAST))
                 else:
                     secs, null, bad = co.to_epoch_seconds(col)
@@ -72,19 +72,8 @@ def normalised_plan(table: pa.Table, name: str) -> pa.Table:
                 if t == want and not bad.any():
                     continue
                 new = from_epoch_seconds(np.where(bad, 0, secs), null | bad)
-            elif pa.types.is_integer(want):
-                vals, null, bad = co.to_int64(col)
-                info = np.iinfo(np.dtype(str(want)))
-                bad = bad | (~null & ((vals < info.min) | (vals > info.max)))
-                new = pa.array(np.where(bad, 0, vals), pa.int64(), mask=null | bad).cast(want)
-            elif pa.types.is_floating(want):
-                vals, bad = co.to_float64(col)
-                new = pa.array(vals, pa.float64(), mask=np.isnan(vals))
-            elif pa.types.is_boolean(want):
-                vals, null, bad = co.to_bool(col)
-                new = pa.array(vals, pa.bool_(), mask=null | bad)
             else:
-                new, bad = co.to_string(col), np.zeros(len(col), bool)
+                new, bad = co.to_type(col, want)
                 if field.name == "timezone":  # a name the tz database does not know: the campaign's timezone,
                     from engine.tz import is_timezone  # as the release checks and planning treat it
 

@@ -1,8 +1,9 @@
 """The planned rows of a plan as the ledger takes them: checked before any ledger is made.
 
 A planned message (``reason`` null) needs an id (unique), a send time, a user and a
-channel; ``send_at`` may be a timestamp of any unit, epoch seconds, or ISO 8601 text
-(a plan re-saved by another tool).  Anything else is one :class:`InputError` naming the
+channel; its columns are first read as 'winback plan' writes them
+(:func:`engine.io.plans.normalised_plan`: ``send_at`` of any unit, epoch seconds or ISO 8601
+text, digit user ids).  Anything else is one :class:`InputError` naming the
 column and example message ids.
 """
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError
+from engine.io.plans import normalised_plan
 from engine.tz import to_epoch_seconds
 
 __all__ = ["check_plan_rows"]
@@ -45,14 +47,12 @@ def _planned_rows(plan: pa.Table, source: str) -> tuple[pa.Table, np.ndarray]:
             f"planned rows, e.g. {dup[:5]}. Message ids must be unique; rewrite the plan "
             "with 'winback plan'."
         )
+    plan = normalised_plan(plan, source)  # ISO text send_at, digit user ids: the types 'winback plan' writes
     send_at = plan.column("send_at")
     if pa.types.is_timestamp(send_at.type):
         send_s = to_epoch_seconds(send_at).astype(np.float64)
-    elif pa.types.is_integer(send_at.type) or pa.types.is_floating(send_at.type):
+    else:  # all null (no type): no send time
         send_s = np.asarray(send_at.to_numpy(zero_copy_only=False), dtype=np.float64)
-    else:  # ISO text (a plan re-saved as CSV or by another tool), dates
-        secs, null, unreadable = _instants(send_at, source)
-        send_s = np.where(null | unreadable, np.nan, secs.astype(np.float64))
     if np.isnan(send_s).any() or (send_s < -1e17).any():
         bad = np.flatnonzero(np.isnan(send_s) | (send_s < -1e17))
         raise InputError(
@@ -66,28 +66,5 @@ def _planned_rows(plan: pa.Table, source: str) -> tuple[pa.Table, np.ndarray]:
                 f"{source}: column {name} is null in {bad.size} planned rows, e.g. message ids "
                 f"{[ids[int(i)].as_py() for i in bad[:5]]}. Every planned message needs a user and a "
                 "channel; rewrite the plan with 'winback plan'.")
-    if "user_id" in plan.column_names and not pa.types.is_integer(plan.column("user_id").type):
-        from engine.io import coerce
-
-        try:
-            uid, _, badid = coerce.to_int64(plan.column("user_id"))
-        except coerce.ColumnTypeError as exc:
-            raise InputError(f"{source}: column user_id has {exc}; rewrite the plan with 'winback plan'") from None
-        if badid.any():
-            bad = np.flatnonzero(badid)
-            raise InputError(
-                f"{source}: column user_id is not a whole number in {bad.size} planned rows, e.g. "
-                f"{[(ids[int(i)].as_py(), plan.column('user_id')[int(i)].as_py()) for i in bad[:3]]}; "
-                "rewrite the plan with 'winback plan'.")
-        plan = plan.set_column(plan.schema.get_field_index("user_id"), "user_id", pa.array(uid, pa.int64()))
     return plan, send_s
 
-
-def _instants(arr, source: str):
-    """``(seconds, null, unreadable)`` of a plan column of instants in any contract shape."""
-    from engine.io import coerce
-
-    try:
-        return coerce.to_epoch_seconds(arr)
-    except coerce.ColumnTypeError as exc:
-        raise InputError(f"{source}: column send_at has {exc}; rewrite the plan with 'winback plan'") from None

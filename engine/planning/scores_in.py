@@ -17,8 +17,7 @@ import pyarrow as pa
 
 from engine.errors import InputError
 from engine.io import coerce as co
-from engine.schema import CHANNELS
-from engine.tz import from_epoch_seconds
+from engine.schema import CHANNELS, TIMESTAMP
 
 __all__ = ["normalised_scores", "SCORE_KINDS"]
 
@@ -37,6 +36,10 @@ SCORE_KINDS: dict[str, str] = {**{c: "bool" for c in _BOOL}, **{c: "int" for c i
                                **{c: "float" for c in _FLOAT}, **{c: "time" for c in _TIME}}
 _EXPECTED = {"bool": "true/false (or yes/no, 1/0)", "int": "a whole number", "float": "a number",
              "time": "an instant (a timestamp or ISO 8601 text)"}
+#: the Arrow type a converted column gets, and the types that need no conversion, per kind
+_KIND_TYPE = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "time": TIMESTAMP}
+_KIND_OK = {"bool": pa.types.is_boolean, "int": pa.types.is_integer,
+            "float": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t), "time": pa.types.is_timestamp}
 _LARGE = re.compile(r"^(large_string|large_utf8|string_view)$")
 
 
@@ -54,41 +57,24 @@ def normalised_scores(scores: pa.Table, src: str) -> pa.Table:
             if pa.types.is_dictionary(t) or _LARGE.match(str(t)):
                 if co.is_stringlike(t.value_type if pa.types.is_dictionary(t) else t):
                     fixed = co.to_string(col)
-        elif kind == "bool" and not pa.types.is_boolean(t):
-            vals, null, bad = _guard(lambda: co.to_bool(col), name, t, kind, src)
-            fixed = _convert(scores, name, vals, null, bad, pa.bool_(), kind, src)
-        elif kind == "int" and not pa.types.is_integer(t):
-            vals, null, bad = _guard(lambda: co.to_int64(col), name, t, kind, src)
-            fixed = _convert(scores, name, vals, null, bad, pa.int64(), kind, src)
-        elif kind == "float" and not (pa.types.is_floating(t) or pa.types.is_integer(t)):
-            vals, bad = _guard(lambda: co.to_float64(col), name, t, kind, src)
-            fixed = _convert(scores, name, vals, np.isnan(vals) & ~bad, bad, pa.float64(), kind, src)
-        elif kind == "time" and not pa.types.is_timestamp(t):
-            secs, null, bad = _guard(lambda: co.to_epoch_seconds(col), name, t, kind, src)
-            _convert(scores, name, secs, null, bad, None, kind, src)
-            fixed = from_epoch_seconds(secs, null | bad)
+        elif not _KIND_OK[kind](t):
+            try:
+                fixed, bad = co.to_type(col, _KIND_TYPE[kind])
+            except co.ColumnTypeError:
+                raise InputError(f"{src}: column {name!r} has type {t}, expected {_EXPECTED[kind]}; pass the scores "
+                                 "'winback score' wrote, or convert the column back") from None
+            if bad.any():
+                _refuse(scores, name, bad, kind, src)
         if fixed is not None:
             scores = scores.set_column(i, name, fixed)
     return scores
 
 
-def _guard(fn, name, t, kind, src):
-    try:
-        return fn()
-    except co.ColumnTypeError:
-        raise InputError(f"{src}: column {name!r} has type {t}, expected {_EXPECTED[kind]}; pass the scores "
-                         "'winback score' wrote, or convert the column back") from None
-
-
-def _convert(scores, name, vals, null, bad, typ, kind, src):
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        ids = scores["user_id"] if "user_id" in scores.column_names else None
-        ex = ", ".join(f"row {int(r)} (user_id {ids[int(r)].as_py() if ids is not None else '?'}: "
-                       f"{scores[name][int(r)].as_py()!r})" for r in rows[:3])
-        raise InputError(f"{src}: column {name!r} has {len(rows):,} value{'s' if len(rows) > 1 else ''} that "
-                         f"{'are' if len(rows) > 1 else 'is'} not {_EXPECTED[kind]}, e.g. {ex}; pass the scores "
-                         "'winback score' wrote, or fix those values")
-    if typ is None:
-        return None
-    return pa.array(vals, typ, mask=np.asarray(null, bool)) if null is not None else pa.array(vals, typ)
+def _refuse(scores, name, bad, kind, src):
+    rows = np.flatnonzero(bad)
+    ids = scores["user_id"] if "user_id" in scores.column_names else None
+    ex = ", ".join(f"row {int(r)} (user_id {ids[int(r)].as_py() if ids is not None else '?'}: "
+                   f"{scores[name][int(r)].as_py()!r})" for r in rows[:3])
+    raise InputError(f"{src}: column {name!r} has {len(rows):,} value{'s' if len(rows) > 1 else ''} that "
+                     f"{'are' if len(rows) > 1 else 'is'} not {_EXPECTED[kind]}, e.g. {ex}; pass the scores "
+                     "'winback score' wrote, or fix those values")
