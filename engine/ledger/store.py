@@ -34,13 +34,13 @@ import pyarrow.compute as pc
 
 from engine.errors import DispatchError, InputError
 from engine.io.addresses import canonical_addresses
+from engine.io.plans import campaign_ids
 from engine.ledger.replan import dropped_rowids, replan_error
 from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.planrows import _planned_rows, check_plan_rows  # noqa: F401  (re-exported)
 from engine.ledger.identity import ensure_id
 from engine.ledger.migrate import upgrade
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
-
 
 __all__ = [
     "Ledger",
@@ -185,9 +185,7 @@ class Ledger:
         self.replanned = {"changed": 0, "dropped": 0}
         check_plan_columns(plan, source)
         unplanned = None  # the ids the plan lists with a reason: not to be sent
-        cids = []
-        if "campaign_id" in plan.column_names:
-            cids = [c for c in pc.unique(plan.column("campaign_id")).to_pylist() if c is not None]
+        cids = campaign_ids(plan)
         if "reason" in plan.column_names:
             is_planned = pc.is_null(plan.column("reason"))
             unplanned = plan.column("message_id").filter(pc.invert(is_planned)).combine_chunks()
@@ -497,4 +495,3 @@ class Ledger:
         """Channels with messages not yet final."""
         return [r[0] for r in self._con.execute(
             "SELECT DISTINCT channel FROM messages WHERE state IN ('planned', 'failed', 'in_flight')")]
-
