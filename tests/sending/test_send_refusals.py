@@ -33,18 +33,21 @@ def test_a_bad_providers_file_is_refused_before_the_ledger_exists(tmp_path, monk
     monkeypatch.delenv("WINBACK_TEST_PUSH_SECRET", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    plan = tmp_path / "plan.arrow"
-    feather.write_feather(make_plan(4), plan)
-    providers = tmp_path / "providers.toml"
-    providers.write_text(text)
+    # when sent, then one line says what is wrong, exit 2, and no ledger (nor its lock file) was made
+    _refused_before_the_ledger(tmp_path, capsys, make_plan(4), text, "ConfigError: ", expected)
 
-    # when sent
+
+def _refused_before_the_ledger(tmp_path, capsys, plan_table, providers_text, kind, expected):
+    """``winback send`` of ``plan_table`` with ``providers_text``: exit 2, one ``kind`` line holding
+    ``expected``, and nothing in ``tmp_path`` but the two input files."""
+    plan = tmp_path / "plan.arrow"
+    feather.write_feather(plan_table, plan)
+    providers = tmp_path / "providers.toml"
+    providers.write_text(providers_text)
     code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(tmp_path / "l.db"),
                  "--now", "--no-progress"])
-
-    # then one line says what is wrong, exit 2, and no ledger (nor its lock file) was made
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("ConfigError: ") and err.count("\n") == 1, err
+    assert code == 2 and err.startswith(kind) and err.count("\n") == 1, err
     assert expected in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.arrow", "providers.toml"]
 
@@ -90,18 +93,8 @@ def test_a_planned_row_the_ledger_cannot_hold_is_refused_before_the_ledger_exist
     # given a plan with a planned message lacking a channel, a user or a send time, or a doubled column
     edit, expected = ROW_CASES[case]
     monkeypatch.setenv("WINBACK_TEST_PUSH_SECRET", "s")
-    plan = tmp_path / "plan.arrow"
-    feather.write_feather(edit(make_plan(4)), plan)
-    providers = tmp_path / "providers.toml"
-    providers.write_text(PUSH)
-
     # when sent, then one InputError line names the column and the messages, exit 2, no ledger
-    code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(tmp_path / "l.db"),
-                 "--now", "--no-progress"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("InputError: ") and err.count("\n") == 1, err
-    assert expected in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.arrow", "providers.toml"]
+    _refused_before_the_ledger(tmp_path, capsys, edit(make_plan(4)), PUSH, "InputError: ", expected)
 
 
 def test_a_plan_with_send_times_as_iso_text_loads_the_same_instants(tmp_path):
