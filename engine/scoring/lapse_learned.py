@@ -44,11 +44,12 @@ The time split, with ``T`` = as_of:
 
 No label comes from after ``T``.  When ``2H`` does not fit in the model window, or a cut
 has fewer than :data:`MIN_CLASS` users in either class, or a fit at a cut fails, the
-closed form is kept and the reason recorded (CDNOW at 39 weeks: ``T - H`` is before any
-customer's first purchase, so neither step runs and BG/NBD scores; ``benchmarks/compare_pareto.py``
-measures the rule on CDNOW and generated worlds).  Users with no activity in the model window keep the
-closed-form convention.  The decision and the model go into the scores' metadata as
-``lapse_model``.
+closed form is kept and the reason recorded.  When no check could run at ``H`` at all, steps
+0-2 run at the longest rung ``h = H/2, H/4, ...`` whose cut ``2h`` holds at least half the users of
+cut ``h`` (CDNOW at 39 weeks: ``T - H`` is before any first purchase; at 68 days the model
+wins its check and ranks the 39-week outcome above recency and every closed form).  Users
+with no activity in the model window keep the closed-form convention.  The decision goes
+into the scores' metadata as ``lapse_model``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from engine.scoring import lapse
 from engine.scoring import lapse_models
 from engine.scoring.bgnbd import BGNBD
 from engine.scoring.bgnbd_rows import compress
+from engine.scoring.logistic import fit_logistic, newton_terms, predict_logistic, weighted_auc
 
 __all__ = ["cut_summary", "class_runs", "part_stats", "merge_stats", "Cut", "fit_logistic", "newton_terms", "predict_logistic", "weighted_auc",
            "choose", "apply", "FEATURES", "MIN_CLASS", "MODES", "CHECK_ROWS", "PARETO_MARGIN"]
@@ -78,6 +80,8 @@ CHECK_ROWS = 5_000
 #: AUC by which Pareto/NBD must beat BG/NBD at the check to replace it: closer is a tie (generated worlds
 #: differ by 1e-4 between the two and between a full and a sampled fit), and ties keep BG/NBD
 PARETO_MARGIN = 0.001
+#: shortest surrogate horizon in days (:func:`choose`): horizons up to twice this have no rungs
+SURROGATE_MIN = 14
 
 
 @njit
@@ -163,14 +167,23 @@ def part_stats(day_bits, *, as_of: int, day0: int, window_days: int, horizon_day
     H = int(np.ceil(horizon_days))
     e0 = int(-(-as_of // SECONDS_PER_DAY) - day0)
     start = max(int((as_of - int(window_days) * SECONDS_PER_DAY) // SECONDS_PER_DAY - day0), 0)  # first bit
+    # rungs: the cuts of shorter horizons H/2, H/4, ... (>= SURROGATE_MIN days), for when H admits no split
+    rungs, h = {}, H // 2
+    while H > 2 * SURROGATE_MIN and h >= SURROGATE_MIN:
+        rungs[h], h = _cuts(day_bits, e0, start, h), h // 2
+    return {"e0": e0, "day0": int(day0), "H": H, "days": e0 - start, "cuts": _cuts(day_bits, e0, start, H),
+            "rungs": rungs}
+
+
+def _cuts(day_bits, e0: int, start: int, H: int) -> dict:
+    """The unique rows of the cuts ``H`` and ``2H`` days before as_of, labelled by the ``H`` days after."""
     cuts = {}
     for back in (H, 2 * H):
-        if e0 - back <= start:
-            continue
-        count, first, last, later = cut_summary(day_bits, np.int64(e0 - back), np.int64(H))
-        seen = count > 0
-        cuts[back] = _unique_rows(_key(count[seen], first[seen], last[seen]), ~later[seen])
-    return {"e0": e0, "day0": int(day0), "H": H, "days": e0 - start, "cuts": cuts}
+        if e0 - back > start:
+            count, first, last, later = cut_summary(day_bits, np.int64(e0 - back), np.int64(H))
+            seen = count > 0
+            cuts[back] = _unique_rows(_key(count[seen], first[seen], last[seen]), ~later[seen])
+    return cuts
 
 
 @njit
@@ -217,12 +230,17 @@ def merge_stats(stats: list) -> dict | None:
     if len(stats) == 1:  # already unique sorted keys with their counts: merging would give the same arrays
         return {**stats[0], "cuts": dict(stats[0]["cuts"])}
     out = {k: stats[0][k] for k in ("e0", "day0", "H", "days")}
-    out["cuts"] = {}
-    for back in stats[0]["cuts"]:
-        parts = [s["cuts"][back] for s in stats]
+    out["cuts"] = _merge_cuts([s["cuts"] for s in stats])
+    out["rungs"] = {h: _merge_cuts([s["rungs"][h] for s in stats]) for h in stats[0].get("rungs", {})}
+    return out
+
+
+def _merge_cuts(cuts: list) -> dict:
+    out = {}
+    for back in cuts[0]:
+        parts = [c[back] for c in cuts]
         keys = np.concatenate([p[0] for p in parts])
-        out["cuts"][back] = _unique_rows(keys, None, np.concatenate([p[1] for p in parts]),
-                                         np.concatenate([p[2] for p in parts]))
+        out[back] = _unique_rows(keys, None, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
     return out
 
 
@@ -267,82 +285,6 @@ def _cut(stats: dict, back: int, as_of: int, horizon_days: float, penalizer: flo
     return Cut(x, t_x, T, inactive, lapsed, came, risk, params)
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, ridge: float = 1.0,
-                 max_iter: int = 50) -> dict:
-    """Logistic regression of ``y`` (bool) on standardised ``X`` [n, k] by Newton steps.
-
-    ``weights``: users per row (default 1); ``ridge``: L2 penalty on the standardised
-    coefficients (not the intercept).  Returns {"mean", "scale", "coef" (intercept
-    first)} as lists of floats.
-    """
-    w = np.ones(len(X)) if weights is None else np.asarray(weights, np.float64)
-    mean = (X * w[:, None]).sum(axis=0) / w.sum()
-    scale = np.sqrt(((X - mean) ** 2 * w[:, None]).sum(axis=0) / w.sum())
-    scale = np.where(scale > 0, scale, 1.0)
-    Z = np.ascontiguousarray(np.column_stack([np.ones(len(X)), (X - mean) / scale]))
-    t = np.ascontiguousarray(y, np.float64)
-    w = np.ascontiguousarray(w)
-    beta = np.zeros(Z.shape[1])
-    pen = np.full(Z.shape[1], float(ridge))
-    pen[0] = 0.0
-    for _ in range(max_iter):
-        g, h = newton_terms(Z, w, t, beta)
-        g += pen * beta
-        h += np.diag(pen + 1e-9)
-        step = np.linalg.solve(h, g)
-        beta -= step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": beta.tolist()}
-
-
-@njit
-def newton_terms(Z, w, t, beta):
-    """Gradient and Hessian of the weighted logistic negative log-likelihood at ``beta``, one pass
-    over the rows: ``g = Z' (w (p - t))``, ``h = Z' diag(w p (1 - p)) Z`` with ``p = 1/(1 + exp(-Z beta))``.
-
-    ``Z`` [n, k] float64 (C order), ``w``/``t`` float64[n]; returns float64[k], float64[k, k].
-    Sums run in row order (no BLAS threads: on a busy machine a threaded product of a 5-column
-    matrix took 20x longer than this loop).
-    """
-    n, k = Z.shape
-    g = np.zeros(k)
-    h = np.zeros((k, k))
-    for i in range(n):
-        eta = 0.0
-        for j in range(k):
-            eta += Z[i, j] * beta[j]
-        p = 1.0 / (1.0 + np.exp(-eta))
-        r = w[i] * (p - t[i])
-        v = w[i] * p * (1.0 - p)
-        for j in range(k):
-            zj = Z[i, j]
-            g[j] += zj * r
-            zv = zj * v
-            for m in range(j + 1):
-                h[j, m] += zv * Z[i, m]
-    for j in range(k):
-        for m in range(j):
-            h[m, j] = h[j, m]
-    return g, h
-
-
-def predict_logistic(model: dict, X: np.ndarray) -> np.ndarray:
-    """P(y) for each row of ``X`` [n, k] under :func:`fit_logistic`'s model."""
-    z = (X - np.asarray(model["mean"])) / np.asarray(model["scale"])
-    coef = np.asarray(model["coef"])
-    return 1.0 / (1.0 + np.exp(-(coef[0] + z @ coef[1:])))
-
-
-def weighted_auc(score: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float:
-    """Mann-Whitney AUC of rows holding ``n_pos`` positives and ``n_neg`` negatives each (ties half)."""
-    u, inv = np.unique(score, return_inverse=True)
-    pos = np.bincount(inv, n_pos, len(u))
-    neg = np.bincount(inv, n_neg, len(u))
-    below = np.cumsum(neg) - neg
-    return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
-
-
 def _fit_cut(cut: Cut) -> dict:
     """The regression on a cut's rows: each row once as "lapsed" and once as "came back", by their counts."""
     X = cut.matrix()
@@ -354,6 +296,36 @@ def _fit_cut(cut: Cut) -> dict:
 
 def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
            mode: str = "auto") -> dict:
+    """:func:`_choose` at the horizon; when it has no time split there, at the longest shorter rung
+    whose check cut holds at least half its training cut's users (:func:`_surrogate`)."""
+    out = _choose(stats, as_of=as_of, horizon_days=horizon_days, penalizer=penalizer, mode=mode)
+    if out.get("validation") is None and mode in ("auto", "auto_pareto") and stats and stats.get("rungs"):
+        alt = _surrogate(stats, out, as_of=as_of, penalizer=penalizer, mode=mode)
+        if alt is not None:
+            return alt
+    return out
+
+
+def _surrogate(stats: dict, first: dict, **kw) -> dict | None:
+    """The choice trained on a shorter horizon ``h`` (CDNOW at 39 weeks: the split fits at 68 days, and that
+    model ranks the 39-week outcome above recency and every closed form); None when no rung serves."""
+    for h in sorted(stats["rungs"], reverse=True):
+        cuts = stats["rungs"][h]
+        users = {b: float(c[1].sum() + c[2].sum()) for b, c in cuts.items()}
+        if users.get(h, 0) > 0 and users.get(2 * h, 0) >= 0.5 * users[h]:
+            out = _choose({**stats, "H": h, "cuts": cuts, "rungs": {}}, horizon_days=h, **kw)
+            if out.get("validation") is None:
+                continue
+            out["reason"] = f"no time split at {stats['H']} days ({first['reason']}); trained at {h} days: {out['reason']}"
+            out["surrogate_horizon_days"] = h
+            if "model" in out:
+                out["model"]["horizon_days"] = h
+            return out
+    return None
+
+
+def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
+            mode: str = "auto") -> dict:
     """Validate and train on :func:`merge_stats` (module docstring); returns the ``lapse_model`` metadata.
 
     Keys: ``used`` ("learned", "closed_form" (BG/NBD) or "pareto"), ``reason``, ``mode``, ``seconds``
@@ -467,7 +439,8 @@ def apply(choice: dict, seen: np.ndarray, x: np.ndarray, first_day: np.ndarray, 
     count = np.asarray(x, np.float64)[seen] + 1
     xs, t_x, T, inactive = _summary(count, np.asarray(first_day)[seen], np.asarray(last_day)[seen],
                                     as_of / SECONDS_PER_DAY, 0)
-    now = lapse.lapse_risk(params, xs, t_x, T, xs > 0, inactive, horizon_days)
+    h = choice["model"].get("horizon_days", horizon_days)  # a surrogate horizon's model reads its own closed form
+    now = lapse.lapse_risk(params, xs, t_x, T, xs > 0, inactive, h)
     out = np.array(risk, np.float64, copy=True)
     out[seen] = predict_logistic(choice["model"], _matrix(now, inactive, xs, T))
     return out

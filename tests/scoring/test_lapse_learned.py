@@ -116,26 +116,30 @@ def test_weighted_auc_is_the_auc_of_the_expanded_users():
     assert lapse_learned.weighted_auc(sc, pos.astype(float), neg.astype(float)) == pytest.approx(auc(users, label))
 
 
-@given(day_bitsets(max_users=12, max_words=2))
-def test_partition_stats_merge_to_the_whole(case):
-    """Property: the training rows of any split of the users merge to the rows of all of them."""
+@given(day_bitsets(max_users=12, max_words=2), st.sampled_from([10, 40]))
+def test_partition_stats_merge_to_the_whole(case, horizon):
+    """Property: the training rows of any split of the users merge to the rows of all of them
+    (the horizon's cuts, and at 40 days also the 20-day rung's)."""
     bits, end, _ = case
     as_of, day0 = 128 * DAY, 0
-    whole = lapse_learned.part_stats(bits, as_of=as_of, day0=day0, window_days=128, horizon_days=10, mode="auto")
+
+    def stats(b):
+        return lapse_learned.part_stats(b, as_of=as_of, day0=day0, window_days=128, horizon_days=horizon, mode="auto")
+
+    whole = stats(bits)
+    assert list(whole["rungs"]) == ([20] if horizon == 40 else [])
     k = len(bits) // 2
-    parts = [lapse_learned.part_stats(b, as_of=as_of, day0=day0, window_days=128, horizon_days=10, mode="auto")
-             for b in (bits[:k], bits[k:])]
-    merged = lapse_learned.merge_stats(parts)
+    merged = lapse_learned.merge_stats([stats(bits[:k]), stats(bits[k:])])
     # one partition alone is passed through; with an empty one beside it, merged the long way
     alone = lapse_learned.merge_stats([whole])
-    beside_empty = lapse_learned.merge_stats([whole, lapse_learned.part_stats(
-        bits[:0], as_of=as_of, day0=day0, window_days=128, horizon_days=10, mode="auto")])
+    beside_empty = lapse_learned.merge_stats([whole, stats(bits[:0])])
     for m in (merged, alone, beside_empty):
-        assert m["cuts"].keys() == whole["cuts"].keys()
-        for back in whole["cuts"]:
-            for a, b in zip(m["cuts"][back], whole["cuts"][back]):
-                npt.assert_array_equal(a, b)
-                assert a.dtype == b.dtype
+        for got, want in [(m["cuts"], whole["cuts"])] + [(m["rungs"][h], whole["rungs"][h]) for h in whole["rungs"]]:
+            assert got.keys() == want.keys()
+            for back in want:
+                for a, b in zip(got[back], want[back]):
+                    npt.assert_array_equal(a, b)
+                    assert a.dtype == b.dtype
 
 
 def _cdnow(H, **options):
@@ -182,14 +186,36 @@ def test_learned_model_when_asked_is_trained_before_as_of_only():
     npt.assert_array_equal(s["p_alive"].to_numpy(), closed["p_alive"].to_numpy())
 
 
-def test_a_horizon_longer_than_the_history_keeps_the_closed_form():
+def test_a_horizon_longer_than_the_history_is_trained_on_a_shorter_rung():
     # given the CDNOW sample at 39 weeks: as_of minus 39 weeks is before anyone's first purchase
-    s, _ = _cdnow(273)
+    s, gone = _cdnow(273)
     lm = summary_of(s)["lapse_model"]
-    # then the closed form is used, and the reason says why
-    assert lm["used"] == "closed_form" and "no user was active" in lm["reason"]
+    # then the split runs at the longest rung (273 // 4 = 68 days) whose check cut holds most customers,
+    # the learned model is used only because it won that check, and the reason says all of it
+    assert lm["surrogate_horizon_days"] == 68 and lm["model"]["horizon_days"] == 68
+    v = lm["validation"]
+    assert v["checked_cut_days_before"] == 68 and v["trained_cut_days_before"] == 136
+    assert lm["used"] == "learned" and v["auc_learned"] > v["auc_closed_form"]
+    assert "no time split at 273 days" in lm["reason"] and "trained at 68 days" in lm["reason"]
+    # and it ranks who did not buy in the 39 weeks better than the closed form and recency alone
     closed, _ = _cdnow(273, lapse_model="closed_form")
-    npt.assert_array_equal(s["lapse_risk"].to_numpy(), closed["lapse_risk"].to_numpy())
+    seen = s["last_active_at"].is_valid().to_numpy(zero_copy_only=False)
+    risk = s["lapse_risk"].to_numpy()
+    assert np.all(np.isfinite(risk)) and np.all((risk >= 0) & (risk <= 1))
+    assert auc(risk[seen], gone[seen]) > auc(closed["lapse_risk"].to_numpy()[seen], gone[seen]) + 0.01
+    assert auc(risk[seen], gone[seen]) > auc(s["days_inactive"].to_numpy()[seen], gone[seen]) + 0.005
+
+
+def test_no_rung_serves_keeps_the_closed_form():
+    # given the CDNOW sample scored as of 1997-02-15 at 39 weeks: every rung's check cut is before most
+    # customers' first purchase (they first bought in January to March)
+    as_of = parse_as_of("1997-02-15")
+    users, events = cdnow.tables(before=as_of)
+    s = score(users, events, as_of="1997-02-15", activity="purchase", horizon_days=273)
+    lm = summary_of(s)["lapse_model"]
+    # then the closed form scores, with the horizon's own reason
+    assert lm["used"] == "closed_form" and "surrogate_horizon_days" not in lm
+    assert np.all(np.isfinite(s["lapse_risk"].to_numpy()))
 
 
 def test_too_few_users_in_a_class_keeps_the_closed_form():
