@@ -81,7 +81,7 @@ CHECK_ROWS = 5_000
 #: differ by 1e-4 between the two and between a full and a sampled fit), and ties keep BG/NBD
 PARETO_MARGIN = 0.001
 #: shortest surrogate horizon in days (:func:`choose`): horizons up to twice this have no rungs
-SURROGATE_MIN = 14
+SURROGATE_MIN = 30
 
 
 @njit

@@ -116,10 +116,10 @@ def test_weighted_auc_is_the_auc_of_the_expanded_users():
     assert lapse_learned.weighted_auc(sc, pos.astype(float), neg.astype(float)) == pytest.approx(auc(users, label))
 
 
-@given(day_bitsets(max_users=12, max_words=2), st.sampled_from([10, 40]))
+@given(day_bitsets(max_users=12, max_words=2), st.sampled_from([10, 64]))
 def test_partition_stats_merge_to_the_whole(case, horizon):
     """Property: the training rows of any split of the users merge to the rows of all of them
-    (the horizon's cuts, and at 40 days also the 20-day rung's)."""
+    (the horizon's cuts, and at 64 days also the 32-day rung's)."""
     bits, end, _ = case
     as_of, day0 = 128 * DAY, 0
 
@@ -127,7 +127,7 @@ def test_partition_stats_merge_to_the_whole(case, horizon):
         return lapse_learned.part_stats(b, as_of=as_of, day0=day0, window_days=128, horizon_days=horizon, mode="auto")
 
     whole = stats(bits)
-    assert list(whole["rungs"]) == ([20] if horizon == 40 else [])
+    assert list(whole["rungs"]) == ([32] if horizon == 64 else [])
     k = len(bits) // 2
     merged = lapse_learned.merge_stats([stats(bits[:k]), stats(bits[k:])])
     # one partition alone is passed through; with an empty one beside it, merged the long way
