@@ -17,10 +17,12 @@ quarantine file with a ``reason`` column (see :class:`BadRows`).
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -252,7 +254,7 @@ class EventBatch:
 def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
                 progress: bool = False, read_ahead: int = 0, later: str = "bad",
-                notes: list | None = None) -> Iterator[EventBatch]:
+                notes: list | None = None, decoders: int = 1) -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
     ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
@@ -269,7 +271,8 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
     :func:`_read_ahead`).  ``later="ignore"``: events after ``as_of`` are no bad rows but
     no part of this history either (a backtest's cut): they are skipped, and the other
     rows keep their numbers in the file.  ``notes``: a list that receives a line when
-    columns are read under the contract's spelling (``TS`` as ts).
+    columns are read under the contract's spelling (``TS`` as ts).  ``decoders``: batches
+    decoded at once, on that many threads (the same batches, rows and bad rows, in order).
     """
     as_of = parse_as_of(as_of)
     if later not in ("bad", "ignore"):
@@ -278,7 +281,7 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
         index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
     bad.notes = notes
-    batches = _iter_events(source, index, as_of, bad, batch_rows, progress, later=later)
+    batches = _iter_events(source, index, as_of, bad, batch_rows, progress, later=later, decoders=decoders)
     return _read_ahead(batches, read_ahead) if read_ahead > 0 else batches
 
 
@@ -350,16 +353,14 @@ def renamed_note(src: Source) -> str:
             "in the file to silence this")
 
 
-def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad"):
+def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad", decoders=1):
     src = src if src is not None else _open_events(source, bad, batch_rows)
 
     def gen():
         offset = 0
         pbar = bar(progress, total=src.num_rows, desc="events", unit="rows")
         try:
-            for batch in src.batches():
-                batch, badtext = _text_checked(batch, bad)
-                eb, reason = _events_batch(batch, index, as_of, bad, src.path, badtext)
+            for batch, eb, reason in _decoded(src.batches(), index, as_of, bad, src.path, decoders):
                 if later == "ignore" and reason.any():
                     reason = _later_ignored(batch, reason, as_of)
                 bad.record(batch, reason, offset)
@@ -376,6 +377,33 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, late
             pbar.close()
 
     return gen()
+
+
+def _decoded(batches, index, as_of, bad, path, decoders: int):
+    """``(batch, good rows, reasons)`` of each of ``batches``, in order; with ``decoders`` > 1
+    the batches are decoded that many at a time on as many threads (the kernels release the
+    GIL), each result handed on in input order."""
+    if decoders <= 1:
+        for batch in batches:
+            batch, badtext = _text_checked(batch, bad)
+            yield (batch, *_events_batch(batch, index, as_of, bad, path, badtext))
+        return
+    pool = ThreadPoolExecutor(decoders, thread_name_prefix="winback-decode")
+    pending: collections.deque = collections.deque()
+    try:
+        for batch in batches:
+            batch, badtext = _text_checked(batch, bad)
+            pending.append((batch, pool.submit(_events_batch, batch, index, as_of, bad, path, badtext)))
+            if len(pending) >= decoders:
+                b, fut = pending.popleft()
+                yield (b, *fut.result())
+        while pending:
+            b, fut = pending.popleft()
+            yield (b, *fut.result())
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
 
 
 def _later_ignored(batch: pa.RecordBatch, reason: np.ndarray, as_of: int) -> np.ndarray:

@@ -283,6 +283,49 @@ def test_read_ahead_gives_the_same_batches_and_the_same_error(tmp_path, depth):
     assert runs[0][1] == runs[1][1] and "unknown_user" in runs[1][1]
 
 
+@pytest.mark.parametrize("fmt", ["feather", "csv"])
+def test_decoding_batches_on_threads_gives_the_same_rows_bad_rows_and_quarantine(tmp_path, fmt):
+    # given 200 events in batches of 7, a good row every few bad ones (unknown users, later
+    # events, unknown names, nulls) scattered over the batches, some batches all bad
+    rng = np.random.default_rng(5)
+    n = 200
+    uid = rng.choice([1, 2, 3, 4, 5, 99], n).astype(object)
+    uid[rng.random(n) < 0.05] = None
+    ts = [T0 + int(i) for i in rng.integers(-10, 5000, n)]
+    ts = [AS_OF + 60 if rng.random() < 0.05 else t for t in ts]
+    ev = rng.choice(["session", "open", "purchase", "nap"], n).astype(object)
+    t = pa.table({"user_id": pa.array(list(uid), pa.int64()), "ts": pa.array(ts, pa.timestamp("s")),
+                  "event": pa.array(list(ev)), "channel": pa.array(["email"] * n),
+                  "value": pa.array(rng.normal(5, 10, n))})
+    t = t.set_column(0, "user_id", pa.array([None if 60 <= i < 74 else v for i, v in enumerate(uid)], pa.int64()))
+    path = write(t, tmp_path, fmt)
+    runs = []
+    for decoders in (1, 2, 3):
+        # when read with 1, 2 and 3 decoding threads, behind the reader thread or not
+        q = tmp_path / f"q{decoders}.arrow"
+        seen = list(iter_events(path, index_of(), as_of=AS_OF, on_bad_rows="quarantine", quarantine=q,
+                                batch_rows=7, read_ahead=decoders - 1, decoders=decoders))
+        with pytest.raises(InputError) as info:
+            list(iter_events(path, index_of(), as_of=AS_OF, batch_rows=7, decoders=decoders))
+        runs.append((collect(seen), feather.read_table(q), str(info.value)))
+    # then the good rows, the quarantined rows (with their reasons and row numbers) and the error are the same
+    for got in runs[1:]:
+        for f in ("uidx", "ts", "event", "channel", "value"):
+            npt.assert_array_equal(runs[0][0][f], got[0][f])
+        assert got[1].equals(runs[0][1]) and got[2] == runs[0][2]
+    assert 0 < len(runs[0][0]["uidx"]) < n and runs[0][1].num_rows > 20
+
+
+def test_abandoned_decoding_threads_stop(tmp_path):
+    import threading
+
+    t = pa.table({"user_id": [1, 2] * 40, "ts": pa.array([T0] * 80, pa.timestamp("s")), "event": ["session"] * 80})
+    it = iter_events(write(t, tmp_path, "feather"), index_of(), as_of=AS_OF, batch_rows=2, read_ahead=2, decoders=2)
+    next(it)
+    it.close()
+    assert not [th for th in threading.enumerate() if th.name.startswith(("winback-read", "winback-decode"))]
+
+
 def test_abandoned_read_ahead_writes_no_quarantine_and_stops_its_thread(tmp_path):
     import threading
 
