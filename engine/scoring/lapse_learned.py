@@ -297,9 +297,12 @@ def _fit_cut(cut: Cut) -> dict:
 def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: float = 0.0,
            mode: str = "auto") -> dict:
     """:func:`_choose` at the horizon; when it has no time split there, at the longest shorter rung
-    whose check cut holds at least half its training cut's users (:func:`_surrogate`)."""
+    whose check cut holds at least half its training cut's users (:func:`_surrogate`); a learned
+    model asked for (``mode="learned"``) is trained at the longest rung that has a training cut."""
     out = _choose(stats, as_of=as_of, horizon_days=horizon_days, penalizer=penalizer, mode=mode)
-    if out.get("validation") is None and mode in ("auto", "auto_pareto") and stats and stats.get("rungs"):
+    no_split = out.get("validation") is None if mode in ("auto", "auto_pareto") else \
+        mode == "learned" and out["used"] != "learned"
+    if no_split and stats and stats.get("rungs"):
         alt = _surrogate(stats, out, as_of=as_of, penalizer=penalizer, mode=mode)
         if alt is not None:
             return alt
@@ -312,9 +315,10 @@ def _surrogate(stats: dict, first: dict, **kw) -> dict | None:
     for h in sorted(stats["rungs"], reverse=True):
         cuts = stats["rungs"][h]
         users = {b: float(c[1].sum() + c[2].sum()) for b, c in cuts.items()}
-        if users.get(h, 0) > 0 and users.get(2 * h, 0) >= 0.5 * users[h]:
+        forced = kw["mode"] == "learned"  # no check cut needed
+        if users.get(h, 0) > 0 and (forced or users.get(2 * h, 0) >= 0.5 * users[h]):
             out = _choose({**stats, "H": h, "cuts": cuts, "rungs": {}}, horizon_days=h, **kw)
-            if out.get("validation") is None:
+            if (out["used"] != "learned") if forced else out.get("validation") is None:
                 continue
             out["reason"] = f"no time split at {stats['H']} days ({first['reason']}); trained at {h} days: {out['reason']}"
             out["surrogate_horizon_days"] = h

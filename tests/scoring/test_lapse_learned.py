@@ -206,6 +206,22 @@ def test_a_horizon_longer_than_the_history_is_trained_on_a_shorter_rung():
     assert auc(risk[seen], gone[seen]) > auc(s["days_inactive"].to_numpy()[seen], gone[seen]) + 0.005
 
 
+def test_a_learned_model_asked_for_is_trained_on_the_longest_rung_with_a_training_cut():
+    # given the CDNOW sample at 39 weeks with the learned model asked for (no check is run)
+    s, gone = _cdnow(273, lapse_model="learned")
+    lm = summary_of(s)["lapse_model"]
+    # then it is trained at 136 days (273 // 2: its cut has customers; the check cut it would need does not matter)
+    assert lm["used"] == "learned" and lm["surrogate_horizon_days"] == 136 and lm["model"]["horizon_days"] == 136
+    assert lm["model"]["trained_cut_days_before"] == 136
+    assert "no time split at 273 days" in lm["reason"] and "trained at 136 days" in lm["reason"]
+    risk = s["lapse_risk"].to_numpy()
+    assert np.all(np.isfinite(risk)) and np.all((risk >= 0) & (risk <= 1))
+    # and it ranks who did not buy in the 39 weeks better than the closed form at that horizon
+    closed, _ = _cdnow(273, lapse_model="closed_form")
+    seen = s["last_active_at"].is_valid().to_numpy(zero_copy_only=False)
+    assert auc(risk[seen], gone[seen]) > auc(closed["lapse_risk"].to_numpy()[seen], gone[seen])
+
+
 def test_no_rung_serves_keeps_the_closed_form():
     # given the CDNOW sample scored as of 1997-02-15 at 39 weeks: every rung's check cut is before most
     # customers' first purchase (they first bought in January to March)
