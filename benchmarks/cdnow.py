@@ -10,7 +10,8 @@ day, ``value`` = dollars), scores them with ``winback score`` semantics as of
 * winback ``lapse_risk`` scored with ``horizon_days=H`` as shipped (``lapse_model="auto"``:
   BG/NBD or Pareto/NBD by a check on the history before as_of, the learned model when a
   check says it wins; the line under each horizon says which), and each closed form alone
-  (``lapse_model="closed_form"``: BG/NBD; ``"pareto"``: Pareto/NBD),
+  (``lapse_model="closed_form"``: BG/NBD; ``"pareto"``: Pareto/NBD), and the learned model
+  asked for (``lapse_model="learned"``: no check; at 39 weeks trained at the longest rung),
 * winback ``1 - p_alive`` and ``expected_active_days_30d`` (negated: fewer expected
   active days = riskier),
 * lifetimes BG/NBD, MBG/NBD and Pareto/NBD E[purchases in H days], fitted on winback's
@@ -121,15 +122,17 @@ def evaluate(users, events, as_of: str, H: int, activity: str, back_ids: np.ndar
     took = time.perf_counter() - t0
     closed = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H, lapse_model="closed_form")
     pareto = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H, lapse_model="pareto")
+    learned = engine.score(users, events, as_of=as_of, activity=activity, horizon_days=H, lapse_model="learned")
     gone = ~np.isin(s["user_id"].to_numpy(), back_ids)
     seen = s["last_active_at"].is_valid().to_numpy(zero_copy_only=False)  # the never-active are not ranked
-    s, closed, pareto, gone = (s.filter(pa.array(seen)), closed.filter(pa.array(seen)), pareto.filter(pa.array(seen)),
-                               gone[seen])
+    s, closed, pareto, learned = (t.filter(pa.array(seen)) for t in (s, closed, pareto, learned))
+    gone = gone[seen]
     x, t_x, T = (s[c].to_numpy().astype(float) for c in ("frequency", "recency_days", "tenure_days"))
     life, life_s = lifetimes_expected(x, t_x, T, float(H))
     res = {"winback lapse_risk": auc(s["lapse_risk"].to_numpy(), gone),
            "winback lapse_risk, BG/NBD closed form": auc(closed["lapse_risk"].to_numpy(), gone),
            "winback lapse_risk, Pareto/NBD closed form": auc(pareto["lapse_risk"].to_numpy(), gone),
+           "winback lapse_risk, learned model asked for": auc(learned["lapse_risk"].to_numpy(), gone),
            "winback 1 - p_alive": auc(1 - s["p_alive"].to_numpy(), gone),
            "winback -expected_active_days_30d": auc(-s["expected_active_days_30d"].to_numpy(), gone)}
     for k, e in life.items():
