@@ -312,10 +312,10 @@ def choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: fl
 def _surrogate(stats: dict, first: dict, **kw) -> dict | None:
     """The choice trained on a shorter horizon ``h`` (CDNOW at 39 weeks: the split fits at 68 days, and that
     model ranks the 39-week outcome above recency and every closed form); None when no rung serves."""
+    forced = kw["mode"] == "learned"  # a learned model asked for needs no check cut
     for h in sorted(stats["rungs"], reverse=True):
         cuts = stats["rungs"][h]
         users = {b: float(c[1].sum() + c[2].sum()) for b, c in cuts.items()}
-        forced = kw["mode"] == "learned"  # no check cut needed
         if users.get(h, 0) > 0 and (forced or users.get(2 * h, 0) >= 0.5 * users[h]):
             out = _choose({**stats, "H": h, "cuts": cuts, "rungs": {}}, horizon_days=h, **kw)
             if (out["used"] != "learned") if forced else out.get("validation") is None:

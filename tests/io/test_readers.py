@@ -316,28 +316,19 @@ def test_decoding_batches_on_threads_gives_the_same_rows_bad_rows_and_quarantine
     assert 0 < len(runs[0][0]["uidx"]) < n and runs[0][1].num_rows > 20
 
 
-def test_abandoned_decoding_threads_stop(tmp_path):
-    import threading
-
-    t = pa.table({"user_id": [1, 2] * 40, "ts": pa.array([T0] * 80, pa.timestamp("s")), "event": ["session"] * 80})
-    it = iter_events(write(t, tmp_path, "feather"), index_of(), as_of=AS_OF, batch_rows=2, read_ahead=2, decoders=2)
-    next(it)
-    it.close()
-    assert not [th for th in threading.enumerate() if th.name.startswith(("winback-read", "winback-decode"))]
-
-
-def test_abandoned_read_ahead_writes_no_quarantine_and_stops_its_thread(tmp_path):
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_abandoned_read_ahead_writes_no_quarantine_and_stops_its_threads(tmp_path, decoders):
     import threading
 
     t = pa.table({"user_id": [1, 99] * 40, "ts": pa.array([T0] * 80, pa.timestamp("s")), "event": ["session"] * 80})
     out = tmp_path / "q.arrow"
     it = iter_events(write(t, tmp_path, "feather"), index_of(), as_of=AS_OF, on_bad_rows="quarantine",
-                     quarantine=out, batch_rows=2, read_ahead=2)
+                     quarantine=out, batch_rows=2, read_ahead=2, decoders=decoders)
     next(it)
     it.close()
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".q.arrow")]
-    assert not [th for th in threading.enumerate() if th.name == "winback-read"]
+    assert not [th for th in threading.enumerate() if th.name.startswith(("winback-read", "winback-decode"))]
 
 
 # ------------------------------------------------------------------ whole-file problems
