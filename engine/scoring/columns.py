@@ -77,12 +77,6 @@ def derive(part, pop):
                                    pop.hour_spread)
     acc.hour_hist = acc.wd_hist = None
     beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
-    choice = dict(pop.lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"})
-    closed, closed_warning = lapse_models.closed_form_of(choice, pop.model, getattr(pop, "pareto", None))
-    p_alive, exp30, risk = lapse.scores_for(closed, x, t_x, T, rep, T0, cfg.horizon_days)
-    risk = lapse_learned.apply(choice, in_window, x, acc.first_act_window // SECONDS_PER_DAY,
-                               acc.last_act // SECONDS_PER_DAY, as_of=as_of, horizon_days=cfg.horizon_days,
-                               params=pop.params, risk=risk)
     keys = part.rfm if getattr(part, "rfm", None) is not None else rfm_keys(acc, as_of, x, in_window)
     part.rfm = None
     days_inactive = -keys["r"]
@@ -119,9 +113,9 @@ def derive(part, pop):
             if ADDRESS_COLUMN[c] in table.column_names else np.zeros(n, bool)
         reachable[:, c_i] = consent & addr & ~supp
     acc.last_eng = None
-    cols["p_alive"] = pa.array(p_alive)
-    cols["lapse_risk"] = pa.array(risk)
-    cols["expected_active_days_30d"] = pa.array(exp30)
+    # the lapse columns (and lifecycle) come last: the lapse model may still be being chosen beside
+    # this (Population.lapse); their places in the output are kept
+    cols["p_alive"] = cols["lapse_risk"] = cols["expected_active_days_30d"] = None
     nxt = next_local_hour(zones, as_of)
     cols["best_hour_local"] = pa.array(bt["best_hour"])
     cols["best_weekday"] = pa.array(bt["best_weekday"])
@@ -140,8 +134,7 @@ def derive(part, pop):
         fatigue_model.budget(beta_u, q_u, recent, complained, cap=cfg.policy_cap, window_days=cfg.policy_window_days,
                              u0=pop.fatigue["unsubscribe_per_message"]))
     part.fatigue = None
-    stage = fatigue.lifecycle(days_inactive, p_alive)
-    cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
+    cols["lifecycle"] = None
     cols["contact_rating"] = pa.array(fatigue.contact_rating(acc.sends90.sum(1), acc.opens90.sum(1),
                                                              acc.clicks90.sum(1)))
     r, f, m = (_quintile(keys[k], pop.rfm_cuts[k]) for k in ("r", "f", "m"))
@@ -149,6 +142,18 @@ def derive(part, pop):
     # "RFM" as three digits, by table look-up (125 codes) rather than per-user strings
     code = (r.astype(np.int32) - 1) * 25 + (f.astype(np.int32) - 1) * 5 + (m.astype(np.int32) - 1)
     cols["rfm"] = pa.array(_RFM_CODES, pa.string()).take(pa.array(code))
+    lapse_model, pareto = pop.lapse()
+    choice = dict(lapse_model or {"mode": cfg.lapse_model, "used": "closed_form", "reason": "no lapse model"})
+    closed, closed_warning = lapse_models.closed_form_of(choice, pop.model, pareto)
+    p_alive, exp30, risk = lapse.scores_for(closed, x, t_x, T, rep, T0, cfg.horizon_days)
+    risk = lapse_learned.apply(choice, in_window, x, acc.first_act_window // SECONDS_PER_DAY,
+                               acc.last_act // SECONDS_PER_DAY, as_of=as_of, horizon_days=cfg.horizon_days,
+                               params=pop.params, risk=risk)
+    cols["p_alive"] = pa.array(p_alive)
+    cols["lapse_risk"] = pa.array(risk)
+    cols["expected_active_days_30d"] = pa.array(exp30)
+    stage = fatigue.lifecycle(days_inactive, p_alive)
+    cols["lifecycle"] = pa.array(list(LIFECYCLE), pa.string()).take(pa.array(stage.astype(np.int32)))
     counts = np.bincount(stage, minlength=5)
     meta = {
         "model": dict(pop.model),
@@ -161,7 +166,7 @@ def derive(part, pop):
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
         "lapse_model": {**choice, "name": lapse_models.NAMES.get(choice["used"], choice["used"])},
-        "pareto_nbd": getattr(pop, "pareto", None),
+        "pareto_nbd": pareto,
         "fatigue": {"model": fatigue_used, **pop.fatigue},
         "warnings": list(closed.get("warnings", pop.model.get("warnings", []))) +
                     [w for w in (closed_warning, fatigue_warning,

@@ -101,9 +101,11 @@ def score(users, events, *, as_of=None, on_bad_rows: str = "error", quarantine=N
     cfg = settings(as_of=as_of, **options)
     part = aggregate(users, events, cfg, on_bad_rows=on_bad_rows, quarantine=quarantine,
                      batch_rows=batch_rows, progress=progress, items=items, later_events=later_events)
-    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:  # the lapse choice beside the fits
+    # the lapse model is chosen on a thread beside the fits and beside finalize's columns that do not
+    # depend on it (send times, budgets, channels, RFM): at 1M users it takes 0.7 s
+    with ThreadPoolExecutor(1, thread_name_prefix="winback-lapse") as pool:
         pop = reduce_stats([part.stats], cfg, pool=pool)
-    out = finalize(part, pop)
+        out = finalize(part, pop)
     meta = summary_of(out)
     meta["seconds"] = round(time.perf_counter() - t_start, 3)
     return _with_meta(out, meta)
@@ -183,6 +185,19 @@ class Population:
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
     pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto, when Pareto/NBD scores
     newest_activity: int = NEVER  # the latest activity of any user (epoch s UTC; NEVER: none)
+    #: (lapse_model, pareto) still being made on reduce_stats' pool; :meth:`lapse` waits for it
+    pending_lapse: object = None
+
+    def lapse(self) -> tuple[dict | None, dict | None]:
+        """``(lapse_model, pareto)``, waiting for them when :func:`reduce_stats` chose on a pool."""
+        if self.pending_lapse is not None:
+            self.lapse_model, self.pareto = self.pending_lapse.result()
+            self.pending_lapse = None
+        return self.lapse_model, self.pareto
+
+    def __getstate__(self):  # pickled (a Dask client) only once the choice is made
+        self.lapse()
+        return self.__dict__
 
 
 def _day0(acc: kernels.Accumulators, as_of: int) -> int:
@@ -295,13 +310,17 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
 
 
 def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None) -> Population:
-    """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows (``pool``: the lapse
-    model is chosen there beside the fits and sums here, the same result)."""
+    """Phase 2: sum the partitions' statistics and fit BG/NBD once on the merged rows.
+
+    ``pool``: the lapse model is chosen there, beside the fits and sums here and beside the
+    columns of :func:`finalize` that do not need it; the Population then holds it as
+    ``pending_lapse`` until :meth:`Population.lapse` (called by finalize, or by pickling)
+    waits for it.  Without a pool it is chosen here.  The result is the same either way."""
     lapse_rows = lapse_learned.merge_stats([s.lapse for s in stats])  # one partition's: as they are, at once
     kw = dict(as_of=cfg.as_of, horizon_days=cfg.horizon_days, penalizer=cfg.penalizer, mode=cfg.lapse_model)
-    later = pool.submit(lapse_learned.choose, lapse_rows, **kw) if pool is not None else None
     bg = [np.concatenate([s.bgnbd[i] for s in stats]) for i in range(4)]
     x, t_x, T, w = compress(*bg[:3], weights=bg[3])[:4]
+    later = pool.submit(_choose_lapse, lapse_rows, kw, (x, t_x, T, w)) if pool is not None else None
     model = BGNBD(penalizer=cfg.penalizer)
     try:
         model.fit(x, t_x, T, weights=w)
@@ -333,18 +352,24 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
         item_stats = (pop_, recent, prior, sum(s.item_events[0] for s in stats),
                       sum(s.item_events[1] for s in stats))
     fatigue_pop = fatigue_model.fit_stats([s.fatigue for s in stats if s.fatigue is not None])
-    choice = later.result() if later is not None else lapse_learned.choose(lapse_rows, **kw)
-    # Pareto/NBD is fitted on everything only when it scores (engine.scoring.lapse_models)
-    pareto = lapse_models.fit_pareto(x, t_x, T, w, cfg.penalizer) if choice["used"] == "pareto" else None
+    choice, pareto = (None, None) if later is not None else _choose_lapse(lapse_rows, kw, (x, t_x, T, w))
     return Population(params=dict(model.params_), model={"name": "BG/NBD", "units": "days", **model.params_,
                                                           **model.diagnostics_},
                       hour_share={z: pops[0][i] for z, i in zones.items()},
                       wd_share={z: pops[1][i] for z, i in zones.items()}, rfm_cuts=cuts, item_stats=item_stats,
                       fatigue=fatigue_pop,
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
-                      lapse_model=choice, pareto=pareto,
+                      lapse_model=choice, pareto=pareto, pending_lapse=later,
                       newest_activity=max((getattr(s, "newest_activity", NEVER) for s in stats), default=NEVER),
                       tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
+
+
+def _choose_lapse(lapse_rows, kw: dict, rows: tuple) -> tuple[dict, dict | None]:
+    """The lapse model decision (:func:`engine.scoring.lapse_learned.choose`) and, only when it
+    picks Pareto/NBD, that model fitted on every user's compressed ``rows`` (x, t_x, T, weights)."""
+    choice = lapse_learned.choose(lapse_rows, **kw)
+    pareto = lapse_models.fit_pareto(*rows, kw["penalizer"]) if choice["used"] == "pareto" else None
+    return choice, pareto
 
 
 def _with_meta(table: pa.Table, meta: dict) -> pa.Table:

@@ -178,6 +178,33 @@ def test_the_three_phases_without_a_pool_give_score(world, lapse_model):
     assert a["fatigue"] == b["fatigue"]
 
 
+def test_a_lapse_choice_still_running_on_the_pool_is_waited_for_by_finalize_and_by_pickling(world):
+    """With a pool, reduce_stats returns before the lapse model is chosen; finalize (and a
+    Population pickled for Dask workers) waits for it, and the table is the serial one."""
+    import pickle
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.scoring.pipeline import aggregate, finalize, reduce_stats, settings
+
+    users, events = str(world / "users.arrow"), str(world / "events.arrow")
+    cfg = settings(as_of=AS_OF, lapse_model="learned")
+    serial = finalize(aggregate(users, events, cfg), reduce_stats([aggregate(users, events, cfg).stats], cfg))
+    gate = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait, 30)  # holds the pool: the choice cannot have been made yet
+        pop = reduce_stats([aggregate(users, events, cfg).stats], cfg, pool=pool)
+        assert pop.pending_lapse is not None and not pop.pending_lapse.done() and pop.lapse_model is None
+        gate.set()
+        copy = pickle.loads(pickle.dumps(pop))
+        assert copy.pending_lapse is None and copy.lapse_model["used"] == "learned"
+        out = finalize(aggregate(users, events, cfg), pop)
+    assert pop.pending_lapse is None
+    for name in serial.column_names:
+        assert out[name].equals(serial[name]), name
+    assert summary_of(out)["lapse_model"] == summary_of(serial)["lapse_model"]
+
+
 def test_a_scores_file_passed_as_users_is_scored_with_a_warning_naming_the_replaced_columns(world, tmp_path, capsys):
     # given a scores file of the world, passed back as USERS
     first = tmp_path / "scores.arrow"
