@@ -96,18 +96,41 @@ def accumulate(acc: FatigueAccumulators, batch, as_of: int) -> None:
 
 
 def accumulate_arrays(acc: FatigueAccumulators, uidx: np.ndarray, ts: np.ndarray, event: np.ndarray,
-                      as_of: int) -> None:
+                      as_of: int, bounds: np.ndarray | None = None) -> None:
     """Add events (user index, epoch s, event code) to ``acc``.  The counts saturate and the
     stop week is a minimum, so the result is the same in any order and split: the fused pass
     hands its events over in user-block order (``kernels.Folder(also=...)``), where the
     per-user rows it updates are close in memory (20M events over 1M users: 0.28-0.39 s in
-    time order, 0.12 s in block order)."""
-    _accumulate(uidx, ts, event, np.int64(as_of), acc.sends, acc.opens, acc.stop_week)
+    time order, 0.12 s in block order).
+
+    ``bounds`` (int64, ascending, first 0 and last ``len(uidx)``): the events cut into runs
+    that share no user (the Folder's chunks of whole blocks), added on every core
+    (:func:`_accumulate_runs`); at 1M users this took 0.34 s of the pass on one thread.
+    """
+    if bounds is None or len(bounds) <= 2:
+        _accumulate(uidx, ts, event, np.int64(as_of), acc.sends, acc.opens, acc.stop_week)
+    else:
+        _accumulate_runs(np.ascontiguousarray(bounds, np.int64), uidx, ts, event, np.int64(as_of), acc.sends,
+                         acc.opens, acc.stop_week)
+
+
+@pjit
+def _accumulate_runs(bounds, uidx, ts, ev, as_of, sends, opens, stop_week):
+    """:func:`_accumulate` of the runs ``bounds[r] .. bounds[r+1]-1`` in parallel; no two runs
+    may hold events of one user (then no two threads write one user's row)."""
+    for r in prange(bounds.shape[0] - 1):
+        _accumulate_range(bounds[r], bounds[r + 1], uidx, ts, ev, as_of, sends, opens, stop_week)
 
 
 @njit
 def _accumulate(uidx, ts, ev, as_of, sends, opens, stop_week):
-    for i in range(uidx.shape[0]):
+    _accumulate_range(0, uidx.shape[0], uidx, ts, ev, as_of, sends, opens, stop_week)
+
+
+@njit
+def _accumulate_range(lo, hi, uidx, ts, ev, as_of, sends, opens, stop_week):
+    """Events ``lo .. hi-1`` into the weekly counts and the stop week (see :class:`FatigueAccumulators`)."""
+    for i in range(lo, hi):
         e = ev[i]
         if e != SEND and e != OPEN and e != UNSUBSCRIBE and e != COMPLAINT:
             continue

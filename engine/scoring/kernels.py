@@ -343,10 +343,11 @@ class Folder:
     blocks of users and it has at least 16 events per block; otherwise it is folded
     alone, in input order, after the ones waiting.  The sort and the fold run on
     ``n_threads`` threads (default :func:`threads`); no two threads touch one user.
-    ``also(uidx, ts, event)``, when given, sees every event once: each batch folded alone,
-    else a group's events in block order (so an accumulator whose result does not depend
-    on the order of events, :func:`engine.scoring.fatigue_model.accumulate_arrays`, reads
-    each block's users while they are close in memory).
+    ``also(uidx, ts, event, bounds)``, when given, sees every event once: each batch folded alone
+    (``bounds`` None), else a group's events in block order (so an accumulator whose result
+    does not depend on the order of events, :func:`engine.scoring.fatigue_model.accumulate_arrays`,
+    reads each block's users while they are close in memory), with ``bounds`` the event
+    offsets of the fold's chunks (runs of whole blocks, which share no user; None on one thread).
     Every user's events are folded in input order whatever the threads, the groups and
     the partition, so the result is bit-identical (float sums included) for any
     ``n_threads``, ``partition``, ``group_rows`` and batch split.
@@ -403,7 +404,7 @@ class Folder:
             self.flush()
             _kernel(batch.uidx, batch.ts, batch.event, batch.channel, *self._args, batch.value)
             if self._also is not None:
-                self._also(batch.uidx, batch.ts, batch.event)
+                self._also(batch.uidx, batch.ts, batch.event, None)
             return
         if self._n_threads is None:  # (asking numba starts its thread pool: only here, where it is used)
             self._n_threads = threads()
@@ -429,9 +430,10 @@ class Folder:
         for (b, _), o in zip(waiting, offs):
             scatter(b.uidx, b.ts, b.event, b.channel, b.value, self._shift, o, u2, t2, e2, c2, v2)
         del waiting
-        if self._also is not None:
-            self._also(u2[:n], t2[:n], e2[:n])
         n_threads = max(1, int(self._n_threads))
+        cuts = chunk_blocks(starts, 4 * n_threads) if n_threads > 1 else None
+        if self._also is not None:
+            self._also(u2[:n], t2[:n], e2[:n], None if cuts is None else starts[cuts])
         if n_threads == 1:
             _fold_blocks(np.int64(0), np.int64(self._n_blocks), starts, self._shift, self._sort_below, perm,
                          u2, t2, e2, c2, *self._args, v2)
@@ -442,7 +444,7 @@ class Folder:
         # thread that the OS holds back on a busy machine does not hold up the others
         before = numba.set_parallel_chunksize(1)
         try:
-            _kernel_blocks(chunk_blocks(starts, 4 * n_threads), starts, self._shift, self._sort_below, perm,
+            _kernel_blocks(cuts, starts, self._shift, self._sort_below, perm,
                            u2, t2, e2, c2, *self._args, v2)
         finally:
             numba.set_parallel_chunksize(before)

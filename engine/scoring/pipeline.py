@@ -244,7 +244,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     folder = kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
                             is_activity=is_act, day0=day0, window_days=cfg.model_window_days,
                             half_life_days=cfg.half_life_days,
-                            also=lambda uidx, ts, ev: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of))
+                            also=lambda uidx, ts, ev, bounds: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of,
+                                                                                          bounds))
     try:
         notes = [n for n in (u.renamed, getattr(cat, "renamed", "")) if n]
         for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,

@@ -36,6 +36,25 @@ def test_weekly_counts_match_the_naive_twin_in_any_batch_split(rows, n_batches):
     np.testing.assert_array_equal(acc.stop_week, np.array(stop))
 
 
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(-WEEK, 30 * WEEK),
+                          st.sampled_from([SEND, OPEN, UNSUBSCRIBE, COMPLAINT, SESSION])), max_size=300),
+       st.lists(st.integers(1, 9), max_size=6))
+def test_runs_added_on_every_core_match_the_naive_twin(rows, cut_users):
+    """Property: events grouped by user and cut into runs that share no user (the Folder's chunks),
+    added in parallel (``bounds``), give the per-event twin's counts and stop weeks."""
+    rows = sorted(rows, key=lambda r: r[0])  # stable: each user's events keep their order
+    uidx = np.array([r[0] for r in rows], np.int64)
+    ts = AS_OF - np.array([r[1] for r in rows], np.int64)
+    ev = np.array([r[2] for r in rows], np.int8)
+    bounds = np.unique(np.concatenate(([0], np.searchsorted(uidx, cut_users), [len(uidx)]))).astype(np.int64)
+    acc = fm.FatigueAccumulators.zeros(10)
+    fm.accumulate_arrays(acc, uidx, ts, ev, AS_OF, bounds)
+    sends, opens, stop = naive.fatigue_weeks(10, uidx, ts, ev, AS_OF)
+    np.testing.assert_array_equal(acc.sends, np.array(sends))
+    np.testing.assert_array_equal(acc.opens, np.array(opens))
+    np.testing.assert_array_equal(acc.stop_week, np.array(stop))
+
+
 @given(st.lists(st.lists(st.integers(0, 255), min_size=4, max_size=4), max_size=30), st.integers(1, 70))
 def test_pair_counts_match_the_naive_twin(rows, P):
     """Property: the (s_w, s_(w+1)) histogram equals the week-by-week loop, clipping included."""

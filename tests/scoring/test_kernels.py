@@ -310,10 +310,13 @@ def test_instants_before_the_epoch_bin_as_floor_division_does(rows, partition):
     assert [_none(v) for v in acc.first_act_window] == ref["first_window"]
 
 
-@given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(0, 400), st.booleans(), st.data())
-def test_events_handed_to_also_give_the_fatigue_counts_of_every_batch(world, shift, group_rows, part, data):
+@given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(0, 400), st.booleans(),
+       st.sampled_from([1, 3]), st.data())
+def test_events_handed_to_also_give_the_fatigue_counts_of_every_batch(world, shift, group_rows, part, n_threads,
+                                                                      data):
     """Property: the fatigue counts taken from the Folder's ``also`` (each event once, in
-    block order when grouped) equal fatigue_model.accumulate over the batches as read."""
+    block order when grouped, in the fold's chunks on several threads) equal
+    fatigue_model.accumulate over the batches as read."""
     from engine.scoring import fatigue_model as fm
 
     n_users, uidx, ts, ev, ch, val = world
@@ -327,7 +330,7 @@ def test_events_handed_to_also_give_the_fatigue_counts_of_every_batch(world, shi
         fm.accumulate(want, EventBatch(uidx[p], ts[p], ev[p], ch[p], val[p]), AS_OF)
     got = fm.FatigueAccumulators.zeros(n_users)
     _run(n_users, uidx, ts, ev, ch, val, splits, perm, part, group_rows=group_rows, block_shift=shift,
-         also=lambda u, t, e: fm.accumulate_arrays(got, u, t, e, AS_OF))
+         n_threads=n_threads, also=lambda u, t, e, bounds: fm.accumulate_arrays(got, u, t, e, AS_OF, bounds))
     assert np.array_equal(got.sends, want.sends) and np.array_equal(got.opens, want.opens)
     assert np.array_equal(got.stop_week, want.stop_week)
 
