@@ -254,7 +254,7 @@ class EventBatch:
 def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "error",
                 quarantine: str | os.PathLike | None = None, batch_rows: int = 1 << 20,
                 progress: bool = False, read_ahead: int = 0, later: str = "bad",
-                notes: list | None = None, decoders: int = 1) -> Iterator[EventBatch]:
+                notes: list | None = None, decoders: int = 1, then=None) -> Iterator[EventBatch]:
     """Stream the good events of ``source`` as :class:`EventBatch` es.
 
     ``index`` maps user ids to dense indexes (a :class:`Users` is taken as its index).
@@ -273,6 +273,8 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
     rows keep their numbers in the file.  ``notes``: a list that receives a line when
     columns are read under the contract's spelling (``TS`` as ts).  ``decoders``: batches
     decoded at once, on that many threads (the same batches, rows and bad rows, in order).
+    ``then``: a function of each batch run where it was decoded; then ``(batch, then(batch))``
+    pairs are yielded instead (the scoring pass counts blocks there: ``kernels.Folder.counts``).
     """
     as_of = parse_as_of(as_of)
     if later not in ("bad", "ignore"):
@@ -281,7 +283,7 @@ def iter_events(source, index: UserIndex | Users, *, as_of, on_bad_rows: str = "
         index = index.index
     bad = BadRows(source, "events", on_bad_rows=on_bad_rows, quarantine=quarantine)
     bad.notes = notes
-    batches = _iter_events(source, index, as_of, bad, batch_rows, progress, later=later, decoders=decoders)
+    batches = _iter_events(source, index, as_of, bad, batch_rows, progress, later=later, decoders=decoders, then=then)
     return _read_ahead(batches, read_ahead) if read_ahead > 0 else batches
 
 
@@ -353,21 +355,21 @@ def renamed_note(src: Source) -> str:
             "in the file to silence this")
 
 
-def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad", decoders=1):
+def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad", decoders=1, then=None):
     src = src if src is not None else _open_events(source, bad, batch_rows)
 
     def gen():
         offset = 0
         pbar = bar(progress, total=src.num_rows, desc="events", unit="rows")
         try:
-            for batch, eb, reason in _decoded(src.batches(), index, as_of, bad, src.path, decoders):
+            for batch, eb, reason in _decoded(src.batches(), index, as_of, bad, src.path, decoders, then):
                 if later == "ignore" and reason.any():
                     reason = _later_ignored(batch, reason, as_of)
                 bad.record(batch, reason, offset)
                 src.release(batch)  # the batch's columns are copied out (or views that stay valid)
                 offset += batch.num_rows
                 pbar.update(batch.num_rows)
-                if len(eb):
+                if len(eb[0] if then is not None else eb):
                     yield eb
             bad.finish(schema=src.schema if src.columns is None else None)
         except BaseException:
@@ -379,21 +381,21 @@ def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, late
     return gen()
 
 
-def _decoded(batches, index, as_of, bad, path, decoders: int):
-    """``(batch, good rows, reasons)`` of each of ``batches``, in order; with ``decoders`` > 1
-    the batches are decoded that many at a time on as many threads (the kernels release the
-    GIL), each result handed on in input order."""
+def _decoded(batches, index, as_of, bad, path, decoders: int, then=None):
+    """``(batch, good rows, reasons)`` of each of ``batches``, in order (good rows ``(rows,
+    then(rows))`` with ``then``); with ``decoders`` > 1 the batches are decoded that many at a
+    time on as many threads (the kernels release the GIL), each result handed on in input order."""
     if decoders <= 1:
         for batch in batches:
             batch, badtext = _text_checked(batch, bad)
-            yield (batch, *_events_batch(batch, index, as_of, bad, path, badtext))
+            yield (batch, *_events_batch(batch, index, as_of, bad, path, badtext, then))
         return
     pool = ThreadPoolExecutor(decoders, thread_name_prefix="winback-decode")
     pending: collections.deque = collections.deque()
     try:
         for batch in batches:
             batch, badtext = _text_checked(batch, bad)
-            pending.append((batch, pool.submit(_events_batch, batch, index, as_of, bad, path, badtext)))
+            pending.append((batch, pool.submit(_events_batch, batch, index, as_of, bad, path, badtext, then)))
             if len(pending) >= decoders:
                 b, fut = pending.popleft()
                 yield (b, *fut.result())
@@ -414,15 +416,17 @@ def _later_ignored(batch: pa.RecordBatch, reason: np.ndarray, as_of: int) -> np.
 
 
 def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,
-                  badtext: np.ndarray | None = None):
-    """The good rows of one batch and every row's reason (0 = good; ``bad.code``)."""
+                  badtext: np.ndarray | None = None, then=None):
+    """The good rows of one batch (with ``then``: and ``then`` of them) and every row's reason
+    (0 = good; ``bad.code``)."""
+    fast = None
     if badtext is None:  # the common column types: one kernel over the raw buffers (engine.io.decode)
         fast = decode_batch(batch, index, as_of, bad.code, events=EVENTS, channels=CHANNELS,
                             needs_channel=_CHANNEL_EVENT_LUT, max_value=MAX_VALUE, purchase=_PURCHASE,
                             no_item=NO_ITEM)
-        if fast is not None:
-            return EventBatch(*fast[:6]), fast[6]
-    return _events_batch_columns(batch, index, as_of, bad, path, badtext)
+    eb, reason = (EventBatch(*fast[:6]), fast[6]) if fast is not None else \
+        _events_batch_columns(batch, index, as_of, bad, path, badtext)
+    return ((eb, then(eb)) if then is not None else eb), reason
 
 
 def _events_batch_columns(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadRows, path: Path,

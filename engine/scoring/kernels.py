@@ -47,7 +47,8 @@ import numpy as np
 from numba import prange
 
 from engine.jit import njit, pjit
-from engine.scoring.partition import block_counts, chunk_blocks, group_offsets, scatter, sort_block
+from engine.scoring.partition import block_counts, block_counts_serial, chunk_blocks, group_offsets, scatter, sort_block
+from engine.scoring.offsets import MIXED_OFFSET, OFFSET_GROUP, day_offsets
 from engine.tz import OFFSET_STEP
 from engine.schema import CLICK, COMPLAINT, BOUNCE, OPEN, PURCHASE, SEND, SESSION, UNSUBSCRIBE, NEVER
 
@@ -271,40 +272,6 @@ def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
                      hour_hist, wd_hist, eng_count, valued, val)
 
 
-#: slots of the offset table per entry of its coarse copy (:func:`day_offsets`): one day
-OFFSET_GROUP = 86400 // OFFSET_STEP
-#: a coarse entry whose slots do not all hold the same offset (no UTC offset is this far off)
-MIXED_OFFSET = np.int32(np.iinfo(np.int32).min)
-
-
-@njit
-def day_offsets(off_table):
-    """The offset table ([zones, slots] int32 s) per day of :data:`OFFSET_GROUP` slots:
-    ``out[z, g]`` is the offset every slot ``g * OFFSET_GROUP .. (g + 1) * OFFSET_GROUP - 1``
-    of zone ``z`` holds, or :data:`MIXED_OFFSET` when they differ (the day of a change).
-
-    The fused pass reads this copy (two years of 21 zones: 61 KB, in cache) and the full
-    table (5.9 MB, a cache miss per engagement event in a file not in time order) only on
-    a change day, so every event gets exactly the full table's offset.  Measured on 15M
-    partitioned events of the 1M-user world: the fold 1.0-1.3 s with the full table,
-    0.6-0.8 s without any table look-up.
-    """
-    z, n = off_table.shape
-    g = (n + OFFSET_GROUP - 1) // OFFSET_GROUP
-    out = np.empty((z, g), np.int32)
-    for a in range(z):
-        for b in range(g):
-            lo = b * OFFSET_GROUP
-            hi = min(lo + OFFSET_GROUP, n)
-            v = off_table[a, lo]
-            for k in range(lo + 1, hi):
-                if off_table[a, k] != v:
-                    v = MIXED_OFFSET
-                    break
-            out[a, b] = v
-    return out
-
-
 #: Users per block: 2048 users' state (~0.45 KB each) is ~0.9 MB, one core's L2.
 BLOCK_SHIFT = 11
 #: A block with fewer events than this many per user is folded in user order (:func:`_fold_blocks`).
@@ -392,24 +359,44 @@ class Folder:
         if exc[0] is None:
             self.flush()
 
-    def add(self, batch) -> None:
-        """Fold ``batch`` (now or with the next group: see the class docstring)."""
+    def _partitioned(self, n: int) -> bool:
+        if self._partition is None:
+            return self._n_blocks > 2 and n >= 16 * self._n_blocks
+        return bool(self._partition)
+
+    def _parts(self, n: int) -> np.int64:
+        if self._n_threads is None:  # (asking numba starts its thread pool: only here, where it is used)
+            self._n_threads = threads()
+        return np.int64(max(1, min(int(self._n_threads), n >> 16)))
+
+    def counts(self, batch) -> np.ndarray | None:
+        """The block counts :meth:`add` needs for ``batch`` (None when it will be folded alone),
+        on the calling thread: so that a reader's threads can count each batch beside the
+        fold (``add(batch, counts)``).  Safe on any thread once one batch was added or
+        ``n_threads`` was given."""
+        n = len(batch)
+        if n == 0 or not self._partitioned(n):
+            return None
+        return block_counts_serial(batch.uidx, self._shift, self._n_blocks, self._parts(n))
+
+    def add(self, batch, counts: np.ndarray | None = None) -> None:
+        """Fold ``batch`` (now or with the next group: see the class docstring); ``counts``:
+        its :meth:`counts`, when they were taken already."""
         n = len(batch)
         if n == 0:
             return
-        partition = self._partition
-        if partition is None:
-            partition = self._n_blocks > 2 and n >= 16 * self._n_blocks
+        partition = self._partitioned(n)
         if not partition:
             self.flush()
             _kernel(batch.uidx, batch.ts, batch.event, batch.channel, *self._args, batch.value)
             if self._also is not None:
                 self._also(batch.uidx, batch.ts, batch.event, None)
             return
-        if self._n_threads is None:  # (asking numba starts its thread pool: only here, where it is used)
-            self._n_threads = threads()
-        parts = np.int64(max(1, min(int(self._n_threads), n >> 16)))
-        self._waiting.append((batch, block_counts(batch.uidx, self._shift, self._n_blocks, parts)))
+        if counts is None:
+            counts = block_counts(batch.uidx, self._shift, self._n_blocks, self._parts(n))
+        elif counts.ndim != 2 or counts.shape[1] != self._n_blocks or int(counts.sum()) != n:
+            raise ValueError(f"block counts of shape {counts.shape} for {n} events are not this Folder's counts(batch)")
+        self._waiting.append((batch, counts))
         self._rows += n
         if self._rows >= self._group_rows:
             self.flush()

@@ -20,7 +20,7 @@ from numba import prange
 
 from engine.jit import njit, pjit
 
-__all__ = ["block_counts", "scatter", "sort_block", "chunk_blocks", "group_offsets"]
+__all__ = ["block_counts", "block_counts_serial", "scatter", "sort_block", "chunk_blocks", "group_offsets"]
 
 
 @pjit
@@ -30,9 +30,25 @@ def block_counts(uidx, shift, n_blocks, n_parts):
     n = uidx.shape[0]
     counts = np.zeros((n_parts, n_blocks), np.int64)
     for p in prange(n_parts):
-        for i in range(n * p // n_parts, n * (p + 1) // n_parts):
-            counts[p, uidx[i] >> shift] += 1
+        _count_slice(uidx, n * p // n_parts, n * (p + 1) // n_parts, shift, counts[p])
     return counts
+
+
+@njit
+def block_counts_serial(uidx, shift, n_blocks, n_parts):
+    """:func:`block_counts` on the calling thread only: for threads of the caller's own (the
+    reader's decode threads), where a second parallel kernel would share numba's pool."""
+    n = uidx.shape[0]
+    counts = np.zeros((n_parts, n_blocks), np.int64)
+    for p in range(n_parts):
+        _count_slice(uidx, n * p // n_parts, n * (p + 1) // n_parts, shift, counts[p])
+    return counts
+
+
+@njit
+def _count_slice(uidx, lo, hi, shift, row):
+    for i in range(lo, hi):
+        row[uidx[i] >> shift] += 1
 
 
 @pjit

@@ -241,22 +241,25 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     # the affinity kernel (it releases the GIL) on a thread of its own beside the pass
     pool = ThreadPoolExecutor(1, thread_name_prefix="winback-affinity") if cat is not None else None
     pending = None
+    n_threads = kernels.threads()
     folder = kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=as_of,
                             is_activity=is_act, day0=day0, window_days=cfg.model_window_days,
-                            half_life_days=cfg.half_life_days,
+                            half_life_days=cfg.half_life_days, n_threads=n_threads,
                             also=lambda uidx, ts, ev, bounds: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of,
                                                                                           bounds))
     try:
         notes = [n for n in (u.renamed, getattr(cat, "renamed", "")) if n]
-        for batch in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
-                                 batch_rows=batch_rows, progress=progress, read_ahead=2, later=later_events,
-                                 notes=notes, decoders=min(DECODERS, kernels.threads())):
+        # each batch's block counts are taken on the thread that decoded it (Folder.counts), beside the fold
+        for batch, counts in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
+                                         batch_rows=batch_rows, progress=progress, read_ahead=2,
+                                         later=later_events, notes=notes, decoders=min(DECODERS, n_threads),
+                                         then=folder.counts):
             if pending is not None:
                 pending.result()
             if pool is not None:
                 pending = pool.submit(affinity.accumulate_items, item_acc, batch, cat, as_of=as_of,
                                       half_life_days=cfg.affinity_half_life_days)
-            folder.add(batch)  # also the fatigue counts (fat)
+            folder.add(batch, counts)  # also the fatigue counts (fat)
             n_events += len(batch)
         folder.flush()
         if pending is not None:

@@ -317,6 +317,34 @@ def test_decoding_batches_on_threads_gives_the_same_rows_bad_rows_and_quarantine
 
 
 @pytest.mark.parametrize("decoders", [1, 2])
+def test_then_runs_on_the_decoding_thread_and_pairs_its_result_with_each_batch(tmp_path, decoders):
+    # given events in batches of 3 with bad rows (an unknown user) among them
+    t = pa.table({"user_id": [1, 99, 2, 3, 1, 2, 99, 4, 5, 1], "ts": pa.array([T0 + i for i in range(10)], pa.timestamp("s")),
+                  "event": ["session"] * 10})
+    path = write(t, tmp_path, "feather")
+    import threading
+
+    where = []
+
+    def then(eb):
+        where.append(threading.current_thread().name)
+        return eb.uidx.sum()
+
+    # when read with a function run on each batch where it is decoded
+    plain = list(iter_events(path, index_of(), as_of=AS_OF, on_bad_rows="quarantine", quarantine=tmp_path / "a.arrow",
+                             batch_rows=3, decoders=decoders))
+    pairs = list(iter_events(path, index_of(), as_of=AS_OF, on_bad_rows="quarantine", quarantine=tmp_path / "b.arrow",
+                             batch_rows=3, read_ahead=1, decoders=decoders, then=then))
+    # then each batch comes with its result, the batches are the same, and the work ran off the consumer's thread
+    assert [len(b) for b, _ in pairs] == [len(b) for b in plain]
+    for (b, r), p in zip(pairs, plain):
+        npt.assert_array_equal(b.uidx, p.uidx)
+        assert r == p.uidx.sum()
+    assert where and threading.current_thread().name not in where
+    assert all(n.startswith("winback-decode" if decoders > 1 else "winback-read") for n in where)
+
+
+@pytest.mark.parametrize("decoders", [1, 2])
 def test_abandoned_read_ahead_writes_no_quarantine_and_stops_its_threads(tmp_path, decoders):
     import threading
 

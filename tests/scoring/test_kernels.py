@@ -24,9 +24,10 @@ OFF_TABLE = np.zeros((2, 501 * 96), np.int32)  # 15-minute slots (engine.tz.OFFS
 OFF_TABLE[1, :] = 19800
 
 
-def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, group_rows=0, **kw):
+def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, group_rows=0, precount=False, **kw):
     """The events (in order ``perm``, cut at ``splits``) through one Folder holding up to
-    ``group_rows`` events at a time (0: each batch alone, through accumulate)."""
+    ``group_rows`` events at a time (0: each batch alone, through accumulate); ``precount``:
+    each batch's block counts taken first (``Folder.counts``, as the reader's threads do)."""
     acc = kernels.Accumulators.zeros(n_users, WINDOW)
     day0 = AS_OF // 86400 - acc.day_bits.shape[1] * 64 + 1
     user_tz = (np.arange(n_users) % 2).astype(np.int32)
@@ -38,7 +39,7 @@ def _run(n_users, uidx, ts, ev, ch, val, splits, perm, partition=None, group_row
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             b = EventBatch(uidx[lo:hi], ts[lo:hi], ev[lo:hi], ch[lo:hi], val[lo:hi])
             if group_rows:
-                folder.add(b)
+                folder.add(b, folder.counts(b) if precount else None)
             else:
                 kernels.accumulate(acc, b, **opts)
     return acc, day0, user_tz
@@ -84,9 +85,10 @@ def test_fused_pass_matches_naive_for_any_order_and_split(world, data):
     npt.assert_array_equal(acc.eng_count, ref["eng"])
 
 
-def _grouped_partition(batches, shift, n_blocks, n_parts):
+def _grouped_partition(batches, shift, n_blocks, n_parts, serial=False):
     """The batches scattered together by block (partition.block_counts, group_offsets, scatter)."""
-    counts = [partition.block_counts(b[0], np.int64(shift), n_blocks, np.int64(n_parts)) for b in batches]
+    count = partition.block_counts_serial if serial else partition.block_counts
+    counts = [count(b[0], np.int64(shift), n_blocks, np.int64(n_parts)) for b in batches]
     offs, starts = partition.group_offsets(counts)
     n = sum(len(b[0]) for b in batches)
     out = tuple(np.empty(n, a.dtype) for a in batches[0])
@@ -95,17 +97,18 @@ def _grouped_partition(batches, shift, n_blocks, n_parts):
     return out, starts
 
 
-@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.integers(1, 4), st.data())
-def test_grouped_partition_is_a_stable_grouping_by_user_block(world, shift, n_parts, data):
-    """Property: batches counted and scattered together (any split, any number of slices) hold the
-    events of their concatenation grouped by uidx >> shift, in input order within a block."""
+@given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.integers(1, 4), st.booleans(), st.data())
+def test_grouped_partition_is_a_stable_grouping_by_user_block(world, shift, n_parts, serial, data):
+    """Property: batches counted (on numba's threads or the caller's) and scattered together (any
+    split, any number of slices) hold the events of their concatenation grouped by uidx >> shift,
+    in input order within a block."""
     n_users, uidx, ts, ev, ch, val = world
     n = len(uidx)
     n_blocks = (n_users >> shift) + 1
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
     bounds = [0, *cuts, n]
     batches = [tuple(a[lo:hi] for a in (uidx, ts, ev, ch, val)) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    got, starts = _grouped_partition(batches, shift, n_blocks, n_parts)
+    got, starts = _grouped_partition(batches, shift, n_blocks, n_parts, serial)
     order = naive.partition_by_block(uidx, shift)
     for a, b in zip(got, (uidx, ts, ev, ch, val)):
         npt.assert_array_equal(a, b[order])
@@ -154,17 +157,18 @@ def test_threads_give_bit_identical_accumulators(world, shift, n_threads, data):
 
 
 @given(event_worlds(max_users=60, max_events=300), st.integers(0, 3), st.integers(1, 400), st.integers(1, 3),
-       st.data())
-def test_grouped_folds_give_bit_identical_accumulators(world, shift, group_rows, n_threads, data):
-    """Property: batches folded in groups of any size (sparse blocks in user order) equal the
-    plain pass, one batch at a time in input order, byte for byte."""
+       st.booleans(), st.data())
+def test_grouped_folds_give_bit_identical_accumulators(world, shift, group_rows, n_threads, precount, data):
+    """Property: batches folded in groups of any size (sparse blocks in user order, block counts
+    taken by the Folder or handed to it) equal the plain pass, one batch at a time in input
+    order, byte for byte."""
     n_users, uidx, ts, ev, ch, val = world
     n = len(uidx)
     perm = np.array(data.draw(st.permutations(list(range(n))))) if n else np.arange(0)
     splits = data.draw(st.lists(st.integers(0, n), max_size=5)) if n else []
     plain, _, _ = _run(n_users, uidx, ts, ev, ch, val, splits, perm, False, n_threads=1)
     grouped, _, _ = _run(n_users, uidx, ts, ev, ch, val, splits, perm, True, group_rows=group_rows,
-                         n_threads=n_threads, block_shift=shift)
+                         n_threads=n_threads, block_shift=shift, precount=precount)
     assert _bits(plain) == _bits(grouped)
 
 
@@ -184,7 +188,9 @@ def test_threads_and_partition_are_bit_identical_at_scale():
     runs = [_run(n_users, uidx, ts, ev, ch, val, splits, np.arange(n), partition=p, n_threads=t, group_rows=g)[0]
             for p, t, g in ((True, 1, 0), (True, 2, 0), (True, 3, 0), (False, 1, 0), (True, 2, 300_000),
                             (True, 1, 1 << 22))]
-    # then all four hold the same bytes, the decayed float histograms included
+    runs.append(_run(n_users, uidx, ts, ev, ch, val, splits, np.arange(n), partition=True, n_threads=2,
+                     group_rows=300_000, precount=True)[0])  # block counts handed in, as the reader's threads do
+    # then all of them hold the same bytes, the decayed float histograms included
     want = _bits(runs[0])
     for acc in runs[1:]:
         assert _bits(acc) == want
