@@ -631,7 +631,7 @@ def decode_events(rows, ids, as_of, ts_div, events, channels, channel_events, ma
 
 
 def day_offsets(off_table, group, mixed):
-    """engine.scoring.kernels.day_offsets: per zone and run of ``group`` slots, the one
+    """engine.scoring.offsets.day_offsets: per zone and run of ``group`` slots, the one
     offset they share, else ``mixed``."""
     out = []
     for row in off_table.tolist():
