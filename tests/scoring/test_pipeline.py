@@ -189,16 +189,18 @@ def test_a_lapse_choice_still_running_on_the_pool_is_waited_for_by_finalize_and_
 
     users, events = str(world / "users.arrow"), str(world / "events.arrow")
     cfg = settings(as_of=AS_OF, lapse_model="learned")
-    serial = finalize(aggregate(users, events, cfg), reduce_stats([aggregate(users, events, cfg).stats], cfg))
+    part = aggregate(users, events, cfg)
+    serial = finalize(part, reduce_stats([part.stats], cfg))
+    part = aggregate(users, events, cfg)  # finalize consumed the first one
     gate = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         pool.submit(gate.wait, 30)  # holds the pool: the choice cannot have been made yet
-        pop = reduce_stats([aggregate(users, events, cfg).stats], cfg, pool=pool)
+        pop = reduce_stats([part.stats], cfg, pool=pool)
         assert pop.pending_lapse is not None and not pop.pending_lapse.done() and pop.lapse_model is None
         gate.set()
         copy = pickle.loads(pickle.dumps(pop))
         assert copy.pending_lapse is None and copy.lapse_model["used"] == "learned"
-        out = finalize(aggregate(users, events, cfg), pop)
+        out = finalize(part, pop)
     assert pop.pending_lapse is None
     for name in serial.column_names:
         assert out[name].equals(serial[name]), name
