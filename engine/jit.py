@@ -13,6 +13,7 @@ import functools
 import importlib
 import os
 import sys
+import threading
 
 
 def _import_numba_lightly():
@@ -41,6 +42,8 @@ def _import_numba_lightly():
 
 _import_numba_lightly()
 import numba  # noqa: E402
+
+from numba.core.registry import CPUDispatcher  # noqa: E402
 
 from engine import jitcache, jitload  # noqa: E402
 
@@ -135,7 +138,57 @@ jitload.install()  # cached kernels load without parsing their bitcode; numba's 
 jitcache.install()  # a kernel's cache is stale when any module it imports changed, not only its own file
 
 njit = functools.partial(numba.njit, cache=True, nogil=True)
-#: kernels that use ``numba.prange``: the same options plus ``parallel=True``
-pjit = functools.partial(numba.njit, cache=True, nogil=True, parallel=True)
+
+_layer_lock = threading.Lock()
+_layer_known = False
+_workqueue_lock: threading.Lock | None = None
+
+
+def _one_launch_at_a_time() -> threading.Lock | None:
+    """The lock every parallel kernel launch holds, or None when launches may overlap.
+
+    winback runs kernels on more than one Python thread at once (the lapse model's choice
+    beside the send-time columns, decoding beside folding).  numba's TBB and OpenMP layers
+    allow that; its ``workqueue`` layer, the one numba falls back to when neither TBB nor
+    libgomp/libomp loads (or when ``NUMBA_THREADING_LAYER=workqueue``), aborts the whole
+    process on a second concurrent launch.  The layer is chosen at the first launch, so it
+    is started here first (what the kernel's own launch would do) and, on ``workqueue``
+    only, parallel launches take turns; each still uses every core.
+    """
+    global _layer_known, _workqueue_lock
+    if not _layer_known:
+        with _layer_lock:
+            if not _layer_known:
+                from numba.np.ufunc import parallel
+
+                parallel._launch_threads()
+                if numba.threading_layer() == "workqueue":
+                    _workqueue_lock = threading.Lock()
+                _layer_known = True
+    return _workqueue_lock
+
+
+class ParallelKernel(CPUDispatcher):
+    """A ``parallel=True`` kernel whose launches from Python take turns on numba's
+    ``workqueue`` threading layer (:func:`_one_launch_at_a_time`) and run as numba's
+    own dispatcher everywhere else; called from other kernels it is numba's dispatcher."""
+
+    def __call__(self, *args, **kwargs):
+        lock = _one_launch_at_a_time()
+        if lock is None:
+            return super().__call__(*args, **kwargs)
+        with lock:
+            return super().__call__(*args, **kwargs)
+
+
+def pjit(func=None, **options):
+    """:data:`njit` plus ``parallel=True``, for kernels that use ``numba.prange``;
+    safe to call from several Python threads on every threading layer (:class:`ParallelKernel`)."""
+    if func is None:
+        return functools.partial(pjit, **options)
+    kernel = numba.njit(cache=True, nogil=True, parallel=True, **options)(func)
+    kernel.__class__ = ParallelKernel
+    return kernel
+
 
 __all__ = ["njit", "pjit"]

@@ -11,7 +11,7 @@ import pytest
 from numba.core.registry import CPUDispatcher
 
 import engine
-from engine.jit import njit, pjit
+from engine.jit import ParallelKernel, njit, pjit
 
 
 def _kernels() -> list[tuple[str, CPUDispatcher]]:
@@ -32,6 +32,9 @@ def test_every_kernel_is_cached_nogil_and_exact():
         assert k.targetoptions.get("nogil") is True, name
         assert not k.targetoptions.get("fastmath"), name
         assert type(k._cache).__name__ == "FunctionCache", name  # cache=True: compiled once per machine
+        if k.targetoptions.get("parallel"):  # through pjit, so launches from threads are safe on any layer
+            assert isinstance(k, ParallelKernel), name
+    assert any(isinstance(k, ParallelKernel) for _, k in kernels)
 
 
 @njit
@@ -162,3 +165,67 @@ def test_the_import_closure_follows_project_imports_only():
     assert {"engine/scoring/kernels.py", "engine/jit.py", "engine/schema.py"} <= files
     assert not any(f.startswith(("numpy", "numba")) for f in files)
     assert jitcache.closure("/nonexistent/elsewhere.py") == ["/nonexistent/elsewhere.py"]
+
+
+_HAMMER = """
+import sys, threading
+import numba, numpy as np
+from numba.core.registry import CPUDispatcher
+from engine.scoring.partition import block_counts
+raw = sys.argv[1] == "raw"  # numba's own dispatcher call, past winback's turn-taking
+call = (lambda *a: CPUDispatcher.__call__(block_counts, *a)) if raw else block_counts
+uidx = (np.arange(20_000, dtype=np.int64) * 7919) % 4096
+args = (uidx, np.int64(6), np.int64(64), np.int64(4))
+want = block_counts(*args)
+bad = []
+def work():
+    for _ in range(300):
+        bad.append(not np.array_equal(call(*args), want))
+threads = [threading.Thread(target=work) for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(numba.threading_layer(), sum(bad), len(bad))
+"""
+
+
+@pytest.mark.parametrize("how", ["pjit", "raw"])
+def test_parallel_kernels_called_from_several_threads_take_turns_on_the_workqueue_layer(how):
+    """numba's workqueue layer (its fallback when neither TBB nor OpenMP loads) aborts the
+    process when two Python threads launch parallel kernels at once; winback's parallel
+    kernels take turns there.  ``raw`` calls numba's dispatcher directly, shown for contrast:
+    the same three threads abort the process, so the check above is not vacuous."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _HAMMER, how], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "NUMBA_THREADING_LAYER": "workqueue"})
+    if how == "pjit":
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["workqueue", "0", "900"]
+    else:
+        assert out.returncode != 0 and "Concurrent access" in out.stderr, (out.returncode, out.stderr[-500:])
+
+
+def test_winback_score_runs_on_the_workqueue_layer_and_scores_the_same(tmp_path):
+    """The whole command on numba's workqueue layer gives the same scores, bit for bit."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from engine.synth.generator import generate
+
+    generate(3_000, seed=5, out_dir=tmp_path)
+    tables = []
+    for layer in ("workqueue", "default"):
+        dest = tmp_path / f"scores-{layer}.arrow"
+        out = subprocess.run([sys.executable, "-m", "engine", "score", str(tmp_path / "users.arrow"),
+                              str(tmp_path / "events.arrow"), "--as-of", "2026-11-01", "-o", str(dest)],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "NUMBA_THREADING_LAYER": layer})
+        assert out.returncode == 0, out.stderr[-2000:]
+        with pa.memory_map(str(dest)) as f:
+            tables.append(pa.ipc.open_file(f).read_all())
+    assert tables[0].num_rows > 0 and tables[0].equals(tables[1])

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import prange
 
-from engine.jit import njit
+from engine.jit import njit, pjit
 from engine.planning.campaign import Content as ContentSettings
 from engine.schema import SECONDS_PER_DAY, THEMES, NEVER
 
@@ -283,7 +283,7 @@ def _pick_kernel(u0, u1, shares, conf, last_active, cons_ptr, cons, send_at, act
 _BLOCK = 4096
 
 
-@njit(parallel=True)
+@pjit
 def _pick_blocks(shares, conf, last_active, cons_ptr, cons, send_at, active, prev, prev_themes, draw,
                  cat_ptr, cat_idx, added, expires, lists_ptr, lists_rows, trending, popular,
                  k, weights, pin, prior, new_sec, leaving_sec, min_conf, broaden_share, repeat_penalty,
