@@ -105,3 +105,24 @@ def test_an_output_onto_an_input_is_refused_and_the_input_kept(tmp_path, capsys)
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and says in err, (argv, err)
         assert {p.name: p.read_bytes() for p in world.iterdir()} == before
+
+
+
+_LEAN = """
+import sys
+from engine.cli import main
+code = main(["score", sys.argv[1] + "/users.arrow", sys.argv[1] + "/events.arrow", "--as-of", "2026-11-01",
+             "-o", sys.argv[1] + "/s.arrow"])
+print(code, [name for name in ("pandas", "tqdm") if name in sys.modules])
+"""
+
+
+def test_a_quick_score_imports_neither_pandas_nor_tqdm(tmp_path):
+    """The command keeps pyarrow's first-call probe from importing pandas, and a run shorter
+    than the progress delay never imports tqdm (its bar would not have appeared)."""
+    gen = subprocess.run([sys.executable, "-m", "engine", "generate", "--users", "300", "--seed", "3", "-o",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    proc = subprocess.run([sys.executable, "-c", _LEAN, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1] == "0 []"
