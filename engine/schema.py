@@ -48,6 +48,8 @@ LIFECYCLE: tuple[str, ...] = ("active", "at_risk", "lapsing", "lapsed", "dormant
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 SECONDS_PER_DAY = 86_400
+#: the largest cap, in messages per policy window, that a score (--cap) or a campaign (max_messages) takes
+MAX_CAP = 1000
 
 USERS_REQUIRED = {"user_id": pa.int64()}
 USERS_OPTIONAL = {

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'error' (default): stop with a description of bad rows; 'quarantine': set them "
                         "aside beside the output (<output>.rejected/) and go on")
     p.add_argument("--cap", type=int, default=None, metavar="N",
-                   help="cross-channel cap used for fatigue_budget (default 3 messages)")
+                   help="cross-channel cap used for fatigue_budget, 1 to 1000 messages per --cap-window (default 3), e.g. --cap 5")
     p.add_argument("--cap-window", type=int, choices=(7, 30), default=None, metavar="DAYS",
                    help="window of the cap in days, 7 or 30 (default 7)")
     p.add_argument("--horizon", type=float, default=None, metavar="DAYS",

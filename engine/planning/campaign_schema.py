@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.schema import CHANNELS, PROVIDER_CHANNELS, THEME_CODE, THEMES
+from engine.schema import CHANNELS, MAX_CAP, PROVIDER_CHANNELS, THEME_CODE, THEMES
 from engine.tz import is_timezone, parse_as_of
 
 __all__ = ["SCHEMA", "SECTIONS", "Key", "EXIT_RULES", "schema_keys", "table", "error", "unknown", "instant_in_range"]
@@ -73,7 +73,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "preset": Key("strs", [], "one preset name (same as presets)"),
     },
     "policy": {
-        "max_messages": Key("int", 3, "cross-channel cap per window, over every campaign in the ledger", 1, 1000),
+        "max_messages": Key("int", 3, "cross-channel cap per window, over every campaign in the ledger", 1, MAX_CAP),
         "window_days": Key("int", 7, "the cap's window in days (7 or 30: the windows scores count sends in)",
                            choices=(7, 30)),
         "min_gap_hours": Key("float", 16.0, "minimum hours between two messages to one user", 0, 24 * 30),

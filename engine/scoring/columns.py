@@ -169,7 +169,7 @@ def derive(part, pop):
         "pareto_nbd": pareto,
         "fatigue": {"model": fatigue_used, **pop.fatigue},
         "warnings": list(closed.get("warnings", pop.model.get("warnings", []))) +
-                    [w for w in (closed_warning, fatigue_warning,
+                    [w for w in (closed_warning, choice.get("warning"), fatigue_warning,
                                  stale_warning(getattr(pop, "newest_activity", NEVER), cfg.as_of)) if w],
     }
     return cols, meta

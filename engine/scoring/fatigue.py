@@ -33,7 +33,7 @@ __all__ = ["fatigue_budget", "lifecycle", "lifecycle_names", "contact_rating", "
 
 def fatigue_budget(sends_window: np.ndarray, streaks: np.ndarray, reachable: np.ndarray,
                    complained: np.ndarray, cap: int = 3) -> np.ndarray:
-    """Messages the user may still get in the policy window (int8); see module docstring.
+    """Messages the user may still get in the policy window (int16, 0..cap); see module docstring.
 
     ``streaks`` and ``reachable`` are [users, channels]; a channel that is not reachable
     does not count towards "every channel unanswered".
@@ -46,7 +46,7 @@ def fatigue_budget(sends_window: np.ndarray, streaks: np.ndarray, reachable: np.
     budget = np.where(min_streak >= 3, budget - 1, budget)
     budget = np.where(min_streak >= 8, np.minimum(budget, 1), budget)
     budget = np.where(complained, 0, budget)
-    return np.maximum(budget, 0).astype(np.int8)
+    return np.maximum(budget, 0).astype(np.int16)
 
 
 def lifecycle(days_inactive: np.ndarray, p_alive: np.ndarray) -> np.ndarray:

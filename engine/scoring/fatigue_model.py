@@ -310,7 +310,7 @@ def _exposure(sends: np.ndarray, chunk: int = 1 << 16) -> tuple[float, int]:
 def budget(beta_u: np.ndarray, q_u: np.ndarray, sends_window: np.ndarray, complained: np.ndarray, *, cap: int,
            window_days: float, u0: float, value_days: float = VALUE_DAYS,
            unsubscribe_cost: float = UNSUBSCRIBE_COST) -> np.ndarray:
-    """Further messages worth sending in the window (int8, 0..cap): module docstring's rule.
+    """Further messages worth sending in the window (int16, 0..cap): module docstring's rule.
 
     ``beta_u`` per-user sensitivity (per message of load), ``q_u`` response chance at no
     load, ``sends_window`` messages already received in the window, ``cap`` the policy's
@@ -328,8 +328,10 @@ def budget(beta_u: np.ndarray, q_u: np.ndarray, sends_window: np.ndarray, compla
         ok = going & (j < room) & (q_u * np.exp(-beta_u * load) > u0 * (1.0 + load) * (q_u * M + unsubscribe_cost))
         out += ok
         going = ok
+        if not going.any():  # the test passes for a leading run of j only: nobody is left
+            break
     out[np.asarray(complained, bool)] = 0
-    return out.astype(np.int8)
+    return out.astype(np.int16)
 
 
 _PAIR = 64  # weekly counts above this share the last bin of the exposure histogram

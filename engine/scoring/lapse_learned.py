@@ -69,7 +69,8 @@ from engine.scoring.bgnbd_rows import compress
 from engine.scoring.logistic import fit_logistic, newton_terms, predict_logistic, weighted_auc
 
 __all__ = ["cut_summary", "class_runs", "part_stats", "merge_stats", "Cut", "fit_logistic", "newton_terms", "predict_logistic", "weighted_auc",
-           "choose", "apply", "FEATURES", "MIN_CLASS", "MODES", "CHECK_ROWS", "PARETO_MARGIN"]
+           "choose", "apply", "FEATURES", "MIN_CLASS", "MODES", "CHECK_ROWS", "PARETO_MARGIN", "LEARNED_MARGIN",
+           "CHANCE_MARGIN"]
 
 FEATURES = ("log_p_active", "log_days_inactive", "log_frequency", "log_tenure")
 #: fewest users in each class ("came back", "did not") at a cut to train or validate on
@@ -80,6 +81,11 @@ CHECK_ROWS = 5_000
 #: AUC by which Pareto/NBD must beat BG/NBD at the check to replace it: closer is a tie (generated worlds
 #: differ by 1e-4 between the two and between a full and a sampled fit), and ties keep BG/NBD
 PARETO_MARGIN = 0.001
+#: AUC by which the learned model must beat the best closed form at its check: closer is a tie, kept by
+#: the closed form (fewer moving parts, no extrapolation)
+LEARNED_MARGIN = PARETO_MARGIN
+#: a check AUC within this of 0.5 is "no better than chance" (a warning in the scores' metadata)
+CHANCE_MARGIN = 0.02
 #: shortest surrogate horizon in days (:func:`choose`): horizons up to twice this have no rungs
 SURROGATE_MIN = 30
 
@@ -342,6 +348,9 @@ def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: f
     def done(reason: str) -> dict:
         out["reason"] = reason
         out["seconds"] = round(time.perf_counter() - t0, 3)
+        warning = _weak_check(out)
+        if warning:
+            out["warning"] = warning
         return out
 
     if mode == "pareto":
@@ -363,7 +372,8 @@ def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: f
     if mode in ("auto", "auto_pareto"):
         # 1. the closed form: BG/NBD or Pareto/NBD, both fitted on the history before the cut, checked after it
         a_closed = weighted_auc(train.risk, train.lapsed, train.back)
-        v = out["validation"] = {"checked_cut_days_before": H, "users": lapsed + came, "auc_closed_form": a_closed}
+        v = out["validation"] = {"checked_cut_days_before": H, "users": lapsed + came, "auc_closed_form": a_closed,
+                                 "auc_recency": weighted_auc(train.inactive, train.lapsed, train.back)}
         closed, best = "closed_form", a_closed
         a_pareto = v["auc_pareto"] = _pareto_auc(train, penalizer, horizon_days) if mode == "auto_pareto" else None
         if a_pareto is not None and a_pareto > a_closed + PARETO_MARGIN:
@@ -391,8 +401,8 @@ def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: f
             return done(f"{why}; {few}")
         a_learned = weighted_auc(predict_logistic(_fit_cut(check), train.matrix()), train.lapsed, train.back)
         v.update(trained_cut_days_before=2 * H, auc_learned=a_learned)
-        if not a_learned > best:
-            return done(f"the learned model ranked worse than {label} on the last {H} days "
+        if not a_learned > best + LEARNED_MARGIN:
+            return done(f"the learned model did not rank the last {H} days better than {label} by {LEARNED_MARGIN} "
                         f"(AUC {a_learned:.4f} vs {best:.4f}); {why}")
         v["auc_best_closed_form"] = best
     out["model"] = {**_fit_cut(train), "trained_cut_days_before": H, "lapsed": lapsed, "came_back": came}
@@ -400,6 +410,25 @@ def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: f
     v = out.get("validation")
     return done(f"the learned model ranked better on the last {H} days (AUC {v['auc_learned']:.4f} vs "
                 f"{v['auc_best_closed_form']:.4f})" if v else "the learned model was asked for")
+
+
+def _weak_check(out: dict) -> str | None:
+    """A warning when the check says the chosen lapse_risk ranks the last ``H`` days no better than
+    chance, or worse than days since the last activity alone (the baseline a marketer already has)."""
+    v = out.get("validation")
+    if not v:
+        return None
+    auc = {"learned": v.get("auc_learned"), "pareto": v.get("auc_pareto")}.get(out["used"]) or v["auc_closed_form"]
+    H, recency = v["checked_cut_days_before"], v.get("auc_recency")
+    if auc <= 0.5 + CHANCE_MARGIN:
+        return (f"lapse_risk ranked who came back in the last {H} days no better than chance on this history "
+                f"(AUC {auc:.3f}); do not target by it alone: check the activity events (--activity) and run "
+                "'winback backtest' on this data")
+    if recency is not None and auc < recency - PARETO_MARGIN:
+        return (f"lapse_risk ranked who came back in the last {H} days worse than days since the last activity "
+                f"(AUC {auc:.3f} vs {recency:.3f}); on this history sorting by days_inactive targets better; "
+                "'winback backtest' shows both")
+    return None
 
 
 def _too_few(cut: Cut, back: int) -> str | None:

@@ -15,7 +15,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
 
     ``weights``: users per row (default 1); ``ridge``: L2 penalty on the standardised
     coefficients (not the intercept).  Returns {"mean", "scale", "coef" (intercept
-    first)} as lists of floats.
+    first), "low", "high" (each feature's range over the rows with weight > 0)} as lists of floats.
     """
     w = np.ones(len(X)) if weights is None else np.asarray(weights, np.float64)
     mean = (X * w[:, None]).sum(axis=0) / w.sum()
@@ -35,7 +35,10 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
         beta -= step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": beta.tolist()}
+    seen = X[w > 0] if (w > 0).any() else X
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": beta.tolist(),
+            "low": seen.min(axis=0).tolist() if len(seen) else None,
+            "high": seen.max(axis=0).tolist() if len(seen) else None}
 
 
 @njit
@@ -70,10 +73,17 @@ def newton_terms(Z, w, t, beta):
 
 
 def predict_logistic(model: dict, X: np.ndarray) -> np.ndarray:
-    """P(y) for each row of ``X`` [n, k] under :func:`fit_logistic`'s model."""
+    """P(y) for each row of ``X`` [n, k] under :func:`fit_logistic`'s model.
+
+    Each feature is first clipped to the range the model was fitted on (``low``/``high``): a
+    linear predictor extrapolated past its data can send a user far outside it to P = 0 or 1
+    (models saved before the range was kept are applied unclipped)."""
+    if model.get("low") is not None:
+        X = np.clip(X, np.asarray(model["low"]), np.asarray(model["high"]))
     z = (X - np.asarray(model["mean"])) / np.asarray(model["scale"])
     coef = np.asarray(model["coef"])
-    return 1.0 / (1.0 + np.exp(-(coef[0] + z @ coef[1:])))
+    with np.errstate(over="ignore"):  # exp(-eta) = inf is P = 0 exactly
+        return 1.0 / (1.0 + np.exp(-(coef[0] + z @ coef[1:])))
 
 
 def weighted_auc(score: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float:

@@ -12,7 +12,7 @@ import difflib
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
+from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS, MAX_CAP
 from engine.tz import is_timezone, parse_as_of
 
 __all__ = ["Settings", "DEFAULTS", "settings", "activity_mask"]
@@ -70,6 +70,10 @@ def settings(*, as_of=None, **options) -> Settings:
             raise ConfigError(f"unknown scoring option {name!r}{hint}")
     cfg = dataclasses.replace(DEFAULTS, **options)
     mask = activity_mask(cfg.activity)
+    if isinstance(cfg.policy_cap, bool) or not (isinstance(cfg.policy_cap, (int, np.integer))
+                                                and 1 <= cfg.policy_cap <= MAX_CAP):
+        raise ConfigError(f"--cap must be a whole number of messages from 1 to {MAX_CAP} per window "
+                          f"(e.g. 3, as a campaign's max_messages), got {cfg.policy_cap!r}")
     if cfg.policy_window_days not in (7, 30):
         raise ConfigError("policy_window_days must be 7 or 30 (the windows scored)")
     if not is_timezone(cfg.default_timezone):

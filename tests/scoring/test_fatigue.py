@@ -15,7 +15,7 @@ counts = st.integers(0, 12)
 
 @given(st.lists(st.tuples(counts, st.tuples(counts, counts, counts), st.tuples(st.booleans(), st.booleans(),
                                                                               st.booleans()), st.booleans()),
-                max_size=30), st.integers(0, 5))
+                max_size=30), st.one_of(st.integers(0, 5), st.integers(100, 1000)))
 def test_fatigue_budget_matches_naive(rows, cap):
     """Property: the vectorised budget equals the per-user rule for any sends, streaks, reach, complaints."""
     sends = np.array([r[0] for r in rows], np.int64)

@@ -159,13 +159,17 @@ def test_per_user_estimates_rank_like_the_truth_and_shrink():
 
 @given(st.lists(st.tuples(st.floats(-0.5, 2.0), st.floats(0.0, 0.5), st.integers(0, 6), st.booleans()),
                 min_size=1, max_size=30),
-       st.integers(1, 5), st.sampled_from([7, 30]), st.floats(0.0, 0.05))
+       st.one_of(st.integers(1, 5), st.integers(120, 1000)), st.sampled_from([7, 30]), st.floats(0.0, 0.05))
 def test_budget_matches_the_per_user_twin(rows, cap, window, u0):
+    # (caps above 127 too: the budget once came back as int8 and wrapped to negative numbers)
     b, q, n, c = (np.array([r[i] for r in rows]) for i in range(4))
     got = fm.budget(b, q, n, c, cap=cap, window_days=window, u0=u0)
     want = naive.fatigue_budget_learned(b, q, n, c, cap, window, u0, fm.VALUE_DAYS, fm.UNSUBSCRIBE_COST)
     assert got.tolist() == want
     assert np.all((got >= 0) & (got <= cap))
+    u0 = 0.0  # and with no unsubscribe risk the whole room is left: cap - n, above 127 as well
+    assert fm.budget(b, q, n, c, cap=cap, window_days=window, u0=u0).tolist() == \
+        naive.fatigue_budget_learned(b, q, n, c, cap, window, u0, fm.VALUE_DAYS, fm.UNSUBSCRIBE_COST)
 
 
 def test_budget_hand_cases():

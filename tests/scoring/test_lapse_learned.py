@@ -105,6 +105,39 @@ def test_logistic_fit_recovers_known_coefficients():
     assert np.all((pred > 0) & (pred < 1)) and abs(pred.mean() - y.mean()) < 1e-6
 
 
+def test_a_fitted_model_does_not_extrapolate_past_its_training_range():
+    # given a model fitted on features in [0, 1] where risk rises steeply with the first
+    rng = np.random.default_rng(5)
+    X = rng.random((5_000, 2))
+    y = rng.random(len(X)) < 1 / (1 + np.exp(-(8 * X[:, 0] - 4)))
+    m = lapse_learned.fit_logistic(X, y)
+    assert m["low"] == pytest.approx(X.min(axis=0).tolist()) and m["high"] == pytest.approx(X.max(axis=0).tolist())
+    # when applied to users far outside that range (a user 100x more active than any seen)
+    far = np.array([[100.0, 0.5], [-100.0, 0.5]])
+    edge = np.array([[X[:, 0].max(), 0.5], [X[:, 0].min(), 0.5]])
+    # then they get the prediction at the edge of what was seen, not 1.0 or 0.0
+    npt.assert_allclose(lapse_learned.predict_logistic(m, far), lapse_learned.predict_logistic(m, edge))
+    # and a model saved before the range was kept applies unclipped, as it did
+    old = {k: m[k] for k in ("mean", "scale", "coef")}
+    assert lapse_learned.predict_logistic(old, far)[0] > lapse_learned.predict_logistic(m, far)[0]
+
+
+@pytest.mark.parametrize("used, aucs, expect", [
+    ("closed_form", {"auc_closed_form": 0.51, "auc_recency": 0.50}, "no better than chance"),
+    ("learned", {"auc_closed_form": 0.80, "auc_learned": 0.45, "auc_recency": 0.6}, "no better than chance"),
+    ("closed_form", {"auc_closed_form": 0.70, "auc_recency": 0.75}, "worse than days since the last activity"),
+    ("pareto", {"auc_closed_form": 0.70, "auc_pareto": 0.80, "auc_recency": 0.75}, None),
+    ("closed_form", {"auc_closed_form": 0.75, "auc_recency": 0.7505}, None)])
+def test_a_weak_check_is_a_warning(used, aucs, expect):
+    # given a check whose chosen model ranks at chance, or under recency alone, or fine
+    got = lapse_learned._weak_check({"used": used, "validation": {"checked_cut_days_before": 30, **aucs}})
+    # then the warning says which, and says what to do
+    if expect is None:
+        assert got is None
+    else:
+        assert expect in got and "winback backtest" in got
+
+
 def test_weighted_auc_is_the_auc_of_the_expanded_users():
     # given rows of (score, positives, negatives) with tied scores
     rng = np.random.default_rng(2)
@@ -165,7 +198,9 @@ def test_cdnow_sample_records_the_check_and_the_choice(mode):
     closed = "pareto" if mode == "auto_pareto" and v["auc_pareto"] > v["auc_closed_form"] + lapse_learned.PARETO_MARGIN \
         else "closed_form"
     best = v["auc_pareto"] if closed == "pareto" else v["auc_closed_form"]
-    assert lm["used"] == ("learned" if v["auc_learned"] > best else closed)
+    assert lm["used"] == ("learned" if v["auc_learned"] > best + lapse_learned.LEARNED_MARGIN else closed)
+    # and the baseline is recorded beside it: CDNOW's lapse_risk ranks above recency, so no warning
+    assert 0.5 < v["auc_recency"] < 1 and "warning" not in lm
     risk = s["lapse_risk"].to_numpy()
     assert np.all((risk >= 0) & (risk <= 1)) and np.all(np.isfinite(risk))
     # and whichever was used ranks who did not come back well

@@ -136,6 +136,28 @@ def test_cli_writes_atomically_and_reports_bad_input(world, tmp_path, capsys):
                  "-o", str(tmp_path / "s3.arrow"), "--no-progress"]) == 2
 
 
+@pytest.mark.parametrize("fatigue", ["learned", "rule"])
+def test_a_cap_above_127_is_a_budget_not_a_wrapped_byte(world, tmp_path, capsys, fatigue):
+    # given caps of 128 and 200 messages a week (an int8 budget once wrapped them to -128 and -56)
+    for cap in (128, 200):
+        s = score(world / "users.arrow", world / "events.arrow", as_of=AS_OF, policy_cap=cap, fatigue=fatigue)
+        budget = s["fatigue_budget"].to_numpy().astype(np.int64)
+        sent = s["sends_7d"].to_numpy().astype(np.int64)
+        # then every budget is within 0..cap and nobody is promised more than the room left
+        assert budget.min() >= 0 and budget.max() <= cap
+        assert np.all(budget <= np.maximum(cap - sent, 0))
+        if fatigue == "rule":  # the rule leaves a fresh, answering user the whole cap
+            assert budget.max() > 127
+    # and a cap out of range is one clear line, exit 2, no output
+    out = tmp_path / "s.arrow"
+    for bad in ("0", "-1", "1001"):
+        assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-11-01",
+                     "--cap", bad, "-o", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"--cap must be a whole number of messages from 1 to 1000 per window" in err and f"got {bad}" in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_cli_quarantine_sets_bad_rows_aside_and_goes_on(tmp_path, capsys):
     # given a world with about 1 % bad rows of every kind
     generate(1500, seed=5, out_dir=tmp_path / "bad", bad_rows=0.01)

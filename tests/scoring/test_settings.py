@@ -27,7 +27,10 @@ def test_settings_apply_the_defaults_and_the_given_values():
                                         ({"default_timezone": "Mars/Base"}, "IANA"),
                                         ({"affinity_half_life_days": 0}, "> 0"),
                                         ({"activity": "session,pageview"}, "pageview"),
-                                        ({"model_window_days": 0}, "model_window_days")])
+                                        ({"model_window_days": 0}, "model_window_days"),
+                                        ({"policy_cap": 0}, "--cap must be a whole number of messages from 1 to 1000"),
+                                        ({"policy_cap": -1}, "got -1"), ({"policy_cap": 1001}, "got 1001"),
+                                        ({"policy_cap": 2.5}, "got 2.5"), ({"policy_cap": True}, "got True")])
 def test_bad_values_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         settings(as_of="2026-11-01", **bad)
