@@ -385,7 +385,7 @@ def fatigue_budget_learned(beta_u, q_u, sent, complained, cap, window_days, u0, 
     import math
 
     out = []
-    M = cap * value_days / window_days
+    M = 3 * value_days / window_days  # the future responses at 3 messages per window, whatever the cap
     for b, q, n, c in zip(beta_u, q_u, sent, complained):
         k = 0
         while not c and n + k < cap and q * math.exp(-b * (n + k)) > u0 * (1 + n + k) * (q * M + cost):

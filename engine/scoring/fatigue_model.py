@@ -39,9 +39,11 @@ not extrapolated past as_of.
 
 **Harm**: an unsubscribe per message with probability ``u0 (1 + L)`` (pooled:
 unsubscribes / sum of ``s_w (1 + L_w)``), which loses the subscriber's future responses,
-``q_u M`` with ``M = cap * value_days / window_days`` messages (the rest of a quarter
-at the cap by default), plus a fixed ``unsubscribe_cost`` (default 10 responses) for the
-list's health.
+``q_u M`` with ``M = REFERENCE_CAP * value_days / window_days`` messages (the rest of a
+quarter at 3 messages per window), plus a fixed ``unsubscribe_cost`` (default 10 responses)
+for the list's health.  ``M`` does not grow with the policy's cap: a subscriber's worth is
+not what this window's cap would let us send (50 a week, unfatigued, is 640 responses a
+quarter, which held everyone at 0 as the cap rose), so a higher cap never lowers a budget.
 
 **Budget**: the ``j``-th further message in the window (``n`` already received) is
 worth sending while its expected response exceeds its expected harm,
@@ -69,6 +71,7 @@ __all__ = ["WEEKS", "FatigueAccumulators", "accumulate", "accumulate_arrays", "F
 WEEKS = 26
 _WEEK = 7 * SECONDS_PER_DAY
 VALUE_DAYS = 90.0  # horizon of the responses an unsubscribe loses
+REFERENCE_CAP = 3  # messages per window the lost future responses are counted at, whatever the cap
 UNSUBSCRIBE_COST = 10.0  # fixed harm of an unsubscribe, in responses (opens)
 PRIOR_MESSAGES = 20.0  # weight of the population's response level in each user's q_u
 
@@ -319,7 +322,7 @@ def budget(beta_u: np.ndarray, q_u: np.ndarray, sends_window: np.ndarray, compla
     n = np.asarray(sends_window, np.float64)
     beta_u = np.asarray(beta_u, np.float64)
     q_u = np.asarray(q_u, np.float64)
-    M = cap * value_days / max(float(window_days), 1e-9)
+    M = REFERENCE_CAP * value_days / max(float(window_days), 1e-9)
     room = np.maximum(cap - n, 0.0)
     out = np.zeros(len(n), np.int64)
     going = np.ones(len(n), bool)

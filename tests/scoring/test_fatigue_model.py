@@ -172,6 +172,20 @@ def test_budget_matches_the_per_user_twin(rows, cap, window, u0):
         naive.fatigue_budget_learned(b, q, n, c, cap, window, u0, fm.VALUE_DAYS, fm.UNSUBSCRIBE_COST)
 
 
+@given(st.lists(st.tuples(st.floats(-0.5, 2.0), st.floats(0.0, 0.5), st.integers(0, 6)), min_size=1, max_size=30),
+       st.integers(1, 60), st.integers(1, 60), st.sampled_from([7, 30]), st.floats(0.0, 0.05))
+def test_a_higher_cap_never_lowers_a_budget(rows, cap_a, cap_b, window, u0):
+    # given the same users under two caps (a marketer raising 3 to 50 once got 0 messages for everyone)
+    b, q, n = (np.array([r[i] for r in rows]) for i in range(3))
+    low, high = sorted((cap_a, cap_b))
+    c = np.zeros(len(rows), bool)
+    got_low = fm.budget(b, q, n, c, cap=low, window_days=window, u0=u0)
+    got_high = fm.budget(b, q, n, c, cap=high, window_days=window, u0=u0)
+    # then the higher cap gives each user at least as many, and the lower cap is just a tighter bound
+    assert np.all(got_high >= got_low)
+    assert np.array_equal(got_low, np.minimum(got_high, np.maximum(low - n, 0)))
+
+
 def test_budget_hand_cases():
     # no unsubscribe risk: the cap minus what was sent; a complaint: 0
     assert fm.budget(np.array([0.2, 0.2]), np.array([0.1, 0.1]), np.array([0, 2]), np.array([False, True]),

@@ -154,7 +154,7 @@ def test_a_cap_above_127_is_a_budget_not_a_wrapped_byte(world, tmp_path, capsys,
         assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-11-01",
                      "--cap", bad, "-o", str(out), "--no-progress"]) == 2
         err = capsys.readouterr().err
-        assert f"--cap must be a whole number of messages from 1 to 1000 per window" in err and f"got {bad}" in err
+        assert "--cap must be a whole number of messages from 1 to 1000 per window" in err and f"got {bad}" in err
         assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
