@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.io.duplicates import DuplicateSample, duplicates_warning
 from engine.io.badrows import EVENTS_REASONS, ITEMS_REASONS, ON_BAD_ROWS, USERS_REASONS, BadRows
 from engine.errors import InputError
 from engine.io.readers import _iter_events, _load_users, _open_events
@@ -101,8 +102,9 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
         loaded = _load_users(users, ubad)
         src = _open_events(events, ebad, 1 << 20)
         upath = ubad.finish(schema=None)
-        for _ in _iter_events(events, loaded.index, as_of, ebad, 1 << 20, progress, src=src):
-            pass
+        dups = DuplicateSample(loaded.table.num_rows)
+        for batch in _iter_events(events, loaded.index, as_of, ebad, 1 << 20, progress, src=src):
+            dups.add(batch)
         epath = ebad.finish(schema=src.schema)  # already finished by the iterator: returns its path
     except BaseException:
         for b in (ubad, ebad, ibad):
@@ -129,5 +131,6 @@ def validate(users: str | os.PathLike, events: str | os.PathLike, *, as_of=None,
         items=None if items is None else str(items), items_read=0 if ibad is None else ibad.rows_read,
         items_good=0 if ibad is None else ibad.good, items_bad={} if ibad is None else dict(ibad.counts),
         addresses=loaded.addresses,
-        notes=[n for n in (inotes, loaded.renamed, *ebad.notes) if n],
+        notes=[n for n in (inotes, loaded.renamed, *ebad.notes,
+                           duplicates_warning(dups.result(), loaded.table["user_id"])) if n],
     )

@@ -154,7 +154,9 @@ def fit_rows(name: str, frequency, recency, T, weights, min_users: int):
     diag = {"users": int(round(n_users)), "unique_rows": int(len(x))}
     if n_users < min_users:
         raise ModelError(f"{name} needs at least {min_users} users with activity to fit, got {int(n_users)}; "
-                         "score more users or a longer history", diag)
+                         "score more users or a longer history, or check --activity: only its event kinds "
+                         "(default session, purchase, click) make a user active, e.g. --activity open,click "
+                         "for events that hold only messages and their responses", diag)
     if not np.any(x > 0):
         raise ModelError(f"{name} cannot be fitted: no user has a repeat active day; "
                          "check --activity and that events cover more than one day", diag)

@@ -378,9 +378,9 @@ def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: f
         a_pareto = v["auc_pareto"] = _pareto_auc(train, penalizer, horizon_days) if mode == "auto_pareto" else None
         if a_pareto is not None and a_pareto > a_closed + PARETO_MARGIN:
             closed, best = "pareto", a_pareto
-            why = f"Pareto/NBD ranked better than BG/NBD on the last {H} days (AUC {a_pareto:.4f} vs {a_closed:.4f})"
+            why = f"Pareto/NBD ranked better than BG/NBD on the last {_days(H)} (AUC {a_pareto:.4f} vs {a_closed:.4f})"
         elif a_pareto is not None:
-            why = f"Pareto/NBD did not rank the last {H} days better than BG/NBD by {PARETO_MARGIN} (AUC " \
+            why = f"Pareto/NBD did not rank the last {_days(H)} better than BG/NBD by {PARETO_MARGIN} (AUC " \
                   f"{a_pareto:.4f} vs {a_closed:.4f})"
         elif mode == "auto_pareto":
             why = "BG/NBD (Pareto/NBD could not be fitted at the cut)"
@@ -402,14 +402,19 @@ def _choose(stats: dict | None, *, as_of: int, horizon_days: float, penalizer: f
         a_learned = weighted_auc(predict_logistic(_fit_cut(check), train.matrix()), train.lapsed, train.back)
         v.update(trained_cut_days_before=2 * H, auc_learned=a_learned)
         if not a_learned > best + LEARNED_MARGIN:
-            return done(f"the learned model did not rank the last {H} days better than {label} by {LEARNED_MARGIN} "
+            return done(f"the learned model did not rank the last {_days(H)} better than {label} by {LEARNED_MARGIN} "
                         f"(AUC {a_learned:.4f} vs {best:.4f}); {why}")
         v["auc_best_closed_form"] = best
     out["model"] = {**_fit_cut(train), "trained_cut_days_before": H, "lapsed": lapsed, "came_back": came}
     out["used"] = "learned"
     v = out.get("validation")
-    return done(f"the learned model ranked better on the last {H} days (AUC {v['auc_learned']:.4f} vs "
+    return done(f"the learned model ranked better on the last {_days(H)} (AUC {v['auc_learned']:.4f} vs "
                 f"{v['auc_best_closed_form']:.4f})" if v else "the learned model was asked for")
+
+
+def _days(n: int) -> str:
+    """ "1 day", "30 days": the check's cuts are whole days (a horizon of 0.5 days checks 1 day)."""
+    return "1 day" if n == 1 else f"{n} days"
 
 
 def _weak_check(out: dict) -> str | None:
@@ -421,11 +426,11 @@ def _weak_check(out: dict) -> str | None:
     auc = {"learned": v.get("auc_learned"), "pareto": v.get("auc_pareto")}.get(out["used"]) or v["auc_closed_form"]
     H, recency = v["checked_cut_days_before"], v.get("auc_recency")
     if auc <= 0.5 + CHANCE_MARGIN:
-        return (f"lapse_risk ranked who came back in the last {H} days no better than chance on this history "
+        return (f"lapse_risk ranked who came back in the last {_days(H)} no better than chance on this history "
                 f"(AUC {auc:.3f}); do not target by it alone: check the activity events (--activity) and run "
                 "'winback backtest' on this data")
     if recency is not None and auc < recency - PARETO_MARGIN:
-        return (f"lapse_risk ranked who came back in the last {H} days worse than days since the last activity "
+        return (f"lapse_risk ranked who came back in the last {_days(H)} worse than days since the last activity "
                 f"(AUC {auc:.3f} vs {recency:.3f}); on this history sorting by days_inactive targets better; "
                 "'winback backtest' shows both")
     return None

@@ -51,6 +51,7 @@ from pyarrow import ipc
 from engine.scoring.settings import Settings, activity_mask as _activity_mask, settings  # noqa: F401
 from engine.errors import ModelError
 from engine.io.meta import SCORE, read_meta, with_meta
+from engine.io.duplicates import DuplicateSample, duplicates_warning
 from engine.io.readers import iter_events, load_users
 from engine.schema import NEVER, SECONDS_PER_DAY
 from engine.scoring import fatigue_model, kernels, lapse_learned, lapse_models, sendtime, tzhours
@@ -145,6 +146,7 @@ class PartStats:
     hour_spread: np.ndarray | None = None  # engine.scoring.sendtime.mode_spread
     lapse: dict | None = None  # engine.scoring.lapse_learned.part_stats
     tz_profile: tuple | None = None  # engine.scoring.tzhours.part_profile
+    duplicates: dict | None = None  # engine.io.duplicates.DuplicateSample.result
 
 
 @dataclasses.dataclass
@@ -247,13 +249,19 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
                             half_life_days=cfg.half_life_days, n_threads=n_threads,
                             also=lambda uidx, ts, ev, bounds: fatigue_model.accumulate_arrays(fat, uidx, ts, ev, as_of,
                                                                                           bounds))
+    dups = DuplicateSample(table.num_rows)
+
+    def then(batch):  # on the thread that decoded the batch: its block counts, and the duplicate sample
+        dups.add(batch)
+        return folder.counts(batch)
+
     try:
         notes = [n for n in (u.renamed, getattr(cat, "renamed", "")) if n]
         # each batch's block counts are taken on the thread that decoded it (Folder.counts), beside the fold
         for batch, counts in iter_events(events, u, as_of=as_of, on_bad_rows=on_bad_rows, quarantine=qe,
                                          batch_rows=batch_rows, progress=progress, read_ahead=2,
                                          later=later_events, notes=notes, decoders=min(DECODERS, n_threads),
-                                         then=folder.counts):
+                                         then=then):
             if pending is not None:
                 pending.result()
             if pool is not None:
@@ -274,10 +282,11 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
             events_rejected = ipc.open_file(src).read_all().num_rows
     days_active = kernels.frequency_from_bits(acc.day_bits)
     # the learned lapse model's rows (a sort of every user's key per cut) on a thread beside the other statistics
-    side = ThreadPoolExecutor(1, thread_name_prefix="winback-lapse-rows")
+    side = ThreadPoolExecutor(2, thread_name_prefix="winback-lapse-rows")
     lapse_later = side.submit(lapse_learned.part_stats, acc.day_bits, as_of=as_of, day0=day0,
                               window_days=cfg.model_window_days, horizon_days=cfg.horizon_days,
                               mode=cfg.lapse_model)
+    dups_later = side.submit(dups.result)  # (the sort releases the GIL)
     side.shutdown(wait=False)
     in_window = days_active > 0
     first_day = np.where(in_window, acc.first_act_window // SECONDS_PER_DAY, 0)
@@ -305,7 +314,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
         fatigue=fatigue_stats, hour_spread=hour_spread,
-        lapse=lapse_rows,
+        lapse=lapse_rows, duplicates=dups_later.result(),
         newest_activity=int(acc.last_act.max()) if len(acc.last_act) else NEVER,
         tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"], zones, user_tz)
                     if "timezone_source" in table.column_names else None))
@@ -405,6 +414,12 @@ def finalize(part: Partial, pop: Population) -> pa.Table:
         pool.shutdown(wait=False)
     cols, meta = derive(part, pop)
     meta["warnings"].extend(getattr(part.stats, "notes", []))
+    dup = getattr(part.stats, "duplicates", None)
+    if dup is not None:
+        meta["duplicate_events"] = {k: v for k, v in dup.items() if k != "example"}
+        warning = duplicates_warning(dup, table["user_id"])
+        if warning:
+            meta["warnings"].append(warning)
     replaced = [name for name in cols if name in table.column_names]
     if replaced:  # said, not silent: a scores file passed as USERS replaces every one of them
         meta["warnings"].append(
