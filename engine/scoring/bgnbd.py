@@ -46,7 +46,9 @@ so the same coefficient gives the same estimates.
 Where the maximum-likelihood estimate sits on the boundary of the parameter space the
 fit does not refuse: it returns the limit model and says so in
 ``diagnostics_["warnings"]`` (and ``boundary``).  "No churn" (nobody drops out) drives
-the mean dropout chance a/(a+b) to 0: P(alive) is ~1 for everyone.  "Shared rate"
+the mean dropout chance a/(a+b) to 0: P(alive) is ~1 for everyone.  "Certain churn"
+(users with one or two active days: each repeat looks like the last) drives it to 1:
+P(alive) is ~0 for every repeat user.  "Shared rate"
 (everyone is active at about the same rate) drives r and alpha to infinity with
 r/alpha fixed: the gamma mixture collapses to one Poisson rate.  Log-parameters are
 kept in [-15, 15] (r up to 3e6), where every closed form below is still finite.
@@ -142,7 +144,7 @@ class BGNBD(FourParameterModel):
     relative change of the objective, ``min_users`` the fewest users it will fit.
     ``diagnostics_`` holds log_likelihood (at the estimates, in the input unit, without
     the penalty), users, unique_rows, iterations, evaluations, converged, seconds,
-    penalizer, boundary (a list: "no_churn", "shared_rate") and warnings (sentences).
+    penalizer, boundary (a list: "no_churn", "certain_churn", "shared_rate") and warnings (sentences).
     Fitting raises :class:`engine.errors.ModelError` (with ``.diagnostics``) only on
     bad input, too few users or no repeat activity at all; a boundary optimum or an
     iteration limit is a warning, never a refusal.
@@ -293,6 +295,12 @@ def _boundary(r, alpha, a, b):
         names.append("no_churn")
         warnings.append(f"BG/NBD: the dropout chance went to zero (a={a:.3g}, b={b:.3g}): the data show no churn, "
                         "so p_alive is ~1 for everyone and lapse_risk comes from the activity rate alone")
+    if b / (a + b) < _NO_CHURN:
+        names.append("certain_churn")
+        warnings.append(f"BG/NBD: the dropout chance went to one (a={a:.3g}, b={b:.3g}): the data look as if every "
+                        "user drops out at their next active day (typical when most users have one or two), so "
+                        "p_alive is ~0 for every repeat user and lapse_risk barely ranks them; compare it with "
+                        "days_inactive in 'winback backtest' before targeting by it")
     if r > _SHARED_RATE:
         names.append("shared_rate")
         warnings.append(f"BG/NBD: the rate heterogeneity collapsed (r={r:.3g}): everyone is active at about the "

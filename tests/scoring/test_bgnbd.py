@@ -329,6 +329,23 @@ def test_boundary_optimum_returns_the_limit_model_with_a_warning(kind, names):
     assert np.all(np.isfinite(pen.p_none(30.0, x, tx, tt)))
 
 
+def test_users_with_one_or_two_active_days_are_a_certain_churn_boundary_with_a_warning():
+    # given a one-off shop: every user has one or two active days in a year (so each repeat looks like the last)
+    rng = np.random.default_rng(0)
+    TT = rng.integers(30, 365, 20_000).astype(float)
+    x = rng.integers(0, 2, len(TT)).astype(float)
+    tx = np.where(x > 0, np.minimum(rng.integers(1, 200, len(TT)), TT - 1), 0.0)
+    # when fitted / then the limit is named, with a sentence saying what to check, and scores stay finite
+    m = BGNBD().fit(x, tx, TT)
+    d = m.diagnostics_
+    assert "certain_churn" in d["boundary"] and any("dropout chance went to one" in w and "winback backtest" in w
+                                                     for w in d["warnings"])
+    pa = m.p_alive(x, tx, TT)
+    assert np.all(np.isfinite(pa)) and np.median(pa[x > 0]) < 0.01
+    # and CDNOW, an ordinary population, is on no boundary
+    assert BGNBD().fit(X, TX, T).diagnostics_["boundary"] == []
+
+
 def test_iteration_limit_is_a_warning_not_a_refusal():
     # given an iteration budget far below what CDNOW needs / when fitted / then estimates and a warning
     m = BGNBD(max_iter=2).fit(X, TX, T)
