@@ -52,7 +52,7 @@ from engine.sending.limiter import RateLimiter
 from engine.progress import bar
 from engine.sending.scrub import scrub
 from engine.sending.exits import ExitWatch
-from engine.sending.release import DEFAULT_MAX_LATENESS, Release, record_plan
+from engine.sending.release import DEFAULT_MAX_LATENESS, Release, has_plan_record, record_plan
 from engine.sending.retry import next_attempt_at, suppresses, unheeded
 from engine.io.plans import campaign_ids, plan_meta, read_plan
 from engine.ledger.lock import LedgerLock
@@ -416,7 +416,7 @@ async def dispatch(
         campaigns = campaign_ids(table)
         if retry_dead:  # messages that died of an outage get a new round (the release checks still apply)
             summary.revived = ledger.retry_dead(campaigns)
-        if summary.loaded or any(summary.replanned.values()):
+        if summary.loaded or any(summary.replanned.values()) or not has_plan_record(ledger, table, meta):
             record_plan(ledger, table, meta)  # the campaign's policy and zones, for the release checks
         if summary.loaded and meta.get("broadcast"):  # read by the plan's broadcast guard
             ledger.record_broadcast(str(meta.get("campaign_id") or meta.get("id") or ""))
@@ -463,9 +463,11 @@ async def dispatch(
                 for ch in channels.values():
                     await ch.adapter.aclose()
             summary.states = ledger.counts()
-            summary.skipped, summary.retimed = dict(release.skipped), release.retimed
+            summary.skipped = {why: n for why, n in release.skipped.items() if why != "suppressed"}
+            summary.retimed = release.retimed
             summary.exited = exits.exited
-            summary.suppressed = suppressed_before + exits.suppressed
+            # (suppressions written while sending: skipped at the screen)
+            summary.suppressed = suppressed_before + exits.suppressed + release.skipped.get("suppressed", 0)
             summary.seconds = time.monotonic() - t_start
             for name, lane in lanes.items():
                 summary.per_channel[name] = {

@@ -27,7 +27,10 @@ before any adapter sees it, inside the sender's view of the ledger:
    ``sent_at``) plus those in flight, from every campaign in the ledger, must stay
    under the message's campaign ``max_messages`` (and ``channel_caps`` per channel);
    else it is skipped, ``cap_other_campaigns`` when other campaigns' messages made the
-   difference, ``cap`` otherwise.  Checking the trailing window at every release keeps
+   difference, ``cap`` otherwise.  Another campaign's cap holds too while its message to
+   the user is inside that campaign's window (as with the gap, each campaign's promise
+   holds whichever sent first: a campaign at 1 message per 30 days, then one at 3 per 7,
+   leaves the user one message in those 30 days either way).  Checking the trailing window at every release keeps
    every rolling window under the cap: the last message of any window was checked
    against all the earlier ones.  When the cap leaves room for only some of a user's
    messages, the ones earlier in the plan go (by ``send_at``, then the order the plan
@@ -36,10 +39,12 @@ before any adapter sees it, inside the sender's view of the ledger:
    earlier in the plan, and with ``--now`` the user's still-planned earlier messages
    count too (they go now as well).  So the same plan sent twice skips the same
    messages, and a drip's first step is never the one dropped for its last.
-4. **Suppressions** are applied by the ledger before each claim (``skip_suppressed``),
-   and a spam complaint recorded on any channel (``winback receive`` writes it) skips
-   the user's messages on every channel (``complaint``), unless the campaign's
-   ``complaint_suppresses = "channel"``.
+4. **Suppressions** are applied by the ledger when a run starts (``skip_suppressed``);
+   one written while it sends (``winback sunset``, ``winback receive --ledger``, another
+   tool) skips every message screened after it (``suppressed``): within one claim, about a
+   quarter second of traffic, of the suppression's commit.  A spam complaint recorded on
+   any channel (``winback receive`` writes it) skips the user's messages on every channel
+   (``complaint``), unless the campaign's ``complaint_suppresses = "channel"``.
 
 Two senders: ``engine.ledger.lock`` allows one ``winback send`` per ledger (a second one
 stops at once with one line; crash recovery at start-up could not tell a live sender's
@@ -49,24 +54,22 @@ transaction, so screens are ordered, and the later of two screens of one user's
 messages counts every row the earlier one released (``tests/sending/test_release.py``
 interleaves them).
 
-The campaign's policy and the users' timezones are recorded in the ledger when a plan
-is loaded (:func:`record_plan`), so a message of any campaign is checked against its
-own campaign's rules.
+The campaign's policy and the users' timezones for it are recorded in the ledger when a
+plan is loaded, or on the next run if one was killed before (:mod:`engine.sending.planrecord`),
+so a message of any campaign is checked against its own campaign's rules and zones.
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.planning.timing import apply_quiet_hours
+from engine.sending.planrecord import _ensure, has_plan_record, record_plan  # noqa: F401 (re-exported)
 from engine.tz import OffsetLookup, is_timezone, offset_table
 
-__all__ = ["Release", "record_plan", "GRACE_SECONDS", "DEFAULT_MAX_LATENESS", "RELEASE_SKIPS"]
+__all__ = ["Release", "record_plan", "has_plan_record", "GRACE_SECONDS", "DEFAULT_MAX_LATENESS", "RELEASE_SKIPS"]
 
 #: a message claimed this many seconds after it was due is still on time
 GRACE_SECONDS = 15 * 60
@@ -75,66 +78,9 @@ FOLLOW_SECONDS = 5.0
 #: default of ``winback send --max-lateness``: seconds past its target a message may still go
 DEFAULT_MAX_LATENESS = 6 * 3600
 #: ``last_error`` of messages the release checks skip
-RELEASE_SKIPS = ("cap", "cap_other_campaigns", "channel_cap", "complaint", "too_late", "campaign_end")
+RELEASE_SKIPS = ("cap", "cap_other_campaigns", "channel_cap", "complaint", "too_late", "campaign_end", "suppressed")
 #: the rules of a message whose plan carried no policy (a hand-made plan): the default cap, no quiet hours
 _DEFAULT_POLICY = {"max_messages": 3, "window_days": 7, "channel_caps": {}, "quiet_hours": None}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, meta TEXT NOT NULL, at REAL);
-CREATE TABLE IF NOT EXISTS user_zones (user_id INTEGER PRIMARY KEY, timezone TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id);
-"""
-
-
-def _ensure(con) -> None:
-    con.executescript(_SCHEMA)
-    if "released_at" not in {r[1] for r in con.execute("PRAGMA table_info(messages)")}:
-        con.execute("ALTER TABLE messages ADD COLUMN released_at REAL")  # a ledger of an older version
-
-
-def record_plan(ledger, plan: pa.Table, meta: dict) -> None:
-    """Keep what the release checks need from a plan: its campaign's policy and default
-    timezone (``campaigns``), and each planned user's timezone (``user_zones``)."""
-    con = ledger.connection
-    _ensure(con)
-    cid = str(meta.get("campaign_id") or meta.get("id") or "")
-    if not cid and "campaign_id" in plan.column_names and plan.num_rows:
-        cid = str(plan.column("campaign_id")[0].as_py())
-    keep = {"policy": meta.get("policy") or {}, "timezone": meta.get("timezone") or "UTC", "as_of": meta.get("as_of"),
-            "ends_at": _end(meta),
-            "steps": [{"name": s.get("name"), "delay_days": s.get("delay_days")} for s in meta.get("steps") or []]}
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        con.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)", (cid, json.dumps(keep), time.time()))
-        if "timezone" in plan.column_names and plan.num_rows:
-            rows = plan.filter(pc.is_valid(plan.column("timezone"))) if "reason" not in plan.column_names else \
-                plan.filter(pc.and_(pc.is_null(plan.column("reason")), pc.is_valid(plan.column("timezone"))))
-            pairs = pa.table({"u": rows.column("user_id"), "z": pc.cast(rows.column("timezone"), pa.string())})
-            pairs = pairs.group_by("u").aggregate([("z", "max")])
-            con.executemany("INSERT OR REPLACE INTO user_zones VALUES (?, ?)",
-                            zip(pairs.column("u").to_pylist(), pairs.column("z_max").to_pylist()))
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-
-
-def _end(meta: dict) -> float | None:
-    """The campaign's end (epoch s) from a plan's metadata: its ``ends_at`` (``winback plan``
-    writes the resolved end), else the start + every step's delay + 10 days (the plan's
-    horizon), else None (a hand-made plan without a start: no end)."""
-    from engine.tz import parse_as_of
-
-    try:
-        if meta.get("ends_at"):
-            return float(parse_as_of(meta["ends_at"]))
-        if meta.get("as_of"):
-            delays = sum(float(s.get("delay_days") or 0) for s in meta.get("steps") or [])
-            return float(parse_as_of(meta["as_of"])) + (delays + 10) * 86_400.0
-    except Exception:  # a hand-edited date: no end rather than a crash at send time
-        return None
-    return None
-
 
 class Release:
     """The checks of one send run (see the module docstring).  ``now``: ``--now`` mode
@@ -155,6 +101,11 @@ class Release:
         #: (zone, quiet start, quiet end, UTC minute) -> the first allowed instant from that minute
         self._quiet: dict[tuple, int] = {}
         self._gap_of: dict | None = None
+        # suppressions written while this run sends (winback sunset, receive, another tool): the
+        # ledger applied the ones before it (skip_suppressed); these are checked at every screen
+        self._supp_seen = self._suppression_top()
+        self._late_addr: set[tuple] = set()
+        self._late_user: set[tuple] = set()
 
     # -- one batch ------------------------------------------------------------------------
     def screen(self, rows: list[tuple], now: float) -> list[tuple]:
@@ -165,11 +116,13 @@ class Release:
         con = self.con
         con.execute("BEGIN IMMEDIATE")  # read and mark in one transaction: screens are ordered
         try:
+            rows, stopped = self._suppressed_since_start(rows)
             if self.now_mode:  # everything at once: only the caps
-                keep, capped, _ = self._caps(rows, now)
+                keep, capped, _ = self._caps(rows, now) if rows else ([], [], [])
                 retime, skip = [], capped
             else:
-                keep, retime, skip = self._screen_timed(rows, now)
+                keep, retime, skip = self._screen_timed(rows, now) if rows else ([], [], [])
+            skip = stopped + skip
             self._write(retime, skip, keep, now)
             con.execute("COMMIT")
         except BaseException:
@@ -180,6 +133,32 @@ class Release:
         for why, _ in skip:
             self.skipped[why] = self.skipped.get(why, 0) + 1
         return keep
+
+    def _suppression_top(self) -> int:
+        return self.con.execute("SELECT COALESCE(MAX(rowid), 0) FROM suppressions").fetchone()[0]
+
+    def _suppressed_since_start(self, rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+        """(rows still to screen, ("suppressed", row) for the rows a suppression written since the
+        run began stops): the ledger's rule (:meth:`engine.ledger.store.Ledger.skip_suppressed`:
+        the address on the channel, or the user on the channel for a suppression without one).
+        Suppressions are only ever added, so a look at the largest rowid says whether any came."""
+        top = self._suppression_top()
+        if top != self._supp_seen:
+            for ch, addr, uid in self.con.execute(
+                    "SELECT channel, address, user_id FROM suppressions WHERE rowid > ? AND rowid <= ?",
+                    (self._supp_seen, top)):
+                if addr is None:
+                    self._late_user.add((ch, uid))
+                else:
+                    self._late_addr.add((ch, addr))
+            self._supp_seen = top
+        if not (self._late_addr or self._late_user):
+            return rows, []
+        keep, stopped = [], []
+        for r in rows:
+            hit = (r[2], r[5]) in self._late_addr or (r[2], r[1]) in self._late_user
+            (stopped.append(("suppressed", r)) if hit else keep.append(r))
+        return keep, stopped
 
     def _screen_timed(self, rows: list[tuple], now: float) -> tuple[list[tuple], list[tuple], list[tuple]]:
         """(rows that go now, (instant, row[, why]) to re-time, (reason, row) to skip): the time,
@@ -299,7 +278,10 @@ class Release:
         # another campaign's message keeps the larger of the two campaigns' gaps (each one's promise)
         gaps = {} if self.now_mode else self._gaps()
         widest = max(gaps.values(), default=0.0)
+        # ... and its cap: a message of another campaign in that campaign's window holds this one to it too
+        others = self._windows(now)
         since_all = min(min(rule[0], now - max(rule[4], widest)) for rule in rules.values())
+        since_all = min([since_all, *(w[0] for w in others.values())])
         contacts: dict[int, list[tuple]] = {}
         complained: set[int] = set()
         pending = " OR state = 'planned'" if self.now_mode else ""
@@ -340,6 +322,8 @@ class Release:
             elif len(mine) >= cap:
                 own = sum(1 for c in mine if c[1] == cid)
                 skip.append(("cap" if own >= cap else "cap_other_campaigns", r))
+            elif had and self._over_other_cap(had, cid, (r[8], r[13]), others):
+                skip.append(("cap_other_campaigns", r))
             elif ch_cap is not None and sum(1 for c in mine if c[0] == ch) >= int(ch_cap):
                 skip.append(("channel_cap", r))
             else:
@@ -349,6 +333,31 @@ class Release:
                 else:
                     had.append((ch, cid, now, None))
         return keep, skip, spaced
+
+    def _windows(self, now: float) -> dict:
+        """campaign -> (window start at ``now``, max_messages) for every campaign the ledger knows."""
+        out = {}
+        for cid in self.policies:
+            pol = self._policy(cid)
+            out[cid] = (now - float(pol.get("window_days", 7)) * 86400.0, int(pol.get("max_messages", 3)))
+        return out
+
+    @staticmethod
+    def _over_other_cap(had: list[tuple], cid, key: tuple, windows: dict) -> bool:
+        """Whether one more message would break the cap of another campaign whose message the user
+        got inside that campaign's window: every campaign's ``max_messages`` per ``window_days``
+        holds over all campaigns, whichever sent first (A at 1 per 30 days, then B at 3 per 7: B
+        may not add a second message in A's 30 days).  ``key``: the message's (send_at, rowid), for
+        the in-flight rows that count against it (those earlier in the plan)."""
+        for other in {c[1] for c in had if c[1] != cid}:
+            rule = windows.get(other)
+            if rule is None:
+                continue
+            since, cap = rule
+            live = [c for c in had if (c[3] is None or c[3] < key) and (c[2] is None or c[2] > since)]
+            if any(c[1] == other for c in live) and len(live) >= cap:
+                return True
+        return False
 
     @staticmethod
     def _near(had: list[tuple], cid, gap: float, gaps: dict, now: float) -> float | None:
@@ -415,9 +424,12 @@ class Release:
         return off
 
     def _zone(self, uid: int, cid) -> str:
-        """The user's timezone name (from the plan) when it is one, else the campaign's, else UTC
-        (a hand-edited plan's "Mars/Olympus" keeps the campaign's quiet hours, not UTC's)."""
-        row = self.con.execute("SELECT timezone FROM user_zones WHERE user_id = ?", (uid,)).fetchone()
+        """The user's timezone name (from this campaign's plan; a ledger of an older version: from
+        the last plan loaded) when it is one, else the campaign's, else UTC (a hand-edited plan's
+        "Mars/Olympus" keeps the campaign's quiet hours, not UTC's)."""
+        row = self.con.execute("SELECT timezone FROM campaign_zones WHERE campaign_id = ? AND user_id = ?",
+                               (cid, uid)).fetchone() or \
+            self.con.execute("SELECT timezone FROM user_zones WHERE user_id = ?", (uid,)).fetchone()
         if row and is_timezone(row[0]):
             return row[0]
         name = (self.policies.get(cid) or {}).get("timezone") or "UTC"
