@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         if summary.loaded != total:
             print(f"ledger: {summary.loaded:,} of them are new to {args.ledger}; it already holds the other "
                   f"{total - summary.loaded:,} (sent, pending or skipped: a send never repeats them)")
+        for note in getattr(summary, "notes", ()):
+            print(note)
         if summary.exited:
             print(f"--events: {summary.exited:,} later-step messages would be skipped (exited): their users "
                   "already did what the step's exit_on names")
@@ -147,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if any(summary.replanned.values()):
         print(f"replanned: {summary.replanned['changed']:,} pending messages took this plan's version, "
               f"{summary.replanned['dropped']:,} it no longer plans were skipped")
+    for note in getattr(summary, "notes", ()):
+        print(note)
     if args.now:
         print("--now: every message was released at once, ignoring send times and quiet hours")
     if summary.retimed or summary.skipped:

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else None
     out = apply_sunset(args.sunset, args.ledger, channels=channels, dry_run=args.dry_run)
+    for note in out.get("notes") or ():
+        print(note)
     if args.dry_run:
         print(f"dry run: {out['users']:,} users, {out['new']:,} new suppressions of {out['suppressions']:,} "
               f"would be written to {args.ledger} (nothing written)")

@@ -94,14 +94,20 @@ def apply_sunset(sunset, ledger, *, channels: list[str] | None = None, dry_run: 
     """Suppress the users of ``sunset`` (a sunset.arrow/.csv path, a report directory or a
     table) in ``ledger``: one suppression per user and channel (``channels``, default the
     channels each user was messaged on), by user id, reason ``sunset``.  Returns
-    ``{"users", "suppressions", "new", "dry_run"}``; ``dry_run`` writes nothing."""
-    table = _sunset_table(sunset)
+    ``{"users", "suppressions", "new", "dry_run", "notes"}``; ``dry_run`` writes nothing.  A
+    channel of the list's ``channels`` column written with another case or surrounding whitespace
+    (``Email``, ``email ``) is that channel (said in ``notes``); any other (``e-mail``) is an
+    :class:`InputError` naming the rows, and nothing is written."""
+    from engine.io.names import did_you_mean
+
+    table, source = _sunset_table(sunset)
     for c in channels or []:
         if c not in CHANNELS:
-            raise InputError(f"unknown channel {c!r} for --channels; use {', '.join(CHANNELS)}")
+            raise InputError(f"unknown channel {c!r} for --channels{did_you_mean(c, CHANNELS)}; use "
+                             f"{', '.join(CHANNELS)}")
     missing = [c for c in SUNSET_COLUMNS if c not in table.column_names]
     if missing:  # a plan or a scores file here would suppress every user it lists, on every channel
-        raise InputError(f"{sunset}: not a sunset list: no column {', '.join(map(repr, missing))} (it has "
+        raise InputError(f"{source}: not a sunset list: no column {', '.join(map(repr, missing))} (it has "
                          f"{', '.join(table.column_names[:8])}); pass the sunset.arrow or sunset.csv 'winback "
                          "report' wrote, or its report directory")
     if not os.path.exists(ledger):  # a typo would put the suppressions where no plan or send reads them
@@ -109,14 +115,16 @@ def apply_sunset(sunset, ledger, *, channels: list[str] | None = None, dry_run: 
                          "--ledger' use, so the sunset users are suppressed where the next campaign looks")
     at = time.time() if now is None else float(now)
     uids = table["user_id"].to_pylist()
-    per_user = table["channels"].to_pylist() if "channels" in table.column_names else [None] * len(uids)
+    # --channels replaces the list's channels: then they are neither read nor checked
+    per_user, notes = ([None] * len(uids), []) if channels else _channels(table, source)
     rows = []
     for u, chans in zip(uids, per_user):
         if u is None:
             continue
-        use = channels or [c for c in (chans or "").split("|") if c] or list(CHANNELS)
+        use = channels or chans or list(CHANNELS)
         rows += [{"channel": c, "address": None, "user_id": int(u), "reason": SUNSET_REASON, "at": at} for c in use]
-    out = {"users": len({r["user_id"] for r in rows}), "suppressions": len(rows), "dry_run": dry_run}
+    out = {"users": len({r["user_id"] for r in rows}), "suppressions": len(rows), "dry_run": dry_run,
+           "notes": notes}
     existing = set()
     if os.path.exists(ledger):
         from engine.ledger.read import read_suppressions
@@ -135,13 +143,47 @@ def apply_sunset(sunset, ledger, *, channels: list[str] | None = None, dry_run: 
     return out
 
 
-def _sunset_table(sunset) -> pa.Table:
+def _channels(table: pa.Table, source: str) -> tuple[list[list[str]], list[str]]:
+    """Per row, the channels of its ``channels`` column (``email|sms``), trimmed and lower-cased,
+    and the note saying how many needed it; a channel that is none of engine.schema.CHANNELS
+    even so is one :class:`InputError` (a suppression on it would match nothing)."""
+    from engine.io.badrows import MAX_EXAMPLES, format_examples
+    from engine.io.names import renamed_note, unknown_message
+
+    values = table["channels"].to_pylist()
+    out, renamed, bad, bad_rows = [], {}, [], []
+    for i, text in enumerate(values):
+        use = []
+        for raw in (text if isinstance(text, str) else "").split("|"):
+            c = raw.strip().lower()
+            if not c:
+                continue
+            if c not in CHANNELS:
+                bad.append(raw)
+                if not bad_rows or bad_rows[-1] != i:
+                    bad_rows.append(i)
+                continue
+            if c != raw:
+                renamed[c] = renamed.get(c, 0) + 1
+            use.append(c)
+        out.append(list(dict.fromkeys(use)))
+    if bad_rows:
+        head = unknown_message(source, "channels", "a channel", bad, CHANNELS,
+                               format_examples(table, np.asarray(bad_rows[:MAX_EXAMPLES])), len(bad_rows))
+        raise InputError(f"{head}; a suppression on it would match nothing and the user would still be "
+                         "messaged. Fix the list (channels separated by |) and run again (nothing was written "
+                         "to the ledger).")
+    note = renamed_note(renamed, "channel")
+    return out, [note] if note else []
+
+
+def _sunset_table(sunset) -> tuple[pa.Table, str]:
     if isinstance(sunset, pa.Table):
-        return sunset
+        return sunset, "the sunset list"
     path = Path(sunset)
     if path.is_dir():
         path = path / "sunset.arrow"
     if not path.exists():
         raise InputError(f"sunset list {path} does not exist; run 'winback report' first (it writes "
                          "REPORT/sunset.arrow) and pass that file or the report directory")
-    return read_table(path, "sunset list")
+    return read_table(path, "sunset list"), str(path)

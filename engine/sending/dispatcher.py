@@ -466,6 +466,7 @@ async def dispatch(
             summary.skipped = {why: n for why, n in release.skipped.items() if why != "suppressed"}
             summary.retimed = release.retimed
             summary.exited = exits.exited
+            summary.notes = list(exits.notes)  # event names read under their obvious spelling
             # (suppressions written while sending: skipped at the screen)
             summary.suppressed = suppressed_before + exits.suppressed + release.skipped.get("suppressed", 0)
             summary.seconds = time.monotonic() - t_start

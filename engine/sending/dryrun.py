@@ -71,6 +71,7 @@ def dry_run_summary(summary, table: pa.Table, source: str, providers, ledger_pat
         watch = ExitWatch(None, events).read()
         summary.exited = watch.would_exit(table, campaign_start(table))
         summary.suppressed = watch.would_suppress(table)
+        summary.notes = watch.notes
     summary.dry_run, summary.samples = dry_run_preview(table)
     if isinstance(providers, (str, os.PathLike)):
         from engine.sending.providers import load_providers

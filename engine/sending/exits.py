@@ -18,6 +18,11 @@ message it covers becomes ``skipped`` / ``suppressed`` before the next claim, wh
 step or campaign it belongs to; a complaint also stops the user's other marketing
 channels at release (``[policy] complaint_suppresses``).  So a feedback directory written
 by ``winback receive`` without ``--ledger``, or an ESP's export, is honoured mid-send.
+
+An event name or channel written with another case or surrounding whitespace (``Unsubscribe``,
+``email ``) is read as the name it is (:attr:`ExitWatch.notes` says how many); an event name
+that is none of the contract's, or an unknown channel on an exit or stop row, refuses the file
+(:class:`InputError`), so a misspelt unsubscribe is never dropped and its user sent to.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError, WinbackError
-from engine.schema import CHANNELS, DEFAULT_ACTIVITY
+from engine.schema import CHANNELS, DEFAULT_ACTIVITY, EVENTS
 from engine.tz import parse_as_of
 
 __all__ = ["ExitWatch", "EXIT_EVENTS", "POLL_SECONDS"]
@@ -67,11 +72,32 @@ class ExitWatch:
         self._tables: dict[Path, pa.Table] = {}
         self.last_poll: float | None = None
         self.exited = 0
+        #: per file, the names it spells with another case or whitespace: (column, name) -> rows
+        self._renamed: dict[Path, dict[tuple[str, str], int]] = {}
         #: pending messages skipped as suppressed by the sources' unsubscribes, complaints, bounces
         self.suppressed = 0
 
     def __bool__(self) -> bool:
         return bool(self.sources)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per column whose names the sources spell with another case or surrounding
+        whitespace and were read as the names they are, e.g. ``--events: read 2 event
+        names as 'unsubscribe' (case/whitespace)``."""
+        from engine.io.names import renamed_note
+
+        out = []
+        for column, noun in (("event", "event name"), ("channel", "channel")):
+            counts: dict[str, int] = {}
+            for per_file in self._renamed.values():
+                for (col, name), n in per_file.items():
+                    if col == column:
+                        counts[name] = counts.get(name, 0) + n
+            note = renamed_note(counts, noun)
+            if note:
+                out.append(f"--events: {note}")
+        return out
 
     def maybe_poll(self, now: float) -> int:
         """:meth:`poll` when :data:`POLL_SECONDS` passed since the last look; skipped count."""
@@ -157,9 +183,10 @@ class ExitWatch:
             key = (st.st_mtime_ns, st.st_size)
             if self._seen.get(path) == key:
                 continue
-            t = _exit_events(read_table(path, "events"), path)
+            t, renamed = _exit_events(read_table(path, "events"), path)
             self._seen[path] = key
             self._tables[path] = t  # a file rewritten in place replaces what it said before
+            self._renamed[path] = renamed
             changed = True
         return changed
 
@@ -195,13 +222,19 @@ class ExitWatch:
         return total
 
 
-def _exit_events(table: pa.Table, path) -> pa.Table:
-    """The exit-relevant rows (a session, purchase or click) of one events file as ``user_id``
-    (int64), ``at`` (epoch s UTC), ``event``; the contract's types are accepted (any integer or
-    digit-string id, plain or dictionary; timestamps of any unit, naive read as UTC, or ISO 8601
-    text).  Such a row with a null or unreadable id or instant is an :class:`InputError` naming
-    the file, the column, the count and example rows, before any message is claimed."""
+def _exit_events(table: pa.Table, path) -> tuple[pa.Table, dict[tuple[str, str], int]]:
+    """The exit-relevant rows (a session, purchase or click, an unsubscribe, complaint or bounce)
+    of one events file as ``user_id`` (int64), ``at`` (epoch s UTC), ``event``, ``channel``, and
+    the names it spells with another case or surrounding whitespace, ``(column, name) -> rows``.
+    The contract's types are accepted (any integer or digit-string id, plain or dictionary;
+    timestamps of any unit, naive read as UTC, or ISO 8601 text); ``Unsubscribe`` or ``email ``
+    is read as ``unsubscribe`` or ``email``.  An event name that is none of the contract's
+    (engine.schema.EVENTS), a channel that is none of its channels on an exit-relevant row, or
+    such a row with a null or unreadable id or instant is an :class:`InputError` naming the file,
+    the column, the count and example rows, before any message is claimed: a misspelt
+    unsubscribe must never be dropped and its user sent to."""
     from engine.io import coerce
+    from engine.io.names import canonical
 
     for col in ("user_id", "ts", "event"):
         if col not in table.column_names:
@@ -210,10 +243,29 @@ def _exit_events(table: pa.Table, path) -> pa.Table:
         event = coerce.to_string(table.column("event"))
     except (coerce.ColumnTypeError, pa.ArrowException) as exc:
         raise InputError(f"events {path}: column event has {exc}; it must hold event names such as session") from None
+    event, event_renamed, unknown = canonical(event, EVENTS)
+    if unknown.any():
+        _refuse_names(table, path, "event", "an event name", unknown, EVENTS)
     wanted = sorted({e for v in EXIT_EVENTS.values() for e in v} | set(STOP_EVENTS))
-    keep = pc.is_in(event, value_set=pa.array(wanted)).fill_null(False)
-    row_of = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), bool))
-    table, event = table.filter(keep), event.filter(keep)
+    keep = np.asarray(pc.is_in(event, value_set=pa.array(wanted)).fill_null(False), bool)
+    channel, channel_renamed = pa.nulls(table.num_rows, pa.string()), np.zeros(table.num_rows, bool)
+    if "channel" in table.column_names:
+        try:
+            channel, channel_renamed, unknown = canonical(coerce.to_string(table.column("channel")), CHANNELS)
+        except (coerce.ColumnTypeError, pa.ArrowException):
+            unknown = np.zeros(table.num_rows, bool)  # not text at all: every channel, as with no channel
+        if (unknown & keep).any():
+            _refuse_names(table, path, "channel", "a channel", unknown & keep, CHANNELS)
+    renamed = {}
+    for col, names, mask in (("event", event, event_renamed), ("channel", channel, channel_renamed)):
+        mask = mask & keep
+        if mask.any():
+            for name, n in zip(*np.unique(np.asarray(names.filter(pa.array(mask)).to_pylist(), object),
+                                          return_counts=True)):
+                renamed[(col, str(name))] = int(n)
+    row_of = np.flatnonzero(keep)
+    mask = pa.array(keep)
+    table, event, channel = table.filter(mask), event.filter(mask), channel.filter(mask)
     try:
         uid, uid_null, uid_bad = coerce.to_int64(table.column("user_id"))
         at, ts_null, ts_bad = coerce.to_epoch_seconds(table.column("ts"))
@@ -232,15 +284,23 @@ def _exit_events(table: pa.Table, path) -> pa.Table:
                              f"complaint/bounce rows with {what}, e.g. {examples}; an exit rule or a suppression "
                              "cannot tell whose or when. Fix or drop these rows and send again (nothing was "
                              "sent or claimed).")
-    if "channel" in table.column_names:
-        try:
-            channel = coerce.to_string(table.column("channel"))
-        except (coerce.ColumnTypeError, pa.ArrowException):
-            channel = pa.nulls(table.num_rows, pa.string())
-    else:
-        channel = pa.nulls(table.num_rows, pa.string())
     return pa.table({"user_id": pa.array(uid, pa.int64()), "at": pa.array(at, pa.int64()),
-                     "event": event.cast(pa.string()), "channel": channel})
+                     "event": event.cast(pa.string()), "channel": channel}), renamed
+
+
+def _refuse_names(table: pa.Table, path, column: str, noun: str, bad: np.ndarray, choices) -> None:
+    """Raise the :class:`InputError` for the rows ``bad`` of ``table`` whose ``column`` is unknown."""
+    from engine.io import coerce
+    from engine.io.badrows import MAX_EXAMPLES, format_examples
+    from engine.io.names import unknown_message
+
+    rows = np.flatnonzero(bad)
+    values = coerce.to_string(table.column(column)).take(pa.array(rows)).to_pylist()
+    head = unknown_message(f"events {path}", column, noun, values, choices,
+                           format_examples(table, rows[:MAX_EXAMPLES]), len(rows))
+    raise InputError(f"{head}; a send cannot tell which stop or exit these rows mean, and a misspelt "
+                     "unsubscribe would be lost and its user sent to. Fix or drop these rows and send again "
+                     "(nothing was sent or claimed).")
 
 
 def _stops(events: pa.Table) -> list[dict]:

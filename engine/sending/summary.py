@@ -38,6 +38,8 @@ class DispatchSummary:
     retimed: int = 0
     #: with ``replan``: pending messages given the new plan's version, and skipped as no longer planned
     replanned: dict[str, int] = field(default_factory=dict)
+    #: lines about the inputs as read, e.g. ``--events: read 2 event names as 'unsubscribe' (case/whitespace)``
+    notes: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> int:

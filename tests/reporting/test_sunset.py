@@ -108,3 +108,43 @@ def test_a_typo_in_the_ledger_path_writes_no_suppressions_anywhere(tmp_path, cap
         err = capsys.readouterr().err
         assert "ledgr.db does not exist" in err and err.count("\n") == 1
     assert not (tmp_path / "ledgr.db").exists()
+
+
+def _hand_edited_list(tmp_path, channels: list[str]):
+    """A sunset.csv edited by hand (users 1.., one row each, ``channels`` as given) and a real ledger."""
+    path = tmp_path / "sunset.csv"
+    path.write_text("user_id,messages_received,channels,reason\n"
+                    + "".join(f"{u},3,{c},x\n" for u, c in enumerate(channels, 1)))
+    ledger = tmp_path / "ledger.db"
+    Ledger(ledger).close()
+    return path, ledger
+
+
+def test_channels_written_with_another_case_or_spaces_are_the_channels_they_are(tmp_path, capsys):
+    # given a hand-edited list whose channels are 'Email', 'email ' and ' SMS|Push'
+    path, ledger = _hand_edited_list(tmp_path, ["Email", "email ", " SMS|Push"])
+    # when written to the ledger
+    code = main(["sunset", str(path), "--ledger", str(ledger)])
+    out = capsys.readouterr().out
+    # then the suppressions are on email, email, sms and push (which plans and sends match), and one
+    # line says how the channels were read
+    assert code == 0
+    assert "read 2 channels as 'email', 1 as 'push', 1 as 'sms' (case/whitespace)" in out, out
+    sup = sorted((s["user_id"], s["channel"]) for s in read_suppressions(ledger).to_pylist())
+    assert sup == [(1, "email"), (2, "email"), (3, "push"), (3, "sms")]
+
+
+@pytest.mark.parametrize("dry", [[], ["--dry-run"]])
+def test_an_unknown_channel_in_the_list_is_one_error_and_nothing_is_written(tmp_path, capsys, dry):
+    # given a hand-edited list with a good row first, then 'e-mail' and 'sms|pushh'
+    path, ledger = _hand_edited_list(tmp_path, ["email", "e-mail", "sms|pushh"])
+    # when written (or dry-run)
+    code = main(["sunset", str(path), "--ledger", str(ledger), *dry])
+    err = capsys.readouterr().err
+    # then one line names the file, the column, the rows, the valid channels and the nearest ones;
+    # exit 2; not even the good row was written
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"InputError: {path}: column 'channels': 2 rows with a channel that is not one of "
+                          "email, sms, push: 'e-mail' (did you mean 'email'?), 'pushh' (did you mean 'push'?)"), err
+    assert "row 1 {user_id: 2" in err and "row 2 {user_id: 3" in err and "nothing was written" in err
+    assert read_suppressions(ledger).num_rows == 0

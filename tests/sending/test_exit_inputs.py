@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.feather as feather
@@ -125,3 +124,65 @@ def test_the_cli_reports_bad_events_in_one_line_and_exits_non_zero(tmp_path, cap
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err and "column user_id" in err and str(events) in err
     assert not (tmp_path / "l.db").exists() or read_messages(tmp_path / "l.db").num_rows == 0
+
+
+def _cli_send(tmp_path, capsys, events_csv: str, *extra):
+    """``winback send`` of 4 email messages (users 0-3) with a hand-written events CSV, through a
+    real file adapter and a real ledger; returns (exit code, stdout, stderr, ledger path)."""
+    from engine.cli import main
+    from engine.io.atomic import write_table
+
+    plan = tmp_path / "plan.arrow"
+    write_table(make_plan(4, send_at=START, channel="email", to=[f"u{i}@example.test" for i in range(4)]), plan)
+    providers = tmp_path / "providers.toml"
+    providers.write_text(f'[channels.email]\nadapter = "file"\npath = "{tmp_path / "out.jsonl"}"\n'
+                         'rate_per_second = 100\n')
+    events = tmp_path / "unsubs.csv"
+    events.write_text(events_csv)
+    ledger = tmp_path / "l.db"
+    code = main(["send", str(plan), "--providers", str(providers), "--ledger", str(ledger), "--now",
+                 "--events", str(events), "--no-progress", *extra])
+    out, err = capsys.readouterr()
+    return code, out, err, ledger
+
+
+ISO = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(AFTER))
+
+
+def test_stop_events_spelt_with_another_case_or_spaces_still_suppress_and_are_said(tmp_path, capsys):
+    # given an ESP export with 'Unsubscribe', 'unsubscribe ' and 'BOUNCE' on channels 'Email' and
+    # ' email', plus an ordinary open (not an exit event) that must be read quietly
+    csv = ("user_id,ts,event,channel\n"
+           f"0,{ISO},Unsubscribe,email\n1,{ISO},unsubscribe ,Email\n2,{ISO},BOUNCE, email\n3,{ISO},open,email\n")
+    # when it is dry-run, then sent
+    code, dry, _, ledger = _cli_send(tmp_path, capsys, csv, "--dry-run")
+    assert code == 0
+    code, out, err, ledger = _cli_send(tmp_path, capsys, csv)
+    # then the dry run says in one line how the names were read, and users 0-2 get nothing
+    assert "--events: read 2 event names as 'unsubscribe', 1 as 'bounce' (case/whitespace)" in dry, dry
+    assert "--events: read 2 channels as 'email' (case/whitespace)" in dry, dry
+    assert "3 messages would be skipped (suppressed)" in dry
+    assert code == 0 and "Traceback" not in err, err
+    assert "--events: read 2 event names as 'unsubscribe', 1 as 'bounce' (case/whitespace)" in out, out  # the send too
+    states = {m["user_id"]: (m["state"], m["last_error"]) for m in read_messages(ledger).to_pylist()}
+    assert states == {0: ("skipped", "suppressed"), 1: ("skipped", "suppressed"), 2: ("skipped", "suppressed"),
+                      3: ("sent", None)}
+
+
+@pytest.mark.parametrize("row,column,hint", [("unsubscribed,email", "event", "did you mean 'unsubscribe'?"),
+                                             ("unsubscribe,e-mail", "channel", "did you mean 'email'?")])
+def test_an_unknown_event_name_or_channel_stops_the_send_before_anything_is_sent(tmp_path, capsys, row,
+                                                                                 column, hint):
+    # given an export whose second row has an event name or a channel that is no name of the contract
+    csv = f"user_id,ts,event,channel\n0,{ISO},unsubscribe,email\n1,{ISO},{row}\n2,{ISO},session,\n"
+    # when sent (and dry-run)
+    dry_code, _, dry_err, _ = _cli_send(tmp_path, capsys, csv, "--dry-run")
+    code, out, err, ledger = _cli_send(tmp_path, capsys, csv)
+    # then one line names the file, the column, the count, the row and the nearest name; exit 2; the
+    # ledger holds no message and nothing went out
+    assert dry_code == 2 and dry_err == err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"InputError: events {tmp_path / 'unsubs.csv'}: column '{column}': 1 row with ")
+    assert "row 1 {user_id: " in err and hint in err and "nothing was sent or claimed" in err
+    assert not ledger.exists() or read_messages(ledger).num_rows == 0
+    assert not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").read_text() == ""
