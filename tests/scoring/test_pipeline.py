@@ -126,6 +126,7 @@ def test_cli_writes_atomically_and_reports_bad_input(world, tmp_path, capsys):
                  "-o", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "BG/NBD" in text and "lifecycle" in text and out.exists()
+    assert "check on the last 30 days: lapse_risk AUC" in text and "days_inactive alone" in text  # the baseline
     # an event after as_of is a bad row: exit 2, one line, no output
     assert main(["score", str(world / "users.arrow"), str(world / "events.arrow"), "--as-of", "2026-06-01",
                  "-o", str(tmp_path / "s2.arrow"), "--no-progress"]) == 2
