@@ -108,7 +108,9 @@ def test_two_campaigns_one_after_the_other_never_exceed_the_cap(world_scores, tm
     by_reason = {r["values"]: r["counts"] for r in reasons}
     assert by_reason.get("cap_other_campaigns", 0) > 50
     assert most_in_any_window(ledger) <= 3
-    assert stats["accepted"] == sb.sent and sb.skipped == {}  # planning already kept B under the cap
+    # (planning kept B under the cap at its planned times; --now sends a sequence that planning moved past
+    # the first window's budget two days in, where the send's own check holds it back instead)
+    assert stats["accepted"] == sb.sent and set(sb.skipped) <= {"cap_other_campaigns"}
     summary = b.schema.metadata[b"winback.plan"]
     assert b"cap_other_campaigns" in summary
 
@@ -213,7 +215,11 @@ def test_past_max_lateness_a_late_first_step_is_skipped_with_a_reason(world_scor
     assert summary.skipped.get("too_late", 0) > 0
     m = read_messages(tmp_path / "l.db")
     assert set(m.filter(pc.equal(m["state"], "skipped"))["last_error"].to_pylist()) <= {"too_late", "suppressed"}
-    assert all(t >= clock.t - 10 * DAY for t, _ in adapter.sent)
+    import json
+
+    end = float(to_epoch_seconds(pa.array([dt.datetime.fromisoformat(
+        json.loads(p.schema.metadata[b"winback.plan"])["ends_at"])]))[0])
+    assert all(first + 3 * DAY - 60 <= t <= end for t, _ in adapter.sent)  # from the late start to the end
 
 
 def test_nothing_goes_after_the_campaigns_end_however_late_the_sender(world_scores, tmp_path):

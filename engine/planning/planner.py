@@ -15,7 +15,10 @@
    cap (``max_messages`` per ``window_days``, counting earlier steps of this campaign
    in the rolling window and, inside the first window, the scores' ``sends_7d`` or
    ``sends_30d``: their times are not known, so they count in full) must hold at the
-   send time: ``fatigue_budget``.
+   send time: ``fatigue_budget``.  A user held back this way before any step of theirs
+   is planned starts the sequence at their best hour after the first window instead
+   (the later steps follow it), so a drip never shrinks to its last step; a user held
+   at 0 with no message in the window (not worth one message at all) gets no step.
 4. Time: the first instant at the user's ``best_hour_local`` at or after the previous
    step's send time plus ``delay_days`` counted in the user's wall time (so "3 days
    later at 09:00" stays 09:00 across a DST change), or the campaign start plus the

@@ -134,11 +134,24 @@ class PartitionPlan:
         # the learned budget is recomputed for this campaign's cap and window (not the score-time cap)
         self.budget = campaign_budget(scores, cmp.policy.max_messages, cmp.policy.window_days,
                                       col(scores, "fatigue_budget", cmp.policy.max_messages, np.int64))
+        self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
+        # held at 0 with no message in the window: not worth one message even at no load (the learned
+        # budget's first message fails there, and a later window cannot lower the load): no step at all
+        self.not_worth = (self.budget <= 0) & (self.hist_recent <= 0)
+        # a sequence the first window's budget holds back starts in the next window (:meth:`_defer`),
+        # whose budget counts the messages received before the campaign as aged out: the first
+        # window's budget plus those messages, at most the cap (the learned budget at no load is
+        # at most that, the fixed rule's is that); computed from the columns alone, so a plan from
+        # scores read back from CSV (no metadata) is the same plan
+        self.fresh = np.where(self.not_worth, 0, np.minimum(cmp.policy.max_messages,
+                                                            self.budget + np.maximum(self.hist_recent, 0)))
+        self.deferred = np.zeros(n, bool)
         if cmp.policy.survey_actions:  # earlier survey answers: a lower cap, or no message (engine.planning.survey)
             from engine.planning.survey import survey_masks
 
             lower, gone = survey_masks(cmp.policy.survey_actions, self.uid)
             self.budget = np.where(lower, np.minimum(self.budget, cmp.policy.survey_cap), self.budget)
+            self.fresh = np.where(lower, np.minimum(self.fresh, cmp.policy.survey_cap), self.fresh)
             self.reach &= ~gone[:, None]
         # every other campaign's messages in the ledger, sent or scheduled (engine.pressure)
         # back as far as the cap window and every gap reaches (a gap may be longer than the window)
@@ -146,7 +159,6 @@ class PartitionPlan:
         back = max(window, int(cmp.policy.min_gap_hours * 3600))
         self.ext_t, self.ext_c, self.ext_gap = ledger_contacts(ledger, self.uid, cmp.id, self.start - back,
                                                                self.horizon + back, gaps_before=self.start)
-        self.hist_recent = col(scores, "sends_7d" if cmp.policy.window_days == 7 else "sends_30d", 0, np.int64)
         self.best_hour = _best_hour_in_campaign_zone(scores, cmp.timezone, self.start)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
         n_steps = len(cmp.steps)
@@ -251,9 +263,19 @@ class PartitionPlan:
         # fatigue: the score's budget, and the cross-channel cap at the send time
         in_window = ((sent_at != NEVER) & (sent_at > t[:, None] - window)).sum(axis=1)
         hist = np.where(t - start < window, self.hist_recent, 0)
-        # the scored budget covers the first policy window; later windows get the full cap
+        # the scored budget covers the first policy window; later windows get the full cap, except
+        # a deferred sequence's own first window (the next one), under the budget with no load
         first_window = t - start < window
-        tired = (first_window & (in_window >= self.budget)) | (hist + in_window >= pol.max_messages)
+        second = self.deferred & (t >= start + window) & (t - start < 2 * window)
+        budget = np.where(second, self.fresh, self.budget)
+        tired = ((first_window | second) & (in_window >= budget)) | (hist + in_window >= pol.max_messages)
+        tired |= self.not_worth
+        # a sequence the first window's budget holds back starts when that window is over, rather
+        # than losing its first steps and sending only the last ("last chance" as the one message)
+        wait = (reason == 0) & tired & first_window & (prev_at == NEVER) & ~self.not_worth & ~self.deferred
+        if wait.any():
+            tired &= ~self._defer(np.nonzero(wait)[0], t, reason, best_c, window)
+            hist = np.where(t - start < window, self.hist_recent, 0)
         reason[(reason == 0) & tired] = R["fatigue_budget"]
         if self.ext_t.shape[1]:  # the cap over every campaign: any window holding t, exactly
             every = max_in_windows(np.concatenate([sent_at, self.ext_t], axis=1), t, window)
@@ -277,6 +299,42 @@ class PartitionPlan:
             out[c_i] = {"t": t[idx], "floor": floor[idx], "zone": zone[idx], "ev": ev[idx],
                         "confident": self.conf[idx] >= CONFIDENT, "uid": self.uid[idx]}
         return out
+
+    def _defer(self, idx: np.ndarray, t: np.ndarray, reason: np.ndarray, best_c: np.ndarray,
+               window: int) -> np.ndarray:
+        """Move the first message of the users ``idx`` (held by the first window's budget, nothing
+        planned yet) to their best hour after ``start + window``, out of quiet hours and clear of
+        other campaigns' messages, where the cap over every campaign and the channel's cap still
+        hold; ``t``/``reason`` are updated in place.  Returns bool[n]: the users moved (or now
+        skipped for another reason), whom the budget no longer holds."""
+        pol, off, zone = self.cmp.policy, self.off, self.zone[idx]
+        quiet, gap = pol.quiet_hours, int(pol.min_gap_hours * 3600)
+        after = np.full(len(idx), self.start + window, np.int64)
+        # (the next best hour may come out before ``after`` on a DST day, as in candidates: never earlier)
+        t2 = pt.apply_quiet_hours(off, zone, np.maximum(pt.next_local_time(off, zone, after, self.best_hour[idx] * 60),
+                                                        after), quiet)
+        ext_t = self.ext_t[idx]
+        t2, conflict = clear_of_contacts(ext_t, t2, np.maximum(self.ext_gap[idx], gap),
+                                         lambda x: pt.apply_quiet_hours(off, zone, x, quiet))
+        r2 = np.zeros(len(idx), np.int8)
+        r2[conflict] = R["min_gap_other_campaigns"]
+        if ext_t.shape[1]:
+            r2[(r2 == 0) & (max_in_windows(ext_t, t2, window) >= pol.max_messages)] = R["cap_other_campaigns"]
+            c = best_c[idx]
+            for c_i in np.unique(c[c >= 0]):
+                cap = pol.channel_caps.get(PROVIDER_CHANNELS[c_i])
+                if cap is not None:
+                    on = np.where(self.ext_c[idx] == c_i, ext_t, NEVER)
+                    r2[(r2 == 0) & (c == c_i) & (max_in_windows(on, t2, window) >= cap)] = R["channel_cap"]
+        r2[(r2 == 0) & (self.fresh[idx] <= 0)] = R["fatigue_budget"]  # (a survey's cap of 0: none)
+        go = t2 <= self.end  # past the campaign's end the budget is the reason it is not sent
+        idx, t2, r2 = idx[go], t2[go], r2[go]
+        t[idx] = t2
+        reason[idx] = r2
+        self.deferred[idx] = True
+        moved = np.zeros(len(t), bool)
+        moved[idx] = True
+        return moved
 
     def apply(self, k: int, leveled: dict[int, np.ndarray]) -> None:
         """Finish step ``k`` with the capacity-levelled instants (-1 = no hour had room)."""

@@ -315,16 +315,41 @@ def test_capacity_keeps_confident_then_high_value_users():
 
 
 def test_fatigue_budget_and_recent_sends_bound_the_campaign():
-    # given: budget 1, or 3 recent sends against a cap of 3
-    scores = reachable_users(3, fatigue_budget=[1, 3, 3], sends_7d=[0, 3, 0])
+    # given: budget 1; 3 recent sends against a cap of 3 (tired this week); budget 3; and budget 0 with
+    # no recent sends (not worth one message at all)
+    scores = reachable_users(4, fatigue_budget=[1, 3, 3, 0], sends_7d=[0, 3, 0, 0])
     doc = campaign_dict({"quiet_hours": [], "min_gap_hours": 1}, holdout=0.0, steps=[
         {"name": "a", "delay_days": 0, "channels": ["email"], "template": "t"},
         {"name": "b", "delay_days": 1, "channels": ["email"], "template": "t"}])
     doc["campaign"]["approved"] = True
     # when
     p = plan(scores, load_campaign(doc), as_of=SPRING)
-    # then
-    assert p["reason"].to_pylist() == [None, "fatigue_budget", None, "fatigue_budget", "fatigue_budget", None]
+    # then the first user gets one message in the window; the tired one starts the whole sequence
+    # after the window instead of losing its first step; the third gets both; the last none
+    reasons = {(r["user_id"], r["step"]): r["reason"] for r in p.to_pylist()}
+    at = {(r["user_id"], r["step"]): r["send_at"] for r in p.to_pylist()}
+    uid = scores["user_id"].to_pylist()
+    assert [reasons[(u, "a")] for u in uid] == [None, None, None, "fatigue_budget"]
+    assert [reasons[(u, "b")] for u in uid] == ["fatigue_budget", None, None, "fatigue_budget"]
+    start = dt.datetime.fromisoformat(SPRING.replace("Z", "+00:00"))
+    assert at[(uid[1], "a")] >= start + dt.timedelta(days=7)  # the window its budget covered is over
+    assert at[(uid[1], "b")] - at[(uid[1], "a")] >= dt.timedelta(days=1) - dt.timedelta(hours=1)  # spacing kept
+    assert at[(uid[2], "a")] < start + dt.timedelta(days=1)
+
+
+def test_a_deferred_sequence_keeps_a_budget_in_its_own_first_window():
+    # given a user held at 0 this week after 1 recent send (so at most 1 in a window with no load),
+    # and a three-step drip inside one week
+    scores = reachable_users(1, fatigue_budget=[0], sends_7d=[1])
+    doc = campaign_dict({"quiet_hours": [], "min_gap_hours": 1, "max_messages": 3}, holdout=0.0, steps=[
+        {"name": s, "delay_days": d, "channels": ["email"], "template": "t"} for s, d in (("a", 0), ("b", 1), ("c", 1))])
+    doc["campaign"]["approved"] = True
+    # when
+    p = plan(scores, load_campaign(doc), as_of=SPRING)
+    # then the sequence starts after the first window and gets at most budget + recent sends (1) there
+    assert p["reason"].to_pylist() == [None, "fatigue_budget", "fatigue_budget"]
+    start = dt.datetime.fromisoformat(SPRING.replace("Z", "+00:00"))
+    assert p["send_at"][0].as_py() >= start + dt.timedelta(days=7)
 
 
 def test_broadcast_guard_remembers_approved_broadcasts_for_90_days(tmp_path):
