@@ -4,7 +4,8 @@
 a message not yet attempted whose plan changed takes the new version only when asked
 (``winback send --replan``); :func:`dropped_rowids` finds the pending messages the new
 plan lists with a reason (no longer planned), and :func:`replan_error` says what a plain
-send would have ignored.
+send would have ignored.  :func:`messaged_holdout` refuses a re-plan whose holdout holds users
+the campaign already messaged (a changed holdout share): that holdout would measure nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ConfigError
 
-__all__ = ["dropped_rowids", "replan_error"]
+__all__ = ["dropped_rowids", "replan_error", "messaged_holdout", "holdout_users"]
 
 
 def dropped_rowids(con, unplanned: pa.Array, cids: list) -> list[int]:
@@ -46,3 +47,37 @@ def replan_error(source: str, cids: list, changed: int, dropped: list[int]) -> C
         + " and ".join(parts) + ". It keeps what it was given first, so sending this plan as it is would send "
         "the old versions. Pass --replan to give the pending messages this plan's version (and skip the ones "
         "it no longer plans; sent and in-flight messages are never touched), or send the plan the ledger holds.")
+
+
+def messaged_holdout(con, holdout_users: pa.Array, cids: list, source: str) -> None:
+    """Raise :class:`ConfigError` when users the plan puts in the holdout already got (sent or in
+    flight) messages of the same campaign: a re-plan with another holdout share or salt.  The
+    report would count them as the untreated baseline; nothing is loaded (``--replan`` too)."""
+    if not cids or not len(holdout_users):
+        return
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS holdout_check (user_id INTEGER PRIMARY KEY)")
+    con.execute("DELETE FROM holdout_check")
+    con.executemany("INSERT OR IGNORE INTO holdout_check VALUES (?)",
+                    ((int(u),) for u in holdout_users.to_numpy(zero_copy_only=False)))
+    marks = ",".join("?" * len(cids))
+    rows = con.execute(f"SELECT DISTINCT m.user_id FROM messages m JOIN holdout_check h ON h.user_id = m.user_id "
+                       f"WHERE m.campaign_id IN ({marks}) AND m.state IN ('sent', 'in_flight') LIMIT 1000000",
+                       cids).fetchall()
+    con.execute("DELETE FROM holdout_check")
+    if rows:
+        cid = ", ".join(repr(c) for c in cids)
+        examples = ", ".join(str(r[0]) for r in rows[:5])
+        raise ConfigError(
+            f"{source}: {len(rows):,} user{'s' if len(rows) != 1 else ''} this plan holds out already got messages "
+            f"of campaign {cid} "
+            f"(e.g. users {examples}): the holdout changed since the campaign was sent (another holdout share?), "
+            "and a holdout that was messaged measures nothing. Re-plan with the campaign's original holdout, "
+            "or plan the change as a new campaign id (a new, clean holdout); nothing was loaded.")
+
+
+def holdout_users(plan: pa.Table) -> pa.Array | None:
+    """The user ids a plan's rows put in the holdout (reason ``holdout``), or None without reasons."""
+    if "reason" not in plan.column_names:
+        return None
+    return plan.column("user_id").filter(pc.fill_null(pc.equal(plan.column("reason"), "holdout"), False)) \
+        .combine_chunks()

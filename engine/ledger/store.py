@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from engine.errors import DispatchError, InputError
 from engine.io.addresses import canonical_addresses
 from engine.io.plans import campaign_ids
-from engine.ledger.replan import dropped_rowids, replan_error
+from engine.ledger.replan import dropped_rowids, holdout_users, messaged_holdout, replan_error
 from engine.ledger.files import check_file, create, ledger_error, quick_check
 from engine.ledger.planrows import _planned_rows, check_plan_rows  # noqa: F401  (re-exported)
 from engine.ledger.identity import ensure_id
@@ -186,6 +186,7 @@ class Ledger:
         check_plan_columns(plan, source)
         unplanned = None  # the ids the plan lists with a reason: not to be sent
         cids = campaign_ids(plan)
+        held_out = holdout_users(plan)  # (checked against the ledger's sent messages below)
         if "reason" in plan.column_names:
             is_planned = pc.is_null(plan.column("reason"))
             unplanned = plan.column("message_id").filter(pc.invert(is_planned)).combine_chunks()
@@ -218,6 +219,8 @@ class Ledger:
             # new rows take rowids above the largest one: counting those is a range read of the
             # rowid index, not a scan of the ledger (the upsert's changes are new + replaced rows)
             top = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM messages").fetchone()[0]
+            if top and held_out is not None:
+                messaged_holdout(con, held_out, cids, source)  # a messaged holdout measures nothing
             dropped = dropped_rowids(con, unplanned, cids) if top and unplanned is not None else []
             before = con.total_changes
             _multi_row(con, _insert_sql, flat, _INSERT_WIDTH)

@@ -95,6 +95,29 @@ def test_a_replan_that_changes_pending_messages_is_refused_unless_asked_and_neve
     assert (t["m3"]["state"], t["m3"]["channel"]) == ("skipped", "push")  # final states stay as they were
 
 
+def test_a_replan_that_holds_out_users_the_campaign_already_messaged_is_refused(tmp_path):
+    # given campaign c1 sent to users 0 and 1 (m0 sent, m1 in flight), m2 and m3 pending
+    from engine.errors import ConfigError
+
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        led.load_plan(make_plan(4))
+        rows = led.claim("push", 2, now=T0, release_until=T0)
+        led.sent(rows[0][-1], "p0", T0)
+        led.flush()
+        # when a re-plan (another holdout share) puts users 0 and 2 in the holdout
+        v2 = make_plan(4, reasons=["holdout", None, "holdout", None])
+        # then it is refused, --replan too, naming the messaged user, and nothing changes
+        for replan in (False, True):
+            with pytest.raises(ConfigError, match=r"1 user this plan holds out already got messages of campaign "
+                                                  r"'c1' \(e.g. users 0\).*new campaign id"):
+                led.load_plan(v2, source="plan-v2.arrow", replan=replan)
+        assert states(path) == {"m0": "sent", "m1": "in_flight", "m2": "planned", "m3": "planned"}
+        # and holding out only users it never messaged is an ordinary re-plan
+        assert led.load_plan(make_plan(4, reasons=[None, None, "holdout", None]), replan=True) == 0
+        assert led.replanned == {"changed": 0, "dropped": 1}
+
+
 def test_plan_without_message_id_or_with_duplicates_is_refused(tmp_path):
     with Ledger(tmp_path / "l.db") as led:
         with pytest.raises(InputError, match="no column message_id"):
