@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     print(terminal_table(s))
     print()
     print("headline: " + headline(s))
+    for w in s.get("warnings", []):
+        print("warning: " + w)
     mp = s["messages_per_incremental_reengaged_user"]
     line = f"winback: {s['messages_sent']:,} messages"
     if mp:

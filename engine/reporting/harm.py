@@ -12,8 +12,9 @@ unsubscribes and complaints per user the campaign actually brought back.
   variants; steps and channels are chosen by the plan, so they get counts per 1,000
   messages only).
 - ``opt_outs_per_incremental_reengaged``: opt-outs of the treated group divided by its
-  incremental re-engaged users, ``lift x treated users`` (None when the lift is not
-  above 0): the price in lost contacts of each user won back.
+  incremental re-engaged users, ``lift x treated users`` (None unless the lift's 95 %
+  interval lies above 0: a price per user won back needs users won back): the price in
+  lost contacts of each user won back.
 
 Beside it, batch-and-blast on the same world when the report has a ``--blast`` run.
 """
@@ -48,7 +49,7 @@ def _group(flags, t, c, messages: int) -> dict:
             "incremental_reengaged": None if incr is None else round(incr, 1),
             "opt_outs": k1, "opt_out_rate": k1 / n1 if n1 else None, "holdout_opt_out_rate": k2 / n2 if n2 else None,
             "opt_out_lift": _nan(od), "opt_out_lift_ci": [_nan(olo), _nan(ohi)],
-            "opt_outs_per_incremental_reengaged": round(k1 / incr, 3) if incr and incr > 0 else None,
+            "opt_outs_per_incremental_reengaged": round(k1 / incr, 3) if incr and incr > 0 and lo > 0 else None,
             "reengaged_lift_ci": [_nan(lo), _nan(hi)]}
 
 

@@ -143,6 +143,7 @@ def render_html(summary: dict) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #111; padding: 0 1rem; }}
 h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
+.warn {{ background: #fef3c7; border-left: 4px solid #d97706; padding: .5rem 1rem; }}
 .headline {{ font-size: 1.1rem; background: #eff6ff; border-left: 4px solid #2563eb; padding: .75rem 1rem; }}
 table {{ border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }}
 td, th {{ border-bottom: 1px solid #e5e7eb; padding: .3rem .6rem; text-align: right; }}
@@ -151,6 +152,7 @@ img {{ max-width: 100%; margin: .5rem 0; }} .muted {{ color: #6b7280; font-size:
 </style></head><body>
 <h1>{html.escape(str(camp.get('name')))} <span class="muted">({html.escape(str(camp.get('id')))}, from {html.escape(str(camp.get('start')))}, {camp.get('days')} days)</span></h1>
 <p class="headline">{html.escape(headline(summary))}</p>
+{''.join(f'<p class="warn">warning: {html.escape(w)}</p>' for w in summary.get('warnings', []))}
 <p class="muted">{html.escape(summary['headline'])}. Intervals: Newcombe hybrid score (difference), Katz log ratio (relative).</p>
 <h2>Treated vs holdout</h2>{metrics}
 <img src="lift.png" alt="lift per variant with 95% intervals">

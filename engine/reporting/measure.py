@@ -5,9 +5,12 @@ The headline is intent-to-treat (ITT): every audience user outside the holdout i
 ITT is unbiased because the holdout is a random hash of the user id; comparing only
 users who received messages would credit the campaign with its own targeting.
 
-Metrics per user over ``days`` days after the campaign start: re-engaged (any
-activity: session, purchase, click), opened, clicked, converted (purchase),
-unsubscribed or complained.  Differences use Newcombe's hybrid score interval and
+Metrics per user over ``days`` days after the campaign start: re-engaged (a session
+or a purchase: a click is a message metric, since only a messaged user can click the
+campaign's message), opened, clicked, converted (purchase), unsubscribed or complained.
+Before any lift, :mod:`engine.reporting.integrity` checks that the outcomes can measure
+one (a messaged holdout, outcomes without activity or without the holdout's, repeated
+rows, a short window): ``warnings``, and "not measurable" instead of a number.  Differences use Newcombe's hybrid score interval and
 relative lift the Katz log-ratio interval, the delta method on log(p1/p2)
 (:mod:`engine.stats`).  ``per_protocol`` compares only users who received at
 least one message with the holdout (biased by reachability; shown for context).  Per step and
@@ -41,7 +44,8 @@ from engine.ledger.read import planned_as_sent
 from engine.io.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
 from engine.planning.timing import local_instants
-from engine.schema import DEFAULT_ACTIVITY, SECONDS_PER_DAY
+from engine.reporting.integrity import REENGAGE_EVENTS, dedupe_messages, outcome_checks, significant, unmeasurable
+from engine.schema import SECONDS_PER_DAY
 from engine.tz import to_epoch_seconds
 
 __all__ = ["report", "suggested_weights", "MIN_N"]
@@ -110,7 +114,7 @@ def _user_flags(events: pa.Table, users: np.ndarray, start: int, end: int) -> di
     keep &= (users[pos] == uid) if len(users) else np.zeros(len(uid), bool)
     out = {}
     first_act = np.full(len(users), np.iinfo(np.int64).max)
-    for name, kinds in (("reengaged", DEFAULT_ACTIVITY), ("opened", ("open",)), ("clicked", ("click",)),
+    for name, kinds in (("reengaged", REENGAGE_EVENTS), ("opened", ("open",)), ("clicked", ("click",)),
                         ("converted", ("purchase",)), ("unsubscribed", ("unsubscribe", "complaint"))):
         m = keep & np.isin(ev, kinds)
         flag = np.zeros(len(users), bool)
@@ -177,6 +181,9 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     f = _user_flags(events, users, start, end)
     if msgs.num_rows:  # a delivery to a user the plan does not list is no part of this campaign
         msgs = msgs.filter(pc.is_in(msgs["user_id"], value_set=pa.array(users, msgs["user_id"].type)))
+    msgs, repeated = dedupe_messages(msgs)
+    checks = outcome_checks(events, msgs, users, treat, ctrl, start, end, repeated)
+    ctrl = ctrl & ~checks["holdout_messaged"]  # (engine.reporting.integrity)
     m_uid = msgs["user_id"].to_numpy()
     sent_per_user = np.bincount(np.searchsorted(users, m_uid), minlength=len(users)) if len(m_uid) else np.zeros(len(users), np.int64)
     meta = plan_meta(plan_t)
@@ -187,7 +194,11 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
         "metrics": {name: _compare(f[name], treat, ctrl)
                     for name in ("reengaged", "opened", "clicked", "converted", "unsubscribed")},
         "messages_sent": int(len(m_uid)),
+        "warnings": checks["warnings"],
     }
+    if not checks["measurable"]:
+        for name in ("reengaged", "converted"):
+            summary["metrics"][name] = unmeasurable(summary["metrics"][name], checks["why"])
     for name in MESSAGE_METRICS:  # the holdout gets no message of this campaign: 0 % by construction
         summary["metrics"][name].update(lift=None, lift_ci=[None, None], relative_lift=None, relative_lift_ci=[None, None],
                                         note="message metric: the holdout gets no messages, so no lift; "
@@ -199,7 +210,8 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     re_users = int(f["reengaged"][treat].sum())
     incr = (re["lift"] or 0.0) * re["treated"]["users"]
     summary["messages_per_reengaged_user"] = len(m_uid) / re_users if re_users else None
-    summary["messages_per_incremental_reengaged_user"] = len(m_uid) / incr if incr > 0 else None
+    # a cost per incremental user only where there is one: the lift's interval above 0
+    summary["messages_per_incremental_reengaged_user"] = len(m_uid) / incr if incr > 0 and significant(re) else None
     summary["by_variant"] = {v: _compare(f["reengaged"], treat & (variant == v), ctrl)
                              for v in sorted(set(variant[treat]))}
     summary["by_theme"] = _by_theme(plan_t, users, f, treat, ctrl, msgs)
@@ -377,7 +389,7 @@ def _blast(blast, plan_t, users, holdout, start, end, summary) -> dict:
     return {"messages_sent": int(msgs.num_rows), "reengaged": cmp,
             "unsubscribed": int(f["unsubscribed"][got].sum()),
             "messages_per_reengaged_user": msgs.num_rows / re_users if re_users else None,
-            "messages_per_incremental_reengaged_user": msgs.num_rows / incr if incr > 0 else None,
+            "messages_per_incremental_reengaged_user": msgs.num_rows / incr if incr > 0 and significant(cmp) else None,
             "winback_unsubscribed": wb["unsubscribed"]["treated"]["count"]}
 
 

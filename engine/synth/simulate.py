@@ -10,7 +10,9 @@ the open probability is multiplied by ``world.theme_factor`` (the blast has no t
 factor 1.0); the metadata then counts deliveries, opens and clicks per message theme
 (``by_theme``, with ``none`` for messages without one, and ``matched``: deliveries
 whose theme is the user's true one).
-A click brings the user back (it is activity) and revives a gone user with
+A click lands on the site: the outcomes hold a ``session`` two seconds after it (the visit
+product analytics would record; the report counts sessions and purchases as re-engagement,
+not clicks, which only messaged users can make), and it revives a gone user with
 ``REVIVE_GIVEN_CLICK``.  Then organic activity over the next ``days`` days is drawn for
 *every* user of the plan, treated or holdout, from their true activity rate, so
 holdout users can come back on their own.
@@ -206,6 +208,7 @@ def simulate(plan, truth, ledger=None, *, seed: int = 0, days: int = 14, policy:
          np.nonzero(unsub & ~complaint)[0]),
         (m_user[complaint], open_at[complaint], "complaint", m_ch[complaint], np.nonzero(complaint)[0]),
         (owner, s_at, "session", np.full(len(owner), -1), None),
+        (m_user[clicked], click_at[clicked] + 2, "session", np.full(int(clicked.sum()), -1), None),  # the landing
         (owner[buy], s_at[buy] + 300, "purchase", np.full(int(buy.sum()), -1), None),
     ]
     events = _events_table(users, ev_parts, d["message_id"], value[buy], end)

@@ -125,15 +125,16 @@ def test_small_arms_are_too_small_to_tell_and_the_ledger_decides_what_was_delive
                    "event": ["click", "session", "session", "session"]})
     # when reported against the ledger
     s = report(p, ev, ledger=tmp_path / "l.db")
-    # then only the two sent messages count, and the verdict is "too small to tell"
+    # then only the two sent messages count, and the verdict is "too small to tell"; user 1's click is
+    # a message metric (only a messaged user can click), not a return: users 2, 3 (holdout) and 4 came back
     assert s["messages_sent"] == 2
     re = s["metrics"]["reengaged"]
     assert (re["treated"]["users"], re["treated"]["count"], re["holdout"]["users"], re["holdout"]["count"]) == \
-        (40, 3, 20, 1)
+        (40, 2, 20, 1)
     assert re["note"].startswith("too small to tell")
-    assert s["per_protocol"]["treated"]["users"] == 2 and s["per_protocol"]["treated"]["count"] == 2
-    # user 4 got nothing, so is not in the sunset list; sent users 1 and 2 came back
-    assert s["sunset_users"] == 0
+    assert s["per_protocol"]["treated"]["users"] == 2 and s["per_protocol"]["treated"]["count"] == 1
+    # user 4 got nothing, so is not in the sunset list; sent user 2 came back, sent user 1 only clicked
+    assert s["sunset_users"] == 1
     with pytest.raises(Exception, match="does not exist"):
         report(p, ev, ledger=tmp_path / "missing.db")
 

@@ -21,7 +21,7 @@ def _events():
     t = START + 3600
     return pa.table({"user_id": pa.array([1, 2, 4, 3, 5, 999], pa.int64()),
                      "ts": from_epoch_seconds(np.array([t, t, t, t, START - 86400, t])),
-                     "event": ["click", "session", "session", "purchase", "session", "session"]})
+                     "event": ["session", "session", "session", "purchase", "session", "session"]})
 
 
 def _counts(summary):
