@@ -42,16 +42,8 @@ from engine.ledger.identity import ensure_id
 from engine.ledger.migrate import upgrade
 from engine.ledger.read import read_broadcasts, read_messages, read_suppressions  # noqa: F401 (the read API)
 
-__all__ = [
-    "Ledger",
-    "check_plan_columns",
-    "check_plan_rows",
-    "ledger_error",
-    "read_messages",
-    "read_suppressions",
-    "read_broadcasts",
-    "CLAIM_COLUMNS",
-]
+__all__ = ["Ledger", "check_plan_columns", "check_plan_rows", "ledger_error", "read_messages", "read_suppressions",
+           "read_broadcasts", "CLAIM_COLUMNS"]
 
 
 from engine.ledger.sql import (  # noqa: E402 (the SQL lives in its own module)
@@ -432,7 +424,8 @@ class Ledger:
         return cur.rowcount
 
     def skip_suppressed(self) -> int:
-        """Skip pending messages to a suppressed address (or user, when the address is null)."""
+        """Skip pending messages to a suppressed address on its channel, or to its user when it has no
+        address or is a person's request (any but a bounce, which is the address's alone)."""
         con = self._con
         if con.execute("SELECT 1 FROM suppressions LIMIT 1").fetchone() is None:
             return 0  # nothing to skip: no scan of the messages
@@ -440,9 +433,9 @@ class Ledger:
             cur = con.execute(
                 "UPDATE messages SET state = 'skipped', last_error = 'suppressed', updated_at = ? "
                 "WHERE state IN ('planned', 'failed') AND EXISTS (SELECT 1 FROM suppressions s "
-                "WHERE s.channel = messages.channel AND (s.address = messages.to_addr "
-                "OR (s.address IS NULL AND s.user_id = messages.user_id)))", (time.time(),),
-            )
+                "WHERE s.channel = messages.channel AND (s.address = messages.to_addr OR (s.user_id = "
+                "messages.user_id AND (s.address IS NULL OR COALESCE(s.reason, '') NOT LIKE '%bounce%'))))",
+                (time.time(),))
         return cur.rowcount
 
     def add_suppressions(self, rows: Iterable[dict]) -> int:

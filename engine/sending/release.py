@@ -144,13 +144,13 @@ class Release:
         Suppressions are only ever added, so a look at the largest rowid says whether any came."""
         top = self._suppression_top()
         if top != self._supp_seen:
-            for ch, addr, uid in self.con.execute(
-                    "SELECT channel, address, user_id FROM suppressions WHERE rowid > ? AND rowid <= ?",
+            for ch, addr, uid, why in self.con.execute(
+                    "SELECT channel, address, user_id, reason FROM suppressions WHERE rowid > ? AND rowid <= ?",
                     (self._supp_seen, top)):
-                if addr is None:
-                    self._late_user.add((ch, uid))
-                else:
+                if addr is not None:
                     self._late_addr.add((ch, addr))
+                if uid is not None and (addr is None or "bounce" not in (why or "")):  # a person's request
+                    self._late_user.add((ch, uid))
             self._supp_seen = top
         if not (self._late_addr or self._late_user):
             return rows, []

@@ -129,3 +129,28 @@ def test_each_campaigns_cap_holds_whichever_campaign_sent_first(tmp_path):
         # then user 0 gets nothing more in A's 30 days, either order; user 1 gets the message
         assert [r[0] for r in keep] == ["y1"], (first, second)
         assert _states(ledger)["y0"] == ("skipped", "cap_other_campaigns")
+
+
+def test_an_unsubscribe_from_another_address_stops_the_user_but_a_bounce_stops_only_its_address(tmp_path):
+    # given users 0..3 planned on push to tok0..tok3, and suppressions naming the user with an address the
+    # ledger does not send to: an unsubscribe (user 0) and a complaint (user 1), a hard bounce (user 2)
+    ledger = tmp_path / "l.db"
+    stops = [{"channel": "push", "address": "old-token-0", "user_id": 0, "reason": "unsubscribe"},
+             {"channel": "push", "address": "old-token-1", "user_id": 1, "reason": "complaint"},
+             {"channel": "push", "address": "old-token-2", "user_id": 2, "reason": "hard_bounce"}]
+    with Ledger(ledger) as led:
+        led.load_plan(make_plan(4))
+        led.add_suppressions(stops)
+    # when sent (the suppressions are in the ledger at start)
+    adapter = Recorder()
+    send(make_plan(4), {"push": adapter}, ledger, now=True)
+    # then the person's requests stop their messages; the old address's bounce does not stop the new one
+    assert sorted(adapter.sent_ids()) == ["m2", "m3"]
+    # and the same holds for suppressions written while a send runs (the release check)
+    ledger2 = tmp_path / "l2.db"
+    with Ledger(ledger2) as led:
+        led.load_plan(make_plan(4, send_at=NOW))
+        rel = Release(led)
+        led.add_suppressions(stops)
+        keep = rel.screen(led.claim("push", 10, now=NOW, release_until=NOW), NOW)
+    assert sorted(r[0] for r in keep) == ["m2", "m3"]
