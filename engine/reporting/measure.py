@@ -131,7 +131,8 @@ def _compare(flag: np.ndarray, treat: np.ndarray, ctrl: np.ndarray) -> dict:
     d, lo, hi = stats.newcombe_diff(k1, n1, k2, n2)
     r, rlo, rhi = stats.relative_lift(k1, n1, k2, n2)
     note = stats.verdict(n1, n2, lo, hi, min_n=MIN_N, group="an arm",
-                         no_effect="too small to tell: the interval includes no effect")
+                         no_effect="too small to tell: the interval includes no effect") if n2 else \
+        "no holdout: the comparison has no control users (a campaign with holdout = 0 keeps none), so no lift"
     return {"treated": {"users": n1, "count": k1, "rate": k1 / n1 if n1 else None},
             "holdout": {"users": n2, "count": k2, "rate": k2 / n2 if n2 else None},
             "lift": _nan_none(d), "lift_ci": [_nan_none(lo), _nan_none(hi)],

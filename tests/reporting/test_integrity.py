@@ -96,3 +96,13 @@ def test_a_simulated_campaign_is_measurable_without_warnings(tmp_path):
     s = report(tmp_path / "plan.arrow", tmp_path / "out")
     # then the report states a lift and warns of nothing
     assert s["warnings"] == [] and s["metrics"]["reengaged"]["lift"] is not None
+
+
+def test_a_campaign_without_a_holdout_says_so():
+    # given a plan with no held-out user
+    p = holdout_plan(60, start=START)
+    p = p.set_column(p.schema.get_field_index("holdout"), "holdout", pa.array([False] * 60))
+    p = p.set_column(p.schema.get_field_index("reason"), "reason", pa.nulls(60, pa.string()))
+    s = report(p, _events([(1, 3600 + 86400 * 9, "session")]))
+    # then the note says there is no control group, not that an arm is small
+    assert s["metrics"]["reengaged"]["note"].startswith("no holdout")
