@@ -247,7 +247,7 @@ def reachable_users(n: int, **overrides) -> pa.Table:
         "best_hour_local": pa.array([10] * n, pa.int8()),
         "send_time_confidence": pa.array([0.5] * n),
         "fatigue_budget": pa.array([3] * n), "sends_7d": pa.array([0] * n), "sends_30d": pa.array([0] * n),
-        "first_name": pa.array(["Ann"] * n, pa.string()),
+        "first_name": pa.array(["Ann"] * n, pa.string()), "complained": pa.array([False] * n),
     }
     for c, addr in (("email", "email"), ("sms", "phone"), ("push", "push_token")):
         cols[f"consent_{c}"] = pa.array([True] * n)

@@ -81,8 +81,50 @@ def run(args: argparse.Namespace) -> int:
     print(f"  send hour (UTC 0-23): |{bars}|  peak {peak:,}/h")
     if s.get("timezones"):
         print("  timezones:        " + ", ".join(f"{k} {v:,}" for k, v in s["timezones"].items()))
-    for text in s.get("warnings") or ():
+    for text in [*(s.get("warnings") or ()), *send_warnings(s, args.output)]:
         sys.stderr.write(f"warning: {text}\n")
     if s.get("by_theme"):
         print("  themes:           " + ", ".join(f"{k} {v:,}" for k, v in s["by_theme"].items()))
     return 0
+
+
+def send_warnings(s: dict, output, now: float | None = None) -> list[str]:
+    """What 'winback send' will do with a plan that sends nothing: one warning when it plans
+    no message, and one when every planned send time is already past ``now`` (the wall clock):
+    both are legitimate (a narrow audience, a backtest), so they are said, not refused.  Kept
+    out of the plan's summary, which must not depend on when it was made."""
+    import time
+
+    if not s["planned"]:
+        reasons = sorted(s["by_reason"].items(), key=lambda kv: -kv[1])[:3]
+        why = ", ".join(f"{k} {v:,}" for k, v in reasons) or "no scored users"
+        hint = (" - nobody is in the audience: check [audience] where and the scores columns it reads "
+                "(a column that is null for every user selects nobody)") if [k for k, _ in reasons] == ["not_in_audience"] else ""
+        return [f"this plan plans no message ({s['rows']:,} user-steps not messaged: {why}){hint}; "
+                "'winback send' will send nothing"]
+    last = _last_send_at(output)
+    now = time.time() if now is None else now
+    if last is None or last >= now:
+        return []
+    from engine.tz import iso_utc
+
+    return [f"every planned send time is already past: the last is {iso_utc(last)}, {(now - last) / 86400:.0f} days "
+            f"before now ({iso_utc(int(now))}); 'winback send' will skip every message as too_late (more than "
+            "--max-lateness, default 6h, late; campaign_end after the campaign's end) and send nothing, unless "
+            "--now sends it all at once. Fine for a backtest or a demo ('winback simulate'); to send it on "
+            "schedule, re-score and re-plan as of now (--as-of)"]
+
+
+def _last_send_at(output) -> int | None:
+    """The latest ``send_at`` (epoch s) of the plan written at ``output`` (a file or a
+    partitioned directory), None when it plans nothing."""
+    from pathlib import Path
+
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    path = Path(output)
+    fmt = "parquet" if path.is_dir() or path.suffix == ".parquet" else "ipc"
+    col = ds.dataset(str(path), format=fmt).to_table(columns=["send_at"])["send_at"]
+    last = pc.max(col).as_py()
+    return None if last is None else int(last.timestamp())

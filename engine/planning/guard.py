@@ -1,6 +1,10 @@
 """Guards around planning: the scores are fit to plan, suppressions, and the broadcast guard.
 
-- :func:`check_scores`: InputError for null or duplicate user ids and unknown timezones;
+- :func:`check_scores`: InputError for null or duplicate user ids, unknown timezones, and
+  negative counts (``sends_7d``, ``fatigue_budget``, ...);
+- :func:`check_guard_columns`: InputError for scores without the opt-out columns of a
+  campaign's channels (``<channel>_suppressed``, ``complained``); a null in them counts as
+  suppressed (:func:`unknown_guards`, said in the plan's warnings by :func:`unknown_guard_warning`);
 - :func:`suppressed_matrix`: which users are suppressed per channel in the ledger's
   ``suppressions`` table (or a table shaped like it), by user id or by address;
 - :func:`broadcast_guard`: an audience covering at least ``[policy] broadcast_share``
@@ -24,10 +28,14 @@ from engine.errors import InputError, PolicyError
 from engine.schema import ADDRESS_COLUMN, CHANNELS, SECONDS_PER_DAY
 from engine.tz import is_timezone, to_epoch_seconds
 
-__all__ = ["check_scores", "suppressed_matrix", "complained_users", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
+__all__ = ["check_scores", "check_guard_columns", "guard_columns", "unknown_guards", "unknown_guard_warning",
+           "suppressed_matrix", "complained_users", "broadcast_guard", "guard_counts", "BROADCAST_SHARE", "BROADCAST_DAYS"]
 
 BROADCAST_SHARE = 0.80  # default share of the reachable base that makes an audience "the whole base"
 BROADCAST_DAYS = 90     # days between two approved broadcasts
+#: counts and budgets in the scores: never negative (a negative recent-send count loosens the cap)
+COUNT_COLUMNS = ("sends_7d", "sends_30d", "fatigue_budget", "frequency", "purchases", "engagements",
+                 *(f"{c}_{k}" for c in CHANNELS for k in ("sends_90d", "opens_90d", "clicks_90d", "unengaged_streak")))
 
 
 def checked_scores(scores: pa.Table, src: str) -> pa.Table:
@@ -54,8 +62,10 @@ def check_scores(scores: pa.Table, src: str) -> None:
                          "'winback score' wrote (its user_id is int64), not a re-saved or edited copy")
     _scored_at(scores, src)
     _in_range(scores, "best_hour_local", 0, 23, src, "an hour of the day 0-23")
-    for col in ("p_alive", "lapse_risk"):
+    for col in ("p_alive", "lapse_risk", *(f"{c}_response_rate" for c in CHANNELS)):
         _in_range(scores, col, 0, 1, src, "a probability from 0 to 1")
+    for col in COUNT_COLUMNS:
+        _in_range(scores, col, 0, np.inf, src, "a count of 0 or more (a negative one would loosen the caps)")
     if ids.null_count:
         rows = np.nonzero(ids.is_null().to_numpy(zero_copy_only=False))[0][:5].tolist()
         raise InputError(f"{src}: column 'user_id' is null in {ids.null_count:,} rows (e.g. rows {rows}); "
@@ -76,6 +86,58 @@ def check_scores(scores: pa.Table, src: str) -> None:
             raise InputError(f"{src}: column 'timezone' has {len(rows):,} rows with unknown IANA timezones "
                              f"(e.g. user_id, timezone: {ex}); fix them (e.g. Europe/Paris) or set them "
                              "null to use the campaign's timezone")
+
+
+def guard_columns(cmp: Campaign) -> list[str]:
+    """The scores columns that say who opted out on ``cmp``'s channels: ``<channel>_suppressed``
+    for every owned channel its steps use, and ``complained`` unless ``complaint_suppresses =
+    "channel"`` (a complaint then suppresses only its channel, in ``<channel>_suppressed``)."""
+    used = {c for step in cmp.steps for c in step.channels}
+    out = [f"{c}_suppressed" for c in CHANNELS if c in used]
+    if getattr(cmp.policy, "complaint_suppresses", "all") == "all":
+        out.append("complained")
+    return out
+
+
+def check_guard_columns(scores: pa.Table, cmp: Campaign, src: str) -> None:
+    """InputError when ``scores`` lack a column of :func:`guard_columns`: without it the plan
+    could not tell who unsubscribed, bounced or complained, and would message them (a
+    missing consent column is no consent; a missing suppression column is refused)."""
+    missing = [c for c in guard_columns(cmp) if c not in scores.column_names]
+    if not missing:
+        return
+    names = ", ".join(repr(c) for c in missing)
+    s = "s" if len(missing) > 1 else ""
+    raise InputError(
+        f"{src} has no column{s} {names}, which campaign {cmp.id!r} needs to leave out users who unsubscribed, "
+        f"bounced or complained (it has {', '.join(scores.column_names[:8])}, ...); without {'them' if s else 'it'} "
+        "they would be messaged. Re-score with 'winback score' (it writes every one), or add the column"
+        f"{s} to the scores: <channel>_suppressed true for a user unsubscribed or bounced on that channel, "
+        "complained true for a user who ever complained, false otherwise (a blank counts as suppressed)")
+
+
+def unknown_guards(scores: pa.Table, cmp: Campaign) -> dict[str, np.ndarray]:
+    """Per column of :func:`guard_columns` present in ``scores``: bool[users], null there (not
+    known whether the user opted out: planned as suppressed)."""
+    out = {}
+    for name in guard_columns(cmp):
+        if name in scores.column_names:
+            values = scores[name]
+            out[name] = np.ones(scores.num_rows, bool) if pa.types.is_null(values.type) else \
+                values.is_null().to_numpy(zero_copy_only=False)
+    return out
+
+
+def unknown_guard_warning(counts: dict[str, int], src: str) -> str | None:
+    """One warning for the users whose opt-out columns are null (``counts``: column -> users),
+    None when there are none."""
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return None
+    each = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    return (f"{src}: blank opt-out values ({each} users) are not known to be clear, so they count as suppressed: "
+            "not messaged on that channel (complained: on any channel; reason suppressed). Re-score with "
+            "'winback score', or fill them (false for users who did not opt out) to message them")
 
 
 def _scored_at(scores: pa.Table, src: str) -> None:
@@ -108,7 +170,8 @@ def _in_range(scores: pa.Table, col: str, lo: float, hi: float, src: str, what: 
     rows = np.nonzero(bad.to_numpy(zero_copy_only=False))[0]
     if rows.size:
         ex = [(scores["user_id"][int(i)].as_py(), values[int(i)].as_py()) for i in rows[:5]]
-        raise InputError(f"{src}: column {col!r} is outside {lo}-{hi} in {rows.size:,} rows (e.g. user_id, "
+        where = "negative" if hi == np.inf and lo == 0 else f"outside {lo}-{hi}"
+        raise InputError(f"{src}: column {col!r} is {where} in {rows.size:,} rows (e.g. user_id, "
                          f"{col}: {ex}); it must be {what}: rescore with 'winback score' instead of editing it")
 
 

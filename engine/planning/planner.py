@@ -52,7 +52,7 @@ from engine.io.meta import PLAN, SCORE, read_meta, with_meta
 from engine.planning import steps as ps
 from engine.planning.campaign import Campaign, load_campaign
 from engine.planning.campaign_schema import INSTANT_MAX, INSTANT_MIN
-from engine.planning.guard import checked_scores, guard_counts
+from engine.planning.guard import check_guard_columns, checked_scores, guard_counts, unknown_guard_warning
 from engine.planning.steps import REASONS, end_of
 from engine.schema import SECONDS_PER_DAY
 from engine.tz import from_epoch_seconds, iso_utc, parse_as_of
@@ -92,6 +92,7 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     if lost and score_meta.get("as_of"):  # days_since() in the rules counts to the recovered as_of too
         scores = with_meta(scores, SCORE, {"as_of": score_meta["as_of"]})
     start, stale = campaign_start(as_of, cmp, score_meta)
+    check_guard_columns(scores, cmp, src)  # (PartitionPlan checks too; here the error names the file)
     part = ps.PartitionPlan(scores, cmp, start, suppressions=suppressions, ledger=ledger, items=items)
     pre = part.prelude()
     broadcast = guard_counts(cmp, pre["audience_reachable"], pre["reachable"], ledger, start)
@@ -109,7 +110,8 @@ def plan(scores, campaign, *, as_of=None, suppressions: pa.Table | None = None, 
     new_ledger = (f"ledger {ledger} does not exist yet: this plan knows no earlier sends or suppressions; if this "
                   "is not the first campaign, re-plan with the ledger 'winback send' uses"
                   if ledger is not None and not os.path.exists(ledger) else None)
-    warnings = [w for w in (lost, stale, absent_fields_warning(cmp, scores), new_ledger) if w]
+    unknown = unknown_guard_warning(part.unknown_guards, src)
+    warnings = [w for w in (lost, stale, unknown, absent_fields_warning(cmp, scores), new_ledger) if w]
     if warnings:
         meta["summary"]["warnings"] = warnings
     return with_meta(result, PLAN, meta, keep=False)

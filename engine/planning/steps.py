@@ -24,7 +24,7 @@ from engine.planning.assemble import assemble
 from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
-from engine.planning.guard import complained_users, suppressed_matrix
+from engine.planning.guard import check_guard_columns, complained_users, suppressed_matrix, unknown_guards
 from engine.planning.pressure import clear_of_contacts, ledger_contacts, max_in_windows
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.fatigue_model import campaign_budget
@@ -37,6 +37,8 @@ REASONS = SKIP_REASONS
 R = {name: i for i, name in enumerate(REASONS)}
 #: a message whose send time is at least this confident keeps its hour first
 CONFIDENT = 0.4
+#: the response rate of a channel whose rate is unknown (missing, null, NaN): scoring's Beta(1, 9) prior
+UNKNOWN_RESPONSE = 0.1
 
 
 def horizon_of(cmp: Campaign, start: int) -> int:
@@ -59,14 +61,26 @@ def end_of(cmp: Campaign, start: int) -> int:
     return end
 
 
-def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _reach(scores: pa.Table, suppressions, ledger, cmp: Campaign | None = None,
+           src: str = "a scores partition") -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """[users, PROVIDER_CHANNELS] consent, address and reach (the last column: ``ads``,
-    :mod:`engine.planning.ads`)."""
+    :mod:`engine.planning.ads`), and per opt-out column of ``cmp``'s channels the users whose
+    value is null (:func:`~engine.planning.guard.unknown_guards`).
+
+    Opt-outs fail safe like consent: scores without the ``<channel>_suppressed`` or
+    ``complained`` column ``cmp`` needs are refused (:func:`~engine.planning.guard.check_guard_columns`),
+    and a null there counts as suppressed (a null ``complained``: on every channel, whose
+    reason is then ``suppressed``: the user is not known to have complained)."""
     n = scores.num_rows
+    if cmp is not None:
+        check_guard_columns(scores, cmp, src)
+    unknown = unknown_guards(scores, cmp) if cmp is not None else {}
     consent = np.stack([col(scores, CONSENT_COLUMN[c], False, bool) for c in CHANNELS], axis=1)
     address = np.stack([scores[ADDRESS_COLUMN[c]].is_valid().to_numpy(zero_copy_only=False)
                         if ADDRESS_COLUMN[c] in scores.column_names else np.zeros(n, bool) for c in CHANNELS], axis=1)
-    suppressed = np.stack([col(scores, f"{c}_suppressed", False, bool) for c in CHANNELS], axis=1)
+    # a null is suppressed; a column of a channel the campaign does not use may be missing (not suppressed)
+    suppressed = np.stack([col(scores, f"{c}_suppressed", True, bool) if f"{c}_suppressed" in scores.column_names
+                           else np.zeros(n, bool) for c in CHANNELS], axis=1)
     suppressed |= suppressed_matrix(ledger, scores, suppressions)
     from engine.planning.ads import ads_reach, ledger_suppressions
 
@@ -74,7 +88,9 @@ def _reach(scores: pa.Table, suppressions, ledger) -> tuple[np.ndarray, np.ndarr
     consent = np.column_stack([consent, a_consent])
     address = np.column_stack([address, a_address])
     suppressed = np.column_stack([suppressed, a_supp])
-    return consent, address, consent & address & ~suppressed
+    if "complained" in unknown:
+        suppressed |= unknown["complained"][:, None]
+    return consent, address, consent & address & ~suppressed, unknown
 
 
 def _best_hour_in_campaign_zone(scores: pa.Table, campaign_tz: str, start: int) -> np.ndarray:
@@ -122,13 +138,18 @@ class PartitionPlan:
         self.audience = cmp.audience(scores)
         self.step_where = [s.where(scores) if s.where is not None else None for s in cmp.steps]
         self.holdout, self.variant = assignments(self.uid, cmp)
-        self.consent, self.address, self.reach = _reach(scores, suppressions, ledger)
+        self.consent, self.address, self.reach, unknown = _reach(scores, suppressions, ledger, cmp)
+        #: users per opt-out column whose value is null (planned as suppressed), for the plan's warnings
+        self.unknown_guards = {name: int(v.sum()) for name, v in unknown.items()}
         # a spam complaint on one channel stops every marketing channel ([policy] complaint_suppresses)
         self.complained = np.zeros(n, bool)
         if getattr(cmp.policy, "complaint_suppresses", "all") == "all":
             self.complained = complained_users(ledger, scores, suppressions)
             self.reach &= ~self.complained[:, None]
-        self.resp = np.stack([col(scores, f"{c}_response_rate", 0.1, np.float64) for c in PROVIDER_CHANNELS], axis=1)
+        # a missing, null or NaN response rate is unknown: the prior 'winback score' gives a channel with no
+        # history (0.1), so the channel is still ranked and chosen (NaN compares false: it would never be)
+        resp = np.stack([col(scores, f"{c}_response_rate", UNKNOWN_RESPONSE, np.float64) for c in PROVIDER_CHANNELS], axis=1)
+        self.resp = np.where(np.isfinite(resp), resp, UNKNOWN_RESPONSE)
         self._monetary = col(scores, "monetary", np.nan, np.float64)
         self.p_alive = col(scores, "p_alive", 0.5, np.float64)
         # the learned budget is recomputed for this campaign's cap and window (not the score-time cap)

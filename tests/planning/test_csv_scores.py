@@ -73,7 +73,7 @@ def test_planning_from_a_csv_warns_once_what_its_missing_metadata_loses(scores_f
     capsys.readouterr()
     assert main(["plan", str(scores_files / "scores.csv"), CAMPAIGN, "-o", str(tmp_path / "plan.arrow")]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning:") == 1 and "no winback.score metadata" in err
+    assert err.count("no winback.score metadata") == 1  # (and one that the schedule is past, if it is)
     user = feather.read_table(tmp_path / "plan.arrow")["user_id"][0].as_py()
     assert main(["explain", str(user), "--plan", str(tmp_path / "plan.arrow"),
                  "--scores", str(scores_files / "scores.csv")]) == 0
