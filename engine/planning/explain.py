@@ -81,10 +81,14 @@ def explain(user_id: int, plan_table: pa.Table, scores: pa.Table | None = None, 
             consent = bool(row.get(f"consent_{c}"))
             address = (row.get("email") or row.get("phone")) is not None if c == "ads" \
                 else row.get(ADDRESS_COLUMN[c]) is not None
-            reachable = consent and address and not row.get(f"{c}_suppressed")
-            ranking.append({"channel": c, "consent": consent, "address": address,
-                            "suppressed": bool(row.get(f"{c}_suppressed")),
-                            "response_rate": row.get(f"{c}_response_rate"), "reachable": reachable})
+            # as the planner reads them: a null opt-out is suppressed (also a null 'complained'), an unknown rate 0.1
+            opt_out = row.get(f"{c}_suppressed", False)
+            suppressed = opt_out is None or bool(opt_out) or ("complained" in row and row["complained"] is None)
+            reachable = consent and address and not suppressed
+            rate = row.get(f"{c}_response_rate")
+            rate = None if rate is None or rate != rate else rate
+            ranking.append({"channel": c, "consent": consent, "address": address, "suppressed": suppressed,
+                            "response_rate": rate, "reachable": reachable})
         # the planner reads a missing response rate as 0.1 and keeps the step's order on ties
         ranking.sort(key=lambda x: (not x["reachable"], -(0.1 if x["response_rate"] is None else x["response_rate"])))
         out["channels"].append({"step": step.get("name", str(k)), "ranking": ranking})

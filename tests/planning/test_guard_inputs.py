@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pytest
@@ -169,3 +170,23 @@ def test_the_past_schedule_check_reads_the_latest_send_and_compares_it_with_now(
     assert send_warnings(s, tmp_path / "plan.arrow", now=last - 3600) == []
     [w] = send_warnings(s, tmp_path / "plan.arrow", now=last + 1)
     assert "too_late" in w
+
+
+def test_explain_reads_a_null_opt_out_and_a_nan_rate_as_the_planner_does():
+    # given a user whose email_suppressed is null and whose push rate is NaN, planned on email or push
+    from engine.planning.campaign import load_campaign
+    from engine.planning.explain import explain
+    from engine.planning.planner import plan
+    from tests.helpers import one_step, reachable_users
+
+    scores = reachable_users(5, email_suppressed=pa.array([None, False, False, False, False], pa.bool_()),
+                             push_response_rate=pa.array([float("nan"), 0.3, 0.3, 0.3, 0.3]),
+                             lapse_risk=pa.array([0.9, 0.1, 0.1, 0.1, 0.1]))  # an audience of one of five
+    p = plan(scores, load_campaign(one_step(channels=("email", "push"))), as_of="2026-03-27T00:00:00Z")
+    p = p.filter(pa.compute.equal(p["user_id"], 1000))
+    # when explained
+    ranking = explain(1000, p, scores)["channels"][0]["ranking"]
+    # then email is suppressed, as the plan has it, and push (unknown rate) is the channel chosen
+    assert [r["channel"] for r in ranking] == ["push", "email"]
+    assert ranking[1]["suppressed"] and not ranking[1]["reachable"] and ranking[0]["response_rate"] is None
+    assert p["channel"].to_pylist() == ["push"]
