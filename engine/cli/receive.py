@@ -11,6 +11,8 @@ ENV = {
     "sendgrid_secret": "SENDGRID_WEBHOOK_SECRET",
     "twilio_token": "TWILIO_AUTH_TOKEN",
 }
+#: longest --flush-seconds: under the webhook timeout of the providers (SendGrid waits ~10 s)
+MAX_FLUSH_SECONDS = 10.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flush-events", type=int, default=1000, metavar="N",
                    help="write a batch file every N events (default 1000)")
     p.add_argument("--flush-seconds", type=float, default=1.0, metavar="T",
-                   help="... or after T seconds, whichever comes first (default 1.0)")
+                   help="... or after T seconds, whichever comes first (default 1.0, at most 10)")
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="base URL providers call (Twilio signs the full URL); default: the request's own URL")
     p.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
@@ -73,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from engine.feedback.receiver import Receiver, serve
 
-    if args.max_body_kb < 1 or args.flush_events < 1 or args.flush_seconds <= 0:
-        raise ConfigError("--max-body-kb and --flush-events must be at least 1 and --flush-seconds above 0")
+    if args.max_body_kb < 1 or args.flush_events < 1:
+        raise ConfigError("--max-body-kb and --flush-events must be at least 1, e.g. --flush-events 1000")
+    if not 0 < args.flush_seconds <= MAX_FLUSH_SECONDS:
+        raise ConfigError(f"--flush-seconds must be above 0 and at most {MAX_FLUSH_SECONDS:g} (got "
+                          f"{args.flush_seconds:g}): a request waits that long for its batch, and a provider "
+                          "whose webhook timeout is shorter retries it as failed; e.g. --flush-seconds 1")
     if not args.read_timeout > 0 or args.max_connections < 1:
         raise ConfigError("--read-timeout must be above 0 seconds and --max-connections at least 1, "
                           "e.g. --read-timeout 10 --max-connections 256")

@@ -9,6 +9,14 @@ the provider gives one, ``event_id`` for replay protection), suppression dicts
 is counted and skipped; a malformed event (bad time, user id, address, id) is skipped
 with its reason; the rest of the batch is kept.  A payload whose shape is wrong as a
 whole raises :class:`BadPayload`.
+
+Every text an event keeps (ids, addresses, names) must be encodable UTF-8: JSON can carry a
+lone surrogate (``"\\ud800"``), which no part file or ledger can store, so such an event is
+malformed on its own instead of failing the batch file it would join.  A bounce carries
+``hard`` (True: the address is gone; False: a soft bounce such as SendGrid ``blocked``).  On
+``/events`` an event name or channel written with another case or surrounding whitespace
+(``Unsubscribe``, `` email``) is read as the name it is (:func:`engine.io.names.canonical`,
+as ``send --events`` reads files) and counted in the report's ``renamed``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,11 @@ import json
 import math
 import re
 from datetime import datetime
+
+import pyarrow as pa
+
+from engine.io.names import canonical
+from engine.sending.exits import FEEDBACK_CHANNELS
 
 __all__ = ["BadPayload", "MAX_JSON_DEPTH", "TWILIO_HARD", "TWILIO_OPTOUT", "load_json", "sendgrid_events",
            "generic_events", "twilio_events"]
@@ -31,7 +44,8 @@ SG_DROPPED = {"bounced address": "hard_bounce", "unsubscribed address": "unsubsc
 GENERIC_EVENTS = {"open", "click", "bounce", "complaint", "unsubscribe", "reason"}
 #: a survey answer's ``reason``: one of the names a survey step lists
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-CHANNELS = {"email", "sms", "push", "webhook"}
+#: the channels ``/events`` takes: the contract's and ``webhook`` (the webhook adapter's own posts)
+CHANNELS = set(FEEDBACK_CHANNELS)
 #: Twilio error codes meaning the number will never take messages (hard bounce) ...
 TWILIO_HARD = {"21211", "21612", "21614", "30005", "30006"}
 #: ... and meaning the recipient opted out (STOP)
@@ -52,7 +66,16 @@ class _Bad(Exception):
 
 
 def _report() -> dict:
-    return {"unknown": 0, "ignored": 0, "rejected": []}
+    return {"unknown": 0, "ignored": 0, "renamed": 0, "rejected": []}
+
+
+def _encodable(text: str) -> bool:
+    """True when ``text`` can be written as UTF-8 (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_json(raw: bytes):
@@ -126,7 +149,8 @@ def address(value, *, optional: bool = False) -> str | None:
     """A suppression address: a short printable string (None allowed when ``optional``)."""
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value or len(value) > MAX_ADDRESS or not value.isprintable():
+    if not isinstance(value, str) or not value or len(value) > MAX_ADDRESS or not value.isprintable() \
+            or not _encodable(value):
         raise _Bad("the address (email/To) is not a short printable string")
     return value
 
@@ -143,6 +167,8 @@ def event(kind, channel, message_id, uid, ts, now, provider_id=None) -> dict:
     for name, v in (("message_id", message_id), ("sg_message_id", provider_id)):
         if v is not None and (not isinstance(v, (str, int)) or isinstance(v, bool) or len(str(v)) > MAX_ID):
             raise _Bad(f"{name} is not a short string")
+        if isinstance(v, str) and not _encodable(v):
+            raise _Bad(f"{name} is not valid UTF-8 text (it holds a lone surrogate such as \\ud800)")
     return {"user_id": uid, "ts": int(round(at * 1e6)), "event": kind, "channel": channel,
             "message_id": None if message_id is None else str(message_id),
             "provider_id": None if provider_id is None else str(provider_id)}
@@ -181,10 +207,12 @@ def _sendgrid_event(e, now, events: list, supp: list, report: dict) -> None:
                provider_id=e.get("sg_message_id"))
     eid = e.get("sg_event_id")
     if eid is not None:
-        if not isinstance(eid, str) or not eid or len(eid) > MAX_ID:
+        if not isinstance(eid, str) or not eid or len(eid) > MAX_ID or not _encodable(eid):
             raise _Bad("sg_event_id is not a short string")
         ev["event_id"] = "sg:" + eid
     hard = kind == "bounce" and e.get("type", "bounce") == "bounce"
+    if kind == "bounce":
+        ev["hard"] = hard
     entry = None
     if hard or ev["event"] in ("unsubscribe", "complaint"):
         entry = {"channel": "email", "address": address(e.get("email")), "event": ev,
@@ -202,19 +230,21 @@ def generic_events(doc, now: float):
     if not isinstance(items, list):
         raise BadPayload("the body is an event object, a list, or {\"events\": [...]}")
     events, supp, report = [], [], _report()
+    kinds, kind_renamed = _names([e.get("event") if isinstance(e, dict) else None for e in items], GENERIC_EVENTS)
+    chans, chan_renamed = _names([e.get("channel") if isinstance(e, dict) else None for e in items], CHANNELS)
     for i, e in enumerate(items):
         try:
             if not isinstance(e, dict) or not isinstance(e.get("event"), str):
                 raise _Bad("an event is an object with a string 'event'")
-            if e["event"] not in GENERIC_EVENTS:
+            if kinds[i] not in GENERIC_EVENTS:
                 report["unknown"] += 1
                 continue
-            channel = e.get("channel")
-            if not isinstance(channel, str) or channel not in CHANNELS:
+            channel = chans[i]
+            if channel not in CHANNELS:
                 raise _Bad(f"'channel' is one of {sorted(CHANNELS)}")
             if e.get("message_id") is None and e.get("user_id") is None:
                 raise _Bad("an event needs 'message_id' or 'user_id'")
-            ev = event(e["event"], channel, e.get("message_id"), e.get("user_id"), e.get("ts"), now)
+            ev = event(kinds[i], channel, e.get("message_id"), e.get("user_id"), e.get("ts"), now)
             if ev["event"] == "reason":  # a survey answer: why the user left (a survey step's reasons)
                 if not isinstance(e.get("reason"), str) or not REASON.match(e["reason"]):
                     raise _Bad("a 'reason' event needs 'reason': a survey reason name such as "
@@ -223,16 +253,30 @@ def generic_events(doc, now: float):
             hard = e.get("hard", True)
             if not isinstance(hard, bool):
                 raise _Bad("'hard' is true or false")
+            if ev["event"] == "bounce":
+                ev["hard"] = hard
             entry = None
             if ev["event"] in ("unsubscribe", "complaint") or (ev["event"] == "bounce" and hard):
                 entry = {"channel": channel, "address": address(e.get("address"), optional=True),
                          "event": ev, "reason": "hard_bounce" if ev["event"] == "bounce" else ev["event"]}
             events.append(ev)
+            report["renamed"] += bool(kind_renamed[i] or chan_renamed[i])
             if entry is not None:
                 supp.append(entry)
         except _Bad as bad:
             report["rejected"].append({"index": i, "reason": str(bad)})
     return events, supp, report
+
+
+def _names(values: list, choices) -> tuple[list, list]:
+    """``values`` read as :func:`engine.io.names.canonical` reads a file's names (trimmed, lower-cased:
+    ``" Unsubscribe"`` is ``unsubscribe``), and per value whether that changed it into one of
+    ``choices``; a value that is not encodable text is None."""
+    safe = [v if isinstance(v, str) and _encodable(v) else None for v in values]
+    if all(v is None for v in safe):
+        return safe, [False] * len(safe)
+    names, renamed, _unknown = canonical(pa.array(safe, pa.string()), sorted(choices))
+    return names.to_pylist(), renamed.tolist()
 
 
 def twilio_events(params: dict, query, now: float):
@@ -250,6 +294,8 @@ def twilio_events(params: dict, query, now: float):
         ev = event(kind, "sms", query.get("message_id"), query.get("user_id") or params.get("user_id"), None,
                    now, provider_id=sid)
         ev["event_id"] = f"tw:{sid}:{status}"
+        if kind == "bounce":
+            ev["hard"] = code in TWILIO_HARD
         supp = []
         if code in TWILIO_OPTOUT or code in TWILIO_HARD:
             supp.append({"channel": "sms", "address": address(params.get("To")), "event": ev,

@@ -29,13 +29,15 @@ Three signed endpoints, each mapped to contract events (``open``, ``click``,
     HMAC-SHA256(secret, ``timestamp + "." + body``), timestamp within ``skew_seconds``.
 
 ``user_id`` comes from the payload, else from the ledger (by ``message_id`` or the
-provider's id).  Events whose user cannot be found are acknowledged and counted as
-``unmatched`` (retrying would not find them either).  ``delivered`` / ``dropped`` are
+provider's id; :mod:`engine.feedback.lookup`, off the event loop).  Events whose user cannot
+be found are acknowledged and counted as ``unmatched`` (retrying would not find them
+either); a ledger that cannot be read right now (locked, an I/O error) answers 503 so the
+provider retries.  An event on channel ``webhook`` takes the ledger's channel of its message.  ``delivered`` / ``dropped`` are
 counted as ``ignored``; a ``dropped`` for a "Bounced/Unsubscribed/Spam Reporting Address"
 still suppresses that address in the ledger.
 
 Durability: accepted events are buffered and written as one Arrow IPC file per batch,
-``part-XXXXXX.arrow`` (fsync'd, then renamed into place), every ``flush_events``
+``part-XXXXXX.arrow`` (fsync'd, then renamed into place; :mod:`engine.feedback.parts`), every ``flush_events``
 events or ``flush_seconds`` seconds.  A request is answered 200 only after the batch
 holding its events is on disk, so a restart loses nothing acknowledged; a failed write
 answers 500 and the provider retries (delivery is at least once: a batch whose
@@ -54,7 +56,9 @@ Hostile clients: the signature headers (present, ASCII, a finite timestamp withi
 ``max_connections`` connections are open (more get 503); JSON nested deeper than
 :data:`MAX_JSON_DEPTH` is 400.  A signed request seen again within the skew window
 (a replay, or a provider's retry of a request already acknowledged) is answered 200
-and not written again; so is an event whose SendGrid ``sg_event_id`` was already
+and not written again; copies of one signed request arriving together are stored once (the
+first copy claims its signature before anything is awaited, the others wait for its answer
+and are answered 200 with ``replay: true``, or try themselves when it failed); so is an event whose SendGrid ``sg_event_id`` was already
 written during this run.  ``GET /_stats`` answers loopback clients of a receiver
 listening on loopback, otherwise only with ``Authorization: Bearer <a configured
 secret>``.  Every client error is a 4xx, never a 500.
@@ -67,12 +71,10 @@ import hmac
 import ipaddress
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import pyarrow as pa
 from aiohttp import web
 
 from engine.feedback.events import (
@@ -85,21 +87,16 @@ from engine.feedback.events import (
     sendgrid_events,
     twilio_events,
 )
+from engine.feedback.lookup import LOOKUP_TIMEOUT, LedgerUnavailable, needs_lookup, resolve
+from engine.feedback.parts import EVENT_SCHEMA, clean_temporary, next_part, write_part
 from engine.feedback.replay import Replays
 from engine.feedback.signatures import ecdsa_verifier, sendgrid_hmac_signature, twilio_signature
-from engine.io.atomic import atomic_path
 from engine.errors import InputError
-from engine.schema import TIMESTAMP
+from engine.schema import CHANNELS
 
 __all__ = ["Receiver", "EVENT_SCHEMA", "MAX_JSON_DEPTH", "TWILIO_HARD", "TWILIO_OPTOUT", "twilio_signature",
            "sendgrid_hmac_signature", "serve"]
 
-#: schema of every part file: the contract's events plus the provider message id
-EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", pa.string()),
-                          ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string()),
-                          ("reason", pa.string())])
-
-_PART = re.compile(r"^part-(\d{6,})\.arrow$")
 _EPOCH_TEXT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")  # a signed timestamp: plain epoch seconds
 
 
@@ -116,7 +113,8 @@ class Receiver:
     partial batch is written; ``max_body``: largest accepted body in bytes;
     ``skew_seconds``: largest clock difference for signed timestamps (also how long a
     signature is remembered against replays); ``read_timeout``: seconds a client has for
-    its request headers and for its body; ``max_connections``: open connections at most.
+    its request headers and for its body; ``max_connections``: open connections at most;
+    ``lookup_timeout``: seconds a ledger look-up waits for a locked ledger (then 503).
     """
 
     def __init__(self, out_dir: str | os.PathLike, *, ledger: str | os.PathLike | None = None,
@@ -124,7 +122,7 @@ class Receiver:
                  sendgrid_secret: str | None = None, twilio_token: str | None = None,
                  public_url: str | None = None, max_body: int = 1024 * 1024, flush_events: int = 1000,
                  flush_seconds: float = 1.0, skew_seconds: float = 300.0, read_timeout: float = 10.0,
-                 max_connections: int = 256, clock=time.time):
+                 max_connections: int = 256, lookup_timeout: float = LOOKUP_TIMEOUT, clock=time.time):
         self.out_dir = Path(out_dir)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,23 +148,24 @@ class Receiver:
         self.skew_seconds = float(skew_seconds)
         self.read_timeout = float(read_timeout)
         self.max_connections = max(1, int(max_connections))
+        self.lookup_timeout = float(lookup_timeout)
         #: ``GET /_stats`` without a secret from a loopback client of a loopback listener
         self.stats_loopback_only = True
         self._loopback_listener = True
         self._clock = clock
-        parts = [int(m.group(1)) for p in self.out_dir.iterdir() if (m := _PART.match(p.name))]
-        self._next_part = max(parts, default=-1) + 1
+        clean_temporary(self.out_dir)  # a killed receiver's half-written batch: never acknowledged
+        self._next_part = next_part(self.out_dir)
         self._buf: list[dict] = []
         self._supp: list[dict] = []
         self._waiters: list[asyncio.Future] = []
         self._timer: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None
         self._led = None
-        self._pending: dict[str, asyncio.Future] = {}  # signature -> the first request's answer
+        self._pending: dict[str, asyncio.Future] = {}  # signature -> done when its first copy is answered
         self._replays = Replays(2 * self.skew_seconds)
         self.stats = {"requests": 0, "accepted": 0, "written": 0, "batches": 0, "ignored": 0,
-                      "unmatched": 0, "unknown": 0, "malformed_events": 0, "replays": 0, "suppressions": 0,
-                      "rejected": {}, "write_errors": 0}
+                      "unmatched": 0, "unknown": 0, "renamed": 0, "malformed_events": 0, "replays": 0,
+                      "suppressions": 0, "rejected": {}, "write_errors": 0, "ledger_errors": 0}
 
     # -- application -----------------------------------------------------------------
     def app(self) -> web.Application:
@@ -216,14 +215,30 @@ class Receiver:
 
     async def _handle(self, request: web.Request, precheck, parse) -> web.Response:
         self.stats["requests"] += 1
-        key = None
         try:
             key = precheck(request)  # signature headers, before a byte of the body is read
-            if key in self._pending:  # the same signed request is being stored right now
-                return await asyncio.shield(self._pending[key])
-            if self._replays.seen(key):
-                self.stats["replays"] += 1
-                return web.json_response({"accepted": 0, "replay": True})
+        except _Reject as r:
+            return self._refuse(r)
+        # claim the signature with no await between the look and the claim: of copies of one
+        # signed request arriving together only the first is stored, the others wait for it
+        while (first := self._pending.get(key)) is not None:
+            await asyncio.shield(first)  # then: acknowledged (a replay below), or failed (try ourselves)
+        if self._replays.seen(key):
+            self.stats["replays"] += 1
+            return web.json_response({"accepted": 0, "replay": True})
+        done = asyncio.get_running_loop().create_future()
+        self._pending[key] = done
+        try:
+            resp = await self._receive(request, parse)
+            if resp.status == 200:
+                self._replays.remember(key)
+            return resp
+        finally:
+            del self._pending[key]
+            done.set_result(None)
+
+    async def _receive(self, request: web.Request, parse) -> web.Response:
+        try:
             raw = await self._body(request)
             try:
                 events, supp, report = parse(raw, request)
@@ -232,41 +247,38 @@ class Receiver:
             except (ValueError, TypeError, KeyError, AttributeError, RecursionError, UnicodeError) as exc:
                 raise _Reject(400, "malformed", f"the body is not a valid payload ({type(exc).__name__})") \
                     from None
-            st = self.stats
-            st["unknown"] += report["unknown"]
-            st["ignored"] += report["ignored"]
-            st["malformed_events"] += len(report["rejected"])
         except _Reject as r:
-            self._reject(r.reason)
-            resp = web.json_response({"error": r.text}, status=r.status)
-            if r.status in (401, 403, 408, 413):
-                resp.force_close()  # an unread body is not drained
-            return resp
-        answer = asyncio.get_running_loop().create_future()
-        self._pending[key] = answer
-        try:
-            resp = await self._store(events, supp, report)
-            if resp.status == 200:
-                self._replays.remember(key)
-            answer.set_result(resp)
-            return resp
-        except BaseException as exc:
-            answer.set_exception(exc)
-            answer.exception()  # retrieved: no "never retrieved" warning
-            raise
-        finally:
-            del self._pending[key]
+            return self._refuse(r)
+        st = self.stats
+        st["unknown"] += report["unknown"]
+        st["ignored"] += report["ignored"]
+        st["renamed"] += report.get("renamed", 0)
+        st["malformed_events"] += len(report["rejected"])
+        return await self._store(events, supp, report)
+
+    def _refuse(self, r: "_Reject") -> web.Response:
+        self._reject(r.reason)
+        resp = web.json_response({"error": r.text}, status=r.status)
+        if r.status in (401, 403, 408, 413):
+            resp.force_close()  # an unread body is not drained
+        return resp
 
     async def _store(self, events: list[dict], supp: list[dict], report: dict) -> web.Response:
+        try:
+            events = await self._resolve(events)
+        except LedgerUnavailable as exc:  # the provider retries: the event may well be placed then
+            self.stats["ledger_errors"] += 1
+            return web.json_response({"error": f"{exc}; retry later"}, status=503, headers={"Retry-After": "5"})
         events, again = self._replays.claim(events)  # provider event ids already written: not again
         self.stats["replays"] += again
-        events = self._resolve(events)
         rejected = report["rejected"]
         if rejected and not events and not supp and not report["unknown"] and not report["ignored"]:
             self._reject("malformed")
             return web.json_response({"error": "every event of the batch is malformed", "accepted": 0,
                                       "rejected": rejected[:20]}, status=400)
         body = {"accepted": len(events), "unknown": report["unknown"], "rejected": rejected[:20]}
+        if report.get("renamed"):
+            body["renamed"] = report["renamed"]  # names read under their obvious spelling
         if events or supp:
             try:
                 await self._enqueue(events, supp)
@@ -356,33 +368,11 @@ class Receiver:
         if not skew <= self.skew_seconds:
             raise _Reject(401, "timestamp", f"signature timestamp {skew:.0f} s away from the server clock")
 
-    def _resolve(self, events: list[dict]) -> list[dict]:
-        """Fill user_id (and message_id) from the ledger; drop and count what stays unknown."""
-        need = [e for e in events if e["user_id"] is None or e["message_id"] is None]
-        if need and self.ledger is not None and self.ledger.exists():
-            keys = {e["message_id"] for e in need if e["message_id"]}
-            pids = {e["provider_id"] for e in need if e["provider_id"]}
-            pids |= {p.split(".")[0] for p in pids}  # SendGrid: X-Message-Id is the prefix of sg_message_id
-            by_mid, by_pid = {}, {}
-            con = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True, timeout=30.0)
-            try:
-                for col, vals, into in (("message_id", keys, by_mid), ("provider_id", pids, by_pid)):
-                    vals = list(vals)
-                    for i in range(0, len(vals), 500):
-                        chunk = vals[i:i + 500]
-                        q = (f"SELECT {col}, message_id, user_id FROM messages WHERE {col} IN "
-                             f"({','.join('?' * len(chunk))})")
-                        into.update({k: (m, u) for k, m, u in con.execute(q, chunk)})
-            except sqlite3.DatabaseError:
-                pass  # no messages table yet: nothing to look up
-            finally:
-                con.close()
-            for e in need:
-                hit = by_mid.get(e["message_id"]) or by_pid.get(e["provider_id"]) or (
-                    by_pid.get(e["provider_id"].split(".")[0]) if e["provider_id"] else None)
-                if hit:
-                    e["message_id"] = e["message_id"] or hit[0]
-                    e["user_id"] = e["user_id"] if e["user_id"] is not None else hit[1]
+    async def _resolve(self, events: list[dict]) -> list[dict]:
+        """Fill user_id, message_id and a webhook channel from the ledger (in a worker thread);
+        drop and count what stays without a user."""
+        if self.ledger is not None and any(needs_lookup(e) for e in events):
+            await asyncio.to_thread(resolve, self.ledger, events, self.lookup_timeout)
         kept = [e for e in events if e["user_id"] is not None]
         self.stats["unmatched"] += len(events) - len(kept)
         return kept
@@ -434,41 +424,25 @@ class Receiver:
                     w.set_result(None)
             return len(buf)
 
-    def _write_part(self, buf: list[dict], number: int) -> Path:
-        table = pa.table({
-            "user_id": pa.array([e["user_id"] for e in buf], pa.int64()),
-            "ts": pa.array([e["ts"] for e in buf], pa.int64()).cast(TIMESTAMP),
-            "event": pa.array([e["event"] for e in buf], pa.string()),
-            "channel": pa.array([e["channel"] for e in buf], pa.string()),
-            "value": pa.nulls(len(buf), pa.float64()),
-            "message_id": pa.array([e["message_id"] for e in buf], pa.string()),
-            "reason": pa.array([e.get("reason") for e in buf], pa.string()),
-        }, schema=EVENT_SCHEMA)
-        final = self.out_dir / f"part-{number:06d}.arrow"
-        with atomic_path(final) as tmp:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EVENT_SCHEMA) as writer:
-                writer.write_table(table)
-            _fsync(tmp)
-        _fsync(self.out_dir)  # the rename itself
-        return final
+    def _write_part(self, buf: list[dict], number: int):
+        return write_part(self.out_dir, buf, number)
 
     def _suppress(self, supp: list[dict]) -> int:
         from engine.ledger.store import Ledger
 
         if self._led is None:
             self._led = Ledger(self.ledger)
-        rows = [{"channel": s["channel"], "address": s["address"], "user_id": s["event"]["user_id"],
-                 "reason": s["reason"], "at": s["event"]["ts"] / 1e6}
-                for s in supp if s["address"] is not None or s["event"]["user_id"] is not None]
+        rows = []
+        for s in supp:
+            ev = s["event"]
+            channel = ev["channel"] if s["channel"] == "webhook" else s["channel"]  # the ledger's, when known
+            if channel not in CHANNELS:  # a webhook post the ledger cannot place: every channel of the user
+                rows += [{"channel": c, "address": None, "user_id": ev["user_id"], "reason": s["reason"],
+                          "at": ev["ts"] / 1e6} for c in CHANNELS if ev["user_id"] is not None]
+            elif s["address"] is not None or ev["user_id"] is not None:
+                rows.append({"channel": channel, "address": s["address"], "user_id": ev["user_id"],
+                             "reason": s["reason"], "at": ev["ts"] / 1e6})
         return self._led.add_suppressions(rows) if rows else 0
-
-
-def _fsync(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _loopback(remote: str | None) -> bool:

@@ -23,6 +23,15 @@ An event name or channel written with another case or surrounding whitespace (``
 ``email ``) is read as the name it is (:attr:`ExitWatch.notes` says how many); an event name
 that is none of the contract's, or an unknown channel on an exit or stop row, refuses the file
 (:class:`InputError`), so a misspelt unsubscribe is never dropped and its user sent to.
+
+What ``winback receive`` writes is always read: its survey answers (``event: "reason"``) are
+ignored here, and a stop row on channel ``webhook`` (the webhook adapter's own post; the
+adapter carries whichever channel the providers file gives it) stops the channel its
+``message_id`` went out on in the ledger, or every channel when the ledger does not know the
+message.  A ``bounce`` row whose ``hard`` column is false (a soft bounce: the receiver writes
+SendGrid ``blocked`` and a generic ``hard: false`` so) stops nothing; a bounce with no ``hard``
+(older part files, other sources) is a hard one.  A file refused mid-send says that the
+messages sent before it stay sent.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from engine.errors import InputError, WinbackError
 from engine.schema import CHANNELS, DEFAULT_ACTIVITY, EVENTS
 from engine.tz import parse_as_of
 
-__all__ = ["ExitWatch", "EXIT_EVENTS", "POLL_SECONDS"]
+__all__ = ["ExitWatch", "EXIT_EVENTS", "FEEDBACK_CHANNELS", "FEEDBACK_EVENTS", "POLL_SECONDS"]
 
 #: the events that end the drip, per ``exit_on`` (``none``: no event does)
 EXIT_EVENTS: dict[str, tuple[str, ...]] = {"activity": DEFAULT_ACTIVITY, "purchase": ("purchase",),
@@ -49,6 +58,15 @@ EXIT_EVENTS: dict[str, tuple[str, ...]] = {"activity": DEFAULT_ACTIVITY, "purcha
 POLL_SECONDS = 30.0
 #: events that suppress the user's channel for every later message (the data contract's meaning)
 STOP_EVENTS: tuple[str, ...] = ("unsubscribe", "complaint", "bounce")
+#: every event name a sources file may hold: the contract's and the survey answers
+#: ``winback receive`` writes (``reason``: read, and ignored by exit rules and stops)
+FEEDBACK_EVENTS: tuple[str, ...] = EVENTS + ("reason",)
+#: every channel a sources file may name: the contract's and ``webhook`` (posts of the webhook
+#: adapter that ``winback receive`` takes on ``/events``)
+FEEDBACK_CHANNELS: tuple[str, ...] = CHANNELS + ("webhook",)
+_NOTHING_SENT = "(nothing was sent or claimed)"
+_MID_SEND = ("(this send stopped here: the messages it sent before this file changed stay sent, nothing "
+             "more is claimed; the next send resumes the rest)")
 _DATA = (".arrow", ".feather", ".ipc", ".parquet", ".csv")
 
 
@@ -137,13 +155,19 @@ class ExitWatch:
         """Read what is new in the sources and skip the messages of users who exited (in ``ledger``
         from now on, when given)."""
         self.ledger = ledger if ledger is not None else self.ledger
+        mid_send = self.last_poll is not None  # the first poll comes before any claim
         self.last_poll = now
-        changed = self._read_new() or self._unapplied
+        try:
+            changed = self._read_new() or self._unapplied
+        except InputError as exc:
+            if not mid_send:
+                raise
+            raise InputError(str(exc).replace(_NOTHING_SENT, _MID_SEND)) from None
         self._unapplied = False
         if not changed:
             return 0
         events = pa.concat_tables(list(self._tables.values()))
-        if self.ledger.add_suppressions(_stops(events)):  # before the next claim, whatever the step
+        if self.ledger.add_suppressions(_stops(events, self.ledger.connection)):  # before the next claim, whatever the step
             self.suppressed += self.ledger.skip_suppressed()
         n = self._skip(events)
         self.exited += n
@@ -154,7 +178,7 @@ class ExitWatch:
         bounces would skip as ``suppressed`` (what a dry run reports)."""
         if not self._tables:
             return 0
-        stops = _stops(pa.concat_tables(list(self._tables.values())))
+        stops = _stops(pa.concat_tables(list(self._tables.values())), getattr(self.ledger, "connection", None))
         if not stops:
             return 0
         gone = {(r["user_id"], r["channel"]) for r in stops}
@@ -243,19 +267,26 @@ def _exit_events(table: pa.Table, path) -> tuple[pa.Table, dict[tuple[str, str],
         event = coerce.to_string(table.column("event"))
     except (coerce.ColumnTypeError, pa.ArrowException) as exc:
         raise InputError(f"events {path}: column event has {exc}; it must hold event names such as session") from None
-    event, event_renamed, unknown = canonical(event, EVENTS)
+    event, event_renamed, unknown = canonical(event, FEEDBACK_EVENTS)
     if unknown.any():
-        _refuse_names(table, path, "event", "an event name", unknown, EVENTS)
+        _refuse_names(table, path, "event", "an event name", unknown, FEEDBACK_EVENTS)
     wanted = sorted({e for v in EXIT_EVENTS.values() for e in v} | set(STOP_EVENTS))
-    keep = np.asarray(pc.is_in(event, value_set=pa.array(wanted)).fill_null(False), bool)
+    keep = np.asarray(pc.is_in(event, value_set=pa.array(wanted)).fill_null(False), bool) & ~_soft(table, event)
     channel, channel_renamed = pa.nulls(table.num_rows, pa.string()), np.zeros(table.num_rows, bool)
     if "channel" in table.column_names:
         try:
-            channel, channel_renamed, unknown = canonical(coerce.to_string(table.column("channel")), CHANNELS)
+            channel, channel_renamed, unknown = canonical(coerce.to_string(table.column("channel")),
+                                                          FEEDBACK_CHANNELS)
         except (coerce.ColumnTypeError, pa.ArrowException):
             unknown = np.zeros(table.num_rows, bool)  # not text at all: every channel, as with no channel
         if (unknown & keep).any():
-            _refuse_names(table, path, "channel", "a channel", unknown & keep, CHANNELS)
+            _refuse_names(table, path, "channel", "a channel", unknown & keep, FEEDBACK_CHANNELS)
+    message_id = pa.nulls(table.num_rows, pa.string())
+    if "message_id" in table.column_names:
+        try:
+            message_id = coerce.to_string(table.column("message_id"))
+        except (coerce.ColumnTypeError, pa.ArrowException):
+            pass  # not text: a webhook stop row then stops every channel
     renamed = {}
     for col, names, mask in (("event", event, event_renamed), ("channel", channel, channel_renamed)):
         mask = mask & keep
@@ -265,7 +296,8 @@ def _exit_events(table: pa.Table, path) -> tuple[pa.Table, dict[tuple[str, str],
                 renamed[(col, str(name))] = int(n)
     row_of = np.flatnonzero(keep)
     mask = pa.array(keep)
-    table, event, channel = table.filter(mask), event.filter(mask), channel.filter(mask)
+    table, event, channel, message_id = (table.filter(mask), event.filter(mask), channel.filter(mask),
+                                         message_id.filter(mask))
     try:
         uid, uid_null, uid_bad = coerce.to_int64(table.column("user_id"))
         at, ts_null, ts_bad = coerce.to_epoch_seconds(table.column("ts"))
@@ -285,7 +317,21 @@ def _exit_events(table: pa.Table, path) -> tuple[pa.Table, dict[tuple[str, str],
                              "cannot tell whose or when. Fix or drop these rows and send again (nothing was "
                              "sent or claimed).")
     return pa.table({"user_id": pa.array(uid, pa.int64()), "at": pa.array(at, pa.int64()),
-                     "event": event.cast(pa.string()), "channel": channel}), renamed
+                     "event": event.cast(pa.string()), "channel": channel,
+                     "message_id": message_id.cast(pa.string())}), renamed
+
+
+def _soft(table: pa.Table, event: pa.Array) -> np.ndarray:
+    """The soft bounces of ``table``: ``bounce`` rows whose ``hard`` column is false (a bounce
+    with no ``hard``, or one that does not read as true/false, is hard: the address is gone)."""
+    if "hard" not in table.column_names:
+        return np.zeros(table.num_rows, bool)
+    try:
+        hard = pc.cast(table.column("hard"), pa.bool_())
+    except (pa.ArrowException, TypeError):
+        return np.zeros(table.num_rows, bool)
+    bounce = pc.equal(event, "bounce").fill_null(False)
+    return np.asarray(pc.and_(bounce, pc.invert(hard).fill_null(False)).fill_null(False), bool)
 
 
 def _refuse_names(table: pa.Table, path, column: str, noun: str, bad: np.ndarray, choices) -> None:
@@ -303,19 +349,38 @@ def _refuse_names(table: pa.Table, path, column: str, noun: str, bad: np.ndarray
                      "(nothing was sent or claimed).")
 
 
-def _stops(events: pa.Table) -> list[dict]:
+def _stops(events: pa.Table, con=None) -> list[dict]:
     """Suppression rows (engine.ledger.store.Ledger.add_suppressions) for the unsubscribe,
-    complaint and bounce rows of ``events``: by user, on the row's channel or every channel."""
+    complaint and (hard) bounce rows of ``events``: by user, on the row's channel or every
+    channel; a ``webhook`` row on the channel the ledger (``con``) sent its message on."""
     hit = pc.is_in(events["event"], value_set=pa.array(STOP_EVENTS)).fill_null(False)
     if not pc.any(hit).as_py():
         return []
     rows = events.filter(hit)
+    mids = rows["message_id"].to_pylist() if "message_id" in rows.column_names else [None] * rows.num_rows
+    sent_on = _message_channels(con, {m for m, c in zip(mids, rows["channel"].to_pylist())
+                                      if m is not None and c == "webhook"})
     out = []
-    for uid, at, ev, ch in zip(rows["user_id"].to_pylist(), rows["at"].to_pylist(), rows["event"].to_pylist(),
-                               rows["channel"].to_pylist()):
+    for uid, at, ev, ch, mid in zip(rows["user_id"].to_pylist(), rows["at"].to_pylist(),
+                                    rows["event"].to_pylist(), rows["channel"].to_pylist(), mids):
         ch = ch.strip().lower() if isinstance(ch, str) else None
+        if ch == "webhook":
+            ch = sent_on.get(mid)
         for c in ([ch] if ch in CHANNELS else CHANNELS):
             out.append({"channel": c, "address": None, "user_id": uid, "reason": ev, "at": float(at)})
+    return out
+
+
+def _message_channels(con, message_ids: set) -> dict:
+    """message_id -> the channel the ledger (``con``, may be None) sent it on, for ``message_ids``."""
+    out: dict = {}
+    if con is None or not message_ids:
+        return out
+    ids = list(message_ids)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        out.update(con.execute(f"SELECT message_id, channel FROM messages WHERE message_id IN "
+                               f"({','.join('?' * len(chunk))})", chunk).fetchall())
     return out
 
 

@@ -186,3 +186,90 @@ def test_an_unknown_event_name_or_channel_stops_the_send_before_anything_is_sent
     assert "row 1 {user_id: " in err and hint in err and "nothing was sent or claimed" in err
     assert not ledger.exists() or read_messages(ledger).num_rows == 0
     assert not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").read_text() == ""
+
+
+# -- what `winback receive` writes -----------------------------------------------------------------
+def _receiver_part(directory, rows, number=0, hard=True):
+    """A part file as `winback receive` writes it (``hard=False``: the schema before ``hard``)."""
+    from engine.feedback.parts import EVENT_SCHEMA, write_part
+
+    directory.mkdir(exist_ok=True)
+    write_part(directory, [dict({"message_id": None, "reason": None, "hard": None}, **r) for r in rows], number)
+    path = directory / f"part-{number:06d}.arrow"
+    if not hard:  # an older part file: no 'hard' column
+        with pa.OSFile(str(path)) as src:
+            t = pa.ipc.open_file(src).read_all().drop_columns(["hard"])
+        path.unlink()
+        feather.write_feather(t, path)
+    return EVENT_SCHEMA
+
+
+def _two_channel_plan():
+    return pa.concat_tables([make_plan(5, send_at=START, channel="push", prefix="m"),
+                             make_plan(5, send_at=START, channel="email", prefix="e",
+                                       to=[f"u{i}@example.test" for i in range(5)])])
+
+
+def _states(ledger):
+    return {m["message_id"]: m["state"] for m in read_messages(ledger).to_pylist()}
+
+
+def test_every_name_receive_writes_is_read_by_send_events():
+    # given the names the receiver takes on /events, then send --events reads every one of them
+    from engine.feedback.events import CHANNELS as RECEIVED_CHANNELS, GENERIC_EVENTS
+    from engine.sending.exits import FEEDBACK_CHANNELS, FEEDBACK_EVENTS
+
+    assert GENERIC_EVENTS <= set(FEEDBACK_EVENTS) and RECEIVED_CHANNELS <= set(FEEDBACK_CHANNELS)
+
+
+def test_a_receive_directory_with_survey_answers_webhook_stops_and_soft_bounces_is_sent_with(tmp_path):
+    # given a receive directory: user 0 unsubscribed on 'webhook' from push message m0, user 1 on
+    # 'webhook' with no message, user 2 answered a survey, user 3 soft-bounced and user 4 hard-bounced
+    # on email
+    at = int(AFTER * 1e6)
+    _receiver_part(tmp_path / "feedback", [
+        {"user_id": 0, "ts": at, "event": "unsubscribe", "channel": "webhook", "message_id": "m0"},
+        {"user_id": 1, "ts": at, "event": "unsubscribe", "channel": "webhook"},
+        {"user_id": 2, "ts": at, "event": "reason", "channel": "email", "message_id": "e2",
+         "reason": "too_many_messages"},
+        {"user_id": 3, "ts": at, "event": "bounce", "channel": "email", "hard": False},
+        {"user_id": 4, "ts": at, "event": "bounce", "channel": "email", "hard": True}])
+    push, email = Recorder(), Recorder()
+    # when a plan of push and email messages to users 0-4 is sent with it
+    send(_two_channel_plan(), {"push": push, "email": email}, tmp_path / "l.db", now=True,
+         events=tmp_path / "feedback")
+    # then user 0 loses only push (the channel m0 went out on), user 1 every channel, user 4 email;
+    # the survey answer and the soft bounce stop nothing
+    assert sorted(push.sent_ids()) == ["m2", "m3", "m4"]
+    assert sorted(email.sent_ids()) == ["e0", "e2", "e3"]
+
+
+def test_a_bounce_in_an_older_part_file_without_hard_is_still_a_stop(tmp_path):
+    # given a part file written before the 'hard' column, with a bounce for user 1
+    _receiver_part(tmp_path / "feedback", [{"user_id": 1, "ts": int(AFTER * 1e6), "event": "bounce",
+                                            "channel": "push"}], hard=False)
+    adapter = Recorder()
+    # when sent
+    send(make_plan(3, send_at=START), {"push": adapter}, tmp_path / "l.db", now=True, events=tmp_path / "feedback")
+    # then the bounce is read as hard
+    assert sorted(adapter.sent_ids()) == ["m0", "m2"]
+
+
+def test_a_file_refused_mid_send_does_not_claim_that_nothing_was_sent(tmp_path):
+    from engine.ledger.store import Ledger
+    from engine.sending.exits import ExitWatch
+
+    # given a watch over a directory that was read and applied at the start of a send
+    _receiver_part(tmp_path / "feedback", [{"user_id": 1, "ts": int(AFTER * 1e6), "event": "open",
+                                            "channel": "push"}])
+    with Ledger(tmp_path / "l.db") as ledger:
+        watch = ExitWatch(ledger, tmp_path / "feedback").read()
+        watch.poll(START, ledger)
+        # when a file with an unknown event name arrives and the next poll reads it
+        _write(_events(event=pa.array(["session", "unsubscribed", "open"])), tmp_path / "feedback" / "x.csv")
+        with pytest.raises(InputError) as err:
+            watch.poll(START + 60, ledger)
+    # then the error names the row and says sent messages stay sent, not that nothing was sent
+    text = str(err.value)
+    assert "did you mean 'unsubscribe'?" in text and "nothing was sent" not in text
+    assert "the messages it sent before this file changed stay sent" in text

@@ -1,0 +1,82 @@
+"""The receiver's part files: ``part-XXXXXX.arrow`` in the events directory.
+
+Each batch of accepted events is one Arrow IPC file, written to a temporary file beside it,
+fsync'd and renamed into place (then the directory is fsync'd).  A temporary file a killed
+receiver left behind (``.part-XXXXXX.arrow.*.tmp``) never held an acknowledged event and is
+removed when a receiver starts on the directory.
+
+``hard`` (nullable) is true for a hard bounce (the address is gone) and false for a soft
+one (SendGrid ``blocked``, a generic ``hard: false``, a Twilio failure that is not one of
+the permanent error codes); it is null for every other event.  Part files written before
+the column existed have no ``hard``: their bounces are read as hard, as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from engine.io.atomic import atomic_path
+from engine.schema import TIMESTAMP
+
+__all__ = ["EVENT_SCHEMA", "clean_temporary", "next_part", "write_part"]
+
+#: schema of every part file: the contract's events plus the provider message id, a survey
+#: answer's reason and whether a bounce is hard
+EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", pa.string()),
+                          ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string()),
+                          ("reason", pa.string()), ("hard", pa.bool_())])
+
+_PART = re.compile(r"^part-(\d{6,})\.arrow$")
+_TMP = re.compile(r"^\.part-\d{6,}\.arrow\..*\.tmp$")
+
+
+def next_part(out_dir: Path) -> int:
+    """The number after the highest ``part-XXXXXX.arrow`` of ``out_dir`` (0 when there is none)."""
+    parts = [int(m.group(1)) for p in out_dir.iterdir() if (m := _PART.match(p.name))]
+    return max(parts, default=-1) + 1
+
+
+def clean_temporary(out_dir: Path) -> int:
+    """Remove the temporary part files a killed receiver left in ``out_dir``; how many."""
+    removed = 0
+    for p in out_dir.iterdir():
+        if _TMP.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def write_part(out_dir: Path, buf: list[dict], number: int) -> Path:
+    """Write the events ``buf`` as ``out_dir/part-<number>.arrow`` (fsync'd, renamed into place)."""
+    table = pa.table({
+        "user_id": pa.array([e["user_id"] for e in buf], pa.int64()),
+        "ts": pa.array([e["ts"] for e in buf], pa.int64()).cast(TIMESTAMP),
+        "event": pa.array([e["event"] for e in buf], pa.string()),
+        "channel": pa.array([e["channel"] for e in buf], pa.string()),
+        "value": pa.nulls(len(buf), pa.float64()),
+        "message_id": pa.array([e["message_id"] for e in buf], pa.string()),
+        "reason": pa.array([e.get("reason") for e in buf], pa.string()),
+        "hard": pa.array([e.get("hard") for e in buf], pa.bool_()),
+    }, schema=EVENT_SCHEMA)
+    final = out_dir / f"part-{number:06d}.arrow"
+    with atomic_path(final) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EVENT_SCHEMA) as writer:
+            writer.write_table(table)
+        fsync(tmp)
+    fsync(out_dir)  # the rename itself
+    return final
+
+
+def fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
