@@ -11,9 +11,10 @@ the lift means nothing, a headline that says so instead of a number):
 - **no activity at all**: outcomes holding only message events (what a ``winback receive``
   directory holds) have no sessions or purchases, and a click or open exists only for a
   messaged user, so any "lift" would be mechanical.
-- **a holdout without events**: an export of messaged users only.  When the treated
-  group's activity rate says the holdout should show at least :data:`EXPECTED_ACTIVE`
-  active users even under a ten-fold lift, and it shows none, its events are missing.
+- **an arm without events**: an export of messaged users only (or of everyone but them).
+  When one arm's activity rate says the other should show at least :data:`EXPECTED_ACTIVE`
+  active users even under a :data:`EFFECT_BOUND`-fold effect, and it shows none, its events
+  are missing.
 - **duplicate rows**: a row repeating another exactly; flags are per user, so rates do
   not change, but message counts do (deliveries are counted once per ``message_id``).
 - **a short window**: outcomes whose last event comes before half the ``--days`` window.
@@ -35,8 +36,11 @@ __all__ = ["REENGAGE_EVENTS", "EXPECTED_ACTIVE", "dedupe_messages", "outcome_che
 
 #: events that mean a user came back, for the lift (clicks and opens are message metrics)
 REENGAGE_EVENTS = ("session", "purchase")
-#: active holdout users expected, at a tenth of the treated rate, below which none is no evidence
+#: active users expected in one arm, at the other arm's rate over :data:`EFFECT_BOUND`, below which
+#: none is no evidence that its events are missing
 EXPECTED_ACTIVE = 3
+#: the largest effect (a ratio of activity rates, either way) taken as real rather than missing data
+EFFECT_BOUND = 30
 
 
 def dedupe_messages(msgs: pa.Table) -> tuple[pa.Table, int]:
@@ -93,9 +97,13 @@ def outcome_checks(events: pa.Table, msgs: pa.Table, users: np.ndarray, treat: n
         hold = ctrl & ~bad
         n_t, n_c = int(treat.sum()), int(hold.sum())
         rate_t = seen[treat].mean() if n_t else 0.0
-        if n_c and not seen[hold].any() and rate_t * n_c / 10 >= EXPECTED_ACTIVE:
+        rate_c = seen[hold].mean() if n_c else 0.0
+        if n_c and not seen[hold].any() and rate_t * n_c / EFFECT_BOUND >= EXPECTED_ACTIVE:
             why = (f"the outcomes hold no activity of any of the {n_c:,} holdout users, while {rate_t:.1%} of the "
                    "treated were active: an export of messaged users only? export every audience user's activity")
+        elif n_t and not seen[treat].any() and rate_c * n_t / EFFECT_BOUND >= EXPECTED_ACTIVE:
+            why = (f"the outcomes hold no activity of any of the {n_t:,} treated users, while {rate_c:.1%} of the "
+                   "holdout were active: an export missing the treated users? export every audience user's activity")
     if why:
         warnings.append("no lift can be measured: " + why)
     if duplicated_messages:

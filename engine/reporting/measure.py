@@ -85,6 +85,11 @@ def _sends(events: pa.Table, plan: pa.Table) -> pa.Table | None:
     sends = events.filter(pc.equal(ev, "send"))
     if sends.num_rows == 0 or "message_id" not in sends.column_names:
         return None
+    # only this plan's messages are this campaign's deliveries (a newsletter's send rows are not)
+    sends = sends.filter(pc.fill_null(pc.is_in(sends["message_id"].cast(pa.string()),
+                                               value_set=plan["message_id"].cast(pa.string())), False))
+    if sends.num_rows == 0:
+        return None
     ch = sends["channel"].cast(pa.string()) if "channel" in sends.column_names else pa.nulls(sends.num_rows, pa.string())
     sends = pa.table({"message_id": sends["message_id"], "user_id": sends["user_id"], "channel": ch})
     info = plan.select([c for c in ("message_id", "step", "variant", "channel") if c in plan.column_names])

@@ -106,3 +106,23 @@ def test_a_campaign_without_a_holdout_says_so():
     s = report(p, _events([(1, 3600 + 86400 * 9, "session")]))
     # then the note says there is no control group, not that an arm is small
     assert s["metrics"]["reengaged"]["note"].startswith("no holdout")
+
+
+def test_other_campaigns_send_rows_are_not_this_campaigns_deliveries_and_a_treated_arm_without_events_is_said():
+    # given simulate-style outcomes holding this plan's sends for users 1, 2 and a newsletter send to every
+    # user (the holdout too), and activity for both arms
+    p = holdout_plan(60, start=START)
+    rows = [(1, 0, "send", "m1"), (2, 0, "send", "m2")] + [(u, 60, "send", f"newsletter-{u}") for u in range(1, 61)]
+    rows += [(u, 3600 + u * 9000, "session", None) for u in (2, 3, 4, 6, 9)]
+    ev = _events([r[:3] for r in rows], {"message_id": [r[3] for r in rows],
+                                         "channel": ["email" if r[2] == "send" else None for r in rows]})
+    s = report(p, ev)
+    # then only m1 and m2 count as delivered, and the holdout keeps its 20 users
+    assert s["messages_sent"] == 2 and s["metrics"]["reengaged"]["holdout"]["users"] == 20
+    assert not any("holdout users received" in w for w in s["warnings"])
+    # and an export with the holdout's activity but none of the 2,000 treated users' is not measurable
+    big = _big_plan()
+    held = [u for u in range(1, 3001) if u % 3 == 0 and u % 10 < 3]
+    s = report(big, _events([(u, 3600, "session") for u in held]))
+    assert s["metrics"]["reengaged"]["note"].startswith("not measurable")
+    assert any("no activity of any of the 2,000 treated users" in w for w in s["warnings"])
