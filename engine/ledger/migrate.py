@@ -14,7 +14,10 @@ current ledger costs one indexed read:
   "not before year 5000" left retries due centuries ahead (a send waited for them
   forever) and a channel pause that long.  Retries due more than :data:`FAR` ahead
   become ``dead`` (``last_error`` says why) and such pauses are dropped, as a current
-  send does with such an answer (:data:`engine.sending.retry.MAX_RETRY_AFTER`).
+  send does with such an answer (:data:`engine.sending.retry.MAX_RETRY_AFTER`);
+* ``reasons = lower-1``: suppression reasons written by another tool as ``Complaint`` or
+  `` unsubscribe`` are stored trimmed and in lower case, as :meth:`Ledger.add_suppressions`
+  now writes them, so every check reads them (a ``Complaint`` once stopped no channel).
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import time
 from engine.io.addresses import canonical_addresses
 from engine.ledger.sql import transaction
 
-__all__ = ["upgrade", "ADDRESSES", "RETRY_AFTER", "FAR"]
+__all__ = ["upgrade", "ADDRESSES", "RETRY_AFTER", "REASONS", "FAR"]
 
 #: the ``ledger_info`` value that says the suppressions carry canonical addresses
 ADDRESSES = "canonical-1"
+#: the ``ledger_info`` value that says every suppression reason is trimmed and in lower case
+REASONS = "lower-1"
 #: the ``ledger_info`` value that says no retry or pause lies further ahead than a send waits
 RETRY_AFTER = "bounded-1"
 #: seconds ahead beyond which a retry or pause can only come from an unbounded Retry-After
@@ -43,6 +48,16 @@ def upgrade(con: sqlite3.Connection) -> None:
         con.execute("ALTER TABLE messages ADD COLUMN content TEXT")
     _canonical_suppressions(con)
     _bounded_retries(con)
+    _lower_reasons(con)
+
+
+def _lower_reasons(con: sqlite3.Connection) -> None:
+    if _done(con, "reasons", REASONS):
+        return
+    with transaction(con):
+        con.execute("UPDATE OR IGNORE suppressions SET reason = lower(trim(reason)) "
+                    "WHERE reason IS NOT NULL AND reason != lower(trim(reason))")
+        con.execute("INSERT OR REPLACE INTO ledger_info (key, value) VALUES ('reasons', ?)", (REASONS,))
 
 
 def _done(con: sqlite3.Connection, key: str, value: str) -> bool:

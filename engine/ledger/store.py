@@ -444,12 +444,13 @@ class Ledger:
         An address is stored in its channel's canonical form (:mod:`engine.io.addresses`:
         ``" John@X.com"`` as ``john@x.com``), as the users reader writes it into every plan.
 
-        ``at`` is epoch seconds (default now); a row already present is kept as it was.
+        ``at`` is epoch seconds (default now); a row already present is kept as it was.  ``reason``
+        is stored trimmed and in lower case (``Complaint`` is a complaint for every check).
         """
         now = time.time()
         rows = list(rows)
         addresses = canonical_addresses([r["channel"] for r in rows], [r.get("address") for r in rows])
-        values = [(r["channel"], a, r.get("user_id"), r.get("reason"), r.get("at", now))
+        values = [(r["channel"], a, r.get("user_id"), _reason(r.get("reason")), r.get("at", now))
                   for r, a in zip(rows, addresses)]
         con = self._con
         before = con.total_changes
@@ -491,3 +492,8 @@ class Ledger:
         """Channels with messages not yet final."""
         return [r[0] for r in self._con.execute(
             "SELECT DISTINCT channel FROM messages WHERE state IN ('planned', 'failed', 'in_flight')")]
+
+
+def _reason(why) -> str | None:
+    """A suppression's reason as stored: trimmed, lower case (None stays None)."""
+    return None if why is None else (str(why).strip().lower() or None)

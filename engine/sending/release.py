@@ -149,7 +149,7 @@ class Release:
                     (self._supp_seen, top)):
                 if addr is not None:
                     self._late_addr.add((ch, addr))
-                if uid is not None and (addr is None or "bounce" not in (why or "")):  # a person's request
+                if uid is not None and (addr is None or "bounce" not in (why or "").lower()):  # a person's request
                     self._late_user.add((ch, uid))
             self._supp_seen = top
         if not (self._late_addr or self._late_user):

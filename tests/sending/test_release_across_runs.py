@@ -154,3 +154,28 @@ def test_an_unsubscribe_from_another_address_stops_the_user_but_a_bounce_stops_o
         led.add_suppressions(stops)
         keep = rel.screen(led.claim("push", 10, now=NOW, release_until=NOW), NOW)
     assert sorted(r[0] for r in keep) == ["m2", "m3"]
+
+
+def test_a_complaint_spelt_with_capitals_stops_every_channel(tmp_path):
+    # given a 'Complaint' written by another tool on sms for user 0 (the reason as that tool spells it), and a
+    # ledger of an earlier version holding ' Complaint ' for user 1 as written
+    import sqlite3
+
+    ledger = tmp_path / "l.db"
+    plan = pa.concat_tables([make_plan(2, send_at=NOW, prefix="p"),
+                             make_plan(2, send_at=NOW, prefix="e", channel="email", to=["a@x.test", "b@x.test"])])
+    with Ledger(ledger) as led:
+        led.load_plan(plan)
+        led.add_suppressions([{"channel": "sms", "address": None, "user_id": 0, "reason": "Complaint"}])
+    con = sqlite3.connect(ledger)
+    con.execute("INSERT INTO suppressions VALUES ('sms', NULL, 1, ' Complaint ', 0)")
+    con.execute("DELETE FROM ledger_info WHERE key = 'reasons'")  # as an earlier version left it
+    con.commit()
+    con.close()
+    # when the push and email messages are screened
+    with Ledger(ledger) as led:
+        keep = Release(led).screen(led.claim("push", 10, now=NOW, release_until=NOW) +
+                                   led.claim("email", 10, now=NOW, release_until=NOW), NOW)
+    # then both users' complaints stop every channel
+    assert keep == []
+    assert {s for s, _ in _states(ledger).values()} == {"skipped"}
