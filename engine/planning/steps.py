@@ -35,6 +35,9 @@ __all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "end_of", "c
 
 REASONS = SKIP_REASONS
 R = {name: i for i, name in enumerate(REASONS)}
+#: seconds a message may go out after its planned instant and still be on time at send
+#: (engine.sending.release.GRACE_SECONDS): steps keep this far clear of an earlier one's window edge
+EDGE = 15 * 60
 #: a message whose send time is at least this confident keeps its hour first
 CONFIDENT = 0.4
 #: the response rate of a channel whose rate is unknown (missing, null, NaN): scoring's Beta(1, 9) prior
@@ -272,6 +275,14 @@ class PartitionPlan:
         pushed = t < lower
         if pushed.any():
             t = np.where(pushed, pt.apply_quiet_hours(off, zone, np.maximum(t, lower), quiet), t)
+        # not on the edge of an earlier step's window: a message goes out up to EDGE late, and a step
+        # planned exactly one window after it would meet it at send (the release check counts the real
+        # sent_at) and be skipped as 'cap'; a few minutes later it is clear (quiet hours kept)
+        edge = (sent_at != NEVER) & (sent_at > t[:, None] - window - EDGE) & (sent_at <= t[:, None] - window)
+        if edge.any():
+            near = edge.any(axis=1)
+            clear = np.where(edge, sent_at, NEVER).max(axis=1) + window + EDGE
+            t = np.where(near, pt.apply_quiet_hours(off, zone, np.maximum(t, clear), quiet), t)
         # the gap from every other campaign's messages in the ledger, sent or scheduled: the larger
         # of this campaign's and that message's campaign's, so each one's promise holds both ways
         own_t = t
@@ -299,7 +310,7 @@ class PartitionPlan:
             hist = np.where(t - start < window, self.hist_recent, 0)
         reason[(reason == 0) & tired] = R["fatigue_budget"]
         if self.ext_t.shape[1]:  # the cap over every campaign: any window holding t, exactly
-            every = max_in_windows(np.concatenate([sent_at, self.ext_t], axis=1), t, window)
+            every = max_in_windows(np.concatenate([sent_at, self.ext_t], axis=1), t, window + EDGE)
             reason[(reason == 0) & (hist + every >= pol.max_messages)] = R["cap_other_campaigns"]
         ev = self.p_alive * self.value * np.where(best_c >= 0, self.resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
         self._step = (k, reason, best_c, t, ev)
@@ -312,7 +323,7 @@ class PartitionPlan:
         floor = np.maximum(lower, start)
         floor = np.where(t >= start + window, np.maximum(floor, start + window), floor)
         old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
-        floor = np.maximum(floor, np.where(old, sent_at + window, NEVER).max(axis=1, initial=NEVER))
+        floor = np.maximum(floor, np.where(old, sent_at + window + EDGE, NEVER).max(axis=1, initial=NEVER))
         for c_i in allowed:
             if pol.capacity_per_hour.get(PROVIDER_CHANNELS[c_i]) is None:
                 continue
@@ -340,7 +351,7 @@ class PartitionPlan:
         r2 = np.zeros(len(idx), np.int8)
         r2[conflict] = R["min_gap_other_campaigns"]
         if ext_t.shape[1]:
-            r2[(r2 == 0) & (max_in_windows(ext_t, t2, window) >= pol.max_messages)] = R["cap_other_campaigns"]
+            r2[(r2 == 0) & (max_in_windows(ext_t, t2, window + EDGE) >= pol.max_messages)] = R["cap_other_campaigns"]
             c = best_c[idx]
             for c_i in np.unique(c[c >= 0]):
                 cap = pol.channel_caps.get(PROVIDER_CHANNELS[c_i])

@@ -179,3 +179,34 @@ def test_a_complaint_spelt_with_capitals_stops_every_channel(tmp_path):
     # then both users' complaints stop every channel
     assert keep == []
     assert {s for s, _ in _states(ledger).values()} == {"skipped"}
+
+
+def test_a_step_planned_a_window_after_an_earlier_one_is_not_lost_when_that_one_went_late(tmp_path):
+    # given 2 messages per 7 days, quiet hours 21:00-08:00 and a user whose best hour (22:00) is inside them,
+    # steps after 0, 2 and 3 days: each lands at 08:00, so the third would sit exactly 7 days after the first
+    from engine.planning.campaign import load_campaign
+    from engine.planning.planner import plan
+    from tests.helpers import campaign_dict, reachable_users
+
+    scores = reachable_users(1, best_hour_local=pa.array([22], pa.int8()), send_time_confidence=[0.9])
+    doc = campaign_dict({"quiet_hours": ["21:00", "08:00"], "min_gap_hours": 1, "max_messages": 2}, holdout=0.0,
+                        steps=[{"name": n, "delay_days": d, "channels": ["email"], "template": "t"}
+                               for n, d in (("a", 0), ("b", 2), ("c", 3))])
+    doc["campaign"]["approved"] = True
+    p = plan(scores, load_campaign(doc), as_of="2026-11-02T00:00:00Z", ledger=str(tmp_path / "l.db"))
+    at = [t.as_py().timestamp() for t in p["send_at"]]
+    # then the plan keeps the third step clear of the first one's window edge
+    assert p["reason"].to_pylist() == [None, None, None]
+    assert at[2] - at[0] > 7 * 86400
+    # and when the first went out a minute late, the send still releases the third at its time
+    with Ledger(tmp_path / "l.db") as led:
+        led.load_plan(p)
+        record_plan(led, p, {"campaign_id": p["campaign_id"][0].as_py(),
+                             "policy": {"max_messages": 2, "window_days": 7, "quiet_hours": [21 * 60, 8 * 60]}})
+        for k, late in ((0, 60), (1, 0)):
+            [row] = led.claim("email", 1, now=at[k] + late, release_until=at[k] + late)
+            led.sent(row[-1], f"p{k}", at[k] + late)
+            led.flush()
+        rows = led.claim("email", 1, now=at[2], release_until=at[2])
+        keep = Release(led).screen(rows, at[2])
+    assert len(keep) == 1
