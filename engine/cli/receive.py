@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if not any(secrets.values()):
         raise ConfigError("no verification secret is set, so every webhook would be refused; export at least "
                           f"one of {', '.join(ENV.values())}")
+    from engine.feedback.parts import DirectoryLock
+
+    lock = DirectoryLock(args.output).__enter__()  # one receiver per directory (held until the process ends)
     rec = Receiver(args.output, ledger=args.ledger, public_url=args.public_url, max_body=args.max_body_kb * 1024,
                    flush_events=args.flush_events, flush_seconds=args.flush_seconds,
                    read_timeout=args.read_timeout, max_connections=args.max_connections, **secrets)
@@ -110,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
             pass
         await runner.cleanup()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        lock.__exit__()
     s = rec.stats
     rejected = sum(s["rejected"].values())
     print(f"received {s['requests']:,} requests: {s['written']:,} events in {s['batches']:,} batches, "

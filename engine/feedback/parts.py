@@ -22,7 +22,7 @@ import pyarrow as pa
 from engine.io.atomic import atomic_path
 from engine.schema import TIMESTAMP
 
-__all__ = ["EVENT_SCHEMA", "clean_temporary", "next_part", "write_part"]
+__all__ = ["EVENT_SCHEMA", "clean_temporary", "next_part", "write_part", "DirectoryLock"]
 
 #: schema of every part file: the contract's events plus the provider message id, a survey
 #: answer's reason and whether a bounce is hard
@@ -80,3 +80,43 @@ def fsync(path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DirectoryLock:
+    """One receiver per events directory: an exclusive ``flock`` on the directory itself (its
+    inode, whatever path names it; no file is left in it), freed by the OS on a crash.  Two
+    receivers numbering parts from the same directory would overwrite each other's
+    acknowledged files."""
+
+    def __init__(self, out_dir):
+        self.dir = Path(out_dir).resolve()
+        self.fd: int | None = None
+
+    def __enter__(self) -> "DirectoryLock":
+        import fcntl
+
+        from engine.errors import ConfigError, InputError
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir, os.O_RDONLY)
+        except OSError as exc:
+            raise InputError(f"events directory {self.dir} is not writable ({exc.strerror}); pass -o a "
+                             "directory this user can write") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another 'winback receive' is writing to {self.dir}; give each receiver "
+                              "its own -o directory ('winback send --events' and 'winback report --feedback' "
+                              "read each of them)") from None
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

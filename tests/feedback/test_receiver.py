@@ -409,3 +409,21 @@ def test_survey_reason_events_flow_into_the_report(tmp_path):
     assert (tmp_path / "report/survey_actions.csv").exists()
     sunset = (tmp_path / "report/sunset.csv").read_text()
     assert "survey: not_relevant" in sunset
+
+
+def test_a_second_receiver_on_the_same_directory_stops_with_one_line(tmp_path, capsys, monkeypatch):
+    # given a receiver holding the events directory (the lock a running 'winback receive' takes)
+    from engine.cli import main
+    from engine.feedback.parts import DirectoryLock
+
+    monkeypatch.setenv("WINBACK_WEBHOOK_SECRET", "x")
+    out = tmp_path / "ev"
+    with DirectoryLock(out):
+        # when a second one starts on it, through a path with '..' in it
+        code = main(["receive", "-o", str(tmp_path / "x" / ".." / "ev"), "--max-seconds", "0.1", "--port", "0"])
+        # then it stops at once with one line, before touching the first one's files
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("ConfigError: another 'winback receive' is writing to")
+        assert err.count("\n") == 1
+    # and once the first is gone, it starts
+    assert main(["receive", "-o", str(out), "--max-seconds", "0.1", "--port", "0"]) == 0
