@@ -137,7 +137,9 @@ def terminal_lines(v: dict) -> list[str]:
     w = v.get("suggested_weights") or {}
     if w:
         lines.append("  suggested weights for the next run (Thompson sampling; the holdout stays as set): "
-                     + ", ".join(f"{k} = {x:g}" for k, x in w.items()))
+                     + ", ".join(f"{k} = {x:g}" for k, x in w.items())
+                     + ("" if v.get("winner") else "; with no clear winner they lean on noise as much as on "
+                        "signal (exploration): equal weights are as sound"))
     return lines
 
 
