@@ -22,13 +22,15 @@ import pyarrow as pa
 from engine.io.atomic import atomic_path
 from engine.schema import TIMESTAMP
 
-__all__ = ["EVENT_SCHEMA", "clean_temporary", "next_part", "write_part", "DirectoryLock"]
+__all__ = ["EVENT_SCHEMA", "clean_temporary", "next_part", "write_part", "DirectoryLock", "recent_parts"]
 
 #: schema of every part file: the contract's events plus the provider message id, a survey
-#: answer's reason and whether a bounce is hard
+#: answer's reason, whether a bounce is hard, and for replay protection across restarts the
+#: provider's event id and the signed request's key (:meth:`engine.feedback.replay.Replays.seed`)
 EVENT_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", TIMESTAMP), ("event", pa.string()),
                           ("channel", pa.string()), ("value", pa.float64()), ("message_id", pa.string()),
-                          ("reason", pa.string()), ("hard", pa.bool_())])
+                          ("reason", pa.string()), ("hard", pa.bool_()), ("event_id", pa.string()),
+                          ("request", pa.string())])
 
 _PART = re.compile(r"^part-(\d{6,})\.arrow$")
 _TMP = re.compile(r"^\.part-\d{6,}\.arrow\..*\.tmp$")
@@ -38,6 +40,21 @@ def next_part(out_dir: Path) -> int:
     """The number after the highest ``part-XXXXXX.arrow`` of ``out_dir`` (0 when there is none)."""
     parts = [int(m.group(1)) for p in out_dir.iterdir() if (m := _PART.match(p.name))]
     return max(parts, default=-1) + 1
+
+
+def recent_parts(out_dir: Path, within_s: float, now: float) -> list[tuple[Path, float]]:
+    """``(part, mtime)`` of the part files written within ``within_s`` seconds of ``now``
+    (epoch s), newest first."""
+    out = []
+    for p in out_dir.iterdir():
+        if _PART.match(p.name):
+            try:
+                m = p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if now - m <= within_s:
+                out.append((p, m))
+    return sorted(out, key=lambda x: (-x[1], x[0].name))
 
 
 def clean_temporary(out_dir: Path) -> int:
@@ -64,6 +81,8 @@ def write_part(out_dir: Path, buf: list[dict], number: int) -> Path:
         "message_id": pa.array([e["message_id"] for e in buf], pa.string()),
         "reason": pa.array([e.get("reason") for e in buf], pa.string()),
         "hard": pa.array([e.get("hard") for e in buf], pa.bool_()),
+        "event_id": pa.array([e.get("event_id") for e in buf], pa.string()),
+        "request": pa.array([e.get("request") for e in buf], pa.string()),
     }, schema=EVENT_SCHEMA)
     final = out_dir / f"part-{number:06d}.arrow"
     with atomic_path(final) as tmp:

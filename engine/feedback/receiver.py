@@ -163,6 +163,7 @@ class Receiver:
         self._led = None
         self._pending: dict[str, asyncio.Future] = {}  # signature -> done when its first copy is answered
         self._replays = Replays(2 * self.skew_seconds)
+        self._replays.seed(self.out_dir)  # what an earlier run wrote is not written again after a restart
         self.stats = {"requests": 0, "accepted": 0, "written": 0, "batches": 0, "ignored": 0,
                       "unmatched": 0, "unknown": 0, "renamed": 0, "malformed_events": 0, "replays": 0,
                       "suppressions": 0, "rejected": {}, "write_errors": 0, "ledger_errors": 0}
@@ -229,7 +230,7 @@ class Receiver:
         done = asyncio.get_running_loop().create_future()
         self._pending[key] = done
         try:
-            resp = await self._receive(request, parse)
+            resp = await self._receive(request, parse, key)
             if resp.status == 200:
                 self._replays.remember(key)
             return resp
@@ -237,7 +238,7 @@ class Receiver:
             del self._pending[key]
             done.set_result(None)
 
-    async def _receive(self, request: web.Request, parse) -> web.Response:
+    async def _receive(self, request: web.Request, parse, key: str) -> web.Response:
         try:
             raw = await self._body(request)
             try:
@@ -254,6 +255,8 @@ class Receiver:
         st["ignored"] += report["ignored"]
         st["renamed"] += report.get("renamed", 0)
         st["malformed_events"] += len(report["rejected"])
+        for e in events:  # written beside the events: a replay after a restart is known (Replays.seed)
+            e["request"] = key
         return await self._store(events, supp, report)
 
     def _refuse(self, r: "_Reject") -> web.Response:

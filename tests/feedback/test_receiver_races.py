@@ -279,3 +279,46 @@ def test_a_bounce_row_schema_includes_hard():
     from engine.feedback.parts import EVENT_SCHEMA
 
     assert EVENT_SCHEMA.field("hard").type == pa.bool_() and EVENT_SCHEMA.field("hard").nullable
+
+
+def test_a_restarted_receiver_does_not_write_again_what_the_last_run_wrote(tmp_path):
+    # given a receiver that wrote a SendGrid open (sg_event_id ev-1) and a signed /events click, then stopped
+    import json as _json
+    import time as _time
+
+    from engine.feedback.receiver import sendgrid_hmac_signature
+    from tests.feedback.test_receiver import SECRET, SG_SECRET, ev_headers, read_events, run_receiver
+
+    sg = _json.dumps([{"event": "open", "email": "a@example.com", "timestamp": 1_790_000_060, "user_id": "11",
+                       "message_id": "m1", "sg_event_id": "ev-1"}]).encode()
+    ts = str(int(_time.time()))
+    sg_headers = {"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Timestamp": ts,
+                  "X-Twilio-Email-Event-Webhook-Signature": sendgrid_hmac_signature(SG_SECRET, ts, sg)}
+    ev = _json.dumps({"events": [{"event": "click", "channel": "push", "user_id": 5, "message_id": "p5",
+                                  "ts": 1_790_000_100}]}).encode()
+    ev_h = ev_headers(ev, SECRET)
+
+    async def first(s, base, rec):
+        for path, body, h in (("/sendgrid", sg, sg_headers), ("/events", ev, ev_h)):
+            async with s.post(base + path, data=body, headers=h) as r:
+                assert r.status == 200
+    run_receiver(tmp_path, first)
+    assert read_events(tmp_path / "events").num_rows == 2
+
+    # when a new run gets the same signed request again (a replay within the skew window), and the provider's
+    # retry of the open under a new signature (it never saw the first run's answer)
+    retry_ts = str(int(_time.time()) + 1)
+    retry_h = {"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Timestamp": retry_ts,
+               "X-Twilio-Email-Event-Webhook-Signature": sendgrid_hmac_signature(SG_SECRET, retry_ts, sg)}
+
+    async def second(s, base, rec):
+        out = []
+        for path, body, h in (("/events", ev, ev_h), ("/sendgrid", sg, retry_h)):
+            async with s.post(base + path, data=body, headers=h) as r:
+                out.append((r.status, await r.json()))
+        return out
+    answers = run_receiver(tmp_path, second)
+    # then both are acknowledged and nothing is written twice
+    assert [a[0] for a in answers] == [200, 200] and answers[0][1].get("replay") is True
+    assert answers[1][1]["accepted"] == 0
+    assert read_events(tmp_path / "events").num_rows == 2
