@@ -328,3 +328,22 @@ def test_a_complaint_arriving_mid_send_stops_the_users_other_channels(tmp_path):
     # then user 1's second push was skipped for the email complaint; the others went out
     assert sorted(m.message_id for _, m in adapter.sent if m.message_id.endswith("-1")) == ["x-0-1", "x-2-1"]
     assert summary.skipped == {"complaint": 1}
+
+
+def test_planning_holds_another_campaigns_stricter_cap_whichever_is_planned_second(world_scores, tmp_path, monkeypatch):
+    # given campaign A at 1 message per 30 days, sent (everything at once) into the ledger
+    ledger = tmp_path / "ledger.db"
+    a = plan(world_scores, campaign("camp-strict", max_messages=1, window_days=30), as_of=START, ledger=ledger)
+    t0 = float(to_epoch_seconds(pa.array([dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)]))[0])
+    (sa,), _ = asyncio.run(_send_all([(a, t0)], ledger, monkeypatch, now=True))
+    m = read_messages(ledger)
+    got_a = set(pc.unique(m.filter(pc.equal(m["state"], "sent"))["user_id"]).to_pylist())
+    assert sa.sent > 10  # (most users had a message in the 30 days before: the scores count it)
+    # when campaign B (3 per 7 days) is planned from the same scores with that ledger
+    b = plan(world_scores, campaign("camp-lenient"), as_of=START, ledger=ledger)
+    # then no user A messaged is planned by B inside A's 30 days: A's promise holds at planning too
+    planned = b.filter(pc.is_null(b["reason"]))
+    bad = [u for u, at in zip(planned["user_id"].to_pylist(), planned["send_at"].to_pylist())
+           if u in got_a and at.timestamp() < t0 + 30 * DAY]
+    assert bad == []
+    assert pc.sum(pc.equal(b["reason"], "cap_other_campaigns")).as_py() > 0

@@ -107,7 +107,7 @@ def read_user(path: str | os.PathLike, user_id: int) -> tuple[pa.Table, pa.Table
 
 
 def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: float, hi: float,
-                  gaps_before: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  gaps_before: float | None = None, caps: bool = False) -> tuple[np.ndarray, ...]:
     """Messages that reached or will reach their user (sent, planned, in flight, failed with
     a retry pending) at an instant in ``(lo, hi)`` (epoch s), of every campaign but
     ``exclude_campaign``: ``(user_id int64, channel str objects, at int64 epoch s, gap
@@ -117,10 +117,15 @@ def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: 
 
     ``gaps_before``: an instant (epoch s) new messages start from; the messages within the
     largest recorded gap before it are read too, even before ``lo`` (a campaign whose gap is
-    longer than the caller's window still keeps it)."""
+    longer than the caller's window still keeps it).  ``caps``: also each message's campaign's
+    ``max_messages`` and ``window_days`` in seconds (0 and 0 when the ledger has no record of it),
+    and the messages within the longest recorded window before ``lo``."""
     con = _open_ro(path)
     try:
         gaps = campaign_gaps(con)
+        rules = campaign_caps(con) if caps else {}
+        if rules:
+            lo = min(lo, (gaps_before if gaps_before is not None else lo) - max(w for _, w in rules.values()))
         if gaps_before is not None and gaps:
             lo = min(lo, gaps_before - max(gaps.values()))
         rows = con.execute(
@@ -132,10 +137,30 @@ def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: 
     finally:
         con.close()
     if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        empty = (np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return empty + ((np.zeros(0, np.int64), np.zeros(0, np.int64)) if caps else ())
     uid, ch, at, cid = zip(*rows)
     gap = np.array([gaps.get(c, 0) for c in cid], np.int64)
-    return np.array(uid, np.int64), np.array(ch, object), np.array(at, np.int64), gap
+    out = (np.array(uid, np.int64), np.array(ch, object), np.array(at, np.int64), gap)
+    if caps:
+        out += (np.array([rules.get(c, (0, 0))[0] for c in cid], np.int64),
+                np.array([rules.get(c, (0, 0))[1] for c in cid], np.int64))
+    return out
+
+
+def campaign_caps(con: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """Each campaign's (``max_messages``, ``window_days`` in seconds) from the policies its sends
+    recorded (as :func:`campaign_gaps`); a campaign recorded without them: the defaults 3 and 7 days."""
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone() is None:
+        return {}
+    out = {}
+    for cid, meta in con.execute("SELECT campaign_id, meta FROM campaigns"):
+        try:
+            policy = (json.loads(meta) or {}).get("policy") or {}
+            out[cid] = (int(policy.get("max_messages", 3)), int(float(policy.get("window_days", 7)) * 86400))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return out
 
 
 def campaign_gaps(con: sqlite3.Connection) -> dict[str, int]:

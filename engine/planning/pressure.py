@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from engine.schema import CHANNELS, NEVER
 
-__all__ = ["clear_of_contacts", "ledger_contacts", "max_in_windows", "NEVER"]
+__all__ = ["clear_of_contacts", "ledger_contacts", "max_in_windows", "over_other_caps", "NEVER"]
 
 #: users per block of :func:`max_in_windows` (bounds its [block, K+1, K] temporary)
 _BLOCK = 1 << 15
@@ -32,7 +32,7 @@ COUNTED_STATES = ("sent", "planned", "in_flight", "failed")
 
 
 def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: int, hi: int,
-                    gaps_before: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    gaps_before: int | None = None, caps: bool = False) -> tuple[np.ndarray, ...]:
     """The ledger's messages of other campaigns per user, between ``lo`` and ``hi`` (epoch s),
     and with ``gaps_before`` (the campaign's start) also those within the largest recorded
     ``min_gap_hours`` of any campaign before it (:func:`engine.ledger.read.read_contacts`).
@@ -41,15 +41,19 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
     messages any user has there: instants (epoch s, UTC; :data:`NEVER` pads), channel
     codes (``-1`` pads) and each message's own campaign's ``min_gap_hours`` in seconds (0
     pads).  Messages of ``campaign_id`` itself are left out (a re-plan of the same campaign
-    replaces them).  No ledger file: ``K = 0``.
+    replaces them).  No ledger file: ``K = 0``.  ``caps``: also each message's campaign's
+    ``max_messages`` and window in seconds, ``[n, K]`` (0 pads and unknown campaigns).
     """
     n = len(user_ids)
-    empty = np.full((n, 0), NEVER, np.int64), np.full((n, 0), -1, np.int8), np.zeros((n, 0), np.int64)
+    empty = (np.full((n, 0), NEVER, np.int64), np.full((n, 0), -1, np.int8), np.zeros((n, 0), np.int64)) + \
+        ((np.zeros((n, 0), np.int64), np.zeros((n, 0), np.int64)) if caps else ())
     if ledger is None or not os.path.exists(ledger):
         return empty
     from engine.ledger.read import read_contacts
 
-    uid, channel, t, g = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi, gaps_before=gaps_before)
+    got = read_contacts(ledger, exclude_campaign=campaign_id, lo=lo, hi=hi, gaps_before=gaps_before, caps=caps)
+    uid, channel, t, g = got[:4]
+    extra = list(got[4:])
     if not len(uid):
         return empty
     ch = _channel_codes(pa.array(channel, pa.string()))
@@ -60,10 +64,12 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
     hit = (pos < n) & (sorted_users[pos_c] == uid) if n else np.zeros(len(uid), bool)
     rows = order_users[pos_c[hit]]
     t, ch, g = t[hit], ch[hit], g[hit]
+    extra = [x[hit] for x in extra]
     if not len(rows):
         return empty
     order = np.lexsort((t, rows))
     rows, t, ch, g = rows[order], t[order], ch[order], g[order]
+    extra = [x[order] for x in extra]
     counts = np.bincount(rows, minlength=n)
     k = int(counts.max())
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -74,7 +80,33 @@ def ledger_contacts(ledger, user_ids: np.ndarray, campaign_id: str | None, lo: i
     times[rows, slot] = t
     chans[rows, slot] = ch
     gaps[rows, slot] = g
-    return times, chans, gaps
+    out = (times, chans, gaps)
+    for x in extra:
+        m = np.zeros((n, k), np.int64)
+        m[rows, slot] = x
+        out += (m,)
+    return out
+
+
+def over_other_caps(own: np.ndarray, ext_t: np.ndarray, ext_cap: np.ndarray, ext_win: np.ndarray,
+                    t: np.ndarray) -> np.ndarray:
+    """bool per user: a message at ``t`` would break the cap of another campaign whose message
+    (``ext_t``, with its campaign's ``ext_cap`` per ``ext_win`` seconds) lies in that campaign's
+    window before ``t``: counting every message in ``(t - window, t]`` (``own``: this campaign's
+    earlier steps, and ``ext_t``), one more must stay under its cap, whichever campaign sent first
+    (the release check of ``winback send`` applies the same rule)."""
+    out = np.zeros(len(t), bool)
+    if not ext_t.shape[1]:
+        return out
+    every = np.concatenate([own, ext_t], axis=1)
+    for cap, win in {(int(c), int(w)) for c, w in zip(ext_cap[ext_win > 0], ext_win[ext_win > 0])}:
+        mine = (ext_cap == cap) & (ext_win == win) & (ext_t != NEVER) & (ext_t > t[:, None] - win) & \
+            (ext_t <= t[:, None])
+        has = mine.any(axis=1)
+        if has.any():
+            count = ((every != NEVER) & (every > t[:, None] - win) & (every <= t[:, None])).sum(axis=1)
+            out |= has & (count >= cap)
+    return out
 
 
 def clear_of_contacts(times: np.ndarray, t: np.ndarray, gap, move) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from engine.planning.assign import assignments
 from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import check_guard_columns, complained_users, suppressed_matrix, unknown_guards
-from engine.planning.pressure import clear_of_contacts, ledger_contacts, max_in_windows
+from engine.planning.pressure import clear_of_contacts, ledger_contacts, max_in_windows, over_other_caps
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
 from engine.scoring.fatigue_model import campaign_budget
 from engine.io.meta import SCORE, read_meta
@@ -181,8 +181,8 @@ class PartitionPlan:
         # back as far as the cap window and every gap reaches (a gap may be longer than the window)
         window = cmp.policy.window_days * SECONDS_PER_DAY
         back = max(window, int(cmp.policy.min_gap_hours * 3600))
-        self.ext_t, self.ext_c, self.ext_gap = ledger_contacts(ledger, self.uid, cmp.id, self.start - back,
-                                                               self.horizon + back, gaps_before=self.start)
+        self.ext_t, self.ext_c, self.ext_gap, self.ext_cap, self.ext_win = ledger_contacts(
+            ledger, self.uid, cmp.id, self.start - back, self.horizon + back, gaps_before=self.start, caps=True)
         self.best_hour = _best_hour_in_campaign_zone(scores, cmp.timezone, self.start)
         self.conf = col(scores, "send_time_confidence", 0.0, np.float64)
         n_steps = len(cmp.steps)
@@ -312,6 +312,9 @@ class PartitionPlan:
         if self.ext_t.shape[1]:  # the cap over every campaign: any window holding t, exactly
             every = max_in_windows(np.concatenate([sent_at, self.ext_t], axis=1), t, window + EDGE)
             reason[(reason == 0) & (hist + every >= pol.max_messages)] = R["cap_other_campaigns"]
+            # ... and each other campaign's cap while its message is in its own window (send's rule)
+            reason[(reason == 0) & over_other_caps(sent_at, self.ext_t, self.ext_cap, self.ext_win, t)] = \
+                R["cap_other_campaigns"]
         ev = self.p_alive * self.value * np.where(best_c >= 0, self.resp[np.arange(n), np.maximum(best_c, 0)], 0.0)
         self._step = (k, reason, best_c, t, ev)
         out: dict[int, dict[str, np.ndarray]] = {}
@@ -352,6 +355,8 @@ class PartitionPlan:
         r2[conflict] = R["min_gap_other_campaigns"]
         if ext_t.shape[1]:
             r2[(r2 == 0) & (max_in_windows(ext_t, t2, window + EDGE) >= pol.max_messages)] = R["cap_other_campaigns"]
+            r2[(r2 == 0) & over_other_caps(self.sent_at[idx], ext_t, self.ext_cap[idx], self.ext_win[idx], t2)] = \
+                R["cap_other_campaigns"]
             c = best_c[idx]
             for c_i in np.unique(c[c >= 0]):
                 cap = pol.channel_caps.get(PROVIDER_CHANNELS[c_i])
