@@ -322,8 +322,9 @@ class PartitionPlan:
             return out
         # A message may move earlier only as far as keeps the caps checked above true: not
         # into the first policy window (where the score's recent sends and budget count)
-        # and not so far that an earlier message of this campaign re-enters its window.
-        floor = np.maximum(lower, start)
+        # and not so far that an earlier message of this campaign re-enters its window; and
+        # never before its step's delay after the previous step ("3 days later" stays 3 days).
+        floor = np.maximum(np.maximum(lower, start), base)
         floor = np.where(t >= start + window, np.maximum(floor, start + window), floor)
         old = (sent_at != NEVER) & (sent_at <= t[:, None] - window)
         floor = np.maximum(floor, np.where(old, sent_at + window + EDGE, NEVER).max(axis=1, initial=NEVER))

@@ -505,6 +505,11 @@ def test_no_drip_ever_breaks_a_rule(n, seed, policy, delays):
         msgs.sort()
         for (a, _), (b, _) in zip(msgs, msgs[1:]):
             assert b - a >= dt.timedelta(hours=policy["min_gap_hours"])
+        # a step never comes sooner than its delay after the user's previous planned one (in wall
+        # time: an hour less across the spring-forward night)
+        steps = sorted((r["step_index"], r["send_at"]) for r in rows if r["user_id"] == uid and r["reason"] is None)
+        for (k0, a), (k1, b) in zip(steps, steps[1:]):
+            assert b - a >= dt.timedelta(days=delays[k1]) - dt.timedelta(hours=1), (k0, k1, a, b)
         for t, c in msgs:
             in_win = [m for m in msgs if t - window < m[0] <= t]
             hist = srows[uid][recent] if t - start < window else 0
@@ -552,3 +557,32 @@ def test_a_complaint_on_email_stops_sms_and_push_unless_configured(tmp_path, mod
     assert [r is None for r in p["reason"].to_pylist()] == planned
     summary = json.loads(p.schema.metadata[b"winback.plan"])["summary"]
     assert summary["by_reason"].get("complaint", 0) == planned.count(False)
+
+
+
+def test_capacity_levelling_never_brings_a_step_closer_than_its_delay(tmp_path):
+    # given a generated world and a drip with tight hourly capacity (3 per channel) and min_gap under the delays
+    from engine.scoring.pipeline import score
+    from engine.synth.generator import generate
+
+    generate(3000, seed=1, out_dir=tmp_path / "w")
+    scores = score(tmp_path / "w/users.arrow", tmp_path / "w/events.arrow", as_of="2026-11-01T00:00:00Z")
+    doc = {"campaign": {"id": "p30", "timezone": "Asia/Kolkata", "holdout": 0.1},
+           "audience": {"where": "days_inactive >= 3 and days_inactive < 60 and (reachable_email or reachable_push "
+                                 "or reachable_sms)"},
+           "policy": {"max_messages": 4, "window_days": 7, "min_gap_hours": 16, "quiet_hours": [],
+                      "capacity_per_hour": {"email": 3, "push": 3, "sms": 3}},
+           "steps": [{"name": n, "delay_days": d, "channels": c, "template": "t", "exit_on": "none"}
+                     for n, d, c in (("s0", 1, ["push"]), ("s1", 1, ["email", "push"]), ("s2", 5, ["push"]),
+                                     ("s3", 3, ["email"]))],
+           "templates": {"t": {"subject": "hi", "body": "hello"}}}
+    delays = [1, 1, 5, 3]
+    # when planned (levelling moves messages up to 12 h either way to find room)
+    p = plan(scores, load_campaign(doc)).filter(pc.is_null(pc.field("reason")))
+    by_user: dict = {}
+    for r in p.to_pylist():
+        by_user.setdefault(r["user_id"], []).append((r["step_index"], r["send_at"]))
+    # then no step comes sooner than its delay after the user's previous planned one
+    close = [(u, a, b) for u, v in by_user.items() for (_, a), (k, b) in zip(sorted(v), sorted(v)[1:])
+             if b - a < dt.timedelta(days=delays[k])]
+    assert len(by_user) > 100 and close == []
