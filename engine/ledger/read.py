@@ -148,34 +148,32 @@ def read_contacts(path: str | os.PathLike, *, exclude_campaign: str | None, lo: 
     return out
 
 
-def campaign_caps(con: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """Each campaign's (``max_messages``, ``window_days`` in seconds) from the policies its sends
-    recorded (as :func:`campaign_gaps`); a campaign recorded without them: the defaults 3 and 7 days."""
+def _policy_values(con: sqlite3.Connection, value, bad) -> dict:
+    """campaign -> ``value(policy)`` for every policy the ledger's ``campaigns`` table recorded
+    (``bad`` when it cannot be read; no entry when ``bad`` is None); {} in a ledger never sent from."""
     if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone() is None:
         return {}
     out = {}
     for cid, meta in con.execute("SELECT campaign_id, meta FROM campaigns"):
         try:
-            policy = (json.loads(meta) or {}).get("policy") or {}
-            out[cid] = (int(policy.get("max_messages", 3)), int(float(policy.get("window_days", 7)) * 86400))
+            out[cid] = value((json.loads(meta) or {}).get("policy") or {})
         except (ValueError, TypeError, AttributeError):
-            continue
+            if bad is not None:
+                out[cid] = bad
     return out
+
+
+def campaign_caps(con: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """Each campaign's (``max_messages``, ``window_days`` in seconds) from the policies its sends
+    recorded (as :func:`campaign_gaps`); a campaign recorded without them: the defaults 3 and 7 days."""
+    return _policy_values(con, lambda p: (int(p.get("max_messages", 3)), int(float(p.get("window_days", 7)) * 86400)),
+                          None)
 
 
 def campaign_gaps(con: sqlite3.Connection) -> dict[str, int]:
     """Each campaign's ``min_gap_hours`` in seconds, from the policies its sends recorded
     (the ``campaigns`` table of :mod:`engine.sending.release`; none in a ledger never sent from)."""
-    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone() is None:
-        return {}
-    out = {}
-    for cid, meta in con.execute("SELECT campaign_id, meta FROM campaigns"):
-        try:
-            policy = (json.loads(meta) or {}).get("policy") or {}
-            out[cid] = int(round(float(policy.get("min_gap_hours") or 0.0) * 3600))
-        except (ValueError, TypeError, AttributeError):
-            out[cid] = 0
-    return out
+    return _policy_values(con, lambda p: int(round(float(p.get("min_gap_hours") or 0.0) * 3600)), 0)
 
 
 def planned_as_sent(plan: pa.Table, ledger) -> pa.Table:
