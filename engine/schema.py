@@ -50,6 +50,9 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 SECONDS_PER_DAY = 86_400
 #: the largest cap, in messages per policy window, that a score (--cap) or a campaign (max_messages) takes
 MAX_CAP = 1000
+#: seconds after its planned instant a message may go out and still be on time ('winback send'
+#: releases it as planned; planning keeps steps this far clear of an earlier one's window edge)
+GRACE_SECONDS = 15 * 60
 
 USERS_REQUIRED = {"user_id": pa.int64()}
 USERS_OPTIONAL = {

@@ -130,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  lapse_risk: {_lapse_name(lm)} ({lm['reason']})")
         v = lm.get("validation") or {}
         if v.get("auc_recency") is not None:  # the trivial baseline, beside the model, at the same check
-            auc = {"learned": v.get("auc_learned"), "pareto": v.get("auc_pareto")}.get(lm["used"]) \
-                or v["auc_closed_form"]
-            print(f"  check on the last {v['checked_cut_days_before']} days: lapse_risk AUC {auc:.4f}, "
+            from engine.scoring.lapse_models import checked_auc
+
+            print(f"  check on the last {v['checked_cut_days_before']} days: lapse_risk AUC {checked_auc(lm):.4f}, "
                   f"days_inactive alone {v['auc_recency']:.4f} ({v['users']:,} users)")
     for w in s.get("warnings", []):
         print(f"  warning: {w}")

@@ -26,7 +26,8 @@ from engine.planning.campaign import Campaign
 from engine.planning.columns import col
 from engine.planning.guard import check_guard_columns, complained_users, suppressed_matrix, unknown_guards
 from engine.planning.pressure import clear_of_contacts, ledger_contacts, max_in_windows, over_other_caps
-from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, PROVIDER_CHANNELS, SECONDS_PER_DAY, NEVER, SKIP_REASONS
+from engine.schema import (ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, GRACE_SECONDS, PROVIDER_CHANNELS,
+                           SECONDS_PER_DAY, NEVER, SKIP_REASONS)
 from engine.scoring.fatigue_model import campaign_budget
 from engine.io.meta import SCORE, read_meta
 from engine.tz import Offsets, is_timezone, offset_table, zone_index
@@ -35,9 +36,9 @@ __all__ = ["PartitionPlan", "Leveller", "value_fill", "horizon_of", "end_of", "c
 
 REASONS = SKIP_REASONS
 R = {name: i for i, name in enumerate(REASONS)}
-#: seconds a message may go out after its planned instant and still be on time at send
-#: (engine.sending.release.GRACE_SECONDS): steps keep this far clear of an earlier one's window edge
-EDGE = 15 * 60
+#: seconds a message may go out after its planned instant and still be on time at send: steps keep
+#: this far clear of an earlier one's window edge
+EDGE = GRACE_SECONDS
 #: a message whose send time is at least this confident keeps its hour first
 CONFIDENT = 0.4
 #: the response rate of a channel whose rate is unknown (missing, null, NaN): scoring's Beta(1, 9) prior

@@ -420,10 +420,10 @@ def _days(n: int) -> str:
 def _weak_check(out: dict) -> str | None:
     """A warning when the check says the chosen lapse_risk ranks the last ``H`` days no better than
     chance, or worse than days since the last activity alone (the baseline a marketer already has)."""
-    v = out.get("validation")
-    if not v:
+    auc = lapse_models.checked_auc(out)
+    if auc is None:
         return None
-    auc = {"learned": v.get("auc_learned"), "pareto": v.get("auc_pareto")}.get(out["used"]) or v["auc_closed_form"]
+    v = out["validation"]
     H, recency = v["checked_cut_days_before"], v.get("auc_recency")
     if auc <= 0.5 + CHANCE_MARGIN:
         return (f"lapse_risk ranked who came back in the last {_days(H)} no better than chance on this history "

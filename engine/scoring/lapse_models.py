@@ -12,7 +12,7 @@ import time
 
 from engine.errors import ModelError
 
-__all__ = ["fit_pareto", "closed_form_of", "NAMES"]
+__all__ = ["fit_pareto", "closed_form_of", "checked_auc", "NAMES"]
 
 #: ``lapse_model["used"]`` -> the model behind lapse_risk, as the summary names it
 NAMES = {"closed_form": "BG/NBD closed form", "pareto": "Pareto/NBD closed form",
@@ -45,3 +45,13 @@ def closed_form_of(choice: dict, bgnbd: dict, pareto: dict | None) -> tuple[dict
         choice["reason"] = f"the Pareto/NBD fit failed ({why}); BG/NBD scored instead"
         return bgnbd, f"Pareto/NBD could not be fitted ({why}); lapse_risk comes from BG/NBD"
     return pareto, None
+
+
+def checked_auc(choice: dict) -> float | None:
+    """The AUC at the time-split check of the model a ``lapse_model`` decision used (None when no
+    check ran): the learned model's, Pareto/NBD's or the BG/NBD closed form's."""
+    v = choice.get("validation")
+    if not v:
+        return None
+    return {"learned": v.get("auc_learned"), "pareto": v.get("auc_pareto")}.get(choice.get("used")) \
+        or v["auc_closed_form"]

@@ -66,13 +66,12 @@ import json
 import numpy as np
 
 from engine.planning.timing import apply_quiet_hours
+from engine.schema import GRACE_SECONDS  # a message claimed this late after it was due is on time
 from engine.sending.planrecord import _ensure, has_plan_record, record_plan  # noqa: F401 (re-exported)
 from engine.tz import OffsetLookup, is_timezone, offset_table
 
 __all__ = ["Release", "record_plan", "has_plan_record", "GRACE_SECONDS", "DEFAULT_MAX_LATENESS", "RELEASE_SKIPS"]
 
-#: a message claimed this many seconds after it was due is still on time
-GRACE_SECONDS = 15 * 60
 #: a step whose previous step is still to go looks again this many seconds later
 FOLLOW_SECONDS = 5.0
 #: default of ``winback send --max-lateness``: seconds past its target a message may still go
