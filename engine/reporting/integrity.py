@@ -32,7 +32,8 @@ import pyarrow as pa
 from engine.schema import SECONDS_PER_DAY
 from engine.tz import iso_utc, to_epoch_seconds
 
-__all__ = ["REENGAGE_EVENTS", "EXPECTED_ACTIVE", "dedupe_messages", "outcome_checks", "unmeasurable", "significant"]
+__all__ = ["REENGAGE_EVENTS", "EXPECTED_ACTIVE", "dedupe_messages", "event_names", "outcome_checks", "unmeasurable",
+           "significant"]
 
 #: events that mean a user came back, for the lift (clicks and opens are message metrics)
 REENGAGE_EVENTS = ("session", "purchase")
@@ -57,7 +58,8 @@ def dedupe_messages(msgs: pa.Table) -> tuple[pa.Table, int]:
     return msgs.take(pa.array(np.sort(first))), msgs.num_rows - len(first)
 
 
-def _event_names(events: pa.Table) -> np.ndarray:
+def event_names(events: pa.Table) -> np.ndarray:
+    """The ``event`` column as a numpy object array of names (dictionary columns decoded)."""
     ev = events["event"]
     if pa.types.is_dictionary(ev.type):
         ev = ev.cast(pa.string())
@@ -65,11 +67,12 @@ def _event_names(events: pa.Table) -> np.ndarray:
 
 
 def outcome_checks(events: pa.Table, msgs: pa.Table, users: np.ndarray, treat: np.ndarray, ctrl: np.ndarray,
-                   start: int, end: int, duplicated_messages: int) -> dict:
+                   start: int, end: int, duplicated_messages: int, names: np.ndarray | None = None) -> dict:
     """``{"warnings": [...], "holdout_messaged": bool[len(users)], "measurable": bool, "why": str | None}``.
 
     ``users`` sorted; ``treat``/``ctrl`` the arms over them; ``msgs`` the deliveries.
-    ``measurable`` False means no re-engagement lift can be read from these outcomes."""
+    ``measurable`` False means no re-engagement lift can be read from these outcomes; ``names``:
+    :func:`event_names` of ``events`` when the caller has them."""
     warnings: list[str] = []
     messaged = np.zeros(len(users), bool)
     if msgs.num_rows and len(users):
@@ -82,7 +85,7 @@ def outcome_checks(events: pa.Table, msgs: pa.Table, users: np.ndarray, treat: n
         warnings.append(f"{int(bad.sum()):,} holdout users received messages of this campaign (was it re-planned "
                         "with another holdout share after sending?); they are left out of the holdout, whose "
                         "rest is still a random draw")
-    names = _event_names(events)
+    names = event_names(events) if names is None else names
     active = np.isin(names, REENGAGE_EVENTS)
     why = None
     if not active.any():

@@ -44,7 +44,8 @@ from engine.ledger.read import planned_as_sent
 from engine.io.atomic import atomic_dir
 from engine.errors import ConfigError, InputError
 from engine.planning.timing import local_instants
-from engine.reporting.integrity import REENGAGE_EVENTS, dedupe_messages, outcome_checks, significant, unmeasurable
+from engine.reporting.integrity import (REENGAGE_EVENTS, dedupe_messages, event_names, outcome_checks, significant,
+                                        unmeasurable)
 from engine.schema import SECONDS_PER_DAY
 from engine.tz import to_epoch_seconds
 
@@ -106,13 +107,11 @@ def _sends(events: pa.Table, plan: pa.Table) -> pa.Table | None:
     return out
 
 
-def _user_flags(events: pa.Table, users: np.ndarray, start: int, end: int) -> dict[str, np.ndarray]:
+def _user_flags(events: pa.Table, users: np.ndarray, start: int, end: int,
+                names: np.ndarray | None = None) -> dict[str, np.ndarray]:
     ts = to_epoch_seconds(events["ts"])
     uid = events["user_id"].to_numpy()
-    ev = events["event"]
-    if pa.types.is_dictionary(ev.type):
-        ev = ev.cast(pa.string())
-    ev = np.asarray(ev.to_numpy(zero_copy_only=False), dtype=object)
+    ev = event_names(events) if names is None else names
     keep = (ts >= start) & (ts < end)
     pos = np.searchsorted(users, uid)
     pos = np.minimum(pos, len(users) - 1) if len(users) else pos
@@ -184,11 +183,12 @@ def report(plan, outcomes, *, ledger=None, days: int = 14, out_dir=None, blast=N
     variant = np.asarray(step0["variant"].fill_null("none").to_numpy(zero_copy_only=False), dtype=object)[order]
     audience = reason != "not_in_audience"
     treat, ctrl = audience & ~holdout, audience & holdout
-    f = _user_flags(events, users, start, end)
+    names = event_names(events)  # (once: the flags and the checks both read them)
+    f = _user_flags(events, users, start, end, names)
     if msgs.num_rows:  # a delivery to a user the plan does not list is no part of this campaign
         msgs = msgs.filter(pc.is_in(msgs["user_id"], value_set=pa.array(users, msgs["user_id"].type)))
     msgs, repeated = dedupe_messages(msgs)
-    checks = outcome_checks(events, msgs, users, treat, ctrl, start, end, repeated)
+    checks = outcome_checks(events, msgs, users, treat, ctrl, start, end, repeated, names)
     ctrl = ctrl & ~checks["holdout_messaged"]  # (engine.reporting.integrity)
     m_uid = msgs["user_id"].to_numpy()
     sent_per_user = np.bincount(np.searchsorted(users, m_uid), minlength=len(users)) if len(m_uid) else np.zeros(len(users), np.int64)
