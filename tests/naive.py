@@ -258,6 +258,26 @@ def best_times(hour_hist, wd_hist, user_tz, n_zones, k):
     return hours, days, conf
 
 
+def cohort_prior(pop_h, user_tz, code, hour_hist, everyone, weight):
+    """engine.scoring.cohorts (fit + group_priors), one user at a time: each user's prior over 24
+    local hours, pop_z[h] * s_c[h] / s[h] normalised, with s_c = (n_c + K s) / (N_c + K)."""
+    s_tot = sum(float(v) for v in everyone)
+    s = [float(v) / s_tot if s_tot > 0 else 1.0 / 24 for v in everyone]
+    rows = []
+    for u, z in enumerate(user_tz):
+        c = code[u]
+        row = [float(pop_h[z][h]) for h in range(24)]
+        if c >= 0:
+            n_c = [sum(float(hour_hist[v][h]) for v in range(len(code)) if code[v] == c) for h in range(24)]
+            N_c = sum(n_c)
+            for h in range(24):
+                tilt = ((n_c[h] + weight * s[h]) / (N_c + weight)) / s[h] if s[h] > 0 else 1.0
+                row[h] *= tilt
+        tot = sum(row)
+        rows.append([v / tot for v in row] if tot > 0 else [1.0 / 24] * 24)
+    return rows
+
+
 # --- content (engine.affinity, engine.themes) -------------------------------------------------
 
 def item_affinity(n_users, n_cat, uidx, ts, ev, rows, item_cats, as_of, half_life, event_weight):

@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lapse_risk at the cut, as in 'winback score' (default auto: BG/NBD, or the learned "
                         "model when a check one horizon before the cut says it ranks better); run once with "
                         "--lapse-model pareto to see whether Pareto/NBD ranks your users better")
+    p.add_argument("--send-time-cohort", default=None, metavar="COLUMN",
+                   help="score the cut with the send-time prior tilted by this users column's cohorts, as in "
+                        "'winback score'; compare the best-hour rows with a run without it, e.g. "
+                        "--send-time-cohort segment")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="write DIR/index.html and DIR/backtest.json (replaced atomically; needs "
                         "pip install 'winback[report]' for the plots)")
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = {name: value for name, value in (
         ("horizon_days", args.horizon), ("activity", args.activity), ("default_timezone", args.default_timezone),
-        ("penalizer", args.penalizer), ("lapse_model", args.lapse_model)) if value is not None}  # else the library's defaults (scoring.settings)
+        ("penalizer", args.penalizer), ("lapse_model", args.lapse_model),
+        ("send_time_cohort", args.send_time_cohort)) if value is not None}  # else the library's defaults (scoring.settings)
     result = backtest_report(args.users, args.events, out_dir=args.output, as_of=args.as_of, **options)
     print(terminal_table(result))
     if result.get("page"):

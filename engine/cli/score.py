@@ -84,6 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tz-min-posterior", type=float, default=None, metavar="P",
                    help="... and only when the zones within 2 hours of the inferred one hold at least this "
                         "posterior probability (0.5-1, default 0.6; see docs/campaigns.md for what it achieves)")
+    p.add_argument("--send-time-cohort", default=None, metavar="COLUMN",
+                   help="a users column (a segment, plan or country, at most 256 values; a timestamp such as "
+                        "signup_at is read as its month) whose cohorts tilt the send-time prior of users with few "
+                        "engagements toward the hours their cohort keeps (default: the timezone's hours only); "
+                        "check it with 'winback backtest --send-time-cohort COLUMN', e.g. --send-time-cohort plan")
     add_dask_options(p, "score a partitioned input on Dask: 'local' (a LocalCluster on this machine) or a "
                         "scheduler address such as tcp://10.0.0.5:8786 (workers need winback[dask] and the "
                         "data on storage they can read)")
@@ -110,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         ("policy_window_days", args.cap_window), ("affinity_half_life_days", args.affinity_half_life),
         ("horizon_days", args.horizon), ("penalizer", args.penalizer), ("fatigue", args.fatigue),
         ("lapse_model", args.lapse_model),
-        ("tz_min_engagements", args.tz_min_engagements), ("tz_min_posterior", args.tz_min_posterior))
+        ("tz_min_engagements", args.tz_min_engagements), ("tz_min_posterior", args.tz_min_posterior),
+        ("send_time_cohort", args.send_time_cohort))
         if value is not None}
     s = score_to(args.users, args.events, args.output, as_of=args.as_of, on_bad_rows=args.on_bad_rows,
                  dask=args.dask, workers=args.workers, items=args.items, progress=not args.no_progress, **options)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.schema import ADDRESS_COLUMN, CHANNELS, CONSENT_COLUMN, LIFECYCLE, NEVER, SECONDS_PER_DAY
-from engine.scoring import fatigue, fatigue_model, kernels, lapse, lapse_learned, lapse_models, sendtime
+from engine.scoring import cohorts, fatigue, fatigue_model, kernels, lapse, lapse_learned, lapse_models, sendtime
 from engine.scoring.fatigue import quintile_of as _quintile
 from engine.tz import from_epoch_seconds, iso_utc, next_local_hour, to_epoch_seconds
 
@@ -73,7 +73,11 @@ def derive(part, pop):
     T0 = np.maximum((as_of - since) / SECONDS_PER_DAY, 0.0)
     pop_h = np.array([pop.hour_share[z] for z in zones]).reshape(len(zones), 24)
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
-    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, user_tz, pop_h, pop_w, cfg.prior_weight,
+    group = user_tz
+    if getattr(pop, "cohorts", None):  # the send-time prior per (timezone, cohort): engine.scoring.cohorts
+        group, pop_h, pop_w = cohorts.group_priors(pop_h, pop_w, user_tz, *cohorts.codes(table, cfg.send_time_cohort),
+                                                   pop.cohorts)
+    bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, group, pop_h, pop_w, cfg.prior_weight,
                                    pop.hour_spread)
     acc.hour_hist = acc.wd_hist = None
     beta_u, q_u = fatigue_model.user_params(part.fatigue, pop.fatigue)
@@ -162,7 +166,8 @@ def derive(part, pop):
                              if "timezone_source" in table.column_names else {}),  # engine.tz.infer_timezones
         "send_time": {"prior_weight": cfg.prior_weight, "sparse_spread": pop.hour_spread and {
                           k: pop.hour_spread[k] for k in ("rho", "sigma")},
-                      "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()}},
+                      "population_best_hour": {z: int(np.argmax(s)) for z, s in pop.hour_share.items()},
+                      "cohorts": cohorts.summary(getattr(pop, "cohorts", None))},
         "model_window_days": model_window_days,
         "lapse_horizon_days": cfg.horizon_days,
         "lapse_model": {**choice, "name": lapse_models.NAMES.get(choice["used"], choice["used"])},

@@ -54,7 +54,7 @@ from engine.io.meta import SCORE, read_meta, with_meta
 from engine.io.duplicates import DuplicateSample, duplicates_warning
 from engine.io.readers import iter_events, load_users
 from engine.schema import NEVER, SECONDS_PER_DAY
-from engine.scoring import fatigue_model, kernels, lapse_learned, lapse_models, sendtime, tzhours
+from engine.scoring import cohorts, fatigue_model, kernels, lapse_learned, lapse_models, sendtime, tzhours
 from engine.scoring.bgnbd import BGNBD, compress
 from engine.scoring.bgnbd_rows import compress_for_fit
 from engine.scoring.columns import derive, rfm_keys
@@ -147,6 +147,7 @@ class PartStats:
     lapse: dict | None = None  # engine.scoring.lapse_learned.part_stats
     tz_profile: tuple | None = None  # engine.scoring.tzhours.part_profile
     duplicates: dict | None = None  # engine.io.duplicates.DuplicateSample.result
+    cohorts: dict | None = None  # engine.scoring.cohorts.part_sums, with send_time_cohort
 
 
 @dataclasses.dataclass
@@ -185,6 +186,7 @@ class Population:
     hour_spread: dict | None = None  # engine.scoring.sendtime.fit_spread
     lapse_model: dict | None = None  # engine.scoring.lapse_learned.choose
     tz_profile: dict | None = None  # engine.scoring.tzhours.fit_profile
+    cohorts: dict | None = None  # engine.scoring.cohorts.fit, with send_time_cohort
     pareto: dict | None = None  # engine.scoring.lapse_models.fit_pareto, when Pareto/NBD scores
     newest_activity: int = NEVER  # the latest activity of any user (epoch s UTC; NEVER: none)
     #: (lapse_model, pareto) still being made on reduce_stats' pool; :meth:`lapse` waits for it
@@ -301,6 +303,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     rfm = {k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()}
     fatigue_stats = fatigue_model.part_stats(fat)
     hour_spread = sendtime.mode_spread(acc.hour_hist)
+    cohort_sums = (cohorts.part_sums(acc.hour_hist, acc.wd_hist, *cohorts.codes(table, cfg.send_time_cohort))
+                   if cfg.send_time_cohort else None)
     lapse_rows = lapse_later.result()
     acc.day_bits = acc.day_bits[:0]  # spent (96 bytes a user): dropped before finalize
     stats = PartStats(
@@ -314,7 +318,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         items=None if cat is None else (item_acc.popularity, item_acc.recent, item_acc.prior),
         item_events=(0, 0) if cat is None else (item_acc.item_events, item_acc.unknown_item_events),
         fatigue=fatigue_stats, hour_spread=hour_spread,
-        lapse=lapse_rows, duplicates=dups_later.result(),
+        lapse=lapse_rows, duplicates=dups_later.result(), cohorts=cohort_sums,
         newest_activity=int(acc.last_act.max()) if len(acc.last_act) else NEVER,
         tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"], zones, user_tz)
                     if "timezone_source" in table.column_names else None))
@@ -346,13 +350,14 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
     for s in stats:
         for z in s.hour_hist:
             zones.setdefault(z, len(zones))
-    pops = []
+    pops, pop_sums = [], []
     for attr, bins in (("hour_hist", 24), ("wd_hist", 7)):
         pop = np.zeros((len(zones), bins), np.int64)
         for s in stats:
             for z, h in getattr(s, attr).items():
                 pop[zones[z]] += h
         pops.append(sendtime.population_shares(pop * sendtime.POP_UNIT))
+        pop_sums.append(pop)
     cuts = {}
     for k in ("r", "f", "m"):
         vals = np.concatenate([s.rfm[k][0] for s in stats])
@@ -374,7 +379,10 @@ def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecu
                       hour_spread=sendtime.fit_spread([s.hour_spread for s in stats]),
                       lapse_model=choice, pareto=pareto, pending_lapse=later,
                       newest_activity=max((getattr(s, "newest_activity", NEVER) for s in stats), default=NEVER),
-                      tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]))
+                      tz_profile=tzhours.fit_profile([getattr(s, "tz_profile", None) for s in stats]),
+                      cohorts=(cohorts.fit([getattr(s, "cohorts", None) for s in stats], pop_sums[0].sum(axis=0),
+                                           pop_sums[1].sum(axis=0), cfg.send_time_cohort)
+                               if cfg.send_time_cohort else None))
 
 
 def _choose_lapse(lapse_rows, kw: dict, rows: tuple) -> tuple[dict, dict | None]:

@@ -38,6 +38,7 @@ class Settings:
     tz_min_engagements: int = 10                    # timezone from engagement hours: at least this many engagements
     tz_min_posterior: float = 0.6                   # ... and at least this posterior of the zone (scoring.tzhours)
     tz_within_hours: int = 2                        # ... counting the zones this many hours from it
+    send_time_cohort: str = ""                      # users column whose cohorts tilt the send-time prior ("": none)
 
 
 #: the defaults, for the CLI's options and the docs
@@ -99,6 +100,9 @@ def settings(*, as_of=None, **options) -> Settings:
         raise ConfigError(f"--tz-min-posterior must be between 0.5 and 1 (e.g. 0.9), got {cfg.tz_min_posterior}")
     if cfg.tz_within_hours not in (0, 1, 2):
         raise ConfigError(f"--tz-within-hours must be 0, 1 or 2, got {cfg.tz_within_hours}")
+    if not isinstance(cfg.send_time_cohort, str):
+        raise ConfigError(f"--send-time-cohort must name a users column (e.g. segment or signup_at), "
+                          f"got {cfg.send_time_cohort!r}")
     return Settings(as_of=int(parse_as_of(as_of)), activity=tuple(EVENTS[i] for i in np.nonzero(mask[:len(EVENTS)])[0]),
                     default_timezone=cfg.default_timezone, policy_cap=int(cfg.policy_cap),
                     policy_window_days=int(cfg.policy_window_days), model_window_days=int(cfg.model_window_days),
@@ -107,4 +111,4 @@ def settings(*, as_of=None, **options) -> Settings:
                     horizon_days=float(cfg.horizon_days), penalizer=float(cfg.penalizer), fatigue=cfg.fatigue,
                     lapse_model=cfg.lapse_model,
                     tz_min_engagements=int(cfg.tz_min_engagements), tz_min_posterior=float(cfg.tz_min_posterior),
-                    tz_within_hours=int(cfg.tz_within_hours))
+                    tz_within_hours=int(cfg.tz_within_hours), send_time_cohort=cfg.send_time_cohort.strip())

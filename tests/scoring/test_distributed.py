@@ -166,3 +166,14 @@ def test_bad_rows_on_a_worker_stop_the_run_with_one_line(world, tmp_path, capfd)
     err = capfd.readouterr().err.strip()
     assert code == 2 and "after as_of" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_send_time_cohorts_are_the_same_in_partitions(world, tmp_path):
+    # given the send-time prior tilted by the users' country, on the whole files and on 3 partitions
+    d, _ = world
+    single = score(d / "world/users.arrow", d / "world/events.arrow", as_of=AS_OF, send_time_cohort="country")
+    summary = score_partitioned(d / "parts", out_dir=tmp_path / "scores", as_of=AS_OF, send_time_cohort="country")
+    # then the cohorts summed over the partitions are those of one pass, and so is every user's hour
+    assert summary_of(single)["send_time"]["cohorts"]["cohorts"] > 1
+    assert summary["send_time"] == summary_of(single)["send_time"]
+    _assert_same_per_user(single, _read(tmp_path / "scores"))
