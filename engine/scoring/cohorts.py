@@ -62,6 +62,8 @@ def codes(table: pa.Table, column: str, source: str = "users") -> tuple[np.ndarr
         null = secs == np.iinfo(np.int64).min
         months = np.where(null, 0, secs).astype("datetime64[s]").astype("datetime64[M]").astype(str)
         col = pa.array(months, pa.string(), mask=null)
+    elif pa.types.is_floating(col.type):  # a NaN is no cohort, as a null is
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col).cast(pa.string())
     elif not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         try:
             col = col.cast(pa.string())

@@ -27,7 +27,8 @@ def test_codes_read_text_numbers_booleans_dictionaries_and_months():
                   "seg": pa.array(["a", "b", "a", None]).dictionary_encode(),
                   "signup_at": pa.array([T_AS_OF - 86400 * 40, T_AS_OF, None, T_AS_OF - 86400 * 400],
                                         pa.timestamp("s", tz="UTC")),
-                  "born": pa.array([0, 31, None, 59], pa.date32())})
+                  "born": pa.array([0, 31, None, 59], pa.date32()),
+                  "score": [1.0, float("nan"), None, 2.5]})
     code, names = cohorts.codes(t, "plan")
     assert [names[c] if c >= 0 else None for c in code] == ["pro", None, "free", "pro"]
     code, names = cohorts.codes(t, "tier")
@@ -40,6 +41,8 @@ def test_codes_read_text_numbers_booleans_dictionaries_and_months():
     assert [names[c] if c >= 0 else None for c in code] == ["2026-07", "2026-09", None, "2025-07"]
     code, names = cohorts.codes(t, "born")
     assert [names[c] if c >= 0 else None for c in code] == ["1970-01", "1970-02", None, "1970-03"]
+    code, names = cohorts.codes(t, "score")  # NaN is no cohort, like null
+    assert [names[c] if c >= 0 else None for c in code] == ["1", None, None, "2.5"]
 
 
 def test_a_missing_or_too_varied_or_shapeless_column_is_one_clear_error():
