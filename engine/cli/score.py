@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print("  timezones: " + ", ".join(f"{k} {v:,}" for k, v in s["timezone_sources"].items())
               + f" (hours: inferred from engagement hours; default: hours learned in "
               f"{s.get('default_timezone')}, sent in the campaign's timezone)")
+    _print_cohorts((s.get("send_time") or {}).get("cohorts"))
     if s.get("items"):
         it = s["items"]
         print(f"  items: {it['items']:,} in {len(it['categories'])} categories; {it['item_events']:,} item events "
@@ -173,6 +174,16 @@ def _print_addresses(s: dict) -> None:
 
     for line in describe(s.get("addresses") or {}):
         print(f"  {line}")
+
+
+def _print_cohorts(c: dict | None) -> None:
+    """The send-time cohorts' line (engine.scoring.cohorts): how many, and the largest ones' hours."""
+    if not c:
+        return
+    shown = ", ".join(f"{r['cohort']} {r['best_hour']:02d}:00 ({r['users']:,} users)" for r in c["largest"][:6])
+    more = f", and {c['cohorts'] - 6} more" if c["cohorts"] > 6 else ""
+    print(f"  send-time cohorts by {c['column']}: {c['cohorts']} (hour each favours, local: {shown}{more}); users "
+          f"with few engagements lean toward their cohort's hours")
 
 
 def _lapse_name(lm: dict) -> str:

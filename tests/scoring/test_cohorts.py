@@ -170,6 +170,8 @@ def test_the_cli_takes_the_option_and_names_a_missing_column_without_a_traceback
     assert main(["score", str(users), str(events), "--as-of", AS_OF, "-o", str(out), "--no-progress",
                  "--send-time-cohort", "segment"]) == 0
     assert "cohorts" in summary_of(feather.read_table(out))["send_time"]
+    printed = capsys.readouterr().out
+    assert "send-time cohorts by segment: 2 (hour each favours, local: early 08:00 (200 users), late 20:00" in printed
     bad = tmp_path / "bad.arrow"
     rc = main(["score", str(users), str(events), "--as-of", AS_OF, "-o", str(bad), "--no-progress",
                "--send-time-cohort", "segmnet"])
