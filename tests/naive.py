@@ -612,7 +612,7 @@ def pareto_nbd_expected(t, x, t_x, T, r, alpha, s, beta, dps=30):
         return float(pa * (mp.mpf(r) + x) / a * life)
 
 
-def decode_events(rows, ids, as_of, ts_div, events, channels, channel_events, max_value):
+def decode_events(rows, ids, as_of, ts_div, events, channels, channel_events, max_value, min_ts):
     """engine.io.decode._decode: each row (a dict of Python values, ``ts`` the raw integer
     in its unit, ``ts_div`` units per second) checked rule by rule in the order of
     ``EVENTS_REASONS``; returns ``(reasons, good)``: the first broken rule's name or None
@@ -637,6 +637,7 @@ def decode_events(rows, ids, as_of, ts_div, events, channels, channel_events, ma
             ("null_event", lambda: name is None),
             ("unknown_event", lambda: ev < 0),
             ("null_ts", lambda: secs is None),
+            ("early_ts", lambda: secs < min_ts),
             ("future_ts", lambda: secs > as_of),
             ("unknown_channel", lambda: ch is not None and c < 0),
             ("missing_channel", lambda: name in channel_events and c < 0),

@@ -30,7 +30,8 @@ MAX_EXAMPLES = 5
 USERS_REASONS: dict[str, tuple[str, str]] = {
     "bad_utf8": ("(text)", "text that is not valid UTF-8 (re-save the file as UTF-8)"),
     "null_user_id": ("user_id", "a null user_id"),
-    "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range"),
+    "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range (as a float: "
+                                "below 2^53, where every whole number is exact)"),
     "duplicate_user_id": ("user_id", "a user_id that an earlier row already has (the first row is kept)"),
     "unknown_timezone": ("timezone", "a timezone that is not an IANA name such as Europe/Paris"),
     "bad_consent_email": ("consent_email", "a consent that is not true/false, yes/no or 1/0"),
@@ -42,13 +43,17 @@ USERS_REASONS: dict[str, tuple[str, str]] = {
 EVENTS_REASONS: dict[str, tuple[str, str]] = {
     "bad_utf8": ("(text)", "text that is not valid UTF-8 (re-save the file as UTF-8)"),
     "null_user_id": ("user_id", "a null user_id"),
-    "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range"),
+    "bad_user_id": ("user_id", "a user_id that is not a whole number in the int64 range (as a float: "
+                                "below 2^53, where every whole number is exact)"),
     "unknown_user": ("user_id", "a user_id that is not in the users table"),
     "null_event": ("event", "a null event name"),
     "unknown_event": ("event", "an event name that is not one of session, purchase, send, open, "
                                "click, unsubscribe, bounce, complaint (lower case, as written)"),
     "null_ts": ("ts", "a null timestamp"),
     "bad_ts": ("ts", "a ts that is not a timestamp or an ISO 8601 time"),
+    "early_ts": ("ts", "a timestamp before 1971-01-01 (1970-01-01 and 1900-01-01 are placeholders for an "
+                       "unknown time; times in January 1970 are epoch seconds stored as milliseconds, or "
+                       "milliseconds as microseconds)"),
     "future_ts": ("ts", "a timestamp after as_of"),
     "unknown_channel": ("channel", "a channel that is not one of email, sms, push"),
     "missing_channel": ("channel", "no channel on a send/open/click/unsubscribe/bounce/complaint event"),
@@ -116,6 +121,8 @@ class BadRows:
         #: reason -> the column it was found in, when the reason's own entry does not name one
         self.columns: dict[str, str] = {}
         self.examples: dict[str, list[tuple[int, dict]]] = {}
+        #: reason -> what to add after its examples (the caller knows more than the rows show)
+        self.hints: dict[str, str] = {}
         self.rows_read = 0
         self._ctx = None
         self._writer = None
@@ -231,13 +238,44 @@ class BadRows:
                 "row {} {{{}}}".format(r, ", ".join(f"{k}: {_short(v)}" for k, v in list(row.items())[:8]))
                 for r, row in self.examples.get(name, [])
             )
+            hint = self.hints.get(name, "") + _names_hint(name, column,
+                                                          [row.get(column) for _, row in self.examples.get(name, [])])
             parts.append(f"column '{column}': {count:,} row{'s' if count != 1 else ''} with {what} "
-                         f"[{name}], e.g. {examples}")
+                         f"[{name}], e.g. {examples}{hint}")
         return (f"{self.source}: {self.total:,} of {self.rows_read:,} {self.what} rows break the data "
                 f"contract; " + "; ".join(parts) + ".")
 
     def message(self) -> str:
         return self.describe() + " " + QUARANTINE_ADVICE
+
+
+def _names_hint(reason: str, column: str, values: list) -> str:
+    """What to do about the unknown event or channel names among ``values`` (the example rows'):
+    names that are valid ones in other case or with spaces (``'Session'``, ``'email '``), empty
+    names, and the nearest valid name of a misspelt one; "" for other reasons."""
+    from engine.schema import CHANNELS, EVENTS
+
+    choices = {"unknown_event": EVENTS, "unknown_channel": CHANNELS}.get(reason)
+    if choices is None:
+        return ""
+    names = [v for v in dict.fromkeys(values) if isinstance(v, str)]
+    loose = [v for v in names if v.strip() and v.strip().lower() in choices][:3]
+    out = ""
+    if loose:
+        are = "is" if len(loose) == 1 else "are"
+        out += (f"; {', '.join(map(repr, loose))} {are} {', '.join(repr(v.strip().lower()) for v in loose)} "
+                f"in other case or with spaces, and names are matched exactly: write them in lower case without "
+                f"spaces (in SQL lower(trim({column})), in pyarrow pc.utf8_lower(pc.utf8_trim_whitespace(col)))")
+    if any(not v.strip() for v in names):
+        out += (f"; an empty {column} is not a missing one (only in CSV is an empty field null): write null "
+                f"for none")
+    from engine.io.names import did_you_mean
+
+    near = [f"{v!r}{did_you_mean(v, choices)}" for v in names if v.strip() and v not in loose
+            and v.strip().lower() not in choices and did_you_mean(v, choices)][:3]
+    if near:
+        out += f"; misspelt: {', '.join(near)}"
+    return out
 
 
 def default_quarantine(source) -> Path:
@@ -261,6 +299,11 @@ def _example_rows(batch, idx: np.ndarray) -> list[dict]:
         try:
             columns[name] = col.to_pylist()
         except (OverflowError, ValueError, pa.ArrowException):
+            if pa.types.is_timestamp(col.type):  # Arrow's own text of year 57,902 reads '-7634-10-01'
+                ints = col.cast(pa.int64())
+                columns[name] = [None if v is None else str(np.datetime64(v, col.type.unit))
+                                 + ("Z" if col.type.tz else "") for v in ints.to_pylist()]
+                continue
             try:
                 columns[name] = col.cast(pa.string()).to_pylist()
             except pa.ArrowException:

@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 INT64_MIN = np.iinfo(np.int64).min
-_INT_RE = r"^\s*[+-]?\d{1,19}\s*$"
+#: a whole number as text, also as a float writer spells it (``123.0``: pandas writes a column of
+#: ids with a missing one so), which is read exactly, digit by digit, not through a float
+_INT_RE = r"^\s*[+-]?\d{1,19}(\.0*)?\s*$"
 _NUM_RE = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
 _TS_RE = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
@@ -125,7 +127,9 @@ def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer ids as ``int64``: returns ``(values, null, bad)``.
 
     Accepts any integer type (unsigned values above 2**63-1 are bad), floats that
-    hold whole numbers, and strings of decimal digits.
+    hold whole numbers below 2**53 in magnitude (above it a float64 cannot hold every
+    integer, so ``float(2**53 + 1)`` is ``2**53``: two ids would read as one), and strings
+    of decimal digits, optionally followed by a point and zeros (``"123.0"``).
     """
     arr, t, n, null, bad = _start(arr)
     if pa.types.is_null(t):
@@ -140,7 +144,7 @@ def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         f = _np(arr.cast(pa.float64()), 0.0)
         null = null | np.isnan(f)  # NaN is how pandas spells a missing id
         with np.errstate(invalid="ignore"):
-            ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2.0**63)
+            ok = np.isfinite(f) & (np.floor(f) == f) & (np.abs(f) < 2.0**53)
         bad = ~ok & ~null
         return np.where(ok, f, 0).astype(np.int64), null, bad
     if is_stringlike(t):
@@ -149,7 +153,7 @@ def to_int64(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         good = pa.array(shape)
         vals = np.zeros(n, dtype=np.int64)
         if shape.any():
-            sub = pc.replace_substring_regex(pc.utf8_trim_whitespace(s.filter(good)), r"^\+", "")
+            sub = pc.replace_substring_regex(pc.utf8_trim_whitespace(s.filter(good)), r"^\+|\.0*$", "")
             ints, ok = _cast_isolating(sub, pa.int64())
             idx = np.flatnonzero(shape)
             vals[idx] = ints
@@ -316,7 +320,10 @@ def to_codes(arr, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.nd
         dictionary = arr.dictionary.cast(pa.string())
         lut = np.append(_np(pc.index_in(dictionary, value_set=value_set), -1), -1).astype(np.int8)
         ind = arr.indices
-        null = _null_mask(arr)  # a null index or a null dictionary value
+        null = _null_mask(arr)  # a null index
+        if arr.dictionary.null_count:  # or an index of a null dictionary value (is_null() sees only the first)
+            is_null_value = np.append(_np(arr.dictionary.is_null(), False), False)
+            null = null | is_null_value[np.clip(_np(ind.cast(pa.int64()), len(dictionary)), 0, len(dictionary))]
         raw = _raw(ind)
         if raw is not None:  # gather through the raw indices; slots under a null are masked below
             codes = np.take(lut, raw, mode="clip")

@@ -31,7 +31,7 @@ __all__ = ["decode_batch", "REASON_ORDER"]
 
 #: the reasons :func:`_decode` can give, in the order it checks them (a prefix-respecting
 #: subsequence of ``EVENTS_REASONS``: the reasons the accepted types cannot produce are absent)
-REASON_ORDER = ("null_user_id", "unknown_user", "null_event", "unknown_event", "null_ts", "future_ts",
+REASON_ORDER = ("null_user_id", "unknown_user", "null_event", "unknown_event", "null_ts", "early_ts", "future_ts",
                 "unknown_channel", "missing_channel", "bad_value", "negative_value")
 _UNIT_DIV = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _INDEX_TYPES = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
@@ -74,7 +74,7 @@ def _code(lut, k):
 
 @njit
 def _rows(lo, hi, g, div, found, uid_bits, uid_off, uid_nulls, ev_idx, ev_bits, ev_off, ev_nulls, ev_lut,
-          ts_raw, ts_bits, ts_off, ts_nulls, as_of, has_ch, ch_idx, ch_bits, ch_off, ch_nulls, ch_lut,
+          ts_raw, ts_bits, ts_off, ts_nulls, min_ts, as_of, has_ch, ch_idx, ch_bits, ch_off, ch_nulls, ch_lut,
           need_lut, has_val, val_raw, val_bits, val_off, val_nulls, max_value, purchase,
           has_item, item_raw, item_bits, item_off, item_nulls, no_item, first_code,
           reason, o_uidx, o_ts, o_ev, o_ch, o_val, o_item):
@@ -105,10 +105,11 @@ def _rows(lo, hi, g, div, found, uid_bits, uid_off, uid_nulls, ev_idx, ev_bits, 
             raw = val_raw[i]
             v = raw if _bit(val_bits, val_off, i, val_nulls) else np.nan
         f = (1 - vu) | (np.int64(u < 0) << 1) | ((1 - ve) << 2) | ((ve & np.int64(ecode < 0)) << 3)
-        f |= ((1 - vt) << 4) | (np.int64(t > as_of) << 5) | ((vc & np.int64(ccode < 0)) << 6)
-        f |= (np.int64(need_lut[e + 1]) & np.int64(c < 0)) << 7
-        f |= (np.int64(v == v) & np.int64(not (abs(v) <= max_value))) << 8
-        f |= (np.int64(v < 0) & np.int64(e == purchase)) << 9
+        f |= ((1 - vt) << 4) | (np.int64(t < min_ts) << 5) | (np.int64(t > as_of) << 6)
+        f |= (vc & np.int64(ccode < 0)) << 7
+        f |= (np.int64(need_lut[e + 1]) & np.int64(c < 0)) << 8
+        f |= (np.int64(v == v) & np.int64(not (abs(v) <= max_value))) << 9
+        f |= (np.int64(v < 0) & np.int64(e == purchase)) << 10
         reason[i] = first_code[f]
         o_uidx[g] = u
         o_ts[g] = t
@@ -125,7 +126,7 @@ def _rows(lo, hi, g, div, found, uid_bits, uid_off, uid_nulls, ev_idx, ev_bits, 
 @njit
 def _decode(uid, uid_bits, uid_off, uid_nulls, is_table, lut, base, slots, bits,
             ev_idx, ev_bits, ev_off, ev_nulls, ev_lut,
-            ts_raw, ts_bits, ts_off, ts_nulls, ts_div, as_of,
+            ts_raw, ts_bits, ts_off, ts_nulls, ts_div, min_ts, as_of,
             has_ch, ch_idx, ch_bits, ch_off, ch_nulls, ch_lut, need_lut,
             has_val, val_raw, val_bits, val_off, val_nulls, max_value, purchase,
             has_item, item_raw, item_bits, item_off, item_nulls, no_item, first_code,
@@ -137,7 +138,7 @@ def _decode(uid, uid_bits, uid_off, uid_nulls, is_table, lut, base, slots, bits,
     ``*_bits``/``*_off``/``*_nulls``: a column's validity bitmap, its bit offset, and
     whether it has nulls at all; ``*_idx``: dictionary indices, mapped through ``*_lut``
     (codes, ``-1`` = not a known name; an index past the table reads its last entry);
-    ``ts_raw // ts_div``: epoch seconds (floored); ``need_lut[e + 1]``: event code ``e``
+    ``ts_raw // ts_div``: epoch seconds (floored), bad before ``min_ts`` or after ``as_of``; ``need_lut[e + 1]``: event code ``e``
     needs a channel; ``has_*``: the optional column exists.  Under a null the values
     read as an id that is looked up for nothing, a time 0, a value NaN, ``no_item``.
     """
@@ -153,7 +154,7 @@ def _decode(uid, uid_bits, uid_off, uid_nulls, is_table, lut, base, slots, bits,
         # the time unit's divisor as a constant in each copy of the loop: a multiplication
         # instead of a 64-bit division per row
         args = (found, uid_bits, uid_off, uid_nulls, ev_idx, ev_bits, ev_off, ev_nulls, ev_lut,
-                ts_raw, ts_bits, ts_off, ts_nulls, as_of, has_ch, ch_idx, ch_bits, ch_off, ch_nulls, ch_lut,
+                ts_raw, ts_bits, ts_off, ts_nulls, min_ts, as_of, has_ch, ch_idx, ch_bits, ch_off, ch_nulls, ch_lut,
                 need_lut, has_val, val_raw, val_bits, val_off, val_nulls, max_value, purchase,
                 has_item, item_raw, item_bits, item_off, item_nulls, no_item, first_code,
                 reason, o_uidx, o_ts, o_ev, o_ch, o_val, o_item)
@@ -217,11 +218,12 @@ def _column(batch: pa.RecordBatch, name: str):
 
 def decode_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, reason_code: dict, *,
                  events: tuple[str, ...], channels: tuple[str, ...], needs_channel: np.ndarray,
-                 max_value: float, purchase: int, no_item: int):
+                 max_value: float, purchase: int, no_item: int, min_ts: int):
     """``(uidx, ts, event, channel, value, item, reason)`` of a batch of the common types
     (see the module docstring), or None when a column has another type.
 
-    ``reason_code``: bad-row reason name -> int8 code (``BadRows.code``); ``item`` is None
+    ``reason_code``: bad-row reason name -> int8 code (``BadRows.code``); ``min_ts``: the earliest
+    good instant (epoch seconds; ``engine.io.readers.EARLIEST_TS``); ``item`` is None
     without an ``item_id`` column.  The columns hold the good rows only, in input order.
     """
     uid, ev, ts = _column(batch, "user_id"), _column(batch, "event"), _column(batch, "ts")
@@ -256,7 +258,8 @@ def decode_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, reason_cod
     o_item = np.empty(n if item is not None else 1, np.int64)
     good = _decode(_values(uid, np.int64), *uid_bits, *index.arrays(),
                    _indices(ev), *ev_bits, _code_table(ev.dictionary, events),
-                   _values(ts, np.int64), *ts_bits, np.int64(_UNIT_DIV[ts.type.unit]), np.int64(as_of),
+                   _values(ts, np.int64), *ts_bits, np.int64(_UNIT_DIV[ts.type.unit]), np.int64(min_ts),
+                   np.int64(as_of),
                    *ch_args, need_lut, *val_args, np.float64(max_value), np.int64(purchase),
                    *item_args, np.int64(no_item), first_code,
                    reason, o_uidx, o_ts, o_ev, o_ch, o_val, o_item)

@@ -58,6 +58,10 @@ _CHANNEL_EVENT_LUT = np.array([name in CHANNEL_EVENTS for name in EVENTS] + [Fal
 #: largest purchase value accepted (any currency): above it a value is a typo or a sentinel,
 #: and a sum of a few of them overflows to inf
 MAX_VALUE = 1e12
+#: earliest event time accepted (1971-01-01T00:00:00Z): before it an instant is a placeholder
+#: (1970-01-01, 1900-01-01, 0001-01-01) or epoch numbers stored in too fine a unit (seconds as
+#: milliseconds land in January 1970), which would otherwise stretch every user's history
+EARLIEST_TS = 31_536_000
 _PURCHASE = EVENTS.index("purchase")
 
 
@@ -357,6 +361,8 @@ def renamed_note(src: Source) -> str:
 
 def _iter_events(source, index, as_of, bad, batch_rows, progress, src=None, later="bad", decoders=1, then=None):
     src = src if src is not None else _open_events(source, bad, batch_rows)
+    if len(index) == 0:  # a header-only users export: say so rather than blame every event
+        bad.hints["unknown_user"] = "; the users table has no rows at all: pass a users file that has its rows"
 
     def gen():
         offset = 0
@@ -423,7 +429,7 @@ def _events_batch(batch: pa.RecordBatch, index: UserIndex, as_of: int, bad: BadR
     if badtext is None:  # the common column types: one kernel over the raw buffers (engine.io.decode)
         fast = decode_batch(batch, index, as_of, bad.code, events=EVENTS, channels=CHANNELS,
                             needs_channel=_CHANNEL_EVENT_LUT, max_value=MAX_VALUE, purchase=_PURCHASE,
-                            no_item=NO_ITEM)
+                            no_item=NO_ITEM, min_ts=EARLIEST_TS)
     eb, reason = (EventBatch(*fast[:6]), fast[6]) if fast is not None else \
         _events_batch_columns(batch, index, as_of, bad, path, badtext)
     return ((eb, then(eb)) if then is not None else eb), reason
@@ -452,6 +458,7 @@ def _events_batch_columns(batch: pa.RecordBatch, index: UserIndex, as_of: int, b
         ts, null, badv = co.to_epoch_seconds(batch.column("ts"))
         bad.mark(reason, null, "null_ts")
         bad.mark(reason, badv, "bad_ts")
+        bad.mark(reason, ts < EARLIEST_TS, "early_ts")
         bad.mark(reason, ts > as_of, "future_ts")
         column = "channel"
         if "channel" in names:

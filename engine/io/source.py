@@ -41,7 +41,15 @@ def _format(source) -> tuple[Path, str]:
         raise InputError(f"{path}: no such file or directory; pass a users or events file "
                          "(.arrow, .feather, .parquet, .csv) or a directory of them")
     if path.is_dir():
-        suffixes = {p.suffix.lower() for p in _files(path)}
+        files = _files(path)
+        suffixes = {p.suffix.lower() for p in files}
+        kinds = [(name, next(p for p in files if p.suffix.lower() in group))
+                 for name, group in (("Parquet", _PARQUET), ("CSV", _CSV), ("Arrow", _IPC)) if suffixes & group]
+        if len(kinds) > 1:  # reading one kind only would drop the others' rows without a word
+            found = ", ".join(f"{name} ({p.relative_to(path)})" for name, p in kinds)
+            raise InputError(f"{path}: directory holds files of more than one format: {found}; winback reads "
+                             "a directory as one dataset of one format, so convert the files to one format "
+                             "or move the others out")
         if suffixes & _PARQUET:
             return path, "parquet"
         if suffixes & _CSV:
@@ -93,11 +101,47 @@ def contract_renames(names: list[str], contract) -> dict[str, str]:
     return out
 
 
-def _csv_convert(path: Path, text: tuple[str, ...] = _CSV_TEXT, check_utf8: bool = True) -> pacsv.ConvertOptions:
-    header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+def _csv_input(path: Path):
+    """``path``, or its bytes with a line end added when the whole file is one line without one:
+    a header-only export (no rows), of which Arrow would read no columns at all."""
+    if path.is_file() and 0 < path.stat().st_size <= 1 << 16:
+        data = path.read_bytes()
+        if b"\n" not in data and b"\r" not in data and data.strip():
+            return pa.BufferReader(data + b"\n")
+    return path
+
+
+def _csv_convert(path: Path | list[Path], text: tuple[str, ...] = _CSV_TEXT,
+                 check_utf8: bool = True) -> pacsv.ConvertOptions:
+    """Column types of a CSV file (or of every file of a directory: ``path`` a list)."""
+    header = [n for p in (path if isinstance(path, list) else [path])
+              for n in pacsv.open_csv(_csv_input(p), read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names]
     folded = {fold_name(t) for t in text}
     types = {name: pa.string() for name in header if name in text or fold_name(name) in folded}
     return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, check_utf8=check_utf8)
+
+
+#: leading bytes of formats that reach the Arrow IPC reader under another suffix -> what to say
+_MAGIC = ((b"PAR1", "a Parquet file; name it .parquet"),
+          (b"\x1f\x8b", "gzip-compressed; decompress it first (winback reads uncompressed .arrow, .parquet and .csv "
+                        "files)"),
+          (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one); export the sheet as CSV UTF-8 and name it "
+                          ".csv"),
+          (b"FEA1", "a Feather version 1 file; write it again as Feather version 2 (pyarrow.feather.write_feather)"))
+
+
+def _sniff(path: Path) -> str | None:
+    """What a file that is no Arrow IPC file is, from its first bytes (None when unknown)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
+    if kind is None and head and not head.startswith(b"ARROW1") and b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        kind = "text (CSV or JSON?); winback reads CSV files named .csv, with a header row"
+    return kind
 
 
 def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
@@ -106,6 +150,12 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
         with open(path, "rb") as f:
             head = f.read(2)
     utf16 = head in (b"\xff\xfe", b"\xfe\xff")
+    if fmt == "csv" and path.is_file() and path.stat().st_size == 0:
+        return InputError(f"{path}: the file is empty (0 bytes, not even a header row); export it again "
+                          "with its header row of column names")
+    kind = _sniff(path) if fmt == "ipc" and path.is_file() else None
+    if kind is not None:  # a file of another format under an Arrow (or unknown) suffix: say which
+        return InputError(f"{path}: cannot be read as ipc (Arrow IPC): it is {kind}")
     if utf16 or isinstance(exc, UnicodeDecodeError):  # or a CSV header that is not UTF-8
         what = "UTF-16 text" if utf16 else "not UTF-8 text"
         return InputError(f"{path}: cannot be read as {fmt}: its header row is {what}; re-save the file as "
@@ -118,6 +168,45 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
     also = "; in a directory, every file needs the same columns and types" if path.is_dir() else ""
     return InputError(f"{path}: cannot be read as {fmt} ({detail}); check that the file is complete "
                       f"and its suffix matches its format (.arrow/.feather, .parquet, .csv){also}")
+
+
+def _directory_schema(dataset, path: Path, contract=()) -> pa.Schema:
+    """The schema of a directory's dataset: every column of any of its files, then the partition keys.
+
+    A dataset takes its first file's schema, so a column that file lacks (``value``) would be
+    dropped from every other file without a word.  Here each column has the type of the first
+    file that holds it, except that a wider float or a non-null type of a later file wins
+    (``float32`` against ``double``, an all-null column of a file against the others' values).
+    A data contract column spelt differently in two files (``user_id`` and ``User_ID``) is an
+    :class:`InputError`: each file's rows would be read under only one of the spellings."""
+    fields: dict[str, pa.Field] = {}
+    spelt: dict[str, tuple[str, str]] = {}  # contract name -> (a file's spelling, that file)
+    for frag in dataset.get_fragments():
+        try:
+            schema = frag.physical_schema
+        except pa.ArrowException as exc:  # name the file, not just the directory
+            raise type(exc)(f"{frag.path}: {exc}") from None
+        _unique_names(Path(frag.path), schema)
+        for fl in schema:
+            have = fields.get(fl.name)
+            if have is None or pa.types.is_null(have.type) or (
+                    pa.types.is_floating(have.type) and pa.types.is_floating(fl.type)
+                    and fl.type.bit_width > have.type.bit_width):
+                fields[fl.name] = fl
+        for name in contract:
+            own = name if name in schema.names else next(
+                (n for n in schema.names if fold_name(n) == fold_name(name)), None)
+            if own is None:
+                continue
+            first, where = spelt.setdefault(name, (own, frag.path))
+            if own != first:
+                this, that = (Path(p).relative_to(path) for p in (frag.path, where))
+                raise InputError(f"{path}: file {this} names the column {own!r} where {that} names it "
+                                 f"{first!r}; every file of a directory needs the same column names, so rename "
+                                 f"it to {name!r} in each file")
+    for fl in dataset.schema:  # the partition keys (key=value directories) come last, as the dataset has them
+        fields.setdefault(fl.name, fl)
+    return pa.schema(list(fields.values()), metadata=dataset.schema.metadata)  # the first file's metadata
 
 
 class _DuplicateColumns(InputError):
@@ -195,10 +284,11 @@ class Source:
             import pyarrow.dataset as ds  # only for directories: it imports pandas
 
             if fmt == "csv":
-                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files[0], self.csv_text, self.check_utf8))
+                fmt_obj = ds.CsvFileFormat(convert_options=_csv_convert(files, self.csv_text, self.check_utf8))
             try:
                 self._dataset = ds.dataset([str(f) for f in files], format=fmt_obj, partitioning="hive",
                                            partition_base_dir=str(path))
+                self._dataset = self._dataset.replace_schema(_directory_schema(self._dataset, path, self._contract))
             except pa.ArrowInvalid:
                 for f in files:  # a file with two columns of one name: name it and the column
                     try:
@@ -245,7 +335,7 @@ class Source:
             self.num_rows = self._pq.metadata.num_rows
         else:
             self._convert = _csv_convert(path, self.csv_text, self.check_utf8)
-            self.schema = pacsv.open_csv(path, convert_options=self._convert).schema
+            self.schema = pacsv.open_csv(_csv_input(path), convert_options=self._convert).schema
         self.columns = None if columns is None else [c for c in columns if c in self.schema.names]
 
     def _raw(self) -> Iterator[pa.RecordBatch]:
@@ -281,7 +371,7 @@ class Source:
         elif self.fmt == "parquet":
             yield from self._pq.iter_batches(batch_size=self.batch_rows, columns=cols)
         else:
-            reader = pacsv.open_csv(self.path, convert_options=self._convert,
+            reader = pacsv.open_csv(_csv_input(self.path), convert_options=self._convert,
                                     read_options=pacsv.ReadOptions(block_size=1 << 22))
             for b in reader:
                 yield b.select(cols) if cols is not None else b

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from engine.io.badrows import BadRows
 from engine.io.decode import decode_batch
-from engine.io.readers import _CHANNEL_EVENT_LUT, _PURCHASE, MAX_VALUE, NO_ITEM, _events_batch_columns
+from engine.io.readers import _CHANNEL_EVENT_LUT, _PURCHASE, EARLIEST_TS, MAX_VALUE, NO_ITEM, _events_batch_columns
 from engine.io.userindex import UserIndex
 from engine.schema import CHANNEL_EVENTS, CHANNELS, EVENTS
 from tests import naive
@@ -30,8 +30,10 @@ def event_batches(draw):
     row = st.fixed_dictionaries({
         "user_id": st.one_of(st.sampled_from(ids), st.integers(-(2**63), 2**63 - 1), st.none()),
         "event": st.one_of(st.sampled_from(EVENTS), st.just("bogus"), st.none()),
-        # around as_of (future rows), and before 1970 (the floor of a negative time)
+        # around as_of (future rows), before 1970 (the floor of a negative time) and around the
+        # earliest good instant (early rows)
         "ts": st.one_of(st.integers(-3 * _DIV[unit], 3 * _DIV[unit]),
+                        st.integers((EARLIEST_TS - 3) * _DIV[unit], (EARLIEST_TS + 3) * _DIV[unit]),
                         st.integers((AS_OF - 800 * 86400) * _DIV[unit], (AS_OF + 2) * _DIV[unit]), st.none()),
         "channel": st.one_of(st.sampled_from(CHANNELS), st.just("fax"), st.none()),
         "value": st.one_of(st.floats(-10, 1e3), st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e13]),
@@ -63,7 +65,8 @@ def event_batches(draw):
 
 def _decode(batch, index, bad):
     return decode_batch(batch, index, AS_OF, bad.code, events=EVENTS, channels=CHANNELS,
-                        needs_channel=_CHANNEL_EVENT_LUT, max_value=MAX_VALUE, purchase=_PURCHASE, no_item=NO_ITEM)
+                        needs_channel=_CHANNEL_EVENT_LUT, max_value=MAX_VALUE, purchase=_PURCHASE, no_item=NO_ITEM,
+                        min_ts=EARLIEST_TS)
 
 
 @given(event_batches())
@@ -80,7 +83,7 @@ def test_decoder_agrees_with_naive(case):
     rows["ts"] = batch.column("ts").cast(pa.int64()).to_pylist()
     rows = [dict(zip(rows, vals)) for vals in zip(*rows.values())]
     want_reasons, want_good = naive.decode_events(rows, ids, AS_OF, _DIV[unit], EVENTS, CHANNELS, CHANNEL_EVENTS,
-                                                  MAX_VALUE)
+                                                  MAX_VALUE, EARLIEST_TS)
     assert [bad.names[r - 1] if r else None for r in reason.tolist()] == want_reasons
     uidx, ts, ev, ch, val, item = cols
     assert uidx.tolist() == [g[0] for g in want_good]
