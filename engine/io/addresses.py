@@ -114,6 +114,9 @@ def describe(addresses: dict) -> list[str]:
                          "zone, their engagement hours' zone or the default one (e.g. "
                          + ", ".join(repr(e) for e in a["examples"])
                          + "; write names such as 'America/New_York'; winback validate lists the rows)")
+        elif a["not_an_address"] and col == "signup_at":
+            parts.append(f"{a['not_an_address']:,} before 1971, read as unknown (a placeholder or a unit "
+                         "mistake, e.g. " + ", ".join(repr(e) for e in a["examples"]) + ")")
         elif a["not_an_address"]:
             hint = "; write phones as +<country code><number>" if col == "phone" else ""
             parts.append(f"{a['not_an_address']:,} not an address, so no {col} for those users (e.g. "

@@ -36,16 +36,9 @@ from engine.io.badrows import BadRows
 from engine.io.decode import decode_batch
 from engine.errors import InputError
 from engine.progress import bar
-from engine.schema import (
-    CHANNEL_EVENTS,
-    CHANNELS,
-    EVENTS,
-    EVENTS_OPTIONAL,
-    EVENTS_REQUIRED,
-    USERS_OPTIONAL,
-    USERS_REQUIRED,
-)
-from engine.tz import canonical_timezone, from_epoch_seconds, is_timezone, parse_as_of
+from engine.schema import (CHANNEL_EVENTS, CHANNELS, EVENTS, EVENTS_OPTIONAL, EVENTS_REQUIRED, USERS_OPTIONAL,
+                           USERS_REQUIRED)
+from engine.tz import canonical_timezone, from_epoch_seconds, is_timezone, iso_utc, parse_as_of
 from engine.tz import infer_timezones as infer_tz
 from engine.io.source import _CSV_TEXT, Source, read_table  # noqa: F401  (read_table re-exported)
 from engine.io.userindex import UserIndex
@@ -58,9 +51,9 @@ _CHANNEL_EVENT_LUT = np.array([name in CHANNEL_EVENTS for name in EVENTS] + [Fal
 #: largest purchase value accepted (any currency): above it a value is a typo or a sentinel,
 #: and a sum of a few of them overflows to inf
 MAX_VALUE = 1e12
-#: earliest event time accepted (1971-01-01T00:00:00Z): before it an instant is a placeholder
-#: (1970-01-01, 1900-01-01, 0001-01-01) or epoch numbers stored in too fine a unit (seconds as
-#: milliseconds land in January 1970), which would otherwise stretch every user's history
+#: earliest event (and signup) time accepted, 1971-01-01T00:00:00Z: before it an instant is a
+#: placeholder (1970-01-01, 1900-01-01, 0001-01-01) or epoch numbers stored in too fine a unit
+#: (seconds as milliseconds land in January 1970), which would stretch every user's history
 EARLIEST_TS = 31_536_000
 _PURCHASE = EVENTS.index("purchase")
 
@@ -196,7 +189,11 @@ def _load_users(source, bad: BadRows, infer_timezones: bool = False) -> Users:
         except co.ColumnTypeError as exc:
             raise column_type_error(src.path, "signup_at", exc) from None
         bad.mark(reason, badv, "bad_signup_at")
-        cols["signup_at"] = from_epoch_seconds(secs, null | badv)
+        early = ~null & ~badv & (secs < EARLIEST_TS)  # a placeholder (1970-01-01, 1900) or unit mistake: unknown
+        if early.any():
+            addresses["signup_at"] = {"normalised": 0, "not_an_address": int(early.sum()),
+                                      "examples": [iso_utc(int(v)) for v in np.unique(secs[early])[:3]]}
+        cols["signup_at"] = from_epoch_seconds(secs, null | badv | early)
     for name in ADDRESS_COLUMNS:  # one spelling per address; a value that is none becomes null
         if name in table.column_names:
             cols[name], fixed, invalid, examples = canonical_address_column(name, co.to_string(table[name]))

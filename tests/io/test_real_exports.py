@@ -264,3 +264,24 @@ def test_ids_written_by_a_float_column_read_as_the_same_users(tmp_path):
     assert loaded.table["user_id"].to_pylist() == [1, 2, 2**53 + 1]
     uidx = np.concatenate([b.uidx for b in iter_events(events, loaded, as_of=AS_OF)])
     assert uidx.tolist() == [1, 0, 2]
+
+
+# ------------------------------------------------------------------ signup_at placeholders
+def test_a_signup_before_1971_is_read_as_unknown_and_said(tmp_path, capsys):
+    from engine.cli import main
+    from engine.io.readers import load_users
+
+    # given users whose signup_at holds placeholders (1970-01-01, 1900-01-01) beside a real date
+    signup = pa.array([0, -2_208_988_800, T0 - 86400, None, 0], pa.timestamp("s", tz="UTC"))
+    users = pa.table({"user_id": pa.array([1, 2, 3, 4, 5], pa.int64()), "signup_at": signup})
+    feather.write_feather(users, tmp_path / "users.arrow")
+    feather.write_feather(events_table(), tmp_path / "events.arrow")
+    # when read, then the placeholders are unknown (null), the real date kept, and the count said
+    u = load_users(tmp_path / "users.arrow")
+    got = u.table["signup_at"].cast(pa.int64()).to_pylist()
+    assert got[:2] == [None, None] and got[2] == (T0 - 86400) * 1_000_000 and got[3:] == [None, None]
+    assert u.addresses["signup_at"]["not_an_address"] == 3
+    # and validate (as score) says so in one line
+    main(["validate", str(tmp_path / "users.arrow"), str(tmp_path / "events.arrow"), "--as-of", "2026-09-21"])
+    out = capsys.readouterr().out
+    assert "signup_at: 3 before 1971, read as unknown" in out and "1900-01-01T00:00:00Z" in out
