@@ -129,6 +129,10 @@ def install() -> None:
     impl._locator_classes[:0] = ours
 
 
+#: cache folders found writable in this process (numba checks each kernel's by writing a file)
+_writable: set[str] = set()
+
+
 def _stamped(base):
     class Stamped(base):
         _winback_closure = True
@@ -138,6 +142,14 @@ def _stamped(base):
             if _owner(py_file) is None:
                 return None
             return super().from_function(py_func, py_file)
+
+        def ensure_cache_path(self):
+            """numba's check (create the folder, write and remove a file in it) once per folder and
+            process, not once per kernel (a ``winback score`` makes 59 kernels in two)."""
+            path = self.get_cache_path()
+            if path not in _writable:
+                super().ensure_cache_path()
+                _writable.add(path)
 
         def get_source_stamp(self):
             return (super().get_source_stamp(), _closure_hash(_resolved(self._py_file)))

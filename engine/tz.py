@@ -103,13 +103,27 @@ def iso_utc(seconds: int) -> str:
 
 
 # --------------------------------------------------------------------------- timezones
+#: every zone loaded in this process, kept: ``zoneinfo`` keeps only the last 8 it made alive
+#: (its other instances go as soon as nobody holds them), and a step meets the same 20-odd
+#: zones in several places (checks, offsets at the events, at the score, at the plan), each
+#: reload reading and parsing the zone's file again
+_ZONES: dict[str, zoneinfo.ZoneInfo] = {}
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    tz = _ZONES.get(name)
+    if tz is None:
+        tz = _ZONES[name] = zoneinfo.ZoneInfo(name)
+    return tz
+
+
 @functools.lru_cache(maxsize=4096)
 def is_timezone(name: object) -> bool:
     """True when ``name`` is an IANA timezone name this machine's tz database knows."""
     if not isinstance(name, str) or not name or name != name.strip():
         return False
     try:
-        zoneinfo.ZoneInfo(name)
+        _zone(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
@@ -175,20 +189,23 @@ class Offsets:
         day0 = int(start) // _DAY - 1
         n_days = max(1, (int(end) - int(start)) // _DAY + 3)
         keys, offs = [], []
+        at = dt.datetime.fromtimestamp
+        ends = [(day0 + min(d0 + self._BLOCK, n_days) - 1) * _DAY + 43_200 for d0 in range(0, n_days, self._BLOCK)]
         for z, name in enumerate(self.zones):
-            tz = zoneinfo.ZoneInfo(name)
+            tz = _zone(name)
 
-            def off(t: int, tz=tz) -> int:
-                return int(dt.datetime.fromtimestamp(t, tz).utcoffset().total_seconds())
+            def off(t: int, tz=tz) -> dt.timedelta:  # whole seconds (TZif offsets are), compared as is
+                return at(t, tz).utcoffset()
 
             prev = off(day0 * _DAY)
             keys.append(z * self._BIG)
             offs.append(prev)
-            for d0 in range(0, n_days, self._BLOCK):
-                days = range(d0, min(d0 + self._BLOCK, n_days))
-                if off((day0 + days[-1]) * _DAY + 43_200) == prev:
-                    continue  # no change in the block's days (see _BLOCK)
-                for d in days:
+            # each block's last noon first; a block whose last noon shows the offset unchanged is
+            # skipped (see _BLOCK), and after a block is sampled prev is its last noon's offset
+            for d0, last in zip(range(0, n_days, self._BLOCK), [at(t, tz).utcoffset() for t in ends]):
+                if last == prev:
+                    continue
+                for d in range(d0, min(d0 + self._BLOCK, n_days)):
                     t = (day0 + d) * _DAY + 43_200
                     o = off(t)
                     if o != prev:
@@ -200,7 +217,7 @@ class Offsets:
                         offs.append(o)
                         prev = o
         self.keys = np.array(keys, dtype=np.int64)
-        self.offs = np.array(offs, dtype=np.int64)
+        self.offs = np.array([int(o.total_seconds()) for o in offs], dtype=np.int64)
 
     def at(self, zone: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """Offset (s) in ``zone`` (index into the zones) at UTC instants ``ts`` (epoch s)."""

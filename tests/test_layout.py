@@ -11,7 +11,7 @@ import engine
 ROOT = Path(__file__).resolve().parents[1]
 #: lower layers first; a module may import only from its own layer or a lower one
 LAYERS = [
-    {"engine.errors", "engine.schema", "engine.tz", "engine.progress", "engine.jit", "engine.jitcache", "engine.jitload", "engine.phonezones", "engine.cachefile"},
+    {"engine.errors", "engine.schema", "engine.tz", "engine.progress", "engine.jit", "engine.jitcache", "engine.jitload", "engine.jitstart", "engine.phonezones", "engine.cachefile"},
     {"engine.io"},
     {"engine.ledger"},
     {"engine.scoring"},

@@ -46,6 +46,18 @@ def test_a_stale_or_broken_file_is_rebuilt_and_a_wrong_answer_not_trusted(tmp_pa
     assert json.loads(path.read_text())["zones"]["+12125550"] == ["America/New_York"]
 
 
+def test_a_remembered_answer_that_is_no_list_of_zone_names_is_asked_again(tmp_path):
+    assert _run(tmp_path) == _EXPECTED + " True"
+    (path,) = tmp_path.glob("phone-zones-*.json")
+    data = json.loads(path.read_text())
+    data["zones"]["+12125550"] = "America/New_York"  # a name, not a list of names
+    data["zones"]["+33612345"] = [1]
+    path.write_text(json.dumps(data))
+    assert _run(tmp_path) == _EXPECTED + " True"  # both asked of the library again, and kept right
+    zones = json.loads(path.read_text())["zones"]
+    assert zones["+12125550"] == ["America/New_York"] and zones["+33612345"] == ["Europe/Paris"]
+
+
 def test_an_empty_cache_dir_setting_keeps_no_file(tmp_path, monkeypatch):
     from engine import phonezones
 

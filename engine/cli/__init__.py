@@ -154,8 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     # 10.5-15.2 s) with less CPU (11.8-13.0 s user against 13.1-14.1 s).  Only the command:
     # a program that embeds winback keeps its own OpenMP settings.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "numpy" not in sys.modules:
+        # The same for OpenBLAS (numpy's BLAS), which reads it when numpy loads: an idle BLAS thread
+        # spins 2**28 cycles (about 0.1 s) before it sleeps, from numpy's import on and after every
+        # BLAS call; on 2 cores that spin took a core from the decoding and fitting threads (0.1 s
+        # of CPU, a 1,000-user score 20-40 ms slower on a busy machine).  Only how an idle thread
+        # waits changes: the same threads do the same work.
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
+    from engine.cli import compute_on_use
+
+    compute_on_use.install()  # pyarrow.compute makes its function wrappers as they are read
     if command not in (None, "provider") and "--dask" not in argv:  # Dask hands pandas objects to pyarrow
         _pyarrow_without_pandas()
     parser = build_parser(command)

@@ -383,16 +383,21 @@ def fit_stats(stats: list[dict]) -> dict:
     beta, drift, sigma2, r = _population(sends, opens)  # u0 and the response come from every user below
     O = r[3]
     pairs = np.sum([st["pairs"] for st in stats], axis=0) if stats else np.zeros((WEEKS, _PAIR, _PAIR), np.int64)
-    wk, sw, sp = np.meshgrid(np.arange(pairs.shape[0]), np.arange(_PAIR), np.arange(_PAIR), indexing="ij")
+    # week, sends and previous sends broadcast against pairs [week, sends, previous] (the same
+    # values, element for element, as full grids of each; a third of the time)
+    wk = np.arange(pairs.shape[0]).reshape(-1, 1, 1)
+    sw = np.arange(_PAIR).reshape(1, -1, 1)
+    sp = np.arange(_PAIR).reshape(1, 1, -1)
     load = 0.5 * np.maximum(sw - 1.0, 0.0) + 0.5 * sp
-    exposure = float((pairs * sw * (1.0 + load)).sum())
-    expected = float((pairs * sw * np.exp(-beta * load - drift * wk)).sum())
+    sent = pairs * sw
+    exposure = float((sent * (1.0 + load)).sum())
+    expected = float((sent * np.exp(-beta * load - drift * wk)).sum())
     opened = float(opens.sum(dtype=np.int64))  # (a float64 copy of [users, weeks] cost 0.3 s at 1M users)
     stopped = sum(st["stopped"] for st in stats)
     return {"beta": beta, "drift_per_week": drift, "sigma": float(np.sqrt(sigma2)),
             "unsubscribe_per_message": stopped / exposure if exposure else 0.0,
             "response": opened / expected if expected else 0.0, "users_with_opens": int((O > 0).sum()),
-            "messages": int((pairs * sw).sum()), "value_days": VALUE_DAYS, "unsubscribe_cost": UNSUBSCRIBE_COST}
+            "messages": int(sent.sum()), "value_days": VALUE_DAYS, "unsubscribe_cost": UNSUBSCRIBE_COST}
 
 
 #: fewer users than this with an answered message and the learned budget has nothing to learn from
