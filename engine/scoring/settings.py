@@ -7,7 +7,6 @@ The Python API (``engine.score(..., policy_cap=5)``), partitioned scoring and th
 from __future__ import annotations
 
 import dataclasses
-import difflib
 
 import numpy as np
 
@@ -66,6 +65,8 @@ def settings(*, as_of=None, **options) -> Settings:
     """
     for name in options:
         if name not in _NAMES:
+            import difflib  # only for the error
+
             near = difflib.get_close_matches(name, _NAMES, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else f"; valid options: {', '.join(_NAMES)}"
             raise ConfigError(f"unknown scoring option {name!r}{hint}")
