@@ -225,6 +225,9 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     is_act = _activity_mask(list(cfg.activity))
     u = load_users(users, on_bad_rows=on_bad_rows, quarantine=qu, infer_timezones=True)
     table = u.table
+    # a mistyped --send-time-cohort is said before the pass, not after it
+    cohort_codes = (cohorts.codes(table, cfg.send_time_cohort, source=users if isinstance(users, (str, os.PathLike))
+                                  else "users") if cfg.send_time_cohort else None)
     zones, user_tz = zone_index(table, cfg.default_timezone)
     window_start = as_of - cfg.model_window_days * SECONDS_PER_DAY
     off_table, off_t0 = offset_table(zones, window_start, as_of)
@@ -303,8 +306,7 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
     rfm = {k: tuple(np.unique(v[~np.isnan(v)], return_counts=True)) for k, v in keys.items()}
     fatigue_stats = fatigue_model.part_stats(fat)
     hour_spread = sendtime.mode_spread(acc.hour_hist)
-    cohort_sums = (cohorts.part_sums(acc.hour_hist, acc.wd_hist, *cohorts.codes(table, cfg.send_time_cohort))
-                   if cfg.send_time_cohort else None)
+    cohort_sums = cohorts.part_sums(acc.hour_hist, acc.wd_hist, *cohort_codes) if cohort_codes else None
     lapse_rows = lapse_later.result()
     acc.day_bits = acc.day_bits[:0]  # spent (96 bytes a user): dropped before finalize
     stats = PartStats(

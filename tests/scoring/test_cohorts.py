@@ -176,6 +176,6 @@ def test_the_cli_takes_the_option_and_names_a_missing_column_without_a_traceback
     rc = main(["score", str(users), str(events), "--as-of", AS_OF, "-o", str(bad), "--no-progress",
                "--send-time-cohort", "segmnet"])
     err = capsys.readouterr().err
-    assert rc != 0 and "no column 'segmnet' for --send-time-cohort" in err and "segment" in err
+    assert rc != 0 and f"{users}: no column 'segmnet' for --send-time-cohort" in err and "segment" in err
     assert "Traceback" not in err and not bad.exists()
     assert not list(tmp_path.glob("bad.arrow*"))
