@@ -75,8 +75,7 @@ def derive(part, pop):
     pop_w = np.array([pop.wd_share[z] for z in zones]).reshape(len(zones), 7)
     group = user_tz
     if getattr(pop, "cohorts", None):  # the send-time prior per (timezone, cohort): engine.scoring.cohorts
-        group, pop_h, pop_w = cohorts.group_priors(pop_h, pop_w, user_tz, *cohorts.codes(table, cfg.send_time_cohort),
-                                                   pop.cohorts)
+        group, pop_h, pop_w = cohorts.group_priors(pop_h, pop_w, user_tz, *part.cohort_codes, pop.cohorts)
     bt = sendtime.best_times_given(acc.hour_hist, acc.wd_hist, group, pop_h, pop_w, cfg.prior_weight,
                                    pop.hour_spread)
     acc.hour_hist = acc.wd_hist = None

@@ -168,6 +168,7 @@ class Partial:
     item_acc: object = None  # engine.affinity.ItemAccumulators
     fatigue: object = None  # engine.scoring.fatigue_model.FatigueAccumulators
     rfm: dict | None = None  # engine.scoring.columns.rfm_keys, made once in aggregate for finalize
+    cohort_codes: tuple | None = None  # engine.scoring.cohorts.codes, read once in aggregate for finalize
 
 
 @dataclasses.dataclass
@@ -325,7 +326,8 @@ def aggregate(users, events, cfg: Settings, *, on_bad_rows: str = "error", quara
         tz_profile=(tzhours.part_profile(acc.hour_hist, table["timezone_source"], zones, user_tz)
                     if "timezone_source" in table.column_names else None))
     return Partial(cfg=cfg, table=table, acc=acc, zones=zones, user_tz=user_tz, x=x, t_x=t_x, T=T,
-                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat, rfm=keys)
+                   in_window=in_window, stats=stats, items=cat, item_acc=item_acc, fatigue=fat, rfm=keys,
+                   cohort_codes=cohort_codes)
 
 
 def reduce_stats(stats: list[PartStats], cfg: Settings, *, pool: ThreadPoolExecutor | None = None) -> Population:
