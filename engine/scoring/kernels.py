@@ -60,7 +60,6 @@ __all__ = ["Accumulators", "Folder", "accumulate", "unengaged_streak", "frequenc
 #: How many most-recent sends per user and channel are kept to measure the unengaged streak.
 RECENT_SENDS = 8
 _EMPTY_AGE = np.uint32(0xFFFFFFFF)
-_NO_PERM = np.zeros(1, np.int64)  # the perm of a fold in index order (never read)
 SUPPRESS_UNSUB, SUPPRESS_BOUNCE, SUPPRESS_COMPLAINT = 1, 2, 4
 
 
@@ -121,16 +120,14 @@ class Accumulators:
 
 
 @njit
-def _fold(lo, hi, perm, use_perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
+def _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
           window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
           sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
           hour_hist, wd_hist, eng_count, valued, val):
-    """Events ``lo .. hi-1`` folded into the accumulators, in index order, or with ``use_perm``
-    events ``perm[lo] .. perm[hi-1]`` in that order."""
+    """Events ``lo .. hi-1`` folded into the accumulators, in index order."""
     n_hours = off_table.shape[1]
     k = recent_age.shape[2]
-    for q in range(lo, hi):
-        i = perm[q] if use_perm else q
+    for i in range(lo, hi):
         u = uidx[i]
         t = ts[i]
         e = ev[i]
@@ -219,14 +216,14 @@ def _kernel(uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_act
             sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
             hour_hist, wd_hist, eng_count, valued, val):
     """The whole batch on the calling thread, in input order."""
-    _fold(0, uidx.shape[0], _NO_PERM, False, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of,
+    _fold(0, uidx.shape[0], uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of,
           is_activity, day0, window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases,
           revenue, last_purchase, sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
           hour_hist, wd_hist, eng_count, valued, val)
 
 
 @njit
-def _fold_blocks(b0, b1, starts, shift, sort_below, perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0,
+def _fold_blocks(b0, b1, starts, shift, sort_below, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0,
                  as_of, is_activity, day0, window_s, decay_per_s,
                  day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                  sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
@@ -236,27 +233,34 @@ def _fold_blocks(b0, b1, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
 
     A block with fewer than ``sort_below`` events (a time-ordered log: about one event per
     user) is folded in order of user index (:func:`engine.scoring.partition.sort_block`
-    into ``perm``, stable), so its users' state is read front to back, once, instead of
+    copies it, stably, to a block-sized buffer), so its users' state is read front to back, once, instead of
     one jump per event; a dense block (a log grouped by user) stays in input order, which
     already touches each user's state in runs.  Either way every user's events are folded
     in input order.
     """
     mask = (np.int64(1) << shift) - 1
     cnt = np.empty(mask + 2, np.int64)
+    m = max(np.int64(1), sort_below)
+    bu, bt, be, bc, bv = np.empty(m, uidx.dtype), np.empty(m, ts.dtype), np.empty(m, ev.dtype), \
+        np.empty(m, ch.dtype), np.empty(m, val.dtype)
     for b in range(b0, b1):
         lo = starts[b]
         hi = starts[b + 1]
-        sparse = hi - lo > 1 and hi - lo < sort_below
-        if sparse:
-            sort_block(uidx, lo, hi, mask, perm, cnt)
-        _fold(lo, hi, perm, sparse, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
+        if hi - lo > 1 and hi - lo < sort_below:
+            sort_block(uidx, ts, ev, ch, val, lo, hi, mask, cnt, bu, bt, be, bc, bv)
+            _fold(0, hi - lo, bu, bt, be, bc, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
+                  window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue,
+                  last_purchase, sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
+                  hour_hist, wd_hist, eng_count, valued, bv)
+            continue
+        _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
               window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
               sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
               hour_hist, wd_hist, eng_count, valued, val)
 
 
 @pjit
-def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0,
+def _kernel_blocks(cuts, starts, shift, sort_below, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0,
                    as_of, is_activity, day0, window_s, decay_per_s,
                    day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                    sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
@@ -267,7 +271,7 @@ def _kernel_blocks(cuts, starts, shift, sort_below, perm, uidx, ts, ev, ch, user
     order, so the result is bit-identical to the single-threaded pass.
     """
     for c in prange(cuts.shape[0] - 1):
-        _fold_blocks(cuts[c], cuts[c + 1], starts, shift, sort_below, perm, uidx, ts, ev, ch, user_tz, off_table,
+        _fold_blocks(cuts[c], cuts[c + 1], starts, shift, sort_below, uidx, ts, ev, ch, user_tz, off_table,
                      off_day, off_t0, as_of, is_activity, day0, window_s, decay_per_s,
                      day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
                      sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
@@ -414,8 +418,8 @@ class Folder:
             b = waiting[0][0]
             size = max(n, self._group_rows)
             self._scratch = (np.empty(size, b.uidx.dtype), np.empty(size, b.ts.dtype), np.empty(size, b.event.dtype),
-                             np.empty(size, b.channel.dtype), np.empty(size, b.value.dtype), np.empty(size, np.int64))
-        u2, t2, e2, c2, v2, perm = self._scratch
+                             np.empty(size, b.channel.dtype), np.empty(size, b.value.dtype))
+        u2, t2, e2, c2, v2 = self._scratch
         for (b, _), o in zip(waiting, offs):
             scatter(b.uidx, b.ts, b.event, b.channel, b.value, self._shift, o, u2, t2, e2, c2, v2)
         del waiting
@@ -424,7 +428,7 @@ class Folder:
         if self._also is not None:
             self._also(u2[:n], t2[:n], e2[:n], None if cuts is None else starts[cuts])
         if n_threads == 1:
-            _fold_blocks(np.int64(0), np.int64(self._n_blocks), starts, self._shift, self._sort_below, perm,
+            _fold_blocks(np.int64(0), np.int64(self._n_blocks), starts, self._shift, self._sort_below,
                          u2, t2, e2, c2, *self._args, v2)
             return
         import numba
@@ -433,7 +437,7 @@ class Folder:
         # thread that the OS holds back on a busy machine does not hold up the others
         before = numba.set_parallel_chunksize(1)
         try:
-            _kernel_blocks(cuts, starts, self._shift, self._sort_below, perm,
+            _kernel_blocks(cuts, starts, self._shift, self._sort_below,
                            u2, t2, e2, c2, *self._args, v2)
         finally:
             numba.set_parallel_chunksize(before)

@@ -118,18 +118,22 @@ def test_grouped_partition_is_a_stable_grouping_by_user_block(world, shift, n_pa
 
 @given(event_worlds(max_users=40, max_events=200), st.integers(0, 4), st.data())
 def test_sort_block_orders_a_blocks_events_by_user_stably(world, shift, data):
-    """Property: sort_block gives the events of a range in order of user index, ties in input order."""
-    n_users, uidx, *_ = world
+    """Property: sort_block copies the events of a range, every column, in order of user index,
+    ties in input order, to the front of the block buffers (and writes nothing past them)."""
+    n_users, uidx, ts, ev, ch, val = world
     n = len(uidx)
     lo = data.draw(st.integers(0, n))
     hi = data.draw(st.integers(lo, n))
     mask = (1 << shift) - 1
     # (one block's events share uidx >> shift; sort_block sorts on the low bits only)
     low = uidx & mask
-    perm = np.full(n, -1, np.int64)
-    partition.sort_block(low, np.int64(lo), np.int64(hi), np.int64(mask), perm, np.empty(mask + 2, np.int64))
-    npt.assert_array_equal(perm[lo:hi], lo + np.array(naive.partition_by_block(low[lo:hi], 0), np.int64))
-    assert (perm[:lo] == -1).all() and (perm[hi:] == -1).all()
+    cols = (low, ts, ev, ch, val)
+    bufs = [np.full(n + 1, -1, a.dtype) for a in cols]
+    partition.sort_block(*cols, np.int64(lo), np.int64(hi), np.int64(mask), np.empty(mask + 2, np.int64), *bufs)
+    order = lo + np.array(naive.partition_by_block(low[lo:hi], 0), np.int64)
+    for buf, a in zip(bufs, cols):
+        npt.assert_array_equal(buf[:hi - lo], a[order])
+        assert (buf[hi - lo:] == -1).all()
 
 
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=30), st.integers(1, 9))
