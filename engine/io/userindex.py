@@ -21,11 +21,12 @@ Measured for 1M users and 50M lookups (10 % unknown, in random order) on a share
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
-from engine.jit import njit
+from engine.jit import njit  # first: numba is imported the way engine.jit sets it up
+
+from llvmlite import ir  # noqa: E402
+from numba import types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 __all__ = ["UserIndex"]
 
