@@ -110,6 +110,10 @@ def lookup_block(q, lo, hi, out, is_table, lut, base, slots, bits):
     if is_table:
         n = np.uint64(lut.size)
         for i in range(lo, hi):
+            if i + _AHEAD < hi:
+                ahead = np.uint64(q[i + _AHEAD] - base)
+                if ahead < n:
+                    _prefetch(lut, ahead)
             off = np.uint64(q[i] - base)  # wraps for ids below base: then off >= n
             out[i - lo] = lut[off] if off < n else -1
         return
