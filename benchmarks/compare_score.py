@@ -102,6 +102,7 @@ def run_winback(users: str, events: str) -> dict:
     from engine.tz import offset_table
     from engine.io.readers import iter_events, load_users
     from engine.schema import DEFAULT_ACTIVITY, EVENT_CODE, EVENTS
+    from engine.scoring.pipeline import DECODERS
 
     is_act = np.zeros(len(EVENTS) + 1, np.bool_)
     for name in DEFAULT_ACTIVITY:
@@ -119,10 +120,14 @@ def run_winback(users: str, events: str) -> dict:
         acc = kernels.Accumulators.zeros(table.num_rows, 731)
         day0 = AS_OF_S // DAY - acc.day_bits.shape[1] * 64 + 1
         n = 0
+        # read as `winback score` reads (engine.scoring.pipeline.aggregate): batches decoded on
+        # DECODERS threads ahead of the fold, each batch's block counts taken where it was decoded
         with kernels.Folder(acc, user_tz=user_tz, off_table=off_table, off_t0=off_t0, as_of=AS_OF_S,
-                            is_activity=is_act, day0=day0, window_days=730, half_life_days=60.0) as folder:
-            for batch in iter_events(events, u, as_of=AS_OF_S, read_ahead=2):
-                folder.add(batch)
+                            is_activity=is_act, day0=day0, window_days=730, half_life_days=60.0,
+                            n_threads=kernels.threads()) as folder:
+            for batch, counts in iter_events(events, u, as_of=AS_OF_S, read_ahead=2, then=folder.counts,
+                                             decoders=min(DECODERS, kernels.threads())):
+                folder.add(batch, counts)
                 n += len(batch)
     days = kernels.frequency_from_bits(acc.day_bits)
     streak = kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF_S))
@@ -148,6 +153,7 @@ def _warm(kernels, is_act) -> None:
                            half_life_days=60.0, partition=partition)
     kernels.frequency_from_bits(acc.day_bits)
     kernels.unengaged_streak(acc.recent_age, acc.last_eng, np.int64(AS_OF_S))
+    kernels.block_counts_serial(uidx, kernels.BLOCK_SHIFT, np.int64(4), np.int64(1))  # the decoders' counts
     import pyarrow as pa
 
     from engine.schema import CHANNELS, EVENTS
