@@ -431,7 +431,12 @@ def user_params(acc: FatigueAccumulators, pop: dict) -> tuple[np.ndarray, np.nda
     r = user_sums(acc.sends[has], acc.opens[has], pop["beta"], drift)
     S[has], I[has], O[has] = r[0], r[1], r[3]
     beta_u = pop["beta"] + S / (I + 1.0 / pop["sigma"] ** 2)
-    q_u = (O + pop["response"] * PRIOR_MESSAGES) / (user_sums(acc.sends, acc.opens, beta_u, drift)[2] + PRIOR_MESSAGES)
+    # E_u sums over the weeks' sends: exactly 0 for a user sent nothing (a history without
+    # campaigns: every user), so it is summed over the users sent something alone
+    sent = acc.sends.max(axis=1) > 0 if acc.sends.size else np.zeros(n, bool)
+    E = np.zeros(n)
+    E[sent] = user_sums(acc.sends[sent], acc.opens[sent], beta_u[sent], drift)[2]
+    q_u = (O + pop["response"] * PRIOR_MESSAGES) / (E + PRIOR_MESSAGES)
     return beta_u, q_u
 
 
