@@ -36,7 +36,9 @@ users / 59.5M events, winback 9.66-11.26 s, ratio vs the fastest 3.26x-7.17x; th
 BG/NBD-process world, 1M users / 49.8M events, 6.63 s, 4.56x; peak RSS at 1M: winback
 1.1 GiB, polars 6.4 GiB, duckdb 4.7 GiB.  2026-12-02 with the one-pass events decoder
 (load 4-9): 5.1x-6.0x on seed 7 and 12.2x on seed 3 (main beside it 3.3x-4.7x, 6.9x), 4.9x
-on the BG/NBD world, 1.9x on a time-ordered copy.  Every run and the accuracy figures:
+on the BG/NBD world, 1.9x on a time-ordered copy.  2026-12-05 (quiet machine), with sparse
+blocks folded front to back and look-ups asked for ahead: 7.66x (seed 7), 7.48x (seed 8),
+6.67x (time order), 6.03x (BG/NBD world, 1M).  Every run and the accuracy figures:
 ``benchmarks/README.md``.
 
     python benchmarks/compare_score.py --quick --seeds 7,8 --min-ratio 1.5

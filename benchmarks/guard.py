@@ -26,6 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str]) -> int:
     floors = tomllib.loads((ROOT / "benchmarks" / "floors.toml").read_text())
+    if any(a in ("-h", "--help") for a in argv):
+        sys.stdout.write(__doc__ + "\nguards: " + ", ".join(floors) + "\n")
+        return 0
+    unknown = [a for a in argv if a not in floors]
+    if unknown:
+        sys.stderr.write(f"guard: no guard named {', '.join(unknown)} in benchmarks/floors.toml; "
+                         f"pick from: {', '.join(floors)}\n")
+        return 2
     names = argv or list(floors)
     failed = []
     t_all = time.perf_counter()
