@@ -51,6 +51,16 @@ def _count_slice(uidx, lo, hi, shift, row):
         row[uidx[i] >> shift] += 1
 
 
+@njit(inline="always")
+def _move(i, j, uidx, ts, ev, ch, val, u2, t2, e2, c2, v2):
+    """Event ``i`` of the five columns to position ``j`` of ``u2 .. v2``."""
+    u2[j] = uidx[i]
+    t2[j] = ts[i]
+    e2[j] = ev[i]
+    c2[j] = ch[i]
+    v2[j] = val[i]
+
+
 @pjit
 def scatter(uidx, ts, ev, ch, val, shift, offs, u2, t2, e2, c2, v2):
     """Each event of slice ``p`` of the batch (the slices of :func:`block_counts`) to
@@ -63,11 +73,7 @@ def scatter(uidx, ts, ev, ch, val, shift, offs, u2, t2, e2, c2, v2):
             b = uidx[i] >> shift
             j = o[b]
             o[b] = j + 1
-            u2[j] = uidx[i]
-            t2[j] = ts[i]
-            e2[j] = ev[i]
-            c2[j] = ch[i]
-            v2[j] = val[i]
+            _move(i, j, uidx, ts, ev, ch, val, u2, t2, e2, c2, v2)
 
 
 def group_offsets(counts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -107,11 +113,7 @@ def sort_block(uidx, ts, ev, ch, val, lo, hi, mask, cnt, bu, bt, be, bc, bv):
         k = uidx[i] & mask
         j = cnt[k]
         cnt[k] = j + 1
-        bu[j] = uidx[i]
-        bt[j] = ts[i]
-        be[j] = ev[i]
-        bc[j] = ch[i]
-        bv[j] = val[i]
+        _move(i, j, uidx, ts, ev, ch, val, bu, bt, be, bc, bv)
 
 
 def chunk_blocks(starts: np.ndarray, n_chunks: int) -> np.ndarray:
