@@ -50,6 +50,12 @@ def _prefetch(typingctx, arr, idx):
     return types.void(arr, idx), codegen
 
 
+@njit(inline="always")
+def _slot(k, shift):
+    """The home slot of id ``k`` in a table of ``2 ** (64 - shift)`` slots (Fibonacci hashing)."""
+    return np.int64((np.uint64(k) * _GOLDEN) >> shift)
+
+
 @njit
 def _hash_build(ids, bits):
     """2**bits slots as ``[key, position]`` pairs, flat: the first row position of each id
@@ -63,7 +69,7 @@ def _hash_build(ids, bits):
         slots[2 * j + 1] = -1
     for i in range(ids.size):
         k = ids[i]
-        j = np.int64((np.uint64(k) * _GOLDEN) >> shift)
+        j = _slot(k, shift)
         while slots[2 * j + 1] >= 0 and slots[2 * j] != k:
             j = (j + 1) & mask
         if slots[2 * j + 1] < 0:
@@ -90,7 +96,7 @@ def _table_build(ids, base, size):
 
 @njit
 def _hash_find(k, slots, mask, shift):
-    j = np.int64((np.uint64(k) * _GOLDEN) >> shift)
+    j = _slot(k, shift)
     while slots[2 * j + 1] >= 0:
         if slots[2 * j] == k:
             return slots[2 * j + 1]
@@ -122,10 +128,10 @@ def lookup_block(q, lo, hi, out, is_table, lut, base, slots, bits):
     # the slot of the row _AHEAD on is asked for before this row's is read, so that many
     # cache misses are under way at once (25 % faster for 1M users: benchmarks/bench_io.py)
     for i in range(lo, min(lo + _AHEAD, hi)):
-        _prefetch(slots, 2 * np.int64((np.uint64(q[i]) * _GOLDEN) >> shift))
+        _prefetch(slots, 2 * _slot(q[i], shift))
     for i in range(lo, hi):
         if i + _AHEAD < hi:
-            _prefetch(slots, 2 * np.int64((np.uint64(q[i + _AHEAD]) * _GOLDEN) >> shift))
+            _prefetch(slots, 2 * _slot(q[i + _AHEAD], shift))
         out[i - lo] = _hash_find(q[i], slots, mask, shift)
 
 

@@ -433,7 +433,7 @@ def user_params(acc: FatigueAccumulators, pop: dict) -> tuple[np.ndarray, np.nda
     beta_u = pop["beta"] + S / (I + 1.0 / pop["sigma"] ** 2)
     # E_u sums over the weeks' sends: exactly 0 for a user sent nothing (a history without
     # campaigns: every user), so it is summed over the users sent something alone
-    sent = acc.sends.max(axis=1) > 0 if acc.sends.size else np.zeros(n, bool)
+    sent = acc.sends.max(axis=1) > 0
     E = np.zeros(n)
     E[sent] = user_sums(acc.sends[sent], acc.opens[sent], beta_u[sent], drift)[2]
     q_u = (O + pop["response"] * PRIOR_MESSAGES) / (E + PRIOR_MESSAGES)

@@ -246,17 +246,14 @@ def _fold_blocks(b0, b1, starts, shift, sort_below, uidx, ts, ev, ch, user_tz, o
     for b in range(b0, b1):
         lo = starts[b]
         hi = starts[b + 1]
+        u, t, e, c, v = uidx, ts, ev, ch, val
         if hi - lo > 1 and hi - lo < sort_below:
             sort_block(uidx, ts, ev, ch, val, lo, hi, mask, cnt, bu, bt, be, bc, bv)
-            _fold(0, hi - lo, bu, bt, be, bc, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
-                  window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue,
-                  last_purchase, sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-                  hour_hist, wd_hist, eng_count, valued, bv)
-            continue
-        _fold(lo, hi, uidx, ts, ev, ch, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
+            lo, hi, u, t, e, c, v = 0, hi - lo, bu, bt, be, bc, bv
+        _fold(lo, hi, u, t, e, c, user_tz, off_table, off_day, off_t0, as_of, is_activity, day0,
               window_s, decay_per_s, day_bits, first_act, first_act_window, last_act, purchases, revenue, last_purchase,
               sends90, opens90, clicks90, last_eng, suppressed, recent_age, sends7, sends30,
-              hour_hist, wd_hist, eng_count, valued, val)
+              hour_hist, wd_hist, eng_count, valued, v)
 
 
 @pjit
